@@ -1,0 +1,1 @@
+"""Targets: Iceberg history and SQL serving databases, chosen by ``type`` through a lazy registry."""
