@@ -1,0 +1,172 @@
+"""The typed pipeline configuration: one file per source database (DESIGN.md, "Contracts").
+
+Models are frozen and reject unknown keys; the loader (``cdc.config.loader``) turns YAML into these
+and turns validation failures into messages that name the key path. Secrets are ``SecretStr`` (or a
+URL whose password is masked) so that printing a config never shows them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+TABLE_PATTERN = re.compile(r"^[^.\s]+\.[^.\s]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class ZeroDatePolicy(enum.StrEnum):
+    """What a zero date (``0000-00-00``) or a zero part in a DATE/DATETIME becomes."""
+
+    NULL = "null"  # the default: consumers see a missing value, as Debezium does
+    ERROR = "error"  # stop with an error naming db.table.column
+    STRING = "string"  # keep the source text, e.g. "0000-00-00 00:00:00"
+
+
+class MariaDbSourceConfig(_Model):
+    type: Literal["mariadb"] = "mariadb"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3306
+    user: str
+    password: SecretStr = SecretStr("")
+    server_id: Annotated[int, Field(ge=1, le=2**32 - 1)]
+    tables: Annotated[list[str], Field(min_length=1)] = ["*.*"]
+    exclude_tables: list[str] = []
+    zero_dates: ZeroDatePolicy = ZeroDatePolicy.NULL
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    @field_validator("tables", "exclude_tables")
+    @classmethod
+    def _db_dot_table(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not TABLE_PATTERN.match(pattern):
+                raise ValueError(
+                    f"table pattern {pattern!r} must be 'db.table' (wildcards allowed: 'wikidb.*')"
+                )
+        return patterns
+
+
+class KafkaStreamConfig(_Model):
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: str
+    partitions: Annotated[int, Field(ge=1, le=10_000)] = 1
+    replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
+    flush_max_events: Annotated[int, Field(ge=1)] = 10_000
+    flush_max_ms: Annotated[int, Field(ge=1)] = 200
+    transaction_metadata: bool = False
+    # librdkafka properties passed through as they are (security.protocol, sasl.*...)
+    properties: dict[str, str] = {}
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+class SecretUrl(str):
+    """A database URL that may carry a password: shown masked, used whole."""
+
+    def __repr__(self) -> str:
+        return repr(mask_url_password(str(self)))
+
+    @property
+    def masked(self) -> str:
+        return mask_url_password(str(self))
+
+
+class SqlSinkConfig(_Model):
+    type: Literal["sql"] = "sql"
+    url: str
+    table: str = "{table}"
+    schema_name: str | None = Field(default=None, alias="schema")
+    batch_rows: Annotated[int, Field(ge=1)] = 5_000
+    on_bad_row: Literal["stop", "dead_letter"] = "stop"
+
+    @field_validator("url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected a SQLAlchemy URL such as sqlite:///state/serving.db")
+        return SecretUrl(value)
+
+    @field_validator("table")
+    @classmethod
+    def _table_format(cls, value: str) -> str:
+        try:
+            value.format(table="t", db="d")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"table name format may use only {{table}} and {{db}}, got {value!r}") from exc
+        return value
+
+
+class IcebergSinkConfig(_Model):
+    type: Literal["iceberg"] = "iceberg"
+    # pyiceberg catalog properties as they are: {type: sql, uri: ..., warehouse: ...} or {type: rest, ...}
+    catalog: dict[str, str]
+    namespace: str
+    commit_rows: Annotated[int, Field(ge=1)] = 100_000
+    commit_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog_type(cls, value: dict[str, str]) -> dict[str, str]:
+        if value.get("type") not in {"sql", "rest"}:
+            raise ValueError(f"catalog.type must be 'sql' or 'rest', got {value.get('type')!r}")
+        return value
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for key, value in super().__repr_args__():
+            if key == "catalog":
+                value = {k: _mask_property(k, v) for k, v in value.items()}
+            yield key, value
+
+
+def _mask_property(key: str, value: str) -> str:
+    if any(word in key.lower() for word in SECRET_WORDS):
+        return "***"
+    return mask_url_password(value) if "://" in value else value
+
+
+SECRET_WORDS = ("password", "secret", "token", "credential", "sasl.password", "key")
+
+SinkConfig = SqlSinkConfig | IcebergSinkConfig
+SINK_CONFIG_TYPES: dict[str, type[SqlSinkConfig] | type[IcebergSinkConfig]] = {
+    "sql": SqlSinkConfig,
+    "iceberg": IcebergSinkConfig,
+}
+
+
+class PipelineConfig(_Model):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    source: MariaDbSourceConfig
+    stream: KafkaStreamConfig | None = None
+    sinks: list[SqlSinkConfig | IcebergSinkConfig] = []
+    state_dir: Path = Path("state")
+
+    @property
+    def embedded(self) -> bool:
+        """No stream configured: `cdc run` applies changes straight to the sinks."""
+        return self.stream is None
