@@ -173,7 +173,7 @@ def test_a_secret_is_masked_wherever_it_appears() -> None:
         VALID.replace("port: 3306", "port: ${PORT}").replace("user: cdc", "user: ${CDC_SOURCE_PASSWORD}x"),
         env,
     )
-    assert "source.port: expected an integer, got '***'" in message
+    assert "source.port: expected an integer" in message and "got" not in message
 
 
 def test_bad_table_pattern() -> None:
