@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what Headwater's demo and tests need, and nothing twice:
+#   Debian packages (MariaDB, PostgreSQL, Java 17, Maven) when a binary is missing,
+#   a virtualenv in .venv with `pip install -e '.[dev]'` (again only when pyproject.toml changed).
+# The Kafka broker's jars are resolved from Maven Central by `cdc dev up` and cached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+missing=()
+need() {  # need BINARY-PATH-OR-NAME PACKAGE
+  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "$1" ]; then missing+=("$2"); fi
+}
+need mariadbd mariadb-server
+need /usr/sbin/mariadbd mariadb-server
+need mariadb-install-db mariadb-server
+need mariadb mariadb-client
+need mariadb-binlog mariadb-client
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then missing+=(postgresql); fi
+need java openjdk-17-jre-headless
+need mvn maven
+need python3 python3
+if [ ${#missing[@]} -gt 0 ]; then
+  # unique, in order
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      log "error: not root and no sudo; install these packages first: ${missing[*]}"; exit 2
+    fi
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts a system-wide server on install where it can; ours run privately, so stop those.
+  for svc in mariadb postgresql; do
+    if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
+  done
+else
+  log "Debian packages: all present"
+fi
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  log "error: Python 3.11+ is required ($PY is $("$PY" --version 2>&1))"; exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.headwater-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing headwater and its dev extras into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+else
+  log "virtualenv: up to date"
+fi
