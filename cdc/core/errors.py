@@ -1,0 +1,96 @@
+"""One flat tree of Headwater errors; every module raises these, never its own roots.
+
+Whether a retry can help is a marker, not a branch of the tree: callers that decide to retry
+(the daemon loop) test ``isinstance(exc, TransientError)``; everything else stops the pipeline.
+
+::
+
+    HeadwaterError
+    ├── ConfigError                    (TerminalError)  bad or missing configuration; names the key
+    ├── UnsupportedColumnType          (TerminalError)  a column we cannot represent: db.table.column + type
+    ├── ZeroDateError                  (TerminalError)  '0000-00-00' met under ZeroDatePolicy.ERROR
+    ├── PositionFormatError            (TerminalError)  a serialized Position/RestartPoint that does not load
+    ├── BinlogPurged                   (TerminalError)  the resume position is gone: run `cdc bootstrap`
+    ├── SourceProtocolError            (TerminalError)  the binlog stream says something we cannot read
+    └── SourceUnavailable              (TransientError) connection refused/lost: retry with backoff
+
+    TerminalError   marker: retrying the same thing fails the same way
+    TransientError  marker: retrying later may succeed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BinlogPurged",
+    "ConfigError",
+    "HeadwaterError",
+    "PositionFormatError",
+    "SourceProtocolError",
+    "SourceUnavailable",
+    "TerminalError",
+    "TransientError",
+    "UnsupportedColumnType",
+    "ZeroDateError",
+]
+
+
+class HeadwaterError(Exception):
+    """Root of every error Headwater raises on purpose."""
+
+
+class TerminalError(HeadwaterError):
+    """Marker: retrying cannot help; an operator must act."""
+
+
+class TransientError(HeadwaterError):
+    """Marker: the same call may succeed later (network, server restart)."""
+
+
+class ConfigError(TerminalError):
+    """Configuration is invalid; the message names the offending key."""
+
+
+class UnsupportedColumnType(TerminalError):
+    """A source column has a type the decoder cannot represent faithfully."""
+
+    def __init__(self, db: str, table: str, column: str, type_name: str) -> None:
+        self.db = db
+        self.table = table
+        self.column = column
+        self.type_name = type_name
+        super().__init__(f"unsupported column type {type_name!r} for {db}.{table}.{column}")
+
+
+class ZeroDateError(TerminalError):
+    """A zero date ('0000-00-00') was met and the policy says to stop."""
+
+    def __init__(self, db: str, table: str, column: str, raw: str) -> None:
+        self.db = db
+        self.table = table
+        self.column = column
+        self.raw = raw
+        super().__init__(f"zero date {raw!r} in {db}.{table}.{column} (zero_dates policy is ERROR)")
+
+
+class PositionFormatError(TerminalError):
+    """A serialized position is incomplete or malformed; we refuse to guess."""
+
+
+class BinlogPurged(TerminalError):
+    """The binlog needed to resume from ``position`` no longer exists on the server."""
+
+    recovery = "run `cdc bootstrap` for the affected tables to take a new consistent snapshot"
+
+    def __init__(self, position: str, server_message: str = "") -> None:
+        self.position = position
+        self.server_message = server_message
+        detail = f" (server: {server_message})" if server_message else ""
+        super().__init__(f"binlog for position {position} has been purged{detail}; {self.recovery}")
+
+
+class SourceProtocolError(TerminalError):
+    """The replication stream contained something we cannot interpret."""
+
+
+class SourceUnavailable(TransientError):
+    """The source database could not be reached or dropped the connection."""

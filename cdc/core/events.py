@@ -1,0 +1,104 @@
+"""What a source emits: row changes, schema changes and transaction ends, all immutable.
+
+Row images are tuples aligned with ``schema.columns`` (not dicts): the schema object travels with the
+event, so any layer can name the values without a lookup, and building a tuple is cheap on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+from dataclasses import dataclass
+
+from cdc.core.positions import Position, RestartPoint
+from cdc.core.schemas import TableRef, TableSchema
+
+__all__ = [
+    "ChangeEvent",
+    "ColumnValue",
+    "Op",
+    "RowImage",
+    "SchemaChange",
+    "SchemaChangeKind",
+    "SourceRecord",
+    "TransactionEnd",
+]
+
+ColumnValue = (
+    None | bool | int | float | decimal.Decimal | str | bytes | dt.date | dt.datetime | dt.timedelta
+)
+RowImage = tuple[ColumnValue, ...]
+
+
+class Op(enum.Enum):
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    READ = "r"  # snapshot read
+    TRUNCATE = "t"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row change (or a whole-table truncate, which has no key and no images)."""
+
+    op: Op
+    schema: TableSchema  # the table's shape these images follow
+    key: RowImage | None  # primary-key values, in primary_key order; None for truncate/keyless
+    before: RowImage | None  # None for c, r, t
+    after: RowImage | None  # None for d, t
+    position: Position
+    source_ts_ms: int  # commit time on the source (binlog event timestamp), ms since epoch
+    transaction_id: str  # the source transaction's GTID, "domain-server-seq"
+
+    @property
+    def table(self) -> TableRef:
+        return self.schema.ref
+
+    @property
+    def schema_version(self) -> str:
+        return self.schema.version
+
+
+class SchemaChangeKind(enum.Enum):
+    CREATE = "create"
+    ALTER = "alter"
+    DROP = "drop"
+    RENAME = "rename"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """A DDL statement that changed a table's shape.
+
+    Sources do not parse DDL: the table's new schema (and version) is the one carried by the next row
+    events of that table, which come with full column metadata. ``previous_version`` is the version
+    the source last saw for the table, if any.
+    """
+
+    kind: SchemaChangeKind
+    table: TableRef
+    ddl: str
+    position: Position
+    source_ts_ms: int
+    transaction_id: str
+    previous_version: str | None = None
+    renamed_to: TableRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionEnd:
+    """The source transaction ``transaction_id`` is complete; ``restart`` resumes just after it."""
+
+    transaction_id: str
+    last_position: Position  # position of the transaction's last record (row or DDL)
+    row_count: int
+    source_ts_ms: int
+
+    @property
+    def restart(self) -> RestartPoint:
+        return RestartPoint.after(self.last_position)
+
+
+SourceRecord = ChangeEvent | SchemaChange | TransactionEnd
