@@ -68,7 +68,9 @@ def _read_tail(cls: type[BinLogStreamReader], stack: StackConnections, start: st
         reader.close()
 
 
-def test_fixed_reader_reads_the_whole_tail_non_blocking(stack: StackConnections, tail: tuple[str, str]) -> None:
+def test_fixed_reader_reads_the_whole_tail_non_blocking(
+    stack: StackConnections, tail: tuple[str, str]
+) -> None:
     rows, finished = _read_tail(FixedBinLogStreamReader, stack, *tail)
     assert finished and rows == ROWS
 
