@@ -1,0 +1,247 @@
+"""Apache Kafka, a real single-node KRaft broker (broker and controller in one JVM, `kafka.Kafka`).
+
+Kafka is no Debian package: its jars come from Maven Central at a pinned version, resolved once with
+``mvn dependency:copy-dependencies`` over the small ``kafka-pom.xml`` shipped next to this module, and
+cached under ``<cache dir>/kafka-<version>/libs`` (cache dir: HEADWATER_CACHE_DIR, else
+~/.cache/headwater), so a second `up` downloads nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from cdc.devstack.connections import KafkaConnection
+from cdc.devstack.process import DevStackError, find_binary, log_tail
+from cdc.devstack.service import Service
+from cdc.devstack.settings import LOOPBACK, ServiceName, StackSettings
+
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+MAVEN_PACKAGE = "maven"
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
+NODE_ID = 1
+COMPLETE_MARKER = ".complete"
+
+# Transactions on a single node: the internal topics cannot have 3 replicas here.
+# docker-compose.yml sets the same (as KAFKA_* variables); tests/unit/test_docker_compose.py checks.
+SINGLE_NODE_SETTINGS: dict[str, str] = {
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "min.insync.replicas": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "num.partitions": "1",
+}
+
+LOG4J2_PROPERTIES = """\
+# Written by cdc dev up: log to stdout, which the dev stack appends to logs/kafka.log.
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+def render_server_properties(settings: StackSettings, log_dir: Path) -> str:
+    """server.properties of the single-node KRaft broker (static controller quorum)."""
+    broker, controller = settings.kafka_port, settings.kafka_controller_port
+    props: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(NODE_ID),
+        "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK}:{controller}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{broker},CONTROLLER://{LOOPBACK}:{controller}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{broker}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        **SINGLE_NODE_SETTINGS,
+    }
+    lines = ["# Written by cdc dev up at every start; edit the dev stack settings instead."]
+    lines += [f"{key}={value}" for key, value in props.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes it (22 url-safe base64 chars)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def kafka_libs_dir(cache_dir: Path, version: str) -> Path:
+    return cache_dir / f"kafka-{version}" / "libs"
+
+
+def resolve_kafka_jars(cache_dir: Path, version: str, log_file: Path) -> Path:
+    """The directory of the broker's jars, downloading them with Maven the first time."""
+    libs = kafka_libs_dir(cache_dir, version)
+    if (libs / COMPLETE_MARKER).exists():
+        return libs
+    mvn = find_binary("mvn", MAVEN_PACKAGE)
+    work = libs.parent
+    work.mkdir(parents=True, exist_ok=True)
+    pom = work / "pom.xml"
+    pom.write_text(resources.files("cdc.devstack").joinpath("kafka-pom.xml").read_text())
+    scratch = work / "libs.downloading"
+    shutil.rmtree(scratch, ignore_errors=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        log.write(f"\n=== resolving org.apache.kafka:kafka_2.13:{version} with Maven\n".encode())
+        log.flush()
+        result = subprocess.run(
+            [
+                str(mvn),
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                f"-Dkafka.version={version}",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={scratch}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            check=False,
+        )
+    if result.returncode != 0 or not any(scratch.glob(f"kafka_2.13-{version}.jar")):
+        raise DevStackError(
+            f"could not resolve Kafka {version} jars from Maven Central (mvn exit "
+            f"{result.returncode}); see {log_file}:\n{log_tail(log_file)}"
+        )
+    (scratch / COMPLETE_MARKER).write_text(f"org.apache.kafka:kafka_2.13:{version}\n")
+    shutil.rmtree(libs, ignore_errors=True)
+    scratch.rename(libs)
+    return libs
+
+
+class Kafka(Service):
+    name = ServiceName.KAFKA
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.settings.kafka_port, self.settings.kafka_controller_port)
+
+    @property
+    def server_properties(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.home / "log4j2.properties"
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return self.home / "cluster.id"
+
+    @property
+    def libs_dir(self) -> Path:
+        return kafka_libs_dir(self.settings.cache_dir, self.settings.kafka_version)
+
+    def cmdline_markers(self) -> tuple[str, ...]:
+        return (MAIN_CLASS, str(self.server_properties))
+
+    def java(self) -> Path:
+        java_home = os.environ.get("JAVA_HOME")
+        candidates = [Path(java_home) / "bin" / "java"] if java_home else []
+        return find_binary("java", JAVA_PACKAGE, candidates)
+
+    def cluster_id(self) -> str:
+        if self.cluster_id_file.exists():
+            return self.cluster_id_file.read_text().strip()
+        cluster_id = new_cluster_id()
+        self.cluster_id_file.write_text(cluster_id + "\n")
+        return cluster_id
+
+    def prepare(self) -> None:
+        java = self.java()
+        resolve_kafka_jars(self.settings.cache_dir, self.settings.kafka_version, self.log_file)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.server_properties.write_text(render_server_properties(self.settings, self.data_dir))
+        self.log4j_file.write_text(LOG4J2_PROPERTIES)
+        if not (self.data_dir / "meta.properties").exists():
+            self._format_storage(java)
+
+    def _format_storage(self, java: Path) -> None:
+        """What `kafka-storage.sh format -t <id> -c server.properties` does."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with self.log_file.open("ab") as log:
+            result = subprocess.run(
+                [
+                    *self._java_prefix(java, heap="256m"),
+                    STORAGE_TOOL_CLASS,
+                    "format",
+                    "-t",
+                    self.cluster_id(),
+                    "-c",
+                    str(self.server_properties),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise DevStackError(
+                f"formatting the Kafka storage failed (exit {result.returncode}); see {self.log_file}:\n"
+                f"{log_tail(self.log_file)}"
+            )
+
+    def _java_prefix(self, java: Path, heap: str) -> list[str]:
+        return [
+            str(java),
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            f"-Dkafka.logs.dir={self.settings.logs_dir}",
+            "-cp",
+            f"{self.libs_dir}/*",
+        ]
+
+    def argv(self) -> list[str]:
+        return [
+            *self._java_prefix(self.java(), heap=self.settings.kafka_heap),
+            MAIN_CLASS,
+            str(self.server_properties),
+        ]
+
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(bootstrap_servers=f"{LOOPBACK}:{self.settings.kafka_port}")
+
+    def probe(self) -> None:
+        admin = AdminClient(
+            {
+                "bootstrap.servers": self.connection().bootstrap_servers,
+                "socket.connection.setup.timeout.ms": 2000,
+                "log_level": 0,  # connection refused while the JVM starts is expected, not news
+            }
+        )
+        metadata = admin.list_topics(timeout=3)
+        if not metadata.brokers:
+            raise DevStackError("Kafka answered without brokers")
