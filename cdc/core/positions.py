@@ -114,8 +114,21 @@ class Position:
         return self._key[6]
 
     def at_row(self, row: int) -> Position:
-        """The position of another row change of the same transaction."""
-        return Position(self.gtid, self.file, self.offset, row)
+        """The position of another row change of the same transaction.
+
+        Hot path (one call per row change): copies the validated fields instead of re-parsing them.
+        """
+        if row.__class__ is not int or not 0 <= row <= 9_999_999_999:
+            _check_range("row index", row, 9_999_999_999)
+        new = object.__new__(Position)
+        set_ = object.__setattr__
+        set_(new, "gtid", self.gtid)
+        set_(new, "file", self.file)
+        set_(new, "offset", self.offset)
+        set_(new, "row", row)
+        key = self._key
+        set_(new, "_key", (key[0], key[1], row, key[3], key[4], key[5], key[6]))
+        return new
 
     def to_string(self) -> str:
         """Sortable text form: string order equals Position order."""
