@@ -28,6 +28,8 @@ from cdc.devstack.settings import (
 )
 
 DEBIAN_PACKAGE = "mariadb-server"
+MARIADBD_CANDIDATES: tuple[str, ...] = ("/usr/sbin/mariadbd",)
+INSTALL_DB_CANDIDATES: tuple[str, ...] = ("/usr/bin/mariadb-install-db",)
 
 # The binlog as the capture needs it (see DESIGN.md): row events with full images and full
 # metadata (column names, signedness, primary key in the TableMap), GTIDs in domain 0.
@@ -112,7 +114,7 @@ class MariaDb(Service):
         return ("mariadbd", f"--datadir={self.data_dir}")
 
     def mariadbd(self) -> Path:
-        return find_binary("mariadbd", DEBIAN_PACKAGE, ["/usr/sbin/mariadbd"])
+        return find_binary("mariadbd", DEBIAN_PACKAGE, MARIADBD_CANDIDATES)
 
     def _user_args(self) -> list[str]:
         return ["--user=root"] if os.geteuid() == 0 else []
@@ -128,7 +130,7 @@ class MariaDb(Service):
         self.init_file.chmod(0o600)
 
     def _install_db(self) -> None:
-        install = find_binary("mariadb-install-db", DEBIAN_PACKAGE, ["/usr/bin/mariadb-install-db"])
+        install = find_binary("mariadb-install-db", DEBIAN_PACKAGE, INSTALL_DB_CANDIDATES)
         # Into a scratch directory first: a half-initialized datadir must never look installed.
         scratch = self.home / "data.installing"
         shutil.rmtree(scratch, ignore_errors=True)

@@ -38,13 +38,17 @@ class MissingBinaryError(DevStackError):
         self.package = package
 
 
+# Searched after PATH: daemons live in sbin, which a normal user's PATH often lacks.
+SYSTEM_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
 def find_binary(program: str, package: str, candidates: Sequence[str | Path] = ()) -> Path:
     """The path of `program` (first an explicit candidate, then PATH and the sbin directories)."""
     for candidate in candidates:
         path = Path(candidate)
         if path.is_file() and os.access(path, os.X_OK):
             return path
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SYSTEM_DIRS])
     found = shutil.which(program, path=search)
     if found is None:
         raise MissingBinaryError(program, package)
@@ -258,6 +262,7 @@ def stop_pid(pid: int, graceful: signal.Signals = signal.SIGTERM, timeout: float
         os.kill(pid, signal.SIGKILL)
     if not _wait_gone(pid, 10.0):
         raise DevStackError(f"process {pid} survived SIGKILL")
+    _kill_group_leftovers(pid)
     return False
 
 
