@@ -47,10 +47,13 @@ class ReaderConfig:
 
 @dataclass(frozen=True, slots=True)
 class StartAt:
-    """Where to start: the server's current end, after a GTID state, or a restart point."""
+    """Where to start: the server's current end, after a GTID state, a restart point, or raw binlog
+    coordinates (which must be an event boundary, e.g. from SHOW MASTER STATUS)."""
 
     gtid_state: str | None = None
     restart: RestartPoint | None = None
+    file: str | None = None
+    offset: int = 4
 
     @classmethod
     def current(cls) -> StartAt:
@@ -64,6 +67,10 @@ class StartAt:
     @classmethod
     def at(cls, restart: RestartPoint) -> StartAt:
         return cls(restart=restart)
+
+    @classmethod
+    def coordinates(cls, file: str, offset: int) -> StartAt:
+        return cls(file=file, offset=offset)
 
 
 class MariaDbBinlogReader:
@@ -99,6 +106,8 @@ class MariaDbBinlogReader:
             return DumpStart(file=tx.file, offset=tx.offset)
         if start.gtid_state is not None:
             return DumpStart(gtid_state=start.gtid_state)
+        if start.file is not None:
+            return DumpStart(file=start.file, offset=start.offset)
         row = conn.query_one("SHOW MASTER STATUS")
         if row is None:
             raise TerminalError("the server has no binary log (log_bin is OFF)")
@@ -118,6 +127,8 @@ class MariaDbBinlogReader:
             extended_types_of=self._extended_types,
             resume=start.restart,
         )
+        if dump.file:
+            self.decoder.file = dump.file  # the server's first ROTATE confirms it
         try:
             conn.open(dump)
             yield from self.decoder.records(conn.events())
