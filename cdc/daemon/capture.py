@@ -1,0 +1,225 @@
+"""`cdc run` with a stream: the binlog, read on its own thread, into Kafka transactions, exactly once.
+
+The loop fits on a screen (Maxwell's ``work``): take a chunk of records, write each into the open
+Kafka transaction, and commit, with the checkpoint, only at a source transaction's end, once enough
+events or milliseconds have gone by. A failure aborts the open Kafka transaction and starts over from
+the last committed checkpoint, so nothing is lost and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol
+
+from cdc.core.errors import HeadwaterError, TerminalError, TransientError
+from cdc.core.events import SourceRecord, TransactionEnd
+from cdc.core.positions import RestartPoint
+from cdc.daemon.pump import EndOfStream, ReaderPump
+
+log = logging.getLogger("cdc.run")
+
+
+class StreamWriter(Protocol):
+    def start(self) -> RestartPoint | None: ...
+    def begin(self) -> None: ...
+    def write(self, record: SourceRecord) -> None: ...
+    def commit(self, checkpoint: RestartPoint) -> None: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """The change stream of one source database, opened at a restart point."""
+
+    def current_restart_point(self) -> RestartPoint: ...
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    until_caught_up: bool = False
+    flush_max_events: int = 10_000
+    flush_max_ms: int = 200
+    stats_interval_s: float = 10.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+
+
+@dataclass
+class CaptureStats:
+    rows: int = 0
+    transactions: int = 0
+    commits: int = 0
+    last_committed: RestartPoint | None = None
+    last_source_ts_ms: int = 0
+    _window_rows: int = 0
+    _window_start: float = field(default_factory=time.monotonic)
+
+    def log_interval(self, force: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = now - self._window_start
+        if not force and elapsed < 10.0:
+            return
+        rate = self._window_rows / elapsed if elapsed > 0 else 0.0
+        lag = (
+            f"{max(0.0, time.time() - self.last_source_ts_ms / 1000):.1f}s" if self.last_source_ts_ms else "-"
+        )
+        where = self.last_committed.to_string() if self.last_committed else "-"
+        log.info(
+            "captured %d rows in %d transactions (%.0f rows/s), %d commits; committed up to %s; lag %s",
+            self.rows,
+            self.transactions,
+            rate,
+            self.commits,
+            where,
+            lag,
+        )
+        self._window_rows = 0
+        self._window_start = now
+
+
+class CaptureDaemon:
+    def __init__(
+        self,
+        open_writer: Callable[[], StreamWriter],
+        open_source: Callable[[], Source],
+        options: CaptureOptions,
+    ) -> None:
+        self._open_writer = open_writer
+        self._open_source = open_source
+        self._options = options
+        self._stop = threading.Event()
+        self.stats = CaptureStats()
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        if self._stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now; the open Kafka transaction aborts
+        log.info("stop requested%s: finishing the open transaction", f" (signal {signum})" if signum else "")
+        self._stop.set()
+
+    def run(self) -> int:
+        """Capture until stopped (or caught up); returns the process exit code."""
+        previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        backoff = self._options.backoff_initial_s
+        try:
+            while True:
+                try:
+                    self._run_once()
+                    self.stats.log_interval(force=True)
+                    return 0
+                except TerminalError as exc:
+                    log.error("%s", exc)
+                    return 2
+                except TransientError as exc:
+                    if self._stop.is_set():
+                        log.warning("stopping after a transient error: %s", exc)
+                        return 0
+                    log.warning("%s; retrying from the last checkpoint in %.0fs", exc, backoff)
+                    if self._stop.wait(backoff):
+                        return 0
+                    backoff = min(backoff * 2, self._options.backoff_max_s)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _run_once(self) -> None:
+        writer = self._open_writer()
+        pump: ReaderPump | None = None
+        try:
+            checkpoint = writer.start()
+            source = self._open_source()
+            if checkpoint is None:
+                # Committed before reading anything: a crash before the first real commit must
+                # resume here, not at whatever "current" means by then.
+                checkpoint = source.current_restart_point()
+                writer.begin()
+                writer.commit(checkpoint)
+                log.info(
+                    "no checkpoint yet: starting at the source's current position %s", checkpoint.to_string()
+                )
+            else:
+                log.info("resuming from checkpoint %s", checkpoint.to_string())
+            start = checkpoint
+            pump = ReaderPump(lambda: source.records(start), source.close)
+            pump.start()
+            self._pump_into(pump, writer)
+        except BaseException:
+            # Whatever was written since the last commit is dropped; the restart re-reads it.
+            try:
+                writer.abort()
+            except HeadwaterError as exc:
+                log.debug("abort after failure: %s", exc)
+            raise
+        finally:
+            if pump is not None:
+                pump.stop()
+            writer.close()
+
+    def _pump_into(self, pump: ReaderPump, writer: StreamWriter) -> None:
+        opts = self._options
+        stats = self.stats
+        open_txn = False  # a Kafka transaction is open
+        complete: RestartPoint | None = None  # end of the last whole source transaction written
+        mid_transaction = False
+        events_since_commit = 0
+        deadline = 0.0
+
+        def commit() -> None:
+            nonlocal open_txn, complete, events_since_commit
+            assert complete is not None
+            writer.commit(complete)
+            stats.commits += 1
+            stats.last_committed = complete
+            open_txn, complete, events_since_commit = False, None, 0
+
+        while True:
+            wait = max(deadline - time.monotonic(), 0.0) if complete is not None else 0.5
+            chunk = pump.get(wait)
+            stats.log_interval()
+            if chunk is None:
+                if complete is not None and time.monotonic() >= deadline:
+                    commit()
+                if self._stop.is_set() and not mid_transaction:
+                    if complete is not None:
+                        commit()
+                    return
+                continue
+            if isinstance(chunk, EndOfStream):
+                if chunk.error is not None:
+                    raise chunk.error
+                if complete is not None:
+                    commit()
+                log.info("caught up with the source")
+                return
+            for record in chunk:
+                if not open_txn:
+                    writer.begin()
+                    open_txn = True
+                    deadline = time.monotonic() + opts.flush_max_ms / 1000
+                writer.write(record)
+                if record.__class__ is TransactionEnd:
+                    assert isinstance(record, TransactionEnd)
+                    complete = record.restart
+                    mid_transaction = False
+                    events_since_commit += record.row_count
+                    stats.transactions += 1
+                    stats.rows += record.row_count
+                    stats._window_rows += record.row_count
+                    stats.last_source_ts_ms = record.source_ts_ms
+                    if (
+                        events_since_commit >= opts.flush_max_events
+                        or time.monotonic() >= deadline
+                        or self._stop.is_set()
+                    ):
+                        commit()
+                        if self._stop.is_set():
+                            return
+                else:
+                    mid_transaction = True

@@ -1,0 +1,87 @@
+"""Reads the source on its own thread, into a bounded queue of record chunks.
+
+Why a thread: the writer must commit on a timer even when the source is silent, and the reader
+blocks on its socket. The queue is bounded (chunks x chunk size), so a slow writer slows the reader
+instead of growing memory; chunks keep the per-record hand-over cost off the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from cdc.core.events import SourceRecord, TransactionEnd
+
+log = logging.getLogger(__name__)
+
+CHUNK_RECORDS = 512
+QUEUE_CHUNKS = 64  # at most ~32k records in flight between the threads
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """The reader stopped: ``error`` is None when the source said the stream ended (non-blocking)."""
+
+    error: BaseException | None = None
+
+
+Chunk = list[SourceRecord] | EndOfStream
+
+
+class ReaderPump:
+    """Runs ``open_records()`` on a daemon thread and hands its records over in chunks."""
+
+    def __init__(self, open_records: Callable[[], Iterator[SourceRecord]], close: Callable[[], None]):
+        self._open_records = open_records
+        self._close = close
+        self._queue: queue.Queue[Chunk] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="binlog-reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _put(self, chunk: Chunk) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(chunk, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        chunk: list[SourceRecord] = []
+        try:
+            for record in self._open_records():
+                chunk.append(record)
+                # A transaction end is a natural hand-over point: the writer may commit there.
+                if len(chunk) >= CHUNK_RECORDS or record.__class__ is TransactionEnd:
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+            if chunk:
+                self._put(chunk)
+            self._put(EndOfStream())
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread, which decides what it means
+            if not self._stop.is_set():
+                self._put(EndOfStream(exc))
+
+    def get(self, timeout: float) -> Chunk | None:
+        """The next chunk, or None if nothing arrived within ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        """Stop reading and close the source connection (unblocks a reader waiting on its socket)."""
+        self._stop.set()
+        try:
+            self._close()
+        except Exception as exc:  # noqa: BLE001 - closing a dead connection may fail; the thread ends anyway
+            log.debug("closing the source connection: %s", exc)
+        self._thread.join(timeout=10)

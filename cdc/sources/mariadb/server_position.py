@@ -1,0 +1,85 @@
+"""Where a MariaDB server's binlog is now, and how far a position is behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymysql
+import pymysql.cursors
+
+from cdc.core.errors import SourceUnavailable, TerminalError
+from cdc.core.positions import Gtid, Position, RestartPoint
+from cdc.sources.mariadb.connection import ConnectionSettings
+
+__all__ = ["ServerPosition", "bytes_behind", "current_restart_point", "server_position"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPosition:
+    file: str  # the binlog file being written
+    offset: int  # its end: where the next transaction will start
+    gtid_state: str  # @@gtid_binlog_pos, e.g. "0-1-46" (one entry per domain)
+    server_id: int
+    domain_id: int
+
+    @property
+    def last_gtid(self) -> Gtid:
+        """The server's last GTID in its own domain (0-0-0 on a server that never wrote one)."""
+        entries = [Gtid.parse(e.strip()) for e in self.gtid_state.split(",") if e.strip()]
+        own = [g for g in entries if g.domain == self.domain_id]
+        return (own or entries or [Gtid(self.domain_id, 0, 0)])[-1]
+
+
+def _connect(settings: ConnectionSettings) -> pymysql.Connection[pymysql.cursors.Cursor]:
+    try:
+        return pymysql.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            connect_timeout=settings.connect_timeout_s,
+            autocommit=True,
+        )
+    except pymysql.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        if code in (1044, 1045):
+            raise TerminalError(f"access denied for {settings.user}@{settings.host}:{settings.port}") from exc
+        raise SourceUnavailable(f"cannot connect to {settings.host}:{settings.port}: {exc.args[-1]}") from exc
+
+
+def server_position(settings: ConnectionSettings) -> ServerPosition:
+    with _connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+        if row is None:
+            raise TerminalError(
+                f"{settings.host}:{settings.port} has no binary log: start MariaDB with log_bin, "
+                "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
+            )
+        cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
+        gtid_state, server_id, domain_id = cur.fetchone() or ("", 0, 0)
+        return ServerPosition(str(row[0]), int(row[1]), str(gtid_state or ""), int(server_id), int(domain_id))
+
+
+def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
+    """A transaction boundary at the binlog's current end: the next transaction starts at or after it.
+
+    Its GTID is the last one written before it (informative only: a boundary with no rows to skip is
+    checked by binlog coordinates, not by GTID).
+    """
+    now = server_position(settings)
+    return RestartPoint(Position(now.last_gtid, now.file, now.offset, 0), 0)
+
+
+def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | None:
+    """Binlog bytes between (file, offset) and the server's end; None if that file is gone."""
+    with _connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        logs = [(str(name), int(size)) for name, size, *_ in cur.fetchall()]
+    names = [name for name, _ in logs]
+    if file not in names:
+        return None
+    index = names.index(file)
+    behind = logs[index][1] - offset
+    behind += sum(size for _, size in logs[index + 1 :])
+    return max(behind, 0)
