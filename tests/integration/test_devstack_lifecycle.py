@@ -40,7 +40,15 @@ def second_stack() -> Iterator[DevStack]:
     busy = [port for port in ALL_PORTS if port_open(port)]
     if busy:
         pytest.fail(f"ports {busy} are taken: the lifecycle test needs them free")
-    stack = DevStack(StackSettings(state_dir=state_dir, **PORTS))
+    stack = DevStack(
+        StackSettings(
+            state_dir=state_dir,
+            mariadb_port=PORTS["mariadb_port"],
+            kafka_port=PORTS["kafka_port"],
+            kafka_controller_port=PORTS["kafka_controller_port"],
+            postgres_port=PORTS["postgres_port"],
+        )
+    )
     try:
         yield stack
     finally:
@@ -83,7 +91,9 @@ def _read_data(conn: StackConnections, topic: str) -> tuple[object, object, byte
     my = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password)
     with my.cursor() as cur:
         cur.execute("SELECT note FROM lifecycle.kept WHERE id = 1")
-        (maria_note,) = cur.fetchone()
+        maria_row = cur.fetchone()
+        assert maria_row is not None
+        (maria_note,) = maria_row
     my.close()
     pg = conn.postgres
     with psycopg.connect(

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pymysql
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
 
 from cdc.devstack.connections import StackConnections
 
 
-def _root(stack: StackConnections, **kwargs: object) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+def _root(stack: StackConnections, database: str | None = None) -> pymysql.Connection[Any]:
     db = stack.mariadb
     return pymysql.connect(
-        host=db.host, port=db.port, user=db.root_user, password=db.root_password, autocommit=True, **kwargs
+        host=db.host,
+        port=db.port,
+        user=db.root_user,
+        password=db.root_password,
+        database=database,
+        autocommit=True,
     )
+
+
+def _one(cur: Any) -> tuple[Any, ...]:
+    row = cur.fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 @pytest.fixture
@@ -42,11 +54,11 @@ def test_mariadb_binlog_settings(stack: StackConnections, schema: str) -> None:
             "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata, "
             "@@server_id, @@gtid_domain_id, @@gtid_strict_mode, @@log_slave_updates, @@bind_address"
         )
-        row = cur.fetchone()
+        row = _one(cur)
         assert row == (1, "ROW", "FULL", "FULL", stack.mariadb.server_id, 0, 1, 1, "127.0.0.1")
         # The fixture's CREATE DATABASE was binlogged, so there is a GTID: domain 0, our server id.
         cur.execute("SELECT @@gtid_binlog_pos, @@gtid_current_pos")
-        binlog_pos, current_pos = cur.fetchone()
+        binlog_pos, current_pos = _one(cur)
     conn.close()
     assert binlog_pos.startswith(f"0-{stack.mariadb.server_id}-")
     assert current_pos == binlog_pos
@@ -73,10 +85,10 @@ def test_mariadb_committed_row_is_read_back_from_the_binlog(stack: StackConnecti
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), qty INT)")
         cur.execute("SHOW MASTER STATUS")
-        log_file, log_pos = cur.fetchone()[:2]
+        log_file, log_pos = _one(cur)[:2]
         cur.execute("INSERT INTO items VALUES (%s, %s, %s)", (7, "seven", 70))
         cur.execute("SELECT @@gtid_binlog_pos")
-        (gtid_pos,) = cur.fetchone()
+        (gtid_pos,) = _one(cur)
     conn.close()
     assert gtid_pos.startswith(f"0-{stack.mariadb.server_id}-")
 
@@ -129,7 +141,7 @@ def _consume_all(stack: StackConnections, topic: str, isolation: str) -> list[by
             if msg.error():
                 raise KafkaException(msg.error())
             idle = 0
-            values.append(msg.value())
+            values.append(msg.value() or b"")
     finally:
         consumer.close()
     return values

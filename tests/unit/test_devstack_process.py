@@ -33,6 +33,10 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
+def _never_ready() -> None:
+    raise ConnectionRefusedError("not yet")
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -98,7 +102,10 @@ def test_start_detached_logs_and_writes_pidfile_then_stop(tmp_path: Path) -> Non
         pidfile,
     )
     assert pidfile.read() == pid
-    wait_ready("svc", pid, lambda: None if "hello from svc" in log.read_text() else 1 / 0, log, 10)
+    def printed_hello() -> None:
+        assert "hello from svc" in log.read_text()
+
+    wait_ready("svc", pid, printed_hello, log, 10)
     assert "starting:" in log.read_text()
     assert stop_pid(pid, timeout=5) is True
     assert not pid_alive(pid)
@@ -123,12 +130,9 @@ def test_wait_ready_fails_early_with_the_log_tail(tmp_path: Path) -> None:
         ["sh", "-c", "echo 'fatal: cannot open datadir' >&2; exit 3"], log, PidFile(tmp_path / "p")
     )
 
-    def never_ready() -> None:
-        raise ConnectionRefusedError("not yet")
-
     started = time.monotonic()
     with pytest.raises(DevStackError) as excinfo:
-        wait_ready("svc", pid, never_ready, log, timeout=60)
+        wait_ready("svc", pid, _never_ready, log, timeout=60)
     assert time.monotonic() - started < 10
     message = str(excinfo.value)
     assert "exited during startup" in message
@@ -141,7 +145,7 @@ def test_wait_ready_times_out_naming_the_log(tmp_path: Path) -> None:
     pid = start_detached(["sleep", "300"], log, PidFile(tmp_path / "p"))
     try:
         with pytest.raises(DevStackError, match="did not answer within"):
-            wait_ready("svc", pid, lambda: 1 / 0, log, timeout=1, interval=0.2)
+            wait_ready("svc", pid, _never_ready, log, timeout=1, interval=0.2)
     finally:
         stop_pid(pid, timeout=5)
 
