@@ -18,6 +18,7 @@ from cdc.core import ChangeEvent, Op, Position, RestartPoint, SchemaChange, Sche
 from cdc.core.errors import TerminalError, ZeroDateError
 from cdc.sources.mariadb import StreamDecoder, TableFilter, ZeroDatePolicy
 from cdc.sources.mariadb.row_decoder import DecoderOptions
+from cdc.sources.mariadb.table_map import parse_table_map
 
 CHARSETS = {8: "latin1", 33: "utf8mb3", 45: "utf8mb4", 46: "utf8mb4", 63: "binary", 224: "utf8mb4"}
 
@@ -140,3 +141,16 @@ def test_filters_and_zero_date_policies() -> None:
     assert first.after is not None and first.after[12] == "0000-00-00"
     with pytest.raises(ZeroDateError, match=r"g\.t\.dz"):
         decode(options=DecoderOptions(ZeroDatePolicy.ERROR))
+
+
+def test_table_map_full_metadata() -> None:
+    table_map_event = next(e for e in EVENTS if e[4] == 19)
+    tm = parse_table_map(table_map_event[19:])
+    assert (tm.db, tm.table, tm.has_names) == ("g", "t", True)
+    assert [c.name for c in tm.columns][:4] == ["id", "d", "t", "dt"]
+    assert tm.primary_key == (0,)
+    by_name = {c.name: c for c in tm.columns}
+    assert by_name["bu"].unsigned and not by_name["mi"].unsigned
+    assert by_name["e"].values == ("x", "y") and by_name["st"].values == ("a", "b", "c")
+    assert not by_name["id"].nullable and by_name["d"].nullable
+    assert by_name["d"].meta == (65 << 8 | 30)
