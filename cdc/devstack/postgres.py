@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.devstack.connections import PostgresConnection
-from cdc.devstack.process import DevStackError, find_binary, log_tail
+from cdc.devstack.process import DevStackError, cmdline_matches, find_binary, log_tail, pid_alive
 from cdc.devstack.service import Service
 from cdc.devstack.settings import (
     LOOPBACK,
@@ -89,6 +89,21 @@ class Postgres(Service):
         self._check_reachable()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        self._remove_stale_lock()
+
+    def _remove_stale_lock(self) -> None:
+        """PostgreSQL refuses to start while the PID in postmaster.pid exists, and a postmaster
+        killed with SIGKILL stays a zombie until its parent (often init) reaps it. We only get here
+        when our pidfile says the server is down and its port is free, so a lock whose PID is gone,
+        a zombie, or another program is stale."""
+        lock = self.data_dir / "postmaster.pid"
+        try:
+            first_line = lock.read_text().split("\n", 1)[0].strip()
+        except FileNotFoundError:
+            return
+        pid = int(first_line) if first_line.isdigit() else None
+        if pid is None or not (pid_alive(pid) and cmdline_matches(pid, self.cmdline_markers())):
+            lock.unlink(missing_ok=True)
 
     def _initdb(self) -> None:
         initdb = self.binary("initdb")

@@ -240,3 +240,22 @@ def test_cli_status_of_a_stack_that_never_ran(tmp_path: Path) -> None:
     result = CliRunner().invoke(dev, ["status", f"--dir={tmp_path}", "--mariadb-port=23399"])
     assert result.exit_code == 1
     assert result.output.count("stopped") == 3
+
+
+def test_stale_postmaster_lock_is_removed(settings: StackSettings) -> None:
+    import subprocess
+
+    pg = Postgres(settings)
+    pg.data_dir.mkdir(parents=True)
+    lock = pg.data_dir / "postmaster.pid"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(f"{gone.pid}\n{pg.data_dir}\n")
+    pg._remove_stale_lock()
+    assert not lock.exists()
+    # A lock held by a live process that is not a postgres on this data dir is stale too.
+    with subprocess.Popen(["sleep", "30"]) as other:
+        lock.write_text(f"{other.pid}\n")
+        pg._remove_stale_lock()
+        assert not lock.exists()
+        other.kill()
