@@ -1,0 +1,59 @@
+"""The sink contract: apply a batch of change events atomically with the position it brings the sink to.
+
+A sink is small (Maxwell's ``push``): it opens, says what it has already applied, applies batches,
+and closes. Everything else (reading the binlog or Kafka, batching, choosing where to resume) is the
+caller's. Every sink passes one behaviour suite (``tests/sinks/``).
+
+Exactly once, per sink:
+- ``apply`` stores the batch's rows *and* its ``AppliedState`` in one transaction/commit: after a
+  crash either both are there or neither is.
+- ``applied()`` returns what the last successful ``apply`` stored (None for a fresh sink).
+- a batch may start with events the sink already holds (embedded mode resumes from the lowest
+  position over all sinks); the sink skips every event whose position is <= its applied position.
+- within a batch, events are in position order; for a serving table the last change per key wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from cdc.core.events import ChangeEvent, SchemaChange
+from cdc.core.positions import Position
+
+__all__ = ["AppliedState", "Sink", "SinkBatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedState:
+    """Where a sink is: the last source position applied, and (from Kafka) the consumed offsets."""
+
+    position: Position
+    # "topic:partition" -> next offset to consume (Kafka mode); empty in embedded mode
+    offsets: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBatch:
+    """Whole source transactions (or, from Kafka, whatever a poll returned), in position order."""
+
+    records: Sequence[ChangeEvent | SchemaChange]
+    state: AppliedState  # what the sink holds once this batch is applied
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str  # for logs and status: "sql:postgresql://host/serving", "iceberg:wiki"
+
+    def open(self) -> None:
+        """Connect, create what the sink needs for its own bookkeeping (positions table, namespace)."""
+
+    def applied(self) -> AppliedState | None:
+        """What the last committed ``apply`` stored; None if nothing was ever applied."""
+
+    def apply(self, batch: SinkBatch) -> None:
+        """Apply the batch and store ``batch.state`` atomically; skip events at or before applied()."""
+
+    def close(self) -> None:
+        """Release connections; never loses applied data (everything applied is committed)."""
