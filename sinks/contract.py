@@ -11,6 +11,9 @@ Exactly once, per sink:
 - a batch may start with events the sink already holds (embedded mode resumes from the lowest
   position over all sinks); the sink skips every event whose position is <= its applied position.
 - within a batch, events are in position order; for a serving table the last change per key wins.
+- a sink may buffer batches and commit them later (Iceberg commits every N rows or T seconds, so
+  that snapshots and small files do not pile up): ``applied()`` reports only what is committed, and
+  the caller re-delivers everything after it after a crash. ``flush()`` commits what is buffered.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class Sink(Protocol):
 
     def apply(self, batch: SinkBatch) -> None:
         """Apply the batch and store ``batch.state`` atomically; skip events at or before applied()."""
+
+    def flush(self) -> None:
+        """Commit anything buffered by ``apply`` (a no-op for sinks that commit in ``apply``)."""
 
     def close(self) -> None:
         """Release connections; never loses applied data (everything applied is committed)."""
