@@ -114,13 +114,14 @@ class MariaDbBinlogReader:
         return DumpStart(file=str(row[0]), offset=int(str(row[1])))
 
     def records(self, start: StartAt) -> Iterator[SourceRecord]:
+        """Connect and start the dump now (so ``StartAt.current()`` means the moment of this call);
+        iterate the result to read."""
         cfg = self._config
         conn = BinlogConnection(cfg.connection, cfg.server_id, blocking=cfg.blocking,
                                 heartbeat_s=cfg.heartbeat_s)
-        self._conn = conn
         collations = self._collations()
         dump = self._dump_start(start, conn)
-        self.decoder = StreamDecoder(
+        decoder = StreamDecoder(
             collations.__getitem__,
             table_filter=TableFilter(cfg.tables, cfg.exclude_tables),
             options=DecoderOptions(cfg.zero_dates),
@@ -128,12 +129,20 @@ class MariaDbBinlogReader:
             resume=start.restart,
         )
         if dump.file:
-            self.decoder.file = dump.file  # the server's first ROTATE confirms it
+            decoder.file = dump.file  # the server's first ROTATE confirms it
+        self.decoder = decoder
+        where = start.restart.to_string() if start.restart else dump.describe()
         try:
             conn.open(dump)
-            yield from self.decoder.records(conn.events())
         except BinlogPurged as exc:
-            where = start.restart.to_string() if start.restart else dump.describe()
+            raise BinlogPurged(where, exc.server_message) from exc
+        self._conn = conn
+        return self._stream(conn, decoder, where)
+
+    def _stream(self, conn: BinlogConnection, decoder: StreamDecoder, where: str) -> Iterator[SourceRecord]:
+        try:
+            yield from decoder.records(conn.events())
+        except BinlogPurged as exc:
             raise BinlogPurged(where, exc.server_message) from exc
         finally:
             conn.close()
