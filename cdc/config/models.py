@@ -63,6 +63,12 @@ class KafkaStreamConfig(_Model):
     flush_max_events: Annotated[int, Field(ge=1)] = 10_000
     flush_max_ms: Annotated[int, Field(ge=1)] = 200
     transaction_metadata: bool = False
+    # a delete is followed by a tombstone (key, null value) so that compacted topics drop the key
+    tombstones_on_delete: bool = True
+    # how long one Kafka transaction may stay open; brokers cap it (transaction.max.timeout.ms, 15 min)
+    transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 600_000
+    # metadata, init_transactions, commit and checkpoint reads give up (TransientError) after this
+    request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
     # librdkafka properties passed through as they are (security.protocol, sasl.*...)
     properties: dict[str, str] = {}
 

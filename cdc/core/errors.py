@@ -12,7 +12,13 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     ├── PositionFormatError            (TerminalError)  a serialized Position/RestartPoint that does not load
     ├── BinlogPurged                   (TerminalError)  the resume position is gone: run `cdc bootstrap`
     ├── SourceProtocolError            (TerminalError)  the binlog stream says something we cannot read
-    └── SourceUnavailable              (TransientError) connection refused/lost: retry with backoff
+    ├── SourceUnavailable              (TransientError) connection refused/lost: retry with backoff
+    ├── StreamUnavailable              (TransientError) Kafka unreachable, a produce or commit failed (the
+    │   │                                               transaction was aborted): resume from the checkpoint
+    │   └── CommitStateUnknown         (TransientError) commit_transaction kept timing out: whether the
+    │                                                   transaction landed is read back from the checkpoint
+    ├── ProducerFenced                 (TerminalError)  another `cdc run` for the same pipeline took over
+    └── StreamAccessDenied             (TerminalError)  the broker refused us (authorization): fix the ACLs
 
     TerminalError   marker: retrying the same thing fails the same way
     TransientError  marker: retrying later may succeed
@@ -22,11 +28,15 @@ from __future__ import annotations
 
 __all__ = [
     "BinlogPurged",
+    "CommitStateUnknown",
     "ConfigError",
     "HeadwaterError",
     "PositionFormatError",
+    "ProducerFenced",
     "SourceProtocolError",
     "SourceUnavailable",
+    "StreamAccessDenied",
+    "StreamUnavailable",
     "TerminalError",
     "TransientError",
     "UnsupportedColumnType",
@@ -94,3 +104,35 @@ class SourceProtocolError(TerminalError):
 
 class SourceUnavailable(TransientError):
     """The source database could not be reached or dropped the connection."""
+
+
+class StreamUnavailable(TransientError):
+    """Kafka could not be reached, or a produce/commit failed and the open transaction was aborted.
+
+    Nothing of the aborted transaction is visible to read_committed consumers: the daemon reconnects
+    and resumes from the last committed checkpoint.
+    """
+
+
+class CommitStateUnknown(StreamUnavailable):
+    """commit_transaction did not finish in time; the transaction may or may not have landed.
+
+    A new producer with the same transactional.id completes or aborts it (init_transactions), and the
+    checkpoint read after that says which: resuming from it neither loses nor duplicates anything.
+    """
+
+
+class ProducerFenced(TerminalError):
+    """A newer producer with the same transactional.id fenced this one: another `cdc run` took over."""
+
+    def __init__(self, pipeline: str, detail: str = "") -> None:
+        self.pipeline = pipeline
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(
+            f"producer fenced: another `cdc run` for pipeline {pipeline!r} took over{suffix}; "
+            "this process must stop"
+        )
+
+
+class StreamAccessDenied(TerminalError):
+    """The Kafka cluster refused an operation for lack of authorization; retrying cannot help."""

@@ -1,0 +1,134 @@
+"""Checkpoints: where capture resumes, written in the same Kafka transaction as the events before it.
+
+``<pipeline>.__checkpoints`` is compacted with one partition, keyed by the pipeline name. A record's
+value::
+
+    {"pipeline": "wiki", "restart_point": "<RestartPoint string>", "position": "<Position string>",
+     "gtid": "0-1-42", "committed_at": "2024-05-01T12:00:00.123456Z",
+     "counts": {"events": 1200, "source_transactions": 3, "tables": {"wikidb.page": 1200}}}
+
+``counts`` describe the Kafka transaction that carried the checkpoint. Reading the checkpoint back
+uses a read_committed consumer from the beginning to the end of the partition: aborted or still
+open transactions are invisible, so the last value seen is the last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.errors import PositionFormatError, StreamUnavailable
+from cdc.core.positions import RestartPoint
+from cdc.stream.kafka_clients import consumer_config
+from cdc.stream.topics import TopicNames
+
+__all__ = ["Checkpoint", "checkpoint_record", "parse_checkpoint", "read_checkpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last committed checkpoint of a pipeline."""
+
+    restart: RestartPoint
+    position: str  # the restart point's transaction position, sortable
+    gtid: str
+    committed_at: dt.datetime  # UTC, when the writer produced it (just before the commit)
+    events: int = 0  # change events in the Kafka transaction that carried it
+    source_transactions: int = 0
+    tables: tuple[tuple[str, int], ...] = field(default=())  # ("db.table", events), sorted
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def checkpoint_record(pipeline: str, restart: RestartPoint, committed_at: dt.datetime, events: int,
+                      source_transactions: int, tables: Mapping[str, int]) -> bytes:
+    return orjson.dumps({
+        "pipeline": pipeline,
+        "restart_point": restart.to_string(),
+        "position": restart.transaction.to_string(),
+        "gtid": str(restart.transaction.gtid),
+        "committed_at": _utc_text(committed_at),
+        "counts": {
+            "events": events,
+            "source_transactions": source_transactions,
+            "tables": dict(sorted(tables.items())),
+        },
+    })
+
+
+def parse_checkpoint(value: bytes) -> Checkpoint:
+    """Load a checkpoint record; refuses incomplete input (PositionFormatError)."""
+    try:
+        data: Any = orjson.loads(value)
+        restart = RestartPoint.parse(data["restart_point"])
+        committed_at = dt.datetime.strptime(data["committed_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.UTC
+        )
+        counts = data.get("counts") or {}
+        tables = tuple(sorted((str(k), int(v)) for k, v in (counts.get("tables") or {}).items()))
+        return Checkpoint(
+            restart=restart,
+            position=str(data["position"]),
+            gtid=str(data["gtid"]),
+            committed_at=committed_at,
+            events=int(counts.get("events", 0)),
+            source_transactions=int(counts.get("source_transactions", 0)),
+            tables=tables,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PositionFormatError(f"malformed checkpoint record: {value[:200]!r}") from exc
+
+
+def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | None:
+    """The last committed checkpoint of ``pipeline``, or None if it never committed one.
+
+    Reads the whole (compacted, one-partition) checkpoints topic with a read_committed consumer.
+    A transaction still open on the topic holds the read back (its records are not yet decided);
+    the writer calls this after ``init_transactions``, which settles any transaction a previous
+    instance left open. Raises StreamUnavailable when the end is not reached in time.
+    """
+    topic = TopicNames(pipeline).checkpoints
+    timeout = config.request_timeout_ms / 1000
+    consumer = Consumer(consumer_config(config, f"headwater-{pipeline}-checkpoint-{uuid.uuid4().hex}"))
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise StreamUnavailable(
+                f"no Kafka metadata from {config.bootstrap_servers} within {timeout:g}s: {exc}"
+            ) from exc
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            return None  # the topic does not exist yet: nothing was ever committed
+        consumer.assign([TopicPartition(topic, p, -2) for p in described.partitions])  # -2: beginning
+        remaining = set(described.partitions)
+        last: bytes | None = None
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise StreamUnavailable(
+                    f"reading {topic} from {config.bootstrap_servers} did not reach its end "
+                    f"within {timeout:g}s"
+                )
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(message.partition())
+                        continue
+                    raise StreamUnavailable(f"reading {topic}: {error.str()}")
+                if message.key() == pipeline.encode() and message.value() is not None:
+                    last = message.value()
+        return None if last is None else parse_checkpoint(last)
+    finally:
+        consumer.close()

@@ -1,0 +1,177 @@
+"""librdkafka client settings and error classification shared by the writer and the checkpoint reader.
+
+Producer choices (measured or reasoned in the writer's docstring): idempotent transactional producer,
+``acks=all``, ``linger.ms=5``, lz4 compression, and a bounded local queue (``queue.buffering.max.*``)
+that turns a huge source transaction into backpressure instead of memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.errors import (
+    HeadwaterError,
+    ProducerFenced,
+    StreamAccessDenied,
+    StreamUnavailable,
+)
+from cdc.stream.topics import TopicSpec
+
+__all__ = [
+    "QUEUE_MAX_KBYTES",
+    "QUEUE_MAX_MESSAGES",
+    "admin_client",
+    "base_config",
+    "consumer_config",
+    "ensure_topics",
+    "is_fenced",
+    "producer_config",
+    "stream_error",
+    "transactional_id",
+]
+
+QUEUE_MAX_MESSAGES = 100_000
+QUEUE_MAX_KBYTES = 64 * 1024  # 64 MiB of messages waiting locally, at most
+
+_FENCED_CODES = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+}
+_DENIED_CODES = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+}
+
+
+def transactional_id(pipeline: str) -> str:
+    return f"headwater-{pipeline}"
+
+
+def base_config(config: KafkaStreamConfig) -> dict[str, Any]:
+    return {"bootstrap.servers": config.bootstrap_servers, **config.properties}
+
+
+def producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "transactional.id": transactional_id(pipeline),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
+        "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
+        "transaction.timeout.ms": config.transaction_timeout_ms,
+        "message.timeout.ms": config.transaction_timeout_ms,
+        "socket.timeout.ms": config.request_timeout_ms,
+    }
+    # Operator passthrough wins (security.protocol, sasl.*, a different compression...), except the
+    # settings exactly-once depends on.
+    settings.update(config.properties)
+    settings["transactional.id"] = transactional_id(pipeline)
+    settings["enable.idempotence"] = True
+    settings["acks"] = "all"
+    return settings
+
+
+def consumer_config(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+    settings.update(config.properties)
+    settings["isolation.level"] = "read_committed"
+    return settings
+
+
+def admin_client(config: KafkaStreamConfig) -> AdminClient:
+    return AdminClient(base_config(config))
+
+
+def is_fenced(error: KafkaError) -> bool:
+    if error.code() in _FENCED_CODES:
+        return True
+    # A fatal error is reported as _FATAL with the underlying cause in the text.
+    text = error.str().lower()
+    return error.code() == KafkaError._FATAL and ("fenced" in text or "epoch" in text)
+
+
+def stream_error(error: KafkaError, pipeline: str, doing: str) -> HeadwaterError:
+    """The Headwater error for a librdkafka error met while ``doing`` something."""
+    if is_fenced(error):
+        return ProducerFenced(pipeline, error.str())
+    if error.code() in _DENIED_CODES:
+        return StreamAccessDenied(f"{doing}: {error.str()} (pipeline {pipeline!r})")
+    return StreamUnavailable(f"{doing}: {error.str()} (pipeline {pipeline!r})")
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError:
+    arg = exc.args[0] if exc.args else None
+    if isinstance(arg, KafkaError):
+        return arg
+    return KafkaError(KafkaError._FAIL, str(exc))
+
+
+def ensure_topics(admin: AdminClient, specs: tuple[TopicSpec, ...], config: KafkaStreamConfig,
+                  pipeline: str) -> dict[str, int]:
+    """Create the topics of ``specs`` that are missing; return every spec's topic -> partition count.
+
+    Existing topics are left exactly as they are (their partition count is read, not changed).
+    Raises StreamUnavailable naming the bootstrap servers when there is no metadata in time.
+    """
+    timeout = config.request_timeout_ms / 1000
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise StreamUnavailable(
+            f"no Kafka metadata from {config.bootstrap_servers} within {timeout:g}s: {exc}"
+        ) from exc
+    partitions: dict[str, int] = {}
+    missing: list[TopicSpec] = []
+    for spec in specs:
+        topic = metadata.topics.get(spec.name)
+        if topic is not None and topic.error is None and topic.partitions:
+            partitions[spec.name] = len(topic.partitions)
+        else:
+            missing.append(spec)
+    if not missing:
+        return partitions
+    new_topics = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                 config=dict(s.config))
+        for s in missing
+    ]
+    futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
+    for spec in missing:
+        try:
+            futures[spec.name].result(timeout=timeout)
+        except TimeoutError as exc:
+            raise StreamUnavailable(
+                f"creating topic {spec.name} on {config.bootstrap_servers} timed out after {timeout:g}s"
+            ) from exc
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise stream_error(error, pipeline, f"creating topic {spec.name}") from exc
+            partitions[spec.name] = _existing_partitions(admin, spec, timeout)
+            continue
+        partitions[spec.name] = spec.partitions
+    return partitions
+
+
+def _existing_partitions(admin: AdminClient, spec: TopicSpec, timeout: float) -> int:
+    topic = admin.list_topics(topic=spec.name, timeout=timeout).topics.get(spec.name)
+    return len(topic.partitions) if topic is not None and topic.partitions else spec.partitions

@@ -1,0 +1,387 @@
+"""KafkaStreamWriter: source records into Kafka, exactly once, through a transactional producer.
+
+The daemon drives it::
+
+    writer = KafkaStreamWriter(config, pipeline, server_id)
+    restart = writer.start()            # None: never committed; else resume the source there
+    writer.begin()
+    for record in source:               # ChangeEvent, SchemaChange, TransactionEnd
+        writer.write(record)
+        if isinstance(record, TransactionEnd) and time_to_commit:
+            writer.commit(record.restart)   # checkpoint + commit, atomically with the events
+            writer.begin()
+
+Each Kafka transaction carries whole source transactions plus the checkpoint that follows them, so a
+read_committed consumer sees every change exactly once and a restart resumes just after the last
+transaction it saw. ``init_transactions`` at start fences any older producer of the same pipeline
+(transactional.id ``headwater-<pipeline>``) and settles the transaction it left open.
+
+Memory stays flat whatever the size of a source transaction: messages are produced into the open
+transaction as they come; librdkafka's local queue is bounded (100k messages / 64 MiB), and a full
+queue (BufferError) is waited out by polling, which is the backpressure on the source.
+
+Failures: a failed delivery or a commit that fails aborts the transaction and raises
+StreamUnavailable (transient: resume from the checkpoint); a commit that keeps timing out raises
+CommitStateUnknown (transient: the next start settles it and the checkpoint tells); being fenced
+raises ProducerFenced (terminal: another ``cdc run`` owns the pipeline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.errors import (
+    CommitStateUnknown,
+    HeadwaterError,
+    ProducerFenced,
+    StreamUnavailable,
+)
+from cdc.core.events import ChangeEvent, Op, SchemaChange, SourceRecord, TransactionEnd
+from cdc.core.positions import RestartPoint
+from cdc.core.schemas import TableRef
+from cdc.stream.checkpoints import checkpoint_record, read_checkpoint
+from cdc.stream.envelope import EnvelopeEncoder, TransactionOrder, dumps
+from cdc.stream.json_schema import schema_change_record, table_schema_record
+from cdc.stream.kafka_clients import (
+    admin_client,
+    ensure_topics,
+    is_fenced,
+    producer_config,
+    stream_error,
+)
+from cdc.stream.topics import TopicNames, TopicSpec
+
+__all__ = ["KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
+
+log = logging.getLogger(__name__)
+
+_POLL_EVERY = 1_000  # serve delivery reports every this many produced messages
+_COMMIT_ATTEMPTS = 5
+
+
+class TopicAdmin(Protocol):
+    """Creates missing topics; returns each topic's partition count."""
+
+    def ensure(self, specs: tuple[TopicSpec, ...]) -> dict[str, int]: ...
+
+
+class KafkaTopicAdmin:
+    """TopicAdmin over librdkafka's AdminClient."""
+
+    def __init__(self, config: KafkaStreamConfig, pipeline: str) -> None:
+        self._config = config
+        self._pipeline = pipeline
+        self._admin = admin_client(config)
+
+    def ensure(self, specs: tuple[TopicSpec, ...]) -> dict[str, int]:
+        return ensure_topics(self._admin, specs, self._config, self._pipeline)
+
+
+class KafkaStreamWriter:
+    """Writes one pipeline's records to Kafka in transactions; see the module docstring."""
+
+    def __init__(self, config: KafkaStreamConfig, pipeline: str, server_id: int, *,
+                 topic_admin: TopicAdmin | None = None) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.server_id = server_id  # our replica id on the source; recorded in checkpoints
+        self.topics = TopicNames(pipeline)
+        self._admin = topic_admin
+        self._encoder = EnvelopeEncoder(pipeline)
+        self._timeout = config.request_timeout_ms / 1000
+        self._producer: Producer | None = None
+        self._table_topics: dict[TableRef, tuple[str, int]] = {}
+        self._published: set[str] = set()  # schema versions in committed transactions
+        self._pending: set[str] = set()  # schema versions published in the open transaction
+        self._in_transaction = False
+        self._fenced: ProducerFenced | None = None
+        self._delivery_error: KafkaError | None = None
+        self._fatal_error: KafkaError | None = None
+        self._since_poll = 0
+        # counts of the open Kafka transaction (for the checkpoint record)
+        self._events = 0
+        self._source_transactions = 0
+        self._table_counts: dict[str, int] = {}
+        # the open source transaction (for transaction metadata)
+        self._txn_id: str | None = None
+        self._txn_total = 0
+        self._txn_tables: dict[str, int] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> RestartPoint | None:
+        """Ensure the pipeline's topics, fence older producers, return the last committed restart point."""
+        if self._admin is None:
+            self._admin = KafkaTopicAdmin(self.config, self.pipeline)
+        self._admin.ensure(self.topics.own_specs(self.config.replication_factor,
+                                                 self.config.transaction_metadata))
+        settings = producer_config(self.config, self.pipeline)
+        settings["on_delivery"] = self._on_delivery
+        settings["delivery.report.only.error"] = True
+        settings["error_cb"] = self._on_error
+        producer = Producer(settings)
+        try:
+            producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and (error.retriable() or error.code() == KafkaError._TIMED_OUT):
+                raise StreamUnavailable(
+                    f"init_transactions for pipeline {self.pipeline!r} on {self.config.bootstrap_servers} "
+                    f"did not complete within {self._timeout:g}s: {error.str()}"
+                ) from exc
+            raise self._error(exc, "init_transactions") from exc
+        self._producer = producer
+        checkpoint = read_checkpoint(self.config, self.pipeline)
+        log.info(
+            "stream started: pipeline=%s transactional.id=headwater-%s checkpoint=%s",
+            self.pipeline, self.pipeline,
+            checkpoint.restart.to_string() if checkpoint else "none (first run)",
+        )
+        return None if checkpoint is None else checkpoint.restart
+
+    def begin(self) -> None:
+        producer = self._live_producer()
+        if self._in_transaction:
+            raise RuntimeError("begin() while a transaction is open: commit() or abort() first")
+        try:
+            producer.begin_transaction()
+        except KafkaException as exc:
+            raise self._error(exc, "begin_transaction") from exc
+        self._in_transaction = True
+        self._reset_counts()
+
+    def write(self, record: SourceRecord) -> None:
+        if not self._in_transaction:
+            raise RuntimeError("write() outside a transaction: call begin() first")
+        if isinstance(record, ChangeEvent):
+            self._write_change(record)
+        elif isinstance(record, TransactionEnd):
+            self._write_transaction_end(record)
+        elif isinstance(record, SchemaChange):
+            key = str(record.table).encode()
+            self._produce(self.topics.schema, key, dumps(schema_change_record(record)))
+        else:  # pragma: no cover - the union is closed
+            raise TypeError(f"not a source record: {type(record).__name__}")
+
+    def commit(self, checkpoint: RestartPoint) -> None:
+        """Produce the checkpoint and commit the transaction: events and checkpoint land together."""
+        producer = self._live_producer()
+        if not self._in_transaction:
+            raise RuntimeError("commit() outside a transaction: call begin() first")
+        self._check_deliveries()
+        value = checkpoint_record(
+            self.pipeline, checkpoint, dt.datetime.now(dt.UTC), self._events, self._source_transactions,
+            self._table_counts,
+        )
+        self._produce(self.topics.checkpoints, self.pipeline.encode(), value)
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                producer.commit_transaction(self._timeout)
+                break
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if is_fenced(error):
+                    raise self._error(exc, "commit_transaction") from exc
+                if error.retriable():
+                    # librdkafka: a retriable commit error is retried by calling commit again
+                    log.warning("commit_transaction attempt %d/%d: %s", attempt, _COMMIT_ATTEMPTS,
+                                error.str())
+                    if attempt == _COMMIT_ATTEMPTS:
+                        self._in_transaction = False
+                        raise CommitStateUnknown(
+                            f"commit of pipeline {self.pipeline!r} still unconfirmed after "
+                            f"{_COMMIT_ATTEMPTS} attempts ({error.str()}); restart reads the checkpoint"
+                        ) from exc
+                    continue
+                if error.txn_requires_abort():
+                    self._abort_quietly()
+                    raise StreamUnavailable(
+                        f"commit of pipeline {self.pipeline!r} failed and was aborted: {error.str()}"
+                    ) from exc
+                raise self._error(exc, "commit_transaction") from exc
+        self._in_transaction = False
+        self._published |= self._pending
+        self._pending.clear()
+        log.debug("committed: pipeline=%s restart=%s events=%d", self.pipeline, checkpoint.to_string(),
+                  self._events)
+
+    def abort(self) -> None:
+        producer = self._live_producer()
+        if not self._in_transaction:
+            return
+        self._in_transaction = False
+        self._pending.clear()
+        self._delivery_error = None
+        try:
+            producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            raise self._error(exc, "abort_transaction") from exc
+
+    def close(self) -> None:
+        """Abort an open transaction (best effort) and release the producer; idempotent."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        if self._in_transaction and self._fenced is None:
+            self._in_transaction = False
+            try:
+                producer.abort_transaction(self._timeout)
+            except KafkaException as exc:
+                log.warning("abort on close failed (the broker aborts it on timeout): %s", exc)
+        producer.close()
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _write_change(self, event: ChangeEvent) -> None:
+        schema = event.schema
+        topic, partitions = self._table_topic(schema.ref)
+        version = schema.version
+        if version not in self._published and version not in self._pending:
+            record = table_schema_record(self.pipeline, schema, event.position)
+            self._produce(self.topics.schema, str(schema.ref).encode(), dumps(record))
+            self._pending.add(version)
+        table = self._table_counts
+        name = f"{schema.db}.{schema.table}"
+        table[name] = table.get(name, 0) + 1
+        self._events += 1
+        order = self._transaction_order(event, name) if self.config.transaction_metadata else None
+        key, value = self._encoder.encode(event, order)
+        op = event.op
+        if op is Op.TRUNCATE:
+            for partition in range(partitions):
+                self._produce(topic, None, value, partition)
+            return
+        self._produce(topic, key, value)
+        if op is Op.DELETE and self.config.tombstones_on_delete:
+            self._produce(topic, key, None)
+
+    def _transaction_order(self, event: ChangeEvent, table: str) -> TransactionOrder:
+        txn_id = event.transaction_id
+        if txn_id != self._txn_id:
+            self._txn_id = txn_id
+            self._txn_total = 0
+            self._txn_tables = {}
+            begin = {"status": "BEGIN", "id": txn_id, "event_count": None, "data_collections": None,
+                     "ts_ms": event.source_ts_ms}
+            self._produce(self.topics.transactions, dumps({"id": txn_id}), dumps(begin))
+        self._txn_total += 1
+        count = self._txn_tables[table] = self._txn_tables.get(table, 0) + 1
+        return TransactionOrder(txn_id, self._txn_total, count)
+
+    def _write_transaction_end(self, end: TransactionEnd) -> None:
+        self._source_transactions += 1
+        if self.config.transaction_metadata and end.transaction_id == self._txn_id:
+            value = {
+                "status": "END",
+                "id": end.transaction_id,
+                "event_count": self._txn_total,
+                "data_collections": [
+                    {"data_collection": name, "event_count": n} for name, n in self._txn_tables.items()
+                ],
+                "ts_ms": end.source_ts_ms,
+            }
+            self._produce(self.topics.transactions, dumps({"id": end.transaction_id}), dumps(value))
+        self._txn_id = None
+        self._txn_total = 0
+        self._txn_tables = {}
+
+    def _table_topic(self, ref: TableRef) -> tuple[str, int]:
+        known = self._table_topics.get(ref)
+        if known is None:
+            assert self._admin is not None  # set by start()
+            spec = self.topics.table_spec(ref, self.config.partitions, self.config.replication_factor)
+            partitions = self._admin.ensure((spec,))[spec.name]
+            known = self._table_topics[ref] = (spec.name, partitions)
+            log.info("table topic: %s -> %s (%d partitions)", ref, spec.name, partitions)
+        return known
+
+    # -- producing -----------------------------------------------------------------------------
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(topic, value, key, partition)
+                break
+            except BufferError:
+                # The bounded local queue is full: wait for the broker to take some (backpressure).
+                producer.poll(0.05)
+                self._check_deliveries()
+            except KafkaException as exc:
+                raise self._fail(exc.args[0], f"producing to {topic}") from exc
+        self._since_poll += 1
+        if self._since_poll >= _POLL_EVERY:
+            self._since_poll = 0
+            producer.poll(0)
+            self._check_deliveries()
+
+    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None and self._delivery_error is None:
+            self._delivery_error = error
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal_error = error
+        log.warning("kafka: %s", error.str())
+
+    def _check_deliveries(self) -> None:
+        error = self._fatal_error or self._delivery_error
+        if error is not None:
+            raise self._fail(error, "delivering messages")
+
+    def _fail(self, error: KafkaError, doing: str) -> HeadwaterError:
+        """Abort the open transaction where that is still possible; return the error to raise."""
+        failure = stream_error(error, self.pipeline, doing)
+        if isinstance(failure, ProducerFenced):
+            self._fenced = failure
+            self._in_transaction = False
+            return failure
+        self._abort_quietly()
+        return failure
+
+    def _abort_quietly(self) -> None:
+        producer = self._producer
+        self._in_transaction = False
+        self._pending.clear()
+        self._delivery_error = None
+        if producer is None or (self._fatal_error is not None):
+            return
+        try:
+            producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            log.warning("abort after a failure failed too (the broker aborts it on timeout): %s", exc)
+
+    def _error(self, exc: KafkaException, doing: str) -> HeadwaterError:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(
+            KafkaError._FAIL, str(exc))
+        failure = stream_error(error, self.pipeline, doing)
+        if isinstance(failure, ProducerFenced):
+            self._fenced = failure
+            self._in_transaction = False
+        return failure
+
+    def _live_producer(self) -> Producer:
+        if self._fenced is not None:
+            raise self._fenced
+        if self._fatal_error is not None:
+            failure = stream_error(self._fatal_error, self.pipeline, "producer")
+            if isinstance(failure, ProducerFenced):
+                self._fenced = failure
+            raise failure
+        if self._producer is None:
+            raise RuntimeError("writer not started: call start() first")
+        return self._producer
+
+    def _reset_counts(self) -> None:
+        self._events = 0
+        self._source_transactions = 0
+        self._table_counts = {}
+        self._txn_id = None
+        self._txn_total = 0
+        self._txn_tables = {}
