@@ -130,6 +130,11 @@ def test_transaction_end_and_restart_skips_handled_rows() -> None:
     assert resumed[1] == insert_end
     with pytest.raises(TerminalError):
         list(StreamDecoder(CHARSETS.__getitem__, resume=insert_end.restart).records(EVENTS[:1] + EVENTS[7:]))
+    # a boundary (nothing to skip) accepts whatever transaction comes next
+    boundary = RestartPoint(insert_end.last_position.at_row(0), 0)
+    decoder = StreamDecoder(CHARSETS.__getitem__, resume=boundary)
+    after_boundary = list(decoder.records(EVENTS[:1] + EVENTS[7:]))
+    assert isinstance(after_boundary[0], ChangeEvent) and after_boundary[0].op is Op.UPDATE
 
 
 def test_filters_and_zero_date_policies() -> None:

@@ -209,7 +209,11 @@ class StreamDecoder:
                 last = None
                 skip = 0
                 if resume is not None:
-                    if resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset:
+                    # With rows to skip, the first transaction must be the one the restart point names;
+                    # a boundary (skip_rows == 0) is only a place in the binlog: the next transaction
+                    # starts at or after it, whatever its GTID.
+                    mismatch = resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset
+                    if resume.skip_rows and mismatch:
                         raise TerminalError(f"resume expected transaction {resume.transaction.gtid} at "
                                             f"{resume.transaction.file}:{resume.transaction.offset}, the "
                                             f"server sent {gtid} at {tx_pos.file}:{tx_pos.offset}")
