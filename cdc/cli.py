@@ -84,6 +84,83 @@ def validate(config_path: Path, as_json: bool) -> None:
     click.echo(f"  state_dir {config.state_dir}")
 
 
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Exit 0 once everything up to the source's position at start has been durably written.",
+)
+def run(config_path: Path, until_caught_up: bool) -> None:
+    """The daemon for one source database.
+
+    With a `stream` in the config: capture the binlog into Kafka, exactly once (a transactional
+    producer; the checkpoint commits with the data). SIGTERM or SIGINT finishes the open transaction
+    and exits 0; a second signal aborts it (nothing is lost: the next start resumes from the last
+    checkpoint). Exit 2 on an error an operator must fix (bad config, purged binlog, fenced).
+    """
+    config = load_or_exit(config_path)
+    if config.stream is None:
+        click.echo(
+            "error: embedded mode (no `stream` in the config) needs the sinks, which are not "
+            "available in this version; add a `stream:` section to capture into Kafka",
+            err=True,
+        )
+        sys.exit(2)
+    from cdc.daemon.capture import CaptureDaemon, CaptureOptions
+    from cdc.daemon.mariadb_source import MariaDbSource
+    from cdc.stream import KafkaStreamWriter
+
+    stream = config.stream
+    options = CaptureOptions(
+        until_caught_up=until_caught_up,
+        flush_max_events=stream.flush_max_events,
+        flush_max_ms=stream.flush_max_ms,
+    )
+    daemon = CaptureDaemon(
+        lambda: KafkaStreamWriter(stream, config.name, config.source.server_id),
+        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
+        options,
+    )
+    sys.exit(daemon.run())
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Checkpoint, the source's current position, the lag and the captured tables.
+
+    Exits 0 when the source and the checkpoint could be read, 2 otherwise.
+    """
+    config = load_or_exit(config_path)
+    from cdc.daemon.status import pipeline_status
+
+    st = pipeline_status(config)
+    if as_json:
+        click.echo(_mask(json.dumps(st.to_json(), indent=2)))
+    else:
+        pos = st.source_position
+        click.echo(f"pipeline    {st.name} ({st.mode})")
+        if pos is not None:
+            click.echo(f"source      {st.source} at {pos.file}:{pos.offset}, GTID {pos.gtid_state or '-'}")
+        else:
+            click.echo(f"source      {st.source}: {_mask(st.source_error or 'unknown')}")
+        if st.checkpoint is not None:
+            click.echo(f"checkpoint  {st.checkpoint.restart}")
+            click.echo(f"            GTID {st.checkpoint.gtid}, committed at {st.checkpoint.committed_at}")
+        else:
+            click.echo(
+                f"checkpoint  none ({_mask(st.checkpoint_error or 'the daemon has not committed yet')})"
+            )
+        lag = "-" if st.lag_bytes is None else f"{st.lag_bytes} binlog bytes behind"
+        click.echo(f"lag         {lag}")
+        more = " ..." if len(st.tables) > 20 else ""
+        click.echo(f"tables      {len(st.tables)}: {', '.join(st.tables[:20])}{more}")
+    failed = st.source_error is not None or (st.mode == "kafka" and st.checkpoint_error is not None)
+    sys.exit(2 if failed else 0)
+
+
 def _mask(text: str) -> str:
     from cdc.logs import redact
 
