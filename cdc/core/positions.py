@@ -130,6 +130,20 @@ class Position:
         set_(new, "_key", (key[0], key[1], row, key[3], key[4], key[5], key[6]))
         return new
 
+    def in_same_file(self, gtid: Gtid, offset: int, row: int = 0) -> Position:
+        """A position in this position's binlog file (hot path: the file name is not parsed again)."""
+        _check_range("binlog offset", offset, _U32)
+        _check_range("row index", row, 9_999_999_999)
+        new = object.__new__(Position)
+        set_ = object.__setattr__
+        set_(new, "gtid", gtid)
+        set_(new, "file", self.file)
+        set_(new, "offset", offset)
+        set_(new, "row", row)
+        key = self._key
+        set_(new, "_key", (key[0], offset, row, gtid.domain, gtid.server_id, gtid.seq, key[6]))
+        return new
+
     def to_string(self) -> str:
         """Sortable text form: string order equals Position order."""
         file_seq, offset, row, domain, server, seq, base = self._key

@@ -79,3 +79,11 @@ def test_restart_point_refuses_mid_transaction_start() -> None:
         RestartPoint(Position(Gtid(0, 1, 1), "b.000001", 4, 3))
     with pytest.raises(PositionFormatError):
         RestartPoint.parse("mdb1:garbage+skip=0000000001")
+
+
+@given(positions, gtids, u32, st.integers(0, 100))
+def test_fast_constructors_equal_validated_ones(p: Position, g: Gtid, offset: int, row: int) -> None:
+    assert p.at_row(row) == Position(p.gtid, p.file, p.offset, row)
+    moved = p.in_same_file(g, offset, row)
+    assert moved == Position(g, p.file, offset, row)
+    assert moved.to_string() == Position(g, p.file, offset, row).to_string()

@@ -120,6 +120,7 @@ class StreamDecoder:
         compiled = self._compiled
         gtid: Gtid | None = None
         tx_pos: Position | None = None
+        file_pos: Position | None = None
         tx_id = ""
         row = 0
         ts_ms = 0
@@ -201,7 +202,9 @@ class StreamDecoder:
                 gtid = Gtid(domain, server_id, seq)
                 if self.file is None:
                     raise SourceProtocolError("GTID event before any ROTATE: binlog file unknown")
-                tx_pos = Position(gtid, self.file, log_pos - size, 0)
+                if file_pos is None or file_pos.file != self.file:
+                    file_pos = Position(gtid, self.file, log_pos - size, 0)  # parses the file name once
+                tx_pos = file_pos.in_same_file(gtid, log_pos - size)
                 tx_id = str(gtid)
                 row = 0
                 ts_ms = _ts * 1000

@@ -78,6 +78,7 @@ def make_decimal(precision: int, scale: int) -> Callable[[bytes], decimal.Decima
     sign_bit = 1 << (8 * size - 1)
     all_ones = (1 << 8 * size) - 1
     D = decimal.Decimal
+    exact = decimal.Context(prec=100)
 
     def decode(raw: bytes) -> decimal.Decimal:
         n = int.from_bytes(raw, "big")
@@ -90,10 +91,10 @@ def make_decimal(precision: int, scale: int) -> Callable[[bytes], decimal.Decima
             ip = ip * 1_000_000_000 + (n >> shift & mask)
         if not frac_groups:
             return D(-ip if negative else ip)
-        fp = 0
         for shift, mask, digits in frac_groups:
-            fp = fp * 10**digits + (n >> shift & mask)
-        return D(f"{'-' if negative else ''}{ip}.{fp:0{scale}d}")
+            ip = ip * 10**digits + (n >> shift & mask)
+        # Exact: the context is wide enough for any DECIMAL(65, 30) and independent of the caller's.
+        return D(-ip if negative else ip).scaleb(-scale, exact)
 
     return decode
 
@@ -226,7 +227,8 @@ def python_codec(charset: str) -> Callable[[bytes], str] | None:
         trans = _LATIN1_TRANS
 
         def latin1(raw: bytes) -> str:
-            return raw.decode("latin-1").translate(trans)
+            # Most text is ASCII, where every Latin-1 variant agrees; translate only what is not.
+            return raw.decode("ascii") if raw.isascii() else raw.decode("latin-1").translate(trans)
 
         return latin1
     name = _CHARSET_CODECS.get(charset)
