@@ -86,3 +86,21 @@ def test_purged_binlog_is_terminal_and_says_bootstrap(
     gone = RestartPoint(Position(Gtid(0, 1, 1), "mysql-bin.999999", 4))
     with pytest.raises(BinlogPurged, match="cdc bootstrap"):
         list(_reader(stack, schema, 3).records(StartAt.at(gone)))
+
+
+def test_rotation_moves_positions_to_the_next_file(
+    stack: StackConnections, db: tuple[pymysql.cursors.Cursor, str]
+) -> None:
+    cur, schema = db
+    cur.execute("SELECT @@gtid_binlog_pos")
+    row = cur.fetchone()
+    assert row is not None
+    cur.execute(f"INSERT INTO {schema}.t VALUES (20, 'before')")
+    cur.execute("FLUSH BINARY LOGS")
+    cur.execute(f"INSERT INTO {schema}.t VALUES (21, 'after')")
+    changes = [r for r in _reader(stack, schema, 4).records(StartAt.gtid(str(row[0])))
+               if isinstance(r, ChangeEvent)]
+    assert [c.key for c in changes] == [(20,), (21,)]
+    before, after = changes[0].position, changes[1].position
+    assert after.file_seq == before.file_seq + 1 and after > before
+    assert after.to_string() > before.to_string()
