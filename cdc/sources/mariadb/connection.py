@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _MAX_PACKET = 0xFFFFFF
 _ER_MASTER_FATAL_READING_BINLOG = 1236  # purged/missing binlog or GTID: terminal
 _LOST_CONNECTION = frozenset({2006, 2013, 2055})
+# Error 1236 also covers non-purge failures (bad GTID state, duplicate server id): only these are purges.
+_PURGED_MESSAGES = ("could not find first log", "not in the master's binlog", "purged", "missing",
+                    "could not open log", "could not find gtid")
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,13 @@ class BinlogConnection:
 
     def _connect_plain(self) -> Any:
         s = self._settings
+        # With heartbeats the server writes at least every heartbeat_s; silence for three periods means
+        # a dead peer (surfaced as SourceUnavailable) rather than a read that blocks forever.
+        read_timeout = self._heartbeat_s * 3 if self._heartbeat_s else None
         try:
             return pymysql.connect(host=s.host, port=s.port, user=s.user, password=s.password,
-                                   connect_timeout=s.connect_timeout_s, autocommit=True)
+                                   connect_timeout=s.connect_timeout_s, read_timeout=read_timeout,
+                                   autocommit=True)
         except pymysql.OperationalError as exc:
             code = exc.args[0] if exc.args else 0
             if code in (1045, 1044):
@@ -155,6 +162,6 @@ class BinlogConnection:
         code = int.from_bytes(data[1:3], "little")
         text = data[9:] if data[3:4] == b"#" else data[3:]  # skip the SQL state marker and state
         message = text.decode("utf-8", "replace")
-        if code == _ER_MASTER_FATAL_READING_BINLOG:
+        if code == _ER_MASTER_FATAL_READING_BINLOG and any(m in message.lower() for m in _PURGED_MESSAGES):
             raise BinlogPurged("requested start", message)
         raise SourceProtocolError(f"server error {code} in binlog stream: {message}")
