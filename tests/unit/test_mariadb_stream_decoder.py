@@ -159,3 +159,21 @@ def test_table_map_full_metadata() -> None:
     assert by_name["e"].values == ("x", "y") and by_name["st"].values == ("a", "b", "c")
     assert not by_name["id"].nullable and by_name["d"].nullable
     assert by_name["d"].meta == (65 << 8 | 30)
+
+
+def test_each_table_map_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cdc.sources.mariadb.stream_decoder as module
+
+    calls = []
+    real = module.compile_rows_decoder
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "compile_rows_decoder", counting)
+    decoder = StreamDecoder(CHARSETS.__getitem__)
+    list(decoder.records(EVENTS))
+    list(decoder.records(EVENTS))  # a second pass (e.g. after a reconnect) reuses the cache
+    assert len(calls) == 2  # the table before and after ALTER TABLE
+    assert "def decode_rows" in real(calls[0], CHARSETS.__getitem__).source
