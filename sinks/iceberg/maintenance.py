@@ -1,0 +1,184 @@
+"""Iceberg upkeep for one pipeline's tables (``cdc maintain``): compact closed days, expire snapshots.
+
+pyiceberg 0.12 has no compaction, so it is done here with what it has: for every *closed* partition
+(a ``_source_ts`` day before today, UTC) holding more than one data file, the partition's rows are read
+(in position order) and written back as one file by ``overwrite`` with a filter on exactly that day,
+in one transaction: readers see either the old files or the new one. The row count is checked after
+the commit. The snapshots it makes carry the table's ``headwater.*`` summary properties forward, so
+the sink's stored position (and ``applied()``) is unchanged.
+
+Snapshot expiry keeps the current snapshot and its ``retain_last`` - 1 ancestors, and expires the
+others older than ``older_than`` (``table.maintenance.expire_snapshots()``). pyiceberg 0.12 removes
+them from the metadata only: the data and manifest files they alone referenced stay on storage.
+
+A commit that races the running sink fails (optimistic concurrency) and leaves the table untouched; it
+is reported and the next run retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.table import Table
+
+from cdc.config.models import IcebergSinkConfig
+from sinks.iceberg.catalogs import open_catalog
+from sinks.iceberg.history_schema import PIPELINE_PROPERTY, POSITION, SOURCE_TS, arrow_schema_of
+from sinks.iceberg.history_sink import PIPELINE_KEY, align_to, state_properties, stored_state
+
+__all__ = ["MaintenanceReport", "TableMaintenance", "maintain"]
+
+log = logging.getLogger(__name__)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class TableMaintenance:
+    identifier: str
+    files_before: int
+    files_after: int
+    snapshots_before: int
+    snapshots_after: int
+    partitions_rewritten: tuple[str, ...]  # ISO days
+    rows_rewritten: int
+    snapshots_expired: int
+    failed: tuple[str, ...] = ()  # what was skipped because a concurrent commit won
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceReport:
+    tables: tuple[TableMaintenance, ...]
+
+    @property
+    def files_before(self) -> int:
+        return sum(t.files_before for t in self.tables)
+
+    @property
+    def files_after(self) -> int:
+        return sum(t.files_after for t in self.tables)
+
+    @property
+    def snapshots_expired(self) -> int:
+        return sum(t.snapshots_expired for t in self.tables)
+
+
+def maintain(
+    config: IcebergSinkConfig,
+    pipeline: str,
+    older_than: dt.timedelta = dt.timedelta(days=7),
+    retain_last: int = 5,
+    now: dt.datetime | None = None,
+    base_dir: Path | None = None,
+) -> MaintenanceReport:
+    """Compact closed partitions, then expire snapshots, of every table the pipeline writes."""
+    if retain_last < 1:
+        raise ValueError("retain_last must be at least 1 (the current snapshot)")
+    now = now or dt.datetime.now(dt.UTC)
+    catalog = open_catalog(config.catalog, base_dir)
+    reports = []
+    for identifier in sorted(catalog.list_tables(config.namespace)):
+        table = catalog.load_table(identifier)
+        if table.properties.get(PIPELINE_PROPERTY) != pipeline:
+            continue
+        reports.append(_maintain_table(".".join(identifier), table, pipeline, older_than, retain_last, now))
+    return MaintenanceReport(tuple(reports))
+
+
+def _files(table: Table) -> list[tuple[object, str]]:
+    return [(task.file.partition, task.file.file_path) for task in table.scan().plan_files()]
+
+
+def _maintain_table(
+    identifier: str, table: Table, pipeline: str, older_than: dt.timedelta, retain_last: int, now: dt.datetime
+) -> TableMaintenance:
+    files_before = len(_files(table))
+    snapshots_before = len(table.metadata.snapshots)
+    rewritten: list[str] = []
+    failed: list[str] = []
+    rows_rewritten = 0
+    if table.spec().fields and table.schema().find_field(SOURCE_TS) is not None:
+        for day in _closed_days_to_compact(table, now):
+            try:
+                rows_rewritten += _compact_day(table, day, pipeline)
+                rewritten.append(day.isoformat())
+            except CommitFailedException as exc:
+                log.warning("iceberg maintain: %s day %s not compacted: %s", identifier, day, exc)
+                failed.append(f"compact {day.isoformat()}")
+    expired = 0
+    try:
+        expired = _expire(table, now - older_than, retain_last)
+    except CommitFailedException as exc:
+        log.warning("iceberg maintain: %s snapshots not expired: %s", identifier, exc)
+        failed.append("expire")
+    report = TableMaintenance(
+        identifier=identifier,
+        files_before=files_before,
+        files_after=len(_files(table)),
+        snapshots_before=snapshots_before,
+        snapshots_after=len(table.metadata.snapshots),
+        partitions_rewritten=tuple(rewritten),
+        rows_rewritten=rows_rewritten,
+        snapshots_expired=expired,
+        failed=tuple(failed),
+    )
+    log.info(
+        "iceberg maintain: %s files %d -> %d, snapshots %d -> %d, days rewritten %s",
+        identifier,
+        report.files_before,
+        report.files_after,
+        report.snapshots_before,
+        report.snapshots_after,
+        ",".join(rewritten) or "none",
+    )
+    return report
+
+
+def _closed_days_to_compact(table: Table, now: dt.datetime) -> list[dt.date]:
+    today = (now.astimezone(dt.UTC).date() - _EPOCH).days
+    per_day: dict[int, int] = defaultdict(int)
+    for partition, _path in _files(table):
+        day = partition[0]  # type: ignore[index]  # the day(_source_ts) field, days since epoch
+        if day is not None:
+            per_day[int(day)] += 1
+    return [_EPOCH + dt.timedelta(days=d) for d, n in sorted(per_day.items()) if d < today and n > 1]
+
+
+def _compact_day(table: Table, day: dt.date, pipeline: str) -> int:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    where = And(GreaterThanOrEqual(SOURCE_TS, start.isoformat()), LessThan(SOURCE_TS, end.isoformat()))
+    rows = table.scan(row_filter=where).to_arrow().sort_by(POSITION)
+    state = stored_state(table)
+    properties = state_properties(pipeline, state) if state is not None else {PIPELINE_KEY: pipeline}
+    data = align_to(rows, arrow_schema_of(table.schema()))
+    with table.transaction() as txn:
+        txn.overwrite(data, overwrite_filter=where, snapshot_properties=properties)
+    after = table.scan(row_filter=where).count()
+    if after != rows.num_rows:  # cannot happen short of a pyiceberg bug; stop loudly if it does
+        raise RuntimeError(f"compaction of {day} changed the row count: {rows.num_rows} -> {after}")
+    return rows.num_rows
+
+
+def _expire(table: Table, cutoff: dt.datetime, retain_last: int) -> int:
+    keep: set[int] = set()
+    snapshot = table.current_snapshot()
+    while snapshot is not None and len(keep) < retain_last:
+        keep.add(snapshot.snapshot_id)
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    cutoff_ms = int(cutoff.timestamp() * 1000)
+    ids = [
+        s.snapshot_id
+        for s in table.metadata.snapshots
+        if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep
+    ]
+    if ids:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+        table.refresh()
+    return len(ids)
