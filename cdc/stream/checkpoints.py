@@ -50,20 +50,28 @@ def _utc_text(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def checkpoint_record(pipeline: str, restart: RestartPoint, committed_at: dt.datetime, events: int,
-                      source_transactions: int, tables: Mapping[str, int]) -> bytes:
-    return orjson.dumps({
-        "pipeline": pipeline,
-        "restart_point": restart.to_string(),
-        "position": restart.transaction.to_string(),
-        "gtid": str(restart.transaction.gtid),
-        "committed_at": _utc_text(committed_at),
-        "counts": {
-            "events": events,
-            "source_transactions": source_transactions,
-            "tables": dict(sorted(tables.items())),
-        },
-    })
+def checkpoint_record(
+    pipeline: str,
+    restart: RestartPoint,
+    committed_at: dt.datetime,
+    events: int,
+    source_transactions: int,
+    tables: Mapping[str, int],
+) -> bytes:
+    return orjson.dumps(
+        {
+            "pipeline": pipeline,
+            "restart_point": restart.to_string(),
+            "position": restart.transaction.to_string(),
+            "gtid": str(restart.transaction.gtid),
+            "committed_at": _utc_text(committed_at),
+            "counts": {
+                "events": events,
+                "source_transactions": source_transactions,
+                "tables": dict(sorted(tables.items())),
+            },
+        }
+    )
 
 
 def parse_checkpoint(value: bytes) -> Checkpoint:
@@ -92,43 +100,63 @@ def parse_checkpoint(value: bytes) -> Checkpoint:
 def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | None:
     """The last committed checkpoint of ``pipeline``, or None if it never committed one.
 
-    Reads the whole (compacted, one-partition) checkpoints topic with a read_committed consumer.
-    A transaction still open on the topic holds the read back (its records are not yet decided);
-    the writer calls this after ``init_transactions``, which settles any transaction a previous
-    instance left open. Raises StreamUnavailable when the end is not reached in time.
+    Reads the (compacted, one-partition) checkpoints topic with a read_committed consumer: first only
+    its tail (every Kafka transaction ends with one checkpoint record and one commit marker, so the
+    last committed checkpoint is almost always among the last few offsets), and the whole topic only
+    if the tail holds none (a long run of aborted transactions). A transaction still open on the
+    topic holds the read back; the writer calls this after ``init_transactions``, which settles any
+    transaction a previous instance left open. Raises StreamUnavailable when the end is not reached
+    in time.
     """
     topic = TopicNames(pipeline).checkpoints
     timeout = config.request_timeout_ms / 1000
+    deadline = time.monotonic() + timeout
     consumer = Consumer(consumer_config(config, f"headwater-{pipeline}-checkpoint-{uuid.uuid4().hex}"))
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=timeout)
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                return None  # the topic does not exist yet: nothing was ever committed
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
         except KafkaException as exc:
             raise StreamUnavailable(
-                f"no Kafka metadata from {config.bootstrap_servers} within {timeout:g}s: {exc}"
+                f"no Kafka metadata for {topic} from {config.bootstrap_servers} within {timeout:g}s: {exc}"
             ) from exc
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            return None  # the topic does not exist yet: nothing was ever committed
-        consumer.assign([TopicPartition(topic, p, -2) for p in described.partitions])  # -2: beginning
-        remaining = set(described.partitions)
-        last: bytes | None = None
-        deadline = time.monotonic() + timeout
-        while remaining:
-            if time.monotonic() > deadline:
-                raise StreamUnavailable(
-                    f"reading {topic} from {config.bootstrap_servers} did not reach its end "
-                    f"within {timeout:g}s"
-                )
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(message.partition())
-                        continue
-                    raise StreamUnavailable(f"reading {topic}: {error.str()}")
-                if message.key() == pipeline.encode() and message.value() is not None:
-                    last = message.value()
+        if high <= low:
+            return None
+        key = pipeline.encode()
+        start = max(low, high - _TAIL_OFFSETS)
+        found, last = _scan(consumer, topic, start, key, deadline, config)
+        if not found and start > low:
+            found, last = _scan(consumer, topic, low, key, deadline, config)
         return None if last is None else parse_checkpoint(last)
     finally:
         consumer.close()
+
+
+_TAIL_OFFSETS = 64
+
+
+def _scan(
+    consumer: Consumer, topic: str, start: int, key: bytes, deadline: float, config: KafkaStreamConfig
+) -> tuple[bool, bytes | None]:
+    """Read partition 0 of ``topic`` from ``start`` to its end: (a record for key seen, its last value)."""
+    consumer.assign([TopicPartition(topic, 0, start)])
+    found, last = False, None
+    while True:
+        if time.monotonic() > deadline:
+            raise StreamUnavailable(
+                f"reading {topic} from {config.bootstrap_servers} did not reach its end "
+                f"within {config.request_timeout_ms / 1000:g}s"
+            )
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return found, last
+            raise StreamUnavailable(f"reading {topic}: {error.str()}")
+        if message.key() == key:
+            found, last = True, message.value()

@@ -125,8 +125,9 @@ class EnvelopeEncoder:
             codec = self._codecs[schema.version] = TableCodec(schema)
         return codec
 
-    def value(self, event: ChangeEvent, transaction: TransactionOrder | None = None,
-              ts_ms: int | None = None) -> dict[str, Any]:
+    def value(
+        self, event: ChangeEvent, transaction: TransactionOrder | None = None, ts_ms: int | None = None
+    ) -> dict[str, Any]:
         """The envelope as a dict (what :meth:`encode` serializes)."""
         codec = self.codec(event.schema)
         position = event.position
@@ -164,8 +165,9 @@ class EnvelopeEncoder:
             },
         }
 
-    def encode(self, event: ChangeEvent, transaction: TransactionOrder | None = None,
-               ts_ms: int | None = None) -> tuple[bytes | None, bytes]:
+    def encode(
+        self, event: ChangeEvent, transaction: TransactionOrder | None = None, ts_ms: int | None = None
+    ) -> tuple[bytes | None, bytes]:
         """(key bytes or None for a truncate, value bytes)."""
         key = self.codec(event.schema).key(event)
         value = dumps(self.value(event, transaction, ts_ms))

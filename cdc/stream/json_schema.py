@@ -141,8 +141,20 @@ def value_schema(pipeline: str, schema: TableSchema) -> dict[str, Any]:
             "schema_version": {"const": schema.version},
         },
         "required": [
-            "version", "connector", "name", "ts_ms", "snapshot", "db", "table", "server_id", "gtid",
-            "file", "pos", "row", "position", "schema_version",
+            "version",
+            "connector",
+            "name",
+            "ts_ms",
+            "snapshot",
+            "db",
+            "table",
+            "server_id",
+            "gtid",
+            "file",
+            "pos",
+            "row",
+            "position",
+            "schema_version",
         ],
     }
     transaction = {
@@ -185,8 +197,12 @@ def table_schema_record(pipeline: str, schema: TableSchema, position: Position) 
         "table": schema.table,
         "version": schema.version,
         "columns": [
-            {"name": c.name, "source_type": c.source_type, "arrow_type": str(c.arrow_type),
-             "nullable": c.nullable}
+            {
+                "name": c.name,
+                "source_type": c.source_type,
+                "arrow_type": str(c.arrow_type),
+                "nullable": c.nullable,
+            }
             for c in schema.columns
         ],
         "primary_key": list(schema.primary_key),

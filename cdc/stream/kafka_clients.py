@@ -125,8 +125,9 @@ def _kafka_error(exc: KafkaException) -> KafkaError:
     return KafkaError(KafkaError._FAIL, str(exc))
 
 
-def ensure_topics(admin: AdminClient, specs: tuple[TopicSpec, ...], config: KafkaStreamConfig,
-                  pipeline: str) -> dict[str, int]:
+def ensure_topics(
+    admin: AdminClient, specs: tuple[TopicSpec, ...], config: KafkaStreamConfig, pipeline: str
+) -> dict[str, int]:
     """Create the topics of ``specs`` that are missing; return every spec's topic -> partition count.
 
     Existing topics are left exactly as they are (their partition count is read, not changed).
@@ -150,8 +151,12 @@ def ensure_topics(admin: AdminClient, specs: tuple[TopicSpec, ...], config: Kafk
     if not missing:
         return partitions
     new_topics = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
-                 config=dict(s.config))
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=s.replication_factor,
+            config=dict(s.config),
+        )
         for s in missing
     ]
     futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)

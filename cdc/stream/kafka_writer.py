@@ -85,8 +85,14 @@ class KafkaTopicAdmin:
 class KafkaStreamWriter:
     """Writes one pipeline's records to Kafka in transactions; see the module docstring."""
 
-    def __init__(self, config: KafkaStreamConfig, pipeline: str, server_id: int, *,
-                 topic_admin: TopicAdmin | None = None) -> None:
+    def __init__(
+        self,
+        config: KafkaStreamConfig,
+        pipeline: str,
+        server_id: int,
+        *,
+        topic_admin: TopicAdmin | None = None,
+    ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.server_id = server_id  # our replica id on the source; recorded in checkpoints
@@ -118,8 +124,9 @@ class KafkaStreamWriter:
         """Ensure the pipeline's topics, fence older producers, return the last committed restart point."""
         if self._admin is None:
             self._admin = KafkaTopicAdmin(self.config, self.pipeline)
-        self._admin.ensure(self.topics.own_specs(self.config.replication_factor,
-                                                 self.config.transaction_metadata))
+        self._admin.ensure(
+            self.topics.own_specs(self.config.replication_factor, self.config.transaction_metadata)
+        )
         settings = producer_config(self.config, self.pipeline)
         settings["on_delivery"] = self._on_delivery
         settings["delivery.report.only.error"] = True
@@ -139,7 +146,8 @@ class KafkaStreamWriter:
         checkpoint = read_checkpoint(self.config, self.pipeline)
         log.info(
             "stream started: pipeline=%s transactional.id=headwater-%s checkpoint=%s",
-            self.pipeline, self.pipeline,
+            self.pipeline,
+            self.pipeline,
             checkpoint.restart.to_string() if checkpoint else "none (first run)",
         )
         return None if checkpoint is None else checkpoint.restart
@@ -175,10 +183,15 @@ class KafkaStreamWriter:
             raise RuntimeError("commit() outside a transaction: call begin() first")
         self._check_deliveries()
         value = checkpoint_record(
-            self.pipeline, checkpoint, dt.datetime.now(dt.UTC), self._events, self._source_transactions,
+            self.pipeline,
+            checkpoint,
+            dt.datetime.now(dt.UTC),
+            self._events,
+            self._source_transactions,
             self._table_counts,
         )
-        self._produce(self.topics.checkpoints, self.pipeline.encode(), value)
+        # partition 0 explicitly: the reader reads only that one, whatever the topic was created with
+        self._produce(self.topics.checkpoints, self.pipeline.encode(), value, 0)
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 producer.commit_transaction(self._timeout)
@@ -189,8 +202,9 @@ class KafkaStreamWriter:
                     raise self._error(exc, "commit_transaction") from exc
                 if error.retriable():
                     # librdkafka: a retriable commit error is retried by calling commit again
-                    log.warning("commit_transaction attempt %d/%d: %s", attempt, _COMMIT_ATTEMPTS,
-                                error.str())
+                    log.warning(
+                        "commit_transaction attempt %d/%d: %s", attempt, _COMMIT_ATTEMPTS, error.str()
+                    )
                     if attempt == _COMMIT_ATTEMPTS:
                         self._in_transaction = False
                         raise CommitStateUnknown(
@@ -207,8 +221,9 @@ class KafkaStreamWriter:
         self._in_transaction = False
         self._published |= self._pending
         self._pending.clear()
-        log.debug("committed: pipeline=%s restart=%s events=%d", self.pipeline, checkpoint.to_string(),
-                  self._events)
+        log.debug(
+            "committed: pipeline=%s restart=%s events=%d", self.pipeline, checkpoint.to_string(), self._events
+        )
 
     def abort(self) -> None:
         producer = self._live_producer()
@@ -266,8 +281,13 @@ class KafkaStreamWriter:
             self._txn_id = txn_id
             self._txn_total = 0
             self._txn_tables = {}
-            begin = {"status": "BEGIN", "id": txn_id, "event_count": None, "data_collections": None,
-                     "ts_ms": event.source_ts_ms}
+            begin = {
+                "status": "BEGIN",
+                "id": txn_id,
+                "event_count": None,
+                "data_collections": None,
+                "ts_ms": event.source_ts_ms,
+            }
             self._produce(self.topics.transactions, dumps({"id": txn_id}), dumps(begin))
         self._txn_total += 1
         count = self._txn_tables[table] = self._txn_tables.get(table, 0) + 1
@@ -358,8 +378,11 @@ class KafkaStreamWriter:
             log.warning("abort after a failure failed too (the broker aborts it on timeout): %s", exc)
 
     def _error(self, exc: KafkaException, doing: str) -> HeadwaterError:
-        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(
-            KafkaError._FAIL, str(exc))
+        error = (
+            exc.args[0]
+            if exc.args and isinstance(exc.args[0], KafkaError)
+            else KafkaError(KafkaError._FAIL, str(exc))
+        )
         failure = stream_error(error, self.pipeline, doing)
         if isinstance(failure, ProducerFenced):
             self._fenced = failure

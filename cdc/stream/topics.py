@@ -88,7 +88,19 @@ class TopicNames:
         keep_forever = (("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1"))
         specs = [
             TopicSpec(self.schema, 1, replication_factor, keep_forever),
-            TopicSpec(self.checkpoints, 1, replication_factor, (("cleanup.policy", "compact"),)),
+            # Small segments so compaction keeps up (only closed segments are compacted): one record
+            # per commit would otherwise pile up for the default week-long segment.
+            TopicSpec(
+                self.checkpoints,
+                1,
+                replication_factor,
+                (
+                    ("cleanup.policy", "compact"),
+                    ("segment.bytes", str(16 * 1024 * 1024)),
+                    ("segment.ms", str(3_600_000)),
+                    ("min.cleanable.dirty.ratio", "0.1"),
+                ),
+            ),
         ]
         if transaction_metadata:
             specs.append(TopicSpec(self.transactions, 1, replication_factor))
