@@ -110,6 +110,8 @@ class SqlSinkConfig(_Model):
     schema_name: str | None = Field(default=None, alias="schema")
     batch_rows: Annotated[int, Field(ge=1)] = 5_000
     on_bad_row: Literal["stop", "dead_letter"] = "stop"
+    # PostgreSQL: write a table's rows of a batch with COPY + one INSERT ... SELECT from this many rows
+    copy_threshold_rows: Annotated[int, Field(ge=1)] = 1_000
 
     @field_validator("url")
     @classmethod

@@ -18,7 +18,13 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     │   └── CommitStateUnknown         (TransientError) commit_transaction kept timing out: whether the
     │                                                   transaction landed is read back from the checkpoint
     ├── ProducerFenced                 (TerminalError)  another `cdc run` for the same pipeline took over
-    └── StreamAccessDenied             (TerminalError)  the broker refused us (authorization): fix the ACLs
+    ├── StreamAccessDenied             (TerminalError)  the broker refused us (authorization): fix the ACLs
+    └── SinkError                                       a sink could not apply a batch (nothing of it landed)
+        ├── SinkSchemaError            (TerminalError)  a table shape the sink cannot follow (dropped or
+        │                                               narrowed column, changed key, no primary key):
+        │                                               names table and column
+        └── BadRowError                (TerminalError)  a value the target cannot store (on_bad_row: stop):
+                                                        names table, key and column
 
     TerminalError   marker: retrying the same thing fails the same way
     TransientError  marker: retrying later may succeed
@@ -27,12 +33,15 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
 from __future__ import annotations
 
 __all__ = [
+    "BadRowError",
     "BinlogPurged",
     "CommitStateUnknown",
     "ConfigError",
     "HeadwaterError",
     "PositionFormatError",
     "ProducerFenced",
+    "SinkError",
+    "SinkSchemaError",
     "SourceProtocolError",
     "SourceUnavailable",
     "StreamAccessDenied",
@@ -136,3 +145,29 @@ class ProducerFenced(TerminalError):
 
 class StreamAccessDenied(TerminalError):
     """The Kafka cluster refused an operation for lack of authorization; retrying cannot help."""
+
+
+class SinkError(HeadwaterError):
+    """A sink could not apply a batch; the batch's transaction was rolled back (nothing of it landed)."""
+
+
+class SinkSchemaError(SinkError, TerminalError):
+    """A table shape the sink cannot follow without losing data; an operator must migrate the target."""
+
+    def __init__(self, table: str, column: str | None, reason: str) -> None:
+        self.table = table
+        self.column = column
+        self.reason = reason
+        where = f"{table}.{column}" if column else table
+        super().__init__(f"sink cannot follow the schema of {where}: {reason}")
+
+
+class BadRowError(SinkError, TerminalError):
+    """A value the target cannot store; raised under ``on_bad_row: stop`` (else dead-lettered)."""
+
+    def __init__(self, table: str, key: str, column: str, reason: str) -> None:
+        self.table = table
+        self.key = key
+        self.column = column
+        self.reason = reason
+        super().__init__(f"bad row in {table} key {key} column {column}: {reason}")

@@ -1,0 +1,346 @@
+"""The SQL serving sink: current state of each source table, upserted by key, with its applied position."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from cdc.core.errors import BadRowError, ConfigError, SinkError
+from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.schemas import TableRef, TableSchema
+from sinks.contract import AppliedState, SinkBatch
+from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
+from sinks.sql.positions_table import Bookkeeping, TableShape
+from sinks.sql.postgres_copy import copy_delete, copy_upsert
+from sinks.sql.schema_sync import build_table, ddl_statements, evolve
+from sinks.sql.type_mapping import Dialect, TargetType, decoder, encoder, problem, target_type
+
+__all__ = ["SqlSink", "SqlSinkSettings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSinkSettings:
+    url: str
+    pipeline: str
+    table_format: str = "{table}"
+    schema: str | None = None
+    on_bad_row: str = "stop"  # "stop" | "dead_letter"
+    copy_threshold_rows: int | None = 1_000  # PostgreSQL: COPY path from this many rows; None = never
+
+
+@dataclass(slots=True)
+class _TablePlan:
+    """What a batch does to one target table once collapsed: optional wipe, then one action per key."""
+
+    target: str
+    truncate: bool = False
+    # key -> (event whose image is written, or None for a delete; the event that decided it)
+    actions: dict[RowImage, tuple[RowImage | None, ChangeEvent]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """Per (table, schema version): checks and encoders for each column of the images."""
+
+    names: tuple[str, ...]
+    targets: tuple[TargetType, ...]
+    encoders: tuple[Callable[[Any], Any] | None, ...]
+    checked: tuple[int, ...]  # indexes of columns whose values may be unstorable
+
+
+class SqlSink:
+    """One target table per source table, named by ``table_format``; see the package docstring."""
+
+    def __init__(self, settings: SqlSinkSettings) -> None:
+        self.settings = settings
+        url = sa.engine.make_url(settings.url)
+        self.dialect = Dialect.of(url.get_backend_name())
+        if self.dialect is Dialect.SQLITE and settings.schema is not None:
+            raise ConfigError("sinks[].schema: SQLite has no schemas; leave it unset")
+        if settings.on_bad_row not in ("stop", "dead_letter"):
+            raise ConfigError(f"sinks[].on_bad_row must be 'stop' or 'dead_letter', got {settings.on_bad_row!r}")
+        self.name = f"sql:{url.render_as_string(hide_password=True)}"
+        self._url = url
+        self._engine: sa.Engine | None = None
+        self._book = Bookkeeping(settings.schema)
+        self._metadata = sa.MetaData(schema=settings.schema)
+        self._shapes: dict[str, TableShape] = {}
+        self._tables: dict[str, sa.Table] = {}
+        self._codecs: dict[tuple[str, str], _Codec] = {}
+
+    # -- the Sink protocol --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._engine is not None:
+            return
+        self._engine = sa.create_engine(self._url, pool_pre_ping=True)
+        with self._engine.begin() as conn:
+            self._book.create(conn)
+        with self._engine.connect() as conn:
+            self._load_shapes(conn)
+        log.info("sql sink open: %s (%s), %d tables known", self.name, self.dialect.value, len(self._shapes))
+
+    def applied(self) -> AppliedState | None:
+        with self._require_engine().connect() as conn:
+            return self._book.read_state(conn, self.settings.pipeline)
+
+    def apply(self, batch: SinkBatch) -> None:
+        engine = self._require_engine()
+        held = self.applied()
+        if held is not None and batch.state.position < held.position:
+            return  # an old batch re-delivered: everything in it is already here
+        events = self._unapplied(batch, held)
+        self._sync_schemas(events)
+        with engine.begin() as conn:
+            current = self._book.read_state(conn, self.settings.pipeline, lock=True)
+            if current != held:  # another writer moved the position since we looked: honour it
+                if current is not None and batch.state.position < current.position:
+                    return
+                events = self._unapplied(batch, current)
+            plans = self._plan(events)
+            bad = self._bad_rows(plans)
+            if bad:
+                if self.settings.on_bad_row == "stop":
+                    first = bad[0]
+                    raise BadRowError(f"{first.event.table} (target table {first.target_table})",
+                                      key_json(first.key), first.column, first.reason)
+                write_dead_letters(conn, self._book, self.settings.pipeline, bad)
+                log.warning("dead-lettered %d rows (first: %s key %s: %s)", len(bad), bad[0].target_table,
+                            key_json(bad[0].key), bad[0].reason)
+            for plan in plans.values():
+                self._write(conn, plan, {(b.target_table, b.key) for b in bad})
+            self._book.write_state(conn, self.settings.pipeline, batch.state, exists=current is not None)
+
+    def flush(self) -> None:
+        """Nothing to do: every ``apply`` commits."""
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- reading back (behaviour suite, reconciliation) -----------------------------------------------
+
+    def target_name(self, ref: TableRef) -> str:
+        return self.settings.table_format.format(table=ref.table, db=ref.db)
+
+    def read_rows(self, ref: TableRef) -> list[dict[str, object]]:
+        """Every row of ``ref``'s target table, values decoded back to the source's Python types."""
+        target = self.target_name(ref)
+        with self._require_engine().connect() as conn:
+            self._load_shapes(conn)
+            shape = self._shapes.get(target)
+            if shape is None:
+                return []
+            table = self._table(target)
+            decoders = [decoder(c.arrow_type, self.dialect) for c in shape.columns]
+            rows = conn.execute(sa.select(*(table.c[c.name] for c in shape.columns))).all()
+        return [
+            {
+                c.name: v if dec is None or v is None else dec(v)
+                for c, dec, v in zip(shape.columns, decoders, row, strict=True)
+            }
+            for row in rows
+        ]
+
+    def primary_key(self, ref: TableRef) -> tuple[str, ...] | None:
+        """The key columns of ``ref``'s target table; None if the sink has not created it."""
+        with self._require_engine().connect() as conn:
+            self._load_shapes(conn)
+        shape = self._shapes.get(self.target_name(ref))
+        return shape.primary_key if shape is not None else None
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _require_engine(self) -> sa.Engine:
+        if self._engine is None:
+            raise SinkError(f"{self.name}: open() the sink before using it")
+        return self._engine
+
+    def _load_shapes(self, conn: sa.Connection) -> None:
+        shapes = self._book.read_shapes(conn)
+        if shapes != self._shapes:
+            self._shapes = shapes
+            self._tables.clear()
+            self._metadata = sa.MetaData(schema=self.settings.schema)
+
+    def _table(self, target: str) -> sa.Table:
+        table = self._tables.get(target)
+        if table is None:
+            table = build_table(self._metadata, target, self._shapes[target], self.dialect)
+            self._tables[target] = table
+        return table
+
+    @staticmethod
+    def _unapplied(batch: SinkBatch, held: AppliedState | None) -> list[ChangeEvent]:
+        return [
+            r for r in batch.records
+            if isinstance(r, ChangeEvent) and (held is None or r.position > held.position)
+        ]  # fmt: skip
+
+    def _sync_schemas(self, events: Iterable[ChangeEvent]) -> None:
+        """Create and alter target tables for the schema versions in ``events`` (before the data).
+
+        Runs in its own transaction: MariaDB commits DDL implicitly anyway. Re-running it after a crash
+        is harmless (the version is recorded; ADD COLUMN IF NOT EXISTS).
+        """
+        seen: dict[str, set[str]] = {}
+        pending: list[TableSchema] = []
+        for event in events:
+            versions = seen.setdefault(event.table.db + "\x00" + event.table.table, set())
+            if event.schema.version not in versions:
+                versions.add(event.schema.version)
+                pending.append(event.schema)
+        todo = [s for s in pending if s.version not in self._known_versions(self.target_name(s.ref))]
+        if not todo:
+            return
+        engine = self._require_engine()
+        with engine.begin() as conn:
+            self._load_shapes(conn)
+            for schema in todo:
+                target = self.target_name(schema.ref)
+                old = self._shapes.get(target)
+                new, steps = evolve(target, old, schema, self.dialect)
+                if new == old:
+                    continue
+                if old is None:
+                    table = build_table(sa.MetaData(schema=self.settings.schema), target, new, self.dialect)
+                    table.create(conn, checkfirst=True)
+                    log.info("created table %s for %s", target, schema.ref)
+                else:
+                    statements = ddl_statements(self._table(target), steps, self.dialect, engine.dialect, new)
+                    for statement in statements:
+                        log.info("schema change on %s: %s", target, statement)
+                        conn.execute(sa.text(statement))
+                self._book.write_shape(conn, target, new, exists=old is not None)
+                self._shapes[target] = new
+                self._tables.pop(target, None)
+                self._metadata = sa.MetaData(schema=self.settings.schema)
+                self._tables.clear()
+
+    def _known_versions(self, target: str) -> tuple[str, ...]:
+        shape = self._shapes.get(target)
+        return shape.versions if shape is not None else ()
+
+    def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, _TablePlan]:
+        """Collapse the batch per table and key, in position order: the last change per key wins."""
+        plans: dict[str, _TablePlan] = {}
+        targets: dict[TableRef, str] = {}
+        for event in events:
+            target = targets.get(event.table)
+            if target is None:
+                target = targets[event.table] = self.target_name(event.table)
+            plan = plans.get(target)
+            if plan is None:
+                plan = plans[target] = _TablePlan(target)
+            op = event.op
+            if op is Op.TRUNCATE:
+                plan.truncate = True
+                plan.actions.clear()  # everything before the truncate is wiped with the table
+                continue
+            idx = event.schema.key_indexes()
+            if op is Op.DELETE:
+                image = event.before
+                key = event.key if image is None else tuple(image[i] for i in idx)
+                if key is None:
+                    raise SinkError(f"{event.table}: delete at {event.position} carries neither key nor image")
+                plan.actions[key] = (None, event)
+                continue
+            after = event.after
+            if after is None:
+                raise SinkError(f"{event.table}: {op.value} at {event.position} carries no after image")
+            key = tuple(after[i] for i in idx)
+            if op is Op.UPDATE and event.before is not None:
+                old_key = tuple(event.before[i] for i in idx)
+                if old_key != key:  # the key itself changed: the old row goes away
+                    plan.actions[old_key] = (None, event)
+            plan.actions[key] = (after, event)
+        return plans
+
+    def _codec(self, target: str, schema: TableSchema) -> _Codec:
+        codec = self._codecs.get((target, schema.version))
+        if codec is None:
+            targets = tuple(target_type(c) for c in schema.columns)
+            checked = tuple(
+                i for i, t in enumerate(targets) if t.family.value in ("text", "binary") or t.kind.value == "double"
+            )
+            codec = _Codec(
+                schema.column_names,
+                targets,
+                tuple(encoder(c.arrow_type, self.dialect) for c in schema.columns),
+                checked,
+            )
+            self._codecs[(target, schema.version)] = codec
+        return codec
+
+    def _bad_rows(self, plans: dict[str, _TablePlan]) -> list[BadRow]:
+        bad: list[BadRow] = []
+        for plan in plans.values():
+            for key, (image, event) in plan.actions.items():
+                codec = self._codec(plan.target, event.schema)
+                if image is None:
+                    names = event.schema.primary_key
+                    checks = [(n, v, target_type(event.schema.columns[event.schema.column_names.index(n)]))
+                              for n, v in zip(names, key, strict=True)]
+                else:
+                    checks = [(codec.names[i], image[i], codec.targets[i]) for i in codec.checked]
+                for name, value, ttype in checks:
+                    reason = problem(value, ttype, self.dialect)
+                    if reason is not None:
+                        bad.append(BadRow(event, plan.target, key, name, reason))
+                        break
+        return bad
+
+    def _write(self, conn: sa.Connection, plan: _TablePlan, skip: set[tuple[str, RowImage]]) -> None:
+        table = self._table(plan.target)
+        shape = self._shapes[plan.target]
+        pk = shape.primary_key
+        if plan.truncate:
+            conn.execute(sa.delete(table))
+        deletes: list[RowImage] = []
+        upserts: dict[tuple[str, ...], list[list[Any]]] = {}
+        key_encoders = [encoder(shape.column(k).arrow_type, self.dialect) for k in pk]  # type: ignore[union-attr]
+        for key, (image, event) in plan.actions.items():
+            if (plan.target, key) in skip:
+                continue
+            if image is None:
+                deletes.append(tuple(v if e is None or v is None else e(v)
+                                     for v, e in zip(key, key_encoders, strict=True)))
+                continue
+            codec = self._codec(plan.target, event.schema)
+            row = [v if e is None or v is None else e(v) for v, e in zip(image, codec.encoders, strict=True)]
+            upserts.setdefault(codec.names, []).append(row)
+        copy = self.dialect is Dialect.POSTGRESQL and self.settings.copy_threshold_rows is not None
+        threshold = self.settings.copy_threshold_rows or 0
+        if deletes:
+            if copy and len(deletes) >= threshold:
+                copy_delete(conn, table, pk, deletes)
+            else:
+                stmt = sa.delete(table).where(
+                    sa.and_(*(table.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(pk)))
+                )
+                conn.execute(stmt, [{f"k{i}": v for i, v in enumerate(key)} for key in deletes])
+        for names, rows in upserts.items():
+            if copy and len(rows) >= threshold:
+                copy_upsert(conn, table, names, rows, pk)
+            else:
+                conn.execute(self._upsert(table, names, pk), [dict(zip(names, row, strict=True)) for row in rows])
+
+    def _upsert(self, table: sa.Table, names: Sequence[str], pk: Sequence[str]) -> sa.Executable:
+        rest = [n for n in names if n not in pk]
+        if self.dialect is Dialect.MARIADB:
+            my = mysql.insert(table)
+            return my.on_duplicate_key_update({n: my.inserted[n] for n in (rest or pk[:1])})
+        ins: Any = postgresql.insert(table) if self.dialect is Dialect.POSTGRESQL else sqlite.insert(table)
+        if not rest:
+            return ins.on_conflict_do_nothing(index_elements=list(pk))  # type: ignore[no-any-return]
+        return ins.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=list(pk), set_={n: ins.excluded[n] for n in rest}
+        )
