@@ -1,0 +1,339 @@
+"""The Iceberg history sink on local disk with a SQLite catalog: exactly once, buffering, evolution."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from cdc.config.models import IcebergSinkConfig
+from cdc.core.errors import SinkSchemaError
+from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.positions import Gtid, Position
+from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from sinks.contract import AppliedState, Sink, SinkBatch
+from sinks.iceberg import create_iceberg_sink, read_history, state_as_of
+from sinks.iceberg.catalogs import open_catalog
+from sinks.iceberg.history_sink import IcebergHistorySink, stored_state
+
+T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def pos(seq: int, row: int = 0) -> Position:
+    return Position(Gtid(0, 1, seq), "bin.000001", 1000 + 100 * seq, row)
+
+
+def schema(db: str = "shop", table: str = "items", *extra: Column, key_type: str = "int32") -> TableSchema:
+    columns = (
+        Column("id", "int", ArrowType(ArrowKind(key_type)), False),
+        Column("name", "varchar(20)", ArrowType(ArrowKind.STRING)),
+        *extra,
+    )
+    return TableSchema.build(TableRef(db, table), columns, ("id",))
+
+
+def event(
+    op: Op, s: TableSchema, seq: int, image: RowImage | None, row: int = 0, ts_ms: int | None = None
+) -> ChangeEvent:
+    key = None if image is None else (image[0],)
+    before = image if op is Op.DELETE else None
+    after = image if op in (Op.CREATE, Op.UPDATE, Op.READ) else None
+    return ChangeEvent(
+        op, s, key, before, after, pos(seq, row), T0_MS + seq * 1000 if ts_ms is None else ts_ms, f"0-1-{seq}"
+    )
+
+
+def batch(*events: ChangeEvent, offsets: dict[str, int] | None = None) -> SinkBatch:
+    return SinkBatch(list(events), AppliedState(max(e.position for e in events), offsets or {}))
+
+
+def config(tmp_path: Path, **kw: object) -> IcebergSinkConfig:
+    return IcebergSinkConfig.model_validate(
+        {
+            "catalog": {
+                "type": "sql",
+                "uri": f"sqlite:///{tmp_path}/catalog.db",
+                "warehouse": str(tmp_path / "wh"),
+            },
+            "namespace": "hist",
+            "commit_rows": 1000,
+            "commit_seconds": 3600,
+            **kw,
+        }
+    )
+
+
+def opened(cfg: IcebergSinkConfig) -> IcebergHistorySink:
+    sink = create_iceberg_sink(cfg, "pipe")
+    sink.open()
+    return sink
+
+
+def positions(cfg: IcebergSinkConfig, table: str) -> list[str]:
+    rows, _key = read_history(cfg.catalog, cfg.namespace, table)
+    return [str(p) for p in rows.column("_position").to_pylist()]
+
+
+def test_is_a_sink_named_after_its_namespace(tmp_path: Path) -> None:
+    sink = create_iceberg_sink(config(tmp_path), "pipe")
+    assert isinstance(sink, Sink)
+    assert sink.name == "iceberg:hist"
+
+
+def test_fresh_sink_has_applied_nothing(tmp_path: Path) -> None:
+    assert opened(config(tmp_path)).applied() is None
+
+
+def test_every_change_once_in_position_order_after_overlapping_batches(tmp_path: Path) -> None:
+    cfg = config(tmp_path, commit_rows=2)
+    items, users = schema(), schema("shop", "users")
+    evs = [
+        event(Op.CREATE, items, 1, (1, "a")),
+        event(Op.CREATE, users, 1, (7, "u"), row=1),
+        event(Op.UPDATE, items, 2, (1, "b")),
+        event(Op.CREATE, items, 3, (2, "c")),
+        event(Op.DELETE, users, 4, (7, "u")),
+        event(Op.DELETE, items, 5, (1, "b")),
+    ]
+    sink = opened(cfg)
+    sink.apply(batch(*evs[:3]))
+    sink.apply(batch(*evs[1:5]))  # overlaps what is committed and what is buffered
+    sink.apply(batch(*evs))  # everything again, plus one new
+    sink.flush()
+    sink.apply(batch(*evs[2:]))  # after a commit
+    sink.close()
+    expected_items = [e.position.to_string() for e in evs if e.table.table == "items"]
+    expected_users = [e.position.to_string() for e in evs if e.table.table == "users"]
+    assert positions(cfg, "shop.items") == expected_items
+    assert positions(cfg, "shop.users") == expected_users
+    applied = opened(cfg).applied()
+    assert applied is not None and applied.position == pos(5)
+
+
+def test_history_rows_hold_the_image_after_the_change_before_it_for_deletes(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    s = schema()
+    sink = opened(cfg)
+    sink.apply(
+        batch(
+            event(Op.READ, s, 1, (1, "snap")),
+            event(Op.UPDATE, s, 2, (1, "new")),
+            event(Op.DELETE, s, 3, (1, "new")),
+            ChangeEvent(Op.TRUNCATE, s, None, None, None, pos(4), T0_MS + 4000, "0-1-4"),
+        )
+    )
+    sink.close()
+    rows, key = read_history(cfg.catalog, "hist", "shop.items")
+    assert key == ("id",)
+    got = [(r["_op"], r["id"], r["name"], r["_txn"]) for r in rows.to_pylist()]
+    assert got == [
+        ("r", 1, "snap", "0-1-1"),
+        ("u", 1, "new", "0-1-2"),
+        ("d", 1, "new", "0-1-3"),
+        ("t", None, None, "0-1-4"),
+    ]
+    first = rows.to_pylist()[0]["_source_ts"]
+    assert first == dt.datetime.fromtimestamp((T0_MS + 1000) / 1000, dt.UTC)
+
+
+def test_offsets_and_position_are_stored_with_the_data(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, schema(), 1, (1, "a")), offsets={"pipe.shop.items:0": 42}))
+    assert sink.applied() is None  # buffered, not committed
+    sink.flush()
+    assert sink.applied() == AppliedState(pos(1), {"pipe.shop.items:0": 42})
+    table = open_catalog(cfg.catalog).load_table("hist.items__history")
+    summary = table.current_snapshot().summary
+    assert summary["headwater.position"] == pos(1).to_string()
+    assert summary["headwater.offsets"] == '{"pipe.shop.items:0": 42}'
+    assert summary["headwater.pipeline"] == "pipe"
+    assert opened(cfg).applied() == AppliedState(pos(1), {"pipe.shop.items:0": 42})
+
+
+def test_crash_loses_only_the_uncommitted_buffer_and_resumes_exactly_once(tmp_path: Path) -> None:
+    cfg = config(tmp_path, commit_rows=3)
+    s = schema()
+    evs = [event(Op.CREATE, s, i, (i, f"n{i}")) for i in range(1, 8)]
+    first = opened(cfg)
+    first.apply(batch(*evs[:3]))  # committed (3 rows)
+    first.apply(batch(*evs[3:5]))  # buffered, then the process is killed: no flush, no close
+    assert first.applied() is not None and first.applied().position == pos(3)  # type: ignore[union-attr]
+
+    second = opened(cfg)  # a new process on the same catalog
+    applied = second.applied()
+    assert applied is not None and applied.position == pos(3)
+    # the caller re-delivers everything after applied(), and also (embedded mode) a bit before it
+    second.apply(batch(*evs[1:]))
+    second.close()
+    assert positions(cfg, "shop.items") == [e.position.to_string() for e in evs]
+
+
+def test_crash_between_table_commits_leaves_tables_ahead_which_skip_their_own_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    a, b = schema("shop", "a"), schema("shop", "b")
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, a, 1, (1, "a1")), event(Op.CREATE, b, 1, (1, "b1"), row=1)))
+    sink.flush()
+    round2 = batch(event(Op.CREATE, a, 2, (2, "a2")), event(Op.CREATE, b, 2, (2, "b2"), row=1))
+    sink.apply(round2)
+    writer_b = sink._writers[TableRef("shop", "b")]
+
+    def killed(*_args: object) -> int:
+        raise KeyboardInterrupt("SIGKILL stand-in: the process dies after table a committed")
+
+    monkeypatch.setattr(writer_b, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        sink.flush()
+    monkeypatch.undo()
+
+    catalog = open_catalog(cfg.catalog)
+    state_a = stored_state(catalog.load_table("hist.a__history"))
+    state_b = stored_state(catalog.load_table("hist.b__history"))
+    assert state_a is not None and state_a.position == pos(2, 1)  # ahead
+    assert state_b is not None and state_b.position == pos(1, 1)
+
+    again = opened(cfg)
+    applied = again.applied()
+    assert applied is not None and applied.position == pos(1, 1)  # the progress table: the minimum
+    again.apply(round2)  # re-delivered
+    again.close()
+    assert positions(cfg, "shop.a") == [pos(1).to_string(), pos(2).to_string()]
+    assert positions(cfg, "shop.b") == [pos(1, 1).to_string(), pos(2, 1).to_string()]
+    assert opened(cfg).applied() == AppliedState(pos(2, 1))
+
+
+def test_idle_tables_do_not_stall_progress_nor_get_empty_snapshots(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    busy, idle = schema("shop", "busy"), schema("shop", "idle")
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, idle, 1, (1, "x")), event(Op.CREATE, busy, 1, (1, "y"), row=1)))
+    sink.flush()
+    for seq in range(2, 5):
+        sink.apply(batch(event(Op.CREATE, busy, seq, (seq, "y"))))
+        sink.flush()
+    assert sink.applied() == AppliedState(pos(4))
+    catalog = open_catalog(cfg.catalog)
+    assert len(catalog.load_table("hist.idle__history").metadata.snapshots) == 1
+    assert len(catalog.load_table("hist.busy__history").metadata.snapshots) == 4
+    reopened = opened(cfg)
+    assert reopened.applied() == AppliedState(pos(4))
+    # an old event of the idle table re-delivered from before applied() is skipped too
+    reopened.apply(batch(event(Op.CREATE, idle, 1, (1, "x")), event(Op.CREATE, busy, 5, (5, "y"))))
+    reopened.close()
+    assert positions(cfg, "shop.idle") == [pos(1).to_string()]
+
+
+def test_batches_with_no_rows_still_advance_applied(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    sink = opened(cfg)
+    sink.apply(SinkBatch([], AppliedState(pos(9), {"t:0": 3})))
+    sink.flush()
+    assert opened(cfg).applied() == AppliedState(pos(9), {"t:0": 3})
+
+
+def test_commits_every_commit_rows_rows(tmp_path: Path) -> None:
+    cfg = config(tmp_path, commit_rows=4)
+    s = schema()
+    sink = opened(cfg)
+    for seq in range(1, 4):
+        sink.apply(batch(event(Op.CREATE, s, seq, (seq, "x"))))
+    assert sink.applied() is None
+    sink.apply(batch(event(Op.CREATE, s, 4, (4, "x"))))
+    assert sink.applied() == AppliedState(pos(4))
+    for seq in range(5, 12):
+        sink.apply(batch(event(Op.CREATE, s, seq, (seq, "x"))))
+    assert sink.applied() == AppliedState(pos(8))
+    table = open_catalog(cfg.catalog).load_table("hist.items__history")
+    assert len(table.metadata.snapshots) == 2  # two commits, not eight
+    sink.close()  # commits the rest
+    assert opened(cfg).applied() == AppliedState(pos(11))
+    assert len(positions(cfg, "shop.items")) == 11
+
+
+def test_commits_after_commit_seconds(tmp_path: Path) -> None:
+    cfg = config(tmp_path, commit_seconds=0.3)
+    s = schema()
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, s, 1, (1, "x"))))
+    assert sink.applied() is None
+    time.sleep(0.35)
+    sink.apply(batch(event(Op.CREATE, s, 2, (2, "x"))))
+    assert sink.applied() == AppliedState(pos(2))
+
+
+def test_new_columns_and_safe_promotions_evolve_the_table(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    v1 = schema("shop", "items", Column("price", "decimal(10,2)", ArrowType(ArrowKind.DECIMAL, 10, 2)))
+    v2 = schema(
+        "shop",
+        "items",
+        Column("price", "decimal(12,2)", ArrowType(ArrowKind.DECIMAL, 12, 2)),
+        Column("weight", "double", ArrowType(ArrowKind.FLOAT64)),
+        key_type="int64",
+    )
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, v1, 1, (1, "a", decimal.Decimal("1.50")))))
+    sink.apply(batch(event(Op.CREATE, v2, 2, (2, "b", decimal.Decimal("1234567890.25"), 2.5))))
+    sink.close()
+    table = open_catalog(cfg.catalog).load_table("hist.items__history")
+    types = {f.name: str(f.field_type) for f in table.schema().fields}
+    assert types["id"] == "long" and types["price"] == "decimal(12, 2)" and types["weight"] == "double"
+    rows, _ = read_history(cfg.catalog, "hist", "shop.items")
+    assert [(r["id"], r["price"], r["weight"]) for r in rows.to_pylist()] == [
+        (1, decimal.Decimal("1.50"), None),
+        (2, decimal.Decimal("1234567890.25"), 2.5),
+    ]
+
+
+def test_unsafe_type_change_stops_naming_table_and_column(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    v1 = schema("shop", "items", Column("qty", "int", ArrowType(ArrowKind.INT32)))
+    v2 = schema("shop", "items", Column("qty", "varchar(5)", ArrowType(ArrowKind.STRING)))
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, v1, 1, (1, "a", 3))))
+    with pytest.raises(SinkSchemaError) as info:
+        sink.apply(batch(event(Op.CREATE, v2, 2, (2, "b", "three"))))
+    assert info.value.table == "hist.items__history" and info.value.column == "qty"
+    assert "qty" in str(info.value) and "items__history" in str(info.value)
+
+
+def test_same_table_name_in_two_databases_gets_a_qualified_history_table(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    sink = opened(cfg)
+    sink.apply(
+        batch(
+            event(Op.CREATE, schema("eu", "items"), 1, (1, "eu")),
+            event(Op.CREATE, schema("us", "items"), 2, (1, "us")),
+        )
+    )
+    sink.close()
+    catalog = open_catalog(cfg.catalog)
+    names = sorted(".".join(i) for i in catalog.list_tables("hist"))
+    assert "hist.items__history" in names and "hist.us__items__history" in names
+    assert state_as_of(cfg.catalog, "hist", "us.items", pos(2)).column("name").to_pylist() == ["us"]
+    assert state_as_of(cfg.catalog, "hist", "eu.items", pos(2)).column("name").to_pylist() == ["eu"]
+    # stable across restarts: a new sink puts us.items in the same place
+    again = opened(cfg)
+    again.apply(batch(event(Op.UPDATE, schema("us", "items"), 3, (1, "us2"))))
+    again.close()
+    assert positions(cfg, "us.items") == [pos(2).to_string(), pos(3).to_string()]
+
+
+def test_duckdb_queries_the_history(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    s = schema()
+    sink = opened(cfg)
+    sink.apply(batch(*(event(Op.CREATE, s, i, (i, "even" if i % 2 == 0 else "odd")) for i in range(1, 11))))
+    sink.close()
+    history, _ = read_history(cfg.catalog, "hist", "shop.items")
+    assert isinstance(history, pa.Table)
+    got = duckdb.sql("select name, count(*) as n from history group by name order by name").fetchall()
+    assert got == [("even", 5), ("odd", 5)]
