@@ -132,6 +132,15 @@ class _SqliteNoAffinity(UserDefinedType[Any]):
         return "BLOB"
 
 
+class _MariaDbTime(mysql.TIME):
+    """TIME(6) read as the driver's timedelta (SQLAlchemy would fold it into a time of day)."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> None:
+        return None
+
+
 def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[Any]:
     """The SQLAlchemy type that stores ``target`` exactly on ``dialect``."""
     k, d = target.kind, dialect
@@ -142,7 +151,7 @@ def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[An
     if k in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
         # float32 too: FLOAT/REAL print only ~6 significant digits in the text protocols, so a float32
         # read back as text would not equal the double it was sent as.
-        return mysql.DOUBLE() if d is Dialect.MARIADB else sa.Double()
+        return mysql.DOUBLE(asdecimal=False) if d is Dialect.MARIADB else sa.Double()
     if k is ArrowKind.DECIMAL:
         if d is Dialect.SQLITE:
             return sa.Text()  # SQLite has no exact decimal: the canonical decimal string
@@ -177,7 +186,7 @@ def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[An
     if k is ArrowKind.DURATION:
         if d is Dialect.POSTGRESQL:
             return postgresql.INTERVAL(precision=6)
-        return mysql.TIME(fsp=6) if d is Dialect.MARIADB else sa.BigInteger()  # SQLite: microseconds
+        return _MariaDbTime(fsp=6) if d is Dialect.MARIADB else sa.BigInteger()  # SQLite: microseconds
     raise ValueError(f"no target type for Arrow kind {k}")
 
 
