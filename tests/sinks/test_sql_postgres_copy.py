@@ -1,0 +1,72 @@
+"""The PostgreSQL COPY path gives the same results as executemany (threshold 1: every write copies)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sinks.sql import SqlSink
+from tests.sinks.builders import REF, Writer
+from tests.sinks.conftest import make_sink_under_test
+from tests.sinks.harness import SinkUnderTest
+from tests.sinks.test_sink_behaviour import VALUE_ROWS, VALUES_SCHEMA, rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def copying(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SinkUnderTest]:
+    sut = make_sink_under_test("postgres", request, tmp_path, copy_threshold=1)
+    sut.sink.open()
+    try:
+        yield sut
+    finally:
+        sut.cleanup()
+
+
+def test_copy_path_round_trips_every_value_type(copying: SinkUnderTest) -> None:
+    w = Writer()
+    for row in VALUE_ROWS:
+        w.insert(*row, table=VALUES_SCHEMA)
+    copying.sink.apply(w.batch())
+    got = copying.current_rows(VALUES_SCHEMA.ref)
+    names = VALUES_SCHEMA.column_names
+    for row in VALUE_ROWS:
+        back = got[(row[0],)]
+        for name, value in zip(names, row, strict=True):
+            assert (type(back[name]), back[name]) == (type(value), value), f"{row[0]} {name}"
+
+
+def test_copy_path_upserts_deletes_and_truncates(copying: SinkUnderTest) -> None:
+    w = Writer()
+    for i in range(50):
+        w.insert(i, f"n{i}", i)
+    copying.sink.apply(w.batch())
+    for i in range(0, 50, 2):
+        w.delete(i, f"n{i}", i)
+    for i in range(1, 50, 2):
+        w.update((i, f"n{i}", i), (i, f"m{i}", None))
+    w.insert(100, "new", 1)
+    copying.sink.apply(w.batch())
+    expected = rows(*[(i, f"m{i}", None) for i in range(1, 50, 2)], (100, "new", 1))
+    assert copying.current_rows(REF) == expected
+    copying.sink.apply(w.insert(7, "x", 1).truncate().insert(8, "y", 2).batch())
+    assert copying.current_rows(REF) == rows((8, "y", 2))
+
+
+def test_copy_path_is_used_above_the_threshold(copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sinks.sql.sql_sink as module
+
+    calls: list[int] = []
+    real = module.copy_upsert
+
+    def spy(conn, target, columns, rows_, pk):  # type: ignore[no-untyped-def]
+        calls.append(len(rows_))
+        real(conn, target, columns, rows_, pk)
+
+    monkeypatch.setattr(module, "copy_upsert", spy)
+    assert isinstance(copying.sink, SqlSink)
+    copying.sink.apply(Writer().insert(1, "a", 1).insert(2, "b", 2).batch())
+    assert calls == [2]
