@@ -20,7 +20,9 @@ __all__ = ["copy_delete", "copy_upsert"]
 _names = itertools.count()
 
 
-def _stage(conn: sa.Connection, target: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> sa.Table:
+def _stage(
+    conn: sa.Connection, target: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> sa.Table:
     stage = sa.Table(
         f"_hw_stage_{next(_names)}",
         sa.MetaData(),

@@ -9,6 +9,7 @@ otherwise changed type, a changed primary key or a table without a primary key s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -77,8 +78,12 @@ def evolve(
     for held in shape.columns:
         new = incoming.get(held.name)
         if new is None:
-            raise SinkSchemaError(where, held.name, "column was dropped at the source (the target keeps it; "
-                                  "drop it from the target and record the change before resuming)")
+            raise SinkSchemaError(
+                where,
+                held.name,
+                "column was dropped at the source (the target keeps it; "
+                "drop it from the target and record the change before resuming)",
+            )
         old_t, new_t = target_type(held), target_type(new)
         if old_t != new_t:
             if not is_widening(old_t, new_t):
@@ -103,7 +108,7 @@ def build_table(metadata: sa.MetaData, name: str, shape: TableShape, dialect: Di
     Non-key columns are nullable whatever the source says, so that columns added later and rows of
     older shapes fit, and a NOT NULL dropped at the source needs no DDL.
     """
-    kwargs: dict[str, str] = {}
+    kwargs: dict[str, Any] = {}
     if dialect is Dialect.MARIADB:
         kwargs = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_nopad_bin", "mysql_engine": "InnoDB"}
     cols = [
@@ -119,8 +124,9 @@ def build_table(metadata: sa.MetaData, name: str, shape: TableShape, dialect: Di
     return sa.Table(name, metadata, *cols, **kwargs)
 
 
-def ddl_statements(table: sa.Table, steps: list[SchemaStep], dialect: Dialect, engine_dialect: sa.Dialect,
-                   shape: TableShape) -> list[str]:
+def ddl_statements(
+    table: sa.Table, steps: list[SchemaStep], dialect: Dialect, engine_dialect: sa.Dialect, shape: TableShape
+) -> list[str]:
     """ALTER TABLE statements for ``steps`` (identifiers quoted by the dialect's preparer)."""
     prep = engine_dialect.identifier_preparer
     table_sql = prep.format_table(table)

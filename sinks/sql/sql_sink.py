@@ -65,7 +65,9 @@ class SqlSink:
         if self.dialect is Dialect.SQLITE and settings.schema is not None:
             raise ConfigError("sinks[].schema: SQLite has no schemas; leave it unset")
         if settings.on_bad_row not in ("stop", "dead_letter"):
-            raise ConfigError(f"sinks[].on_bad_row must be 'stop' or 'dead_letter', got {settings.on_bad_row!r}")
+            raise ConfigError(
+                f"sinks[].on_bad_row must be 'stop' or 'dead_letter', got {settings.on_bad_row!r}"
+            )
         self.name = f"sql:{url.render_as_string(hide_password=True)}"
         self._url = url
         self._engine: sa.Engine | None = None
@@ -109,11 +111,20 @@ class SqlSink:
             if bad:
                 if self.settings.on_bad_row == "stop":
                     first = bad[0]
-                    raise BadRowError(f"{first.event.table} (target table {first.target_table})",
-                                      key_json(first.key), first.column, first.reason)
+                    raise BadRowError(
+                        f"{first.event.table} (target table {first.target_table})",
+                        key_json(first.key),
+                        first.column,
+                        first.reason,
+                    )
                 write_dead_letters(conn, self._book, self.settings.pipeline, bad)
-                log.warning("dead-lettered %d rows (first: %s key %s: %s)", len(bad), bad[0].target_table,
-                            key_json(bad[0].key), bad[0].reason)
+                log.warning(
+                    "dead-lettered %d rows (first: %s key %s: %s)",
+                    len(bad),
+                    bad[0].target_table,
+                    key_json(bad[0].key),
+                    bad[0].reason,
+                )
             for plan in plans.values():
                 self._write(conn, plan, {(b.target_table, b.key) for b in bad})
             self._book.write_state(conn, self.settings.pipeline, batch.state, exists=current is not None)
@@ -250,7 +261,9 @@ class SqlSink:
                 image = event.before
                 key = event.key if image is None else tuple(image[i] for i in idx)
                 if key is None:
-                    raise SinkError(f"{event.table}: delete at {event.position} carries neither key nor image")
+                    raise SinkError(
+                        f"{event.table}: delete at {event.position} carries neither key nor image"
+                    )
                 plan.actions[key] = (None, event)
                 continue
             after = event.after
@@ -269,7 +282,9 @@ class SqlSink:
         if codec is None:
             targets = tuple(target_type(c) for c in schema.columns)
             checked = tuple(
-                i for i, t in enumerate(targets) if t.family.value in ("text", "binary") or t.kind.value == "double"
+                i
+                for i, t in enumerate(targets)
+                if t.family.value in ("text", "binary") or t.kind.value == "double"
             )
             codec = _Codec(
                 schema.column_names,
@@ -287,8 +302,10 @@ class SqlSink:
                 codec = self._codec(plan.target, event.schema)
                 if image is None:
                     names = event.schema.primary_key
-                    checks = [(n, v, target_type(event.schema.columns[event.schema.column_names.index(n)]))
-                              for n, v in zip(names, key, strict=True)]
+                    checks = [
+                        (n, v, target_type(event.schema.columns[event.schema.column_names.index(n)]))
+                        for n, v in zip(names, key, strict=True)
+                    ]
                 else:
                     checks = [(codec.names[i], image[i], codec.targets[i]) for i in codec.checked]
                 for name, value, ttype in checks:
@@ -311,8 +328,11 @@ class SqlSink:
             if (plan.target, key) in skip:
                 continue
             if image is None:
-                deletes.append(tuple(v if e is None or v is None else e(v)
-                                     for v, e in zip(key, key_encoders, strict=True)))
+                deletes.append(
+                    tuple(
+                        v if e is None or v is None else e(v) for v, e in zip(key, key_encoders, strict=True)
+                    )
+                )
                 continue
             codec = self._codec(plan.target, event.schema)
             row = [v if e is None or v is None else e(v) for v, e in zip(image, codec.encoders, strict=True)]
@@ -331,7 +351,9 @@ class SqlSink:
             if copy and len(rows) >= threshold:
                 copy_upsert(conn, table, names, rows, pk)
             else:
-                conn.execute(self._upsert(table, names, pk), [dict(zip(names, row, strict=True)) for row in rows])
+                conn.execute(
+                    self._upsert(table, names, pk), [dict(zip(names, row, strict=True)) for row in rows]
+                )
 
     def _upsert(self, table: sa.Table, names: Sequence[str], pk: Sequence[str]) -> sa.Executable:
         rest = [n for n in names if n not in pk]

@@ -137,7 +137,7 @@ class _MariaDbTime(mysql.TIME):
 
     cache_ok = True
 
-    def result_processor(self, dialect: sa.Dialect, coltype: object) -> None:
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Any:
         return None
 
 

@@ -12,8 +12,9 @@ from sinks.contract import AppliedState, SinkBatch
 REF = TableRef("shop", "items")
 
 
-def col(name: str, source_type: str, kind: ArrowKind, precision: int = 0, scale: int = 0,
-        nullable: bool = True) -> Column:
+def col(
+    name: str, source_type: str, kind: ArrowKind, precision: int = 0, scale: int = 0, nullable: bool = True
+) -> Column:
     return Column(name, source_type, ArrowType(kind, precision, scale), nullable)
 
 
@@ -45,8 +46,13 @@ class Clock:
         return self.current
 
 
-def event(op: Op, pos: Position, after: RowImage | None = None, before: RowImage | None = None,
-          table: TableSchema = ITEMS) -> ChangeEvent:
+def event(
+    op: Op,
+    pos: Position,
+    after: RowImage | None = None,
+    before: RowImage | None = None,
+    table: TableSchema = ITEMS,
+) -> ChangeEvent:
     image = after if after is not None else before
     key = None if image is None else tuple(image[i] for i in table.key_indexes())
     return ChangeEvent(op, table, key, before, after, pos, 1_700_000_000_000, str(pos.gtid))

@@ -41,7 +41,9 @@ def sink_stack() -> object:
     return _stack()
 
 
-def sql_sink_under_test(settings_for: Callable[[], SqlSinkSettings], cleanup: Callable[[], None]) -> SinkUnderTest:
+def sql_sink_under_test(
+    settings_for: Callable[[], SqlSinkSettings], cleanup: Callable[[], None]
+) -> SinkUnderTest:
     sink = SqlSink(settings_for())
 
     def current_rows(ref: TableRef) -> dict[tuple[object, ...], dict[str, object]]:
@@ -80,8 +82,9 @@ def _postgres(stack: object, on_bad_row: str, copy_threshold: int | None) -> Sin
         admin.dispose()
 
     return sql_sink_under_test(
-        lambda: SqlSinkSettings(url, PIPELINE, schema=schema, on_bad_row=on_bad_row,
-                                copy_threshold_rows=copy_threshold),
+        lambda: SqlSinkSettings(
+            url, PIPELINE, schema=schema, on_bad_row=on_bad_row, copy_threshold_rows=copy_threshold
+        ),
         cleanup,
     )
 
@@ -106,8 +109,13 @@ def _mariadb(stack: object, on_bad_row: str) -> SinkUnderTest:
     return sql_sink_under_test(lambda: SqlSinkSettings(url, PIPELINE, on_bad_row=on_bad_row), cleanup)
 
 
-def make_sink_under_test(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
-                         on_bad_row: str = "stop", copy_threshold: int | None = 1_000) -> SinkUnderTest:
+def make_sink_under_test(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    on_bad_row: str = "stop",
+    copy_threshold: int | None = 1_000,
+) -> SinkUnderTest:
     if kind == "sqlite":
         return _sqlite(tmp_path, on_bad_row)
     if kind == "postgres":

@@ -116,23 +116,90 @@ VALUES_SCHEMA = schema(
 )
 
 VALUE_ROWS = [
-    (1, 2**64 - 1, -(2**63), -128,
-     Decimal("-" + "9" * 35 + "." + "9" * 30), Decimal("12345678.90"),
-     float.fromhex("0x1.99999ap-4"), 0.1,
-     -dt.timedelta(hours=838, minutes=59, seconds=59, microseconds=999_999) + dt.timedelta(microseconds=0),
-     dt.datetime(2024, 2, 29, 23, 59, 59, 999_999),
-     dt.datetime(2038, 1, 19, 3, 14, 8, 123_456, tzinfo=dt.UTC),
-     dt.date(1000, 1, 1),
-     "emoji \U0001f600 and \u00e9 and ' \" \\ %s", "twenty chars exactly", '{"b": 1,  "a": [1.50, 2]}', "b",
-     b"\xff\xfe\x00\x80 not utf-8", b"", True),
-    (2, 0, 2**63 - 1, 127, Decimal("0." + "0" * 29 + "1"), Decimal("-0.01"), -0.0, 1e308,
-     dt.timedelta(hours=-1, minutes=-30), dt.datetime(1, 1, 1), dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-     dt.date(9999, 12, 31), "", "", "null", "a", b"\x00", b"\x00" * 3, False),
-    (3, 2**63, None, None, None, None, None, None, dt.timedelta(hours=100, microseconds=1), None, None,
-     None, None, None, None, None, None, None, None),
-    (4, 2**63 - 1, 0, 0, Decimal(0), Decimal("0.00"), 3.4028234663852886e38, 5e-324,
-     dt.timedelta(0), dt.datetime(2000, 1, 1, 0, 0, 0, 1), dt.datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC),
-     dt.date(2000, 1, 1), " trailing space ", "x", "[]", "b", b"a ", b"b\x00", None),
+    (
+        1,
+        2**64 - 1,
+        -(2**63),
+        -128,
+        Decimal("-" + "9" * 35 + "." + "9" * 30),
+        Decimal("12345678.90"),
+        float.fromhex("0x1.99999ap-4"),
+        0.1,
+        -dt.timedelta(hours=838, minutes=59, seconds=59, microseconds=999_999) + dt.timedelta(microseconds=0),
+        dt.datetime(2024, 2, 29, 23, 59, 59, 999_999),
+        dt.datetime(2038, 1, 19, 3, 14, 8, 123_456, tzinfo=dt.UTC),
+        dt.date(1000, 1, 1),
+        "emoji \U0001f600 and \u00e9 and ' \" \\ %s",
+        "twenty chars exactly",
+        '{"b": 1,  "a": [1.50, 2]}',
+        "b",
+        b"\xff\xfe\x00\x80 not utf-8",
+        b"",
+        True,
+    ),
+    (
+        2,
+        0,
+        2**63 - 1,
+        127,
+        Decimal("0." + "0" * 29 + "1"),
+        Decimal("-0.01"),
+        -0.0,
+        1e308,
+        dt.timedelta(hours=-1, minutes=-30),
+        dt.datetime(1, 1, 1),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.date(9999, 12, 31),
+        "",
+        "",
+        "null",
+        "a",
+        b"\x00",
+        b"\x00" * 3,
+        False,
+    ),
+    (
+        3,
+        2**63,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        dt.timedelta(hours=100, microseconds=1),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        4,
+        2**63 - 1,
+        0,
+        0,
+        Decimal(0),
+        Decimal("0.00"),
+        3.4028234663852886e38,
+        5e-324,
+        dt.timedelta(0),
+        dt.datetime(2000, 1, 1, 0, 0, 0, 1),
+        dt.datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC),
+        dt.date(2000, 1, 1),
+        " trailing space ",
+        "x",
+        "[]",
+        "b",
+        b"a ",
+        b"b\x00",
+        None,
+    ),
 ]
 
 
@@ -223,7 +290,9 @@ def test_offsets_are_stored_and_returned(sink: Sink) -> None:
     batch = w.insert(1, "a", 1).batch(offsets={"wiki.shop.items:0": 42, "wiki.shop.items:1": 7})
     sink.apply(batch)
     sink.flush()
-    assert sink.applied() == AppliedState(batch.state.position, {"wiki.shop.items:0": 42, "wiki.shop.items:1": 7})
+    assert sink.applied() == AppliedState(
+        batch.state.position, {"wiki.shop.items:0": 42, "wiki.shop.items:1": 7}
+    )
 
 
 def test_a_table_without_primary_key_stops_naming_it(sut: SinkUnderTest, sink: Sink) -> None:
@@ -231,15 +300,16 @@ def test_a_table_without_primary_key_stops_naming_it(sut: SinkUnderTest, sink: S
         pytest.skip("history sinks append every change and need no key")
     keyless = schema(*ITEMS.columns, pk=())
     w = Writer()
-    with pytest.raises(SinkSchemaError, match="shop.items"):
+    with pytest.raises(SinkSchemaError, match=r"shop\.items"):
         sink.apply(w.insert(1, "a", 1, table=keyless).batch())
 
 
 NUL_ROW = (2, "nul \x00 inside", 2)
 
 
-def test_bad_row_stop_names_table_key_and_column(sql_kind: str, request: pytest.FixtureRequest,
-                                                 tmp_path: Path) -> None:
+def test_bad_row_stop_names_table_key_and_column(
+    sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     sut = make_sink_under_test(sql_kind, request, tmp_path, on_bad_row="stop")
     try:
         sut.sink.open()
@@ -257,15 +327,14 @@ def test_bad_row_stop_names_table_key_and_column(sql_kind: str, request: pytest.
         sut.cleanup()
 
 
-
-
 def bad_row_for(kind: str) -> tuple[int, str, int]:
     # only PostgreSQL text refuses NUL; no target can store a lone surrogate (not encodable as UTF-8)
     return NUL_ROW if kind == "postgres" else (2, "lone \ud800 surrogate", 2)
 
 
-def test_bad_row_dead_letter_keeps_the_event_and_goes_on(sql_kind: str, request: pytest.FixtureRequest,
-                                                         tmp_path: Path) -> None:
+def test_bad_row_dead_letter_keeps_the_event_and_goes_on(
+    sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     import sqlalchemy as sa
 
     from sinks.sql import SqlSink
@@ -284,7 +353,11 @@ def test_bad_row_dead_letter_keeps_the_event_and_goes_on(sql_kind: str, request:
         assert len(letters) == 1
         letter = letters[0]
         assert (letter["source_table"], letter["key"], letter["column_name"], letter["op"]) == (
-            "shop.items", "[2]", "name", "c")
+            "shop.items",
+            "[2]",
+            "name",
+            "c",
+        )
         assert "\\u0000" in letter["payload"] or "\\ud800" in letter["payload"]
     finally:
         sut.cleanup()

@@ -56,7 +56,9 @@ def test_copy_path_upserts_deletes_and_truncates(copying: SinkUnderTest) -> None
     assert copying.current_rows(REF) == rows((8, "y", 2))
 
 
-def test_copy_path_is_used_above_the_threshold(copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_path_is_used_above_the_threshold(
+    copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sinks.sql.sql_sink as module
 
     calls: list[int] = []

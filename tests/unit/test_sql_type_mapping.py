@@ -14,8 +14,11 @@ from sinks.sql.positions_table import TableShape
 from sinks.sql.schema_sync import AddColumn, WidenColumn, evolve
 from sinks.sql.type_mapping import Dialect, decoder, encoder, is_widening, problem, sa_type, target_type
 
-ENGINES = {Dialect.POSTGRESQL: postgresql.dialect(), Dialect.MARIADB: mysql.dialect(),
-           Dialect.SQLITE: sqlite.dialect()}
+ENGINES = {
+    Dialect.POSTGRESQL: postgresql.dialect(),
+    Dialect.MARIADB: mysql.dialect(),
+    Dialect.SQLITE: sqlite.dialect(),
+}
 
 
 def c(name: str, source: str, kind: ArrowKind, p: int = 0, s: int = 0) -> Column:
@@ -30,16 +33,33 @@ def c(name: str, source: str, kind: ArrowKind, p: int = 0, s: int = 0) -> Column
         (c("x", "tinyint", ArrowKind.INT8), "SMALLINT", "TINYINT", "INTEGER"),
         (c("x", "decimal(65,30)", ArrowKind.DECIMAL, 65, 30), "NUMERIC(65, 30)", "NUMERIC(65, 30)", "TEXT"),
         (c("x", "float", ArrowKind.FLOAT32), "DOUBLE PRECISION", "DOUBLE", "DOUBLE"),
-        (c("x", "datetime(6)", ArrowKind.TIMESTAMP), "TIMESTAMP(6) WITHOUT TIME ZONE", "DATETIME(6)", "DATETIME"),
-        (c("x", "timestamp(6)", ArrowKind.TIMESTAMP_UTC), "TIMESTAMP(6) WITH TIME ZONE", "DATETIME(6)",
-         "DATETIME"),
+        (
+            c("x", "datetime(6)", ArrowKind.TIMESTAMP),
+            "TIMESTAMP(6) WITHOUT TIME ZONE",
+            "DATETIME(6)",
+            "DATETIME",
+        ),
+        (
+            c("x", "timestamp(6)", ArrowKind.TIMESTAMP_UTC),
+            "TIMESTAMP(6) WITH TIME ZONE",
+            "DATETIME(6)",
+            "DATETIME",
+        ),
         (c("x", "time(6)", ArrowKind.DURATION), "INTERVAL (6)", "TIME(6)", "BIGINT"),
         (c("x", "varbinary(255)", ArrowKind.BINARY), "BYTEA", "VARBINARY(255)", "BLOB"),
         (c("x", "blob", ArrowKind.BINARY), "BYTEA", "LONGBLOB", "BLOB"),
-        (c("x", "varchar(20)", ArrowKind.STRING), "VARCHAR(20)",
-         "VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin", "TEXT"),
-        (c("x", "json", ArrowKind.STRING), "TEXT", "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
-         "TEXT"),
+        (
+            c("x", "varchar(20)", ArrowKind.STRING),
+            "VARCHAR(20)",
+            "VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
+            "TEXT",
+        ),
+        (
+            c("x", "json", ArrowKind.STRING),
+            "TEXT",
+            "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
+            "TEXT",
+        ),
     ],
 )
 def test_type_per_dialect(column: Column, pg: str, maria: str, lite: str) -> None:
@@ -49,7 +69,8 @@ def test_type_per_dialect(column: Column, pg: str, maria: str, lite: str) -> Non
 
 def test_text_key_on_mariadb_is_an_indexable_varchar() -> None:
     compiled = sa_type(target_type(c("k", "text", ArrowKind.STRING)), Dialect.MARIADB, True).compile(
-        dialect=ENGINES[Dialect.MARIADB])
+        dialect=ENGINES[Dialect.MARIADB]
+    )
     assert compiled.startswith("VARCHAR(768)")
 
 
@@ -96,10 +117,16 @@ def test_sqlite_decimal_and_time_round_trip() -> None:
         (c("x", "int unsigned", ArrowKind.UINT32), c("x", "bigint", ArrowKind.INT64), True),
         (c("x", "bigint", ArrowKind.INT64), c("x", "bigint unsigned", ArrowKind.UINT64), False),
         (c("x", "bigint", ArrowKind.INT64), c("x", "int", ArrowKind.INT32), False),
-        (c("x", "decimal(10,2)", ArrowKind.DECIMAL, 10, 2), c("x", "decimal(12,4)", ArrowKind.DECIMAL, 12, 4),
-         True),
-        (c("x", "decimal(10,2)", ArrowKind.DECIMAL, 10, 2), c("x", "decimal(10,4)", ArrowKind.DECIMAL, 10, 4),
-         False),
+        (
+            c("x", "decimal(10,2)", ArrowKind.DECIMAL, 10, 2),
+            c("x", "decimal(12,4)", ArrowKind.DECIMAL, 12, 4),
+            True,
+        ),
+        (
+            c("x", "decimal(10,2)", ArrowKind.DECIMAL, 10, 2),
+            c("x", "decimal(10,4)", ArrowKind.DECIMAL, 10, 4),
+            False,
+        ),
         (c("x", "varchar(10)", ArrowKind.STRING), c("x", "varchar(20)", ArrowKind.STRING), True),
         (c("x", "varchar(20)", ArrowKind.STRING), c("x", "varchar(10)", ArrowKind.STRING), False),
         (c("x", "varchar(20)", ArrowKind.STRING), c("x", "text", ArrowKind.STRING), True),
@@ -122,7 +149,9 @@ def shape_of(schema: TableSchema) -> TableShape:
 
 def test_evolve_adds_columns_and_widens() -> None:
     v1 = TableSchema.build(REF, (ID, c("a", "int", ArrowKind.INT32)), ("id",))
-    v2 = TableSchema.build(REF, (ID, c("a", "bigint", ArrowKind.INT64), c("b", "text", ArrowKind.STRING)), ("id",))
+    v2 = TableSchema.build(
+        REF, (ID, c("a", "bigint", ArrowKind.INT64), c("b", "text", ArrowKind.STRING)), ("id",)
+    )
     new, steps = evolve("t", shape_of(v1), v2, Dialect.POSTGRESQL)
     assert [type(s) for s in steps] == [WidenColumn, AddColumn]
     assert new.versions == (v1.version, v2.version)
@@ -139,7 +168,9 @@ def test_evolve_adds_columns_and_widens() -> None:
         ((ID, c("a", "int", ArrowKind.INT32)), ("id", "a"), "id,a"),  # key changed
     ],
 )
-def test_evolve_refuses_what_would_lose_data(columns: tuple[Column, ...], pk: tuple[str, ...], column: str) -> None:
+def test_evolve_refuses_what_would_lose_data(
+    columns: tuple[Column, ...], pk: tuple[str, ...], column: str
+) -> None:
     v1 = TableSchema.build(REF, (ID, c("a", "int", ArrowKind.INT32)), ("id",))
     with pytest.raises(SinkSchemaError) as info:
         evolve("t", shape_of(v1), TableSchema.build(REF, columns, pk), Dialect.POSTGRESQL)
