@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,9 +27,16 @@ from cdc.core.errors import ConfigError, PositionFormatError
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef
 from sinks.iceberg.catalogs import find_history_table, open_catalog
-from sinks.iceberg.history_schema import META_COLUMNS, OP, POSITION, PRIMARY_KEY_PROPERTY, SOURCE_TS
+from sinks.iceberg.history_schema import (
+    COLUMN_KINDS_PROPERTY,
+    META_COLUMNS,
+    OP,
+    POSITION,
+    PRIMARY_KEY_PROPERTY,
+    SOURCE_TS,
+)
 
-__all__ = ["history_rows_as_of", "parse_at", "read_history", "rebuild_state", "state_as_of"]
+__all__ = ["History", "history_rows_as_of", "parse_at", "read_history", "rebuild_state", "state_as_of"]
 
 At = Position | dt.datetime
 
@@ -64,14 +72,23 @@ def _filter(at: At | None) -> BooleanExpression:
     return LessThanOrEqual(SOURCE_TS, when.astimezone(dt.UTC).isoformat())
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """History rows in position order, with what is needed to read them."""
+
+    rows: pa.Table
+    primary_key: tuple[str, ...]  # the latest source schema's key; () for a keyless table
+    column_kinds: Mapping[str, str]  # column -> ArrowKind value, for :func:`to_source_values`
+
+
 def read_history(
     catalog: Mapping[str, str],
     namespace: str,
     table: TableRef | str,
     up_to: At | None = None,
     base_dir: Path | None = None,
-) -> tuple[pa.Table, tuple[str, ...]]:
-    """The history rows (at or before ``up_to``) in position order, and the table's primary key."""
+) -> History:
+    """The history rows (at or before ``up_to``) in position order."""
     ref = _table_ref(table)
     identifier, iceberg_table = find_history_table(open_catalog(catalog, base_dir), namespace, ref)
     if iceberg_table is None:
@@ -81,7 +98,8 @@ def read_history(
     rows = iceberg_table.scan(row_filter=_filter(up_to)).to_arrow()
     rows = rows.sort_by(POSITION)
     key = tuple(json.loads(iceberg_table.properties.get(PRIMARY_KEY_PROPERTY, "[]")))
-    return rows, key
+    kinds = json.loads(iceberg_table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
+    return History(rows, key, kinds)
 
 
 def rebuild_state(history: pa.Table, primary_key: tuple[str, ...]) -> pa.Table:
@@ -125,8 +143,8 @@ def state_as_of(
     base_dir: Path | None = None,
 ) -> pa.Table:
     """A table's rows as of a position or a time, rebuilt from its history."""
-    history, key = read_history(catalog, namespace, table, up_to=at, base_dir=base_dir)
-    return rebuild_state(history, key)
+    history = read_history(catalog, namespace, table, up_to=at, base_dir=base_dir)
+    return rebuild_state(history.rows, history.primary_key)
 
 
 def history_rows_as_of(

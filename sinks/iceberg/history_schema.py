@@ -35,6 +35,8 @@ duration (TIME)        long (microseconds)         Iceberg ``time`` is 00:00..24
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,10 +73,12 @@ __all__ = [
     "HistoryColumn",
     "arrow_schema_of",
     "check_evolution",
+    "check_source_change",
     "history_columns",
     "history_iceberg_schema",
     "history_partition_spec",
     "iceberg_type_of",
+    "to_source_values",
 ]
 
 OP, POSITION, SOURCE_TS, TXN = "_op", "_position", "_source_ts", "_txn"
@@ -251,6 +255,87 @@ def check_evolution(table_name: str, current: Schema, schema: TableSchema) -> bo
                 )
             needed = True
     return needed
+
+
+_WIDER: dict[ArrowKind, frozenset[ArrowKind]] = {
+    ArrowKind.INT8: frozenset({ArrowKind.INT16, ArrowKind.INT32, ArrowKind.INT64}),
+    ArrowKind.INT16: frozenset({ArrowKind.INT32, ArrowKind.INT64}),
+    ArrowKind.INT32: frozenset({ArrowKind.INT64}),
+    ArrowKind.UINT8: frozenset(
+        {ArrowKind.UINT16, ArrowKind.UINT32, ArrowKind.INT16, ArrowKind.INT32, ArrowKind.INT64}
+    ),
+    ArrowKind.UINT16: frozenset({ArrowKind.UINT32, ArrowKind.INT32, ArrowKind.INT64}),
+    ArrowKind.UINT32: frozenset({ArrowKind.INT64}),
+    ArrowKind.FLOAT32: frozenset({ArrowKind.FLOAT64}),
+}
+
+
+def check_source_change(table_name: str, previous: TableSchema, schema: TableSchema) -> None:
+    """Refuse source changes that are not additive or widening (as every sink does).
+
+    A dropped column or a narrowed type would make the history say something the source no longer
+    does; the operator decides (SinkSchemaError names the table and column). Only a change the sink
+    saw happen is judged: after a restart, the first schema seen is compared with the table alone.
+    """
+    new = {c.name: c.arrow_type for c in schema.columns}
+    for column in previous.columns:
+        now = new.get(column.name)
+        if now is None:
+            raise SinkSchemaError(table_name, column.name, "the column was dropped in the source")
+        old = column.arrow_type
+        if now == old:
+            continue
+        widened = now.kind in _WIDER.get(old.kind, frozenset()) or (
+            old.kind is ArrowKind.DECIMAL
+            and now.kind is ArrowKind.DECIMAL
+            and now.scale == old.scale
+            and now.precision >= old.precision
+            and (old.precision > 38) == (now.precision > 38)
+        )
+        if not widened:
+            raise SinkSchemaError(
+                table_name,
+                column.name,
+                f"type changed from {column.source_type} ({old}) to "
+                f"{schema_column(schema, column.name).source_type} ({now}), which is not a widening",
+            )
+
+
+def schema_column(schema: TableSchema, name: str) -> Column:
+    return next(c for c in schema.columns if c.name == name)
+
+
+def to_source_values(rows: pa.Table, column_kinds: Mapping[str, str]) -> list[dict[str, Any]]:
+    """History rows as dicts of the source's Python values (the inverse of the type mapping).
+
+    uint64 decimals become ints, TIME microseconds timedeltas, wide-decimal text Decimals; the
+    bookkeeping columns are kept as they are.
+    """
+    converters: dict[str, Any] = {}
+    for name, kind in column_kinds.items():
+        if kind == ArrowKind.UINT64.value:
+            converters[name] = int
+        elif kind == ArrowKind.DURATION.value:
+            converters[name] = _micros_to_timedelta
+        elif kind == ArrowKind.DECIMAL.value:
+            converters[name] = _text_to_decimal
+    out = rows.to_pylist()
+    present = [(name, fn) for name, fn in converters.items() if name in rows.column_names]
+    for row in out:
+        for name, fn in present:
+            value = row[name]
+            if value is not None:
+                row[name] = fn(value)
+    return out
+
+
+def _micros_to_timedelta(value: int) -> dt.timedelta:
+    return dt.timedelta(microseconds=value)
+
+
+def _text_to_decimal(value: object) -> decimal.Decimal:
+    # decimal(p<=38) columns already read back as Decimal; wider ones are stored as text
+    return value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
 
 
 def evolution_schema(schema: TableSchema) -> Schema:

@@ -19,6 +19,17 @@ and never get empty snapshots of their own). A crash inside step 1 leaves some t
 latest snapshot summary carrying ``headwater.position``), and every table skips events at or before
 ``applied()``. Re-delivered batches overlapping buffered ones are skipped too (the sink remembers the
 highest state it accepted).
+
+History rows: one per change: the image after it (before it for a delete; a truncate is one row
+with ``_op`` 't' and every source column null, meaning "every row before this position is gone").
+An update that changes the primary key is two rows with the same position: ``_op`` 'd' with the
+before image (the old key leaves), then ``_op`` 'u' with the after image; so "last change per key"
+queries (state as of) stay right without a before-image column.
+
+Schema changes: a table follows a new source schema version by name (new columns added, int->long,
+float->double, decimal widening); a dropped column, a narrowing or any other type change stops the
+sink with SinkSchemaError naming table and column. The failing batch is not buffered and everything
+before it is committed first, so ``applied()`` is the last good batch.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
 from cdc.config.models import IcebergSinkConfig
+from cdc.core.errors import SinkSchemaError
 from cdc.core.events import ChangeEvent, Op, RowImage, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
@@ -52,6 +64,7 @@ from sinks.iceberg.history_schema import (
     HistoryColumn,
     arrow_schema_of,
     check_evolution,
+    check_source_change,
     evolution_schema,
     history_columns,
     history_iceberg_schema,
@@ -114,6 +127,11 @@ def align_to(chunk: pa.Table, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=target)
 
 
+def _key_index(schema: TableSchema) -> tuple[int, ...]:
+    names = [c.name for c in schema.columns]
+    return tuple(names.index(k) for k in schema.primary_key)
+
+
 class _TableWriter:
     """One history table: its Iceberg table, committed position, and buffered rows."""
 
@@ -126,6 +144,7 @@ class _TableWriter:
         self.schema = schema
         self.columns: tuple[HistoryColumn, ...] = history_columns(schema)
         self.width = len(self.columns)
+        self.key_index = _key_index(schema)
         self.rows: list[RowImage] = []
         self.ops: list[str] = []
         self.positions: list[str] = []
@@ -134,13 +153,26 @@ class _TableWriter:
         self.chunks: list[pa.Table] = []
         self.buffered = 0
 
-    def add(self, event: ChangeEvent) -> None:
-        op = event.op
-        image = event.after if event.after is not None else event.before
-        if image is None:  # truncate: a marker row, every source column null
-            image = (None,) * self.width
+    def add(self, event: ChangeEvent) -> int:
+        """Buffer the event's history row(s); returns how many (2 for an update that moves its key)."""
+        image = event.after
+        added = 1
+        if image is None:
+            image = event.before
+            if image is None:  # truncate: a marker row, every source column null
+                image = (None,) * self.width
+        elif event.op is Op.UPDATE and event.before is not None and self.key_index:
+            before = event.before
+            if any(before[i] != image[i] for i in self.key_index):
+                # the row leaves its old key: a 'd' row with the before image, same position
+                self._row(before, "d", event)
+                added = 2
+        self._row(image, event.op.value, event)
+        return added
+
+    def _row(self, image: RowImage, op: str, event: ChangeEvent) -> None:
         self.rows.append(image)
-        self.ops.append(op.value)
+        self.ops.append(op)
         self.positions.append(event.position.to_string())
         self.ts_ms.append(event.source_ts_ms)
         self.txns.append(event.transaction_id)
@@ -167,11 +199,13 @@ class _TableWriter:
 
     def follow(self, schema: TableSchema, pipeline: str) -> None:
         """Adopt a new source schema version: seal rows of the old shape, evolve the table if needed."""
+        check_source_change(self.identifier, self.schema, schema)
         self.seal()
         evolve(self.table, self.identifier, schema, pipeline)
         self.schema = schema
         self.columns = history_columns(schema)
         self.width = len(self.columns)
+        self.key_index = _key_index(schema)
 
     def commit(self, properties: dict[str, str], position: Position) -> int:
         self.seal()
@@ -183,6 +217,19 @@ class _TableWriter:
         self.buffered = 0
         self.committed = position
         return rows
+
+    def truncate(self, keep: int) -> None:
+        """Drop buffered rows past the first ``keep`` (a failed batch's)."""
+        self.seal()
+        kept: list[pa.Table] = []
+        room = keep
+        for chunk in self.chunks:
+            if room <= 0:
+                break
+            kept.append(chunk if chunk.num_rows <= room else chunk.slice(0, room))
+            room -= kept[-1].num_rows
+        self.chunks = kept
+        self.buffered = keep
 
     def discard(self) -> None:
         self.rows, self.ops, self.positions, self.ts_ms, self.txns = [], [], [], [], []
@@ -254,31 +301,40 @@ class IcebergHistorySink:
         high_water = self._high_water
         writers = self._writers
         thresholds: dict[TableRef, Position | None] = {}
+        marks: dict[TableRef, int] = {}  # rows each touched table held before this batch
         accepted = 0
-        for record in batch.records:
-            if isinstance(record, SchemaChange):
-                continue  # the new shape arrives with the table's next row events
-            schema = record.schema
-            ref = schema.ref
-            writer = writers.get(ref)
-            if writer is None:
-                writer = self._open_writer(schema)
-            elif schema is not writer.schema and schema.version != writer.schema.version:
-                writer.follow(schema, self.pipeline)
-            if ref in thresholds:
-                threshold = thresholds[ref]
-            else:
-                threshold = writer.committed
-                if high_water is not None and (threshold is None or high_water > threshold):
-                    threshold = high_water
-            if threshold is not None:
-                if record.position <= threshold:
-                    thresholds[ref] = threshold
-                    continue
-                threshold = None  # positions rise within a batch: no more checks for this table
-            thresholds[ref] = threshold
-            writer.add(record)
-            accepted += 1
+        try:
+            for record in batch.records:
+                if isinstance(record, SchemaChange):
+                    continue  # the new shape arrives with the table's next row events
+                schema = record.schema
+                ref = schema.ref
+                writer = writers.get(ref)
+                if writer is None:
+                    writer = self._open_writer(schema)
+                if ref in thresholds:
+                    threshold = thresholds[ref]
+                else:
+                    marks[ref] = writer.buffered
+                    threshold = writer.committed
+                    if high_water is not None and (threshold is None or high_water > threshold):
+                        threshold = high_water
+                if threshold is not None:
+                    if record.position <= threshold:
+                        thresholds[ref] = threshold
+                        continue  # already held (skipped before its schema is looked at)
+                    threshold = None  # positions rise within a batch: no more checks for this table
+                thresholds[ref] = threshold
+                if schema is not writer.schema and schema.version != writer.schema.version:
+                    writer.follow(schema, self.pipeline)
+                accepted += writer.add(record)
+        except SinkSchemaError:
+            # Nothing of the failing batch stays buffered; what came before it is committed, so
+            # applied() is the last good batch and a restart after the operator's fix resumes there.
+            for ref, mark in marks.items():
+                writers[ref].truncate(mark)
+            self._commit()
+            raise
         if high_water is None or batch.state.position > high_water:
             self._high_water = batch.state.position
             self._pending = batch.state

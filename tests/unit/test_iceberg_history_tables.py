@@ -86,7 +86,7 @@ def test_types_are_stored_faithfully(tmp_path: Path) -> None:
         "_txn": "string",
     }
     assert table.schema().find_field("id").doc == "source type: bigint unsigned"
-    row = read_history(cfg.catalog, "hist", "db.types")[0].to_pylist()[0]
+    row = read_history(cfg.catalog, "hist", "db.types").rows.to_pylist()[0]
     assert row["id"] == decimal.Decimal(2**64 - 1)
     assert (row["i8"], row["u16"], row["u32"], row["f"], row["dbl"]) == (-128, 65535, 2**32 - 1, 1.5, -2.25)
     assert row["small"] == decimal.Decimal("-12345678.99")
@@ -180,7 +180,7 @@ def _fill_three_days(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_maintenance_compacts_closed_days_keeping_content_and_applied(tmp_path: Path) -> None:
     cfg = _fill_three_days(tmp_path)
-    before, _ = read_history(cfg.catalog, "hist", "shop.items")
+    before = read_history(cfg.catalog, "hist", "shop.items").rows
     table = open_catalog(cfg.catalog).load_table("hist.items__history")
     state_before = stored_state(table)
     applied_before = opened(cfg).applied()
@@ -192,7 +192,7 @@ def test_maintenance_compacts_closed_days_keeping_content_and_applied(tmp_path: 
     items = next(t for t in report.tables if t.identifier == "hist.items__history")
     assert items.files_before == 9 and items.files_after == 5  # 3 + 3 -> 1 + 1, today's 3 untouched
     assert items.rows_rewritten == 18 and len(items.partitions_rewritten) == 2
-    after, _ = read_history(cfg.catalog, "hist", "shop.items")
+    after = read_history(cfg.catalog, "hist", "shop.items").rows
     assert after.to_pylist() == before.to_pylist()  # identical content, same order by position
     table = open_catalog(cfg.catalog).load_table("hist.items__history")
     assert stored_state(table) == state_before
@@ -214,7 +214,7 @@ def test_maintenance_expires_old_snapshots_but_keeps_the_last_ones(tmp_path: Pat
     progress = next(t for t in report.tables if "_headwater_progress__" in t.identifier)
     assert progress.snapshots_after == 2
     assert opened(cfg).applied() == applied_before
-    history, _ = read_history(cfg.catalog, "hist", "shop.items")
+    history = read_history(cfg.catalog, "hist", "shop.items").rows
     assert history.num_rows == 27
 
 
@@ -239,3 +239,19 @@ def test_relative_sqlite_and_warehouse_paths_are_resolved(tmp_path: Path) -> Non
     assert resolve_catalog_properties(remote, tmp_path) == remote
     pg = {"type": "sql", "uri": "postgresql+psycopg://u:p@h/db", "warehouse": "s3://b/w"}
     assert resolve_catalog_properties(pg, tmp_path) == pg
+
+
+def test_an_update_that_moves_the_key_is_a_delete_and_an_update_at_one_position(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    s = schema()
+    sink = opened(cfg)
+    moved = ChangeEvent(Op.UPDATE, s, (5,), (1, "a"), (5, "a"), pos(2), T0_MS + 2000, "0-1-2")
+    sink.apply(batch(event(Op.CREATE, s, 1, (1, "a")), moved))
+    sink.close()
+    history = read_history(cfg.catalog, "hist", "shop.items").rows.to_pylist()
+    assert [(r["_op"], r["id"], r["_position"]) for r in history] == [
+        ("c", 1, pos(1).to_string()),
+        ("d", 1, pos(2).to_string()),
+        ("u", 5, pos(2).to_string()),
+    ]
+    assert rows_of(state_as_of(cfg.catalog, "hist", "shop.items", pos(2))) == [(5, "a")]

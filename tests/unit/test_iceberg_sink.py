@@ -75,7 +75,7 @@ def opened(cfg: IcebergSinkConfig) -> IcebergHistorySink:
 
 
 def positions(cfg: IcebergSinkConfig, table: str) -> list[str]:
-    rows, _key = read_history(cfg.catalog, cfg.namespace, table)
+    rows = read_history(cfg.catalog, cfg.namespace, table).rows
     return [str(p) for p in rows.column("_position").to_pylist()]
 
 
@@ -128,8 +128,9 @@ def test_history_rows_hold_the_image_after_the_change_before_it_for_deletes(tmp_
         )
     )
     sink.close()
-    rows, key = read_history(cfg.catalog, "hist", "shop.items")
-    assert key == ("id",)
+    history = read_history(cfg.catalog, "hist", "shop.items")
+    rows = history.rows
+    assert history.primary_key == ("id",)
     got = [(r["_op"], r["id"], r["name"], r["_txn"]) for r in rows.to_pylist()]
     assert got == [
         ("r", 1, "snap", "0-1-1"),
@@ -286,7 +287,7 @@ def test_new_columns_and_safe_promotions_evolve_the_table(tmp_path: Path) -> Non
     table = open_catalog(cfg.catalog).load_table("hist.items__history")
     types = {f.name: str(f.field_type) for f in table.schema().fields}
     assert types["id"] == "long" and types["price"] == "decimal(12, 2)" and types["weight"] == "double"
-    rows, _ = read_history(cfg.catalog, "hist", "shop.items")
+    rows = read_history(cfg.catalog, "hist", "shop.items").rows
     assert [(r["id"], r["price"], r["weight"]) for r in rows.to_pylist()] == [
         (1, decimal.Decimal("1.50"), None),
         (2, decimal.Decimal("1234567890.25"), 2.5),
@@ -333,7 +334,7 @@ def test_duckdb_queries_the_history(tmp_path: Path) -> None:
     sink = opened(cfg)
     sink.apply(batch(*(event(Op.CREATE, s, i, (i, "even" if i % 2 == 0 else "odd")) for i in range(1, 11))))
     sink.close()
-    history, _ = read_history(cfg.catalog, "hist", "shop.items")
+    history = read_history(cfg.catalog, "hist", "shop.items").rows
     assert isinstance(history, pa.Table)
     got = duckdb.sql("select name, count(*) as n from history group by name order by name").fetchall()
     assert got == [("even", 5), ("odd", 5)]
