@@ -331,14 +331,14 @@ class KafkaStreamWriter:
                 break
             except BufferError:
                 # The bounded local queue is full: wait for the broker to take some (backpressure).
-                producer.poll(0.05)
+                self._poll(0.05)
                 self._check_deliveries()
             except KafkaException as exc:
                 raise self._fail(exc.args[0], f"producing to {topic}") from exc
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:
             self._since_poll = 0
-            producer.poll(0)
+            self._poll(0)
             self._check_deliveries()
 
     def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
@@ -357,7 +357,7 @@ class KafkaStreamWriter:
 
     def _fail(self, error: KafkaError, doing: str) -> HeadwaterError:
         """Abort the open transaction where that is still possible; return the error to raise."""
-        failure = stream_error(error, self.pipeline, doing)
+        failure = stream_error(self._cause(error), self.pipeline, doing)
         if isinstance(failure, ProducerFenced):
             self._fenced = failure
             self._in_transaction = False
@@ -377,13 +377,36 @@ class KafkaStreamWriter:
         except KafkaException as exc:
             log.warning("abort after a failure failed too (the broker aborts it on timeout): %s", exc)
 
+    def _cause(self, error: KafkaError) -> KafkaError:
+        """For a generic "Local: Fatal error", the underlying fatal error (e.g. fenced) if known."""
+        if not (error.fatal() or error.code() == KafkaError._FATAL):
+            return error
+        if self._fatal_error is None:
+            self._poll(0)  # error_cb (or poll itself) reports the fatal error's cause
+        return self._fatal_error or error
+
+    def _poll(self, timeout: float) -> None:
+        """Serve delivery reports and error callbacks; a fatal error raised by poll is recorded."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None:
+                error = KafkaError(KafkaError._FAIL, str(exc))
+            if error.fatal():
+                self._fatal_error = self._fatal_error or error
+            else:
+                self._delivery_error = self._delivery_error or error
+
     def _error(self, exc: KafkaException, doing: str) -> HeadwaterError:
         error = (
             exc.args[0]
             if exc.args and isinstance(exc.args[0], KafkaError)
             else KafkaError(KafkaError._FAIL, str(exc))
         )
-        failure = stream_error(error, self.pipeline, doing)
+        failure = stream_error(self._cause(error), self.pipeline, doing)
         if isinstance(failure, ProducerFenced):
             self._fenced = failure
             self._in_transaction = False
