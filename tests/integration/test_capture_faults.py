@@ -149,7 +149,7 @@ class Workload:
                 )
                 self.transactions += 1
                 time.sleep(rng.random() * 0.01)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             self.error = exc
         finally:
             if conn is not None:
