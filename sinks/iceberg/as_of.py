@@ -20,7 +20,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, LessThanOrEqual
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, PositionFormatError
@@ -63,13 +62,14 @@ def _table_ref(table: TableRef | str) -> TableRef:
     return TableRef(db, name)
 
 
-def _filter(at: At | None) -> BooleanExpression:
+def _filter(at: At | None) -> str:
+    """A pyiceberg row filter (positions and ISO times hold no quote characters)."""
     if at is None:
-        return AlwaysTrue()
+        return "true"
     if isinstance(at, Position):
-        return LessThanOrEqual(POSITION, at.to_string())
+        return f"{POSITION} <= '{at.to_string()}'"
     when = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-    return LessThanOrEqual(SOURCE_TS, when.astimezone(dt.UTC).isoformat())
+    return f"{SOURCE_TS} <= '{when.astimezone(dt.UTC).isoformat()}'"
 
 
 @dataclass(frozen=True, slots=True)

@@ -319,7 +319,7 @@ def to_source_values(rows: pa.Table, column_kinds: Mapping[str, str]) -> list[di
             converters[name] = _micros_to_timedelta
         elif kind == ArrowKind.DECIMAL.value:
             converters[name] = _text_to_decimal
-    out = rows.to_pylist()
+    out: list[dict[str, Any]] = rows.to_pylist()
     present = [(name, fn) for name, fn in converters.items() if name in rows.column_names]
     for row in out:
         for name, fn in present:

@@ -34,6 +34,7 @@ before it is committed first, so ``applied()`` is the last good batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -270,10 +271,8 @@ class IcebergHistorySink:
     # -- the Sink protocol -------------------------------------------------------------------
     def open(self) -> None:
         catalog = open_catalog(self.config.catalog, self._base_dir)
-        try:
+        with contextlib.suppress(NamespaceAlreadyExistsError):
             catalog.create_namespace(self.config.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
         self._catalog = catalog
         identifier = progress_identifier(self.config.namespace, self.pipeline)
         try:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 
 from cdc.config.models import IcebergSinkConfig
@@ -152,17 +151,17 @@ def _closed_days_to_compact(table: Table, now: dt.datetime) -> list[dt.date]:
 def _compact_day(table: Table, day: dt.date, pipeline: str) -> int:
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     end = start + dt.timedelta(days=1)
-    where = And(GreaterThanOrEqual(SOURCE_TS, start.isoformat()), LessThan(SOURCE_TS, end.isoformat()))
+    where = f"{SOURCE_TS} >= '{start.isoformat()}' and {SOURCE_TS} < '{end.isoformat()}'"
     rows = table.scan(row_filter=where).to_arrow().sort_by(POSITION)
     state = stored_state(table)
     properties = state_properties(pipeline, state) if state is not None else {PIPELINE_KEY: pipeline}
     data = align_to(rows, arrow_schema_of(table.schema()))
     with table.transaction() as txn:
         txn.overwrite(data, overwrite_filter=where, snapshot_properties=properties)
-    after = table.scan(row_filter=where).count()
+    after: int = table.scan(row_filter=where).count()
     if after != rows.num_rows:  # cannot happen short of a pyiceberg bug; stop loudly if it does
         raise RuntimeError(f"compaction of {day} changed the row count: {rows.num_rows} -> {after}")
-    return rows.num_rows
+    return int(rows.num_rows)
 
 
 def _expire(table: Table, cutoff: dt.datetime, retain_last: int) -> int:

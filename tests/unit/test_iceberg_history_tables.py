@@ -160,7 +160,7 @@ def test_history_queries_name_what_is_wrong(story) -> None:  # type: ignore[no-u
         parse_at("yesterday")
     with pytest.raises(ConfigError, match=r"no Iceberg history for shop\.nope"):
         history_rows_as_of(story, "pipe", "shop.nope", pos(1).to_string())
-    with pytest.raises(ConfigError, match="'db.table'"):
+    with pytest.raises(ConfigError, match=r"'db\.table'"):
         history_rows_as_of(story, "pipe", "items", pos(1).to_string())
 
 

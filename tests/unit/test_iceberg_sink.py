@@ -150,7 +150,9 @@ def test_offsets_and_position_are_stored_with_the_data(tmp_path: Path) -> None:
     sink.flush()
     assert sink.applied() == AppliedState(pos(1), {"pipe.shop.items:0": 42})
     table = open_catalog(cfg.catalog).load_table("hist.items__history")
-    summary = table.current_snapshot().summary
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    summary = snapshot.summary
     assert summary["headwater.position"] == pos(1).to_string()
     assert summary["headwater.offsets"] == '{"pipe.shop.items:0": 42}'
     assert summary["headwater.pipeline"] == "pipe"
@@ -336,5 +338,7 @@ def test_duckdb_queries_the_history(tmp_path: Path) -> None:
     sink.close()
     history = read_history(cfg.catalog, "hist", "shop.items").rows
     assert isinstance(history, pa.Table)
-    got = duckdb.sql("select name, count(*) as n from history group by name order by name").fetchall()
+    relation = duckdb.sql("select name, count(*) as n from history group by name order by name")
+    assert relation is not None
+    got = relation.fetchall()
     assert got == [("even", 5), ("odd", 5)]
