@@ -38,6 +38,7 @@ class Source(Protocol):
     """The change stream of one source database, opened at a restart point."""
 
     def current_restart_point(self) -> RestartPoint: ...
+    def tables(self) -> tuple[str, ...]: ...
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]: ...
     def close(self) -> None: ...
 
@@ -146,6 +147,9 @@ class CaptureDaemon:
                 )
             else:
                 log.info("resuming from checkpoint %s", checkpoint.to_string())
+            tables = source.tables()
+            shown = ", ".join(tables[:10]) + (f" and {len(tables) - 10} more" if len(tables) > 10 else "")
+            log.info("capturing %d tables: %s", len(tables), shown or "(none yet)")
             start = checkpoint
             pump = ReaderPump(lambda: source.records(start), source.close)
             pump.start()

@@ -14,7 +14,7 @@ from cdc.sources.mariadb import (
     StartAt,
     ZeroDatePolicy,
 )
-from cdc.sources.mariadb.server_position import current_restart_point
+from cdc.sources.mariadb.server_position import captured_tables, current_restart_point
 
 
 def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
@@ -29,6 +29,7 @@ def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
 
 class MariaDbSource:
     def __init__(self, config: MariaDbSourceConfig, *, blocking: bool) -> None:
+        self._config = config
         self._settings = connection_settings(config)
         self._reader = MariaDbBinlogReader(
             ReaderConfig(
@@ -44,6 +45,9 @@ class MariaDbSource:
 
     def current_restart_point(self) -> RestartPoint:
         return current_restart_point(self._settings)
+
+    def tables(self) -> tuple[str, ...]:
+        return captured_tables(self._settings, tuple(self._config.tables), tuple(self._config.exclude_tables))
 
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
         return self._reader.records(StartAt.at(start))

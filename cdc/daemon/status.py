@@ -11,8 +11,12 @@ from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
 from cdc.daemon.mariadb_source import connection_settings
-from cdc.sources.mariadb.server_position import ServerPosition, bytes_behind, server_position
-from cdc.sources.mariadb.table_filter import TableFilter
+from cdc.sources.mariadb.server_position import (
+    ServerPosition,
+    bytes_behind,
+    captured_tables,
+    server_position,
+)
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,6 @@ class PipelineStatus:
         }
 
 
-def _tables(config: PipelineConfig) -> tuple[str, ...]:
-    s = connection_settings(config.source)
-    filt = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
-    with (
-        pymysql.connect(
-            host=s.host, port=s.port, user=s.user, password=s.password, connect_timeout=s.connect_timeout_s
-        ) as conn,
-        conn.cursor() as cur,
-    ):
-        cur.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')"
-        )
-        return tuple(f"{db}.{t}" for db, t in cur.fetchall() if filt.accepts(str(db), str(t)))
-
-
 def pipeline_status(config: PipelineConfig) -> PipelineStatus:
     settings = connection_settings(config.source)
     position: ServerPosition | None = None
@@ -84,7 +72,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
     tables: tuple[str, ...] = ()
     try:
         position = server_position(settings)
-        tables = _tables(config)
+        tables = captured_tables(settings, tuple(config.source.tables), tuple(config.source.exclude_tables))
     except (HeadwaterError, pymysql.Error) as exc:
         source_error = str(exc)
 

@@ -100,6 +100,9 @@ class FakeSource:
     def current_restart_point(self) -> RestartPoint:
         return BOUNDARY
 
+    def tables(self) -> tuple[str, ...]:
+        return ("db.t",)
+
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
         self.starts.append(start)
         skip = start.skip_rows

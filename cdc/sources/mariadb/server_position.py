@@ -10,8 +10,9 @@ import pymysql.cursors
 from cdc.core.errors import SourceUnavailable, TerminalError
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.sources.mariadb.connection import ConnectionSettings
+from cdc.sources.mariadb.table_filter import TableFilter
 
-__all__ = ["ServerPosition", "bytes_behind", "current_restart_point", "server_position"]
+__all__ = ["ServerPosition", "bytes_behind", "captured_tables", "current_restart_point", "server_position"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +84,17 @@ def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | 
     behind = logs[index][1] - offset
     behind += sum(size for _, size in logs[index + 1 :])
     return max(behind, 0)
+
+
+def captured_tables(
+    settings: ConnectionSettings, include: tuple[str, ...], exclude: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The server's base tables that the include/exclude patterns select, as "db.table"."""
+    table_filter = TableFilter(include, exclude)
+    with _connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+            "ORDER BY table_schema, table_name"
+        )
+        return tuple(f"{db}.{t}" for db, t in cur.fetchall() if table_filter.accepts(str(db), str(t)))
