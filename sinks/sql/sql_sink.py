@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.postgres_copy import copy_delete, copy_upsert
 from sinks.sql.schema_sync import build_table, ddl_statements, evolve
-from sinks.sql.type_mapping import Dialect, TargetType, decoder, encoder, problem, target_type
+from sinks.sql.type_mapping import Dialect, checker, decoder, encoder, target_type
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
 
@@ -47,12 +48,21 @@ class _TablePlan:
 
 @dataclass(frozen=True, slots=True)
 class _Codec:
-    """Per (table, schema version): checks and encoders for each column of the images."""
+    """Per (table, schema version): key extraction, value checks and encoders for the images."""
 
     names: tuple[str, ...]
-    targets: tuple[TargetType, ...]
-    encoders: tuple[Callable[[Any], Any] | None, ...]
-    checked: tuple[int, ...]  # indexes of columns whose values may be unstorable
+    key_of: Callable[[RowImage], RowImage]
+    checks: tuple[tuple[int, Callable[[Any], str | None]], ...]  # (column index, check)
+    key_checks: tuple[tuple[int, Callable[[Any], str | None]], ...]  # (index in the key, check)
+    encoders: tuple[Callable[[Any], Any] | None, ...] | None  # None: every value binds as it is
+
+
+def _key_getter(idx: tuple[int, ...]) -> Callable[[RowImage], RowImage]:
+    if len(idx) == 1:
+        (i,) = idx
+        return lambda image: (image[i],)
+    getter = operator.itemgetter(*idx)
+    return lambda image: tuple(getter(image))
 
 
 class SqlSink:
@@ -243,23 +253,25 @@ class SqlSink:
     def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, _TablePlan]:
         """Collapse the batch per table and key, in position order: the last change per key wins."""
         plans: dict[str, _TablePlan] = {}
-        targets: dict[TableRef, str] = {}
+        codecs: dict[tuple[TableRef, str], tuple[_TablePlan, _Codec]] = {}
         for event in events:
-            target = targets.get(event.table)
-            if target is None:
-                target = targets[event.table] = self.target_name(event.table)
-            plan = plans.get(target)
-            if plan is None:
-                plan = plans[target] = _TablePlan(target)
+            schema = event.schema
+            found = codecs.get((schema.ref, schema.version))
+            if found is None:
+                target = self.target_name(schema.ref)
+                plan = plans.get(target)
+                if plan is None:
+                    plan = plans[target] = _TablePlan(target)
+                found = codecs[(schema.ref, schema.version)] = (plan, self._codec(target, schema))
+            plan, codec = found
             op = event.op
             if op is Op.TRUNCATE:
                 plan.truncate = True
                 plan.actions.clear()  # everything before the truncate is wiped with the table
                 continue
-            idx = event.schema.key_indexes()
             if op is Op.DELETE:
                 image = event.before
-                key = event.key if image is None else tuple(image[i] for i in idx)
+                key = event.key if image is None else codec.key_of(image)
                 if key is None:
                     raise SinkError(
                         f"{event.table}: delete at {event.position} carries neither key nor image"
@@ -269,9 +281,9 @@ class SqlSink:
             after = event.after
             if after is None:
                 raise SinkError(f"{event.table}: {op.value} at {event.position} carries no after image")
-            key = tuple(after[i] for i in idx)
+            key = codec.key_of(after)
             if op is Op.UPDATE and event.before is not None:
-                old_key = tuple(event.before[i] for i in idx)
+                old_key = codec.key_of(event.before)
                 if old_key != key:  # the key itself changed: the old row goes away
                     plan.actions[old_key] = (None, event)
             plan.actions[key] = (after, event)
@@ -281,16 +293,18 @@ class SqlSink:
         codec = self._codecs.get((target, schema.version))
         if codec is None:
             targets = tuple(target_type(c) for c in schema.columns)
-            checked = tuple(
-                i
-                for i, t in enumerate(targets)
-                if t.family.value in ("text", "binary") or t.kind.value == "double"
+            checks = tuple(
+                (i, check) for i, t in enumerate(targets) if (check := checker(t, self.dialect)) is not None
             )
+            idx = schema.key_indexes()
+            key_checks = tuple((idx.index(i), check) for i, check in checks if i in idx)
+            encoders = tuple(encoder(c.arrow_type, self.dialect) for c in schema.columns)
             codec = _Codec(
                 schema.column_names,
-                targets,
-                tuple(encoder(c.arrow_type, self.dialect) for c in schema.columns),
-                checked,
+                _key_getter(idx),
+                checks,
+                key_checks,
+                encoders if any(e is not None for e in encoders) else None,
             )
             self._codecs[(target, schema.version)] = codec
         return codec
@@ -298,20 +312,22 @@ class SqlSink:
     def _bad_rows(self, plans: dict[str, _TablePlan]) -> list[BadRow]:
         bad: list[BadRow] = []
         for plan in plans.values():
+            codec: _Codec | None = None
+            version = ""
             for key, (image, event) in plan.actions.items():
-                codec = self._codec(plan.target, event.schema)
+                if codec is None or event.schema.version != version:
+                    codec, version = self._codec(plan.target, event.schema), event.schema.version
                 if image is None:
-                    names = event.schema.primary_key
-                    checks = [
-                        (n, v, target_type(event.schema.columns[event.schema.column_names.index(n)]))
-                        for n, v in zip(names, key, strict=True)
-                    ]
-                else:
-                    checks = [(codec.names[i], image[i], codec.targets[i]) for i in codec.checked]
-                for name, value, ttype in checks:
-                    reason = problem(value, ttype, self.dialect)
+                    for n, check in codec.key_checks:
+                        reason = check(key[n])
+                        if reason is not None:
+                            bad.append(BadRow(event, plan.target, key, event.schema.primary_key[n], reason))
+                            break
+                    continue
+                for i, check in codec.checks:
+                    reason = check(image[i])
                     if reason is not None:
-                        bad.append(BadRow(event, plan.target, key, name, reason))
+                        bad.append(BadRow(event, plan.target, key, codec.names[i], reason))
                         break
         return bad
 
@@ -322,7 +338,7 @@ class SqlSink:
         if plan.truncate:
             conn.execute(sa.delete(table))
         deletes: list[RowImage] = []
-        upserts: dict[tuple[str, ...], list[list[Any]]] = {}
+        upserts: dict[tuple[str, ...], list[Sequence[Any]]] = {}
         key_encoders = [encoder(shape.column(k).arrow_type, self.dialect) for k in pk]  # type: ignore[union-attr]
         for key, (image, event) in plan.actions.items():
             if (plan.target, key) in skip:
@@ -335,8 +351,12 @@ class SqlSink:
                 )
                 continue
             codec = self._codec(plan.target, event.schema)
-            row = [v if e is None or v is None else e(v) for v, e in zip(image, codec.encoders, strict=True)]
-            upserts.setdefault(codec.names, []).append(row)
+            encoders = codec.encoders
+            if encoders is None:
+                upserts.setdefault(codec.names, []).append(image)
+            else:
+                row = [v if e is None or v is None else e(v) for v, e in zip(image, encoders, strict=True)]
+                upserts.setdefault(codec.names, []).append(row)
         copy = self.dialect is Dialect.POSTGRESQL and self.settings.copy_threshold_rows is not None
         threshold = self.settings.copy_threshold_rows or 0
         if deletes:
@@ -358,11 +378,16 @@ class SqlSink:
     def _upsert(self, table: sa.Table, names: Sequence[str], pk: Sequence[str]) -> sa.Executable:
         rest = [n for n in names if n not in pk]
         if self.dialect is Dialect.MARIADB:
+            # pymysql's executemany rewrites this into multi-row VALUES statements itself
             my = mysql.insert(table)
             return my.on_duplicate_key_update({n: my.inserted[n] for n in (rest or pk[:1])})
         ins: Any = postgresql.insert(table) if self.dialect is Dialect.POSTGRESQL else sqlite.insert(table)
-        if not rest:
-            return ins.on_conflict_do_nothing(index_elements=list(pk))  # type: ignore[no-any-return]
-        return ins.on_conflict_do_update(  # type: ignore[no-any-return]
-            index_elements=list(pk), set_={n: ins.excluded[n] for n in rest}
-        )
+        if rest:
+            stmt = ins.on_conflict_do_update(index_elements=list(pk), set_={n: ins.excluded[n] for n in rest})
+        else:
+            stmt = ins.on_conflict_do_nothing(index_elements=list(pk))
+        # executemany of ON CONFLICT runs one statement per row (psycopg pipelines them); RETURNING would
+        # make SQLAlchemy batch rows into multi-row VALUES, which measured no faster here: large
+        # PostgreSQL batches take the COPY path instead.
+        upsert: sa.Executable = stmt
+        return upsert

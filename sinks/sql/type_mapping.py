@@ -26,6 +26,7 @@ __all__ = [
     "Dialect",
     "Family",
     "TargetType",
+    "checker",
     "decoder",
     "encoder",
     "is_widening",
@@ -301,4 +302,27 @@ def problem(value: object, target: TargetType, dialect: Dialect) -> str | None:
             return f"{len(value)} bytes exceed the target length {target.length}"
     elif isinstance(value, float) and value != value and dialect is Dialect.MARIADB:
         return "NaN cannot be stored in MariaDB"
+    return None
+
+
+def checker(target: TargetType, dialect: Dialect) -> Callable[[Any], str | None] | None:
+    """A fast per-value :func:`problem` for one column; None when no value of it can be a problem."""
+    if target.family is Family.TEXT:
+        nul_bad = dialect is Dialect.POSTGRESQL
+        limit = target.length if dialect is not Dialect.SQLITE else None
+
+        def check_text(value: Any) -> str | None:
+            if value is None or (
+                value.isascii()
+                and not (nul_bad and "\x00" in value)
+                and (limit is None or len(value) <= limit)
+            ):
+                return None
+            return problem(value, target, dialect)
+
+        return check_text
+    if target.family is Family.BINARY and dialect is Dialect.MARIADB and target.length is not None:
+        return lambda value: problem(value, target, dialect)
+    if target.kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64) and dialect is Dialect.MARIADB:
+        return lambda value: problem(value, target, dialect)
     return None
