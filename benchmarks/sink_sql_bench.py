@@ -46,8 +46,8 @@ SCHEMA = TableSchema.build(
 def make_rows(n: int) -> list[tuple[object, ...]]:
     base = dt.datetime(2024, 1, 1)
     return [
-        (i, 2**63 + i, f"item number {i} \u00e9", Decimal(i % 100000) / 100, base + dt.timedelta(microseconds=i),
-         dt.timedelta(seconds=i % 86400), i.to_bytes(8, "big"), i % 1000)
+        (i, 2**63 + i, f"item number {i} \u00e9", Decimal(i % 100000) / 100,
+         base + dt.timedelta(microseconds=i), dt.timedelta(seconds=i % 86400), i.to_bytes(8, "big"), i % 1000)
         for i in range(n)
     ]  # fmt: skip
 
@@ -81,8 +81,8 @@ def plain_copy(url: str, schema: str, data: list[tuple[object, ...]]) -> float:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(
-            f'CREATE TABLE "{schema}".plain (id bigint, u64 numeric(20,0), name varchar(64), price numeric(12,2),'
-            " created timestamp(6), dur interval, blob bytea, qty int)"
+            f'CREATE TABLE "{schema}".plain (id bigint, u64 numeric(20,0), name varchar(64),'
+            " price numeric(12,2), created timestamp(6), dur interval, blob bytea, qty int)"
         ))  # fmt: skip
     started = time.perf_counter()
     with engine.begin() as conn:

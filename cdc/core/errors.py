@@ -20,6 +20,8 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     ├── ProducerFenced                 (TerminalError)  another `cdc run` for the same pipeline took over
     ├── StreamAccessDenied             (TerminalError)  the broker refused us (authorization): fix the ACLs
     └── SinkError                                       a sink could not apply a batch (nothing of it landed)
+        ├── SinkUnavailable            (TransientError) the target database is unreachable, restarting, or
+        │                                               aborted the transaction (deadlock): apply again
         ├── SinkSchemaError            (TerminalError)  a table shape the sink cannot follow (dropped or
         │                                               narrowed column, changed key, no primary key):
         │                                               names table and column
@@ -42,6 +44,7 @@ __all__ = [
     "ProducerFenced",
     "SinkError",
     "SinkSchemaError",
+    "SinkUnavailable",
     "SourceProtocolError",
     "SourceUnavailable",
     "StreamAccessDenied",
@@ -149,6 +152,10 @@ class StreamAccessDenied(TerminalError):
 
 class SinkError(HeadwaterError):
     """A sink could not apply a batch; the batch's transaction was rolled back (nothing of it landed)."""
+
+
+class SinkUnavailable(SinkError, TransientError):
+    """The target could not be reached or aborted the transaction; the same apply may succeed later."""
 
 
 class SinkSchemaError(SinkError, TerminalError):

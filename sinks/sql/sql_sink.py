@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cdc.core.errors import BadRowError, ConfigError, SinkError
+from cdc.core.errors import BadRowError, ConfigError, SinkError, SinkUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, SinkBatch
@@ -92,18 +92,34 @@ class SqlSink:
     def open(self) -> None:
         if self._engine is not None:
             return
-        self._engine = sa.create_engine(self._url, pool_pre_ping=True)
-        with self._engine.begin() as conn:
-            self._book.create(conn)
-        with self._engine.connect() as conn:
-            self._load_shapes(conn)
+        engine = sa.create_engine(self._url, pool_pre_ping=True)
+        try:
+            with engine.begin() as conn:
+                self._book.create(conn)
+            with engine.connect() as conn:
+                self._load_shapes(conn)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
+        self._engine = engine
         log.info("sql sink open: %s (%s), %d tables known", self.name, self.dialect.value, len(self._shapes))
 
     def applied(self) -> AppliedState | None:
-        with self._require_engine().connect() as conn:
-            return self._book.read_state(conn, self.settings.pipeline)
+        try:
+            with self._require_engine().connect() as conn:
+                return self._book.read_state(conn, self.settings.pipeline)
+        except sa.exc.OperationalError as exc:
+            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
 
     def apply(self, batch: SinkBatch) -> None:
+        try:
+            self._apply(batch)
+        except sa.exc.OperationalError as exc:  # lost connection, server restart, deadlock
+            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise SinkError(f"{self.name}: the batch was rolled back: {exc.orig or exc}") from exc
+
+    def _apply(self, batch: SinkBatch) -> None:
         engine = self._require_engine()
         held = self.applied()
         if held is not None and batch.state.position < held.position:
