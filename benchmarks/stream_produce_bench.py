@@ -66,9 +66,10 @@ def source(events: int, rows_per_txn: int) -> Iterator[ChangeEvent | Transaction
 
 
 def run(
-    bootstrap: str, events: int, rows_per_txn: int, commit_every: int, pipeline: str
+    bootstrap: str, events: int, rows_per_txn: int, commit_every: int, pipeline: str, compression: str = ""
 ) -> dict[str, object]:
-    config = KafkaStreamConfig(bootstrap_servers=bootstrap, partitions=1)
+    properties = {"compression.type": compression} if compression else {}
+    config = KafkaStreamConfig(bootstrap_servers=bootstrap, partitions=1, properties=properties)
     writer = KafkaStreamWriter(config, pipeline, 1)
     writer.start()
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -96,6 +97,7 @@ def run(
         "pipeline": pipeline,
         "events": events,
         "rows_per_txn": rows_per_txn,
+        "compression": compression or "lz4 (default)",
         "seconds": round(seconds, 2),
         "events_per_s": round(events / seconds),
         "peak_rss_before_mb": round(rss_before_kb / 1024, 1),
@@ -111,8 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows-per-txn", type=int, default=100)
     parser.add_argument("--commit-every", type=int, default=100, help="source transactions per Kafka one")
     parser.add_argument("--pipeline", default=f"bench{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--compression", default="", help="override compression.type (lz4, zstd, none)")
     args = parser.parse_args(argv)
-    result = run(args.bootstrap, args.events, args.rows_per_txn, args.commit_every, args.pipeline)
+    result = run(
+        args.bootstrap, args.events, args.rows_per_txn, args.commit_every, args.pipeline, args.compression
+    )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -3,13 +3,14 @@
 ``<pipeline>.__checkpoints`` is compacted with one partition, keyed by the pipeline name. A record's
 value::
 
-    {"pipeline": "wiki", "restart_point": "<RestartPoint string>", "position": "<Position string>",
-     "gtid": "0-1-42", "committed_at": "2024-05-01T12:00:00.123456Z",
+    {"pipeline": "wiki", "server_id": 5401, "restart_point": "<RestartPoint string>",
+     "position": "<Position string>", "gtid": "0-1-42", "committed_at": "2024-05-01T12:00:00.123456Z",
      "counts": {"events": 1200, "source_transactions": 3, "tables": {"wikidb.page": 1200}}}
 
-``counts`` describe the Kafka transaction that carried the checkpoint. Reading the checkpoint back
-uses a read_committed consumer from the beginning to the end of the partition: aborted or still
-open transactions are invisible, so the last value seen is the last committed checkpoint.
+``counts`` describe the Kafka transaction that carried the checkpoint; ``server_id`` is the writer's
+replica id on the source. Reading the checkpoint back uses a read_committed consumer up to the end
+of the partition (its tail first, see :func:`read_checkpoint`): aborted or still open transactions
+are invisible, so the last value seen is the last committed checkpoint.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Checkpoint:
     events: int = 0  # change events in the Kafka transaction that carried it
     source_transactions: int = 0
     tables: tuple[tuple[str, int], ...] = field(default=())  # ("db.table", events), sorted
+    server_id: int | None = None  # the writer's replica id on the source (config source.server_id)
 
 
 def _utc_text(moment: dt.datetime) -> str:
@@ -57,10 +59,12 @@ def checkpoint_record(
     events: int,
     source_transactions: int,
     tables: Mapping[str, int],
+    server_id: int | None = None,
 ) -> bytes:
     return orjson.dumps(
         {
             "pipeline": pipeline,
+            "server_id": server_id,
             "restart_point": restart.to_string(),
             "position": restart.transaction.to_string(),
             "gtid": str(restart.transaction.gtid),
@@ -92,6 +96,7 @@ def parse_checkpoint(value: bytes) -> Checkpoint:
             events=int(counts.get("events", 0)),
             source_transactions=int(counts.get("source_transactions", 0)),
             tables=tables,
+            server_id=None if data.get("server_id") is None else int(data["server_id"]),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PositionFormatError(f"malformed checkpoint record: {value[:200]!r}") from exc

@@ -102,6 +102,9 @@ class KafkaStreamWriter:
         self._timeout = config.request_timeout_ms / 1000
         self._producer: Producer | None = None
         self._table_topics: dict[TableRef, tuple[str, int]] = {}
+        self._targets: dict[str, tuple[str, int, str]] = {}  # schema version -> topic, partitions, db.table
+        self._transaction_metadata = config.transaction_metadata
+        self._tombstones = config.tombstones_on_delete
         self._published: set[str] = set()  # schema versions in committed transactions
         self._pending: set[str] = set()  # schema versions published in the open transaction
         self._in_transaction = False
@@ -189,6 +192,7 @@ class KafkaStreamWriter:
             self._events,
             self._source_transactions,
             self._table_counts,
+            self.server_id,
         )
         # partition 0 explicitly: the reader reads only that one, whatever the topic was created with
         self._produce(self.topics.checkpoints, self.pipeline.encode(), value, 0)
@@ -254,17 +258,20 @@ class KafkaStreamWriter:
 
     def _write_change(self, event: ChangeEvent) -> None:
         schema = event.schema
-        topic, partitions = self._table_topic(schema.ref)
         version = schema.version
+        target = self._targets.get(version)  # hot path: one lookup by the interned version string
+        if target is None:
+            topic, partitions = self._table_topic(schema.ref)
+            target = self._targets[version] = (topic, partitions, f"{schema.db}.{schema.table}")
+        topic, partitions, name = target
         if version not in self._published and version not in self._pending:
             record = table_schema_record(self.pipeline, schema, event.position)
             self._produce(self.topics.schema, str(schema.ref).encode(), dumps(record))
             self._pending.add(version)
         table = self._table_counts
-        name = f"{schema.db}.{schema.table}"
         table[name] = table.get(name, 0) + 1
         self._events += 1
-        order = self._transaction_order(event, name) if self.config.transaction_metadata else None
+        order = self._transaction_order(event, name) if self._transaction_metadata else None
         key, value = self._encoder.encode(event, order)
         op = event.op
         if op is Op.TRUNCATE:
@@ -272,7 +279,7 @@ class KafkaStreamWriter:
                 self._produce(topic, None, value, partition)
             return
         self._produce(topic, key, value)
-        if op is Op.DELETE and self.config.tombstones_on_delete:
+        if op is Op.DELETE and self._tombstones:
             self._produce(topic, key, None)
 
     def _transaction_order(self, event: ChangeEvent, table: str) -> TransactionOrder:
@@ -325,21 +332,32 @@ class KafkaStreamWriter:
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
         producer = self._producer
         assert producer is not None
-        while True:
-            try:
-                producer.produce(topic, value, key, partition)
-                break
-            except BufferError:
-                # The bounded local queue is full: wait for the broker to take some (backpressure).
-                self._poll(0.05)
-                self._check_deliveries()
-            except KafkaException as exc:
-                raise self._fail(exc.args[0], f"producing to {topic}") from exc
+        try:
+            producer.produce(topic, value, key, partition)
+        except BufferError:
+            self._produce_when_room(producer, topic, key, value, partition)
+        except KafkaException as exc:
+            raise self._fail(exc.args[0], f"producing to {topic}") from exc
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:
             self._since_poll = 0
             self._poll(0)
             self._check_deliveries()
+
+    def _produce_when_room(
+        self, producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int
+    ) -> None:
+        """The bounded local queue is full: wait for the broker to take some (backpressure)."""
+        while True:
+            self._poll(0.05)
+            self._check_deliveries()
+            try:
+                producer.produce(topic, value, key, partition)
+                return
+            except BufferError:
+                continue
+            except KafkaException as exc:
+                raise self._fail(exc.args[0], f"producing to {topic}") from exc
 
     def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
         if error is not None and self._delivery_error is None:

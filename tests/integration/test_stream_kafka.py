@@ -182,6 +182,7 @@ def test_commit_is_visible_and_resumable(
     assert checkpoint is not None
     assert (checkpoint.restart, checkpoint.events, checkpoint.source_transactions) == (end.restart, 11, 3)
     assert checkpoint.gtid == "0-1-3"
+    assert checkpoint.server_id == 5401
 
 
 def test_abort_leaves_nothing_and_keeps_the_checkpoint(
