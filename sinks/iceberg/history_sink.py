@@ -38,7 +38,9 @@ import contextlib
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -147,10 +149,17 @@ class _TableWriter:
         self.width = len(self.columns)
         self.key_index = _key_index(schema)
         self.rows: list[RowImage] = []
-        self.ops: list[str] = []
-        self.positions: list[str] = []
-        self.ts_ms: list[int] = []
-        self.txns: list[str] = []
+        self.meta: list[tuple[str, str, int, str]] = []  # (_op, _position, source_ts_ms, _txn)
+        # _position text of the current transaction around the row index (to_string is the hot spot)
+        self._txn: str | None = None
+        self._file = ""
+        self._offset = -1
+        self._pos_head = ""
+        self._pos_tail = ""
+        # per apply(): which batch last touched this table, and its skip threshold in that batch
+        self.epoch = -1
+        self.mark = 0
+        self.threshold: Position | None = None
         self.chunks: list[pa.Table] = []
         self.buffered = 0
 
@@ -162,41 +171,58 @@ class _TableWriter:
             image = event.before
             if image is None:  # truncate: a marker row, every source column null
                 image = (None,) * self.width
-        elif event.op is Op.UPDATE and event.before is not None and self.key_index:
+        elif self.key_index and event.before is not None and event.op is Op.UPDATE:
             before = event.before
             if any(before[i] != image[i] for i in self.key_index):
                 # the row leaves its old key: a 'd' row with the before image, same position
                 self._row(before, "d", event)
                 added = 2
-        self._row(image, event.op.value, event)
+        self._row(image, event.op._value_, event)
         return added
 
     def _row(self, image: RowImage, op: str, event: ChangeEvent) -> None:
+        # hot path (once per change): the _position text is rebuilt around the row index while the
+        # transaction stays the same, since Position.to_string dominates otherwise
+        position = event.position
+        txn = event.transaction_id
+        if txn == self._txn and position.offset == self._offset and position.file == self._file:
+            text = f"{self._pos_head}{position.row:010d}{self._pos_tail}"
+        else:
+            text = self._new_transaction(position, txn)
         self.rows.append(image)
-        self.ops.append(op)
-        self.positions.append(event.position.to_string())
-        self.ts_ms.append(event.source_ts_ms)
-        self.txns.append(event.transaction_id)
+        self.meta.append((op, text, event.source_ts_ms, txn))
         self.buffered += 1
         if len(self.rows) >= _CHUNK_ROWS:
             self.seal()
+
+    def _new_transaction(self, position: Position, txn: str) -> str:
+        text = position.to_string()
+        row = f"{position.row:010d}"
+        head, sep, tail = text.partition(f":{row}:")
+        if sep and f"{head}:{row}:{tail}" == text and text.count(f":{row}:") == 1:
+            self._txn, self._file, self._offset = txn, position.file, position.offset
+            self._pos_head, self._pos_tail = f"{head}:", f":{tail}"
+        else:  # a layout this shortcut does not know: no shortcut
+            self._txn = None
+        return text
 
     def seal(self) -> None:
         """Turn the Python rows gathered so far into an Arrow chunk."""
         if not self.rows:
             return
-        columns = list(zip(*self.rows, strict=True))
+        columns = list(zip(*self.rows, strict=True))  # images of one schema version: same width
         arrays = [c.to_array(values) for c, values in zip(self.columns, columns, strict=True)]
-        ts = pc.multiply(pa.array(self.ts_ms, pa.int64()), 1000).cast(_TS_UTC)
+        ops, positions, ts_ms, txns = zip(*self.meta, strict=True)
+        ts = pc.multiply(pa.array(ts_ms, pa.int64()), 1000).cast(_TS_UTC)
         arrays += [
-            pa.array(self.ops, pa.string()),
-            pa.array(self.positions, pa.string()),
+            pa.array(ops, pa.string()),
+            pa.array(positions, pa.string()),
             ts,
-            pa.array(self.txns, pa.string()),
+            pa.array(txns, pa.string()),
         ]
         names = [c.name for c in self.columns] + [OP, POSITION, SOURCE_TS, TXN]
         self.chunks.append(pa.Table.from_arrays(arrays, names=names))
-        self.rows, self.ops, self.positions, self.ts_ms, self.txns = [], [], [], [], []
+        self.rows, self.meta = [], []
 
     def follow(self, schema: TableSchema, pipeline: str) -> None:
         """Adopt a new source schema version: seal rows of the old shape, evolve the table if needed."""
@@ -208,16 +234,21 @@ class _TableWriter:
         self.width = len(self.columns)
         self.key_index = _key_index(schema)
 
-    def commit(self, properties: dict[str, str], position: Position) -> int:
+    def take(self) -> list[pa.Table]:
+        """Hand the buffered rows over to a commit; the buffer starts empty again."""
         self.seal()
-        target = arrow_schema_of(self.table.schema())
-        data = pa.concat_tables([align_to(chunk, target) for chunk in self.chunks])
-        self.table.append(data, snapshot_properties=properties)
-        rows = self.buffered
+        chunks = self.chunks
         self.chunks = []
         self.buffered = 0
-        self.committed = position
-        return rows
+        return chunks
+
+    def commit(self, chunks: list[pa.Table], properties: dict[str, str]) -> int:
+        """Append ``chunks`` in one snapshot (runs on the committer thread)."""
+        target = arrow_schema_of(self.table.schema())
+        # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
+        data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
+        self.table.append(data, snapshot_properties=properties)
+        return int(data.num_rows)
 
     def truncate(self, keep: int) -> None:
         """Drop buffered rows past the first ``keep`` (a failed batch's)."""
@@ -233,7 +264,7 @@ class _TableWriter:
         self.buffered = keep
 
     def discard(self) -> None:
-        self.rows, self.ops, self.positions, self.ts_ms, self.txns = [], [], [], [], []
+        self.rows, self.meta = [], []
         self.chunks = []
         self.buffered = 0
 
@@ -249,6 +280,9 @@ def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) ->
     if any(table.properties.get(k) != v for k, v in wanted.items()):
         with table.transaction() as txn:
             txn.set_properties(wanted)
+
+
+_InFlight = tuple[AppliedState, list[tuple[_TableWriter, list[pa.Table]]], "Future[int]"]
 
 
 class IcebergHistorySink:
@@ -267,6 +301,11 @@ class IcebergHistorySink:
         self._high_water: Position | None = None  # nothing at or before it is applied again
         self._buffered_rows = 0
         self._buffer_started: float | None = None
+        self._epoch = 0
+        # commits run on one background thread so that Parquet writing overlaps the next rows' Arrow
+        # conversion; at most one is in flight, and applied() moves when it has landed
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
 
     # -- the Sink protocol -------------------------------------------------------------------
     def open(self) -> None:
@@ -274,6 +313,7 @@ class IcebergHistorySink:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             catalog.create_namespace(self.config.namespace)
         self._catalog = catalog
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-commit")
         identifier = progress_identifier(self.config.namespace, self.pipeline)
         try:
             self._progress = catalog.load_table(identifier)
@@ -292,6 +332,8 @@ class IcebergHistorySink:
         )
 
     def applied(self) -> AppliedState | None:
+        if self._in_flight is not None and self._in_flight[2].done():
+            self._wait_for_commit()
         return self._applied
 
     def apply(self, batch: SinkBatch) -> None:
@@ -299,40 +341,43 @@ class IcebergHistorySink:
             raise RuntimeError("IcebergHistorySink.apply before open()")
         high_water = self._high_water
         writers = self._writers
-        thresholds: dict[TableRef, Position | None] = {}
-        marks: dict[TableRef, int] = {}  # rows each touched table held before this batch
+        self._epoch += 1
+        epoch = self._epoch
+        touched: list[_TableWriter] = []
         accepted = 0
+        last_schema: TableSchema | None = None
+        writer: _TableWriter | None = None
         try:
             for record in batch.records:
-                if isinstance(record, SchemaChange):
+                if record.__class__ is SchemaChange:
                     continue  # the new shape arrives with the table's next row events
+                record = cast(ChangeEvent, record)
                 schema = record.schema
-                ref = schema.ref
-                writer = writers.get(ref)
-                if writer is None:
-                    writer = self._open_writer(schema)
-                if ref in thresholds:
-                    threshold = thresholds[ref]
-                else:
-                    marks[ref] = writer.buffered
-                    threshold = writer.committed
-                    if high_water is not None and (threshold is None or high_water > threshold):
-                        threshold = high_water
-                if threshold is not None:
-                    if record.position <= threshold:
-                        thresholds[ref] = threshold
+                if schema is not last_schema or writer is None:
+                    writer = writers.get(schema.ref) or self._open_writer(schema)
+                    last_schema = schema
+                    if writer.epoch != epoch:  # first event of this table in the batch
+                        writer.epoch = epoch
+                        writer.mark = writer.buffered
+                        touched.append(writer)
+                        threshold = writer.committed
+                        if high_water is not None and (threshold is None or high_water > threshold):
+                            threshold = high_water
+                        writer.threshold = threshold
+                if writer.threshold is not None:
+                    if record.position <= writer.threshold:
                         continue  # already held (skipped before its schema is looked at)
-                    threshold = None  # positions rise within a batch: no more checks for this table
-                thresholds[ref] = threshold
+                    writer.threshold = None  # positions rise within a batch: no more checks
                 if schema is not writer.schema and schema.version != writer.schema.version:
+                    self._wait_for_commit()  # the committer must not share the table meanwhile
                     writer.follow(schema, self.pipeline)
                 accepted += writer.add(record)
         except SinkSchemaError:
             # Nothing of the failing batch stays buffered; what came before it is committed, so
             # applied() is the last good batch and a restart after the operator's fix resumes there.
-            for ref, mark in marks.items():
-                writers[ref].truncate(mark)
-            self._commit()
+            for touched_writer in touched:
+                touched_writer.truncate(touched_writer.mark)
+            self._commit(wait=True)
             raise
         if high_water is None or batch.state.position > high_water:
             self._high_water = batch.state.position
@@ -344,21 +389,27 @@ class IcebergHistorySink:
             self._buffer_started is not None
             and time.monotonic() - self._buffer_started >= self.config.commit_seconds
         ):
-            self._commit()
+            self._commit(wait=False)
 
     def flush(self) -> None:
-        self._commit()
+        self._commit(wait=True)
 
     def close(self) -> None:
-        if self._catalog is not None:
-            self._commit()
-        self._writers.clear()
-        self._catalog = None
-        self._progress = None
+        try:
+            if self._catalog is not None:
+                self._commit(wait=True)
+        finally:
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)
+            self._committer = None
+            self._writers.clear()
+            self._catalog = None
+            self._progress = None
 
     # -- internals ---------------------------------------------------------------------------
     def _open_writer(self, schema: TableSchema) -> _TableWriter:
         assert self._catalog is not None
+        self._wait_for_commit()  # one thread uses the catalog at a time
         identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
         if table is None:
             iceberg_schema = history_iceberg_schema(schema)
@@ -375,24 +426,49 @@ class IcebergHistorySink:
         self._writers[schema.ref] = writer
         return writer
 
-    def _commit(self) -> None:
+    def _commit(self, wait: bool) -> None:
+        """Start committing what is buffered (one commit in flight at most); ``wait`` for it."""
+        self._wait_for_commit()
         state = self._pending
-        if state is None or state == self._applied:
-            return
+        if state is not None and state != self._applied:
+            work = [(w, w.take()) for _, w in sorted(self._writers.items()) if w.buffered]
+            self._buffered_rows = 0
+            self._buffer_started = None
+            assert self._committer is not None
+            self._in_flight = (state, work, self._committer.submit(self._write, state, work))
+        if wait:
+            self._wait_for_commit()
+
+    def _write(self, state: AppliedState, work: list[tuple[_TableWriter, list[pa.Table]]]) -> int:
+        """The committer thread: each table's rows, then the progress table (see the module doc)."""
         properties = state_properties(self.pipeline, state)
-        committed_rows = 0
         started = time.monotonic()
+        rows = sum(writer.commit(chunks, properties) for writer, chunks in work)
+        assert self._progress is not None
+        self._progress.append(
+            pa.table({"pipeline": pa.array([], pa.string())}), snapshot_properties=properties
+        )
+        log.info(
+            "iceberg: committed %d rows to %s at %s in %.2fs",
+            rows,
+            self.name,
+            state.position,
+            time.monotonic() - started,
+        )
+        return rows
+
+    def _wait_for_commit(self) -> None:
+        if self._in_flight is None:
+            return
+        state, work, future = self._in_flight
+        self._in_flight = None
         try:
-            for ref in sorted(self._writers):
-                writer = self._writers[ref]
-                if writer.buffered:
-                    committed_rows += writer.commit(properties, state.position)
-            assert self._progress is not None
-            self._progress.append(
-                pa.table({"pipeline": pa.array([], pa.string())}), snapshot_properties=properties
-            )
+            future.result()
         except BaseException:
             # What landed is in the tables' summaries; the caller re-delivers from applied().
+            for writer, _chunks in work:
+                stored = stored_state(writer.table)
+                writer.committed = stored.position if stored else None
             for writer in self._writers.values():
                 writer.discard()
             self._pending = self._applied
@@ -400,13 +476,6 @@ class IcebergHistorySink:
             self._buffered_rows = 0
             self._buffer_started = None
             raise
+        for writer, _chunks in work:
+            writer.committed = state.position
         self._applied = state
-        self._buffered_rows = 0
-        self._buffer_started = None
-        log.info(
-            "iceberg: committed %d rows to %s at %s in %.2fs",
-            committed_rows,
-            self.name,
-            state.position,
-            time.monotonic() - started,
-        )

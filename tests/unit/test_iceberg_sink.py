@@ -74,6 +74,11 @@ def opened(cfg: IcebergSinkConfig) -> IcebergHistorySink:
     return sink
 
 
+def settle(sink: IcebergHistorySink) -> None:
+    """Wait for a commit started by apply() (they run in the background) to land."""
+    sink._wait_for_commit()
+
+
 def positions(cfg: IcebergSinkConfig, table: str) -> list[str]:
     rows = read_history(cfg.catalog, cfg.namespace, table).rows
     return [str(p) for p in rows.column("_position").to_pylist()]
@@ -165,6 +170,7 @@ def test_crash_loses_only_the_uncommitted_buffer_and_resumes_exactly_once(tmp_pa
     evs = [event(Op.CREATE, s, i, (i, f"n{i}")) for i in range(1, 8)]
     first = opened(cfg)
     first.apply(batch(*evs[:3]))  # committed (3 rows)
+    settle(first)
     first.apply(batch(*evs[3:5]))  # buffered, then the process is killed: no flush, no close
     assert first.applied() is not None and first.applied().position == pos(3)  # type: ignore[union-attr]
 
@@ -250,9 +256,11 @@ def test_commits_every_commit_rows_rows(tmp_path: Path) -> None:
         sink.apply(batch(event(Op.CREATE, s, seq, (seq, "x"))))
     assert sink.applied() is None
     sink.apply(batch(event(Op.CREATE, s, 4, (4, "x"))))
+    settle(sink)
     assert sink.applied() == AppliedState(pos(4))
     for seq in range(5, 12):
         sink.apply(batch(event(Op.CREATE, s, seq, (seq, "x"))))
+    settle(sink)
     assert sink.applied() == AppliedState(pos(8))
     table = open_catalog(cfg.catalog).load_table("hist.items__history")
     assert len(table.metadata.snapshots) == 2  # two commits, not eight
@@ -269,6 +277,7 @@ def test_commits_after_commit_seconds(tmp_path: Path) -> None:
     assert sink.applied() is None
     time.sleep(0.35)
     sink.apply(batch(event(Op.CREATE, s, 2, (2, "x"))))
+    settle(sink)
     assert sink.applied() == AppliedState(pos(2))
 
 
