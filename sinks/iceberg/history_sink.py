@@ -1,9 +1,13 @@
 """The Iceberg history sink: every row change appended to ``<namespace>.<table>__history``, exactly once.
 
 Buffering: rows are gathered per table (Python rows, turned into Arrow chunks every few thousand) and
-committed every ``commit_rows`` rows or ``commit_seconds`` seconds (checked on ``apply``), and on
-``flush``/``close``; so snapshots and small files do not pile up. ``applied()`` reports only what is
-committed.
+committed every ``commit_rows`` rows or ``commit_seconds`` seconds (checked on ``apply``: an idle
+pipeline's caller calls ``flush``), and on ``flush``/``close``; so snapshots and small files do not
+pile up. A commit started by ``apply`` runs on one background thread while the next rows are
+converted (at most one in flight; the applying thread waits for it before starting another, before
+touching a table's schema, and in ``flush``/``close``). ``applied()`` reports only what has landed.
+A commit that failed in the background raises from the next ``apply``/``flush``/``applied``, with
+every buffered row dropped: the caller re-delivers from ``applied()``.
 
 Exactly once across many tables. Iceberg commits one table at a time, so a commit cycle is:
 
@@ -339,6 +343,8 @@ class IcebergHistorySink:
     def apply(self, batch: SinkBatch) -> None:
         if self._catalog is None:
             raise RuntimeError("IcebergHistorySink.apply before open()")
+        if self._in_flight is not None and self._in_flight[2].done():
+            self._wait_for_commit()  # a background commit that failed raises here
         high_water = self._high_water
         writers = self._writers
         self._epoch += 1

@@ -351,3 +351,30 @@ def test_duckdb_queries_the_history(tmp_path: Path) -> None:
     assert relation is not None
     got = relation.fetchall()
     assert got == [("even", 5), ("odd", 5)]
+
+
+def test_a_failed_background_commit_surfaces_and_re_delivery_repairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path, commit_rows=2)
+    s = schema()
+    evs = [event(Op.CREATE, s, i, (i, f"n{i}")) for i in range(1, 7)]
+    sink = opened(cfg)
+    sink.apply(batch(*evs[:2]))
+    settle(sink)
+    writer = sink._writers[TableRef("shop", "items")]
+
+    def broken(*_args: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer, "commit", broken)
+    sink.apply(batch(*evs[2:4]))  # starts a commit that fails in the background
+    assert sink._in_flight is not None
+    sink._in_flight[2].exception(timeout=30)  # wait for it to fail
+    with pytest.raises(OSError, match="disk full"):
+        sink.apply(batch(evs[4]))  # the next call reports it; this batch is not taken either
+    monkeypatch.undo()
+    assert sink.applied() == AppliedState(pos(2))
+    sink.apply(batch(*evs[2:]))  # the caller re-delivers from applied()
+    sink.close()
+    assert positions(cfg, "shop.items") == [e.position.to_string() for e in evs]
