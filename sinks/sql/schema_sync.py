@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from cdc.core.errors import SinkSchemaError
 from cdc.core.schemas import Column, TableSchema
 from sinks.sql.positions_table import TableShape
-from sinks.sql.type_mapping import Dialect, is_widening, sa_type, target_type
+from sinks.sql.type_mapping import Dialect, is_widening, mariadb_key_budget, sa_type, target_type
 
 __all__ = ["AddColumn", "SchemaStep", "WidenColumn", "build_table", "ddl_statements", "evolve"]
 
@@ -111,10 +111,11 @@ def build_table(metadata: sa.MetaData, name: str, shape: TableShape, dialect: Di
     kwargs: dict[str, Any] = {}
     if dialect is Dialect.MARIADB:
         kwargs = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_nopad_bin", "mysql_engine": "InnoDB"}
+    budget = key_budget(shape)
     cols = [
         sa.Column(
             c.name,
-            sa_type(target_type(c), dialect, c.name in shape.primary_key),
+            sa_type(target_type(c), dialect, c.name in shape.primary_key, budget),
             primary_key=c.name in shape.primary_key,
             nullable=c.name not in shape.primary_key,
             autoincrement=False,
@@ -122,6 +123,11 @@ def build_table(metadata: sa.MetaData, name: str, shape: TableShape, dialect: Di
         for c in shape.columns
     ]
     return sa.Table(name, metadata, *cols, **kwargs)
+
+
+def key_budget(shape: TableShape) -> int:
+    """Index bytes for each unbounded text/binary key column of ``shape`` (MariaDB's 3072-byte keys)."""
+    return mariadb_key_budget([target_type(c) for c in shape.columns if c.name in shape.primary_key])
 
 
 def ddl_statements(
@@ -138,8 +144,9 @@ def ddl_statements(
             if_not = "" if dialect is Dialect.SQLITE else " IF NOT EXISTS"  # MariaDB DDL is not transactional
             out.append(f"ALTER TABLE {table_sql} ADD COLUMN{if_not} {prep.quote(col.name)} {type_sql} NULL")
             continue
-        old_sql = sa_type(target_type(step.old), dialect, step.is_key).compile(dialect=engine_dialect)
-        new_sql = sa_type(target_type(step.new), dialect, step.is_key).compile(dialect=engine_dialect)
+        budget = key_budget(shape)
+        old_sql = sa_type(target_type(step.old), dialect, step.is_key, budget).compile(dialect=engine_dialect)
+        new_sql = sa_type(target_type(step.new), dialect, step.is_key, budget).compile(dialect=engine_dialect)
         if old_sql == new_sql:
             continue  # the target type already holds the wider values (e.g. float -> double)
         name = prep.quote(step.new.name)

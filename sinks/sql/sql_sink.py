@@ -57,6 +57,32 @@ class _Codec:
     encoders: tuple[Callable[[Any], Any] | None, ...] | None  # None: every value binds as it is
 
 
+# SQLSTATE classes worth retrying: connection exception, transaction rollback (serialization failure,
+# deadlock), insufficient resources, operator intervention (admin shutdown, crash recovery).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+# MariaDB/MySQL: too many connections, shutdown in progress, lock wait timeout, deadlock, connection
+# killed, can't connect, server gone away, lost connection (during query / at handshake)
+_TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
+
+
+def _is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the same apply may succeed later (a lost connection, a deadlock), not a data problem."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # pymysql: (errno, message)
+        return args[0] in _TRANSIENT_MYSQL_CODES
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    # no SQLSTATE: the driver failed before the server answered (connection refused, socket closed)
+    return isinstance(exc, sa.exc.OperationalError)
+
+
 def _key_getter(idx: tuple[int, ...]) -> Callable[[RowImage], RowImage]:
     if len(idx) == 1:
         (i,) = idx
@@ -98,8 +124,10 @@ class SqlSink:
                 self._book.create(conn)
             with engine.connect() as conn:
                 self._load_shapes(conn)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
             engine.dispose()
+            if not _is_transient(exc):
+                raise SinkError(f"{self.name}: {exc.orig or exc}") from exc
             raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
         self._engine = engine
         log.info("sql sink open: %s (%s), %d tables known", self.name, self.dialect.value, len(self._shapes))
@@ -108,15 +136,17 @@ class SqlSink:
         try:
             with self._require_engine().connect() as conn:
                 return self._book.read_state(conn, self.settings.pipeline)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
+            if not _is_transient(exc):
+                raise
             raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
 
     def apply(self, batch: SinkBatch) -> None:
         try:
             self._apply(batch)
-        except sa.exc.OperationalError as exc:  # lost connection, server restart, deadlock
-            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
         except sa.exc.DBAPIError as exc:
+            if _is_transient(exc):
+                raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
             raise SinkError(f"{self.name}: the batch was rolled back: {exc.orig or exc}") from exc
 
     def _apply(self, batch: SinkBatch) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "decoder",
     "encoder",
     "is_widening",
+    "key_bytes",
+    "mariadb_key_budget",
     "problem",
     "sa_type",
     "target_type",
@@ -142,8 +144,28 @@ class _MariaDbTime(mysql.TIME):
         return None
 
 
-def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[Any]:
-    """The SQLAlchemy type that stores ``target`` exactly on ``dialect``."""
+def key_bytes(target: TargetType) -> int | None:
+    """Bytes a key column takes in a MariaDB index; None for unbounded text/binary (sized to fit)."""
+    if target.family is Family.TEXT:
+        return None if target.length is None else 4 * target.length
+    if target.family is Family.BINARY:
+        return target.length
+    return 32 if target.family is Family.DECIMAL else 8
+
+
+def mariadb_key_budget(key_targets: list[TargetType]) -> int:
+    """Bytes each unbounded text/binary key column may take so that the whole key fits InnoDB's 3072."""
+    sizes = [key_bytes(t) for t in key_targets]
+    unbounded = sum(1 for s in sizes if s is None)
+    fixed = sum(s for s in sizes if s is not None)
+    return max(4, (_MARIADB_KEY_BYTES - fixed) // max(unbounded, 1))
+
+
+def sa_type(target: TargetType, dialect: Dialect, is_key: bool, key_budget: int = 3072) -> TypeEngine[Any]:
+    """The SQLAlchemy type that stores ``target`` exactly on ``dialect``.
+
+    ``key_budget``: the index bytes an unbounded text or binary key column may take (MariaDB).
+    """
     k, d = target.kind, dialect
     if target.family is Family.INT:
         return _int_type(target, d)
@@ -162,7 +184,8 @@ def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[An
             if target.length is not None:
                 return mysql.VARCHAR(target.length, charset="utf8mb4", collation="utf8mb4_nopad_bin")
             if is_key:
-                return mysql.VARCHAR(_MARIADB_KEY_CHARS, charset="utf8mb4", collation="utf8mb4_nopad_bin")
+                chars = min(_MARIADB_KEY_CHARS, key_budget // 4)
+                return mysql.VARCHAR(chars, charset="utf8mb4", collation="utf8mb4_nopad_bin")
             return mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_nopad_bin")
         if d is Dialect.POSTGRESQL and target.length is not None:
             return sa.String(target.length)
@@ -171,7 +194,7 @@ def sa_type(target: TargetType, dialect: Dialect, is_key: bool) -> TypeEngine[An
         if d is Dialect.MARIADB:
             if target.length is not None:
                 return mysql.VARBINARY(target.length)
-            return mysql.VARBINARY(_MARIADB_KEY_BYTES) if is_key else mysql.LONGBLOB()
+            return mysql.VARBINARY(min(_MARIADB_KEY_BYTES, key_budget)) if is_key else mysql.LONGBLOB()
         return postgresql.BYTEA() if d is Dialect.POSTGRESQL else sa.LargeBinary()
     if k is ArrowKind.DATE:
         return sa.Date()

@@ -361,3 +361,30 @@ def test_bad_row_dead_letter_keeps_the_event_and_goes_on(
         assert "\\u0000" in letter["payload"] or "\\ud800" in letter["payload"]
     finally:
         sut.cleanup()
+
+
+COMPOSITE = schema(
+    col("tenant", "varchar", ArrowKind.STRING, nullable=False),
+    col("blob_key", "varbinary(16)", ArrowKind.BINARY, nullable=False),
+    col("n", "int", ArrowKind.INT32),
+    pk=("tenant", "blob_key"),
+    ref=REF,
+)
+
+
+def test_composite_keys_that_differ_by_case_or_trailing_space_stay_distinct(
+    sut: SinkUnderTest, sink: Sink
+) -> None:
+    w = Writer()
+    keys = [("a", b"k"), ("A", b"k"), ("a ", b"k"), ("a", b"k\x00"), ("\u00e9", b"")]
+    for n, (tenant, blob_key) in enumerate(keys):
+        w.insert(tenant, blob_key, n, table=COMPOSITE)
+    sink.apply(w.batch())
+    sink.apply(
+        w.update(("A", b"k", 1), ("A", b"k", 10), table=COMPOSITE)
+        .delete("a ", b"k", 2, table=COMPOSITE)
+        .batch()
+    )
+    got = state(sut, sink)
+    expected = {("a", b"k"): 0, ("A", b"k"): 10, ("a", b"k\x00"): 3, ("\u00e9", b""): 4}
+    assert {key: row["n"] for key, row in got.items()} == expected
