@@ -363,3 +363,71 @@ def test_service_restart_mid_stream(
         # the binlog connection drops: the daemon resumes from its checkpoint. (A broker restart is
         # usually ridden out inside librdkafka, which reconnects, so no retry need show in the log.)
         assert "retrying from the last checkpoint" in daemon.log.read_text()
+
+
+def test_silent_source_is_detected_and_reopened(
+    stack: StackConnections, fault_env: tuple[Workload, Daemon, str]
+) -> None:
+    """A frozen server (SIGSTOP) sends no heartbeat: the daemon notices, reconnects, loses nothing."""
+    workload, daemon, pipeline = fault_env
+    daemon.catch_up()
+    mariadb = DevStack(StackSettings(state_dir=default_state_dir(), services=(ServiceName.MARIADB,)))
+    pid = mariadb.status()[0].pid
+    assert pid is not None
+    writer = threading.Thread(target=workload.run, args=(30,))
+    proc = daemon.start()
+    writer.start()
+    try:
+        time.sleep(3)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(6)  # heartbeat_seconds is 1 in the test config: silence for 3 periods is noticed
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(3)
+    workload.stop.set()
+    writer.join()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, daemon.log.read_text()[-3000:]
+    assert workload.error is None, workload.error
+    daemon.catch_up()
+    verify(stack, pipeline, workload)
+    assert "retrying from the last checkpoint" in daemon.log.read_text()
+
+
+def test_purged_binlog_stops_with_position_and_recovery(
+    stack: StackConnections, fault_env: tuple[Workload, Daemon, str]
+) -> None:
+    workload, daemon, _pipeline = fault_env
+    daemon.catch_up()  # the checkpoint now sits in the current binlog file
+    m = stack.mariadb
+    with (
+        pymysql.connect(
+            host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(f"INSERT INTO {workload.db}.accounts VALUES (1, 1, 1.00, 'x')")
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("SHOW MASTER STATUS")
+        current = cur.fetchone()[0]
+        checkpoint_file = None
+        for _ in range(20):
+            cur.execute(f"PURGE BINARY LOGS TO '{current}'")
+            cur.execute("SHOW BINARY LOGS")
+            files = [row[0] for row in cur.fetchall()]
+            if files == [current]:
+                break
+            checkpoint_file = files[0]
+            # A log a replica is reading is not purged: drop the other dump connections (replicas
+            # reconnect by themselves) and try again.
+            cur.execute("SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'")
+            for (thread,) in cur.fetchall():
+                cur.execute(f"KILL {int(thread)}")
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"could not purge {checkpoint_file}")
+    proc = daemon.start("--until-caught-up")
+    assert proc.wait(60) == 2
+    log = daemon.log.read_text()
+    assert "has been purged" in log and "cdc bootstrap" in log
+    assert "mdb1:" in log  # the checkpoint's position is named

@@ -130,6 +130,10 @@ class BinlogConnection:
         conn = self._conn
         if conn is None:
             raise RuntimeError("open() first")
+        # Sending the dump command left the socket at the write timeout (none); reading the stream
+        # directly with _read_bytes must put the heartbeat-based read timeout back itself.
+        conn._sock.settimeout(conn._read_timeout)
+        conn._current_timeout = conn._read_timeout
         read = conn._read_bytes
         unpack = struct.Struct("<HBB").unpack
         cut = self.checksum_len
