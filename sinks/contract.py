@@ -8,8 +8,13 @@ Exactly once, per sink:
 - ``apply`` stores the batch's rows *and* its ``AppliedState`` in one transaction/commit: after a
   crash either both are there or neither is.
 - ``applied()`` returns what the last successful ``apply`` stored (None for a fresh sink).
-- a batch may start with events the sink already holds (embedded mode resumes from the lowest
-  position over all sinks); the sink skips every event whose position is <= its applied position.
+- embedded mode (``state.offsets`` empty): a batch may start with events the sink already holds (the
+  daemon resumes from the lowest position over all sinks); the sink skips every event whose position
+  is <= its applied position.
+- Kafka mode (``state.offsets`` not empty): events come from several partitions, so positions are not
+  in one order across a batch and a position says nothing about another partition's progress. The
+  sink then skips nothing by position: the consumer filters by offset before calling ``apply``, and
+  the sink only stores the offsets (and the highest position, for status) with the data.
 - within a batch, events are in position order; for a serving table the last change per key wins.
 - a sink may buffer batches and commit them later (Iceberg commits every N rows or T seconds, so
   that snapshots and small files do not pile up): ``applied()`` reports only what is committed, and
