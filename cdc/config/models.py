@@ -137,6 +137,9 @@ class IcebergSinkConfig(_Model):
     namespace: str
     commit_rows: Annotated[int, Field(ge=1)] = 100_000
     commit_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # `cdc maintain`: expire snapshots older than this many days, always keeping the last few
+    maintenance_older_than_days: Annotated[float, Field(gt=0)] = 7.0
+    maintenance_retain_last: Annotated[int, Field(ge=1)] = 5
 
     @field_validator("catalog")
     @classmethod

@@ -7,7 +7,9 @@ pile up. A commit started by ``apply`` runs on one background thread while the n
 converted (at most one in flight; the applying thread waits for it before starting another, before
 touching a table's schema, and in ``flush``/``close``). ``applied()`` reports only what has landed.
 A commit that failed in the background raises from the next ``apply``/``flush``/``applied``, with
-every buffered row dropped: the caller re-delivers from ``applied()``.
+every buffered row dropped: the caller re-delivers from ``applied()``. Failures a retry can cure (a
+concurrent commit won, catalog or storage unreachable, outcome unknown) are SinkUnavailable
+(transient); anything else is SinkError.
 
 Exactly once across many tables. Iceberg commits one table at a time, so a commit cycle is:
 
@@ -49,13 +51,18 @@ from typing import cast
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+)
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
 from cdc.config.models import IcebergSinkConfig
-from cdc.core.errors import SinkSchemaError
+from cdc.core.errors import HeadwaterError, SinkError, SinkSchemaError, SinkUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
@@ -286,6 +293,9 @@ def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) ->
             txn.set_properties(wanted)
 
 
+# a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
+# the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
+_TRANSIENT = (CommitFailedException, CommitStateUnknownException, OSError, ConnectionError, TimeoutError)
 _InFlight = tuple[AppliedState, list[tuple[_TableWriter, list[pa.Table]]], "Future[int]"]
 
 
@@ -470,9 +480,11 @@ class IcebergHistorySink:
         self._in_flight = None
         try:
             future.result()
-        except BaseException:
+        except BaseException as exc:
             # What landed is in the tables' summaries; the caller re-delivers from applied().
             for writer, _chunks in work:
+                with contextlib.suppress(Exception):  # unreachable catalog: the stale view is lower
+                    writer.table.refresh()
                 stored = stored_state(writer.table)
                 writer.committed = stored.position if stored else None
             for writer in self._writers.values():
@@ -481,6 +493,13 @@ class IcebergHistorySink:
             self._high_water = self._applied.position if self._applied else None
             self._buffered_rows = 0
             self._buffer_started = None
+            if isinstance(exc, _TRANSIENT):
+                raise SinkUnavailable(
+                    f"{self.name}: commit at {state.position} failed ({exc}); "
+                    "re-deliver from applied(), tables skip what landed"
+                ) from exc
+            if isinstance(exc, Exception) and not isinstance(exc, HeadwaterError):
+                raise SinkError(f"{self.name}: commit at {state.position} failed: {exc!r}") from exc
             raise
         for writer, _chunks in work:
             writer.committed = state.position

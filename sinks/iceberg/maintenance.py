@@ -70,12 +70,20 @@ class MaintenanceReport:
 def maintain(
     config: IcebergSinkConfig,
     pipeline: str,
-    older_than: dt.timedelta = dt.timedelta(days=7),
-    retain_last: int = 5,
+    older_than: dt.timedelta | None = None,
+    retain_last: int | None = None,
     now: dt.datetime | None = None,
     base_dir: Path | None = None,
 ) -> MaintenanceReport:
-    """Compact closed partitions, then expire snapshots, of every table the pipeline writes."""
+    """Compact closed partitions, then expire snapshots, of every table the pipeline writes.
+
+    ``older_than`` and ``retain_last`` default to the config's ``maintenance_older_than_days`` (7)
+    and ``maintenance_retain_last`` (5).
+    """
+    if older_than is None:
+        older_than = dt.timedelta(days=config.maintenance_older_than_days)
+    if retain_last is None:
+        retain_last = config.maintenance_retain_last
     if retain_last < 1:
         raise ValueError("retain_last must be at least 1 (the current snapshot)")
     now = now or dt.datetime.now(dt.UTC)

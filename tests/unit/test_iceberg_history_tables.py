@@ -255,3 +255,10 @@ def test_an_update_that_moves_the_key_is_a_delete_and_an_update_at_one_position(
         ("u", 5, pos(2).to_string()),
     ]
     assert rows_of(state_as_of(cfg.catalog, "hist", "shop.items", pos(2))) == [(5, "a")]
+
+
+def test_maintenance_defaults_come_from_the_config(tmp_path: Path) -> None:
+    cfg = _fill_three_days(tmp_path).model_copy(update={"maintenance_retain_last": 1})
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)  # everything is older than 7 days
+    report = maintain(cfg, "pipe", now=future)
+    assert all(t.snapshots_after == 1 for t in report.tables)

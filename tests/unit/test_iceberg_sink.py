@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from cdc.config.models import IcebergSinkConfig
-from cdc.core.errors import SinkSchemaError
+from cdc.core.errors import SinkSchemaError, SinkUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Gtid, Position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
@@ -371,7 +371,7 @@ def test_a_failed_background_commit_surfaces_and_re_delivery_repairs(
     sink.apply(batch(*evs[2:4]))  # starts a commit that fails in the background
     assert sink._in_flight is not None
     sink._in_flight[2].exception(timeout=30)  # wait for it to fail
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SinkUnavailable, match="disk full"):
         sink.apply(batch(evs[4]))  # the next call reports it; this batch is not taken either
     monkeypatch.undo()
     assert sink.applied() == AppliedState(pos(2))
