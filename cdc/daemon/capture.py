@@ -9,18 +9,17 @@ the last committed checkpoint, so nothing is lost and nothing is written twice.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
-from cdc.core.errors import HeadwaterError, TerminalError, TransientError
+from cdc.core.errors import HeadwaterError
 from cdc.core.events import SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
 from cdc.daemon.pump import EndOfStream, ReaderPump
+from cdc.daemon.supervisor import Supervisor
 
 log = logging.getLogger("cdc.run")
 
@@ -96,39 +95,18 @@ class CaptureDaemon:
         self._open_writer = open_writer
         self._open_source = open_source
         self._options = options
-        self._stop = threading.Event()
+        self._supervisor = Supervisor(options.backoff_initial_s, options.backoff_max_s)
+        self._stop = self._supervisor.stop_requested
         self.stats = CaptureStats()
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        if self._stop.is_set():
-            raise KeyboardInterrupt  # a second signal: stop now; the open Kafka transaction aborts
-        log.info("stop requested%s: finishing the open transaction", f" (signal {signum})" if signum else "")
-        self._stop.set()
+        self._supervisor.request_stop(signum, _frame)
 
     def run(self) -> int:
         """Capture until stopped (or caught up); returns the process exit code."""
-        previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        backoff = self._options.backoff_initial_s
-        try:
-            while True:
-                try:
-                    self._run_once()
-                    self.stats.log_interval(force=True)
-                    return 0
-                except TerminalError as exc:
-                    log.error("%s", exc)
-                    return 2
-                except TransientError as exc:
-                    if self._stop.is_set():
-                        log.warning("stopping after a transient error: %s", exc)
-                        return 0
-                    log.warning("%s; retrying from the last checkpoint in %.0fs", exc, backoff)
-                    if self._stop.wait(backoff):
-                        return 0
-                    backoff = min(backoff * 2, self._options.backoff_max_s)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        code = self._supervisor.run(self._run_once)
+        self.stats.log_interval(force=True)
+        return code
 
     def _run_once(self) -> None:
         writer = self._open_writer()
