@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdc.config.models import IcebergSinkConfig
-from sinks.iceberg.as_of import history_rows_as_of, read_history, state_as_of
+from sinks.iceberg.as_of import History, history_rows_as_of, read_history, state_as_of
 from sinks.iceberg.history_sink import IcebergHistorySink
 from sinks.iceberg.maintenance import MaintenanceReport, TableMaintenance, maintain
 
 __all__ = [
+    "History",
     "IcebergHistorySink",
     "MaintenanceReport",
     "TableMaintenance",

@@ -378,3 +378,26 @@ def test_a_failed_background_commit_surfaces_and_re_delivery_repairs(
     sink.apply(batch(*evs[2:]))  # the caller re-delivers from applied()
     sink.close()
     assert positions(cfg, "shop.items") == [e.position.to_string() for e in evs]
+
+
+def test_public_api_is_pinned() -> None:
+    import sinks.iceberg
+
+    assert sorted(sinks.iceberg.__all__) == [
+        "History",
+        "IcebergHistorySink",
+        "MaintenanceReport",
+        "TableMaintenance",
+        "create_iceberg_sink",
+        "history_rows_as_of",
+        "maintain",
+        "read_history",
+        "state_as_of",
+    ]
+
+
+def test_the_registry_opens_the_iceberg_sink(tmp_path: Path) -> None:
+    from sinks.registry import open_sink
+
+    sink = open_sink(config(tmp_path), "pipe")
+    assert isinstance(sink, IcebergHistorySink)
