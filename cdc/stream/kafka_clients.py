@@ -75,7 +75,9 @@ def producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
         "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
         "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
         "transaction.timeout.ms": config.transaction_timeout_ms,
-        "message.timeout.ms": config.transaction_timeout_ms,
+        # a delivery stuck this long fails the transaction (abort, resume) rather than hang until
+        # the transaction itself times out; must not exceed transaction.timeout.ms
+        "message.timeout.ms": min(config.transaction_timeout_ms, 120_000),
         "socket.timeout.ms": config.request_timeout_ms,
     }
     # Operator passthrough wins (security.protocol, sasl.*, a different compression...), except the
