@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from cdc.core.errors import ConfigError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
 from cdc.logs import configure_logging, register_secrets
+
+if TYPE_CHECKING:
+    from sinks.contract import Sink
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -95,18 +99,16 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     """The daemon for one source database.
 
     With a `stream` in the config: capture the binlog into Kafka, exactly once (a transactional
-    producer; the checkpoint commits with the data). SIGTERM or SIGINT finishes the open transaction
-    and exits 0; a second signal aborts it (nothing is lost: the next start resumes from the last
-    checkpoint). Exit 2 on an error an operator must fix (bad config, purged binlog, fenced).
+    producer; the checkpoint commits with the data). Without one (embedded mode): apply the changes
+    straight to the sinks, each storing its applied position with its data.
+
+    SIGTERM or SIGINT finishes the open transaction and exits 0; a second signal aborts it (nothing
+    is lost: the next start resumes from the last checkpoint). Exit 2 on an error an operator must
+    fix (bad config, purged binlog, a second daemon took over).
     """
     config = load_or_exit(config_path)
     if config.stream is None:
-        click.echo(
-            "error: embedded mode (no `stream` in the config) needs the sinks, which are not "
-            "available in this version; add a `stream:` section to capture into Kafka",
-            err=True,
-        )
-        sys.exit(2)
+        sys.exit(_run_embedded(config, until_caught_up))
     from cdc.daemon.capture import CaptureDaemon, CaptureOptions
     from cdc.daemon.mariadb_source import MariaDbSource
     from cdc.stream import KafkaStreamWriter
@@ -123,6 +125,38 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         options,
     )
     sys.exit(daemon.run())
+
+
+def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
+    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
+    from cdc.daemon.mariadb_source import MariaDbSource
+    from sinks.registry import open_sink
+
+    if not config.sinks:
+        click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
+        return 2
+    try:
+        sinks = [open_sink(sink, config.name) for sink in config.sinks]
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    first = True
+
+    def open_sinks() -> list[Sink]:
+        nonlocal first
+        if first:  # built above so that a missing driver is reported before anything starts
+            first = False
+            return sinks
+        return [open_sink(sink, config.name) for sink in config.sinks]
+
+    batch = config.batch
+    daemon = EmbeddedDaemon(
+        open_sinks,
+        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
+        config.state_dir,
+        EmbeddedOptions(batch.max_events, batch.max_ms, batch.idle_flush_seconds),
+    )
+    return daemon.run()
 
 
 @main.command()

@@ -170,11 +170,21 @@ SINK_CONFIG_TYPES: dict[str, type[SqlSinkConfig] | type[IcebergSinkConfig]] = {
 }
 
 
+class BatchConfig(_Model):
+    """Embedded mode: how the daemon groups changes into sink batches."""
+
+    max_events: Annotated[int, Field(ge=1)] = 10_000
+    max_ms: Annotated[int, Field(ge=1)] = 500
+    # an idle source still gets buffered sink data (Iceberg) committed this often
+    idle_flush_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
 class PipelineConfig(_Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     source: MariaDbSourceConfig
     stream: KafkaStreamConfig | None = None
     sinks: list[SqlSinkConfig | IcebergSinkConfig] = []
+    batch: BatchConfig = BatchConfig()
     state_dir: Path = Path("state")
 
     @property
