@@ -10,7 +10,8 @@ Exactly once, per sink:
 - ``applied()`` returns what the last successful ``apply`` stored (None for a fresh sink).
 - embedded mode (``state.offsets`` empty): a batch may start with events the sink already holds (the
   daemon resumes from the lowest position over all sinks); the sink skips every event whose position
-  is <= its applied position.
+  is <= its applied position, and its applied position never moves backwards (a batch wholly at or
+  before it changes nothing).
 - Kafka mode (``state.offsets`` not empty): events come from several partitions, so positions are not
   in one order across a batch and a position says nothing about another partition's progress. The
   sink then skips nothing by position: the consumer filters by offset before calling ``apply``, and
