@@ -39,7 +39,10 @@ class AppliedState:
     """Where a sink is: the last source position applied, and (from Kafka) the consumed offsets."""
 
     position: Position
-    # "topic:partition" -> next offset to consume (Kafka mode); empty in embedded mode
+    # "topic:partition" -> next offset to consume (Kafka mode); empty in embedded mode. In a batch,
+    # only the partitions it advanced: the sink MERGES them into the offsets it holds (other
+    # partitions may belong to another `cdc sink` process of the same consumer group), in the same
+    # transaction; applied() returns the merged map.
     offsets: Mapping[str, int] = field(default_factory=dict)
 
 
