@@ -19,7 +19,7 @@ from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.postgres_copy import copy_delete, copy_upsert
 from sinks.sql.schema_sync import build_table, ddl_statements, evolve
-from sinks.sql.type_mapping import Dialect, checker, decoder, encoder, target_type
+from sinks.sql.type_mapping import Dialect, checker, decoder, encoder, pg_copy_type, target_type
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
 
@@ -258,13 +258,10 @@ class SqlSink:
         Runs in its own transaction: MariaDB commits DDL implicitly anyway. Re-running it after a crash
         is harmless (the version is recorded; ADD COLUMN IF NOT EXISTS).
         """
-        seen: dict[str, set[str]] = {}
-        pending: list[TableSchema] = []
-        for event in events:
-            versions = seen.setdefault(event.table.db + "\x00" + event.table.table, set())
-            if event.schema.version not in versions:
-                versions.add(event.schema.version)
-                pending.append(event.schema)
+        # events of one table share their schema object: dedupe by identity first (cheap), then by
+        # (table, version), keeping first-seen (position) order
+        by_identity = {id(e.schema): e.schema for e in events}
+        pending = {(s.ref, s.version): s for s in by_identity.values()}.values()
         todo = [s for s in pending if s.version not in self._known_versions(self.target_name(s.ref))]
         if not todo:
             return
@@ -299,16 +296,17 @@ class SqlSink:
     def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, _TablePlan]:
         """Collapse the batch per table and key, in position order: the last change per key wins."""
         plans: dict[str, _TablePlan] = {}
-        codecs: dict[tuple[TableRef, str], tuple[_TablePlan, _Codec]] = {}
+        # by schema object identity: the objects live as long as ``events``, and a batch has few of them
+        codecs: dict[int, tuple[_TablePlan, _Codec]] = {}
         for event in events:
             schema = event.schema
-            found = codecs.get((schema.ref, schema.version))
+            found = codecs.get(id(schema))
             if found is None:
                 target = self.target_name(schema.ref)
                 plan = plans.get(target)
                 if plan is None:
                     plan = plans[target] = _TablePlan(target)
-                found = codecs[(schema.ref, schema.version)] = (plan, self._codec(target, schema))
+                found = codecs[id(schema)] = (plan, self._codec(target, schema))
             plan, codec = found
             op = event.op
             if op is Op.TRUNCATE:
@@ -407,7 +405,7 @@ class SqlSink:
         threshold = self.settings.copy_threshold_rows or 0
         if deletes:
             if copy and len(deletes) >= threshold:
-                copy_delete(conn, table, pk, deletes)
+                copy_delete(conn, table, pk, self._copy_types(shape, pk), deletes)
             else:
                 stmt = sa.delete(table).where(
                     sa.and_(*(table.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(pk)))
@@ -415,11 +413,16 @@ class SqlSink:
                 conn.execute(stmt, [{f"k{i}": v for i, v in enumerate(key)} for key in deletes])
         for names, rows in upserts.items():
             if copy and len(rows) >= threshold:
-                copy_upsert(conn, table, names, rows, pk)
+                copy_upsert(conn, table, names, self._copy_types(shape, names), rows, pk)
             else:
                 conn.execute(
                     self._upsert(table, names, pk), [dict(zip(names, row, strict=True)) for row in rows]
                 )
+
+    @staticmethod
+    def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
+        by_name = {c.name: c for c in shape.columns}
+        return [pg_copy_type(by_name[n].arrow_type) for n in names]
 
     def _upsert(self, table: sa.Table, names: Sequence[str], pk: Sequence[str]) -> sa.Executable:
         rest = [n for n in names if n not in pk]

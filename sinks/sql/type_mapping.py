@@ -32,6 +32,7 @@ __all__ = [
     "is_widening",
     "key_bytes",
     "mariadb_key_budget",
+    "pg_copy_type",
     "problem",
     "sa_type",
     "target_type",
@@ -328,6 +329,14 @@ def problem(value: object, target: TargetType, dialect: Dialect) -> str | None:
     return None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def checker(target: TargetType, dialect: Dialect) -> Callable[[Any], str | None] | None:
     """A fast per-value :func:`problem` for one column; None when no value of it can be a problem."""
     if target.family is Family.TEXT:
@@ -336,9 +345,9 @@ def checker(target: TargetType, dialect: Dialect) -> Callable[[Any], str | None]
 
         def check_text(value: Any) -> str | None:
             if value is None or (
-                value.isascii()
+                (limit is None or len(value) <= limit)
                 and not (nul_bad and "\x00" in value)
-                and (limit is None or len(value) <= limit)
+                and (value.isascii() or _encodable(value))
             ):
                 return None
             return problem(value, target, dialect)
@@ -349,3 +358,30 @@ def checker(target: TargetType, dialect: Dialect) -> Callable[[Any], str | None]
     if target.kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64) and dialect is Dialect.MARIADB:
         return lambda value: problem(value, target, dialect)
     return None
+
+
+_PG_COPY_TYPES = {
+    ArrowKind.BOOL: "bool",
+    ArrowKind.INT8: "int2",
+    ArrowKind.UINT8: "int2",
+    ArrowKind.INT16: "int2",
+    ArrowKind.INT32: "int4",
+    ArrowKind.UINT16: "int4",
+    ArrowKind.INT64: "int8",
+    ArrowKind.UINT32: "int8",
+    ArrowKind.UINT64: "numeric",
+    ArrowKind.FLOAT32: "float8",
+    ArrowKind.FLOAT64: "float8",
+    ArrowKind.DECIMAL: "numeric",
+    ArrowKind.STRING: "text",
+    ArrowKind.BINARY: "bytea",
+    ArrowKind.DATE: "date",
+    ArrowKind.TIMESTAMP: "timestamp",
+    ArrowKind.TIMESTAMP_UTC: "timestamptz",
+    ArrowKind.DURATION: "interval",
+}
+
+
+def pg_copy_type(arrow: ArrowType) -> str:
+    """The PostgreSQL type name binary COPY sends a column's values as (matches :func:`sa_type`)."""
+    return _PG_COPY_TYPES[arrow.kind]

@@ -64,9 +64,9 @@ def test_copy_path_is_used_above_the_threshold(
     calls: list[int] = []
     real = module.copy_upsert
 
-    def spy(conn, target, columns, rows_, pk):  # type: ignore[no-untyped-def]
+    def spy(conn, target, columns, types, rows_, pk):  # type: ignore[no-untyped-def]
         calls.append(len(rows_))
-        real(conn, target, columns, rows_, pk)
+        real(conn, target, columns, types, rows_, pk)
 
     monkeypatch.setattr(module, "copy_upsert", spy)
     assert isinstance(copying.sink, SqlSink)
