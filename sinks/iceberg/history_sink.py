@@ -92,6 +92,7 @@ __all__ = [
     "POSITION_KEY",
     "IcebergHistorySink",
     "align_to",
+    "expire_all_but",
     "stored_state",
 ]
 
@@ -103,6 +104,26 @@ PIPELINE_KEY = "headwater.pipeline"
 _CHUNK_ROWS = 8_192  # Python rows turned into one Arrow chunk
 _TS_UTC = pa.timestamp("us", tz="UTC")
 _PROGRESS_SCHEMA = Schema(NestedField(1, "pipeline", StringType(), required=False))
+_EMPTY_PROGRESS = pa.table({"pipeline": pa.array([], pa.string())})
+# the progress table gets a snapshot per commit and holds no data: the sink expires its own old ones
+# (every table's metadata file lists its snapshots, and is rewritten on every commit)
+_PROGRESS_EXPIRE_EVERY = 100
+_PROGRESS_KEEP = 10
+
+
+def expire_all_but(table: Table, keep: int) -> int:
+    """Expire every snapshot but the current one and its ``keep`` - 1 ancestors; how many went."""
+    kept: set[int] = set()
+    snapshot = table.current_snapshot()
+    while snapshot is not None and len(kept) < keep:
+        kept.add(snapshot.snapshot_id)
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    ids = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in kept]
+    if ids:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+        table.refresh()
+    return len(ids)
 
 
 def stored_state(table: Table) -> AppliedState | None:
@@ -258,6 +279,7 @@ class _TableWriter:
         target = arrow_schema_of(self.table.schema())
         # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
         data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
+        # a commit that races another writer (`cdc maintain`) is retried by pyiceberg itself
         self.table.append(data, snapshot_properties=properties)
         return int(data.num_rows)
 
@@ -316,6 +338,7 @@ class IcebergHistorySink:
         self._buffered_rows = 0
         self._buffer_started: float | None = None
         self._epoch = 0
+        self._commits = 0
         # commits run on one background thread so that Parquet writing overlaps the next rows' Arrow
         # conversion; at most one is in flight, and applied() moves when it has landed
         self._committer: ThreadPoolExecutor | None = None
@@ -461,9 +484,10 @@ class IcebergHistorySink:
         started = time.monotonic()
         rows = sum(writer.commit(chunks, properties) for writer, chunks in work)
         assert self._progress is not None
-        self._progress.append(
-            pa.table({"pipeline": pa.array([], pa.string())}), snapshot_properties=properties
-        )
+        self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
+        self._commits += 1
+        if self._commits % _PROGRESS_EXPIRE_EVERY == 0:
+            expire_all_but(self._progress, _PROGRESS_KEEP)
         log.info(
             "iceberg: committed %d rows to %s at %s in %.2fs",
             rows,

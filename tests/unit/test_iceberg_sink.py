@@ -19,6 +19,7 @@ from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.iceberg import create_iceberg_sink, read_history, state_as_of
 from sinks.iceberg.catalogs import open_catalog
+from sinks.iceberg.history_schema import arrow_schema_of
 from sinks.iceberg.history_sink import IcebergHistorySink, stored_state
 
 T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -401,3 +402,36 @@ def test_the_registry_opens_the_iceberg_sink(tmp_path: Path) -> None:
 
     sink = open_sink(config(tmp_path), "pipe")
     assert isinstance(sink, IcebergHistorySink)
+
+
+def test_a_commit_that_races_another_writer_is_retried(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    s = schema()
+    sink = opened(cfg)
+    sink.apply(batch(event(Op.CREATE, s, 1, (1, "a"))))
+    sink.flush()
+    other = open_catalog(cfg.catalog).load_table("hist.items__history")  # e.g. `cdc maintain`
+    other.append(arrow_schema_of(other.schema()).empty_table(), snapshot_properties={"by": "someone else"})
+    sink.apply(batch(event(Op.CREATE, s, 2, (2, "b"))))
+    sink.flush()  # the sink's view of the table is stale: pyiceberg's commit retry lands it
+    sink.close()
+    assert positions(cfg, "shop.items") == [pos(1).to_string(), pos(2).to_string()]
+    table = open_catalog(cfg.catalog).load_table("hist.items__history")
+    assert [snapshot.summary["by"] for snapshot in table.snapshots()] == [None, "someone else", None]  # type: ignore[index]
+
+
+def test_the_progress_table_expires_its_own_snapshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sinks.iceberg.history_sink as history_sink
+
+    monkeypatch.setattr(history_sink, "_PROGRESS_EXPIRE_EVERY", 4)
+    monkeypatch.setattr(history_sink, "_PROGRESS_KEEP", 2)
+    cfg = config(tmp_path)
+    sink = opened(cfg)
+    for seq in range(1, 9):
+        sink.apply(batch(event(Op.CREATE, schema(), seq, (seq, "x"))))
+        sink.flush()
+    progress = open_catalog(cfg.catalog).load_table("hist._headwater_progress__pipe")
+    assert len(progress.metadata.snapshots) == 2
+    assert opened(cfg).applied() == AppliedState(pos(8))
