@@ -161,6 +161,58 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
 
 @main.command()
 @CONFIG_OPTION
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Exit 0 once every assigned partition has been read to its end and applied.",
+)
+def sink(config_path: Path, until_caught_up: bool) -> None:
+    """Consume the pipeline's Kafka topics into its sinks (a consumer group: run several to share).
+
+    read_committed, so only what `cdc run` committed is seen; each sink stores the consumed offsets
+    with its data, and a restart seeks to them: nothing is applied twice or skipped.
+    """
+    config = load_or_exit(config_path)
+    if config.stream is None:
+        click.echo(
+            "error: `cdc sink` reads the Kafka stream; this config has no `stream` section "
+            "(in embedded mode `cdc run` applies to the sinks itself)",
+            err=True,
+        )
+        sys.exit(2)
+    if not config.sinks:
+        click.echo("error: the config has no `sinks`", err=True)
+        sys.exit(2)
+    from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions
+    from cdc.stream.kafka_reader import KafkaChangeReader
+    from sinks.registry import open_sink
+
+    stream = config.stream
+    try:
+        sinks = [open_sink(s, config.name) for s in config.sinks]
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    first = True
+
+    def open_sinks() -> list[Sink]:
+        nonlocal first
+        if first:
+            first = False
+            return sinks
+        return [open_sink(s, config.name) for s in config.sinks]
+
+    batch = config.batch
+    runner = SinkRunner(
+        open_sinks,
+        lambda offsets: KafkaChangeReader(stream, config.name, offsets),
+        SinkRunnerOptions(until_caught_up, batch.max_events, batch.max_ms, batch.idle_flush_seconds),
+    )
+    sys.exit(runner.run())
+
+
+@main.command()
+@CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path, as_json: bool) -> None:
     """Checkpoint, the source's current position, the lag and the captured tables.

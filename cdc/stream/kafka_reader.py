@@ -1,0 +1,193 @@
+"""Reading a pipeline's table topics back as typed change events, for `cdc sink`.
+
+A read_committed consumer in a consumer group (``headwater-<pipeline>-sink`` unless configured), so
+several `cdc sink` processes share the partitions. Offsets are never committed to Kafka: the sinks
+store them with their data, and on each assignment the reader seeks to what the sinks hold
+(``initial_offsets``). Table schemas come from the pipeline's schema topic, which the writer fills
+in the same Kafka transaction as the first event of each table version.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.errors import SourceProtocolError, StreamUnavailable
+from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.positions import Position
+from cdc.core.schemas import TableSchema
+from cdc.stream.json_decode import row_decoder, table_schema_from_record
+from cdc.stream.kafka_clients import consumer_config
+from cdc.stream.topics import TopicNames
+
+__all__ = ["ConsumedChange", "KafkaChangeReader", "partition_name"]
+
+log = logging.getLogger(__name__)
+
+_OPS = {op.value: op for op in Op}
+
+
+def partition_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedChange:
+    event: ChangeEvent
+    partition: str  # "topic:partition"
+    next_offset: int  # the offset to consume next once this event is applied
+
+
+class _Schemas:
+    """Table versions announced on the schema topic, read again whenever an unknown one shows up."""
+
+    def __init__(self, config: KafkaStreamConfig, pipeline: str) -> None:
+        self._config = config
+        self._topic = TopicNames(pipeline).schema
+        self._pipeline = pipeline
+        self._by_version: dict[
+            str, tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None]]
+        ] = {}
+
+    def get(self, version: str) -> tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None]]:
+        found = self._by_version.get(version)
+        if found is None:
+            self._reload()
+            found = self._by_version.get(version)
+            if found is None:
+                raise SourceProtocolError(
+                    f"schema version {version} is not on {self._topic}: the topic was deleted or truncated"
+                )
+        return found
+
+    def _reload(self) -> None:
+        group = f"headwater-{self._pipeline}-schema-{uuid.uuid4().hex}"
+        consumer = Consumer(consumer_config(self._config, group))
+        timeout = self._config.request_timeout_ms / 1000
+        try:
+            tp = TopicPartition(self._topic, 0)
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            except KafkaException as exc:
+                raise StreamUnavailable(f"cannot read {self._topic}: {exc}") from exc
+            consumer.assign([TopicPartition(self._topic, 0, low)])
+            deadline = time.monotonic() + timeout
+            position = low
+            while position < high and time.monotonic() < deadline:
+                for msg in consumer.consume(1000, timeout=0.5):
+                    if msg.error():
+                        continue
+                    position = (msg.offset() or 0) + 1
+                    value = msg.value()
+                    if not value:
+                        continue
+                    record = orjson.loads(value)
+                    if record.get("type") == "table_schema":
+                        schema = table_schema_from_record(record)
+                        self._by_version[schema.version] = (schema, row_decoder(schema))
+                if position < high:
+                    position = max(position, consumer.position([tp])[0].offset)
+            if position < high:
+                raise StreamUnavailable(f"could not read {self._topic} to its end within {timeout:g}s")
+        finally:
+            consumer.close()
+
+
+class KafkaChangeReader:
+    def __init__(
+        self,
+        config: KafkaStreamConfig,
+        pipeline: str,
+        initial_offsets: Callable[[list[str]], Mapping[str, int]],
+        group_id: str | None = None,
+    ) -> None:
+        self._config = config
+        self._pipeline = pipeline
+        self._names = TopicNames(pipeline)
+        self._own = {self._names.schema, self._names.checkpoints, self._names.transactions}
+        self._initial_offsets = initial_offsets
+        self._group = group_id or f"headwater-{pipeline}-sink"
+        self._schemas = _Schemas(config, pipeline)
+        self._consumer: Consumer | None = None
+        self.assigned: set[str] = set()
+        self.at_end: set[str] = set()  # partitions whose end was reached since their last message
+
+    def start(self) -> None:
+        settings = consumer_config(self._config, self._group)
+        settings["partition.assignment.strategy"] = "cooperative-sticky"
+        consumer = Consumer(settings)
+        pattern = "^" + re.escape(self._pipeline) + r"\..*"
+        consumer.subscribe(
+            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        self._consumer = consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = [tp for tp in partitions if tp.topic not in self._own]
+        offsets = self._initial_offsets([partition_name(tp.topic, tp.partition) for tp in mine])
+        for tp in partitions:
+            if tp.topic in self._own:
+                continue
+            stored = offsets.get(partition_name(tp.topic, tp.partition))
+            if stored is not None:
+                tp.offset = stored
+            self.assigned.add(partition_name(tp.topic, tp.partition))
+        log.info("assigned %d table partitions", len(mine))
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assigned.discard(partition_name(tp.topic, tp.partition))
+            self.at_end.discard(partition_name(tp.topic, tp.partition))
+        consumer.incremental_unassign(partitions)
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[ConsumedChange]:
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        out: list[ConsumedChange] = []
+        for msg in consumer.consume(max_messages, timeout=timeout_s):
+            error = msg.error()
+            name = partition_name(msg.topic() or "", msg.partition() or 0)
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self.at_end.add(name)
+                    continue
+                if error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                    raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
+                raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
+            if msg.topic() in self._own:
+                continue
+            self.at_end.discard(name)
+            value = msg.value()
+            if not value:
+                continue  # a tombstone: the delete before it carried the change
+            out.append(ConsumedChange(self._decode(orjson.loads(value)), name, (msg.offset() or 0) + 1))
+        return out
+
+    def _decode(self, envelope: Mapping[str, Any]) -> ChangeEvent:
+        source = envelope["source"]
+        schema, decode = self._schemas.get(str(source["schema_version"]))
+        op = _OPS[envelope["op"]]
+        before, after = decode(envelope["before"]), decode(envelope["after"])
+        key: RowImage | None = None
+        image = after if after is not None else before
+        if image is not None and schema.primary_key:
+            key = tuple(image[i] for i in schema.key_indexes())
+        position = Position.parse(str(source["position"]))
+        return ChangeEvent(
+            op, schema, key, before, after, position, int(source["ts_ms"]), str(source["gtid"])
+        )
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
