@@ -121,6 +121,8 @@ class SqlSink:
         engine = sa.create_engine(self._url, pool_pre_ping=True)
         try:
             with engine.begin() as conn:
+                if self.settings.schema is not None:  # a PostgreSQL schema / a MariaDB database
+                    conn.execute(sa.schema.CreateSchema(self.settings.schema, if_not_exists=True))
                 self._book.create(conn)
             with engine.connect() as conn:
                 self._load_shapes(conn)
@@ -184,6 +186,12 @@ class SqlSink:
             for plan in plans.values():
                 self._write(conn, plan, {(b.target_table, b.key) for b in bad})
             self._book.write_state(conn, self.settings.pipeline, batch.state, exists=current is not None)
+        log.debug(
+            "applied %d events to %d tables up to %s",
+            len(events),
+            len(plans),
+            batch.state.position,
+        )
 
     def flush(self) -> None:
         """Nothing to do: every ``apply`` commits."""
