@@ -1,4 +1,4 @@
-"""Random streams, re-delivered with overlaps and crashes, against a model: history exactly once, state as of."""
+"""Random streams re-delivered with overlaps and crashes, against a model: exact history, state as of."""
 
 from __future__ import annotations
 
