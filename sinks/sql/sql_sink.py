@@ -153,17 +153,21 @@ class SqlSink:
 
     def _apply(self, batch: SinkBatch) -> None:
         engine = self._require_engine()
+        # Kafka mode (offsets in the state): the consumer already dropped what this sink holds, by
+        # offset; positions from several partitions are not in one order, so none is skipped here.
+        from_kafka = bool(batch.state.offsets)
         held = self.applied()
-        if held is not None and batch.state.position < held.position:
+        if not from_kafka and held is not None and batch.state.position <= held.position:
             return  # an old batch re-delivered: everything in it is already here
-        events = self._unapplied(batch, held)
+        events = self._unapplied(batch, None if from_kafka else held)
         self._sync_schemas(events)
         with engine.begin() as conn:
             current = self._book.read_state(conn, self.settings.pipeline, lock=True)
-            if current != held:  # another writer moved the position since we looked: honour it
-                if current is not None and batch.state.position < current.position:
+            if not from_kafka and current != held:  # another writer moved the position: honour it
+                if current is not None and batch.state.position <= current.position:
                     return
                 events = self._unapplied(batch, current)
+            state = _merged(current, batch.state) if from_kafka else batch.state
             plans = self._plan(events)
             bad = self._bad_rows(plans)
             if bad:
@@ -185,7 +189,7 @@ class SqlSink:
                 )
             for plan in plans.values():
                 self._write(conn, plan, {(b.target_table, b.key) for b in bad})
-            self._book.write_state(conn, self.settings.pipeline, batch.state, exists=current is not None)
+            self._book.write_state(conn, self.settings.pipeline, state, exists=current is not None)
         log.debug(
             "applied %d events to %d tables up to %s",
             len(events),
@@ -448,3 +452,13 @@ class SqlSink:
         # PostgreSQL batches take the COPY path instead.
         upsert: sa.Executable = stmt
         return upsert
+
+
+def _merged(current: AppliedState | None, batch: AppliedState) -> AppliedState:
+    """Kafka mode: the batch's partitions merged into the stored offsets (other `cdc sink`
+    processes own the rest); the position kept is the highest seen, for status only."""
+    if current is None:
+        return batch
+    offsets = dict(current.offsets)
+    offsets.update(batch.offsets)
+    return AppliedState(max(current.position, batch.position), offsets)

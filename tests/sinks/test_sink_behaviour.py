@@ -295,6 +295,24 @@ def test_offsets_are_stored_and_returned(sink: Sink) -> None:
     )
 
 
+def test_kafka_offsets_merge_and_positions_do_not_skip(sut: SinkUnderTest, sink: Sink) -> None:
+    """Kafka mode: partitions arrive in no common position order and may be shared by several
+    `cdc sink` processes; the sink applies what it is given and merges the offsets it stores."""
+    newer, older = Writer(), Writer()
+    newer.clock.txn(), newer.clock.txn()  # partition 1 is ahead in source positions
+    ahead = newer.insert(2, "b", 2).batch(offsets={"wiki.shop.items:1": 5})
+    behind = older.insert(1, "a", 1).batch(offsets={"wiki.shop.items:0": 9})
+    assert behind.state.position < ahead.state.position
+    sink.apply(ahead)
+    sink.apply(behind)  # an older position from another partition: still applied
+    sink.flush()
+    applied = sink.applied()
+    assert applied is not None
+    assert dict(applied.offsets) == {"wiki.shop.items:0": 9, "wiki.shop.items:1": 5}
+    assert applied.position == ahead.state.position
+    assert set(sut.current_rows(REF)) == {(1,), (2,)}
+
+
 def test_a_table_without_primary_key_stops_naming_it(sut: SinkUnderTest, sink: Sink) -> None:
     if sut.history is not None:
         pytest.skip("history sinks append every change and need no key")
