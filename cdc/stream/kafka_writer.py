@@ -237,7 +237,7 @@ class KafkaStreamWriter:
         self._pending.clear()
         self._delivery_error = None
         try:
-            producer.abort_transaction(self._timeout)
+            self._abort_transaction(producer)
         except KafkaException as exc:
             raise self._error(exc, "abort_transaction") from exc
 
@@ -249,7 +249,7 @@ class KafkaStreamWriter:
         if self._in_transaction and self._fenced is None:
             self._in_transaction = False
             try:
-                producer.abort_transaction(self._timeout)
+                self._abort_transaction(producer)
             except KafkaException as exc:
                 log.warning("abort on close failed (the broker aborts it on timeout): %s", exc)
         producer.close()
@@ -391,9 +391,16 @@ class KafkaStreamWriter:
         if producer is None or (self._fatal_error is not None):
             return
         try:
-            producer.abort_transaction(self._timeout)
+            self._abort_transaction(producer)
         except KafkaException as exc:
             log.warning("abort after a failure failed too (the broker aborts it on timeout): %s", exc)
+
+    def _abort_transaction(self, producer: Producer) -> None:
+        # Let in-flight messages settle before EndTxn: aborting while the broker is still adding the
+        # transaction's partitions fails now and then with a fatal INVALID_TXN_STATE
+        # (confluentinc/librdkafka#4849); flushing first avoids that race.
+        producer.flush(self._timeout)
+        producer.abort_transaction(self._timeout)
 
     def _cause(self, error: KafkaError) -> KafkaError:
         """For a generic "Local: Fatal error", the underlying fatal error (e.g. fenced) if known."""

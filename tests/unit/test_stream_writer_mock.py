@@ -1,8 +1,9 @@
 """KafkaStreamWriter against librdkafka's in-process mock cluster (no services needed).
 
-The mock cluster runs transactions, produce and read_committed fetches, but not admin calls (topics
-are auto-created there, so a static TopicAdmin stands in) and not producer fencing (that is covered
-by the integration tests against a real broker).
+The mock cluster runs transactions, produce and read_committed fetches (without hiding aborted
+records that were already delivered), but not admin calls (topics are auto-created there, so a
+static TopicAdmin stands in) and not producer fencing: those are covered by the integration tests
+against a real broker.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def test_commit_then_restart_returns_the_checkpoint(bootstrap: str) -> None:
     assert [s["version"] for s in schemas] == [SCHEMA.version]  # published once
 
 
-def test_abort_leaves_nothing_visible(bootstrap: str) -> None:
+def test_abort_keeps_the_checkpoint(bootstrap: str) -> None:
     pipeline = f"m{uuid.uuid4().hex[:8]}"
     cfg = config(bootstrap)
     w = writer(cfg, pipeline)
@@ -183,8 +184,8 @@ def test_abort_leaves_nothing_visible(bootstrap: str) -> None:
     w.close()
     checkpoint = read_checkpoint(cfg, pipeline)
     assert checkpoint is not None and checkpoint.restart == first_end.restart
-    values = committed_values(bootstrap, f"{pipeline}.db.t")
-    assert sorted(v["after"]["id"] for v in values) == [0, 1]
+    # The mock cluster does not hide delivered records of aborted transactions from read_committed
+    # fetches; that half is covered against the real broker (tests/integration/test_stream_kafka.py).
 
 
 def test_deletes_get_tombstones_and_truncates_reach_every_partition(bootstrap: str) -> None:
@@ -291,6 +292,9 @@ class StubProducer:
         self.commits += 1
         if self.errors:
             raise KafkaException(self.errors.pop(0))
+
+    def flush(self, timeout: float) -> int:
+        return 0
 
     def abort_transaction(self, timeout: float) -> None:
         self.aborted = True
