@@ -135,6 +135,7 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
     if not config.sinks:
         click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
         return 2
+    config.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         sinks = [open_sink(sink, config.name) for sink in config.sinks]
     except ConfigError as exc:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from cdc.core.errors import TerminalError, TransientError
+from cdc.core.errors import HeadwaterError, TransientError
 
 log = logging.getLogger("cdc.run")
 
@@ -44,9 +44,6 @@ class Supervisor:
                 try:
                     attempt()
                     return 0
-                except TerminalError as exc:
-                    log.error("%s", exc)
-                    return 2
                 except TransientError as exc:
                     if self.stop_requested.is_set():
                         log.warning("stopping after a transient error: %s", exc)
@@ -57,6 +54,9 @@ class Supervisor:
                     if self.stop_requested.wait(backoff):
                         return 0
                     backoff = min(backoff * 2, self._max)
+                except HeadwaterError as exc:  # terminal (marked or not): an operator must act
+                    log.error("%s", exc)
+                    return 2
                 except KeyboardInterrupt:
                     log.warning(
                         "stopped at once: the open transaction was not committed (it is redone "

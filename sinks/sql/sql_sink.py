@@ -6,6 +6,7 @@ import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,6 +119,9 @@ class SqlSink:
     def open(self) -> None:
         if self._engine is not None:
             return
+        url = sa.engine.make_url(self._url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # as a state dir would be
         engine = sa.create_engine(self._url, pool_pre_ping=True)
         try:
             with engine.begin() as conn:
