@@ -120,12 +120,12 @@ def run(rows: int, commit_rows: int) -> None:
             original_wait()
             waited += time.perf_counter() - started
 
-        def timed_write(*args: Any) -> int:
+        def timed_write(*args: Any) -> AppliedState:
             nonlocal writing
             started = time.perf_counter()
-            rows = original_write(*args)
+            state = original_write(*args)
             writing += time.perf_counter() - started
-            return rows
+            return state
 
         sink._wait_for_commit = timed_wait  # type: ignore[method-assign]
         sink._write = timed_write  # type: ignore[method-assign,assignment]

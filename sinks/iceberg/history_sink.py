@@ -26,6 +26,14 @@ latest snapshot summary carrying ``headwater.position``), and every table skips 
 ``applied()``. Re-delivered batches overlapping buffered ones are skipped too (the sink remembers the
 highest state it accepted).
 
+Kafka mode (the batch state carries offsets): events of several partitions interleave, so nothing
+is skipped by position (the consumer filters by offset) and the offsets of a batch are merged into
+the held ones (several ``cdc sink`` processes of one group share the progress table; the progress
+commit re-reads and merges, retrying itself). A crash between table commits leaves rows whose
+offsets were never stored; the consumer delivers them again, and a table whose latest snapshots are
+not covered by the stored offsets drops exactly those rows, by position (read from the files those
+snapshots added).
+
 History rows: one per change: the image after it (before it for a delete; a truncate is one row
 with ``_op`` 't' and every source column null, meaning "every row before this position is gone").
 An update that changes the primary key is two rows with the same position: ``_op`` 'd' with the
@@ -50,6 +58,7 @@ from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -93,6 +102,7 @@ __all__ = [
     "IcebergHistorySink",
     "align_to",
     "expire_all_but",
+    "merged_state",
     "stored_state",
 ]
 
@@ -108,6 +118,7 @@ _EMPTY_PROGRESS = pa.table({"pipeline": pa.array([], pa.string())})
 # the progress table gets a snapshot per commit and holds no data: the sink expires its own old ones
 # (every table's metadata file lists its snapshots, and is rewritten on every commit)
 _PROGRESS_EXPIRE_EVERY = 100
+_NO_RETRY = ("commit.retry.num-retries", "0")
 _PROGRESS_KEEP = 10
 
 
@@ -138,6 +149,19 @@ def stored_state(table: Table) -> AppliedState | None:
         parent = snapshot.parent_snapshot_id
         snapshot = table.snapshot_by_id(parent) if parent is not None else None
     return None
+
+
+def _progress_properties(pipeline: str) -> dict[str, str]:
+    return {PIPELINE_PROPERTY: pipeline, _NO_RETRY[0]: _NO_RETRY[1]}
+
+
+def merged_state(held: AppliedState | None, batch: AppliedState) -> AppliedState:
+    """Kafka mode: the batch's partitions merged into the held offsets; the highest position."""
+    if held is None:
+        return batch
+    offsets = dict(held.offsets)
+    offsets.update(batch.offsets)
+    return AppliedState(max(held.position, batch.position), offsets)
 
 
 def state_properties(pipeline: str, state: AppliedState) -> dict[str, str]:
@@ -192,6 +216,9 @@ class _TableWriter:
         self.epoch = -1
         self.mark = 0
         self.threshold: Position | None = None
+        # Kafka mode after a crash: positions of rows committed past the progress table's offsets
+        self.seen: set[str] | None = None
+        self.seen_checked = False
         self.chunks: list[pa.Table] = []
         self.buffered = 0
 
@@ -318,7 +345,7 @@ def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) ->
 # a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
 # the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
 _TRANSIENT = (CommitFailedException, CommitStateUnknownException, OSError, ConnectionError, TimeoutError)
-_InFlight = tuple[AppliedState, list[tuple[_TableWriter, list[pa.Table]]], "Future[int]"]
+_InFlight = tuple[AppliedState, list[tuple[_TableWriter, list[pa.Table]]], "Future[AppliedState]"]
 
 
 class IcebergHistorySink:
@@ -356,8 +383,11 @@ class IcebergHistorySink:
             self._progress = catalog.load_table(identifier)
         except NoSuchTableError:
             self._progress = catalog.create_table(
-                identifier, _PROGRESS_SCHEMA, properties={PIPELINE_PROPERTY: self.pipeline}
+                identifier, _PROGRESS_SCHEMA, properties=_progress_properties(self.pipeline)
             )
+        if self._progress.properties.get(_NO_RETRY[0]) != _NO_RETRY[1]:
+            with self._progress.transaction() as txn:
+                txn.set_properties(_progress_properties(self.pipeline))
         self._applied = stored_state(self._progress)
         self._pending = self._applied
         self._high_water = self._applied.position if self._applied else None
@@ -378,7 +408,10 @@ class IcebergHistorySink:
             raise RuntimeError("IcebergHistorySink.apply before open()")
         if self._in_flight is not None and self._in_flight[2].done():
             self._wait_for_commit()  # a background commit that failed raises here
-        high_water = self._high_water
+        # Kafka mode: partitions interleave, so nothing is skipped by position (the consumer filters by
+        # offset); only rows a crashed cycle already committed are dropped, by their exact position
+        kafka = bool(batch.state.offsets)
+        high_water = None if kafka else self._high_water
         writers = self._writers
         self._epoch += 1
         epoch = self._epoch
@@ -399,10 +432,18 @@ class IcebergHistorySink:
                         writer.epoch = epoch
                         writer.mark = writer.buffered
                         touched.append(writer)
-                        threshold = writer.committed
-                        if high_water is not None and (threshold is None or high_water > threshold):
-                            threshold = high_water
+                        if kafka:
+                            threshold = None
+                            if not writer.seen_checked:
+                                writer.seen = self._committed_but_not_applied(writer)
+                                writer.seen_checked = True
+                        else:
+                            threshold = writer.committed
+                            if high_water is not None and (threshold is None or high_water > threshold):
+                                threshold = high_water
                         writer.threshold = threshold
+                if writer.seen is not None and record.position.to_string() in writer.seen:
+                    continue  # committed by a cycle whose offsets never reached the progress table
                 if writer.threshold is not None:
                     if record.position <= writer.threshold:
                         continue  # already held (skipped before its schema is looked at)
@@ -418,8 +459,12 @@ class IcebergHistorySink:
                 touched_writer.truncate(touched_writer.mark)
             self._commit(wait=True)
             raise
-        if high_water is None or batch.state.position > high_water:
-            self._high_water = batch.state.position
+        if kafka:
+            self._pending = merged_state(self._pending, batch.state)
+            if self._high_water is None or batch.state.position > self._high_water:
+                self._high_water = batch.state.position
+        elif high_water is None or batch.state.position > high_water:
+            self._high_water = batch.state.position  # never backwards: an old batch changes nothing
             self._pending = batch.state
         if accepted and self._buffer_started is None:
             self._buffer_started = time.monotonic()
@@ -478,13 +523,13 @@ class IcebergHistorySink:
         if wait:
             self._wait_for_commit()
 
-    def _write(self, state: AppliedState, work: list[tuple[_TableWriter, list[pa.Table]]]) -> int:
+    def _write(self, state: AppliedState, work: list[tuple[_TableWriter, list[pa.Table]]]) -> AppliedState:
         """The committer thread: each table's rows, then the progress table (see the module doc)."""
         properties = state_properties(self.pipeline, state)
         started = time.monotonic()
         rows = sum(writer.commit(chunks, properties) for writer, chunks in work)
         assert self._progress is not None
-        self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
+        final = self._record_progress(state)
         self._commits += 1
         if self._commits % _PROGRESS_EXPIRE_EVERY == 0:
             expire_all_but(self._progress, _PROGRESS_KEEP)
@@ -495,7 +540,69 @@ class IcebergHistorySink:
             state.position,
             time.monotonic() - started,
         )
-        return rows
+        return final
+
+    def _record_progress(self, state: AppliedState, attempts: int = 10) -> AppliedState:
+        """Append the progress snapshot; in Kafka mode merged with what other processes stored.
+
+        Several `cdc sink` processes of one consumer group share the progress table, each owning
+        some partitions: the offsets are re-read and merged on every attempt (pyiceberg's own retry
+        is off for this table, since it would re-apply a merge made before the other commit).
+        """
+        assert self._progress is not None
+        for attempt in range(1, attempts + 1):
+            final = state
+            if state.offsets:
+                self._progress.refresh()
+                final = merged_state(stored_state(self._progress), state)
+            try:
+                self._progress.append(
+                    _EMPTY_PROGRESS, snapshot_properties=state_properties(self.pipeline, final)
+                )
+                return final
+            except CommitFailedException:
+                if attempt == attempts:
+                    raise
+                self._progress.refresh()
+        raise AssertionError("unreachable")
+
+    def _committed_but_not_applied(self, writer: _TableWriter) -> set[str] | None:
+        """Positions in ``writer``'s table committed by cycles the progress table does not cover.
+
+        A crash between a cycle's table commits and its progress commit leaves rows whose Kafka
+        offsets were never stored: the consumer delivers them again and these positions drop them.
+        """
+        table = writer.table
+        applied = self._applied
+        newest: int | None = None
+        oldest: int | None = None
+        snapshot = table.current_snapshot()
+        while snapshot is not None:
+            summary = snapshot.summary
+            offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
+            if all(applied is not None and applied.offsets.get(p, -1) >= int(o) for p, o in offsets.items()):
+                oldest = snapshot.snapshot_id
+                break
+            newest = newest if newest is not None else snapshot.snapshot_id
+            parent = snapshot.parent_snapshot_id
+            snapshot = table.snapshot_by_id(parent) if parent is not None else None
+        if newest is None:
+            return None
+        files = {t.file.file_path for t in table.scan(snapshot_id=newest).plan_files()}
+        if oldest is not None:
+            files -= {t.file.file_path for t in table.scan(snapshot_id=oldest).plan_files()}
+        seen: set[str] = set()
+        for path in sorted(files):
+            with table.io.new_input(path).open() as stream:
+                seen.update(
+                    str(p) for p in pq.read_table(stream, columns=[POSITION]).column(POSITION).to_pylist()
+                )
+        log.info(
+            "iceberg: %s holds %d rows past the stored offsets; re-deliveries of them are dropped",
+            writer.identifier,
+            len(seen),
+        )
+        return seen
 
     def _wait_for_commit(self) -> None:
         if self._in_flight is None:
@@ -503,7 +610,7 @@ class IcebergHistorySink:
         state, work, future = self._in_flight
         self._in_flight = None
         try:
-            future.result()
+            final = future.result()
         except BaseException as exc:
             # What landed is in the tables' summaries; the caller re-delivers from applied().
             for writer, _chunks in work:
@@ -527,4 +634,5 @@ class IcebergHistorySink:
             raise
         for writer, _chunks in work:
             writer.committed = state.position
-        self._applied = state
+            writer.seen = None  # re-delivery of what it held can only follow another crash
+        self._applied = final

@@ -435,3 +435,60 @@ def test_the_progress_table_expires_its_own_snapshots(
     progress = open_catalog(cfg.catalog).load_table("hist._headwater_progress__pipe")
     assert len(progress.metadata.snapshots) == 2
     assert opened(cfg).applied() == AppliedState(pos(8))
+
+
+def kafka_batch(*events: ChangeEvent, offsets: dict[str, int]) -> SinkBatch:
+    return SinkBatch(list(events), AppliedState(max(e.position for e in events), offsets))
+
+
+def test_kafka_mode_crash_between_table_commits_drops_exactly_the_rows_that_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    a, b = schema("shop", "a"), schema("shop", "b")
+    sink = opened(cfg)
+    sink.apply(
+        kafka_batch(
+            event(Op.CREATE, a, 1, (1, "a1")), event(Op.CREATE, b, 1, (1, "b1"), row=1), offsets={"t:0": 2}
+        )
+    )
+    sink.flush()
+    # partition 0 goes on; the events arrive in no global position order (partition 1 is behind)
+    round2 = kafka_batch(
+        event(Op.CREATE, a, 5, (2, "a2")),
+        event(Op.CREATE, b, 5, (2, "b2"), row=1),
+        event(Op.CREATE, a, 3, (3, "a3")),
+        offsets={"t:0": 4, "t:1": 1},
+    )
+    sink.apply(round2)
+    monkeypatch.setattr(sink._writers[TableRef("shop", "b")], "commit", _killed)
+    with pytest.raises(KeyboardInterrupt):
+        sink.flush()
+    monkeypatch.undo()
+
+    again = opened(cfg)
+    assert again.applied() == AppliedState(pos(1, 1), {"t:0": 2})  # table a's rows landed, offsets not
+    again.apply(round2)  # the consumer seeks to the stored offsets and delivers round 2 again
+    again.close()
+    assert positions(cfg, "shop.a") == [pos(1).to_string(), pos(3).to_string(), pos(5).to_string()]
+    assert positions(cfg, "shop.b") == [pos(1, 1).to_string(), pos(5, 1).to_string()]
+    assert opened(cfg).applied() == AppliedState(pos(5, 1), {"t:0": 4, "t:1": 1})
+
+
+def _killed(*_args: object) -> int:
+    raise KeyboardInterrupt("SIGKILL stand-in")
+
+
+def test_kafka_mode_processes_sharing_a_group_merge_their_offsets(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    s = schema()
+    first, second = opened(cfg), opened(cfg)  # two `cdc sink` processes, one partition each
+    first.apply(kafka_batch(event(Op.CREATE, s, 4, (4, "x")), offsets={"t:0": 10}))
+    second.apply(kafka_batch(event(Op.CREATE, s, 2, (2, "y")), offsets={"t:1": 7}))
+    first.flush()
+    second.flush()  # its stale view of the progress table is refreshed and merged
+    first.apply(kafka_batch(event(Op.CREATE, s, 6, (6, "z")), offsets={"t:0": 11}))
+    first.close()
+    second.close()
+    assert opened(cfg).applied() == AppliedState(pos(6), {"t:0": 11, "t:1": 7})
+    assert positions(cfg, "shop.items") == [pos(2).to_string(), pos(4).to_string(), pos(6).to_string()]
