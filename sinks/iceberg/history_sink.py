@@ -435,6 +435,7 @@ class IcebergHistorySink:
                         if kafka:
                             threshold = None
                             if not writer.seen_checked:
+                                self._wait_for_commit()  # the committer must not share the table
                                 writer.seen = self._committed_but_not_applied(writer)
                                 writer.seen_checked = True
                         else:
