@@ -168,9 +168,22 @@ def _history_column(column: Column) -> HistoryColumn:
     )
 
 
+_STORED_AS = {
+    ArrowKind.UINT64: "stored as decimal(20, 0): Iceberg has no unsigned long",
+    ArrowKind.DURATION: "stored as microseconds: TIME may be negative or exceed 24 hours",
+}
+
+
+def _doc(column: HistoryColumn) -> str:
+    note = _STORED_AS.get(column.kind)
+    if column.kind is ArrowKind.DECIMAL and isinstance(column.iceberg_type, StringType):
+        note = "stored as exact decimal text: Iceberg decimals stop at precision 38"
+    return f"source type: {column.source_type}" + (f"; {note}" if note else "")
+
+
 def history_iceberg_schema(schema: TableSchema) -> Schema:
     fields = [
-        NestedField(i, c.name, c.iceberg_type, required=False, doc=f"source type: {c.source_type}")
+        NestedField(i, c.name, c.iceberg_type, required=False, doc=_doc(c))
         for i, c in enumerate(history_columns(schema), start=1)
     ]
     n = len(fields)

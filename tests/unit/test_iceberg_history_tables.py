@@ -85,7 +85,18 @@ def test_types_are_stored_faithfully(tmp_path: Path) -> None:
         "_source_ts": "timestamptz",
         "_txn": "string",
     }
-    assert table.schema().find_field("id").doc == "source type: bigint unsigned"
+    docs = {f.name: f.doc for f in table.schema().fields}
+    assert (
+        docs["id"] == "source type: bigint unsigned; stored as decimal(20, 0): Iceberg has no unsigned long"
+    )
+    assert (
+        docs["t"] == "source type: time(6); stored as microseconds: TIME may be negative or exceed 24 hours"
+    )
+    assert (
+        docs["big"]
+        == "source type: decimal(65,30); stored as exact decimal text: Iceberg decimals stop at precision 38"
+    )
+    assert docs["small"] == "source type: decimal(10,2)"
     row = read_history(cfg.catalog, "hist", "db.types").rows.to_pylist()[0]
     assert row["id"] == decimal.Decimal(2**64 - 1)
     assert (row["i8"], row["u16"], row["u32"], row["f"], row["dbl"]) == (-128, 65535, 2**32 - 1, 1.5, -2.25)
