@@ -109,6 +109,7 @@ class KafkaChangeReader:
         pipeline: str,
         initial_offsets: Callable[[list[str]], Mapping[str, int]],
         group_id: str | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self._config = config
         self._pipeline = pipeline
@@ -116,6 +117,7 @@ class KafkaChangeReader:
         self._own = {self._names.schema, self._names.checkpoints, self._names.transactions}
         self._initial_offsets = initial_offsets
         self._group = group_id or f"headwater-{pipeline}-sink"
+        self._instance = instance_id
         self._schemas = _Schemas(config, pipeline)
         self._consumer: Consumer | None = None
         self.assigned: set[str] = set()
@@ -124,6 +126,14 @@ class KafkaChangeReader:
     def start(self) -> None:
         settings = consumer_config(self._config, self._group)
         settings["partition.assignment.strategy"] = "cooperative-sticky"
+        # a new table's topic is found within seconds, not librdkafka's default 5 minutes
+        settings.setdefault("topic.metadata.refresh.interval.ms", 5000)
+        if self._instance:
+            # Static membership: a restarted process takes its partitions back at once instead of
+            # waiting for the killed one's session to time out; a second live process with the
+            # same id is fenced, like a zombie.
+            settings["group.instance.id"] = self._instance
+            settings.setdefault("session.timeout.ms", 15000)
         consumer = Consumer(settings)
         pattern = "^" + re.escape(self._pipeline) + r"\..*"
         consumer.subscribe(
