@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
@@ -72,47 +71,31 @@ from pyiceberg.types import NestedField, StringType
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import HeadwaterError, SinkError, SinkSchemaError, SinkUnavailable
-from cdc.core.events import ChangeEvent, Op, RowImage, SchemaChange
+from cdc.core.events import ChangeEvent, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, SinkBatch
 from sinks.iceberg.catalogs import find_history_table, open_catalog, progress_identifier
 from sinks.iceberg.history_schema import (
-    COLUMN_KINDS_PROPERTY,
-    OP,
     PIPELINE_PROPERTY,
     POSITION,
-    SOURCE_TS,
-    TXN,
-    HistoryColumn,
-    arrow_schema_of,
-    check_evolution,
-    check_source_change,
-    evolution_schema,
-    history_columns,
     history_iceberg_schema,
     history_partition_spec,
     table_properties,
 )
+from sinks.iceberg.snapshot_state import (
+    OFFSETS_KEY,
+    expire_all_but,
+    merged_state,
+    state_properties,
+    stored_state,
+)
+from sinks.iceberg.table_writer import TableWriter, evolve
 
-__all__ = [
-    "OFFSETS_KEY",
-    "PIPELINE_KEY",
-    "POSITION_KEY",
-    "IcebergHistorySink",
-    "align_to",
-    "expire_all_but",
-    "merged_state",
-    "stored_state",
-]
+__all__ = ["IcebergHistorySink"]
 
 log = logging.getLogger(__name__)
 
-POSITION_KEY = "headwater.position"
-OFFSETS_KEY = "headwater.offsets"
-PIPELINE_KEY = "headwater.pipeline"
-_CHUNK_ROWS = 8_192  # Python rows turned into one Arrow chunk
-_TS_UTC = pa.timestamp("us", tz="UTC")
 _PROGRESS_SCHEMA = Schema(NestedField(1, "pipeline", StringType(), required=False))
 _EMPTY_PROGRESS = pa.table({"pipeline": pa.array([], pa.string())})
 # the progress table gets a snapshot per commit and holds no data: the sink expires its own old ones
@@ -122,230 +105,12 @@ _NO_RETRY = ("commit.retry.num-retries", "0")
 _PROGRESS_KEEP = 10
 
 
-def expire_all_but(table: Table, keep: int) -> int:
-    """Expire every snapshot but the current one and its ``keep`` - 1 ancestors; how many went."""
-    kept: set[int] = set()
-    snapshot = table.current_snapshot()
-    while snapshot is not None and len(kept) < keep:
-        kept.add(snapshot.snapshot_id)
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    ids = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in kept]
-    if ids:
-        table.maintenance.expire_snapshots().by_ids(ids).commit()
-        table.refresh()
-    return len(ids)
-
-
-def stored_state(table: Table) -> AppliedState | None:
-    """The state in the latest snapshot summary carrying ``headwater.position`` (None if none)."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        summary = snapshot.summary
-        text = summary[POSITION_KEY] if summary is not None else None
-        if text:
-            offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
-            return AppliedState(Position.parse(text), {str(k): int(v) for k, v in offsets.items()})
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    return None
-
-
 def _progress_properties(pipeline: str) -> dict[str, str]:
     return {PIPELINE_PROPERTY: pipeline, _NO_RETRY[0]: _NO_RETRY[1]}
 
 
-def merged_state(held: AppliedState | None, batch: AppliedState) -> AppliedState:
-    """Kafka mode: the batch's partitions merged into the held offsets; the highest position."""
-    if held is None:
-        return batch
-    offsets = dict(held.offsets)
-    offsets.update(batch.offsets)
-    return AppliedState(max(held.position, batch.position), offsets)
-
-
-def state_properties(pipeline: str, state: AppliedState) -> dict[str, str]:
-    return {
-        PIPELINE_KEY: pipeline,
-        POSITION_KEY: state.position.to_string(),
-        OFFSETS_KEY: json.dumps(dict(sorted(state.offsets.items()))),
-    }
-
-
-def align_to(chunk: pa.Table, target: pa.Schema) -> pa.Table:
-    """``chunk`` with the target's columns, order and types (missing columns null, promotions cast)."""
-    n = chunk.num_rows
-    names = set(chunk.column_names)
-    arrays = []
-    for field in target:
-        if field.name in names:
-            column = chunk.column(field.name)
-            arrays.append(column if column.type == field.type else column.cast(field.type))
-        else:
-            arrays.append(pa.nulls(n, field.type))
-    return pa.Table.from_arrays(arrays, schema=target)
-
-
-def _key_index(schema: TableSchema) -> tuple[int, ...]:
-    names = [c.name for c in schema.columns]
-    return tuple(names.index(k) for k in schema.primary_key)
-
-
-class _TableWriter:
-    """One history table: its Iceberg table, committed position, and buffered rows."""
-
-    def __init__(self, ref: TableRef, identifier: str, table: Table, schema: TableSchema) -> None:
-        self.ref = ref
-        self.identifier = identifier
-        self.table = table
-        state = stored_state(table)
-        self.committed: Position | None = state.position if state else None
-        self.schema = schema
-        self.columns: tuple[HistoryColumn, ...] = history_columns(schema)
-        self.width = len(self.columns)
-        self.key_index = _key_index(schema)
-        self.rows: list[RowImage] = []
-        self.meta: list[tuple[str, str, int, str]] = []  # (_op, _position, source_ts_ms, _txn)
-        # _position text of the current transaction around the row index (to_string is the hot spot)
-        self._txn: str | None = None
-        self._file = ""
-        self._offset = -1
-        self._pos_head = ""
-        self._pos_tail = ""
-        # per apply(): which batch last touched this table, and its skip threshold in that batch
-        self.epoch = -1
-        self.mark = 0
-        self.threshold: Position | None = None
-        # Kafka mode after a crash: positions of rows committed past the progress table's offsets
-        self.seen: set[str] | None = None
-        self.seen_checked = False
-        self.chunks: list[pa.Table] = []
-        self.buffered = 0
-
-    def add(self, event: ChangeEvent) -> int:
-        """Buffer the event's history row(s); returns how many (2 for an update that moves its key)."""
-        image = event.after
-        added = 1
-        if image is None:
-            image = event.before
-            if image is None:  # truncate: a marker row, every source column null
-                image = (None,) * self.width
-        elif self.key_index and event.before is not None and event.op is Op.UPDATE:
-            before = event.before
-            if any(before[i] != image[i] for i in self.key_index):
-                # the row leaves its old key: a 'd' row with the before image, same position
-                self._row(before, "d", event)
-                added = 2
-        self._row(image, event.op._value_, event)
-        return added
-
-    def _row(self, image: RowImage, op: str, event: ChangeEvent) -> None:
-        # hot path (once per change): the _position text is rebuilt around the row index while the
-        # transaction stays the same, since Position.to_string dominates otherwise
-        position = event.position
-        txn = event.transaction_id
-        if txn == self._txn and position.offset == self._offset and position.file == self._file:
-            text = f"{self._pos_head}{position.row:010d}{self._pos_tail}"
-        else:
-            text = self._new_transaction(position, txn)
-        self.rows.append(image)
-        self.meta.append((op, text, event.source_ts_ms, txn))
-        self.buffered += 1
-        if len(self.rows) >= _CHUNK_ROWS:
-            self.seal()
-
-    def _new_transaction(self, position: Position, txn: str) -> str:
-        text = position.to_string()
-        row = f"{position.row:010d}"
-        head, sep, tail = text.partition(f":{row}:")
-        if sep and f"{head}:{row}:{tail}" == text and text.count(f":{row}:") == 1:
-            self._txn, self._file, self._offset = txn, position.file, position.offset
-            self._pos_head, self._pos_tail = f"{head}:", f":{tail}"
-        else:  # a layout this shortcut does not know: no shortcut
-            self._txn = None
-        return text
-
-    def seal(self) -> None:
-        """Turn the Python rows gathered so far into an Arrow chunk."""
-        if not self.rows:
-            return
-        columns = list(zip(*self.rows, strict=True))  # images of one schema version: same width
-        arrays = [c.to_array(values) for c, values in zip(self.columns, columns, strict=True)]
-        ops, positions, ts_ms, txns = zip(*self.meta, strict=True)
-        ts = pc.multiply(pa.array(ts_ms, pa.int64()), 1000).cast(_TS_UTC)
-        arrays += [
-            pa.array(ops, pa.string()),
-            pa.array(positions, pa.string()),
-            ts,
-            pa.array(txns, pa.string()),
-        ]
-        names = [c.name for c in self.columns] + [OP, POSITION, SOURCE_TS, TXN]
-        self.chunks.append(pa.Table.from_arrays(arrays, names=names))
-        self.rows, self.meta = [], []
-
-    def follow(self, schema: TableSchema, pipeline: str) -> None:
-        """Adopt a new source schema version: seal rows of the old shape, evolve the table if needed."""
-        check_source_change(self.identifier, self.schema, schema)
-        self.seal()
-        evolve(self.table, self.identifier, schema, pipeline)
-        self.schema = schema
-        self.columns = history_columns(schema)
-        self.width = len(self.columns)
-        self.key_index = _key_index(schema)
-
-    def take(self) -> list[pa.Table]:
-        """Hand the buffered rows over to a commit; the buffer starts empty again."""
-        self.seal()
-        chunks = self.chunks
-        self.chunks = []
-        self.buffered = 0
-        return chunks
-
-    def commit(self, chunks: list[pa.Table], properties: dict[str, str]) -> int:
-        """Append ``chunks`` in one snapshot (runs on the committer thread)."""
-        target = arrow_schema_of(self.table.schema())
-        # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
-        data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
-        # a commit that races another writer (`cdc maintain`) is retried by pyiceberg itself
-        self.table.append(data, snapshot_properties=properties)
-        return int(data.num_rows)
-
-    def truncate(self, keep: int) -> None:
-        """Drop buffered rows past the first ``keep`` (a failed batch's)."""
-        self.seal()
-        kept: list[pa.Table] = []
-        room = keep
-        for chunk in self.chunks:
-            if room <= 0:
-                break
-            kept.append(chunk if chunk.num_rows <= room else chunk.slice(0, room))
-            room -= kept[-1].num_rows
-        self.chunks = kept
-        self.buffered = keep
-
-    def discard(self) -> None:
-        self.rows, self.meta = [], []
-        self.chunks = []
-        self.buffered = 0
-
-
-def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) -> None:
-    """Add new columns and apply safe promotions; SinkSchemaError for anything else."""
-    if check_evolution(identifier, table.schema(), schema):
-        with table.update_schema() as update:
-            update.union_by_name(evolution_schema(schema))
-        log.info("iceberg: evolved %s to schema version %s", identifier, schema.version)
-    kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
-    wanted = table_properties(pipeline, schema, kinds)
-    if any(table.properties.get(k) != v for k, v in wanted.items()):
-        with table.transaction() as txn:
-            txn.set_properties(wanted)
-
-
-# a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
-# the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
 _TRANSIENT = (CommitFailedException, CommitStateUnknownException, OSError, ConnectionError, TimeoutError)
-_InFlight = tuple[AppliedState, list[tuple[_TableWriter, list[pa.Table]]], "Future[AppliedState]"]
+_InFlight = tuple[AppliedState, list[tuple[TableWriter, list[pa.Table]]], "Future[AppliedState]"]
 
 
 class IcebergHistorySink:
@@ -358,7 +123,7 @@ class IcebergHistorySink:
         self._base_dir = base_dir
         self._catalog: Catalog | None = None
         self._progress: Table | None = None
-        self._writers: dict[TableRef, _TableWriter] = {}
+        self._writers: dict[TableRef, TableWriter] = {}
         self._applied: AppliedState | None = None
         self._pending: AppliedState | None = None  # state of the last batch accepted into the buffer
         self._high_water: Position | None = None  # nothing at or before it is applied again
@@ -415,10 +180,10 @@ class IcebergHistorySink:
         writers = self._writers
         self._epoch += 1
         epoch = self._epoch
-        touched: list[_TableWriter] = []
+        touched: list[TableWriter] = []
         accepted = 0
         last_schema: TableSchema | None = None
-        writer: _TableWriter | None = None
+        writer: TableWriter | None = None
         try:
             for record in batch.records:
                 if record.__class__ is SchemaChange:
@@ -492,7 +257,7 @@ class IcebergHistorySink:
             self._progress = None
 
     # -- internals ---------------------------------------------------------------------------
-    def _open_writer(self, schema: TableSchema) -> _TableWriter:
+    def _open_writer(self, schema: TableSchema) -> TableWriter:
         assert self._catalog is not None
         self._wait_for_commit()  # one thread uses the catalog at a time
         identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
@@ -507,7 +272,7 @@ class IcebergHistorySink:
             log.info("iceberg: created %s for %s", identifier, schema.ref)
         else:
             evolve(table, identifier, schema, self.pipeline)
-        writer = _TableWriter(schema.ref, identifier, table, schema)
+        writer = TableWriter(schema.ref, identifier, table, schema)
         self._writers[schema.ref] = writer
         return writer
 
@@ -524,7 +289,7 @@ class IcebergHistorySink:
         if wait:
             self._wait_for_commit()
 
-    def _write(self, state: AppliedState, work: list[tuple[_TableWriter, list[pa.Table]]]) -> AppliedState:
+    def _write(self, state: AppliedState, work: list[tuple[TableWriter, list[pa.Table]]]) -> AppliedState:
         """The committer thread: each table's rows, then the progress table (see the module doc)."""
         properties = state_properties(self.pipeline, state)
         started = time.monotonic()
@@ -567,7 +332,7 @@ class IcebergHistorySink:
                 self._progress.refresh()
         raise AssertionError("unreachable")
 
-    def _committed_but_not_applied(self, writer: _TableWriter) -> set[str] | None:
+    def _committed_but_not_applied(self, writer: TableWriter) -> set[str] | None:
         """Positions in ``writer``'s table committed by cycles the progress table does not cover.
 
         A crash between a cycle's table commits and its progress commit leaves rows whose Kafka

@@ -29,7 +29,8 @@ from pyiceberg.table import Table
 from cdc.config.models import IcebergSinkConfig
 from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_schema import PIPELINE_PROPERTY, POSITION, SOURCE_TS, arrow_schema_of
-from sinks.iceberg.history_sink import PIPELINE_KEY, align_to, state_properties, stored_state
+from sinks.iceberg.snapshot_state import PIPELINE_KEY, state_properties, stored_state
+from sinks.iceberg.table_writer import align_to
 
 __all__ = ["MaintenanceReport", "TableMaintenance", "maintain"]
 

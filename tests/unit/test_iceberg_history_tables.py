@@ -15,7 +15,7 @@ from sinks.contract import AppliedState, SinkBatch
 from sinks.iceberg import history_rows_as_of, maintain, read_history, state_as_of
 from sinks.iceberg.as_of import parse_at
 from sinks.iceberg.catalogs import open_catalog, resolve_catalog_properties
-from sinks.iceberg.history_sink import stored_state
+from sinks.iceberg.snapshot_state import stored_state
 from tests.unit.test_iceberg_sink import T0_MS, batch, config, event, opened, pos, schema
 
 DAY_MS = 86_400_000

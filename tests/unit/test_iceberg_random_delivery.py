@@ -13,7 +13,7 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef
 from sinks.contract import AppliedState, SinkBatch
 from sinks.iceberg import read_history, state_as_of
-from sinks.iceberg.history_sink import _TableWriter
+from sinks.iceberg.table_writer import TableWriter
 from tests.unit.test_iceberg_sink import T0_MS, config, opened, pos, schema, settle
 
 TABLES = (schema("shop", "a"), schema("shop", "b"))
@@ -88,14 +88,14 @@ def test_random_redelivery_and_crashes_keep_history_exact(
     rnd = random.Random(seed)
     transactions = stream(rnd, 60)
     cfg = config(tmp_path, commit_rows=rnd.randint(2, 12))
-    original_commit = _TableWriter.commit
+    original_commit = TableWriter.commit
 
-    def sometimes_killed(self: _TableWriter, chunks: list[pa.Table], properties: dict[str, str]) -> int:
+    def sometimes_killed(self: TableWriter, chunks: list[pa.Table], properties: dict[str, str]) -> int:
         if rnd.random() < 0.1:
             raise Killed
         return original_commit(self, chunks, properties)
 
-    monkeypatch.setattr(_TableWriter, "commit", sometimes_killed)
+    monkeypatch.setattr(TableWriter, "commit", sometimes_killed)
     sink = opened(cfg)
     start = 0  # the caller's resume point: a transaction index
     flushed = False
@@ -129,7 +129,7 @@ def test_random_redelivery_and_crashes_keep_history_exact(
             else:
                 done = sum(1 for t in transactions if t[-1].position <= applied.position)
                 start = max(0, done - rnd.randint(0, 3))  # and sometimes from further back
-    monkeypatch.setattr(_TableWriter, "commit", original_commit)
+    monkeypatch.setattr(TableWriter, "commit", original_commit)
     sink.close()
 
     all_events = [e for t in transactions for e in t]

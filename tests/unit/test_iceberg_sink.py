@@ -20,7 +20,8 @@ from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.iceberg import create_iceberg_sink, read_history, state_as_of
 from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_schema import arrow_schema_of
-from sinks.iceberg.history_sink import IcebergHistorySink, stored_state
+from sinks.iceberg.history_sink import IcebergHistorySink
+from sinks.iceberg.snapshot_state import stored_state
 
 T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 

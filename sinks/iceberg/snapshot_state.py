@@ -1,0 +1,75 @@
+"""What a history table's snapshots say about the sink: the applied state in the summary properties.
+
+Every commit the sink makes carries ``headwater.position`` (the source position applied),
+``headwater.offsets`` (Kafka offsets, JSON) and ``headwater.pipeline`` in its snapshot summary, so the
+state lands atomically with the data it describes (see ``sinks.iceberg.history_sink``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyiceberg.table import Table
+
+from cdc.core.positions import Position
+from sinks.contract import AppliedState
+
+__all__ = [
+    "OFFSETS_KEY",
+    "PIPELINE_KEY",
+    "POSITION_KEY",
+    "expire_all_but",
+    "merged_state",
+    "state_properties",
+    "stored_state",
+]
+
+POSITION_KEY = "headwater.position"
+OFFSETS_KEY = "headwater.offsets"
+PIPELINE_KEY = "headwater.pipeline"
+
+
+def expire_all_but(table: Table, keep: int) -> int:
+    """Expire every snapshot but the current one and its ``keep`` - 1 ancestors; how many went."""
+    kept: set[int] = set()
+    snapshot = table.current_snapshot()
+    while snapshot is not None and len(kept) < keep:
+        kept.add(snapshot.snapshot_id)
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    ids = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in kept]
+    if ids:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+        table.refresh()
+    return len(ids)
+
+
+def stored_state(table: Table) -> AppliedState | None:
+    """The state in the latest snapshot summary carrying ``headwater.position`` (None if none)."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        summary = snapshot.summary
+        text = summary[POSITION_KEY] if summary is not None else None
+        if text:
+            offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
+            return AppliedState(Position.parse(text), {str(k): int(v) for k, v in offsets.items()})
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return None
+
+
+def merged_state(held: AppliedState | None, batch: AppliedState) -> AppliedState:
+    """Kafka mode: the batch's partitions merged into the held offsets; the highest position."""
+    if held is None:
+        return batch
+    offsets = dict(held.offsets)
+    offsets.update(batch.offsets)
+    return AppliedState(max(held.position, batch.position), offsets)
+
+
+def state_properties(pipeline: str, state: AppliedState) -> dict[str, str]:
+    return {
+        PIPELINE_KEY: pipeline,
+        POSITION_KEY: state.position.to_string(),
+        OFFSETS_KEY: json.dumps(dict(sorted(state.offsets.items()))),
+    }
