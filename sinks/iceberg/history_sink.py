@@ -101,14 +101,18 @@ _EMPTY_PROGRESS = pa.table({"pipeline": pa.array([], pa.string())})
 # the progress table gets a snapshot per commit and holds no data: the sink expires its own old ones
 # (every table's metadata file lists its snapshots, and is rewritten on every commit)
 _PROGRESS_EXPIRE_EVERY = 100
-_NO_RETRY = ("commit.retry.num-retries", "0")
 _PROGRESS_KEEP = 10
+# the progress commit merges offsets itself and retries itself (pyiceberg's retry would re-apply a
+# merge made before another process's commit)
+_NO_RETRY = ("commit.retry.num-retries", "0")
 
 
 def _progress_properties(pipeline: str) -> dict[str, str]:
     return {PIPELINE_PROPERTY: pipeline, _NO_RETRY[0]: _NO_RETRY[1]}
 
 
+# a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
+# the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
 _TRANSIENT = (CommitFailedException, CommitStateUnknownException, OSError, ConnectionError, TimeoutError)
 _InFlight = tuple[AppliedState, list[tuple[TableWriter, list[pa.Table]]], "Future[AppliedState]"]
 

@@ -208,7 +208,3 @@ def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) ->
     if any(table.properties.get(k) != v for k, v in wanted.items()):
         with table.transaction() as txn:
             txn.set_properties(wanted)
-
-
-# a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
-# the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
