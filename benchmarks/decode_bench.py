@@ -62,8 +62,9 @@ class Range:
 
 
 def _root(s: Server) -> pymysql.Connection[pymysql.cursors.Cursor]:
-    return pymysql.connect(host=s.host, port=s.port, user=s.root_user, password=s.root_password,
-                           autocommit=True)
+    return pymysql.connect(
+        host=s.host, port=s.port, user=s.root_user, password=s.root_password, autocommit=True
+    )
 
 
 def _coords(cur: pymysql.cursors.Cursor) -> tuple[str, int]:
@@ -95,7 +96,9 @@ def generate(s: Server, multi_rows: int, single_tx: int) -> list[Range]:
         for i in range(multi_rows, multi_rows + single_tx):
             cur.execute(
                 f"INSERT INTO {DB}.mixed VALUES (%s, %s, %s, UNHEX(SHA1(%s)), '2024-05-06 07:08:09.123456',"
-                " 12.5, 'single row transaction')", (i, i, i, i))
+                " 12.5, 'single row transaction')",
+                (i, i, i, i),
+            )
         f3, end = _coords(cur)
         assert file == f2 == f3, "the workload crossed a binlog rotation; lower the row counts"
         ranges.append(Range("single-row transactions", file, mid, end, single_tx))
@@ -143,8 +146,13 @@ def bench_ours_server(s: Server, r: Range) -> int:
 def bench_library(s: Server, r: Range) -> int:
     reader = FixedBinLogStreamReader(
         {"host": s.host, "port": s.port, "user": s.user, "password": s.password},
-        server_id=s.server_id + 9003, blocking=False, resume_stream=True, log_file=r.file, log_pos=r.start,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[DB],
+        server_id=s.server_id + 9003,
+        blocking=False,
+        resume_stream=True,
+        log_file=r.file,
+        log_pos=r.start,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_schemas=[DB],
         enable_logging=False,
     )
     n = 0
@@ -157,9 +165,19 @@ def bench_library(s: Server, r: Range) -> int:
 
 
 def bench_mariadb_binlog(s: Server, r: Range) -> int:
-    cmd = ["mariadb-binlog", "--read-from-remote-server", f"--host={s.host}", f"--port={s.port}",
-           f"--user={s.root_user}", f"--password={s.root_password}", "-v", "--base64-output=DECODE-ROWS",
-           f"--start-position={r.start}", f"--stop-position={r.stop}", r.file]
+    cmd = [
+        "mariadb-binlog",
+        "--read-from-remote-server",
+        f"--host={s.host}",
+        f"--port={s.port}",
+        f"--user={s.root_user}",
+        f"--password={s.root_password}",
+        "-v",
+        "--base64-output=DECODE-ROWS",
+        f"--start-position={r.start}",
+        f"--stop-position={r.stop}",
+        r.file,
+    ]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", str(_core()), *cmd]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
@@ -185,9 +203,15 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="best of N for the in-memory decode")
     args = p.parse_args()
     if args.port:
-        s = Server(args.host or "127.0.0.1", args.port, "cdc",
-                   os.environ.get("CDC_PASSWORD", "cdc-dev-password"), "root",
-                   os.environ.get("ROOT_PASSWORD", "root"), 1)
+        s = Server(
+            args.host or "127.0.0.1",
+            args.port,
+            "cdc",
+            os.environ.get("CDC_PASSWORD", "cdc-dev-password"),
+            "root",
+            os.environ.get("ROOT_PASSWORD", "root"),
+            1,
+        )
     else:
         m = StackConnections.read(default_state_dir()).mariadb
         s = Server(m.host, m.port, m.user, m.password, m.root_user, m.root_password, m.server_id)
@@ -202,8 +226,10 @@ def main() -> None:
     for r in ranges:
         events = raw_events(s, r)
         results: list[tuple[str, int, float]] = []
-        best = min((timed(partial(bench_ours_memory, events, charsets)) for _ in range(args.repeat)),
-                   key=lambda x: x[1])
+        best = min(
+            (timed(partial(bench_ours_memory, events, charsets)) for _ in range(args.repeat)),
+            key=lambda x: x[1],
+        )
         results.append(("ours (memory)", *best))
         results.append(("ours (server)", *timed(partial(bench_ours_server, s, r))))
         results.append(("library", *timed(partial(bench_library, s, r))))

@@ -1,0 +1,235 @@
+"""End to end, MariaDB -> Kafka -> PostgreSQL: latency at a fixed source rate, and the highest rate held.
+
+``cdc run`` and ``cdc sink`` run as real subprocesses with a config pointing at the dev stack. A paced
+writer inserts rows every 10 ms (one multi-row transaction per tick) and keeps each row's write time
+(``time.time()`` just before the INSERT, also stored in the ``written_at DATETIME(6)`` column); a poller
+reads ``max(id)`` of the PostgreSQL table every 20 ms. Ids are written in order into one partition and
+applied in order, so every id up to the max has arrived: its latency is the poll's time minus its write
+time (the 20 ms poll adds up to 20 ms). The daemons' peak RSS is their ``VmHWM``, read while they run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+
+from benchmarks.child import peak_rss_mb
+from cdc.devstack.connections import StackConnections
+
+DB = "hw_bench_e2e"
+TICK_S = 0.01
+
+
+@dataclass
+class Clock:
+    """Write times by id, and arrival latencies as the poller sees ids arrive."""
+
+    written: dict[int, float] = field(default_factory=dict)
+    arrived_upto: int = 0
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _config(stack: StackConnections, name: str, schema: str, state: Path, server_id: int) -> str:
+    m, k, p = stack.mariadb, stack.kafka, stack.postgres
+    return f"""name: {name}
+source:
+  type: mariadb
+  host: {m.host}
+  port: {m.port}
+  user: {m.user}
+  password: ${{BENCH_SOURCE_PASSWORD}}
+  server_id: {server_id}
+  tables: ["{DB}.*"]
+stream:
+  type: kafka
+  bootstrap_servers: {k.bootstrap_servers}
+sinks:
+  - type: sql
+    url: postgresql+psycopg://{p.user}:${{BENCH_PG_PASSWORD}}@{p.host}:{p.port}/{p.database}
+    schema: {schema}
+state_dir: {state}
+"""
+
+
+def _writer(
+    stack: StackConnections, clock: Clock, plan: list[tuple[int, float]], stop: threading.Event
+) -> None:
+    """Writes ``plan`` (rate, seconds) steps, one multi-row transaction per tick."""
+    m = stack.mariadb
+    conn = pymysql.connect(
+        host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
+    )
+    next_id = clock.arrived_upto + 1
+    try:
+        with conn.cursor() as cur:
+            for rate, seconds in plan:
+                started = time.monotonic()
+                sent = 0
+                while not stop.is_set():
+                    elapsed = time.monotonic() - started
+                    if elapsed >= seconds:
+                        break
+                    due = int(rate * elapsed) - sent
+                    if due <= 0:
+                        time.sleep(TICK_S / 2)
+                        continue
+                    now = time.time()
+                    stamp = (
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
+                    )
+                    ids = range(next_id, next_id + due)
+                    values = ",".join(
+                        f"({i}, '{stamp}', UNHEX(SHA1({i})), {i % 100000}.{i % 10000:04d}, 'edit {i}')"
+                        for i in ids
+                    )
+                    with clock.lock:
+                        for i in ids:
+                            clock.written[i] = now
+                    cur.execute(f"INSERT INTO {DB}.edit VALUES {values}")
+                    next_id += due
+                    sent += due
+    finally:
+        conn.close()
+
+
+def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.Event) -> None:
+    p = stack.postgres
+    with psycopg.connect(
+        host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database, autocommit=True
+    ) as conn:
+        while not stop.is_set():
+            try:
+                row = conn.execute(f'SELECT max(id) FROM "{schema}".edit').fetchone()
+            except psycopg.errors.UndefinedTable:
+                time.sleep(0.02)
+                continue
+            now = time.time()
+            top = int(row[0]) if row and row[0] is not None else 0
+            with clock.lock:
+                for i in range(clock.arrived_upto + 1, top + 1):
+                    written = clock.written.pop(i, None)
+                    if written is not None:
+                        clock.latencies.append((now, now - written))
+                clock.arrived_upto = max(clock.arrived_upto, top)
+            time.sleep(0.02)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _cdc(cmd: str, config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).with_name("cdc")
+    out = log.open("wb")
+    return subprocess.Popen([str(exe), cmd, "-c", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def run(
+    stack: StackConnections, rate: int, seconds: float, steps: list[int], step_seconds: float
+) -> dict[str, Any]:
+    name = f"e2e{uuid.uuid4().hex[:8]}"
+    m = stack.mariadb
+    root = pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password)
+    with root as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+        cur.execute(f"CREATE DATABASE {DB}")
+        cur.execute(
+            f"CREATE TABLE {DB}.edit (id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
+            " written_at DATETIME(6) NOT NULL, sha1 VARBINARY(32), score DECIMAL(10,4), comment TEXT)"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="hw-bench-e2e-"))
+    config = tmp / "pipeline.yaml"
+    config.write_text(_config(stack, name, name, tmp / "state", 7600 + os.getpid() % 300))
+    env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password}
+    capture = _cdc("run", config, env, tmp / "run.log")
+    sink = _cdc("sink", config, env, tmp / "sink.log")
+    clock = Clock()
+    stop = threading.Event()
+    poller = threading.Thread(target=_poller, args=(stack, name, clock, stop), daemon=True)
+    poller.start()
+    result: dict[str, Any] = {"pipeline": name, "rate": rate, "seconds": seconds}
+    peaks = {"cdc_run": 0.0, "cdc_sink": 0.0}
+
+    def sample() -> None:
+        for key, proc in (("cdc_run", capture), ("cdc_sink", sink)):
+            peaks[key] = max(peaks[key], peak_rss_mb(proc.pid) or 0.0)
+
+    try:
+        # warm-up: the first row makes the sink create its table; wait until it is there
+        time.sleep(3.0)
+        _writer(stack, clock, [(100, 0.05)], stop)
+        deadline = time.monotonic() + 90
+        while clock.written and time.monotonic() < deadline:
+            if capture.poll() is not None or sink.poll() is not None:
+                raise RuntimeError(f"a daemon exited early; logs in {tmp}")
+            time.sleep(0.1)
+        if clock.written:
+            raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
+        clock.latencies.clear()
+        started = time.time()
+        _writer(stack, clock, [(rate, seconds)], stop)
+        _drain(clock, 30)
+        sample()
+        lat = [latency for at, latency in clock.latencies if at >= started]
+        result.update(
+            changes=len(lat),
+            p50_s=_quantile(lat, 0.5),
+            p99_s=_quantile(lat, 0.99),
+            max_s=max(lat, default=0.0),
+        )
+        sustained = 0
+        result["steps"] = []
+        for step in steps:
+            clock.latencies.clear()
+            begun = time.monotonic()
+            _writer(stack, clock, [(step, step_seconds)], stop)
+            wrote_s = time.monotonic() - begun
+            ended = time.time()
+            drained = _drain(clock, 30)
+            sample()
+            tail = [lat for at, lat in clock.latencies if at >= ended - step_seconds / 2]
+            catch_up = max((at for at, _ in clock.latencies), default=ended) - ended
+            ok = drained and catch_up <= 2.0 and wrote_s <= step_seconds * 1.1
+            result["steps"].append(
+                {"rate": step, "p99_s": _quantile(tail, 0.99), "catch_up_s": catch_up, "held": ok}
+            )
+            if not ok:
+                break
+            sustained = step
+        result["max_sustained_rate"] = sustained
+        result["peak_rss_mb"] = dict(peaks)
+    finally:
+        stop.set()
+        for proc in (capture, sink):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (capture, sink):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    result["logs"] = str(tmp)
+    return result
+
+
+def _drain(clock: Clock, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with clock.lock:
+            if not clock.written:
+                return True
+        time.sleep(0.02)
+    return False
