@@ -1,18 +1,31 @@
-"""The README's main job: `cdc dev demo` writes a workload to MariaDB and reads it back from the binlog."""
+"""The README's main job: `cdc dev demo` runs the embedded default end to end on the local stack."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from cdc.cli import main
-from cdc.devstack.connections import StackConnections
+from cdc.devstack.connections import StackConnections, default_state_dir
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_shows_changes_from_the_binlog(stack: StackConnections) -> None:
-    result = CliRunner().invoke(main, ["dev", "demo"])
-    assert result.exit_code == 0, result.output
+def test_demo_runs_the_embedded_default_end_to_end(
+    stack: StackConnections, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devstack = default_state_dir()  # before leaving the repo: it is relative to the working directory
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    result = CliRunner().invoke(main, ["dev", "demo", "--seconds", "4", "--dir", str(devstack)])
     out = result.output
-    assert "c wikidb.actor" in out and "c wikidb.page" in out and "u wikidb.page" in out
-    assert "d wikidb.actor" in out
-    assert "5 row changes captured" in out
+    assert result.exit_code == 0, out
+    assert "equal to the source, row by row" in out
+    assert "most edited pages" in out and "the wiki as of" in out
+    assert (tmp_path / "state" / "serving.db").exists()
+    assert (tmp_path / "state" / "warehouse").is_dir()
     assert stack.mariadb.password not in out and stack.mariadb.root_password not in out
