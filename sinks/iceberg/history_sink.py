@@ -49,6 +49,7 @@ before it is committed first, so ``applied()`` is the last good batch.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -188,6 +189,11 @@ class IcebergHistorySink:
         accepted = 0
         last_schema: TableSchema | None = None
         writer: TableWriter | None = None
+        # The loop allocates a few objects per row while the buffer keeps many alive, so the cyclic
+        # GC would run often and walk them all (~40% of apply time, measured); it is deferred to the
+        # end of the batch, not switched off (and left alone if the application disabled it).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             for record in batch.records:
                 if record.__class__ is SchemaChange:
@@ -229,6 +235,9 @@ class IcebergHistorySink:
                 touched_writer.truncate(touched_writer.mark)
             self._commit(wait=True)
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         if kafka:
             self._pending = merged_state(self._pending, batch.state)
             if self._high_water is None or batch.state.position > self._high_water:
