@@ -493,3 +493,21 @@ def test_kafka_mode_processes_sharing_a_group_merge_their_offsets(tmp_path: Path
     second.close()
     assert opened(cfg).applied() == AppliedState(pos(6), {"t:0": 11, "t:1": 7})
     assert positions(cfg, "shop.items") == [pos(2).to_string(), pos(4).to_string(), pos(6).to_string()]
+
+
+def test_apply_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    sink = opened(config(tmp_path))
+    assert gc.isenabled()
+    sink.apply(batch(event(Op.CREATE, schema(), 1, (1, "a"))))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        sink.apply(batch(event(Op.CREATE, schema(), 2, (2, "b"))))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(SinkSchemaError):
+        sink.apply(batch(event(Op.CREATE, schema(key_type="string"), 3, ("x", "c"))))
+    assert gc.isenabled()
