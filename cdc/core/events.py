@@ -25,9 +25,7 @@ __all__ = [
     "TransactionEnd",
 ]
 
-ColumnValue = (
-    None | bool | int | float | decimal.Decimal | str | bytes | dt.date | dt.datetime | dt.timedelta
-)
+ColumnValue = None | bool | int | float | decimal.Decimal | str | bytes | dt.date | dt.datetime | dt.timedelta
 RowImage = tuple[ColumnValue, ...]
 
 

@@ -81,8 +81,15 @@ class Position:
             raise PositionFormatError(f"binlog file name is not canonical: {self.file!r}")
         _check_range("binlog offset", self.offset, _U32)
         _check_range("row index", self.row, 9_999_999_999)
-        key = (file_seq, self.offset, self.row, self.gtid.domain, self.gtid.server_id, self.gtid.seq,
-               match["base"])
+        key = (
+            file_seq,
+            self.offset,
+            self.row,
+            self.gtid.domain,
+            self.gtid.server_id,
+            self.gtid.seq,
+            match["base"],
+        )
         object.__setattr__(self, "_key", key)
 
     # Ordering is by binlog coordinates; equality includes every field, so order is total and

@@ -54,11 +54,22 @@ class ArrowType:
 
         k = ArrowKind
         simple = {
-            k.BOOL: pa.bool_(), k.INT8: pa.int8(), k.INT16: pa.int16(), k.INT32: pa.int32(),
-            k.INT64: pa.int64(), k.UINT8: pa.uint8(), k.UINT16: pa.uint16(), k.UINT32: pa.uint32(),
-            k.UINT64: pa.uint64(), k.FLOAT32: pa.float32(), k.FLOAT64: pa.float64(),
-            k.STRING: pa.string(), k.BINARY: pa.binary(), k.DATE: pa.date32(),
-            k.TIMESTAMP: pa.timestamp("us"), k.TIMESTAMP_UTC: pa.timestamp("us", tz="UTC"),
+            k.BOOL: pa.bool_(),
+            k.INT8: pa.int8(),
+            k.INT16: pa.int16(),
+            k.INT32: pa.int32(),
+            k.INT64: pa.int64(),
+            k.UINT8: pa.uint8(),
+            k.UINT16: pa.uint16(),
+            k.UINT32: pa.uint32(),
+            k.UINT64: pa.uint64(),
+            k.FLOAT32: pa.float32(),
+            k.FLOAT64: pa.float64(),
+            k.STRING: pa.string(),
+            k.BINARY: pa.binary(),
+            k.DATE: pa.date32(),
+            k.TIMESTAMP: pa.timestamp("us"),
+            k.TIMESTAMP_UTC: pa.timestamp("us", tz="UTC"),
             k.DURATION: pa.duration("us"),
         }
         if self.kind is k.DECIMAL:
@@ -123,6 +134,9 @@ class TableSchema:
 
 
 def schema_fingerprint(ref: TableRef, columns: tuple[Column, ...], primary_key: tuple[str, ...]) -> str:
-    parts = [str(ref), *(f"{c.name}\x1f{c.source_type}\x1f{c.arrow_type}\x1f{c.nullable}" for c in columns),
-             "pk:" + "\x1f".join(primary_key)]
+    parts = [
+        str(ref),
+        *(f"{c.name}\x1f{c.source_type}\x1f{c.arrow_type}\x1f{c.nullable}" for c in columns),
+        "pk:" + "\x1f".join(primary_key),
+    ]
     return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:16]

@@ -198,6 +198,4 @@ class Postgres(Service):
                 "SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DATABASE,)
             ).fetchone()
             if exists is None:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(POSTGRES_DATABASE))
-                )
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(POSTGRES_DATABASE)))

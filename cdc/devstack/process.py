@@ -31,9 +31,7 @@ class MissingBinaryError(DevStackError):
     """A program the dev stack needs is not installed; the message names the Debian package."""
 
     def __init__(self, program: str, package: str) -> None:
-        super().__init__(
-            f"{program} not found: install the Debian package with `apt-get install {package}`"
-        )
+        super().__init__(f"{program} not found: install the Debian package with `apt-get install {package}`")
         self.program = program
         self.package = package
 
@@ -231,8 +229,7 @@ def wait_ready(
     while time.monotonic() < deadline:
         if not pid_alive(pid):
             raise DevStackError(
-                f"{name} (pid {pid}) exited during startup; see {log_path}; last lines:\n"
-                f"{log_tail(log_path)}"
+                f"{name} (pid {pid}) exited during startup; see {log_path}; last lines:\n{log_tail(log_path)}"
             )
         try:
             probe()

@@ -84,8 +84,14 @@ ROW_ZERO = (
 @pytest.fixture(scope="module")
 def workload(stack: StackConnections) -> Iterator[tuple[str, str]]:
     db = stack.mariadb
-    conn = pymysql.connect(host=db.host, port=db.port, user=db.root_user, password=db.root_password,
-                           autocommit=True, charset="utf8mb4")
+    conn = pymysql.connect(
+        host=db.host,
+        port=db.port,
+        user=db.root_user,
+        password=db.root_password,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     schema = f"hw_diff_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")
@@ -97,8 +103,9 @@ def workload(stack: StackConnections) -> Iterator[tuple[str, str]]:
         cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
         cur.execute(f"INSERT INTO {schema}.alltypes VALUES {ROW_MAX}, {ROW_MIN}, {ROW_NULLS}")
         cur.execute(f"INSERT INTO {schema}.alltypes VALUES {ROW_ZERO}")
-        cur.execute(f"UPDATE {schema}.alltypes SET vc_utf = '🎉', d10 = d10 + 1, t0 = '-01:00:00'"
-                    " WHERE id <= 2")
+        cur.execute(
+            f"UPDATE {schema}.alltypes SET vc_utf = '🎉', d10 = d10 + 1, t0 = '-01:00:00' WHERE id <= 2"
+        )
         cur.execute(f"DELETE FROM {schema}.alltypes WHERE id = 3")
     yield start, schema
     with conn.cursor() as cur:
@@ -108,9 +115,12 @@ def workload(stack: StackConnections) -> Iterator[tuple[str, str]]:
 
 def _ours(stack: StackConnections, start: str, schema: str) -> list[ChangeEvent]:
     db = stack.mariadb
-    cfg = ReaderConfig(ConnectionSettings(db.host, db.port, db.user, db.password),
-                       server_id=db.server_id + 7302,
-                       tables=(f"{schema}.*",), blocking=False)
+    cfg = ReaderConfig(
+        ConnectionSettings(db.host, db.port, db.user, db.password),
+        server_id=db.server_id + 7302,
+        tables=(f"{schema}.*",),
+        blocking=False,
+    )
     return [r for r in MariaDbBinlogReader(cfg).records(StartAt.gtid(start)) if isinstance(r, ChangeEvent)]
 
 
@@ -118,8 +128,12 @@ def _library(stack: StackConnections, start: str, schema: str) -> list[tuple[str
     db = stack.mariadb
     reader = FixedBinLogStreamReader(
         {"host": db.host, "port": db.port, "user": db.user, "password": db.password},
-        server_id=db.server_id + 7303, blocking=False, is_mariadb=True, auto_position=start,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[schema],
+        server_id=db.server_id + 7303,
+        blocking=False,
+        is_mariadb=True,
+        auto_position=start,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_schemas=[schema],
         enable_logging=False,
     )
     out: list[tuple[str, Any, Any]] = []
@@ -137,8 +151,18 @@ def _library(stack: StackConnections, start: str, schema: str) -> list[tuple[str
     return out
 
 
-_BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "uuid",
-                 "inet4", "inet6"}
+_BINARY_TYPES = {
+    "binary",
+    "varbinary",
+    "tinyblob",
+    "blob",
+    "mediumblob",
+    "longblob",
+    "geometry",
+    "uuid",
+    "inet4",
+    "inet6",
+}
 
 
 def _normalise_library(name: str, source_type: str, value: Any) -> Any:
@@ -239,16 +263,28 @@ def test_edge_values_are_exact(stack: StackConnections, workload: tuple[str, str
 
 
 @pytest.mark.skipif(shutil.which("mariadb-binlog") is None, reason="mariadb-binlog not installed")
-def test_mariadb_binlog_agrees_on_representative_columns(stack: StackConnections,
-                                                         workload: tuple[str, str]) -> None:
+def test_mariadb_binlog_agrees_on_representative_columns(
+    stack: StackConnections, workload: tuple[str, str]
+) -> None:
     events = _ours(stack, *workload)
     first = events[0].position
     db = stack.mariadb
     out = subprocess.run(
-        ["mariadb-binlog", "--read-from-remote-server", f"--host={db.host}", f"--port={db.port}",
-         f"--user={db.root_user}", f"--password={db.root_password}", "-vv", "--base64-output=DECODE-ROWS",
-         f"--start-position={first.offset}", first.file],
-        capture_output=True, check=True, timeout=60,
+        [
+            "mariadb-binlog",
+            "--read-from-remote-server",
+            f"--host={db.host}",
+            f"--port={db.port}",
+            f"--user={db.root_user}",
+            f"--password={db.root_password}",
+            "-vv",
+            "--base64-output=DECODE-ROWS",
+            f"--start-position={first.offset}",
+            first.file,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     ).stdout.decode("utf-8", "replace")
     insert = out.split("### INSERT INTO")[1]
     values = {}
@@ -284,8 +320,14 @@ def test_final_images_match_select(stack: StackConnections, workload: tuple[str,
             latest[event.key[0]] = event.after
     columns = events[0].schema.columns
     m = stack.mariadb
-    conn = pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password,
-                           charset="utf8mb4", init_command="SET time_zone = '+00:00'")
+    conn = pymysql.connect(
+        host=m.host,
+        port=m.port,
+        user=m.root_user,
+        password=m.root_password,
+        charset="utf8mb4",
+        init_command="SET time_zone = '+00:00'",
+    )
     with conn.cursor() as cur:
         cur.execute(f"SELECT * FROM {schema}.alltypes WHERE id IN (1, 2) ORDER BY id")
         selected = cur.fetchall()

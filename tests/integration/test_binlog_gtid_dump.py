@@ -29,8 +29,9 @@ def test_dump_packet_is_framed_from_its_real_length() -> None:
 def tail(stack: StackConnections) -> Iterator[tuple[str, str]]:
     """ROWS single-row transactions written after GTID state ``start``."""
     db = stack.mariadb
-    conn = pymysql.connect(host=db.host, port=db.port, user=db.root_user, password=db.root_password,
-                           autocommit=True)
+    conn = pymysql.connect(
+        host=db.host, port=db.port, user=db.root_user, password=db.root_password, autocommit=True
+    )
     schema = f"hw_gtid_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")
@@ -47,14 +48,20 @@ def tail(stack: StackConnections) -> Iterator[tuple[str, str]]:
     conn.close()
 
 
-def _read_tail(cls: type[BinLogStreamReader], stack: StackConnections, start: str, schema: str
-               ) -> tuple[int, bool]:
+def _read_tail(
+    cls: type[BinLogStreamReader], stack: StackConnections, start: str, schema: str
+) -> tuple[int, bool]:
     """(rows seen, reached the end of the stream) within TIME_BOUND_S."""
     db = stack.mariadb
     reader = cls(
         {"host": db.host, "port": db.port, "user": db.user, "password": db.password},
-        server_id=db.server_id + 7301, blocking=False, is_mariadb=True, auto_position=start,
-        only_events=[WriteRowsEvent], only_schemas=[schema], enable_logging=False,
+        server_id=db.server_id + 7301,
+        blocking=False,
+        is_mariadb=True,
+        auto_position=start,
+        only_events=[WriteRowsEvent],
+        only_schemas=[schema],
+        enable_logging=False,
     )
     rows, deadline = 0, time.monotonic() + TIME_BOUND_S
     try:

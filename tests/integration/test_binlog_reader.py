@@ -16,8 +16,14 @@ from cdc.sources.mariadb import ConnectionSettings, MariaDbBinlogReader, ReaderC
 @pytest.fixture
 def db(stack: StackConnections) -> Iterator[tuple[pymysql.cursors.Cursor, str]]:
     m = stack.mariadb
-    conn = pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password,
-                           autocommit=True, charset="utf8mb4")
+    conn = pymysql.connect(
+        host=m.host,
+        port=m.port,
+        user=m.root_user,
+        password=m.root_password,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     schema = f"hw_reader_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")
@@ -28,12 +34,19 @@ def db(stack: StackConnections) -> Iterator[tuple[pymysql.cursors.Cursor, str]]:
     conn.close()
 
 
-def _reader(stack: StackConnections, schema: str, offset: int = 0, blocking: bool = False
-            ) -> MariaDbBinlogReader:
+def _reader(
+    stack: StackConnections, schema: str, offset: int = 0, blocking: bool = False
+) -> MariaDbBinlogReader:
     m = stack.mariadb
-    return MariaDbBinlogReader(ReaderConfig(
-        ConnectionSettings(m.host, m.port, m.user, m.password), server_id=m.server_id + 7310 + offset,
-        tables=(f"{schema}.t",), blocking=blocking, heartbeat_s=1.0))
+    return MariaDbBinlogReader(
+        ReaderConfig(
+            ConnectionSettings(m.host, m.port, m.user, m.password),
+            server_id=m.server_id + 7310 + offset,
+            tables=(f"{schema}.t",),
+            blocking=blocking,
+            heartbeat_s=1.0,
+        )
+    )
 
 
 def test_start_at_current_then_restart_inside_a_transaction(
@@ -98,8 +111,9 @@ def test_rotation_moves_positions_to_the_next_file(
     cur.execute(f"INSERT INTO {schema}.t VALUES (20, 'before')")
     cur.execute("FLUSH BINARY LOGS")
     cur.execute(f"INSERT INTO {schema}.t VALUES (21, 'after')")
-    changes = [r for r in _reader(stack, schema, 4).records(StartAt.gtid(str(row[0])))
-               if isinstance(r, ChangeEvent)]
+    changes = [
+        r for r in _reader(stack, schema, 4).records(StartAt.gtid(str(row[0]))) if isinstance(r, ChangeEvent)
+    ]
     assert [c.key for c in changes] == [(20,), (21,)]
     before, after = changes[0].position, changes[1].position
     assert after.file_seq == before.file_seq + 1 and after > before

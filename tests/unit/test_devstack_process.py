@@ -67,9 +67,7 @@ def test_pidfile_of_a_gone_process_is_stale(tmp_path: Path) -> None:
     assert not pidfile.path.exists()
 
 
-def test_pid_reused_by_another_program_is_not_ours(
-    tmp_path: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
+def test_pid_reused_by_another_program_is_not_ours(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     pidfile = PidFile(tmp_path / "svc.pid")
     pidfile.write(sleeper.pid)
     # The PID is alive but runs `sleep`, not a mariadbd on our data directory.
@@ -102,6 +100,7 @@ def test_start_detached_logs_and_writes_pidfile_then_stop(tmp_path: Path) -> Non
         pidfile,
     )
     assert pidfile.read() == pid
+
     def printed_hello() -> None:
         assert "hello from svc" in log.read_text()
 

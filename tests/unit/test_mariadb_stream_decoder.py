@@ -57,13 +57,21 @@ def decode(**kwargs: object) -> list[object]:
 def test_record_sequence() -> None:
     kinds = [r.op.value if isinstance(r, ChangeEvent) else type(r).__name__ for r in decode()]
     assert kinds == [
-        "SchemaChange", "TransactionEnd",  # CREATE
-        "c", "c", "TransactionEnd",  # multi-row INSERT
-        "u", "TransactionEnd",
-        "d", "TransactionEnd",
-        "t", "TransactionEnd",  # TRUNCATE
-        "SchemaChange", "TransactionEnd",  # ALTER
-        "c", "TransactionEnd",
+        "SchemaChange",
+        "TransactionEnd",  # CREATE
+        "c",
+        "c",
+        "TransactionEnd",  # multi-row INSERT
+        "u",
+        "TransactionEnd",
+        "d",
+        "TransactionEnd",
+        "t",
+        "TransactionEnd",  # TRUNCATE
+        "SchemaChange",
+        "TransactionEnd",  # ALTER
+        "c",
+        "TransactionEnd",
     ]
 
 
@@ -82,7 +90,12 @@ def test_edge_values() -> None:
     assert row["mi"] == -8388608 and row["ti"] == -128
     assert first.key == (1,)
     assert [str(c.arrow_type) for c in first.schema.columns][:5] == [
-        "int32", "decimal256(65, 30)", "duration[us]", "timestamp[us]", "timestamp[us, tz=UTC]"]
+        "int32",
+        "decimal256(65, 30)",
+        "duration[us]",
+        "timestamp[us]",
+        "timestamp[us, tz=UTC]",
+    ]
 
 
 def test_positions_are_ordered_unique_and_per_row() -> None:

@@ -68,7 +68,8 @@ def test_decimal_round_trip(case: tuple[Decimal, int, int]) -> None:
 def test_decimal_known_bytes() -> None:
     assert make_decimal(10, 2)(encode_decimal(Decimal("-1234.56"), 10, 2)) == Decimal("-1234.56")
     assert make_decimal(65, 30)(encode_decimal(Decimal("9" * 35 + "." + "9" * 30), 65, 30)) == Decimal(
-        "9" * 35 + "." + "9" * 30)
+        "9" * 35 + "." + "9" * 30
+    )
 
 
 def time2_bytes(text_sign: int, h: int, m: int, s: int, us: int, fsp: int) -> bytes:
@@ -83,8 +84,13 @@ def time2_bytes(text_sign: int, h: int, m: int, s: int, us: int, fsp: int) -> by
 
 @pytest.mark.parametrize(
     ("sign", "h", "m", "s", "us"),
-    [(1, 838, 59, 59, 999999), (-1, 838, 59, 59, 999999), (-1, 0, 0, 0, 1), (1, 25, 0, 0, 0),
-     (-1, 12, 34, 56, 0)],
+    [
+        (1, 838, 59, 59, 999999),
+        (-1, 838, 59, 59, 999999),
+        (-1, 0, 0, 0, 1),
+        (1, 25, 0, 0, 0),
+        (-1, 12, 34, 56, 0),
+    ],
 )
 def test_time2_fsp6(sign: int, h: int, m: int, s: int, us: int) -> None:
     expected = dt.timedelta(hours=h, minutes=m, seconds=s, microseconds=us) * sign

@@ -28,8 +28,14 @@ _MAX_PACKET = 0xFFFFFF
 _ER_MASTER_FATAL_READING_BINLOG = 1236  # purged/missing binlog or GTID: terminal
 _LOST_CONNECTION = frozenset({2006, 2013, 2055})
 # Error 1236 also covers non-purge failures (bad GTID state, duplicate server id): only these are purges.
-_PURGED_MESSAGES = ("could not find first log", "not in the master's binlog", "purged", "missing",
-                    "could not open log", "could not find gtid")
+_PURGED_MESSAGES = (
+    "could not find first log",
+    "not in the master's binlog",
+    "purged",
+    "missing",
+    "could not open log",
+    "could not find gtid",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,14 @@ class BinlogConnection:
     """One COM_BINLOG_DUMP session. Iterate :meth:`events` to get raw event bytes (header included,
     checksum removed)."""
 
-    def __init__(self, settings: ConnectionSettings, replica_server_id: int, *, blocking: bool,
-                 heartbeat_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        replica_server_id: int,
+        *,
+        blocking: bool,
+        heartbeat_s: float | None = None,
+    ) -> None:
         self._settings = settings
         self._server_id = replica_server_id
         self._blocking = blocking
@@ -84,9 +96,15 @@ class BinlogConnection:
         # a dead peer (surfaced as SourceUnavailable) rather than a read that blocks forever.
         read_timeout = self._heartbeat_s * 3 if self._heartbeat_s else None
         try:
-            return pymysql.connect(host=s.host, port=s.port, user=s.user, password=s.password,
-                                   connect_timeout=s.connect_timeout_s, read_timeout=read_timeout,
-                                   autocommit=True)
+            return pymysql.connect(
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password,
+                connect_timeout=s.connect_timeout_s,
+                read_timeout=read_timeout,
+                autocommit=True,
+            )
         except pymysql.OperationalError as exc:
             code = exc.args[0] if exc.args else 0
             if code in (1045, 1044):

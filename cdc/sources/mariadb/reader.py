@@ -1,8 +1,8 @@
 """The MariaDB binlog reader: connect as a replica, start somewhere, yield ordered records.
 
-    reader = MariaDbBinlogReader(ReaderConfig(settings, server_id=5401, tables=("wiki.*",)))
-    for record in reader.records(StartAt.restart(point)):   # or StartAt.current(), StartAt.gtid("0-1-42")
-        ...
+reader = MariaDbBinlogReader(ReaderConfig(settings, server_id=5401, tables=("wiki.*",)))
+for record in reader.records(StartAt.restart(point)):   # or StartAt.current(), StartAt.gtid("0-1-42")
+    ...
 """
 
 from __future__ import annotations
@@ -82,8 +82,14 @@ class MariaDbBinlogReader:
     def _control(self) -> pymysql.Connection[pymysql.cursors.Cursor]:
         s = self._config.connection
         try:
-            return pymysql.connect(host=s.host, port=s.port, user=s.user, password=s.password,
-                                   connect_timeout=s.connect_timeout_s, autocommit=True)
+            return pymysql.connect(
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password,
+                connect_timeout=s.connect_timeout_s,
+                autocommit=True,
+            )
         except pymysql.OperationalError as exc:
             raise SourceUnavailable(f"cannot connect to {s.host}:{s.port}: {exc.args[-1]}") from exc
 
@@ -96,8 +102,11 @@ class MariaDbBinlogReader:
         # Read when a table's TABLE_MAP is first compiled; a later ALTER produces a new TABLE_MAP and a
         # fresh lookup. Only tables with BINARY(4)/BINARY(16)-shaped columns get here.
         with self._control() as conn, conn.cursor() as cur:
-            cur.execute("SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_schema = %s AND table_name = %s", (db, table))
+            cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (db, table),
+            )
             return tuple((str(n), str(t).lower()) for n, t in cur.fetchall() if str(t).lower() in _EXTENDED)
 
     def _dump_start(self, start: StartAt, conn: BinlogConnection) -> DumpStart:
@@ -117,8 +126,9 @@ class MariaDbBinlogReader:
         """Connect and start the dump now (so ``StartAt.current()`` means the moment of this call);
         iterate the result to read."""
         cfg = self._config
-        conn = BinlogConnection(cfg.connection, cfg.server_id, blocking=cfg.blocking,
-                                heartbeat_s=cfg.heartbeat_s)
+        conn = BinlogConnection(
+            cfg.connection, cfg.server_id, blocking=cfg.blocking, heartbeat_s=cfg.heartbeat_s
+        )
         collations = self._collations()
         dump = self._dump_start(start, conn)
         decoder = StreamDecoder(

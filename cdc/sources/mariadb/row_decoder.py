@@ -37,10 +37,14 @@ UpdatesFunction = Callable[[bytes, int, int], list[tuple[RowImage, RowImage]]]
 CharsetOf = Callable[[int], str]
 
 _STRUCTS = {
-    "I16": struct.Struct("<h").unpack_from, "U16": struct.Struct("<H").unpack_from,
-    "I32": struct.Struct("<i").unpack_from, "U32": struct.Struct("<I").unpack_from,
-    "I64": struct.Struct("<q").unpack_from, "U64": struct.Struct("<Q").unpack_from,
-    "F32": struct.Struct("<f").unpack_from, "F64": struct.Struct("<d").unpack_from,
+    "I16": struct.Struct("<h").unpack_from,
+    "U16": struct.Struct("<H").unpack_from,
+    "I32": struct.Struct("<i").unpack_from,
+    "U32": struct.Struct("<I").unpack_from,
+    "I64": struct.Struct("<q").unpack_from,
+    "U64": struct.Struct("<Q").unpack_from,
+    "F32": struct.Struct("<f").unpack_from,
+    "F64": struct.Struct("<d").unpack_from,
 }
 _BLOB_LIKE = frozenset({T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB})
 
@@ -79,8 +83,9 @@ def _length_prefix(size: int, var: str = "n") -> str:
     return f"{var} = int.from_bytes(d[p:p + {size}], 'little')"
 
 
-def _column_code(g: _Gen, tm: TableMap, col: ColumnSpec, charset_of: CharsetOf, opts: DecoderOptions,
-                 extended: str | None) -> list[str]:
+def _column_code(
+    g: _Gen, tm: TableMap, col: ColumnSpec, charset_of: CharsetOf, opts: DecoderOptions, extended: str | None
+) -> list[str]:
     """Statements that decode one non-NULL value at ``p`` into ``v`` and advance ``p``."""
     t, meta, where = col.type_code, col.meta, (tm.db, tm.table, col.name)
 
@@ -137,8 +142,11 @@ def _column_code(g: _Gen, tm: TableMap, col: ColumnSpec, charset_of: CharsetOf, 
         prefix = 1 if meta < 256 else 2
         dec = text_decoder()
         value = f"d[p + {prefix}:p + {prefix} + n]"
-        return [_length_prefix(prefix), f"v = {g.helper(dec)}({value})" if dec else f"v = {value}",
-                f"p += {prefix} + n"]
+        return [
+            _length_prefix(prefix),
+            f"v = {g.helper(dec)}({value})" if dec else f"v = {value}",
+            f"p += {prefix} + n",
+        ]
     if t == T.STRING:
         prefix = 1 if meta < 256 else 2
         dec = text_decoder()
@@ -159,8 +167,11 @@ def _column_code(g: _Gen, tm: TableMap, col: ColumnSpec, charset_of: CharsetOf, 
         start = f"p + {meta} + 4" if t == T.GEOMETRY else f"p + {meta}"  # geometry: skip the SRID
         dec = text_decoder() if t != T.GEOMETRY else None
         value = f"d[{start}:p + {meta} + n]"
-        return [_length_prefix(meta), f"v = {g.helper(dec)}({value})" if dec else f"v = {value}",
-                f"p += {meta} + n"]
+        return [
+            _length_prefix(meta),
+            f"v = {g.helper(dec)}({value})" if dec else f"v = {value}",
+            f"p += {meta} + n",
+        ]
     if t == T.ENUM:
         table = ("", *col.values)
         h = g.helper(table)
@@ -176,13 +187,20 @@ def _column_code(g: _Gen, tm: TableMap, col: ColumnSpec, charset_of: CharsetOf, 
     if t == T.TIMESTAMP:  # pre-5.6 format (mysql56_temporal_format=OFF): seconds, no fraction
         h = g.helper(make_timestamp2(0, opts.zero_dates, where))
         return [f"v = {h}(d[p:p + 4][::-1])", "p += 4"]
-    type_names = {T.JSON: "json (binary)", T.BLOB_COMPRESSED: "compressed blob", T.DECIMAL: "old decimal",
-             T.VARCHAR_COMPRESSED: "compressed varchar", T.DATETIME: "old datetime", T.TIME: "old time"}
+    type_names = {
+        T.JSON: "json (binary)",
+        T.BLOB_COMPRESSED: "compressed blob",
+        T.DECIMAL: "old decimal",
+        T.VARCHAR_COMPRESSED: "compressed varchar",
+        T.DATETIME: "old datetime",
+        T.TIME: "old time",
+    }
     raise unsupported(type_names.get(t, f"binlog type {t}"))
 
 
-def _image_code(g: _Gen, tm: TableMap, present: int, charset_of: CharsetOf, opts: DecoderOptions,
-                out: str, indent: int) -> None:
+def _image_code(
+    g: _Gen, tm: TableMap, present: int, charset_of: CharsetOf, opts: DecoderOptions, out: str, indent: int
+) -> None:
     cols = [i for i in range(len(tm.columns)) if present >> i & 1]
     null_bytes = (len(cols) + 7) // 8
     extended = dict(opts.extended_types)
@@ -211,8 +229,13 @@ class RowsDecoder:
     decode_updates: UpdatesFunction  # update events: (before, after) per row
 
 
-def compile_rows_decoder(tm: TableMap, charset_of: CharsetOf, opts: DecoderOptions | None = None,
-                         present: int | None = None, present_after: int | None = None) -> RowsDecoder:
+def compile_rows_decoder(
+    tm: TableMap,
+    charset_of: CharsetOf,
+    opts: DecoderOptions | None = None,
+    present: int | None = None,
+    present_after: int | None = None,
+) -> RowsDecoder:
     """Generate and compile the decoders. ``present``/``present_after`` are the rows-event column
     bitmaps (all columns with binlog_row_image=FULL)."""
     opts = opts or DecoderOptions()
@@ -220,8 +243,16 @@ def compile_rows_decoder(tm: TableMap, charset_of: CharsetOf, opts: DecoderOptio
     g = _Gen()
     g.emit(0, "def decode_rows(d, p, end):", "    out = []", "    append = out.append", "    while p < end:")
     _image_code(g, tm, everything if present is None else present, charset_of, opts, "row", 8)
-    g.emit(0, "        append(row)", "    return out", "",
-           "def decode_updates(d, p, end):", "    out = []", "    append = out.append", "    while p < end:")
+    g.emit(
+        0,
+        "        append(row)",
+        "    return out",
+        "",
+        "def decode_updates(d, p, end):",
+        "    out = []",
+        "    append = out.append",
+        "    while p < end:",
+    )
     _image_code(g, tm, everything if present is None else present, charset_of, opts, "before", 8)
     _image_code(g, tm, everything if present_after is None else present_after, charset_of, opts, "after", 8)
     g.emit(0, "        append((before, after))", "    return out")

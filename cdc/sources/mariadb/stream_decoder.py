@@ -79,14 +79,21 @@ def _key_getter(indexes: tuple[int, ...]) -> KeyOf:
 
 def _needs_extended_lookup(tm: TableMap) -> bool:
     # UUID/INET6 are BINARY(16), INET4 is BINARY(4) in the binlog: only these need the dictionary.
-    return any(c.type_code == FieldType.STRING and c.collation == 63 and c.meta in (4, 16)
-               for c in tm.columns)
+    return any(
+        c.type_code == FieldType.STRING and c.collation == 63 and c.meta in (4, 16) for c in tm.columns
+    )
 
 
 class StreamDecoder:
-    def __init__(self, charset_of: CharsetOf, *, table_filter: TableFilter | None = None,
-                 options: DecoderOptions | None = None, extended_types_of: ExtendedTypesOf | None = None,
-                 resume: RestartPoint | None = None) -> None:
+    def __init__(
+        self,
+        charset_of: CharsetOf,
+        *,
+        table_filter: TableFilter | None = None,
+        options: DecoderOptions | None = None,
+        extended_types_of: ExtendedTypesOf | None = None,
+        resume: RestartPoint | None = None,
+    ) -> None:
         self._charset_of = charset_of
         self._filter = table_filter or TableFilter()
         self._options = options or DecoderOptions()
@@ -103,8 +110,10 @@ class StreamDecoder:
         if not self._filter.accepts(tm.db, tm.table):
             return _Table(None, None, _key_getter(()))
         if not tm.has_names:
-            raise TerminalError(f"{tm.db}.{tm.table}: TABLE_MAP has no column names; the server must run "
-                                "with binlog_row_metadata=FULL")
+            raise TerminalError(
+                f"{tm.db}.{tm.table}: TABLE_MAP has no column names; the server must run "
+                "with binlog_row_metadata=FULL"
+            )
         extended: tuple[tuple[str, str], ...] = ()
         if self._extended_types_of is not None and _needs_extended_lookup(tm):
             extended = self._extended_types_of(tm.db, tm.table)
@@ -217,9 +226,11 @@ class StreamDecoder:
                     # starts at or after it, whatever its GTID.
                     mismatch = resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset
                     if resume.skip_rows and mismatch:
-                        raise TerminalError(f"resume expected transaction {resume.transaction.gtid} at "
-                                            f"{resume.transaction.file}:{resume.transaction.offset}, the "
-                                            f"server sent {gtid} at {tx_pos.file}:{tx_pos.offset}")
+                        raise TerminalError(
+                            f"resume expected transaction {resume.transaction.gtid} at "
+                            f"{resume.transaction.file}:{resume.transaction.offset}, the "
+                            f"server sent {gtid} at {tx_pos.file}:{tx_pos.offset}"
+                        )
                     skip = resume.skip_rows
                     resume = self._resume = None
             elif type_code == EventType.XID:
@@ -247,8 +258,9 @@ class StreamDecoder:
                         continue
                     last = tx_pos.at_row(row)
                     row += 1
-                    yield self._statement_record(stmt.kind, stmt.table, stmt.renamed_to, query, last, ts_ms,
-                                                 tx_id)
+                    yield self._statement_record(
+                        stmt.kind, stmt.table, stmt.renamed_to, query, last, ts_ms, tx_id
+                    )
                 if standalone:
                     if last is not None:
                         yield TransactionEnd(tx_id, last, row, ts_ms)
@@ -260,8 +272,16 @@ class StreamDecoder:
                 raise TerminalError("compressed binlog events (log_bin_compress=ON) are not supported")
             # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, HEARTBEAT, ANNOTATE_ROWS: nothing to emit
 
-    def _statement_record(self, kind: StatementKind, ref: TableRef, renamed_to: TableRef | None, query: str,
-                          position: Position, ts_ms: int, tx_id: str) -> SourceRecord:
+    def _statement_record(
+        self,
+        kind: StatementKind,
+        ref: TableRef,
+        renamed_to: TableRef | None,
+        query: str,
+        position: Position,
+        ts_ms: int,
+        tx_id: str,
+    ) -> SourceRecord:
         if kind is StatementKind.TRUNCATE:
             schema = self._schema_for(ref)
             return ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, tx_id)

@@ -13,19 +13,52 @@ from cdc.sources.mariadb.binlog_format import FieldType, read_lenenc
 
 __all__ = ["ColumnSpec", "TableMap", "parse_table_map"]
 
-_NUMERIC = frozenset({
-    FieldType.TINY, FieldType.SHORT, FieldType.INT24, FieldType.LONG, FieldType.LONGLONG,
-    FieldType.NEWDECIMAL, FieldType.FLOAT, FieldType.DOUBLE, FieldType.YEAR,
-})
+_NUMERIC = frozenset(
+    {
+        FieldType.TINY,
+        FieldType.SHORT,
+        FieldType.INT24,
+        FieldType.LONG,
+        FieldType.LONGLONG,
+        FieldType.NEWDECIMAL,
+        FieldType.FLOAT,
+        FieldType.DOUBLE,
+        FieldType.YEAR,
+    }
+)
 # GEOMETRY carries a charset entry on MariaDB (its Field is a blob underneath).
-_CHARACTER = frozenset({FieldType.STRING, FieldType.VAR_STRING, FieldType.VARCHAR, FieldType.BLOB,
-                        FieldType.GEOMETRY})
+_CHARACTER = frozenset(
+    {FieldType.STRING, FieldType.VAR_STRING, FieldType.VARCHAR, FieldType.BLOB, FieldType.GEOMETRY}
+)
 _ENUM_OR_SET = frozenset({FieldType.ENUM, FieldType.SET})
-_META_1 = frozenset({FieldType.FLOAT, FieldType.DOUBLE, FieldType.BLOB, FieldType.GEOMETRY, FieldType.JSON,
-                     FieldType.TIMESTAMP2, FieldType.DATETIME2, FieldType.TIME2, FieldType.TINY_BLOB,
-                     FieldType.MEDIUM_BLOB, FieldType.LONG_BLOB, FieldType.BLOB_COMPRESSED})
-_META_2 = frozenset({FieldType.VARCHAR, FieldType.VAR_STRING, FieldType.BIT, FieldType.NEWDECIMAL,
-                     FieldType.STRING, FieldType.ENUM, FieldType.SET, FieldType.VARCHAR_COMPRESSED})
+_META_1 = frozenset(
+    {
+        FieldType.FLOAT,
+        FieldType.DOUBLE,
+        FieldType.BLOB,
+        FieldType.GEOMETRY,
+        FieldType.JSON,
+        FieldType.TIMESTAMP2,
+        FieldType.DATETIME2,
+        FieldType.TIME2,
+        FieldType.TINY_BLOB,
+        FieldType.MEDIUM_BLOB,
+        FieldType.LONG_BLOB,
+        FieldType.BLOB_COMPRESSED,
+    }
+)
+_META_2 = frozenset(
+    {
+        FieldType.VARCHAR,
+        FieldType.VAR_STRING,
+        FieldType.BIT,
+        FieldType.NEWDECIMAL,
+        FieldType.STRING,
+        FieldType.ENUM,
+        FieldType.SET,
+        FieldType.VARCHAR_COMPRESSED,
+    }
+)
 
 # Optional metadata TLV types (sql/log_event.h, enum_optional_metadata_field_type).
 _SIGNEDNESS = 1
@@ -174,8 +207,9 @@ def _parse(body: bytes, table_id_size: int) -> TableMap:
         elif kind in (_DEFAULT_CHARSET, _COLUMN_CHARSET):
             charsets = _charsets(_read_ints(body, pos, end), kind == _DEFAULT_CHARSET, n_char)
         elif kind in (_ENUM_AND_SET_DEFAULT_CHARSET, _ENUM_AND_SET_COLUMN_CHARSET):
-            enumset_charsets = _charsets(_read_ints(body, pos, end), kind == _ENUM_AND_SET_DEFAULT_CHARSET,
-                                         n_enumset)
+            enumset_charsets = _charsets(
+                _read_ints(body, pos, end), kind == _ENUM_AND_SET_DEFAULT_CHARSET, n_enumset
+            )
         elif kind == _COLUMN_NAME:
             names = _read_str_list(body, pos, end)
         elif kind == _ENUM_STR_VALUE:

@@ -66,8 +66,9 @@ def _column(spec: ColumnSpec, binary: bool, extended: str | None) -> Column:
     return col(f"binlog type {t}", ArrowKind.BINARY)  # the row decoder rejects it first
 
 
-def table_schema(tm: TableMap, binary_collation: int = 63,
-                 extended_types: tuple[tuple[str, str], ...] = ()) -> TableSchema:
+def table_schema(
+    tm: TableMap, binary_collation: int = 63, extended_types: tuple[tuple[str, str], ...] = ()
+) -> TableSchema:
     """The TableSchema of a TABLE_MAP; char lengths are not in the binlog, so text types carry none."""
     ext = dict(extended_types)
     columns = tuple(_column(c, c.collation == binary_collation, ext.get(c.name)) for c in tm.columns)
