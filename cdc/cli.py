@@ -152,6 +152,9 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
             return sinks
         return [open_sink(sink, config.name) for sink in config.sinks]
 
+    from cdc.daemon.maintenance_schedule import start_maintenance
+
+    start_maintenance(config.sinks, config.name)
     batch = config.batch
     daemon = EmbeddedDaemon(
         open_sinks,
@@ -212,6 +215,10 @@ def sink(config_path: Path, until_caught_up: bool, instance_id: str) -> None:
             return sinks
         return [open_sink(s, config.name) for s in config.sinks]
 
+    from cdc.daemon.maintenance_schedule import start_maintenance
+
+    if not until_caught_up:
+        start_maintenance(config.sinks, config.name)
     batch = config.batch
     runner = SinkRunner(
         open_sinks,
@@ -306,6 +313,39 @@ def history(config_path: Path, table: str, at: str, fmt: str, limit: int | None)
     else:
         for row in rows.to_pylist():
             click.echo(json.dumps(row, default=_json_value, ensure_ascii=False))
+
+
+@main.command()
+@CONFIG_OPTION
+def maintain(config_path: Path) -> None:
+    """Iceberg upkeep: rewrite small files of closed days into larger ones, expire old snapshots.
+
+    Safe while the daemon runs (a commit that loses a race is retried or reported). Also runs inside
+    the daemon every `maintenance_interval_hours`.
+    """
+    config = load_or_exit(config_path)
+    from sinks.iceberg import maintain as run_maintain
+
+    found = [s for s in config.sinks if isinstance(s, IcebergSinkConfig)]
+    if not found:
+        click.echo("error: the config has no `type: iceberg` sink", err=True)
+        sys.exit(2)
+    for sink_config in found:
+        try:
+            report = run_maintain(sink_config, config.name)
+        except HeadwaterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"{sink_config.namespace}: {len(report.tables)} tables")
+        for t in report.tables:
+            days = ", ".join(t.partitions_rewritten) or "none"
+            click.echo(
+                f"  {t.identifier}: files {t.files_before} -> {t.files_after}, snapshots "
+                f"{t.snapshots_before} -> {t.snapshots_after}, days rewritten: {days} "
+                f"({t.rows_rewritten} rows)"
+            )
+            for failure in t.failed:
+                click.echo(f"    skipped: {failure}")
 
 
 def _json_value(value: object) -> object:

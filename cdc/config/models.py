@@ -140,6 +140,8 @@ class IcebergSinkConfig(_Model):
     # `cdc maintain`: expire snapshots older than this many days, always keeping the last few
     maintenance_older_than_days: Annotated[float, Field(gt=0)] = 7.0
     maintenance_retain_last: Annotated[int, Field(ge=1)] = 5
+    # the daemon (`cdc run` in embedded mode, `cdc sink`) runs maintenance this often; 0 = only `cdc maintain`
+    maintenance_interval_hours: Annotated[float, Field(ge=0)] = 24.0
 
     @field_validator("catalog")
     @classmethod

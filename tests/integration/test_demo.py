@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -29,3 +30,18 @@ def test_demo_runs_the_embedded_default_end_to_end(
     assert (tmp_path / "state" / "serving.db").exists()
     assert (tmp_path / "state" / "warehouse").is_dir()
     assert stack.mariadb.password not in out and stack.mariadb.root_password not in out
+
+    # the same config, by the commands a user would type next
+    env = {"CDC_SOURCE_PASSWORD": stack.mariadb.password}
+    config = ["-c", "configs/embedded.yaml"]
+    now = dt.datetime.now(dt.UTC).isoformat()
+    result = CliRunner().invoke(
+        main, ["history", *config, "wikidb.page", "--at", now, "--format", "jsonl"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("page_title") >= 1
+    result = CliRunner().invoke(main, ["maintain", *config], env=env)
+    assert result.exit_code == 0, result.output
+    assert "page__history" in result.output
+    result = CliRunner().invoke(main, ["history", *config, "wikidb.nope", "--at", now], env=env)
+    assert result.exit_code == 2

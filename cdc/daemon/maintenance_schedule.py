@@ -1,0 +1,58 @@
+"""Iceberg upkeep on a schedule inside the daemon (APScheduler), besides `cdc maintain` on demand.
+
+Maintenance commits to the same tables the sink appends to: when both race, Iceberg's optimistic
+concurrency lets one win; a losing sink commit is retried from its applied position (nothing lost),
+a losing maintenance step is reported and tried again at the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from cdc.config.models import IcebergSinkConfig, SinkConfig
+
+log = logging.getLogger("cdc.maintain")
+
+
+def run_maintenance(config: IcebergSinkConfig, pipeline: str) -> None:
+    from sinks.iceberg import maintain
+
+    try:
+        report = maintain(config, pipeline)
+    except Exception:  # the next scheduled run tries again; the daemon goes on
+        log.exception("iceberg maintenance of %s failed", config.namespace)
+        return
+    failed = [f for t in report.tables for f in t.failed]
+    log.info(
+        "iceberg maintenance of %s: %d tables, files %d -> %d, %d snapshots expired%s",
+        config.namespace,
+        len(report.tables),
+        report.files_before,
+        report.files_after,
+        report.snapshots_expired,
+        f"; skipped (a concurrent commit won): {failed}" if failed else "",
+    )
+
+
+def start_maintenance(sinks: Sequence[SinkConfig], pipeline: str) -> BackgroundScheduler | None:
+    """Schedule maintenance for every Iceberg sink whose ``maintenance_interval_hours`` is set."""
+    jobs = [s for s in sinks if isinstance(s, IcebergSinkConfig) and s.maintenance_interval_hours > 0]
+    if not jobs:
+        return None
+    scheduler = BackgroundScheduler(daemon=True)
+    for sink in jobs:
+        scheduler.add_job(
+            run_maintenance,
+            "interval",
+            hours=sink.maintenance_interval_hours,
+            args=(sink, pipeline),
+            id=f"maintain-{sink.namespace}",
+            max_instances=1,
+            coalesce=True,
+        )
+        log.info("iceberg maintenance of %s every %gh", sink.namespace, sink.maintenance_interval_hours)
+    scheduler.start()
+    return scheduler
