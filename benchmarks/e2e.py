@@ -11,6 +11,7 @@ time (the 20 ms poll adds up to 20 ms). The daemons' peak RSS is their ``VmHWM``
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def run(
         )
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-e2e-"))
     config = tmp / "pipeline.yaml"
-    config.write_text(_config(stack, name, name, tmp / "state", 7600 + os.getpid() % 300))
+    config.write_text(_config(stack, name, name, tmp / "state", random.randrange(100_000_000, 2_100_000_000)))
     env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password}
     capture = _cdc("run", config, env, tmp / "run.log")
     sink = _cdc("sink", config, env, tmp / "sink.log")

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,8 @@ class Runner:
         self.size = size
         self.profiles = out / "profiles"
         self.run_id = uuid.uuid4().hex[:8]
-        self.server_id = 7000 + int(self.run_id[:4], 16) % 500
+        # replica ids must be unique on the server: other test runs connect too
+        self.server_id = 100_000_000 + random.randrange(2_000_000_000)
         self.core = max(os.sched_getaffinity(0))
         m = stack.mariadb
         self.server = Server(m.host, m.port, m.user, m.password, m.root_user, m.root_password, m.server_id)
@@ -191,9 +193,14 @@ class Runner:
                     "sink_embedded",
                     {"range": asdict(r), "pipeline": f"prof{self.run_id}", "place": prof,
                      "server_id": self._next_server_id()},
-                    profile=f"apply_{target}",
+                    profile=f"apply_{target}_embedded",
                 )  # fmt: skip
                 entry["profiles"] = profiled.get("profiles", [])
+                prof = self._place(target, f"{target[:2]}_kprof", tmp)
+                profiled = self.child(
+                    "sink_kafka", {"pipeline": pipeline, "place": prof}, profile=f"apply_{target}_kafka"
+                )
+                entry["profiles"] += profiled.get("profiles", [])
             out[target] = entry
             print(
                 f"[bench] sink {target}: embedded {entry['embedded']['rows_per_s']:,.0f}, kafka"
