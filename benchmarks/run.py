@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -76,6 +77,20 @@ class Runner:
         m = stack.mariadb
         self.server = Server(m.host, m.port, m.user, m.password, m.root_user, m.root_password, m.server_id)
         self.cleanup: list[tuple[str, str]] = []
+        self.ranges: dict[str, Range] = {}
+        self.generation_s: dict[str, float] = {}
+        self.retries: list[str] = []
+        self.generators: dict[str, Callable[[], Range]] = {}
+
+    def start(self, workload: Workload) -> None:
+        size = self.size
+        self.generators = {
+            "bulk": partial(workload.bulk, size.bulk),
+            "single": partial(workload.single, size.single),
+            "txn_small": partial(workload.transaction, size.txn_small),
+            "txn_large": partial(workload.transaction, size.txn_large),
+            "sinks": partial(workload.bulk, size.sink),
+        }
 
     def _next_server_id(self) -> int:
         self.server_id += 1
@@ -100,7 +115,7 @@ class Runner:
         args = {"range": asdict(r), "pipeline": pipeline, "server_id": self._next_server_id()}
         return self.child("capture", args, profile)
 
-    def capture_section(self, ranges: dict[str, Range]) -> dict[str, Any]:
+    def capture_section(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         with pymysql.connect(
             host=self.server.host, port=self.server.port, user=self.server.root_user,
@@ -111,27 +126,59 @@ class Runner:
             )
             charsets = {int(i): str(n) for i, n in cur.fetchall()}
         for key in ("bulk", "single"):
-            r = ranges[key]
-            entry: dict[str, Any] = {"range": asdict(r)}
-            entry["headwater"] = self.capture(r, f"bench{self.run_id}{key}")
-            entry["mariadb_binlog"] = _timed(
-                partial(decode_bench.bench_mariadb_binlog, self.server, r), r.rows
+            out[key] = self.with_range(key, partial(self._capture_entry, key, charsets))
+            print(
+                f"[bench] capture {key}: {out[key]['headwater']['rows_per_s']:,.0f} rows/s", file=sys.stderr
             )
-            entry["library"] = self._pinned(partial(decode_bench.bench_library, self.server, r), r.rows)
-            entry["reader_only"] = self._pinned(
-                partial(decode_bench.bench_ours_server, self.server, r), r.rows
-            )
-            events = decode_bench.raw_events(self.server, r)
-            entry["decode_only"] = self._pinned(
-                partial(decode_bench.bench_ours_memory, events, charsets), r.rows
-            )
-            del events
-            if self.size.profile and key == "bulk":
-                profiled = self.capture(r, f"bench{self.run_id}{key}p", profile="capture_bulk")
-                entry["profiles"] = profiled.get("profiles", [])
-            out[key] = entry
-            print(f"[bench] capture {key}: {entry['headwater']['rows_per_s']:,.0f} rows/s", file=sys.stderr)
         return out
+
+    def _capture_entry(self, key: str, charsets: dict[int, str], r: Range) -> dict[str, Any]:
+        entry: dict[str, Any] = {"range": asdict(r)}
+        entry["headwater"] = self.capture(r, f"bench{self.run_id}{key}{r.start}")
+        entry["mariadb_binlog"] = _timed(partial(decode_bench.bench_mariadb_binlog, self.server, r), r.rows)
+        entry["library"] = self._pinned(partial(decode_bench.bench_library, self.server, r), r.rows)
+        entry["reader_only"] = self._pinned(partial(decode_bench.bench_ours_server, self.server, r), r.rows)
+        events = decode_bench.raw_events(self.server, r)
+        entry["decode_only"] = self._pinned(partial(decode_bench.bench_ours_memory, events, charsets), r.rows)
+        del events
+        if self.size.profile and key == "bulk":
+            profiled = self.capture(r, f"bench{self.run_id}{key}p{r.start}", profile="capture_bulk")
+            entry["profiles"] = profiled.get("profiles", [])
+        return entry
+
+    def range(self, key: str) -> Range:
+        """The workload range ``key``, written now if it is not yet (or no longer) in the binlog."""
+        if key not in self.ranges:
+            started = time.perf_counter()
+            self.ranges[key] = self.generators[key]()
+            self.generation_s[key] = self.generation_s.get(key, 0.0) + time.perf_counter() - started
+        return self.ranges[key]
+
+    def with_range(self, key: str, measure: Any) -> Any:
+        """``measure(range)``; if the range's binlog file was purged meanwhile (other test runs on the
+        shared server purge binlogs), the range is written again and measured again."""
+        for attempt in range(3):
+            r = self.range(key)
+            try:
+                return measure(r)
+            except Exception as exc:
+                if attempt == 2 or self._binlog_exists(r.file):
+                    raise
+                print(
+                    f"[bench] {r.file} was purged during {key} ({exc!s:.80}); writing it again",
+                    file=sys.stderr,
+                )
+                self.retries.append(f"{key}: {r.file} purged")
+                del self.ranges[key]
+        raise AssertionError("unreachable")
+
+    def _binlog_exists(self, file: str) -> bool:
+        m = self.stack.mariadb
+        with pymysql.connect(
+            host=m.host, port=m.port, user=m.root_user, password=m.root_password
+        ) as conn, conn.cursor() as cur:  # fmt: skip
+            cur.execute("SHOW BINARY LOGS")
+            return any(row[0] == file for row in cur.fetchall())
 
     def _pinned(self, fn: Any, rows: int) -> dict[str, Any]:
         before = os.sched_getaffinity(0)
@@ -141,13 +188,15 @@ class Runner:
         finally:
             os.sched_setaffinity(0, before)
 
-    def memory_section(self, ranges: dict[str, Range]) -> dict[str, Any]:
+    def _capture_once(self, key: str, r: Range) -> dict[str, Any]:
+        return self.capture(r, f"bench{self.run_id}{key}{r.start}")
+
+    def memory_section(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in ("txn_small", "txn_large"):
-            r = ranges[key]
-            result = self.capture(r, f"bench{self.run_id}{key}")
+            result = self.with_range(key, partial(self._capture_once, key))
             out[key] = {
-                "rows": r.rows,
+                "rows": result["rows"],
                 "peak_rss_mb": result["peak_rss_mb"],
                 "rows_per_s": result["rows_per_s"],
             }
@@ -164,43 +213,12 @@ class Runner:
             self.cleanup.append((target, name))
         return {"target": target, "name": name, "directory": str(directory)}
 
-    def sinks_section(self, r: Range, tmp: Path) -> dict[str, Any]:
+    def sinks_section(self, tmp: Path) -> dict[str, Any]:
         pipeline = f"bench{self.run_id}sinks"
-        out: dict[str, Any] = {"range": asdict(r), "capture": self.capture(r, pipeline)}
+        out: dict[str, Any] = {"capture": self.with_range("sinks", partial(self.capture, pipeline=pipeline))}
+        out["range"] = asdict(self.range("sinks"))
         for target in TARGETS:
-            entry: dict[str, Any] = {}
-            emb = self._place(target, f"{target[:2]}_emb", tmp)
-            args = {"range": asdict(r), "pipeline": f"emb{self.run_id}", "place": emb}
-            entry["embedded"] = self.child("sink_embedded", {**args, "server_id": self._next_server_id()})
-            kafka = self._place(target, f"{target[:2]}_kafka", tmp)
-            entry["kafka"] = self.child("sink_kafka", {"pipeline": pipeline, "place": kafka})
-            ref = self._place(target, f"{target[:2]}_ref", tmp)
-            sink_name = emb["directory"] if target in ("sqlite", "iceberg") else emb["name"]
-            if target == "iceberg":
-                ref = {**ref, "name": emb["name"]}
-            entry["reference"] = self.child(
-                "reference",
-                {
-                    "range": asdict(r),
-                    "place": ref,
-                    "sink_name": sink_name,
-                    "server_id": self._next_server_id(),
-                },
-            )
-            if self.size.profile and target in ("postgresql", "iceberg"):
-                prof = self._place(target, f"{target[:2]}_prof", tmp)
-                profiled = self.child(
-                    "sink_embedded",
-                    {"range": asdict(r), "pipeline": f"prof{self.run_id}", "place": prof,
-                     "server_id": self._next_server_id()},
-                    profile=f"apply_{target}_embedded",
-                )  # fmt: skip
-                entry["profiles"] = profiled.get("profiles", [])
-                prof = self._place(target, f"{target[:2]}_kprof", tmp)
-                profiled = self.child(
-                    "sink_kafka", {"pipeline": pipeline, "place": prof}, profile=f"apply_{target}_kafka"
-                )
-                entry["profiles"] += profiled.get("profiles", [])
+            entry = self.with_range("sinks", partial(self._sink_entry, target, pipeline, tmp))
             out[target] = entry
             print(
                 f"[bench] sink {target}: embedded {entry['embedded']['rows_per_s']:,.0f}, kafka"
@@ -209,6 +227,38 @@ class Runner:
                 file=sys.stderr,
             )
         return out
+
+    def _sink_entry(self, target: str, pipeline: str, tmp: Path, r: Range) -> dict[str, Any]:
+        """Embedded apply of the range, apply of the captured topics, and the target's plain bulk load."""
+        entry: dict[str, Any] = {}
+        emb = self._place(target, f"{target[:2]}_emb", tmp)
+        args = {"range": asdict(r), "pipeline": f"emb{self.run_id}", "place": emb}
+        entry["embedded"] = self.child("sink_embedded", {**args, "server_id": self._next_server_id()})
+        kafka = self._place(target, f"{target[:2]}_kafka", tmp)
+        entry["kafka"] = self.child("sink_kafka", {"pipeline": pipeline, "place": kafka})
+        ref = self._place(target, f"{target[:2]}_ref", tmp)
+        sink_name = emb["directory"] if target in ("sqlite", "iceberg") else emb["name"]
+        if target == "iceberg":
+            ref = {**ref, "name": emb["name"]}
+        entry["reference"] = self.child(
+            "reference",
+            {"range": asdict(r), "place": ref, "sink_name": sink_name, "server_id": self._next_server_id()},
+        )
+        if self.size.profile and target in ("postgresql", "iceberg"):
+            prof = self._place(target, f"{target[:2]}_prof", tmp)
+            profiled = self.child(
+                "sink_embedded",
+                {"range": asdict(r), "pipeline": f"prof{self.run_id}", "place": prof,
+                 "server_id": self._next_server_id()},
+                profile=f"apply_{target}_embedded",
+            )  # fmt: skip
+            entry["profiles"] = profiled.get("profiles", [])
+            prof = self._place(target, f"{target[:2]}_kprof", tmp)
+            profiled = self.child(
+                "sink_kafka", {"pipeline": pipeline, "place": prof}, profile=f"apply_{target}_kafka"
+            )
+            entry["profiles"] += profiled.get("profiles", [])
+        return entry
 
     def drop_places(self) -> None:
         pg = sa.create_engine(self.stack.postgres.sqlalchemy_url())
@@ -268,30 +318,23 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(stack, args.out, size)
     started = time.time()
     result: dict[str, Any] = {"size": args.size, "sizes": asdict(size), "machine": machine()}
-    print(f"[bench] size {args.size}: generating the workload", file=sys.stderr)
-    workload = Workload.create(runner.server)
-    t0 = time.perf_counter()
-    ranges = {
-        "bulk": workload.bulk(size.bulk),
-        "single": workload.single(size.single),
-        "txn_small": workload.transaction(size.txn_small),
-        "txn_large": workload.transaction(size.txn_large),
-        "sinks": workload.bulk(size.sink),
-    }
-    result["workload"] = {
-        "seconds": time.perf_counter() - t0,
-        "ranges": {k: asdict(r) for k, r in ranges.items()},
-    }
+    print(f"[bench] size {args.size}: writing the workload as each part needs it", file=sys.stderr)
+    runner.start(Workload.create(runner.server))
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-"))
     try:
-        result["capture"] = runner.capture_section(ranges)
-        result["memory"] = runner.memory_section(ranges)
-        result["sinks"] = runner.sinks_section(ranges["sinks"], tmp)
+        result["capture"] = runner.capture_section()
+        result["memory"] = runner.memory_section()
+        result["sinks"] = runner.sinks_section(tmp)
         print("[bench] end to end", file=sys.stderr)
         result["e2e"] = e2e.run(stack, E2E_RATE, size.e2e_seconds, list(size.steps), size.step_seconds)
     finally:
         runner.drop_places()
         shutil.rmtree(tmp, ignore_errors=True)
+    result["workload"] = {
+        "generation_seconds": runner.generation_s,
+        "ranges": {k: asdict(r) for k, r in runner.ranges.items()},
+        "regenerated_after_purge": runner.retries,
+    }
     result["seconds"] = time.time() - started
     result["targets"] = targets(result)
     (args.out / "latest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
