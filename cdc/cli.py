@@ -6,7 +6,6 @@ Exit codes follow DESIGN.md: 0 success, 1 a finding (drift), 2 an error (bad con
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,14 +171,7 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
     is_flag=True,
     help="Exit 0 once every assigned partition has been read to its end and applied.",
 )
-@click.option(
-    "--instance-id",
-    default=lambda: socket.gethostname(),
-    show_default="the host name",
-    help="This process's static member id in the consumer group; give each `cdc sink` process "
-    "of a pipeline its own (a second process with the same id is fenced).",
-)
-def sink(config_path: Path, until_caught_up: bool, instance_id: str) -> None:
+def sink(config_path: Path, until_caught_up: bool) -> None:
     """Consume the pipeline's Kafka topics into its sinks (a consumer group: run several to share).
 
     read_committed, so only what `cdc run` committed is seen; each sink stores the consumed offsets
@@ -222,7 +214,7 @@ def sink(config_path: Path, until_caught_up: bool, instance_id: str) -> None:
     batch = config.batch
     runner = SinkRunner(
         open_sinks,
-        lambda offsets: KafkaChangeReader(stream, config.name, offsets, instance_id=instance_id),
+        lambda offsets: KafkaChangeReader(stream, config.name, offsets),
         SinkRunnerOptions(until_caught_up, batch.max_events, batch.max_ms, batch.idle_flush_seconds),
     )
     sys.exit(runner.run())

@@ -122,8 +122,14 @@ class SinkRunner:
                     return
                 if opts.until_caught_up and not pending:
                     if reader.assigned and reader.assigned <= reader.at_end and not barrier.blocked:
-                        log.info("caught up with the stream: %d changes applied", self.applied_events)
-                        return
+                        # A topic created since the group last balanced is not assigned yet: wait for
+                        # the rebalance, unless the assignment has been stable long enough that the
+                        # rest must belong to another `cdc sink` process of the group.
+                        missing = reader.table_partitions() - reader.assigned
+                        stable = now - reader.assignment_changed > opts.assignment_wait_s
+                        if not missing or stable:
+                            log.info("caught up with the stream: %d changes applied", self.applied_events)
+                            return
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return

@@ -109,7 +109,6 @@ class KafkaChangeReader:
         pipeline: str,
         initial_offsets: Callable[[list[str]], Mapping[str, int]],
         group_id: str | None = None,
-        instance_id: str | None = None,
     ) -> None:
         self._config = config
         self._pipeline = pipeline
@@ -117,23 +116,21 @@ class KafkaChangeReader:
         self._own = {self._names.schema, self._names.checkpoints, self._names.transactions}
         self._initial_offsets = initial_offsets
         self._group = group_id or f"headwater-{pipeline}-sink"
-        self._instance = instance_id
         self._schemas = _Schemas(config, pipeline)
         self._consumer: Consumer | None = None
         self.assigned: set[str] = set()
         self.at_end: set[str] = set()  # partitions whose end was reached since their last message
+        self.assignment_changed = time.monotonic()
 
     def start(self) -> None:
         settings = consumer_config(self._config, self._group)
         settings["partition.assignment.strategy"] = "cooperative-sticky"
         # a new table's topic is found within seconds, not librdkafka's default 5 minutes
         settings.setdefault("topic.metadata.refresh.interval.ms", 5000)
-        if self._instance:
-            # Static membership: a restarted process takes its partitions back at once instead of
-            # waiting for the killed one's session to time out; a second live process with the
-            # same id is fenced, like a zombie.
-            settings["group.instance.id"] = self._instance
-            settings.setdefault("session.timeout.ms", 15000)
+        # A killed process's partitions go back to the group after this long without heartbeats.
+        # (Static membership would hand them back at once, but a rejoining static member gets its
+        # cached assignment, which misses topics created since: new tables would go unconsumed.)
+        settings.setdefault("session.timeout.ms", 10000)
         consumer = Consumer(settings)
         pattern = "^" + re.escape(self._pipeline) + r"\..*"
         consumer.subscribe(
@@ -152,13 +149,31 @@ class KafkaChangeReader:
                 tp.offset = stored
             self.assigned.add(partition_name(tp.topic, tp.partition))
         log.info("assigned %d table partitions", len(mine))
+        self.assignment_changed = time.monotonic()
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment_changed = time.monotonic()
         for tp in partitions:
             self.assigned.discard(partition_name(tp.topic, tp.partition))
             self.at_end.discard(partition_name(tp.topic, tp.partition))
         consumer.incremental_unassign(partitions)
+
+    def table_partitions(self) -> set[str]:
+        """Every partition of the pipeline's table topics that exists now (whoever consumes it)."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        try:
+            topics = consumer.list_topics(timeout=self._config.request_timeout_ms / 1000).topics
+        except KafkaException as exc:
+            raise StreamUnavailable(f"no metadata from {self._config.bootstrap_servers}: {exc}") from exc
+        prefix = f"{self._pipeline}."
+        return {
+            partition_name(name, p)
+            for name, topic in topics.items()
+            if name.startswith(prefix) and name not in self._own
+            for p in topic.partitions
+        }
 
     def poll(self, max_messages: int, timeout_s: float) -> list[ConsumedChange]:
         consumer = self._consumer
