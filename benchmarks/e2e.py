@@ -39,6 +39,7 @@ class Clock:
 
     written: dict[int, float] = field(default_factory=dict)
     arrived_upto: int = 0
+    next_id: int = 1
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,7 +74,6 @@ def _writer(
     conn = pymysql.connect(
         host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
     )
-    next_id = clock.arrived_upto + 1
     try:
         with conn.cursor() as cur:
             for rate, seconds in plan:
@@ -91,7 +91,7 @@ def _writer(
                     stamp = (
                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
                     )
-                    ids = range(next_id, next_id + due)
+                    ids = range(clock.next_id, clock.next_id + due)
                     values = ",".join(
                         f"({i}, '{stamp}', UNHEX(SHA1({i})), {i % 100000}.{i % 10000:04d}, 'edit {i}')"
                         for i in ids
@@ -100,7 +100,7 @@ def _writer(
                         for i in ids:
                             clock.written[i] = now
                     cur.execute(f"INSERT INTO {DB}.edit VALUES {values}")
-                    next_id += due
+                    clock.next_id += due
                     sent += due
     finally:
         conn.close()
@@ -171,14 +171,15 @@ def run(
 
     try:
         # warm-up: the first row makes the sink create its table; wait until it is there
-        time.sleep(3.0)
-        _writer(stack, clock, [(100, 0.05)], stop)
+        # (a row written before `cdc run` took its starting position never arrives: write a few
+        # rows every 0.3 s until one does; the poller then counts the earlier ones as arrived)
         deadline = time.monotonic() + 90
-        while clock.written and time.monotonic() < deadline:
+        while not clock.arrived_upto and time.monotonic() < deadline:
             if capture.poll() is not None or sink.poll() is not None:
                 raise RuntimeError(f"a daemon exited early; logs in {tmp}")
-            time.sleep(0.1)
-        if clock.written:
+            _writer(stack, clock, [(200, 0.02)], stop)
+            time.sleep(0.3)
+        if not _drain(clock, 30):
             raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
         clock.latencies.clear()
         started = time.time()

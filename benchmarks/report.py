@@ -119,6 +119,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {mem['txn_large']['rows']:,} rows | {mem['txn_large']['peak_rss_mb']:,.0f} |"
         f" {mem['txn_large']['rows_per_s']:,.0f} |",
     ]
+    lines += ["", "Capture peak RSS against stream length (1000-row transactions):", ""]
+    for part in mem.get("by_stream_size", []):
+        lines.append(f"- {part['rows']:,} row changes: {part['peak_rss_mb']:,.0f} MiB")
     e2e = result["e2e"]
     rss = e2e.get("peak_rss_mb", {})
     lines += [
@@ -150,5 +153,9 @@ def markdown(result: dict[str, Any]) -> str:
         else:
             shown, wanted = f"{value:,.0f}", f"{goal:,.0f}"
         lines.append(f"| {item['what']} | {shown} | {wanted} | {_met(item)} |")
+    lines += [
+        "",
+        "Apply targets are judged on the Kafka path (`cdc sink`); the embedded rates are in the Sinks table.",
+    ]
     lines += ["", f"Run took {result['seconds']:.0f} s. Profiles: `profiles/*.txt` beside this file.", ""]
     return "\n".join(lines)

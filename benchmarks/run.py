@@ -325,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         result["capture"] = runner.capture_section()
         result["memory"] = runner.memory_section()
         result["sinks"] = runner.sinks_section(tmp)
+        result["memory"]["by_stream_size"] = [  # same 1000-row transactions, more of them
+            {"rows": part["rows"], "peak_rss_mb": part["peak_rss_mb"]}
+            for part in (result["sinks"]["capture"], result["capture"]["bulk"]["headwater"])
+        ]
         print("[bench] end to end", file=sys.stderr)
         result["e2e"] = e2e.run(stack, E2E_RATE, size.e2e_seconds, list(size.steps), size.step_seconds)
     finally:
