@@ -110,15 +110,27 @@ def verify_history(config: IcebergSinkConfig, workload: Workload) -> None:
     assert not extra, f"history has keys the workload never committed: {sorted(extra)[:5]}"
 
 
-def kill_repeatedly(daemon: Daemon, rng: random.Random, workload: Workload, big_after: int) -> None:
+def kill_repeatedly(
+    daemon: Daemon, rng: random.Random, workload: Workload, big_after: int, ready: str
+) -> int:
+    """Start the daemon and SIGKILL it, KILLS times; each kill comes at a random moment after the
+    process logged ``ready`` (it is writing to its sinks by then). Returns the kills that came while
+    the daemon was past that point."""
     big = threading.Thread(target=workload.big_transaction, args=(BIG,))
+    while_writing = 0
     for kill in range(KILLS):
+        seen = daemon.log.read_text().count(ready) if daemon.log.exists() else 0
         daemon.start()
-        time.sleep(rng.uniform(0.5, 3.0) if kill % 3 else rng.uniform(3.0, 8.0))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and daemon.log.read_text().count(ready) <= seen:
+            time.sleep(0.1)
+        while_writing += daemon.log.read_text().count(ready) > seen
+        time.sleep(rng.uniform(0.2, 3.0) if kill % 3 else rng.uniform(3.0, 8.0))
         daemon.kill()
         if kill == big_after:
             big.start()
     big.join()
+    return while_writing
 
 
 @pytest.fixture()
@@ -141,11 +153,12 @@ def test_sigkill_during_embedded_sink_writes(
     writer = threading.Thread(target=workload.run, args=(600,))
     writer.start()
     try:
-        kill_repeatedly(daemon, random.Random(workload.seed), workload, big_after=2)
+        kills = kill_repeatedly(daemon, random.Random(workload.seed), workload, 2, "applying")
     finally:
         workload.stop.set()
         writer.join()
     assert workload.error is None, workload.error
+    assert kills == KILLS
     daemon.catch_up()
     verify(config, workload)
 
@@ -162,13 +175,14 @@ def test_sigkill_during_kafka_sink_writes(
     writer = threading.Thread(target=workload.run, args=(600,))
     writer.start()
     try:
-        kill_repeatedly(sink, random.Random(workload.seed), workload, big_after=2)
+        kills = kill_repeatedly(sink, random.Random(workload.seed), workload, 2, "assigned")
     finally:
         workload.stop.set()
         writer.join()
     running.send_signal(signal.SIGTERM)
     assert running.wait(120) == 0, capture.log.read_text()[-3000:]
     assert workload.error is None, workload.error
+    assert kills == KILLS
     capture.catch_up()
     sink.catch_up()
     verify(config, workload)
