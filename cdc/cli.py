@@ -243,7 +243,15 @@ def status(config_path: Path, as_json: bool) -> None:
             click.echo(f"source      {st.source}: {_mask(st.source_error or 'unknown')}")
         if st.checkpoint is not None:
             click.echo(f"checkpoint  {st.checkpoint.restart}")
-            click.echo(f"            GTID {st.checkpoint.gtid}, committed at {st.checkpoint.committed_at}")
+            age = ""
+            if st.checkpoint.committed_at:
+                import datetime as dt
+
+                ago = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(st.checkpoint.committed_at)
+                age = f" ({ago.total_seconds():.0f}s ago)"
+            click.echo(
+                f"            GTID {st.checkpoint.gtid}, committed at {st.checkpoint.committed_at}{age}"
+            )
         else:
             click.echo(
                 f"checkpoint  none ({_mask(st.checkpoint_error or 'the daemon has not committed yet')})"
