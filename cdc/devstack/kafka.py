@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import subprocess
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from cdc.devstack.connections import KafkaConnection
-from cdc.devstack.process import DevStackError, find_binary, log_tail
+from cdc.devstack.process import DevStackError, find_binary, log_tail, run_logged
 from cdc.devstack.service import Service
 from cdc.devstack.settings import LOOPBACK, ServiceName, StackSettings
 
@@ -106,33 +105,26 @@ def resolve_kafka_jars(cache_dir: Path, version: str, log_file: Path) -> Path:
     pom.write_text(resources.files("cdc.devstack").joinpath("kafka-pom.xml").read_text())
     scratch = work / "libs.downloading"
     shutil.rmtree(scratch, ignore_errors=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        log.write(f"\n=== resolving org.apache.kafka:kafka_2.13:{version} with Maven\n".encode())
-        log.flush()
-        result = subprocess.run(
-            [
-                str(mvn),
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                f"-Dkafka.version={version}",
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={scratch}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            check=False,
-        )
-    if result.returncode != 0 or not any(scratch.glob(f"kafka_2.13-{version}.jar")):
-        raise DevStackError(
-            f"could not resolve Kafka {version} jars from Maven Central (mvn exit "
-            f"{result.returncode}); see {log_file}:\n{log_tail(log_file)}"
-        )
+    what = f"resolving org.apache.kafka:kafka_2.13:{version} and its dependencies with Maven"
+    run_logged(
+        [
+            str(mvn),
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={scratch}",
+        ],
+        log_file,
+        what,
+        cwd=work,
+    )
+    if not any(scratch.glob(f"kafka_2.13-{version}.jar")):
+        tail = log_tail(log_file)
+        raise DevStackError(f"{what}: kafka_2.13-{version}.jar did not arrive; see {log_file}:\n{tail}")
     (scratch / COMPLETE_MARKER).write_text(f"org.apache.kafka:kafka_2.13:{version}\n")
     shutil.rmtree(libs, ignore_errors=True)
     scratch.rename(libs)
@@ -189,27 +181,19 @@ class Kafka(Service):
     def _format_storage(self, java: Path) -> None:
         """What `kafka-storage.sh format -t <id> -c server.properties` does."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        with self.log_file.open("ab") as log:
-            result = subprocess.run(
-                [
-                    *self._java_prefix(java, heap="256m"),
-                    STORAGE_TOOL_CLASS,
-                    "format",
-                    "-t",
-                    self.cluster_id(),
-                    "-c",
-                    str(self.server_properties),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if result.returncode != 0:
-            raise DevStackError(
-                f"formatting the Kafka storage failed (exit {result.returncode}); see {self.log_file}:\n"
-                f"{log_tail(self.log_file)}"
-            )
+        run_logged(
+            [
+                *self._java_prefix(java, heap="256m"),
+                STORAGE_TOOL_CLASS,
+                "format",
+                "-t",
+                self.cluster_id(),
+                "-c",
+                str(self.server_properties),
+            ],
+            self.log_file,
+            "formatting the Kafka storage",
+        )
 
     def _java_prefix(self, java: Path, heap: str) -> list[str]:
         return [

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pymysql
 
 from cdc.devstack.connections import MariaDbConnection
-from cdc.devstack.process import DevStackError, find_binary, log_tail
+from cdc.devstack.process import find_binary, run_logged
 from cdc.devstack.service import Service
 from cdc.devstack.settings import (
     LOOPBACK,
@@ -134,27 +133,18 @@ class MariaDb(Service):
         # Into a scratch directory first: a half-initialized datadir must never look installed.
         scratch = self.home / "data.installing"
         shutil.rmtree(scratch, ignore_errors=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            result = subprocess.run(
-                [
-                    str(install),
-                    "--no-defaults",
-                    f"--datadir={scratch}",
-                    *self._user_args(),
-                    "--skip-test-db",
-                    "--auth-root-authentication-method=socket",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if result.returncode != 0:
-            raise DevStackError(
-                f"mariadb-install-db failed (exit {result.returncode}); see {self.log_file}:\n"
-                f"{log_tail(self.log_file)}"
-            )
+        run_logged(
+            [
+                str(install),
+                "--no-defaults",
+                f"--datadir={scratch}",
+                *self._user_args(),
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ],
+            self.log_file,
+            "mariadb-install-db",
+        )
         scratch.rename(self.data_dir)
 
     def argv(self) -> list[str]:

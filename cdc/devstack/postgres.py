@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.devstack.connections import PostgresConnection
-from cdc.devstack.process import DevStackError, cmdline_matches, find_binary, log_tail, pid_alive
+from cdc.devstack.process import DevStackError, cmdline_matches, find_binary, pid_alive, run_logged
 from cdc.devstack.service import Service
 from cdc.devstack.settings import (
     LOOPBACK,
@@ -116,37 +116,27 @@ class Postgres(Service):
         pwfile.chmod(0o600)
         self._chown(pwfile)
         user = self.run_as()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self.log_file.open("ab") as log:
-                result = subprocess.run(
-                    [
-                        str(initdb),
-                        "-D",
-                        str(scratch),
-                        "-U",
-                        POSTGRES_USER,
-                        f"--pwfile={pwfile}",
-                        "--auth-local=scram-sha-256",
-                        "--auth-host=scram-sha-256",
-                        "--encoding=UTF8",
-                        "--locale=C",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    user=user,
-                    group=pwd.getpwnam(user).pw_gid if user else None,
-                    extra_groups=[] if user else None,
-                    cwd=self.home,
-                    check=False,
-                )
+            run_logged(
+                [
+                    str(initdb),
+                    "-D",
+                    str(scratch),
+                    "-U",
+                    POSTGRES_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                self.log_file,
+                "initdb",
+                cwd=self.home,
+                user=user,
+            )
         finally:
             pwfile.unlink(missing_ok=True)
-        if result.returncode != 0:
-            raise DevStackError(
-                f"initdb failed (exit {result.returncode}); see {self.log_file}:\n{log_tail(self.log_file)}"
-            )
         scratch.rename(self.data_dir)
 
     def argv(self) -> list[str]:

@@ -292,3 +292,30 @@ def _group_members(pgid: int) -> list[int]:
             if os.getpgid(int(entry.name)) == pgid and pid_alive(int(entry.name)):
                 members.append(int(entry.name))
     return members
+
+
+def run_logged(
+    argv: list[str], log_file: Path, what: str, *, cwd: Path | None = None, user: str | None = None
+) -> None:
+    """Run a set-up command (install, format, download) with its output appended to ``log_file``;
+    a failure raises DevStackError naming ``what``, the exit code and the log's last lines."""
+    import pwd
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        log.write(f"\n=== {what}\n".encode())
+        log.flush()
+        result = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            user=user,
+            group=pwd.getpwnam(user).pw_gid if user else None,
+            extra_groups=[] if user else None,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = log_tail(log_file)
+        raise DevStackError(f"{what} failed (exit {result.returncode}); see {log_file}:\n{tail}")
