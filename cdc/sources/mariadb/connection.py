@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
+import pymysql.cursors
 
 from cdc.core.errors import BinlogPurged, SourceProtocolError, SourceUnavailable, TerminalError
 from cdc.sources.mariadb.dump_command import (
@@ -61,6 +62,28 @@ class DumpStart:
         return f"{self.file}:{self.offset}"
 
 
+def connect(
+    settings: ConnectionSettings, read_timeout: float | None = None
+) -> pymysql.Connection[pymysql.cursors.Cursor]:
+    """A plain (autocommit) connection to the source; wrong credentials are terminal, the rest transient."""
+    s = settings
+    try:
+        return pymysql.connect(
+            host=s.host,
+            port=s.port,
+            user=s.user,
+            password=s.password,
+            connect_timeout=s.connect_timeout_s,
+            read_timeout=read_timeout,
+            autocommit=True,
+        )
+    except pymysql.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        if code in (1045, 1044):
+            raise TerminalError(f"access denied for {s.user}@{s.host}:{s.port}") from exc
+        raise SourceUnavailable(f"cannot connect to {s.host}:{s.port}: {exc.args[-1]}") from exc
+
+
 class BinlogConnection:
     """One COM_BINLOG_DUMP session. Iterate :meth:`events` to get raw event bytes (header included,
     checksum removed)."""
@@ -91,25 +114,10 @@ class BinlogConnection:
             conn.close()
 
     def _connect_plain(self) -> Any:
-        s = self._settings
         # With heartbeats the server writes at least every heartbeat_s; silence for three periods means
         # a dead peer (surfaced as SourceUnavailable) rather than a read that blocks forever.
         read_timeout = self._heartbeat_s * 3 if self._heartbeat_s else None
-        try:
-            return pymysql.connect(
-                host=s.host,
-                port=s.port,
-                user=s.user,
-                password=s.password,
-                connect_timeout=s.connect_timeout_s,
-                read_timeout=read_timeout,
-                autocommit=True,
-            )
-        except pymysql.OperationalError as exc:
-            code = exc.args[0] if exc.args else 0
-            if code in (1045, 1044):
-                raise TerminalError(f"access denied for {s.user}@{s.host}:{s.port}") from exc
-            raise SourceUnavailable(f"cannot connect to {s.host}:{s.port}: {exc.args[-1]}") from exc
+        return connect(self._settings, read_timeout)
 
     def open(self, start: DumpStart) -> None:
         conn = self._connect_plain()

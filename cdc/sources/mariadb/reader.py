@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import pymysql
 import pymysql.cursors
 
-from cdc.core.errors import BinlogPurged, ConfigError, SourceUnavailable, TerminalError
+from cdc.core.errors import BinlogPurged, ConfigError, TerminalError
 from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint
-from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart
+from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, connect
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -80,18 +80,7 @@ class MariaDbBinlogReader:
         self.decoder: StreamDecoder | None = None
 
     def _control(self) -> pymysql.Connection[pymysql.cursors.Cursor]:
-        s = self._config.connection
-        try:
-            return pymysql.connect(
-                host=s.host,
-                port=s.port,
-                user=s.user,
-                password=s.password,
-                connect_timeout=s.connect_timeout_s,
-                autocommit=True,
-            )
-        except pymysql.OperationalError as exc:
-            raise SourceUnavailable(f"cannot connect to {s.host}:{s.port}: {exc.args[-1]}") from exc
+        return connect(self._config.connection)
 
     def _collations(self) -> dict[int, str]:
         with self._control() as conn, conn.cursor() as cur:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pymysql
-import pymysql.cursors
-
-from cdc.core.errors import SourceUnavailable, TerminalError
+from cdc.core.errors import TerminalError
 from cdc.core.positions import Gtid, Position, RestartPoint
-from cdc.sources.mariadb.connection import ConnectionSettings
+from cdc.sources.mariadb.connection import ConnectionSettings, connect
 from cdc.sources.mariadb.table_filter import TableFilter
 
 __all__ = ["ServerPosition", "bytes_behind", "captured_tables", "current_restart_point", "server_position"]
@@ -31,25 +28,8 @@ class ServerPosition:
         return (own or entries or [Gtid(self.domain_id, 0, 0)])[-1]
 
 
-def _connect(settings: ConnectionSettings) -> pymysql.Connection[pymysql.cursors.Cursor]:
-    try:
-        return pymysql.connect(
-            host=settings.host,
-            port=settings.port,
-            user=settings.user,
-            password=settings.password,
-            connect_timeout=settings.connect_timeout_s,
-            autocommit=True,
-        )
-    except pymysql.OperationalError as exc:
-        code = exc.args[0] if exc.args else 0
-        if code in (1044, 1045):
-            raise TerminalError(f"access denied for {settings.user}@{settings.host}:{settings.port}") from exc
-        raise SourceUnavailable(f"cannot connect to {settings.host}:{settings.port}: {exc.args[-1]}") from exc
-
-
 def server_position(settings: ConnectionSettings) -> ServerPosition:
-    with _connect(settings) as conn, conn.cursor() as cur:
+    with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("SHOW MASTER STATUS")
         row = cur.fetchone()
         if row is None:
@@ -74,7 +54,7 @@ def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
 
 def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | None:
     """Binlog bytes between (file, offset) and the server's end; None if that file is gone."""
-    with _connect(settings) as conn, conn.cursor() as cur:
+    with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
         logs = [(str(name), int(size)) for name, size, *_ in cur.fetchall()]
     names = [name for name, _ in logs]
@@ -91,7 +71,7 @@ def captured_tables(
 ) -> tuple[str, ...]:
     """The server's base tables that the include/exclude patterns select, as "db.table"."""
     table_filter = TableFilter(include, exclude)
-    with _connect(settings) as conn, conn.cursor() as cur:
+    with connect(settings) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
             "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
