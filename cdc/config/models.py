@@ -176,7 +176,7 @@ class BatchConfig(_Model):
     """Embedded mode: how the daemon groups changes into sink batches."""
 
     max_events: Annotated[int, Field(ge=1)] = 10_000
-    max_ms: Annotated[int, Field(ge=1)] = 500
+    max_ms: Annotated[int, Field(ge=1)] = 200
     # an idle source still gets buffered sink data (Iceberg) committed this often
     idle_flush_seconds: Annotated[float, Field(gt=0)] = 10.0
 

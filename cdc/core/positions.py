@@ -167,12 +167,54 @@ class Position:
         """Load a position written by :meth:`to_string`; refuses anything incomplete or malformed."""
         if not isinstance(text, str):
             raise PositionFormatError(f"a position is a string, got {type(text).__name__}")
+        fast = _parse_fixed_width(text)
+        if fast is not None:
+            return fast
         match = _POSITION_RE.match(text)
         if match is None:
             raise PositionFormatError(f"malformed MariaDB position: {text!r}")
         gtid = Gtid(int(match["domain"]), int(match["server"]), int(match["seq"]))
         file = f"{match['base']}.{int(match['file_seq']):06d}"
         return cls(gtid, file, int(match["offset"]), int(match["row"]))
+
+
+def _parse_fixed_width(text: str) -> Position | None:
+    """The hot path of :meth:`Position.parse` (every change consumed from Kafka carries one): the
+    fields sit at fixed offsets, so slicing replaces the regex and the file-name check. Returns None
+    for anything that is not exactly that shape; the regex path then decides (and names the error).
+    Measured: ~4x faster than the regex path on the consume side (benchmarks/results/profiles)."""
+    if (
+        len(text) < 82
+        or not text.startswith("mdb1:")
+        or text[15] != ":"
+        or text[26] != ":"
+        or text[37] != ":"
+        or text[48] != "-"
+        or text[59] != "-"
+        or text[80] != ":"
+    ):
+        return None
+    digits = (text[5:15], text[16:26], text[27:37], text[38:48], text[49:59], text[60:80])
+    if not all(d.isascii() and d.isdigit() for d in digits):
+        return None
+    base = text[81:]
+    if "/" in base or ":" in base or any(ch.isspace() for ch in base):
+        return None
+    file_seq, offset, row, domain, server, seq = (int(d) for d in digits)
+    if offset > _U32 or domain > _U32 or server > _U32 or seq > _U64:
+        return None
+    gtid = object.__new__(Gtid)
+    object.__setattr__(gtid, "domain", domain)
+    object.__setattr__(gtid, "server_id", server)
+    object.__setattr__(gtid, "seq", seq)
+    new = object.__new__(Position)
+    set_ = object.__setattr__
+    set_(new, "gtid", gtid)
+    set_(new, "file", f"{base}.{file_seq:06d}")
+    set_(new, "offset", offset)
+    set_(new, "row", row)
+    set_(new, "_key", (file_seq, offset, row, domain, server, seq, base))
+    return new
 
 
 @dataclass(frozen=True, slots=True)

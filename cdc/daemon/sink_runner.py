@@ -103,7 +103,9 @@ class SinkRunner:
                 dirty = True
 
         while True:
-            changes = reader.poll(opts.max_events, 0.2)
+            # never wait past a pending batch's deadline: at low rates that wait is the latency
+            wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if pending else 0.2
+            changes = reader.poll(opts.max_events, wait)
             if changes:
                 ready = barrier.admit(changes)
                 if ready and not pending:
