@@ -169,6 +169,75 @@ class EnvelopeEncoder:
         self, event: ChangeEvent, transaction: TransactionOrder | None = None, ts_ms: int | None = None
     ) -> tuple[bytes | None, bytes]:
         """(key bytes or None for a truncate, value bytes)."""
-        key = self.codec(event.schema).key(event)
-        value = dumps(self.value(event, transaction, ts_ms))
+        codec = self.codec(event.schema)
+        key = codec.key(event)
+        if transaction is not None:
+            value = dumps(self.value(event, transaction, ts_ms))
+        else:
+            value = self._value_bytes(codec, event, time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
         return (None if key is None else dumps(key)), value
+
+    # The hot path. Everything in ``source`` but the row index and the position is the same for every
+    # row of a transaction in one table version, so it is serialized once per (transaction, table
+    # version) and the value is spliced from bytes: no per-event envelope dict, and the position
+    # string is built from the transaction's cached prefix and suffix. Same JSON as :meth:`value`
+    # (a unit test decodes both and compares); measured 1.17x the dict path (benchmarks/envelope_bench.py).
+    _template_key: tuple[object, ...] | None = None
+    _template: tuple[bytes, str, str] = (b"", "", "")
+
+    def _value_bytes(self, codec: TableCodec, event: ChangeEvent, ts_ms: int) -> bytes:
+        position = event.position
+        file_seq, offset, row, domain, server, seq, base = position._key
+        op = event.op
+        key = (
+            file_seq,
+            offset,
+            domain,
+            server,
+            seq,
+            base,
+            codec.version,
+            op is Op.READ,
+            event.source_ts_ms,
+            event.transaction_id,
+        )
+        if key != self._template_key:
+            source = {
+                "version": ENVELOPE_VERSION,
+                "connector": CONNECTOR,
+                "name": self.pipeline,
+                "ts_ms": event.source_ts_ms,
+                "snapshot": "true" if op is Op.READ else "false",
+                "db": codec.db,
+                "table": codec.table,
+                "server_id": server,
+                "gtid": event.transaction_id,
+                "file": position.file,
+                "pos": offset,
+                "schema_version": codec.version,
+            }
+            prefix = position.to_string()
+            head = prefix[:27]  # "mdb1:<file_seq>:<offset>:" (fixed widths, see cdc.core.positions)
+            tail = prefix[37:]  # ":<gtid>:<base>"
+            self._template_key = key
+            self._template = (dumps(source)[:-1] + b',"row":', head, tail)
+        source_head, position_head, position_tail = self._template
+        before, after = event.before, event.after
+        return b"".join(
+            (
+                b'{"before":',
+                b"null" if before is None else dumps(codec.row(before)),
+                b',"after":',
+                b"null" if after is None else dumps(codec.row(after)),
+                b',"source":',
+                source_head,
+                str(row).encode(),
+                b',"position":"',
+                f"{position_head}{row:010d}{position_tail}".encode(),
+                b'"},"op":"',
+                op.value.encode(),
+                b'","ts_ms":',
+                str(ts_ms).encode(),
+                b',"transaction":null}',
+            )
+        )
