@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
-from cdc.core.errors import HeadwaterError
+from cdc.core.errors import HeadwaterError, SourceUnavailable
 from cdc.core.events import SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
 from cdc.daemon.pump import EndOfStream, ReaderPump
@@ -155,7 +155,7 @@ class CaptureDaemon:
 
         def commit() -> None:
             nonlocal open_txn, complete, events_since_commit
-            assert complete is not None
+            assert complete is not None and not mid_transaction, "commit inside a source transaction"
             writer.commit(complete)
             stats.commits += 1
             stats.last_committed = complete
@@ -166,7 +166,10 @@ class CaptureDaemon:
             chunk = pump.get(wait)
             stats.log_interval()
             if chunk is None:
-                if complete is not None and time.monotonic() >= deadline:
+                # Only at a transaction boundary: the open Kafka transaction also holds whatever was
+                # written of the source transaction in progress, and committing those rows with a
+                # checkpoint before them would write them twice after a restart.
+                if complete is not None and not mid_transaction and time.monotonic() >= deadline:
                     commit()
                 if self._stop.is_set() and not mid_transaction:
                     if complete is not None:
@@ -176,6 +179,8 @@ class CaptureDaemon:
             if isinstance(chunk, EndOfStream):
                 if chunk.error is not None:
                     raise chunk.error
+                if mid_transaction:  # the stream ended inside a transaction: redo it next time
+                    raise SourceUnavailable("the binlog stream ended inside a transaction")
                 if complete is not None:
                     commit()
                 log.info("caught up with the source")

@@ -18,6 +18,7 @@ from cdc.core.events import ChangeEvent, Op, SourceRecord, TransactionEnd
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.daemon.capture import CaptureDaemon, CaptureOptions
+from cdc.daemon.pump import CHUNK_RECORDS
 
 SCHEMA = TableSchema.build(
     TableRef("db", "t"), (Column("id", "int", ArrowType(ArrowKind.INT32), False),), ("id",)
@@ -186,3 +187,27 @@ def test_stop_finishes_the_open_transaction() -> None:
     committed = keys(broker.committed)
     assert committed and len(committed) % 2 == 0  # whole transactions only
     assert broker.checkpoint is not None
+
+
+class SlowMidTransactionSource(FakeSource):
+    """Stalls in the middle of each transaction (after the reader has handed over its first chunk),
+    longer than the flush interval."""
+
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        import time
+
+        for record in super().records(start):
+            # the first transaction ends before the flush is due; the second stalls half written
+            # (past its first chunk) until the flush deadline has passed
+            pos = record.position if isinstance(record, ChangeEvent) else None
+            if pos is not None and pos.gtid.seq == 2 and pos.row == CHUNK_RECORDS + 100:
+                time.sleep(0.3)
+            yield record
+
+
+def test_the_flush_timer_never_commits_inside_a_source_transaction() -> None:
+    broker = Broker()
+    source = SlowMidTransactionSource(transactions(3, 2 * CHUNK_RECORDS))
+    daemon = CaptureDaemon(lambda: FakeWriter(broker), lambda: source, CaptureOptions(flush_max_ms=100))
+    assert daemon.run() == 0  # FakeWriter.commit asserts the Kafka transaction ends at a TransactionEnd
+    assert keys(broker.committed) == list(range(3 * 2 * CHUNK_RECORDS))
