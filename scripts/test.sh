@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/setup.sh
+echo "== setup done in $(( $(date +%s) - start ))s"
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== lint and types"
@@ -13,7 +14,9 @@ ruff format --check cdc snapshotter reconciler sinks tests benchmarks
 mypy
 
 echo "== local stack"
+stack_start=$(date +%s)
 cdc dev up
+echo "== stack up in $(( $(date +%s) - stack_start ))s"
 if [ "${CI:-}" = "true" ]; then trap 'cdc dev down || true' EXIT; fi
 
 echo "== tests"
