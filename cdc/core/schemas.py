@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ArrowKind", "ArrowType", "Column", "TableRef", "TableSchema"]
+__all__ = ["INTEGER_RANGES", "ArrowKind", "ArrowType", "Column", "TableRef", "TableSchema"]
 
 
 class ArrowKind(enum.Enum):
@@ -34,6 +34,19 @@ class ArrowKind(enum.Enum):
     TIMESTAMP = "timestamp[us]"  # wall-clock, no zone (DATETIME)
     TIMESTAMP_UTC = "timestamp[us, tz=UTC]"  # an instant (TIMESTAMP)
     DURATION = "duration[us]"  # TIME, which may be negative or exceed 24h
+
+
+# The value range of each integer kind (what a column of that kind can hold).
+INTEGER_RANGES: dict[ArrowKind, tuple[int, int]] = {
+    ArrowKind.INT8: (-(2**7), 2**7 - 1),
+    ArrowKind.INT16: (-(2**15), 2**15 - 1),
+    ArrowKind.INT32: (-(2**31), 2**31 - 1),
+    ArrowKind.INT64: (-(2**63), 2**63 - 1),
+    ArrowKind.UINT8: (0, 2**8 - 1),
+    ArrowKind.UINT16: (0, 2**16 - 1),
+    ArrowKind.UINT32: (0, 2**32 - 1),
+    ArrowKind.UINT64: (0, 2**64 - 1),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from cdc.core.events import SchemaChange
 from cdc.core.positions import Position
-from cdc.core.schemas import ArrowKind, Column, TableSchema
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, Column, TableSchema
 from cdc.stream.envelope import CONNECTOR
 from cdc.stream.json_values import fraction_digits
 
@@ -34,16 +34,7 @@ __all__ = [
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
-_INT_RANGES = {
-    ArrowKind.INT8: (-(2**7), 2**7 - 1),
-    ArrowKind.INT16: (-(2**15), 2**15 - 1),
-    ArrowKind.INT32: (-(2**31), 2**31 - 1),
-    ArrowKind.INT64: (-(2**63), 2**63 - 1),
-    ArrowKind.UINT8: (0, 2**8 - 1),
-    ArrowKind.UINT16: (0, 2**16 - 1),
-    ArrowKind.UINT32: (0, 2**32 - 1),
-    ArrowKind.UINT64: (0, 2**64 - 1),
-}
+_INT_RANGES = INTEGER_RANGES
 _FRACTION = r"(\.[0-9]{1,6})?"
 _DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 # the space-separated form is a zero date kept as source text (zero_dates: string)

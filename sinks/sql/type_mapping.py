@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
-from cdc.core.schemas import ArrowKind, ArrowType, Column
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, ArrowType, Column
 
 __all__ = [
     "Dialect",
@@ -71,16 +71,7 @@ class Family(enum.Enum):
     EXACT = "exact"  # anything else: must stay the same Arrow kind
 
 
-_INT_BOUNDS = {
-    ArrowKind.INT8: (-(2**7), 2**7 - 1),
-    ArrowKind.INT16: (-(2**15), 2**15 - 1),
-    ArrowKind.INT32: (-(2**31), 2**31 - 1),
-    ArrowKind.INT64: (-(2**63), 2**63 - 1),
-    ArrowKind.UINT8: (0, 2**8 - 1),
-    ArrowKind.UINT16: (0, 2**16 - 1),
-    ArrowKind.UINT32: (0, 2**32 - 1),
-    ArrowKind.UINT64: (0, 2**64 - 1),
-}
+_INT_BOUNDS = INTEGER_RANGES
 _LENGTH_RE = re.compile(r"^(?:var)?(?:char|binary)\((\d+)\)")
 
 
