@@ -47,6 +47,9 @@ class ConsumedChange:
     next_offset: int  # the offset to consume next once this event is applied
 
 
+_Version = tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None], tuple[int, ...]]
+
+
 class _Schemas:
     """Table versions announced on the schema topic, read again whenever an unknown one shows up."""
 
@@ -54,11 +57,10 @@ class _Schemas:
         self._config = config
         self._topic = TopicNames(pipeline).schema
         self._pipeline = pipeline
-        self._by_version: dict[
-            str, tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None]]
-        ] = {}
+        # version -> (schema, row decoder, primary-key column indexes), built once per version
+        self._by_version: dict[str, _Version] = {}
 
-    def get(self, version: str) -> tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None]]:
+    def get(self, version: str) -> _Version:
         found = self._by_version.get(version)
         if found is None:
             self._reload()
@@ -93,7 +95,7 @@ class _Schemas:
                     record = orjson.loads(value)
                     if record.get("type") == "table_schema":
                         schema = table_schema_from_record(record)
-                        self._by_version[schema.version] = (schema, row_decoder(schema))
+                        self._by_version[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
                 if position < high:
                     position = max(position, consumer.position([tp])[0].offset)
             if position < high:
@@ -200,13 +202,13 @@ class KafkaChangeReader:
 
     def _decode(self, envelope: Mapping[str, Any]) -> ChangeEvent:
         source = envelope["source"]
-        schema, decode = self._schemas.get(str(source["schema_version"]))
+        schema, decode, key_indexes = self._schemas.get(str(source["schema_version"]))
         op = _OPS[envelope["op"]]
         before, after = decode(envelope["before"]), decode(envelope["after"])
         key: RowImage | None = None
         image = after if after is not None else before
         if image is not None and schema.primary_key:
-            key = tuple(image[i] for i in schema.key_indexes())
+            key = tuple(image[i] for i in key_indexes)
         position = Position.parse(str(source["position"]))
         return ChangeEvent(
             op, schema, key, before, after, position, int(source["ts_ms"]), str(source["gtid"])
