@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 cdc dev up
-cdc dev demo "$@"
+cdc --log-level WARNING dev demo "$@"   # the daemon logs at INFO with `cdc run`
