@@ -313,13 +313,37 @@ def test_kafka_offsets_merge_and_positions_do_not_skip(sut: SinkUnderTest, sink:
     assert set(sut.current_rows(REF)) == {(1,), (2,)}
 
 
-def test_a_table_without_primary_key_stops_naming_it(sut: SinkUnderTest, sink: Sink) -> None:
-    if sut.history is not None:
-        pytest.skip("history sinks append every change and need no key")
-    keyless = schema(*ITEMS.columns, pk=())
-    w = Writer()
-    with pytest.raises(SinkSchemaError, match=r"shop\.items"):
-        sink.apply(w.insert(1, "a", 1, table=keyless).batch())
+KEYLESS = schema(*ITEMS.columns, pk=())
+
+
+def test_a_serving_table_without_primary_key_stops_naming_it(
+    sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    sut = make_sink_under_test(sql_kind, request, tmp_path)
+    try:
+        sut.sink.open()
+        with pytest.raises(SinkSchemaError, match=r"shop\.items"):
+            sut.sink.apply(Writer().insert(1, "a", 1, table=KEYLESS).batch())
+    finally:
+        sut.cleanup()
+
+
+def test_a_history_table_without_primary_key_keeps_every_change(tmp_path: Path) -> None:
+    """History needs no key: every change of a keyless table is appended, duplicates included."""
+    from tests.sinks.iceberg_factory import make_iceberg_sink_under_test
+
+    sut = make_iceberg_sink_under_test(tmp_path)
+    try:
+        sut.sink.open()
+        batch = Writer().insert(1, "a", 1, table=KEYLESS).insert(1, "a", 1, table=KEYLESS).batch()
+        sut.sink.apply(batch)
+        sut.sink.flush()
+        assert sut.history is not None
+        history = sut.history(REF)
+        assert [(r["_op"], r["id"], r["name"]) for r in history] == [("c", 1, "a"), ("c", 1, "a")]
+        assert sut.sink.applied() == batch.state
+    finally:
+        sut.cleanup()
 
 
 NUL_ROW = (2, "nul \x00 inside", 2)
