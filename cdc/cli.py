@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -19,9 +18,6 @@ from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
 from cdc.logs import configure_logging, register_secrets
-
-if TYPE_CHECKING:
-    from sinks.contract import Sink
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -129,38 +125,19 @@ def run(config_path: Path, until_caught_up: bool) -> None:
 
 
 def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
-    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
-    from cdc.daemon.mariadb_source import MariaDbSource
-    from sinks.registry import open_sink
+    from cdc.daemon.embedded import embedded_daemon
+    from cdc.daemon.maintenance_schedule import start_maintenance
 
     if not config.sinks:
         click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
         return 2
     config.state_dir.mkdir(parents=True, exist_ok=True)
     try:
-        sinks = [open_sink(sink, config.name) for sink in config.sinks]
+        daemon = embedded_daemon(config, until_caught_up=until_caught_up)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    first = True
-
-    def open_sinks() -> list[Sink]:
-        nonlocal first
-        if first:  # built above so that a missing driver is reported before anything starts
-            first = False
-            return sinks
-        return [open_sink(sink, config.name) for sink in config.sinks]
-
-    from cdc.daemon.maintenance_schedule import start_maintenance
-
     start_maintenance(config.sinks, config.name)
-    batch = config.batch
-    daemon = EmbeddedDaemon(
-        open_sinks,
-        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
-        config.state_dir,
-        EmbeddedOptions(batch.max_events, batch.max_ms, batch.idle_flush_seconds),
-    )
     return daemon.run()
 
 
@@ -188,27 +165,17 @@ def sink(config_path: Path, until_caught_up: bool) -> None:
     if not config.sinks:
         click.echo("error: the config has no `sinks`", err=True)
         sys.exit(2)
+    from cdc.daemon.embedded import sink_factory
+    from cdc.daemon.maintenance_schedule import start_maintenance
     from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions
     from cdc.stream.kafka_reader import KafkaChangeReader
-    from sinks.registry import open_sink
 
     stream = config.stream
     try:
-        sinks = [open_sink(s, config.name) for s in config.sinks]
+        open_sinks = sink_factory(config)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    first = True
-
-    def open_sinks() -> list[Sink]:
-        nonlocal first
-        if first:
-            first = False
-            return sinks
-        return [open_sink(s, config.name) for s in config.sinks]
-
-    from cdc.daemon.maintenance_schedule import start_maintenance
-
     if not until_caught_up:
         start_maintenance(config.sinks, config.name)
     batch = config.batch
@@ -264,12 +231,12 @@ def status(config_path: Path, as_json: bool) -> None:
     sys.exit(2 if failed else 0)
 
 
-def _iceberg_sink(config: PipelineConfig) -> IcebergSinkConfig:
+def _iceberg_sinks(config: PipelineConfig) -> list[IcebergSinkConfig]:
     found = [s for s in config.sinks if isinstance(s, IcebergSinkConfig)]
     if not found:
-        click.echo("error: the config has no `type: iceberg` sink to read history from", err=True)
+        click.echo("error: the config has no `type: iceberg` sink", err=True)
         sys.exit(2)
-    return found[0]
+    return found
 
 
 @main.command()
@@ -291,7 +258,7 @@ def history(config_path: Path, table: str, at: str, fmt: str, limit: int | None)
     respected.
     """
     config = load_or_exit(config_path)
-    sink_config = _iceberg_sink(config)
+    sink_config = _iceberg_sinks(config)[0]
     import duckdb
 
     from sinks.iceberg import history_rows_as_of
@@ -326,11 +293,7 @@ def maintain(config_path: Path) -> None:
     config = load_or_exit(config_path)
     from sinks.iceberg import maintain as run_maintain
 
-    found = [s for s in config.sinks if isinstance(s, IcebergSinkConfig)]
-    if not found:
-        click.echo("error: the config has no `type: iceberg` sink", err=True)
-        sys.exit(2)
-    for sink_config in found:
+    for sink_config in _iceberg_sinks(config):
         try:
             report = run_maintain(sink_config, config.name)
         except HeadwaterError as exc:

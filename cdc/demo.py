@@ -25,6 +25,7 @@ from cdc.config import PipelineConfig, load_config
 from cdc.config.models import IcebergSinkConfig, SqlSinkConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.schemas import TableRef
+from cdc.daemon.embedded import embedded_daemon
 from cdc.devstack.connections import MariaDbConnection, StackConnections, default_state_dir
 
 # MediaWiki stores titles as VARBINARY and names actors in a VARBINARY column too.
@@ -143,20 +144,6 @@ def _source_rows(m: MariaDbConnection, table: str) -> dict[Any, dict[str, Any]]:
     return {row[key]: dict(row) for row in rows}
 
 
-def _embedded_daemon(config: PipelineConfig, until_caught_up: bool) -> Any:
-    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
-    from cdc.daemon.mariadb_source import MariaDbSource
-    from sinks.registry import open_sink
-
-    batch = config.batch
-    return EmbeddedDaemon(
-        lambda: [open_sink(s, config.name) for s in config.sinks],
-        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
-        config.state_dir,
-        EmbeddedOptions(batch.max_events, min(batch.max_ms, 200), 1.0),
-    )
-
-
 def _check_serving_copy(config: PipelineConfig, m: MariaDbConnection) -> None:
     from sinks.sql import create_sql_sink
 
@@ -258,12 +245,12 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     click.echo(f"0. reset: database wikidb and {config.state_dir}/ start empty")
     click.echo(f"1. source: MariaDB {m.host}:{m.port}, wikidb (actor, page, revision)")
-    first = _embedded_daemon(config, until_caught_up=True)
+    first = embedded_daemon(config, until_caught_up=True)
     if first.run() != 0:
         raise click.ClickException("the first start failed: see the log above")
 
     click.echo(f"2. `cdc run -c {config_path}` is applying changes while editors work for {seconds:g}s ...")
-    daemon = _embedded_daemon(config, until_caught_up=False)
+    daemon = embedded_daemon(config, until_caught_up=False, idle_flush_seconds=1.0)
     runner = threading.Thread(target=daemon.run, name="cdc-run", daemon=True)
     runner.start()
     workload = WikiWorkload(m, seed=int(time.time()))
@@ -271,9 +258,9 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
     middle = dt.datetime.now(dt.UTC)
     workload.run(seconds / 2)
     time.sleep(1.0)
-    daemon._stop.set()
+    daemon.request_stop()
     runner.join(60)
-    catch_up = _embedded_daemon(config, until_caught_up=True)
+    catch_up = embedded_daemon(config, until_caught_up=True)
     if catch_up.run() != 0:
         raise click.ClickException("catching up failed: see the log above")
     click.echo(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError, PositionFormatError
 from cdc.core.events import ChangeEvent, SchemaChange, TransactionEnd
 from cdc.core.positions import RestartPoint
@@ -87,6 +88,10 @@ class EmbeddedDaemon:
 
     def run(self) -> int:
         return self._supervisor.run(self._run_once)
+
+    def request_stop(self) -> None:
+        """Finish the batch in progress and return from :meth:`run` (what SIGTERM does)."""
+        self._supervisor.request_stop()
 
     def _resume_point(self, sinks: Sequence[Sink], source: Source) -> RestartPoint:
         candidates: list[RestartPoint] = []
@@ -199,3 +204,34 @@ class EmbeddedDaemon:
                 batch.append(record)
                 if len(batch) >= 4 * opts.max_events:  # a huge transaction: cut inside it
                     apply()
+
+
+def sink_factory(config: PipelineConfig) -> Callable[[], list[Sink]]:
+    """Opens the config's sinks for each daemon attempt. The first set is built at once, so that a
+    missing driver or a bad sink setting is reported (ConfigError) before anything starts."""
+    from sinks.registry import open_sink
+
+    first: list[list[Sink]] = [[open_sink(sink, config.name) for sink in config.sinks]]
+
+    def open_sinks() -> list[Sink]:
+        if first:
+            return first.pop()
+        return [open_sink(sink, config.name) for sink in config.sinks]
+
+    return open_sinks
+
+
+def embedded_daemon(
+    config: PipelineConfig, *, until_caught_up: bool, idle_flush_seconds: float | None = None
+) -> EmbeddedDaemon:
+    """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
+    from cdc.daemon.mariadb_source import MariaDbSource
+
+    batch = config.batch
+    idle = batch.idle_flush_seconds if idle_flush_seconds is None else idle_flush_seconds
+    return EmbeddedDaemon(
+        sink_factory(config),
+        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
+        config.state_dir,
+        EmbeddedOptions(batch.max_events, batch.max_ms, idle),
+    )
