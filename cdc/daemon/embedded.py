@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError, PositionFormatError
@@ -198,7 +199,8 @@ class EmbeddedDaemon:
                         apply()
                         return
                     continue
-                assert isinstance(record, ChangeEvent | SchemaChange)
+                # a SourceRecord that is not a TransactionEnd: no per-row isinstance on the hot path
+                record = cast(ChangeEvent | SchemaChange, record)
                 if not batch:
                     deadline = time.monotonic() + opts.max_ms / 1000
                 batch.append(record)
