@@ -60,14 +60,7 @@ WORDS = ("River", "Source", "Delta", "Spring", "Basin", "Lake", "Café", "Fjord"
 
 
 def _root(m: MariaDbConnection) -> pymysql.Connection[pymysql.cursors.Cursor]:
-    return pymysql.connect(
-        host=m.host,
-        port=m.port,
-        user=m.root_user,
-        password=m.root_password,
-        charset="utf8mb4",
-        autocommit=False,
-    )
+    return m.connect_root(charset="utf8mb4", autocommit=False)
 
 
 class WikiWorkload:

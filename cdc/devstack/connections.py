@@ -9,6 +9,11 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pymysql
+    import pymysql.cursors
 
 CONNECTIONS_FILE = "connections.json"
 
@@ -25,6 +30,14 @@ class MariaDbConnection:
 
     def __repr__(self) -> str:  # never show passwords
         return f"MariaDbConnection(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+    def connect_root(self, **options: Any) -> pymysql.Connection[pymysql.cursors.Cursor]:
+        """A root connection to this MariaDB, for tests, the demo and workloads (pymysql options)."""
+        import pymysql  # only callers that connect pay for the driver
+
+        return pymysql.connect(
+            host=self.host, port=self.port, user=self.root_user, password=self.root_password, **options
+        )
 
 
 @dataclass(frozen=True)

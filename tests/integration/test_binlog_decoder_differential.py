@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import pymysql
 import pytest
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
@@ -84,14 +83,7 @@ ROW_ZERO = (
 @pytest.fixture(scope="module")
 def workload(stack: StackConnections) -> Iterator[tuple[str, str]]:
     db = stack.mariadb
-    conn = pymysql.connect(
-        host=db.host,
-        port=db.port,
-        user=db.root_user,
-        password=db.root_password,
-        autocommit=True,
-        charset="utf8mb4",
-    )
+    conn = db.connect_root(autocommit=True, charset="utf8mb4")
     schema = f"hw_diff_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")
@@ -321,14 +313,7 @@ def test_final_images_match_select(stack: StackConnections, workload: tuple[str,
             latest[event.key[0]] = event.after
     columns = events[0].schema.columns
     m = stack.mariadb
-    conn = pymysql.connect(
-        host=m.host,
-        port=m.port,
-        user=m.root_user,
-        password=m.root_password,
-        charset="utf8mb4",
-        init_command="SET time_zone = '+00:00'",
-    )
+    conn = m.connect_root(charset="utf8mb4", init_command="SET time_zone = '+00:00'")
     with conn.cursor() as cur:
         cur.execute(f"SELECT * FROM {schema}.alltypes WHERE id IN (1, 2) ORDER BY id")
         selected = cur.fetchall()

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import pymysql
 import pytest
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
@@ -29,9 +28,7 @@ def test_dump_packet_is_framed_from_its_real_length() -> None:
 def tail(stack: StackConnections) -> Iterator[tuple[str, str]]:
     """ROWS single-row transactions written after GTID state ``start``."""
     db = stack.mariadb
-    conn = pymysql.connect(
-        host=db.host, port=db.port, user=db.root_user, password=db.root_password, autocommit=True
-    )
+    conn = db.connect_root(autocommit=True)
     schema = f"hw_gtid_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")

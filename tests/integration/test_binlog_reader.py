@@ -16,14 +16,7 @@ from cdc.sources.mariadb import ConnectionSettings, MariaDbBinlogReader, ReaderC
 @pytest.fixture
 def db(stack: StackConnections) -> Iterator[tuple[pymysql.cursors.Cursor, str]]:
     m = stack.mariadb
-    conn = pymysql.connect(
-        host=m.host,
-        port=m.port,
-        user=m.root_user,
-        password=m.root_password,
-        autocommit=True,
-        charset="utf8mb4",
-    )
+    conn = m.connect_root(autocommit=True, charset="utf8mb4")
     schema = f"hw_reader_{uuid.uuid4().hex[:8]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {schema}")

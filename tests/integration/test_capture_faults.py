@@ -19,7 +19,6 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import pymysql
 import pytest
 
 from cdc.devstack.connections import StackConnections, default_state_dir
@@ -191,9 +190,7 @@ def test_purged_binlog_stops_with_position_and_recovery(
     daemon.catch_up()  # the checkpoint now sits in the current binlog file
     m = stack.mariadb
     with (
-        pymysql.connect(
-            host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
-        ) as conn,
+        m.connect_root(autocommit=True) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(f"INSERT INTO {workload.db}.accounts VALUES (1, 1, 1.00, 'x')")

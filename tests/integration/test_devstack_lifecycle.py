@@ -68,7 +68,7 @@ def _cli(stack: DevStack, *args: str) -> str:
 
 def _write_data(conn: StackConnections, topic: str) -> None:
     db = conn.mariadb
-    my = pymysql.connect(host=db.host, port=db.port, user=db.root_user, password=db.root_password)
+    my = db.connect_root()
     with my.cursor() as cur:
         cur.execute("CREATE DATABASE lifecycle")
         cur.execute("CREATE TABLE lifecycle.kept (id INT PRIMARY KEY, note VARCHAR(20))")

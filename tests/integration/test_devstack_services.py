@@ -19,14 +19,7 @@ from cdc.devstack.connections import StackConnections
 
 def _root(stack: StackConnections, database: str | None = None) -> pymysql.Connection[Any]:
     db = stack.mariadb
-    return pymysql.connect(
-        host=db.host,
-        port=db.port,
-        user=db.root_user,
-        password=db.root_password,
-        database=database,
-        autocommit=True,
-    )
+    return db.connect_root(database=database, autocommit=True)
 
 
 def _one(cur: Any) -> tuple[Any, ...]:

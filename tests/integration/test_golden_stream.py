@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 
 from cdc.config.models import KafkaStreamConfig, MariaDbSourceConfig
@@ -105,14 +104,7 @@ def test_golden(path: Path, stack: StackConnections) -> None:
     pipeline = f"golden-{path.stem}-{uuid.uuid4().hex[:8]}"
     statements, expected = parse_golden(path.read_text(encoding="utf-8").replace("golden.", f"{db}."))
     m = stack.mariadb
-    root = pymysql.connect(
-        host=m.host,
-        port=m.port,
-        user=m.root_user,
-        password=m.root_password,
-        charset="utf8mb4",
-        autocommit=True,
-    )
+    root = m.connect_root(charset="utf8mb4", autocommit=True)
     source = MariaDbSourceConfig(
         host=m.host,
         port=m.port,

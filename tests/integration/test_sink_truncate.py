@@ -9,7 +9,6 @@ import random
 import uuid
 from pathlib import Path
 
-import pymysql
 from click.testing import CliRunner
 
 from cdc.cli import main
@@ -39,9 +38,7 @@ def test_truncate_lands_between_older_and_newer_rows(stack: StackConnections, tm
         assert result.exit_code == 0, result.output
 
     with (
-        pymysql.connect(
-            host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
-        ) as conn,
+        m.connect_root(autocommit=True) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(f"CREATE DATABASE {db}")

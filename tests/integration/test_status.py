@@ -7,7 +7,6 @@ import random
 import uuid
 from pathlib import Path
 
-import pymysql
 from click.testing import CliRunner
 
 from cdc.cli import main
@@ -18,9 +17,7 @@ def test_status_reports_checkpoint_position_lag_and_tables(stack: StackConnectio
     m = stack.mariadb
     db, name = f"status_{uuid.uuid4().hex[:8]}", f"status-{uuid.uuid4().hex[:8]}"
     with (
-        pymysql.connect(
-            host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
-        ) as conn,
+        m.connect_root(autocommit=True) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(f"CREATE DATABASE {db}")

@@ -41,22 +41,12 @@ class Workload:
 
     def connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
         m = self.conns.mariadb
-        return pymysql.connect(
-            host=m.host,
-            port=m.port,
-            user=m.root_user,
-            password=m.root_password,
-            database=self.db,
-            charset="utf8mb4",
-            autocommit=False,
-        )
+        return m.connect_root(database=self.db, charset="utf8mb4", autocommit=False)
 
     def create(self) -> None:
         m = self.conns.mariadb
         with (
-            pymysql.connect(
-                host=m.host, port=m.port, user=m.root_user, password=m.root_password, autocommit=True
-            ) as conn,
+            m.connect_root(autocommit=True) as conn,
             conn.cursor() as cur,
         ):
             cur.execute(f"DROP DATABASE IF EXISTS {self.db}")
