@@ -30,8 +30,9 @@ from typing import Protocol, runtime_checkable
 
 from cdc.core.events import ChangeEvent, SchemaChange
 from cdc.core.positions import Position
+from cdc.core.schemas import TableRef
 
-__all__ = ["AppliedState", "Sink", "SinkBatch"]
+__all__ = ["AcceptsSchemaChanges", "AppliedState", "PendingSchemaChange", "Sink", "SinkBatch", "WriterIdentity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +55,34 @@ class SinkBatch:
     state: AppliedState  # what the sink holds once this batch is applied
 
 
+@dataclass(frozen=True, slots=True)
+class WriterIdentity:
+    """Who writes a sink in embedded mode, so that a fenced writer can name the one that took over."""
+
+    host: str
+    pid: int
+    started_at: str  # ISO time the writer started
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}, started {self.started_at}"
+
+
 @runtime_checkable
 class Sink(Protocol):
     name: str  # for logs and status: "sql:postgresql://host/serving", "iceberg:wiki"
 
     def open(self) -> None:
         """Connect, create what the sink needs for its own bookkeeping (positions table, namespace)."""
+
+    def claim_writer(self, writer: WriterIdentity) -> None:
+        """Embedded mode: make ``writer`` the sink's only writer, as Kafka's producer epoch does.
+
+        Stores a new writer epoch (one more than the stored one) with ``writer`` in the sink. From
+        then on, an ``apply`` or ``flush`` by a writer that claimed earlier raises ``WriterFenced``
+        naming ``writer``, and commits nothing; the check is made in the same transaction/commit as
+        the data, so two writers on different hosts can never both land a batch. (Several `cdc sink`
+        processes of one consumer group share a sink legitimately and never claim it.)
+        """
 
     def applied(self) -> AppliedState | None:
         """What the last committed ``apply`` stored; None if nothing was ever applied."""
@@ -72,3 +95,25 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections; never loses applied data (everything applied is committed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSchemaChange:
+    """A table shape change a sink under ``schema_changes: stop`` is holding back for review."""
+
+    table: TableRef
+    from_version: str
+    to_version: str
+    change: str  # SchemaDiff.describe(): "drop x, rename a to b"
+    position: Position  # the first change event of the new version
+
+
+@runtime_checkable
+class AcceptsSchemaChanges(Protocol):
+    """A sink with ``schema_changes: stop`` records what it stopped on; `cdc schema accept` lets it through."""
+
+    def pending_schema_changes(self) -> list[PendingSchemaChange]:
+        """What the sink stopped on and has not been told to accept (read from the sink's own tables)."""
+
+    def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
+        """Mark the pending change of ``table`` accepted: the next run applies it. None if none pends."""

@@ -29,4 +29,9 @@ def open_sink(config: SinkConfig, pipeline: str) -> Sink:
         ) from exc
     factory = getattr(module, factory_name)
     sink: Sink = factory(config, pipeline)
+    if list(config.tables) != ["*.*"] or config.exclude_tables:
+        from cdc.core.table_filter import TableFilter
+        from sinks.table_selection import TableSelectedSink
+
+        return TableSelectedSink(sink, TableFilter(tuple(config.tables), tuple(config.exclude_tables)))
     return sink

@@ -31,6 +31,23 @@ class ZeroDatePolicy(enum.StrEnum):
     STRING = "string"  # keep the source text, e.g. "0000-00-00 00:00:00"
 
 
+class SourceSslConfig(_Model):
+    """TLS to the source database (MariaDB ``ssl_ca``/``ssl_cert``/``ssl_key``)."""
+
+    ca: Path | None = None  # CA certificate (PEM) the server's certificate must chain to
+    cert: Path | None = None  # client certificate (PEM), for servers that require X509
+    key: Path | None = None  # the client certificate's private key (PEM)
+    # check the server certificate against `ca` and its host name against `host`; false encrypts only
+    verify: bool = True
+
+
+def _check_table_patterns(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        if not TABLE_PATTERN.match(pattern):
+            raise ValueError(f"table pattern {pattern!r} must be 'db.table' (wildcards allowed: 'wikidb.*')")
+    return patterns
+
+
 class MariaDbSourceConfig(_Model):
     type: Literal["mariadb"] = "mariadb"
     host: str = "127.0.0.1"
@@ -43,16 +60,12 @@ class MariaDbSourceConfig(_Model):
     zero_dates: ZeroDatePolicy = ZeroDatePolicy.NULL
     heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    ssl: SourceSslConfig | None = None  # absent: plain TCP
 
     @field_validator("tables", "exclude_tables")
     @classmethod
     def _db_dot_table(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            if not TABLE_PATTERN.match(pattern):
-                raise ValueError(
-                    f"table pattern {pattern!r} must be 'db.table' (wildcards allowed: 'wikidb.*')"
-                )
-        return patterns
+        return _check_table_patterns(patterns)
 
 
 class KafkaStreamConfig(_Model):
@@ -69,6 +82,10 @@ class KafkaStreamConfig(_Model):
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 600_000
     # metadata, init_transactions, commit and checkpoint reads give up (TransientError) after this
     request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
+    # the largest change message (one row's envelope) the stream carries: topics are created with
+    # max.message.bytes and the producer is configured for it; a larger row stops capture, naming
+    # the table, the key and the size
+    max_message_bytes: Annotated[int, Field(ge=1_048_576, le=268_435_456)] = 16_777_216
     # librdkafka properties passed through as they are (security.protocol, sasl.*...)
     properties: dict[str, str] = {}
 
@@ -103,7 +120,28 @@ class SecretUrl(str):
         return mask_url_password(str(self))
 
 
-class SqlSinkConfig(_Model):
+class SchemaChangePolicy(enum.StrEnum):
+    """What a sink does when a source table's shape changes (column added, dropped, renamed, widened)."""
+
+    APPLY = "apply"  # follow the change (the default): the pipeline keeps running, nothing is lost
+    STOP = "stop"  # stop before applying it, naming table and change; `cdc schema accept` lets it through
+
+
+class _SinkModel(_Model):
+    """Keys every sink type has."""
+
+    # which of the pipeline's tables this sink receives (patterns db.table, * wildcards)
+    tables: list[str] = ["*.*"]
+    exclude_tables: list[str] = []
+    schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
+
+    @field_validator("tables", "exclude_tables")
+    @classmethod
+    def _db_dot_table(cls, patterns: list[str]) -> list[str]:
+        return _check_table_patterns(patterns)
+
+
+class SqlSinkConfig(_SinkModel):
     type: Literal["sql"] = "sql"
     url: str
     table: str = "{table}"
@@ -112,6 +150,9 @@ class SqlSinkConfig(_Model):
     on_bad_row: Literal["stop", "dead_letter"] = "stop"
     # PostgreSQL: write a table's rows of a batch with COPY + one INSERT ... SELECT from this many rows
     copy_threshold_rows: Annotated[int, Field(ge=1)] = 1_000
+    # tables without a primary key: the columns that identify a row in the serving table, per
+    # "db.table" (exact name); a keyless table not listed here is refused at start, naming it
+    key_columns: dict[str, list[str]] = {}
 
     @field_validator("url")
     @classmethod
@@ -130,7 +171,7 @@ class SqlSinkConfig(_Model):
         return value
 
 
-class IcebergSinkConfig(_Model):
+class IcebergSinkConfig(_SinkModel):
     type: Literal["iceberg"] = "iceberg"
     # pyiceberg catalog properties as they are: {type: sql, uri: ..., warehouse: ...} or {type: rest, ...}
     catalog: dict[str, str]

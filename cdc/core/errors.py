@@ -12,6 +12,10 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     ├── PositionFormatError            (TerminalError)  a serialized Position/RestartPoint that does not load
     ├── BinlogPurged                   (TerminalError)  the resume position is gone: run `cdc bootstrap`
     ├── SourceProtocolError            (TerminalError)  the binlog stream says something we cannot read
+    ├── SourceSettingsError            (TerminalError)  a server setting (binlog_format, ...) or a
+    │                                                   session's choice loses changes: names it and the fix
+    ├── SourceAccessDenied             (TerminalError)  authentication, permission, missing database, or
+    │                                                   a server_id clash: names the source and the fix
     ├── SourceUnavailable              (TransientError) connection refused/lost: retry with backoff
     ├── StreamUnavailable              (TransientError) Kafka unreachable, a produce or commit failed (the
     │   │                                               transaction was aborted): resume from the checkpoint
@@ -19,12 +23,18 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     │                                                   transaction landed is read back from the checkpoint
     ├── ProducerFenced                 (TerminalError)  another `cdc run` for the same pipeline took over
     ├── StreamAccessDenied             (TerminalError)  the broker refused us (authorization): fix the ACLs
+    ├── StreamGap                      (TerminalError)  a sink's offsets are below what the topic still
+    │                                                   holds (retention): bootstrap that sink again
+    ├── MessageTooLarge                (TerminalError)  one change is over stream.max_message_bytes
     └── SinkError                                       a sink could not apply a batch (nothing of it landed)
         ├── SinkUnavailable            (TransientError) the target database is unreachable, restarting, or
         │                                               aborted the transaction (deadlock): apply again
         ├── SinkSchemaError            (TerminalError)  a table shape the sink cannot follow (dropped or
         │                                               narrowed column, changed key, no primary key):
         │                                               names table and column
+        ├── SinkAccessDenied           (TerminalError)  authentication, permission or missing database
+        ├── WriterFenced               (TerminalError)  another writer (embedded `cdc run`) claimed the
+        │                                               sink: names it; this one must stop
         └── BadRowError                (TerminalError)  a value the target cannot store (on_bad_row: stop):
                                                         names table, key and column
 
@@ -40,18 +50,24 @@ __all__ = [
     "CommitStateUnknown",
     "ConfigError",
     "HeadwaterError",
+    "MessageTooLarge",
     "PositionFormatError",
     "ProducerFenced",
+    "SinkAccessDenied",
     "SinkError",
     "SinkSchemaError",
     "SinkUnavailable",
+    "SourceAccessDenied",
     "SourceProtocolError",
+    "SourceSettingsError",
     "SourceUnavailable",
     "StreamAccessDenied",
+    "StreamGap",
     "StreamUnavailable",
     "TerminalError",
     "TransientError",
     "UnsupportedColumnType",
+    "WriterFenced",
     "ZeroDateError",
 ]
 
@@ -114,6 +130,14 @@ class SourceProtocolError(TerminalError):
     """The replication stream contained something we cannot interpret."""
 
 
+class SourceSettingsError(TerminalError):
+    """A source setting loses or garbles changes (binlog_format, binlog_row_image, ...); names the fix."""
+
+
+class SourceAccessDenied(TerminalError):
+    """The source refused us: wrong password, missing grant or database, or a clashing server_id."""
+
+
 class SourceUnavailable(TransientError):
     """The source database could not be reached or dropped the connection."""
 
@@ -150,6 +174,14 @@ class StreamAccessDenied(TerminalError):
     """The Kafka cluster refused an operation for lack of authorization; retrying cannot help."""
 
 
+class StreamGap(TerminalError):
+    """A consumer would skip messages the broker no longer holds (or never showed this sink)."""
+
+
+class MessageTooLarge(TerminalError):
+    """One change does not fit ``stream.max_message_bytes``."""
+
+
 class SinkError(HeadwaterError):
     """A sink could not apply a batch; the batch's transaction was rolled back (nothing of it landed)."""
 
@@ -178,3 +210,11 @@ class BadRowError(SinkError, TerminalError):
         self.column = column
         self.reason = reason
         super().__init__(f"bad row in {table} key {key} column {column}: {reason}")
+
+
+class SinkAccessDenied(SinkError, TerminalError):
+    """The target refused us: authentication, permission, or a database that does not exist."""
+
+
+class WriterFenced(SinkError, TerminalError):
+    """Another writer claimed the sink (a second embedded `cdc run` on the same sinks)."""

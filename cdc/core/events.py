@@ -21,6 +21,7 @@ __all__ = [
     "RowImage",
     "SchemaChange",
     "SchemaChangeKind",
+    "SourceProgress",
     "SourceRecord",
     "TransactionEnd",
 ]
@@ -99,4 +100,18 @@ class TransactionEnd:
         return RestartPoint.after(self.last_position)
 
 
-SourceRecord = ChangeEvent | SchemaChange | TransactionEnd
+@dataclass(frozen=True, slots=True)
+class SourceProgress:
+    """No change of a captured table lies between the last record emitted and ``restart``.
+
+    Sent on the server's heartbeats and after transactions that touch no captured table, so that a
+    checkpoint keeps moving while the captured tables are idle: an idle stream is told apart from a
+    broken one, and the binlog it would resume from is not one that has long expired.
+    ``restart`` is a transaction boundary (``skip_rows == 0``).
+    """
+
+    restart: RestartPoint
+    source_ts_ms: int
+
+
+SourceRecord = ChangeEvent | SchemaChange | TransactionEnd | SourceProgress

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Protocol
 
 from cdc.core.errors import HeadwaterError, SourceUnavailable
-from cdc.core.events import SourceRecord, TransactionEnd
+from cdc.core.events import SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
 from cdc.daemon.pump import EndOfStream, ReaderPump
 from cdc.daemon.supervisor import Supervisor
@@ -186,6 +186,8 @@ class CaptureDaemon:
                 log.info("caught up with the source")
                 return
             for record in chunk:
+                if record.__class__ is SourceProgress:
+                    continue  # TODO(issue 8.3): advance the checkpoint through idle stretches
                 if not open_txn:
                     writer.begin()
                     open_txn = True

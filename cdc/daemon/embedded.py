@@ -22,7 +22,7 @@ from typing import cast
 
 from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError, PositionFormatError
-from cdc.core.events import ChangeEvent, SchemaChange, TransactionEnd
+from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, TransactionEnd
 from cdc.core.positions import RestartPoint
 from cdc.daemon.capture import Source
 from cdc.daemon.pump import EndOfStream, ReaderPump
@@ -199,6 +199,8 @@ class EmbeddedDaemon:
                         apply()
                         return
                     continue
+                if record.__class__ is SourceProgress:
+                    continue  # TODO(issue 8.3): advance the sinks' resume point through idle stretches
                 # a SourceRecord that is not a TransactionEnd: no per-row isinstance on the hot path
                 record = cast(ChangeEvent | SchemaChange, record)
                 if not batch:

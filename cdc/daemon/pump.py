@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cdc.core.events import SourceRecord, TransactionEnd
+from cdc.core.events import SourceProgress, SourceRecord, TransactionEnd
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class EndOfStream:
 
 
 Chunk = list[SourceRecord] | EndOfStream
+_CUT_AFTER = (TransactionEnd, SourceProgress)
 
 
 class ReaderPump:
@@ -59,7 +60,7 @@ class ReaderPump:
             for record in self._open_records():
                 chunk.append(record)
                 # A transaction end is a natural hand-over point: the writer may commit there.
-                if len(chunk) >= CHUNK_RECORDS or record.__class__ is TransactionEnd:
+                if len(chunk) >= CHUNK_RECORDS or record.__class__ in _CUT_AFTER:
                     if not self._put(chunk):
                         return
                     chunk = []
