@@ -32,7 +32,14 @@ from cdc.core.events import ChangeEvent, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef
 
-__all__ = ["AcceptsSchemaChanges", "AppliedState", "PendingSchemaChange", "Sink", "SinkBatch", "WriterIdentity"]
+__all__ = [
+    "AcceptsSchemaChanges",
+    "AppliedState",
+    "PendingSchemaChange",
+    "Sink",
+    "SinkBatch",
+    "WriterIdentity",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,7 @@ class PendingSchemaChange:
 
 @runtime_checkable
 class AcceptsSchemaChanges(Protocol):
-    """A sink with ``schema_changes: stop`` records what it stopped on; `cdc schema accept` lets it through."""
+    """A sink under ``schema_changes: stop`` records what it stopped on; `cdc schema accept` lets it pass."""
 
     def pending_schema_changes(self) -> list[PendingSchemaChange]:
         """What the sink stopped on and has not been told to accept (read from the sink's own tables)."""
