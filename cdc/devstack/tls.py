@@ -43,7 +43,9 @@ def _key(path: Path, cwd: Path) -> None:
 
 
 def _signed(name: str, subject: str, extensions: str, ca: tuple[Path, Path], directory: Path) -> None:
-    key, csr, cert, ext = (directory / f"{name}{suffix}" for suffix in ("-key.pem", ".csr", "-cert.pem", ".ext"))
+    key, csr, cert, ext = (
+        directory / f"{name}{suffix}" for suffix in ("-key.pem", ".csr", "-cert.pem", ".ext")
+    )
     _key(key, directory)
     _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr), cwd=directory)
     ext.write_text(extensions)
