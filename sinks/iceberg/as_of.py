@@ -6,8 +6,13 @@ over the Arrow scan (``row_number() over (partition by key order by _position de
 rows are then taken from the scan itself, so values keep their Iceberg/Arrow types exactly.
 
 A time ``at`` selects changes whose source commit time (``_source_ts``) is at or before it; a naive
-datetime is taken as UTC. A keyless table is keyed by all its columns (identical rows collapse into
-one).
+datetime is taken as UTC.
+
+A keyless table is a multiset: identical rows are normal (MediaWiki's ``user_newtalk``), so its state
+counts copies. After the last truncate, every ``c``/``u``/``r`` row adds one copy of its image and
+every ``d`` row removes one matching copy; an update of a keyless table is stored as a ``d`` row
+(the before image) and a ``u`` row (the after image) at the same ``_position``, so it moves exactly
+one copy. Sums do not depend on the order of rows within a position.
 """
 
 from __future__ import annotations
@@ -115,11 +120,9 @@ def rebuild_state(history: pa.Table, primary_key: tuple[str, ...]) -> pa.Table:
         }
     )
     by = ", ".join(f"_k{i}" for i in range(len(keys)))
-    con = duckdb.connect()
-    try:
-        con.register("h", h)
-        picked = con.sql(
-            f"""
+    if primary_key:
+        # per key, the last change wins unless it is a delete
+        query = f"""
             with cut as (select coalesce(max(_position), '') as p from h where _op = 't'),
             ranked as (
                 select _op, _row,
@@ -129,7 +132,23 @@ def rebuild_state(history: pa.Table, primary_key: tuple[str, ...]) -> pa.Table:
             )
             select _row from ranked where _rank = 1 and _op <> 'd' order by _row
             """
-        ).to_arrow_table()
+    else:
+        # a multiset: per distinct image, copies added minus copies removed (NULLs group together);
+        # each surviving image is taken that many times from its first row
+        query = f"""
+            with cut as (select coalesce(max(_position), '') as p from h where _op = 't'),
+            counted as (
+                select min(_row) as _first, sum(case when _op = 'd' then -1 else 1 end)::bigint as _copies
+                from h
+                where _op <> 't' and _position > (select p from cut)
+                group by {by}
+            )
+            select _first as _row from counted, range(greatest(_copies, 0)) order by _first
+            """
+    con = duckdb.connect()
+    try:
+        con.register("h", h)
+        picked = con.sql(query).to_arrow_table()
     finally:
         con.close()
     return history.select(columns).take(picked.column("_row"))

@@ -78,6 +78,7 @@ __all__ = [
     "history_iceberg_schema",
     "history_partition_spec",
     "iceberg_type_of",
+    "promotable",
     "to_source_values",
 ]
 
@@ -228,7 +229,7 @@ def table_properties(
     }
 
 
-def _promotable(old: IcebergType, new: IcebergType) -> bool:
+def promotable(old: IcebergType, new: IcebergType) -> bool:
     if old == new:
         return True
     if isinstance(old, IntegerType) and isinstance(new, LongType):
@@ -258,7 +259,7 @@ def check_evolution(table_name: str, current: Schema, schema: TableSchema) -> bo
         if existing is None:
             needed = True
         elif existing.field_type != column.iceberg_type:
-            if not _promotable(existing.field_type, column.iceberg_type):
+            if not promotable(existing.field_type, column.iceberg_type):
                 raise SinkSchemaError(
                     table_name,
                     column.name,

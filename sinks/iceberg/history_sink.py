@@ -75,14 +75,15 @@ from cdc.core.errors import HeadwaterError, SinkError, SinkSchemaError, SinkUnav
 from cdc.core.events import ChangeEvent, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
-from sinks.contract import AppliedState, SinkBatch
+from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.iceberg.catalogs import find_history_table, open_catalog, progress_identifier
+from sinks.iceberg.evolution import creation_properties
+from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim, stored_claim
 from sinks.iceberg.history_schema import (
     PIPELINE_PROPERTY,
     POSITION,
     history_iceberg_schema,
     history_partition_spec,
-    table_properties,
 )
 from sinks.iceberg.snapshot_state import (
     OFFSETS_KEY,
@@ -91,7 +92,8 @@ from sinks.iceberg.snapshot_state import (
     state_properties,
     stored_state,
 )
-from sinks.iceberg.table_writer import TableWriter, evolve
+from sinks.iceberg.source_versions import accept_change, pending_changes
+from sinks.iceberg.table_writer import TableWriter
 
 __all__ = ["IcebergHistorySink"]
 
@@ -135,6 +137,7 @@ class IcebergHistorySink:
         self._buffered_rows = 0
         self._buffer_started: float | None = None
         self._epoch = 0
+        self._claim: Claim | None = None  # set by claim_writer (embedded mode)
         self._commits = 0
         # commits run on one background thread so that Parquet writing overlaps the next rows' Arrow
         # conversion; at most one is in flight, and applied() moves when it has landed
@@ -167,6 +170,43 @@ class IcebergHistorySink:
             self.pipeline,
             self._applied.position if self._applied else None,
         )
+
+    def claim_writer(self, writer: WriterIdentity) -> None:
+        """Make ``writer`` this sink's only writer (see :mod:`sinks.iceberg.fencing`)."""
+        if self._progress is None:
+            raise RuntimeError("IcebergHistorySink.claim_writer before open()")
+        self._wait_for_commit()
+        for _attempt in range(10):
+            self._progress.refresh()
+            claim = new_claim(self._progress, writer)
+            held = stored_state(self._progress)
+            properties = claim_properties(claim)
+            if held is not None:
+                properties.update(state_properties(self.pipeline, held))
+            try:
+                self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
+            except CommitFailedException:
+                continue  # another writer claimed or committed meanwhile: claim above it
+            self._claim = claim
+            # the position this writer resumes from is the one stored when it claimed
+            self._applied = self._pending = held
+            self._high_water = held.position if held else None
+            log.info("iceberg: %s claimed by %s (writer epoch %d)", self.name, claim.writer, claim.epoch)
+            return
+        raise SinkUnavailable(f"{self.name}: could not claim the sink (its progress table kept changing)")
+
+    def pending_schema_changes(self) -> list[PendingSchemaChange]:
+        """Schema changes this sink stopped on under ``schema_changes: stop``, not yet accepted."""
+        return pending_changes(self._opened_catalog(), self.config.namespace, self.pipeline)
+
+    def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
+        """Let the pending change of ``table`` through: the next run applies it."""
+        return accept_change(self._opened_catalog(), self.config.namespace, table)
+
+    def _opened_catalog(self) -> Catalog:
+        if self._catalog is None:
+            raise RuntimeError(f"{self.name}: open() the sink first")
+        return self._catalog
 
     def applied(self) -> AppliedState | None:
         if self._in_flight is not None and self._in_flight[2].done():
@@ -202,6 +242,8 @@ class IcebergHistorySink:
                 schema = record.schema
                 if schema is not last_schema or writer is None:
                     writer = writers.get(schema.ref) or self._open_writer(schema)
+                    if writer is None:
+                        continue  # a truncate of a table the history never held: no state to change
                     last_schema = schema
                     if writer.epoch != epoch:  # first event of this table in the batch
                         writer.epoch = epoch
@@ -224,9 +266,14 @@ class IcebergHistorySink:
                     if record.position <= writer.threshold:
                         continue  # already held (skipped before its schema is looked at)
                     writer.threshold = None  # positions rise within a batch: no more checks
-                if schema is not writer.schema and schema.version != writer.schema.version:
+                # an empty schema (a truncate the source could not describe) fits any shape
+                if (
+                    schema is not writer.shape_schema
+                    and schema.version != writer.shape_version
+                    and schema.columns
+                ):
                     self._wait_for_commit()  # the committer must not share the table meanwhile
-                    writer.follow(schema, self.pipeline)
+                    writer.follow(schema, self.pipeline, self.config.schema_changes, record.position)
                 accepted += writer.add(record)
         except SinkSchemaError:
             # Nothing of the failing batch stays buffered; what came before it is committed, so
@@ -270,22 +317,28 @@ class IcebergHistorySink:
             self._progress = None
 
     # -- internals ---------------------------------------------------------------------------
-    def _open_writer(self, schema: TableSchema) -> TableWriter:
+    def _open_writer(self, schema: TableSchema) -> TableWriter | None:
+        """The writer of ``schema.ref``'s history, creating the table unless ``schema`` is empty.
+
+        An empty schema is a truncate the source could not describe (no TABLE_MAP since a
+        restart): it lands on the table with the shape the table knows, and a table the history
+        never held is not created for it (None).
+        """
         assert self._catalog is not None
         self._wait_for_commit()  # one thread uses the catalog at a time
         identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
         if table is None:
+            if not schema.columns:
+                return None
             iceberg_schema = history_iceberg_schema(schema)
             table = self._catalog.create_table(
                 identifier,
                 iceberg_schema,
                 partition_spec=history_partition_spec(iceberg_schema),
-                properties=table_properties(self.pipeline, schema),
+                properties=creation_properties(self.pipeline, schema, iceberg_schema),
             )
             log.info("iceberg: created %s for %s", identifier, schema.ref)
-        else:
-            evolve(table, identifier, schema, self.pipeline)
-        writer = TableWriter(schema.ref, identifier, table, schema)
+        writer = TableWriter(schema.ref, identifier, table)
         self._writers[schema.ref] = writer
         return writer
 
@@ -304,10 +357,18 @@ class IcebergHistorySink:
 
     def _write(self, state: AppliedState, work: list[tuple[TableWriter, list[pa.Table]]]) -> AppliedState:
         """The committer thread: each table's rows, then the progress table (see the module doc)."""
+        assert self._progress is not None
+        claim = self._claim
+        if claim is not None:  # fenced before any table commit: a fenced writer lands nothing
+            check_not_fenced(self.name, self._progress, claim)
         properties = state_properties(self.pipeline, state)
         started = time.monotonic()
-        rows = sum(writer.commit(chunks, properties) for writer, chunks in work)
-        assert self._progress is not None
+        try:
+            rows = sum(writer.commit(chunks, properties, claim is not None) for writer, chunks in work)
+        except SinkUnavailable:
+            if claim is not None:  # lost a race to another writer: say who, if it claimed
+                check_not_fenced(self.name, self._progress, claim)
+            raise
         final = self._record_progress(state)
         self._commits += 1
         if self._commits % _PROGRESS_EXPIRE_EVERY == 0:
@@ -331,13 +392,16 @@ class IcebergHistorySink:
         assert self._progress is not None
         for attempt in range(1, attempts + 1):
             final = state
-            if state.offsets:
+            if self._claim is not None:
+                held = check_not_fenced(self.name, self._progress, self._claim)
+            else:  # the claim of a writer that shares this progress table is carried forward
                 self._progress.refresh()
+                held = stored_claim(self._progress)
+            if state.offsets:
                 final = merged_state(stored_state(self._progress), state)
+            properties = {**state_properties(self.pipeline, final), **claim_properties(held)}
             try:
-                self._progress.append(
-                    _EMPTY_PROGRESS, snapshot_properties=state_properties(self.pipeline, final)
-                )
+                self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
                 return final
             except CommitFailedException:
                 if attempt == attempts:
@@ -396,7 +460,8 @@ class IcebergHistorySink:
                 with contextlib.suppress(Exception):  # unreachable catalog: the stale view is lower
                     writer.table.refresh()
                 stored = stored_state(writer.table)
-                writer.committed = stored.position if stored else None
+                writer.committed = stored.position if stored else None  # re-read: skip what landed
+                writer.reread_base()
             for writer in self._writers.values():
                 writer.discard()
             self._pending = self._applied

@@ -6,37 +6,38 @@ The hot path of the sink (one ``add`` per change event) lives here; the commit p
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation
 
+from cdc.config.models import SchemaChangePolicy
+from cdc.core.errors import SinkUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
+from sinks.iceberg.evolution import follow_version, shape_of
 from sinks.iceberg.history_schema import (
-    COLUMN_KINDS_PROPERTY,
     OP,
     POSITION,
     SOURCE_TS,
     TXN,
     HistoryColumn,
     arrow_schema_of,
-    check_evolution,
-    check_source_change,
-    evolution_schema,
-    history_columns,
-    table_properties,
 )
-from sinks.iceberg.snapshot_state import stored_state
+from sinks.iceberg.snapshot_state import POSITION_KEY, stored_state
+from sinks.iceberg.source_versions import stored_schema, stored_versions
 
-__all__ = ["TableWriter", "align_to", "evolve"]
+__all__ = ["TableWriter", "align_to"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 8_192  # Python rows turned into one Arrow chunk
+_COMMIT_ATTEMPTS = 5
 _TS_UTC = pa.timestamp("us", tz="UTC")
 
 
@@ -54,24 +55,39 @@ def align_to(chunk: pa.Table, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=target)
 
 
+def _current_id(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None
+
+
 def _key_index(schema: TableSchema) -> tuple[int, ...]:
     names = [c.name for c in schema.columns]
     return tuple(names.index(k) for k in schema.primary_key)
 
 
 class TableWriter:
-    """One history table: its Iceberg table, committed position, and buffered rows."""
+    """One history table: its Iceberg table, committed position, and buffered rows.
 
-    def __init__(self, ref: TableRef, identifier: str, table: Table, schema: TableSchema) -> None:
+    ``schema`` is the last source version the table follows (None for a table from before it was
+    stored); rows are gathered in the *shape* of one version at a time (``shape_schema``), each
+    column under its field's current name, so rows of an older version still land.
+    """
+
+    def __init__(self, ref: TableRef, identifier: str, table: Table) -> None:
         self.ref = ref
         self.identifier = identifier
         self.table = table
         state = stored_state(table)
         self.committed: Position | None = state.position if state else None
-        self.schema = schema
-        self.columns: tuple[HistoryColumn, ...] = history_columns(schema)
-        self.width = len(self.columns)
-        self.key_index = _key_index(schema)
+        self.schema: TableSchema | None = stored_schema(table, ref)
+        self.versions = stored_versions(table)
+        self.shape_schema: TableSchema | None = None
+        self.shape_version: str | None = None
+        self.columns: tuple[HistoryColumn, ...] = ()
+        self.width = 0
+        self.key_index: tuple[int, ...] = ()
+        if self.schema is not None and self.schema.version in self.versions:
+            self._take_shape(self.schema)
         self.rows: list[RowImage] = []
         self.meta: list[tuple[str, str, int, str]] = []  # (_op, _position, source_ts_ms, _txn)
         # _position text of the current transaction around the row index (to_string is the hot spot)
@@ -89,6 +105,14 @@ class TableWriter:
         self.seen_checked = False
         self.chunks: list[pa.Table] = []
         self.buffered = 0
+        self.base_snapshot = _current_id(table)  # the snapshot the next append must build on
+
+    def _take_shape(self, schema: TableSchema) -> None:
+        self.shape_schema = schema
+        self.shape_version = schema.version
+        self.columns = shape_of(self.table, self.versions.get(schema.version, {}), schema)
+        self.width = len(self.columns)
+        self.key_index = _key_index(schema)
 
     def add(self, event: ChangeEvent) -> int:
         """Buffer the event's history row(s); returns how many (2 for an update that moves its key)."""
@@ -98,10 +122,11 @@ class TableWriter:
             image = event.before
             if image is None:  # truncate: a marker row, every source column null
                 image = (None,) * self.width
-        elif self.key_index and event.before is not None and event.op is Op.UPDATE:
+        elif event.before is not None and event.op is Op.UPDATE:
             before = event.before
-            if any(before[i] != image[i] for i in self.key_index):
-                # the row leaves its old key: a 'd' row with the before image, same position
+            # a keyless table's update, or one that moves the key (streams from before the decoder
+            # split key changes), keeps the before image: a 'd' row at the same position, then 'u'
+            if not self.key_index or any(before[i] != image[i] for i in self.key_index):
                 self._row(before, "d", event)
                 added = 2
         self._row(image, event.op._value_, event)
@@ -151,15 +176,23 @@ class TableWriter:
         self.chunks.append(pa.Table.from_arrays(arrays, names=names))
         self.rows, self.meta = [], []
 
-    def follow(self, schema: TableSchema, pipeline: str) -> None:
-        """Adopt a new source schema version: seal rows of the old shape, evolve the table if needed."""
-        check_source_change(self.identifier, self.schema, schema)
+    def follow(
+        self, schema: TableSchema, pipeline: str, policy: SchemaChangePolicy, position: Position
+    ) -> None:
+        """Gather rows of ``schema`` from now on: a version the table knows, or a new one to follow."""
         self.seal()
-        evolve(self.table, self.identifier, schema, pipeline)
-        self.schema = schema
-        self.columns = history_columns(schema)
-        self.width = len(self.columns)
-        self.key_index = _key_index(schema)
+        if schema.version not in self.versions:
+            renames = follow_version(
+                self.table, self.identifier, self.schema, schema, pipeline, policy, position
+            )
+            if renames:  # rows buffered before the rename carry the old names
+                self.chunks = [
+                    chunk.rename_columns([renames.get(n, n) for n in chunk.column_names])
+                    for chunk in self.chunks
+                ]
+            self.versions = stored_versions(self.table)
+            self.schema = schema
+        self._take_shape(schema)
 
     def take(self) -> list[pa.Table]:
         """Hand the buffered rows over to a commit; the buffer starts empty again."""
@@ -169,14 +202,53 @@ class TableWriter:
         self.buffered = 0
         return chunks
 
-    def commit(self, chunks: list[pa.Table], properties: dict[str, str]) -> int:
-        """Append ``chunks`` in one snapshot (runs on the committer thread)."""
+    def commit(self, chunks: list[pa.Table], properties: dict[str, str], exclusive: bool) -> int:
+        """Append ``chunks`` in one snapshot (runs on the committer thread).
+
+        The append is conditional on the table's snapshot being the one this writer last saw
+        (pyiceberg's retry is off for history tables). When another commit won the race, the
+        writer looks at what landed: a snapshot that only rewrote files (`cdc maintain`) or, for a
+        shared (unclaimed) sink, another process's rows is no conflict, and the append is retried on
+        top of it; for an ``exclusive`` (claimed) writer, rows another writer committed mean this
+        writer's view is stale: SinkUnavailable, and the caller restarts from the sinks' positions,
+        where the table skips what the other writer landed.
+        """
         target = arrow_schema_of(self.table.schema())
         # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
         data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
-        # a commit that races another writer (`cdc maintain`) is retried by pyiceberg itself
-        self.table.append(data, snapshot_properties=properties)
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                self.table.append(data, snapshot_properties=properties)
+                break
+            except CommitFailedException:
+                self.table.refresh()
+                if exclusive and self._others_committed():
+                    raise SinkUnavailable(
+                        f"{self.identifier}: another writer committed rows since this writer read the "
+                        "table; nothing of this commit landed, restart from the sinks' positions"
+                    ) from None
+                self.base_snapshot = _current_id(self.table)
+                if attempt == _COMMIT_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        self.base_snapshot = _current_id(self.table)
         return int(data.num_rows)
+
+    def reread_base(self) -> None:
+        """After a failed cycle: build on the table as it is now (its position was re-read too)."""
+        self.base_snapshot = _current_id(self.table)
+
+    def _others_committed(self) -> bool:
+        """Whether an append carrying a source position landed after ``base_snapshot``."""
+        snapshot = self.table.current_snapshot()
+        while snapshot is not None and snapshot.snapshot_id != self.base_snapshot:
+            summary = snapshot.summary
+            if summary is not None and summary.operation is Operation.APPEND and summary[POSITION_KEY]:
+                return True
+            parent = snapshot.parent_snapshot_id
+            snapshot = self.table.snapshot_by_id(parent) if parent is not None else None
+        # the base expired from the table's metadata: nothing says who wrote since, assume the worst
+        return snapshot is None and self.base_snapshot is not None
 
     def truncate(self, keep: int) -> None:
         """Drop buffered rows past the first ``keep`` (a failed batch's)."""
@@ -195,16 +267,3 @@ class TableWriter:
         self.rows, self.meta = [], []
         self.chunks = []
         self.buffered = 0
-
-
-def evolve(table: Table, identifier: str, schema: TableSchema, pipeline: str) -> None:
-    """Add new columns and apply safe promotions; SinkSchemaError for anything else."""
-    if check_evolution(identifier, table.schema(), schema):
-        with table.update_schema() as update:
-            update.union_by_name(evolution_schema(schema))
-        log.info("iceberg: evolved %s to schema version %s", identifier, schema.version)
-    kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
-    wanted = table_properties(pipeline, schema, kinds)
-    if any(table.properties.get(k) != v for k, v in wanted.items()):
-        with table.transaction() as txn:
-            txn.set_properties(wanted)

@@ -90,10 +90,12 @@ def test_random_redelivery_and_crashes_keep_history_exact(
     cfg = config(tmp_path, commit_rows=rnd.randint(2, 12))
     original_commit = TableWriter.commit
 
-    def sometimes_killed(self: TableWriter, chunks: list[pa.Table], properties: dict[str, str]) -> int:
+    def sometimes_killed(
+        self: TableWriter, chunks: list[pa.Table], properties: dict[str, str], exclusive: bool
+    ) -> int:
         if rnd.random() < 0.1:
             raise Killed
-        return original_commit(self, chunks, properties)
+        return original_commit(self, chunks, properties, exclusive)
 
     monkeypatch.setattr(TableWriter, "commit", sometimes_killed)
     sink = opened(cfg)

@@ -1,0 +1,188 @@
+"""Following a source table's new shape in its history table (``schema_changes: apply|stop``).
+
+Under ``apply`` (the default) the history loses nothing and the pipeline keeps running:
+
+- an added column is added (optional);
+- a dropped column stays in the history table: rows from then on hold null in it;
+- a renamed column is renamed in Iceberg, which tracks columns by field id, so older rows show under
+  the new name;
+- int->long, float->double and decimal widening are applied; any other type change stops the sink
+  (SinkSchemaError naming table and column), since the history could not hold both;
+- a new primary key is recorded (``headwater.primary_key``) for state-as-of queries.
+
+The change is judged by :func:`cdc.core.schema_evolution.diff_schemas` between the last source
+schema the table followed (stored in the table, see :mod:`sinks.iceberg.source_versions`) and the
+new one, so the verdict is the same whether or not a restart fell between them. Under ``stop`` any
+change stops the sink before it is applied, with the change recorded in the table for
+`cdc schema accept`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+
+from cdc.config.models import SchemaChangePolicy
+from cdc.core.errors import SinkSchemaError
+from cdc.core.positions import Position
+from cdc.core.schema_evolution import diff_schemas
+from cdc.core.schemas import TableSchema
+from sinks.iceberg.history_schema import (
+    COLUMN_KINDS_PROPERTY,
+    META_COLUMNS,
+    HistoryColumn,
+    check_evolution,
+    check_source_change,
+    evolution_schema,
+    history_columns,
+    promotable,
+    table_properties,
+)
+from sinks.iceberg.source_versions import (
+    ACCEPTED_PROPERTY,
+    PENDING_PROPERTY,
+    SOURCE_SCHEMA_PROPERTY,
+    VERSIONS_PROPERTY,
+    Pending,
+    encode_schema,
+    stored_pending,
+    stored_versions,
+)
+
+__all__ = ["NO_RETRY", "creation_properties", "follow_version", "shape_of"]
+
+# Data commits are retried by the sink, not by pyiceberg: a claimed writer's commit must fail when
+# another writer committed since it read the table (see sinks.iceberg.history_sink, fencing)
+NO_RETRY = ("commit.retry.num-retries", "0")
+
+log = logging.getLogger(__name__)
+
+
+def shape_of(table: Table, field_ids: dict[str, int], schema: TableSchema) -> tuple[HistoryColumn, ...]:
+    """The columns rows of ``schema`` are written with: each under its field's current name."""
+    current = table.schema()
+    out = []
+    for column in history_columns(schema):
+        field_id = field_ids.get(column.name)
+        name = current.find_column_name(field_id) if field_id is not None else None
+        out.append(column if name is None or name == column.name else dataclasses.replace(column, name=name))
+    return tuple(out)
+
+
+def _field_ids(schema: Schema, source: TableSchema) -> dict[str, int]:
+    return {c.name: schema.find_field(c.name).field_id for c in source.columns}
+
+
+def follow_version(
+    table: Table,
+    identifier: str,
+    last: TableSchema | None,
+    new: TableSchema,
+    pipeline: str,
+    policy: SchemaChangePolicy,
+    position: Position,
+) -> dict[str, str]:
+    """Make ``table`` follow ``new`` (see the module docstring); the renames applied (old -> new name)."""
+    if last is None:  # a table from before versions were stored: follow by name, as it always did
+        if check_evolution(identifier, table.schema(), new):
+            with table.update_schema() as update:
+                update.union_by_name(evolution_schema(new))
+        _record(table, new, pipeline, {})
+        return {}
+    diff = diff_schemas(last, new)
+    accepted = table.properties.get(ACCEPTED_PROPERTY) == new.version
+    if not diff.empty and policy is SchemaChangePolicy.STOP and not accepted:
+        pending = Pending(last.version, new.version, diff.describe(), position)
+        if stored_pending(table) != pending:
+            with table.transaction() as txn:
+                txn.set_properties({PENDING_PROPERTY: pending.encode()})
+        raise SinkSchemaError(
+            identifier,
+            None,
+            f"the source table {new.ref} changed ({diff.describe()}) at {position.to_string()} and this "
+            "sink has schema_changes: stop; review the change, then let it through with "
+            f"`cdc schema accept -c CONFIG {new.ref}` (or set schema_changes: apply)",
+        )
+    current = table.schema()
+    names = {f.name: f for f in current.fields}
+    renames = {old.name: after.name for old, after in diff.renamed}
+    for column in history_columns(new):
+        if column.name in META_COLUMNS:
+            raise SinkSchemaError(identifier, column.name, "the name is reserved for history bookkeeping")
+    for before, _after in diff.retyped:
+        check_source_change(identifier, dataclasses.replace(last, columns=(before,)), new)
+    kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
+    with table.transaction() as txn:
+        with txn.update_schema() as update:
+            for old_name, new_name in renames.items():
+                if new_name in names:
+                    raise SinkSchemaError(
+                        identifier, new_name, f"cannot rename {old_name} to it: the history already has it"
+                    )
+                update.rename_column(old_name, new_name)
+                kinds[new_name] = kinds.pop(old_name, None)
+            for column in history_columns(new):
+                wanted = column.iceberg_type
+                existing = names.get(column.name)
+                if column.name in renames.values():
+                    existing = names.get(next(o for o, n in renames.items() if n == column.name))
+                if existing is None:  # added (or re-added under a name no field holds)
+                    update.add_column(column.name, wanted, doc=f"source type: {column.source_type}")
+                elif existing.field_type != wanted:
+                    if not promotable(existing.field_type, wanted):
+                        raise SinkSchemaError(
+                            identifier,
+                            column.name,
+                            f"cannot change {existing.field_type} to {wanted} (source type "
+                            f"{column.source_type}); only int->long, float->double and decimal "
+                            "precision widening are applied",
+                        )
+                    update.update_column(existing.name, field_type=wanted)
+        staged = txn.table_metadata.schema()
+        _stage_record(txn, table, new, pipeline, _field_ids(staged, new), kinds)
+    log.info("iceberg: %s follows %s version %s (%s)", identifier, new.ref, new.version, diff.describe())
+    return renames
+
+
+def _versions_with(table: Table, new: TableSchema, field_ids: dict[str, int]) -> str:
+    versions = stored_versions(table)
+    versions[new.version] = field_ids
+    return json.dumps(versions, sort_keys=True)
+
+
+def _stage_record(
+    txn: object,
+    table: Table,
+    new: TableSchema,
+    pipeline: str,
+    field_ids: dict[str, int],
+    kinds: dict[str, str],
+) -> None:
+    properties = table_properties(pipeline, new, {k: v for k, v in kinds.items() if v is not None})
+    properties[SOURCE_SCHEMA_PROPERTY] = encode_schema(new)
+    properties[VERSIONS_PROPERTY] = _versions_with(table, new, field_ids)
+    properties[NO_RETRY[0]] = NO_RETRY[1]
+    txn.set_properties(properties)  # type: ignore[attr-defined]
+    stale = [p for p in (PENDING_PROPERTY, ACCEPTED_PROPERTY) if p in table.properties]
+    if stale:
+        txn.remove_properties(*stale)  # type: ignore[attr-defined]
+
+
+def _record(table: Table, new: TableSchema, pipeline: str, kinds: dict[str, str]) -> None:
+    table.refresh()
+    kinds = {**json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}")), **kinds}
+    with table.transaction() as txn:
+        _stage_record(txn, table, new, pipeline, _field_ids(table.schema(), new), kinds)
+
+
+def creation_properties(pipeline: str, schema: TableSchema, iceberg_schema: Schema) -> dict[str, str]:
+    """A new history table's properties: the source version it starts at, with its field ids."""
+    properties = table_properties(pipeline, schema)
+    properties[SOURCE_SCHEMA_PROPERTY] = encode_schema(schema)
+    properties[VERSIONS_PROPERTY] = json.dumps({schema.version: _field_ids(iceberg_schema, schema)})
+    properties[NO_RETRY[0]] = NO_RETRY[1]
+    return properties
