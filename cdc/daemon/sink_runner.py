@@ -1,9 +1,15 @@
 """`cdc sink`: the pipeline's Kafka topics into the sinks, offsets stored with the data.
 
 Every sink keeps the offsets it has applied (in the same transaction as the rows); on each partition
-assignment the consumer seeks to the lowest offset any sink holds, and each sink is handed only the
-messages past its own offsets. No offset is committed to Kafka: a crash at any instant leaves each
-sink exactly where its last transaction put it.
+assignment the sinks are asked again what they hold for the new partitions (another process of the
+group may have advanced them), the consumer seeks to the lowest, and each sink is handed only the
+messages past its own offsets. Before a partition goes to another process, what was consumed from
+it is applied and flushed. No offset is committed to Kafka: a crash at any instant leaves each sink
+exactly where its last transaction put it.
+
+A sink that needs messages the topic no longer holds (retention deleted them, or the sink was added
+after they were) stops the run with StreamGap naming the sink, the partition and both offsets,
+instead of silently starting from what is left.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cdc.core.errors import HeadwaterError
+from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.events import ChangeEvent
 from cdc.daemon.supervisor import Supervisor
 from cdc.daemon.truncate_barrier import BarrierTruncate, Ready, TruncateBarrier, topic_of
-from cdc.stream.kafka_reader import KafkaChangeReader
+from cdc.stream.kafka_reader import KafkaChangeReader, Watermarks
 from sinks.contract import AppliedState, Sink, SinkBatch
 
 log = logging.getLogger("cdc.sink")
@@ -54,23 +60,21 @@ class SinkRunner:
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
         reader: KafkaChangeReader | None = None
+        consumption: _Consumption | None = None
         try:
-            held: dict[str, dict[str, int]] = {}
             for sink in sinks:
                 sink.open()
-                applied = sink.applied()
-                held[sink.name] = dict(applied.offsets) if applied is not None else {}
-
-            def initial_offsets(partitions: list[str]) -> dict[str, int]:
-                # the lowest offset any sink holds; a sink that holds none reads from the beginning
-                return {p: min(held[s.name].get(p, 0) for s in sinks) for p in partitions}
-
-            reader = self._open_reader(initial_offsets)
+            consumption = _Consumption(self, sinks)
+            reader = self._open_reader(consumption.assigned)
+            consumption.reader = reader
+            reader.on_revoke = consumption.revoked
             reader.start()
-            self._loop(reader, sinks, held)
+            consumption.run()
             for sink in sinks:
                 sink.flush()
         finally:
+            if consumption is not None:
+                consumption.active = False  # closing the consumer revokes everything: nothing to do
             if reader is not None:
                 reader.close()
             for sink in sinks:
@@ -79,50 +83,132 @@ class SinkRunner:
                 except HeadwaterError as exc:
                     log.warning("closing sink %s: %s", sink.name, exc)
 
-    def _loop(
-        self, reader: KafkaChangeReader, sinks: Sequence[Sink], held: dict[str, dict[str, int]]
-    ) -> None:
-        opts = self._options
-        barrier = TruncateBarrier(lambda topic: {p for p in reader.assigned if topic_of(p) == topic})
-        pending: list[Ready] = []
+
+class _Consumption:
+    """One run's consume-and-apply loop, and what it does when the group moves partitions.
+
+    ``held[sink][partition]`` is the next offset each sink needs. It is read from the sink
+    (``applied()``) whenever a partition is assigned, since another process of the group may have
+    advanced it meanwhile, and it only moves forward. Before a partition is revoked, whatever was
+    consumed is applied and every sink flushed, so the next owner starts exactly where this one
+    stopped (a buffering sink would otherwise commit rows the next owner applies too).
+    """
+
+    def __init__(self, runner: SinkRunner, sinks: Sequence[Sink]) -> None:
+        self.runner = runner
+        self.sinks = sinks
+        self.reader: KafkaChangeReader | None = None
+        self.held: dict[str, dict[str, int]] = {sink.name: {} for sink in sinks}
+        self.pending: list[Ready] = []
+        self.dirty = False
+        self.active = True
+        self.barrier = TruncateBarrier(self._assigned_of_topic)
+
+    def _assigned_of_topic(self, topic: str) -> set[str]:
+        assert self.reader is not None
+        return {p for p in self.reader.assigned if topic_of(p) == topic}
+
+    # -- the group's callbacks (on the polling thread, inside reader.poll) -----------------------
+
+    def assigned(self, partitions: list[str]) -> dict[str, int]:
+        """Offsets to start the newly assigned ``partitions`` at; StreamGap if a sink would skip."""
+        assert self.reader is not None
+        if not partitions:
+            return {}
+        stored = {}
+        for sink in self.sinks:
+            applied = sink.applied()
+            stored[sink.name] = applied.offsets if applied is not None else {}
+        bounds = self.reader.watermarks(partitions)
+        gaps: list[str] = []
+        seek: dict[str, int] = {}
+        for partition in partitions:
+            marks = bounds[partition]
+            for sink in self.sinks:
+                held = self.held[sink.name]
+                known = [o for o in (stored[sink.name].get(partition), held.get(partition)) if o is not None]
+                if not known:
+                    if marks.low > 0:
+                        gaps.append(_never_consumed(sink.name, partition, marks))
+                    continue
+                offset = held[partition] = max(known)
+                if offset < marks.low:
+                    gaps.append(_deleted(sink.name, partition, offset, marks))
+                elif offset > marks.high:
+                    gaps.append(_recreated(sink.name, partition, offset, marks))
+            seek[partition] = min(self.held[s.name].get(partition, 0) for s in self.sinks)
+        if gaps:
+            raise StreamGap(_gap_message(gaps))
+        return seek
+
+    def revoked(self, partitions: set[str], lost: bool) -> None:
+        if not self.active:
+            return
+        if lost:
+            # Another member owns them already (this process stalled past session.timeout.ms):
+            # what it consumed from them and did not apply must not land; the new owner applies
+            # it. What a buffering sink already took is committed by its next flush, as the new
+            # owner reads the sinks' offsets before that: this rare case can duplicate.
+            self.pending = [item for item in self.pending if not _touches(item, partitions)]
+            self.barrier.forget(partitions)
+            for held in self.held.values():
+                for partition in partitions:
+                    held.pop(partition, None)
+            log.warning("lost %d partitions to the group (missed the session timeout)", len(partitions))
+            return
+        self.barrier.forget(partitions)
+        self.apply()
+        for sink in self.sinks:
+            sink.flush()
+        self.dirty = False
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def apply(self) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        for sink in self.sinks:
+            held = self.held[sink.name]
+            batch = _batch_for(pending, held)
+            if batch is not None:
+                sink.apply(batch)
+                held.update(batch.state.offsets)
+        self.runner.applied_events += len(pending)
+        self.pending = []
+        self.dirty = True
+
+    def run(self) -> None:
+        reader = self.reader
+        assert reader is not None
+        opts = self.runner._options
+        stop = self.runner._stop
+        barrier = self.barrier
         deadline = 0.0
         started = time.monotonic()
         last_flush = time.monotonic()
-        dirty = False
-
-        def apply() -> None:
-            nonlocal pending, dirty
-            if pending:
-                for sink in sinks:
-                    batch = _batch_for(pending, held[sink.name])
-                    if batch is not None:
-                        sink.apply(batch)
-                        held[sink.name].update(batch.state.offsets)
-                self.applied_events += len(pending)
-                pending = []
-                dirty = True
 
         while True:
             # never wait past a pending batch's deadline: at low rates that wait is the latency
-            wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if pending else 0.2
+            wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
             changes = reader.poll(opts.max_events, wait)
             if changes:
                 ready = barrier.admit(changes)
-                if ready and not pending:
+                if ready and not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
-                pending.extend(ready)
+                self.pending.extend(ready)
             now = time.monotonic()
-            if pending and (len(pending) >= opts.max_events or now >= deadline or self._stop.is_set()):
-                apply()
+            if self.pending and (len(self.pending) >= opts.max_events or now >= deadline or stop.is_set()):
+                self.apply()
             if not changes:
-                if dirty and now - last_flush >= opts.idle_flush_seconds:
-                    for sink in sinks:
+                if self.dirty and now - last_flush >= opts.idle_flush_seconds:
+                    for sink in self.sinks:
                         sink.flush()
-                    dirty, last_flush = False, now
-                if self._stop.is_set():
-                    apply()
+                    self.dirty, last_flush = False, now
+                if stop.is_set():
+                    self.apply()
                     return
-                if opts.until_caught_up and not pending:
+                if opts.until_caught_up and not self.pending:
                     if reader.assigned and reader.assigned <= reader.at_end and not barrier.blocked:
                         # A topic created since the group last balanced is not assigned yet: wait for
                         # the rebalance, unless the assignment has been stable long enough that the
@@ -130,11 +216,54 @@ class SinkRunner:
                         missing = reader.table_partitions() - reader.assigned
                         stable = now - reader.assignment_changed > opts.assignment_wait_s
                         if not missing or stable:
-                            log.info("caught up with the stream: %d changes applied", self.applied_events)
+                            log.info(
+                                "caught up with the stream: %d changes applied", self.runner.applied_events
+                            )
                             return
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return
+
+
+def _touches(item: Ready, partitions: set[str]) -> bool:
+    if isinstance(item, BarrierTruncate):
+        return not partitions.isdisjoint(item.offsets)
+    return item.partition in partitions
+
+
+_RECOVERY = (
+    "Recover by bootstrapping that sink again: `cdc bootstrap -c CONFIG TABLE --sink NAME` (once "
+    "`cdc bootstrap` exists; until then, reset the sink's tables for the pipeline). To keep it from "
+    "happening again, give the table topics a retention longer than any sink may stay behind "
+    "(retention.ms)."
+)
+
+
+def _never_consumed(sink: str, partition: str, marks: Watermarks) -> str:
+    return (
+        f"sink {sink} has never consumed {partition}, which now starts at offset {marks.low}: "
+        f"the {marks.low} messages before it were deleted (retention) and the sink would miss them"
+    )
+
+
+def _deleted(sink: str, partition: str, offset: int, marks: Watermarks) -> str:
+    return (
+        f"sink {sink} needs {partition} from offset {offset}, but the partition now starts at "
+        f"offset {marks.low}: messages {offset}..{marks.low - 1} were deleted (retention) before "
+        "the sink applied them"
+    )
+
+
+def _recreated(sink: str, partition: str, offset: int, marks: Watermarks) -> str:
+    return (
+        f"sink {sink} needs {partition} from offset {offset}, but the partition ends at offset "
+        f"{marks.high}: the topic was deleted and created again since the sink read it"
+    )
+
+
+def _gap_message(gaps: list[str]) -> str:
+    shown = "; ".join(gaps[:5]) + (f"; and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+    return f"the stream has a gap for this sink: {shown}. {_RECOVERY}"
 
 
 def _batch_for(items: list[Ready], held: Mapping[str, int]) -> SinkBatch | None:

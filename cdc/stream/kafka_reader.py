@@ -1,10 +1,15 @@
 """Reading a pipeline's table topics back as typed change events, for `cdc sink`.
 
 A read_committed consumer in a consumer group (``headwater-<pipeline>-sink`` unless configured), so
-several `cdc sink` processes share the partitions. Offsets are never committed to Kafka: the sinks
-store them with their data, and on each assignment the reader seeks to what the sinks hold
-(``initial_offsets``). Table schemas come from the pipeline's schema topic, which the writer fills
-in the same Kafka transaction as the first event of each table version.
+several `cdc sink` processes share the partitions. It subscribes to the table topics only
+(``<pipeline>.<db>.<table>``): were the pipeline's own one-partition topics in the subscription,
+the group's sticky balance would count them, and one of two processes could get them while the
+other took every table partition. Offsets are never committed to Kafka: the sinks store them with
+their data, and on each assignment the reader seeks to what ``initial_offsets`` says for the newly
+assigned partitions (the caller reads it from the sinks then, not once per process); before a
+partition is taken away, ``on_revoke`` lets the caller commit what it consumed from it. Table schemas
+come from the pipeline's schema topic, which the writer fills in the same Kafka transaction as the
+first event of each table version.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from cdc.stream.json_decode import row_decoder, table_schema_from_record
 from cdc.stream.kafka_clients import consumer_config
 from cdc.stream.topics import TopicNames
 
-__all__ = ["ConsumedChange", "KafkaChangeReader", "partition_name"]
+__all__ = ["ConsumedChange", "KafkaChangeReader", "Watermarks", "partition_name", "split_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,19 @@ _OPS = {op.value: op for op in Op}
 
 def partition_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def split_partition(name: str) -> tuple[str, int]:
+    topic, _, partition = name.rpartition(":")
+    return topic, int(partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarks:
+    """A partition's log start offset (retention moves it) and its high watermark."""
+
+    low: int
+    high: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +141,11 @@ class KafkaChangeReader:
         self.assigned: set[str] = set()
         self.at_end: set[str] = set()  # partitions whose end was reached since their last message
         self.assignment_changed = time.monotonic()
+        # Called with the partitions about to be taken away (before they are), on the polling
+        # thread: the caller applies and commits what it consumed from them, so that the next owner
+        # starts exactly there. ``lost`` is True when the group already gave them to another member
+        # (this one missed its session): then nothing of them may be committed any more.
+        self.on_revoke: Callable[[set[str], bool], None] | None = None
 
     def start(self) -> None:
         settings = consumer_config(self._config, self._group)
@@ -134,9 +157,10 @@ class KafkaChangeReader:
         # cached assignment, which misses topics created since: new tables would go unconsumed.)
         settings.setdefault("session.timeout.ms", 10000)
         consumer = Consumer(settings)
-        pattern = "^" + re.escape(self._pipeline) + r"\..*"
+        # table topics only: <pipeline>.<db>.<table>, whose parts never hold a dot (topics.py)
+        pattern = "^" + re.escape(self._pipeline) + r"\.[^.]+\.[^.]+$"
         consumer.subscribe(
-            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         self._consumer = consumer
 
@@ -150,16 +174,44 @@ class KafkaChangeReader:
             if stored is not None:
                 tp.offset = stored
             self.assigned.add(partition_name(tp.topic, tp.partition))
-        log.info("assigned %d table partitions", len(mine))
+        if mine:
+            log.info("assigned %d table partitions", len(mine))
         self.assignment_changed = time.monotonic()
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(consumer, partitions, lost=False)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(consumer, partitions, lost=True)
+
+    def _release(self, consumer: Consumer, partitions: list[TopicPartition], lost: bool) -> None:
+        names = {partition_name(tp.topic, tp.partition) for tp in partitions if tp.topic not in self._own}
+        if names and self.on_revoke is not None:
+            self.on_revoke(names, lost)
         self.assignment_changed = time.monotonic()
-        for tp in partitions:
-            self.assigned.discard(partition_name(tp.topic, tp.partition))
-            self.at_end.discard(partition_name(tp.topic, tp.partition))
+        self.assigned -= names
+        self.at_end -= names
+        if names:
+            log.info("%s %d table partitions", "lost" if lost else "released", len(names))
         consumer.incremental_unassign(partitions)
+
+    def watermarks(self, partitions: list[str]) -> dict[str, Watermarks]:
+        """Each partition's log start offset and high watermark, asked of the broker now."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        timeout = self._config.request_timeout_ms / 1000
+        out: dict[str, Watermarks] = {}
+        for name in partitions:
+            topic, partition = split_partition(name)
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout, cached=False
+                )
+            except KafkaException as exc:
+                raise StreamUnavailable(f"no offsets of {name} within {timeout:g}s: {exc}") from exc
+            out[name] = Watermarks(low, high)
+        return out
 
     def table_partitions(self) -> set[str]:
         """Every partition of the pipeline's table topics that exists now (whoever consumes it)."""

@@ -36,14 +36,21 @@ snapshots added).
 
 History rows: one per change: the image after it (before it for a delete; a truncate is one row
 with ``_op`` 't' and every source column null, meaning "every row before this position is gone").
-An update that changes the primary key is two rows with the same position: ``_op`` 'd' with the
-before image (the old key leaves), then ``_op`` 'u' with the after image; so "last change per key"
-queries (state as of) stay right without a before-image column.
+An update of a keyless table is two rows with the same position: ``_op`` 'd' with the before image,
+then ``_op`` 'u' with the after image, so the old row can be rebuilt and state-as-of counts copies
+(identical rows are normal without a key). A key change arrives as a delete of the old key and a
+create of the new one at two positions and is stored as such; a single 'u' that moves the key (older
+streams) is split like a keyless update, into two rows. A truncate whose schema is empty (the
+source had no TABLE_MAP for the table since a restart) lands on the table's known shape; a table
+the history never held is not created for it.
 
-Schema changes: a table follows a new source schema version by name (new columns added, int->long,
-float->double, decimal widening); a dropped column, a narrowing or any other type change stops the
-sink with SinkSchemaError naming table and column. The failing batch is not buffered and everything
-before it is committed first, so ``applied()`` is the last good batch.
+Schema changes (``schema_changes: apply|stop``): see :mod:`sinks.iceberg.evolution`. A change that
+cannot be followed, or any change under ``stop``, raises SinkSchemaError naming table and change;
+the failing batch is not buffered and everything before it is committed first, so ``applied()`` is
+the last good batch.
+
+Writer fencing (embedded mode, ``claim_writer``): see :mod:`sinks.iceberg.fencing`. Unclaimed sinks
+(Kafka-mode `cdc sink` processes sharing a group) build on each other's commits as before.
 """
 
 from __future__ import annotations
@@ -209,8 +216,17 @@ class IcebergHistorySink:
         return self._catalog
 
     def applied(self) -> AppliedState | None:
-        if self._in_flight is not None and self._in_flight[2].done():
-            self._wait_for_commit()
+        self._wait_for_commit()  # the committer thread shares the progress table
+        if self._progress is not None:
+            # Kafka mode: the other `cdc sink` processes of the group commit offsets to the same
+            # progress table, and `cdc sink` asks on every partition assignment: read it now
+            self._progress.refresh()
+            stored = stored_state(self._progress)
+            if stored is not None:
+                self._applied = merged_state(self._applied, stored)
+            # rows a dead process committed without its offsets are looked for again
+            for writer in self._writers.values():
+                writer.seen_checked = False
         return self._applied
 
     def apply(self, batch: SinkBatch) -> None:

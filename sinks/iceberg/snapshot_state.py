@@ -59,11 +59,17 @@ def stored_state(table: Table) -> AppliedState | None:
 
 
 def merged_state(held: AppliedState | None, batch: AppliedState) -> AppliedState:
-    """Kafka mode: the batch's partitions merged into the held offsets; the highest position."""
+    """Kafka mode: the batch's partitions merged into the held offsets; the highest position.
+
+    Each offset only moves forward: a process's view of partitions another `cdc sink` process of
+    the group advanced since (read when it opened) must not take the stored offsets back.
+    """
     if held is None:
         return batch
     offsets = dict(held.offsets)
-    offsets.update(batch.offsets)
+    for partition, offset in batch.offsets.items():
+        if offset > offsets.get(partition, -1):
+            offsets[partition] = offset
     return AppliedState(max(held.position, batch.position), offsets)
 
 
