@@ -14,10 +14,13 @@ import pytest
 
 from cdc.config.models import IcebergSinkConfig, SchemaChangePolicy
 from cdc.core.errors import SinkSchemaError
-from cdc.core.schemas import ArrowKind
-from sinks.contract import AcceptsSchemaChanges, AppliedState
+from cdc.core.events import ChangeEvent, Op
+from cdc.core.schemas import ArrowKind, TableSchema
+from sinks.contract import AcceptsSchemaChanges, AppliedState, SinkBatch
 from sinks.iceberg import create_iceberg_sink, read_history, state_as_of
+from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_sink import IcebergHistorySink
+from sinks.iceberg.source_versions import SOURCE_SCHEMA_PROPERTY, VERSIONS_PROPERTY
 from tests.sinks.builders import ITEMS, REF, Writer, col, schema
 
 RENAMED = schema(ITEMS.columns[0], col("title", "varchar", ArrowKind.STRING), ITEMS.columns[2])
@@ -174,3 +177,29 @@ def test_stop_policy_lets_an_unchanged_table_run(make_run: Callable[..., Run]) -
     run.sink.apply(w.insert(2, "b", 2).batch())
     run.sink.flush()
     assert len(run.rows(w)) == 2 and run.sink.pending_schema_changes() == []
+
+
+def test_a_table_written_before_versions_were_stored_is_followed_by_name(tmp_path: Path) -> None:
+    config = _config(tmp_path, SchemaChangePolicy.APPLY)
+    sink = create_iceberg_sink(config, "pipe")
+    sink.open()
+    w = Writer()
+    sink.apply(w.insert(1, "a", 1).batch())
+    sink.close()
+    table = open_catalog(config.catalog).load_table("evo.items__history")
+    with table.transaction() as txn:  # what an older Headwater left: no source schema, no versions
+        txn.remove_properties(SOURCE_SCHEMA_PROPERTY, VERSIONS_PROPERTY)
+    sink = create_iceberg_sink(config, "pipe")
+    sink.open()
+    pos = w.clock.txn()
+    empty = TableSchema.build(REF, (), ())
+    sink.apply(
+        SinkBatch([ChangeEvent(Op.TRUNCATE, empty, None, None, None, pos, 0, "0-1-9")], AppliedState(pos))
+    )
+    wider = schema(*ITEMS.columns, col("note", "text", ArrowKind.STRING))
+    sink.apply(w.insert(2, "b", 2, "n", table=wider).batch())
+    sink.close()
+    got = read_history(config.catalog, "evo", REF).rows.to_pylist()
+    assert [(r["_op"], r["id"], r["note"]) for r in got] == [("c", 1, None), ("t", None, None), ("c", 2, "n")]
+    table.refresh()
+    assert table.properties.get(SOURCE_SCHEMA_PROPERTY)  # stored from then on
