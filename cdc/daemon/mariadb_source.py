@@ -12,25 +12,33 @@ from cdc.sources.mariadb import (
     MariaDbBinlogReader,
     ReaderConfig,
     StartAt,
+    TlsSettings,
     ZeroDatePolicy,
 )
+from cdc.sources.mariadb.server_checks import check_source
 from cdc.sources.mariadb.server_position import captured_tables, current_restart_point
 
 
 def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
+    ssl = config.ssl
+    tls = TlsSettings(ca=ssl.ca, cert=ssl.cert, key=ssl.key, verify=ssl.verify) if ssl else None
     return ConnectionSettings(
         config.host,
         config.port,
         config.user,
         config.password.get_secret_value(),
         connect_timeout_s=config.connect_timeout_seconds,
+        tls=tls,
     )
 
 
 class MariaDbSource:
+    """Checks the server's settings and the account's access once, before its first answer."""
+
     def __init__(self, config: MariaDbSourceConfig, *, blocking: bool) -> None:
         self._config = config
         self._settings = connection_settings(config)
+        self._checked = False
         self._reader = MariaDbBinlogReader(
             ReaderConfig(
                 self._settings,
@@ -43,13 +51,21 @@ class MariaDbSource:
             )
         )
 
+    def _check(self) -> None:
+        if not self._checked:
+            check_source(self._settings, self._config.server_id, tuple(self._config.tables))
+            self._checked = True
+
     def current_restart_point(self) -> RestartPoint:
+        self._check()
         return current_restart_point(self._settings)
 
     def tables(self) -> tuple[str, ...]:
+        self._check()
         return captured_tables(self._settings, tuple(self._config.tables), tuple(self._config.exclude_tables))
 
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        self._check()
         return self._reader.records(StartAt.at(start))
 
     def close(self) -> None:

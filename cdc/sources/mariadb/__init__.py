@@ -1,6 +1,6 @@
 """MariaDB binlog source: a replica connection, a per-table compiled row decoder, ordered records."""
 
-from cdc.sources.mariadb.connection import ConnectionSettings
+from cdc.sources.mariadb.connection_settings import ConnectionSettings, TlsSettings
 from cdc.sources.mariadb.reader import MariaDbBinlogReader, ReaderConfig, StartAt
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -13,5 +13,6 @@ __all__ = [
     "StartAt",
     "StreamDecoder",
     "TableFilter",
+    "TlsSettings",
     "ZeroDatePolicy",
 ]

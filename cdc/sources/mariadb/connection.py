@@ -9,25 +9,29 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
+from pymysql.constants import CLIENT
 
-from cdc.core.errors import BinlogPurged, SourceProtocolError, SourceUnavailable, TerminalError
+from cdc.core.errors import BinlogPurged, SourceProtocolError, SourceUnavailable
+from cdc.sources.mariadb.connection_settings import ConnectionSettings, TlsSettings
 from cdc.sources.mariadb.dump_command import (
     BINLOG_DUMP_NON_BLOCK,
     mariadb_binlog_dump,
 )
+from cdc.sources.mariadb.source_errors import error_code, server_id_clash, translate
 
-__all__ = ["BinlogConnection", "ConnectionSettings", "DumpStart"]
+__all__ = ["BinlogConnection", "ConnectionSettings", "DumpStart", "TlsSettings", "connect", "control"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PACKET = 0xFFFFFF
 _ER_MASTER_FATAL_READING_BINLOG = 1236  # purged/missing binlog or GTID: terminal
-_LOST_CONNECTION = frozenset({2006, 2013, 2055})
+_ER_SLAVE_SAME_ID = 4052
 # Error 1236 also covers non-purge failures (bad GTID state, duplicate server id): only these are purges.
 _PURGED_MESSAGES = (
     "could not find first log",
@@ -37,15 +41,10 @@ _PURGED_MESSAGES = (
     "could not open log",
     "could not find gtid",
 )
+_SAME_ID_MESSAGES = ("same server_uuid/server_id", "same server_id")
 
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    connect_timeout_s: float = 10.0
+if TYPE_CHECKING:
+    Connection = pymysql.Connection[pymysql.cursors.Cursor]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +61,67 @@ class DumpStart:
         return f"{self.file}:{self.offset}"
 
 
-def connect(
-    settings: ConnectionSettings, read_timeout: float | None = None
-) -> pymysql.Connection[pymysql.cursors.Cursor]:
-    """A plain (autocommit) connection to the source; wrong credentials are terminal, the rest transient."""
+def connect(settings: ConnectionSettings, read_timeout: float | None = None) -> Connection:
+    """A plain (autocommit) connection to the source, over TLS when ``settings.tls`` says so.
+
+    A refused login, a failed TLS verification and the like are terminal (SourceAccessDenied, naming
+    the source and the fix); a network problem is transient (SourceUnavailable).
+    """
     s = settings
+    conn: Connection = pymysql.Connection(
+        host=s.host,
+        port=s.port,
+        user=s.user,
+        password=s.password,
+        connect_timeout=s.connect_timeout_s,
+        read_timeout=read_timeout,
+        autocommit=True,
+        # Without source.ssl, plain TCP as documented (pymysql would otherwise try TLS without
+        # verifying anything, which only looks secure).
+        ssl=s.tls.context() if s.tls else None,
+        ssl_disabled=s.tls is None,
+        defer_connect=True,  # keeps the object, and the server's handshake, when the login fails
+    )
     try:
-        return pymysql.connect(
-            host=s.host,
-            port=s.port,
-            user=s.user,
-            password=s.password,
-            connect_timeout=s.connect_timeout_s,
-            read_timeout=read_timeout,
-            autocommit=True,
-        )
-    except pymysql.OperationalError as exc:
-        code = exc.args[0] if exc.args else 0
-        if code in (1045, 1044):
-            raise TerminalError(f"access denied for {s.user}@{s.host}:{s.port}") from exc
-        raise SourceUnavailable(f"cannot connect to {s.host}:{s.port}: {exc.args[-1]}") from exc
+        conn.connect()
+    except pymysql.MySQLError as exc:
+        offers_tls = bool(getattr(conn, "server_capabilities", 0) & CLIENT.SSL)
+        error = translate(exc, s, "while connecting", offers_tls=offers_tls)
+        raise (error or SourceUnavailable(f"cannot connect to {s.address}: {exc.args[-1]}")) from exc
+    return conn
+
+
+def current_account(cur: pymysql.cursors.Cursor) -> str | None:
+    """The account the server matched us to, quoted for a GRANT ('cdc'@'127.0.0.1')."""
+    try:
+        cur.execute("SELECT CURRENT_USER()")
+        row = cur.fetchone()
+    except pymysql.MySQLError:
+        return None
+    if not row or "@" not in str(row[0]):
+        return None
+    user, host = str(row[0]).rsplit("@", 1)
+    return f"'{user}'@'{host}'"
+
+
+@contextmanager
+def control(
+    settings: ConnectionSettings, doing: str, read_timeout: float | None = None
+) -> Iterator[pymysql.cursors.Cursor]:
+    """A cursor on a fresh connection; server errors while ``doing`` are judged as :func:`connect`'s."""
+    conn = connect(settings, read_timeout)
+    try:
+        with conn.cursor() as cur:
+            try:
+                yield cur
+            except pymysql.MySQLError as exc:
+                account = current_account(cur) if error_code(exc) in (1044, 1142, 1143, 1227) else None
+                error = translate(exc, settings, doing, account=account)
+                if error is None:
+                    raise
+                raise error from exc
+    finally:
+        conn.close()
 
 
 class BinlogConnection:
@@ -101,17 +141,14 @@ class BinlogConnection:
         self._blocking = blocking
         self._heartbeat_s = heartbeat_s
         self._conn: Any = None  # pymysql.Connection; its private I/O methods are untyped
+        self._account: str | None = None
         self.checksum_len = 0
 
     def query_one(self, sql: str) -> tuple[object, ...] | None:
-        conn = self._connect_plain()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                row = cur.fetchone()
-                return tuple(row) if row is not None else None
-        finally:
-            conn.close()
+        with control(self._settings, f"running {sql}") as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+            return tuple(row) if row is not None else None
 
     def _connect_plain(self) -> Any:
         # With heartbeats the server writes at least every heartbeat_s; silence for three periods means
@@ -121,7 +158,30 @@ class BinlogConnection:
 
     def open(self, start: DumpStart) -> None:
         conn = self._connect_plain()
+        try:
+            checksum = self._prepare_session(conn, start)
+        except pymysql.MySQLError as exc:
+            conn.close()
+            error = translate(exc, self._settings, "preparing the binlog dump")
+            if error is None:
+                raise
+            raise error from exc
+        self.checksum_len = 4 if checksum.upper() == "CRC32" else 0
+        flags = 0 if self._blocking else BINLOG_DUMP_NON_BLOCK
+        if start.gtid_state is not None:
+            packet = mariadb_binlog_dump(self._server_id, flags)
+        else:
+            packet = mariadb_binlog_dump(self._server_id, flags, start.file, start.offset)
+        conn._write_bytes(packet)
+        conn._next_seq_id = 1
+        self._conn = conn
+        log.info("binlog dump started at %s as replica server_id %d", start.describe(), self._server_id)
+
+    def _prepare_session(self, conn: Connection, start: DumpStart) -> str:
+        """The replica session variables the dump needs; returns the server's binlog checksum."""
         with conn.cursor() as cur:
+            # Named in a missing-grant error; the dump itself can no longer answer queries.
+            self._account = current_account(cur)
             cur.execute("SELECT @@global.binlog_checksum")
             row = cur.fetchone()
             checksum = str(row[0]) if row else "NONE"
@@ -135,16 +195,7 @@ class BinlogConnection:
                 cur.execute("SET @slave_connect_state = %s", (start.gtid_state,))
                 cur.execute("SET @slave_gtid_strict_mode = 1")
                 cur.execute("SET @slave_gtid_ignore_duplicates = 0")
-        self.checksum_len = 4 if checksum.upper() == "CRC32" else 0
-        flags = 0 if self._blocking else BINLOG_DUMP_NON_BLOCK
-        if start.gtid_state is not None:
-            packet = mariadb_binlog_dump(self._server_id, flags)
-        else:
-            packet = mariadb_binlog_dump(self._server_id, flags, start.file, start.offset)
-        conn._write_bytes(packet)
-        conn._next_seq_id = 1
-        self._conn = conn
-        log.info("binlog dump started at %s as replica server_id %d", start.describe(), self._server_id)
+        return checksum
 
     def close(self) -> None:
         if self._conn is not None:
@@ -181,17 +232,23 @@ class BinlogConnection:
                     self._raise_server_error(data)
                 else:
                     raise SourceProtocolError(f"unexpected packet status {status:#x} in binlog stream")
-        except pymysql.OperationalError as exc:
-            code = exc.args[0] if exc.args else 0
-            if code in _LOST_CONNECTION:
-                raise SourceUnavailable(f"binlog connection lost: {exc.args[-1]}") from exc
-            raise
+        except pymysql.MySQLError as exc:
+            error = translate(exc, self._settings, "reading the binlog")
+            if error is None:
+                raise
+            raise error from exc
 
-    @staticmethod
-    def _raise_server_error(data: bytes) -> None:
+    def _raise_server_error(self, data: bytes) -> None:
         code = int.from_bytes(data[1:3], "little")
         text = data[9:] if data[3:4] == b"#" else data[3:]  # skip the SQL state marker and state
         message = text.decode("utf-8", "replace")
-        if code == _ER_MASTER_FATAL_READING_BINLOG and any(m in message.lower() for m in _PURGED_MESSAGES):
+        lowered = message.lower()
+        if code == _ER_MASTER_FATAL_READING_BINLOG and any(m in lowered for m in _PURGED_MESSAGES):
             raise BinlogPurged("requested start", message)
-        raise SourceProtocolError(f"server error {code} in binlog stream: {message}")
+        if code == _ER_SLAVE_SAME_ID or any(m in lowered for m in _SAME_ID_MESSAGES):
+            # The server keeps the newest dump per server_id: this reader lost (issue 8, item 15).
+            raise server_id_clash(self._settings, self._server_id, message)
+        error = translate(
+            pymysql.OperationalError(code, message), self._settings, "the binlog dump", account=self._account
+        )
+        raise error or SourceProtocolError(f"server error {code} in binlog stream: {message}")

@@ -11,13 +11,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pymysql
-import pymysql.cursors
-
-from cdc.core.errors import BinlogPurged, ConfigError, TerminalError
+from cdc.core.errors import BinlogPurged, ConfigError, SourceSettingsError
 from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint
-from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, connect
+from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, control
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -79,18 +76,15 @@ class MariaDbBinlogReader:
         self._conn: BinlogConnection | None = None
         self.decoder: StreamDecoder | None = None
 
-    def _control(self) -> pymysql.Connection[pymysql.cursors.Cursor]:
-        return connect(self._config.connection)
-
     def _collations(self) -> dict[int, str]:
-        with self._control() as conn, conn.cursor() as cur:
+        with control(self._config.connection, "reading the server's collations") as cur:
             cur.execute("SELECT id, character_set_name FROM information_schema.collations")
             return {int(i): str(name) for i, name in cur.fetchall() if i is not None}
 
     def _extended_types(self, db: str, table: str) -> tuple[tuple[str, str], ...]:
         # Read when a table's TABLE_MAP is first compiled; a later ALTER produces a new TABLE_MAP and a
         # fresh lookup. Only tables with BINARY(4)/BINARY(16)-shaped columns get here.
-        with self._control() as conn, conn.cursor() as cur:
+        with control(self._config.connection, f"reading the column types of {db}.{table}") as cur:
             cur.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = %s AND table_name = %s",
@@ -108,7 +102,9 @@ class MariaDbBinlogReader:
             return DumpStart(file=start.file, offset=start.offset)
         row = conn.query_one("SHOW MASTER STATUS")
         if row is None:
-            raise TerminalError("the server has no binary log (log_bin is OFF)")
+            raise SourceSettingsError(
+                f"{self._config.connection.describe()} has no binary log (log_bin is OFF)"
+            )
         return DumpStart(file=str(row[0]), offset=int(str(row[1])))
 
     def records(self, start: StartAt) -> Iterator[SourceRecord]:

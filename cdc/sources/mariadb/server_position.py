@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc.core.errors import TerminalError
+from cdc.core.errors import SourceSettingsError
 from cdc.core.positions import Gtid, Position, RestartPoint
-from cdc.sources.mariadb.connection import ConnectionSettings, connect
+from cdc.sources.mariadb.connection import ConnectionSettings, control
 from cdc.sources.mariadb.table_filter import TableFilter
 
 __all__ = ["ServerPosition", "bytes_behind", "captured_tables", "current_restart_point", "server_position"]
@@ -29,12 +29,12 @@ class ServerPosition:
 
 
 def server_position(settings: ConnectionSettings) -> ServerPosition:
-    with connect(settings) as conn, conn.cursor() as cur:
+    with control(settings, "reading the binlog position (SHOW MASTER STATUS)") as cur:
         cur.execute("SHOW MASTER STATUS")
         row = cur.fetchone()
         if row is None:
-            raise TerminalError(
-                f"{settings.host}:{settings.port} has no binary log: start MariaDB with log_bin, "
+            raise SourceSettingsError(
+                f"{settings.describe()} has no binary log (log_bin is OFF): start MariaDB with log_bin, "
                 "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
             )
         cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
@@ -54,7 +54,7 @@ def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
 
 def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | None:
     """Binlog bytes between (file, offset) and the server's end; None if that file is gone."""
-    with connect(settings) as conn, conn.cursor() as cur:
+    with control(settings, "listing the binlog files (SHOW BINARY LOGS)") as cur:
         cur.execute("SHOW BINARY LOGS")
         logs = [(str(name), int(size)) for name, size, *_ in cur.fetchall()]
     names = [name for name, _ in logs]
@@ -71,7 +71,7 @@ def captured_tables(
 ) -> tuple[str, ...]:
     """The server's base tables that the include/exclude patterns select, as "db.table"."""
     table_filter = TableFilter(include, exclude)
-    with connect(settings) as conn, conn.cursor() as cur:
+    with control(settings, "listing the captured tables") as cur:
         cur.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
             "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
