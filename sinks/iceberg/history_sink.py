@@ -368,6 +368,9 @@ class IcebergHistorySink:
             self._buffer_started = None
             assert self._committer is not None
             self._in_flight = (state, work, self._committer.submit(self._write, state, work))
+        elif wait and self._claim is not None and self._progress is not None:
+            # nothing to commit: a flush still tells a writer that was taken over (the daemon's probe)
+            check_not_fenced(self.name, self._progress, self._claim)
         if wait:
             self._wait_for_commit()
 

@@ -9,7 +9,7 @@ import pytest
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import SinkUnavailable, WriterFenced
 from cdc.core.schemas import TableRef
-from sinks.contract import AppliedState, WriterIdentity
+from sinks.contract import AppliedState, SinkBatch, WriterIdentity
 from sinks.iceberg import create_iceberg_sink, read_history
 from sinks.iceberg import fencing as fencing_module
 from sinks.iceberg import history_sink as history_sink_module
@@ -157,3 +157,20 @@ def test_the_epoch_survives_progress_snapshot_expiry(tmp_path: Path, monkeypatch
     held = fencing_module.stored_claim(sink._progress)
     assert held == Claim(1, FIRST.describe())
     assert _open(config, SECOND)._claim == Claim(2, SECOND.describe())
+
+
+def test_a_flush_with_nothing_to_commit_tells_a_fenced_writer(tmp_path: Path) -> None:
+    """The daemon probes its sinks after a source failure with an empty batch at applied()."""
+    config = _config(tmp_path)
+    old = _open(config, FIRST)
+    w = Writer()
+    old.apply(w.insert(1, "a", 1).batch())
+    old.flush()
+    applied = old.applied()
+    assert applied is not None
+    old.apply(SinkBatch((), applied))
+    old.flush()  # not fenced yet: fine
+    _open(config, SECOND)
+    old.apply(SinkBatch((), applied))
+    with pytest.raises(WriterFenced, match="host-b"):
+        old.flush()
