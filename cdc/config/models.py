@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 TABLE_PATTERN = re.compile(r"^[^.\s]+\.[^.\s]+$")
@@ -130,6 +130,9 @@ class SchemaChangePolicy(enum.StrEnum):
 class _SinkModel(_Model):
     """Keys every sink type has."""
 
+    # how `cdc status`, `cdc sink --sink`, `cdc schema` name this sink; default: its type, numbered
+    # when the pipeline has several of one type ("sql", "sql-2", "iceberg")
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     # which of the pipeline's tables this sink receives (patterns db.table, * wildcards)
     tables: list[str] = ["*.*"]
     exclude_tables: list[str] = []
@@ -234,3 +237,25 @@ class PipelineConfig(_Model):
     def embedded(self) -> bool:
         """No stream configured: `cdc run` applies changes straight to the sinks."""
         return self.stream is None
+
+    @property
+    def sink_names(self) -> tuple[str, ...]:
+        """Each sink's name, in ``sinks`` order (its ``name``, else its type, numbered if repeated)."""
+        names: list[str] = []
+        counts: dict[str, int] = {}
+        for sink in self.sinks:
+            if sink.name is not None:
+                names.append(sink.name)
+                continue
+            counts[sink.type] = counts.get(sink.type, 0) + 1
+            n = counts[sink.type]
+            names.append(sink.type if n == 1 else f"{sink.type}-{n}")
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _unique_sink_names(self) -> PipelineConfig:
+        names = self.sink_names
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sinks: two sinks are named {repeated[0]!r}; give each sink its own `name`")
+        return self
