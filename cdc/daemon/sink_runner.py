@@ -23,7 +23,7 @@ from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.events import ChangeEvent
 from cdc.daemon.supervisor import Supervisor
 from cdc.daemon.truncate_barrier import BarrierTruncate, Ready, TruncateBarrier, topic_of
-from cdc.stream.kafka_reader import KafkaChangeReader, Watermarks
+from cdc.stream.kafka_reader import GAP_RECOVERY, KafkaChangeReader, Watermarks
 from sinks.contract import AppliedState, Sink, SinkBatch
 
 log = logging.getLogger("cdc.sink")
@@ -231,14 +231,6 @@ def _touches(item: Ready, partitions: set[str]) -> bool:
     return item.partition in partitions
 
 
-_RECOVERY = (
-    "Recover by bootstrapping that sink again: `cdc bootstrap -c CONFIG TABLE --sink NAME` (once "
-    "`cdc bootstrap` exists; until then, reset the sink's tables for the pipeline). To keep it from "
-    "happening again, give the table topics a retention longer than any sink may stay behind "
-    "(retention.ms)."
-)
-
-
 def _never_consumed(sink: str, partition: str, marks: Watermarks) -> str:
     return (
         f"sink {sink} has never consumed {partition}, which now starts at offset {marks.low}: "
@@ -263,7 +255,7 @@ def _recreated(sink: str, partition: str, offset: int, marks: Watermarks) -> str
 
 def _gap_message(gaps: list[str]) -> str:
     shown = "; ".join(gaps[:5]) + (f"; and {len(gaps) - 5} more" if len(gaps) > 5 else "")
-    return f"the stream has a gap for this sink: {shown}. {_RECOVERY}"
+    return f"the stream has a gap for this sink: {shown}. {GAP_RECOVERY}"
 
 
 def _batch_for(items: list[Ready], held: Mapping[str, int]) -> SinkBatch | None:

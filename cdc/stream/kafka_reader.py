@@ -26,7 +26,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from cdc.config.models import KafkaStreamConfig
-from cdc.core.errors import SourceProtocolError, StreamUnavailable
+from cdc.core.errors import SourceProtocolError, StreamGap, StreamUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
@@ -34,11 +34,25 @@ from cdc.stream.json_decode import row_decoder, table_schema_from_record
 from cdc.stream.kafka_clients import consumer_config
 from cdc.stream.topics import TopicNames
 
-__all__ = ["ConsumedChange", "KafkaChangeReader", "Watermarks", "partition_name", "split_partition"]
+__all__ = [
+    "GAP_RECOVERY",
+    "ConsumedChange",
+    "KafkaChangeReader",
+    "Watermarks",
+    "partition_name",
+    "split_partition",
+]
 
 log = logging.getLogger(__name__)
 
 _OPS = {op.value: op for op in Op}
+
+GAP_RECOVERY = (
+    "Recover by bootstrapping that sink again: `cdc bootstrap -c CONFIG TABLE --sink NAME` (once "
+    "`cdc bootstrap` exists; until then, reset the sink's tables for the pipeline). To keep it from "
+    "happening again, give the table topics a retention longer than any sink may stay behind "
+    "(retention.ms)."
+)
 
 
 def partition_name(topic: str, partition: int) -> str:
@@ -156,6 +170,9 @@ class KafkaChangeReader:
         # (Static membership would hand them back at once, but a rejoining static member gets its
         # cached assignment, which misses topics created since: new tables would go unconsumed.)
         settings.setdefault("session.timeout.ms", 10000)
+        # Every assignment seeks to the sinks' offsets, so a reset only happens when retention
+        # deleted messages under a running consumer: that is a gap to stop on, never a jump.
+        settings["auto.offset.reset"] = "error"
         consumer = Consumer(settings)
         # table topics only: <pipeline>.<db>.<table>, whose parts never hold a dot (topics.py)
         pattern = "^" + re.escape(self._pipeline) + r"\.[^.]+\.[^.]+$"
@@ -240,6 +257,12 @@ class KafkaChangeReader:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self.at_end.add(name)
                     continue
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise StreamGap(
+                        f"the stream has a gap: {name} no longer holds the messages this process was "
+                        f"about to consume ({error.str()}); they were deleted (retention) before the "
+                        f"sinks applied them. {GAP_RECOVERY}"
+                    )
                 if error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
                     raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
                 raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")

@@ -1,0 +1,82 @@
+"""Kafka retention against `cdc sink`: messages the broker deleted before a sink applied them are a
+gap the sink must stop on (exit 2, naming the sink, topic:partition and both offsets, and the
+recovery), never something it skips silently; a sink added after the topic lost its first messages
+stops the same way instead of starting from whatever is left.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cdc.devstack.connections import StackConnections
+from tests.support.kafka_pipeline import KafkaPipeline
+
+
+def delete_up_to_end(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Delete every record of the topic (as retention would); returns each partition's new start."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kafka-retention-probe"})
+    try:
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+    futures = admin.delete_records([TopicPartition(topic, p, end) for p, end in ends.items()])
+    for future in futures.values():
+        future.result(timeout=30)
+    return ends
+
+
+def sinks(tmp: Path, *names: str) -> str:
+    return "".join(f"  - {{type: sql, url: 'sqlite:///{tmp / name}'}}\n" for name in names)
+
+
+def test_sink_stops_on_messages_deleted_before_it_applied_them(
+    stack: StackConnections, tmp_path: Path
+) -> None:
+    pipeline = KafkaPipeline.create(stack, tmp_path, partitions=2, sinks=sinks(tmp_path, "a.db"))
+    try:
+        capture = pipeline.daemon("run", "run.log")
+        capture.catch_up(120)
+        pipeline.execute_with("INSERT INTO t VALUES (%s, 1)", [(i,) for i in range(20)])
+        capture.catch_up(120)
+        pipeline.daemon("sink", "sink.log").catch_up(120)  # the sink holds offsets now
+        pipeline.execute_with("UPDATE t SET ver = 2 WHERE id = %s", [(i,) for i in range(20)])
+        capture.catch_up(120)
+        topic = f"{pipeline.name}.{pipeline.db}.t"
+        ends = delete_up_to_end(stack.kafka.bootstrap_servers, topic, 2)
+
+        stale = pipeline.daemon("sink", "stale.log")
+        proc = stale.start("--until-caught-up")
+        assert proc.wait(120) == 2, stale.log.read_text()[-3000:]
+        text = stale.log.read_text()
+        assert "StreamGap" in text or "gap" in text, text[-3000:]
+        found = re.search(
+            rf"needs {re.escape(topic)}:(\d) from offset (\d+), but the partition now starts at offset (\d+)",
+            text,
+        )
+        assert found, text[-3000:]
+        partition, offset, start = int(found[1]), int(found[2]), int(found[3])
+        assert start == ends[partition] and offset < start
+        assert "cdc bootstrap" in text and "--sink" in text
+
+        # a sink added to the pipeline now would miss everything the topic no longer holds
+        pipeline.config.write_text(
+            pipeline.config.read_text().replace(sinks(tmp_path, "a.db"), sinks(tmp_path, "a.db", "new.db"))
+        )
+        late = pipeline.daemon("sink", "late.log")
+        assert late.start("--until-caught-up").wait(120) == 2, late.log.read_text()[-3000:]
+        text = late.log.read_text()
+        assert re.search(
+            rf"new\.db has never consumed {re.escape(topic)}:\d, which now starts at offset \d+", text
+        ), text[-3000:]
+    finally:
+        pipeline.drop()
