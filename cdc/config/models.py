@@ -82,6 +82,10 @@ class KafkaStreamConfig(_Model):
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 600_000
     # metadata, init_transactions, commit and checkpoint reads give up (TransientError) after this
     request_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 30_000
+    # `cdc sink`'s consumer group (default headwater-<name>-sink). Processes in one group share the
+    # partitions, so they must run the same sinks: give each differently-configured set of sinks
+    # (say one config per serving database) its own group.
+    consumer_group: str | None = None
     # the largest change message (one row's envelope) the stream carries: topics are created with
     # max.message.bytes and the producer is configured for it; a larger row stops capture, naming
     # the table, the key and the size
