@@ -2,10 +2,13 @@
 
 pymysql does the handshake and authentication; after COM_BINLOG_DUMP we read protocol packets
 ourselves, because building pymysql's packet objects per event costs more than decoding the event.
+Every connection to the source (control queries and the dump) is made by :func:`connect`, so TLS
+(``source.ssl``) and the judgement of errors (source_errors.py) apply to all of them alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from collections.abc import Iterator
@@ -62,7 +65,7 @@ class DumpStart:
 
 
 def connect(settings: ConnectionSettings, read_timeout: float | None = None) -> Connection:
-    """A plain (autocommit) connection to the source, over TLS when ``settings.tls`` says so.
+    """An ordinary (autocommit) connection to the source, over TLS when ``settings.tls`` says so.
 
     A refused login, a failed TLS verification and the like are terminal (SourceAccessDenied, naming
     the source and the fix); a network problem is transient (SourceUnavailable).
@@ -198,9 +201,12 @@ class BinlogConnection:
         return checksum
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        # Called from the reading thread's cleanup and from a stopping daemon's thread alike: the
+        # second close of a pymysql connection raises "Already closed", which must not mask why we stop.
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(pymysql.Error):
+                conn.close()
 
     def events(self) -> Iterator[bytes]:
         """Raw events until the server says the stream ended (non-blocking) or forever (blocking)."""
