@@ -26,19 +26,39 @@ Type mapping (values read back equal the source values exactly)::
     time(n)               INTERVAL            TIME(6)                     INTEGER microseconds
     bool                  BOOLEAN             BOOL (TINYINT)              BOOLEAN
 
-Primary keys: a source table without a primary key stops with :class:`SinkSchemaError` naming it
-(a serving table without a key cannot take updates and deletes faithfully). Non-key target columns
-are all nullable.
+Identifiers: every table, column and schema name is quoted in every statement (``collation``,
+``user``, ``order``, mixed case, spaces and dashes are all fine), the sink's own tables included.
 
-Schema changes: a row event whose schema version the target has not followed yet is compared with
-the table's recorded shape (``_headwater_tables``). A new column is added (nullable; rows written
-before it keep NULL: the source's default for existing rows is not in the binlog, reconciliation
-repairs it); a widening (int -> bigint, unsigned int -> bigint, decimal(p,s) -> decimal(p+k,s+j)
-keeping the integer digits, varchar(n) -> varchar(m>=n) or text) is applied with ALTER TABLE where the
-dialect allows (SQLite: only where the stored type is unchanged). Anything else - a dropped column, a
-narrowed or changed type, a changed primary key, two source tables mapped to one target - stops with
-:class:`SinkSchemaError` naming the table and the column before anything of the batch is written:
-never silent data loss.
+Primary keys: a source table without a primary key takes the columns of ``key_columns`` (per
+"db.table") as its key in the serving table; rows that share a key there collapse into one (the last
+change wins; deleting one of several identical source rows deletes the row). A keyless table without
+``key_columns`` is refused: the sink logs an ERROR naming it and the two fixes (``key_columns`` or
+``exclude_tables``) at the first batch of each run that has its changes, skips its changes, and the
+other tables and sinks go on. Non-key target columns are all nullable.
+
+Truncates: a TRUNCATE needs no schema (after a restart it may be the table's first event and come
+with an empty one): it empties the target table of its table ref; a table the sink never held has
+nothing to empty.
+
+Schema changes (``schema_changes``, default ``apply``; see ``schema_sync``): a new version of a
+source table is diffed against the latest version the target follows, recorded in
+``_headwater_tables``, so the outcome is the same with or without a restart in between. Under
+``apply``: added columns are added (rows written before keep NULL: the source's default for existing
+rows is not in the binlog), dropped columns are dropped, renamed columns renamed, widened types
+widened (SQLite: only where the stored type is unchanged), a narrowed type keeps the wider target
+column. Two changes are held back under either policy, with an error naming table and change, until
+``cdc schema accept -c CONFIG db.table`` lets them through at the next run: a type change to another
+family (the column is then replaced; rows already there hold NULL in it) and a primary-key change
+(the key is then replaced; not on SQLite). Under ``stop`` every change that needs DDL is held back
+the same way (``_headwater_schema_changes`` holds what is pending). Rows of an older version that
+arrive after a newer one (Kafka, several partitions) land through the rename chain; values of
+dropped columns are ignored.
+
+Writers: in embedded mode the daemon claims the sink (``claim_writer``): a writer epoch stored in
+``_headwater_positions``; an apply by an older writer raises ``WriterFenced`` naming the newer one
+and commits nothing. `cdc sink` processes never claim. Access errors (authentication, permission,
+missing database; SQLite: an unwritable path) raise ``SinkAccessDenied`` naming the sink by its
+masked URL: terminal, never retried.
 
 Bad rows: a value the target cannot store exactly (a NUL character in PostgreSQL text, a lone
 surrogate, text or bytes longer than the target column) follows ``on_bad_row``: ``stop`` (default)
@@ -66,5 +86,7 @@ def create_sql_sink(config: SqlSinkConfig, pipeline: str) -> SqlSink:
             schema=config.schema_name,
             on_bad_row=config.on_bad_row,
             copy_threshold_rows=config.copy_threshold_rows,
+            key_columns={table: tuple(columns) for table, columns in config.key_columns.items()},
+            schema_changes=config.schema_changes,
         )
     )

@@ -5,6 +5,13 @@ a serving database exactly-once: after a crash either the rows and the position 
 ``_headwater_tables`` remembers, per target table, the source columns it was built from and every
 schema version already followed, so that a new sink object (after a restart) compares an incoming
 schema against the table as it really is.
+
+Writer fencing (embedded mode): ``writer_epoch`` and ``writer`` in the positions row. A claim adds
+one to the epoch in its own transaction; every apply of a writer that claimed re-reads the row under
+a lock (``SELECT ... FOR UPDATE``; on SQLite, a no-op UPDATE first takes the database's write lock)
+in the data's transaction, so a writer whose epoch is no longer the stored one commits nothing.
+A claim on a sink that has applied nothing stores the row with an empty position (read as None).
+Tables of older releases get the two columns added at open.
 """
 
 from __future__ import annotations
@@ -16,70 +23,136 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from cdc.core.positions import Position
-from cdc.core.schemas import ArrowKind, ArrowType, Column
-from sinks.contract import AppliedState
+from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef
+from sinks.contract import AppliedState, PendingSchemaChange
+from sinks.sql.names import quoted
 
-__all__ = ["Bookkeeping", "TableShape"]
+__all__ = ["Bookkeeping", "Held", "TableShape"]
 
 POSITIONS_TABLE = "_headwater_positions"
 TABLES_TABLE = "_headwater_tables"
 DEAD_LETTERS_TABLE = "_headwater_dead_letters"
+SCHEMA_CHANGES_TABLE = "_headwater_schema_changes"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The positions row as one transaction read it."""
+
+    state: AppliedState | None  # None: nothing applied yet (no row, or a claim's empty position)
+    row_exists: bool
+    epoch: int | None  # the last claim's writer epoch; None if no writer ever claimed
+    writer: str | None  # WriterIdentity.describe() of that claim
 
 
 @dataclass(frozen=True, slots=True)
 class TableShape:
-    """A target table as the sink built it: source columns, key, and the schema versions followed."""
+    """A target table as the sink built it: its columns and key, and how each source version maps on.
+
+    ``columns`` are the target's columns (named as the latest source version names them, typed as
+    wide as any version needed); ``mappings`` give, per schema version followed, the target column of
+    each of that version's source columns (None: the column was dropped since), so that rows of an
+    older version arriving late (Kafka, several partitions) land in the right columns.
+    """
 
     source: str  # "db.table"
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     versions: tuple[str, ...]  # every source schema version whose rows this table can take
+    # the latest version's source columns and key (diffed against the next version); () = `columns`
+    source_columns: tuple[Column, ...] = ()
+    latest_position: str = ""  # the first position of the latest version ('' = unknown)
+    mappings: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def latest_columns(self) -> tuple[Column, ...]:
+        return self.source_columns or self.columns
+
+    def mapping(self, version: str) -> tuple[str | None, ...] | None:
+        return next((m for v, m in self.mappings if v == version), None)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "source": self.source,
-                "columns": [
-                    [c.name, c.source_type, c.arrow_type.kind.value, c.arrow_type.precision,
-                     c.arrow_type.scale, c.nullable]
-                    for c in self.columns
-                ],
+                "columns": _columns_json(self.columns),
                 "primary_key": list(self.primary_key),
                 "versions": list(self.versions),
+                "source_columns": _columns_json(self.source_columns),
+                "latest_position": self.latest_position,
+                "mappings": [[v, list(m)] for v, m in self.mappings],
             }
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TableShape:
         raw = json.loads(text)
-        columns = tuple(
-            Column(name, source_type, ArrowType(ArrowKind(kind), precision, scale), nullable)
-            for name, source_type, kind, precision, scale, nullable in raw["columns"]
+        return cls(
+            raw["source"],
+            _columns_from_json(raw["columns"]),
+            tuple(raw["primary_key"]),
+            tuple(raw["versions"]),
+            _columns_from_json(raw.get("source_columns", [])),
+            raw.get("latest_position", ""),
+            tuple((v, tuple(m)) for v, m in raw.get("mappings", [])),
         )
-        return cls(raw["source"], columns, tuple(raw["primary_key"]), tuple(raw["versions"]))
+
+
+def _columns_json(columns: tuple[Column, ...]) -> list[list[object]]:
+    return [
+        [
+            c.name,
+            c.source_type,
+            c.arrow_type.kind.value,
+            c.arrow_type.precision,
+            c.arrow_type.scale,
+            c.nullable,
+        ]
+        for c in columns
+    ]
+
+
+def _columns_from_json(raw: list[list[object]]) -> tuple[Column, ...]:
+    return tuple(
+        Column(str(name), str(source_type), ArrowType(ArrowKind(kind), int(p), int(s)), bool(nullable))  # type: ignore[call-overload]
+        for name, source_type, kind, p, s, nullable in raw
+    )
 
 
 class Bookkeeping:
     """Table definitions and reads/writes of the sink's own tables (in ``schema`` when one is set)."""
 
     def __init__(self, schema: str | None) -> None:
-        self.metadata = sa.MetaData(schema=schema)
+        self.metadata = sa.MetaData(schema=None if schema is None else quoted(schema))
         self.positions = sa.Table(
-            POSITIONS_TABLE,
+            quoted(POSITIONS_TABLE),
             self.metadata,
             sa.Column("pipeline", sa.String(200), primary_key=True),
-            sa.Column("position", sa.String(255), nullable=False),
+            sa.Column("position", sa.String(255), nullable=False),  # '' = nothing applied yet
             sa.Column("offsets", sa.Text, nullable=False),  # JSON {"topic:partition": next offset}
             sa.Column("updated_at", sa.DateTime, nullable=False),
+            *self._writer_columns(),
         )
         self.tables = sa.Table(
-            TABLES_TABLE,
+            quoted(TABLES_TABLE),
             self.metadata,
             sa.Column("target_table", sa.String(200), primary_key=True),
             sa.Column("shape", sa.Text, nullable=False),  # TableShape JSON
+        )
+        self.schema_changes = sa.Table(
+            quoted(SCHEMA_CHANGES_TABLE),
+            self.metadata,
+            sa.Column("target_table", sa.String(200), primary_key=True),
+            sa.Column("to_version", sa.String(64), primary_key=True),
+            sa.Column("source_table", sa.String(400), nullable=False),
+            sa.Column("from_version", sa.String(64), nullable=False),
+            sa.Column("change", sa.Text, nullable=False),  # SchemaDiff.describe()
+            sa.Column("position", sa.String(255), nullable=False),
+            sa.Column("accepted", sa.Boolean, nullable=False),
+            sa.Column("recorded_at", sa.DateTime, nullable=False),
         )
         self.dead_letters = sa.Table(
             DEAD_LETTERS_TABLE,
@@ -98,20 +171,79 @@ class Bookkeeping:
             sa.Column("created_at", sa.DateTime, nullable=False),
         )  # fmt: skip
 
-    def create(self, conn: sa.Connection) -> None:
-        self.metadata.create_all(conn, checkfirst=True)
+    @staticmethod
+    def _writer_columns() -> tuple[sa.Column[object], ...]:
+        return (
+            sa.Column("writer_epoch", sa.BigInteger, nullable=True),
+            sa.Column("writer", sa.String(400), nullable=True),
+        )
 
-    def read_state(self, conn: sa.Connection, pipeline: str, lock: bool = False) -> AppliedState | None:
-        query = sa.select(self.positions.c.position, self.positions.c.offsets).where(
-            self.positions.c.pipeline == pipeline
+    def create(self, conn: sa.Connection) -> None:
+        for table in self.metadata.sorted_tables:
+            # IF NOT EXISTS: two sinks opening one fresh database at once must not race
+            conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+        held = {c["name"] for c in sa.inspect(conn).get_columns(POSITIONS_TABLE, schema=self.metadata.schema)}
+        prep = conn.dialect.identifier_preparer
+        for column in self._writer_columns():
+            if column.name not in held:  # a positions table of an older release
+                type_sql = column.type.compile(dialect=conn.dialect)
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {prep.format_table(self.positions)} "
+                        f"ADD COLUMN {prep.quote_identifier(column.name)} {type_sql} NULL"
+                    )
+                )
+
+    def read_state(self, conn: sa.Connection, pipeline: str) -> AppliedState | None:
+        return self.read(conn, pipeline).state
+
+    def read(self, conn: sa.Connection, pipeline: str, lock: bool = False) -> Held:
+        """The positions row; with ``lock``, held until the transaction ends (the writer check)."""
+        p = self.positions
+        if lock and conn.dialect.name == "sqlite":
+            # pysqlite starts the transaction only at the first write: take the write lock now, so
+            # that what is read stays true until commit
+            conn.execute(p.update().where(p.c.pipeline == pipeline).values(pipeline=p.c.pipeline))
+        query = sa.select(p.c.position, p.c.offsets, p.c.writer_epoch, p.c.writer).where(
+            p.c.pipeline == pipeline
         )
         if lock:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            return None
-        offsets = {str(k): int(v) for k, v in json.loads(row.offsets).items()}
-        return AppliedState(Position.parse(row.position), offsets)
+            return Held(None, False, None, None)
+        state = None
+        if row.position:
+            offsets = {str(k): int(v) for k, v in json.loads(row.offsets).items()}
+            state = AppliedState(Position.parse(row.position), offsets)
+        epoch = None if row.writer_epoch is None else int(row.writer_epoch)
+        return Held(state, True, epoch, row.writer)
+
+    def ensure_row(self, engine: sa.Engine, pipeline: str) -> bool:
+        """Create the positions row (empty position) unless it exists; a concurrent insert is fine."""
+        try:
+            with engine.begin() as conn:
+                if not self.read(conn, pipeline).row_exists:
+                    conn.execute(
+                        self.positions.insert(),
+                        {"pipeline": pipeline, "position": "", "offsets": "{}", "updated_at": _now()},
+                    )
+        except sa.exc.IntegrityError:
+            pass  # another writer inserted it first
+        return True
+
+    def claim(self, conn: sa.Connection, pipeline: str, writer: str) -> int:
+        """Make ``writer`` the positions row's writer with the next epoch; returns that epoch."""
+        held = self.read(conn, pipeline, lock=True)
+        epoch = (held.epoch or 0) + 1
+        values = {"writer_epoch": epoch, "writer": writer, "updated_at": _now()}
+        if held.row_exists:
+            conn.execute(self.positions.update().where(self.positions.c.pipeline == pipeline), values)
+        else:
+            conn.execute(
+                self.positions.insert(), {"pipeline": pipeline, "position": "", "offsets": "{}", **values}
+            )
+        return epoch
 
     def write_state(self, conn: sa.Connection, pipeline: str, state: AppliedState, exists: bool) -> None:
         values = {
@@ -135,6 +267,65 @@ class Bookkeeping:
             )
         else:
             conn.execute(self.tables.insert(), {"target_table": target, "shape": shape.to_json()})
+
+    # -- schema changes held back under `schema_changes: stop` --------------------------------------
+
+    def read_schema_changes(self, conn: sa.Connection) -> list[tuple[PendingSchemaChange, str, bool]]:
+        """Every recorded change: (the change, its target table, accepted)."""
+        c = self.schema_changes.c
+        rows = conn.execute(sa.select(self.schema_changes).order_by(c.position)).all()
+        out = []
+        for row in rows:
+            db, _, table = row.source_table.partition(".")
+            change = PendingSchemaChange(
+                TableRef(db, table),
+                row.from_version,
+                row.to_version,
+                row.change,
+                Position.parse(row.position),
+            )
+            out.append((change, row.target_table, bool(row.accepted)))
+        return out
+
+    def record_schema_change(self, conn: sa.Connection, target: str, change: PendingSchemaChange) -> None:
+        c = self.schema_changes.c
+        found = conn.execute(
+            sa.select(c.accepted).where(c.target_table == target, c.to_version == change.to_version)
+        ).first()
+        if found is not None:
+            return
+        conn.execute(
+            self.schema_changes.insert(),
+            {
+                "target_table": target,
+                "to_version": change.to_version,
+                "source_table": str(change.table),
+                "from_version": change.from_version,
+                "change": change.change,
+                "position": change.position.to_string(),
+                "accepted": False,
+                "recorded_at": _now(),
+            },
+        )
+
+    def accept_schema_changes(self, conn: sa.Connection, target: str) -> int:
+        c = self.schema_changes.c
+        result = conn.execute(
+            self.schema_changes.update().where(c.target_table == target, c.accepted.is_(False)),
+            {"accepted": True},
+        )
+        return int(result.rowcount)
+
+    def is_accepted(self, conn: sa.Connection, target: str, to_version: str) -> bool:
+        c = self.schema_changes.c
+        row = conn.execute(
+            sa.select(c.accepted).where(c.target_table == target, c.to_version == to_version)
+        ).first()
+        return row is not None and bool(row.accepted)
+
+    def forget_schema_change(self, conn: sa.Connection, target: str, to_version: str) -> None:
+        c = self.schema_changes.c
+        conn.execute(self.schema_changes.delete().where(c.target_table == target, c.to_version == to_version))
 
 
 def _now() -> dt.datetime:

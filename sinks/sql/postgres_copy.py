@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.dialects import postgresql
 
+from sinks.sql.names import quoted
+
 __all__ = ["copy_delete", "copy_upsert"]
 
 _names = itertools.count()
@@ -30,7 +32,7 @@ def _stage(
     stage = sa.Table(
         f"_hw_stage_{next(_names)}",
         sa.MetaData(),
-        *(sa.Column(name, target.c[name].type) for name in columns),
+        *(sa.Column(quoted(name), target.c[name].type) for name in columns),
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )

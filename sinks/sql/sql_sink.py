@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import logging
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cdc.core.errors import BadRowError, ConfigError, SinkError, SinkUnavailable
-from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.config.models import SchemaChangePolicy
+from cdc.core.errors import (
+    BadRowError,
+    ConfigError,
+    SinkAccessDenied,
+    SinkError,
+    SinkSchemaError,
+    WriterFenced,
+)
+from cdc.core.events import ChangeEvent, Op
 from cdc.core.schemas import TableRef, TableSchema
-from sinks.contract import AppliedState, SinkBatch
+from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
+from sinks.sql.codec import Codec, make_codec
+from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
-from sinks.sql.positions_table import Bookkeeping, TableShape
-from sinks.sql.postgres_copy import copy_delete, copy_upsert
-from sinks.sql.schema_sync import build_table, ddl_statements, evolve
-from sinks.sql.type_mapping import Dialect, checker, decoder, encoder, pg_copy_type, target_type
+from sinks.sql.names import quoted
+from sinks.sql.positions_table import Bookkeeping, Held, TableShape
+from sinks.sql.schema_sync import ReplaceKey, build_table, ddl_statements, evolve
+from sinks.sql.table_writer import TablePlan, write_plan
+from sinks.sql.type_mapping import Dialect, decoder
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
 
@@ -35,61 +43,13 @@ class SqlSinkSettings:
     schema: str | None = None
     on_bad_row: str = "stop"  # "stop" | "dead_letter"
     copy_threshold_rows: int | None = 1_000  # PostgreSQL: COPY path from this many rows; None = never
+    # "db.table" -> the columns that key a source table without a primary key in its serving table
+    key_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
 
 
-@dataclass(slots=True)
-class _TablePlan:
-    """What a batch does to one target table once collapsed: optional wipe, then one action per key."""
-
-    target: str
-    truncate: bool = False
-    # key -> (event whose image is written, or None for a delete; the event that decided it)
-    actions: dict[RowImage, tuple[RowImage | None, ChangeEvent]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class _Codec:
-    """Per (table, schema version): key extraction, value checks and encoders for the images."""
-
-    names: tuple[str, ...]
-    key_of: Callable[[RowImage], RowImage]
-    checks: tuple[tuple[int, Callable[[Any], str | None]], ...]  # (column index, check)
-    key_checks: tuple[tuple[int, Callable[[Any], str | None]], ...]  # (index in the key, check)
-    encoders: tuple[Callable[[Any], Any] | None, ...] | None  # None: every value binds as it is
-
-
-# SQLSTATE classes worth retrying: connection exception, transaction rollback (serialization failure,
-# deadlock), insufficient resources, operator intervention (admin shutdown, crash recovery).
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
-# MariaDB/MySQL: too many connections, shutdown in progress, lock wait timeout, deadlock, connection
-# killed, can't connect, server gone away, lost connection (during query / at handshake)
-_TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
-
-
-def _is_transient(exc: sa.exc.DBAPIError) -> bool:
-    """Whether the same apply may succeed later (a lost connection, a deadlock), not a data problem."""
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # pymysql: (errno, message)
-        return args[0] in _TRANSIENT_MYSQL_CODES
-    sqlite_code = getattr(orig, "sqlite_errorcode", None)
-    if isinstance(sqlite_code, int):
-        return sqlite_code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
-    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
-    if isinstance(sqlstate, str):
-        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    # no SQLSTATE: the driver failed before the server answered (connection refused, socket closed)
-    return isinstance(exc, sa.exc.OperationalError)
-
-
-def _key_getter(idx: tuple[int, ...]) -> Callable[[RowImage], RowImage]:
-    if len(idx) == 1:
-        (i,) = idx
-        return lambda image: (image[i],)
-    getter = operator.itemgetter(*idx)
-    return lambda image: tuple(getter(image))
+# a schema version's table, its first event's position, the schema as the target keys it
+_Version = tuple[TableSchema, ChangeEvent]
 
 
 class SqlSink:
@@ -108,11 +68,17 @@ class SqlSink:
         self.name = f"sql:{url.render_as_string(hide_password=True)}"
         self._url = url
         self._engine: sa.Engine | None = None
+        self._schema = None if settings.schema is None else quoted(settings.schema)
         self._book = Bookkeeping(settings.schema)
-        self._metadata = sa.MetaData(schema=settings.schema)
+        self._metadata = sa.MetaData(schema=self._schema)
         self._shapes: dict[str, TableShape] = {}
         self._tables: dict[str, sa.Table] = {}
-        self._codecs: dict[tuple[str, str], _Codec] = {}
+        self._codecs: dict[tuple[str, str], Codec] = {}
+        self._keyed: dict[tuple[TableRef, str], TableSchema | None] = {}  # None: keyless, refused
+        self._epoch: int | None = None  # set by claim_writer (embedded mode)
+        self._row_exists = False  # the positions row is known to exist
+        copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
+        self._copy_threshold = settings.copy_threshold_rows if copy else None
 
     # -- the Sink protocol --------------------------------------------------------------------------
 
@@ -121,39 +87,47 @@ class SqlSink:
             return
         url = sa.engine.make_url(self._url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # as a state dir would be
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # as a state dir would be
+            except OSError as exc:
+                raise SinkAccessDenied(
+                    f"{self.name} cannot create the directory of its database file ({exc.strerror}); "
+                    "make it writable by this user (or change the url)"
+                ) from exc
         engine = sa.create_engine(self._url, pool_pre_ping=True)
         try:
             with engine.begin() as conn:
-                if self.settings.schema is not None:  # a PostgreSQL schema / a MariaDB database
-                    conn.execute(sa.schema.CreateSchema(self.settings.schema, if_not_exists=True))
+                if self._schema is not None:  # a PostgreSQL schema / a MariaDB database
+                    conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
                 self._book.create(conn)
             with engine.connect() as conn:
                 self._load_shapes(conn)
         except sa.exc.DBAPIError as exc:
             engine.dispose()
-            if not _is_transient(exc):
-                raise SinkError(f"{self.name}: {exc.orig or exc}") from exc
-            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
+            raise classify(exc, self.name, "opening") from exc
         self._engine = engine
         log.info("sql sink open: %s (%s), %d tables known", self.name, self.dialect.value, len(self._shapes))
+
+    def claim_writer(self, writer: WriterIdentity) -> None:
+        try:
+            with self._require_engine().begin() as conn:
+                self._epoch = self._book.claim(conn, self.settings.pipeline, writer.describe())
+        except sa.exc.DBAPIError as exc:
+            raise classify(exc, self.name, "claiming the sink for this writer") from exc
+        log.info("sql sink %s: writer epoch %d claimed by %s", self.name, self._epoch, writer.describe())
 
     def applied(self) -> AppliedState | None:
         try:
             with self._require_engine().connect() as conn:
                 return self._book.read_state(conn, self.settings.pipeline)
         except sa.exc.DBAPIError as exc:
-            if not _is_transient(exc):
-                raise
-            raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
+            raise classify(exc, self.name, "reading the applied position") from exc
 
     def apply(self, batch: SinkBatch) -> None:
         try:
             self._apply(batch)
         except sa.exc.DBAPIError as exc:
-            if _is_transient(exc):
-                raise SinkUnavailable(f"{self.name}: {exc.orig or exc}") from exc
-            raise SinkError(f"{self.name}: the batch was rolled back: {exc.orig or exc}") from exc
+            raise classify(exc, self.name, "the batch was rolled back") from exc
 
     def _apply(self, batch: SinkBatch) -> None:
         engine = self._require_engine()
@@ -165,14 +139,22 @@ class SqlSink:
             return  # an old batch re-delivered: everything in it is already here
         events = self._unapplied(batch, None if from_kafka else held)
         self._sync_schemas(events)
+        if not self._row_exists:
+            # the positions row is locked by every apply; create it on its own first, so that two
+            # writers of a fresh sink do not both insert it
+            self._row_exists = self._book.ensure_row(engine, self.settings.pipeline)
         with engine.begin() as conn:
-            current = self._book.read_state(conn, self.settings.pipeline, lock=True)
+            row = self._book.read(conn, self.settings.pipeline, lock=True)
+            self._check_writer(row)
+            current = row.state
             if not from_kafka and current != held:  # another writer moved the position: honour it
                 if current is not None and batch.state.position <= current.position:
                     return
                 events = self._unapplied(batch, current)
             state = _merged(current, batch.state) if from_kafka else batch.state
             plans = self._plan(events)
+            if any(p.target not in self._shapes for p in plans.values()):
+                self._load_shapes(conn)  # a truncate of a table another writer created
             bad = self._bad_rows(plans)
             if bad:
                 if self.settings.on_bad_row == "stop":
@@ -191,15 +173,29 @@ class SqlSink:
                     key_json(bad[0].key),
                     bad[0].reason,
                 )
+            skip = {(b.target_table, b.key) for b in bad}
             for plan in plans.values():
-                self._write(conn, plan, {(b.target_table, b.key) for b in bad})
-            self._book.write_state(conn, self.settings.pipeline, state, exists=current is not None)
+                shape = self._shapes.get(plan.target)
+                if shape is not None:  # else only a truncate of a table never held: nothing to empty
+                    table = self._table(plan.target)
+                    write_plan(
+                        conn, table, shape, plan, skip, self._codec, self.dialect, self._copy_threshold
+                    )
+            self._book.write_state(conn, self.settings.pipeline, state, exists=row.row_exists)
         log.debug(
             "applied %d events to %d tables up to %s",
             len(events),
             len(plans),
             batch.state.position,
         )
+
+    def _check_writer(self, row: Held) -> None:
+        """Embedded mode: this writer's claim must still be the stored one (row locked by the caller)."""
+        if self._epoch is not None and row.epoch != self._epoch:
+            raise WriterFenced(
+                f"{self.name}: another writer claimed this sink (epoch {row.epoch}: {row.writer}); "
+                f"this one (epoch {self._epoch}) must stop: run one `cdc run` per pipeline"
+            )
 
     def flush(self) -> None:
         """Nothing to do: every ``apply`` commits."""
@@ -208,6 +204,23 @@ class SqlSink:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+    # -- schema changes held back (AcceptsSchemaChanges) ---------------------------------------------
+
+    def pending_schema_changes(self) -> list[PendingSchemaChange]:
+        with self._require_engine().connect() as conn:
+            return [c for c, _, accepted in self._book.read_schema_changes(conn) if not accepted]
+
+    def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
+        target = self.target_name(table)
+        with self._require_engine().begin() as conn:
+            pending = [
+                c for c, t, accepted in self._book.read_schema_changes(conn) if t == target and not accepted
+            ]
+            if not pending:
+                return None
+            self._book.accept_schema_changes(conn, target)
+        return pending[0]
 
     # -- reading back (behaviour suite, reconciliation) -----------------------------------------------
 
@@ -251,8 +264,12 @@ class SqlSink:
         shapes = self._book.read_shapes(conn)
         if shapes != self._shapes:
             self._shapes = shapes
-            self._tables.clear()
-            self._metadata = sa.MetaData(schema=self.settings.schema)
+            self._forget_tables()
+
+    def _forget_tables(self) -> None:
+        self._tables.clear()
+        self._codecs.clear()
+        self._metadata = sa.MetaData(schema=self._schema)
 
     def _table(self, target: str) -> sa.Table:
         table = self._tables.get(target)
@@ -261,59 +278,148 @@ class SqlSink:
             self._tables[target] = table
         return table
 
-    @staticmethod
-    def _unapplied(batch: SinkBatch, held: AppliedState | None) -> list[ChangeEvent]:
-        return [
-            r for r in batch.records
-            if isinstance(r, ChangeEvent) and (held is None or r.position > held.position)
-        ]  # fmt: skip
+    def _unapplied(self, batch: SinkBatch, held: AppliedState | None) -> list[ChangeEvent]:
+        """The batch's row events this sink still has to apply (keyless tables it refuses left out)."""
+        out = []
+        for r in batch.records:
+            if not isinstance(r, ChangeEvent) or (held is not None and r.position <= held.position):
+                continue
+            if r.op is not Op.TRUNCATE and self._keyed_schema(r.schema) is None:
+                continue
+            out.append(r)
+        return out
+
+    def _keyed_schema(self, schema: TableSchema) -> TableSchema | None:
+        """``schema`` with the key its target uses: its own, or ``key_columns``; None = refused."""
+        cache_key = (schema.ref, schema.version)
+        if cache_key in self._keyed:
+            return self._keyed[cache_key]
+        keyed: TableSchema | None = schema
+        if not schema.primary_key:
+            columns = self.settings.key_columns.get(str(schema.ref))
+            if columns:
+                missing = [c for c in columns if c not in schema.column_names]
+                if missing:
+                    raise SinkSchemaError(
+                        str(schema.ref), ",".join(missing),
+                        f"key_columns names {missing}, which the table does not have (its columns: "
+                        f"{', '.join(schema.column_names)}); fix key_columns of sink {self.name}",
+                    )  # fmt: skip
+                keyed = TableSchema(schema.ref, schema.columns, tuple(columns), schema.version)
+            else:
+                keyed = None
+                if not any(ref == schema.ref for ref, _ in self._keyed):
+                    log.error(
+                        "sink %s skips every change of %s: the table has no primary key, and a serving "
+                        "table needs one; give the sink key_columns: {%s: [columns that identify a row]} "
+                        "or leave the table out with exclude_tables: [%s] (the other tables go on)",
+                        self.name, schema.ref, schema.ref, schema.ref,
+                    )  # fmt: skip
+        self._keyed[cache_key] = keyed
+        return keyed
 
     def _sync_schemas(self, events: Iterable[ChangeEvent]) -> None:
         """Create and alter target tables for the schema versions in ``events`` (before the data).
 
         Runs in its own transaction: MariaDB commits DDL implicitly anyway. Re-running it after a crash
-        is harmless (the version is recorded; ADD COLUMN IF NOT EXISTS).
+        is harmless (the version is recorded; the DDL says IF [NOT] EXISTS). Two writers creating or
+        changing one table at once: the loser's transaction fails, it reads the tables again and
+        finds the work done.
         """
-        # events of one table share their schema object: dedupe by identity first (cheap), then by
-        # (table, version), keeping first-seen (position) order
-        by_identity = {id(e.schema): e.schema for e in events}
-        pending = {(s.ref, s.version): s for s in by_identity.values()}.values()
-        todo = [s for s in pending if s.version not in self._known_versions(self.target_name(s.ref))]
-        if not todo:
-            return
+        first: dict[tuple[TableRef, str], _Version] = {}
+        seen: set[int] = set()
+        for e in events:
+            if id(e.schema) in seen or e.op is Op.TRUNCATE:
+                continue
+            seen.add(id(e.schema))
+            keyed = self._keyed_schema(e.schema)
+            if keyed is not None and (keyed.ref, keyed.version) not in first:
+                first[(keyed.ref, keyed.version)] = (keyed, e)
+        todo = [
+            v for v in first.values() if v[0].version not in self._known_versions(self.target_name(v[0].ref))
+        ]
+        attempts = 10  # each lost race means the other writer got further: this ends
+        for attempt in range(attempts):
+            if not todo:
+                return
+            try:
+                self._follow(todo)
+                return
+            except sa.exc.DBAPIError as exc:
+                if attempt == attempts - 1 or is_transient(exc) or access_problem(exc) is not None:
+                    raise
+                log.info(
+                    "%s: a table changed under us (another writer?): reading it again: %s",
+                    self.name,
+                    exc.orig,
+                )
+            with self._require_engine().connect() as conn:
+                self._load_shapes(conn)
+            todo = [v for v in todo if v[0].version not in self._known_versions(self.target_name(v[0].ref))]
+
+    def _follow(self, todo: list[_Version]) -> None:
         engine = self._require_engine()
+        held_back: tuple[str, PendingSchemaChange, str] | None = None
         with engine.begin() as conn:
             self._load_shapes(conn)
-            for schema in todo:
+            if self._epoch is not None:
+                self._check_writer(self._book.read(conn, self.settings.pipeline))
+            for schema, first in todo:
                 target = self.target_name(schema.ref)
                 old = self._shapes.get(target)
-                new, steps = evolve(target, old, schema, self.dialect)
-                if new == old:
+                accepted = self._book.is_accepted(conn, target, schema.version)
+                ev = evolve(target, old, schema, first.position, accepted)
+                if ev.shape == old:
                     continue
+                review = ev.unsafe or (ev.steps and self.settings.schema_changes is SchemaChangePolicy.STOP)
+                if review and not accepted:
+                    change = PendingSchemaChange(
+                        schema.ref, ev.from_version, schema.version, ev.change, first.position
+                    )
+                    held_back = (target, change, ev.unsafe or "the sink's schema_changes is stop")
+                    break
                 if old is None:
-                    table = build_table(sa.MetaData(schema=self.settings.schema), target, new, self.dialect)
-                    table.create(conn, checkfirst=True)
+                    table = build_table(sa.MetaData(schema=self._schema), target, ev.shape, self.dialect)
+                    conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
                     log.info("created table %s for %s", target, schema.ref)
                 else:
-                    statements = ddl_statements(self._table(target), steps, self.dialect, engine.dialect, new)
+                    pk_name = None
+                    if (
+                        any(isinstance(s, ReplaceKey) for s in ev.steps)
+                        and self.dialect is Dialect.POSTGRESQL
+                    ):
+                        pk_name = sa.inspect(conn).get_pk_constraint(target, schema=self._schema)["name"]
+                    statements = ddl_statements(
+                        self._table(target), ev.steps, self.dialect, engine.dialect, ev.shape, pk_name
+                    )
+                    log.info("schema change on %s (%s): %s", target, schema.ref, ev.change or "none")
                     for statement in statements:
-                        log.info("schema change on %s: %s", target, statement)
+                        log.info("  %s", statement)
                         conn.execute(sa.text(statement))
-                self._book.write_shape(conn, target, new, exists=old is not None)
-                self._shapes[target] = new
-                self._tables.pop(target, None)
-                self._metadata = sa.MetaData(schema=self.settings.schema)
-                self._tables.clear()
+                self._book.write_shape(conn, target, ev.shape, exists=old is not None)
+                if accepted:
+                    self._book.forget_schema_change(conn, target, schema.version)
+                self._shapes[target] = ev.shape
+                self._forget_tables()
+        if held_back is not None:
+            target, change, why = held_back
+            with engine.begin() as conn:
+                self._book.record_schema_change(conn, target, change)
+            raise SinkSchemaError(
+                f"{change.table} (target table {target})", None,
+                f"{change.change}: held back ({why}); nothing of the batch was written. Accept it with "
+                f"`cdc schema accept -c CONFIG {change.table}` and run again",
+            )  # fmt: skip
 
     def _known_versions(self, target: str) -> tuple[str, ...]:
         shape = self._shapes.get(target)
         return shape.versions if shape is not None else ()
 
-    def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, _TablePlan]:
+    def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, TablePlan]:
         """Collapse the batch per table and key, in position order: the last change per key wins."""
-        plans: dict[str, _TablePlan] = {}
+        plans: dict[str, TablePlan] = {}
         # by schema object identity: the objects live as long as ``events``, and a batch has few of them
-        codecs: dict[int, tuple[_TablePlan, _Codec]] = {}
+        codecs: dict[int, tuple[TablePlan, Codec | None]] = {}
         for event in events:
             schema = event.schema
             found = codecs.get(id(schema))
@@ -321,14 +427,17 @@ class SqlSink:
                 target = self.target_name(schema.ref)
                 plan = plans.get(target)
                 if plan is None:
-                    plan = plans[target] = _TablePlan(target)
-                found = codecs[id(schema)] = (plan, self._codec(target, schema))
-            plan, codec = found
+                    plan = plans[target] = TablePlan(target)
+                # a truncate needs no codec (its schema may be empty: the first event after a restart)
+                codec = None if event.op is Op.TRUNCATE else self._codec(target, schema)
+                found = codecs[id(schema)] = (plan, codec)
+            plan, maybe = found
             op = event.op
             if op is Op.TRUNCATE:
                 plan.truncate = True
                 plan.actions.clear()  # everything before the truncate is wiped with the table
                 continue
+            codec = maybe if maybe is not None else self._codec(plan.target, schema)
             if op is Op.DELETE:
                 image = event.before
                 key = event.key if image is None else codec.key_of(image)
@@ -349,30 +458,19 @@ class SqlSink:
             plan.actions[key] = (after, event)
         return plans
 
-    def _codec(self, target: str, schema: TableSchema) -> _Codec:
+    def _codec(self, target: str, schema: TableSchema) -> Codec:
         codec = self._codecs.get((target, schema.version))
         if codec is None:
-            targets = tuple(target_type(c) for c in schema.columns)
-            checks = tuple(
-                (i, check) for i, t in enumerate(targets) if (check := checker(t, self.dialect)) is not None
-            )
-            idx = schema.key_indexes()
-            key_checks = tuple((idx.index(i), check) for i, check in checks if i in idx)
-            encoders = tuple(encoder(c.arrow_type, self.dialect) for c in schema.columns)
-            codec = _Codec(
-                schema.column_names,
-                _key_getter(idx),
-                checks,
-                key_checks,
-                encoders if any(e is not None for e in encoders) else None,
-            )
+            keyed = self._keyed_schema(schema)
+            assert keyed is not None  # refused tables never get this far (_unapplied)
+            codec = make_codec(self._shapes[target], keyed, self.dialect)
             self._codecs[(target, schema.version)] = codec
         return codec
 
-    def _bad_rows(self, plans: dict[str, _TablePlan]) -> list[BadRow]:
+    def _bad_rows(self, plans: dict[str, TablePlan]) -> list[BadRow]:
         bad: list[BadRow] = []
         for plan in plans.values():
-            codec: _Codec | None = None
+            codec: Codec | None = None
             version = ""
             for key, (image, event) in plan.actions.items():
                 if codec is None or event.schema.version != version:
@@ -381,81 +479,15 @@ class SqlSink:
                     for n, check in codec.key_checks:
                         reason = check(key[n])
                         if reason is not None:
-                            bad.append(BadRow(event, plan.target, key, event.schema.primary_key[n], reason))
+                            bad.append(BadRow(event, plan.target, key, codec.key_names[n], reason))
                             break
                     continue
-                for i, check in codec.checks:
+                for i, name, check in codec.checks:
                     reason = check(image[i])
                     if reason is not None:
-                        bad.append(BadRow(event, plan.target, key, codec.names[i], reason))
+                        bad.append(BadRow(event, plan.target, key, name, reason))
                         break
         return bad
-
-    def _write(self, conn: sa.Connection, plan: _TablePlan, skip: set[tuple[str, RowImage]]) -> None:
-        table = self._table(plan.target)
-        shape = self._shapes[plan.target]
-        pk = shape.primary_key
-        if plan.truncate:
-            conn.execute(sa.delete(table))
-        deletes: list[RowImage] = []
-        upserts: dict[tuple[str, ...], list[Sequence[Any]]] = {}
-        key_encoders = [encoder(shape.column(k).arrow_type, self.dialect) for k in pk]  # type: ignore[union-attr]
-        for key, (image, event) in plan.actions.items():
-            if (plan.target, key) in skip:
-                continue
-            if image is None:
-                deletes.append(
-                    tuple(
-                        v if e is None or v is None else e(v) for v, e in zip(key, key_encoders, strict=True)
-                    )
-                )
-                continue
-            codec = self._codec(plan.target, event.schema)
-            encoders = codec.encoders
-            if encoders is None:
-                upserts.setdefault(codec.names, []).append(image)
-            else:
-                row = [v if e is None or v is None else e(v) for v, e in zip(image, encoders, strict=True)]
-                upserts.setdefault(codec.names, []).append(row)
-        copy = self.dialect is Dialect.POSTGRESQL and self.settings.copy_threshold_rows is not None
-        threshold = self.settings.copy_threshold_rows or 0
-        if deletes:
-            if copy and len(deletes) >= threshold:
-                copy_delete(conn, table, pk, self._copy_types(shape, pk), deletes)
-            else:
-                stmt = sa.delete(table).where(
-                    sa.and_(*(table.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(pk)))
-                )
-                conn.execute(stmt, [{f"k{i}": v for i, v in enumerate(key)} for key in deletes])
-        for names, rows in upserts.items():
-            if copy and len(rows) >= threshold:
-                copy_upsert(conn, table, names, self._copy_types(shape, names), rows, pk)
-            else:
-                conn.execute(
-                    self._upsert(table, names, pk), [dict(zip(names, row, strict=True)) for row in rows]
-                )
-
-    @staticmethod
-    def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
-        by_name = {c.name: c for c in shape.columns}
-        return [pg_copy_type(by_name[n].arrow_type) for n in names]
-
-    def _upsert(self, table: sa.Table, names: Sequence[str], pk: Sequence[str]) -> sa.Executable:
-        rest = [n for n in names if n not in pk]
-        if self.dialect is Dialect.MARIADB:
-            # pymysql's executemany rewrites this into multi-row VALUES statements itself
-            my = mysql.insert(table)
-            return my.on_duplicate_key_update({n: my.inserted[n] for n in (rest or pk[:1])})
-        ins: Any = postgresql.insert(table) if self.dialect is Dialect.POSTGRESQL else sqlite.insert(table)
-        if rest:
-            stmt = ins.on_conflict_do_update(index_elements=list(pk), set_={n: ins.excluded[n] for n in rest})
-        else:
-            stmt = ins.on_conflict_do_nothing(index_elements=list(pk))
-        # executemany of ON CONFLICT runs one statement per row (psycopg pipelines them); RETURNING would
-        # make SQLAlchemy batch rows into multi-row VALUES, which measured no faster here: large
-        # PostgreSQL batches take the COPY path instead.
-        upsert: sa.Executable = stmt
-        return upsert
 
 
 def _merged(current: AppliedState | None, batch: AppliedState) -> AppliedState:

@@ -59,7 +59,7 @@ def test_copy_path_upserts_deletes_and_truncates(copying: SinkUnderTest) -> None
 def test_copy_path_is_used_above_the_threshold(
     copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sinks.sql.sql_sink as module
+    import sinks.sql.table_writer as module
 
     calls: list[int] = []
     real = module.copy_upsert

@@ -8,10 +8,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cdc.core.errors import SinkSchemaError
+from cdc.core.positions import Gtid, Position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from sinks.sql.positions_table import TableShape
-from sinks.sql.schema_sync import AddColumn, WidenColumn, evolve
+from sinks.sql.schema_sync import (
+    AddColumn,
+    DropColumn,
+    RenameColumn,
+    ReplaceColumn,
+    ReplaceKey,
+    WidenColumn,
+    evolve,
+)
 from sinks.sql.type_mapping import Dialect, decoder, encoder, is_widening, problem, sa_type, target_type
 
 ENGINES = {
@@ -147,39 +155,39 @@ def shape_of(schema: TableSchema) -> TableShape:
     return TableShape(str(schema.ref), schema.columns, schema.primary_key, (schema.version,))
 
 
+POS = Position(Gtid(0, 1, 5), "bin.000001", 500, 0)
+
+
 def test_evolve_adds_columns_and_widens() -> None:
     v1 = TableSchema.build(REF, (ID, c("a", "int", ArrowKind.INT32)), ("id",))
     v2 = TableSchema.build(
         REF, (ID, c("a", "bigint", ArrowKind.INT64), c("b", "text", ArrowKind.STRING)), ("id",)
     )
-    new, steps = evolve("t", shape_of(v1), v2, Dialect.POSTGRESQL)
-    assert [type(s) for s in steps] == [WidenColumn, AddColumn]
-    assert new.versions == (v1.version, v2.version)
-    # the older shape replayed after the newer one was recorded is accepted without steps
-    again, none = evolve("t", new, v1, Dialect.POSTGRESQL)
-    assert again == new and none == []
+    ev = evolve("t", shape_of(v1), v2, POS, accepted=False)
+    assert [type(s) for s in ev.steps] == [WidenColumn, AddColumn] and not ev.unsafe
+    assert ev.shape.versions == (v1.version, v2.version)
+    # the older shape replayed after the newer one was recorded is taken without steps
+    again = evolve("t", ev.shape, v1, POS, accepted=False)
+    assert again.shape == ev.shape and again.steps == ()
 
 
 @pytest.mark.parametrize(
-    ("columns", "pk", "column"),
+    ("columns", "pk", "steps", "unsafe"),
     [
-        ((ID,), ("id",), "a"),  # dropped
-        ((ID, c("a", "tinyint", ArrowKind.INT8)), ("id",), "a"),  # narrowed
-        ((ID, c("a", "int", ArrowKind.INT32)), ("id", "a"), "id,a"),  # key changed
+        ((ID,), ("id",), [DropColumn], ""),  # dropped: dropped from the target too
+        ((ID, c("a", "tinyint", ArrowKind.INT8)), ("id",), [], ""),  # narrowed: the target keeps int
+        ((ID, c("b", "int", ArrowKind.INT32)), ("id",), [RenameColumn], ""),  # renamed
+        ((ID, c("a", "varchar(5)", ArrowKind.STRING)), ("id",), [ReplaceColumn], "change a"),  # other family
+        ((ID, c("a", "int", ArrowKind.INT32)), ("id", "a"), [ReplaceKey], "primary key changed"),
     ],
 )
-def test_evolve_refuses_what_would_lose_data(
-    columns: tuple[Column, ...], pk: tuple[str, ...], column: str
+def test_evolve_classifies_each_change(
+    columns: tuple[Column, ...], pk: tuple[str, ...], steps: list[type], unsafe: str
 ) -> None:
     v1 = TableSchema.build(REF, (ID, c("a", "int", ArrowKind.INT32)), ("id",))
-    with pytest.raises(SinkSchemaError) as info:
-        evolve("t", shape_of(v1), TableSchema.build(REF, columns, pk), Dialect.POSTGRESQL)
-    assert info.value.column == column and "db.t" in str(info.value)
-
-
-def test_keyless_table_is_refused() -> None:
-    with pytest.raises(SinkSchemaError, match="no primary key"):
-        evolve("t", None, TableSchema.build(REF, (ID,), ()), Dialect.SQLITE)
+    ev = evolve("t", shape_of(v1), TableSchema.build(REF, columns, pk), POS, accepted=False)
+    assert [type(s) for s in ev.steps] == steps
+    assert ev.unsafe.startswith(unsafe) and bool(ev.unsafe) == bool(unsafe)
 
 
 def test_problems() -> None:

@@ -1,0 +1,93 @@
+"""An embedded pipeline on the dev stack for the SQL sink's integration tests: a fresh source database,
+a config with the sinks a test names, and `cdc run --until-caught-up` as a real process."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import sqlalchemy as sa
+
+from cdc.devstack.connections import StackConnections
+
+SERVER_IDS = (64000, 64999)  # this area's replica server_ids (other tests run at the same time)
+PASSWORD_ENV = "SQLSINK_SOURCE_PASSWORD"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    code: int
+    output: str  # stdout and stderr
+    seconds: float
+
+
+@dataclass
+class SqlPipeline:
+    stack: StackConnections
+    tmp: Path
+    db: str  # the source database (also the PostgreSQL schema of the sink)
+    name: str
+
+    @classmethod
+    def create(cls, stack: StackConnections, tmp: Path) -> SqlPipeline:
+        suffix = uuid.uuid4().hex[:8]
+        pipeline = cls(stack, tmp, f"sqlsink_{suffix}", f"sqlsink-{suffix}")
+        with pipeline.source() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{pipeline.db}`")
+        return pipeline
+
+    def source(self, database: str = "") -> pymysql.Connection:  # type: ignore[type-arg]
+        return self.stack.mariadb.connect_root(database=database or None, autocommit=True)
+
+    def pg_url(self, password: str | None = None) -> str:
+        url = sa.engine.make_url(self.stack.postgres.sqlalchemy_url())
+        if password is not None:
+            url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
+
+    def write_config(self, sinks_yaml: str) -> Path:
+        m = self.stack.mariadb
+        path = self.tmp / "cdc.yaml"
+        path.write_text(
+            f"name: {self.name}\n"
+            f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{{PASSWORD_ENV}}}',"
+            f" server_id: {random.randint(*SERVER_IDS)}, tables: ['{self.db}.*'], heartbeat_seconds: 1}}\n"
+            f"sinks:\n{sinks_yaml}"
+            f"state_dir: {self.tmp / 'state'}\n"
+        )
+        return path
+
+    def cdc(self, config: Path, *args: str, timeout: float = 300) -> RunResult:
+        env = {**os.environ, PASSWORD_ENV: self.stack.mariadb.password}
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "cdc.cli", *args, "-c", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return RunResult(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
+
+    def run_until_caught_up(self, config: Path) -> RunResult:
+        result = self.cdc(config, "run", "--until-caught-up")
+        assert result.code == 0, result.output[-3000:]
+        return result
+
+    def drop(self) -> None:
+        with self.source() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
+        engine = sa.create_engine(self.pg_url())
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.db}" CASCADE'))
+        finally:
+            engine.dispose()
