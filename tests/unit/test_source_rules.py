@@ -113,6 +113,12 @@ def test_tls_verification_failure_is_terminal() -> None:
     assert isinstance(error, SourceAccessDenied) and "source.ssl.ca (/etc/ca.pem)" in str(error)
 
 
+def test_a_tls_error_on_an_established_stream_is_a_lost_connection() -> None:
+    lost = pymysql.OperationalError(2013, "Lost connection to server during query (bad record mac)")
+    lost.__cause__ = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_RECORD_MAC]")
+    assert isinstance(translate(lost, SOURCE, "reading the binlog"), SourceUnavailable)
+
+
 def test_a_server_id_clash_names_the_id_and_the_fix() -> None:
     text = str(
         server_id_clash(SOURCE, 62042, "A slave with the same server_uuid/server_id is already connected")

@@ -68,6 +68,8 @@ _UNKNOWN_DB = 1049
 _SERVER_ID_CLASH = 4052  # ER_SLAVE_SAME_ID
 _TLS_UNAVAILABLE = 2026  # CR_SSL_CONNECTION_ERROR: TLS asked for, the server offers none
 
+_CONNECT_FAILED = 2003  # pymysql wraps every OSError of the connect phase, TLS handshake included
+
 _NEEDED = re.compile(r"you need \(at least one of\) the (.+?) privilege", re.IGNORECASE)
 
 
@@ -149,7 +151,8 @@ def translate(
     where = settings.describe()
     who = account or f"'{settings.user}'@'<client host>'"
     said = f"MariaDB error {code}: {text}"
-    tls = _tls_cause(exc)
+    # Only at connect (2003): a TLS error on an established stream is a broken connection, transient.
+    tls = _tls_cause(exc) if code == _CONNECT_FAILED else None
     if tls is not None:
         return _tls_error(settings, tls)
     if code in _NETWORK or code in _BUSY:
