@@ -204,6 +204,36 @@ def test_binlog_filter_on_a_captured_database_and_mixed_format(tmp_path: Path) -
     assert "binlog_row_metadata" not in result.stderr
 
 
+def test_a_replica_that_does_not_log_what_it_replicates(tmp_path: Path) -> None:
+    """Capturing from a replica without log_slave_updates would miss every replicated change."""
+    db = unique()
+    with (
+        PrivateMariaDb(tmp_path / "primary") as primary,
+        PrivateMariaDb(tmp_path / "replica", ["--server-id=2", "--log-slave-updates=OFF"]) as replica,
+    ):
+        p, r = primary.connection(), replica.connection()
+        with r.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(
+                "CHANGE MASTER TO master_host=%s, master_port=%s, master_user=%s, master_password=%s, "
+                "master_use_gtid=slave_pos",
+                (p.host, p.port, p.root_user, p.root_password),
+            )
+            cur.execute("START SLAVE")
+            cur.execute(f"CREATE DATABASE {db}")
+            deadline = time.monotonic() + 30
+            while True:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Slaves_running'")
+                if int(cur.fetchone()[1]) > 0:
+                    break
+                assert time.monotonic() < deadline, "the private replica did not start replicating"
+                time.sleep(0.2)
+        target = SourceTarget(r.host, r.port, r.user, server_id(), (f"{db}.*",))
+        result = run_until_caught_up(write_config(tmp_path, target), r.password)
+        with r.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("STOP SLAVE")
+    assert_terminal(result, "log_slave_updates is OFF on a server that is itself a replica")
+
+
 def test_shared_server_passes_the_checks(stack: StackConnections, database: str) -> None:
     m = stack.mariadb
     source = MariaDbSource(

@@ -55,6 +55,11 @@ def test_the_servers_own_id_is_refused() -> None:
     assert named(GOOD, replica=1) == ["source.server_id"]
 
 
+def test_a_running_replica_must_log_what_it_replicates() -> None:
+    assert named(replace(GOOD, replicating=True, log_slave_updates=False)) == ["log_slave_updates"]
+    assert named(replace(GOOD, replicating=False, log_slave_updates=False)) == []  # a primary: fine
+
+
 def test_binlog_do_db_must_cover_every_captured_database() -> None:
     only_wiki = replace(GOOD, binlog_do_db=("wiki",))
     assert named(only_wiki, ("wiki.*",)) == []

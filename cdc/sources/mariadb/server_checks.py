@@ -13,6 +13,8 @@ What is checked, and why:
 - binlog_row_metadata FULL: column names, signedness and the primary key come from it (MariaDB 10.5+).
 - log_bin_compress OFF: compressed row events are not decoded.
 - binlog_do_db / binlog_ignore_db: a captured database the server does not log is silently missing.
+- log_slave_updates ON when the server is itself a running replica: else what it replicates is not in
+  its binlog.
 - source.server_id differs from the server's own id (MariaDB refuses a replica with its own id).
 - a MariaDB server at all: MySQL's binlog and GTIDs differ.
 - each database named literally in source.tables exists and the account may use it.
@@ -41,6 +43,7 @@ _VARIABLES = (
     "binlog_row_image",
     "binlog_row_metadata",
     "log_bin_compress",
+    "log_slave_updates",
 )
 _ER_DBACCESS_DENIED = 1044
 _ER_BAD_DB = 1049
@@ -59,6 +62,8 @@ class ServerSettings:
     log_bin_compress: bool
     binlog_do_db: tuple[str, ...] = ()
     binlog_ignore_db: tuple[str, ...] = ()
+    log_slave_updates: bool = True
+    replicating: bool = False  # replica threads run: the server applies another server's changes
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,15 @@ def setting_problems(
                 "compressed row events are not read; " + _persist("log_bin_compress", "OFF", sessions=False),
             )
         )
+    if server.replicating and not server.log_slave_updates:
+        problems.append(
+            SettingProblem(
+                "log_slave_updates",
+                "OFF on a server that is itself a replica",
+                "the changes it applies from its primary are not written to its binlog and would be "
+                "missing; set log_slave_updates=ON under [mariadbd] and restart, or capture from the primary",
+            )
+        )
     if server.server_id == replica_server_id:
         problems.append(
             SettingProblem(
@@ -184,6 +198,8 @@ def read_server_settings(cur: pymysql.cursors.Cursor) -> ServerSettings:
     cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
     values = {str(name).lower(): str(value) for name, value in cur.fetchall()}
     log_bin = values.get("log_bin", "OFF").upper() == "ON"
+    cur.execute("SHOW GLOBAL STATUS LIKE 'Slaves_running'")
+    running = cur.fetchone()
     do_db: tuple[str, ...] = ()
     ignore_db: tuple[str, ...] = ()
     if log_bin:
@@ -202,6 +218,8 @@ def read_server_settings(cur: pymysql.cursors.Cursor) -> ServerSettings:
         log_bin_compress=values.get("log_bin_compress", "OFF").upper() == "ON",
         binlog_do_db=do_db,
         binlog_ignore_db=ignore_db,
+        log_slave_updates=values.get("log_slave_updates", "ON").upper() == "ON",
+        replicating=running is not None and str(running[1]).isdigit() and int(running[1]) > 0,
     )
 
 
