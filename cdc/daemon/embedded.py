@@ -2,8 +2,17 @@
 
 Each sink stores the position it has applied together with its data, so there is no checkpoint of
 our own to keep in step: a start resumes from the lowest applied position over all sinks, and each
-sink skips what it already holds. Only a pipeline's very first start writes a small file in the state
-directory: the source position it started from, for sinks that have applied nothing yet.
+sink skips what it already holds. Two small files in the state directory help (embedded_resume.py):
+the position a pipeline first started from, for sinks that have applied nothing yet, and the idle
+checkpoint, a stretch of binlog with no captured change, which moves the resume point on while the
+captured tables are idle without a write to the sinks.
+
+One writer per sink: each attempt claims every sink (``claim_writer``) before it reads where they
+stand, as Kafka's producer epoch does; a daemon whose sink was claimed by a newer one stops with
+exit 2 naming it (``WriterFenced``). Claims are made at every attempt, so after a transient failure
+the daemon that retries claims again; before it does, a source failure is checked against the sinks
+(an empty batch, which a fenced writer cannot apply), so that a daemon that was taken over stops
+instead of taking the sinks back.
 
 Batches are cut by size and time, not only at transaction ends, so a transaction of millions of rows
 needs no memory proportional to its size; a serving database may then show such a transaction in
@@ -12,26 +21,37 @@ parts until its last batch is applied (Kafka mode keeps transactions whole).
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from cdc.config.models import PipelineConfig
-from cdc.core.errors import HeadwaterError, PositionFormatError
+from cdc.core.errors import HeadwaterError, WriterFenced
 from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, TransactionEnd
-from cdc.core.positions import RestartPoint
+from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Source
+from cdc.daemon.embedded_resume import (
+    IdleStretch,
+    ProgressFile,
+    StartFile,
+    order,
+    sink_resume_point,
+)
 from cdc.daemon.pump import EndOfStream, ReaderPump
 from cdc.daemon.supervisor import Supervisor
-from sinks.contract import AppliedState, Sink, SinkBatch
+from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+
+__all__ = ["EmbeddedDaemon", "EmbeddedOptions", "StartFile", "embedded_daemon", "sink_factory"]
 
 log = logging.getLogger("cdc.run")
 
-START_FILE = "embedded-start.json"
+IDLE_WRITE_EVERY_S = 1.0  # the idle checkpoint is a small file, but not one write per heartbeat
 
 
 @dataclass(frozen=True)
@@ -41,34 +61,32 @@ class EmbeddedOptions:
     idle_flush_seconds: float = 10.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
+    pipeline: str = ""
+    # the source's table selection: an idle stretch observed under another one is not used
+    tables: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
 
 
-def _order(point: RestartPoint) -> tuple[object, int]:
-    return (point.transaction, point.skip_rows)
+class ProgressRecorder(Protocol):
+    """Told when every sink durably holds everything before a resume point (for `cdc status`)."""
+
+    def progress(self, resume_point: RestartPoint, source_ts_ms: int, *, force: bool = False) -> None: ...
 
 
-class StartFile:
-    """The position a pipeline first started from; read for sinks that have applied nothing."""
+def this_writer() -> WriterIdentity:
+    return WriterIdentity(socket.gethostname(), os.getpid(), dt.datetime.now(dt.UTC).isoformat())
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / START_FILE
 
-    def read(self) -> RestartPoint | None:
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise PositionFormatError(
-                f"{self.path} is not valid JSON: {exc}; delete it to start at the source's current position"
-            ) from exc
-        return RestartPoint.parse(str(raw.get("restart_point")))
+@dataclass
+class _Run:
+    """What one attempt has handed to the sinks, and the idle stretch it has seen since."""
 
-    def write(self, point: RestartPoint) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"restart_point": point.to_string()}) + "\n")
-        tmp.replace(self.path)
+    idle_from: RestartPoint  # no captured change lies between this and the reader, once idle
+    last_handed: Position | None = None
+    last_ts_ms: int = 0
+    progress: SourceProgress | None = None  # came after the last record handed
+    written: RestartPoint | None = None  # the idle stretch end last written
+    written_at: float = 0.0
 
 
 class EmbeddedDaemon:
@@ -78,14 +96,19 @@ class EmbeddedDaemon:
         open_source: Callable[[], Source],
         state_dir: Path,
         options: EmbeddedOptions,
+        recorder: ProgressRecorder | None = None,
     ) -> None:
         self._open_sinks = open_sinks
         self._open_source = open_source
         self._start_file = StartFile(state_dir)
+        self._progress_file = ProgressFile(state_dir)
         self._options = options
+        self._recorder = recorder
         self._supervisor = Supervisor(options.backoff_initial_s, options.backoff_max_s)
         self._stop = self._supervisor.stop_requested
+        self.writer = this_writer()
         self.rows_applied = 0
+        self.resumed_from: RestartPoint | None = None  # the last attempt's start (tests, logs)
 
     def run(self) -> int:
         return self._supervisor.run(self._run_once)
@@ -94,44 +117,64 @@ class EmbeddedDaemon:
         """Finish the batch in progress and return from :meth:`run` (what SIGTERM does)."""
         self._supervisor.request_stop()
 
+    def _stretch(self) -> IdleStretch | None:
+        return self._progress_file.read(self._options.tables, self._options.exclude_tables)
+
     def _resume_point(self, sinks: Sequence[Sink], source: Source) -> RestartPoint:
-        candidates: list[RestartPoint] = []
-        fresh = []
-        for sink in sinks:
-            applied = sink.applied()
-            if applied is None:
-                fresh.append(sink.name)
-            else:
-                candidates.append(RestartPoint.after(applied.position))
+        held = [(sink, sink.applied()) for sink in sinks]
+        fresh = [sink.name for sink, applied in held if applied is None]
+        start = self._start_file.read()
+        if start is None and (fresh or not held):
+            start = source.current_restart_point()
+            self._start_file.write(start)  # before reading: a crash must come back here
+            log.info("first start: beginning at the source's current position %s", start.to_string())
+        if fresh:
+            assert start is not None
+            log.info("sinks with nothing applied yet (%s) start at %s", ", ".join(fresh), start.to_string())
+        stretch = self._stretch()
+        points = [start] if not held and start is not None else []
+        for sink, applied in held:
+            point = sink_resume_point(applied, start, stretch)
+            assert point is not None  # a start point exists whenever a sink is fresh
+            own = RestartPoint.after(applied.position) if applied is not None else start
+            if applied is not None:
                 log.info("sink %s has applied up to %s", sink.name, applied.position.to_string())
-        if fresh or not candidates:
-            start = self._start_file.read()
-            if start is None:
-                start = source.current_restart_point()
-                self._start_file.write(start)  # before reading: a crash must come back here
-                log.info("first start: beginning at the source's current position %s", start.to_string())
-            if fresh:
+            if point != own:
                 log.info(
-                    "sinks with nothing applied yet (%s) start at %s", ", ".join(fresh), start.to_string()
+                    "sink %s resumes at %s: no captured change since (idle checkpoint)",
+                    sink.name,
+                    point.to_string(),
                 )
-            candidates.append(start)
-        return min(candidates, key=_order)
+            points.append(point)
+        return min(points, key=order)
 
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
         pump: ReaderPump | None = None
+        fenced = False
         try:
             for sink in sinks:
                 sink.open()
+            for sink in sinks:  # before reading positions: nothing an older writer lands is missed
+                sink.claim_writer(self.writer)
             source = self._open_source()
             start = self._resume_point(sinks, source)
+            self.resumed_from = start
             tables = source.tables()
             log.info("applying %d tables to %d sinks, from %s", len(tables), len(sinks), start.to_string())
+            run = _Run(start)
             pump = ReaderPump(lambda: source.records(start), source.close)
             pump.start()
-            self._apply_loop(pump, sinks)
+            self._apply_loop(pump, sinks, run)
             for sink in sinks:
                 sink.flush()
+            self._durable(run, force=True)
+        except WriterFenced as exc:
+            fenced = True
+            raise WriterFenced(
+                f"two `cdc run` for pipeline {self._options.pipeline!r} must not run at once, and a "
+                f"newer one has taken over: {exc}"
+            ) from exc
         finally:
             if pump is not None:
                 pump.stop()
@@ -139,28 +182,82 @@ class EmbeddedDaemon:
                 try:
                     sink.close()
                 except HeadwaterError as exc:
-                    log.warning("closing sink %s: %s", sink.name, exc)
+                    # a fenced writer's buffered rows are refused: that is the point, not news
+                    (log.debug if fenced else log.warning)("closing sink %s: %s", sink.name, exc)
 
-    def _apply_loop(self, pump: ReaderPump, sinks: Sequence[Sink]) -> None:
+    def _durable(self, run: _Run, *, force: bool = False) -> None:
+        """Every sink has flushed everything handed to it: record the progress (and, if the source
+        said the stretch since is idle, the idle checkpoint)."""
+        if run.last_handed is not None and self._recorder is not None:
+            self._recorder.progress(RestartPoint.after(run.last_handed), run.last_ts_ms, force=force)
+        progress = run.progress
+        if progress is None or progress.restart == run.written:
+            return
+        now = time.monotonic()
+        if not force and now - run.written_at < IDLE_WRITE_EVERY_S:
+            return
+        opts = self._options
+        # a heartbeat may carry no time; it is sent when the source has nothing newer, i.e. now
+        ts = progress.source_ts_ms or int(time.time() * 1000)
+        stretch = IdleStretch(run.idle_from, progress.restart, ts, opts.tables, opts.exclude_tables)
+        if order(stretch.end) <= order(stretch.start):
+            return
+        self._progress_file.write(stretch.joined(self._stretch()))
+        run.written, run.written_at = progress.restart, now
+        if self._recorder is not None:
+            self._recorder.progress(progress.restart, ts, force=force)
+
+    def _probe_fence(self, sinks: Sequence[Sink]) -> None:
+        """After a source failure: raise WriterFenced if another daemon claimed a sink meanwhile (a
+        second `cdc run` on the same server_id makes the source drop our connection first)."""
+        for sink in sinks:
+            try:
+                applied = sink.applied()
+                if applied is not None:
+                    sink.apply(SinkBatch((), applied))  # changes nothing; refused if we were fenced
+                    sink.flush()
+            except WriterFenced:
+                raise
+            except HeadwaterError as exc:
+                log.debug("fence probe of %s: %s", sink.name, exc)
+
+    def _apply_loop(self, pump: ReaderPump, sinks: Sequence[Sink], run: _Run) -> None:
         opts = self._options
         batch: list[ChangeEvent | SchemaChange] = []
         deadline = 0.0
         last_flush = time.monotonic()
         dirty = False  # applied since the sinks' last flush
         window_rows, window_start = 0, time.monotonic()
+        progress_seen = -1  # records handed or batched when run.progress came (valid while unchanged)
 
         def apply() -> None:
             nonlocal batch, dirty, window_rows
             if not batch:
                 return
-            state = AppliedState(batch[-1].position)
-            sink_batch = SinkBatch(tuple(batch), state)
+            last = batch[-1]
+            sink_batch = SinkBatch(tuple(batch), AppliedState(last.position))
             for sink in sinks:
                 sink.apply(sink_batch)
             self.rows_applied += len(batch)
             window_rows += len(batch)
+            run.last_handed, run.last_ts_ms = last.position, last.source_ts_ms
+            run.idle_from = RestartPoint.after(last.position)
             batch = []
             dirty = True
+
+        def flush() -> None:
+            nonlocal dirty, last_flush
+            for sink in sinks:
+                sink.flush()
+            dirty, last_flush = False, time.monotonic()
+            checkpoint()
+
+        def checkpoint() -> None:
+            # only when the sinks hold everything handed and nothing was read after the progress
+            if run.progress is not None and progress_seen != self.rows_applied + len(batch):
+                run.progress = None
+            if not batch and not dirty:
+                self._durable(run)
 
         while True:
             now = time.monotonic()
@@ -177,15 +274,20 @@ class EmbeddedDaemon:
                 if batch and time.monotonic() >= deadline:
                     apply()
                 if dirty and time.monotonic() - last_flush >= opts.idle_flush_seconds:
-                    for sink in sinks:
-                        sink.flush()
-                    dirty, last_flush = False, time.monotonic()
+                    flush()
+                elif run.progress is not None and run.progress.restart != run.written:
+                    checkpoint()
                 if self._stop.is_set():
                     apply()
                     return
                 continue
             if isinstance(chunk, EndOfStream):
                 if chunk.error is not None:
+                    # what was read is applied first; and if a newer daemon took the sinks over
+                    # (it also takes the source connection when it shares our server_id), the
+                    # sinks say so: that, not the source's complaint, is what the operator must fix
+                    apply()
+                    self._probe_fence(sinks)
                     raise chunk.error
                 apply()
                 log.info("caught up with the source: %d changes applied", self.rows_applied)
@@ -200,7 +302,11 @@ class EmbeddedDaemon:
                         return
                     continue
                 if record.__class__ is SourceProgress:
-                    continue  # TODO(issue 8.3): advance the sinks' resume point through idle stretches
+                    run.progress = record
+                    progress_seen = self.rows_applied + len(batch)
+                    if not batch and not dirty:
+                        checkpoint()
+                    continue
                 # a SourceRecord that is not a TransactionEnd: no per-row isinstance on the hot path
                 record = cast(ChangeEvent | SchemaChange, record)
                 if not batch:
@@ -226,7 +332,11 @@ def sink_factory(config: PipelineConfig) -> Callable[[], list[Sink]]:
 
 
 def embedded_daemon(
-    config: PipelineConfig, *, until_caught_up: bool, idle_flush_seconds: float | None = None
+    config: PipelineConfig,
+    *,
+    until_caught_up: bool,
+    idle_flush_seconds: float | None = None,
+    recorder: ProgressRecorder | None = None,
 ) -> EmbeddedDaemon:
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
     from cdc.daemon.mariadb_source import MariaDbSource
@@ -237,5 +347,13 @@ def embedded_daemon(
         sink_factory(config),
         lambda: MariaDbSource(config.source, blocking=not until_caught_up),
         config.state_dir,
-        EmbeddedOptions(batch.max_events, batch.max_ms, idle),
+        EmbeddedOptions(
+            batch.max_events,
+            batch.max_ms,
+            idle,
+            pipeline=config.name,
+            tables=tuple(config.source.tables),
+            exclude_tables=tuple(config.source.exclude_tables),
+        ),
+        recorder,
     )

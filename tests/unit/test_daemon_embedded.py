@@ -1,16 +1,23 @@
 """Embedded mode's rules on an in-memory source and sinks (real sinks have their own suite):
 resume from the lowest applied position over all sinks; a fresh sink starts at the first start's
-position, which is written before anything is read; every change reaches every sink exactly once."""
+position, which is written before anything is read; every change reaches every sink exactly once;
+a newer daemon's claim fences the older one; the idle checkpoint moves the resume point through
+stretches with no captured change."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cdc.core.errors import SourceUnavailable
-from cdc.core.events import ChangeEvent, SchemaChange
-from cdc.core.positions import Position
+import pytest
+
+from cdc.core.errors import SourceProtocolError, SourceUnavailable, WriterFenced
+from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, SourceRecord, TransactionEnd
+from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, StartFile
-from sinks.contract import AppliedState, SinkBatch
+from cdc.daemon.embedded_resume import ProgressFile, order
+from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from tests.unit.test_daemon_capture import BOUNDARY, FakeSource, transactions
 
 
@@ -20,14 +27,26 @@ class MemorySink:
         self.keys: list[int] = []
         self.position: Position | None = None
         self.fail_after = fail_after_batches
+        self.epoch = 0  # the stored writer epoch (shared by every "process" using this object)
+        self.writer = ""
+        self.my_epoch: int | None = None  # what this process's claim got
 
     def open(self) -> None:
         pass
+
+    def claim_writer(self, writer: WriterIdentity) -> None:
+        self.epoch += 1
+        self.writer, self.my_epoch = writer.describe(), self.epoch
+
+    def check(self) -> None:
+        if self.my_epoch is not None and self.my_epoch != self.epoch:
+            raise WriterFenced(f"{self.name}: another writer ({self.writer}) took over this sink")
 
     def applied(self) -> AppliedState | None:
         return None if self.position is None else AppliedState(self.position)
 
     def apply(self, batch: SinkBatch) -> None:
+        self.check()
         if self.fail_after is not None:
             if self.fail_after == 0:
                 self.fail_after = None
@@ -89,3 +108,185 @@ def test_transient_sink_failure_is_retried_without_loss_or_duplicate(tmp_path: P
     assert EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options()).run() == 0
     assert sink.keys == list(range(15))
     assert len(source.starts) == 2
+
+
+# -- writer fencing --------------------------------------------------------------------------------
+
+
+class TakenOverSource(FakeSource):
+    """Another daemon claims the sinks once ``after`` records have been read."""
+
+    def __init__(self, txs: list[list[SourceRecord]], sinks: list[MemorySink], after: int) -> None:
+        super().__init__(txs)
+        self.sinks, self.after = sinks, after
+
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        for index, record in enumerate(super().records(start)):
+            if index == self.after:
+                for sink in self.sinks:
+                    sink.epoch += 1
+                    sink.writer = "pid 4242 on otherhost, started 2026-11-30T04:00:00+00:00"
+            yield record
+
+
+def test_a_newer_writer_fences_the_daemon_which_exits_2_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = MemorySink("a")
+    source = TakenOverSource(transactions(6, 3), [sink], after=8)
+    daemon = EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options())
+    assert daemon.run() == 2
+    assert len(sink.keys) < 18  # nothing after the take-over landed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, errors  # said once, clearly
+    assert "pid 4242 on otherhost" in errors[0] and "must not run at once" in errors[0]
+
+
+def test_each_attempt_claims_before_reading_positions(tmp_path: Path) -> None:
+    sink = MemorySink("flaky", fail_after_batches=2)
+    source = FakeSource(transactions(5, 3))
+    assert EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options()).run() == 0
+    assert sink.epoch == 2 and sink.keys == list(range(15))
+
+
+class FailingSource(FakeSource):
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        yield from super().records(start)
+        raise SourceProtocolError("server error 4052: a replica with the same server_id connected")
+
+
+def test_a_source_failure_after_a_take_over_is_reported_as_the_take_over(tmp_path: Path) -> None:
+    """A second `cdc run` on the same server_id makes the source drop the first one's connection:
+    the first must still say who took over, not only that the source complained."""
+    sink = MemorySink("a")
+    source = FailingSource(transactions(2, 2))
+
+    class Daemon(EmbeddedDaemon):
+        def _probe_fence(self, sinks: Sequence[Sink]) -> None:
+            sink.epoch += 1  # the newer daemon claimed just before it connected to the source
+            sink.writer = "pid 4242 on otherhost"
+            super()._probe_fence(sinks)
+
+    daemon = Daemon(lambda: [sink], lambda: source, tmp_path, options())
+    assert daemon.run() == 2
+    assert daemon._supervisor.last_error is not None and "pid 4242" in daemon._supervisor.last_error
+
+
+# -- idle checkpoint -------------------------------------------------------------------------------
+
+
+def idle_after(txs: list[list[SourceRecord]], gap: int) -> SourceProgress:
+    """Progress ``gap`` bytes past the last transaction (other tables' writes in between)."""
+    last = [r for r in txs[-1] if isinstance(r, ChangeEvent)][-1].position
+    end = Position(Gtid(0, 1, last.gtid.seq + 50), last.file, last.offset + gap, 0)
+    return SourceProgress(RestartPoint(end, 0), 1_700_000_000_000)
+
+
+class IdleSource(FakeSource):
+    """Captured transactions, then a stretch of other tables' writes ending at ``progress``."""
+
+    def __init__(self, txs: list[list[SourceRecord]], progress: SourceProgress | None) -> None:
+        super().__init__(txs)
+        self.progress = progress
+
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        self.starts.append(start)
+        first = start.transaction.at_row(start.skip_rows)
+        for record in self.flat:
+            if isinstance(record, ChangeEvent) and record.position < first:
+                continue
+            if isinstance(record, TransactionEnd) and record.last_position < first:
+                continue
+            yield record
+        if self.progress is not None and order(self.progress.restart) > order(start):
+            yield self.progress
+
+
+def run_idle(tmp_path: Path, sinks: list[MemorySink], source: IdleSource, **kw: object) -> EmbeddedDaemon:
+    opts = EmbeddedOptions(max_events=3, max_ms=1, backoff_initial_s=0.01, tables=("db.*",), **kw)  # type: ignore[arg-type]
+    daemon = EmbeddedDaemon(lambda: sinks, lambda: source, tmp_path, opts)
+    assert daemon.run() == 0
+    return daemon
+
+
+def test_idle_stretch_moves_the_resume_point_without_writing_the_sinks(tmp_path: Path) -> None:
+    txs = transactions(3, 2)
+    progress = idle_after(txs, 1_000_000)
+    sink = MemorySink("a")
+    run_idle(tmp_path, [sink], IdleSource(txs, progress))
+    applied_before = sink.position
+    again = IdleSource(txs, None)
+    daemon = run_idle(tmp_path, [sink], again)
+    assert again.starts == [progress.restart] and daemon.resumed_from == progress.restart
+    assert sink.position == applied_before and sink.keys == list(range(6))
+
+
+def test_a_sink_behind_the_stretch_is_not_moved(tmp_path: Path) -> None:
+    txs = transactions(4, 2)
+    progress = idle_after(txs, 5000)
+    ahead = MemorySink("ahead")
+    run_idle(tmp_path, [ahead], IdleSource(txs, progress))
+    behind = MemorySink("behind")
+    flat = [r for tx in txs for r in tx if isinstance(r, ChangeEvent)]
+    behind.keys, behind.position = [0, 1, 2], flat[2].position  # restored from an old backup, say
+    source = IdleSource(txs, None)
+    run_idle(tmp_path, [ahead, behind], source)
+    assert source.starts == [RestartPoint.after(flat[2].position)]
+    assert behind.keys == list(range(8)) and ahead.keys == list(range(8))
+
+
+def test_a_sink_added_later_is_moved_only_over_what_holds_no_change(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    old = MemorySink("old")
+    run_idle(tmp_path, [old], IdleSource(txs, idle_after(txs, 5000)))
+    new = MemorySink("new")  # the pipeline started before these changes: it must get them all
+    source = IdleSource(txs, None)
+    run_idle(tmp_path, [old, new], source)
+    assert source.starts == [BOUNDARY] and new.keys == list(range(4))
+
+
+def test_an_idle_pipeline_restarted_keeps_its_stretch(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    first, second = idle_after(txs, 5000), idle_after(txs, 9000)
+    sink = MemorySink("a")
+    run_idle(tmp_path, [sink], IdleSource(txs, first))
+    run_idle(tmp_path, [sink], IdleSource(txs, second))  # read from `first` on: nothing handed
+    source = IdleSource(txs, None)
+    run_idle(tmp_path, [sink], source)
+    assert source.starts == [second.restart]
+
+
+def test_a_stretch_seen_under_other_tables_is_not_used(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    sink = MemorySink("a")
+    run_idle(tmp_path, [sink], IdleSource(txs, idle_after(txs, 5000)))
+    source = IdleSource(txs, None)
+    run_idle(tmp_path, [sink], source, exclude_tables=("db.secret",))
+    assert source.starts == [RestartPoint.after(sink.position)]  # type: ignore[arg-type]
+
+
+def test_no_stretch_when_a_change_came_after_the_progress(tmp_path: Path) -> None:
+    txs = transactions(3, 2)
+    early = idle_after(txs[:1], 10)  # inside the stream, before the last two transactions
+
+    class Source(IdleSource):
+        def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+            self.starts.append(start)
+            yield from txs[0]
+            yield early
+            yield from txs[1]
+            yield from txs[2]
+
+    sink = MemorySink("a")
+    run_idle(tmp_path, [sink], Source(txs, None))
+    assert not (tmp_path / "embedded-progress.json").exists()
+
+
+def test_after_a_failed_attempt_the_stretch_starts_where_the_sinks_stand(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    sink = MemorySink("a", fail_after_batches=0)  # the first apply fails; retried, then fine
+    source = IdleSource(txs, idle_after(txs, 5000))
+    daemon = EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options())
+    assert daemon.run() == 0
+    stretch = ProgressFile(tmp_path).read((), ())
+    assert stretch is not None and stretch.start == RestartPoint.after(sink.position)  # type: ignore[arg-type]
