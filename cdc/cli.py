@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,10 @@ from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
 from cdc.logs import configure_logging, register_secrets
+from cdc.schema_commands import schema
+
+if TYPE_CHECKING:
+    from cdc.daemon.run_state import RunRecorder
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -121,7 +126,19 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         lambda: MariaDbSource(config.source, blocking=not until_caught_up),
         options,
     )
-    sys.exit(daemon.run())
+    _record_runs(config, "run")
+    sys.exit(_finished(daemon.run()))
+
+
+def _record_runs(config: PipelineConfig, command: str) -> RunRecorder:
+    """Keep `command`'s run-state file (start, errors, progress, exit) for `cdc status`."""
+    from cdc.daemon.run_state import RunRecorder
+    from cdc.daemon.supervisor import observe
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    recorder = RunRecorder(config.state_dir, command)
+    observe(recorder)
+    return recorder
 
 
 def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
@@ -131,14 +148,22 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
     if not config.sinks:
         click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
         return 2
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    recorder = _record_runs(config, "run")
     try:
-        daemon = embedded_daemon(config, until_caught_up=until_caught_up)
+        daemon = embedded_daemon(config, until_caught_up=until_caught_up, recorder=recorder)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
+        recorder.exited(2, str(exc))
         return 2
     start_maintenance(config.sinks, config.name)
-    return daemon.run()
+    return _finished(daemon.run())
+
+
+def _finished(code: int) -> int:
+    from cdc.daemon.supervisor import observe
+
+    observe(None)  # the run is recorded; nothing else in this process reports to its file
+    return code
 
 
 @main.command()
@@ -171,10 +196,12 @@ def sink(config_path: Path, until_caught_up: bool) -> None:
     from cdc.stream.kafka_reader import KafkaChangeReader
 
     stream = config.stream
+    recorder = _record_runs(config, "sink")
     try:
         open_sinks = sink_factory(config)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
+        recorder.exited(2, str(exc))
         sys.exit(2)
     if not until_caught_up:
         start_maintenance(config.sinks, config.name)
@@ -184,40 +211,45 @@ def sink(config_path: Path, until_caught_up: bool) -> None:
         lambda offsets: KafkaChangeReader(stream, config.name, offsets),
         SinkRunnerOptions(until_caught_up, batch.max_events, batch.max_ms, batch.idle_flush_seconds),
     )
-    sys.exit(runner.run())
+    sys.exit(_finished(runner.run()))
 
 
 @main.command()
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: Path, as_json: bool) -> None:
-    """Checkpoint, the source's current position, the lag and the captured tables.
+@click.option(
+    "--max-lag-seconds",
+    type=float,
+    default=None,
+    help="Exit 1 when a sink is more than this many seconds behind the source.",
+)
+def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> None:
+    """The source's position, each sink's applied position and lag, the daemons' last runs.
 
-    Exits 0 when the source and the checkpoint could be read, 2 otherwise.
+    Exit codes, for a monitoring check: 0 healthy; 1 a sink is more than --max-lag-seconds behind,
+    a sink cannot be read, or the last `cdc run` / `cdc sink` stopped on an error (exit 2);
+    2 status itself could not run (a bad config, the source or the Kafka checkpoint unreadable).
     """
     config = load_or_exit(config_path)
     from cdc.daemon.status import pipeline_status
 
     st = pipeline_status(config)
+    code, problems = st.problems(max_lag_seconds)
     if as_json:
-        click.echo(_mask(json.dumps(st.to_json(), indent=2)))
+        click.echo(_mask(json.dumps(st.to_json(max_lag_seconds), indent=2)))
+        sys.exit(code)
+    pos = st.source_position
+    click.echo(f"pipeline    {st.name} ({st.mode})")
+    if pos is not None:
+        click.echo(f"source      {st.source} at {pos.file}:{pos.offset}, GTID {pos.gtid_state or '-'}")
     else:
-        pos = st.source_position
-        click.echo(f"pipeline    {st.name} ({st.mode})")
-        if pos is not None:
-            click.echo(f"source      {st.source} at {pos.file}:{pos.offset}, GTID {pos.gtid_state or '-'}")
-        else:
-            click.echo(f"source      {st.source}: {_mask(st.source_error or 'unknown')}")
+        click.echo(f"source      {st.source}: {_mask(st.source_error or 'unknown')}")
+    if st.mode == "kafka":
         if st.checkpoint is not None:
             click.echo(f"checkpoint  {st.checkpoint.restart}")
-            age = ""
-            if st.checkpoint.committed_at:
-                import datetime as dt
-
-                ago = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(st.checkpoint.committed_at)
-                age = f" ({ago.total_seconds():.0f}s ago)"
             click.echo(
-                f"            GTID {st.checkpoint.gtid}, committed at {st.checkpoint.committed_at}{age}"
+                f"            GTID {st.checkpoint.gtid}, committed at {st.checkpoint.committed_at}"
+                f"{_ago(st.checkpoint.committed_at)}"
             )
         else:
             click.echo(
@@ -225,10 +257,36 @@ def status(config_path: Path, as_json: bool) -> None:
             )
         lag = "-" if st.lag_bytes is None else f"{st.lag_bytes} binlog bytes behind"
         click.echo(f"lag         {lag}")
-        more = " ..." if len(st.tables) > 20 else ""
-        click.echo(f"tables      {len(st.tables)}: {', '.join(st.tables[:20])}{more}")
-    failed = st.source_error is not None or (st.mode == "kafka" and st.checkpoint_error is not None)
-    sys.exit(2 if failed else 0)
+    for s in st.sinks:
+        if s.error is not None:
+            click.echo(f"sink        {s.name}: cannot be read: {_mask(s.error)}")
+            continue
+        behind = "-" if s.lag_bytes is None else f"{s.lag_bytes} bytes"
+        seconds = "unknown" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s"
+        click.echo(f"sink        {s.name} ({s.target}): behind {behind}, {seconds}")
+        click.echo(f"            applied {s.applied or 'nothing yet'}")
+    for run in st.runs:
+        state = f"pid {run.pid} on {run.host}, started {run.started_at}"
+        if run.exited and run.last_exit is not None:
+            state += f", exited {run.last_exit.exit_code} at {run.last_exit.at}"
+        click.echo(f"cdc {run.command:<7} {state}")
+        if run.last_error:
+            click.echo(f"            last error ({run.last_error_at}): {_mask(run.last_error)}")
+    more = " ..." if len(st.tables) > 20 else ""
+    click.echo(f"tables      {len(st.tables)}: {', '.join(st.tables[:20])}{more}")
+    for problem in problems:
+        click.echo(f"problem     {_mask(problem)}")
+    click.echo(f"health      {('healthy', 'unhealthy', 'status could not run')[code]} (exit {code})")
+    sys.exit(code)
+
+
+def _ago(moment: str | None) -> str:
+    if not moment:
+        return ""
+    import datetime as dt
+
+    ago = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(moment)
+    return f" ({ago.total_seconds():.0f}s ago)"
 
 
 def _iceberg_sinks(config: PipelineConfig) -> list[IcebergSinkConfig]:
@@ -336,6 +394,7 @@ def _masked(config: PipelineConfig) -> object:
 
 dev.add_command(demo)
 main.add_command(dev)
+main.add_command(schema)
 
 
 if __name__ == "__main__":

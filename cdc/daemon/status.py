@@ -1,8 +1,25 @@
-"""`cdc status`: the pipeline's checkpoint, the source's current position, the lag, the tables."""
+"""`cdc status`: the source's position, where each sink stands and how far behind, the daemons' last
+runs, and a verdict a monitoring check can use.
+
+Cheap by design: one connection to the source (binlog position, binlog files, captured tables), one
+read of each sink's applied state, the run-state files in the state directory, and in Kafka mode one
+read of the checkpoint topic.
+
+Lag per sink, in both modes: binlog bytes between where the sink would resume and the source's end,
+and seconds: 0 when no byte is left; otherwise now minus the source time of the last change (or idle
+point) the daemon recorded as durably applied, when the sink holds it (unknown otherwise). In embedded
+mode the resume point follows the idle checkpoint, so a pipeline whose captured tables are idle shows
+no lag however much the source writes elsewhere.
+
+Verdict (the exit code): 0 healthy; 1 a sink is more than ``max_lag_seconds`` behind, a sink cannot
+be read, or the last run of `cdc run` / `cdc sink` stopped on a terminal error; 2 status itself
+could not run (a bad config, the source or, in Kafka mode, the checkpoint unreadable).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 import pymysql
@@ -10,13 +27,15 @@ import pymysql
 from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
+from cdc.core.table_filter import TableFilter
+from cdc.daemon.embedded_resume import ProgressFile, StartFile, order, sink_resume_point
 from cdc.daemon.mariadb_source import connection_settings
-from cdc.sources.mariadb.server_position import (
-    ServerPosition,
-    bytes_behind,
-    captured_tables,
-    server_position,
-)
+from cdc.daemon.run_state import RunState, read_run_state
+from cdc.sources.mariadb.connection import ConnectionSettings, connect
+from cdc.sources.mariadb.server_position import ServerPosition
+from sinks.contract import AppliedState
+
+HEALTHY, UNHEALTHY, CANNOT_RUN = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -24,6 +43,75 @@ class CheckpointStatus:
     restart: str
     gtid: str
     committed_at: str | None
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What one connection to the source tells: its position, its binlog files, the captured tables."""
+
+    position: ServerPosition
+    binlogs: tuple[tuple[str, int], ...]  # (file, size), oldest first
+    tables: tuple[str, ...]
+
+    def bytes_behind(self, point: RestartPoint) -> int | None:
+        """Binlog bytes from ``point`` to the end; None if its file is gone (purged)."""
+        file, offset = point.transaction.file, point.transaction.offset
+        names = [name for name, _ in self.binlogs]
+        if file not in names:
+            return None
+        index = names.index(file)
+        behind = self.binlogs[index][1] - offset + sum(size for _, size in self.binlogs[index + 1 :])
+        return max(behind, 0)
+
+
+def read_source(
+    settings: ConnectionSettings, include: tuple[str, ...], exclude: tuple[str, ...]
+) -> SourceView:
+    table_filter = TableFilter(include, exclude)
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+        if row is None:
+            raise HeadwaterError(
+                f"{settings.host}:{settings.port} has no binary log: start MariaDB with log_bin, "
+                "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
+            )
+        cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
+        gtid_state, server_id, domain_id = cur.fetchone() or ("", 0, 0)
+        position = ServerPosition(
+            str(row[0]), int(row[1]), str(gtid_state or ""), int(server_id), int(domain_id)
+        )
+        cur.execute("SHOW BINARY LOGS")
+        binlogs = tuple((str(name), int(size)) for name, size, *_ in cur.fetchall())
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+            "ORDER BY table_schema, table_name"
+        )
+        tables = tuple(f"{db}.{t}" for db, t in cur.fetchall() if table_filter.accepts(str(db), str(t)))
+    return SourceView(position, binlogs, tables)
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    name: str  # the config's name for it (`sinks[].name`, else its type)
+    target: str  # what it writes: "sql:sqlite:///...", "iceberg:wiki"
+    applied: str | None  # the last position applied (Kafka mode: the highest one)
+    resume_point: str | None  # where it would resume (embedded: after the idle checkpoint too)
+    lag_bytes: int | None
+    lag_seconds: float | None
+    error: str | None  # the sink could not be read
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "applied_position": self.applied,
+            "resume_point": self.resume_point,
+            "lag_bytes": self.lag_bytes,
+            "lag_seconds": self.lag_seconds,
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -35,11 +123,36 @@ class PipelineStatus:
     source_error: str | None
     checkpoint: CheckpointStatus | None
     checkpoint_error: str | None
-    lag_bytes: int | None
+    lag_bytes: int | None  # Kafka mode: the capture checkpoint's
     tables: tuple[str, ...]
+    sinks: tuple[SinkStatus, ...] = ()
+    runs: tuple[RunState, ...] = ()  # the recorded runs of `cdc run` (and `cdc sink`)
 
-    def to_json(self) -> dict[str, object]:
+    def problems(self, max_lag_seconds: float | None) -> tuple[int, tuple[str, ...]]:
+        """The exit code and what earned it."""
+        if self.source_error is not None:
+            return CANNOT_RUN, (f"source: {self.source_error}",)
+        if self.mode == "kafka" and self.checkpoint_error is not None:
+            return CANNOT_RUN, (f"checkpoint: {self.checkpoint_error}",)
+        found: list[str] = []
+        for run in self.runs:
+            if run.failed and run.last_exit is not None:
+                found.append(
+                    f"the last `cdc {run.command}` stopped at {run.last_exit.at} with exit "
+                    f"{run.last_exit.exit_code}: {run.last_exit.error or 'no message'}"
+                )
+        for sink in self.sinks:
+            if sink.error is not None:
+                found.append(f"sink {sink.name} cannot be read: {sink.error}")
+            elif max_lag_seconds is not None and (sink.lag_seconds or 0.0) > max_lag_seconds:
+                found.append(
+                    f"sink {sink.name} is {sink.lag_seconds:.0f}s behind (more than {max_lag_seconds:g}s)"
+                )
+        return (UNHEALTHY if found else HEALTHY), tuple(found)
+
+    def to_json(self, max_lag_seconds: float | None = None) -> dict[str, object]:
         pos = self.source_position
+        code, problems = self.problems(max_lag_seconds)
         return {
             "name": self.name,
             "mode": self.mode,
@@ -61,18 +174,85 @@ class PipelineStatus:
             ),
             "checkpoint_error": self.checkpoint_error,
             "lag_bytes": self.lag_bytes,
+            "sinks": [s.to_json() for s in self.sinks],
+            "runs": {run.command: run.to_json() for run in self.runs},
             "tables": list(self.tables),
+            "exit_code": code,
+            "problems": list(problems),
         }
+
+
+def _lag_seconds(
+    lag_bytes: int | None, resume: RestartPoint | None, run: RunState | None, now_s: float
+) -> float | None:
+    if lag_bytes == 0:
+        return 0.0
+    progress = run.last_progress if run is not None else None
+    if resume is None or progress is None:
+        return None
+    if order(RestartPoint.parse(progress.resume_point)) > order(resume):
+        return None  # the recorded progress is past this sink: its own time is not known
+    return max(0.0, now_s - progress.source_ts_ms / 1000)
+
+
+def _sink_statuses(
+    config: PipelineConfig, view: SourceView | None, run: RunState | None
+) -> tuple[SinkStatus, ...]:
+    from sinks.registry import open_sink
+
+    embedded = config.stream is None
+    start: RestartPoint | None = None
+    if embedded:
+        try:
+            start = StartFile(config.state_dir).read()
+        except HeadwaterError as exc:  # the daemon stops on it too; status says why
+            return tuple(SinkStatus(name, "", None, None, None, None, str(exc)) for name in config.sink_names)
+    stretch = (
+        ProgressFile(config.state_dir).read(tuple(config.source.tables), tuple(config.source.exclude_tables))
+        if embedded
+        else None
+    )
+    now_s = time.time()
+    out = []
+    for name, sink_config in zip(config.sink_names, config.sinks, strict=True):
+        target = ""
+        applied: AppliedState | None = None
+        try:
+            sink = open_sink(sink_config, config.name)
+            target = sink.name
+            sink.open()
+            try:
+                applied = sink.applied()
+            finally:
+                sink.close()
+        except Exception as exc:  # noqa: BLE001 - a sink that cannot be read is reported; the rest goes on
+            out.append(SinkStatus(name, target, None, None, None, None, str(exc) or type(exc).__name__))
+            continue
+        if embedded:
+            resume = sink_resume_point(applied, start, stretch)
+        else:
+            resume = RestartPoint.after(applied.position) if applied is not None else None
+        lag = view.bytes_behind(resume) if view is not None and resume is not None else None
+        out.append(
+            SinkStatus(
+                name,
+                target,
+                applied.position.to_string() if applied is not None else None,
+                resume.to_string() if resume is not None else None,
+                lag,
+                _lag_seconds(lag, resume, run if embedded else None, now_s),
+                None,
+            )
+        )
+    return tuple(out)
 
 
 def pipeline_status(config: PipelineConfig) -> PipelineStatus:
     settings = connection_settings(config.source)
-    position: ServerPosition | None = None
+    view: SourceView | None = None
     source_error: str | None = None
-    tables: tuple[str, ...] = ()
     try:
-        position = server_position(settings)
-        tables = captured_tables(settings, tuple(config.source.tables), tuple(config.source.exclude_tables))
+        view = read_source(settings, tuple(config.source.tables), tuple(config.source.exclude_tables))
     except (HeadwaterError, pymysql.Error) as exc:
         source_error = str(exc)
 
@@ -94,21 +274,20 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
                 str(restart.transaction.gtid),
                 committed.isoformat() if isinstance(committed, dt.datetime) else committed,
             )
-            if position is not None:
-                try:
-                    lag = bytes_behind(settings, restart.transaction.file, restart.transaction.offset)
-                except (HeadwaterError, pymysql.Error) as exc:
-                    source_error = str(exc)
-    else:
-        checkpoint_error = "embedded mode: applied positions are kept by the sinks"
+            if view is not None:
+                lag = view.bytes_behind(restart)
+    runs = tuple(r for r in (read_run_state(config.state_dir, c) for c in ("run", "sink")) if r is not None)
+    run = next((r for r in runs if r.command == "run"), None)
     return PipelineStatus(
         name=config.name,
         mode="embedded" if config.stream is None else "kafka",
         source=f"{config.source.host}:{config.source.port}",
-        source_position=position,
+        source_position=view.position if view else None,
         source_error=source_error,
         checkpoint=checkpoint,
         checkpoint_error=checkpoint_error,
         lag_bytes=lag,
-        tables=tables,
+        tables=view.tables if view else (),
+        sinks=_sink_statuses(config, view, run),
+        runs=runs,
     )

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 from cdc.core.errors import HeadwaterError, TransientError
 
@@ -20,11 +21,30 @@ log = logging.getLogger("cdc.run")
 RESET_BACKOFF_AFTER_S = 60.0  # an attempt that ran this long was healthy: start backing off afresh
 
 
+class RunObserver(Protocol):
+    """Told of every failed attempt and of the exit (the run-state file `cdc status` reads)."""
+
+    def error(self, message: str, terminal: bool) -> None: ...
+    def exited(self, code: int, error: str | None) -> None: ...
+
+
+# Process-wide, set once by the CLI: each daemon (capture, embedded, `cdc sink`) builds its own
+# Supervisor, and one process runs one daemon, whose runs are what the state file describes.
+_observer: RunObserver | None = None
+
+
+def observe(observer: RunObserver | None) -> None:
+    """Report the attempts of every Supervisor of this process to ``observer``."""
+    global _observer
+    _observer = observer
+
+
 class Supervisor:
     def __init__(self, backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
         self.stop_requested = threading.Event()
         self._initial = backoff_initial_s
         self._max = backoff_max_s
+        self.last_error: str | None = None  # the last attempt's error (what an exit 2 reports)
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         if self.stop_requested.is_set():
@@ -34,6 +54,17 @@ class Supervisor:
 
     def run(self, attempt: Callable[[], None]) -> int:
         """Run ``attempt`` until it returns (0), fails terminally (2) or a stop is requested (0)."""
+        code = self._run(attempt)
+        if _observer is not None:
+            _observer.exited(code, self.last_error if code == 2 else None)
+        return code
+
+    def _failed(self, message: str, terminal: bool) -> None:
+        self.last_error = message
+        if _observer is not None:
+            _observer.error(message, terminal)
+
+    def _run(self, attempt: Callable[[], None]) -> int:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -45,6 +76,7 @@ class Supervisor:
                     attempt()
                     return 0
                 except TransientError as exc:
+                    self._failed(str(exc), terminal=False)
                     if self.stop_requested.is_set():
                         log.warning("stopping after a transient error: %s", exc)
                         return 0
@@ -56,6 +88,7 @@ class Supervisor:
                     backoff = min(backoff * 2, self._max)
                 except HeadwaterError as exc:  # terminal (marked or not): an operator must act
                     log.error("%s", exc)
+                    self._failed(str(exc), terminal=True)
                     return 2
                 except KeyboardInterrupt:
                     log.warning(
@@ -63,8 +96,9 @@ class Supervisor:
                         "at the next start)"
                     )
                     return 130
-                except Exception:  # a bug or an error nobody classified: stop loudly, not in a loop
+                except Exception as exc:  # a bug or an error nobody classified: stop loudly, not in a loop
                     log.exception("unexpected error; stopping (nothing committed is lost)")
+                    self._failed(f"unexpected error: {type(exc).__name__}: {exc}", terminal=True)
                     return 2
         finally:
             for signum, handler in handlers.items():
