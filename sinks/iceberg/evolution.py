@@ -3,7 +3,9 @@
 Under ``apply`` (the default) the history loses nothing and the pipeline keeps running:
 
 - an added column is added (optional);
-- a dropped column stays in the history table: rows from then on hold null in it;
+- a dropped column stays in the history table: rows from then on hold null in it (all source columns
+  are optional in the history); should a later version give its name to another column, the kept
+  one moves aside to ``<name>__dropped`` with its values;
 - a renamed column is renamed in Iceberg, which tracks columns by field id, so older rows show under
   the new name;
 - int->long, float->double and decimal widening are applied; any other type change stops the sink
@@ -25,6 +27,7 @@ import logging
 
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.types import NestedField
 
 from cdc.config.models import SchemaChangePolicy
 from cdc.core.errors import SinkSchemaError
@@ -85,14 +88,14 @@ def follow_version(
     pipeline: str,
     policy: SchemaChangePolicy,
     position: Position,
-) -> dict[str, str]:
-    """Make ``table`` follow ``new`` (see the module docstring); the renames applied (old -> new name)."""
+) -> list[tuple[str, str]]:
+    """Make ``table`` follow ``new`` (see the module docstring); the renames applied, in order."""
     if last is None:  # a table from before versions were stored: follow by name, as it always did
         if check_evolution(identifier, table.schema(), new):
             with table.update_schema() as update:
                 update.union_by_name(evolution_schema(new))
         _record(table, new, pipeline, {})
-        return {}
+        return []
     diff = diff_schemas(last, new)
     accepted = table.properties.get(ACCEPTED_PROPERTY) == new.version
     if not diff.empty and policy is SchemaChangePolicy.STOP and not accepted:
@@ -116,7 +119,16 @@ def follow_version(
     for before, _after in diff.retyped:
         check_source_change(identifier, dataclasses.replace(last, columns=(before,)), new)
     kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
+    # a name the new version takes may be held by a column kept from an earlier drop: that column
+    # moves aside (``name__dropped``) with its values, so the new one gets the name and loses nothing
+    aside = _moved_aside(table, last, new, names, renames)
     with table.transaction() as txn:
+        if aside:
+            with txn.update_schema() as update:
+                for old_name, new_name in aside:
+                    update.rename_column(old_name, new_name)
+                    kinds[new_name] = kinds.pop(old_name, None)
+            names = {f.name: f for f in txn.table_metadata.schema().fields}
         with txn.update_schema() as update:
             for old_name, new_name in renames.items():
                 if new_name in names:
@@ -145,7 +157,41 @@ def follow_version(
         staged = txn.table_metadata.schema()
         _stage_record(txn, table, new, pipeline, _field_ids(staged, new), kinds)
     log.info("iceberg: %s follows %s version %s (%s)", identifier, new.ref, new.version, diff.describe())
-    return renames
+    return [*aside, *renames.items()]
+
+
+def _moved_aside(
+    table: Table,
+    last: TableSchema,
+    new: TableSchema,
+    names: dict[str, NestedField],
+    renames: dict[str, str],
+) -> list[tuple[str, str]]:
+    """Kept columns of dropped source columns whose name ``new`` takes for another column."""
+    live = set(stored_versions(table).get(last.version, {}).values())
+    if not live:
+        return []
+    last_names = set(last.column_names)
+    wanted = {c.name: c.iceberg_type for c in history_columns(new)}
+    aside: list[tuple[str, str]] = []
+    taken = set(names)
+    for name, iceberg_type in wanted.items():
+        held = names.get(name)
+        if held is None or held.field_id in live:
+            continue
+        if name in renames.values() or (
+            name not in last_names
+            and held.field_type != iceberg_type
+            and not promotable(held.field_type, iceberg_type)
+        ):
+            free = f"{name}__dropped"
+            n = 1
+            while free in taken:
+                n += 1
+                free = f"{name}__dropped{n}"
+            taken.add(free)
+            aside.append((name, free))
+    return aside
 
 
 def _versions_with(table: Table, new: TableSchema, field_ids: dict[str, int]) -> str:

@@ -185,9 +185,9 @@ class TableWriter:
             renames = follow_version(
                 self.table, self.identifier, self.schema, schema, pipeline, policy, position
             )
-            if renames:  # rows buffered before the rename carry the old names
+            for old_name, new_name in renames:  # rows buffered before a rename carry the old names
                 self.chunks = [
-                    chunk.rename_columns([renames.get(n, n) for n in chunk.column_names])
+                    chunk.rename_columns([new_name if n == old_name else n for n in chunk.column_names])
                     for chunk in self.chunks
                 ]
             self.versions = stored_versions(self.table)

@@ -203,3 +203,26 @@ def test_a_table_written_before_versions_were_stored_is_followed_by_name(tmp_pat
     assert [(r["_op"], r["id"], r["note"]) for r in got] == [("c", 1, None), ("t", None, None), ("c", 2, "n")]
     table.refresh()
     assert table.properties.get(SOURCE_SCHEMA_PROPERTY)  # stored from then on
+
+
+@pytest.mark.parametrize("how", ["rename", "add"])
+def test_a_name_taken_from_a_dropped_column_moves_the_kept_one_aside(
+    make_run: Callable[..., Run], how: str
+) -> None:
+    """DROP qty, then another column takes the name qty (a rename, or an add of another type)."""
+    run = make_run()
+    w = Writer()
+    run.sink.apply(w.insert(1, "a", 7).batch())
+    run.between()
+    run.sink.apply(w.insert(2, "b", table=DROPPED).batch())
+    run.between()
+    if how == "rename":
+        taken = schema(ITEMS.columns[0], col("qty", "varchar", ArrowKind.STRING))
+        run.sink.apply(w.insert(3, "c", table=taken).batch())
+    else:
+        taken = schema(*DROPPED.columns, col("qty", "varchar", ArrowKind.STRING))
+        run.sink.apply(w.insert(3, "c", "big", table=taken).batch())
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    assert [r["qty__dropped"] for r in got] == [7, None, None]  # the old values, kept
+    assert got[-1]["qty"] == ("c" if how == "rename" else "big")
