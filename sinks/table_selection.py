@@ -10,7 +10,7 @@ from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 
-__all__ = ["TableSelectedSink"]
+__all__ = ["TableSelectedSink", "unwrap"]
 
 
 class TableSelectedSink:
@@ -47,3 +47,8 @@ class TableSelectedSink:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def unwrap(sink: Sink) -> Sink:
+    """The sink itself under its table selection, for its optional protocols (AcceptsSchemaChanges)."""
+    return sink.inner if isinstance(sink, TableSelectedSink) else sink
