@@ -263,7 +263,8 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
             continue
         behind = "-" if s.lag_bytes is None else f"{s.lag_bytes} bytes"
         seconds = "unknown" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s"
-        click.echo(f"sink        {s.name} ({s.target}): behind {behind}, {seconds}")
+        in_kafka = "" if s.offsets_lag is None else f", {s.offsets_lag} messages in Kafka"
+        click.echo(f"sink        {s.name} ({s.target}): behind {behind}, {seconds}{in_kafka}")
         click.echo(f"            applied {s.applied or 'nothing yet'}")
     for run in st.runs:
         state = f"pid {run.pid} on {run.host}, started {run.started_at}"

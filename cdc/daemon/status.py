@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pymysql
 
@@ -101,6 +101,7 @@ class SinkStatus:
     lag_bytes: int | None
     lag_seconds: float | None
     error: str | None  # the sink could not be read
+    offsets_lag: int | None = None  # Kafka mode: messages between its stored offsets and the ends
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -110,6 +111,7 @@ class SinkStatus:
             "resume_point": self.resume_point,
             "lag_bytes": self.lag_bytes,
             "lag_seconds": self.lag_seconds,
+            "offsets_lag": self.offsets_lag,
             "error": self.error,
         }
 
@@ -213,7 +215,8 @@ def _sink_statuses(
         else None
     )
     now_s = time.time()
-    out = []
+    out: list[SinkStatus] = []
+    held: dict[int, dict[str, int]] = {}  # Kafka mode: index in `out` -> the sink's stored offsets
     for name, sink_config in zip(config.sink_names, config.sinks, strict=True):
         target = ""
         applied: AppliedState | None = None
@@ -233,6 +236,8 @@ def _sink_statuses(
         else:
             resume = RestartPoint.after(applied.position) if applied is not None else None
         lag = view.bytes_behind(resume) if view is not None and resume is not None else None
+        if not embedded:
+            held[len(out)] = dict(applied.offsets) if applied is not None else {}
         out.append(
             SinkStatus(
                 name,
@@ -244,6 +249,16 @@ def _sink_statuses(
                 None,
             )
         )
+    if config.stream is not None and held and view is not None:
+        from cdc.daemon.status_kafka import offsets_lag
+
+        lags: list[int | None]
+        try:
+            lags = list(offsets_lag(config.stream, config.name, view.tables, list(held.values())))
+        except HeadwaterError:  # Kafka is not answering: the position lag above still stands
+            lags = [None] * len(held)
+        for index, messages in zip(held, lags, strict=True):
+            out[index] = replace(out[index], offsets_lag=messages)
     return tuple(out)
 
 

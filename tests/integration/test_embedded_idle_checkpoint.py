@@ -51,16 +51,19 @@ def test_writes_to_other_tables_move_the_resume_point(stack: StackConnections, t
 
     env = {"CDC_SOURCE_PASSWORD": m.password}
     result = CliRunner().invoke(
-        main, ["status", "-c", str(config), "--json", "--max-lag-seconds", "5"], env=env
+        main, ["status", "-c", str(config), "--json", "--max-lag-seconds", "30"], env=env
     )
     status = json.loads(result.stdout)
     [sink] = status["sinks"]
-    assert sink["lag_bytes"] == 0 and sink["lag_seconds"] == 0, sink
+    # the shared server gets other tests' writes too: what counts is that ours are behind the sink
+    end = (int(str(after[0]).rsplit(".", 1)[1]), int(after[1]))
+    resume = RestartPoint.parse(sink["resume_point"]).transaction
+    assert (resume.file_seq, resume.offset) >= end, sink
+    assert sink["lag_seconds"] is not None and sink["lag_seconds"] < 30, sink
     assert result.exit_code == 0, status["problems"]
 
     daemon.catch_up()  # the next start resumes after the 1 MB
     resumed = [line for line in daemon.log.read_text().splitlines() if "applying 1 tables" in line][-1]
-    point = RestartPoint.parse(resumed.rsplit(" from ", 1)[1])
-    end = (int(str(after[0]).rsplit(".", 1)[1]), int(after[1]))
-    assert (point.transaction.file_seq, point.transaction.offset) >= end, resumed
+    point = RestartPoint.parse(resumed.rsplit(" from ", 1)[1]).transaction
+    assert (point.file_seq, point.offset) >= end, resumed
     assert "idle checkpoint" in daemon.log.read_text()

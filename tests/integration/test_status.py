@@ -150,3 +150,36 @@ def test_status_exits_2_when_it_cannot_run(stack: StackConnections, tmp_path: Pa
     down.write_text(config.read_text().replace(f"port: {stack.mariadb.port}", "port: 1"))
     code, status = status_json(down, env)
     assert code == 2 and status["source"]["error"]
+
+
+def test_kafka_status_shows_each_sink_and_its_offsets_lag(stack: StackConnections, tmp_path: Path) -> None:
+    m = stack.mariadb
+    db = f"embedded_kstatus_{uuid.uuid4().hex[:8]}"
+    with m.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
+    config = tmp_path / "cdc.yaml"
+    config.write_text(
+        f"name: {db.replace('_', '-')}\n"
+        f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{PW}}',"
+        f" server_id: {random.randint(66_000, 66_999)}, tables: ['{db}.*']}}\n"
+        f"stream: {{bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 2}}\n"
+        f"sinks: [{{type: sql, name: serving, url: 'sqlite:///{tmp_path / 'serving.db'}'}}]\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    env = {"PW": m.password}
+    catch_up(config, env)  # the first checkpoint
+    with m.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {db}.t VALUES (%s)", [(i,) for i in range(20)])
+    catch_up(config, env)
+    code, status = status_json(config, env)
+    [sink] = status["sinks"]
+    assert code == 0 and sink["applied_position"] is None and sink["offsets_lag"] >= 20
+    result = CliRunner().invoke(main, ["sink", "-c", str(config), "--until-caught-up"], env=env)
+    assert result.exit_code == 0, result.output
+    code, status = status_json(config, env)
+    [sink] = status["sinks"]
+    assert code == 0 and sink["applied_position"].startswith("mdb1:")
+    assert sink["offsets_lag"] <= 2  # at most a transaction marker per partition
+    assert sink["lag_bytes"] is not None  # others' writes to the shared server count too
+    assert status["runs"]["sink"]["last_exit"]["exit_code"] == 0
