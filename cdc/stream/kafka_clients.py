@@ -10,20 +10,23 @@ the wire and on disk. Operators may override it through ``properties``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import (
     HeadwaterError,
+    MessageTooLarge,
     ProducerFenced,
     StreamAccessDenied,
     StreamUnavailable,
 )
-from cdc.stream.topics import TopicSpec
+from cdc.stream.topics import MAX_MESSAGE_BYTES, TopicSpec, topic_max_message_bytes
 
 __all__ = [
     "QUEUE_MAX_KBYTES",
@@ -37,6 +40,8 @@ __all__ = [
     "stream_error",
     "transactional_id",
 ]
+
+log = logging.getLogger(__name__)
 
 QUEUE_MAX_MESSAGES = 100_000
 QUEUE_MAX_KBYTES = 64 * 1024  # 64 MiB of messages waiting locally, at most
@@ -79,6 +84,8 @@ def producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
         # the transaction itself times out; must not exceed transaction.timeout.ms
         "message.timeout.ms": min(config.transaction_timeout_ms, 120_000),
         "socket.timeout.ms": config.request_timeout_ms,
+        # a request holds at least one whole message: room for the largest change let through
+        "message.max.bytes": topic_max_message_bytes(config.max_message_bytes),
     }
     # Operator passthrough wins (security.protocol, sasl.*, a different compression...), except the
     # settings exactly-once depends on.
@@ -97,9 +104,18 @@ def consumer_config(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
     }
+    # A fetch returns at least one whole record batch whatever the limits, but librdkafka refuses
+    # a response over receive.message.max.bytes: both leave room for the largest change.
+    fetch_max = max(_FETCH_MAX_BYTES, topic_max_message_bytes(config.max_message_bytes))
+    settings["fetch.max.bytes"] = fetch_max
+    settings["receive.message.max.bytes"] = max(_RECEIVE_MAX_BYTES, fetch_max + 1024 * 1024)
     settings.update(config.properties)
     settings["isolation.level"] = "read_committed"
     return settings
+
+
+_FETCH_MAX_BYTES = 52_428_800  # librdkafka's defaults
+_RECEIVE_MAX_BYTES = 100_000_000
 
 
 def admin_client(config: KafkaStreamConfig) -> AdminClient:
@@ -118,6 +134,14 @@ def stream_error(error: KafkaError, pipeline: str, doing: str) -> HeadwaterError
     """The Headwater error for a librdkafka error met while ``doing`` something."""
     if is_fenced(error):
         return ProducerFenced(pipeline, error.str())
+    if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        # The writer refuses changes over stream.max_message_bytes before producing them, so this
+        # is a topic (or broker) limit below it: a retry would fail the same way.
+        return MessageTooLarge(
+            f"{doing}: {error.str()} (pipeline {pipeline!r}): a table topic, or the broker, accepts "
+            "less than stream.max_message_bytes; raise the topic's max.message.bytes (cdc run does so "
+            "when it may alter topic configs) or the broker's message.max.bytes"
+        )
     if error.code() in _DENIED_CODES:
         return StreamAccessDenied(f"{doing}: {error.str()} (pipeline {pipeline!r})")
     return StreamUnavailable(f"{doing}: {error.str()} (pipeline {pipeline!r})")
@@ -135,8 +159,9 @@ def ensure_topics(
 ) -> dict[str, int]:
     """Create the topics of ``specs`` that are missing; return every spec's topic -> partition count.
 
-    Existing topics are left exactly as they are (their partition count is read, not changed).
-    Raises StreamUnavailable naming the bootstrap servers when there is no metadata in time.
+    Of an existing topic, the partition count is read, not changed; its max.message.bytes is raised
+    to the spec's when lower (a topic created before stream.max_message_bytes, or with a smaller
+    one). Raises StreamUnavailable naming the bootstrap servers when there is no metadata in time.
     """
     timeout = config.request_timeout_ms / 1000
     try:
@@ -147,12 +172,15 @@ def ensure_topics(
         ) from exc
     partitions: dict[str, int] = {}
     missing: list[TopicSpec] = []
+    existing: list[TopicSpec] = []
     for spec in specs:
         topic = metadata.topics.get(spec.name)
         if topic is not None and topic.error is None and topic.partitions:
             partitions[spec.name] = len(topic.partitions)
+            existing.append(spec)
         else:
             missing.append(spec)
+    _raise_message_limits(admin, [s for s in existing if dict(s.config).get(MAX_MESSAGE_BYTES)], timeout)
     if not missing:
         return partitions
     new_topics = [
@@ -185,3 +213,49 @@ def ensure_topics(
 def _existing_partitions(admin: AdminClient, spec: TopicSpec, timeout: float) -> int:
     topic = admin.list_topics(topic=spec.name, timeout=timeout).topics.get(spec.name)
     return len(topic.partitions) if topic is not None and topic.partitions else spec.partitions
+
+
+def _raise_message_limits(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:
+    """Raise max.message.bytes of existing topics that are below their spec's.
+
+    A topic that cannot be altered (no ALTER_CONFIGS permission) is left as it is, with a warning
+    saying what to run; a change too large for it then stops capture with MessageTooLarge naming
+    the topic's limit, instead of being retried.
+    """
+    if not specs:
+        return
+    resources = {s.name: ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs}
+    try:
+        described = admin.describe_configs(list(resources.values()), request_timeout=timeout)
+    except KafkaException as exc:
+        log.warning("could not read the configs of %d topics: %s", len(specs), exc)
+        return
+    for spec in specs:
+        wanted = int(dict(spec.config)[MAX_MESSAGE_BYTES])
+        resource = resources[spec.name]
+        current: int | None = None
+        try:
+            entry = described[resource].result(timeout=timeout).get(MAX_MESSAGE_BYTES)
+            current = int(entry.value) if entry is not None and entry.value is not None else 0
+            if current >= wanted:
+                continue
+            change = ConfigResource(
+                ConfigResource.Type.TOPIC,
+                spec.name,
+                incremental_configs=[
+                    ConfigEntry(MAX_MESSAGE_BYTES, str(wanted), incremental_operation=AlterConfigOpType.SET)
+                ],
+            )
+            admin.incremental_alter_configs([change], request_timeout=timeout)[change].result(timeout=timeout)
+            log.info("topic %s: max.message.bytes raised from %d to %d", spec.name, current, wanted)
+        except (KafkaException, TimeoutError) as exc:
+            log.warning(
+                "topic %s accepts messages of at most %s bytes and could not be altered (%s): rows "
+                "larger than that will stop capture; run `kafka-configs.sh --alter --entity-type topics "
+                "--entity-name %s --add-config max.message.bytes=%d`",
+                spec.name,
+                "?" if current is None else current,
+                exc,
+                spec.name,
+                wanted,
+            )

@@ -23,7 +23,10 @@ queue (BufferError) is waited out by polling, which is the backpressure on the s
 Failures: a failed delivery or a commit that fails aborts the transaction and raises
 StreamUnavailable (transient: resume from the checkpoint); a commit that keeps timing out raises
 CommitStateUnknown (transient: the next start settles it and the checkpoint tells); being fenced
-raises ProducerFenced (terminal: another ``cdc run`` owns the pipeline).
+raises ProducerFenced (terminal: another ``cdc run`` owns the pipeline). A change whose value is over
+``stream.max_message_bytes`` raises MessageTooLarge (terminal) before it is produced, naming the
+table, the key and the size; table topics are created with a max.message.bytes that fits it (and
+raised on existing topics), so nothing under the limit is refused by the broker.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import (
     CommitStateUnknown,
     HeadwaterError,
+    MessageTooLarge,
     ProducerFenced,
     StreamUnavailable,
 )
@@ -105,6 +109,7 @@ class KafkaStreamWriter:
         self._targets: dict[str, tuple[str, int, str]] = {}  # schema version -> topic, partitions, db.table
         self._transaction_metadata = config.transaction_metadata
         self._tombstones = config.tombstones_on_delete
+        self._max_value = config.max_message_bytes  # the largest change value let through
         self._published: set[str] = set()  # schema versions in committed transactions
         self._pending: set[str] = set()  # schema versions published in the open transaction
         self._in_transaction = False
@@ -273,6 +278,8 @@ class KafkaStreamWriter:
         self._events += 1
         order = self._transaction_order(event, name) if self._transaction_metadata else None
         key, value = self._encoder.encode(event, order)
+        if len(value) > self._max_value:
+            raise self._too_large(event, key, len(value))
         op = event.op
         if op is Op.TRUNCATE:
             for partition in range(partitions):
@@ -281,6 +288,20 @@ class KafkaStreamWriter:
         self._produce(topic, key, value)
         if op is Op.DELETE and self._tombstones:
             self._produce(topic, key, None)
+
+    def _too_large(self, event: ChangeEvent, key: bytes | None, size: int) -> MessageTooLarge:
+        # Raised before producing: the daemon aborts the open Kafka transaction, so nothing of this
+        # source transaction (nor anything after the last checkpoint) is committed.
+        shown = key.decode("utf-8", "replace")[:200] if key is not None else "(no key)"
+        limit = self.config.max_message_bytes
+        return MessageTooLarge(
+            f"a change of {event.schema.db}.{event.schema.table} with key {shown} at position "
+            f"{event.position.to_string()} is {size} bytes as a Kafka message, over "
+            f"stream.max_message_bytes ({limit}); nothing of its source transaction was written. "
+            "Raise stream.max_message_bytes (at most 268435456; above 100 MiB the broker's "
+            "socket.request.max.bytes must allow it too), or leave the table out of the pipeline "
+            "(source.exclude_tables), and restart"
+        )
 
     def _transaction_order(self, event: ChangeEvent, table: str) -> TransactionOrder:
         txn_id = event.transaction_id
@@ -321,7 +342,9 @@ class KafkaStreamWriter:
         known = self._table_topics.get(ref)
         if known is None:
             assert self._admin is not None  # set by start()
-            spec = self.topics.table_spec(ref, self.config.partitions, self.config.replication_factor)
+            spec = self.topics.table_spec(
+                ref, self.config.partitions, self.config.replication_factor, self.config.max_message_bytes
+            )
             partitions = self._admin.ensure((spec,))[spec.name]
             known = self._table_topics[ref] = (spec.name, partitions)
             log.info("table topic: %s -> %s (%d partitions)", ref, spec.name, partitions)

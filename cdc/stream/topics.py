@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from cdc.core.schemas import TableRef
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "MAX_TOPIC_LENGTH",
+    "MESSAGE_HEADROOM",
     "TopicNames",
     "TopicSpec",
     "sanitize_name_part",
+    "topic_max_message_bytes",
 ]
 
 MAX_TOPIC_LENGTH = 249
@@ -47,9 +50,21 @@ def sanitize_name_part(name: str) -> str:
     return f"{cleaned}_{_digest(name)}"
 
 
+MAX_MESSAGE_BYTES = "max.message.bytes"
+# room over stream.max_message_bytes (which bounds a change's value) for its key and the record
+# batch's framing: a change the writer let through always fits its topic, compressed or not
+MESSAGE_HEADROOM = 64 * 1024
+
+
+def topic_max_message_bytes(max_message_bytes: int) -> int:
+    """The max.message.bytes a table topic needs for changes of up to ``max_message_bytes``."""
+    return max_message_bytes + MESSAGE_HEADROOM
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """How to create a topic if it is missing (an existing topic is never altered)."""
+    """How to create a topic if it is missing (of an existing one, only a too small
+    max.message.bytes is raised)."""
 
     name: str
     partitions: int
@@ -78,10 +93,16 @@ class TopicNames:
     def transactions(self) -> str:
         return f"{self.pipeline}.__transactions"
 
-    def table_spec(self, ref: TableRef, partitions: int, replication_factor: int) -> TopicSpec:
+    def table_spec(
+        self, ref: TableRef, partitions: int, replication_factor: int, max_message_bytes: int = 0
+    ) -> TopicSpec:
         # Broker defaults (cleanup.policy=delete) as Debezium's table topics get; tombstones still let
-        # an operator switch a topic to compaction later.
-        return TopicSpec(self.table(ref), partitions, replication_factor)
+        # an operator switch a topic to compaction later. max.message.bytes fits the largest change
+        # the writer lets through (stream.max_message_bytes) plus its key and the batch framing.
+        config: tuple[tuple[str, str], ...] = ()
+        if max_message_bytes:
+            config = ((MAX_MESSAGE_BYTES, str(topic_max_message_bytes(max_message_bytes))),)
+        return TopicSpec(self.table(ref), partitions, replication_factor, config)
 
     def own_specs(self, replication_factor: int, transaction_metadata: bool) -> tuple[TopicSpec, ...]:
         """The pipeline's own topics: one partition each, so their records stay totally ordered."""
