@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,7 +64,6 @@ from pathlib import Path
 from typing import cast
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -88,14 +86,13 @@ from sinks.iceberg.evolution import creation_properties
 from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim, stored_claim
 from sinks.iceberg.history_schema import (
     PIPELINE_PROPERTY,
-    POSITION,
     history_iceberg_schema,
     history_partition_spec,
 )
 from sinks.iceberg.snapshot_state import (
-    OFFSETS_KEY,
     expire_all_but,
     merged_state,
+    positions_past_offsets,
     state_properties,
     stored_state,
 )
@@ -195,9 +192,13 @@ class IcebergHistorySink:
             except CommitFailedException:
                 continue  # another writer claimed or committed meanwhile: claim above it
             self._claim = claim
-            # the position this writer resumes from is the one stored when it claimed
+            # the writer resumes from what is stored now: buffered rows are dropped (they are
+            # delivered again) and tables are read afresh (another writer may have written them)
             self._applied = self._pending = held
             self._high_water = held.position if held else None
+            self._writers.clear()
+            self._buffered_rows = 0
+            self._buffer_started = None
             log.info("iceberg: %s claimed by %s (writer epoch %d)", self.name, claim.writer, claim.epoch)
             return
         raise SinkUnavailable(f"{self.name}: could not claim the sink (its progress table kept changing)")
@@ -269,7 +270,9 @@ class IcebergHistorySink:
                             threshold = None
                             if not writer.seen_checked:
                                 self._wait_for_commit()  # the committer must not share the table
-                                writer.seen = self._committed_but_not_applied(writer)
+                                writer.seen = positions_past_offsets(
+                                    writer.table, writer.identifier, self._applied
+                                )
                                 writer.seen_checked = True
                         else:
                             threshold = writer.committed
@@ -427,44 +430,6 @@ class IcebergHistorySink:
                     raise
                 self._progress.refresh()
         raise AssertionError("unreachable")
-
-    def _committed_but_not_applied(self, writer: TableWriter) -> set[str] | None:
-        """Positions in ``writer``'s table committed by cycles the progress table does not cover.
-
-        A crash between a cycle's table commits and its progress commit leaves rows whose Kafka
-        offsets were never stored: the consumer delivers them again and these positions drop them.
-        """
-        table = writer.table
-        applied = self._applied
-        newest: int | None = None
-        oldest: int | None = None
-        snapshot = table.current_snapshot()
-        while snapshot is not None:
-            summary = snapshot.summary
-            offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
-            if all(applied is not None and applied.offsets.get(p, -1) >= int(o) for p, o in offsets.items()):
-                oldest = snapshot.snapshot_id
-                break
-            newest = newest if newest is not None else snapshot.snapshot_id
-            parent = snapshot.parent_snapshot_id
-            snapshot = table.snapshot_by_id(parent) if parent is not None else None
-        if newest is None:
-            return None
-        files = {t.file.file_path for t in table.scan(snapshot_id=newest).plan_files()}
-        if oldest is not None:
-            files -= {t.file.file_path for t in table.scan(snapshot_id=oldest).plan_files()}
-        seen: set[str] = set()
-        for path in sorted(files):
-            with table.io.new_input(path).open() as stream:
-                seen.update(
-                    str(p) for p in pq.read_table(stream, columns=[POSITION]).column(POSITION).to_pylist()
-                )
-        log.info(
-            "iceberg: %s holds %d rows past the stored offsets; re-deliveries of them are dropped",
-            writer.identifier,
-            len(seen),
-        )
-        return seen
 
     def _wait_for_commit(self) -> None:
         if self._in_flight is None:

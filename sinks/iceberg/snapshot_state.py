@@ -8,11 +8,14 @@ state lands atomically with the data it describes (see ``sinks.iceberg.history_s
 from __future__ import annotations
 
 import json
+import logging
 
+import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
 from cdc.core.positions import Position
 from sinks.contract import AppliedState
+from sinks.iceberg.history_schema import POSITION
 
 __all__ = [
     "OFFSETS_KEY",
@@ -20,9 +23,12 @@ __all__ = [
     "POSITION_KEY",
     "expire_all_but",
     "merged_state",
+    "positions_past_offsets",
     "state_properties",
     "stored_state",
 ]
+
+log = logging.getLogger(__name__)
 
 POSITION_KEY = "headwater.position"
 OFFSETS_KEY = "headwater.offsets"
@@ -79,3 +85,40 @@ def state_properties(pipeline: str, state: AppliedState) -> dict[str, str]:
         POSITION_KEY: state.position.to_string(),
         OFFSETS_KEY: json.dumps(dict(sorted(state.offsets.items()))),
     }
+
+
+def positions_past_offsets(table: Table, identifier: str, applied: AppliedState | None) -> set[str] | None:
+    """Positions in ``table`` committed by cycles whose offsets the progress table (``applied``) lacks.
+
+    A crash between a cycle's table commits and its progress commit leaves rows whose Kafka
+    offsets were never stored: the consumer delivers them again and these positions drop them.
+    """
+    newest: int | None = None
+    oldest: int | None = None
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        summary = snapshot.summary
+        offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
+        if all(applied is not None and applied.offsets.get(p, -1) >= int(o) for p, o in offsets.items()):
+            oldest = snapshot.snapshot_id
+            break
+        newest = newest if newest is not None else snapshot.snapshot_id
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    if newest is None:
+        return None
+    files = {t.file.file_path for t in table.scan(snapshot_id=newest).plan_files()}
+    if oldest is not None:
+        files -= {t.file.file_path for t in table.scan(snapshot_id=oldest).plan_files()}
+    seen: set[str] = set()
+    for path in sorted(files):
+        with table.io.new_input(path).open() as stream:
+            seen.update(
+                str(p) for p in pq.read_table(stream, columns=[POSITION]).column(POSITION).to_pylist()
+            )
+    log.info(
+        "iceberg: %s holds %d rows past the stored offsets; re-deliveries of them are dropped",
+        identifier,
+        len(seen),
+    )
+    return seen

@@ -174,3 +174,17 @@ def test_a_flush_with_nothing_to_commit_tells_a_fenced_writer(tmp_path: Path) ->
     old.apply(SinkBatch((), applied))
     with pytest.raises(WriterFenced, match="host-b"):
         old.flush()
+
+
+def test_claiming_again_drops_the_buffer_so_re_delivery_makes_no_duplicate(tmp_path: Path) -> None:
+    """The daemon claims at every attempt; after a failure it re-delivers from applied()."""
+    config = _config(tmp_path)
+    sink = _open(config, FIRST)
+    w = Writer()
+    first = w.insert(1, "a", 1).batch()
+    sink.apply(first)  # buffered, then the attempt fails elsewhere (the source, say)
+    sink.claim_writer(FIRST)
+    assert sink.applied() is None
+    sink.apply(first)  # re-delivered
+    sink.flush()
+    assert _ids(config) == [1]
