@@ -94,8 +94,8 @@ def test_mediawiki_schema_lands_in_postgres_row_for_row(pipeline: SqlPipeline) -
     key_columns = ", ".join(
         f"'{pipeline.db}.{t}': [{', '.join(c['COLUMN_NAME'] for c in columns[t])}]" for t in keyless
     )
-    sink = f"  - {{type: sql, url: '{pipeline.pg_url()}', schema: {pipeline.db},"
-    sink += f" key_columns: {{{key_columns}}}}}\n"
+    # its own database, no `schema`: CREATE TABLE collation unqualified, as a user's sink would say it
+    sink = f"  - {{type: sql, url: '{pipeline.pg_database()}', key_columns: {{{key_columns}}}}}\n"
     config = pipeline.write_config(sink)
     pipeline.run_until_caught_up(config)  # the pipeline starts here
 

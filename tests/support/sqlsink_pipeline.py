@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql
@@ -34,6 +34,7 @@ class SqlPipeline:
     tmp: Path
     db: str  # the source database (also the PostgreSQL schema of the sink)
     name: str
+    _pg_databases: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, stack: StackConnections, tmp: Path) -> SqlPipeline:
@@ -46,11 +47,22 @@ class SqlPipeline:
     def source(self, database: str = "") -> pymysql.Connection:  # type: ignore[type-arg]
         return self.stack.mariadb.connect_root(database=database or None, autocommit=True)
 
-    def pg_url(self, password: str | None = None) -> str:
-        url = sa.engine.make_url(self.stack.postgres.sqlalchemy_url())
+    def pg_url(self, password: str | None = None, database: str | None = None) -> str:
+        url = sa.engine.make_url(self.stack.postgres.sqlalchemy_url(database))
         if password is not None:
             url = url.set(password=password)
         return url.render_as_string(hide_password=False)
+
+    def pg_database(self) -> str:
+        """A fresh PostgreSQL database named like the source one (tables unqualified, in public)."""
+        self._pg_databases.append(self.db)
+        engine = sa.create_engine(self.pg_url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{self.db}"'))
+        finally:
+            engine.dispose()
+        return self.pg_url(database=self.db)
 
     def write_config(self, sinks_yaml: str) -> Path:
         m = self.stack.mariadb
@@ -85,9 +97,11 @@ class SqlPipeline:
     def drop(self) -> None:
         with self.source() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
-        engine = sa.create_engine(self.pg_url())
+        engine = sa.create_engine(self.pg_url(), isolation_level="AUTOCOMMIT")
         try:
-            with engine.begin() as conn:
+            with engine.connect() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.db}" CASCADE'))
+                for database in self._pg_databases:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         finally:
             engine.dispose()
