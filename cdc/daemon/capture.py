@@ -4,6 +4,13 @@ The loop fits on a screen (Maxwell's ``work``): take a chunk of records, write e
 Kafka transaction, and commit, with the checkpoint, only at a source transaction's end, once enough
 events or milliseconds have gone by. A failure aborts the open Kafka transaction and starts over from
 the last committed checkpoint, so nothing is lost and nothing is written twice.
+
+The checkpoint also moves while the captured tables are idle: the source sends SourceProgress on
+heartbeats and after other tables' transactions. Between source transactions, its restart point
+becomes the next commit's checkpoint; with nothing else to write, it is committed in a
+checkpoint-only Kafka transaction, at most once per ``idle_checkpoint_s`` (1 s) and the latest one
+within that interval, so `cdc status` shows no lag once caught up, and a restart never needs binlog
+that only held other tables' changes.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class CaptureOptions:
     stats_interval_s: float = 10.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
+    # An idle stretch (heartbeats, other tables' transactions) is committed as a checkpoint-only
+    # Kafka transaction at most once per this many seconds, and the latest one within this long.
+    idle_checkpoint_s: float = 1.0
 
 
 @dataclass
@@ -57,6 +67,7 @@ class CaptureStats:
     rows: int = 0
     transactions: int = 0
     commits: int = 0
+    idle_checkpoints: int = 0  # checkpoint-only commits (progress with no change to write)
     last_committed: RestartPoint | None = None
     last_source_ts_ms: int = 0
     _window_rows: int = 0
@@ -152,17 +163,36 @@ class CaptureDaemon:
         mid_transaction = False
         events_since_commit = 0
         deadline = 0.0
+        # Idle checkpoint (SourceProgress): no captured change lies before ``idle``, and nothing is
+        # written since the last commit; committed alone, at most once per idle_checkpoint_s.
+        idle: RestartPoint | None = None
+        idle_due = 0.0
 
         def commit() -> None:
-            nonlocal open_txn, complete, events_since_commit
+            nonlocal open_txn, complete, events_since_commit, idle
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             writer.commit(complete)
             stats.commits += 1
             stats.last_committed = complete
-            open_txn, complete, events_since_commit = False, None, 0
+            open_txn, complete, events_since_commit, idle = False, None, 0, None
+
+        def commit_idle() -> None:
+            nonlocal idle, idle_due
+            assert idle is not None and not open_txn
+            writer.begin()
+            writer.commit(idle)
+            stats.commits += 1
+            stats.idle_checkpoints += 1
+            stats.last_committed = idle
+            idle, idle_due = None, time.monotonic() + opts.idle_checkpoint_s
 
         while True:
-            wait = max(deadline - time.monotonic(), 0.0) if complete is not None else 0.5
+            if complete is not None:
+                wait = max(deadline - time.monotonic(), 0.0)
+            elif idle is not None:
+                wait = max(idle_due - time.monotonic(), 0.0)
+            else:
+                wait = 0.5
             chunk = pump.get(wait)
             stats.log_interval()
             if chunk is None:
@@ -171,9 +201,13 @@ class CaptureDaemon:
                 # checkpoint before them would write them twice after a restart.
                 if complete is not None and not mid_transaction and time.monotonic() >= deadline:
                     commit()
+                if idle is not None and time.monotonic() >= idle_due:
+                    commit_idle()
                 if self._stop.is_set() and not mid_transaction:
                     if complete is not None:
                         commit()
+                    elif idle is not None:
+                        commit_idle()
                     return
                 continue
             if isinstance(chunk, EndOfStream):
@@ -183,14 +217,23 @@ class CaptureDaemon:
                     raise SourceUnavailable("the binlog stream ended inside a transaction")
                 if complete is not None:
                     commit()
+                elif idle is not None:
+                    commit_idle()
                 log.info("caught up with the source")
                 return
             for record in chunk:
                 if record.__class__ is SourceProgress:
-                    continue  # TODO(issue 8.3): advance the checkpoint through idle stretches
+                    if not mid_transaction:  # it only comes between transactions; never trust less
+                        restart = record.restart
+                        if open_txn:
+                            complete = restart  # rides on the data's commit: the checkpoint goes further
+                        else:
+                            idle = restart
+                    continue
                 if not open_txn:
                     writer.begin()
                     open_txn = True
+                    idle = None  # the data's commit carries the checkpoint from now on
                     deadline = time.monotonic() + opts.flush_max_ms / 1000
                 writer.write(record)
                 if record.__class__ is TransactionEnd:
@@ -212,3 +255,5 @@ class CaptureDaemon:
                             return
                 else:
                     mid_transaction = True
+            if idle is not None and time.monotonic() >= idle_due:
+                commit_idle()

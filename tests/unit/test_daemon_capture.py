@@ -4,7 +4,9 @@
 - a transient failure aborts the open transaction and resumes from the last checkpoint: in the
   committed output every row appears exactly once;
 - no checkpoint yet: the source's current position is committed before anything is read;
-- a stop request finishes the source transaction in progress, commits, and exits 0.
+- a stop request finishes the source transaction in progress, commits, and exits 0;
+- SourceProgress (heartbeats, other tables' transactions) moves the checkpoint: on the next data
+  commit, or alone in a checkpoint-only commit at most once per idle_checkpoint_s.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cdc.core.errors import SourceUnavailable, TerminalError
-from cdc.core.events import ChangeEvent, Op, SourceRecord, TransactionEnd
+from cdc.core.events import ChangeEvent, Op, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.daemon.capture import CaptureDaemon, CaptureOptions
@@ -78,7 +80,8 @@ class FakeWriter:
         if self.pending:
             last = self.pending[-1]
             assert isinstance(last, TransactionEnd), "committed in the middle of a source transaction"
-            assert last.restart == checkpoint
+            # the transaction's end, or a later boundary a SourceProgress vouched for
+            assert last.restart == checkpoint or checkpoint.transaction > last.restart.transaction
         self.broker.committed.extend(self.pending)
         self.broker.checkpoint = checkpoint
         self.pending = None
@@ -211,3 +214,40 @@ def test_the_flush_timer_never_commits_inside_a_source_transaction() -> None:
     daemon = CaptureDaemon(lambda: FakeWriter(broker), lambda: source, CaptureOptions(flush_max_ms=100))
     assert daemon.run() == 0  # FakeWriter.commit asserts the Kafka transaction ends at a TransactionEnd
     assert keys(broker.committed) == list(range(3 * 2 * CHUNK_RECORDS))
+
+
+def progress(seq: int) -> SourceProgress:
+    return SourceProgress(RestartPoint(Position(Gtid(0, 1, seq), "bin.000002", 1000 + seq, 0), 0), 0)
+
+
+def test_progress_alone_is_committed_as_a_checkpoint() -> None:
+    broker = Broker()
+    idle = [progress(100 + i) for i in range(3)]
+    source = FakeSource([*transactions(1, 2), idle])
+    daemon = CaptureDaemon(lambda: FakeWriter(broker), lambda: source, CaptureOptions())
+    assert daemon.run() == 0
+    assert keys(broker.committed) == [0, 1]  # no change written for the idle stretch
+    assert broker.checkpoint == idle[-1].restart
+
+
+def test_progress_after_a_transaction_rides_on_its_commit() -> None:
+    broker = Broker()
+    [tx] = transactions(1, 2)
+    source = FakeSource([[*tx, progress(100)]])
+    options = CaptureOptions(flush_max_ms=60_000, idle_checkpoint_s=60)
+    daemon = CaptureDaemon(lambda: FakeWriter(broker), lambda: source, options)
+    assert daemon.run() == 0
+    assert broker.checkpoint == progress(100).restart
+    assert daemon.stats.idle_checkpoints == 0  # one commit: the data and the further checkpoint
+    assert daemon.stats.commits == 1
+
+
+def test_idle_checkpoints_are_rate_limited_and_the_last_one_is_committed() -> None:
+    broker = Broker()
+    idle = [progress(100 + i) for i in range(2_000)]
+    source = FakeSource([idle])
+    daemon = CaptureDaemon(lambda: FakeWriter(broker), lambda: source, CaptureOptions(idle_checkpoint_s=60))
+    assert daemon.run() == 0
+    # the first at once, the rest held back by the interval until the stream's end commits the last
+    assert daemon.stats.idle_checkpoints == 2
+    assert broker.checkpoint == idle[-1].restart
