@@ -115,7 +115,7 @@ def test_mediawiki_schema_lands_in_postgres_row_for_row(pipeline: SqlPipeline) -
             )
     write(*inserts)
     pipeline.run_until_caught_up(config)  # a restart between the inserts and the changes below
-    changes = []
+    changes: list[tuple[str, tuple[object, ...]]] = []
     for table, cols in columns.items():
         first = cols[0]
         changes.append((f"DELETE FROM `{table}` WHERE `{first['COLUMN_NAME']}` = %s", (value(first, 1),)))

@@ -7,7 +7,7 @@ database (two writers, a restart), each with its own settings (key_columns, sche
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def _make(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Sq
     return SqlTarget(kind, SqlSinkSettings(url, PIPELINE), engine, []), drop_mariadb
 
 
-def make_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SqlTarget]:
+def make_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Generator[SqlTarget]:
     """For a fixture: ``yield from make_target(...)``; closes every sink and drops the database."""
     made, cleanup = _make(kind, tmp_path, request)
     try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from cdc.config.models import SqlSinkConfig
 from cdc.core.errors import WriterFenced
@@ -72,23 +73,27 @@ def test_reserved_and_odd_names_as_tables_and_columns(target: SqlTarget, copy_th
     assert sink.read_rows(TableRef("wiki", "order")) == []
 
 
-def test_a_reserved_word_schema_holds_everything(target: SqlTarget) -> None:
-    if target.kind == "sqlite":
-        pytest.skip("SQLite has no schemas")  # the other kinds prove it
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])  # SQLite has no schemas
+def test_a_reserved_word_schema_holds_everything(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    targets = make_target(kind, tmp_path, request)
+    target = next(targets)
     base = target.settings.schema or target.engine.url.database
     assert base is not None
-    sink = target.sink(schema=f"{base}-Order")
     try:
+        sink = target.sink(schema=f"{base}-Order")
         sink.apply(Writer().insert(1, "a", 1).batch())
         assert sink.read_rows(REF) == [{"id": 1, "name": "a", "qty": 1}]
+        sink.close()
     finally:
-        import sqlalchemy as sa
-
         with target.engine.begin() as conn:
-            q = '"' if target.kind == "postgres" else "`"
-            cascade = " CASCADE" if target.kind == "postgres" else ""
-            verb = "SCHEMA" if target.kind == "postgres" else "DATABASE"
+            q = '"' if kind == "postgres" else "`"
+            cascade = " CASCADE" if kind == "postgres" else ""
+            verb = "SCHEMA" if kind == "postgres" else "DATABASE"
             conn.execute(sa.text(f"DROP {verb} IF EXISTS {q}{base}-Order{q}{cascade}"))
+        targets.close()  # closes the sinks, drops the test database
 
 
 # -- truncate without a schema --------------------------------------------------------------------
@@ -231,8 +236,6 @@ def test_an_excluded_table_is_never_created_and_the_position_still_moves(tmp_pat
         assert sink.applied() == mixed.state
     finally:
         sink.close()
-    import sqlalchemy as sa
-
     engine = sa.create_engine(url)
     try:
         names = set(sa.inspect(engine).get_table_names())
@@ -286,8 +289,6 @@ def test_two_writers_creating_the_same_table_do_not_race(target: SqlTarget) -> N
 
 
 def test_positions_table_of_an_older_release_is_migrated(sqlite_target: SqlTarget) -> None:
-    import sqlalchemy as sa
-
     with sqlite_target.engine.begin() as conn:
         conn.execute(
             sa.text(

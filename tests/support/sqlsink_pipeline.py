@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql
+import pymysql.cursors
 import sqlalchemy as sa
 
 from cdc.devstack.connections import StackConnections
@@ -44,7 +45,7 @@ class SqlPipeline:
             cur.execute(f"CREATE DATABASE `{pipeline.db}`")
         return pipeline
 
-    def source(self, database: str = "") -> pymysql.Connection:  # type: ignore[type-arg]
+    def source(self, database: str = "") -> pymysql.Connection[pymysql.cursors.Cursor]:
         return self.stack.mariadb.connect_root(database=database or None, autocommit=True)
 
     def pg_url(self, password: str | None = None, database: str | None = None) -> str:
@@ -95,7 +96,7 @@ class SqlPipeline:
         return result
 
     def drop(self) -> None:
-        with self.source() as conn, conn.cursor() as cur:
+        with self.source() as source, source.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
         engine = sa.create_engine(self.pg_url(), isolation_level="AUTOCOMMIT")
         try:
