@@ -231,8 +231,13 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
     2 status itself could not run (a bad config, the source or the Kafka checkpoint unreadable).
     """
     config = load_or_exit(config_path)
+    import logging
+
     from cdc.daemon.status import pipeline_status
 
+    root = logging.getLogger()
+    if root.level == logging.INFO:  # the sinks' "opened" lines are noise here; --log-level DEBUG shows them
+        root.setLevel(logging.WARNING)
     st = pipeline_status(config)
     code, problems = st.problems(max_lag_seconds)
     if as_json:
