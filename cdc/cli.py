@@ -275,6 +275,10 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
         state = f"pid {run.pid} on {run.host}, started {run.started_at}"
         if run.exited and run.last_exit is not None:
             state += f", exited {run.last_exit.exit_code} at {run.last_exit.at}"
+        elif run.running is False:
+            state += ", not running (no exit recorded: killed?)"
+        elif run.running:
+            state += ", running"
         click.echo(f"cdc {run.command:<7} {state}")
         if run.last_error:
             click.echo(f"            last error ({run.last_error_at}): {_mask(run.last_error)}")

@@ -71,9 +71,26 @@ class RunState:
         """The last run stopped on a terminal error (exit 2): an operator must act."""
         return self.exited and self.last_exit is not None and self.last_exit.exit_code == TERMINAL_EXIT
 
+    @property
+    def running(self) -> bool | None:
+        """Whether the process is alive: None when it ran on another host (cannot tell from here).
+        Started, not exited and gone means it was killed (SIGKILL, a crash of the machine)."""
+        if self.exited:
+            return False
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, under another user
+            return True
+        return True
+
     def to_json(self) -> dict[str, object]:
         p, e = self.last_progress, self.last_exit
         return {
+            "running": self.running,
             "command": self.command,
             "host": self.host,
             "pid": self.pid,

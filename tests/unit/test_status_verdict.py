@@ -3,7 +3,10 @@ and the run-state file the daemons keep (atomic, secrets redacted, failure = las
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cdc.core.errors import SinkAccessDenied, SourceUnavailable
@@ -82,3 +85,13 @@ def test_the_run_state_records_errors_redacted_and_the_last_exit(tmp_path: Path)
     assert "refused" in (state.last_exit.error or "")
     again = RunRecorder(tmp_path, "run")  # a new start: the failure is history, not the present
     assert not again.state.failed and again.state.last_exit == state.last_exit
+
+
+def test_a_started_process_that_is_gone_reads_as_not_running(tmp_path: Path) -> None:
+    recorder = RunRecorder(tmp_path, "sink")
+    assert recorder.state.running is True  # this very process
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = replace(recorder.state, pid=gone.pid)
+    assert dead.running is False and not dead.failed
+    assert replace(recorder.state, host="elsewhere").running is None
