@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
 from sinks.sql.names import quoted
 from sinks.sql.positions_table import Bookkeeping, Held, TableShape
 from sinks.sql.schema_sync import ReplaceKey, build_table, ddl_statements, evolve
+from sinks.sql.table_keys import TableKeys
 from sinks.sql.table_writer import TablePlan, write_plan
 from sinks.sql.type_mapping import Dialect, decoder
 
@@ -74,7 +76,7 @@ class SqlSink:
         self._shapes: dict[str, TableShape] = {}
         self._tables: dict[str, sa.Table] = {}
         self._codecs: dict[tuple[str, str], Codec] = {}
-        self._keyed: dict[tuple[TableRef, str], TableSchema | None] = {}  # None: keyless, refused
+        self._keys = TableKeys(self.name, settings.key_columns)
         self._epoch: int | None = None  # set by claim_writer (embedded mode)
         self._row_exists = False  # the positions row is known to exist
         copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
@@ -96,10 +98,7 @@ class SqlSink:
                 ) from exc
         engine = sa.create_engine(self._url, pool_pre_ping=True)
         try:
-            with engine.begin() as conn:
-                if self._schema is not None:  # a PostgreSQL schema / a MariaDB database
-                    conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
-                self._book.create(conn)
+            self._create_bookkeeping(engine)
             with engine.connect() as conn:
                 self._load_shapes(conn)
         except sa.exc.DBAPIError as exc:
@@ -107,6 +106,25 @@ class SqlSink:
             raise classify(exc, self.name, "opening") from exc
         self._engine = engine
         log.info("sql sink open: %s (%s), %d tables known", self.name, self.dialect.value, len(self._shapes))
+
+    def _create_bookkeeping(self, engine: sa.Engine) -> None:
+        """The schema and the sink's own tables. IF NOT EXISTS does not stop two sinks that open a
+        fresh target at the same moment from colliding in PostgreSQL's catalog (a unique violation
+        for the loser): the loser tries again and finds them."""
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    if self._schema is not None:  # a PostgreSQL schema / a MariaDB database
+                        conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
+                    self._book.create(conn)
+                return
+            except sa.exc.DBAPIError as exc:
+                if attempt == 4 or is_transient(exc) or access_problem(exc) is not None:
+                    raise
+                log.info(
+                    "%s: creating its tables collided with another writer; again: %s", self.name, exc.orig
+                )
+                time.sleep(0.05 * (attempt + 1))
 
     def claim_writer(self, writer: WriterIdentity) -> None:
         try:
@@ -284,39 +302,10 @@ class SqlSink:
         for r in batch.records:
             if not isinstance(r, ChangeEvent) or (held is not None and r.position <= held.position):
                 continue
-            if r.op is not Op.TRUNCATE and self._keyed_schema(r.schema) is None:
+            if r.op is not Op.TRUNCATE and self._keys.keyed(r.schema) is None:
                 continue
             out.append(r)
         return out
-
-    def _keyed_schema(self, schema: TableSchema) -> TableSchema | None:
-        """``schema`` with the key its target uses: its own, or ``key_columns``; None = refused."""
-        cache_key = (schema.ref, schema.version)
-        if cache_key in self._keyed:
-            return self._keyed[cache_key]
-        keyed: TableSchema | None = schema
-        if not schema.primary_key:
-            columns = self.settings.key_columns.get(str(schema.ref))
-            if columns:
-                missing = [c for c in columns if c not in schema.column_names]
-                if missing:
-                    raise SinkSchemaError(
-                        str(schema.ref), ",".join(missing),
-                        f"key_columns names {missing}, which the table does not have (its columns: "
-                        f"{', '.join(schema.column_names)}); fix key_columns of sink {self.name}",
-                    )  # fmt: skip
-                keyed = TableSchema(schema.ref, schema.columns, tuple(columns), schema.version)
-            else:
-                keyed = None
-                if not any(ref == schema.ref for ref, _ in self._keyed):
-                    log.error(
-                        "sink %s skips every change of %s: the table has no primary key, and a serving "
-                        "table needs one; give the sink key_columns: {%s: [columns that identify a row]} "
-                        "or leave the table out with exclude_tables: [%s] (the other tables go on)",
-                        self.name, schema.ref, schema.ref, schema.ref,
-                    )  # fmt: skip
-        self._keyed[cache_key] = keyed
-        return keyed
 
     def _sync_schemas(self, events: Iterable[ChangeEvent]) -> None:
         """Create and alter target tables for the schema versions in ``events`` (before the data).
@@ -332,7 +321,7 @@ class SqlSink:
             if id(e.schema) in seen or e.op is Op.TRUNCATE:
                 continue
             seen.add(id(e.schema))
-            keyed = self._keyed_schema(e.schema)
+            keyed = self._keys.keyed(e.schema)
             if keyed is not None and (keyed.ref, keyed.version) not in first:
                 first[(keyed.ref, keyed.version)] = (keyed, e)
         todo = [
@@ -461,7 +450,7 @@ class SqlSink:
     def _codec(self, target: str, schema: TableSchema) -> Codec:
         codec = self._codecs.get((target, schema.version))
         if codec is None:
-            keyed = self._keyed_schema(schema)
+            keyed = self._keys.keyed(schema)
             assert keyed is not None  # refused tables never get this far (_unapplied)
             codec = make_codec(self._shapes[target], keyed, self.dialect)
             self._codecs[(target, schema.version)] = codec

@@ -340,3 +340,44 @@ def test_two_writers_creating_tables_at_the_same_moment_both_go_on(target: SqlTa
         assert not errors, errors
         for t in tables:
             assert by_id(sinks[0].read_rows(t.ref)).keys() == {1, 2}
+
+
+def test_two_sinks_opening_a_fresh_database_at_the_same_moment_both_open(
+    target: SqlTarget, tmp_path: Path
+) -> None:
+    """Two daemons started together on a new target both create the bookkeeping tables (and the
+    schema): the loser of each CREATE race must find the winner's table, not stop."""
+    import threading
+    from dataclasses import replace
+
+    from sinks.sql import SqlSink
+
+    errors: list[BaseException] = []
+    for round_ in range(4):
+        settings = target.settings
+        if target.kind == "sqlite":
+            settings = replace(settings, url=f"sqlite:///{tmp_path / f'fresh{round_}.db'}")
+        else:
+            settings = replace(settings, schema=f"{target.settings.schema or 'db'}_fresh{round_}")
+        sinks = [SqlSink(settings), SqlSink(settings)]
+        target.opened.extend(sinks)
+        barrier = threading.Barrier(2)
+
+        def open_one(sink: SqlSink, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                sink.open()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one, args=(s,)) for s in sinks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if target.kind != "sqlite":
+            with target.engine.begin() as conn:
+                q = '"' if target.kind == "postgres" else "`"
+                verb, cascade = ("SCHEMA", " CASCADE") if target.kind == "postgres" else ("DATABASE", "")
+                conn.execute(sa.text(f"DROP {verb} IF EXISTS {q}{settings.schema}{q}{cascade}"))
+        assert not errors, errors
