@@ -41,6 +41,7 @@ __all__ = [
     "Watermarks",
     "partition_name",
     "split_partition",
+    "table_topic_pattern",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ GAP_RECOVERY = (
 
 def partition_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def table_topic_pattern(pipeline: str) -> str:
+    """The subscription: ``<pipeline>.<db>.<table>``, whose parts never hold a dot (topics.py), so
+    neither the pipeline's own topics nor another pipeline named ``<pipeline>.x`` match."""
+    return "^" + re.escape(pipeline) + r"\.[^.]+\.[^.]+$"
 
 
 def split_partition(name: str) -> tuple[str, int]:
@@ -174,10 +181,11 @@ class KafkaChangeReader:
         # deleted messages under a running consumer: that is a gap to stop on, never a jump.
         settings["auto.offset.reset"] = "error"
         consumer = Consumer(settings)
-        # table topics only: <pipeline>.<db>.<table>, whose parts never hold a dot (topics.py)
-        pattern = "^" + re.escape(self._pipeline) + r"\.[^.]+\.[^.]+$"
         consumer.subscribe(
-            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [table_topic_pattern(self._pipeline)],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         self._consumer = consumer
 

@@ -12,7 +12,8 @@ from cdc.core.errors import PositionFormatError
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.core.schemas import TableRef
 from cdc.stream.checkpoints import checkpoint_record, parse_checkpoint
-from cdc.stream.topics import MAX_TOPIC_LENGTH, TopicNames, sanitize_name_part
+from cdc.stream.kafka_reader import table_topic_pattern
+from cdc.stream.topics import MAX_TOPIC_LENGTH, MESSAGE_HEADROOM, TopicNames, sanitize_name_part
 
 KAFKA_LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -51,6 +52,22 @@ def test_own_topic_specs() -> None:
     assert all(s.replication_factor == 3 for s in specs.values())
     assert "wiki.__transactions" in specs
     assert len(TopicNames("wiki").own_specs(1, transaction_metadata=False)) == 2
+
+
+def test_table_topics_fit_the_largest_change_plus_key_and_framing() -> None:
+    spec = TopicNames("wiki").table_spec(TableRef("db", "t"), 3, 1, 16 * 1024 * 1024)
+    assert dict(spec.config)["max.message.bytes"] == str(16 * 1024 * 1024 + MESSAGE_HEADROOM)
+    assert spec.partitions == 3
+
+
+def test_table_topics_are_the_only_ones_the_sink_subscribes_to() -> None:
+    # never the pipeline's own topics, nor another pipeline whose name starts with this one's
+    names = TopicNames("wiki")
+    pattern = re.compile(table_topic_pattern("wiki"))
+    assert pattern.match(names.table(TableRef("db", "t")))
+    assert pattern.match(names.table(TableRef("my db", "a.b")))
+    for own in (names.schema, names.checkpoints, names.transactions, "wiki.x.db.t"):
+        assert not pattern.match(own), own
 
 
 def test_checkpoint_record_round_trip() -> None:
