@@ -65,13 +65,17 @@ class SqlPipeline:
             engine.dispose()
         return self.pg_url(database=self.db)
 
-    def write_config(self, sinks_yaml: str) -> Path:
+    def write_config(self, sinks_yaml: str, partitions: int = 0) -> Path:
+        """Embedded mode; with ``partitions``, a Kafka stream of that many partitions per topic."""
         m = self.stack.mariadb
         path = self.tmp / "cdc.yaml"
+        kafka = self.stack.kafka.bootstrap_servers
+        stream = f"stream: {{bootstrap_servers: '{kafka}', partitions: {partitions}}}\n" if partitions else ""
         path.write_text(
             f"name: {self.name}\n"
             f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{{PASSWORD_ENV}}}',"
             f" server_id: {random.randint(*SERVER_IDS)}, tables: ['{self.db}.*'], heartbeat_seconds: 1}}\n"
+            f"{stream}"
             f"sinks:\n{sinks_yaml}"
             f"state_dir: {self.tmp / 'state'}\n"
         )
