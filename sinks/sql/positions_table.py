@@ -61,8 +61,9 @@ class TableShape:
     versions: tuple[str, ...]  # every source schema version whose rows this table can take
     # the latest version's source columns and key (diffed against the next version); () = `columns`
     source_columns: tuple[Column, ...] = ()
-    latest_position: str = ""  # the first position of the latest version ('' = unknown)
+    latest_position: str = ""  # a position of the latest version's rows ('' = unknown)
     mappings: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
+    latest_version: str = ""  # '' = the last of ``versions`` (tables of older releases)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -70,6 +71,22 @@ class TableShape:
     @property
     def latest_columns(self) -> tuple[Column, ...]:
         return self.source_columns or self.columns
+
+    @property
+    def latest(self) -> str:
+        return self.latest_version or (self.versions[-1] if self.versions else "")
+
+    def follows(self, version: str, position: Position) -> bool:
+        """Whether rows of ``version`` at ``position`` fit the table without a change.
+
+        A known version fits, unless its rows come after the latest version's: then the source went
+        back to that shape (ADD then DROP of one column), which is a change like any other.
+        """
+        if version not in self.versions:
+            return False
+        if version == self.latest or not self.latest_position:
+            return True
+        return position < Position.parse(self.latest_position)
 
     def mapping(self, version: str) -> tuple[str | None, ...] | None:
         return next((m for v, m in self.mappings if v == version), None)
@@ -84,6 +101,7 @@ class TableShape:
                 "source_columns": _columns_json(self.source_columns),
                 "latest_position": self.latest_position,
                 "mappings": [[v, list(m)] for v, m in self.mappings],
+                "latest_version": self.latest_version,
             }
         )
 
@@ -98,6 +116,7 @@ class TableShape:
             _columns_from_json(raw.get("source_columns", [])),
             raw.get("latest_position", ""),
             tuple((v, tuple(m)) for v, m in raw.get("mappings", [])),
+            raw.get("latest_version", ""),
         )
 
 

@@ -104,9 +104,7 @@ def _type_text(column: Column) -> str:
 
 def latest_schema(ref: TableRef, shape: TableShape) -> TableSchema:
     """The latest source version the target follows (its version string is the last one recorded)."""
-    return TableSchema(
-        ref, shape.latest_columns, shape.primary_key, shape.versions[-1] if shape.versions else ""
-    )
+    return TableSchema(ref, shape.latest_columns, shape.primary_key, shape.latest)
 
 
 def evolve(
@@ -128,7 +126,7 @@ def evolve(
         return Evolution(
             TableShape(
                 str(schema.ref), schema.columns, schema.primary_key, (schema.version,), schema.columns,
-                position.to_string(), ((schema.version, names),),
+                position.to_string(), ((schema.version, names),), schema.version,
             )
         )  # fmt: skip
     if shape.source != str(schema.ref):
@@ -136,10 +134,14 @@ def evolve(
             where, None, f"the target table already holds {shape.source}; give the sink a table "
             "format that keeps them apart (e.g. table: '{db}_{table}')"
         )  # fmt: skip
-    if schema.version in shape.versions:
+    if shape.follows(schema.version, position):
         return Evolution(shape)  # rows of a version already followed: their mapping is known
     latest = latest_schema(schema.ref, shape)
-    if shape.latest_position and position < Position.parse(shape.latest_position):
+    if (
+        schema.version not in shape.versions
+        and shape.latest_position
+        and position < Position.parse(shape.latest_position)
+    ):
         # an older version arriving late (Kafka: another partition): its rows map onto the target
         # through the change from it to the latest version; the target does not change
         diff = diff_schemas(schema, latest)
@@ -203,10 +205,12 @@ def evolve(
     mappings = tuple(
         (v, tuple(None if n is None or n in lost else (renamed[n].name if n in renamed else n) for n in m))
         for v, m in shape.mappings
+        if v != schema.version  # a shape the source went back to maps anew, below
     )
+    versions = shape.versions if schema.version in shape.versions else (*shape.versions, schema.version)
     new_shape = TableShape(
-        shape.source, tuple(columns), schema.primary_key, (*shape.versions, schema.version), schema.columns,
-        position.to_string(), (*mappings, (schema.version, names)),
+        shape.source, tuple(columns), schema.primary_key, versions, schema.columns,
+        position.to_string(), (*mappings, (schema.version, names)), schema.version,
     )  # fmt: skip
     return Evolution(new_shape, tuple(steps), ", ".join(changes), "; ".join(unsafe), latest.version)
 

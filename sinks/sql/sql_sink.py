@@ -324,9 +324,7 @@ class SqlSink:
             keyed = self._keys.keyed(e.schema)
             if keyed is not None and (keyed.ref, keyed.version) not in first:
                 first[(keyed.ref, keyed.version)] = (keyed, e)
-        todo = [
-            v for v in first.values() if v[0].version not in self._known_versions(self.target_name(v[0].ref))
-        ]
+        todo = [v for v in first.values() if not self._follows(v)]
         attempts = 10  # each lost race means the other writer got further: this ends
         for attempt in range(attempts):
             if not todo:
@@ -344,7 +342,7 @@ class SqlSink:
                 )
             with self._require_engine().connect() as conn:
                 self._load_shapes(conn)
-            todo = [v for v in todo if v[0].version not in self._known_versions(self.target_name(v[0].ref))]
+            todo = [v for v in todo if not self._follows(v)]
 
     def _follow(self, todo: list[_Version]) -> None:
         engine = self._require_engine()
@@ -400,9 +398,11 @@ class SqlSink:
                 f"`cdc schema accept -c CONFIG {change.table}` and run again",
             )  # fmt: skip
 
-    def _known_versions(self, target: str) -> tuple[str, ...]:
-        shape = self._shapes.get(target)
-        return shape.versions if shape is not None else ()
+    def _follows(self, version: _Version) -> bool:
+        """Whether the target takes rows of this version as it is (no change to make)."""
+        schema, first = version
+        shape = self._shapes.get(self.target_name(schema.ref))
+        return shape is not None and shape.follows(schema.version, first.position)
 
     def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, TablePlan]:
         """Collapse the batch per table and key, in position order: the last change per key wins."""
