@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import SourceProtocolError, StreamGap, StreamUnavailable
@@ -196,8 +196,9 @@ class KafkaChangeReader:
             if tp.topic in self._own:
                 continue
             stored = offsets.get(partition_name(tp.topic, tp.partition))
-            if stored is not None:
-                tp.offset = stored
+            # no offset given: from the start of what the partition holds (nothing is committed to
+            # Kafka, and auto.offset.reset is "error")
+            tp.offset = stored if stored is not None else OFFSET_BEGINNING
             self.assigned.add(partition_name(tp.topic, tp.partition))
         if mine:
             log.info("assigned %d table partitions", len(mine))
