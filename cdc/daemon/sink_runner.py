@@ -150,13 +150,13 @@ class _Consumption:
             # it. What a buffering sink already took is committed by its next flush, as the new
             # owner reads the sinks' offsets before that: this rare case can duplicate.
             self.pending = [item for item in self.pending if not _touches(item, partitions)]
-            self.barrier.forget(partitions)
+            self.pending.extend(self.barrier.forget(partitions))
             for held in self.held.values():
                 for partition in partitions:
                     held.pop(partition, None)
             log.warning("lost %d partitions to the group (missed the session timeout)", len(partitions))
             return
-        self.barrier.forget(partitions)
+        self.pending.extend(self.barrier.forget(partitions))
         self.apply()
         for sink in self.sinks:
             sink.flush()

@@ -58,12 +58,31 @@ class TruncateBarrier:
             self._one(change, out)
         return out
 
-    def forget(self, partitions: set[str]) -> None:
-        """Partitions revoked in a rebalance: their held messages go back to Kafka (not applied)."""
+    def forget(self, partitions: set[str]) -> list[Ready]:
+        """Partitions revoked in a rebalance: their held messages go back to Kafka (not applied).
+
+        A truncate that now has the copies of every partition still assigned is released, with
+        the messages its partitions held (returned, ready to apply): otherwise the partitions that
+        already delivered their copy would wait for one that will never come here.
+        """
         for partition in partitions:
             self._held.pop(partition, None)
             for pending in self._pending.values():
                 pending.copies.pop(partition, None)
+        out: list[Ready] = []
+        for topic, pending in list(self._pending.items()):
+            if not pending.copies:  # only revoked partitions had delivered it: start over
+                del self._pending[topic]
+                continue
+            if not self._partitions_of_topic(topic) - partitions <= set(pending.copies):
+                continue
+            del self._pending[topic]
+            out.append(BarrierTruncate(pending.event, dict(pending.copies)))
+            released = {p: self._held.pop(p, []) for p in pending.copies}
+            for messages in released.values():
+                for message in messages:
+                    self._one(message, out)
+        return out
 
     def _one(self, change: ConsumedChange, out: list[Ready]) -> None:
         partition = change.partition

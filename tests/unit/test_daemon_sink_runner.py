@@ -49,6 +49,18 @@ def test_truncate_waits_for_every_partition_copy() -> None:
     assert not barrier.blocked
 
 
+def test_a_revoked_partition_no_longer_holds_a_truncate_back() -> None:
+    assigned = {f"{TOPIC}:0", f"{TOPIC}:1"}
+    barrier = TruncateBarrier(lambda topic: set(assigned))
+    assert labels(barrier.admit([change(5, 0, 0, Op.TRUNCATE), change(6, 0, 1)])) == []
+    # partition 1 goes to another process before its copy came: partition 0 must not wait for it
+    released = barrier.forget({f"{TOPIC}:1"})
+    assigned.discard(f"{TOPIC}:1")
+    assert labels(released) == [f"T{[f'{TOPIC}:0']}", "c6"]
+    assert not barrier.blocked
+    assert labels(barrier.admit([change(7, 0, 2)])) == ["c7"]
+
+
 def test_single_partition_truncate_passes_through() -> None:
     barrier = TruncateBarrier(lambda topic: {f"{TOPIC}:0"})
     assert labels(barrier.admit([change(1, 0, 0), change(2, 0, 1, Op.TRUNCATE)])) == ["c1", "t2"]
