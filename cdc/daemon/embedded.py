@@ -9,10 +9,9 @@ captured tables are idle without a write to the sinks.
 
 One writer per sink: each attempt claims every sink (``claim_writer``) before it reads where they
 stand, as Kafka's producer epoch does; a daemon whose sink was claimed by a newer one stops with
-exit 2 naming it (``WriterFenced``). Claims are made at every attempt, so after a transient failure
-the daemon that retries claims again; before it does, a source failure is checked against the sinks
-(an empty batch, which a fenced writer cannot apply), so that a daemon that was taken over stops
-instead of taking the sinks back.
+exit 2 naming it (``WriterFenced``). Claims are made at every attempt, so after a failure the daemon
+that retries would claim again; before it does, it probes the sinks (an empty batch, which a fenced
+writer cannot apply), so that a daemon that was taken over stops instead of taking the sinks back.
 
 Batches are cut by size and time, not only at transaction ends, so a transaction of millions of rows
 needs no memory proportional to its size; a serving database may then show such a transaction in
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from cdc.config.models import PipelineConfig
-from cdc.core.errors import HeadwaterError, WriterFenced
+from cdc.core.errors import HeadwaterError, TransientError, WriterFenced
 from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, TransactionEnd
 from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Source
@@ -151,12 +150,13 @@ class EmbeddedDaemon:
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
         pump: ReaderPump | None = None
-        fenced = False
+        fenced = claimed = False
         try:
             for sink in sinks:
                 sink.open()
             for sink in sinks:  # before reading positions: nothing an older writer lands is missed
                 sink.claim_writer(self.writer)
+            claimed = True
             source = self._open_source()
             start = self._resume_point(sinks, source)
             self.resumed_from = start
@@ -169,6 +169,10 @@ class EmbeddedDaemon:
             for sink in sinks:
                 sink.flush()
             self._durable(run, force=True)
+        except TransientError:
+            if claimed:  # the next attempt claims again: not if a newer daemon holds the sinks now
+                self._probe_fence(sinks)
+            raise
         except WriterFenced as exc:
             fenced = True
             raise WriterFenced(
@@ -208,8 +212,9 @@ class EmbeddedDaemon:
             self._recorder.progress(progress.restart, ts, force=force)
 
     def _probe_fence(self, sinks: Sequence[Sink]) -> None:
-        """After a source failure: raise WriterFenced if another daemon claimed a sink meanwhile (a
-        second `cdc run` on the same server_id makes the source drop our connection first)."""
+        """After a failure: raise WriterFenced if another daemon claimed a sink meanwhile (a second
+        `cdc run` on the same server_id makes the source drop our connection first; and a retry
+        would claim the sinks back from it). Best effort: a sink that cannot answer is skipped."""
         for sink in sinks:
             try:
                 applied = sink.applied()
@@ -218,7 +223,7 @@ class EmbeddedDaemon:
                     sink.flush()
             except WriterFenced:
                 raise
-            except HeadwaterError as exc:
+            except Exception as exc:  # noqa: BLE001 - the failure being handled is what gets reported
                 log.debug("fence probe of %s: %s", sink.name, exc)
 
     def _apply_loop(self, pump: ReaderPump, sinks: Sequence[Sink], run: _Run) -> None:

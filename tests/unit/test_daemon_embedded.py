@@ -290,3 +290,27 @@ def test_after_a_failed_attempt_the_stretch_starts_where_the_sinks_stand(tmp_pat
     assert daemon.run() == 0
     stretch = ProgressFile(tmp_path).read((), ())
     assert stretch is not None and stretch.start == RestartPoint.after(sink.position)  # type: ignore[arg-type]
+
+
+def test_a_daemon_taken_over_during_a_transient_failure_stops_instead_of_claiming_back(
+    tmp_path: Path,
+) -> None:
+    steady, flaky = MemorySink("steady"), MemorySink("flaky", fail_after_batches=1)
+    original = flaky.apply
+
+    def apply_then_taken_over(batch: SinkBatch) -> None:
+        try:
+            original(batch)
+        except SourceUnavailable:
+            for sink in (steady, flaky):  # a newer daemon started while this one's sink was down
+                sink.epoch += 1
+                sink.writer = "pid 4242 on otherhost"
+            raise
+
+    flaky.apply = apply_then_taken_over  # type: ignore[method-assign]
+    daemon = EmbeddedDaemon(
+        lambda: [steady, flaky], lambda: FakeSource(transactions(4, 3)), tmp_path, options()
+    )
+    assert daemon.run() == 2
+    assert daemon._supervisor.last_error is not None and "pid 4242" in daemon._supervisor.last_error
+    assert steady.epoch == 2  # not claimed back
