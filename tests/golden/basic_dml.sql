@@ -5,8 +5,10 @@ INSERT INTO golden.items VALUES (1, 'apple', 3);
 -> {"op": "c", "table": "items", "key": {"id": 1}, "before": null, "after": {"id": 1, "name": "apple", "qty": 3}}
 UPDATE golden.items SET qty = 4 WHERE id = 1;
 -> {"op": "u", "table": "items", "key": {"id": 1}, "before": {"id": 1, "name": "apple", "qty": 3}, "after": {"id": 1, "name": "apple", "qty": 4}}
+-- A primary-key change is a delete of the old key, then a create of the new key (as Debezium emits it).
 UPDATE golden.items SET id = 2 WHERE id = 1;
--> {"op": "u", "table": "items", "key": {"id": 2}, "before": {"id": 1, "name": "apple", "qty": 4}, "after": {"id": 2, "name": "apple", "qty": 4}}
+-> {"op": "d", "table": "items", "key": {"id": 1}, "before": {"id": 1, "name": "apple", "qty": 4}, "after": null}
+-> {"op": "c", "table": "items", "key": {"id": 2}, "before": null, "after": {"id": 2, "name": "apple", "qty": 4}}
 UPDATE golden.items SET qty = 4 WHERE id = 2;
 DELETE FROM golden.items WHERE id = 2;
 -> {"op": "d", "table": "items", "key": {"id": 2}, "before": {"id": 2, "name": "apple", "qty": 4}, "after": null}

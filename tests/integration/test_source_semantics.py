@@ -10,7 +10,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pymysql
@@ -70,11 +70,11 @@ def db(stack: StackConnections) -> Iterator[Db]:
     conn.close()
 
 
-def changes(records: list[SourceRecord]) -> list[ChangeEvent]:
+def changes(records: Sequence[SourceRecord]) -> list[ChangeEvent]:
     return [r for r in records if isinstance(r, ChangeEvent)]
 
 
-def summary(records: list[SourceRecord]) -> list[tuple[str, str, object, object, object]]:
+def summary(records: Sequence[SourceRecord]) -> list[tuple[str, str, object, object, object]]:
     return [(c.op.value, c.table.table, c.key, c.before, c.after) for c in changes(records)]
 
 
@@ -105,7 +105,7 @@ def test_statement_logged_dml_on_a_captured_table_stops_naming_table_position_an
         db.read(start)
     message = str(caught.value)
     assert f"{db.name}.t" in message and "binlog_format=ROW" in message
-    assert "mysql-bin." in message and "GTID 0-1-" in message
+    assert "-bin.0" in message and "GTID 0-1-" in message
 
 
 def test_statement_logged_dml_on_other_tables_is_ignored(db: Db) -> None:
@@ -137,7 +137,7 @@ def test_partial_row_image_on_a_captured_table_stops_naming_table_position_and_f
         db.read(start)
     message = str(caught.value)
     assert f"{db.name}.t" in message and "binlog_row_image=FULL" in message
-    assert "mysql-bin." in message and "GTID 0-1-" in message
+    assert "-bin.0" in message and "GTID 0-1-" in message
 
 
 # -- item 6: primary-key change --------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_progress_after_foreign_transactions_resumes_without_loss_or_duplicate(d
     assert [c.key for c in changes(after)] == [(2,), (3,), (2,)]
 
 
-def test_heartbeat_progress_is_the_servers_position_and_resumes_there(db: Db) -> None:
+def test_progress_while_idle_resumes_there(db: Db) -> None:
     d = db.name
     db.cur.execute(f"INSERT INTO {d}.other VALUES (1, 1)")
     reader = db.reader(blocking=True)
@@ -259,9 +259,12 @@ def test_heartbeat_progress_is_the_servers_position_and_resumes_there(db: Db) ->
     beat = seen[-1]
     assert isinstance(beat, SourceProgress), seen
     assert summary(seen) == [("c", "t", (1,), None, (1, 1, "a"))]
+    # On an idle server this is a heartbeat at the server's end; other sessions' transactions on the
+    # shared server give progress records too, at or before the end.
     here = db.coordinates()
-    assert (beat.restart.transaction.file, beat.restart.transaction.offset) == (here.file, here.offset)
-    assert beat.restart.transaction.gtid == changes(seen)[0].position.gtid
+    point = beat.restart.transaction
+    assert (point.file_seq, point.offset) <= (int(str(here.file).rsplit(".", 1)[1]), here.offset)
+    assert point > changes(seen)[0].position and point.gtid.seq >= changes(seen)[0].position.gtid.seq
     assert abs(beat.source_ts_ms / 1000 - time.time()) < 30
     db.cur.execute(f"INSERT INTO {d}.t VALUES (2, 2, 'b')")
     assert summary(db.read(StartAt.at(beat.restart))) == [("c", "t", (2,), None, (2, 2, "b"))]

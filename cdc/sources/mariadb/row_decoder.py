@@ -199,18 +199,18 @@ def _column_code(
 
 
 def _image_code(
-    g: _Gen, tm: TableMap, present: int, charset_of: CharsetOf, opts: DecoderOptions, out: str, indent: int
+    g: _Gen, tm: TableMap, charset_of: CharsetOf, opts: DecoderOptions, out: str, indent: int
 ) -> None:
-    cols = [i for i in range(len(tm.columns)) if present >> i & 1]
-    null_bytes = (len(cols) + 7) // 8
+    """One full row image (binlog_row_image=FULL: every column present; the stream decoder refuses
+    partial images before they get here)."""
+    null_bytes = (len(tm.columns) + 7) // 8
     extended = dict(opts.extended_types)
     g.emit(indent, f"nb = int.from_bytes(d[p:p + {null_bytes}], 'little')", f"p += {null_bytes}")
     values = ["None"] * len(tm.columns)
-    for bit, i in enumerate(cols):
-        col = tm.columns[i]
+    for i, col in enumerate(tm.columns):
         code = _column_code(g, tm, col, charset_of, opts, extended.get(col.name))
         if col.nullable:
-            g.emit(indent, f"if nb & {1 << bit}:", "    v = None", "else:")
+            g.emit(indent, f"if nb & {1 << i}:", "    v = None", "else:")
             g.emit(indent + 4, *code)
         else:
             g.emit(indent, *code)
@@ -230,19 +230,13 @@ class RowsDecoder:
 
 
 def compile_rows_decoder(
-    tm: TableMap,
-    charset_of: CharsetOf,
-    opts: DecoderOptions | None = None,
-    present: int | None = None,
-    present_after: int | None = None,
+    tm: TableMap, charset_of: CharsetOf, opts: DecoderOptions | None = None
 ) -> RowsDecoder:
-    """Generate and compile the decoders. ``present``/``present_after`` are the rows-event column
-    bitmaps (all columns with binlog_row_image=FULL)."""
+    """Generate and compile the decoders for full row images."""
     opts = opts or DecoderOptions()
-    everything = (1 << len(tm.columns)) - 1
     g = _Gen()
     g.emit(0, "def decode_rows(d, p, end):", "    out = []", "    append = out.append", "    while p < end:")
-    _image_code(g, tm, everything if present is None else present, charset_of, opts, "row", 8)
+    _image_code(g, tm, charset_of, opts, "row", 8)
     g.emit(
         0,
         "        append(row)",
@@ -253,8 +247,8 @@ def compile_rows_decoder(
         "    append = out.append",
         "    while p < end:",
     )
-    _image_code(g, tm, everything if present is None else present, charset_of, opts, "before", 8)
-    _image_code(g, tm, everything if present_after is None else present_after, charset_of, opts, "after", 8)
+    _image_code(g, tm, charset_of, opts, "before", 8)
+    _image_code(g, tm, charset_of, opts, "after", 8)
     g.emit(0, "        append((before, after))", "    return out")
     source = "\n".join(g.lines) + "\n"
     namespace = dict(g.env)

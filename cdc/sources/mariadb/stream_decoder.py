@@ -1,14 +1,29 @@
 """Raw binlog events in, ordered ``cdc.core`` records out: the MariaDB source's state machine.
 
 Network-free on purpose, so that tests and benchmarks can feed it captured events. It tracks the
-current binlog file (ROTATE), the transaction (GTID ... XID/COMMIT, or a standalone DDL), compiles
-each TABLE_MAP once, and numbers every record of a transaction to give it a Position.
+current binlog file (ROTATE), the transaction (GTID ... XID/COMMIT/ROLLBACK, or a standalone DDL),
+compiles each TABLE_MAP once, and numbers every record of a transaction to give it a Position.
+
+What it refuses, on a captured table (SourceSettingsError, naming table, position and fix): a
+row-writing statement logged as a statement (a session with binlog_format=STATEMENT/MIXED: its rows
+are not in the binlog) and a partial row image (binlog_row_image=MINIMAL/NOBLOB). Other tables'
+statements and images are ignored, as are their rows.
+
+What it emits besides row changes and DDL:
+- an UPDATE that changes the primary key as a delete of the old key then a create of the new key,
+  each with its own row index (keyless tables keep ``u``);
+- SourceProgress after a transaction that touched no captured table (at most one every
+  ``progress_interval_s``) and on each server heartbeat outside a transaction, so that a checkpoint
+  can move through idle stretches. Its restart point is a boundary (``skip_rows == 0``): the place in
+  the binlog where the next event starts, labelled with the last GTID seen.
+Rows undone by ROLLBACK TO SAVEPOINT are dropped (see savepoints.py).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -20,28 +35,35 @@ from cdc.core.events import (
     RowImage,
     SchemaChange,
     SchemaChangeKind,
+    SourceProgress,
     SourceRecord,
     TransactionEnd,
 )
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
 from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, read_lenenc
-from cdc.sources.mariadb.ddl import StatementKind, classify
+from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
+from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, RowsDecoder, compile_rows_decoder
+from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints
 from cdc.sources.mariadb.table_filter import TableFilter
 from cdc.sources.mariadb.table_map import TableMap, parse_table_map
 from cdc.sources.mariadb.type_mapping import table_schema
 
-__all__ = ["ExtendedTypesOf", "StreamDecoder"]
+__all__ = ["ExtendedTypesOf", "StreamDecoder", "TransactionalOf"]
 
 log = logging.getLogger(__name__)
 
 ExtendedTypesOf = Callable[[str, str], tuple[tuple[str, str], ...]]
+TransactionalOf = Callable[[str, str], bool]  # (db, table) -> does its engine roll back?
 KeyOf = Callable[[RowImage], RowImage | None]
 
 _HEADER = struct.Struct("<IBIIIH").unpack_from
 _GTID_BODY = struct.Struct("<QIB").unpack_from
 _FL_STANDALONE = 1
+_FL_TRANSACTIONAL = 4  # cleared when the transaction also wrote a non-transactional table
+_EXECUTE_LOAD_QUERY = 18  # LOAD DATA logged as a statement
+_QUERY_POST_HEADER = {EventType.QUERY: 13, _EXECUTE_LOAD_QUERY: 26}
 _DDL_KIND = {
     StatementKind.CREATE: SchemaChangeKind.CREATE,
     StatementKind.ALTER: SchemaChangeKind.ALTER,
@@ -55,7 +77,7 @@ class _Table:
     """A compiled TABLE_MAP: its decoders, schema and key extractor (None when filtered out)."""
 
     decoder: RowsDecoder | None
-    schema: TableSchema | None
+    schema: TableSchema  # for a filtered-out table, an empty one that nothing reads
     key_of: KeyOf
 
 
@@ -92,23 +114,38 @@ class StreamDecoder:
         table_filter: TableFilter | None = None,
         options: DecoderOptions | None = None,
         extended_types_of: ExtendedTypesOf | None = None,
+        transactional_of: TransactionalOf | None = None,
         resume: RestartPoint | None = None,
+        progress_interval_s: float = 0.5,
+        hold_limit: int = DEFAULT_HOLD_LIMIT,
     ) -> None:
+        """``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
+        rollbacks; without it every table counts as transactional, which is exact for ROW-format
+        binlogs (the server logs non-transactional rows in their own groups, outside any
+        transaction) and only differs if a non-transactional row ever sits inside one."""
         self._charset_of = charset_of
         self._filter = table_filter or TableFilter()
         self._options = options or DecoderOptions()
         self._extended_types_of = extended_types_of
+        self._transactional_of = transactional_of
+        self._transactional: dict[TableRef, bool] = {}
         self._compiled: dict[bytes, _Table] = {}
         self._versions: dict[TableRef, str] = {}
+        self._latest: dict[TableRef, TableSchema] = {}
+        self._by_id: dict[int, tuple[_Table, bytes]] = {}
+        self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
         self._resume = resume
+        self._progress_interval_s = progress_interval_s
+        self._next_progress = 0.0
+        self._hold_limit = hold_limit
         self.file: str | None = resume.transaction.file if resume else None
         self.events_seen = 0
 
     # -- TABLE_MAP ------------------------------------------------------------------------------
-    def _compile(self, body: bytes, present: int | None = None, present_after: int | None = None) -> _Table:
+    def _compile(self, body: bytes) -> _Table:
         tm = parse_table_map(body)
         if not self._filter.accepts(tm.db, tm.table):
-            return _Table(None, None, _key_getter(()))
+            return _Table(None, TableSchema.build(TableRef(tm.db, tm.table), (), ()), _key_getter(()))
         if not tm.has_names:
             raise TerminalError(
                 f"{tm.db}.{tm.table}: TABLE_MAP has no column names; the server must run "
@@ -118,24 +155,35 @@ class StreamDecoder:
         if self._extended_types_of is not None and _needs_extended_lookup(tm):
             extended = self._extended_types_of(tm.db, tm.table)
         opts = DecoderOptions(self._options.zero_dates, extended)
-        decoder = compile_rows_decoder(tm, self._charset_of, opts, present, present_after)
+        decoder = compile_rows_decoder(tm, self._charset_of, opts)
         schema = table_schema(tm, extended_types=extended)
         self._versions[schema.ref] = schema.version
+        self._latest[schema.ref] = schema
         return _Table(decoder, schema, _key_getter(tm.primary_key))
+
+    def _is_transactional(self, ref: TableRef) -> bool:
+        known = self._transactional.get(ref)
+        if known is None:
+            lookup = self._transactional_of
+            known = self._transactional[ref] = True if lookup is None else lookup(ref.db, ref.table)
+        return known
 
     # -- the stream -----------------------------------------------------------------------------
     def records(self, events: Iterable[bytes]) -> Iterator[SourceRecord]:
-        by_id: dict[int, tuple[_Table, bytes]] = {}
+        by_id = self._by_id
         compiled = self._compiled
-        gtid: Gtid | None = None
+        resume = self._resume
+        gtid: Gtid | None = resume.transaction.gtid if resume else None  # the last GTID seen
         tx_pos: Position | None = None
         file_pos: Position | None = None
         tx_id = ""
         row = 0
         ts_ms = 0
         standalone = False
+        guarded = False  # the group lacks FL_TRANSACTIONAL: a rollback may undo some of its rows
+        held: HeldGroup | None = None  # records of a guarded group, held until it ends
+        savepoints: Savepoints | None = None
         last: Position | None = None
-        resume = self._resume
         skip = 0
         created, updated, deleted = Op.CREATE, Op.UPDATE, Op.DELETE
         writes, updates = EventType.WRITES, EventType.UPDATES
@@ -155,11 +203,13 @@ class StreamDecoder:
                     raise SourceProtocolError("row event outside a transaction")
                 table_id = int.from_bytes(ev[HEADER_LEN : HEADER_LEN + 6], "little")
                 try:
-                    table, map_body = by_id[table_id]
+                    table = by_id[table_id][0]
                 except KeyError as exc:
                     raise SourceProtocolError(f"row event for unknown table id {table_id}") from exc
-                if table.decoder is None:
+                decoder = table.decoder
+                if decoder is None:
                     continue
+                schema, key_of = table.schema, table.key_of
                 pos = HEADER_LEN + 8
                 if type_code in rows_v2:
                     pos += int.from_bytes(ev[pos : pos + 2], "little")
@@ -169,29 +219,59 @@ class StreamDecoder:
                 pos += nbytes
                 full = (1 << ncols) - 1
                 is_update = type_code in updates
-                present_after = full
                 if is_update:
-                    present_after = int.from_bytes(ev[pos : pos + nbytes], "little")
+                    present &= int.from_bytes(ev[pos : pos + nbytes], "little")
                     pos += nbytes
-                if present != full or present_after != full:
-                    variant = (map_body, present, present_after)
-                    key = repr(variant).encode()  # rare (binlog_row_image != FULL): a separate cache entry
-                    t2 = compiled.get(key)
-                    if t2 is None:
-                        t2 = compiled[key] = self._compile(map_body, present, present_after)
-                    table = t2
-                decoder, schema, key_of = table.decoder, table.schema, table.key_of
-                assert decoder is not None and schema is not None
+                if present != full:
+                    raise partial_image(schema, tx_pos, log_pos - size)
+                hold = None
+                if guarded:
+                    if held is None and self._is_transactional(schema.ref):
+                        held = HeldGroup(last, self._is_transactional, self._hold_limit, where(tx_pos))
+                    if held is not None:
+                        hold = held.append
                 if is_update:
                     pairs = decoder.decode_updates(ev, pos, len(ev))
                     for before, after in pairs:
+                        key = key_of(after)
+                        if key == key_of(before):
+                            if skip:
+                                skip -= 1
+                                row += 1
+                                continue
+                            last = tx_pos.at_row(row)
+                            row += 1
+                            change = ChangeEvent(updated, schema, key, before, after, last, ts_ms, tx_id)
+                            if hold is None:
+                                yield change
+                            else:
+                                hold(change)
+                            continue
+                        # The key changed: the old key is deleted and the new one created, as two
+                        # row changes of the transaction (each its own row index, so a restart
+                        # between them resumes with the create).
                         if skip:
                             skip -= 1
-                            row += 1
-                            continue
-                        last = tx_pos.at_row(row)
+                        else:
+                            last = tx_pos.at_row(row)
+                            change = ChangeEvent(
+                                deleted, schema, key_of(before), before, None, last, ts_ms, tx_id
+                            )
+                            if hold is None:
+                                yield change
+                            else:
+                                hold(change)
                         row += 1
-                        yield ChangeEvent(updated, schema, key_of(after), before, after, last, ts_ms, tx_id)
+                        if skip:
+                            skip -= 1
+                        else:
+                            last = tx_pos.at_row(row)
+                            change = ChangeEvent(created, schema, key, None, after, last, ts_ms, tx_id)
+                            if hold is None:
+                                yield change
+                            else:
+                                hold(change)
+                        row += 1
                 else:
                     images = decoder.decode_rows(ev, pos, len(ev))
                     op = created if type_code in writes else deleted
@@ -203,9 +283,13 @@ class StreamDecoder:
                         last = tx_pos.at_row(row)
                         row += 1
                         if op is created:
-                            yield ChangeEvent(op, schema, key_of(image), None, image, last, ts_ms, tx_id)
+                            change = ChangeEvent(op, schema, key_of(image), None, image, last, ts_ms, tx_id)
                         else:
-                            yield ChangeEvent(op, schema, key_of(image), image, None, last, ts_ms, tx_id)
+                            change = ChangeEvent(op, schema, key_of(image), image, None, last, ts_ms, tx_id)
+                        if hold is None:
+                            yield change
+                        else:
+                            hold(change)
             elif type_code == EventType.GTID:
                 seq, domain, flags = _GTID_BODY(ev, HEADER_LEN)
                 gtid = Gtid(domain, server_id, seq)
@@ -218,12 +302,16 @@ class StreamDecoder:
                 row = 0
                 ts_ms = _ts * 1000
                 standalone = bool(flags & _FL_STANDALONE)
+                guarded = not flags & (_FL_TRANSACTIONAL | _FL_STANDALONE)
+                held = None
+                savepoints = None
                 last = None
                 skip = 0
                 if resume is not None:
                     # With rows to skip, the first transaction must be the one the restart point names;
-                    # a boundary (skip_rows == 0) is only a place in the binlog: the next transaction
-                    # starts at or after it, whatever its GTID.
+                    # a boundary (skip_rows == 0: a TransactionEnd's successor, or a SourceProgress) is
+                    # only a place in the binlog: the next transaction starts at or after it,
+                    # whatever its GTID.
                     mismatch = resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset
                     if resume.skip_rows and mismatch:
                         raise TerminalError(
@@ -235,42 +323,119 @@ class StreamDecoder:
                     resume = self._resume = None
             elif type_code == EventType.XID:
                 if tx_pos is not None:
-                    if last is not None:
+                    if held is None and last is not None:
                         yield TransactionEnd(tx_id, last, row, ts_ms)
+                    else:
+                        yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
-            elif type_code == EventType.QUERY:
+            elif type_code == EventType.QUERY or type_code == _EXECUTE_LOAD_QUERY:
                 if tx_pos is None:
                     continue
-                query, db = _query_text(ev)
+                query, db, thread_id = _query_text(ev, _QUERY_POST_HEADER[type_code])
                 if query == "BEGIN":
                     continue
-                if query == "COMMIT":  # non-transactional engines end with a COMMIT query, not an XID
-                    if last is not None:
-                        yield TransactionEnd(tx_id, last, row, ts_ms)
+                if query == "COMMIT" or query == "ROLLBACK":
+                    # non-transactional engines end with a COMMIT query, not an XID; a ROLLBACK ends a
+                    # group whose transactional rows were all undone (it also wrote a MyISAM table)
+                    if query == "ROLLBACK":
+                        self._undo(held, guarded, last, 0, tx_pos, log_pos - size)
+                    yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
                     continue
+                savepoint = savepoint_statement(query)
+                if savepoint is not None:
+                    kind, name = savepoint
+                    if savepoints is None:
+                        savepoints = Savepoints()
+                    if kind is SavepointKind.SET:
+                        savepoints.set(name, row)
+                    elif kind is SavepointKind.RELEASE:
+                        savepoints.release(name)
+                    else:
+                        back_to = savepoints.rollback_to(name)
+                        self._undo(held, guarded, last, back_to, tx_pos, log_pos - size)
+                    continue
                 for stmt in classify(query, db):
+                    kind_ = stmt.kind
+                    if kind_ is StatementKind.TEMPORARY:
+                        self._temporary.setdefault(thread_id, set()).add(stmt.table)
+                        continue
+                    if kind_ is StatementKind.DROP_TEMPORARY:
+                        self._temporary.get(thread_id, set()).discard(stmt.table)
+                        continue
                     if not self._filter.accepts(stmt.table.db, stmt.table.table):
                         continue
+                    if kind_ is StatementKind.WRITE:
+                        if stmt.table in self._temporary.get(thread_id, ()):
+                            continue  # a session's temporary table shadows the captured one
+                        raise statement_logged(stmt.table, query, tx_pos, log_pos - size)
                     if skip:
                         skip -= 1
                         row += 1
                         continue
                     last = tx_pos.at_row(row)
                     row += 1
-                    yield self._statement_record(
-                        stmt.kind, stmt.table, stmt.renamed_to, query, last, ts_ms, tx_id
+                    record = self._statement_record(
+                        kind_, stmt.table, stmt.renamed_to, query, last, ts_ms, tx_id
                     )
+                    if held is None:
+                        yield record
+                    else:
+                        held.append(record)
                 if standalone:
-                    if last is not None:
-                        yield TransactionEnd(tx_id, last, row, ts_ms)
+                    yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
+            elif type_code == EventType.HEARTBEAT:
+                # Sent when the server has nothing more to send: everything before log_pos (of the
+                # file the heartbeat names) has been read. Inside a transaction it is no boundary.
+                if tx_pos is None and gtid is not None and log_pos:
+                    name = ev[HEADER_LEN:].decode("utf-8", "surrogateescape")
+                    here = RestartPoint(Position(gtid, name, log_pos))
+                    yield SourceProgress(here, int(time.time() * 1000))
             elif type_code == EventType.ROTATE:
                 self.file = ev[HEADER_LEN + 8 :].decode("utf-8", "surrogateescape")
                 by_id.clear()  # table ids are only meaningful within one server run / file
             elif type_code in EventType.ROWS_COMPRESSED or type_code == EventType.QUERY_COMPRESSED:
                 raise TerminalError("compressed binlog events (log_bin_compress=ON) are not supported")
-            # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, HEARTBEAT, ANNOTATE_ROWS: nothing to emit
+            # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS: nothing to emit
+
+    def _end(
+        self,
+        held: HeldGroup | None,
+        last: Position | None,
+        tx_pos: Position,
+        next_offset: int,
+        row: int,
+        ts_ms: int,
+        tx_id: str,
+    ) -> Iterator[SourceRecord]:
+        """The end of a group: its held records, then its TransactionEnd, or, when it emitted
+        nothing, a (throttled) SourceProgress at the event after it."""
+        if held is not None:
+            yield from held.records
+            last = held.last
+        if last is not None:
+            yield TransactionEnd(tx_id, last, row, ts_ms)
+            return
+        now = time.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + self._progress_interval_s
+            here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
+            yield SourceProgress(RestartPoint(here), ts_ms)
+
+    @staticmethod
+    def _undo(
+        held: HeldGroup | None, guarded: bool, last: Position | None, back_to: int, tx_pos: Position, at: int
+    ) -> None:
+        """A rollback (to a savepoint set at row index ``back_to``) undid the transactional rows since."""
+        if held is not None:
+            held.rollback_from(back_to)
+        elif not guarded and last is not None and last.row >= back_to:
+            # Only groups without FL_TRANSACTIONAL are held; the server logs rollbacks in no other.
+            raise SourceProtocolError(
+                f"a rollback at {tx_pos.file}:{at} in transaction {where(tx_pos)} undoes row changes "
+                "already emitted (its GTID event did not announce a non-transactional write)"
+            )
 
     def _statement_record(
         self,
@@ -281,7 +446,7 @@ class StreamDecoder:
         position: Position,
         ts_ms: int,
         tx_id: str,
-    ) -> SourceRecord:
+    ) -> ChangeEvent | SchemaChange:
         if kind is StatementKind.TRUNCATE:
             schema = self._schema_for(ref)
             return ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, tx_id)
@@ -289,19 +454,35 @@ class StreamDecoder:
         return SchemaChange(_DDL_KIND[kind], ref, query, position, ts_ms, tx_id, previous, renamed_to)
 
     def _schema_for(self, ref: TableRef) -> TableSchema:
-        """The last schema seen for ``ref`` (a truncate carries no TABLE_MAP); an empty one if none."""
-        for table in reversed(list(self._compiled.values())):
-            if table.schema is not None and table.schema.ref == ref:
-                return table.schema
-        return TableSchema.build(ref, (), ())
+        """The schema a truncate carries (a TRUNCATE has no TABLE_MAP of its own).
+
+        The table's newest TABLE_MAP read by this decoder: in the current binlog file the one with
+        the highest table id (ids grow each time the server opens the table anew, e.g. after an
+        ALTER), else the last one compiled. When the truncate is the table's first event since the
+        reader started (e.g. right after a restart), there is none: the schema is then the empty
+        one, ``TableSchema.build(ref, (), ())`` (no columns, no key, always the same version), and
+        consumers must resolve the table by ``ref`` from what they already know of it.
+        """
+        newest: tuple[int, TableSchema] | None = None
+        for table_id, (table, _body) in self._by_id.items():
+            if (
+                table.decoder is not None
+                and table.schema.ref == ref
+                and (newest is None or table_id > newest[0])
+            ):
+                newest = (table_id, table.schema)
+        if newest is not None:
+            return newest[1]
+        return self._latest.get(ref) or TableSchema.build(ref, (), ())
 
 
-def _query_text(ev: bytes) -> tuple[str, str]:
-    """(statement, default database) of a QUERY event."""
+def _query_text(ev: bytes, post_header: int = 13) -> tuple[str, str, int]:
+    """(statement, default database, connection id) of a QUERY (or EXECUTE_LOAD_QUERY) event."""
     p = HEADER_LEN
+    thread_id = int.from_bytes(ev[p : p + 4], "little")
     db_len = ev[p + 8]
     status_len = int.from_bytes(ev[p + 11 : p + 13], "little")
-    p += 13 + status_len
+    p += post_header + status_len
     db = ev[p : p + db_len].decode("utf-8", "surrogateescape")
     p += db_len + 1
-    return ev[p:].decode("utf-8", "surrogateescape"), db
+    return ev[p:].decode("utf-8", "surrogateescape"), db, thread_id
