@@ -208,7 +208,7 @@ def sink(config_path: Path, until_caught_up: bool) -> None:
     batch = config.batch
     runner = SinkRunner(
         open_sinks,
-        lambda offsets: KafkaChangeReader(stream, config.name, offsets),
+        lambda offsets: KafkaChangeReader(stream, config.name, offsets, stream.consumer_group),
         SinkRunnerOptions(until_caught_up, batch.max_events, batch.max_ms, batch.idle_flush_seconds),
     )
     sys.exit(_finished(runner.run()))
