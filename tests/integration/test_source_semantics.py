@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pymysql
 import pymysql.cursors
@@ -23,6 +24,8 @@ from cdc.core.events import SourceProgress, SourceRecord
 from cdc.core.schema_evolution import diff_schemas
 from cdc.devstack.connections import StackConnections
 from cdc.sources.mariadb import ConnectionSettings, MariaDbBinlogReader, ReaderConfig, StartAt
+from cdc.sources.mariadb.connection import connect
+from cdc.sources.mariadb.table_engines import transactional_lookup
 
 CAPTURED = ("t", "k", "m")  # "other" is not captured
 
@@ -106,6 +109,17 @@ def test_statement_logged_dml_on_a_captured_table_stops_naming_table_position_an
     message = str(caught.value)
     assert f"{db.name}.t" in message and "binlog_format=ROW" in message
     assert "-bin.0" in message and "GTID 0-1-" in message
+
+
+def test_statement_logged_load_data_on_a_captured_table_stops(db: Db, tmp_path: Path) -> None:
+    data = tmp_path / "rows.tsv"
+    data.write_text("1\t1\ta\n2\t2\tb\n")
+    start = db.coordinates()
+    with db.stack.mariadb.connect_root(autocommit=True, local_infile=True) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION binlog_format = 'STATEMENT'")
+        cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {db.name}.t", (str(data),))
+    with pytest.raises(SourceSettingsError, match=rf"{db.name}\.t: a LOAD statement .*binlog_format=ROW"):
+        db.read(start)
 
 
 def test_statement_logged_dml_on_other_tables_is_ignored(db: Db) -> None:
@@ -207,6 +221,29 @@ def test_rollback_to_savepoint_drops_the_undone_rows_and_keeps_the_rest(db: Db) 
     # a restart after the first kept row of the transaction gives exactly the rest
     again = db.read(StartAt.at(RestartPoint.after(positions[0])))
     assert changes(again) == kept[1:]
+
+
+def test_rollback_to_a_savepoint_at_the_transaction_start_drops_the_undone_rows(db: Db) -> None:
+    # The savepoint precedes every logged change: MariaDB logs the undone rows and a final ROLLBACK.
+    start = db.coordinates()
+    d = db.name
+    db.cur.execute("BEGIN")
+    db.cur.execute("SAVEPOINT first")
+    db.cur.execute(f"INSERT INTO {d}.m VALUES (1, 1)")
+    db.cur.execute(f"INSERT INTO {d}.t VALUES (1, 1, 'undone')")
+    db.cur.execute("ROLLBACK TO SAVEPOINT first")
+    db.cur.execute("COMMIT")
+    db.cur.execute(f"INSERT INTO {d}.t VALUES (2, 2, 'kept')")
+    assert summary(db.read(start)) == [("c", "m", (1,), None, (1, 1)), ("c", "t", (2,), None, (2, 2, "kept"))]
+
+
+def test_engine_lookup_tells_myisam_from_innodb(db: Db) -> None:
+    m = db.stack.mariadb
+    is_transactional = transactional_lookup(
+        lambda: connect(ConnectionSettings(m.host, m.port, m.user, m.password))
+    )
+    assert is_transactional(db.name, "t") and not is_transactional(db.name, "m")
+    assert is_transactional(db.name, "no_such_table")
 
 
 # -- item 3: progress through other tables' transactions and heartbeats ------------------------------
