@@ -207,3 +207,22 @@ def test_truncate_schema_is_the_newest_table_map_or_the_empty_one() -> None:
     alone = Binlog(offset=b.offset, seq=b.seq).rotate().gtid(FL_STANDALONE).query("TRUNCATE TABLE t")
     first, again = (next(r for r in decode(alone) if isinstance(r, ChangeEvent)) for _ in range(2))
     assert first.schema.columns == () and first.schema.primary_key == () and first.schema == again.schema
+
+
+def test_a_held_transaction_past_the_limit_streams_on_and_a_late_rollback_stops() -> None:
+    b = Binlog().rotate().gtid(FL_ALLOW_PARALLEL).query("SAVEPOINT `a`").insert("t", (1, 1), (2, 2), (3, 3))
+    complete = Binlog(events=list(b.events), offset=b.offset, seq=b.seq).insert("t", (4, 4)).xid()
+    assert [key for _, _, key, _ in rows(decode(complete, hold_limit=2))] == [(1,), (2,), (3,), (4,)]
+    b.query("ROLLBACK TO `a`").xid()
+    with pytest.raises(SourceProtocolError, match="hold limit"):
+        decode(b, hold_limit=2)
+    assert rows(decode(b)) == []  # within the limit the rollback is honoured
+
+
+def test_create_select_is_a_write_only_when_logged_as_a_statement() -> None:
+    from cdc.sources.mariadb.ddl import StatementKind, classify
+
+    kinds = [s.kind for s in classify("CREATE TABLE d.x SELECT * FROM d.y", "d")]
+    assert kinds == [StatementKind.CREATE, StatementKind.WRITE]
+    row_format = "CREATE TABLE `x` (`select` int(11) DEFAULT NULL COMMENT 'select me')"
+    assert [s.kind for s in classify(row_format, "d")] == [StatementKind.CREATE]

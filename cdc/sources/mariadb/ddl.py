@@ -54,6 +54,7 @@ _FROM = re.compile(r"\bFROM\s", re.I)
 _NOT_TABLES = frozenset({"select", "with", "lateral", "values", "table"})
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"", re.S)
 _SELECT = re.compile(r"\bSELECT\b", re.I)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`", re.S)
 _SAVEPOINT = re.compile(
     r"^(SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO(?:\s+SAVEPOINT)?|RELEASE\s+SAVEPOINT)\s+(\S.*)$", re.I | re.S
 )
@@ -101,7 +102,7 @@ def classify(query: str, default_db: str) -> list[TableStatement]:
         if match is None:
             continue
         kind = StatementKind(name)
-        if kind is StatementKind.CREATE and _SELECT.search(_STRINGS.sub("''", text[match.end() :])):
+        if kind is StatementKind.CREATE and _SELECT.search(_QUOTED.sub("''", text[match.end() :])):
             # In ROW format the server logs CREATE ... SELECT as a plain CREATE plus row events; the
             # SELECT is still there only when the session logged it as a statement.
             ref = _ref(match[1], default_db)

@@ -11,20 +11,24 @@ here the transactional rows a rollback undid. Non-transactional rows are always 
 Positions are assigned as rows are read, so a dropped row leaves a gap in the row indexes: the same
 binlog gives the same positions on every read, and a restart's skip count stays exact.
 
-Memory: a held group is bounded by ``limit`` records (a TerminalError past it); groups with
-FL_TRANSACTIONAL, i.e. ordinary InnoDB transactions, are never held.
+Memory: groups with FL_TRANSACTIONAL (ordinary InnoDB transactions) are never held, nor are rows of
+non-transactional tables before a group's first transactional row (when the decoder knows engines).
+A held group is bounded by the decoder's ``hold_limit`` (DEFAULT_HOLD_LIMIT records): past it the
+decoder releases the records and streams the rest, and a rollback that would then undo released
+rows is a terminal error, never a silent phantom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from cdc.core.errors import TerminalError
+from cdc.core.errors import SourceProtocolError
 from cdc.core.events import ChangeEvent, Op, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef
+from cdc.sources.mariadb.decoder_errors import where
 
-__all__ = ["DEFAULT_HOLD_LIMIT", "HeldGroup", "IsTransactional", "Savepoints"]
+__all__ = ["DEFAULT_HOLD_LIMIT", "HeldGroup", "IsTransactional", "Savepoints", "apply_rollback"]
 
 DEFAULT_HOLD_LIMIT = 500_000
 IsTransactional = Callable[[TableRef], bool]
@@ -34,26 +38,12 @@ _ROW_OPS = frozenset({Op.CREATE, Op.UPDATE, Op.DELETE})
 class HeldGroup:
     """The records of one event group from its first transactional-table row on, until it ends."""
 
-    __slots__ = ("_is_transactional", "_limit", "_where", "before", "records")
+    __slots__ = ("_is_transactional", "before", "records")
 
-    def __init__(
-        self, before: Position | None, is_transactional: IsTransactional, limit: int, where: str
-    ) -> None:
+    def __init__(self, before: Position | None, is_transactional: IsTransactional) -> None:
         self.before = before  # the group's last record emitted before holding started
         self.records: list[ChangeEvent | SchemaChange] = []
         self._is_transactional = is_transactional
-        self._limit = limit
-        self._where = where
-
-    def append(self, record: ChangeEvent | SchemaChange) -> None:
-        self.records.append(record)
-        if len(self.records) > self._limit:
-            raise TerminalError(
-                f"transaction {self._where} wrote a non-transactional (MyISAM/Aria) table and more than "
-                f"{self._limit} row changes of transactional tables; such a transaction is held in memory "
-                "until it ends, so that rows undone by ROLLBACK TO SAVEPOINT can be dropped. Keep "
-                "non-transactional tables out of large transactions (or convert them to InnoDB)"
-            )
 
     def rollback_from(self, row: int) -> None:
         """Drop the transactional-table row changes at row index ``row`` and later."""
@@ -102,3 +92,19 @@ class Savepoints:
             names = list(self.marks)
             for gone in names[names.index(name) :]:
                 del self.marks[gone]
+
+
+def apply_rollback(
+    held: HeldGroup | None, guarded: bool, last: Position | None, back_to: int, tx_pos: Position, at: int
+) -> None:
+    """A rollback (to a savepoint set at row index ``back_to``) undid the transactional rows since."""
+    if held is not None:
+        held.rollback_from(back_to)
+    elif not guarded and last is not None and last.row >= back_to:
+        # Only groups without FL_TRANSACTIONAL are held (the server logs rollbacks in no other),
+        # and only up to the hold limit.
+        raise SourceProtocolError(
+            f"a rollback at {tx_pos.file}:{at} in transaction {where(tx_pos)} undoes row changes "
+            "already emitted: either its GTID event did not announce a non-transactional write, "
+            "or the transaction held more row changes than the decoder's hold limit"
+        )

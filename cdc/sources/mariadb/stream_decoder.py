@@ -45,7 +45,7 @@ from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, 
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, RowsDecoder, compile_rows_decoder
-from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints
+from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints, apply_rollback
 from cdc.sources.mariadb.table_filter import TableFilter
 from cdc.sources.mariadb.table_map import TableMap, parse_table_map
 from cdc.sources.mariadb.type_mapping import table_schema
@@ -119,7 +119,8 @@ class StreamDecoder:
         progress_interval_s: float = 0.5,
         hold_limit: int = DEFAULT_HOLD_LIMIT,
     ) -> None:
-        """``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
+        """``hold_limit`` bounds the records held per transaction for savepoint rollbacks (see
+        savepoints.py). ``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
         rollbacks; without it every table counts as transactional, which is exact for ROW-format
         binlogs (the server logs non-transactional rows in their own groups, outside any
         transaction) and only differs if a non-transactional row ever sits inside one."""
@@ -227,9 +228,9 @@ class StreamDecoder:
                 hold = None
                 if guarded:
                     if held is None and self._is_transactional(schema.ref):
-                        held = HeldGroup(last, self._is_transactional, self._hold_limit, where(tx_pos))
+                        held = HeldGroup(last, self._is_transactional)
                     if held is not None:
-                        hold = held.append
+                        hold = held.records.append
                 if is_update:
                     pairs = decoder.decode_updates(ev, pos, len(ev))
                     for before, after in pairs:
@@ -290,6 +291,17 @@ class StreamDecoder:
                             yield change
                         else:
                             hold(change)
+                if hold is not None and held is not None and len(held.records) > self._hold_limit:
+                    # Memory stays bounded: past the limit the group streams on, and a rollback that
+                    # would undo rows already released stops the pipeline (_undo) instead.
+                    log.warning(
+                        "transaction %s: over %d row changes held for a possible savepoint rollback; "
+                        "releasing them",
+                        where(tx_pos),
+                        self._hold_limit,
+                    )
+                    yield from held.records
+                    last, held, guarded = held.last, None, False
             elif type_code == EventType.GTID:
                 seq, domain, flags = _GTID_BODY(ev, HEADER_LEN)
                 gtid = Gtid(domain, server_id, seq)
@@ -338,7 +350,7 @@ class StreamDecoder:
                     # non-transactional engines end with a COMMIT query, not an XID; a ROLLBACK ends a
                     # group whose transactional rows were all undone (it also wrote a MyISAM table)
                     if query == "ROLLBACK":
-                        self._undo(held, guarded, last, 0, tx_pos, log_pos - size)
+                        apply_rollback(held, guarded, last, 0, tx_pos, log_pos - size)
                     yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
                     continue
@@ -353,7 +365,7 @@ class StreamDecoder:
                         savepoints.release(name)
                     else:
                         back_to = savepoints.rollback_to(name)
-                        self._undo(held, guarded, last, back_to, tx_pos, log_pos - size)
+                        apply_rollback(held, guarded, last, back_to, tx_pos, log_pos - size)
                     continue
                 for stmt in classify(query, db):
                     kind_ = stmt.kind
@@ -381,7 +393,7 @@ class StreamDecoder:
                     if held is None:
                         yield record
                     else:
-                        held.append(record)
+                        held.records.append(record)
                 if standalone:
                     yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
@@ -422,20 +434,6 @@ class StreamDecoder:
             self._next_progress = now + self._progress_interval_s
             here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
             yield SourceProgress(RestartPoint(here), ts_ms)
-
-    @staticmethod
-    def _undo(
-        held: HeldGroup | None, guarded: bool, last: Position | None, back_to: int, tx_pos: Position, at: int
-    ) -> None:
-        """A rollback (to a savepoint set at row index ``back_to``) undid the transactional rows since."""
-        if held is not None:
-            held.rollback_from(back_to)
-        elif not guarded and last is not None and last.row >= back_to:
-            # Only groups without FL_TRANSACTIONAL are held; the server logs rollbacks in no other.
-            raise SourceProtocolError(
-                f"a rollback at {tx_pos.file}:{at} in transaction {where(tx_pos)} undoes row changes "
-                "already emitted (its GTID event did not announce a non-transactional write)"
-            )
 
     def _statement_record(
         self,
