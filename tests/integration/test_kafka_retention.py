@@ -7,20 +7,24 @@ stops the same way instead of starting from whatever is left.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.errors import StreamGap
 from cdc.devstack.connections import StackConnections
+from cdc.stream.kafka_reader import KafkaChangeReader
 from tests.support.kafka_pipeline import KafkaPipeline
 
 
 def delete_up_to_end(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """Delete every record of the topic (as retention would); returns each partition's new start."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    from confluent_kafka import Consumer
-
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kafka-retention-probe"})
     try:
         ends = {
@@ -80,3 +84,29 @@ def test_sink_stops_on_messages_deleted_before_it_applied_them(
         ), text[-3000:]
     finally:
         pipeline.drop()
+
+
+def test_the_reader_stops_when_retention_deletes_what_it_was_about_to_read(stack: StackConnections) -> None:
+    # the assignment check passed, then retention moved the log start past the consumer's position
+    # (here: the reader is told to start at an offset that is gone): a gap, not a jump
+    bootstrap = stack.kafka.bootstrap_servers
+    pipeline = f"kafka-{uuid.uuid4().hex[:8]}"
+    topic = f"{pipeline}.db.t"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(5):
+        producer.produce(topic, b"{}", str(i).encode())
+    assert producer.flush(30) == 0
+    delete_up_to_end(bootstrap, topic, 1)
+    reader = KafkaChangeReader(
+        KafkaStreamConfig(bootstrap_servers=bootstrap), pipeline, lambda parts: dict.fromkeys(parts, 1)
+    )
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        with pytest.raises(StreamGap, match=rf"{re.escape(topic)}:0 no longer holds"):
+            while time.monotonic() < deadline:
+                reader.poll(100, 0.5)
+    finally:
+        reader.close()
