@@ -136,7 +136,9 @@ class StreamDecoder:
         self._by_id: dict[int, tuple[_Table, bytes]] = {}
         self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
         self._resume = resume
-        self._progress_interval_s = progress_interval_s
+        self.progress_interval_s = (
+            progress_interval_s  # at most one SourceProgress per this, for other tables
+        )
         self._next_progress = 0.0
         self._hold_limit = hold_limit
         self.file: str | None = resume.transaction.file if resume else None
@@ -431,7 +433,7 @@ class StreamDecoder:
             return
         now = time.monotonic()
         if now >= self._next_progress:
-            self._next_progress = now + self._progress_interval_s
+            self._next_progress = now + self.progress_interval_s
             here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
             yield SourceProgress(RestartPoint(here), ts_ms)
 
