@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from benchmarks.decode_bench import DB, Range
 from cdc.config.models import MariaDbSourceConfig
-from cdc.core.events import SourceRecord, TransactionEnd
+from cdc.core.events import SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.daemon.mariadb_source import MariaDbSource
 
@@ -39,7 +39,10 @@ class RangeSource(MariaDbSource):
         file, stop = self.range.file, self.range.stop
         try:
             for record in inner:
-                where = record.last_position if record.__class__ is TransactionEnd else record.position  # type: ignore[union-attr]
+                if record.__class__ is SourceProgress:  # other tables' transactions, heartbeats
+                    where = record.restart.transaction  # type: ignore[union-attr]
+                else:
+                    where = record.last_position if record.__class__ is TransactionEnd else record.position  # type: ignore[union-attr]
                 if where.offset >= stop or where.file != file:
                     return
                 yield record
