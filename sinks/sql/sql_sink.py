@@ -50,7 +50,7 @@ class SqlSinkSettings:
     schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
 
 
-# a schema version's table, its first event's position, the schema as the target keys it
+# a schema version as the target keys it, and the first event of that version in the batch
 _Version = tuple[TableSchema, ChangeEvent]
 
 
