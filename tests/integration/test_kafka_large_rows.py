@@ -13,7 +13,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 from cdc.devstack.connections import StackConnections
 from tests.support.kafka_pipeline import KafkaPipeline

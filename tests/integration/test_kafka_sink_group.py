@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,10 @@ def update_all(pipeline: KafkaPipeline, ver: int) -> None:
     pipeline.execute_with("UPDATE t SET ver = %s WHERE id = %s", [(ver, i) for i in range(ROWS)])
 
 
-def wait_for(what: str, check: callable, timeout: float, *logs: Daemon) -> None:  # type: ignore[valid-type]
+def wait_for(what: str, check: Callable[[], bool], timeout: float, *logs: Daemon) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.5)
     tails = "\n".join(d.log.read_text()[-2000:] for d in logs if d.log.exists())

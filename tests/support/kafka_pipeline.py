@@ -91,7 +91,7 @@ class KafkaPipeline:
             for arg in args:
                 cur.execute(statement, arg)
 
-    def connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect(self) -> pymysql.Connection:
         return self.stack.mariadb.connect_root(database=self.db, autocommit=True)
 
     def drop(self) -> None:
