@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from cdc.core.errors import BinlogPurged, ConfigError, SourceSettingsError
 from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint
-from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, control
+from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, connect, control
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
+from cdc.sources.mariadb.table_engines import transactional_lookup
 from cdc.sources.mariadb.table_filter import TableFilter
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
 
@@ -121,6 +122,7 @@ class MariaDbBinlogReader:
             table_filter=TableFilter(cfg.tables, cfg.exclude_tables),
             options=DecoderOptions(cfg.zero_dates),
             extended_types_of=self._extended_types,
+            transactional_of=transactional_lookup(lambda: connect(cfg.connection)),
             resume=start.restart,
         )
         if dump.file:
