@@ -179,12 +179,24 @@ def test_foreign_transactions_give_throttled_progress_at_the_next_event() -> Non
         b.gtid().insert("other", (i, i)).xid()
     records = decode(b)
     progress = [r for r in records if isinstance(r, SourceProgress)]
-    assert len(progress) == 1  # one per 0.5 s
+    # one per 0.5 s, and the newest one withheld is sent when the stream ends
+    assert len(progress) == 2
     point = progress[0].restart
     assert point.skip_rows == 0 and point.transaction.gtid == Gtid(0, 1, 102)
     first_foreign_xid = b.events[8]
     assert point.transaction.offset == struct.unpack_from("<I", first_foreign_xid, 13)[0]
+    assert progress[1].restart.transaction.gtid == Gtid(0, 1, 104)
+    assert progress[1].restart.transaction.offset == b.offset
+    assert records[-1] is progress[1]
     assert len([r for r in decode(b, progress_interval_s=0.0) if isinstance(r, SourceProgress)]) == 3
+
+
+def test_a_withheld_progress_is_dropped_once_a_captured_transaction_follows() -> None:
+    b = Binlog().rotate().gtid().insert("t", (1, 1)).xid()
+    b.gtid().insert("other", (1, 1)).xid().gtid().insert("other", (2, 2)).xid()
+    b.gtid().insert("t", (2, 2)).xid()
+    records = decode(b)
+    assert [type(r).__name__ for r in records][-2:] == ["ChangeEvent", "TransactionEnd"]
 
 
 def test_heartbeat_outside_a_transaction_is_progress_at_the_servers_position() -> None:

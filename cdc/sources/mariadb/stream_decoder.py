@@ -140,6 +140,8 @@ class StreamDecoder:
             progress_interval_s  # at most one SourceProgress per this, for other tables
         )
         self._next_progress = 0.0
+        # the newest throttled SourceProgress: sent at the stream's end (`--until-caught-up` reads)
+        self._withheld: SourceProgress | None = None
         self._hold_limit = hold_limit
         self.file: str | None = resume.transaction.file if resume else None
         self.events_seen = 0
@@ -338,6 +340,7 @@ class StreamDecoder:
             elif type_code == EventType.XID:
                 if tx_pos is not None:
                     if held is None and last is not None:
+                        self._withheld = None  # this end supersedes it
                         yield TransactionEnd(tx_id, last, row, ts_ms)
                     else:
                         yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
@@ -405,6 +408,7 @@ class StreamDecoder:
                 if tx_pos is None and gtid is not None and log_pos:
                     name = ev[HEADER_LEN:].decode("utf-8", "surrogateescape")
                     here = RestartPoint(Position(gtid, name, log_pos))
+                    self._withheld = None
                     yield SourceProgress(here, int(time.time() * 1000))
             elif type_code == EventType.ROTATE:
                 self.file = ev[HEADER_LEN + 8 :].decode("utf-8", "surrogateescape")
@@ -412,6 +416,9 @@ class StreamDecoder:
             elif type_code in EventType.ROWS_COMPRESSED or type_code == EventType.QUERY_COMPRESSED:
                 raise TerminalError("compressed binlog events (log_bin_compress=ON) are not supported")
             # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS: nothing to emit
+        if self._withheld is not None:
+            withheld, self._withheld = self._withheld, None
+            yield withheld
 
     def _end(
         self,
@@ -429,13 +436,18 @@ class StreamDecoder:
             yield from held.records
             last = held.last
         if last is not None:
+            self._withheld = None
             yield TransactionEnd(tx_id, last, row, ts_ms)
             return
+        here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
+        progress = SourceProgress(RestartPoint(here), ts_ms)
         now = time.monotonic()
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
-            here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
-            yield SourceProgress(RestartPoint(here), ts_ms)
+            self._withheld = None
+            yield progress
+        else:
+            self._withheld = progress
 
     def _statement_record(
         self,
