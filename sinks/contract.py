@@ -14,9 +14,31 @@ Exactly once, per sink:
   before it changes nothing).
 - Kafka mode (``state.offsets`` not empty): events come from several partitions, so positions are not
   in one order across a batch and a position says nothing about another partition's progress. The
-  sink then skips nothing by position: the consumer filters by offset before calling ``apply``, and
-  the sink only stores the offsets (and the highest position, for status) with the data.
-- within a batch, events are in position order; for a serving table the last change per key wins.
+  sink then skips nothing by position (truncates aside, below): the consumer filters by offset
+  before calling ``apply``, and the sink only stores the offsets (and the highest position, for
+  status) with the data.
+- within a batch, events are in position order (in Kafka mode, per partition); for a serving table
+  the last change per key wins.
+
+Truncates are fenced by position. A truncate of table T at position P removes every change of T at
+a position below P. The writer sends a truncate to every partition of T's topic, so a sink in Kafka
+mode gets one copy per partition, interleaved with the other partitions' rows in any order. A sink
+records durably, in the same transaction/commit as its data, the position of the last truncate it
+applied per table. A truncate at or below that position is a copy already applied: it changes
+nothing (the batch's state and offsets are still stored). A truncate above it is applied once and
+recorded. In a serving sink, a row change of T below the recorded position is older than a
+truncate already applied and is skipped. Within one batch, per table: the highest truncate above
+the recorded one is applied first; every row change of that table in the batch below it is dropped;
+the remaining rows follow in batch order (per key, that is per-partition order, the source's order).
+A history sink records every row change (rows below a truncate too: state-as-of cuts by position)
+and one truncate row per truncate.
+
+Why it holds whatever the partition assignment, across processes and restarts: each partition
+carries its copy of truncate P before its own rows above P, so the first copy of P to reach a sink
+precedes every row of T above P from any partition; applying P at that first copy never wipes a
+newer row. Rows below P from partitions still behind arrive later and are skipped; later copies are
+no-ops. Embedded mode has one copy per truncate and events in position order: the same rule gives
+the same result as applying the events in order.
 - a sink may buffer batches and commit them later (Iceberg commits every N rows or T seconds, so
   that snapshots and small files do not pile up): ``applied()`` reports only what is committed, and
   the caller re-delivers everything after it after a crash. ``flush()`` commits what is buffered.

@@ -10,6 +10,12 @@ exactly where its last transaction put it.
 A sink that needs messages the topic no longer holds (retention deleted them, or the sink was added
 after they were) stops the run with StreamGap naming the sink, the partition and both offsets,
 instead of silently starting from what is left.
+
+A TRUNCATE reaches every partition of its table's topic; each copy is handed to the sinks like any
+message. The sinks fence truncates by position (see :mod:`sinks.contract`): the first copy empties
+the table, the others change nothing, and rows older than it arriving later from other partitions
+are skipped. So nothing here waits for the other partitions' copies, whichever partitions this
+process holds, and `--until-caught-up` depends only on the offsets.
 """
 
 from __future__ import annotations
@@ -22,8 +28,7 @@ from dataclasses import dataclass
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.events import ChangeEvent
 from cdc.daemon.supervisor import Supervisor
-from cdc.daemon.truncate_barrier import BarrierTruncate, Ready, TruncateBarrier, topic_of
-from cdc.stream.kafka_reader import GAP_RECOVERY, KafkaChangeReader, Watermarks
+from cdc.stream.kafka_reader import GAP_RECOVERY, ConsumedChange, KafkaChangeReader, Watermarks
 from sinks.contract import AppliedState, Sink, SinkBatch
 
 log = logging.getLogger("cdc.sink")
@@ -99,14 +104,9 @@ class _Consumption:
         self.sinks = sinks
         self.reader: KafkaChangeReader | None = None
         self.held: dict[str, dict[str, int]] = {sink.name: {} for sink in sinks}
-        self.pending: list[Ready] = []
+        self.pending: list[ConsumedChange] = []
         self.dirty = False
         self.active = True
-        self.barrier = TruncateBarrier(self._assigned_of_topic)
-
-    def _assigned_of_topic(self, topic: str) -> set[str]:
-        assert self.reader is not None
-        return {p for p in self.reader.assigned if topic_of(p) == topic}
 
     # -- the group's callbacks (on the polling thread, inside reader.poll) -----------------------
 
@@ -149,14 +149,12 @@ class _Consumption:
             # what it consumed from them and did not apply must not land; the new owner applies
             # it. What a buffering sink already took is committed by its next flush, as the new
             # owner reads the sinks' offsets before that: this rare case can duplicate.
-            self.pending = [item for item in self.pending if not _touches(item, partitions)]
-            self.pending.extend(self.barrier.forget(partitions))
+            self.pending = [item for item in self.pending if item.partition not in partitions]
             for held in self.held.values():
                 for partition in partitions:
                     held.pop(partition, None)
             log.warning("lost %d partitions to the group (missed the session timeout)", len(partitions))
             return
-        self.pending.extend(self.barrier.forget(partitions))
         self.apply()
         for sink in self.sinks:
             sink.flush()
@@ -183,7 +181,6 @@ class _Consumption:
         assert reader is not None
         opts = self.runner._options
         stop = self.runner._stop
-        barrier = self.barrier
         deadline = 0.0
         started = time.monotonic()
         last_flush = time.monotonic()
@@ -193,10 +190,9 @@ class _Consumption:
             wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
             changes = reader.poll(opts.max_events, wait)
             if changes:
-                ready = barrier.admit(changes)
-                if ready and not self.pending:
+                if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
-                self.pending.extend(ready)
+                self.pending.extend(changes)
             now = time.monotonic()
             if self.pending and (len(self.pending) >= opts.max_events or now >= deadline or stop.is_set()):
                 self.apply()
@@ -209,7 +205,7 @@ class _Consumption:
                     self.apply()
                     return
                 if opts.until_caught_up and not self.pending:
-                    if reader.assigned and reader.assigned <= reader.at_end and not barrier.blocked:
+                    if reader.assigned and reader.assigned <= reader.at_end:
                         # A topic created since the group last balanced is not assigned yet: wait for
                         # the rebalance, unless the assignment has been stable long enough that the
                         # rest must belong to another `cdc sink` process of the group.
@@ -223,12 +219,6 @@ class _Consumption:
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return
-
-
-def _touches(item: Ready, partitions: set[str]) -> bool:
-    if isinstance(item, BarrierTruncate):
-        return not partitions.isdisjoint(item.offsets)
-    return item.partition in partitions
 
 
 def _never_consumed(sink: str, partition: str, marks: Watermarks) -> str:
@@ -258,17 +248,11 @@ def _gap_message(gaps: list[str]) -> str:
     return f"the stream has a gap for this sink: {shown}. {GAP_RECOVERY}"
 
 
-def _batch_for(items: list[Ready], held: Mapping[str, int]) -> SinkBatch | None:
+def _batch_for(items: list[ConsumedChange], held: Mapping[str, int]) -> SinkBatch | None:
     """The part of ``items`` a sink does not hold yet, with the offsets it advances."""
     records: list[ChangeEvent] = []
     offsets: dict[str, int] = {}
     for item in items:
-        if isinstance(item, BarrierTruncate):
-            fresh = {p: o for p, o in item.offsets.items() if o > held.get(p, 0)}
-            if fresh:
-                records.append(item.event)
-                offsets.update(fresh)
-            continue
         if item.next_offset > held.get(item.partition, 0):
             records.append(item.event)
             offsets[item.partition] = max(offsets.get(item.partition, 0), item.next_offset)

@@ -32,13 +32,16 @@ from sinks.iceberg.history_schema import (
 from sinks.iceberg.snapshot_state import POSITION_KEY, stored_state
 from sinks.iceberg.source_versions import stored_schema, stored_versions
 
-__all__ = ["TableWriter", "align_to"]
+__all__ = ["TRUNCATED_AT_PROPERTY", "TableWriter", "align_to"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 8_192  # Python rows turned into one Arrow chunk
 _COMMIT_ATTEMPTS = 5
 _TS_UTC = pa.timestamp("us", tz="UTC")
+# the _position of the last truncate recorded in the table, set in the same commit as its 't' row:
+# a copy of that truncate from another partition (another batch, process or run) is not recorded again
+TRUNCATED_AT_PROPERTY = "headwater.truncated-at"
 
 
 def align_to(chunk: pa.Table, target: pa.Schema) -> pa.Table:
@@ -106,6 +109,10 @@ class TableWriter:
         self.chunks: list[pa.Table] = []
         self.buffered = 0
         self.base_snapshot = _current_id(table)  # the snapshot the next append must build on
+        # truncates: the last one committed (read by the applying thread, set by the committer)
+        # and the highest one accepted since (buffered or in flight); positions as sortable text
+        self.committed_truncate: str | None = table.properties.get(TRUNCATED_AT_PROPERTY)
+        self.accepted_truncate: str | None = None
 
     def _take_shape(self, schema: TableSchema) -> None:
         self.shape_schema = schema
@@ -121,6 +128,8 @@ class TableWriter:
         if image is None:
             image = event.before
             if image is None:  # truncate: a marker row, every source column null
+                if not self._first_copy(event):
+                    return 0
                 image = (None,) * self.width
         elif event.before is not None and event.op is Op.UPDATE:
             before = event.before
@@ -131,6 +140,17 @@ class TableWriter:
                 added = 2
         self._row(image, event.op._value_, event)
         return added
+
+    def _first_copy(self, event: ChangeEvent) -> bool:
+        """Whether this truncate is not yet recorded: the writer sends one copy per partition, and the
+        history keeps one 't' row per truncate (rows of other partitions below it stay recorded:
+        state-as-of cuts by position, whatever order the rows landed in)."""
+        text = event.position.to_string()
+        for floor in (self.committed_truncate, self.accepted_truncate):
+            if floor is not None and text <= floor:
+                return False
+        self.accepted_truncate = text
+        return True
 
     def _row(self, image: RowImage, op: str, event: ChangeEvent) -> None:
         # hot path (once per change): the _position text is rebuilt around the row index while the
@@ -218,7 +238,7 @@ class TableWriter:
         data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
-                self.table.append(data, snapshot_properties=properties)
+                data = self._append(data, properties)
                 break
             except CommitFailedException:
                 self.table.refresh()
@@ -233,6 +253,31 @@ class TableWriter:
                 time.sleep(0.05 * attempt)
         self.base_snapshot = _current_id(self.table)
         return int(data.num_rows)
+
+    def _append(self, data: pa.Table, properties: dict[str, str]) -> pa.Table:
+        """Append ``data``; its truncate rows move the table's truncate property in the same commit.
+
+        Truncate rows at or below the property (another process recorded that truncate since this
+        writer read the table: a commit conflict, then a retry on the refreshed table) are left out.
+        """
+        stored = self.table.properties.get(TRUNCATED_AT_PROPERTY)
+        is_truncate = pc.equal(data.column(OP), "t")
+        if not pc.any(is_truncate).as_py():
+            self.table.append(data, snapshot_properties=properties)
+            return data
+        if stored is not None:
+            old = pc.and_(is_truncate, pc.less_equal(data.column(POSITION), stored))
+            data = data.filter(pc.invert(old))
+        truncates = data.filter(pc.equal(data.column(OP), "t")).column(POSITION)
+        newest = pc.max(truncates).as_py() if len(truncates) else None
+        if newest is None:
+            self.table.append(data, snapshot_properties=properties)
+            return data
+        with self.table.transaction() as txn:
+            txn.append(data, snapshot_properties=properties)
+            txn.set_properties({TRUNCATED_AT_PROPERTY: newest})
+        self.committed_truncate = newest
+        return data
 
     def reread_base(self) -> None:
         """After a failed cycle: build on the table as it is now (its position was re-read too)."""
@@ -262,8 +307,16 @@ class TableWriter:
             room -= kept[-1].num_rows
         self.chunks = kept
         self.buffered = keep
+        self.accepted_truncate = None
+        for chunk in kept:  # the truncates still buffered
+            found = pc.max(chunk.filter(pc.equal(chunk.column(OP), "t")).column(POSITION)).as_py()
+            if found is not None and (self.accepted_truncate is None or found > self.accepted_truncate):
+                self.accepted_truncate = found
 
     def discard(self) -> None:
         self.rows, self.meta = [], []
         self.chunks = []
         self.buffered = 0
+        # nothing buffered or in flight: the table says what is recorded (refreshed after a failure)
+        self.accepted_truncate = None
+        self.committed_truncate = self.table.properties.get(TRUNCATED_AT_PROPERTY)

@@ -11,14 +11,21 @@ one to the epoch in its own transaction; every apply of a writer that claimed re
 a lock (``SELECT ... FOR UPDATE``; on SQLite, a no-op UPDATE first takes the database's write lock)
 in the data's transaction, so a writer whose epoch is no longer the stored one commits nothing.
 A claim on a sink that has applied nothing stores the row with an empty position (read as None).
-Tables of older releases get the two columns added at open.
+
+Truncate fences: ``truncates`` in the positions row, JSON {"db.table": position of the last truncate
+applied}, written in the same transaction as the rows (see :mod:`sinks.sql.truncate_fence`). It lives
+in the pipeline's row, not per target table, because positions are only comparable within one
+source, and because every apply already reads that row under its lock: the fence costs no query.
+
+Tables of older releases get the added columns at open.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -43,6 +50,8 @@ class Held:
     row_exists: bool
     epoch: int | None  # the last claim's writer epoch; None if no writer ever claimed
     writer: str | None  # WriterIdentity.describe() of that claim
+    # "db.table" -> position of the last truncate applied (the fence below which rows are older)
+    truncates: Mapping[str, Position] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,8 @@ class Bookkeeping:
     """Table definitions and reads/writes of the sink's own tables (in ``schema`` when one is set)."""
 
     def __init__(self, schema: str | None) -> None:
+        self._truncates_text = ""
+        self._truncates_parsed: Mapping[str, Position] = {}
         self.metadata = sa.MetaData(schema=None if schema is None else quoted(schema))
         self.positions = sa.Table(
             quoted(POSITIONS_TABLE),
@@ -153,7 +164,7 @@ class Bookkeeping:
             sa.Column("position", sa.String(255), nullable=False),  # '' = nothing applied yet
             sa.Column("offsets", sa.Text, nullable=False),  # JSON {"topic:partition": next offset}
             sa.Column("updated_at", sa.DateTime, nullable=False),
-            *self._writer_columns(),
+            *self._added_columns(),
         )
         self.tables = sa.Table(
             quoted(TABLES_TABLE),
@@ -191,10 +202,12 @@ class Bookkeeping:
         )  # fmt: skip
 
     @staticmethod
-    def _writer_columns() -> tuple[sa.Column[object], ...]:
+    def _added_columns() -> tuple[sa.Column[object], ...]:
+        """Columns later releases added to the positions table (nullable: added at open)."""
         return (
             sa.Column("writer_epoch", sa.BigInteger, nullable=True),
             sa.Column("writer", sa.String(400), nullable=True),
+            sa.Column("truncates", sa.Text, nullable=True),  # JSON {"db.table": position}
         )
 
     def create(self, conn: sa.Connection) -> None:
@@ -203,7 +216,7 @@ class Bookkeeping:
             conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
         held = {c["name"] for c in sa.inspect(conn).get_columns(POSITIONS_TABLE, schema=self.metadata.schema)}
         prep = conn.dialect.identifier_preparer
-        for column in self._writer_columns():
+        for column in self._added_columns():
             if column.name not in held:  # a positions table of an older release
                 type_sql = column.type.compile(dialect=conn.dialect)
                 conn.execute(
@@ -223,7 +236,7 @@ class Bookkeeping:
             # pysqlite starts the transaction only at the first write: take the write lock now, so
             # that what is read stays true until commit
             conn.execute(p.update().where(p.c.pipeline == pipeline).values(pipeline=p.c.pipeline))
-        query = sa.select(p.c.position, p.c.offsets, p.c.writer_epoch, p.c.writer).where(
+        query = sa.select(p.c.position, p.c.offsets, p.c.writer_epoch, p.c.writer, p.c.truncates).where(
             p.c.pipeline == pipeline
         )
         if lock:
@@ -236,7 +249,17 @@ class Bookkeeping:
             offsets = {str(k): int(v) for k, v in json.loads(row.offsets).items()}
             state = AppliedState(Position.parse(row.position), offsets)
         epoch = None if row.writer_epoch is None else int(row.writer_epoch)
-        return Held(state, True, epoch, row.writer)
+        return Held(state, True, epoch, row.writer, self._truncates(row.truncates))
+
+    def _truncates(self, text: str | None) -> Mapping[str, Position]:
+        # read on every apply: parsed once per distinct text (it changes only with a truncate)
+        if not text:
+            return {}
+        if text != self._truncates_text:
+            raw = json.loads(text)
+            self._truncates_parsed = {str(k): Position.parse(str(v)) for k, v in raw.items()}
+            self._truncates_text = text
+        return self._truncates_parsed
 
     def ensure_row(self, engine: sa.Engine, pipeline: str) -> bool:
         """Create the positions row (empty position) unless it exists; a concurrent insert is fine."""
@@ -264,12 +287,22 @@ class Bookkeeping:
             )
         return epoch
 
-    def write_state(self, conn: sa.Connection, pipeline: str, state: AppliedState, exists: bool) -> None:
+    def write_state(
+        self,
+        conn: sa.Connection,
+        pipeline: str,
+        state: AppliedState,
+        exists: bool,
+        truncates: Mapping[str, Position] | None = None,
+    ) -> None:
+        """Store ``state``; with ``truncates``, the new fences too (every table's, not only new ones)."""
         values = {
             "position": state.position.to_string(),
             "offsets": json.dumps(dict(sorted(state.offsets.items()))),
             "updated_at": _now(),
         }
+        if truncates is not None:
+            values["truncates"] = json.dumps({k: truncates[k].to_string() for k in sorted(truncates)})
         if exists:
             conn.execute(self.positions.update().where(self.positions.c.pipeline == pipeline), values)
         else:

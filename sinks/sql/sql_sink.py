@@ -20,6 +20,7 @@ from cdc.core.errors import (
     WriterFenced,
 )
 from cdc.core.events import ChangeEvent, Op
+from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
@@ -30,6 +31,7 @@ from sinks.sql.positions_table import Bookkeeping, Held, TableShape
 from sinks.sql.schema_sync import ReplaceKey, build_table, ddl_statements, evolve
 from sinks.sql.table_keys import TableKeys
 from sinks.sql.table_writer import TablePlan, write_plan
+from sinks.sql.truncate_fence import fence
 from sinks.sql.type_mapping import Dialect, decoder
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
@@ -79,6 +81,9 @@ class SqlSink:
         self._keys = TableKeys(self.name, settings.key_columns)
         self._epoch: int | None = None  # set by claim_writer (embedded mode)
         self._row_exists = False  # the positions row is known to exist
+        # the truncate fences last read or written (they only rise): filters rows before the schema
+        # sync, which runs outside the data's transaction; the stored ones decide under the lock
+        self._truncates: Mapping[str, Position] = {}
         copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
         self._copy_threshold = settings.copy_threshold_rows if copy else None
 
@@ -156,7 +161,7 @@ class SqlSink:
         if not from_kafka and held is not None and batch.state.position <= held.position:
             return  # an old batch re-delivered: everything in it is already here
         events = self._unapplied(batch, None if from_kafka else held)
-        self._sync_schemas(events)
+        self._sync_schemas(fence(events, self._truncates).events)
         if not self._row_exists:
             # the positions row is locked by every apply; create it on its own first, so that two
             # writers of a fresh sink do not both insert it
@@ -170,6 +175,8 @@ class SqlSink:
                     return
                 events = self._unapplied(batch, current)
             state = _merged(current, batch.state) if from_kafka else batch.state
+            fenced = fence(events, row.truncates)
+            events = fenced.events
             plans = self._plan(events)
             if any(p.target not in self._shapes for p in plans.values()):
                 self._load_shapes(conn)  # a truncate of a table another writer created
@@ -199,7 +206,10 @@ class SqlSink:
                     write_plan(
                         conn, table, shape, plan, skip, self._codec, self.dialect, self._copy_threshold
                     )
-            self._book.write_state(conn, self.settings.pipeline, state, exists=row.row_exists)
+            self._book.write_state(
+                conn, self.settings.pipeline, state, exists=row.row_exists, truncates=fenced.truncates
+            )
+        self._truncates = row.truncates if fenced.truncates is None else fenced.truncates
         log.debug(
             "applied %d events to %d tables up to %s",
             len(events),

@@ -1,4 +1,4 @@
-"""`cdc sink`'s pure parts: the truncate barrier over partitions, per-sink batches by offset, and what
+"""`cdc sink`'s pure parts: truncate copies passed on unheld, per-sink batches by offset, and what
 happens when the group assigns or revokes partitions (offsets read again, gaps, commit before revoke)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from cdc.core.errors import StreamGap
 from cdc.core.events import ChangeEvent, Op
 from cdc.core.positions import Gtid, Position
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions, _batch_for, _Consumption
-from cdc.daemon.truncate_barrier import BarrierTruncate, TruncateBarrier
 from cdc.stream.kafka_reader import ConsumedChange, Watermarks
 from sinks.contract import AppliedState, SinkBatch
 from tests.unit.test_daemon_capture import SCHEMA
@@ -25,45 +24,16 @@ def change(seq: int, partition: int, offset: int, op: Op = Op.CREATE) -> Consume
     return ConsumedChange(event, f"{TOPIC}:{partition}", offset + 1)
 
 
-def labels(items: list[object]) -> list[str]:
-    out = []
-    for item in items:
-        if isinstance(item, BarrierTruncate):
-            out.append(f"T{sorted(item.offsets)}")
-        else:
-            assert isinstance(item, ConsumedChange)
-            out.append(f"{item.event.op.value}{item.event.position.gtid.seq}")
-    return out
-
-
-def test_truncate_waits_for_every_partition_copy() -> None:
-    barrier = TruncateBarrier(lambda topic: {f"{TOPIC}:0", f"{TOPIC}:1"})
-    # partition 0 is ahead: its copy of the truncate (seq 5) and a newer insert (seq 6) arrive first
-    first = barrier.admit([change(1, 0, 0), change(5, 0, 1, Op.TRUNCATE), change(6, 0, 2)])
-    assert labels(first) == ["c1"]
-    assert barrier.blocked == {f"{TOPIC}:0"}
-    # partition 1 delivers an older insert (seq 2), then its copy: the truncate comes after seq 2
-    # and before seq 6
-    second = barrier.admit([change(2, 1, 0), change(5, 1, 1, Op.TRUNCATE), change(7, 1, 2)])
-    assert labels(second) == ["c2", f"T{[f'{TOPIC}:0', f'{TOPIC}:1']}", "c6", "c7"]
-    assert not barrier.blocked
-
-
-def test_a_revoked_partition_no_longer_holds_a_truncate_back() -> None:
-    assigned = {f"{TOPIC}:0", f"{TOPIC}:1"}
-    barrier = TruncateBarrier(lambda topic: set(assigned))
-    assert labels(barrier.admit([change(5, 0, 0, Op.TRUNCATE), change(6, 0, 1)])) == []
-    # partition 1 goes to another process before its copy came: partition 0 must not wait for it
-    released = barrier.forget({f"{TOPIC}:1"})
-    assigned.discard(f"{TOPIC}:1")
-    assert labels(released) == [f"T{[f'{TOPIC}:0']}", "c6"]
-    assert not barrier.blocked
-    assert labels(barrier.admit([change(7, 0, 2)])) == ["c7"]
-
-
-def test_single_partition_truncate_passes_through() -> None:
-    barrier = TruncateBarrier(lambda topic: {f"{TOPIC}:0"})
-    assert labels(barrier.admit([change(1, 0, 0), change(2, 0, 1, Op.TRUNCATE)])) == ["c1", "t2"]
+def test_truncate_copies_go_to_the_sinks_like_any_message() -> None:
+    """No barrier: each partition's copy of a truncate is handed on at once, with its offset (the
+    sinks fence truncates by position), so no partition waits for another's copy."""
+    # partition 0 is ahead (its copy at seq 5 and a newer insert); partition 1 is behind
+    items = [change(1, 0, 0), change(5, 0, 1, Op.TRUNCATE), change(6, 0, 2), change(2, 1, 0)]
+    batch = _batch_for(items, {})
+    assert batch is not None
+    seen = [f"{r.op.value}{r.position.gtid.seq}" for r in batch.records if isinstance(r, ChangeEvent)]
+    assert seen == ["c1", "t5", "c6", "c2"]
+    assert dict(batch.state.offsets) == {f"{TOPIC}:0": 3, f"{TOPIC}:1": 1}
 
 
 def test_batch_for_skips_what_a_sink_holds() -> None:
@@ -157,4 +127,4 @@ def test_revoke_applies_what_was_consumed_and_flushes_before_letting_go() -> Non
     assert [len(b.records) for b in applied] == [2] and sink.flushed == 1 and not c.pending
     c.pending = [change(3, 0, 1), change(4, 1, 1)]
     c.revoked({P0}, lost=True)  # already another member's: not applied here
-    assert [item.partition for item in c.pending] == [P1]  # type: ignore[union-attr]
+    assert [item.partition for item in c.pending] == [P1]
