@@ -64,13 +64,19 @@ def transactional_id(pipeline: str) -> str:
     return f"headwater-{pipeline}"
 
 
+# librdkafka's own log lines go through Python logging (formatted and filtered like ours) instead of
+# raw "%3|...|FATAL|..." lines on stderr
+LIBRDKAFKA_LOG = logging.getLogger("cdc.stream.librdkafka")
+
+
 def base_config(config: KafkaStreamConfig) -> dict[str, Any]:
-    return {"bootstrap.servers": config.bootstrap_servers, **config.properties}
+    return {"bootstrap.servers": config.bootstrap_servers, "logger": LIBRDKAFKA_LOG, **config.properties}
 
 
 def producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "bootstrap.servers": config.bootstrap_servers,
+        "logger": LIBRDKAFKA_LOG,
         "transactional.id": transactional_id(pipeline),
         "enable.idempotence": True,
         "acks": "all",
@@ -99,6 +105,7 @@ def producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
 def consumer_config(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "bootstrap.servers": config.bootstrap_servers,
+        "logger": LIBRDKAFKA_LOG,
         "group.id": group,
         "enable.auto.commit": False,
         "enable.partition.eof": True,
