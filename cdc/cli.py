@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cdc import __version__
+from cdc.cli_options import CONFIG_OPTION
 from cdc.config import PipelineConfig, load_config, secret_values
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, HeadwaterError
@@ -23,15 +24,6 @@ from cdc.schema_commands import schema
 
 if TYPE_CHECKING:
     from cdc.daemon.run_state import RunRecorder
-
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline config file (YAML), one per source database.",
-)
 
 
 def load_or_exit(config_path: Path) -> PipelineConfig:

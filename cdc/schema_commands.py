@@ -17,21 +17,13 @@ from pathlib import Path
 
 import click
 
+from cdc.cli_options import CONFIG_OPTION
 from cdc.config import PipelineConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.schemas import TableRef
 from sinks.contract import AcceptsSchemaChanges, Sink
 
 __all__ = ["schema"]
-
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline config file (YAML).",
-)
 
 
 @click.group()
