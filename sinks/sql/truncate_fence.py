@@ -38,9 +38,10 @@ class Fenced:
 
 def fence(events: Sequence[ChangeEvent], held: Mapping[str, Position]) -> Fenced:
     """What of ``events`` to apply, given the fences ``held`` ("db.table" -> last truncate applied)."""
+    truncate = Op.TRUNCATE
     top: dict[str, ChangeEvent] = {}
     for e in events:
-        if e.op is Op.TRUNCATE:
+        if e.op is truncate:
             name = str(e.table)
             above = top.get(name)
             floor = above.position if above is not None else held.get(name)
@@ -52,19 +53,15 @@ def fence(events: Sequence[ChangeEvent], held: Mapping[str, Position]) -> Fenced
     for name, e in top.items():
         cut[name] = e.position
     out = list(top.values())
-    names: dict[int, str | None] = {}  # per schema object: its table's fence key, if it has a fence
+    # per schema object (a batch has few): its table's fence, if it has one
+    fences: dict[int, Position | None] = {}
     for e in events:
-        if e.op is Op.TRUNCATE:
-            continue
         schema = e.schema
-        key = id(schema)
-        fenced: str | None
-        if key in names:
-            fenced = names[key]
-        else:
-            ref = str(schema.ref)
-            fenced = names[key] = ref if ref in cut else None
-        if fenced is not None and e.position < cut[fenced]:
-            continue  # older than a truncate applied (or applied in this batch)
+        try:
+            floor = fences[id(schema)]
+        except KeyError:
+            floor = fences[id(schema)] = cut.get(str(schema.ref))
+        if e.op is truncate or (floor is not None and e.position < floor):
+            continue  # a truncate (the new ones are first) or a row older than a truncate applied
         out.append(e)
     return Fenced(out, cut if top else None)
