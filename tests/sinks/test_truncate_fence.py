@@ -13,13 +13,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from cdc.core.events import ChangeEvent, Op
 from cdc.core.schemas import TableRef
 from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.iceberg.as_of import rebuild_state
-from sinks.sql import SqlSink
+from sinks.sql import SqlSink, SqlSinkSettings
 from tests.sinks.builders import ITEMS, REF, Writer
 from tests.sinks.iceberg_factory import make_iceberg_sink_under_test
 from tests.sinks.sql_targets import SqlTarget, make_target
@@ -228,8 +230,6 @@ def test_iceberg_history_truncate_copies_across_restarts(tmp_path: Path) -> None
 
 def test_state_as_of_orders_by_position_not_by_file() -> None:
     """Rows below a truncate written after it (a later file) are still cut by it."""
-    import pyarrow as pa
-
     history = pa.table(
         {
             "id": [4, None, 1],
@@ -239,3 +239,29 @@ def test_state_as_of_orders_by_position_not_by_file() -> None:
     )
     assert rebuild_state(history, ("id",)).column("id").to_pylist() == [4]
     assert ITEMS.primary_key == ("id",)
+
+
+def test_positions_table_without_truncates_column_is_migrated(tmp_path: Path) -> None:
+    """A serving database of the previous release (no fence column) gets it at open, and fences."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE _headwater_positions (pipeline VARCHAR(200) PRIMARY KEY, "
+                "position VARCHAR(255) NOT NULL, offsets TEXT NOT NULL, updated_at DATETIME NOT NULL, "
+                "writer_epoch BIGINT, writer VARCHAR(400))"
+            )
+        )
+    parts, expected = source()
+    sink = SqlSink(SqlSinkSettings(url, "old"))
+    sink.open()
+    try:
+        for batch in partial_assignment(parts):
+            sink.apply(batch_of(batch))
+        assert serving_rows(sink) == expected
+    finally:
+        sink.close()
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("_headwater_positions")}
+    assert "truncates" in columns
+    engine.dispose()
