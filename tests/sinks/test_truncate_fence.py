@@ -265,3 +265,34 @@ def test_positions_table_without_truncates_column_is_migrated(tmp_path: Path) ->
     columns = {c["name"] for c in sa.inspect(engine).get_columns("_headwater_positions")}
     assert "truncates" in columns
     engine.dispose()
+
+
+def test_iceberg_two_processes_record_the_truncate_once(tmp_path: Path) -> None:
+    """Two sink objects of one group, each with a stale view of the table, each committing a copy:
+    the second commit conflicts, re-reads the table and leaves its copy out."""
+    sut = make_iceberg_sink_under_test(tmp_path, commit_rows=1000)
+    assert sut.reopen is not None and sut.history is not None
+    a, b = sut.sink, sut.reopen()
+    a.open()
+    b.open()
+    try:
+        p0, p1, p2 = source()[0]
+        cut0 = next(i for i, d in enumerate(p0) if d.event.op is Op.TRUNCATE)
+        cut1 = next(i for i, d in enumerate(p1) if d.event.op is Op.TRUNCATE)
+        a.apply(batch_of(p0[:cut0]))
+        b.apply(batch_of(p1[:cut1]))
+        a.flush()
+        b.flush()  # both writers now hold the table as of their own commit
+        a.apply(batch_of(p0[cut0:]))
+        b.apply(batch_of(p1[cut1:]))
+        a.flush()
+        b.flush()
+        b.apply(batch_of(p2))
+        b.flush()
+    finally:
+        a.close()
+        b.close()
+    history = sut.history(REF)
+    assert len([row for row in history if row["_op"] == "t"]) == 1
+    assert len(history) - 1 == sum(len(p) - 1 for p in source()[0])
+    sut.cleanup()
