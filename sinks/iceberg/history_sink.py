@@ -36,6 +36,10 @@ snapshots added).
 
 History rows: one per change: the image after it (before it for a delete; a truncate is one row
 with ``_op`` 't' and every source column null, meaning "every row before this position is gone").
+From Kafka a truncate arrives once per partition: the table keeps one 't' row per truncate (its
+property ``headwater.truncated-at``, set in the commit that adds the row, says which is recorded;
+see ``TableWriter``); rows of other partitions below it are still recorded, since state-as-of cuts
+by position, not by the order rows landed in.
 An update of a keyless table is two rows with the same position: ``_op`` 'd' with the before image,
 then ``_op`` 'u' with the after image, so the old row can be rebuilt and state-as-of counts copies
 (identical rows are normal without a key). A key change arrives as a delete of the old key and a

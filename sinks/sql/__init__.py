@@ -2,7 +2,7 @@
 
 One target table per source table (name from the ``table`` format, ``{table}`` and ``{db}``), keyed by
 the source primary key. Each batch is collapsed per table and key in position order (the last change
-wins; a truncate wipes the table and everything before it in the batch), then written in one
+wins; a truncate wipes the table, and rows below it are dropped: see ``truncate_fence``), then written in one
 transaction together with the pipeline's AppliedState in ``_headwater_positions``. Events at or before
 the stored position are skipped, so re-delivery changes nothing. On PostgreSQL, tables with many rows
 in a batch go through COPY into a temporary table and one ``INSERT ... SELECT ... ON CONFLICT``.
@@ -38,7 +38,9 @@ other tables and sinks go on. Non-key target columns are all nullable.
 
 Truncates: a TRUNCATE needs no schema (after a restart it may be the table's first event and come
 with an empty one): it empties the target table of its table ref; a table the sink never held has
-nothing to empty.
+nothing to empty. Truncates are fenced by position (the rule is in ``sinks.contract``): the position
+of the last truncate applied per table is stored in the positions row with the data, so the other
+partitions' copies change nothing and rows older than it, arriving later, are skipped.
 
 Schema changes (``schema_changes``, default ``apply``; see ``schema_sync``): a new version of a
 source table is diffed against the latest version the target follows, recorded in
