@@ -28,6 +28,12 @@ from cdc.devstack.process import (
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "300"])
+    # Between fork and exec the child still shows the parent's command line; on a loaded machine
+    # that window is long enough for the tests below to see it.
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+        assert time.monotonic() < deadline, "sleep did not start"
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
