@@ -30,7 +30,7 @@ import pytest
 
 from cdc.config import load_config
 from cdc.config.models import SqlSinkConfig
-from cdc.core.events import ChangeEvent
+from cdc.core.events import ChangeEvent, Op
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
 from cdc.daemon.mariadb_source import connection_settings
@@ -103,7 +103,9 @@ def _reference_positions(
     try:
         for record in reader.records(StartAt.at(start)):
             if isinstance(record, ChangeEvent):
-                out.setdefault(record.table.table, Counter())[record.position.to_string()] += 1
+                # the history keeps an update of a keyless table as its two images, at one position
+                rows = 2 if record.op is Op.UPDATE and not record.schema.primary_key else 1
+                out.setdefault(record.table.table, Counter())[record.position.to_string()] += rows
     finally:
         reader.close()
     return out
@@ -165,7 +167,10 @@ def test_kafka_pipeline_under_sigkill_with_every_change_shape(
     for victim, daemon in daemons.items():
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.proc.wait(120) == 0, f"{victim}:\n{daemon.log.read_text()[-4000:]}"
+        # -SIGTERM: the signal came before a just-restarted process had installed its handler,
+        # which is one more kill (the runs below catch up)
+        code = daemon.proc.wait(120)
+        assert code in (0, -signal.SIGTERM), f"{victim} exited {code}:\n{daemon.log.read_text()[-4000:]}"
     daemons["capture"].catch_up()
     for s in ("pg", "sqlite", "iceberg"):
         daemons[s].catch_up()
@@ -195,13 +200,12 @@ def test_kafka_pipeline_under_sigkill_with_every_change_shape(
         history = read_history(iceberg.catalog, iceberg.namespace, TableRef(db, table))  # type: ignore[union-attr]
         positions = Counter(str(p) for p in history.rows.column("_position").to_pylist())
         expected = reference.get(table, Counter())
-        assert set(positions) == set(expected), (
-            f"history of {table}: {len(set(expected) - set(positions))} changes missing, "
-            f"{len(set(positions) - set(expected))} never made"
+        assert expected, f"the workload made no change to {table}"
+        missing, extra = expected - positions, positions - expected
+        assert not missing and not extra, (
+            f"history of {table}: {sum(missing.values())} rows missing, {sum(extra.values())} too many "
+            f"(e.g. {next(iter(missing or extra))})"
         )
-        if table != "keyless":  # a keyless update is kept as its two images, at one position
-            doubled = [p for p, n in positions.items() if n > 1]
-            assert not doubled, f"history of {table}: {len(doubled)} changes twice, e.g. {doubled[0]}"
 
     # replaying the topics gives the source's rows
     state = replay(
