@@ -165,7 +165,13 @@ def _finished(code: int) -> int:
     is_flag=True,
     help="Exit 0 once every assigned partition has been read to its end and applied.",
 )
-def sink(config_path: Path, until_caught_up: bool) -> None:
+@click.option(
+    "--accept-gap",
+    is_flag=True,
+    help="A sink that needs messages Kafka no longer holds (retention) starts from what each partition "
+    "holds now, with a warning naming what it skips, instead of stopping.",
+)
+def sink(config_path: Path, until_caught_up: bool, accept_gap: bool) -> None:
     """Consume the pipeline's Kafka topics into its sinks (a consumer group: run several to share).
 
     read_committed, so only what `cdc run` committed is seen; each sink stores the consumed offsets
@@ -201,7 +207,13 @@ def sink(config_path: Path, until_caught_up: bool) -> None:
     runner = SinkRunner(
         open_sinks,
         lambda offsets: KafkaChangeReader(stream, config.name, offsets, stream.consumer_group),
-        SinkRunnerOptions(until_caught_up, batch.max_events, batch.max_ms, batch.idle_flush_seconds),
+        SinkRunnerOptions(
+            until_caught_up,
+            batch.max_events,
+            batch.max_ms,
+            batch.idle_flush_seconds,
+            accept_gap=accept_gap,
+        ),
     )
     sys.exit(_finished(runner.run()))
 

@@ -9,7 +9,9 @@ exactly where its last transaction put it.
 
 A sink that needs messages the topic no longer holds (retention deleted them, or the sink was added
 after they were) stops the run with StreamGap naming the sink, the partition and both offsets,
-instead of silently starting from what is left.
+instead of silently starting from what is left. `cdc sink --accept-gap` is the operator's explicit
+way past it (after resetting the sink, or accepting what it misses): those sinks start from what each
+partition holds now, and every partition skipped is logged.
 
 A TRUNCATE reaches every partition of its table's topic; each copy is handed to the sinks like any
 message. The sinks fence truncates by position (see :mod:`sinks.contract`): the first copy empties
@@ -43,6 +45,9 @@ class SinkRunnerOptions:
     assignment_wait_s: float = 30.0  # --until-caught-up with no partition assigned by then: nothing to do
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
+    # `cdc sink --accept-gap`: a sink that needs messages the topic no longer holds starts from what
+    # the partition holds now, with a WARNING naming what it skips, instead of stopping (StreamGap)
+    accept_gap: bool = False
 
 
 OpenReader = Callable[[Callable[[list[str]], Mapping[str, int]]], KafkaChangeReader]
@@ -122,22 +127,31 @@ class _Consumption:
         bounds = self.reader.watermarks(partitions)
         gaps: list[str] = []
         seek: dict[str, int] = {}
+        accept = self.runner._options.accept_gap
         for partition in partitions:
             marks = bounds[partition]
             for sink in self.sinks:
                 held = self.held[sink.name]
                 known = [o for o in (stored[sink.name].get(partition), held.get(partition)) if o is not None]
+                gap: str | None = None
                 if not known:
                     if marks.low > 0:
-                        gaps.append(_never_consumed(sink.name, partition, marks))
-                    continue
-                offset = held[partition] = max(known)
-                if offset < marks.low:
-                    gaps.append(_deleted(sink.name, partition, offset, marks))
-                elif offset > marks.high:
-                    gaps.append(_recreated(sink.name, partition, offset, marks))
+                        gap = _never_consumed(sink.name, partition, marks)
+                else:
+                    offset = held[partition] = max(known)
+                    if offset < marks.low:
+                        gap = _deleted(sink.name, partition, offset, marks)
+                    elif offset > marks.high:
+                        gap = _recreated(sink.name, partition, offset, marks)
+                if gap is not None:
+                    gaps.append(gap)
+                    if accept:
+                        held[partition] = marks.low  # from what the partition holds now
             seek[partition] = min(self.held[s.name].get(partition, 0) for s in self.sinks)
-        if gaps:
+        if gaps and accept:
+            for gap in gaps:
+                log.warning("--accept-gap: %s; it starts from the partition's current start instead", gap)
+        elif gaps:
             raise StreamGap(_gap_message(gaps))
         return seek
 

@@ -49,10 +49,11 @@ log = logging.getLogger(__name__)
 _OPS = {op.value: op for op in Op}
 
 GAP_RECOVERY = (
-    "Recover by bootstrapping that sink again: `cdc bootstrap -c CONFIG TABLE --sink NAME` (once "
-    "`cdc bootstrap` exists; until then, reset the sink's tables for the pipeline). To keep it from "
-    "happening again, give the table topics a retention longer than any sink may stay behind "
-    "(retention.ms)."
+    "To go on, reset the sink (drop its database, schema or namespace, Headwater's own tables with it; "
+    "`cdc bootstrap -c CONFIG TABLE --sink NAME` will refill it once it exists), then run "
+    "`cdc sink -c CONFIG --accept-gap` once: sinks with a gap start from what each partition holds now. "
+    "To keep it from happening again, give the table topics a retention longer than any sink may stay "
+    "behind (retention.ms)."
 )
 
 

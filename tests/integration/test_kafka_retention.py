@@ -7,6 +7,7 @@ stops the same way instead of starting from whatever is left.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -83,6 +84,24 @@ def test_sink_stops_on_messages_deleted_before_it_applied_them(
         assert re.search(
             rf"new\.db has never consumed {re.escape(topic)}:\d, which now starts at offset \d+", text
         ), text[-3000:]
+        assert "--accept-gap" in text
+
+        # the operator's explicit way on: the sinks start from what the partitions hold now, and
+        # every skipped partition is named; later changes reach them, and the gap is gone for good
+        pipeline.execute_with("UPDATE t SET ver = 3 WHERE id = %s", [(i,) for i in range(5)])
+        capture.catch_up(120)
+        accepted = pipeline.daemon("sink", "accepted.log")
+        assert accepted.start("--until-caught-up", "--accept-gap").wait(120) == 0, accepted.log.read_text()[
+            -3000:
+        ]
+        text = accepted.log.read_text()
+        assert re.search(rf"--accept-gap: sink \S*new\.db has never consumed {re.escape(topic)}", text), text[
+            -3000:
+        ]
+        with sqlite3.connect(tmp_path / "new.db") as conn:
+            assert sorted(conn.execute("SELECT id, ver FROM t").fetchall()) == [(i, 3) for i in range(5)]
+        again = pipeline.daemon("sink", "again.log")
+        assert again.start("--until-caught-up").wait(120) == 0, again.log.read_text()[-3000:]
     finally:
         pipeline.drop()
 
