@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["EventHeader", "EventType", "FieldType", "read_lenenc"]
+__all__ = ["EventHeader", "EventType", "FieldType", "query_text", "read_lenenc"]
 
 HEADER_LEN = 19
 _HEADER = struct.Struct("<IBIIIH")
@@ -115,3 +115,15 @@ def read_lenenc(data: bytes, pos: int) -> tuple[int, int]:
     if first == 254:
         return int.from_bytes(data[pos + 1 : pos + 9], "little"), pos + 9
     raise ValueError(f"invalid length-coded integer prefix {first:#x} at {pos}")
+
+
+def query_text(ev: bytes, post_header: int = 13) -> tuple[str, str, int]:
+    """(statement, default database, connection id) of a QUERY (or EXECUTE_LOAD_QUERY) event."""
+    p = HEADER_LEN
+    thread_id = int.from_bytes(ev[p : p + 4], "little")
+    db_len = ev[p + 8]
+    status_len = int.from_bytes(ev[p + 11 : p + 13], "little")
+    p += post_header + status_len
+    db = ev[p : p + db_len].decode("utf-8", "surrogateescape")
+    p += db_len + 1
+    return ev[p:].decode("utf-8", "surrogateescape"), db, thread_id

@@ -41,7 +41,7 @@ from cdc.core.events import (
 )
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
-from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, read_lenenc
+from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, query_text, read_lenenc
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, RowsDecoder, compile_rows_decoder
@@ -141,7 +141,7 @@ class StreamDecoder:
         )
         self._next_progress = 0.0
         # the newest throttled SourceProgress: sent at the stream's end (`--until-caught-up` reads)
-        self._withheld: SourceProgress | None = None
+        self._withheld: tuple[Position, int, int] | None = None
         self._hold_limit = hold_limit
         self.file: str | None = resume.transaction.file if resume else None
         self.events_seen = 0
@@ -348,7 +348,7 @@ class StreamDecoder:
             elif type_code == EventType.QUERY or type_code == _EXECUTE_LOAD_QUERY:
                 if tx_pos is None:
                     continue
-                query, db, thread_id = _query_text(ev, _QUERY_POST_HEADER[type_code])
+                query, db, thread_id = query_text(ev, _QUERY_POST_HEADER[type_code])
                 if query == "BEGIN":
                     continue
                 if query == "COMMIT" or query == "ROLLBACK":
@@ -418,7 +418,7 @@ class StreamDecoder:
             # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS: nothing to emit
         if self._withheld is not None:
             withheld, self._withheld = self._withheld, None
-            yield withheld
+            yield _progress(*withheld)
 
     def _end(
         self,
@@ -439,15 +439,13 @@ class StreamDecoder:
             self._withheld = None
             yield TransactionEnd(tx_id, last, row, ts_ms)
             return
-        here = tx_pos.in_same_file(tx_pos.gtid, next_offset)
-        progress = SourceProgress(RestartPoint(here), ts_ms)
         now = time.monotonic()
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
-            yield progress
-        else:
-            self._withheld = progress
+            yield _progress(tx_pos, next_offset, ts_ms)
+        else:  # built only if sent: other tables' transactions may come by the ten thousand
+            self._withheld = (tx_pos, next_offset, ts_ms)
 
     def _statement_record(
         self,
@@ -488,13 +486,5 @@ class StreamDecoder:
         return self._latest.get(ref) or TableSchema.build(ref, (), ())
 
 
-def _query_text(ev: bytes, post_header: int = 13) -> tuple[str, str, int]:
-    """(statement, default database, connection id) of a QUERY (or EXECUTE_LOAD_QUERY) event."""
-    p = HEADER_LEN
-    thread_id = int.from_bytes(ev[p : p + 4], "little")
-    db_len = ev[p + 8]
-    status_len = int.from_bytes(ev[p + 11 : p + 13], "little")
-    p += post_header + status_len
-    db = ev[p : p + db_len].decode("utf-8", "surrogateescape")
-    p += db_len + 1
-    return ev[p:].decode("utf-8", "surrogateescape"), db, thread_id
+def _progress(tx_pos: Position, next_offset: int, ts_ms: int) -> SourceProgress:
+    return SourceProgress(RestartPoint(tx_pos.in_same_file(tx_pos.gtid, next_offset)), ts_ms)
