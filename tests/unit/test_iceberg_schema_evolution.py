@@ -7,7 +7,9 @@ was accepted silently, one seen within a run stopped the pipeline).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from cdc.core.schemas import ArrowKind, TableSchema
 from sinks.contract import AcceptsSchemaChanges, AppliedState, SinkBatch
 from sinks.iceberg import create_iceberg_sink, read_history, state_as_of
 from sinks.iceberg.catalogs import open_catalog
+from sinks.iceberg.history_schema import to_source_values
 from sinks.iceberg.history_sink import IcebergHistorySink
 from sinks.iceberg.source_versions import SOURCE_SCHEMA_PROPERTY, VERSIONS_PROPERTY
 from tests.sinks.builders import ITEMS, REF, Writer, col, schema
@@ -226,3 +229,177 @@ def test_a_name_taken_from_a_dropped_column_moves_the_kept_one_aside(
     got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
     assert [r["qty__dropped"] for r in got] == [7, None, None]  # the old values, kept
     assert got[-1]["qty"] == ("c" if how == "rename" else "big")
+
+
+def _with_qty(source_type: str, kind: ArrowKind, precision: int = 0, scale: int = 0) -> TableSchema:
+    return schema(ITEMS.columns[0], ITEMS.columns[1], col("qty", source_type, kind, precision, scale))
+
+
+def _qty_field(run: Run) -> str:
+    table = open_catalog(run.config.catalog).load_table("evo.items__history")
+    return str(table.schema().find_field("qty").field_type)
+
+
+# (before, after, a value of each, the Iceberg type the column keeps)
+NARROWED = {
+    "bigint->int": (
+        _with_qty("bigint", ArrowKind.INT64),
+        _with_qty("int", ArrowKind.INT32),
+        2**40,
+        5,
+        "long",
+    ),
+    "bigint->int-unsigned": (
+        _with_qty("bigint", ArrowKind.INT64),
+        _with_qty("int unsigned", ArrowKind.UINT32),
+        -3,
+        2**32 - 1,
+        "long",
+    ),
+    "bigint-unsigned->bigint": (
+        _with_qty("bigint unsigned", ArrowKind.UINT64),
+        _with_qty("bigint", ArrowKind.INT64),
+        2**64 - 1,
+        -(2**63),
+        "decimal(20, 0)",
+    ),
+    "double->float": (
+        _with_qty("double", ArrowKind.FLOAT64),
+        _with_qty("float", ArrowKind.FLOAT32),
+        0.1,
+        0.5,
+        "double",
+    ),
+    "smaller-decimal": (
+        _with_qty("decimal(12,4)", ArrowKind.DECIMAL, 12, 4),
+        _with_qty("decimal(10,2)", ArrowKind.DECIMAL, 10, 2),
+        Decimal("12345678.1234"),
+        Decimal("-12345678.12"),
+        "decimal(12, 4)",
+    ),
+    "text->varchar": (
+        _with_qty("text", ArrowKind.STRING),
+        _with_qty("varchar(5)", ArrowKind.STRING),
+        "long",
+        "short",
+        "string",
+    ),
+    "blob->varbinary": (
+        _with_qty("blob", ArrowKind.BINARY),
+        _with_qty("varbinary(4)", ArrowKind.BINARY),
+        b"\x00\x01",
+        b"\x02",
+        "binary",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NARROWED, ids=list(NARROWED))
+def test_a_narrowed_type_keeps_the_wider_column(make_run: Callable[..., Run], case: str) -> None:
+    """A type whose values all fit the history's column: the column stays, both versions' values land."""
+    before, after, old, new, kept = NARROWED[case]
+    run = make_run()
+    w = Writer()
+    run.sink.apply(w.insert(1, "a", old, table=before).batch())
+    run.between()
+    run.sink.apply(w.insert(2, "b", new, table=after).batch())
+    run.sink.flush()
+    history = read_history(run.config.catalog, "evo", REF)
+    assert [r["qty"] for r in to_source_values(history.rows, history.column_kinds)] == [old, new]
+    assert _qty_field(run) == kept
+    assert [c for c in history.rows.column_names if c.startswith("qty")] == ["qty"]
+
+
+def test_int_to_int_unsigned_widens_the_column(make_run: Callable[..., Run]) -> None:
+    run = make_run()
+    w = Writer()
+    run.sink.apply(w.insert(1, "a", -1).batch())
+    run.between()
+    run.sink.apply(w.insert(2, "b", 2**32 - 1, table=_with_qty("int unsigned", ArrowKind.UINT32)).batch())
+    run.sink.flush()
+    assert read_history(run.config.catalog, "evo", REF).rows.column("qty").to_pylist() == [-1, 2**32 - 1]
+    assert _qty_field(run) == "long"
+
+
+# (after, its value, the name the old int column moves to)
+REFAMILIED = {
+    "int->varchar": (_with_qty("varchar(10)", ArrowKind.STRING), "seven", "qty__int"),
+    "int->datetime": (
+        _with_qty("datetime", ArrowKind.TIMESTAMP),
+        dt.datetime(2024, 1, 2, 3, 4, 5),
+        "qty__int",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFAMILIED, ids=list(REFAMILIED))
+def test_a_type_changed_to_another_family_moves_the_old_column_aside(
+    make_run: Callable[..., Run], case: str
+) -> None:
+    after, value, aside = REFAMILIED[case]
+    run = make_run()
+    w, older = Writer(), Writer()
+    run.sink.apply(w.insert(1, "a", 7).batch())
+    run.between()
+    run.sink.apply(w.insert(2, "b", value, table=after).batch())
+    run.between()
+    older.clock.txn()
+    run.sink.apply(older.insert(3, "c", 9).batch())  # a row of the old shape arriving late (Kafka)
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    assert sorted((r["id"], r[aside], r["qty"]) for r in got) == [
+        (1, 7, None),
+        (2, None, value),
+        (3, 9, None),
+    ]
+    assert [r for r in run.rows(w) if r["id"] == 2] == [{"id": 2, "name": "b", aside: None, "qty": value}]
+
+
+def test_a_decimal_scale_beyond_the_column_moves_it_aside(make_run: Callable[..., Run]) -> None:
+    run = make_run()
+    w = Writer()
+    money = _with_qty("decimal(10,2)", ArrowKind.DECIMAL, 10, 2)
+    run.sink.apply(w.insert(1, "a", Decimal("1.25"), table=money).batch())
+    run.between()
+    finer = _with_qty("decimal(10,4)", ArrowKind.DECIMAL, 10, 4)
+    run.sink.apply(w.insert(2, "b", Decimal("1.2345"), table=finer).batch())
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    assert [(r["qty__decimal_10_2"], r["qty"]) for r in got] == [
+        (Decimal("1.25"), None),
+        (None, Decimal("1.2345")),
+    ]
+    assert _qty_field(run) == "decimal(10, 4)"
+
+
+def test_a_type_changed_back_and_forth_keeps_every_version(make_run: Callable[..., Run]) -> None:
+    run = make_run()
+    w = Writer()
+    text = _with_qty("varchar(10)", ArrowKind.STRING)
+    for i, (table, value) in enumerate([(ITEMS, 1), (text, "two"), (ITEMS, 3), (text, "four")], start=1):
+        run.sink.apply(w.insert(i, "x", value, table=table).batch())
+        run.between()
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    qty = sorted(c for c in got[0] if c.startswith("qty"))
+    assert qty == ["qty", "qty__int", "qty__int2", "qty__string"]
+    assert [tuple(r[c] for c in qty if r[c] is not None) for r in got] == [(1,), ("two",), (3,), ("four",)]
+
+
+def test_stop_policy_holds_a_type_change_until_accepted(make_run: Callable[..., Run]) -> None:
+    run = make_run(SchemaChangePolicy.STOP)
+    w = Writer()
+    run.sink.apply(w.insert(1, "a", 7).batch())
+    run.between()
+    changed = w.insert(2, "b", "x", table=_with_qty("varchar(10)", ArrowKind.STRING)).batch()
+    with pytest.raises(SinkSchemaError, match=r"change qty from int to varchar.*cdc schema accept"):
+        run.sink.apply(changed)
+        run.sink.flush()
+    assert isinstance(run.sink, AcceptsSchemaChanges)
+    assert run.sink.accept_schema_change(REF) is not None
+    run.sink.close()
+    run.sink = run._open()
+    run.sink.apply(changed)
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    assert [(r["qty__int"], r["qty"]) for r in got] == [(7, None), (None, "x")]
