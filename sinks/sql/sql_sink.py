@@ -17,7 +17,6 @@ from cdc.core.errors import (
     SinkAccessDenied,
     SinkError,
     SinkSchemaError,
-    WriterFenced,
 )
 from cdc.core.events import ChangeEvent, Op
 from cdc.core.positions import Position
@@ -27,12 +26,13 @@ from sinks.sql.codec import Codec, make_codec
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
 from sinks.sql.names import quoted
-from sinks.sql.positions_table import Bookkeeping, Held, TableShape
+from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.schema_sync import ReplaceKey, build_table, ddl_statements, evolve
 from sinks.sql.table_keys import TableKeys
 from sinks.sql.table_writer import TablePlan, write_plan
 from sinks.sql.truncate_fence import fence
 from sinks.sql.type_mapping import Dialect, decoder
+from sinks.sql.writer_state import check_writer, merged
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
 
@@ -159,7 +159,14 @@ class SqlSink:
         from_kafka = bool(batch.state.offsets)
         held = self.applied()
         if not from_kafka and held is not None and batch.state.position <= held.position:
-            return  # an old batch re-delivered: everything in it is already here
+            # an old batch re-delivered: everything in it is already here. Still refused to a fenced
+            # writer: the embedded daemon probes its claim with exactly such a batch (nothing new)
+            if self._epoch is not None:
+                with engine.begin() as conn:
+                    check_writer(
+                        self.name, self._epoch, self._book.read(conn, self.settings.pipeline, lock=True)
+                    )
+            return
         events = self._unapplied(batch, None if from_kafka else held)
         self._sync_schemas(fence(events, self._truncates).events)
         if not self._row_exists:
@@ -168,13 +175,13 @@ class SqlSink:
             self._row_exists = self._book.ensure_row(engine, self.settings.pipeline)
         with engine.begin() as conn:
             row = self._book.read(conn, self.settings.pipeline, lock=True)
-            self._check_writer(row)
+            check_writer(self.name, self._epoch, row)
             current = row.state
             if not from_kafka and current != held:  # another writer moved the position: honour it
                 if current is not None and batch.state.position <= current.position:
                     return
                 events = self._unapplied(batch, current)
-            state = _merged(current, batch.state) if from_kafka else batch.state
+            state = merged(current, batch.state) if from_kafka else batch.state
             fenced = fence(events, row.truncates)
             events = fenced.events
             plans = self._plan(events)
@@ -216,14 +223,6 @@ class SqlSink:
             len(plans),
             batch.state.position,
         )
-
-    def _check_writer(self, row: Held) -> None:
-        """Embedded mode: this writer's claim must still be the stored one (row locked by the caller)."""
-        if self._epoch is not None and row.epoch != self._epoch:
-            raise WriterFenced(
-                f"{self.name}: another writer claimed this sink (epoch {row.epoch}: {row.writer}); "
-                f"this one (epoch {self._epoch}) must stop: run one `cdc run` per pipeline"
-            )
 
     def flush(self) -> None:
         """Nothing to do: every ``apply`` commits."""
@@ -360,7 +359,7 @@ class SqlSink:
         with engine.begin() as conn:
             self._load_shapes(conn)
             if self._epoch is not None:
-                self._check_writer(self._book.read(conn, self.settings.pipeline))
+                check_writer(self.name, self._epoch, self._book.read(conn, self.settings.pipeline))
             for schema, first in todo:
                 target = self.target_name(schema.ref)
                 old = self._shapes.get(target)
@@ -487,13 +486,3 @@ class SqlSink:
                         bad.append(BadRow(event, plan.target, key, name, reason))
                         break
         return bad
-
-
-def _merged(current: AppliedState | None, batch: AppliedState) -> AppliedState:
-    """Kafka mode: the batch's partitions merged into the stored offsets (other `cdc sink`
-    processes own the rest); the position kept is the highest seen, for status only."""
-    if current is None:
-        return batch
-    offsets = dict(current.offsets)
-    offsets.update(batch.offsets)
-    return AppliedState(max(current.position, batch.position), offsets)
