@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from cdc.core.errors import BinlogPurged, ConfigError, SourceSettingsError
 from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint
-from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, connect, control
+from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, control
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
-from cdc.sources.mariadb.table_engines import transactional_lookup
+from cdc.sources.mariadb.table_engines import ENGINE_QUERY, engine_is_transactional
 from cdc.sources.mariadb.table_filter import TableFilter
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
 
@@ -93,6 +93,13 @@ class MariaDbBinlogReader:
             )
             return tuple((str(n), str(t).lower()) for n, t in cur.fetchall() if str(t).lower() in _EXTENDED)
 
+    def _transactional(self, db: str, table: str) -> bool:
+        # asked only for tables written in a group that also wrote a non-transactional table
+        with control(self._config.connection, f"reading the engine of {db}.{table}") as cur:
+            cur.execute(ENGINE_QUERY, (db, table))
+            row = cur.fetchone()
+        return engine_is_transactional(row[0] if row else None)
+
     def _dump_start(self, start: StartAt, conn: BinlogConnection) -> DumpStart:
         if start.restart is not None:
             tx = start.restart.transaction
@@ -122,7 +129,7 @@ class MariaDbBinlogReader:
             table_filter=TableFilter(cfg.tables, cfg.exclude_tables),
             options=DecoderOptions(cfg.zero_dates),
             extended_types_of=self._extended_types,
-            transactional_of=transactional_lookup(lambda: connect(cfg.connection)),
+            transactional_of=self._transactional,
             resume=start.restart,
         )
         if dump.file:
