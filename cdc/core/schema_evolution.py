@@ -5,9 +5,8 @@ metadata. Comparing the two versions is enough to tell additions, drops and type
 name. A rename is a column that keeps its place (ordinal) and its type while its name changes to one
 the old version did not have; that is how MariaDB's ``RENAME COLUMN``/``CHANGE`` look in the binlog.
 The rule depends only on the two versions, so every sink reaches the same verdict whether or not a
-restart fell between them. Its one ambiguity: dropping a table's last column and adding one of the
-same type in a single ALTER looks like a rename (the values are carried over; `cdc reconcile`
-corrects them).
+restart fell between them. Its one ambiguity: a single ALTER that drops a column and adds one of the
+same type at the same ordinal (say, the last) looks like a rename (the values are carried over).
 """
 
 from __future__ import annotations

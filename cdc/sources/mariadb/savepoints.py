@@ -106,5 +106,7 @@ def apply_rollback(
         raise SourceProtocolError(
             f"a rollback at {tx_pos.file}:{at} in transaction {where(tx_pos)} undoes row changes "
             "already emitted: either its GTID event did not announce a non-transactional write, "
-            "or the transaction held more row changes than the decoder's hold limit"
+            "or the transaction held more row changes than the decoder's hold limit (500,000). The "
+            "copies cannot be kept exact through it: add the tables it wrote to source.exclude_tables "
+            "to go on, and recover their copies (docs/operations.md, Recovery) when you include them again"
         )
