@@ -128,7 +128,7 @@ def _record_runs(config: PipelineConfig, command: str) -> RunRecorder:
     from cdc.daemon.supervisor import observe
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    recorder = RunRecorder(config.state_dir, command)
+    recorder = RunRecorder(config.state_dir, command, config.name)
     observe(recorder)
     return recorder
 

@@ -37,6 +37,7 @@ from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Source
 from cdc.daemon.embedded_resume import (
     IdleStretch,
+    PipelineIdentity,
     ProgressFile,
     StartFile,
     order,
@@ -96,7 +97,9 @@ class EmbeddedDaemon:
         state_dir: Path,
         options: EmbeddedOptions,
         recorder: ProgressRecorder | None = None,
+        identify: Callable[[], PipelineIdentity] | None = None,
     ) -> None:
+        """``identify``: whose the state files are (asks the source its server_id; tests fake it)."""
         self._open_sinks = open_sinks
         self._open_source = open_source
         self._start_file = StartFile(state_dir)
@@ -108,6 +111,8 @@ class EmbeddedDaemon:
         self.writer = this_writer()
         self.rows_applied = 0
         self.resumed_from: RestartPoint | None = None  # the last attempt's start (tests, logs)
+        self._identify = identify or (lambda: PipelineIdentity(options.pipeline, "", 0))
+        self._identity: PipelineIdentity | None = None  # asked at each attempt, before any state read
 
     def run(self) -> int:
         return self._supervisor.run(self._run_once)
@@ -117,15 +122,16 @@ class EmbeddedDaemon:
         self._supervisor.request_stop()
 
     def _stretch(self) -> IdleStretch | None:
-        return self._progress_file.read(self._options.tables, self._options.exclude_tables)
+        return self._progress_file.read(self._options.tables, self._options.exclude_tables, self._identity)
 
     def _resume_point(self, sinks: Sequence[Sink], source: Source) -> RestartPoint:
+        identity = self._identity = self._identify()
         held = [(sink, sink.applied()) for sink in sinks]
         fresh = [sink.name for sink, applied in held if applied is None]
-        start = self._start_file.read()
+        start = self._start_file.read(identity, stamp=True)
         if start is None and (fresh or not held):
             start = source.current_restart_point()
-            self._start_file.write(start)  # before reading: a crash must come back here
+            self._start_file.write(start, identity)  # before reading: a crash must come back here
             log.info("first start: beginning at the source's current position %s", start.to_string())
         if fresh:
             assert start is not None
@@ -201,12 +207,13 @@ class EmbeddedDaemon:
         if not force and now - run.written_at < IDLE_WRITE_EVERY_S:
             return
         opts = self._options
+        assert self._identity is not None  # asked before anything was read
         # a heartbeat may carry no time; it is sent when the source has nothing newer, i.e. now
         ts = progress.source_ts_ms or int(time.time() * 1000)
         stretch = IdleStretch(run.idle_from, progress.restart, ts, opts.tables, opts.exclude_tables)
         if order(stretch.end) <= order(stretch.start):
             return
-        self._progress_file.write(stretch.joined(self._stretch()))
+        self._progress_file.write(stretch.joined(self._stretch()), self._identity)
         run.written, run.written_at = progress.restart, now
         if self._recorder is not None:
             self._recorder.progress(progress.restart, ts, force=force)
@@ -344,7 +351,15 @@ def embedded_daemon(
     recorder: ProgressRecorder | None = None,
 ) -> EmbeddedDaemon:
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
-    from cdc.daemon.mariadb_source import MariaDbSource
+    from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
+    from cdc.sources.mariadb.server_position import server_position
+
+    source = config.source
+
+    def identify() -> PipelineIdentity:
+        # one short query per attempt: a failover behind the same address shows as another server
+        server_id = server_position(connection_settings(source)).server_id
+        return PipelineIdentity(config.name, f"{source.host}:{source.port}", server_id)
 
     batch = config.batch
     idle = batch.idle_flush_seconds if idle_flush_seconds is None else idle_flush_seconds
@@ -361,4 +376,5 @@ def embedded_daemon(
             exclude_tables=tuple(config.source.exclude_tables),
         ),
         recorder,
+        identify,
     )

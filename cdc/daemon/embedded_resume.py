@@ -32,6 +32,15 @@ The rules, and why each instant of a crash is safe:
 - When a new stretch begins inside the old one (an idle pipeline restarted), the two are joined, so
   that a sink moved by the old stretch is still moved by the new one.
 - A file that cannot be read is ignored (with a warning): it only saves re-reading.
+
+Both files record whose they are (``PipelineIdentity``: the pipeline's name, the source's configured
+host:port and the server's ``@@server_id``), because binlog positions order by file number and offset,
+not by server: two pipelines run from one directory (``state_dir`` defaults to ``./state``) would
+otherwise take each other's positions for their own, and a sink standing inside the other pipeline's
+stretch would skip its own changes. Another pipeline's (or source's) progress file is ignored with a
+warning, as is one written before identities were recorded; another's start file stops the daemon
+(ConfigError: give each pipeline its own state_dir), while a start file without identity is still
+used, as before, and stamped with this pipeline's.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc.core.errors import PositionFormatError
+from cdc.core.errors import ConfigError, PositionFormatError
 from cdc.core.positions import RestartPoint
 from sinks.contract import AppliedState
 
@@ -67,25 +76,64 @@ def write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineIdentity:
+    """Whose positions a state file holds. The address alone could name another server after a
+    failover behind it, and server_id alone is 1 on most servers left at their default: together
+    they tell two sources apart."""
+
+    pipeline: str
+    source: str  # the source's host:port, as configured
+    server_id: int  # the source server's @@server_id
+
+    def describe(self) -> str:
+        return f"pipeline {self.pipeline!r} (source {self.source}, server_id {self.server_id})"
+
+    def to_json(self) -> dict[str, object]:
+        return {"pipeline": self.pipeline, "source": self.source, "server_id": self.server_id}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> PipelineIdentity | None:
+        """The identity a file records; None for a file written before identities were recorded."""
+        if "pipeline" not in raw:
+            return None
+        return cls(str(raw["pipeline"]), str(raw["source"]), int(str(raw["server_id"])))
+
+
 class StartFile:
     """The position a pipeline first started from; read for sinks that have applied nothing."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / START_FILE
 
-    def read(self) -> RestartPoint | None:
+    def read(self, identity: PipelineIdentity | None, *, stamp: bool = False) -> RestartPoint | None:
+        """The recorded start; ConfigError if another pipeline (or source) recorded it. ``identity``
+        None: not checked (`cdc status` when the source cannot be asked its server_id). ``stamp``
+        (the daemon, not status): record ``identity`` in a file written before identities were."""
         try:
             raw = json.loads(self.path.read_text())
+            owner = PipelineIdentity.from_json(raw)
         except FileNotFoundError:
             return None
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PositionFormatError(
-                f"{self.path} is not valid JSON: {exc}; delete it to start at the source's current position"
+                f"{self.path} is not valid: {exc}; delete it to start at the source's current position"
             ) from exc
-        return RestartPoint.parse(str(raw.get("restart_point")))
+        if identity is not None and owner is not None and owner != identity:
+            raise ConfigError(
+                f"state_dir {self.path.parent} belongs to another pipeline: {self.path.name} was written "
+                f"by {owner.describe()}, this is {identity.describe()}. Give this pipeline its own "
+                "state_dir (two pipelines must never share one); if it is the same pipeline and server "
+                f"under a new name or address, edit the identity in {self.path}"
+            )
+        point = RestartPoint.parse(str(raw.get("restart_point")))
+        if stamp and identity is not None and owner is None:
+            self.write(point, identity)  # written before identities: from now on it is checked
+        return point
 
-    def write(self, point: RestartPoint) -> None:
-        write_atomically(self.path, json.dumps({"restart_point": point.to_string()}) + "\n")
+    def write(self, point: RestartPoint, identity: PipelineIdentity) -> None:
+        text = json.dumps({"restart_point": point.to_string(), **identity.to_json()})
+        write_atomically(self.path, text + "\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +162,10 @@ class IdleStretch:
             return IdleStretch(earlier.start, self.end, self.end_source_ts_ms, self.tables, self.exclude)
         return self
 
-    def to_json(self) -> str:
+    def to_json(self, identity: PipelineIdentity) -> str:
         return json.dumps(
             {
+                **identity.to_json(),
                 "start": self.start.to_string(),
                 "end": self.end.to_string(),
                 "end_source_ts_ms": self.end_source_ts_ms,
@@ -132,10 +181,16 @@ class ProgressFile:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / PROGRESS_FILE
 
-    def read(self, tables: tuple[str, ...], exclude: tuple[str, ...]) -> IdleStretch | None:
-        """The recorded stretch, if there is one and it was observed under this table selection."""
+    def read(
+        self, tables: tuple[str, ...], exclude: tuple[str, ...], identity: PipelineIdentity | None
+    ) -> IdleStretch | None:
+        """The recorded stretch, if there is one and it was observed by this pipeline, on this
+        source, under this table selection (``identity`` None, the source unknown: none)."""
+        if identity is None:
+            return None
         try:
             raw = json.loads(self.path.read_text())
+            owner = PipelineIdentity.from_json(raw)
             stretch = IdleStretch(
                 RestartPoint.parse(str(raw["start"])),
                 RestartPoint.parse(str(raw["end"])),
@@ -145,16 +200,26 @@ class ProgressFile:
             )
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError, PositionFormatError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, PositionFormatError) as exc:
             log.warning("ignoring %s (%s): the sinks resume from their own positions", self.path, exc)
+            return None
+        if owner != identity:
+            # positions of another server (or pipeline) would look like ours: never use them
+            log.warning(
+                "ignoring %s: it was written by %s, this is %s; the sinks resume from their own "
+                "positions (give each pipeline its own state_dir)",
+                self.path,
+                "a version that recorded no pipeline" if owner is None else owner.describe(),
+                identity.describe(),
+            )
             return None
         if (stretch.tables, stretch.exclude) != (tables, exclude):
             log.info("%s was recorded for another table selection: not used", self.path)
             return None
         return stretch
 
-    def write(self, stretch: IdleStretch) -> None:
-        write_atomically(self.path, stretch.to_json() + "\n")
+    def write(self, stretch: IdleStretch, identity: PipelineIdentity) -> None:
+        write_atomically(self.path, stretch.to_json(identity) + "\n")
 
 
 def sink_resume_point(

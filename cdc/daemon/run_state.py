@@ -1,9 +1,12 @@
 """What a daemon records about its runs, for `cdc status`: when it started, its last error, its last
 durable progress, and how it last exited.
 
-One small JSON file per command in the state directory (``run-state.json`` for `cdc run`,
-``sink-state.json`` for `cdc sink`; several `cdc sink` processes sharing a state directory share the
-file, last writer wins). Written atomically, so a reader never sees half a file; error messages are
+One small JSON file per command and pipeline in the state directory (``run-state-<pipeline>.json``
+for `cdc run`, ``sink-state-<pipeline>.json`` for `cdc sink`; several `cdc sink` processes of one
+pipeline share the file, last writer wins). The pipeline's name is in the file name because
+``state_dir`` defaults to ``./state``: two pipelines run from one directory must not report each
+other's runs (a file from before, ``run-state.json``, is no longer read: it named no pipeline).
+Written atomically, so a reader never sees half a file; error messages are
 redacted of every secret the config holds. A SIGKILLed daemon records no exit: status then shows the
 start of a process that is gone.
 """
@@ -25,7 +28,7 @@ from cdc.logs import redact
 
 log = logging.getLogger("cdc.run")
 
-STATE_FILES = {"run": "run-state.json", "sink": "sink-state.json"}
+STATE_FILES = {"run": "run-state", "sink": "sink-state"}
 TERMINAL_EXIT = 2
 PROGRESS_EVERY_S = 5.0  # progress is for status only: a few seconds stale is fine, a write per batch not
 
@@ -132,9 +135,15 @@ def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def read_run_state(state_dir: Path, command: str) -> RunState | None:
-    """The recorded state of ``command`` ("run" or "sink"); None if it never ran here."""
-    path = state_dir / STATE_FILES[command]
+def state_path(state_dir: Path, command: str, pipeline: str) -> Path:
+    """The run-state file of ``command`` ("run" or "sink") of ``pipeline`` (a config name: safe in a
+    file name, NAME_PATTERN)."""
+    return state_dir / f"{STATE_FILES[command]}-{pipeline}.json"
+
+
+def read_run_state(state_dir: Path, command: str, pipeline: str) -> RunState | None:
+    """The recorded state of ``command`` ("run" or "sink") of ``pipeline``; None if it never ran here."""
+    path = state_path(state_dir, command, pipeline)
     try:
         return RunState.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
@@ -147,9 +156,9 @@ def read_run_state(state_dir: Path, command: str) -> RunState | None:
 class RunRecorder:
     """Keeps the state file of one daemon process up to date (see the module docstring)."""
 
-    def __init__(self, state_dir: Path, command: str) -> None:
-        self.path = state_dir / STATE_FILES[command]
-        previous = read_run_state(state_dir, command)
+    def __init__(self, state_dir: Path, command: str, pipeline: str) -> None:
+        self.path = state_path(state_dir, command, pipeline)
+        previous = read_run_state(state_dir, command, pipeline)
         self.state = RunState(
             command,
             socket.gethostname(),

@@ -27,12 +27,22 @@ import pymysql
 from cdc.config.models import PipelineConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
-from cdc.core.table_filter import TableFilter
-from cdc.daemon.embedded_resume import ProgressFile, StartFile, order, sink_resume_point
+from cdc.daemon.embedded_resume import (
+    PipelineIdentity,
+    ProgressFile,
+    StartFile,
+    order,
+    sink_resume_point,
+)
 from cdc.daemon.mariadb_source import connection_settings
 from cdc.daemon.run_state import RunState, read_run_state
-from cdc.sources.mariadb.connection import ConnectionSettings, connect
-from cdc.sources.mariadb.server_position import ServerPosition
+from cdc.sources.mariadb.connection import ConnectionSettings, control
+from cdc.sources.mariadb.server_position import (
+    ServerPosition,
+    binlog_files,
+    read_captured_tables,
+    read_server_position,
+)
 from sinks.contract import AppliedState
 
 HEALTHY, UNHEALTHY, CANNOT_RUN = 0, 1, 2
@@ -67,28 +77,11 @@ class SourceView:
 def read_source(
     settings: ConnectionSettings, include: tuple[str, ...], exclude: tuple[str, ...]
 ) -> SourceView:
-    table_filter = TableFilter(include, exclude)
-    with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        row = cur.fetchone()
-        if row is None:
-            raise HeadwaterError(
-                f"{settings.host}:{settings.port} has no binary log: start MariaDB with log_bin, "
-                "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
-            )
-        cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
-        gtid_state, server_id, domain_id = cur.fetchone() or ("", 0, 0)
-        position = ServerPosition(
-            str(row[0]), int(row[1]), str(gtid_state or ""), int(server_id), int(domain_id)
-        )
-        cur.execute("SHOW BINARY LOGS")
-        binlogs = tuple((str(name), int(size)) for name, size, *_ in cur.fetchall())
-        cur.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
-            "ORDER BY table_schema, table_name"
-        )
-        tables = tuple(f"{db}.{t}" for db, t in cur.fetchall() if table_filter.accepts(str(db), str(t)))
+    # one connection for all three reads; errors name the source and the account, as the daemon's do
+    with control(settings, "reading the binlog position, binlog files and tables for `cdc status`") as cur:
+        position = read_server_position(cur, settings)
+        binlogs = binlog_files(cur)
+        tables = read_captured_tables(cur, include, exclude)
     return SourceView(position, binlogs, tables)
 
 
@@ -204,13 +197,21 @@ def _sink_statuses(
 
     embedded = config.stream is None
     start: RestartPoint | None = None
+    # whose the state files must be; unknown when the source cannot be read (status exits 2 then)
+    identity = (
+        PipelineIdentity(config.name, f"{config.source.host}:{config.source.port}", view.position.server_id)
+        if view is not None
+        else None
+    )
     if embedded:
         try:
-            start = StartFile(config.state_dir).read()
+            start = StartFile(config.state_dir).read(identity)
         except HeadwaterError as exc:  # the daemon stops on it too; status says why
             return tuple(SinkStatus(name, "", None, None, None, None, str(exc)) for name in config.sink_names)
     stretch = (
-        ProgressFile(config.state_dir).read(tuple(config.source.tables), tuple(config.source.exclude_tables))
+        ProgressFile(config.state_dir).read(
+            tuple(config.source.tables), tuple(config.source.exclude_tables), identity
+        )
         if embedded
         else None
     )
@@ -291,7 +292,11 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
             )
             if view is not None:
                 lag = view.bytes_behind(restart)
-    runs = tuple(r for r in (read_run_state(config.state_dir, c) for c in ("run", "sink")) if r is not None)
+    runs = tuple(
+        r
+        for r in (read_run_state(config.state_dir, c, config.name) for c in ("run", "sink"))
+        if r is not None
+    )
     run = next((r for r in runs if r.command == "run"), None)
     return PipelineStatus(
         name=config.name,

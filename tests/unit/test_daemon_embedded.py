@@ -6,17 +6,18 @@ stretches with no captured change."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from cdc.core.errors import SourceProtocolError, SourceUnavailable, WriterFenced
+from cdc.core.errors import ConfigError, SourceProtocolError, SourceUnavailable, WriterFenced
 from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, StartFile
-from cdc.daemon.embedded_resume import ProgressFile, order
+from cdc.daemon.embedded_resume import PipelineIdentity, ProgressFile, order
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from tests.unit.test_daemon_capture import BOUNDARY, FakeSource, transactions
 
@@ -67,6 +68,9 @@ class MemorySink:
         pass
 
 
+UNNAMED = PipelineIdentity("", "", 0)  # what a daemon built without `identify` records
+
+
 def options() -> EmbeddedOptions:
     return EmbeddedOptions(max_events=3, max_ms=1, backoff_initial_s=0.01)
 
@@ -76,13 +80,13 @@ def test_first_start_writes_the_start_position_and_applies_everything(tmp_path: 
     source = FakeSource(transactions(4, 5))
     assert EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options()).run() == 0
     assert sink.keys == list(range(20))
-    assert StartFile(tmp_path).read() == BOUNDARY
+    assert StartFile(tmp_path).read(None) == BOUNDARY
 
 
 def test_resume_from_the_lowest_sink_and_each_skips_what_it_holds(tmp_path: Path) -> None:
     txs = transactions(6, 4)
     ahead, behind = MemorySink("ahead"), MemorySink("behind")
-    StartFile(tmp_path).write(BOUNDARY)
+    StartFile(tmp_path).write(BOUNDARY, UNNAMED)
     flat = [r for tx in txs for r in tx if isinstance(r, ChangeEvent | SchemaChange)]
     ahead.keys, ahead.position = list(range(14)), flat[13].position
     behind.keys, behind.position = list(range(5)), flat[4].position
@@ -288,7 +292,7 @@ def test_after_a_failed_attempt_the_stretch_starts_where_the_sinks_stand(tmp_pat
     source = IdleSource(txs, idle_after(txs, 5000))
     daemon = EmbeddedDaemon(lambda: [sink], lambda: source, tmp_path, options())
     assert daemon.run() == 0
-    stretch = ProgressFile(tmp_path).read((), ())
+    stretch = ProgressFile(tmp_path).read((), (), UNNAMED)
     assert stretch is not None and stretch.start == RestartPoint.after(sink.position)  # type: ignore[arg-type]
 
 
@@ -314,3 +318,72 @@ def test_a_daemon_taken_over_during_a_transient_failure_stops_instead_of_claimin
     assert daemon.run() == 2
     assert daemon._supervisor.last_error is not None and "pid 4242" in daemon._supervisor.last_error
     assert steady.epoch == 2  # not claimed back
+
+
+# -- a state_dir shared by two pipelines -----------------------------------------------------------
+
+A = PipelineIdentity("wiki-a", "db-a:3306", 1)
+B = PipelineIdentity("wiki-b", "db-b:3306", 1)  # another server, with the same (default) server_id
+
+
+def run_as(
+    tmp_path: Path, identity: PipelineIdentity, sinks: list[MemorySink], source: IdleSource
+) -> EmbeddedDaemon:
+    opts = EmbeddedOptions(max_events=3, max_ms=1, backoff_initial_s=0.01, pipeline=identity.pipeline)
+    return EmbeddedDaemon(lambda: sinks, lambda: source, tmp_path, opts, identify=lambda: identity)
+
+
+def test_another_pipelines_idle_stretch_does_not_move_a_sink(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B's sink stands, on its own server, inside the stretch A recorded: B must not skip to its end."""
+    txs = transactions(3, 2)
+    assert run_as(tmp_path, A, [MemorySink("a")], IdleSource(txs, idle_after(txs, 1_000_000))).run() == 0
+    (tmp_path / "embedded-start.json").unlink()  # only the idle checkpoint is shared here
+    b = MemorySink("b")
+    flat = [r for tx in txs for r in tx if isinstance(r, ChangeEvent)]
+    b.keys, b.position = list(range(6)), flat[-1].position
+    source = IdleSource(txs, None)
+    assert run_as(tmp_path, B, [b], source).run() == 0
+    assert source.starts == [RestartPoint.after(flat[-1].position)]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("embedded-progress.json" in m and "wiki-a" in m for m in warned), warned
+
+
+def test_another_pipelines_start_file_stops_the_daemon(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    assert run_as(tmp_path, A, [MemorySink("a")], IdleSource(txs, None)).run() == 0
+    b = MemorySink("b")  # fresh: would start at A's first position, on another server
+    daemon = run_as(tmp_path, B, [b], IdleSource(txs, None))
+    assert daemon.run() == 2 and b.keys == []
+    error = daemon._supervisor.last_error or ""
+    assert "wiki-a" in error and "own state_dir" in error, error
+
+
+def test_a_start_file_written_before_identities_is_used_and_stamped(tmp_path: Path) -> None:
+    (tmp_path / "embedded-start.json").write_text(json.dumps({"restart_point": BOUNDARY.to_string()}))
+    sink = MemorySink("a")
+    source = IdleSource(transactions(2, 2), None)
+    assert run_as(tmp_path, A, [sink], source).run() == 0
+    assert source.starts == [BOUNDARY] and sink.keys == list(range(4))
+    assert StartFile(tmp_path).read(A) == BOUNDARY
+    with pytest.raises(ConfigError):
+        StartFile(tmp_path).read(B)
+
+
+def test_a_progress_file_without_identity_is_ignored(tmp_path: Path) -> None:
+    txs = transactions(2, 2)
+    sink = MemorySink("a")
+    assert run_as(tmp_path, A, [sink], IdleSource(txs, None)).run() == 0
+    progress = idle_after(txs, 5000)
+    legacy = {
+        "start": RestartPoint.after(sink.position).to_string(),  # type: ignore[arg-type]
+        "end": progress.restart.to_string(),
+        "end_source_ts_ms": 1,
+        "tables": [],
+        "exclude_tables": [],
+    }
+    (tmp_path / "embedded-progress.json").write_text(json.dumps(legacy))
+    source = IdleSource(txs, None)
+    assert run_as(tmp_path, A, [sink], source).run() == 0
+    assert source.starts == [RestartPoint.after(sink.position)]  # type: ignore[arg-type]

@@ -53,10 +53,10 @@ def test_verdict_exit_codes() -> None:
 
 
 def test_lag_seconds_zero_when_caught_up_else_from_the_recorded_progress(tmp_path: Path) -> None:
-    recorder = RunRecorder(tmp_path, "run")
+    recorder = RunRecorder(tmp_path, "run", "p")
     ts = int(time.time() * 1000) - 42_000
     recorder.progress(point("bin.000003", 100), ts, force=True)
-    run = read_run_state(tmp_path, "run")
+    run = read_run_state(tmp_path, "run", "p")
     now = time.time()
     assert _lag_seconds(0, point("bin.000003", 500), run, now) == 0.0
     lag = _lag_seconds(400, point("bin.000003", 100), run, now)
@@ -66,7 +66,7 @@ def test_lag_seconds_zero_when_caught_up_else_from_the_recorded_progress(tmp_pat
 
 def test_the_run_state_records_errors_redacted_and_the_last_exit(tmp_path: Path) -> None:
     register_secrets({"hunter2-secret"})
-    recorder = RunRecorder(tmp_path, "run")
+    recorder = RunRecorder(tmp_path, "run", "p")
     observe(recorder)
     try:
         failures = iter(
@@ -79,16 +79,16 @@ def test_the_run_state_records_errors_redacted_and_the_last_exit(tmp_path: Path)
         assert Supervisor(0.01, 0.01).run(attempt) == 2
     finally:
         observe(None)
-    state = read_run_state(tmp_path, "run")
+    state = read_run_state(tmp_path, "run", "p")
     assert state is not None and state.failed and state.last_exit is not None
     assert state.last_exit.exit_code == 2 and "hunter2" not in (state.last_exit.error or "")
     assert "refused" in (state.last_exit.error or "")
-    again = RunRecorder(tmp_path, "run")  # a new start: the failure is history, not the present
+    again = RunRecorder(tmp_path, "run", "p")  # a new start: the failure is history, not the present
     assert not again.state.failed and again.state.last_exit == state.last_exit
 
 
 def test_a_started_process_that_is_gone_reads_as_not_running(tmp_path: Path) -> None:
-    recorder = RunRecorder(tmp_path, "sink")
+    recorder = RunRecorder(tmp_path, "sink", "p")
     assert recorder.state.running is True  # this very process
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

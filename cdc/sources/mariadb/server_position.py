@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pymysql.cursors
+
 from cdc.core.errors import SourceSettingsError
 from cdc.core.positions import Gtid, Position, RestartPoint
 from cdc.sources.mariadb.connection import ConnectionSettings, control
 from cdc.sources.mariadb.table_filter import TableFilter
 
-__all__ = ["ServerPosition", "bytes_behind", "captured_tables", "current_restart_point", "server_position"]
+__all__ = [
+    "ServerPosition",
+    "binlog_files",
+    "bytes_behind",
+    "captured_tables",
+    "current_restart_point",
+    "read_captured_tables",
+    "read_server_position",
+    "server_position",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +41,27 @@ class ServerPosition:
 
 def server_position(settings: ConnectionSettings) -> ServerPosition:
     with control(settings, "reading the binlog position (SHOW MASTER STATUS)") as cur:
-        cur.execute("SHOW MASTER STATUS")
-        row = cur.fetchone()
-        if row is None:
-            raise SourceSettingsError(
-                f"{settings.describe()} has no binary log (log_bin is OFF): start MariaDB with log_bin, "
-                "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
-            )
-        cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
-        gtid_state, server_id, domain_id = cur.fetchone() or ("", 0, 0)
-        return ServerPosition(str(row[0]), int(row[1]), str(gtid_state or ""), int(server_id), int(domain_id))
+        return read_server_position(cur, settings)
+
+
+def read_server_position(cur: pymysql.cursors.Cursor, settings: ConnectionSettings) -> ServerPosition:
+    """:func:`server_position` on a cursor of :func:`control` (one connection for several reads)."""
+    cur.execute("SHOW MASTER STATUS")
+    row = cur.fetchone()
+    if row is None:
+        raise SourceSettingsError(
+            f"{settings.describe()} has no binary log (log_bin is OFF): start MariaDB with log_bin, "
+            "binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL"
+        )
+    cur.execute("SELECT @@gtid_binlog_pos, @@server_id, @@gtid_domain_id")
+    gtid_state, server_id, domain_id = cur.fetchone() or ("", 0, 0)
+    return ServerPosition(str(row[0]), int(row[1]), str(gtid_state or ""), int(server_id), int(domain_id))
+
+
+def binlog_files(cur: pymysql.cursors.Cursor) -> tuple[tuple[str, int], ...]:
+    """The server's binlog files and their sizes, oldest first (SHOW BINARY LOGS)."""
+    cur.execute("SHOW BINARY LOGS")
+    return tuple((str(name), int(size)) for name, size, *_ in cur.fetchall())
 
 
 def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
@@ -55,8 +77,7 @@ def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
 def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | None:
     """Binlog bytes between (file, offset) and the server's end; None if that file is gone."""
     with control(settings, "listing the binlog files (SHOW BINARY LOGS)") as cur:
-        cur.execute("SHOW BINARY LOGS")
-        logs = [(str(name), int(size)) for name, size, *_ in cur.fetchall()]
+        logs = list(binlog_files(cur))
     names = [name for name, _ in logs]
     if file not in names:
         return None
@@ -70,11 +91,18 @@ def captured_tables(
     settings: ConnectionSettings, include: tuple[str, ...], exclude: tuple[str, ...]
 ) -> tuple[str, ...]:
     """The server's base tables that the include/exclude patterns select, as "db.table"."""
-    table_filter = TableFilter(include, exclude)
     with control(settings, "listing the captured tables") as cur:
-        cur.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
-            "ORDER BY table_schema, table_name"
-        )
-        return tuple(f"{db}.{t}" for db, t in cur.fetchall() if table_filter.accepts(str(db), str(t)))
+        return read_captured_tables(cur, include, exclude)
+
+
+def read_captured_tables(
+    cur: pymysql.cursors.Cursor, include: tuple[str, ...], exclude: tuple[str, ...]
+) -> tuple[str, ...]:
+    """:func:`captured_tables` on a cursor of :func:`control`."""
+    table_filter = TableFilter(include, exclude)
+    cur.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+        "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+        "ORDER BY table_schema, table_name"
+    )
+    return tuple(f"{db}.{t}" for db, t in cur.fetchall() if table_filter.accepts(str(db), str(t)))
