@@ -158,7 +158,9 @@ class SqlSinkConfig(_SinkModel):
     # PostgreSQL: write a table's rows of a batch with COPY + one INSERT ... SELECT from this many rows
     copy_threshold_rows: Annotated[int, Field(ge=1)] = 1_000
     # tables without a primary key: the columns that identify a row in the serving table, per
-    # "db.table" (exact name); a keyless table not listed here is refused at start, naming it
+    # "db.table" (exact name). A keyless table not listed here that the sink never served is skipped
+    # (an ERROR naming it once per run; the other tables go on); a served table that loses its key
+    # stops the sink (exit 2) until key_columns name a key for it and the change is accepted
     key_columns: dict[str, list[str]] = {}
 
     @field_validator("url")

@@ -11,14 +11,18 @@ import base64
 import datetime as dt
 import decimal
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from cdc.core.events import ChangeEvent, ColumnValue, RowImage
+from cdc.core.schemas import TableSchema
+from sinks.sql.codec import Codec
 from sinks.sql.positions_table import Bookkeeping
+from sinks.sql.table_writer import TablePlan
 
-__all__ = ["BadRow", "json_value", "key_json", "write_dead_letters"]
+__all__ = ["BadRow", "bad_rows", "json_value", "key_json", "write_dead_letters"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +82,27 @@ def write_dead_letters(conn: sa.Connection, book: Bookkeeping, pipeline: str, ro
             }
         )
     conn.execute(book.dead_letters.insert(), values)
+
+
+def bad_rows(plans: Mapping[str, TablePlan], codec_of: Callable[[str, TableSchema], Codec]) -> list[BadRow]:
+    """The rows of ``plans`` the target cannot store (a key or value its column type refuses)."""
+    bad: list[BadRow] = []
+    for plan in plans.values():
+        codec: Codec | None = None
+        version = ""
+        for key, (image, event) in plan.actions.items():
+            if codec is None or event.schema.version != version:
+                codec, version = codec_of(plan.target, event.schema), event.schema.version
+            if image is None:
+                for n, check in codec.key_checks:
+                    reason = check(key[n])
+                    if reason is not None:
+                        bad.append(BadRow(event, plan.target, key, codec.key_names[n], reason))
+                        break
+                continue
+            for i, name, check in codec.checks:
+                reason = check(image[i])
+                if reason is not None:
+                    bad.append(BadRow(event, plan.target, key, name, reason))
+                    break
+    return bad

@@ -24,11 +24,11 @@ from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
 from sinks.sql.db_errors import access_problem, classify, is_transient
-from sinks.sql.dead_letter import BadRow, key_json, write_dead_letters
+from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
 from sinks.sql.positions_table import Bookkeeping, TableShape
-from sinks.sql.schema_sync import ReplaceKey, build_table, ddl_statements, evolve
-from sinks.sql.table_keys import TableKeys
+from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
+from sinks.sql.table_keys import TableKeys, lost_key, no_key_yet
 from sinks.sql.table_writer import TablePlan, write_plan
 from sinks.sql.truncate_fence import fence
 from sinks.sql.type_mapping import Dialect, decoder
@@ -187,7 +187,7 @@ class SqlSink:
             plans = self._plan(events)
             if any(p.target not in self._shapes for p in plans.values()):
                 self._load_shapes(conn)  # a truncate of a table another writer created
-            bad = self._bad_rows(plans)
+            bad = bad_rows(plans, self._codec)
             if bad:
                 if self.settings.on_bad_row == "stop":
                     first = bad[0]
@@ -306,13 +306,22 @@ class SqlSink:
         return table
 
     def _unapplied(self, batch: SinkBatch, held: AppliedState | None) -> list[ChangeEvent]:
-        """The batch's row events this sink still has to apply (keyless tables it refuses left out)."""
+        """The batch's row events this sink still has to apply (keyless tables it refuses left out;
+        those of a keyless table it already serves kept: the schema sync holds them back)."""
         out = []
+        reloaded = False
         for r in batch.records:
             if not isinstance(r, ChangeEvent) or (held is not None and r.position <= held.position):
                 continue
             if r.op is not Op.TRUNCATE and self._keys.keyed(r.schema) is None:
-                continue
+                target = self.target_name(r.schema.ref)
+                if target not in self._shapes and not reloaded:  # another writer may have created it
+                    with self._require_engine().connect() as conn:
+                        self._load_shapes(conn)
+                    reloaded = True
+                if target not in self._shapes:
+                    self._keys.refuse(r.schema.ref)
+                    continue
             out.append(r)
         return out
 
@@ -330,8 +339,8 @@ class SqlSink:
             if id(e.schema) in seen or e.op is Op.TRUNCATE:
                 continue
             seen.add(id(e.schema))
-            keyed = self._keys.keyed(e.schema)
-            if keyed is not None and (keyed.ref, keyed.version) not in first:
+            keyed = self._keys.keyed(e.schema) or e.schema  # keyless: a served table lost its key
+            if (keyed.ref, keyed.version) not in first:
                 first[(keyed.ref, keyed.version)] = (keyed, e)
         todo = [v for v in first.values() if not self._follows(v)]
         attempts = 10  # each lost race means the other writer got further: this ends
@@ -364,6 +373,12 @@ class SqlSink:
                 target = self.target_name(schema.ref)
                 old = self._shapes.get(target)
                 accepted = self._book.is_accepted(conn, target, schema.version)
+                if not schema.primary_key:  # a served table lost its key; key_columns give none
+                    if accepted:
+                        raise no_key_yet(schema, target)
+                    change, why = lost_key(schema, old, first.position)
+                    held_back = (target, change, why)
+                    break
                 ev = evolve(target, old, schema, first.position, accepted)
                 if ev.shape == old:
                     continue
@@ -374,7 +389,11 @@ class SqlSink:
                     )
                     held_back = (target, change, ev.unsafe or "the sink's schema_changes is stop")
                     break
-                if old is None:
+                rebuild = old is not None and any(isinstance(s, RebuildTable) for s in ev.steps)
+                if rebuild:  # accepted: a key column's new type; the rows held cannot be keyed by it
+                    conn.execute(sa.schema.DropTable(self._table(target), if_exists=True))
+                    log.warning("emptied %s to rebuild it for %s: %s", target, schema.ref, ev.change)
+                if old is None or rebuild:
                     table = build_table(sa.MetaData(schema=self._schema), target, ev.shape, self.dialect)
                     conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
                     log.info("created table %s for %s", target, schema.ref)
@@ -464,25 +483,3 @@ class SqlSink:
             codec = make_codec(self._shapes[target], keyed, self.dialect)
             self._codecs[(target, schema.version)] = codec
         return codec
-
-    def _bad_rows(self, plans: dict[str, TablePlan]) -> list[BadRow]:
-        bad: list[BadRow] = []
-        for plan in plans.values():
-            codec: Codec | None = None
-            version = ""
-            for key, (image, event) in plan.actions.items():
-                if codec is None or event.schema.version != version:
-                    codec, version = self._codec(plan.target, event.schema), event.schema.version
-                if image is None:
-                    for n, check in codec.key_checks:
-                        reason = check(key[n])
-                        if reason is not None:
-                            bad.append(BadRow(event, plan.target, key, codec.key_names[n], reason))
-                            break
-                    continue
-                for i, name, check in codec.checks:
-                    reason = check(image[i])
-                    if reason is not None:
-                        bad.append(BadRow(event, plan.target, key, name, reason))
-                        break
-        return bad
