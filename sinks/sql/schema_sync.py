@@ -10,7 +10,9 @@ verdict is the same whether or not a restart fell between them). Policy (``sinks
 - unsafe, held back under either policy until ``cdc schema accept``: a type change to another family
   (int -> varchar: the source converted its rows with its own rules, the binlog does not carry them)
   and a changed primary key. Accepted, the column is replaced (rows already there hold NULL in it
-  until `cdc reconcile` repairs them) or the key is replaced.
+  until `cdc reconcile` repairs them) or the key is replaced. A key column's type changed to another
+  family is held back too; accepted, the target table is rebuilt empty with the new type (the rows
+  held cannot be keyed by it): rows come back as they change at the source.
 
 Under ``stop`` every change that needs DDL is held back until accepted.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "AddColumn",
     "DropColumn",
     "Evolution",
+    "RebuildTable",
     "RenameColumn",
     "ReplaceColumn",
     "ReplaceKey",
@@ -84,7 +87,15 @@ class ReplaceKey:
     new: tuple[str, ...]
 
 
-SchemaStep = AddColumn | DropColumn | RenameColumn | WidenColumn | ReplaceColumn | ReplaceKey
+@dataclass(frozen=True, slots=True)
+class RebuildTable:
+    """A key column's type changed to another family, accepted: the table is dropped and created
+    anew from the new shape, empty (its rows' keys cannot be converted by the source's rules)."""
+
+    column: str
+
+
+SchemaStep = RebuildTable | AddColumn | DropColumn | RenameColumn | WidenColumn | ReplaceColumn | ReplaceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +201,14 @@ def evolve(
             changes.append(change)
             unsafe.append(f"{change}, which the target cannot convert its rows to")
             if col.name in schema.primary_key or held.name in shape.primary_key:
-                raise SinkSchemaError(where, col.name, f"{change}: a key column's type cannot be replaced")
-            steps.append(ReplaceColumn(held, col))
+                unsafe[-1] = (
+                    f"{change}, a key column: accepting it empties the serving table and rebuilds it "
+                    "with the new type (rows come back as they change at the source); or leave the "
+                    f"table out with exclude_tables: [{schema.ref}]"
+                )
+                steps.append(RebuildTable(col.name))
+            else:
+                steps.append(ReplaceColumn(held, col))
             replaced.add(held.name)
         columns.append(col)
     if diff.key_changed:
@@ -208,6 +225,8 @@ def evolve(
         if v != schema.version  # a shape the source went back to maps anew, below
     )
     versions = shape.versions if schema.version in shape.versions else (*shape.versions, schema.version)
+    if any(isinstance(s, RebuildTable) for s in steps):  # a new, empty table: only this version in it
+        mappings, versions = (), (schema.version,)
     new_shape = TableShape(
         shape.source, tuple(columns), schema.primary_key, versions, schema.columns,
         position.to_string(), (*mappings, (schema.version, names)), schema.version,
@@ -291,7 +310,7 @@ def ddl_statements(
             out.append(f"{alter} ADD COLUMN{if_not} {q(step.new.name)} {type_sql(step.new, False)} NULL")
         elif isinstance(step, ReplaceKey):
             out.extend(_replace_key(alter, step, dialect, shape, q, type_sql, pk_constraint))
-        else:
+        elif isinstance(step, WidenColumn):
             old_sql, new_sql = type_sql(step.old, step.is_key), type_sql(step.new, step.is_key)
             if old_sql == new_sql:
                 continue  # the target type already holds the wider values (e.g. float -> double)
