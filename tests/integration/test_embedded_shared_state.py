@@ -54,3 +54,34 @@ def test_a_second_pipeline_on_the_same_state_dir_stops(stack: StackConnections, 
     status_a = CliRunner().invoke(main, ["status", "-c", str(configs["a"]), "--json"], env=env)
     a = json.loads(status_a.stdout)
     assert a["runs"]["run"]["last_exit"]["exit_code"] == 0 and a["exit_code"] == 0, a["problems"]
+
+
+def test_status_names_the_account_that_may_not_read_the_binlog_position(
+    stack: StackConnections, tmp_path: Path
+) -> None:
+    """`cdc status` reads the source as the daemon does (server_position.py): a missing privilege is
+    reported naming the account and the grant, not as a bare server error."""
+    m = stack.mariadb
+    suffix = uuid.uuid4().hex[:8]
+    user, password = f"statefix_{suffix}", uuid.uuid4().hex
+    with m.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY %s", (password,))
+    try:
+        config = tmp_path / "cdc.yaml"
+        config.write_text(
+            f"name: statefix-{suffix}\n"
+            f"source: {{host: {m.host}, port: {m.port}, user: {user}, password: '${{PW}}',"
+            f" server_id: {random.randint(72_000, 72_999)}, tables: ['statefix_{suffix}.t']}}\n"
+            f"sinks: [{{type: sql, url: 'sqlite:///{tmp_path / 's.db'}'}}]\n"
+            f"state_dir: {tmp_path / 'state'}\n"
+        )
+        result = CliRunner().invoke(main, ["status", "-c", str(config), "--json"], env={"PW": password})
+        status = json.loads(result.stdout)
+        assert result.exit_code == 2, status
+        assert user in status["source"]["error"], status["source"]["error"]
+        assert password not in result.stdout
+    finally:
+        with m.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
