@@ -8,8 +8,10 @@ Under ``apply`` (the default) the history loses nothing and the pipeline keeps r
   one moves aside to ``<name>__dropped`` with its values;
 - a renamed column is renamed in Iceberg, which tracks columns by field id, so older rows show under
   the new name;
-- int->long, float->double and decimal widening are applied; any other type change stops the sink
-  (SinkSchemaError naming table and column), since the history could not hold both;
+- a type change never stops the sink (see :mod:`sinks.iceberg.type_changes`): a widening Iceberg
+  can promote is applied; a type whose values all fit the column as it is (BIGINT -> INT, a smaller
+  DECIMAL) keeps the column; any other (INT -> VARCHAR) moves the old column aside to
+  ``<name>__<its Iceberg type>`` with its values and adds ``<name>`` with the new type;
 - a new primary key is recorded (``headwater.primary_key``) for state-as-of queries.
 
 The change is judged by :func:`cdc.core.schema_evolution.diff_schemas` between the last source
@@ -33,13 +35,12 @@ from cdc.config.models import SchemaChangePolicy
 from cdc.core.errors import SinkSchemaError
 from cdc.core.positions import Position
 from cdc.core.schema_evolution import diff_schemas
-from cdc.core.schemas import TableSchema
+from cdc.core.schemas import Column, TableSchema
 from sinks.iceberg.history_schema import (
     COLUMN_KINDS_PROPERTY,
     META_COLUMNS,
     HistoryColumn,
     check_evolution,
-    check_source_change,
     evolution_schema,
     history_columns,
     promotable,
@@ -55,6 +56,7 @@ from sinks.iceberg.source_versions import (
     stored_pending,
     stored_versions,
 )
+from sinks.iceberg.type_changes import Retype, aside_name, holds, judge_retype
 
 __all__ = ["NO_RETRY", "creation_properties", "follow_version", "shape_of"]
 
@@ -116,12 +118,13 @@ def follow_version(
     for column in history_columns(new):
         if column.name in META_COLUMNS:
             raise SinkSchemaError(identifier, column.name, "the name is reserved for history bookkeeping")
-    for before, _after in diff.retyped:
-        check_source_change(identifier, dataclasses.replace(last, columns=(before,)), new)
     kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
+    taken = set(names)
+    # a type the column cannot hold moves the column aside (``name__int``) with the old rows' values
+    aside = _retyped_aside(table, last, diff.retyped, names, taken)
     # a name the new version takes may be held by a column kept from an earlier drop: that column
     # moves aside (``name__dropped``) with its values, so the new one gets the name and loses nothing
-    aside = _moved_aside(table, last, new, names, renames)
+    aside += _moved_aside(table, last, new, names, renames, taken)
     with table.transaction() as txn:
         if aside:
             with txn.update_schema() as update:
@@ -145,19 +148,49 @@ def follow_version(
                 if existing is None:  # added (or re-added under a name no field holds)
                     update.add_column(column.name, wanted, doc=f"source type: {column.source_type}")
                 elif existing.field_type != wanted:
-                    if not promotable(existing.field_type, wanted):
+                    # a column that holds the values as it is (kept wider, now or by an earlier
+                    # version) stays; the new version's values are cast into it when written
+                    if holds(existing.field_type, _source_column(new, column.name)):
+                        continue
+                    if not promotable(existing.field_type, wanted):  # judged and moved aside above
                         raise SinkSchemaError(
                             identifier,
                             column.name,
                             f"cannot change {existing.field_type} to {wanted} (source type "
-                            f"{column.source_type}); only int->long, float->double and decimal "
-                            "precision widening are applied",
+                            f"{column.source_type}); this is a bug, please report it with the "
+                            "table's schema history",
                         )
                     update.update_column(existing.name, field_type=wanted)
         staged = txn.table_metadata.schema()
-        _stage_record(txn, table, new, pipeline, _field_ids(staged, new), kinds)
+        _stage_record(txn, table, new, pipeline, staged, kinds)
     log.info("iceberg: %s follows %s version %s (%s)", identifier, new.ref, new.version, diff.describe())
     return [*aside, *renames.items()]
+
+
+def _source_column(schema: TableSchema, name: str) -> Column:
+    return next(c for c in schema.columns if c.name == name)
+
+
+def _retyped_aside(
+    table: Table,
+    last: TableSchema,
+    retyped: tuple[tuple[Column, Column], ...],
+    names: dict[str, NestedField],
+    taken: set[str],
+) -> list[tuple[str, str]]:
+    """Columns whose new source type they cannot hold (see :mod:`sinks.iceberg.type_changes`)."""
+    live = stored_versions(table).get(last.version, {})
+    by_id = {f.field_id: f for f in names.values()}
+    aside: list[tuple[str, str]] = []
+    for before, after in retyped:
+        field_id = live.get(before.name)
+        field = by_id.get(field_id) if field_id is not None else names.get(before.name)
+        if field is None or judge_retype(before, after, field.field_type) is not Retype.MOVE_ASIDE:
+            continue
+        free = aside_name(before.name, field.field_type, taken)
+        taken.add(free)
+        aside.append((field.name, free))
+    return aside
 
 
 def _moved_aside(
@@ -166,6 +199,7 @@ def _moved_aside(
     new: TableSchema,
     names: dict[str, NestedField],
     renames: dict[str, str],
+    taken: set[str],
 ) -> list[tuple[str, str]]:
     """Kept columns of dropped source columns whose name ``new`` takes for another column."""
     live = set(stored_versions(table).get(last.version, {}).values())
@@ -174,7 +208,6 @@ def _moved_aside(
     last_names = set(last.column_names)
     wanted = {c.name: c.iceberg_type for c in history_columns(new)}
     aside: list[tuple[str, str]] = []
-    taken = set(names)
     for name, iceberg_type in wanted.items():
         held = names.get(name)
         if held is None or held.field_id in live:
@@ -205,12 +238,15 @@ def _stage_record(
     table: Table,
     new: TableSchema,
     pipeline: str,
-    field_ids: dict[str, int],
+    staged: Schema,
     kinds: dict[str, str],
 ) -> None:
-    properties = table_properties(pipeline, new, {k: v for k, v in kinds.items() if v is not None})
+    # a column kept wider than the new source type still holds what its recorded kind says (a
+    # BIGINT UNSIGNED's decimal(20, 0) reads back as ints), so its kind stays
+    kept = [c.name for c in history_columns(new) if staged.find_field(c.name).field_type != c.iceberg_type]
+    properties = table_properties(pipeline, new, {k: v for k, v in kinds.items() if v is not None}, keep=kept)
     properties[SOURCE_SCHEMA_PROPERTY] = encode_schema(new)
-    properties[VERSIONS_PROPERTY] = _versions_with(table, new, field_ids)
+    properties[VERSIONS_PROPERTY] = _versions_with(table, new, _field_ids(staged, new))
     properties[NO_RETRY[0]] = NO_RETRY[1]
     txn.set_properties(properties)  # type: ignore[attr-defined]
     stale = [p for p in (PENDING_PROPERTY, ACCEPTED_PROPERTY) if p in table.properties]
@@ -222,7 +258,7 @@ def _record(table: Table, new: TableSchema, pipeline: str, kinds: dict[str, str]
     table.refresh()
     kinds = {**json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}")), **kinds}
     with table.transaction() as txn:
-        _stage_record(txn, table, new, pipeline, _field_ids(table.schema(), new), kinds)
+        _stage_record(txn, table, new, pipeline, table.schema(), kinds)
 
 
 def creation_properties(pipeline: str, schema: TableSchema, iceberg_schema: Schema) -> dict[str, str]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,6 @@ __all__ = [
     "HistoryColumn",
     "arrow_schema_of",
     "check_evolution",
-    "check_source_change",
     "history_columns",
     "history_iceberg_schema",
     "history_partition_spec",
@@ -217,10 +216,20 @@ def arrow_schema_of(iceberg_schema: Schema) -> pa.Schema:
 
 
 def table_properties(
-    pipeline: str, schema: TableSchema, kinds: Mapping[str, str] | None = None
+    pipeline: str,
+    schema: TableSchema,
+    kinds: Mapping[str, str] | None = None,
+    keep: Collection[str] = (),
 ) -> dict[str, str]:
+    """The table's headwater properties; ``keep`` names columns whose recorded kind stays."""
     merged = dict(kinds or {})
-    merged.update({c.name: c.arrow_type.kind.value for c in schema.columns})
+    merged.update(
+        {
+            c.name: c.arrow_type.kind.value
+            for c in schema.columns
+            if c.name not in merged or c.name not in keep
+        }
+    )
     return {
         PIPELINE_PROPERTY: pipeline,
         SOURCE_PROPERTY: str(schema.ref),
@@ -269,54 +278,6 @@ def check_evolution(table_name: str, current: Schema, schema: TableSchema) -> bo
                 )
             needed = True
     return needed
-
-
-_WIDER: dict[ArrowKind, frozenset[ArrowKind]] = {
-    ArrowKind.INT8: frozenset({ArrowKind.INT16, ArrowKind.INT32, ArrowKind.INT64}),
-    ArrowKind.INT16: frozenset({ArrowKind.INT32, ArrowKind.INT64}),
-    ArrowKind.INT32: frozenset({ArrowKind.INT64}),
-    ArrowKind.UINT8: frozenset(
-        {ArrowKind.UINT16, ArrowKind.UINT32, ArrowKind.INT16, ArrowKind.INT32, ArrowKind.INT64}
-    ),
-    ArrowKind.UINT16: frozenset({ArrowKind.UINT32, ArrowKind.INT32, ArrowKind.INT64}),
-    ArrowKind.UINT32: frozenset({ArrowKind.INT64}),
-    ArrowKind.FLOAT32: frozenset({ArrowKind.FLOAT64}),
-}
-
-
-def check_source_change(table_name: str, previous: TableSchema, schema: TableSchema) -> None:
-    """Refuse source changes that are not additive or widening (as every sink does).
-
-    A dropped column or a narrowed type would make the history say something the source no longer
-    does; the operator decides (SinkSchemaError names the table and column). Only a change the sink
-    saw happen is judged: after a restart, the first schema seen is compared with the table alone.
-    """
-    new = {c.name: c.arrow_type for c in schema.columns}
-    for column in previous.columns:
-        now = new.get(column.name)
-        if now is None:
-            raise SinkSchemaError(table_name, column.name, "the column was dropped in the source")
-        old = column.arrow_type
-        if now == old:
-            continue
-        widened = now.kind in _WIDER.get(old.kind, frozenset()) or (
-            old.kind is ArrowKind.DECIMAL
-            and now.kind is ArrowKind.DECIMAL
-            and now.scale == old.scale
-            and now.precision >= old.precision
-            and (old.precision > 38) == (now.precision > 38)
-        )
-        if not widened:
-            raise SinkSchemaError(
-                table_name,
-                column.name,
-                f"type changed from {column.source_type} ({old}) to "
-                f"{schema_column(schema, column.name).source_type} ({now}), which is not a widening",
-            )
-
-
-def schema_column(schema: TableSchema, name: str) -> Column:
-    return next(c for c in schema.columns if c.name == name)
 
 
 def to_source_values(rows: pa.Table, column_kinds: Mapping[str, str]) -> list[dict[str, Any]]:

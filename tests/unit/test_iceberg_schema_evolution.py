@@ -277,6 +277,13 @@ NARROWED = {
         Decimal("-12345678.12"),
         "decimal(12, 4)",
     ),
+    "wide-decimal->decimal": (
+        _with_qty("decimal(50,2)", ArrowKind.DECIMAL, 50, 2),
+        _with_qty("decimal(10,2)", ArrowKind.DECIMAL, 10, 2),
+        Decimal("1" * 48 + ".25"),
+        Decimal("-1.50"),
+        "string",
+    ),
     "text->varchar": (
         _with_qty("text", ArrowKind.STRING),
         _with_qty("varchar(5)", ArrowKind.STRING),
@@ -339,12 +346,12 @@ def test_a_type_changed_to_another_family_moves_the_old_column_aside(
     after, value, aside = REFAMILIED[case]
     run = make_run()
     w, older = Writer(), Writer()
-    run.sink.apply(w.insert(1, "a", 7).batch())
+    run.sink.apply(w.insert(1, "a", 7).batch(offsets={"t:0": 1}))
+    w.clock.txn()
+    run.sink.apply(w.insert(2, "b", value, table=after).batch(offsets={"t:1": 1}))
     run.between()
-    run.sink.apply(w.insert(2, "b", value, table=after).batch())
-    run.between()
-    older.clock.txn()
-    run.sink.apply(older.insert(3, "c", 9).batch())  # a row of the old shape arriving late (Kafka)
+    older.clock.txn()  # a row of the old shape arriving late, on another partition (Kafka mode)
+    run.sink.apply(older.insert(3, "c", 9).batch(offsets={"t:0": 2}))
     run.sink.flush()
     got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
     assert sorted((r["id"], r[aside], r["qty"]) for r in got) == [
@@ -375,15 +382,27 @@ def test_a_decimal_scale_beyond_the_column_moves_it_aside(make_run: Callable[...
 def test_a_type_changed_back_and_forth_keeps_every_version(make_run: Callable[..., Run]) -> None:
     run = make_run()
     w = Writer()
-    text = _with_qty("varchar(10)", ArrowKind.STRING)
-    for i, (table, value) in enumerate([(ITEMS, 1), (text, "two"), (ITEMS, 3), (text, "four")], start=1):
+    shapes = [
+        (ITEMS, 1),
+        (_with_qty("varchar(10)", ArrowKind.STRING), "two"),
+        (_with_qty("int(11)", ArrowKind.INT32), 3),
+        (_with_qty("varchar(20)", ArrowKind.STRING), "four"),
+        (ITEMS, 5),  # a shape seen before: its rows land where that shape's rows went (qty__int)
+    ]
+    for i, (table, value) in enumerate(shapes, start=1):
         run.sink.apply(w.insert(i, "x", value, table=table).batch())
         run.between()
     run.sink.flush()
     got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
     qty = sorted(c for c in got[0] if c.startswith("qty"))
     assert qty == ["qty", "qty__int", "qty__int2", "qty__string"]
-    assert [tuple(r[c] for c in qty if r[c] is not None) for r in got] == [(1,), ("two",), (3,), ("four",)]
+    assert [{c: r[c] for c in qty if r[c] is not None} for r in got] == [
+        {"qty__int": 1},
+        {"qty__string": "two"},
+        {"qty__int2": 3},
+        {"qty": "four"},
+        {"qty__int": 5},
+    ]
 
 
 def test_stop_policy_holds_a_type_change_until_accepted(make_run: Callable[..., Run]) -> None:
@@ -403,3 +422,21 @@ def test_stop_policy_holds_a_type_change_until_accepted(make_run: Callable[..., 
     run.sink.flush()
     got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
     assert [(r["qty__int"], r["qty"]) for r in got] == [(7, None), (None, "x")]
+
+
+def test_a_type_change_buffered_with_older_rows_keeps_both(tmp_path: Path) -> None:
+    """Rows of the old type still in the buffer when the column moves aside land in the moved one."""
+    config = _config(tmp_path, SchemaChangePolicy.APPLY).model_copy(update={"commit_rows": 100})
+    sink = create_iceberg_sink(config, "pipe")
+    sink.open()
+    w = Writer()
+    sink.apply(w.insert(1, "a", 7).batch())
+    sink.apply(w.insert(2, "b", "x", table=_with_qty("varchar(10)", ArrowKind.STRING)).batch())
+    sink.apply(w.insert(3, "c", 8, table=_with_qty("tinyint", ArrowKind.INT8)).batch())
+    sink.close()
+    got = read_history(config.catalog, "evo", REF).rows.to_pylist()
+    assert [(r["id"], r["qty__int"], r["qty__string"], r["qty"]) for r in got] == [
+        (1, 7, None, None),
+        (2, None, "x", None),
+        (3, None, None, 8),
+    ]
