@@ -119,7 +119,7 @@ def follow_version(
         if column.name in META_COLUMNS:
             raise SinkSchemaError(identifier, column.name, "the name is reserved for history bookkeeping")
     kinds = json.loads(table.properties.get(COLUMN_KINDS_PROPERTY, "{}"))
-    taken = set(names)
+    taken = set(names) | set(new.column_names)  # the new version's own names are not free either
     # a type the column cannot hold moves the column aside (``name__int``) with the old rows' values
     aside = _retyped_aside(table, last, diff.retyped, names, taken)
     # a name the new version takes may be held by a column kept from an earlier drop: that column

@@ -440,3 +440,17 @@ def test_a_type_change_buffered_with_older_rows_keeps_both(tmp_path: Path) -> No
         (2, None, "x", None),
         (3, None, None, 8),
     ]
+
+
+def test_a_moved_column_does_not_take_a_name_the_new_version_uses(make_run: Callable[..., Run]) -> None:
+    run = make_run()
+    w = Writer()
+    run.sink.apply(w.insert(1, "a", 7).batch())
+    run.between()
+    both = schema(
+        *DROPPED.columns, col("qty", "varchar(9)", ArrowKind.STRING), col("qty__int", "int", ArrowKind.INT32)
+    )
+    run.sink.apply(w.insert(2, "b", "x", 8, table=both).batch())
+    run.sink.flush()
+    got = read_history(run.config.catalog, "evo", REF).rows.to_pylist()
+    assert [(r["qty__int2"], r["qty"], r["qty__int"]) for r in got] == [(7, None, None), (None, "x", 8)]
