@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,21 @@ class Column:
     source_type: str  # as the source spells it, e.g. "bigint unsigned", "decimal(65,30)", "datetime(6)"
     arrow_type: ArrowType
     nullable: bool = True
+
+    def to_row(self) -> list[object]:
+        """A compact JSON-ready form, for sinks that record the source shapes they follow."""
+        t = self.arrow_type
+        return [self.name, self.source_type, t.kind.value, t.precision, t.scale, self.nullable]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Column:
+        name, source_type, kind, precision, scale, nullable = row
+        return cls(
+            str(name),
+            str(source_type),
+            ArrowType(ArrowKind(kind), int(precision), int(scale)),
+            bool(nullable),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from cdc.core.positions import Position
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from cdc.core.schemas import Column, TableRef, TableSchema
 from sinks.contract import PendingSchemaChange
 from sinks.iceberg.catalogs import find_history_table
 from sinks.iceberg.history_schema import PIPELINE_PROPERTY, SOURCE_PROPERTY
@@ -55,17 +55,7 @@ ACCEPTED_PROPERTY = "headwater.accepted_schema_version"
 
 
 def encode_schema(schema: TableSchema) -> str:
-    columns = [
-        [
-            c.name,
-            c.source_type,
-            c.arrow_type.kind.value,
-            c.arrow_type.precision,
-            c.arrow_type.scale,
-            c.nullable,
-        ]
-        for c in schema.columns
-    ]
+    columns = [c.to_row() for c in schema.columns]
     return json.dumps(
         {"version": schema.version, "columns": columns, "primary_key": list(schema.primary_key)}
     )
@@ -73,15 +63,7 @@ def encode_schema(schema: TableSchema) -> str:
 
 def decode_schema(ref: TableRef, text: str) -> TableSchema:
     data: dict[str, Any] = json.loads(text)
-    columns = tuple(
-        Column(
-            str(name),
-            str(source_type),
-            ArrowType(ArrowKind(kind), int(precision), int(scale)),
-            bool(nullable),
-        )
-        for name, source_type, kind, precision, scale, nullable in data["columns"]
-    )
+    columns = tuple(Column.from_row(row) for row in data["columns"])
     schema = TableSchema.build(ref, columns, tuple(str(k) for k in data["primary_key"]))
     if schema.version != data["version"]:  # the fingerprint must be the one the source computed
         schema = TableSchema(ref, columns, schema.primary_key, str(data["version"]))

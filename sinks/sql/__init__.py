@@ -56,8 +56,8 @@ the same way (``_headwater_schema_changes`` holds what is pending). Rows of an o
 arrive after a newer one (Kafka, several partitions) land through the rename chain; values of
 dropped columns are ignored. A shape the source goes back to (ADD then DROP of one column) is a change
 like any other: rows of a known version that come after the latest version's rows are followed.
-One ambiguity comes from the schema diff itself: dropping a table's last column and adding one of the
-same type in one ALTER reads as a rename (the values are carried over).
+One ambiguity comes from the schema diff itself: one ALTER that drops a column and adds one of the
+same type at the same ordinal reads as a rename (the values are carried over).
 
 Writers: in embedded mode the daemon claims the sink (``claim_writer``): a writer epoch stored in
 ``_headwater_positions``; an apply by an older writer raises ``WriterFenced`` naming the newer one

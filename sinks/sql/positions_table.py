@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from cdc.core.positions import Position
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef
+from cdc.core.schemas import Column, TableRef
 from sinks.contract import AppliedState, PendingSchemaChange
 from sinks.sql.names import quoted
 
@@ -130,24 +130,11 @@ class TableShape:
 
 
 def _columns_json(columns: tuple[Column, ...]) -> list[list[object]]:
-    return [
-        [
-            c.name,
-            c.source_type,
-            c.arrow_type.kind.value,
-            c.arrow_type.precision,
-            c.arrow_type.scale,
-            c.nullable,
-        ]
-        for c in columns
-    ]
+    return [c.to_row() for c in columns]
 
 
 def _columns_from_json(raw: list[list[object]]) -> tuple[Column, ...]:
-    return tuple(
-        Column(str(name), str(source_type), ArrowType(ArrowKind(kind), int(p), int(s)), bool(nullable))  # type: ignore[call-overload]
-        for name, source_type, kind, p, s, nullable in raw
-    )
+    return tuple(Column.from_row(row) for row in raw)
 
 
 class Bookkeeping:
