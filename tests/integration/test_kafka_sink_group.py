@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cdc.config.models import IcebergSinkConfig, SqlSinkConfig
+from cdc.config.models import IcebergSinkConfig
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from sinks.iceberg import read_history
-from sinks.sql import create_sql_sink
 from tests.support.kafka_pipeline import KafkaPipeline
 from tests.support.workload import Daemon
 
@@ -29,22 +28,6 @@ def history_positions(pipeline: KafkaPipeline) -> Counter[str]:
     config = next(s for s in pipeline.loaded().sinks if isinstance(s, IcebergSinkConfig))
     found = read_history(config.catalog, config.namespace, TableRef(pipeline.db, "t"))
     return Counter(str(p) for p in found.rows.column("_position").to_pylist())
-
-
-def serving_rows(pipeline: KafkaPipeline) -> dict[int, int]:
-    config = next(s for s in pipeline.loaded().sinks if isinstance(s, SqlSinkConfig))
-    sink = create_sql_sink(config, pipeline.name)
-    sink.open()
-    try:
-        return {int(r["id"]): int(r["ver"]) for r in sink.read_rows(TableRef(pipeline.db, "t"))}  # type: ignore[call-overload]
-    finally:
-        sink.close()
-
-
-def source_rows(pipeline: KafkaPipeline) -> dict[int, int]:
-    with pipeline.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT id, ver FROM t")
-        return {int(i): int(v) for i, v in cur.fetchall()}
 
 
 def update_all(pipeline: KafkaPipeline, ver: int) -> None:
@@ -110,7 +93,7 @@ def test_survivor_of_a_killed_sink_process_applies_each_change_once(
         wait_for(
             "the survivor to apply the third round",
             lambda: (
-                serving_rows(pipeline) == source_rows(pipeline)
+                pipeline.serving_rows() == pipeline.source_rows()
                 and sum(history_positions(pipeline).values()) >= changes
             ),
             120,
@@ -125,6 +108,6 @@ def test_survivor_of_a_killed_sink_process_applies_each_change_once(
         twice = {p: n for p, n in counts.items() if n > 1}
         assert not twice, f"{len(twice)} changes applied more than once, e.g. {sorted(twice.items())[:3]}"
         assert sum(counts.values()) == changes
-        assert serving_rows(pipeline) == source_rows(pipeline)
+        assert pipeline.serving_rows() == pipeline.source_rows()
     finally:
         pipeline.drop()

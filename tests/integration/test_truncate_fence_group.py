@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from cdc.config.models import IcebergSinkConfig, SqlSinkConfig
+from cdc.config.models import IcebergSinkConfig
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from sinks.iceberg import read_history
-from sinks.sql import create_sql_sink
 from tests.support.kafka_pipeline import KafkaPipeline
 from tests.support.workload import Daemon
 
@@ -54,22 +53,6 @@ def make_pipeline(stack: StackConnections, tmp: Path) -> KafkaPipeline:
         f"state_dir: {tmp / 'state'}\n"
     )
     return KafkaPipeline(stack, tmp, db, name, config)
-
-
-def serving_rows(pipeline: KafkaPipeline) -> dict[int, int]:
-    config = next(s for s in pipeline.loaded().sinks if isinstance(s, SqlSinkConfig))
-    sink = create_sql_sink(config, pipeline.name)
-    sink.open()
-    try:
-        return {int(r["id"]): int(r["ver"]) for r in sink.read_rows(TableRef(pipeline.db, "t"))}  # type: ignore[call-overload]
-    finally:
-        sink.close()
-
-
-def source_rows(pipeline: KafkaPipeline) -> dict[int, int]:
-    with pipeline.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT id, ver FROM t")
-        return {int(i): int(v) for i, v in cur.fetchall()}
 
 
 def history_ops(pipeline: KafkaPipeline) -> Counter[tuple[str, str]]:
@@ -112,7 +95,7 @@ def test_truncate_with_partitions_split_over_processes_and_a_restart(
         b.start()
         wait_for(
             "both processes to apply the first rows",
-            lambda: assigned(a) and assigned(b) and serving_rows(pipeline) == source_rows(pipeline),
+            lambda: assigned(a) and assigned(b) and pipeline.serving_rows() == pipeline.source_rows(),
             120,
             a,
             b,
@@ -122,7 +105,7 @@ def test_truncate_with_partitions_split_over_processes_and_a_restart(
         capture.catch_up(120)
         wait_for(
             "the split processes to apply the truncate and the rows after it",
-            lambda: serving_rows(pipeline) == source_rows(pipeline),
+            lambda: pipeline.serving_rows() == pipeline.source_rows(),
             60,
             a,
             b,
@@ -141,7 +124,7 @@ def test_truncate_with_partitions_split_over_processes_and_a_restart(
         pipeline.daemon("sink", "sink_c.log").catch_up(120)  # returns: nothing waits for a copy
         caught_up_s = time.monotonic() - started
 
-        assert serving_rows(pipeline) == source_rows(pipeline)
+        assert pipeline.serving_rows() == pipeline.source_rows()
         ops = history_ops(pipeline)
         truncates = [p for (op, p), n in ops.items() if op == "t"]
         assert len(truncates) == 2 and all(ops[("t", p)] == 1 for p in truncates), truncates

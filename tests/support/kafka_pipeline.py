@@ -14,8 +14,10 @@ from pathlib import Path
 import pymysql
 
 from cdc.config import load_config
-from cdc.config.models import PipelineConfig
+from cdc.config.models import PipelineConfig, SqlSinkConfig
+from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
+from sinks.sql import create_sql_sink
 from tests.support.workload import Daemon
 
 
@@ -93,6 +95,22 @@ class KafkaPipeline:
 
     def connect(self) -> pymysql.Connection:
         return self.stack.mariadb.connect_root(database=self.db, autocommit=True)
+
+    def serving_rows(self) -> dict[int, int]:
+        """``t``'s id -> ver in the config's first SQL sink."""
+        config = next(s for s in self.loaded().sinks if isinstance(s, SqlSinkConfig))
+        sink = create_sql_sink(config, self.name)
+        sink.open()
+        try:
+            return {int(r["id"]): int(r["ver"]) for r in sink.read_rows(TableRef(self.db, "t"))}  # type: ignore[call-overload]
+        finally:
+            sink.close()
+
+    def source_rows(self) -> dict[int, int]:
+        """``t``'s id -> ver at the source."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, ver FROM t")
+            return {int(i): int(v) for i, v in cur.fetchall()}
 
     def drop(self) -> None:
         with self.stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
