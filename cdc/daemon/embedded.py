@@ -352,13 +352,18 @@ def embedded_daemon(
 ) -> EmbeddedDaemon:
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
     from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
+    from cdc.sources.mariadb.server_checks import check_source
     from cdc.sources.mariadb.server_position import server_position
 
     source = config.source
 
     def identify() -> PipelineIdentity:
-        # one short query per attempt: a failover behind the same address shows as another server
-        server_id = server_position(connection_settings(source)).server_id
+        # one short query per attempt: a failover behind the same address shows as another server.
+        # The server's settings and the account are checked first, so that a server that cannot be
+        # captured from is named for what is wrong with it, not for the first query that failed.
+        settings = connection_settings(source)
+        check_source(settings, source.server_id, tuple(source.tables))
+        server_id = server_position(settings).server_id
         return PipelineIdentity(config.name, f"{source.host}:{source.port}", server_id)
 
     batch = config.batch
