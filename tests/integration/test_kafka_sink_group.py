@@ -9,16 +9,13 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from sinks.iceberg import read_history
-from tests.support.kafka_pipeline import KafkaPipeline
+from tests.support.kafka_pipeline import KafkaPipeline, assigned, wait_for
 from tests.support.workload import Daemon
 
 ROWS = 120
@@ -32,20 +29,6 @@ def history_positions(pipeline: KafkaPipeline) -> Counter[str]:
 
 def update_all(pipeline: KafkaPipeline, ver: int) -> None:
     pipeline.execute_with("UPDATE t SET ver = %s WHERE id = %s", [(ver, i) for i in range(ROWS)])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, *logs: Daemon) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    tails = "\n".join(d.log.read_text()[-2000:] for d in logs if d.log.exists())
-    pytest.fail(f"timed out waiting for {what}\n{tails}")
-
-
-def assigned(daemon: Daemon) -> bool:
-    return daemon.log.exists() and "assigned" in daemon.log.read_text()
 
 
 def partitions_taken(daemon: Daemon) -> int:

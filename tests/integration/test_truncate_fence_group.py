@@ -15,16 +15,13 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from sinks.iceberg import read_history
-from tests.support.kafka_pipeline import KafkaPipeline
+from tests.support.kafka_pipeline import KafkaPipeline, assigned, wait_for
 from tests.support.workload import Daemon
 
 
@@ -61,20 +58,6 @@ def history_ops(pipeline: KafkaPipeline) -> Counter[tuple[str, str]]:
     ops = found.rows.column("_op").to_pylist()
     positions = found.rows.column("_position").to_pylist()
     return Counter((str(o), str(p)) for o, p in zip(ops, positions, strict=True))
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, *logs: Daemon) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    tails = "\n".join(d.log.read_text()[-2000:] for d in logs if d.log.exists())
-    pytest.fail(f"timed out waiting for {what}\n{tails}")
-
-
-def assigned(daemon: Daemon) -> bool:
-    return daemon.log.exists() and "assigned" in daemon.log.read_text()
 
 
 def test_truncate_with_partitions_split_over_processes_and_a_restart(

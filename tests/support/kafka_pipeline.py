@@ -7,11 +7,14 @@ group), replica server_id (63000-63999) and state directory.
 from __future__ import annotations
 
 import random
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
+import pytest
 
 from cdc.config import load_config
 from cdc.config.models import PipelineConfig, SqlSinkConfig
@@ -115,3 +118,19 @@ class KafkaPipeline:
     def drop(self) -> None:
         with self.stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {self.db}")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, *logs: Daemon) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` with the daemons' log tails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    tails = "\n".join(d.log.read_text()[-2000:] for d in logs if d.log.exists())
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
+
+
+def assigned(daemon: Daemon) -> bool:
+    """The `cdc sink` process has logged a partition assignment."""
+    return daemon.log.exists() and "assigned" in daemon.log.read_text()
