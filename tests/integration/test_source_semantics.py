@@ -25,7 +25,7 @@ from cdc.core.schema_evolution import diff_schemas
 from cdc.devstack.connections import StackConnections
 from cdc.sources.mariadb import ConnectionSettings, MariaDbBinlogReader, ReaderConfig, StartAt
 from cdc.sources.mariadb.connection import connect
-from cdc.sources.mariadb.table_engines import transactional_lookup
+from cdc.sources.mariadb.table_engines import is_transactional
 
 CAPTURED = ("t", "k", "m")  # "other" is not captured
 
@@ -239,11 +239,9 @@ def test_rollback_to_a_savepoint_at_the_transaction_start_drops_the_undone_rows(
 
 def test_engine_lookup_tells_myisam_from_innodb(db: Db) -> None:
     m = db.stack.mariadb
-    is_transactional = transactional_lookup(
-        lambda: connect(ConnectionSettings(m.host, m.port, m.user, m.password))
-    )
-    assert is_transactional(db.name, "t") and not is_transactional(db.name, "m")
-    assert is_transactional(db.name, "no_such_table")
+    with connect(ConnectionSettings(m.host, m.port, m.user, m.password)) as conn, conn.cursor() as cur:
+        assert is_transactional(cur, db.name, "t") and not is_transactional(cur, db.name, "m")
+        assert is_transactional(cur, db.name, "no_such_table")
 
 
 # -- item 3: progress through other tables' transactions and heartbeats ------------------------------

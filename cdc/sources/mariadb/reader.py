@@ -17,7 +17,7 @@ from cdc.core.positions import RestartPoint
 from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, control
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
-from cdc.sources.mariadb.table_engines import ENGINE_QUERY, engine_is_transactional
+from cdc.sources.mariadb.table_engines import is_transactional
 from cdc.sources.mariadb.table_filter import TableFilter
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
 
@@ -96,9 +96,7 @@ class MariaDbBinlogReader:
     def _transactional(self, db: str, table: str) -> bool:
         # asked only for tables written in a group that also wrote a non-transactional table
         with control(self._config.connection, f"reading the engine of {db}.{table}") as cur:
-            cur.execute(ENGINE_QUERY, (db, table))
-            row = cur.fetchone()
-        return engine_is_transactional(row[0] if row else None)
+            return is_transactional(cur, db, table)
 
     def _dump_start(self, start: StartAt, conn: BinlogConnection) -> DumpStart:
         if start.restart is not None:
