@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cdc.core.errors import PositionFormatError
 
-__all__ = ["Gtid", "Position", "RestartPoint"]
+__all__ = ["ANCHOR_SERVER_ID", "Gtid", "Position", "RestartPoint", "snapshot_row_position"]
 
 _U32 = 2**32 - 1
 _U64 = 2**64 - 1
@@ -29,6 +29,9 @@ _POSITION_RE = re.compile(
     r":(?P<domain>\d{10})-(?P<server>\d{10})-(?P<seq>\d{20}):(?P<base>[^/\s:]+)$"
 )
 _RESTART_RE = re.compile(r"^(?P<position>.+)\+skip=(?P<skip>\d{10})$")
+# The GTID of a snapshot anchor (see snapshot_row_position): a real GTID never has seq 0, and a
+# boundary on a server that never wrote one uses server_id 0, so this pair names no transaction.
+ANCHOR_SERVER_ID = _U32
 
 
 def _check_range(name: str, value: int, upper: int) -> None:
@@ -115,6 +118,11 @@ class Position:
     @property
     def file_seq(self) -> int:
         return self._key[0]
+
+    @property
+    def is_snapshot_anchor(self) -> bool:
+        """A place for snapshot rows just before a binlog boundary (see snapshot_row_position)."""
+        return self.gtid.seq == 0 and self.gtid.server_id == ANCHOR_SERVER_ID
 
     @property
     def file_base(self) -> str:
@@ -238,6 +246,21 @@ class RestartPoint:
         """Resume just after ``position`` (its transaction may be only partly handled)."""
         return cls(position.at_row(0), position.row + 1)
 
+    @property
+    def is_boundary(self) -> bool:
+        """Nothing of a transaction is to be skipped: reading starts at a transaction's start.
+
+        A restart after snapshot rows emitted at an anchor is one: the anchor lies one byte before
+        the boundary, and its rows are not in the binlog to skip.
+        """
+        return self.skip_rows == 0 or self.transaction.is_snapshot_anchor
+
+    @property
+    def binlog_offset(self) -> int:
+        """Where to start reading ``transaction.file``: the anchor's boundary is one byte after it."""
+        offset = self.transaction.offset
+        return offset + 1 if self.transaction.is_snapshot_anchor else offset
+
     def to_string(self) -> str:
         return f"{self.transaction.to_string()}+skip={self.skip_rows:010d}"
 
@@ -247,3 +270,27 @@ class RestartPoint:
         if match is None:
             raise PositionFormatError(f"malformed restart point: {text!r}")
         return cls(Position.parse(match["position"]), int(match["skip"]))
+
+
+def snapshot_row_position(at: RestartPoint, index: int) -> Position:
+    """The position of the ``index``-th snapshot row (op ``r``) emitted at restart point ``at``.
+
+    Snapshot rows are read from a consistent view of the source at a binlog boundary and emitted
+    where the stream stands, between two transactions. Their positions must sort after every change
+    already emitted and before the next transaction, so that sinks (which skip what is at or before
+    their position) and the history (ordered by position) place them there:
+    - after a transaction T of which ``s`` rows were emitted (``at`` = (T, skip s)): T's rows s, s+1...
+      (T has no rows there; the next transaction starts further on);
+    - at a boundary B (a transaction's start, nothing to skip): an *anchor* one byte before B, whose
+      GTID names no transaction. Every earlier transaction starts more than one byte before B;
+    - after rows already emitted at an anchor: that anchor's next rows.
+    ``RestartPoint.after`` of the last row emitted is where the stream resumes; for an anchor, the
+    reader starts at the boundary (RestartPoint.binlog_offset) and skips nothing.
+    """
+    tx = at.transaction
+    if at.skip_rows or tx.is_snapshot_anchor:
+        return tx.at_row(at.skip_rows + index)
+    if tx.offset < 1:
+        raise PositionFormatError(f"no snapshot anchor before offset 0 of {tx.file}")
+    anchor = Gtid(tx.gtid.domain, ANCHOR_SERVER_ID, 0)
+    return Position(anchor, tx.file, tx.offset - 1, index)

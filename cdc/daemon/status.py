@@ -65,7 +65,7 @@ class SourceView:
 
     def bytes_behind(self, point: RestartPoint) -> int | None:
         """Binlog bytes from ``point`` to the end; None if its file is gone (purged)."""
-        file, offset = point.transaction.file, point.transaction.offset
+        file, offset = point.transaction.file, point.binlog_offset
         names = [name for name, _ in self.binlogs]
         if file not in names:
             return None

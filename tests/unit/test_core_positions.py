@@ -87,3 +87,40 @@ def test_fast_constructors_equal_validated_ones(p: Position, g: Gtid, offset: in
     moved = p.in_same_file(g, offset, row)
     assert moved == Position(g, p.file, offset, row)
     assert moved.to_string() == Position(g, p.file, offset, row).to_string()
+
+
+# --- snapshot rows: positions between transactions -------------------------------------------------
+
+
+def test_snapshot_rows_at_a_boundary_sort_between_the_transactions_around_it() -> None:
+    from cdc.core.positions import snapshot_row_position
+
+    before = Position(Gtid(0, 1, 7), "bin.000002", 900, 3)  # last row of the transaction before
+    boundary = RestartPoint(Position(Gtid(0, 1, 7), "bin.000002", 1000))
+    after = Position(Gtid(0, 1, 8), "bin.000002", 1000, 0)  # first row of the next transaction
+    rows = [snapshot_row_position(boundary, i) for i in range(3)]
+    assert before < rows[0] < rows[1] < rows[2] < after
+    assert all(r.is_snapshot_anchor for r in rows)
+    assert Position.parse(rows[2].to_string()) == rows[2]
+    # resuming after them reads the binlog from the boundary and skips nothing
+    resume = RestartPoint.after(rows[2])
+    assert resume.is_boundary and resume.binlog_offset == 1000
+    again = RestartPoint.parse(resume.to_string())
+    assert snapshot_row_position(again, 0) > rows[2]  # the next chunk continues after them
+    assert snapshot_row_position(again, 0) < after
+
+
+def test_snapshot_rows_after_a_transaction_follow_its_rows() -> None:
+    from cdc.core.positions import snapshot_row_position
+
+    tx = Position(Gtid(0, 1, 7), "bin.000002", 900, 0)
+    point = RestartPoint(tx, 4)  # four rows of it emitted
+    first = snapshot_row_position(point, 0)
+    assert first == tx.at_row(4) and not first.is_snapshot_anchor
+    assert not point.is_boundary and point.binlog_offset == 900
+    assert snapshot_row_position(RestartPoint.after(first), 0) == tx.at_row(5)
+
+
+def test_a_fresh_servers_boundary_is_not_an_anchor() -> None:
+    fresh = RestartPoint(Position(Gtid(0, 0, 0), "bin.000001", 330))
+    assert not fresh.transaction.is_snapshot_anchor and fresh.binlog_offset == 330

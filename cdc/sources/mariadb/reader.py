@@ -101,7 +101,7 @@ class MariaDbBinlogReader:
     def _dump_start(self, start: StartAt, conn: BinlogConnection) -> DumpStart:
         if start.restart is not None:
             tx = start.restart.transaction
-            return DumpStart(file=tx.file, offset=tx.offset)
+            return DumpStart(file=tx.file, offset=start.restart.binlog_offset)
         if start.gtid_state is not None:
             return DumpStart(gtid_state=start.gtid_state)
         if start.file is not None:

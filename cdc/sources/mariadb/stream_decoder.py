@@ -329,13 +329,13 @@ class StreamDecoder:
                     # only a place in the binlog: the next transaction starts at or after it,
                     # whatever its GTID.
                     mismatch = resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset
-                    if resume.skip_rows and mismatch:
+                    if not resume.is_boundary and mismatch:
                         raise TerminalError(
                             f"resume expected transaction {resume.transaction.gtid} at "
                             f"{resume.transaction.file}:{resume.transaction.offset}, the "
                             f"server sent {gtid} at {tx_pos.file}:{tx_pos.offset}"
                         )
-                    skip = resume.skip_rows
+                    skip = 0 if resume.is_boundary else resume.skip_rows
                     resume = self._resume = None
             elif type_code == EventType.XID:
                 if tx_pos is not None:
