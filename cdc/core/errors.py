@@ -26,6 +26,7 @@ Whether a retry can help is a marker, not a branch of the tree: callers that dec
     ├── StreamGap                      (TerminalError)  a sink's offsets are below what the topic still
     │                                                   holds (retention): bootstrap that sink again
     ├── MessageTooLarge                (TerminalError)  one change is over stream.max_message_bytes
+    ├── TableHasNoKey                  (TerminalError)  a keyset-chunked snapshot of a keyless table
     └── SinkError                                       a sink could not apply a batch (nothing of it landed)
         ├── SinkUnavailable            (TransientError) the target database is unreachable, restarting, or
         │                                               aborted the transaction (deadlock): apply again
@@ -64,6 +65,7 @@ __all__ = [
     "StreamAccessDenied",
     "StreamGap",
     "StreamUnavailable",
+    "TableHasNoKey",
     "TerminalError",
     "TransientError",
     "UnsupportedColumnType",
@@ -218,3 +220,15 @@ class SinkAccessDenied(SinkError, TerminalError):
 
 class WriterFenced(SinkError, TerminalError):
     """Another writer claimed the sink (a second embedded `cdc run` on the same sinks)."""
+
+
+class TableHasNoKey(TerminalError):
+    """A chunked (keyset) snapshot was asked of a table without a primary key."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        super().__init__(
+            f"table {table} has no primary key (nor a UNIQUE NOT NULL key), so it cannot be read in "
+            "key-ordered chunks: add a primary key to it, or snapshot it whole in one consistent view "
+            "(SnapshotReader.read_all), which holds one transaction open for the whole copy"
+        )
