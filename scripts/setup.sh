@@ -17,6 +17,14 @@ need /usr/sbin/mariadbd mariadb-server
 need mariadb-install-db mariadb-server
 need mariadb mariadb-client
 need mariadb-binlog mariadb-client
+# mysqlclient (the snapshot reader's driver) has no Linux wheel: it builds against these
+need mariadb_config libmariadb-dev
+need pkg-config pkg-config
+need gcc gcc
+if ! "${PYTHON:-python3}" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  missing+=(python3-dev)
+fi
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then missing+=(postgresql); fi
 need java openjdk-17-jre-headless
 need mvn maven

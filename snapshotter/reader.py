@@ -1,0 +1,348 @@
+"""Reading a table's rows in consistent views: keyset chunks, rows by key, or the whole table.
+
+Each read happens inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (REPEATABLE READ), and
+``binlog_snapshot_file`` / ``binlog_snapshot_position``, read in that transaction, are the exact binlog
+boundary of the view: every transaction before it is in the rows, none after it. No lock is taken and
+nothing is written to the source. With ``one_view=False`` each chunk is its own transaction, committed
+as soon as its rows are read, so nothing is held on the source between chunks; with ``one_view=True``
+one transaction stays open until :meth:`SnapshotReader.release_view` or :meth:`close` (a direct
+bootstrap: every ChunkRead has the same boundary). While that view is open the tables it has read keep
+a shared metadata lock: an ALTER TABLE on them waits for it (and the writes queued behind the ALTER
+with it), as with any long transaction.
+
+A table altered while a chunk is read: the dictionary is read before the view starts and again after
+the rows; when they differ (or InnoDB says the table definition changed, error 1412) the chunk is read
+again in a fresh view, at most :data:`SCHEMA_RETRIES` times, then :class:`SchemaChangedDuringRead`
+(transient) is raised. In one view the chunk cannot be re-read (the view is the point), so it is raised
+at once.
+
+The client is mysqlclient (C): measured in benchmarks/snapshot_read_bench.py against pymysql and
+ConnectorX, values converted to the decoder's included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import MySQLdb
+import MySQLdb.converters
+import MySQLdb.cursors
+
+from cdc.core.errors import HeadwaterError, SourceUnavailable, TableHasNoKey, TerminalError, TransientError
+from cdc.core.events import RowImage
+from cdc.core.positions import Gtid, GtidState, Position, RestartPoint
+from cdc.core.schemas import TableRef, TableSchema
+from cdc.sources.mariadb.connection_settings import ConnectionSettings
+from cdc.sources.mariadb.source_errors import translate
+from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
+from snapshotter.keyset import ChunkSql, chunk_sql, keys_sql, whole_table_sql
+from snapshotter.table_dictionary import COLUMNS_QUERY, KEYS_QUERY, TableDictionary, build_dictionary
+from snapshotter.values import FIELD_CONVERTERS, RowConverter, compile_row_converter
+
+__all__ = [
+    "SCHEMA_RETRIES",
+    "ChunkRead",
+    "SchemaChangedDuringRead",
+    "SnapshotReadError",
+    "SnapshotReader",
+    "TableNotFound",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_RETRIES = 3
+_ER_TABLE_DEF_CHANGED = 1412
+_ER_NO_SUCH_TABLE = 1146
+_STREAM_BATCH = 10_000  # rows per ChunkRead of read_all
+
+
+class SchemaChangedDuringRead(TransientError):
+    """The table's shape changed while a chunk was read (DDL meanwhile); reading again may succeed."""
+
+    def __init__(self, table: TableRef) -> None:
+        self.table = table
+        super().__init__(
+            f"table {table} was altered while a snapshot chunk was read; read it again (the next chunk "
+            "starts from the last one that completed)"
+        )
+
+
+class SnapshotReadError(TerminalError):
+    """A server error no retry is known to fix, met while reading a snapshot; carries its message."""
+
+
+class TableNotFound(TerminalError):
+    def __init__(self, table: TableRef) -> None:
+        self.table = table
+        super().__init__(f"table {table} does not exist on the source (dropped or renamed?)")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRead:
+    schema: TableSchema  # equal (same version) to the binlog decoder's for this table
+    rows: tuple[RowImage, ...]  # in primary-key order, values as the binlog decoder produces them
+    last_key: RowImage | None  # key values of the last row (schema.primary_key order); None if no rows
+    at: RestartPoint  # the view's binlog boundary; its GTID is informative
+    complete: bool  # no row of the table lies after last_key
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    dictionary: TableDictionary
+    convert: RowConverter | None
+    key_indexes: tuple[int, ...]
+
+
+def _connect(settings: ConnectionSettings) -> Any:
+    conv = {k: v for k, v in MySQLdb.converters.conversions.items() if not isinstance(k, int)}
+    conv.update(FIELD_CONVERTERS)
+    options: dict[str, Any] = {}
+    if settings.tls is not None:
+        tls = settings.tls
+        ssl = {k: str(v) for k, v in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)) if v is not None}
+        options["ssl"] = ssl
+        options["ssl_mode"] = "VERIFY_IDENTITY" if tls.verify else "REQUIRED"
+    try:
+        conn = MySQLdb.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            connect_timeout=max(1, int(settings.connect_timeout_s)),
+            conv=conv,
+            charset="utf8mb4",
+            use_unicode=False,
+            autocommit=True,
+            **options,
+        )
+    except MySQLdb.Error as exc:
+        raise _translate(exc, settings, "connecting for a snapshot") from exc
+    with conn.cursor() as cur:
+        # Raw stored bytes for every value (decoded here with the decoder's codecs); TIMESTAMP in UTC;
+        # no sql_mode that changes what SELECT prints (PAD_CHAR_TO_FULL_LENGTH) or how literals are
+        # escaped (NO_BACKSLASH_ESCAPES); a chunk the caller is slow to consume is not cut off.
+        cur.execute(
+            "SET SESSION character_set_results = NULL, time_zone = '+00:00', sql_mode = '',"
+            " tx_isolation = 'REPEATABLE-READ', net_write_timeout = 3600, max_statement_time = 0"
+        )
+    return conn
+
+
+def _translate(exc: Exception, settings: ConnectionSettings, doing: str) -> HeadwaterError:
+    error = translate(exc, settings, doing)  # type: ignore[arg-type]  # judges by (code, message) only
+    if error is not None:
+        return error
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    said = f"{exc.args[-1] if exc.args else exc}"
+    if code == 0 or 2000 <= code < 3000:  # the client library's own errors: the connection broke
+        return SourceUnavailable(f"{settings.address} {doing}: {said}")
+    return SnapshotReadError(f"{settings.describe()} {doing}: MariaDB error {code}: {said}")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SnapshotReader:
+    """One connection, used from one thread."""
+
+    def __init__(self, settings: ConnectionSettings, zero_dates: ZeroDatePolicy, *, one_view: bool = False):
+        self._settings = settings
+        self._zero_dates = zero_dates
+        self._one_view = one_view
+        self._conn: Any = None
+        self._view: RestartPoint | None = None  # the open view's boundary (one_view)
+        self._compiled: dict[tuple[TableRef, TableDictionary], _Compiled] = {}
+        self._gtids: dict[tuple[str, int], Gtid] = {}
+
+    # -- connection and views ---------------------------------------------------------------------
+    def _cursor(self) -> Any:
+        if self._conn is None:
+            self._conn = _connect(self._settings)
+        return self._conn.cursor()
+
+    def _run(self, sql: str, params: Sequence[object] | None = None) -> tuple[tuple[Any, ...], ...]:
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            return tuple(cur.fetchall())
+
+    def _start_view(self) -> RestartPoint:
+        self._run("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        status = {_text(k).lower(): _text(v) for k, v in self._run("SHOW STATUS LIKE 'binlog_snapshot_%'")}
+        file, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
+        return RestartPoint(Position(self._gtid_at(file, offset), file, offset, 0), 0)
+
+    def _gtid_at(self, file: str, offset: int) -> Gtid:
+        # informative; asked once per boundary (BINLOG_GTID_POS reads the binlog file up to offset)
+        known = self._gtids.get((file, offset))
+        if known is None:
+            ((state, domain),) = self._run("SELECT BINLOG_GTID_POS(%s, %s), @@gtid_domain_id", (file, offset))
+            gtids = GtidState.parse(_text(state or b"")).gtids
+            own = [g for g in gtids if g.domain == int(domain)]
+            known = (own or list(gtids) or [Gtid(int(domain), 0, 0)])[-1]
+            self._gtids = {(file, offset): known}
+        return known
+
+    def _end_view(self) -> None:
+        if self._conn is not None:
+            self._run("COMMIT")
+
+    def release_view(self) -> None:
+        """Ends the open view (one_view); the next read starts a new one."""
+        if self._view is not None:
+            self._view = None
+            self._end_view()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except MySQLdb.Error:
+                log.debug("closing the snapshot connection failed", exc_info=True)
+            self._conn = None
+            self._view = None
+
+    # -- the dictionary -----------------------------------------------------------------------------
+    def _dictionary(self, ref: TableRef) -> _Compiled:
+        columns = self._run(COLUMNS_QUERY, (ref.db, ref.table))
+        if not columns:
+            raise TableNotFound(ref)
+        d = build_dictionary(ref, columns, self._run(KEYS_QUERY, (ref.db, ref.table)))
+        compiled = self._compiled.get((ref, d))
+        if compiled is None:
+            compiled = _Compiled(d, compile_row_converter(d, self._zero_dates), d.schema.key_indexes())
+            self._compiled[(ref, d)] = compiled
+        return compiled
+
+    def table_schema(self, ref: TableRef) -> TableSchema:
+        try:
+            return self._dictionary(ref).dictionary.schema
+        except MySQLdb.Error as exc:
+            raise _translate(exc, self._settings, f"reading the columns of {ref}") from exc
+
+    # -- reads --------------------------------------------------------------------------------------
+    def _in_view(self, ref: TableRef, query: Any, limit: int | None) -> ChunkRead:
+        """Runs ``query(dictionary) -> ChunkSql`` in a consistent view, with the schema checks."""
+        started = time.perf_counter()
+        attempts = 1 if self._one_view else SCHEMA_RETRIES
+        for _attempt in range(attempts):
+            try:
+                before = self._dictionary(ref)
+                if self._one_view:
+                    at = self._view = self._view or self._start_view()
+                else:
+                    at = self._start_view()
+                try:
+                    rows = self._fetch(before, query(before.dictionary))
+                    after = self._dictionary(ref)
+                finally:
+                    if not self._one_view:
+                        self._end_view()
+            except MySQLdb.OperationalError as exc:
+                if exc.args and exc.args[0] == _ER_TABLE_DEF_CHANGED:
+                    log.info("%s changed while a chunk was read (%s); reading it again", ref, exc.args[-1])
+                    continue
+                raise self._error(exc, ref) from exc
+            except MySQLdb.Error as exc:
+                raise self._error(exc, ref) from exc
+            if after.dictionary != before.dictionary:
+                log.info("%s was altered while a chunk was read; reading it again", ref)
+                continue
+            k = before.key_indexes
+            last = tuple(rows[-1][i] for i in k) if rows and k else None
+            complete = limit is None or len(rows) < limit
+            return ChunkRead(
+                before.dictionary.schema, rows, last, at, complete, time.perf_counter() - started
+            )
+        raise SchemaChangedDuringRead(ref)
+
+    def _error(self, exc: Exception, ref: TableRef) -> HeadwaterError:
+        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
+            return TableNotFound(ref)
+        if self._one_view:
+            self._view = None  # a broken connection ended the view; the caller decides what to redo
+        return _translate(exc, self._settings, f"reading {ref}")
+
+    def _fetch(self, compiled: _Compiled, q: ChunkSql) -> tuple[RowImage, ...]:
+        with self._cursor() as cur:
+            cur.execute(q.sql, q.params or None)
+            rows = cur.fetchall()
+        convert = compiled.convert
+        return tuple(rows) if convert is None else tuple(map(convert, rows))
+
+    def read_chunk(self, ref: TableRef, after: RowImage | None, limit: int) -> ChunkRead:
+        """The next ``limit`` rows in primary-key order after the key ``after`` (None: from the start)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        compiled = self._dictionary_checked(ref)
+        if not compiled.dictionary.schema.primary_key:
+            raise TableHasNoKey(str(ref))
+        return self._in_view(ref, lambda d: chunk_sql(d, after, limit), limit)
+
+    def read_keys(self, ref: TableRef, keys: Sequence[RowImage]) -> ChunkRead:
+        """The rows of these keys that exist, in key order, in one view (for the reconciler's repair)."""
+        compiled = self._dictionary_checked(ref)
+        if not compiled.dictionary.schema.primary_key:
+            raise TableHasNoKey(str(ref))
+        keys = tuple(keys)
+        return self._in_view(ref, lambda d: keys_sql(d, keys), None)
+
+    def _dictionary_checked(self, ref: TableRef) -> _Compiled:
+        try:
+            return self._dictionary(ref)
+        except MySQLdb.Error as exc:
+            raise self._error(exc, ref) from exc
+
+    def read_all(self, ref: TableRef, batch: int = _STREAM_BATCH) -> Iterator[ChunkRead]:
+        """The whole table in one view, streamed in batches of ``batch`` rows (memory stays flat): for
+        tables without a primary key. Rows come in the server's scan order. The connection is busy
+        until the iterator is exhausted or closed."""
+        started = time.perf_counter()
+        try:
+            compiled = self._dictionary(ref)
+            at = (self._view or self._start_view()) if self._one_view else self._start_view()
+            if self._one_view:
+                self._view = at
+            if self._dictionary(ref).dictionary != compiled.dictionary:
+                # altered between the first look and the view; once the SELECT runs, its metadata
+                # lock keeps DDL out until the view ends
+                if not self._one_view:
+                    self._end_view()
+                raise SchemaChangedDuringRead(ref)
+            cur = self._cursor_streaming()
+            cur.execute(whole_table_sql(compiled.dictionary))
+        except MySQLdb.Error as exc:
+            raise self._error(exc, ref) from exc
+        schema, convert, k = compiled.dictionary.schema, compiled.convert, compiled.key_indexes
+        try:
+            pending = self._next_batch(cur, batch, ref)
+            while True:
+                rows = pending
+                pending = self._next_batch(cur, batch, ref) if len(rows) == batch else ()
+                done = not pending
+                image = tuple(rows) if convert is None else tuple(map(convert, rows))
+                last = tuple(image[-1][i] for i in k) if image and k else None
+                yield ChunkRead(schema, image, last, at, done, time.perf_counter() - started)
+                started = time.perf_counter()
+                if done:
+                    break
+        finally:
+            cur.close()
+            if not self._one_view:
+                self._end_view()
+
+    def _cursor_streaming(self) -> Any:
+        if self._conn is None:
+            self._conn = _connect(self._settings)
+        return self._conn.cursor(MySQLdb.cursors.SSCursor)
+
+    def _next_batch(self, cur: Any, batch: int, ref: TableRef) -> tuple[tuple[Any, ...], ...]:
+        try:
+            return tuple(cur.fetchmany(batch))
+        except MySQLdb.Error as exc:
+            raise self._error(exc, ref) from exc
