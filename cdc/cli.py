@@ -20,6 +20,7 @@ from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
 from cdc.logs import configure_logging, register_secrets
+from cdc.reconcile_command import reconcile
 from cdc.schema_commands import schema
 
 if TYPE_CHECKING:
@@ -409,6 +410,7 @@ def _masked(config: PipelineConfig) -> object:
 dev.add_command(demo)
 main.add_command(dev)
 main.add_command(schema)
+main.add_command(reconcile)
 
 
 if __name__ == "__main__":

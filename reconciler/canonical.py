@@ -1,0 +1,204 @@
+"""One canonical text per value, computed inside each store, so that equal values compare equal
+across engines (the source MariaDB, PostgreSQL, MariaDB and SQLite serving tables, DuckDB over the
+Iceberg history's Arrow data).
+
+The canonical form is chosen by the *source* column (its Arrow kind, and a decimal's scale), and each
+engine's expression undoes how the SQL sink stored the value there (``sinks.sql`` type mapping):
+
+=============  ===========================================================================
+kind           canonical text
+=============  ===========================================================================
+integers       decimal digits (SQLite's >2^63 unsigned values, stored as padded text, unpadded)
+floats         round(x * 10^6) as an integer: exact doubles print differently per engine
+               (``1e20``, ``1e+20``, ``1.0e+20``); values differing by less than 1e-6 compare
+               equal, and |x| >= 9e12 falls back to each engine's own text (documented limit)
+decimal(p,s)   exactly ``s`` decimals, whatever the store kept (``12.1`` in SQLite text is ``12.10``
+               when the source column has scale 2; ``12.11`` stays different)
+text           the text itself (UTF-8); JSON is kept as text by every sink, so compared as text
+binary         lowercase hex
+date           ``YYYY-MM-DD``
+datetime       ``YYYY-MM-DD HH:MM:SS.ffffff`` (microseconds always)
+timestamp      the same, in UTC (the source session runs with ``time_zone = '+00:00'``)
+time           signed microseconds
+=============  ===========================================================================
+
+NULL is not text: a row's text marks each column ``~`` (NULL) or ``=`` followed by its text, so NULL
+and '' differ. The row checksum is the first 40 bits of the MD5 of the row text, summed per chunk
+with a row count (40 bits keep a million-row SQLite sum inside a 64-bit integer).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from decimal import Decimal
+
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind
+from reconciler.model import CompareColumn
+
+__all__ = ["Engine", "column_text", "int_div", "quote", "row_hash", "row_text", "sqlite_functions"]
+
+_SEP = "\x1f"
+_FLOAT_LIMIT = "9000000000000"
+
+
+class Engine(enum.Enum):
+    MARIADB = "mariadb"
+    POSTGRESQL = "postgresql"
+    SQLITE = "sqlite"
+    DUCKDB = "duckdb"
+
+
+def quote(engine: Engine, name: str) -> str:
+    if engine is Engine.MARIADB:
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_text(engine: Engine, column: CompareColumn, expr: str) -> str:
+    """SQL giving ``expr``'s canonical text (NULL stays NULL)."""
+    k = column.kind
+    e = engine
+    if k in INTEGER_RANGES or k is ArrowKind.BOOL:
+        if e is Engine.MARIADB:
+            return f"CAST({expr} AS CHAR)"
+        if e is Engine.SQLITE and k is ArrowKind.UINT64:
+            return (
+                f"(CASE WHEN typeof({expr}) = 'text' THEN ltrim({expr}, '0') ELSE CAST({expr} AS TEXT) END)"
+            )
+        if e is Engine.POSTGRESQL and k is ArrowKind.BOOL:
+            return f"CAST(CAST({expr} AS INT) AS TEXT)"
+        if e is Engine.DUCKDB:
+            return f"CAST({expr} AS VARCHAR)"
+        return f"CAST({expr} AS TEXT)"
+    if k in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
+        return _float_text(e, expr)
+    if k is ArrowKind.DECIMAL:
+        s = column.scale
+        if e is Engine.MARIADB:
+            return f"CAST(CAST({expr} AS DECIMAL(65,{s})) AS CHAR)"
+        if e is Engine.POSTGRESQL:
+            return f"CAST(round(CAST({expr} AS NUMERIC), {s}) AS TEXT)"
+        if e is Engine.SQLITE:
+            return f"hw_decimal({expr}, {s})"
+        # DuckDB prints every decimal with its scale; Iceberg keeps p > 38 as text with the scale
+        return f"CAST({expr} AS VARCHAR)"
+    if k is ArrowKind.STRING:
+        return f"CONVERT({expr} USING utf8mb4)" if e is Engine.MARIADB else f"CAST({expr} AS TEXT)"
+    if k is ArrowKind.BINARY:
+        if e is Engine.POSTGRESQL:
+            return f"encode({expr}, 'hex')"
+        return f"lower(hex({expr}))"
+    if k is ArrowKind.DATE:
+        if e is Engine.MARIADB:
+            return f"DATE_FORMAT({expr}, '%Y-%m-%d')"
+        if e is Engine.POSTGRESQL:
+            return f"to_char({expr}, 'YYYY-MM-DD')"
+        if e is Engine.DUCKDB:
+            return f"strftime({expr}, '%Y-%m-%d')"
+        return f"substr({expr}, 1, 10)"
+    if k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
+        if e is Engine.MARIADB:
+            return f"DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')"
+        if e is Engine.POSTGRESQL:
+            at = f"({expr} AT TIME ZONE 'UTC')" if k is ArrowKind.TIMESTAMP_UTC else expr
+            return f"to_char({at}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        if e is Engine.DUCKDB:
+            return f"strftime(CAST({expr} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
+        return f"hw_datetime({expr})"
+    if k is ArrowKind.DURATION:
+        if e is Engine.MARIADB:
+            return f"CAST(CAST(TIME_TO_SEC({expr}) * 1000000 AS SIGNED) AS CHAR)"
+        if e is Engine.POSTGRESQL:
+            return f"CAST(CAST(extract(epoch from {expr}) * 1000000 AS BIGINT) AS TEXT)"
+        if e is Engine.DUCKDB:
+            return f"CAST({expr} AS VARCHAR)"
+        return f"CAST({expr} AS TEXT)"
+    raise ValueError(f"no canonical form for {k}")
+
+
+def _float_text(e: Engine, expr: str) -> str:
+    if e is Engine.MARIADB:
+        small = f"CAST(CAST(FLOOR({expr} * 1000000 + 0.5) AS SIGNED) AS CHAR)"
+        big = f"CONCAT('E', CAST({expr} AS CHAR))"
+    elif e is Engine.POSTGRESQL:
+        small = f"CAST(CAST(floor(CAST({expr} AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT) AS TEXT)"
+        big = f"'E' || CAST({expr} AS TEXT)"
+    elif e is Engine.DUCKDB:
+        small = f"CAST(CAST(floor(CAST({expr} AS DOUBLE) * 1000000 + 0.5) AS BIGINT) AS VARCHAR)"
+        big = f"'E' || CAST({expr} AS VARCHAR)"
+    else:
+        small = f"CAST(CAST(floor({expr} * 1000000.0 + 0.5) AS INTEGER) AS TEXT)"
+        big = f"'E' || CAST({expr} AS TEXT)"
+    return f"(CASE WHEN abs({expr}) < {_FLOAT_LIMIT} THEN {small} ELSE {big} END)"
+
+
+def _marked(engine: Engine, column: CompareColumn, expr: str) -> str:
+    text = column_text(engine, column, expr)
+    if engine is Engine.MARIADB:
+        return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE CONCAT('=', {text}) END)"
+    return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE '=' || {text} END)"
+
+
+def row_text(engine: Engine, columns: Sequence[CompareColumn]) -> str:
+    """SQL giving a row's canonical text over ``columns`` (quoted by name)."""
+    parts = [_marked(engine, c, quote(engine, c.name)) for c in columns]
+    if engine is Engine.MARIADB:
+        return "CONCAT_WS(CHAR(31 USING utf8mb4), " + ", ".join(parts) + ")"
+    sep = " || chr(31) || " if engine is not Engine.SQLITE else " || char(31) || "
+    return sep.join(parts) if parts else "''"
+
+
+def row_hash(engine: Engine, text: str) -> str:
+    """SQL giving the 40-bit checksum of a row text."""
+    if engine is Engine.MARIADB:
+        return f"CAST(CONV(SUBSTRING(MD5({text}), 1, 10), 16, 10) AS UNSIGNED)"
+    if engine is Engine.POSTGRESQL:
+        return f"CAST(CAST('x' || substr(md5({text}), 1, 10) AS BIT(40)) AS BIGINT)"
+    if engine is Engine.DUCKDB:
+        return f"CAST('0x' || substr(md5({text}), 1, 10) AS BIGINT)"
+    return f"hw_hash({text})"
+
+
+def int_div(engine: Engine, numerator: str, width: int) -> str:
+    """Integer (floor) division of a non-negative integer expression by ``width``."""
+    if engine is Engine.MARIADB:
+        return f"(({numerator}) DIV {width})"
+    if engine is Engine.POSTGRESQL:
+        return f"div(CAST({numerator} AS NUMERIC), {width})"
+    if engine is Engine.DUCKDB:
+        return f"(({numerator}) // {width})"
+    return f"(CAST({numerator} AS INTEGER) / {width})"
+
+
+def _hw_hash(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:10], 16)
+
+
+def _hw_decimal(value: object, scale: int) -> str | None:
+    if value is None:
+        return None
+    # the sink stores the canonical decimal string; a wrong value may be any text: keep it visible
+    try:
+        return str(Decimal(str(value)).quantize(Decimal(1).scaleb(-scale)))
+    except ArithmeticError:
+        return f"?{value}"
+
+
+def _hw_datetime(value: object) -> str | None:
+    if value is None:
+        return None
+    # SQLAlchemy writes microseconds always; anything else written there is compared as it is
+    return str(value)
+
+
+def sqlite_functions() -> tuple[tuple[str, int, object], ...]:
+    """(name, number of arguments, function) to register on each SQLite connection."""
+    return (
+        ("hw_hash", 1, _hw_hash),
+        ("hw_decimal", 2, _hw_decimal),
+        ("hw_datetime", 1, _hw_datetime),
+    )

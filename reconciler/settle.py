@@ -1,0 +1,123 @@
+"""Lag is not drift: re-check suspects at known positions and keep only the differences that persist.
+
+A first compare runs while the pipeline keeps applying, so a copy a few changes behind shows
+differences that are only lag. Each re-check round reads the suspect rows of the source inside a
+consistent snapshot, whose binlog point (``binlog_snapshot_file``/``_position``) says exactly which
+changes those rows include; then waits (bounded) until the copy would resume at or past that point,
+which means it holds every change the snapshot saw; then reads the copy's rows. A difference that
+survives two such rounds is drift; one gone in any round was lag. A copy that never reaches the
+point in the wait is reported BEHIND, not as drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdc.core.positions import RestartPoint
+from reconciler.canonical import Engine
+from reconciler.compare import Found, Region, diff_rows, read_region
+from reconciler.model import KeyRange, RowDrift
+from reconciler.stores import SqlRunner, Store, int_key
+
+__all__ = ["CopyProgress", "Settled", "SourcePoint", "settle"]
+
+CopyProgress = Callable[[], RestartPoint | None]  # where the copy would resume now (None: unknown)
+
+ROUNDS_NEEDED = 2  # position-paired rounds a difference must survive to be called drift
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePoint:
+    """A binlog point: every transaction starting before it is in the snapshot, none after."""
+
+    file: str
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.offset}"
+
+    def covered_by(self, resume: RestartPoint | None) -> bool:
+        if resume is None:
+            return False
+        t = resume.transaction
+        seq = int(self.file.rsplit(".", 1)[1])
+        return (t.file_seq, resume.binlog_offset) >= (seq, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    drift: tuple[RowDrift, ...]
+    caught_up: bool  # the copy reached the source's point in every round run
+    source_point: str
+    copy_point: str
+    seconds_waited: float
+
+
+class _SnapshotRunner:
+    engine = Engine.MARIADB
+
+    def __init__(self, run: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]) -> None:
+        self._run = run
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._run(sql, params)
+
+
+def _region(store: Store, drift: Sequence[RowDrift], first: Region) -> Region:
+    if int_key(store.key) and not first.everything:
+        keys = sorted({int(d.key[0]) for d in drift})
+        return Region(int_ranges=tuple(KeyRange(k, k + 1) for k in keys))
+    return first
+
+
+def settle(
+    source: Store,
+    source_sql: SqlRunner,
+    copy_now: Callable[[], Store],
+    found: Found,
+    progress: CopyProgress,
+    wait_seconds: float = 30.0,
+    max_rounds: int = 6,
+    poll_seconds: float = 0.2,
+) -> Settled:
+    suspects = {d.key: d for d in found.drift}
+    point = SourcePoint("", 0)
+    resume: RestartPoint | None = None
+    paired = 0
+    waited = 0.0
+    caught_up = True
+    for _ in range(max_rounds):
+        if not suspects or paired >= ROUNDS_NEEDED:
+            break
+        region = _region(source, list(suspects.values()), found.region)
+        with source_sql.snapshot() as run:
+            row = run("SHOW STATUS LIKE 'binlog_snapshot_file'", ())
+            pos = run("SHOW STATUS LIKE 'binlog_snapshot_position'", ())
+            point = SourcePoint(str(row[0][1]), int(pos[0][1]))
+            src_rows = read_region(dataclasses.replace(source, runner=_SnapshotRunner(run)), region)
+        started = time.monotonic()
+        resume = progress()
+        while not point.covered_by(resume) and time.monotonic() - started < wait_seconds:
+            time.sleep(poll_seconds)
+            resume = progress()
+        waited += time.monotonic() - started
+        copy = copy_now()
+        copy_rows = read_region(copy, region)
+        now = {d.key: d for d in diff_rows(src_rows, copy_rows, copy)}
+        suspects = {k: now[k] for k in suspects if k in now}
+        if point.covered_by(resume):
+            paired += 1
+        else:
+            caught_up = False
+            break
+    return Settled(
+        tuple(suspects.values()),
+        caught_up,
+        str(point) if point.file else "",
+        resume.to_string() if resume is not None else "",
+        waited,
+    )

@@ -1,0 +1,251 @@
+"""A table in one store (the source or a copy), and the queries the compare pushes into it.
+
+Every query is SQL run by the store itself: chunk checksums are aggregates (count and a sum of row
+hashes) grouped by key bucket, so only a few numbers per chunk travel; rows travel only for the
+small chunks that differ. Ranges are given explicitly (taken from the source keys), so no store's
+collation decides which rows a chunk holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from cdc.core.schemas import INTEGER_RANGES
+from reconciler.canonical import Engine, column_text, int_div, quote, row_hash, row_text, sqlite_functions
+from reconciler.model import CompareColumn, KeyRange
+
+__all__ = ["BucketSums", "DuckDbRunner", "Rows", "Runner", "SqlRunner", "Store", "int_key"]
+
+# canonical key texts -> canonical column texts (None = NULL), in ``Store.columns`` order
+Rows = dict[tuple[str, ...], tuple[str | None, ...]]
+BucketSums = dict[int, tuple[int, int]]  # bucket -> (rows, sum of row hashes)
+
+_MAX_RANGES_PER_QUERY = 500
+
+
+class Runner(Protocol):
+    engine: Engine
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+
+class SqlRunner:
+    """SQL through a SQLAlchemy engine; ``?`` placeholders become the driver's."""
+
+    def __init__(self, engine: sa.Engine, kind: Engine, utc_session: bool = False) -> None:
+        self.sa_engine = engine
+        self.engine = kind
+        self._format_style = engine.dialect.paramstyle in ("format", "pyformat")
+        if kind is Engine.SQLITE:
+
+            @sa.event.listens_for(engine, "connect")
+            def _functions(dbapi_conn: Any, _record: Any) -> None:
+                for name, nargs, fn in sqlite_functions():
+                    dbapi_conn.create_function(name, nargs, fn, deterministic=True)
+
+        if utc_session:
+            # MariaDB TIMESTAMP values are shown in the session's zone: read them in UTC
+
+            @sa.event.listens_for(engine, "connect")
+            def _utc(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute("SET time_zone = '+00:00'")
+
+    def driver_sql(self, sql: str) -> str:
+        if self._format_style:
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.sa_engine.connect() as conn:
+            result = conn.exec_driver_sql(self.driver_sql(sql), tuple(params))
+            rows = [tuple(r) for r in result]
+            conn.rollback()
+            return rows
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]]:
+        """MariaDB: a consistent snapshot; queries inside it see the source as of one binlog point."""
+        with self.sa_engine.connect() as conn:
+            conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            try:
+
+                def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                    return [tuple(r) for r in conn.exec_driver_sql(self.driver_sql(sql), tuple(params))]
+
+                yield run
+            finally:
+                conn.rollback()
+
+    def close(self) -> None:
+        self.sa_engine.dispose()
+
+
+class DuckDbRunner:
+    """SQL over an Arrow table registered in DuckDB as ``t`` (the Iceberg history's state)."""
+
+    engine = Engine.DUCKDB
+
+    def __init__(self, table: Any) -> None:
+        import duckdb
+
+        self._lock = threading.Lock()
+        self._con = duckdb.connect()
+        self._con.register("t", table)
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [tuple(r) for r in self._con.execute(sql, list(params)).fetchall()]
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def int_key(key: Sequence[CompareColumn]) -> bool:
+    """The bucketed fast path: one integer key column."""
+    return len(key) == 1 and key[0].kind in INTEGER_RANGES
+
+
+@dataclass(frozen=True)
+class Store:
+    """One table in one store: its name as SQL, its key, and the columns compared (source order)."""
+
+    runner: Runner
+    table_sql: str  # quoted, qualified
+    key: tuple[CompareColumn, ...]
+    columns: tuple[CompareColumn, ...]
+
+    @property
+    def engine(self) -> Engine:
+        return self.runner.engine
+
+    def _q(self, name: str) -> str:
+        return quote(self.engine, name)
+
+    def _hash(self) -> str:
+        return row_hash(self.engine, row_text(self.engine, self.columns))
+
+    def _key_texts(self) -> str:
+        return ", ".join(column_text(self.engine, c, self._q(c.name)) for c in self.key)
+
+    def _value_texts(self) -> str:
+        return ", ".join(column_text(self.engine, c, self._q(c.name)) for c in self.columns)
+
+    # -- the integer-key fast path -----------------------------------------------------------
+
+    def int_bounds(self) -> tuple[int | None, int | None, int]:
+        k = self._q(self.key[0].name)
+        rows = self.runner.query(f"SELECT MIN({k}), MAX({k}), COUNT(*) FROM {self.table_sql}", ())
+        lo, hi, n = rows[0]
+        return (None if lo is None else int(lo), None if hi is None else int(hi), int(n))
+
+    def _ranges_where(self, ranges: Sequence[KeyRange]) -> tuple[str, list[int]]:
+        k = self._q(self.key[0].name)
+        parts, params = [], []
+        for r in ranges:
+            parts.append(f"({k} >= ? AND {k} < ?)")
+            params += [r.lo, r.hi]
+        return " OR ".join(parts) or "1 = 0", params
+
+    def bucket_sums(self, ranges: Sequence[KeyRange], origin: int, width: int) -> BucketSums:
+        """Per bucket ``(key - origin) // width`` inside ``ranges``: row count and hash sum."""
+        k = self._q(self.key[0].name)
+        bucket = int_div(self.engine, f"{k} - ?", width)
+        out: BucketSums = {}
+        for start in range(0, len(ranges), _MAX_RANGES_PER_QUERY):
+            where, params = self._ranges_where(ranges[start : start + _MAX_RANGES_PER_QUERY])
+            sql = (
+                f"SELECT {bucket} AS b, COUNT(*), SUM({self._hash()}) FROM {self.table_sql} "
+                f"WHERE {where} GROUP BY 1"
+            )
+            for b, n, s in self.runner.query(sql, [origin, *params]):
+                out[int(b)] = (int(n), int(s or 0))
+        return out
+
+    def int_rows(self, ranges: Sequence[KeyRange]) -> Rows:
+        out: Rows = {}
+        for start in range(0, len(ranges), _MAX_RANGES_PER_QUERY):
+            where, params = self._ranges_where(ranges[start : start + _MAX_RANGES_PER_QUERY])
+            out.update(self._rows(where, params))
+        return out
+
+    def int_outside(self, lo: int, hi: int) -> Rows:
+        """Rows keyed below ``lo`` or at/above ``hi`` (a copy's rows beyond the source's key span)."""
+        k = self._q(self.key[0].name)
+        return self._rows(f"{k} < ? OR {k} >= ?", [lo, hi])
+
+    def all_rows(self) -> Rows:
+        return self._rows("1 = 1", [])
+
+    def _rows(self, where: str, params: Sequence[Any]) -> Rows:
+        nk = len(self.key)
+        sql = f"SELECT {self._key_texts()}, {self._value_texts()} FROM {self.table_sql} WHERE {where}"
+        return {tuple(r[:nk]): tuple(r[nk:]) for r in self.runner.query(sql, params)}
+
+    # -- any key: explicit boundaries taken from the source ------------------------------------
+
+    def boundaries(self, every: int) -> list[tuple[Any, ...]]:
+        """Every ``every``-th key in byte order (the source's; passed to the copies as they are)."""
+        keys = ", ".join(self._ordered(c) for c in self.key)
+        names = ", ".join(self._q(c.name) for c in self.key)
+        sql = (
+            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (ORDER BY {keys}) AS hw_rn "
+            f"FROM {self.table_sql}) hw WHERE MOD(hw_rn, ?) = 0 ORDER BY {keys}"
+        )
+        if self.engine is Engine.SQLITE:
+            sql = sql.replace("MOD(hw_rn, ?)", "(hw_rn % ?)")
+        return self.runner.query(sql, [every])
+
+    def _ordered(self, c: CompareColumn) -> str:
+        """The key column compared by bytes, not by the store's collation."""
+        q = self._q(c.name)
+        if c.kind.value == "string":
+            if self.engine is Engine.MARIADB:
+                return f"CAST(CONVERT({q} USING utf8mb4) AS BINARY)"
+            if self.engine is Engine.POSTGRESQL:
+                return f'{q} COLLATE "C"'
+        return q
+
+    def _after(self, bound: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        """Row-value ``key >= bound`` in byte order."""
+        cols = ", ".join(self._ordered(c) for c in self.key)
+        marks = ", ".join(self._bound(c) for c in self.key)
+        return f"({cols}) >= ({marks})", list(bound)
+
+    def _bound(self, c: CompareColumn) -> str:
+        if c.kind.value == "string":
+            if self.engine is Engine.MARIADB:
+                return "CAST(CONVERT(? USING utf8mb4) AS BINARY)"
+            if self.engine is Engine.POSTGRESQL:
+                return '? COLLATE "C"'
+        return "?"
+
+    def _chunk_where(self, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> tuple[str, list[Any]]:
+        parts, params = [], []
+        if lo is not None:
+            sql, p = self._after(lo)
+            parts.append(sql)
+            params += p
+        if hi is not None:
+            sql, p = self._after(hi)
+            parts.append(f"NOT {sql}")
+            params += p
+        return " AND ".join(parts) or "1 = 1", params
+
+    def chunk_sum(self, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> tuple[int, int]:
+        where, params = self._chunk_where(lo, hi)
+        rows = self.runner.query(
+            f"SELECT COUNT(*), SUM({self._hash()}) FROM {self.table_sql} WHERE {where}", params
+        )
+        n, s = rows[0]
+        return int(n), int(s or 0)
+
+    def chunk_rows(self, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> Rows:
+        where, params = self._chunk_where(lo, hi)
+        return self._rows(where, params)
