@@ -188,9 +188,10 @@ class EnvelopeEncoder:
 
     def _value_bytes(self, codec: TableCodec, event: ChangeEvent, ts_ms: int) -> bytes:
         position = event.position
-        file_seq, offset, row, domain, server, seq, base = position._key
+        era, file_seq, offset, row, domain, server, seq, base = position._key
         op = event.op
         key = (
+            era,
             file_seq,
             offset,
             domain,
@@ -224,8 +225,11 @@ class EnvelopeEncoder:
                 "schema_version": codec.version,
             }
             prefix = position.to_string()
-            head = prefix[:27]  # "mdb1:<file_seq>:<offset>:" (fixed widths, see cdc.core.positions)
-            tail = prefix[37:]  # ":<gtid>:<base>"
+            # "mdb1:<file_seq>:<offset>:" (fixed widths, see cdc.core.positions); a later era's
+            # "mdb2:<era>:" is 11 characters longer
+            cut = 38 if era else 27
+            head = prefix[:cut]
+            tail = prefix[cut + 10 :]  # ":<gtid>:<base>"
             self._template = (dumps(source)[:-1] + b',"row":', head, tail)
             self._template_ready = True
         source_head, position_head, position_tail = self._template
