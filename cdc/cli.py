@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cdc import __version__
+from cdc.bootstrap_command import bootstrap
 from cdc.cli_options import CONFIG_OPTION
 from cdc.config import PipelineConfig, load_config, secret_values
 from cdc.config.models import IcebergSinkConfig
@@ -102,10 +103,12 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     fix (bad config, purged binlog, a second daemon took over).
     """
     config = load_or_exit(config_path)
+    _hold_run_lock(config)
     if config.stream is None:
         sys.exit(_run_embedded(config, until_caught_up))
     from cdc.daemon.capture import CaptureDaemon, CaptureOptions
     from cdc.daemon.mariadb_source import MariaDbSource
+    from cdc.daemon.snapshots import snapshots_for
     from cdc.stream import KafkaStreamWriter
 
     stream = config.stream
@@ -118,9 +121,27 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         lambda: KafkaStreamWriter(stream, config.name, config.source.server_id),
         lambda: MariaDbSource(config.source, blocking=not until_caught_up),
         options,
+        snapshots_for(config),
     )
     _record_runs(config, "run")
     sys.exit(_finished(daemon.run()))
+
+
+def _hold_run_lock(config: PipelineConfig) -> None:
+    """Say "a daemon runs" to `cdc bootstrap` on this host for as long as this process lives."""
+    from cdc.daemon.run_lock import RunLock
+
+    lock = RunLock(config.state_dir, config.name)
+    if not lock.acquire():
+        click.echo(
+            f"warning: another `cdc run` of pipeline {config.name!r} (pid {lock.holder()}) is running "
+            "on this host; the newer one takes the pipeline over",
+            err=True,
+        )
+    _RUN_LOCKS.append(lock)  # released by the kernel when the process ends
+
+
+_RUN_LOCKS: list[object] = []
 
 
 def _record_runs(config: PipelineConfig, command: str) -> RunRecorder:
@@ -411,6 +432,7 @@ dev.add_command(demo)
 main.add_command(dev)
 main.add_command(schema)
 main.add_command(reconcile)
+main.add_command(bootstrap)
 
 
 if __name__ == "__main__":

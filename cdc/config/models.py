@@ -231,12 +231,29 @@ class BatchConfig(_Model):
     idle_flush_seconds: Annotated[float, Field(gt=0)] = 10.0
 
 
+class BootstrapMode(enum.StrEnum):
+    """When `cdc run` bootstraps tables by itself (`cdc bootstrap` works in every mode)."""
+
+    NEVER = "never"  # only changes made after the first start; `cdc bootstrap` fills in the rest
+    INITIAL = "initial"  # every captured table on the first start, and each table captured later
+    WHEN_NEEDED = "when_needed"  # as initial; and again, afresh, when the checkpoint's binlog is gone
+
+
+class BootstrapConfig(_Model):
+    mode: BootstrapMode = BootstrapMode.NEVER
+    # chunks adapt toward this many seconds of reading each, within [min_chunk_rows, max_chunk_rows]
+    chunk_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    min_chunk_rows: Annotated[int, Field(ge=1)] = 500
+    max_chunk_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+
+
 class PipelineConfig(_Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     source: MariaDbSourceConfig
     stream: KafkaStreamConfig | None = None
     sinks: list[SqlSinkConfig | IcebergSinkConfig] = []
     batch: BatchConfig = BatchConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
     state_dir: Path = Path("state")
 
     @property

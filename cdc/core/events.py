@@ -21,6 +21,7 @@ __all__ = [
     "RowImage",
     "SchemaChange",
     "SchemaChangeKind",
+    "SnapshotProgress",
     "SourceProgress",
     "SourceRecord",
     "TransactionEnd",
@@ -94,6 +95,10 @@ class TransactionEnd:
     last_position: Position  # position of the transaction's last record (row or DDL)
     row_count: int
     source_ts_ms: int
+    # where the next transaction starts in ``last_position.file`` (the end of this one); 0 when
+    # unknown (snapshot rows, which are in no binlog). Lets the snapshotter tell that the stream has
+    # passed a snapshot's binlog boundary without waiting for the next transaction.
+    next_offset: int = 0
 
     @property
     def restart(self) -> RestartPoint:
@@ -114,4 +119,18 @@ class SourceProgress:
     source_ts_ms: int
 
 
-SourceRecord = ChangeEvent | SchemaChange | TransactionEnd | SourceProgress
+@dataclass(frozen=True, slots=True)
+class SnapshotProgress:
+    """The snapshot rows (op ``r``) emitted before this record moved a bootstrap on.
+
+    ``state`` is the snapshotter's whole durable state (its own text form, opaque here). The daemon
+    stores it with the commit that holds those rows, in the same Kafka transaction or after the
+    sinks have flushed them, and hands it back to the snapshotter at the next start, so that a
+    bootstrap resumes after its last committed chunk.
+    """
+
+    state: str
+    rows: int  # snapshot rows emitted since the previous SnapshotProgress
+
+
+SourceRecord = ChangeEvent | SchemaChange | TransactionEnd | SourceProgress | SnapshotProgress

@@ -20,24 +20,38 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from cdc.config.models import BootstrapMode
 from cdc.core.errors import HeadwaterError, SourceUnavailable
-from cdc.core.events import SourceProgress, SourceRecord, TransactionEnd
+from cdc.core.events import SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
-from cdc.daemon.pump import EndOfStream, ReaderPump
+from cdc.daemon.pump import Chunk, EndOfStream, ReaderPump
 from cdc.daemon.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from cdc.daemon.snapshots import Snapshots
 
 log = logging.getLogger("cdc.run")
 
 
 class StreamWriter(Protocol):
+    # the snapshotter's state as of the last commit (SnapshotProgress records written into a
+    # transaction are stored with its checkpoint)
+    snapshot_state: str | None
+
     def start(self) -> RestartPoint | None: ...
     def begin(self) -> None: ...
     def write(self, record: SourceRecord) -> None: ...
     def commit(self, checkpoint: RestartPoint) -> None: ...
     def abort(self) -> None: ...
     def close(self) -> None: ...
+
+
+class Pump(Protocol):
+    def start(self) -> None: ...
+    def get(self, timeout: float) -> Chunk | None: ...
+    def stop(self) -> None: ...
 
 
 class Source(Protocol):
@@ -102,10 +116,12 @@ class CaptureDaemon:
         open_writer: Callable[[], StreamWriter],
         open_source: Callable[[], Source],
         options: CaptureOptions,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._open_source = open_source
         self._options = options
+        self._snapshots = snapshots
         self._supervisor = Supervisor(options.backoff_initial_s, options.backoff_max_s)
         self._stop = self._supervisor.stop_requested
         self.stats = CaptureStats()
@@ -121,28 +137,53 @@ class CaptureDaemon:
 
     def _run_once(self) -> None:
         writer = self._open_writer()
-        pump: ReaderPump | None = None
+        pump: Pump | None = None
+        snapshots = self._snapshots
         try:
             checkpoint = writer.start()
             source = self._open_source()
+            first_start, gap = checkpoint is None, False
+            if (
+                checkpoint is not None
+                and snapshots is not None
+                and snapshots.mode is BootstrapMode.WHEN_NEEDED
+                and snapshots.binlog_gone(checkpoint)
+            ):
+                log.warning("the checkpoint's binlog %s was purged", checkpoint.transaction.file)
+                checkpoint, gap = None, True
+            state = None
+            if snapshots is not None:
+                stored = getattr(writer, "snapshot_state", None)
+                state = snapshots.prepare(
+                    stored, first_start=first_start, tables=source.tables(), after_gap=gap
+                )
             if checkpoint is None:
                 # Committed before reading anything: a crash before the first real commit must
-                # resume here, not at whatever "current" means by then.
+                # resume here, not at whatever "current" means by then (and with the bootstraps
+                # this start decided on).
                 checkpoint = source.current_restart_point()
                 writer.begin()
+                if state is not None:
+                    writer.write(SnapshotProgress(state.to_text(), 0))
                 writer.commit(checkpoint)
                 log.info(
                     "no checkpoint yet: starting at the source's current position %s", checkpoint.to_string()
                 )
             else:
                 log.info("resuming from checkpoint %s", checkpoint.to_string())
+                if state is not None and state.to_text() != getattr(writer, "snapshot_state", None):
+                    writer.begin()
+                    writer.write(SnapshotProgress(state.to_text(), 0))
+                    writer.commit(checkpoint)
             tables = source.tables()
             shown = ", ".join(tables[:10]) + (f" and {len(tables) - 10} more" if len(tables) > 10 else "")
             log.info("capturing %d tables: %s", len(tables), shown or "(none yet)")
             start = checkpoint
             pump = ReaderPump(lambda: source.records(start), source.close)
+            if snapshots is not None and state is not None:
+                pump = snapshots.wrap(pump, start, state)
             pump.start()
-            self._pump_into(pump, writer)
+            self._pump_into(pump, writer, start)
         except BaseException:
             # Whatever was written since the last commit is dropped; the restart re-reads it.
             try:
@@ -155,9 +196,13 @@ class CaptureDaemon:
                 pump.stop()
             writer.close()
 
-    def _pump_into(self, pump: ReaderPump, writer: StreamWriter) -> None:
+    def _pump_into(self, pump: Pump, writer: StreamWriter, start: RestartPoint) -> None:
         opts = self._options
         stats = self.stats
+        # the restart point of the last boundary seen: a snapshot state with no rows to go with it
+        # (a table found empty, say) is committed there
+        here = start
+        committed_hook = getattr(pump, "committed", None)
         open_txn = False  # a Kafka transaction is open
         complete: RestartPoint | None = None  # end of the last whole source transaction written
         mid_transaction = False
@@ -172,6 +217,8 @@ class CaptureDaemon:
             nonlocal open_txn, complete, events_since_commit, idle
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             writer.commit(complete)
+            if committed_hook is not None:
+                committed_hook(getattr(writer, "snapshot_state", None))
             stats.commits += 1
             stats.last_committed = complete
             open_txn, complete, events_since_commit, idle = False, None, 0, None
@@ -222,9 +269,19 @@ class CaptureDaemon:
                 log.info("caught up with the source")
                 return
             for record in chunk:
+                if record.__class__ is SnapshotProgress:
+                    if not open_txn:
+                        writer.begin()
+                        open_txn = True
+                        deadline = time.monotonic() + opts.flush_max_ms / 1000
+                    if complete is None and not mid_transaction:
+                        complete, idle = idle or here, None
+                    writer.write(record)
+                    continue
                 if record.__class__ is SourceProgress:
                     if not mid_transaction:  # it only comes between transactions; never trust less
                         restart = record.restart
+                        here = restart
                         if open_txn:
                             complete = restart  # rides on the data's commit: the checkpoint goes further
                         else:
@@ -238,7 +295,7 @@ class CaptureDaemon:
                 writer.write(record)
                 if record.__class__ is TransactionEnd:
                     assert isinstance(record, TransactionEnd)
-                    complete = record.restart
+                    complete = here = record.restart
                     mid_transaction = False
                     events_since_commit += record.row_count
                     stats.transactions += 1

@@ -28,13 +28,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from cdc.config.models import PipelineConfig
+from cdc.config.models import BootstrapMode, PipelineConfig
 from cdc.core.errors import HeadwaterError, TransientError, WriterFenced
-from cdc.core.events import ChangeEvent, SchemaChange, SourceProgress, TransactionEnd
+from cdc.core.events import ChangeEvent, SchemaChange, SnapshotProgress, SourceProgress, TransactionEnd
 from cdc.core.positions import Position, RestartPoint
-from cdc.daemon.capture import Source
+from cdc.daemon.capture import Pump, Source
 from cdc.daemon.embedded_resume import (
     IdleStretch,
     PipelineIdentity,
@@ -46,6 +46,10 @@ from cdc.daemon.embedded_resume import (
 from cdc.daemon.pump import EndOfStream, ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+
+if TYPE_CHECKING:
+    from cdc.daemon.snapshots import Snapshots, StateFile
+    from snapshotter.state import SnapshotState
 
 __all__ = ["EmbeddedDaemon", "EmbeddedOptions", "StartFile", "embedded_daemon", "sink_factory"]
 
@@ -98,6 +102,7 @@ class EmbeddedDaemon:
         options: EmbeddedOptions,
         recorder: ProgressRecorder | None = None,
         identify: Callable[[], PipelineIdentity] | None = None,
+        snapshots: tuple[Snapshots, StateFile] | None = None,
     ) -> None:
         """``identify``: whose the state files are (asks the source its server_id; tests fake it)."""
         self._open_sinks = open_sinks
@@ -113,6 +118,8 @@ class EmbeddedDaemon:
         self.resumed_from: RestartPoint | None = None  # the last attempt's start (tests, logs)
         self._identify = identify or (lambda: PipelineIdentity(options.pipeline, "", 0))
         self._identity: PipelineIdentity | None = None  # asked at each attempt, before any state read
+        self._snapshots = snapshots
+        self._first_start = False  # this attempt found no start file: the pipeline's first start
 
     def run(self) -> int:
         return self._supervisor.run(self._run_once)
@@ -129,6 +136,7 @@ class EmbeddedDaemon:
         held = [(sink, sink.applied()) for sink in sinks]
         fresh = [sink.name for sink, applied in held if applied is None]
         start = self._start_file.read(identity, stamp=True)
+        self._first_start = start is None
         if start is None and (fresh or not held):
             start = source.current_restart_point()
             self._start_file.write(start, identity)  # before reading: a crash must come back here
@@ -155,7 +163,7 @@ class EmbeddedDaemon:
 
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
-        pump: ReaderPump | None = None
+        pump: Pump | None = None
         fenced = claimed = False
         try:
             for sink in sinks:
@@ -165,11 +173,16 @@ class EmbeddedDaemon:
             claimed = True
             source = self._open_source()
             start = self._resume_point(sinks, source)
+            state = None
+            if self._snapshots is not None:
+                start, state = self._prepare_snapshots(start, source)
             self.resumed_from = start
             tables = source.tables()
             log.info("applying %d tables to %d sinks, from %s", len(tables), len(sinks), start.to_string())
             run = _Run(start)
             pump = ReaderPump(lambda: source.records(start), source.close)
+            if self._snapshots is not None and state is not None:
+                pump = self._snapshots[0].wrap(pump, start, state)
             pump.start()
             self._apply_loop(pump, sinks, run)
             for sink in sinks:
@@ -194,6 +207,35 @@ class EmbeddedDaemon:
                 except HeadwaterError as exc:
                     # a fenced writer's buffered rows are refused: that is the point, not news
                     (log.debug if fenced else log.warning)("closing sink %s: %s", sink.name, exc)
+
+    def _prepare_snapshots(self, start: RestartPoint, source: Source) -> tuple[RestartPoint, SnapshotState]:
+        assert self._snapshots is not None
+        snapshots, state_file = self._snapshots
+        gap = snapshots.mode is BootstrapMode.WHEN_NEEDED and snapshots.binlog_gone(start)
+        if gap:
+            log.warning("the sinks' binlog %s was purged", start.transaction.file)
+            start = source.current_restart_point()
+        stored = state_file.read()
+        state = snapshots.prepare(
+            stored, first_start=self._first_start, tables=source.tables(), after_gap=gap
+        )
+        if state.to_text() != stored:
+            state_file.write(state.to_text())  # the decisions of this start survive a crash
+        return start, state
+
+    def _snapshot_durable(self, sinks: Sequence[Sink], progress: SnapshotProgress, pump: Pump) -> None:
+        """The rows before ``progress`` are applied: commit them in every sink, then store the state.
+
+        Every sink flushes here (an Iceberg commit per chunk), so the stored state never runs ahead
+        of a sink that buffers: a restart then re-reads only chunks no sink holds.
+        """
+        assert self._snapshots is not None
+        for sink in sinks:
+            sink.flush()
+        self._snapshots[1].write(progress.state)
+        hook = getattr(pump, "committed", None)
+        if hook is not None:
+            hook(progress.state)
 
     def _durable(self, run: _Run, *, force: bool = False) -> None:
         """Every sink has flushed everything handed to it: record the progress (and, if the source
@@ -233,7 +275,7 @@ class EmbeddedDaemon:
             except Exception as exc:  # noqa: BLE001 - the failure being handled is what gets reported
                 log.debug("fence probe of %s: %s", sink.name, exc)
 
-    def _apply_loop(self, pump: ReaderPump, sinks: Sequence[Sink], run: _Run) -> None:
+    def _apply_loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run) -> None:
         opts = self._options
         batch: list[ChangeEvent | SchemaChange] = []
         deadline = 0.0
@@ -313,6 +355,11 @@ class EmbeddedDaemon:
                         apply()
                         return
                     continue
+                if record.__class__ is SnapshotProgress:
+                    apply()  # the snapshot rows before it
+                    self._snapshot_durable(sinks, record, pump)
+                    dirty, last_flush = False, time.monotonic()
+                    continue
                 if record.__class__ is SourceProgress:
                     run.progress = record
                     progress_seen = self.rows_applied + len(batch)
@@ -349,9 +396,11 @@ def embedded_daemon(
     until_caught_up: bool,
     idle_flush_seconds: float | None = None,
     recorder: ProgressRecorder | None = None,
+    snapshots: Snapshots | None = None,
 ) -> EmbeddedDaemon:
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
     from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
+    from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.sources.mariadb.server_checks import check_source
     from cdc.sources.mariadb.server_position import server_position
 
@@ -382,4 +431,5 @@ def embedded_daemon(
         ),
         recorder,
         identify,
+        (snapshots or snapshots_for(config), StateFile(config.state_dir, config.name)),
     )

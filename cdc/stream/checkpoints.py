@@ -46,6 +46,7 @@ class Checkpoint:
     source_transactions: int = 0
     tables: tuple[tuple[str, int], ...] = field(default=())  # ("db.table", events), sorted
     server_id: int | None = None  # the writer's replica id on the source (config source.server_id)
+    snapshot: str | None = None  # the snapshotter's state (SnapshotProgress.state) as of this commit
 
 
 def _utc_text(moment: dt.datetime) -> str:
@@ -60,9 +61,12 @@ def checkpoint_record(
     source_transactions: int,
     tables: Mapping[str, int],
     server_id: int | None = None,
+    snapshot: str | None = None,
 ) -> bytes:
+    extra = {} if snapshot is None else {"snapshot": snapshot}
     return orjson.dumps(
         {
+            **extra,
             "pipeline": pipeline,
             "server_id": server_id,
             "restart_point": restart.to_string(),
@@ -97,6 +101,7 @@ def parse_checkpoint(value: bytes) -> Checkpoint:
             source_transactions=int(counts.get("source_transactions", 0)),
             tables=tables,
             server_id=None if data.get("server_id") is None else int(data["server_id"]),
+            snapshot=None if data.get("snapshot") is None else str(data["snapshot"]),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PositionFormatError(f"malformed checkpoint record: {value[:200]!r}") from exc

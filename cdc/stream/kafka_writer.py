@@ -45,7 +45,7 @@ from cdc.core.errors import (
     ProducerFenced,
     StreamUnavailable,
 )
-from cdc.core.events import ChangeEvent, Op, SchemaChange, SourceRecord, TransactionEnd
+from cdc.core.events import ChangeEvent, Op, SchemaChange, SnapshotProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
 from cdc.stream.checkpoints import checkpoint_record, read_checkpoint
@@ -125,6 +125,10 @@ class KafkaStreamWriter:
         self._txn_id: str | None = None
         self._txn_total = 0
         self._txn_tables: dict[str, int] = {}
+        # the snapshotter's state as of the last commit, and as of the open transaction's snapshot
+        # rows (stored with them in its checkpoint record; dropped if it aborts)
+        self.snapshot_state: str | None = None
+        self._snapshot_pending: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -152,6 +156,8 @@ class KafkaStreamWriter:
             raise self._error(exc, "init_transactions") from exc
         self._producer = producer
         checkpoint = read_checkpoint(self.config, self.pipeline)
+        self.snapshot_state = None if checkpoint is None else checkpoint.snapshot
+        self._snapshot_pending = None
         log.info(
             "stream started: pipeline=%s transactional.id=headwater-%s checkpoint=%s",
             self.pipeline,
@@ -181,6 +187,9 @@ class KafkaStreamWriter:
         elif isinstance(record, SchemaChange):
             key = str(record.table).encode()
             self._produce(self.topics.schema, key, dumps(schema_change_record(record)))
+        elif isinstance(record, SnapshotProgress):
+            # stored in this transaction's checkpoint, with the snapshot rows written before it
+            self._snapshot_pending = record.state
         else:  # pragma: no cover - the union is closed
             raise TypeError(f"not a source record: {type(record).__name__}")
 
@@ -198,6 +207,7 @@ class KafkaStreamWriter:
             self._source_transactions,
             self._table_counts,
             self.server_id,
+            self._snapshot_pending if self._snapshot_pending is not None else self.snapshot_state,
         )
         # partition 0 explicitly: the reader reads only that one, whatever the topic was created with
         self._produce(self.topics.checkpoints, self.pipeline.encode(), value, 0)
@@ -230,6 +240,8 @@ class KafkaStreamWriter:
         self._in_transaction = False
         self._published |= self._pending
         self._pending.clear()
+        if self._snapshot_pending is not None:
+            self.snapshot_state, self._snapshot_pending = self._snapshot_pending, None
         log.debug(
             "committed: pipeline=%s restart=%s events=%d", self.pipeline, checkpoint.to_string(), self._events
         )
@@ -240,6 +252,7 @@ class KafkaStreamWriter:
             return
         self._in_transaction = False
         self._pending.clear()
+        self._snapshot_pending = None
         self._delivery_error = None
         try:
             self._abort_transaction(producer)
@@ -410,6 +423,7 @@ class KafkaStreamWriter:
         producer = self._producer
         self._in_transaction = False
         self._pending.clear()
+        self._snapshot_pending = None
         self._delivery_error = None
         if producer is None or (self._fatal_error is not None):
             return

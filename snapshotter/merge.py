@@ -1,0 +1,351 @@
+"""Snapshot chunks merged into the binlog stream, exactly, with no lock and no write to the source.
+
+This is the watermark method of Netflix's DBLog, with exact watermarks. Each chunk is read inside
+its own ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, whose binlog boundary S (the status variables
+``binlog_snapshot_file``/``binlog_snapshot_position``) says precisely which transactions the view
+holds. The stream passes through this pump on its way to the daemon; for the table being
+bootstrapped it notes, per key, the binlog place of the last change. When a chunk is back:
+- while the stream has not yet consumed every transaction before S, the chunk waits;
+- once it has, the chunk's rows whose key the stream changed at or after S are dropped (the stream
+  has already delivered, or is about to deliver, the newer value), and the others go out as op ``r``
+  right there, between two transactions, followed by a ``SnapshotProgress`` (the durable state:
+  the key after which the next chunk starts) and a ``TransactionEnd`` (a commit point).
+A truncate of the table at or after S drops the whole chunk (its rows are gone); a DDL on it at or
+after S has the chunk read again in the new shape. Streaming never stops for a chunk: it is read on
+its own thread (ChunkFeed) while the binlog keeps flowing.
+
+Snapshot rows take positions between the stream's transactions (``snapshot_row_position``), so
+embedded sinks (which skip what is at or before their position) and the Iceberg history (ordered by
+position) place them exactly where they were emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cdc.core.errors import HeadwaterError, TerminalError
+from cdc.core.events import (
+    ChangeEvent,
+    Op,
+    RowImage,
+    SchemaChange,
+    SnapshotProgress,
+    SourceProgress,
+    SourceRecord,
+    TransactionEnd,
+)
+from cdc.core.positions import Position, RestartPoint, snapshot_row_position
+from cdc.core.schemas import TableRef
+from cdc.daemon.pump import Chunk, EndOfStream
+from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
+from snapshotter.requests import BootstrapRequest, RequestBox
+from snapshotter.state import SnapshotState, TableJob
+
+log = logging.getLogger("cdc.bootstrap")
+
+__all__ = ["ChunkSizing", "MergingPump", "StreamPump"]
+
+Place = tuple[int, int]  # (binlog file sequence, offset): where a transaction starts, or a boundary
+_NOWHERE: Place = (-1, -1)
+
+
+class StreamPump(Protocol):
+    """What the merging pump wraps (cdc.daemon.pump.ReaderPump)."""
+
+    def start(self) -> None: ...
+    def get(self, timeout: float) -> Chunk | None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSizing:
+    """Chunk size adapts toward ``target_s`` seconds per read, within [min_rows, max_rows]."""
+
+    target_s: float = 0.5
+    first_rows: int = 5_000
+    min_rows: int = 500
+    max_rows: int = 100_000
+
+
+@dataclass
+class _Tracked:
+    """What the stream did to the table being bootstrapped (places are transaction starts)."""
+
+    table: TableRef
+    changed: dict[RowImage, Place] = field(default_factory=dict)
+    truncated_at: Place = _NOWHERE
+    altered_at: Place = _NOWHERE
+
+    def prune(self, before: Place) -> None:
+        """Forget changes before ``before``: later chunks are read at or after it."""
+        if len(self.changed) > 10_000:
+            self.changed = {k: p for k, p in self.changed.items() if p >= before}
+
+
+def _place(position: Position) -> Place:
+    return (position.file_seq, position.offset)
+
+
+def _boundary_place(point: RestartPoint) -> Place:
+    return (point.transaction.file_seq, point.binlog_offset)
+
+
+class MergingPump:
+    """A ReaderPump whose chunks also carry snapshot rows, emitted between transactions."""
+
+    def __init__(
+        self,
+        inner: StreamPump,
+        feed: ChunkFeed,
+        state: SnapshotState,
+        start: RestartPoint,
+        *,
+        requests: RequestBox | None = None,
+        sizing: ChunkSizing = ChunkSizing(),
+        when_done: Callable[[], None] | None = None,
+    ) -> None:
+        """``when_done`` is called once no bootstrap is left (`cdc bootstrap` with no daemon stops
+        the stream then). A stream read to its end (``--until-caught-up``) ends even with a
+        bootstrap in progress; the next run takes it up where it stopped."""
+        self._inner = inner
+        self._feed = feed
+        self.state = state
+        self._requests = requests
+        self._sizing = sizing
+        self._when_done = when_done
+        # Where the stream stands: the restart point after the last record handed on, and the
+        # binlog boundary consumed (None when unknown: inside a transaction, or a start that resumes
+        # inside one until the stream reaches a transaction's end).
+        self._point = start
+        self._edge: Place | None = _boundary_place(start) if start.is_boundary else None
+        self._in_transaction = False
+        self._tracked: _Tracked | None = None
+        self._ready: deque[ChunkResult] = deque()  # read, waiting for the stream (at most two)
+        self._next_after: RowImage | None = None  # where the next read starts
+        self._generation = 0
+        self._limit = sizing.first_rows
+        self._next_poll = 0.0
+        self._accepted: set[str] = {j.request for j in state.jobs} | {f.request for f in state.finished}
+        pending = {j.request for j in state.jobs}
+        self._committed_done: set[str] = {f.request for f in state.finished if f.request not in pending}
+        self.rows_emitted = 0
+
+    # -- the ReaderPump interface ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._inner.start()
+
+    def stop(self) -> None:
+        self._feed.stop()
+        self._inner.stop()
+
+    def get(self, timeout: float) -> Chunk | None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            self._poll_requests()
+            self._collect()
+            emitted = self._try_emit()
+            if emitted:
+                return emitted
+            remaining = deadline - time.monotonic()
+            busy = self.state.current is not None
+            # with a bootstrap going, wake often: a chunk read may come back while the stream is idle
+            chunk = self._inner.get(max(min(remaining, 0.05) if busy else remaining, 0.0))
+            if chunk is not None:
+                if not isinstance(chunk, EndOfStream):
+                    self._observe(chunk)
+                elif chunk.error is None and self.state.current is not None:
+                    log.info(
+                        "caught up with the source while bootstrapping %s: the next run goes on with it",
+                        self.state.current.table,
+                    )
+                return chunk
+            if time.monotonic() >= deadline:
+                return None
+
+    # -- what the daemon tells the pump ----------------------------------------------------------
+
+    def committed(self, state_text: str | None) -> None:
+        """The daemon stored this state with its commit: finished requests' files can go."""
+        committed = SnapshotState.parse(state_text)
+        pending = {j.request for j in committed.jobs}
+        self._committed_done |= {f.request for f in committed.finished if f.request not in pending}
+
+    def queue_tables(self, request: str, tables: Sequence[TableRef], *, replace: bool = False) -> None:
+        self.state = self.state.queued(request, tables, replace=replace)
+        self._accepted.add(request)
+        if tables:
+            log.info("bootstrap %s: queued %s", request, ", ".join(str(t) for t in tables))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _poll_requests(self) -> None:
+        if self._requests is None or time.monotonic() < self._next_poll:
+            return
+        self._next_poll = time.monotonic() + 1.0
+        for request in self._requests.pending():
+            if request.id in self._committed_done:
+                self._requests.remove(request.id)
+            elif request.id not in self._accepted:
+                self._accept(request)
+
+    def _accept(self, request: BootstrapRequest) -> None:
+        self.queue_tables(request.id, request.tables, replace=request.replace)
+
+    def _observe(self, chunk: list[SourceRecord]) -> None:
+        tracked = self._tracked
+        for record in chunk:
+            cls = record.__class__
+            if cls is TransactionEnd:
+                end: TransactionEnd = record  # type: ignore[assignment]
+                self._in_transaction = False
+                last = end.last_position
+                if end.next_offset and not last.is_snapshot_anchor:
+                    self._point = RestartPoint(last.in_same_file(last.gtid, end.next_offset))
+                    self._edge = (last.file_seq, end.next_offset)
+                else:
+                    self._point = end.restart
+                    self._edge = None if not self._point.is_boundary else _boundary_place(self._point)
+            elif cls is SourceProgress:
+                progress: SourceProgress = record  # type: ignore[assignment]
+                self._in_transaction = False
+                place = _boundary_place(progress.restart)
+                # a heartbeat at the boundary where snapshot rows were just emitted: the next rows go
+                # after those, not at the anchor's first row again
+                if not (self._point.transaction.is_snapshot_anchor and place == self._edge):
+                    self._point = progress.restart
+                self._edge = place
+            elif cls is ChangeEvent:
+                event: ChangeEvent = record  # type: ignore[assignment]
+                self._in_transaction = True
+                if tracked is not None and event.schema.ref == tracked.table:
+                    if event.op is Op.TRUNCATE:
+                        tracked.truncated_at = _place(event.position)
+                    elif event.key is not None:
+                        tracked.changed[event.key] = _place(event.position)
+            elif cls is SchemaChange:
+                change: SchemaChange = record  # type: ignore[assignment]
+                self._in_transaction = True
+                if tracked is not None and tracked.table in (change.table, change.renamed_to):
+                    tracked.altered_at = _place(change.position)
+
+    def _collect(self) -> None:
+        """Start the current job's tracking and its reads (one ahead); pick up finished reads."""
+        job = self.state.current
+        if job is None:
+            return
+        if self._tracked is None or self._tracked.table != job.table:
+            self._restart_reads(job)  # tracking first: every read's view lies after this
+        result = self._feed.result()
+        if result is not None and result.generation == self._generation:
+            self._ready.append(result)
+            if result.chunk is not None:
+                self._next_after = result.chunk.last_key
+        last = self._ready[-1] if self._ready else None
+        more = last is None or (last.chunk is not None and not last.chunk.complete)
+        if more and len(self._ready) < 2 and not self._feed.in_flight:
+            self._feed.request(self._generation, job.table, self._next_after, self._limit)
+
+    def _restart_reads(self, job: TableJob) -> None:
+        self._tracked = _Tracked(job.table)
+        self._ready.clear()
+        self._generation += 1  # a read still in flight is dropped when it comes back
+        self._next_after = job.after
+
+    def _try_emit(self) -> list[SourceRecord] | None:
+        job, tracked = self.state.current, self._tracked
+        if not self._ready or job is None or tracked is None or self._in_transaction or self._edge is None:
+            return None
+        ready = self._ready[0]
+        if ready.error is not None:
+            return self._failed(job, ready.error)
+        chunk = ready.chunk
+        assert chunk is not None
+        at = _boundary_place(chunk.at)
+        if self._edge < at:
+            return None  # the stream has not yet consumed every transaction the view holds
+        self._ready.popleft()
+        if tracked.altered_at >= at:
+            # the table's shape changed after the view: read again from here, in the new shape
+            log.info("bootstrap of %s: the table changed shape during a chunk; reading it again", job.table)
+            self._restart_reads(job)
+            return None
+        self._adapt(chunk.elapsed_s)
+        if tracked.truncated_at >= at:
+            rows: list[RowImage] = []  # truncated after the view: every row of it is gone
+        else:
+            changed, key_of = tracked.changed, chunk.schema.key_indexes()
+            rows = [row for row in chunk.rows if changed.get(tuple(row[i] for i in key_of), _NOWHERE) < at]
+        tracked.prune(at)
+        return self._emit(job, chunk, rows)
+
+    def _emit(self, job: TableJob, chunk: ReadChunk, rows: list[RowImage]) -> list[SourceRecord]:
+        out: list[SourceRecord] = []
+        point = self._point
+        ts_ms = int(time.time() * 1000)
+        txn = f"snapshot-{job.request}-{job.chunks}"
+        schema = chunk.schema
+        index = 0
+        if job.replace and job.chunks == 0:
+            # re-bootstrap after a gap: copies may hold rows deleted meanwhile; start them afresh
+            position = snapshot_row_position(point, index)
+            out.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
+            index += 1
+        key_of = schema.key_indexes()
+        for row in rows:
+            position = snapshot_row_position(point, index)
+            key = tuple(row[i] for i in key_of)
+            out.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
+            index += 1
+        advanced = job.advanced(chunk.last_key, len(rows))
+        done = chunk.complete
+        self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
+        out.append(SnapshotProgress(self.state.to_text(), len(rows)))
+        if index:
+            last = out[-2].position  # type: ignore[union-attr]
+            out.append(TransactionEnd(txn, last, index, ts_ms))
+            self._point = RestartPoint.after(last)
+        self.rows_emitted += len(rows)
+        if done:
+            log.info(
+                "bootstrap %s: %s done, %d rows in %d chunks",
+                job.request,
+                job.table,
+                advanced.rows,
+                advanced.chunks + 0,
+            )
+            self._tracked = None
+            self._ready.clear()
+            if self.state.current is None and self._when_done is not None:
+                self._when_done()
+        return out
+
+    def _failed(self, job: TableJob, error: BaseException) -> list[SourceRecord] | None:
+        if isinstance(error, TerminalError):
+            # e.g. a table without a primary key: refuse it by name, and go on with the others
+            log.error("bootstrap %s: %s is not bootstrapped: %s", job.request, job.table, error)
+            self.state = self.state.finished_current(job, refused=str(error))
+            self._tracked = None
+            self._ready.clear()
+            if self.state.current is None and self._when_done is not None:
+                self._when_done()
+            return [SnapshotProgress(self.state.to_text(), 0)]
+        if isinstance(error, HeadwaterError):
+            log.warning("bootstrap of %s: reading a chunk failed (%s); retrying", job.table, error)
+            time.sleep(1.0)
+            self._restart_reads(job)
+            return None
+        raise error
+
+    def _adapt(self, elapsed_s: float) -> None:
+        s = self._sizing
+        if elapsed_s <= 0:
+            self._limit = min(s.max_rows, self._limit * 2)
+            return
+        factor = max(0.5, min(2.0, s.target_s / elapsed_s))
+        self._limit = int(max(s.min_rows, min(s.max_rows, self._limit * factor)))

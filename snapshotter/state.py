@@ -1,0 +1,234 @@
+"""What the snapshotter must remember across restarts, and its text form.
+
+The state travels with the stream's own commits (``SnapshotProgress.state``): in Kafka mode inside
+the checkpoint record of the Kafka transaction that holds the snapshot rows, in embedded mode in a
+file written once the sinks have flushed them. So a bootstrap killed at any moment resumes after the
+last chunk whose rows are committed, never from the start.
+
+- ``known``: the tables the pipeline has already bootstrapped or decided not to (``never`` mode, or
+  present at the first start). A captured table missing from it appeared later (a new include
+  pattern) and is bootstrapped under ``initial`` and ``when_needed``.
+- ``jobs``: tables being bootstrapped, in order, each with the key after which the next chunk starts.
+- ``finished``: the last few finished table bootstraps, for ``cdc status`` and ``cdc bootstrap``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from cdc.core.errors import ConfigError
+from cdc.core.events import ColumnValue, RowImage
+from cdc.core.schemas import TableRef
+
+__all__ = ["FinishedTable", "SnapshotState", "TableJob", "decode_key", "encode_key"]
+
+_FORMAT = 1
+_KEEP_FINISHED = 50
+
+
+def _encode_value(value: ColumnValue) -> list[Any]:
+    # tagged, so that a key read back has exactly the type it was read with (a key compares with the
+    # stream's keys and is sent back to the server as the keyset bound)
+    if value is None:
+        return ["n"]
+    if value.__class__ is bool:
+        return ["?", value]
+    if isinstance(value, int):
+        return ["i", str(value)]  # as text: unsigned BIGINT does not fit a JSON number everywhere
+    if isinstance(value, float):
+        return ["f", repr(value)]
+    if isinstance(value, decimal.Decimal):
+        return ["d", str(value)]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, bytes):
+        return ["b", base64.b64encode(value).decode()]
+    if isinstance(value, dt.datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, dt.date):
+        return ["D", value.isoformat()]
+    if isinstance(value, dt.timedelta):
+        return ["T", value.days, value.seconds, value.microseconds]
+    raise TypeError(f"a key value of type {type(value).__name__} cannot be stored")
+
+
+def _decode_value(item: Sequence[Any]) -> ColumnValue:
+    tag = item[0]
+    if tag == "n":
+        return None
+    if tag == "?":
+        return bool(item[1])
+    if tag == "i":
+        return int(item[1])
+    if tag == "f":
+        return float(item[1])
+    if tag == "d":
+        return decimal.Decimal(item[1])
+    if tag == "s":
+        return str(item[1])
+    if tag == "b":
+        return base64.b64decode(item[1])
+    if tag == "t":
+        return dt.datetime.fromisoformat(item[1])
+    if tag == "D":
+        return dt.date.fromisoformat(item[1])
+    if tag == "T":
+        return dt.timedelta(days=item[1], seconds=item[2], microseconds=item[3])
+    raise ValueError(f"unknown key value tag {tag!r}")
+
+
+def encode_key(key: RowImage) -> list[list[Any]]:
+    return [_encode_value(v) for v in key]
+
+
+def decode_key(items: Sequence[Sequence[Any]]) -> RowImage:
+    return tuple(_decode_value(item) for item in items)
+
+
+def _ref(text: str) -> TableRef:
+    db, _, table = text.partition(".")
+    return TableRef(db, table)
+
+
+@dataclass(frozen=True, slots=True)
+class TableJob:
+    """One table being bootstrapped: chunks are read after ``after`` (None: from the first key)."""
+
+    request: str  # the request's id (``cdc bootstrap`` prints it)
+    table: TableRef
+    after: RowImage | None = None
+    rows: int = 0  # snapshot rows emitted so far
+    chunks: int = 0
+    started_at: str = ""  # ISO time, UTC
+    replace: bool = False  # a truncate goes before the first chunk (re-bootstrap after a gap)
+    total_estimate: int = 0  # the table's row estimate when the job started (for progress/ETA)
+
+    def advanced(self, after: RowImage | None, rows: int) -> TableJob:
+        return replace(self, after=after, rows=self.rows + rows, chunks=self.chunks + 1, replace=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTable:
+    request: str
+    table: TableRef
+    rows: int
+    chunks: int
+    started_at: str
+    finished_at: str
+    refused: str = ""  # why the table was not bootstrapped (e.g. it has no primary key)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotState:
+    known: frozenset[TableRef] = frozenset()
+    jobs: tuple[TableJob, ...] = ()
+    finished: tuple[FinishedTable, ...] = field(default=())
+    initialized: bool = False  # the first start's decision (bootstrap all or none) was taken
+
+    @property
+    def current(self) -> TableJob | None:
+        return self.jobs[0] if self.jobs else None
+
+    def with_jobs(self, jobs: Sequence[TableJob]) -> SnapshotState:
+        """Append jobs for tables not already queued (a table is bootstrapped once at a time)."""
+        queued = {job.table for job in self.jobs}
+        fresh = tuple(job for job in jobs if job.table not in queued)
+        return replace(self, jobs=self.jobs + fresh, known=self.known | {j.table for j in fresh})
+
+    def queued(self, request: str, tables: Sequence[TableRef], *, replace: bool = False) -> SnapshotState:
+        """Jobs for ``tables`` under the request ``request``, started now."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        return self.with_jobs([TableJob(request, t, started_at=now, replace=replace) for t in tables])
+
+    def advanced(self, job: TableJob) -> SnapshotState:
+        assert self.jobs and self.jobs[0].table == job.table
+        return replace(self, jobs=(job, *self.jobs[1:]))
+
+    def finished_current(self, job: TableJob, refused: str = "") -> SnapshotState:
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        done = FinishedTable(job.request, job.table, job.rows, job.chunks, job.started_at, now, refused)
+        return replace(
+            self, jobs=self.jobs[1:], finished=(*self.finished, done)[-_KEEP_FINISHED:], known=self.known
+        )
+
+    def to_text(self) -> str:
+        return orjson.dumps(
+            {
+                "format": _FORMAT,
+                "initialized": self.initialized,
+                "known": sorted(str(t) for t in self.known),
+                "jobs": [
+                    {
+                        "request": j.request,
+                        "table": str(j.table),
+                        "after": None if j.after is None else encode_key(j.after),
+                        "rows": j.rows,
+                        "chunks": j.chunks,
+                        "started_at": j.started_at,
+                        "replace": j.replace,
+                        "total_estimate": j.total_estimate,
+                    }
+                    for j in self.jobs
+                ],
+                "finished": [
+                    {
+                        "request": f.request,
+                        "table": str(f.table),
+                        "rows": f.rows,
+                        "chunks": f.chunks,
+                        "started_at": f.started_at,
+                        "finished_at": f.finished_at,
+                        **({"refused": f.refused} if f.refused else {}),
+                    }
+                    for f in self.finished
+                ],
+            }
+        ).decode()
+
+    @classmethod
+    def parse(cls, text: str | None) -> SnapshotState:
+        if not text:
+            return cls()
+        try:
+            data: Any = orjson.loads(text)
+            if data.get("format") != _FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            jobs = tuple(
+                TableJob(
+                    request=str(j["request"]),
+                    table=_ref(j["table"]),
+                    after=None if j["after"] is None else decode_key(j["after"]),
+                    rows=int(j["rows"]),
+                    chunks=int(j["chunks"]),
+                    started_at=str(j["started_at"]),
+                    replace=bool(j["replace"]),
+                    total_estimate=int(j.get("total_estimate", 0)),
+                )
+                for j in data["jobs"]
+            )
+            finished = tuple(
+                FinishedTable(
+                    str(f["request"]),
+                    _ref(f["table"]),
+                    int(f["rows"]),
+                    int(f["chunks"]),
+                    str(f["started_at"]),
+                    str(f["finished_at"]),
+                    str(f.get("refused", "")),
+                )
+                for f in data["finished"]
+            )
+            known = frozenset(_ref(t) for t in data["known"])
+            return cls(known, jobs, finished, bool(data["initialized"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"the stored snapshot state is unreadable ({exc}); it is kept in the pipeline's "
+                "checkpoint (Kafka mode) or in state_dir/snapshot-state.json (embedded mode)"
+            ) from exc
