@@ -7,12 +7,22 @@ or ``--binlog-format=STATEMENT`` undo the stack's defaults. Start-up takes about
 
     with PrivateMariaDb(tmp_path / "db", ["--binlog-format=STATEMENT"]) as server:
         conn = server.connection()       # the same users and passwords as the dev stack's MariaDB
+
+A replica for failover tests: a second one with its own ``--server-id``, made a GTID replica of the
+first (``replicate_from``), and later promoted (``promote``)::
+
+    with PrivateMariaDb(a, port=3340) as primary, PrivateMariaDb(b, ["--server-id=2"], 3341) as replica:
+        replica.replicate_from(primary)
+        ...
+        replica.wait_for_gtids(primary)  # has applied everything the primary wrote
+        replica.promote()                # STOP SLAVE, RESET SLAVE ALL, read_only OFF
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +75,43 @@ class PrivateMariaDb:
 
     def connection(self) -> MariaDbConnection:
         return self._service.connection()
+
+    def gtid_binlog_pos(self) -> str:
+        with self.connection().connect_root() as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_pos")
+            row = cur.fetchone()
+            return str(row[0] if row else "")
+
+    def replicate_from(self, primary: PrivateMariaDb) -> None:
+        """Make this server a GTID replica of ``primary`` (from the start of its binlog) and start it."""
+        source = primary.connection()
+        with self.connection().connect_root() as conn, conn.cursor() as cur:
+            cur.execute(
+                "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
+                "MASTER_USE_GTID=slave_pos",
+                (LOOPBACK, source.port, source.root_user, source.root_password),
+            )
+            cur.execute("START SLAVE")
+
+    def wait_for_gtids(self, primary: PrivateMariaDb, timeout_s: float = 30.0) -> str:
+        """Wait until this replica's binlog holds everything ``primary``'s does; returns that state."""
+        target = primary.gtid_binlog_pos()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.connection().connect_root() as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@gtid_binlog_pos, MASTER_GTID_WAIT(%s, 1)", (target,))
+                row = cur.fetchone()
+            if row is not None and int(row[1]) == 0:
+                return target
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replica on port {self.port} did not reach {target} in {timeout_s:g}s")
+
+    def promote(self) -> None:
+        """Stop replicating and accept writes: what a failover does to the chosen replica."""
+        with self.connection().connect_root() as conn, conn.cursor() as cur:
+            cur.execute("STOP SLAVE")
+            cur.execute("RESET SLAVE ALL")
+            cur.execute("SET GLOBAL read_only = OFF")
 
     def start(self) -> None:
         _outcome, pid = self._service.launch()

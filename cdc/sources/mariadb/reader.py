@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 from cdc.core.errors import BinlogPurged, ConfigError, SourceSettingsError
 from cdc.core.events import SourceRecord
-from cdc.core.positions import RestartPoint
+from cdc.core.positions import GtidState, RestartPoint
 from cdc.sources.mariadb.connection import BinlogConnection, ConnectionSettings, DumpStart, control
+from cdc.sources.mariadb.failover import (
+    GtidNotOnServer,
+    ReadPlan,
+    failover_plan,
+    gtid_state_at,
+    purged_message,
+)
 from cdc.sources.mariadb.row_decoder import DecoderOptions
 from cdc.sources.mariadb.stream_decoder import StreamDecoder
 from cdc.sources.mariadb.table_engines import is_transactional
@@ -98,20 +105,48 @@ class MariaDbBinlogReader:
         with control(self._config.connection, f"reading the engine of {db}.{table}") as cur:
             return is_transactional(cur, db, table)
 
-    def _dump_start(self, start: StartAt, conn: BinlogConnection) -> DumpStart:
-        if start.restart is not None:
-            tx = start.restart.transaction
-            return DumpStart(file=tx.file, offset=start.restart.binlog_offset)
-        if start.gtid_state is not None:
-            return DumpStart(gtid_state=start.gtid_state)
-        if start.file is not None:
-            return DumpStart(file=start.file, offset=start.offset)
-        row = conn.query_one("SHOW MASTER STATUS")
-        if row is None:
-            raise SourceSettingsError(
-                f"{self._config.connection.describe()} has no binary log (log_bin is OFF)"
-            )
-        return DumpStart(file=str(row[0]), offset=int(str(row[1])))
+    def _plan(self, start: StartAt) -> tuple[DumpStart, ReadPlan]:
+        """Where the dump starts, and the server, GTID state and era the positions are read in.
+
+        A restart point read on another server (a failover: see failover.py) is resumed by its GTID
+        state, in the next era; any other start by binlog coordinates, with the GTID state there
+        (``BINLOG_GTID_POS``) tracked from it."""
+        settings = self._config.connection
+        with control(settings, "reading the server's id and GTID position") as cur:
+            cur.execute("SELECT @@server_id, @@gtid_binlog_pos")
+            server_id_, binlog_pos = cur.fetchone() or (0, "")
+            server_id = int(server_id_)
+            restart = start.restart
+            if restart is not None:
+                tx, context = restart.transaction, restart.context
+                if context is not None and context.server_id != server_id:
+                    plan = failover_plan(
+                        restart, server_id, GtidState.parse(str(binlog_pos or "")), settings.describe()
+                    )
+                    log.warning(
+                        "the source is another server than the restart point's (server_id %d, was %d): "
+                        "resuming by GTID state %s, in era %d",
+                        server_id,
+                        context.server_id,
+                        plan.gtid_state,
+                        plan.era,
+                    )
+                    return DumpStart(gtid_state=str(plan.gtid_state)), plan
+                dump = DumpStart(file=tx.file, offset=restart.binlog_offset)
+                state = context.gtid_state if context else gtid_state_at(cur, dump.file, dump.offset)
+                return dump, ReadPlan(server_id, state, tx.era)
+            if start.gtid_state is not None:
+                gtid_dump = DumpStart(gtid_state=start.gtid_state)
+                return gtid_dump, ReadPlan(server_id, GtidState.parse(start.gtid_state), 0)
+            if start.file is not None:
+                dump = DumpStart(file=start.file, offset=start.offset)
+            else:
+                cur.execute("SHOW MASTER STATUS")
+                row = cur.fetchone()
+                if row is None:
+                    raise SourceSettingsError(f"{settings.describe()} has no binary log (log_bin is OFF)")
+                dump = DumpStart(file=str(row[0]), offset=int(str(row[1])))
+            return dump, ReadPlan(server_id, gtid_state_at(cur, dump.file, dump.offset), 0)
 
     def records(self, start: StartAt) -> Iterator[SourceRecord]:
         """Connect and start the dump now (so ``StartAt.current()`` means the moment of this call);
@@ -121,7 +156,7 @@ class MariaDbBinlogReader:
             cfg.connection, cfg.server_id, blocking=cfg.blocking, heartbeat_s=cfg.heartbeat_s
         )
         collations = self._collations()
-        dump = self._dump_start(start, conn)
+        dump, plan = self._plan(start)
         decoder = StreamDecoder(
             collations.__getitem__,
             table_filter=TableFilter(cfg.tables, cfg.exclude_tables),
@@ -129,6 +164,10 @@ class MariaDbBinlogReader:
             extended_types_of=self._extended_types,
             transactional_of=self._transactional,
             resume=start.restart,
+            era=plan.era,
+            source_server_id=plan.server_id,
+            gtid_state=plan.gtid_state,
+            resume_by_gtid=plan.by_gtid,
         )
         if dump.file:
             decoder.file = dump.file  # the server's first ROTATE confirms it
@@ -137,15 +176,23 @@ class MariaDbBinlogReader:
         try:
             conn.open(dump)
         except BinlogPurged as exc:
-            raise BinlogPurged(where, exc.server_message) from exc
+            raise self._purged(exc, start, plan, where) from exc
         self._conn = conn
-        return self._stream(conn, decoder, where)
+        return self._stream(conn, decoder, start, plan, where)
 
-    def _stream(self, conn: BinlogConnection, decoder: StreamDecoder, where: str) -> Iterator[SourceRecord]:
+    def _purged(self, exc: BinlogPurged, start: StartAt, plan: ReadPlan, where: str) -> Exception:
+        if plan.by_gtid and start.restart is not None:
+            server = self._config.connection.describe()
+            return GtidNotOnServer(purged_message(start.restart, server, plan.server_id, exc.server_message))
+        return BinlogPurged(where, exc.server_message)
+
+    def _stream(
+        self, conn: BinlogConnection, decoder: StreamDecoder, start: StartAt, plan: ReadPlan, where: str
+    ) -> Iterator[SourceRecord]:
         try:
             yield from decoder.records(conn.events())
         except BinlogPurged as exc:
-            raise BinlogPurged(where, exc.server_message) from exc
+            raise self._purged(exc, start, plan, where) from exc
         finally:
             conn.close()
             self._conn = None

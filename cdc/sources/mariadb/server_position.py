@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import pymysql.cursors
 
 from cdc.core.errors import SourceSettingsError
-from cdc.core.positions import Gtid, Position, RestartPoint
+from cdc.core.positions import Gtid, Position, ReadContext, RestartPoint
 from cdc.sources.mariadb.connection import ConnectionSettings, control
+from cdc.sources.mariadb.failover import gtid_state_at
 from cdc.sources.mariadb.table_filter import TableFilter
 
 __all__ = [
@@ -68,10 +69,14 @@ def current_restart_point(settings: ConnectionSettings) -> RestartPoint:
     """A transaction boundary at the binlog's current end: the next transaction starts at or after it.
 
     Its GTID is the last one written before it (informative only: a boundary with no rows to skip is
-    checked by binlog coordinates, not by GTID).
+    checked by binlog coordinates, not by GTID). It carries the server's id and the GTID state
+    there, so that it can be resumed on a promoted replica too.
     """
-    now = server_position(settings)
-    return RestartPoint(Position(now.last_gtid, now.file, now.offset, 0), 0)
+    with control(settings, "reading the binlog position (SHOW MASTER STATUS)") as cur:
+        now = read_server_position(cur, settings)
+        state = gtid_state_at(cur, now.file, now.offset)
+    context = None if state is None else ReadContext(now.server_id, state)
+    return RestartPoint(Position(now.last_gtid, now.file, now.offset, 0, 0, context), 0)
 
 
 def bytes_behind(settings: ConnectionSettings, file: str, offset: int) -> int | None:

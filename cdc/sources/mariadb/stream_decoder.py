@@ -39,11 +39,12 @@ from cdc.core.events import (
     SourceRecord,
     TransactionEnd,
 )
-from cdc.core.positions import Gtid, Position, RestartPoint
+from cdc.core.positions import Gtid, GtidState, Position, ReadContext, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
 from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, query_text, read_lenenc
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
+from cdc.sources.mariadb.gtid_tracking import GtidTracker, ResumeCheck
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, RowsDecoder, compile_rows_decoder
 from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints, apply_rollback
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -118,12 +119,21 @@ class StreamDecoder:
         resume: RestartPoint | None = None,
         progress_interval_s: float = 0.5,
         hold_limit: int = DEFAULT_HOLD_LIMIT,
+        era: int = 0,
+        source_server_id: int | None = None,
+        gtid_state: GtidState | None = None,
+        resume_by_gtid: bool = False,
     ) -> None:
         """``hold_limit`` bounds the records held per transaction for savepoint rollbacks (see
         savepoints.py). ``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
         rollbacks; without it every table counts as transactional, which is exact for ROW-format
         binlogs (the server logs non-transactional rows in their own groups, outside any
-        transaction) and only differs if a non-transactional row ever sits inside one."""
+        transaction) and only differs if a non-transactional row ever sits inside one.
+
+        ``era``: of every position emitted. ``source_server_id`` and ``gtid_state`` (the state where
+        reading starts): the ReadContext of each position (see gtid_tracking.py); without them,
+        positions carry none. ``resume_by_gtid``: ``resume`` was written on another server, its
+        transaction is found by GTID alone."""
         self._charset_of = charset_of
         self._filter = table_filter or TableFilter()
         self._options = options or DecoderOptions()
@@ -135,15 +145,18 @@ class StreamDecoder:
         self._latest: dict[TableRef, TableSchema] = {}
         self._by_id: dict[int, tuple[_Table, bytes]] = {}
         self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
-        self._resume = resume
+        self._resume = ResumeCheck(resume, by_gtid=resume_by_gtid)
+        self._start_gtid = resume.transaction.gtid if resume else None
+        self._gtids = GtidTracker(source_server_id, gtid_state)
+        self.era = era
         self.progress_interval_s = (
             progress_interval_s  # at most one SourceProgress per this, for other tables
         )
         self._next_progress = 0.0
         # the newest throttled SourceProgress: sent at the stream's end (`--until-caught-up` reads)
-        self._withheld: tuple[Position, int, int] | None = None
+        self._withheld: tuple[Position, int, int, ReadContext | None] | None = None
         self._hold_limit = hold_limit
-        self.file: str | None = resume.transaction.file if resume else None
+        self.file: str | None = resume.transaction.file if resume and not resume_by_gtid else None
         self.events_seen = 0
 
     # -- TABLE_MAP ------------------------------------------------------------------------------
@@ -178,7 +191,8 @@ class StreamDecoder:
         by_id = self._by_id
         compiled = self._compiled
         resume = self._resume
-        gtid: Gtid | None = resume.transaction.gtid if resume else None  # the last GTID seen
+        gtids = self._gtids
+        gtid: Gtid | None = self._start_gtid  # the last GTID seen (labels a heartbeat's boundary)
         tx_pos: Position | None = None
         file_pos: Position | None = None
         tx_id = ""
@@ -312,8 +326,9 @@ class StreamDecoder:
                 if self.file is None:
                     raise SourceProtocolError("GTID event before any ROTATE: binlog file unknown")
                 if file_pos is None or file_pos.file != self.file:
-                    file_pos = Position(gtid, self.file, log_pos - size, 0)  # parses the file name once
-                tx_pos = file_pos.in_same_file(gtid, log_pos - size)
+                    # parses the file name once
+                    file_pos = Position(gtid, self.file, log_pos - size, 0, self.era)
+                tx_pos = file_pos.in_same_file(gtid, log_pos - size, 0, gtids.begin(gtid))
                 tx_id = str(gtid)
                 row = 0
                 ts_ms = _ts * 1000
@@ -322,21 +337,7 @@ class StreamDecoder:
                 held = None
                 savepoints = None
                 last = None
-                skip = 0
-                if resume is not None:
-                    # With rows to skip, the first transaction must be the one the restart point names;
-                    # a boundary (skip_rows == 0: a TransactionEnd's successor, or a SourceProgress) is
-                    # only a place in the binlog: the next transaction starts at or after it,
-                    # whatever its GTID.
-                    mismatch = resume.transaction.gtid != gtid or resume.transaction.offset != tx_pos.offset
-                    if not resume.is_boundary and mismatch:
-                        raise TerminalError(
-                            f"resume expected transaction {resume.transaction.gtid} at "
-                            f"{resume.transaction.file}:{resume.transaction.offset}, the "
-                            f"server sent {gtid} at {tx_pos.file}:{tx_pos.offset}"
-                        )
-                    skip = 0 if resume.is_boundary else resume.skip_rows
-                    resume = self._resume = None
+                skip = resume.rows_to_skip(gtid, tx_pos) if resume.pending else 0
             elif type_code == EventType.XID:
                 if tx_pos is not None:
                     if held is None and last is not None:
@@ -407,7 +408,7 @@ class StreamDecoder:
                 # file the heartbeat names) has been read. Inside a transaction it is no boundary.
                 if tx_pos is None and gtid is not None and log_pos:
                     name = ev[HEADER_LEN:].decode("utf-8", "surrogateescape")
-                    here = RestartPoint(Position(gtid, name, log_pos))
+                    here = RestartPoint(Position(gtid, name, log_pos, 0, self.era, gtids.here))
                     self._withheld = None
                     yield SourceProgress(here, int(time.time() * 1000))
             elif type_code == EventType.ROTATE:
@@ -443,9 +444,9 @@ class StreamDecoder:
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
-            yield _progress(tx_pos, next_offset, ts_ms)
+            yield _progress(tx_pos, next_offset, ts_ms, self._gtids.here)
         else:  # built only if sent: other tables' transactions may come by the ten thousand
-            self._withheld = (tx_pos, next_offset, ts_ms)
+            self._withheld = (tx_pos, next_offset, ts_ms, self._gtids.here)
 
     def _statement_record(
         self,
@@ -486,5 +487,5 @@ class StreamDecoder:
         return self._latest.get(ref) or TableSchema.build(ref, (), ())
 
 
-def _progress(tx_pos: Position, next_offset: int, ts_ms: int) -> SourceProgress:
-    return SourceProgress(RestartPoint(tx_pos.in_same_file(tx_pos.gtid, next_offset)), ts_ms)
+def _progress(tx_pos: Position, next_offset: int, ts_ms: int, context: ReadContext | None) -> SourceProgress:
+    return SourceProgress(RestartPoint(tx_pos.in_same_file(tx_pos.gtid, next_offset, 0, context)), ts_ms)

@@ -1,0 +1,509 @@
+"""`cdc bootstrap --sink NAME`: fill one sink added to an existing pipeline, and only that sink.
+
+The other sinks and Kafka see nothing of it. The rows are read in ONE consistent view (boundary S)
+in primary-key chunks and applied to the sink as op ``r`` events at anchor positions just before S
+(``snapshot_row_position``); each chunk is one atomic batch with its ``AppliedState``, then flushed.
+
+Embedded mode (no ``stream``; `cdc run` stopped). The sink then holds snapshot(S), its applied
+position is the last anchor row, and when `cdc run` starts again it resumes this sink at S: it gets
+exactly the changes after S. With ``replace`` each table's first batch starts with a TRUNCATE at
+the table's first row position, so rows left from an earlier use of the sink go.
+
+Kafka mode (``stream``; `cdc run` may keep capturing; this sink's `cdc sink` stopped). First the end
+offsets E of each table's topic partitions are taken, THEN the view is opened: every change below E
+is in the view. Each table's first batch starts with a TRUNCATE at its first row position, which
+empties the table in the sink and fences it: changes below it that `cdc sink` consumes later from E
+are skipped by a serving sink (a history sink records them as the changes they are). Every batch
+carries ``offsets = {E of that table's partitions}``, so `cdc sink` continues this sink from E.
+
+Resumable after SIGKILL (see :mod:`snapshotter.sink_fill_state`): a write-ahead file in state_dir
+records each chunk before it is applied; on restart, the sink's ``applied()`` says whether it landed.
+A restart opens a new view S2 >= S1, but every position still counts from the FIRST view's anchor
+(continuing its row numbers), and the sink's position stays just before S1. That is deliberate:
+the chunks read at S1 miss the changes made between S1 and S2, and they reach the sink only because
+its resume point stays at S1 (embedded: `cdc run` resumes it there; Kafka: it consumes from E, taken
+before S1). Rows read at S2 receive those changes again, which a serving table absorbs (full row
+images, the last change per key wins) and a history records once each, as changes after its ``r``
+rows. Moving the anchor to S2 would lose the S1..S2 changes of the rows already copied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cdc.config.models import KafkaStreamConfig, MariaDbSourceConfig, PipelineConfig, SinkConfig
+from cdc.core.errors import ConfigError, TerminalError
+from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.positions import Position, RestartPoint, snapshot_row_position
+from cdc.core.schemas import TableRef
+from cdc.sources.mariadb import ConnectionSettings, TlsSettings, ZeroDatePolicy
+from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+from snapshotter.chunk_sizer import ChunkSizer
+from snapshotter.reader import ChunkRead, SnapshotReader
+from snapshotter.sink_fill_state import (
+    FillState,
+    PendingChunk,
+    TableFill,
+    progress_path,
+    read_state,
+    write_state,
+)
+
+__all__ = ["FillProgress", "FillResult", "SinkFillInterfered", "TableFilled", "fill_sink"]
+
+log = logging.getLogger("cdc.bootstrap")
+
+_LOG_EVERY_S = 5.0
+
+
+class SinkFillInterfered(TerminalError):
+    """The sink moved past the fill's own positions: something else wrote it meanwhile."""
+
+
+@dataclass(frozen=True, slots=True)
+class FillProgress:
+    """Told after each chunk lands (and once per table at its end)."""
+
+    sink: str
+    table: TableRef
+    table_rows: int  # rows of this table in the sink so far (this fill)
+    total_rows: int  # rows of every table so far (this fill, earlier runs included)
+    chunk_rows: int
+    rows_per_s: float  # this run's rate
+    table_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TableFilled:
+    table: TableRef
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class FillResult:
+    sink: str
+    tables: tuple[TableFilled, ...]
+    rows: int  # every row of the fill (earlier runs included)
+    rows_this_run: int
+    seconds: float  # this run
+    view: RestartPoint  # the consistent view's boundary S (the first view's, after a restart)
+    applied: Position | None  # the sink's position afterwards
+    resumed: bool  # this run continued a fill an earlier run started
+    kafka_offsets: tuple[tuple[str, int], ...] = field(default=())
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        where = f"{self.view.transaction.file}:{self.view.binlog_offset}"
+        then = (
+            "`cdc sink` continues it from the end offsets taken before the view"
+            if self.kafka_offsets
+            else "`cdc run` continues it with the changes after that boundary"
+        )
+        return (
+            f"sink {self.sink}: filled {self.rows} rows of {len(self.tables)} tables "
+            f"({', '.join(f'{t.table} {t.rows}' for t in self.tables)}) as of binlog {where}"
+            f"{' (resumed)' if self.resumed else ''}; this run {self.rows_this_run} rows in "
+            f"{self.seconds:.1f}s ({self.rows_per_s:,.0f} rows/s); {then}"
+        )
+
+
+def _settings(source: MariaDbSourceConfig) -> ConnectionSettings:
+    ssl = source.ssl
+    tls = TlsSettings(ca=ssl.ca, cert=ssl.cert, key=ssl.key, verify=ssl.verify) if ssl else None
+    return ConnectionSettings(
+        source.host,
+        source.port,
+        source.user,
+        source.password.get_secret_value(),
+        connect_timeout_s=source.connect_timeout_seconds,
+        tls=tls,
+    )
+
+
+def _sink_config(config: PipelineConfig, sink_name: str) -> SinkConfig:
+    names = config.sink_names
+    if sink_name not in names:
+        raise ConfigError(
+            f"--sink {sink_name!r}: no such sink in pipeline {config.name!r}; "
+            f"its sinks are {', '.join(names)}"
+        )
+    return config.sinks[names.index(sink_name)]
+
+
+def fill_sink(
+    config: PipelineConfig,
+    sink_name: str,
+    tables: Sequence[TableRef],
+    *,
+    replace: bool,
+    progress: Callable[[FillProgress], None] | None,
+) -> FillResult:
+    """Fill sink ``sink_name`` with the rows of ``tables`` (see the module docstring)."""
+    sink_config = _sink_config(config, sink_name)
+    if not tables:
+        raise ConfigError(f"--sink {sink_name}: name at least one table to fill")
+    from sinks.registry import open_sink
+
+    path = progress_path(config.state_dir, config.name, sink_name)
+    prior = read_state(path)
+    if prior is not None and prior.finished:
+        prior = None  # a new fill (a repair, say): it starts afresh at a new view
+    kafka = config.stream is not None
+    wanted = tuple(dict.fromkeys(tables))
+    if prior is not None:
+        _check_same(prior, wanted, kafka, sink_name, path)
+        if replace != prior.replace:
+            log.info("sink %s: continuing the fill started with replace=%s", sink_name, prior.replace)
+    started = time.monotonic()
+    sink = open_sink(sink_config, config.name)
+    sink.open()
+    try:
+        writer = WriterIdentity(socket.gethostname(), os.getpid(), dt.datetime.now(dt.UTC).isoformat())
+        sink.claim_writer(writer)
+        applied = sink.applied()
+        state = _reconciled(prior, applied, sink_name, path) if prior is not None else None
+        log.info(
+            "sink fill step 1 - %s sink %s (%s): %s",
+            "resuming the fill of" if prior is not None else "filling",
+            sink_name,
+            sink.name,
+            ", ".join(str(t) for t in wanted),
+        )
+        run = _Run(config, sink_name, sink, path, wanted, replace, progress, applied)
+        state = run.fill(state)
+        seconds = time.monotonic() - started
+        final = sink.applied()
+        result = FillResult(
+            sink_name,
+            tuple(TableFilled(t.table, t.rows) for t in state.tables),
+            sum(t.rows for t in state.tables),
+            run.rows,
+            seconds,
+            state.view,
+            None if final is None else final.position,
+            prior is not None,
+            tuple(sorted(state.offsets.items())),
+        )
+        log.info("sink fill step 4 - done: %s", result)
+        return result
+    finally:
+        sink.close()
+
+
+def _check_same(prior: FillState, wanted: tuple[TableRef, ...], kafka: bool, sink: str, path: object) -> None:
+    had = tuple(t.table for t in prior.tables)
+    if set(had) != set(wanted):
+        raise ConfigError(
+            f"sink {sink} has an unfinished fill of {', '.join(map(str, had))} (recorded in {path}): "
+            "finish it first (run `cdc bootstrap --sink` with those tables), then fill the others"
+        )
+    if prior.kafka != kafka:
+        raise ConfigError(
+            f"sink {sink}: the unfinished fill recorded in {path} was started "
+            f"{'with' if prior.kafka else 'without'} a stream, and the config now has "
+            f"{'one' if kafka else 'none'}: restore the config, or empty the sink and delete the file"
+        )
+
+
+def _reconciled(state: FillState, applied: AppliedState | None, sink: str, path: object) -> FillState:
+    """The recorded fill, with its pending chunk judged landed or not by the sink's position."""
+    pending = state.pending
+    at = None if applied is None else applied.position
+    if pending is not None:
+        first, last = state.position(pending.first), state.position(pending.last)
+        if at is not None and at >= last:
+            if at > last:
+                raise _interfered(sink, at, last, path)
+            log.info(
+                "sink %s: the chunk of %s up to index %d landed before the stop",
+                sink,
+                pending.table,
+                pending.last,
+            )
+            return state.landed()
+        if at is not None and at >= first:
+            raise _interfered(sink, at, last, path)  # a chunk is one atomic batch: never half there
+        log.info(
+            "sink %s: the chunk of %s from index %d did not land; reading it again",
+            sink,
+            pending.table,
+            pending.first,
+        )
+        return replace(state, pending=None)
+    if state.next_index and at is not None and at > state.position(state.next_index - 1):
+        raise _interfered(sink, at, state.position(state.next_index - 1), path)
+    return state
+
+
+def _interfered(sink: str, at: Position, expected: Position, path: object) -> SinkFillInterfered:
+    return SinkFillInterfered(
+        f"sink {sink} has applied up to {at}, past this fill's own rows (up to {expected}): something "
+        f"else wrote it since the fill started (`cdc run` or `cdc sink` while it was unfinished?). "
+        f"Empty the sink, delete {path}, and fill it again (with --replace)"
+    )
+
+
+class _Run:
+    """One attempt: read chunks in one view, apply each to the sink after recording it."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        sink_name: str,
+        sink: Sink,
+        path: Path,
+        tables: tuple[TableRef, ...],
+        replace: bool,
+        progress: Callable[[FillProgress], None] | None,
+        applied: AppliedState | None,
+    ) -> None:
+        self.config = config
+        self.sink_name = sink_name
+        self.sink = sink
+        self.path = path
+        self.tables = tables
+        self.replace = replace
+        self.progress = progress
+        self.applied = applied
+        self.rows = 0
+        self.carried: dict[str, int] = {}  # Kafka mode: end offsets of the tables reached so far
+        self.started = time.monotonic()
+        self.logged = self.started
+        bootstrap = config.bootstrap
+        self.sizer = ChunkSizer(
+            target_s=bootstrap.chunk_seconds,
+            min_rows=min(bootstrap.min_chunk_rows, bootstrap.max_chunk_rows),
+            max_rows=bootstrap.max_chunk_rows,
+            initial_rows=min(10_000, bootstrap.max_chunk_rows),
+        )
+
+    def fill(self, state: FillState | None) -> FillState:
+        offsets: dict[str, int] = dict(state.offsets) if state is not None else {}
+        stream = self.config.stream
+        if state is None and stream is not None:
+            # before the view: every change below these offsets is then in the view
+            offsets = end_offsets(stream, self.config.name, self.tables)
+            log.info(
+                "sink fill step 2 - end offsets of %d partitions taken before the view: %s",
+                len(offsets),
+                ", ".join(f"{p}={o}" for p, o in sorted(offsets.items())) or "no table topics yet",
+            )
+        source = self.config.source
+        reader = SnapshotReader(_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True)
+        try:
+            for ref in self.tables:
+                state = self._table(reader, ref, state, offsets)
+        finally:
+            reader.close()
+        assert state is not None  # at least one table was read
+        if stream is None:
+            self._mark(state)
+        self.sink.flush()
+        state = replace(state, finished=True)
+        write_state(self.path, state)
+        return state
+
+    def _mark(self, state: FillState) -> None:
+        """Embedded mode: the sink's position must reach the view even when the tables were empty
+        (nothing applied), or `cdc run` would resume a fresh sink at the pipeline's first start."""
+        mark = state.position(max(state.next_index - 1, 0))
+        held = self.sink.applied()
+        if held is None or held.position < mark:
+            self.sink.apply(SinkBatch((), AppliedState(mark)))
+
+    def _new_state(self, view: RestartPoint, offsets: dict[str, int]) -> FillState:
+        base = view
+        held = None if self.applied is None else self.applied.position
+        if held is not None and snapshot_row_position(view, 0) <= held:
+            # an earlier fill at this same boundary (nothing written since): number on after its rows
+            if not (held.is_snapshot_anchor and RestartPoint.after(held).binlog_offset == view.binlog_offset):
+                raise TerminalError(
+                    f"sink {self.sink_name} has applied up to {held}, at or past the source's binlog "
+                    f"boundary {view.transaction.file}:{view.binlog_offset}: it was fed by another source or "
+                    "pipeline; empty it before filling it"
+                )
+            base = RestartPoint.after(held)
+        log.info(
+            "sink fill step 3 - consistent view opened at binlog %s:%d; rows at positions from %s",
+            view.transaction.file,
+            view.binlog_offset,
+            snapshot_row_position(base, 0),
+        )
+        return FillState(
+            self.config.name,
+            self.sink_name,
+            self.config.stream is not None,
+            self.replace,
+            base,
+            view,
+            offsets,
+            tuple(TableFill(t) for t in self.tables),
+        )
+
+    def _table(
+        self, reader: SnapshotReader, ref: TableRef, state: FillState | None, offsets: dict[str, int]
+    ) -> FillState:
+        kafka = self.config.stream is not None
+        topic = _topic(self.config.name, ref) if kafka else ""
+        carried = self.carried
+        while True:
+            fill = state.table(ref) if state is not None else TableFill(ref)
+            if fill.done:
+                return state  # type: ignore[return-value]  # done only once a state exists
+            chunk = reader.read_chunk(ref, fill.after, self.sizer.limit)
+            if state is None:
+                state = self._new_state(chunk.at, offsets)
+            truncate = (kafka or state.replace) and not fill.truncated
+            count = len(chunk.rows) + int(truncate)
+            if count == 0:  # an empty table, nothing to wipe
+                state = state.with_table(replace(fill, done=True))
+                self._tell(state, ref, 0, True)
+                continue
+            first = state.next_index
+            pending = PendingChunk(
+                ref,
+                fill.after,
+                chunk.last_key,
+                chunk.complete,
+                truncate,
+                first,
+                first + count - 1,
+                len(chunk.rows),
+            )
+            state = replace(state, pending=pending)
+            write_state(self.path, state)  # before the apply: the write-ahead record
+            if kafka:
+                # this table's end offsets, and again those of the tables filled before it (so the
+                # batch carries offsets even when this table has no topic yet: Kafka-mode semantics)
+                carried.update(state.offsets_of(topic))
+            self._apply(state, pending, chunk, carried)
+            state = state.landed()
+            self.rows += len(chunk.rows)
+            self.sizer.observe(len(chunk.rows), chunk.elapsed_s)
+            self._tell(state, ref, len(chunk.rows), chunk.complete)
+
+    def _apply(self, state: FillState, chunk: PendingChunk, read: ChunkRead, offsets: dict[str, int]) -> None:
+        schema = read.schema
+        ts_ms = int(time.time() * 1000)
+        txn = f"snapshot-{self.sink_name}-{chunk.first}"
+        events: list[ChangeEvent] = []
+        index = chunk.first
+        if chunk.truncate:
+            events.append(
+                ChangeEvent(Op.TRUNCATE, schema, None, None, None, state.position(index), ts_ms, txn)
+            )
+            index += 1
+        key_of = schema.key_indexes()
+        base = state.base
+        for row in read.rows:
+            key: RowImage = tuple(row[i] for i in key_of)
+            position = snapshot_row_position(base, index)
+            events.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
+            index += 1
+        # one batch per chunk, flushed: a chunk is in the sink whole or not at all
+        self.sink.apply(SinkBatch(tuple(events), AppliedState(state.position(chunk.last), offsets)))
+        self.sink.flush()
+
+    def _tell(self, state: FillState, ref: TableRef, chunk_rows: int, done: bool) -> None:
+        now = time.monotonic()
+        rate = self.rows / max(now - self.started, 1e-6)
+        table_rows = state.table(ref).rows
+        total = sum(t.rows for t in state.tables)
+        if done or now - self.logged >= _LOG_EVERY_S:
+            self.logged = now
+            log.info(
+                "sink %s: %s %d rows%s; %d rows in all, %.0f rows/s",
+                self.sink_name,
+                ref,
+                table_rows,
+                " (done)" if done else "",
+                total,
+                rate,
+            )
+        if self.progress is not None:
+            self.progress(FillProgress(self.sink_name, ref, table_rows, total, chunk_rows, rate, done))
+
+
+def _topic(pipeline: str, ref: TableRef) -> str:
+    from cdc.stream.topics import TopicNames
+
+    return TopicNames(pipeline).table(ref)
+
+
+def end_offsets(stream: KafkaStreamConfig, pipeline: str, tables: Sequence[TableRef]) -> dict[str, int]:
+    """``"topic:partition" -> end offset`` of each table's topic as it stands now (a table whose topic
+    does not exist yet has none: `cdc sink` reads it from its start once `cdc run` creates it)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from cdc.core.errors import StreamUnavailable
+    from cdc.stream.kafka_clients import consumer_config
+    from cdc.stream.kafka_reader import partition_name
+
+    timeout = stream.request_timeout_ms / 1000
+    consumer = Consumer(consumer_config(stream, f"headwater-{pipeline}-sink-fill"))
+    try:
+        try:
+            topics = consumer.list_topics(timeout=timeout).topics
+        except KafkaException as exc:
+            raise StreamUnavailable(f"no metadata from {stream.bootstrap_servers}: {exc}") from exc
+        out: dict[str, int] = {}
+        for ref in tables:
+            name = _topic(pipeline, ref)
+            meta = topics.get(name)
+            if meta is None or meta.error is not None:
+                continue
+            for p in sorted(meta.partitions):
+                try:
+                    # read_committed: the last stable offset; a transaction still open below the
+                    # high watermark holds binlog changes already committed, hence in the view
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(name, p), timeout=timeout, cached=False
+                    )
+                except KafkaException as exc:
+                    raise StreamUnavailable(
+                        f"no end offset of {partition_name(name, p)} within {timeout:g}s: {exc}"
+                    ) from exc
+                out[partition_name(name, p)] = int(high)
+        return out
+    finally:
+        consumer.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m snapshotter.sink_fill -c CONFIG --sink NAME [--replace] DB.TABLE...``: the fill
+    alone in a process (the fault tests kill it; `cdc bootstrap --sink` is the user's way in)."""
+    import argparse
+    import sys
+
+    from cdc.config import load_config
+    from cdc.core.errors import HeadwaterError
+
+    parser = argparse.ArgumentParser(prog="python -m snapshotter.sink_fill")
+    parser.add_argument("-c", "--config", required=True, type=Path)
+    parser.add_argument("--sink", required=True)
+    parser.add_argument("--replace", action="store_true")
+    parser.add_argument("tables", nargs="+")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        refs = [TableRef(*t.split(".", 1)) for t in args.tables]
+        print(fill_sink(config, args.sink, refs, replace=args.replace, progress=None), flush=True)
+    except HeadwaterError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

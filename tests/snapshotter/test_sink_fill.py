@@ -1,0 +1,125 @@
+"""`cdc bootstrap --sink NAME` (snapshotter.sink_fill): a sink added to a running pipeline later is
+filled from one consistent view while the source keeps changing, and then follows the stream; the
+pipeline's other sinks receive nothing from the fill. Real MariaDB, Kafka, PostgreSQL, SQLite and
+Iceberg; `cdc run` / `cdc sink` as real processes."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdc.devstack.connections import StackConnections
+from snapshotter.sink_fill import FillProgress, fill_sink
+from snapshotter.sink_fill_state import progress_path, read_state
+from tests.snapshotter.sink_fill_pipeline import TABLES, SinkFillPipeline, Writes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def embedded(stack: StackConnections, tmp_path: Path) -> Iterator[SinkFillPipeline]:
+    pipeline = SinkFillPipeline.create(stack, tmp_path)
+    yield pipeline
+    pipeline.drop()
+
+
+def _new_sink(pipeline: SinkFillPipeline, kind: str) -> str:
+    if kind == "sqlite":
+        return pipeline.sqlite_sink("late")
+    if kind == "postgres":
+        return pipeline.postgres_sink("late")
+    return pipeline.iceberg_sink("late")
+
+
+def _started(pipeline: SinkFillPipeline, first_sink: str) -> Writes:
+    """The pipeline with one sink, started, fed the prefilled rows and a workload; the workload goes on."""
+    pipeline.write_config(first_sink)
+    run = pipeline.daemon("run", "run.log")
+    run.catch_up()  # the first start: the pipeline begins here
+    pipeline.prefill()
+    writes = Writes(pipeline, random.randrange(1 << 30)).start()
+    time.sleep(1.0)
+    run.catch_up()
+    return writes
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "iceberg"])
+def test_embedded_fill_under_writes_then_run_ends_exact(embedded: SinkFillPipeline, kind: str) -> None:
+    p = embedded
+    writes = _started(p, p.iceberg_sink("first"))
+    before = p.assert_history_once("first", snapshot_rows=False)
+    p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
+    seen: list[FillProgress] = []
+    result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=seen.append)  # writes go on
+    time.sleep(0.5)
+    writes.finish()
+    assert writes.transactions > 50
+    assert result.rows == sum(t.rows for t in result.tables) > 0
+    assert seen and seen[-1].table_done and seen[-1].total_rows == result.rows
+    assert result.applied is not None and result.applied.is_snapshot_anchor
+    assert p.assert_history_once("first", snapshot_rows=False) == before  # the fill sent it nothing
+    done = p.daemon("run", "run.log")
+    done.catch_up()
+    log = done.log.read_text()
+    assert "sink " in log and "has applied up to" in log
+    p.assert_equal("first")
+    p.assert_equal("late")
+    p.assert_history_once("first", snapshot_rows=False)
+    if kind == "iceberg":
+        ops = p.assert_history_once("late", snapshot_rows=True)
+        assert ops["r"] == result.rows
+
+
+def test_replace_removes_rows_left_from_an_earlier_use(embedded: SinkFillPipeline) -> None:
+    p = embedded
+    _started(p, p.sqlite_sink("first")).finish()
+    p.write_config(*p.sinks, p.sqlite_sink("late"), server_id=int(p.loaded().source.server_id))
+    fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None)
+    # the sink is then left behind (not run) while rows go; a plain fill would keep them
+    with p.connect() as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM items WHERE id % 7 = 0")
+        cur.execute("DELETE FROM pairs WHERE a % 5 = 0")
+        conn.commit()
+    result = fill_sink(p.loaded(), "late", p.refs(), replace=True, progress=None)
+    assert not result.resumed
+    for table in TABLES:
+        assert p.sink_rows("late", table) == p.source_rows(table), table
+    p.daemon("run", "run.log").catch_up()
+    p.assert_equal("first")
+    p.assert_equal("late")
+
+
+@pytest.mark.parametrize("kind", ["iceberg", "postgres"])
+def test_sigkill_during_fill_resumes_each_time_and_ends_exact(embedded: SinkFillPipeline, kind: str) -> None:
+    p = embedded
+    writes = _started(p, p.sqlite_sink("first"))
+    p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
+    path = progress_path(p.tmp / "state", p.name, "late")
+    rng = random.Random()
+    kills = 0
+    while kills < 6:
+        proc = p.fill_process("late")
+        time.sleep(rng.uniform(0.5, 3.0))
+        if proc.poll() is not None:
+            break  # finished before this kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        kills += 1
+    proc = p.fill_process("late")
+    assert proc.wait(300) == 0, (p.tmp / "fill.log").read_text()[-3000:]
+    writes.finish()
+    log = (p.tmp / "fill.log").read_text()
+    assert kills >= 5, f"the fill finished after {kills} kills: make the table bigger\n{log[-2000:]}"
+    assert log.count("resuming the fill of sink late") >= kills, log[-3000:]
+    state = read_state(path)
+    assert state is not None and state.finished
+    p.daemon("run", "run.log").catch_up()
+    p.assert_equal("first")
+    p.assert_equal("late")
+    if kind == "iceberg":
+        p.assert_history_once("late", snapshot_rows=True)
