@@ -23,6 +23,7 @@ ConnectorX, values converted to the decoder's included.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,13 @@ from cdc.sources.mariadb.source_errors import translate
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
 from snapshotter.keyset import ChunkSql, chunk_sql, keys_sql, whole_table_sql
 from snapshotter.table_dictionary import COLUMNS_QUERY, KEYS_QUERY, TableDictionary, build_dictionary
-from snapshotter.values import FIELD_CONVERTERS, RowConverter, compile_row_converter
+from snapshotter.values import (
+    FieldConversions,
+    RowConverter,
+    compile_row_converter,
+    quote_name,
+    zero_date_fixer,
+)
 
 __all__ = [
     "SCHEMA_RETRIES",
@@ -58,6 +65,7 @@ SCHEMA_RETRIES = 3
 _ER_TABLE_DEF_CHANGED = 1412
 _ER_NO_SUCH_TABLE = 1146
 _STREAM_BATCH = 10_000  # rows per ChunkRead of read_all
+_AUTO_INCREMENT = re.compile(rb" AUTO_INCREMENT=\d+")
 
 
 class SchemaChangedDuringRead(TransientError):
@@ -95,12 +103,14 @@ class ChunkRead:
 class _Compiled:
     dictionary: TableDictionary
     convert: RowConverter | None
+    fix_zero_dates: RowConverter
     key_indexes: tuple[int, ...]
 
 
-def _connect(settings: ConnectionSettings) -> Any:
+def _connect(settings: ConnectionSettings, fields: FieldConversions) -> Any:
+    # the encoders (Python type -> SQL literal) stay mysqlclient's; the decoders are ours alone
     conv = {k: v for k, v in MySQLdb.converters.conversions.items() if not isinstance(k, int)}
-    conv.update(FIELD_CONVERTERS)
+    conv.update(fields.converters)
     options: dict[str, Any] = {}
     if settings.tls is not None:
         tls = settings.tls
@@ -157,13 +167,14 @@ class SnapshotReader:
         self._one_view = one_view
         self._conn: Any = None
         self._view: RestartPoint | None = None  # the open view's boundary (one_view)
-        self._compiled: dict[tuple[TableRef, TableDictionary], _Compiled] = {}
+        self._compiled: dict[tuple[TableRef, bytes], _Compiled] = {}
         self._gtids: dict[tuple[str, int], Gtid] = {}
+        self._fields = FieldConversions()
 
     # -- connection and views ---------------------------------------------------------------------
     def _cursor(self) -> Any:
         if self._conn is None:
-            self._conn = _connect(self._settings)
+            self._conn = _connect(self._settings, self._fields)
         return self._conn.cursor()
 
     def _run(self, sql: str, params: Sequence[object] | None = None) -> tuple[tuple[Any, ...], ...]:
@@ -209,21 +220,30 @@ class SnapshotReader:
 
     # -- the dictionary -----------------------------------------------------------------------------
     def _dictionary(self, ref: TableRef) -> _Compiled:
-        columns = self._run(COLUMNS_QUERY, (ref.db, ref.table))
-        if not columns:
-            raise TableNotFound(ref)
-        d = build_dictionary(ref, columns, self._run(KEYS_QUERY, (ref.db, ref.table)))
-        compiled = self._compiled.get((ref, d))
+        """The table's compiled shape. SHOW CREATE TABLE (read from the table's definition, cheap) says
+        whether it changed; information_schema is asked only then, because each of its queries builds
+        an on-disk temporary table on the server, and a chunk checks the shape twice."""
+        ((_name, create),) = self._run(f"SHOW CREATE TABLE {quote_name(ref.db)}.{quote_name(ref.table)}")
+        # AUTO_INCREMENT=n moves with every insert; it is not the table's shape
+        definition = _AUTO_INCREMENT.sub(b"", create if isinstance(create, bytes) else str(create).encode())
+        compiled = self._compiled.get((ref, definition))
         if compiled is None:
-            compiled = _Compiled(d, compile_row_converter(d, self._zero_dates), d.schema.key_indexes())
-            self._compiled[(ref, d)] = compiled
+            columns = self._run(COLUMNS_QUERY, (ref.db, ref.table))
+            if not columns:
+                raise TableNotFound(ref)
+            d = build_dictionary(ref, columns, self._run(KEYS_QUERY, (ref.db, ref.table)))
+            convert, fix = compile_row_converter(d), zero_date_fixer(d, self._zero_dates)
+            compiled = _Compiled(d, convert, fix, d.schema.key_indexes())
+            if len(self._compiled) > 1000:  # a long-lived reader over many tables and many ALTERs
+                self._compiled.clear()
+            self._compiled[(ref, definition)] = compiled
         return compiled
 
     def table_schema(self, ref: TableRef) -> TableSchema:
         try:
             return self._dictionary(ref).dictionary.schema
         except MySQLdb.Error as exc:
-            raise _translate(exc, self._settings, f"reading the columns of {ref}") from exc
+            raise self._error(exc, ref) from exc
 
     # -- reads --------------------------------------------------------------------------------------
     def _in_view(self, ref: TableRef, query: Any, limit: int | None) -> ChunkRead:
@@ -269,11 +289,19 @@ class SnapshotReader:
         return _translate(exc, self._settings, f"reading {ref}")
 
     def _fetch(self, compiled: _Compiled, q: ChunkSql) -> tuple[RowImage, ...]:
-        with self._cursor() as cur:
+        self._fields.zero_seen = False
+        # streamed (use_result), not stored: the server produces rows while this side converts them
+        with self._cursor_streaming() as cur:
             cur.execute(q.sql, q.params or None)
             rows = cur.fetchall()
+        return self._finish(compiled, rows)
+
+    def _finish(self, compiled: _Compiled, rows: Sequence[tuple[Any, ...]]) -> tuple[RowImage, ...]:
         convert = compiled.convert
-        return tuple(rows) if convert is None else tuple(map(convert, rows))
+        out = tuple(rows) if convert is None else tuple(map(convert, rows))
+        if self._fields.zero_seen:
+            out = tuple(map(compiled.fix_zero_dates, out))
+        return out
 
     def read_chunk(self, ref: TableRef, after: RowImage | None, limit: int) -> ChunkRead:
         """The next ``limit`` rows in primary-key order after the key ``after`` (None: from the start)."""
@@ -318,14 +346,14 @@ class SnapshotReader:
             cur.execute(whole_table_sql(compiled.dictionary))
         except MySQLdb.Error as exc:
             raise self._error(exc, ref) from exc
-        schema, convert, k = compiled.dictionary.schema, compiled.convert, compiled.key_indexes
+        schema, k = compiled.dictionary.schema, compiled.key_indexes
         try:
-            pending = self._next_batch(cur, batch, ref)
+            rows = self._next_batch(cur, batch, ref)
             while True:
-                rows = pending
-                pending = self._next_batch(cur, batch, ref) if len(rows) == batch else ()
-                done = not pending
-                image = tuple(rows) if convert is None else tuple(map(convert, rows))
+                image = self._finish(compiled, rows)  # before the next fetch resets zero_seen
+                # one batch ahead, so that the last ChunkRead says complete
+                rows = self._next_batch(cur, batch, ref) if len(rows) == batch else ()
+                done = not rows
                 last = tuple(image[-1][i] for i in k) if image and k else None
                 yield ChunkRead(schema, image, last, at, done, time.perf_counter() - started)
                 started = time.perf_counter()
@@ -338,10 +366,11 @@ class SnapshotReader:
 
     def _cursor_streaming(self) -> Any:
         if self._conn is None:
-            self._conn = _connect(self._settings)
+            self._conn = _connect(self._settings, self._fields)
         return self._conn.cursor(MySQLdb.cursors.SSCursor)
 
     def _next_batch(self, cur: Any, batch: int, ref: TableRef) -> tuple[tuple[Any, ...], ...]:
+        self._fields.zero_seen = False
         try:
             return tuple(cur.fetchmany(batch))
         except MySQLdb.Error as exc:
