@@ -83,9 +83,14 @@ class PrivateMariaDb:
             return str(row[0] if row else "")
 
     def replicate_from(self, primary: PrivateMariaDb) -> None:
-        """Make this server a GTID replica of ``primary`` (from the start of its binlog) and start it."""
+        """Make this server a GTID replica of ``primary`` (from the start of its binlog) and start it.
+
+        Its binlog is rotated first, so that its binlog coordinates differ from the primary's, as a
+        real replica's do (two fresh servers would otherwise write the same files, byte for byte)."""
         source = primary.connection()
         with self.connection().connect_root() as conn, conn.cursor() as cur:
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("FLUSH BINARY LOGS")
             cur.execute(
                 "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
                 "MASTER_USE_GTID=slave_pos",
