@@ -219,3 +219,19 @@ def test_schema_equals_the_decoders_for_promoted_and_reordered_keys(
         assert decoded["uniq"].primary_key == ("c", "b") and decoded["rev"].primary_key == ("b", "a")
     finally:
         reader.close()
+
+
+def test_boundary_gtid_is_binlog_gtid_pos_of_the_boundary(
+    settings: ConnectionSettings, sql: Sql, tables: dict[str, TableRef]
+) -> None:
+    reader = SnapshotReader(settings, ZeroDatePolicy.NULL)
+    try:
+        for i in range(4):
+            if i % 2:
+                sql(f"UPDATE {tables['ubig']} SET v = v + 1 WHERE id = 0")  # the binlog moves on
+            tx = reader.read_chunk(tables["ubig"], None, 1).at.transaction
+            ((state, domain),) = sql(f"SELECT BINLOG_GTID_POS('{tx.file}', {tx.offset}), @@gtid_domain_id")
+            own = [g for g in str(state).split(",") if g.startswith(f"{domain}-")]
+            assert str(tx.gtid) == own[-1]
+    finally:
+        reader.close()
