@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cdc.config.models import KafkaStreamConfig, MariaDbSourceConfig, PipelineConfig, SinkConfig
-from cdc.core.errors import ConfigError, TerminalError
+from cdc.core.errors import ConfigError, TerminalError, TransientError
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
@@ -61,6 +61,8 @@ __all__ = ["FillProgress", "FillResult", "SinkFillInterfered", "TableFilled", "f
 log = logging.getLogger("cdc.bootstrap")
 
 _LOG_EVERY_S = 5.0
+RETRIES = 8  # transient failures retried by fill_sink (pauses 1, 2, 4 ... 30 s: about 2.5 min)
+BATCH_ROWS = 50_000  # rows per sink batch (one transaction / Iceberg commit each)
 
 
 class SinkFillInterfered(TerminalError):
@@ -147,19 +149,58 @@ def fill_sink(
     *,
     replace: bool,
     progress: Callable[[FillProgress], None] | None,
+    batch_rows: int = BATCH_ROWS,
 ) -> FillResult:
-    """Fill sink ``sink_name`` with the rows of ``tables`` (see the module docstring)."""
-    sink_config = _sink_config(config, sink_name)
+    """Fill sink ``sink_name`` with the rows of ``tables`` (see the module docstring).
+
+    A transient failure (the source or the sink unreachable for a while) is retried from the
+    progress file, as a restart would, up to :data:`RETRIES` times with a growing pause.
+    """
+    _sink_config(config, sink_name)
     if not tables:
         raise ConfigError(f"--sink {sink_name}: name at least one table to fill")
+    wanted = tuple(dict.fromkeys(tables))
+    pause = 1.0
+    for attempt in range(1, RETRIES + 2):
+        try:
+            return _fill_once(config, sink_name, wanted, replace, progress, batch_rows)
+        except TransientError as exc:
+            if attempt > RETRIES:
+                raise
+            log.warning(
+                "sink fill of %s: %s; resuming in %.0fs (retry %d of %d)",
+                sink_name,
+                exc,
+                pause,
+                attempt,
+                RETRIES,
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+def _fill_once(
+    config: PipelineConfig,
+    sink_name: str,
+    wanted: tuple[TableRef, ...],
+    replace: bool,
+    progress: Callable[[FillProgress], None] | None,
+    batch_rows: int,
+) -> FillResult:
     from sinks.registry import open_sink
 
+    sink_config = _sink_config(config, sink_name)
     path = progress_path(config.state_dir, config.name, sink_name)
     prior = read_state(path)
     if prior is not None and prior.finished:
-        prior = None  # a new fill (a repair, say): it starts afresh at a new view
+        if not replace:
+            # filled already (this may be a retry of a run that finished): a second fill would put
+            # every row in a history sink twice; --replace asks for it, as a repair
+            log.info("sink %s was already filled (recorded in %s); nothing to do", sink_name, path)
+            return _result(prior, sink_name, None, 0, 0.0, resumed=True)
+        prior = None  # a new fill (a repair): it starts afresh at a new view
     kafka = config.stream is not None
-    wanted = tuple(dict.fromkeys(tables))
     if prior is not None:
         _check_same(prior, wanted, kafka, sink_name, path)
         if replace != prior.replace:
@@ -179,25 +220,31 @@ def fill_sink(
             sink.name,
             ", ".join(str(t) for t in wanted),
         )
-        run = _Run(config, sink_name, sink, path, wanted, replace, progress, applied)
+        run = _Run(config, sink_name, sink, path, wanted, replace, progress, applied, batch_rows)
         state = run.fill(state)
         seconds = time.monotonic() - started
         final = sink.applied()
-        result = FillResult(
-            sink_name,
-            tuple(TableFilled(t.table, t.rows) for t in state.tables),
-            sum(t.rows for t in state.tables),
-            run.rows,
-            seconds,
-            state.view,
-            None if final is None else final.position,
-            prior is not None,
-            tuple(sorted(state.offsets.items())),
-        )
+        result = _result(state, sink_name, final, run.rows, seconds, resumed=prior is not None)
         log.info("sink fill step 4 - done: %s", result)
         return result
     finally:
         sink.close()
+
+
+def _result(
+    state: FillState, sink: str, applied: AppliedState | None, rows: int, seconds: float, *, resumed: bool
+) -> FillResult:
+    return FillResult(
+        sink,
+        tuple(TableFilled(t.table, t.rows) for t in state.tables),
+        sum(t.rows for t in state.tables),
+        rows,
+        seconds,
+        state.view,
+        None if applied is None else applied.position,
+        resumed,
+        tuple(sorted(state.offsets.items())),
+    )
 
 
 def _check_same(prior: FillState, wanted: tuple[TableRef, ...], kafka: bool, sink: str, path: object) -> None:
@@ -266,6 +313,7 @@ class _Run:
         replace: bool,
         progress: Callable[[FillProgress], None] | None,
         applied: AppliedState | None,
+        batch_rows: int,
     ) -> None:
         self.config = config
         self.sink_name = sink_name
@@ -275,6 +323,7 @@ class _Run:
         self.replace = replace
         self.progress = progress
         self.applied = applied
+        self.batch_rows = batch_rows
         self.rows = 0
         self.carried: dict[str, int] = {}  # Kafka mode: end offsets of the tables reached so far
         self.started = time.monotonic()
@@ -360,7 +409,7 @@ class _Run:
             fill = state.table(ref) if state is not None else TableFill(ref)
             if fill.done:
                 return state  # type: ignore[return-value]  # done only once a state exists
-            chunk = reader.read_chunk(ref, fill.after, self.sizer.limit)
+            chunk = self._read_batch(reader, ref, fill.after)
             if state is None:
                 state = self._new_state(chunk.at, offsets)
             truncate = (kafka or state.replace) and not fill.truncated
@@ -389,8 +438,26 @@ class _Run:
             self._apply(state, pending, chunk, carried)
             state = state.landed()
             self.rows += len(chunk.rows)
-            self.sizer.observe(len(chunk.rows), chunk.elapsed_s)
             self._tell(state, ref, len(chunk.rows), chunk.complete)
+
+    def _read_batch(self, reader: SnapshotReader, ref: TableRef, after: RowImage | None) -> ChunkRead:
+        """Keyset chunks of one view joined into one batch of about ``batch_rows``: a sink commit per
+        batch (an Iceberg commit costs ~0.2 s whatever its size), a chunk read per sizer step."""
+        chunks: list[ChunkRead] = []
+        rows = 0
+        while True:
+            chunk = reader.read_chunk(ref, after, self.sizer.limit)
+            self.sizer.observe(len(chunk.rows), chunk.elapsed_s)
+            chunks.append(chunk)
+            rows += len(chunk.rows)
+            after = chunk.last_key if chunk.last_key is not None else after
+            if chunk.complete or rows >= self.batch_rows:
+                break
+        if len(chunks) == 1:
+            return chunk
+        joined = tuple(row for c in chunks for row in c.rows)
+        elapsed = sum(c.elapsed_s for c in chunks)
+        return ChunkRead(chunk.schema, joined, after, chunk.at, chunk.complete, elapsed)
 
     def _apply(self, state: FillState, chunk: PendingChunk, read: ChunkRead, offsets: dict[str, int]) -> None:
         schema = read.schema
@@ -492,13 +559,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-c", "--config", required=True, type=Path)
     parser.add_argument("--sink", required=True)
     parser.add_argument("--replace", action="store_true")
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS)
     parser.add_argument("tables", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
         refs = [TableRef(*t.split(".", 1)) for t in args.tables]
-        print(fill_sink(config, args.sink, refs, replace=args.replace, progress=None), flush=True)
+        batch = args.batch_rows
+        result = fill_sink(config, args.sink, refs, replace=args.replace, progress=None, batch_rows=batch)
+        print(result, flush=True)
     except HeadwaterError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+import pymysql.cursors
 import sqlalchemy as sa
 
 from cdc.config import load_config
@@ -140,15 +141,13 @@ class SinkFillPipeline:
         return [TableRef(self.db, t) for t in TABLES]
 
     # -- the source ----------------------------------------------------------------------------------
-    def connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect(self) -> pymysql.Connection[pymysql.cursors.Cursor]:
         return self.stack.mariadb.connect_root(database=self.db, charset="utf8mb4", autocommit=False)
 
-    def prefill(self) -> None:
+    def prefill(self, rows: int = PREFILLED) -> None:
         with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"INSERT INTO items SELECT seq, 1, CONCAT('row-', seq) FROM seq_1_to_{PREFILLED}")
-            cur.execute(
-                f"INSERT INTO pairs SELECT seq DIV 3, CONCAT('k', seq MOD 3), 1 FROM seq_1_to_{PREFILLED}"
-            )
+            cur.execute(f"INSERT INTO items SELECT seq, 1, CONCAT('row-', seq) FROM seq_1_to_{rows}")
+            cur.execute(f"INSERT INTO pairs SELECT seq DIV 3, CONCAT('k', seq MOD 3), 1 FROM seq_1_to_{rows}")
             conn.commit()
 
     def source_rows(self, table: str) -> Rows:
@@ -223,9 +222,9 @@ class SinkFillPipeline:
         if self._pg_databases:
             engine = sa.create_engine(self.stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
             try:
-                with engine.connect() as conn:
+                with engine.connect() as pg:
                     for database in self._pg_databases:
-                        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+                        pg.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             finally:
                 engine.dispose()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from cdc.devstack.connections import StackConnections
 from snapshotter.sink_fill import FillProgress, fill_sink
 from snapshotter.sink_fill_state import progress_path, read_state
-from tests.snapshotter.sink_fill_pipeline import TABLES, SinkFillPipeline, Writes
+from tests.snapshotter.sink_fill_pipeline import PREFILLED, TABLES, SinkFillPipeline, Writes
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +37,12 @@ def _new_sink(pipeline: SinkFillPipeline, kind: str) -> str:
     return pipeline.iceberg_sink("late")
 
 
-def _started(pipeline: SinkFillPipeline, first_sink: str) -> Writes:
+def _started(pipeline: SinkFillPipeline, first_sink: str, rows: int = PREFILLED) -> Writes:
     """The pipeline with one sink, started, fed the prefilled rows and a workload; the workload goes on."""
     pipeline.write_config(first_sink)
     run = pipeline.daemon("run", "run.log")
     run.catch_up()  # the first start: the pipeline begins here
-    pipeline.prefill()
+    pipeline.prefill(rows)
     writes = Writes(pipeline, random.randrange(1 << 30)).start()
     time.sleep(1.0)
     run.catch_up()
@@ -55,7 +56,8 @@ def test_embedded_fill_under_writes_then_run_ends_exact(embedded: SinkFillPipeli
     before = p.assert_history_once("first", snapshot_rows=False)
     p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
     seen: list[FillProgress] = []
-    result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=seen.append)  # writes go on
+    # the writes go on meanwhile
+    result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=seen.append, batch_rows=1000)
     time.sleep(0.5)
     writes.finish()
     assert writes.transactions > 50
@@ -94,23 +96,37 @@ def test_replace_removes_rows_left_from_an_earlier_use(embedded: SinkFillPipelin
     p.assert_equal("late")
 
 
+def _steps(log: Path) -> int:
+    return log.read_text().count("sink fill step 1") if log.exists() else 0
+
+
+def _wait_started(log: Path, proc: subprocess.Popen[bytes], seen: int) -> None:
+    """Until this process has logged its first step (a kill before then would test only imports)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _steps(log) > seen:
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("kind", ["iceberg", "postgres"])
 def test_sigkill_during_fill_resumes_each_time_and_ends_exact(embedded: SinkFillPipeline, kind: str) -> None:
     p = embedded
-    writes = _started(p, p.sqlite_sink("first"))
+    writes = _started(p, p.sqlite_sink("first"), rows=40_000)
     p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
     path = progress_path(p.tmp / "state", p.name, "late")
     rng = random.Random()
     kills = 0
-    while kills < 6:
-        proc = p.fill_process("late")
-        time.sleep(rng.uniform(0.5, 3.0))
-        if proc.poll() is not None:
-            break  # finished before this kill
+    while True:
+        seen = _steps(p.tmp / "fill.log")
+        proc = p.fill_process("late", "--batch-rows", "1000")
+        _wait_started(p.tmp / "fill.log", proc, seen)  # importing takes seconds on a busy machine
+        time.sleep(rng.uniform(0.1, 1.5) if kills < 6 else 0)
+        if kills >= 6 or proc.poll() is not None:
+            break
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         kills += 1
-    proc = p.fill_process("late")
     assert proc.wait(300) == 0, (p.tmp / "fill.log").read_text()[-3000:]
     writes.finish()
     log = (p.tmp / "fill.log").read_text()
