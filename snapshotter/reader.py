@@ -33,10 +33,18 @@ import MySQLdb
 import MySQLdb.converters
 import MySQLdb.cursors
 
-from cdc.core.errors import HeadwaterError, SourceUnavailable, TableHasNoKey, TerminalError, TransientError
+from cdc.core.errors import (
+    HeadwaterError,
+    SourceSettingsError,
+    SourceUnavailable,
+    TableHasNoKey,
+    TerminalError,
+    TransientError,
+)
 from cdc.core.events import RowImage
 from cdc.core.positions import Gtid, GtidState, Position, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
+from cdc.sources.mariadb.connection import connect
 from cdc.sources.mariadb.connection_settings import ConnectionSettings
 from cdc.sources.mariadb.source_errors import translate
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
@@ -114,11 +122,13 @@ def _connect(settings: ConnectionSettings, fields: FieldConversions) -> Any:
     options: dict[str, Any] = {}
     if settings.tls is not None:
         tls = settings.tls
-        ssl = {k: str(v) for k, v in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)) if v is not None}
-        options["ssl"] = ssl
+        # libmariadb verifies against a given CA whatever ssl_mode says: without verification the CA
+        # is left out (source.ssl.verify: false encrypts only, as the binlog connection does)
+        files = (("ca", tls.ca if tls.verify else None), ("cert", tls.cert), ("key", tls.key))
+        options["ssl"] = {k: str(v) for k, v in files if v is not None}
         options["ssl_mode"] = "VERIFY_IDENTITY" if tls.verify else "REQUIRED"
     try:
-        conn = MySQLdb.connect(
+        conn: Any = MySQLdb.connect(
             host=settings.host,
             port=settings.port,
             user=settings.user,
@@ -131,14 +141,32 @@ def _connect(settings: ConnectionSettings, fields: FieldConversions) -> Any:
             **options,
         )
     except MySQLdb.Error as exc:
+        # The binlog source's connect (pymysql) sees the server's handshake and the TLS error itself,
+        # so it judges a refused login or a failed verification best, and in the same words
+        try:
+            connect(settings).close()
+        except HeadwaterError as judged:
+            raise judged from exc
         raise _translate(exc, settings, "connecting for a snapshot") from exc
+    plain = False
     with conn.cursor() as cur:
+        if settings.tls is not None:
+            # libmariadb may settle for a plain connection when the server offers no TLS
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            row = cur.fetchone()
+            plain = not row or not row[1]
         # Raw stored bytes for every value (decoded here with the decoder's codecs); TIMESTAMP in UTC;
         # no sql_mode that changes what SELECT prints (PAD_CHAR_TO_FULL_LENGTH) or how literals are
         # escaped (NO_BACKSLASH_ESCAPES); a chunk the caller is slow to consume is not cut off.
         cur.execute(
             "SET SESSION character_set_results = NULL, time_zone = '+00:00', sql_mode = '',"
             " tx_isolation = 'REPEATABLE-READ', net_write_timeout = 3600, max_statement_time = 0"
+        )
+    if plain:
+        conn.close()
+        raise SourceSettingsError(
+            f"{settings.describe()}: source.ssl is set but the server offers no TLS; configure ssl_cert "
+            "and ssl_key on the server, or remove source.ssl"
         )
     return conn
 
