@@ -18,6 +18,7 @@ UTC (the session's time zone), TIME as signed text.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,9 @@ from cdc.sources.mariadb.binlog_format import FieldType as T
 from snapshotter.table_dictionary import DictColumn, TableDictionary
 from snapshotter.values import quote_name, select_list
 
-__all__ = ["ChunkSql", "chunk_sql", "keys_sql"]
+__all__ = ["ChunkSql", "chunk_sql", "keys_sql", "whole_table_sql"]
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")  # charset and collation names, written into the SQL text
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,10 @@ def _param(d: TableDictionary, c: DictColumn, value: ColumnValue) -> tuple[str, 
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return "%s", value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, str) and c.charset is not None and c.collation is not None:
+        if not (_NAME.fullmatch(c.charset) and _NAME.fullmatch(c.collation)):
+            raise ValueError(
+                f"{d.schema.ref}.{c.name}: unexpected charset/collation {c.charset}/{c.collation}"
+            )
         # the literal arrives in the connection's utf8mb4; CONVERT maps it back to the column's
         # charset (the inverse of how it was decoded), COLLATE makes the comparison the column's own
         return f"CONVERT(%s USING {c.charset}) COLLATE {c.collation}", value

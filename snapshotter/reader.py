@@ -322,9 +322,12 @@ class SnapshotReader:
     def _error(self, exc: Exception, ref: TableRef) -> HeadwaterError:
         if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
             return TableNotFound(ref)
-        if self._one_view:
-            self._view = None  # a broken connection ended the view; the caller decides what to redo
-        return _translate(exc, self._settings, f"reading {ref}")
+        error = _translate(exc, self._settings, f"reading {ref}")
+        if isinstance(error, TransientError):
+            # the connection is gone or the transaction was rolled back: so is any open view, and
+            # the next call reconnects; what to read again is the caller's call (the view moved)
+            self.close()
+        return error
 
     def _fetch(self, compiled: _Compiled, q: ChunkSql) -> tuple[RowImage, ...]:
         self._fields.zero_seen = False

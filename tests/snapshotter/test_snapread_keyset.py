@@ -12,7 +12,7 @@ import MySQLdb
 import pytest
 
 from cdc.core import ChangeEvent
-from cdc.core.errors import TableHasNoKey
+from cdc.core.errors import TableHasNoKey, TransientError
 from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
@@ -233,5 +233,21 @@ def test_boundary_gtid_is_binlog_gtid_pos_of_the_boundary(
             ((state, domain),) = sql(f"SELECT BINLOG_GTID_POS('{tx.file}', {tx.offset}), @@gtid_domain_id")
             own = [g for g in str(state).split(",") if g.startswith(f"{domain}-")]
             assert str(tx.gtid) == own[-1]
+    finally:
+        reader.close()
+
+
+def test_a_lost_connection_is_transient_and_the_next_read_reconnects(
+    settings: ConnectionSettings, sql: Sql, tables: dict[str, TableRef]
+) -> None:
+    reader = SnapshotReader(settings, ZeroDatePolicy.NULL, one_view=True)
+    try:
+        first = reader.read_chunk(tables["ubig"], None, 2)
+        connection_id = reader._conn.thread_id()  # this reader's own session
+        sql(f"KILL {connection_id}")
+        with pytest.raises(TransientError):
+            reader.read_chunk(tables["ubig"], first.last_key, 2)
+        again = reader.read_chunk(tables["ubig"], first.last_key, 2)  # a new connection, a new view
+        assert len(again.rows) == 2 and again.at.transaction >= first.at.transaction
     finally:
         reader.close()
