@@ -137,22 +137,29 @@ def _bootstrap(config: PipelineConfig, tables: tuple[TableRef, ...], replace: bo
     lock = RunLock(config.state_dir, config.name)
     box = RequestBox(config.state_dir, config.name)
     view = ProgressView(_row_estimates(config, tables), sys.stderr.isatty())
-    if not lock.acquire():
-        request = box.submit(tables, replace=replace)
-        click.echo(
-            f"bootstrap {request.id}: handed to the running `cdc run` (pid {lock.holder()}) of pipeline "
-            f"{config.name!r}: {', '.join(str(t) for t in tables)}"
-        )
-        if no_wait:
-            return 0
-        return _follow(config, request.id, tables, view)
+    names = ", ".join(str(t) for t in tables)
+    running = not lock.acquire()
     try:
-        request = box.submit(tables, replace=replace)
-        click.echo(
-            f"bootstrap {request.id}: no `cdc run` is running for pipeline {config.name!r}; "
-            f"bootstrapping here: {', '.join(str(t) for t in tables)}"
-        )
-        return _direct(config, request.id, view)
+        # tables a killed or still running bootstrap holds are taken up where it stopped
+        unfinished = {t: r.id for r in box.pending() for t in r.tables}
+        unfinished.update({j.table: j.request for j in _committed_state(config).jobs})
+        resumed = {unfinished[t] for t in tables if t in unfinished}
+        if len(resumed) == 1 and all(t in unfinished for t in tables):
+            request_id = resumed.pop()
+            click.echo(f"bootstrap {request_id}: resuming after its last committed chunk: {names}")
+        else:
+            request_id = box.submit(tables, replace=replace).id
+            where = (
+                f"handed to the running `cdc run` (pid {lock.holder()})"
+                if running
+                else "no `cdc run` is running, bootstrapping here"
+            )
+            click.echo(f"bootstrap {request_id} of pipeline {config.name!r}: {where}: {names}")
+        if running:
+            if no_wait:
+                return 0
+            return _follow(config, request_id, tables, view)
+        return _direct(config, request_id, view)
     finally:
         lock.release()
 
@@ -215,6 +222,10 @@ def _direct(config: PipelineConfig, request: str, view: ProgressView) -> int:
     if code != 0:
         return code
     state = _committed_state(config)
+    left = [j for j in state.jobs if j.request == request]
+    if left:
+        click.echo(f"error: the bootstrap stopped before {left[0].table} was done; run it again", err=True)
+        return 2
     return view.finish([f for f in state.finished if f.request == request])
 
 

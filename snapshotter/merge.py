@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cdc.core.errors import HeadwaterError, TerminalError
+from cdc.core.errors import HeadwaterError, TableHasNoKey, TerminalError
 from cdc.core.events import (
     ChangeEvent,
     Op,
@@ -43,6 +43,8 @@ from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from cdc.daemon.pump import Chunk, EndOfStream
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
+from snapshotter.chunk_log import LoggedChunk
+from snapshotter.reader import TableNotFound
 from snapshotter.requests import BootstrapRequest, RequestBox
 from snapshotter.state import SnapshotState, TableJob
 
@@ -108,8 +110,12 @@ class MergingPump:
         requests: RequestBox | None = None,
         sizing: ChunkSizing = ChunkSizing(),
         when_done: Callable[[], None] | None = None,
+        replay: LoggedChunk | None = None,
     ) -> None:
-        """``when_done`` is called once no bootstrap is left (`cdc bootstrap` with no daemon stops
+        """``replay``: a chunk embedded mode logged but may not have committed in every sink; it goes
+        out again first, at its logged positions, where the stream reaches them.
+
+        ``when_done`` is called once no bootstrap is left (`cdc bootstrap` with no daemon stops
         the stream then). A stream read to its end (``--until-caught-up``) ends even with a
         bootstrap in progress; the next run takes it up where it stopped."""
         self._inner = inner
@@ -134,6 +140,10 @@ class MergingPump:
         pending = {j.request for j in state.jobs}
         self._committed_done: set[str] = {f.request for f in state.finished if f.request not in pending}
         self.rows_emitted = 0
+        self._replay = replay if replay is not None and replay.records else None
+        self._held: list[SourceRecord] = []  # stream records held back behind the replay
+        if replay is not None and self._replay is None:
+            self.state = SnapshotState.parse(replay.state)
 
     # -- the ReaderPump interface ------------------------------------------------------------------
 
@@ -154,10 +164,18 @@ class MergingPump:
                 return emitted
             remaining = deadline - time.monotonic()
             busy = self.state.current is not None
-            # with a bootstrap going, wake often: a chunk read may come back while the stream is idle
-            chunk = self._inner.get(max(min(remaining, 0.05) if busy else remaining, 0.0))
+            if self._held:
+                chunk: Chunk | None = self._held
+                self._held = []
+            else:
+                # with a bootstrap going, wake often: a chunk read may come back while the stream is idle
+                chunk = self._inner.get(max(min(remaining, 0.05) if busy else remaining, 0.0))
             if chunk is not None:
                 if not isinstance(chunk, EndOfStream):
+                    if self._replay is not None:
+                        chunk = self._split_at_replay(chunk)
+                        if not chunk:
+                            continue
                     self._observe(chunk)
                 elif chunk.error is None and self.state.current is not None:
                     log.info(
@@ -195,6 +213,13 @@ class MergingPump:
                 self._accept(request)
 
     def _accept(self, request: BootstrapRequest) -> None:
+        queued = {job.table: job.request for job in self.state.jobs}
+        if request.tables and all(t in queued for t in request.tables):
+            # every table is already being bootstrapped (a request sent twice): that one serves both
+            log.info("bootstrap %s: already under way as %s", request.id, queued[request.tables[0]])
+            assert self._requests is not None
+            self._requests.remove(request.id)
+            return
         self.queue_tables(request.id, request.tables, replace=request.replace)
 
     def _observe(self, chunk: list[SourceRecord]) -> None:
@@ -236,8 +261,13 @@ class MergingPump:
 
     def _collect(self) -> None:
         """Start the current job's tracking and its reads (one ahead); pick up finished reads."""
+        if self._replay is not None:
+            return  # the logged chunk goes first; reads start from the state it leads to
         job = self.state.current
         if job is None:
+            if self._when_done is not None:  # nothing (left) to do: e.g. resumed after the last commit
+                self._when_done()
+                self._when_done = None
             return
         if self._tracked is None or self._tracked.table != job.table:
             self._restart_reads(job)  # tracking first: every read's view lies after this
@@ -257,7 +287,44 @@ class MergingPump:
         self._generation += 1  # a read still in flight is dropped when it comes back
         self._next_after = job.after
 
+    def _replay_place(self) -> Place:
+        assert self._replay is not None
+        first = self._replay.records[0].position
+        return (first.file_seq, first.offset + 1)
+
+    def _split_at_replay(self, chunk: list[SourceRecord]) -> list[SourceRecord]:
+        """Hold back the stream from the first change at or after the logged chunk's place."""
+        place = self._replay_place()
+        for index, record in enumerate(chunk):
+            cls = record.__class__
+            if (cls is ChangeEvent or cls is SchemaChange) and _place(record.position) >= place:  # type: ignore[union-attr]
+                self._held = chunk[index:]
+                before = chunk[:index]
+                if not before and not self._in_transaction:
+                    self._edge = max(self._edge or place, place)  # nothing captured lies in between
+                return before
+        return chunk
+
+    def _emit_replay(self) -> list[SourceRecord] | None:
+        replay = self._replay
+        assert replay is not None
+        at_held = bool(self._held) and not self._in_transaction
+        if not at_held and (self._in_transaction or self._edge is None or self._edge < self._replay_place()):
+            return None
+        self._replay = None
+        self.state = SnapshotState.parse(replay.state)
+        last = replay.records[-1]
+        log.info(
+            "bootstrap: the chunk logged before the last stop goes out again (%d rows)", len(replay.records)
+        )
+        if _place(last.position) > _place(self._point.transaction) or last.position > self._point.transaction:
+            self._point = RestartPoint.after(last.position)
+        end = TransactionEnd(last.transaction_id, last.position, len(replay.records), last.source_ts_ms)
+        return [SnapshotProgress(replay.state, len(replay.records), replay.records), *replay.records, end]
+
     def _try_emit(self) -> list[SourceRecord] | None:
+        if self._replay is not None:
+            return self._emit_replay()
         job, tracked = self.state.current, self._tracked
         if not self._ready or job is None or tracked is None or self._in_transaction or self._edge is None:
             return None
@@ -285,7 +352,7 @@ class MergingPump:
         return self._emit(job, chunk, rows)
 
     def _emit(self, job: TableJob, chunk: ReadChunk, rows: list[RowImage]) -> list[SourceRecord]:
-        out: list[SourceRecord] = []
+        events: list[ChangeEvent] = []
         point = self._point
         ts_ms = int(time.time() * 1000)
         txn = f"snapshot-{job.request}-{job.chunks}"
@@ -294,21 +361,21 @@ class MergingPump:
         if job.replace and job.chunks == 0:
             # re-bootstrap after a gap: copies may hold rows deleted meanwhile; start them afresh
             position = snapshot_row_position(point, index)
-            out.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
+            events.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
             index += 1
         key_of = schema.key_indexes()
         for row in rows:
             position = snapshot_row_position(point, index)
             key = tuple(row[i] for i in key_of)
-            out.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
+            events.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
             index += 1
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
-        out.append(SnapshotProgress(self.state.to_text(), len(rows)))
-        if index:
-            last = out[-2].position  # type: ignore[union-attr]
-            out.append(TransactionEnd(txn, last, index, ts_ms))
+        out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(rows), tuple(events)), *events]
+        if events:
+            last = events[-1].position
+            out.append(TransactionEnd(txn, last, len(events), ts_ms))
             self._point = RestartPoint.after(last)
         self.rows_emitted += len(rows)
         if done:
@@ -323,19 +390,21 @@ class MergingPump:
             self._ready.clear()
             if self.state.current is None and self._when_done is not None:
                 self._when_done()
+                self._when_done = None
         return out
 
     def _failed(self, job: TableJob, error: BaseException) -> list[SourceRecord] | None:
-        if isinstance(error, TerminalError):
-            # e.g. a table without a primary key: refuse it by name, and go on with the others
+        if isinstance(error, TableHasNoKey | TableNotFound):
+            # a table that cannot be bootstrapped: refuse it by name, and go on with the others
             log.error("bootstrap %s: %s is not bootstrapped: %s", job.request, job.table, error)
             self.state = self.state.finished_current(job, refused=str(error))
             self._tracked = None
             self._ready.clear()
             if self.state.current is None and self._when_done is not None:
                 self._when_done()
+                self._when_done = None
             return [SnapshotProgress(self.state.to_text(), 0)]
-        if isinstance(error, HeadwaterError):
+        if isinstance(error, HeadwaterError) and not isinstance(error, TerminalError):
             log.warning("bootstrap of %s: reading a chunk failed (%s); retrying", job.table, error)
             time.sleep(1.0)
             self._restart_reads(job)

@@ -130,7 +130,12 @@ class SnapshotProgress:
     """
 
     state: str
-    rows: int  # snapshot rows emitted since the previous SnapshotProgress
+    rows: int  # snapshot rows of this chunk
+    # The chunk's records (op r, and a truncate first when the copies are replaced), which follow
+    # this record in the stream. Embedded mode logs them before applying them, so that after a crash
+    # the very same rows go out again at the very same positions: a sink that holds them skips them,
+    # a sink that does not gets them, and no history holds a snapshot row twice.
+    chunk: tuple[ChangeEvent, ...] = ()
 
 
 SourceRecord = ChangeEvent | SchemaChange | TransactionEnd | SourceProgress | SnapshotProgress

@@ -46,6 +46,7 @@ from cdc.daemon.embedded_resume import (
 from cdc.daemon.pump import EndOfStream, ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+from snapshotter.chunk_log import LoggedChunk
 
 if TYPE_CHECKING:
     from cdc.daemon.snapshots import Snapshots, StateFile
@@ -174,15 +175,17 @@ class EmbeddedDaemon:
             source = self._open_source()
             start = self._resume_point(sinks, source)
             state = None
+            replay = None
             if self._snapshots is not None:
                 start, state = self._prepare_snapshots(start, source)
+                replay = self._snapshots[0].chunk_log.read()
             self.resumed_from = start
             tables = source.tables()
             log.info("applying %d tables to %d sinks, from %s", len(tables), len(sinks), start.to_string())
             run = _Run(start)
             pump = ReaderPump(lambda: source.records(start), source.close)
             if self._snapshots is not None and state is not None:
-                pump = self._snapshots[0].wrap(pump, start, state)
+                pump = self._snapshots[0].wrap(pump, start, state, replay)
             pump.start()
             self._apply_loop(pump, sinks, run)
             for sink in sinks:
@@ -233,6 +236,7 @@ class EmbeddedDaemon:
         for sink in sinks:
             sink.flush()
         self._snapshots[1].write(progress.state)
+        self._snapshots[0].chunk_log.clear()
         hook = getattr(pump, "committed", None)
         if hook is not None:
             hook(progress.state)
@@ -283,6 +287,7 @@ class EmbeddedDaemon:
         dirty = False  # applied since the sinks' last flush
         window_rows, window_start = 0, time.monotonic()
         progress_seen = -1  # records handed or batched when run.progress came (valid while unchanged)
+        snapshot: SnapshotProgress | None = None  # a snapshot chunk being applied (logged)
 
         def apply() -> None:
             nonlocal batch, dirty, window_rows
@@ -348,6 +353,11 @@ class EmbeddedDaemon:
                 return
             for record in chunk:
                 if record.__class__ is TransactionEnd:
+                    if snapshot is not None:  # the end of a snapshot chunk: commit it everywhere
+                        apply()
+                        self._snapshot_durable(sinks, snapshot, pump)
+                        snapshot = None
+                        dirty, last_flush = False, time.monotonic()
                     # a transaction end is the best place to cut a batch that is due
                     if batch and (len(batch) >= opts.max_events or time.monotonic() >= deadline):
                         apply()
@@ -356,9 +366,16 @@ class EmbeddedDaemon:
                         return
                     continue
                 if record.__class__ is SnapshotProgress:
-                    apply()  # the snapshot rows before it
-                    self._snapshot_durable(sinks, record, pump)
-                    dirty, last_flush = False, time.monotonic()
+                    apply()  # what came before the chunk
+                    progress = record
+                    if progress.chunk:
+                        # logged before any sink sees it: after a crash it goes out again as it was
+                        assert self._snapshots is not None
+                        self._snapshots[0].chunk_log.write(LoggedChunk(progress.chunk, progress.state))
+                        snapshot = progress
+                    else:
+                        self._snapshot_durable(sinks, progress, pump)
+                        dirty, last_flush = False, time.monotonic()
                     continue
                 if record.__class__ is SourceProgress:
                     run.progress = record
@@ -399,6 +416,7 @@ def embedded_daemon(
     snapshots: Snapshots | None = None,
 ) -> EmbeddedDaemon:
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
+    from cdc.daemon.gtid_journal import journaled
     from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
     from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.sources.mariadb.server_checks import check_source
@@ -417,8 +435,13 @@ def embedded_daemon(
 
     batch = config.batch
     idle = batch.idle_flush_seconds if idle_flush_seconds is None else idle_flush_seconds
+
+    def source_server_id() -> int:
+        return server_position(connection_settings(source)).server_id
+
     return EmbeddedDaemon(
-        sink_factory(config),
+        # the GTID state of each sink's position, for a failover to a promoted replica
+        journaled(sink_factory(config), config.state_dir, source_server_id),
         lambda: MariaDbSource(config.source, blocking=not until_caught_up),
         config.state_dir,
         EmbeddedOptions(

@@ -23,6 +23,7 @@ from cdc.core.schemas import TableRef
 from cdc.daemon.embedded_resume import write_atomically
 from cdc.daemon.pump import ReaderPump
 from snapshotter.chunk_feed import ChunkFeed, ChunkReader
+from snapshotter.chunk_log import ChunkLog, LoggedChunk
 from snapshotter.merge import ChunkSizing, MergingPump
 from snapshotter.requests import RequestBox
 from snapshotter.state import SnapshotState
@@ -67,6 +68,7 @@ class Snapshots:
         self._binlog_files = binlog_files
         self._when_done = when_done
         self.requests = RequestBox(config.state_dir, config.name)
+        self.chunk_log = ChunkLog(config.state_dir, config.name)  # embedded mode's write-ahead log
         self.pump: MergingPump | None = None  # the current attempt's (tests, status)
 
     @property
@@ -108,7 +110,9 @@ class Snapshots:
             state = dataclasses.replace(state, known=state.known | frozenset(captured))
         return dataclasses.replace(state, initialized=True)
 
-    def wrap(self, pump: ReaderPump, start: RestartPoint, state: SnapshotState) -> MergingPump:
+    def wrap(
+        self, pump: ReaderPump, start: RestartPoint, state: SnapshotState, replay: LoggedChunk | None = None
+    ) -> MergingPump:
         cfg = self._config.bootstrap
         sizing = ChunkSizing(
             target_s=cfg.chunk_seconds,
@@ -124,6 +128,7 @@ class Snapshots:
             requests=self.requests,
             sizing=sizing,
             when_done=self._when_done,
+            replay=replay,
         )
         if state.jobs:
             log.info(

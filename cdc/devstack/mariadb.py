@@ -148,10 +148,15 @@ class MariaDb(Service):
         scratch.rename(self.data_dir)
 
     def argv(self) -> list[str]:
+        # its own temporary directory: a shared /tmp that something cleans up under the server
+        # (seen: "Error on delete of '/tmp/#sql-temptable-...MAI'" in an information_schema query)
+        tmpdir = self.home / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
         return [
             str(self.mariadbd()),
             "--no-defaults",  # first option, as mariadbd requires: ignore /etc/mysql entirely
             f"--datadir={self.data_dir}",
+            f"--tmpdir={tmpdir}",
             *self._user_args(),
             f"--port={self.settings.mariadb_port}",
             f"--bind-address={LOOPBACK}",

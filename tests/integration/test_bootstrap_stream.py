@@ -208,7 +208,7 @@ def bootstrap(config: Path, password: str, *tables: str) -> subprocess.Completed
     )
 
 
-@pytest.mark.parametrize("kafka", [False], ids=["embedded"])
+@pytest.mark.parametrize("kafka", [False, True], ids=["embedded", "kafka"])
 def test_direct_bootstrap_under_writes_hands_over_exactly(
     stack: StackConnections, tmp_path: Path, kafka: bool
 ) -> None:
@@ -229,5 +229,7 @@ def test_direct_bootstrap_under_writes_hands_over_exactly(
     assert f"{workload.db}.big: " in done.stderr, done.stderr[-2000:]
     (tmp_path / "bootstrap.log").write_text(done.stdout + done.stderr)
     daemon.catch_up()
+    if kafka:
+        Daemon(config, tmp_path / "sink.log", "sink", stack.mariadb.password).catch_up()
     verify_serving(config, workload)
     verify_history(config, workload)

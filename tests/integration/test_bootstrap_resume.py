@@ -1,0 +1,117 @@
+"""Incremental bootstraps through a running `cdc run`, and bootstraps killed with SIGKILL (issue 9).
+
+- With `cdc run` running (embedded and Kafka mode), `cdc bootstrap` hands the tables to it through
+  the request files and returns once the daemon has committed the last chunk; the stream never
+  stops meanwhile, and the copies end exact.
+- A direct `cdc bootstrap` (no daemon) killed with SIGKILL at random moments, at least five times,
+  resumes each time after its last committed chunk (never from the start) and ends exact, with
+  nothing twice in the history.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cdc.devstack.connections import StackConnections
+from snapshotter.state import SnapshotState
+from tests.integration.test_bootstrap_stream import (
+    ItemsWorkload,
+    bootstrap,
+    verify_history,
+    verify_serving,
+    write_config,
+)
+from tests.support.workload import Daemon
+
+pytestmark = pytest.mark.slow
+
+
+def _state(tmp: Path) -> SnapshotState:
+    files = list((tmp / "state").glob("snapshot-state-*.json"))
+    return SnapshotState.parse(files[0].read_text() if files else None)
+
+
+@pytest.mark.parametrize("kafka", [False, True], ids=["embedded", "kafka"])
+def test_bootstrap_through_a_running_daemon(stack: StackConnections, tmp_path: Path, kafka: bool) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    workload = ItemsWorkload(stack, f"boot_live_{suffix}", random.randrange(1 << 30))
+    workload.create()
+    config = write_config(tmp_path, stack, f"boot-live-{suffix}", workload.db, kafka=kafka, mode="never")
+    daemon = Daemon(config, tmp_path / "run.log", "run", stack.mariadb.password)
+    daemon.catch_up()
+    proc = daemon.start()
+    writer = threading.Thread(target=workload.run, args=(12,))
+    try:
+        time.sleep(2)
+        writer.start()
+        done = bootstrap(config, stack.mariadb.password, f"{workload.db}.*")
+        writer.join()
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert "handed to the running `cdc run`" in done.stdout, done.stdout
+        assert proc.poll() is None, "the daemon stopped"
+        time.sleep(3)
+    finally:
+        if writer.is_alive():
+            writer.join()
+        proc.terminate()
+        proc.wait(60)
+    assert workload.error is None, workload.error
+    log = daemon.log.read_text()
+    assert "bootstrap " in log and "done," in log, log[-3000:]
+    daemon.catch_up()
+    if kafka:
+        Daemon(config, tmp_path / "sink.log", "sink", stack.mariadb.password).catch_up()
+    verify_serving(config, workload)
+    verify_history(config, workload)
+    # the request file went once its last chunk was committed
+    leftover = list((tmp_path / "state").glob("bootstrap-requests-*/*.json"))
+    assert not leftover, leftover
+
+
+def test_bootstrap_killed_repeatedly_resumes_and_ends_exact(stack: StackConnections, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    rng = random.Random()
+    workload = ItemsWorkload(stack, f"boot_kill_{suffix}", rng.randrange(1 << 30))
+    workload.create()
+    config = write_config(tmp_path, stack, f"boot-kill-{suffix}", workload.db, kafka=False, mode="never")
+    daemon = Daemon(config, tmp_path / "run.log", "run", stack.mariadb.password)
+    daemon.catch_up()
+    env = {**os.environ, "CDC_SOURCE_PASSWORD": stack.mariadb.password}
+    command = [sys.executable, "-m", "cdc.cli", "bootstrap", "-c", str(config), f"{workload.db}.*"]
+    writer = threading.Thread(target=workload.run, args=(25,))
+    writer.start()
+    kills, progress = 0, []
+    log = (tmp_path / "bootstrap.log").open("ab")
+    try:
+        while kills < 6:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+            time.sleep(rng.uniform(1.5, 4.0))
+            if proc.poll() is not None:
+                break  # finished before this kill
+            proc.kill()
+            proc.wait(30)
+            kills += 1
+            state = _state(tmp_path)
+            progress.append(sum(j.rows for j in state.jobs) + sum(f.rows for f in state.finished))
+        assert kills >= 5, f"the bootstrap finished after {kills} kills: make the tables bigger"
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        writer.join()
+        log.close()
+    assert workload.error is None, workload.error
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "resuming after its last committed chunk" in done.stdout, done.stdout
+    # it resumed: the committed progress only grew between kills (never started over)
+    assert progress == sorted(progress) and progress[-1] > 0, progress
+    daemon.catch_up()
+    verify_serving(config, workload)
+    verify_history(config, workload)
