@@ -142,6 +142,7 @@ class MergingPump:
         self.rows_emitted = 0
         self._replay = replay if replay is not None and replay.records else None
         self._held: list[SourceRecord] = []  # stream records held back behind the replay
+        self._ended: EndOfStream | None = None  # the stream's end, held while bootstraps can finish
         if replay is not None and self._replay is None:
             self.state = SnapshotState.parse(replay.state)
 
@@ -162,6 +163,15 @@ class MergingPump:
             emitted = self._try_emit()
             if emitted:
                 return emitted
+            if self._ended is not None:
+                # the stream was read to its end (--until-caught-up): finish the bootstraps queued,
+                # as long as their chunks' views lie within what the stream read
+                if self._can_end():
+                    return self._ended
+                time.sleep(0.01)
+                if time.monotonic() >= deadline:
+                    return None
+                continue
             remaining = deadline - time.monotonic()
             busy = self.state.current is not None
             if self._held:
@@ -171,20 +181,40 @@ class MergingPump:
                 # with a bootstrap going, wake often: a chunk read may come back while the stream is idle
                 chunk = self._inner.get(max(min(remaining, 0.05) if busy else remaining, 0.0))
             if chunk is not None:
-                if not isinstance(chunk, EndOfStream):
-                    if self._replay is not None:
-                        chunk = self._split_at_replay(chunk)
-                        if not chunk:
-                            continue
-                    self._observe(chunk)
-                elif chunk.error is None and self.state.current is not None:
-                    log.info(
-                        "caught up with the source while bootstrapping %s: the next run goes on with it",
-                        self.state.current.table,
-                    )
+                if isinstance(chunk, EndOfStream):
+                    if chunk.error is None and (self.state.current is not None or self._replay is not None):
+                        self._ended = chunk
+                        continue
+                    return chunk
+                if self._replay is not None:
+                    chunk = self._split_at_replay(chunk)
+                    if not chunk:
+                        continue
+                self._observe(chunk)
                 return chunk
             if time.monotonic() >= deadline:
                 return None
+
+    def _can_end(self) -> bool:
+        if self.state.current is None and self._replay is None:
+            return True
+        if self._edge is None or self._in_transaction:
+            return self._give_up("the stream ended inside a transaction")
+        if self._replay is not None:
+            return self._edge < self._replay_place() and self._give_up("the logged chunk lies beyond the end")
+        ready = self._ready[0] if self._ready else None
+        if ready is not None and ready.chunk is not None and _boundary_place(ready.chunk.at) > self._edge:
+            return self._give_up("the source was written to after the stream's end")
+        return False
+
+    def _give_up(self, why: str) -> bool:
+        job = self.state.current
+        log.info(
+            "caught up with the source while bootstrapping %s (%s): the next run goes on with it",
+            job.table if job is not None else "a table",
+            why,
+        )
+        return True
 
     # -- what the daemon tells the pump ----------------------------------------------------------
 
