@@ -40,7 +40,9 @@ otherwise take each other's positions for their own, and a sink standing inside 
 stretch would skip its own changes. Another pipeline's (or source's) progress file is ignored with a
 warning, as is one written before identities were recorded; another's start file stops the daemon
 (ConfigError: give each pipeline its own state_dir), while a start file without identity is still
-used, as before, and stamped with this pipeline's.
+used, as before, and stamped with this pipeline's. The same pipeline on another server (a failover)
+is not an error when the start file records its GTID state: it is stamped with the new identity,
+and the sinks resume there by GTID (gtid_journal.py).
 """
 
 from __future__ import annotations
@@ -119,6 +121,38 @@ class StartFile:
             raise PositionFormatError(
                 f"{self.path} is not valid: {exc}; delete it to start at the source's current position"
             ) from exc
+        point = RestartPoint.parse(str(raw.get("restart_point")))
+        if (
+            identity is not None
+            and owner is not None
+            and owner != identity
+            and owner.pipeline == identity.pipeline
+            and point.context is not None
+        ):
+            # The same pipeline on another server (a failover to a promoted replica, or the same
+            # server at a new address): its positions carry GTID states, from which the reader
+            # resumes on the new server (gtid_journal.py, cdc/sources/mariadb/failover.py).
+            log.warning(
+                "the source was %s (server_id %d), it is now %s (server_id %d): resuming there by GTID",
+                owner.source,
+                owner.server_id,
+                identity.source,
+                identity.server_id,
+            )
+            if stamp:
+                self.write(point, identity)
+            return point
+        same_pipeline = identity is not None and owner is not None and owner.pipeline == identity.pipeline
+        if same_pipeline and owner != identity:  # the failover case above, without a GTID state
+            assert identity is not None and owner is not None
+            raise ConfigError(
+                f"the source of pipeline {identity.pipeline!r} changed: {self.path} was written for "
+                f"{owner.source} (server_id {owner.server_id}), the source is now {identity.source} "
+                f"(server_id {identity.server_id}), and it records no GTID state (written by an "
+                "older version), so the pipeline cannot resume there by GTID. Point source back "
+                "at the server it was read from, or start the pipeline afresh (a new state_dir "
+                "and `cdc bootstrap`)"
+            )
         if identity is not None and owner is not None and owner != identity:
             raise ConfigError(
                 f"state_dir {self.path.parent} belongs to another pipeline: {self.path.name} was written "
@@ -126,7 +160,6 @@ class StartFile:
                 "state_dir (two pipelines must never share one); if it is the same pipeline and server "
                 f"under a new name or address, edit the identity in {self.path}"
             )
-        point = RestartPoint.parse(str(raw.get("restart_point")))
         if stamp and identity is not None and owner is None:
             self.write(point, identity)  # written before identities: from now on it is checked
         return point

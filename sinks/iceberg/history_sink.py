@@ -87,6 +87,7 @@ from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.iceberg.catalogs import find_history_table, open_catalog, progress_identifier
 from sinks.iceberg.evolution import creation_properties
+from sinks.iceberg.failover_positions import table_positions
 from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim, stored_claim
 from sinks.iceberg.history_schema import (
     PIPELINE_PROPERTY,
@@ -214,6 +215,10 @@ class IcebergHistorySink:
     def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
         """Let the pending change of ``table`` through: the next run applies it."""
         return accept_change(self._opened_catalog(), self.config.namespace, table)
+
+    def table_positions(self) -> dict[TableRef, Position]:
+        """Each history table's committed position (a failover skips by GTID what they hold)."""
+        return table_positions(self._opened_catalog(), self.config.namespace, self.pipeline)
 
     def _opened_catalog(self) -> Catalog:
         if self._catalog is None:

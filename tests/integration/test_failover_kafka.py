@@ -41,7 +41,9 @@ def test_failover_kafka_resumes_on_the_promoted_replica(
             run.kill()  # mid-stream: the workload is still writing
         else:
             run.proc.send_signal(signal.SIGTERM)
-            assert run.proc.wait(60) == 0, run.log.read_text()[-3000:]
+            # -SIGTERM: seen now and then, the process ended by the signal itself (as in
+            # test_trust_pipeline); either way a stop the restart must resume from
+            assert run.proc.wait(60) in (0, -signal.SIGTERM), run.log.read_text()[-3000:]
         time.sleep(1)  # changes the daemon never saw, on the primary only
         workload.stop()
         on_primary = len(workload.changes)
@@ -54,7 +56,7 @@ def test_failover_kafka_resumes_on_the_promoted_replica(
         time.sleep(3)
         workload.stop()
         run.proc.send_signal(signal.SIGTERM)
-        assert run.proc.wait(60) == 0, run.log.read_text()[-3000:]
+        assert run.proc.wait(60) in (0, -signal.SIGTERM), run.log.read_text()[-3000:]
         run.catch_up(120)
         sink.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         sink.proc.wait(60)  # type: ignore[union-attr]
@@ -62,9 +64,10 @@ def test_failover_kafka_resumes_on_the_promoted_replica(
 
         assert len(workload.changes) > on_primary > 0
         assert rig.serving_rows() == rig.source_rows(replica)
-        history = rig.history()
-        check_exactly_once(history, workload.changes)
-        eras = [p[:4] for p, _ in history]
-        assert "mdb1" in eras and "mdb2" in eras
-        assert eras == sorted(eras), "era 1 rows sort after every era 0 row"
+        for sink in (1, 2):  # two histories, which stood at different places after a SIGKILL
+            history = rig.history(sink)
+            check_exactly_once(history, workload.changes)
+            eras = [p[:4] for p, _ in history]
+            assert "mdb1" in eras and "mdb2" in eras
+            assert eras == sorted(eras), "era 1 rows sort after every era 0 row"
         assert "resuming by GTID state" in run.log.read_text()

@@ -31,9 +31,9 @@ Change = tuple[str, int, int]  # (op, id, ver)
 
 def server_pair(tmp: Path) -> tuple[PrivateMariaDb, PrivateMariaDb]:
     """Two private servers on ports of the failover range (3340-3359); the replica's server_id is
-    drawn from 4300-4399 (a replica must have its own)."""
+    drawn from 4300-4349 (a replica must have its own; the pipeline's reader takes 4350-4399)."""
     base = 3340 + 2 * random.randrange(10)
-    replica_id = random.randint(4300, 4399)
+    replica_id = random.randint(4300, 4349)  # the pipelines take 4350-4399
     return (
         PrivateMariaDb(tmp / "primary", port=base),
         PrivateMariaDb(tmp / "replica", [f"--server-id={replica_id}"], port=base + 1),
@@ -127,7 +127,7 @@ class FailoverRig:
             replica,
             f"failover_{suffix}",
             f"failover-{suffix}",
-            random.randint(4300, 4399),
+            random.randint(4350, 4399),
             kafka,
         )
         replica.replicate_from(primary)
@@ -159,6 +159,11 @@ class FailoverRig:
             f"  - {{type: iceberg, namespace: {self.db}, commit_rows: 1000, commit_seconds: 1,"
             f" catalog: {{type: sql, uri: 'sqlite:///{self.tmp / 'catalog.db'}',"
             f" warehouse: '{(self.tmp / 'wh').as_uri()}'}}}}\n"
+            # a second history that commits far more often: after a SIGKILL it is ahead of the
+            # first, so the resume skips, by GTID, what one history holds and the other lacks
+            f"  - {{type: iceberg, namespace: {self.db}_eager, commit_rows: 50, commit_seconds: 0.2,"
+            f" catalog: {{type: sql, uri: 'sqlite:///{self.tmp / 'catalog.db'}',"
+            f" warehouse: '{(self.tmp / 'wh').as_uri()}'}}}}\n"
             "batch: {max_events: 200, max_ms: 100, idle_flush_seconds: 1}\n"
             f"state_dir: {self.tmp / 'state'}\n"
         )
@@ -183,9 +188,9 @@ class FailoverRig:
         finally:
             sink.close()
 
-    def history(self) -> list[tuple[str, Change]]:
-        """(position, (op, id, ver)) of each history row, in position order."""
-        iceberg = self.loaded().sinks[1]
+    def history(self, sink: int = 1) -> list[tuple[str, Change]]:
+        """(position, (op, id, ver)) of each history row of the config's ``sink``, in position order."""
+        iceberg = self.loaded().sinks[sink]
         history = read_history(iceberg.catalog, iceberg.namespace, TableRef(self.db, "t"))  # type: ignore[union-attr]
         rows = history.rows.to_pylist()
         return [(str(r["_position"]), (str(r["_op"]), int(r["id"]), int(r["ver"]))) for r in rows]

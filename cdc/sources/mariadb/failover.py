@@ -58,7 +58,8 @@ def failover_plan(restart: RestartPoint, server_id: int, server_state: GtidState
     assert context is not None and context.server_id != server_id
     needed: list[Gtid] = list(context.gtid_state.gtids)
     if not restart.is_boundary:
-        needed.append(restart.transaction.gtid)  # partly or wholly handled: its rows are skipped
+        # partly or wholly handled (its rows are skipped): the newest, named first
+        needed.insert(0, restart.transaction.gtid)
     for gtid in needed:
         if not server_state.covers(gtid):
             raise GtidNotOnServer(

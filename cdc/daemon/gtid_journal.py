@@ -1,0 +1,215 @@
+"""Embedded mode across a failover: the GTID state of each position a sink may stand at.
+
+A sink stores only the Position it has applied (its text form, which carries no GTID state). After
+a failover to a promoted replica, that position's binlog coordinates mean nothing on the new server;
+the daemon must resume from the GTID state at the start of the position's transaction, and each
+sink must skip, by GTID, what it already holds (the sinks are not all at the same place after a
+crash: the SQL sink commits each batch, Iceberg every N rows or seconds).
+
+``embedded-gtids.json`` in the state directory maps each batch's last position (the only positions
+a sink ever stores) to its ReadContext (the server it was read from, the GTID state at its
+transaction's start). An entry is written (atomically, fsynced) before the batch is handed to any
+sink, so that whatever a sink holds after a crash has its entry. Entries below every sink's durable
+position are dropped, so the file holds a few entries.
+
+Each sink is wrapped (``JournaledSink``): ``applied()`` returns the position with its context, from
+which the reader resumes by GTID on another server (cdc/sources/mariadb/failover.py), in the next
+era; ``apply`` then drops the records of that era which the sink already holds (their GTID is in
+the sink's state, or they are rows of its partly applied transaction up to its row). Within one era
+the sink's own skip by position does it, as before. A sink whose tables may hold more than its
+applied() position (an Iceberg history commits each table before its progress table) says where
+each table stands (``table_positions()``), and each table's records are judged by that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cdc.core.errors import PositionFormatError, TerminalError
+from cdc.core.events import ChangeEvent, SchemaChange
+from cdc.core.positions import GtidState, Position, ReadContext
+from cdc.core.schemas import TableRef
+from cdc.daemon.embedded_resume import write_atomically
+from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+
+__all__ = ["JOURNAL_FILE", "GtidJournal", "JournaledSink", "journaled"]
+
+log = logging.getLogger("cdc.run")
+
+JOURNAL_FILE = "embedded-gtids.json"
+
+
+class GtidJournal:
+    """The ReadContext of each position a sink may stand at (see the module docstring)."""
+
+    def __init__(self, state_dir: Path, server_id_of: Callable[[], int]) -> None:
+        """``server_id_of``: the source's ``@@server_id`` now (asked only when a sink's position has
+        no entry, to tell a harmless gap from a failover that cannot be resumed)."""
+        self.path = state_dir / JOURNAL_FILE
+        self._server_id_of = server_id_of
+        self._entries: dict[Position, ReadContext] | None = None
+        self._marks: dict[str, Position] = {}  # per sink: a position it durably holds
+        self._last: Position | None = None
+        self._server_id: int | None = None
+
+    def server_id(self) -> int:
+        """The source's ``@@server_id`` (asked once per daemon attempt)."""
+        if self._server_id is None:
+            self._server_id = self._server_id_of()
+        return self._server_id
+
+    def _load(self) -> dict[Position, ReadContext]:
+        if self._entries is None:
+            entries: dict[Position, ReadContext] = {}
+            try:
+                raw: Any = json.loads(self.path.read_text())
+                for position, server_id, gtids in raw["entries"]:
+                    entries[Position.parse(position)] = ReadContext(int(server_id), GtidState.parse(gtids))
+            except FileNotFoundError:
+                pass
+            except (ValueError, KeyError, TypeError, PositionFormatError) as exc:
+                log.warning("ignoring %s (%s): a failover cannot be resumed from it", self.path, exc)
+                entries = {}
+            self._entries = entries
+        return self._entries
+
+    def context_of(self, position: Position) -> ReadContext | None:
+        return self._load().get(position)
+
+    def check_unknown(self, sink: str, position: Position) -> None:
+        """``sink`` stands at ``position``, of which no GTID state was recorded: fine on the server
+        it was read from; on another (an entry of its era names another server), a terminal error."""
+        era_servers = {c.server_id for p, c in self._load().items() if p.era == position.era}
+        if not era_servers:
+            return  # nothing known of that era (a state directory from before GTID resume)
+        now = self.server_id()
+        if now not in era_servers:
+            raise TerminalError(
+                f"sink {sink} stands at {position.to_string()}, read on server_id "
+                f"{', '.join(map(str, sorted(era_servers)))}; the source is now server_id {now}, and no "
+                f"GTID state was recorded for that position ({self.path}), so it cannot be resumed "
+                f"there. Bootstrap the sink again (`cdc bootstrap --sink`), or point source back at "
+                "the server it was read from"
+            )
+
+    def mark(self, sink: str, position: Position) -> None:
+        """``sink`` durably holds ``position``: entries below every sink's mark are not needed."""
+        self._marks[sink] = position
+
+    def record(self, position: Position) -> None:
+        """Before a batch ending at ``position`` is handed to the sinks."""
+        context = position.context
+        if context is None or position == self._last:
+            return
+        entries = self._load()
+        entries[position] = context
+        if self._marks:
+            lowest = min(self._marks.values())
+            for old in [p for p in entries if p < lowest]:
+                del entries[old]
+        rows = [[p.to_string(), c.server_id, str(c.gtid_state)] for p, c in sorted(entries.items())]
+        write_atomically(self.path, json.dumps({"entries": rows}) + "\n")
+        self._last = position
+
+
+Holds = tuple[Position, ReadContext]  # a position a sink (or one of its tables) holds, and its context
+
+
+def _held(holds: Holds, record: ChangeEvent | SchemaChange) -> bool:
+    """``record`` (read in a later era than the held position) is already in the sink."""
+    position, context = holds
+    at = record.position
+    if at.era <= position.era or at.is_snapshot_anchor:
+        return False
+    gtid = at.gtid
+    if gtid == position.gtid:
+        return at.row <= position.row
+    return context.gtid_state.covers(gtid)
+
+
+def _table(record: ChangeEvent | SchemaChange) -> TableRef:
+    return record.schema.ref if isinstance(record, ChangeEvent) else record.table
+
+
+class JournaledSink:
+    """A sink whose applied position carries its GTID state, and which skips by GTID what it holds
+    when records come from another server (see the module docstring)."""
+
+    def __init__(self, inner: Sink, journal: GtidJournal) -> None:
+        self._inner = inner
+        self._journal = journal
+        self.name = inner.name
+        self._holds: Holds | None = None
+        # tables committed past applied() (an Iceberg history's table commits before its progress)
+        self._table_holds: dict[TableRef, Holds] = {}
+        self._applied: Position | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def open(self) -> None:
+        self._inner.open()
+
+    def claim_writer(self, writer: WriterIdentity) -> None:
+        self._inner.claim_writer(writer)
+
+    def applied(self) -> AppliedState | None:
+        state = self._inner.applied()
+        self._holds = None
+        if state is None:
+            return None
+        position = state.position
+        self._journal.mark(self.name, position)
+        context = self._journal.context_of(position)
+        if context is None:
+            self._journal.check_unknown(self.name, position)
+            return state
+        position = position.with_context(context)
+        self._holds = (position, context)
+        self._table_holds = {}
+        tables = getattr(self._inner, "table_positions", None)
+        if callable(tables) and context.server_id != self._journal.server_id():
+            for ref, committed in tables().items():
+                known = self._journal.context_of(committed)
+                if committed > position and known is not None:
+                    self._table_holds[ref] = (committed, known)
+        return AppliedState(position, state.offsets)
+
+    def apply(self, batch: SinkBatch) -> None:
+        self._journal.record(batch.state.position)
+        holds, tables = self._holds, self._table_holds
+        if holds is not None:
+            records = tuple(r for r in batch.records if not _held(tables.get(_table(r), holds), r))
+            if len(records) != len(batch.records):
+                log.info(
+                    "sink %s: %d changes it already holds (by GTID) skipped",
+                    self.name,
+                    len(batch.records) - len(records),
+                )
+                batch = SinkBatch(records, batch.state)
+        self._inner.apply(batch)
+        self._applied = batch.state.position
+
+    def flush(self) -> None:
+        self._inner.flush()
+        if self._applied is not None:
+            self._journal.mark(self.name, self._applied)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def journaled(
+    open_sinks: Callable[[], list[Sink]], state_dir: Path, server_id_of: Callable[[], int]
+) -> Callable[[], list[Sink]]:
+    """``open_sinks`` with every sink wrapped, all sharing one journal per daemon attempt."""
+
+    def open_journaled() -> list[Sink]:
+        journal = GtidJournal(state_dir, server_id_of)
+        return [JournaledSink(sink, journal) for sink in open_sinks()]
+
+    return open_journaled
