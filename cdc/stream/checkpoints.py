@@ -8,9 +8,14 @@ value::
      "counts": {"events": 1200, "source_transactions": 3, "tables": {"wikidb.page": 1200}}}
 
 ``counts`` describe the Kafka transaction that carried the checkpoint; ``server_id`` is the writer's
-replica id on the source. Reading the checkpoint back uses a read_committed consumer up to the end
-of the partition (its tail first, see :func:`read_checkpoint`): aborted or still open transactions
-are invisible, so the last value seen is the last committed checkpoint.
+replica id on the source. A restart point read from a server also records that server's
+``@@server_id`` and the GTID state at its transaction's start (in its text, ``+source=..+gtids=..``,
+and, for people reading the topic, as ``source_server_id`` and ``gtid_state``): `cdc run` pointed at
+another server (a promoted replica) resumes there by that GTID state (issue 8, item 16).
+
+Reading the checkpoint back uses a read_committed consumer up to the end of the partition (its
+tail first, see :func:`read_checkpoint`): aborted or still open transactions are invisible, so the
+last value seen is the last committed checkpoint.
 """
 
 from __future__ import annotations
@@ -63,7 +68,10 @@ def checkpoint_record(
     server_id: int | None = None,
     snapshot: str | None = None,
 ) -> bytes:
-    extra = {} if snapshot is None else {"snapshot": snapshot}
+    extra: dict[str, object] = {} if snapshot is None else {"snapshot": snapshot}
+    context = restart.context
+    if context is not None:
+        extra |= {"source_server_id": context.server_id, "gtid_state": str(context.gtid_state)}
     return orjson.dumps(
         {
             **extra,
