@@ -25,14 +25,11 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from operator import itemgetter
 
 from cdc.core.errors import SourceProtocolError, TerminalError
 from cdc.core.events import (
     ChangeEvent,
     Op,
-    RowImage,
     SchemaChange,
     SchemaChangeKind,
     SourceProgress,
@@ -41,14 +38,15 @@ from cdc.core.events import (
 )
 from cdc.core.positions import Gtid, GtidState, Position, ReadContext, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
-from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, FieldType, query_text, read_lenenc
+from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, query_text, read_lenenc
+from cdc.sources.mariadb.compiled_table import CompiledTable, key_getter, needs_extended_lookup
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.gtid_tracking import GtidTracker, ResumeCheck
-from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, RowsDecoder, compile_rows_decoder
+from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, compile_rows_decoder
 from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints, apply_rollback
 from cdc.sources.mariadb.table_filter import TableFilter
-from cdc.sources.mariadb.table_map import TableMap, parse_table_map
+from cdc.sources.mariadb.table_map import parse_table_map
 from cdc.sources.mariadb.type_mapping import table_schema
 
 __all__ = ["ExtendedTypesOf", "StreamDecoder", "TransactionalOf"]
@@ -57,7 +55,6 @@ log = logging.getLogger(__name__)
 
 ExtendedTypesOf = Callable[[str, str], tuple[tuple[str, str], ...]]
 TransactionalOf = Callable[[str, str], bool]  # (db, table) -> does its engine roll back?
-KeyOf = Callable[[RowImage], RowImage | None]
 
 _HEADER = struct.Struct("<IBIIIH").unpack_from
 _GTID_BODY = struct.Struct("<QIB").unpack_from
@@ -71,40 +68,6 @@ _DDL_KIND = {
     StatementKind.DROP: SchemaChangeKind.DROP,
     StatementKind.RENAME: SchemaChangeKind.RENAME,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Table:
-    """A compiled TABLE_MAP: its decoders, schema and key extractor (None when filtered out)."""
-
-    decoder: RowsDecoder | None
-    schema: TableSchema  # for a filtered-out table, an empty one that nothing reads
-    key_of: KeyOf
-
-
-def _key_getter(indexes: tuple[int, ...]) -> KeyOf:
-    if not indexes:
-        return lambda row: None
-    if len(indexes) == 1:
-        (k,) = indexes
-
-        def single(row: RowImage) -> RowImage:
-            return (row[k],)
-
-        return single
-    many = itemgetter(*indexes)
-
-    def compound(row: RowImage) -> RowImage:
-        return tuple(many(row))
-
-    return compound
-
-
-def _needs_extended_lookup(tm: TableMap) -> bool:
-    # UUID/INET6 are BINARY(16), INET4 is BINARY(4) in the binlog: only these need the dictionary.
-    return any(
-        c.type_code == FieldType.STRING and c.collation == 63 and c.meta in (4, 16) for c in tm.columns
-    )
 
 
 class StreamDecoder:
@@ -140,10 +103,10 @@ class StreamDecoder:
         self._extended_types_of = extended_types_of
         self._transactional_of = transactional_of
         self._transactional: dict[TableRef, bool] = {}
-        self._compiled: dict[bytes, _Table] = {}
+        self._compiled: dict[bytes, CompiledTable] = {}
         self._versions: dict[TableRef, str] = {}
         self._latest: dict[TableRef, TableSchema] = {}
-        self._by_id: dict[int, tuple[_Table, bytes]] = {}
+        self._by_id: dict[int, tuple[CompiledTable, bytes]] = {}
         self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
         self._resume = ResumeCheck(resume, by_gtid=resume_by_gtid)
         self._start_gtid = resume.transaction.gtid if resume else None
@@ -160,24 +123,24 @@ class StreamDecoder:
         self.events_seen = 0
 
     # -- TABLE_MAP ------------------------------------------------------------------------------
-    def _compile(self, body: bytes) -> _Table:
+    def _compile(self, body: bytes) -> CompiledTable:
         tm = parse_table_map(body)
         if not self._filter.accepts(tm.db, tm.table):
-            return _Table(None, TableSchema.build(TableRef(tm.db, tm.table), (), ()), _key_getter(()))
+            return CompiledTable(None, TableSchema.build(TableRef(tm.db, tm.table), (), ()), key_getter(()))
         if not tm.has_names:
             raise TerminalError(
                 f"{tm.db}.{tm.table}: TABLE_MAP has no column names; the server must run "
                 "with binlog_row_metadata=FULL"
             )
         extended: tuple[tuple[str, str], ...] = ()
-        if self._extended_types_of is not None and _needs_extended_lookup(tm):
+        if self._extended_types_of is not None and needs_extended_lookup(tm):
             extended = self._extended_types_of(tm.db, tm.table)
         opts = DecoderOptions(self._options.zero_dates, extended)
         decoder = compile_rows_decoder(tm, self._charset_of, opts)
         schema = table_schema(tm, extended_types=extended)
         self._versions[schema.ref] = schema.version
         self._latest[schema.ref] = schema
-        return _Table(decoder, schema, _key_getter(tm.primary_key))
+        return CompiledTable(decoder, schema, key_getter(tm.primary_key))
 
     def _is_transactional(self, ref: TableRef) -> bool:
         known = self._transactional.get(ref)
