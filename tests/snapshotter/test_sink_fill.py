@@ -18,6 +18,8 @@ from cdc.devstack.connections import StackConnections
 from snapshotter.sink_fill import FillProgress, fill_sink
 from snapshotter.sink_fill_state import progress_path, read_state
 from tests.snapshotter.sink_fill_pipeline import PREFILLED, TABLES, SinkFillPipeline, Writes
+from tests.support.kafka_pipeline import wait_for
+from tests.support.workload import Daemon
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +141,61 @@ def test_sigkill_during_fill_resumes_each_time_and_ends_exact(embedded: SinkFill
     p.assert_equal("late")
     if kind == "iceberg":
         p.assert_history_once("late", snapshot_rows=True)
+
+
+@pytest.fixture
+def kafka(stack: StackConnections, tmp_path: Path) -> Iterator[SinkFillPipeline]:
+    pipeline = SinkFillPipeline.create(stack, tmp_path, kafka=True)
+    yield pipeline
+    pipeline.drop()
+
+
+def _logged(daemon: Daemon, text: str) -> bool:
+    return daemon.log.exists() and text in daemon.log.read_text()
+
+
+def _stop(daemon: Daemon) -> None:
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        daemon.proc.terminate()
+        daemon.proc.wait(60)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "iceberg"])
+def test_kafka_fill_while_capturing_then_sink_ends_exact(kafka: SinkFillPipeline, kind: str) -> None:
+    p = kafka
+    p.write_config(p.iceberg_sink("first"))
+    capture, consume = p.daemon("run", "run.log"), p.daemon("sink", "sink.log")
+    capture.start()
+    consume.start()
+    try:
+        wait_for("`cdc run` to read the binlog", lambda: _logged(capture, "binlog dump started"), 90, capture)
+        p.prefill()  # through the stream: the pipeline's first start came before
+        writes = Writes(p, random.randrange(1 << 30)).start()
+        wait_for("rows in sink first", lambda: bool(p.sink_rows("first", "items")), 90, consume, capture)
+        # the new sink, filled while `cdc run` captures, `cdc sink` feeds sink first, and the writes go on
+        p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
+        result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None, batch_rows=1000)
+        time.sleep(0.5)
+        writes.finish()
+        assert result.kafka_offsets, result
+        assert writes.transactions > 50
+        wait_for(
+            "sink first to catch up with the source",
+            lambda: all(p.sink_rows("first", t) == p.source_rows(t) for t in TABLES),
+            120,
+            consume,
+            capture,
+        )
+        _stop(consume)  # it was started before sink late was configured
+        p.daemon("sink", "sink2.log").catch_up()
+        log = (p.tmp / "sink2.log").read_text()
+        assert "has never consumed" not in log, log[-2000:]
+        p.assert_equal("first")
+        p.assert_equal("late")
+        p.assert_history_once("first", snapshot_rows=False)  # nothing from the fill reached it
+        if kind == "iceberg":
+            ops = p.assert_history_once("late", snapshot_rows=True)
+            assert ops["r"] == result.rows and ops["t"] == len(TABLES)
+    finally:
+        _stop(consume)
+        _stop(capture)
