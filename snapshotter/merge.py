@@ -218,6 +218,10 @@ class MergingPump:
 
     # -- what the daemon tells the pump ----------------------------------------------------------
 
+    def stop_when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once no bootstrap is left (a run that must end when they are done)."""
+        self._when_done = callback
+
     def committed(self, state_text: str | None) -> None:
         """The daemon stored this state with its commit: finished requests' files can go."""
         committed = SnapshotState.parse(state_text)

@@ -181,7 +181,12 @@ class CaptureDaemon:
             start = checkpoint
             pump = ReaderPump(lambda: source.records(start), source.close)
             if snapshots is not None and state is not None:
-                pump = snapshots.wrap(pump, start, state)
+                merged = snapshots.wrap(pump, start, state)
+                if state.jobs and not getattr(source, "blocking", True):
+                    # --until-caught-up with bootstraps to do: read on until they are done
+                    source.read_until_stopped()  # type: ignore[attr-defined]
+                    merged.stop_when_done(self.request_stop)
+                pump = merged
             pump.start()
             self._pump_into(pump, writer, start)
         except BaseException:

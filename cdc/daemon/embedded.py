@@ -185,7 +185,12 @@ class EmbeddedDaemon:
             run = _Run(start)
             pump = ReaderPump(lambda: source.records(start), source.close)
             if self._snapshots is not None and state is not None:
-                pump = self._snapshots[0].wrap(pump, start, state, replay)
+                merged = self._snapshots[0].wrap(pump, start, state, replay)
+                if (state.jobs or replay) and not getattr(source, "blocking", True):
+                    # --until-caught-up with bootstraps to do: read on until they are done
+                    source.read_until_stopped()  # type: ignore[attr-defined]
+                    merged.stop_when_done(self.request_stop)
+                pump = merged
             pump.start()
             self._apply_loop(pump, sinks, run)
             for sink in sinks:

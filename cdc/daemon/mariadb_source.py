@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from cdc.config.models import MariaDbSourceConfig
@@ -39,17 +40,16 @@ class MariaDbSource:
         self._config = config
         self._settings = connection_settings(config)
         self._checked = False
-        self._reader = MariaDbBinlogReader(
-            ReaderConfig(
-                self._settings,
-                server_id=config.server_id,
-                tables=tuple(config.tables),
-                exclude_tables=tuple(config.exclude_tables),
-                heartbeat_s=config.heartbeat_seconds,
-                blocking=blocking,
-                zero_dates=ZeroDatePolicy(config.zero_dates.value),
-            )
+        self._reader_config = ReaderConfig(
+            self._settings,
+            server_id=config.server_id,
+            tables=tuple(config.tables),
+            exclude_tables=tuple(config.exclude_tables),
+            heartbeat_s=config.heartbeat_seconds,
+            blocking=blocking,
+            zero_dates=ZeroDatePolicy(config.zero_dates.value),
         )
+        self._reader = MariaDbBinlogReader(self._reader_config)
 
     def _check(self) -> None:
         if not self._checked:
@@ -63,6 +63,17 @@ class MariaDbSource:
     def tables(self) -> tuple[str, ...]:
         self._check()
         return captured_tables(self._settings, tuple(self._config.tables), tuple(self._config.exclude_tables))
+
+    @property
+    def blocking(self) -> bool:
+        return self._reader_config.blocking
+
+    def read_until_stopped(self) -> None:
+        """Keep waiting for new binlog events at the end instead of ending there (`--until-caught-up`
+        with a bootstrap under way: its chunks' views may lie past the end the stream first saw)."""
+        if not self._reader_config.blocking:
+            self._reader_config = dataclasses.replace(self._reader_config, blocking=True)
+            self._reader = MariaDbBinlogReader(self._reader_config)
 
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
         self._check()
