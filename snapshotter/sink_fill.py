@@ -35,18 +35,21 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from cdc.config.models import KafkaStreamConfig, MariaDbSourceConfig, PipelineConfig, SinkConfig
+from cdc.config.models import MariaDbSourceConfig, PipelineConfig, SinkConfig
 from cdc.core.errors import ConfigError, TerminalError, TransientError
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
+from cdc.core.table_filter import TableFilter
 from cdc.sources.mariadb import ConnectionSettings, TlsSettings, ZeroDatePolicy
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from snapshotter.chunk_sizer import ChunkSizer
 from snapshotter.reader import ChunkRead, SnapshotReader
+from snapshotter.sink_fill_offsets import end_offsets, table_topic
+from snapshotter.sink_fill_result import FillProgress, FillResult, SinkFillInterfered, TableFilled
 from snapshotter.sink_fill_state import (
     FillState,
     PendingChunk,
@@ -63,60 +66,6 @@ log = logging.getLogger("cdc.bootstrap")
 _LOG_EVERY_S = 5.0
 RETRIES = 8  # transient failures retried by fill_sink (pauses 1, 2, 4 ... 30 s: about 2.5 min)
 BATCH_ROWS = 50_000  # rows per sink batch (one transaction / Iceberg commit each)
-
-
-class SinkFillInterfered(TerminalError):
-    """The sink moved past the fill's own positions: something else wrote it meanwhile."""
-
-
-@dataclass(frozen=True, slots=True)
-class FillProgress:
-    """Told after each chunk lands (and once per table at its end)."""
-
-    sink: str
-    table: TableRef
-    table_rows: int  # rows of this table in the sink so far (this fill)
-    total_rows: int  # rows of every table so far (this fill, earlier runs included)
-    chunk_rows: int
-    rows_per_s: float  # this run's rate
-    table_done: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TableFilled:
-    table: TableRef
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class FillResult:
-    sink: str
-    tables: tuple[TableFilled, ...]
-    rows: int  # every row of the fill (earlier runs included)
-    rows_this_run: int
-    seconds: float  # this run
-    view: RestartPoint  # the consistent view's boundary S (the first view's, after a restart)
-    applied: Position | None  # the sink's position afterwards
-    resumed: bool  # this run continued a fill an earlier run started
-    kafka_offsets: tuple[tuple[str, int], ...] = field(default=())
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
-
-    def __str__(self) -> str:
-        where = f"{self.view.transaction.file}:{self.view.binlog_offset}"
-        then = (
-            "`cdc sink` continues it from the end offsets taken before the view"
-            if self.kafka_offsets
-            else "`cdc run` continues it with the changes after that boundary"
-        )
-        return (
-            f"sink {self.sink}: filled {self.rows} rows of {len(self.tables)} tables "
-            f"({', '.join(f'{t.table} {t.rows}' for t in self.tables)}) as of binlog {where}"
-            f"{' (resumed)' if self.resumed else ''}; this run {self.rows_this_run} rows in "
-            f"{self.seconds:.1f}s ({self.rows_per_s:,.0f} rows/s); {then}"
-        )
 
 
 def _settings(source: MariaDbSourceConfig) -> ConnectionSettings:
@@ -160,6 +109,7 @@ def fill_sink(
     if not tables:
         raise ConfigError(f"--sink {sink_name}: name at least one table to fill")
     wanted = tuple(dict.fromkeys(tables))
+    _check_selected(config, sink_name, wanted)
     pause = 1.0
     for attempt in range(1, RETRIES + 2):
         try:
@@ -229,6 +179,25 @@ def _fill_once(
         return result
     finally:
         sink.close()
+
+
+def _check_selected(config: PipelineConfig, sink_name: str, tables: tuple[TableRef, ...]) -> None:
+    """Every table must be captured by the pipeline and taken by the sink: a fill of another one
+    would be filtered out (or never followed by the stream) and yet reported as done."""
+    sink = _sink_config(config, sink_name)
+    captured = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
+    taken = TableFilter(tuple(sink.tables), tuple(sink.exclude_tables))
+    for ref in tables:
+        if not captured.accepts(ref.db, ref.table):
+            raise ConfigError(
+                f"--sink {sink_name}: table {ref} is not captured by pipeline {config.name!r} "
+                "(source.tables / source.exclude_tables): the stream would never follow its copy"
+            )
+        if not taken.accepts(ref.db, ref.table):
+            raise ConfigError(
+                f"--sink {sink_name}: sink {sink_name} does not take table {ref} (its tables / "
+                "exclude_tables): leave the table out, or change the sink's selection"
+            )
 
 
 def _result(
@@ -338,7 +307,21 @@ class _Run:
 
     def fill(self, state: FillState | None) -> FillState:
         offsets: dict[str, int] = dict(state.offsets) if state is not None else {}
+        source = self.config.source
+        reader = SnapshotReader(_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True)
+        try:
+            return self._fill(reader, state, offsets)
+        finally:
+            reader.close()
+
+    def _fill(self, reader: SnapshotReader, state: FillState | None, offsets: dict[str, int]) -> FillState:
         stream = self.config.stream
+        for ref in self.tables:  # before anything is read or written: a refusal leaves no trace
+            if not reader.table_schema(ref).primary_key:
+                raise TerminalError(
+                    f"table {ref} has no primary key (nor a UNIQUE NOT NULL key): `cdc bootstrap --sink` "
+                    "fills tables in key-ordered chunks; leave it out, or give it a key"
+                )
         if state is None and stream is not None:
             # before the view: every change below these offsets is then in the view
             offsets = end_offsets(stream, self.config.name, self.tables)
@@ -347,13 +330,8 @@ class _Run:
                 len(offsets),
                 ", ".join(f"{p}={o}" for p, o in sorted(offsets.items())) or "no table topics yet",
             )
-        source = self.config.source
-        reader = SnapshotReader(_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True)
-        try:
-            for ref in self.tables:
-                state = self._table(reader, ref, state, offsets)
-        finally:
-            reader.close()
+        for ref in self.tables:
+            state = self._table(reader, ref, state, offsets)
         assert state is not None  # at least one table was read
         if stream is None:
             self._mark(state)
@@ -403,7 +381,7 @@ class _Run:
         self, reader: SnapshotReader, ref: TableRef, state: FillState | None, offsets: dict[str, int]
     ) -> FillState:
         kafka = self.config.stream is not None
-        topic = _topic(self.config.name, ref) if kafka else ""
+        topic = table_topic(self.config.name, ref) if kafka else ""
         carried = self.carried
         while True:
             fill = state.table(ref) if state is not None else TableFill(ref)
@@ -499,81 +477,3 @@ class _Run:
             )
         if self.progress is not None:
             self.progress(FillProgress(self.sink_name, ref, table_rows, total, chunk_rows, rate, done))
-
-
-def _topic(pipeline: str, ref: TableRef) -> str:
-    from cdc.stream.topics import TopicNames
-
-    return TopicNames(pipeline).table(ref)
-
-
-def end_offsets(stream: KafkaStreamConfig, pipeline: str, tables: Sequence[TableRef]) -> dict[str, int]:
-    """``"topic:partition" -> end offset`` of each table's topic as it stands now (a table whose topic
-    does not exist yet has none: `cdc sink` reads it from its start once `cdc run` creates it)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    from cdc.core.errors import StreamUnavailable
-    from cdc.stream.kafka_clients import consumer_config
-    from cdc.stream.kafka_reader import partition_name
-
-    timeout = stream.request_timeout_ms / 1000
-    consumer = Consumer(consumer_config(stream, f"headwater-{pipeline}-sink-fill"))
-    try:
-        try:
-            topics = consumer.list_topics(timeout=timeout).topics
-        except KafkaException as exc:
-            raise StreamUnavailable(f"no metadata from {stream.bootstrap_servers}: {exc}") from exc
-        out: dict[str, int] = {}
-        for ref in tables:
-            name = _topic(pipeline, ref)
-            meta = topics.get(name)
-            if meta is None or meta.error is not None:
-                continue
-            for p in sorted(meta.partitions):
-                try:
-                    # read_committed: the last stable offset; a transaction still open below the
-                    # high watermark holds binlog changes already committed, hence in the view
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(name, p), timeout=timeout, cached=False
-                    )
-                except KafkaException as exc:
-                    raise StreamUnavailable(
-                        f"no end offset of {partition_name(name, p)} within {timeout:g}s: {exc}"
-                    ) from exc
-                out[partition_name(name, p)] = int(high)
-        return out
-    finally:
-        consumer.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m snapshotter.sink_fill -c CONFIG --sink NAME [--replace] DB.TABLE...``: the fill
-    alone in a process (the fault tests kill it; `cdc bootstrap --sink` is the user's way in)."""
-    import argparse
-    import sys
-
-    from cdc.config import load_config
-    from cdc.core.errors import HeadwaterError
-
-    parser = argparse.ArgumentParser(prog="python -m snapshotter.sink_fill")
-    parser.add_argument("-c", "--config", required=True, type=Path)
-    parser.add_argument("--sink", required=True)
-    parser.add_argument("--replace", action="store_true")
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS)
-    parser.add_argument("tables", nargs="+")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-        refs = [TableRef(*t.split(".", 1)) for t in args.tables]
-        batch = args.batch_rows
-        result = fill_sink(config, args.sink, refs, replace=args.replace, progress=None, batch_rows=batch)
-        print(result, flush=True)
-    except HeadwaterError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

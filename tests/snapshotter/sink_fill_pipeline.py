@@ -127,10 +127,10 @@ class SinkFillPipeline:
         return {**os.environ, "CDC_SOURCE_PASSWORD": self.stack.mariadb.password}
 
     def fill_process(self, sink: str, *extra: str) -> subprocess.Popen[bytes]:
-        """The fill alone in a process (python -m snapshotter.sink_fill), its log appended to a file."""
+        """The fill alone in a process (snapshotter.sink_fill_runner), its log appended to a file."""
         with (self.tmp / "fill.log").open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "snapshotter.sink_fill", "-c", str(self.config), "--sink", sink,
+                [sys.executable, "-m", "snapshotter.sink_fill_runner", "-c", str(self.config), "--sink", sink,
                  *extra, *(f"{self.db}.{t}" for t in TABLES)],
                 stdout=log,
                 stderr=log,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cdc.core.errors import ConfigError, TerminalError
+from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from snapshotter.sink_fill import FillProgress, fill_sink
 from snapshotter.sink_fill_state import progress_path, read_state
@@ -199,3 +201,22 @@ def test_kafka_fill_while_capturing_then_sink_ends_exact(kafka: SinkFillPipeline
     finally:
         _stop(consume)
         _stop(capture)
+
+
+def test_refuses_a_keyless_or_unselected_table_before_writing(
+    embedded: SinkFillPipeline,
+) -> None:
+    p = embedded
+    with p.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE nokey (x INT, y INT)")
+        cur.execute("INSERT INTO nokey VALUES (1, 2)")
+    late = p.sqlite_sink("late").replace("type: sql,", "type: sql, exclude_tables: ['*.pairs'],")
+    p.write_config(p.sqlite_sink("first"), late)
+    with pytest.raises(TerminalError, match=rf"table {p.db}\.nokey has no primary key"):
+        fill_sink(p.loaded(), "late", [*p.refs()[:1], TableRef(p.db, "nokey")], replace=False, progress=None)
+    with pytest.raises(ConfigError, match=rf"sink late does not take table {p.db}\.pairs"):
+        fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None)
+    with pytest.raises(ConfigError, match="no such sink in pipeline"):
+        fill_sink(p.loaded(), "nope", p.refs(), replace=False, progress=None)
+    assert not progress_path(p.tmp / "state", p.name, "late").exists()
+    assert p.sink_rows("late", "items") == {}
