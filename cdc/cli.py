@@ -26,6 +26,7 @@ from cdc.schema_commands import schema
 
 if TYPE_CHECKING:
     from cdc.daemon.run_state import RunRecorder
+    from cdc.daemon.status import PipelineStatus
 
 
 def load_or_exit(config_path: Path) -> PipelineConfig:
@@ -297,6 +298,7 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
         in_kafka = "" if s.offsets_lag is None else f", {s.offsets_lag} messages in Kafka"
         click.echo(f"sink        {s.name} ({s.target}): behind {behind}, {seconds}{in_kafka}")
         click.echo(f"            applied {s.applied or 'nothing yet'}")
+    _echo_bootstraps(st)
     for run in st.runs:
         state = f"pid {run.pid} on {run.host}, started {run.started_at}"
         if run.exited and run.last_exit is not None:
@@ -314,6 +316,21 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
         click.echo(f"problem     {_mask(problem)}")
     click.echo(f"health      {('healthy', 'unhealthy', 'status could not run')[code]} (exit {code})")
     sys.exit(code)
+
+
+def _echo_bootstraps(st: PipelineStatus) -> None:
+    state = st.bootstraps
+    for index, job in enumerate(state.jobs if state else ()):
+        doing = "reading" if index == 0 else "queued"
+        click.echo(
+            f"bootstrap   {job.table}: {doing}, {job.rows:,} rows in {job.chunks} chunks so far"
+            f" (request {job.request}, started {job.started_at})"
+        )
+    for request in st.bootstrap_requests:
+        click.echo(f"bootstrap   request {request} waits for `cdc run` to take it up")
+    for done in state.finished[-3:] if state else ():
+        what = f"NOT bootstrapped: {done.refused}" if done.refused else f"{done.rows:,} rows"
+        click.echo(f"bootstrap   {done.table}: {what} (finished {done.finished_at})")
 
 
 def _ago(moment: str | None) -> str:

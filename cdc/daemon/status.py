@@ -44,6 +44,7 @@ from cdc.sources.mariadb.server_position import (
     read_server_position,
 )
 from sinks.contract import AppliedState
+from snapshotter.state import SnapshotState
 
 HEALTHY, UNHEALTHY, CANNOT_RUN = 0, 1, 2
 
@@ -122,6 +123,10 @@ class PipelineStatus:
     tables: tuple[str, ...]
     sinks: tuple[SinkStatus, ...] = ()
     runs: tuple[RunState, ...] = ()  # the recorded runs of `cdc run` (and `cdc sink`)
+    # bootstraps: the committed snapshot state (in progress first, then the last finished), and
+    # requests handed to the daemon that it has not taken up yet
+    bootstraps: SnapshotState | None = None
+    bootstrap_requests: tuple[str, ...] = ()
 
     def problems(self, max_lag_seconds: float | None) -> tuple[int, tuple[str, ...]]:
         """The exit code and what earned it."""
@@ -172,9 +177,58 @@ class PipelineStatus:
             "sinks": [s.to_json() for s in self.sinks],
             "runs": {run.command: run.to_json() for run in self.runs},
             "tables": list(self.tables),
+            "bootstraps": _bootstraps_json(self.bootstraps, self.bootstrap_requests),
             "exit_code": code,
             "problems": list(problems),
         }
+
+
+def _bootstraps_json(state: SnapshotState | None, requests: tuple[str, ...]) -> dict[str, object]:
+    jobs = state.jobs if state is not None else ()
+    finished = state.finished[-10:] if state is not None else ()
+    return {
+        "in_progress": [
+            {
+                "request": j.request,
+                "table": str(j.table),
+                "rows": j.rows,
+                "chunks": j.chunks,
+                "started_at": j.started_at,
+                "state": "reading" if index == 0 else "queued",
+            }
+            for index, j in enumerate(jobs)
+        ],
+        "finished": [
+            {
+                "request": f.request,
+                "table": str(f.table),
+                "rows": f.rows,
+                "chunks": f.chunks,
+                "started_at": f.started_at,
+                "finished_at": f.finished_at,
+                "refused": f.refused or None,
+            }
+            for f in finished
+        ],
+        "requests_waiting": list(requests),
+    }
+
+
+def _read_bootstraps(
+    config: PipelineConfig, snapshot_text: str | None
+) -> tuple[SnapshotState | None, tuple[str, ...]]:
+    """The committed snapshot state (Kafka: from the checkpoint; embedded: its file) and waiting requests."""
+    from cdc.daemon.snapshots import StateFile
+    from snapshotter.requests import RequestBox
+
+    try:
+        text = snapshot_text if config.stream is not None else StateFile(config.state_dir, config.name).read()
+        state = SnapshotState.parse(text) if text else None
+    except HeadwaterError:
+        state = None
+    accepted = {j.request for j in state.jobs} | {f.request for f in state.finished} if state else set()
+    waiting = tuple(r.id for r in RequestBox(config.state_dir, config.name).pending() if r.id not in accepted)
+    return state, waiting
 
 
 def _lag_seconds(
@@ -275,6 +329,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
     checkpoint: CheckpointStatus | None = None
     checkpoint_error: str | None = None
     lag: int | None = None
+    snapshot_text: str | None = None
     if config.stream is not None:
         from cdc.stream import read_checkpoint  # the Kafka client only when there is a stream
 
@@ -283,6 +338,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         except HeadwaterError as exc:
             found, checkpoint_error = None, str(exc)
         if found is not None:
+            snapshot_text = found.snapshot
             restart: RestartPoint = found.restart
             committed = found.committed_at
             checkpoint = CheckpointStatus(
@@ -298,6 +354,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         if r is not None
     )
     run = next((r for r in runs if r.command == "run"), None)
+    bootstraps, waiting = _read_bootstraps(config, snapshot_text)
     return PipelineStatus(
         name=config.name,
         mode="embedded" if config.stream is None else "kafka",
@@ -310,4 +367,6 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         tables=view.tables if view else (),
         sinks=_sink_statuses(config, view, run),
         runs=runs,
+        bootstraps=bootstraps,
+        bootstrap_requests=waiting,
     )

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -18,12 +19,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cdc.devstack.connections import StackConnections
 from snapshotter.state import SnapshotState
 from tests.integration.test_bootstrap_stream import (
+    TABLES,
     ItemsWorkload,
     bootstrap,
     verify_history,
@@ -33,6 +36,18 @@ from tests.integration.test_bootstrap_stream import (
 from tests.support.workload import Daemon
 
 pytestmark = pytest.mark.slow
+
+
+def status_json(config: Path, password: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "status", "--json", "-c", str(config)],
+        env={**os.environ, "CDC_SOURCE_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return dict(json.loads(done.stdout))
 
 
 def _state(tmp: Path) -> SnapshotState:
@@ -45,7 +60,9 @@ def test_bootstrap_through_a_running_daemon(stack: StackConnections, tmp_path: P
     suffix = uuid.uuid4().hex[:8]
     workload = ItemsWorkload(stack, f"boot_live_{suffix}", random.randrange(1 << 30))
     workload.create()
-    config = write_config(tmp_path, stack, f"boot-live-{suffix}", workload.db, kafka=kafka, mode="never")
+    # small chunks: the bootstrap lasts long enough for `cdc status` to see it under way
+    name = f"boot-live-{suffix}"
+    config = write_config(tmp_path, stack, name, workload.db, kafka=kafka, mode="never", chunk_rows=60)
     daemon = Daemon(config, tmp_path / "run.log", "run", stack.mariadb.password)
     daemon.catch_up()
     proc = daemon.start()
@@ -53,10 +70,24 @@ def test_bootstrap_through_a_running_daemon(stack: StackConnections, tmp_path: P
     try:
         time.sleep(2)
         writer.start()
-        done = bootstrap(config, stack.mariadb.password, f"{workload.db}.*")
+        handed = bootstrap(config, stack.mariadb.password, f"{workload.db}.*", "--no-wait")
+        assert handed.returncode == 0, handed.stdout + handed.stderr[-3000:]
+        assert "handed to the running `cdc run`" in handed.stdout, handed.stdout
+        # `cdc status` shows the bootstrap while it runs, then the tables it finished
+        seen_reading = False
+        deadline = time.monotonic() + 120
+        seen: list[tuple[float, int, int]] = []
+        while time.monotonic() < deadline:
+            boots = status_json(config, stack.mariadb.password)["bootstraps"]
+            seen.append((time.monotonic(), len(boots["in_progress"]), len(boots["finished"])))
+            seen_reading |= any(j["state"] == "reading" for j in boots["in_progress"])
+            if len(boots["finished"]) == 3 and not boots["in_progress"]:
+                break
+            time.sleep(0.3)
+        # (Kafka mode: one `cdc status` takes seconds here, longer than this bootstrap may last)
+        assert seen_reading or kafka, f"cdc status never showed the bootstrap in progress: {seen}"
+        assert {f["table"] for f in boots["finished"]} == {f"{workload.db}.{t}" for t in TABLES}, boots
         writer.join()
-        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-        assert "handed to the running `cdc run`" in done.stdout, done.stdout
         assert proc.poll() is None, "the daemon stopped"
         time.sleep(3)
     finally:

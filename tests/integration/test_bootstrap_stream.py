@@ -42,7 +42,9 @@ TABLES = ("accounts", "events", "big")
 PREFILLED = 3_000
 
 
-def write_config(tmp: Path, stack: StackConnections, name: str, db: str, *, kafka: bool, mode: str) -> Path:
+def write_config(
+    tmp: Path, stack: StackConnections, name: str, db: str, *, kafka: bool, mode: str, chunk_rows: int = 400
+) -> Path:
     m = stack.mariadb
     stream = (
         f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 3,"
@@ -63,7 +65,8 @@ def write_config(tmp: Path, stack: StackConnections, name: str, db: str, *, kafk
         f" catalog: {{type: sql, uri: 'sqlite:///{tmp / 'catalog.db'}',"
         f" warehouse: '{(tmp / 'wh').as_uri()}'}}}}\n"
         "batch: {max_events: 2000, max_ms: 100, idle_flush_seconds: 1}\n"
-        f"bootstrap: {{mode: {mode}, min_chunk_rows: 50, max_chunk_rows: 400, chunk_seconds: 0.02}}\n"
+        f"bootstrap: {{mode: {mode}, min_chunk_rows: 50, max_chunk_rows: {chunk_rows},"
+        " chunk_seconds: 0.02}\n"
         f"state_dir: {tmp / 'state'}\n"
     )
     return path
@@ -198,6 +201,7 @@ def verify_history(config_path: Path, workload: ItemsWorkload) -> None:
 
 
 def bootstrap(config: Path, password: str, *tables: str) -> subprocess.CompletedProcess[str]:
+    """`cdc bootstrap -c CONFIG ...` (table patterns and options)."""
     return subprocess.run(
         [sys.executable, "-m", "cdc.cli", "bootstrap", "-c", str(config), *tables],
         env={**os.environ, "CDC_SOURCE_PASSWORD": password},
