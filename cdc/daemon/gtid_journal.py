@@ -8,9 +8,10 @@ crash: the SQL sink commits each batch, Iceberg every N rows or seconds).
 
 ``embedded-gtids.json`` in the state directory maps each batch's last position (the only positions
 a sink ever stores) to its ReadContext (the server it was read from, the GTID state at its
-transaction's start). An entry is written (atomically, fsynced) before the batch is handed to any
-sink, so that whatever a sink holds after a crash has its entry. Entries below every sink's durable
-position are dropped, so the file holds a few entries.
+transaction's start), one JSON line each. An entry is appended (and fsynced) before the batch is
+handed to any sink, so that whatever a sink holds after a crash has its entry; a torn last line is
+a batch no sink got. Entries below every sink's durable position (asked of each sink after a flush
+and every ``MARK_EVERY_S`` under load) are dropped by rewriting the file, so it stays small.
 
 Each sink is wrapped (``JournaledSink``): ``applied()`` returns the position with its context, from
 which the reader resumes by GTID on another server (cdc/sources/mariadb/failover.py), in the next
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ __all__ = ["JOURNAL_FILE", "GtidJournal", "JournaledSink", "journaled"]
 log = logging.getLogger("cdc.run")
 
 JOURNAL_FILE = "embedded-gtids.json"
+MARK_EVERY_S = 30.0  # under load the sinks are not flushed by the daemon: ask where they stand
 
 
 class GtidJournal:
@@ -55,6 +59,7 @@ class GtidJournal:
         self._marks: dict[str, Position] = {}  # per sink: a position it durably holds
         self._last: Position | None = None
         self._server_id: int | None = None
+        self._compacted = False  # entries were dropped: the file is rewritten at the next record
 
     def server_id(self) -> int:
         """The source's ``@@server_id`` (asked once per daemon attempt)."""
@@ -66,15 +71,19 @@ class GtidJournal:
         if self._entries is None:
             entries: dict[Position, ReadContext] = {}
             try:
-                raw: Any = json.loads(self.path.read_text())
-                for position, server_id, gtids in raw["entries"]:
-                    entries[Position.parse(position)] = ReadContext(int(server_id), GtidState.parse(gtids))
+                lines = self.path.read_text().splitlines()
             except FileNotFoundError:
-                pass
-            except (ValueError, KeyError, TypeError, PositionFormatError) as exc:
-                log.warning("ignoring %s (%s): a failover cannot be resumed from it", self.path, exc)
-                entries = {}
+                lines = []
+            for number, line in enumerate(lines, 1):
+                try:
+                    raw: Any = json.loads(line)
+                    position, server_id, gtids = raw
+                    entries[Position.parse(position)] = ReadContext(int(server_id), GtidState.parse(gtids))
+                except (ValueError, TypeError, PositionFormatError) as exc:
+                    if number < len(lines):  # a torn last line is a batch no sink got
+                        log.warning("%s line %d ignored (%s)", self.path, number, exc)
             self._entries = entries
+            self._compacted = False
         return self._entries
 
     def context_of(self, position: Position) -> ReadContext | None:
@@ -98,7 +107,7 @@ class GtidJournal:
 
     def mark(self, sink: str, position: Position) -> None:
         """``sink`` durably holds ``position``: entries below every sink's mark are not needed."""
-        self._marks[sink] = position
+        self._marks[sink] = position  # applied at the next record: every sink has told by then
 
     def record(self, position: Position) -> None:
         """Before a batch ending at ``position`` is handed to the sinks."""
@@ -111,9 +120,22 @@ class GtidJournal:
             lowest = min(self._marks.values())
             for old in [p for p in entries if p < lowest]:
                 del entries[old]
-        rows = [[p.to_string(), c.server_id, str(c.gtid_state)] for p, c in sorted(entries.items())]
-        write_atomically(self.path, json.dumps({"entries": rows}) + "\n")
+                self._compacted = True
+        if self._compacted:
+            text = "".join(_line(p, c) for p, c in sorted(entries.items()))
+            write_atomically(self.path, text)
+            self._compacted = False
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as out:
+                out.write(_line(position, context))
+                out.flush()
+                os.fsync(out.fileno())
         self._last = position
+
+
+def _line(position: Position, context: ReadContext) -> str:
+    return json.dumps([position.to_string(), context.server_id, str(context.gtid_state)]) + "\n"
 
 
 Holds = tuple[Position, ReadContext]  # a position a sink (or one of its tables) holds, and its context
@@ -147,6 +169,7 @@ class JournaledSink:
         # tables committed past applied() (an Iceberg history's table commits before its progress)
         self._table_holds: dict[TableRef, Holds] = {}
         self._applied: Position | None = None
+        self._next_mark = time.monotonic() + MARK_EVERY_S
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -193,6 +216,11 @@ class JournaledSink:
                 batch = SinkBatch(records, batch.state)
         self._inner.apply(batch)
         self._applied = batch.state.position
+        if time.monotonic() >= self._next_mark:
+            self._next_mark = time.monotonic() + MARK_EVERY_S
+            durable = self._inner.applied()
+            if durable is not None:
+                self._journal.mark(self.name, durable.position)
 
     def flush(self) -> None:
         self._inner.flush()
