@@ -449,12 +449,21 @@ class _Run:
             )
             index += 1
         key_of = schema.key_indexes()
-        base = state.base
-        for row in read.rows:
-            key: RowImage = tuple(row[i] for i in key_of)
-            position = snapshot_row_position(base, index)
-            events.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
-            index += 1
+        # the rows of a batch are consecutive rows of one anchor: Position.at_row (the hot path) instead
+        # of building and validating a Position per row (measured: half the fill's time)
+        first = state.position(index)
+        at_row, row_no = first.at_row, first.row
+        read_op = Op.READ
+        if len(key_of) == 1:
+            k = key_of[0]
+            for n, row in enumerate(read.rows):
+                events.append(
+                    ChangeEvent(read_op, schema, (row[k],), None, row, at_row(row_no + n), ts_ms, txn)
+                )
+        else:
+            for n, row in enumerate(read.rows):
+                key: RowImage = tuple(row[i] for i in key_of)
+                events.append(ChangeEvent(read_op, schema, key, None, row, at_row(row_no + n), ts_ms, txn))
         # one batch per chunk, flushed: a chunk is in the sink whole or not at all
         self.sink.apply(SinkBatch(tuple(events), AppliedState(state.position(chunk.last), offsets)))
         self.sink.flush()

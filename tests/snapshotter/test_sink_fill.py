@@ -220,3 +220,20 @@ def test_refuses_a_keyless_or_unselected_table_before_writing(
         fill_sink(p.loaded(), "nope", p.refs(), replace=False, progress=None)
     assert not progress_path(p.tmp / "state", p.name, "late").exists()
     assert p.sink_rows("late", "items") == {}
+
+
+def test_empty_tables_still_move_the_sink_to_the_view(embedded: SinkFillPipeline) -> None:
+    """Nothing to copy, yet the sink's position must reach the view: else `cdc run` would treat it as
+    a fresh sink and replay it from the pipeline's first start (maybe long purged)."""
+    p = embedded
+    p.write_config(p.sqlite_sink("first"))
+    p.daemon("run", "run.log").catch_up()
+    p.write_config(*p.sinks, p.sqlite_sink("late"), server_id=int(p.loaded().source.server_id))
+    result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None)
+    assert result.rows == 0 and result.applied is not None and result.applied.is_snapshot_anchor
+    p.prefill(50)
+    run = p.daemon("run", "run2.log")
+    run.catch_up()
+    assert "late.db has applied up to" in run.log.read_text()
+    p.assert_equal("first")
+    p.assert_equal("late")
