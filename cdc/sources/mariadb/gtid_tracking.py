@@ -42,14 +42,18 @@ class GtidTracker:
         if state is None or self._server_id is None:
             return None
         gtids = state.gtids
+        # once per transaction: the frozen dataclasses are built without their checked __init__
+        new, set_ = object.__new__, object.__setattr__
         if len(gtids) == 1 and gtids[0].domain == gtid.domain:
-            # the common case, one domain (per transaction, so no sort and no validation)
-            after = object.__new__(GtidState)
-            object.__setattr__(after, "gtids", (gtid,))
+            after = new(GtidState)  # the common case, one domain: nothing to sort or check
+            set_(after, "gtids", (gtid,))
         else:
             after = state.advanced(gtid)
         self._state = after
-        self._here = ReadContext(self._server_id, after)
+        here = new(ReadContext)
+        set_(here, "server_id", self._server_id)
+        set_(here, "gtid_state", after)
+        self._here = here
         return before
 
 
