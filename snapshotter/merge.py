@@ -39,9 +39,9 @@ from cdc.core.events import (
     SourceRecord,
     TransactionEnd,
 )
+from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
-from cdc.daemon.pump import Chunk, EndOfStream
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
 from snapshotter.reader import TableNotFound

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Protocol
 from cdc.config.models import BootstrapMode
 from cdc.core.errors import HeadwaterError, SourceUnavailable
 from cdc.core.events import SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
+from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
-from cdc.daemon.pump import Chunk, EndOfStream, ReaderPump
+from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:

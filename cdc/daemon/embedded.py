@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from cdc.config.models import BootstrapMode, PipelineConfig
 from cdc.core.errors import HeadwaterError, TransientError, WriterFenced
 from cdc.core.events import ChangeEvent, SchemaChange, SnapshotProgress, SourceProgress, TransactionEnd
+from cdc.core.handover import EndOfStream
 from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Pump, Source
 from cdc.daemon.embedded_resume import (
@@ -43,7 +44,7 @@ from cdc.daemon.embedded_resume import (
     order,
     sink_resume_point,
 )
-from cdc.daemon.pump import EndOfStream, ReaderPump
+from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from snapshotter.chunk_log import LoggedChunk

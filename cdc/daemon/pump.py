@@ -11,9 +11,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from cdc.core.events import SourceProgress, SourceRecord, TransactionEnd
+from cdc.core.handover import Chunk, EndOfStream
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,6 @@ CHUNK_RECORDS = 512
 QUEUE_CHUNKS = 64  # at most ~32k records in flight between the threads
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfStream:
-    """The reader stopped: ``error`` is None when the source said the stream ended (non-blocking)."""
-
-    error: BaseException | None = None
-
-
-Chunk = list[SourceRecord] | EndOfStream
 _CUT_AFTER = (TransactionEnd, SourceProgress)
 
 
