@@ -31,7 +31,7 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 
-from benchmarks import decode_bench, e2e
+from benchmarks import bootstrap_bench, decode_bench, e2e
 from benchmarks.decode_bench import Range, Server
 from benchmarks.report import markdown, targets
 from benchmarks.tasks import TARGETS
@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print("[bench] end to end", file=sys.stderr)
         result["e2e"] = e2e.run(stack, E2E_RATE, size.e2e_seconds, list(size.steps), size.step_seconds)
+        result["bootstrap"] = bootstrap_bench.run(
+            stack, bootstrap_bench.BOOT_SIZES[args.size], runner.core,
+            profiles=runner.profiles if size.profile else None,
+        )  # fmt: skip
     finally:
         runner.drop_places()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -52,5 +52,11 @@ def test_smoke_run_reports_every_figure(stack: StackConnections, tmp_path: Path)
         "memory_flat",
     }
     assert all(isinstance(t["met"], bool) for t in result["targets"].values())
+    boot = result["bootstrap"]  # issue 9: read rate and `cdc bootstrap` into each target
+    assert boot["read"]["ratio"] > 0
+    for sink in ("iceberg", "postgresql", "kafka"):
+        assert boot[sink]["bootstrap"]["rows"] == boot["table"]["rows"], sink
+        assert boot[sink]["bootstrap"]["rows_per_cpu_s"] > 0 and boot[sink]["reference"]["rows_per_s"] > 0
+    assert all(isinstance(t["met"], bool) for t in boot["targets"].values())
     markdown = (tmp_path / "latest.md").read_text()
     assert "## Targets" in markdown and "mariadb-binlog" in markdown
