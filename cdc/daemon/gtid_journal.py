@@ -105,6 +105,22 @@ class GtidJournal:
                 "the server it was read from"
             )
 
+    def check_later_eras(self, sink: str, position: Position) -> None:
+        """``sink`` stands at ``position`` of another server than the source's now. The reader resumes
+        it in the era after ``position``'s; if other sinks already hold positions of that era read on
+        yet another server (a second failover while this sink lagged), the two would not compare."""
+        now = self.server_id()
+        later = {c.server_id for p, c in self._load().items() if p.era > position.era}
+        if later - {now}:
+            raise TerminalError(
+                f"sink {sink} stands at {position.to_string()} (era {position.era}); since then the "
+                f"pipeline read era {position.era + 1} from server_id "
+                f"{', '.join(map(str, sorted(later)))}, and the source is now server_id {now}: a second "
+                "failover while a sink lags behind the first is not supported. Point source at the "
+                "server of the later era until the sink has caught up, or bootstrap the sink again "
+                "(`cdc bootstrap --sink`)"
+            )
+
     def mark(self, sink: str, position: Position) -> None:
         """``sink`` durably holds ``position``: entries below every sink's mark are not needed."""
         self._marks[sink] = position  # applied at the next record: every sink has told by then
@@ -194,8 +210,11 @@ class JournaledSink:
         position = position.with_context(context)
         self._holds = (position, context)
         self._table_holds = {}
+        if context.server_id == self._journal.server_id():
+            return AppliedState(position, state.offsets)  # the same server: by coordinates
+        self._journal.check_later_eras(self.name, position)
         tables = getattr(self._inner, "table_positions", None)
-        if callable(tables) and context.server_id != self._journal.server_id():
+        if callable(tables):
             for ref, committed in tables().items():
                 known = self._journal.context_of(committed)
                 if committed > position and known is not None:

@@ -104,3 +104,16 @@ def test_the_start_file_follows_the_pipeline_to_another_server(tmp_path: Path) -
     # another pipeline's state stays refused, as before
     with pytest.raises(ConfigError, match="belongs to another pipeline"):
         StartFile(tmp_path).read(PipelineIdentity("other", "db-a:3306", OLD))
+
+
+def test_a_second_failover_while_a_sink_lags_stops(tmp_path: Path) -> None:
+    journal = GtidJournal(tmp_path, lambda: 3)
+    lagging = tx(1, 1, era=0, server=OLD, offset=100)[0].position
+    journal.record(lagging)
+    journal.record(tx(2, 1, era=1, server=NEW, offset=700)[0].position)  # another sink moved on
+    sink = MemorySink("behind")
+    sink.position = lagging
+    with pytest.raises(TerminalError, match="a second failover while a sink lags"):
+        JournaledSink(sink, GtidJournal(tmp_path, lambda: 3)).applied()
+    # on the server of the later era it resumes (era 1 there is that server's)
+    assert JournaledSink(sink, GtidJournal(tmp_path, lambda: NEW)).applied() is not None
