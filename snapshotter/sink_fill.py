@@ -330,6 +330,12 @@ class _Run:
                 len(offsets),
                 ", ".join(f"{p}={o}" for p, o in sorted(offsets.items())) or "no table topics yet",
             )
+        elif state is None:
+            log.info(
+                "sink fill step 2 - embedded mode: only sink %s is written; `cdc run` must stay stopped "
+                "until the fill ends, then it continues this sink from the view",
+                self.sink_name,
+            )
         for ref in self.tables:
             state = self._table(reader, ref, state, offsets)
         assert state is not None  # at least one table was read

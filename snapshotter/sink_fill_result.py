@@ -57,8 +57,9 @@ class FillResult:
             if self.kafka_offsets
             else "`cdc run` continues it with the changes after that boundary"
         )
+        plural = "s" if len(self.tables) != 1 else ""
         return (
-            f"sink {self.sink}: filled {self.rows} rows of {len(self.tables)} tables "
+            f"sink {self.sink}: filled {self.rows} rows of {len(self.tables)} table{plural} "
             f"({', '.join(f'{t.table} {t.rows}' for t in self.tables)}) as of binlog {where}"
             f"{' (resumed)' if self.resumed else ''}; this run {self.rows_this_run} rows in "
             f"{self.seconds:.1f}s ({self.rows_per_s:,.0f} rows/s); {then}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +86,17 @@ def test_replace_removes_rows_left_from_an_earlier_use(embedded: SinkFillPipelin
     p = embedded
     _started(p, p.sqlite_sink("first")).finish()
     p.write_config(*p.sinks, p.sqlite_sink("late"), server_id=int(p.loaded().source.server_id))
-    fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None)
+    done = subprocess.run(  # the first fill as a user runs it
+        [sys.executable, "-m", "cdc.cli", "bootstrap", "-c", str(p.config), "--sink", "late", f"{p.db}.*"],
+        env=p.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    rows = sum(len(p.source_rows(t)) for t in TABLES)  # the writes have stopped
+    assert f"sink late: filled {rows} rows of 2 tables" in done.stdout, done.stdout
     # the sink is then left behind (not run) while rows go; a plain fill would keep them
     with p.connect() as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM items WHERE id % 7 = 0")
