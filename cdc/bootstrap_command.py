@@ -17,7 +17,7 @@ import fnmatch
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +26,7 @@ import click
 from cdc.cli_options import CONFIG_OPTION
 from cdc.config import PipelineConfig, load_config, secret_values
 from cdc.core.errors import ConfigError, HeadwaterError
+from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef
 from cdc.logs import register_secrets
 from snapshotter.progress_view import ProgressView
@@ -160,6 +161,35 @@ def _bootstrap(config: PipelineConfig, tables: tuple[TableRef, ...], replace: bo
                 return 0
             return _follow(config, request_id, tables, view)
         return _direct(config, request_id, view)
+    finally:
+        lock.release()
+
+
+def repair_through_stream(config: PipelineConfig, keys: Mapping[TableRef, tuple[RowImage, ...]]) -> int:
+    """Send the source's current rows for ``keys`` (and deletes for keys it does not have) through
+    the pipeline's normal path, so that every sink and Kafka consumer receives them: through the
+    running `cdc run` if there is one, else by running the pipeline here until they are out.
+
+    Keys are values as the snapshot reader gives them (the binlog decoder's types). The events say
+    ``source.snapshot: "repair"``. Returns 0 once the daemon has committed them, 2 on an error.
+    """
+    from cdc.daemon.run_lock import RunLock
+    from snapshotter.requests import RequestBox
+
+    tables = tuple(t for t, k in keys.items() if k)
+    if not tables:
+        return 0
+    lock = RunLock(config.state_dir, config.name)
+    running = not lock.acquire()
+    try:
+        request = RequestBox(config.state_dir, config.name).submit(tables, keys={t: keys[t] for t in tables})
+        count = sum(len(keys[t]) for t in tables)
+        where = f"the running `cdc run` (pid {lock.holder()})" if running else "the stream, run here"
+        click.echo(f"repair {request.id}: {count} keys in {len(tables)} tables, through {where}", err=True)
+        view = ProgressView({}, False)
+        if running:
+            return _follow(config, request.id, tables, view)
+        return _direct(config, request.id, view)
     finally:
         lock.release()
 

@@ -54,6 +54,7 @@ class ChunkResult:
     after: RowImage | None  # the bound the chunk was read after
     chunk: ReadChunk | None
     error: BaseException | None = None
+    keys: tuple[RowImage, ...] | None = None  # a repair's keys, read in this chunk's view
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class _Request:
     table: TableRef
     after: RowImage | None
     limit: int
+    keys: tuple[RowImage, ...] | None = None
 
 
 class ChunkFeed:
@@ -75,13 +77,21 @@ class ChunkFeed:
         self._started = False
         self.in_flight = False
 
-    def request(self, generation: int, table: TableRef, after: RowImage | None, limit: int) -> None:
+    def request(
+        self,
+        generation: int,
+        table: TableRef,
+        after: RowImage | None,
+        limit: int,
+        keys: tuple[RowImage, ...] | None = None,
+    ) -> None:
+        """Read the next ``limit`` rows after ``after``; or, with ``keys``, the rows of those keys."""
         assert not self.in_flight, "one chunk request at a time"
         if not self._started:
             self._thread.start()
             self._started = True
         self.in_flight = True
-        self._requests.put(_Request(generation, table, after, limit))
+        self._requests.put(_Request(generation, table, after, limit, keys))
 
     def result(self, timeout: float = 0.0) -> ChunkResult | None:
         if not self.in_flight:
@@ -108,8 +118,13 @@ class ChunkFeed:
                 try:
                     if reader is None:
                         reader = self._open_reader()
-                    chunk = reader.read_chunk(req.table, req.after, req.limit)
-                    self._results.put(ChunkResult(req.generation, req.table, req.after, chunk))
+                    if req.keys is not None:
+                        chunk = reader.read_keys(req.table, req.keys)
+                    else:
+                        chunk = reader.read_chunk(req.table, req.after, req.limit)
+                    self._results.put(
+                        ChunkResult(req.generation, req.table, req.after, chunk, None, req.keys)
+                    )
                 except BaseException as exc:  # noqa: BLE001 - handed to the daemon's thread, which decides
                     if reader is not None:
                         try:
@@ -117,7 +132,7 @@ class ChunkFeed:
                         except Exception as close_exc:  # noqa: BLE001 - the read's error is the news
                             log.debug("closing the snapshot reader: %s", close_exc)
                         reader = None
-                    self._results.put(ChunkResult(req.generation, req.table, req.after, None, exc))
+                    self._results.put(ChunkResult(req.generation, req.table, req.after, None, exc, req.keys))
         finally:
             if reader is not None:
                 try:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 from cdc.core.errors import HeadwaterError, TableHasNoKey, TerminalError
 from cdc.core.events import (
@@ -40,61 +38,25 @@ from cdc.core.events import (
     TransactionEnd,
 )
 from cdc.core.handover import Chunk, EndOfStream
-from cdc.core.positions import Position, RestartPoint, snapshot_row_position
+from cdc.core.positions import RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
 from snapshotter.reader import TableNotFound
+from snapshotter.repair_events import repair_events
 from snapshotter.requests import BootstrapRequest, RequestBox
 from snapshotter.state import SnapshotState, TableJob
+from snapshotter.tracking import NOWHERE as _NOWHERE
+from snapshotter.tracking import ChunkSizing, Place, StreamPump
+from snapshotter.tracking import Tracked as _Tracked
+from snapshotter.tracking import boundary_place as _boundary_place
+from snapshotter.tracking import place as _place
 
 log = logging.getLogger("cdc.bootstrap")
 
 __all__ = ["ChunkSizing", "MergingPump", "StreamPump"]
 
-Place = tuple[int, int]  # (binlog file sequence, offset): where a transaction starts, or a boundary
-_NOWHERE: Place = (-1, -1)
-
-
-class StreamPump(Protocol):
-    """What the merging pump wraps (cdc.daemon.pump.ReaderPump)."""
-
-    def start(self) -> None: ...
-    def get(self, timeout: float) -> Chunk | None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSizing:
-    """Chunk size adapts toward ``target_s`` seconds per read, within [min_rows, max_rows]."""
-
-    target_s: float = 0.5
-    first_rows: int = 5_000
-    min_rows: int = 500
-    max_rows: int = 100_000
-
-
-@dataclass
-class _Tracked:
-    """What the stream did to the table being bootstrapped (places are transaction starts)."""
-
-    table: TableRef
-    changed: dict[RowImage, Place] = field(default_factory=dict)
-    truncated_at: Place = _NOWHERE
-    altered_at: Place = _NOWHERE
-
-    def prune(self, before: Place) -> None:
-        """Forget changes before ``before``: later chunks are read at or after it."""
-        if len(self.changed) > 10_000:
-            self.changed = {k: p for k, p in self.changed.items() if p >= before}
-
-
-def _place(position: Position) -> Place:
-    return (position.file_seq, position.offset)
-
-
-def _boundary_place(point: RestartPoint) -> Place:
-    return (point.transaction.file_seq, point.binlog_offset)
+REPAIR_BATCH = 1_000  # keys read again per view
 
 
 class MergingPump:
@@ -108,7 +70,7 @@ class MergingPump:
         start: RestartPoint,
         *,
         requests: RequestBox | None = None,
-        sizing: ChunkSizing = ChunkSizing(),
+        sizing: ChunkSizing | None = None,
         when_done: Callable[[], None] | None = None,
         replay: LoggedChunk | None = None,
     ) -> None:
@@ -122,7 +84,7 @@ class MergingPump:
         self._feed = feed
         self.state = state
         self._requests = requests
-        self._sizing = sizing
+        self._sizing = sizing = sizing or ChunkSizing()
         self._when_done = when_done
         # Where the stream stands: the restart point after the last record handed on, and the
         # binlog boundary consumed (None when unknown: inside a transaction, or a start that resumes
@@ -228,8 +190,15 @@ class MergingPump:
         pending = {j.request for j in committed.jobs}
         self._committed_done |= {f.request for f in committed.finished if f.request not in pending}
 
-    def queue_tables(self, request: str, tables: Sequence[TableRef], *, replace: bool = False) -> None:
-        self.state = self.state.queued(request, tables, replace=replace)
+    def queue_tables(
+        self,
+        request: str,
+        tables: Sequence[TableRef],
+        *,
+        replace: bool = False,
+        keys: Mapping[TableRef, tuple[RowImage, ...]] | None = None,
+    ) -> None:
+        self.state = self.state.queued(request, tables, replace=replace, keys=keys)
         self._accepted.add(request)
         if tables:
             log.info("bootstrap %s: queued %s", request, ", ".join(str(t) for t in tables))
@@ -248,13 +217,13 @@ class MergingPump:
 
     def _accept(self, request: BootstrapRequest) -> None:
         queued = {job.table: job.request for job in self.state.jobs}
-        if request.tables and all(t in queued for t in request.tables):
+        if request.keys is None and request.tables and all(t in queued for t in request.tables):
             # every table is already being bootstrapped (a request sent twice): that one serves both
             log.info("bootstrap %s: already under way as %s", request.id, queued[request.tables[0]])
             assert self._requests is not None
             self._requests.remove(request.id)
             return
-        self.queue_tables(request.id, request.tables, replace=request.replace)
+        self.queue_tables(request.id, request.tables, replace=request.replace, keys=request.keys)
 
     def _observe(self, chunk: list[SourceRecord]) -> None:
         tracked = self._tracked
@@ -310,6 +279,11 @@ class MergingPump:
             self._ready.append(result)
             if result.chunk is not None:
                 self._next_after = result.chunk.last_key
+        if job.keys is not None:  # a repair: one batch of keys at a time, from the job's own list
+            if not self._ready and not self._feed.in_flight:
+                batch = job.keys[:REPAIR_BATCH]
+                self._feed.request(self._generation, job.table, None, len(batch), batch)
+            return
         last = self._ready[-1] if self._ready else None
         more = last is None or (last.chunk is not None and not last.chunk.complete)
         if more and len(self._ready) < 2 and not self._feed.in_flight:
@@ -376,6 +350,8 @@ class MergingPump:
             log.info("bootstrap of %s: the table changed shape during a chunk; reading it again", job.table)
             self._restart_reads(job)
             return None
+        if ready.keys is not None:
+            return self._emit_repair(job, chunk, ready.keys, tracked, at)
         self._adapt(chunk.elapsed_s)
         if tracked.truncated_at >= at:
             rows: list[RowImage] = []  # truncated after the view: every row of it is gone
@@ -420,23 +396,45 @@ class MergingPump:
                 advanced.rows,
                 advanced.chunks + 0,
             )
-            self._tracked = None
-            self._ready.clear()
-            if self.state.current is None and self._when_done is not None:
-                self._when_done()
-                self._when_done = None
+            self._finish_job()
         return out
+
+    def _emit_repair(
+        self, job: TableJob, chunk: ReadChunk, keys: tuple[RowImage, ...], tracked: _Tracked, at: Place
+    ) -> list[SourceRecord]:
+        """A repair's batch (see repair_events.py); keys the stream changed after the view are left
+        to the stream, whose value is newer."""
+        pending = tuple(
+            k for k in keys if tracked.truncated_at < at and tracked.changed.get(k, _NOWHERE) < at
+        )
+        txn = f"{job.request}-{job.chunks}"  # the request id starts with "repair-"
+        events = repair_events(chunk, pending, self._point, txn)
+        advanced = job.advanced(None, len(events), keys_done=len(keys))
+        done = not advanced.keys
+        self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
+        out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(events), events), *events]
+        if events:
+            last = events[-1].position
+            out.append(TransactionEnd(txn, last, len(events), events[-1].source_ts_ms))
+            self._point = RestartPoint.after(last)
+        if done:
+            log.info("repair %s: %s done, %d changes sent", job.request, job.table, advanced.rows)
+            self._finish_job()
+        return out
+
+    def _finish_job(self) -> None:
+        self._tracked = None
+        self._ready.clear()
+        if self.state.current is None and self._when_done is not None:
+            self._when_done()
+            self._when_done = None
 
     def _failed(self, job: TableJob, error: BaseException) -> list[SourceRecord] | None:
         if isinstance(error, TableHasNoKey | TableNotFound):
             # a table that cannot be bootstrapped: refuse it by name, and go on with the others
             log.error("bootstrap %s: %s is not bootstrapped: %s", job.request, job.table, error)
             self.state = self.state.finished_current(job, refused=str(error))
-            self._tracked = None
-            self._ready.clear()
-            if self.state.current is None and self._when_done is not None:
-                self._when_done()
-                self._when_done = None
+            self._finish_job()
             return [SnapshotProgress(self.state.to_text(), 0)]
         if isinstance(error, HeadwaterError) and not isinstance(error, TerminalError):
             log.warning("bootstrap of %s: reading a chunk failed (%s); retrying", job.table, error)

@@ -15,13 +15,16 @@ import datetime as dt
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef
+from snapshotter.state import decode_key, encode_key
 
 log = logging.getLogger("cdc.bootstrap")
 
@@ -34,19 +37,29 @@ class BootstrapRequest:
     tables: tuple[TableRef, ...]
     created_at: str
     replace: bool = False  # truncate each table's copies before its first chunk
+    # a repair (`cdc reconcile --repair`): per table, the keys to read again and send
+    keys: Mapping[TableRef, tuple[RowImage, ...]] | None = None
 
 
 class RequestBox:
     def __init__(self, state_dir: Path, pipeline: str) -> None:
         self.directory = Path(state_dir) / f"bootstrap-requests-{pipeline}"
 
-    def submit(self, tables: tuple[TableRef, ...], *, replace: bool = False) -> BootstrapRequest:
+    def submit(
+        self,
+        tables: tuple[TableRef, ...],
+        *,
+        replace: bool = False,
+        keys: Mapping[TableRef, tuple[RowImage, ...]] | None = None,
+    ) -> BootstrapRequest:
         now = dt.datetime.now(dt.UTC)
+        prefix = "repair-" if keys is not None else ""
         request = BootstrapRequest(
-            f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+            f"{prefix}{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
             tables,
             now.isoformat(timespec="seconds"),
             replace,
+            keys,
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         body = orjson.dumps(
@@ -55,6 +68,11 @@ class RequestBox:
                 "tables": [str(t) for t in tables],
                 "created_at": request.created_at,
                 "replace": replace,
+                **(
+                    {}
+                    if keys is None
+                    else {"keys": {str(t): [encode_key(k) for k in keys[t]] for t in tables}}
+                ),
             }
         )
         path = self.directory / f"{request.id}.json"
@@ -75,8 +93,17 @@ class RequestBox:
             try:
                 data: Any = orjson.loads(path.read_bytes())
                 tables = tuple(TableRef(*str(t).split(".", 1)) for t in data["tables"])
+                keys = data.get("keys")
                 found.append(
-                    BootstrapRequest(str(data["id"]), tables, str(data["created_at"]), bool(data["replace"]))
+                    BootstrapRequest(
+                        str(data["id"]),
+                        tables,
+                        str(data["created_at"]),
+                        bool(data["replace"]),
+                        None
+                        if keys is None
+                        else {t: tuple(decode_key(k) for k in keys[str(t)]) for t in tables},
+                    )
                 )
             except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring the unreadable bootstrap request %s: %s", path, exc)

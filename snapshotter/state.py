@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,9 +109,19 @@ class TableJob:
     started_at: str = ""  # ISO time, UTC
     replace: bool = False  # a truncate goes before the first chunk (re-bootstrap after a gap)
     total_estimate: int = 0  # the table's row estimate when the job started (for progress/ETA)
+    # a repair: only these keys are read again (rows found go out as op r, keys the source does not
+    # have as deletes); None: the whole table, in key chunks
+    keys: tuple[RowImage, ...] | None = None
 
-    def advanced(self, after: RowImage | None, rows: int) -> TableJob:
-        return replace(self, after=after, rows=self.rows + rows, chunks=self.chunks + 1, replace=False)
+    @property
+    def is_repair(self) -> bool:
+        return self.keys is not None
+
+    def advanced(self, after: RowImage | None, rows: int, keys_done: int = 0) -> TableJob:
+        keys = self.keys[keys_done:] if self.keys is not None else None
+        return replace(
+            self, after=after, rows=self.rows + rows, chunks=self.chunks + 1, replace=False, keys=keys
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +149,25 @@ class SnapshotState:
     def with_jobs(self, jobs: Sequence[TableJob]) -> SnapshotState:
         """Append jobs for tables not already queued (a table is bootstrapped once at a time)."""
         queued = {job.table for job in self.jobs}
-        fresh = tuple(job for job in jobs if job.table not in queued)
+        fresh = tuple(job for job in jobs if job.is_repair or job.table not in queued)
         return replace(self, jobs=self.jobs + fresh, known=self.known | {j.table for j in fresh})
 
-    def queued(self, request: str, tables: Sequence[TableRef], *, replace: bool = False) -> SnapshotState:
-        """Jobs for ``tables`` under the request ``request``, started now."""
+    def queued(
+        self,
+        request: str,
+        tables: Sequence[TableRef],
+        *,
+        replace: bool = False,
+        keys: Mapping[TableRef, tuple[RowImage, ...]] | None = None,
+    ) -> SnapshotState:
+        """Jobs for ``tables`` under the request ``request``, started now (``keys``: a repair's)."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        return self.with_jobs([TableJob(request, t, started_at=now, replace=replace) for t in tables])
+        return self.with_jobs(
+            [
+                TableJob(request, t, started_at=now, replace=replace, keys=None if keys is None else keys[t])
+                for t in tables
+            ]
+        )
 
     def advanced(self, job: TableJob) -> SnapshotState:
         assert self.jobs and self.jobs[0].table == job.table
@@ -174,6 +196,7 @@ class SnapshotState:
                         "started_at": j.started_at,
                         "replace": j.replace,
                         "total_estimate": j.total_estimate,
+                        **({} if j.keys is None else {"keys": [encode_key(k) for k in j.keys]}),
                     }
                     for j in self.jobs
                 ],
@@ -210,6 +233,7 @@ class SnapshotState:
                     started_at=str(j["started_at"]),
                     replace=bool(j["replace"]),
                     total_estimate=int(j.get("total_estimate", 0)),
+                    keys=None if j.get("keys") is None else tuple(decode_key(k) for k in j["keys"]),
                 )
                 for j in data["jobs"]
             )

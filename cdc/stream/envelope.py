@@ -11,8 +11,9 @@ Value::
 - ``source.server_id`` is the server that wrote the change (the GTID's server id), as in Debezium;
   ``source.pos`` is the offset of the transaction's GTID event, ``source.row`` the row's index in it,
   ``source.position`` our sortable position string (string order = change order).
-- ``source.snapshot`` is ``"true"`` for snapshot reads (op ``r``) and ``"false"`` otherwise; the
-  vocabulary does not mark a snapshot's last row, so ``"last"`` is not emitted.
+- ``source.snapshot`` is ``"true"`` for snapshot reads (op ``r``), ``"repair"`` for the corrective
+  changes of `cdc reconcile --repair`, and ``"false"`` otherwise; the vocabulary does not mark a
+  snapshot's last row, so ``"last"`` is not emitted.
 - ``transaction`` is filled when the stream's ``transaction_metadata`` is on, else null.
 
 Key: a JSON object of the primary-key columns, ``{"id": 5}``, encoded like values. A table without
@@ -143,7 +144,7 @@ class EnvelopeEncoder:
                 "connector": CONNECTOR,
                 "name": self.pipeline,
                 "ts_ms": event.source_ts_ms,
-                "snapshot": "true" if op is Op.READ else "false",
+                "snapshot": _snapshot_flag(op, event.transaction_id),
                 "db": codec.db,
                 "table": codec.table,
                 "server_id": gtid.server_id,
@@ -215,7 +216,7 @@ class EnvelopeEncoder:
                 "connector": CONNECTOR,
                 "name": self.pipeline,
                 "ts_ms": event.source_ts_ms,
-                "snapshot": "true" if op is Op.READ else "false",
+                "snapshot": _snapshot_flag(op, event.transaction_id),
                 "db": codec.db,
                 "table": codec.table,
                 "server_id": server,
@@ -252,3 +253,12 @@ class EnvelopeEncoder:
                 b',"transaction":null}',
             )
         )
+
+
+def _snapshot_flag(op: Op, transaction_id: str) -> str:
+    """``source.snapshot``: "true" for a bootstrap's rows, "repair" for the reconciler's corrective
+    changes (rows re-read from the source, and deletes of rows the source does not have), else
+    "false". A repair's changes carry a transaction id starting with ``repair-``."""
+    if transaction_id.startswith("repair-"):
+        return "repair"
+    return "true" if op is Op.READ else "false"
