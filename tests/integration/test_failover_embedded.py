@@ -21,8 +21,7 @@ from tests.support.kafka_pipeline import wait_for
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 def test_failover_embedded_resumes_on_the_promoted_replica(tmp_path: Path, stop: str) -> None:
     primary, replica = server_pair(tmp_path)
-    with primary, replica:
-        rig = FailoverRig.create(tmp_path, primary, replica, None)
+    with primary, replica, FailoverRig.create(tmp_path, primary, replica, None) as rig:
         run = rig.daemon("run", "run.log")
         workload = Workload(primary, rig.db)
         run.start()
@@ -65,8 +64,7 @@ def test_failover_embedded_resumes_on_the_promoted_replica(tmp_path: Path, stop:
 
 def test_failover_to_a_replica_that_is_behind_stops_naming_the_gtid(tmp_path: Path) -> None:
     primary, replica = server_pair(tmp_path)
-    with primary, replica:
-        rig = FailoverRig.create(tmp_path, primary, replica, None)
+    with primary, replica, FailoverRig.create(tmp_path, primary, replica, None) as rig:
         replica.wait_for_gtids(primary)
         with replica.connection().connect_root() as conn, conn.cursor() as cur:
             cur.execute("STOP SLAVE")  # the replica falls behind from here

@@ -23,8 +23,11 @@ def test_failover_kafka_resumes_on_the_promoted_replica(
     stack: StackConnections, tmp_path: Path, stop: str
 ) -> None:
     primary, replica = server_pair(tmp_path)
-    with primary, replica:
-        rig = FailoverRig.create(tmp_path, primary, replica, stack.kafka.bootstrap_servers)
+    with (
+        primary,
+        replica,
+        FailoverRig.create(tmp_path, primary, replica, stack.kafka.bootstrap_servers) as rig,
+    ):
         run, sink = rig.daemon("run", "run.log"), rig.daemon("sink", "sink.log")
         workload = Workload(primary, rig.db)
         run.start()

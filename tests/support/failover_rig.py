@@ -112,9 +112,20 @@ class FailoverRig:
     server_id: int
     kafka: str | None  # bootstrap servers (Kafka mode) or None (embedded)
     config: Path = field(init=False)
+    daemons: list[Daemon] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = self.tmp / "cdc.yaml"
+
+    def __enter__(self) -> FailoverRig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever happened, no daemon of the test outlives it."""
+        for daemon in self.daemons:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(30)
 
     @classmethod
     def create(
@@ -172,7 +183,9 @@ class FailoverRig:
         return load_config(self.config, {"CDC_SOURCE_PASSWORD": self.password})
 
     def daemon(self, command: str, log_name: str) -> Daemon:
-        return Daemon(self.config, self.tmp / log_name, command, self.password)
+        daemon = Daemon(self.config, self.tmp / log_name, command, self.password)
+        self.daemons.append(daemon)
+        return daemon
 
     def source_rows(self, server: PrivateMariaDb) -> dict[int, int]:
         with server.connection().connect_root(database=self.db) as conn, conn.cursor() as cur:
