@@ -247,6 +247,16 @@ class BootstrapConfig(_Model):
     max_chunk_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
 
 
+class MetricsConfig(_Model):
+    """`cdc run` / `cdc sink` serve Prometheus metrics, /healthz and /readyz over HTTP here."""
+
+    # loopback by default: the endpoint has no authentication
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 9464
+    # /healthz fails when the daemon's loop has not ticked for this long (a hung process)
+    liveness_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class PipelineConfig(_Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     source: MariaDbSourceConfig
@@ -255,6 +265,7 @@ class PipelineConfig(_Model):
     batch: BatchConfig = BatchConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     state_dir: Path = Path("state")
+    metrics: MetricsConfig | None = None  # absent: no metrics endpoint
 
     @property
     def embedded(self) -> bool:
