@@ -60,7 +60,7 @@ class Snapshots:
         config: PipelineConfig,
         open_reader: Callable[[], ChunkReader],
         *,
-        binlog_files: Callable[[], tuple[str, ...]] | None = None,
+        binlog_files: Callable[[], tuple[tuple[str, ...], int]] | None = None,
         when_done: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
@@ -76,9 +76,14 @@ class Snapshots:
         return self._config.bootstrap.mode
 
     def binlog_gone(self, point: RestartPoint) -> bool:
+        """The point's binlog file is no longer on the server it was read from. On another server (a
+        promoted replica) file names say nothing: the failover resume (by GTID) decides there."""
         if self._binlog_files is None:
             return False
-        files = self._binlog_files()
+        files, server_id = self._binlog_files()
+        context = point.context
+        if context is not None and context.server_id != server_id:
+            return False
         return bool(files) and point.transaction.file not in files
 
     def prepare(
@@ -155,8 +160,12 @@ def snapshots_for(config: PipelineConfig, *, when_done: Callable[[], None] | Non
     def open_reader() -> ChunkReader:
         return SnapshotReader(settings, zero_dates)
 
-    def files() -> tuple[str, ...]:
+    def files() -> tuple[tuple[str, ...], int]:
+        """The server's binlog files, and its @@server_id."""
         with control(settings, "listing the binlog files (SHOW BINARY LOGS)") as cur:
-            return tuple(name for name, _size in binlog_files(cur))
+            names = tuple(name for name, _size in binlog_files(cur))
+            cur.execute("SELECT @@server_id")
+            row = cur.fetchone()
+            return names, int(row[0]) if row else 0
 
     return Snapshots(config, open_reader, binlog_files=files, when_done=when_done)
