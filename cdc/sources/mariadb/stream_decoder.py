@@ -305,7 +305,7 @@ class StreamDecoder:
                 if tx_pos is not None:
                     if held is None and last is not None:
                         self._withheld = None  # this end supersedes it
-                        yield TransactionEnd(tx_id, last, row, ts_ms)
+                        yield TransactionEnd(tx_id, last, row, ts_ms, log_pos)
                     else:
                         yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
@@ -401,7 +401,7 @@ class StreamDecoder:
             last = held.last
         if last is not None:
             self._withheld = None
-            yield TransactionEnd(tx_id, last, row, ts_ms)
+            yield TransactionEnd(tx_id, last, row, ts_ms, next_offset)
             return
         now = time.monotonic()
         if now >= self._next_progress:
