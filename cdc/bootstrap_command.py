@@ -23,26 +23,15 @@ from typing import Protocol
 
 import click
 
-from cdc.cli_options import CONFIG_OPTION
-from cdc.config import PipelineConfig, load_config, secret_values
+from cdc.cli_options import CONFIG_OPTION, load_or_exit
+from cdc.config import PipelineConfig
 from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef
-from cdc.logs import register_secrets
 from snapshotter.progress_view import ProgressView
 from snapshotter.state import SnapshotState
 
 __all__ = ["bootstrap"]
-
-
-def _load(config_path: Path) -> PipelineConfig:
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    register_secrets(secret_values(config))
-    return config
 
 
 def _captured(config: PipelineConfig) -> tuple[TableRef, ...]:
@@ -118,7 +107,7 @@ def bootstrap(
     """Copy the existing rows of TABLE... (database.table, patterns allowed) into the pipeline's
     copies, consistently and without locking the source, handed over to the stream with no gap and
     no duplicate."""
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     try:
         chosen = _resolve(tables, _captured(config))
         if sink_name is not None:

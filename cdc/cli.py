@@ -15,29 +15,19 @@ import click
 from cdc import __version__
 from cdc.bootstrap_command import bootstrap
 from cdc.cli_options import CONFIG_OPTION
-from cdc.config import PipelineConfig, load_config, secret_values
+from cdc.cli_options import load_or_exit as load_or_exit  # re-exported: commands import it from here
+from cdc.config import PipelineConfig
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
-from cdc.logs import configure_logging, register_secrets
+from cdc.logs import configure_logging
 from cdc.reconcile_command import reconcile
 from cdc.schema_commands import schema
 
 if TYPE_CHECKING:
     from cdc.daemon.run_state import RunRecorder
     from cdc.daemon.status import PipelineStatus
-
-
-def load_or_exit(config_path: Path) -> PipelineConfig:
-    """Load the config and register its secrets for redaction; on a problem print it and exit 2."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    register_secrets(secret_values(config))
-    return config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

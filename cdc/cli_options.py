@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-__all__ = ["CONFIG_OPTION"]
+from cdc.config import PipelineConfig, load_config, secret_values
+from cdc.core.errors import ConfigError
+from cdc.logs import register_secrets
+
+__all__ = ["CONFIG_OPTION", "load_or_exit"]
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -16,3 +21,14 @@ CONFIG_OPTION = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Pipeline config file (YAML), one per source database.",
 )
+
+
+def load_or_exit(config_path: Path) -> PipelineConfig:
+    """Load the config and register its secrets for redaction; on a problem print it and exit 2."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    register_secrets(secret_values(config))
+    return config

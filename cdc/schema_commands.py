@@ -73,7 +73,7 @@ def _table_ref(text: str) -> TableRef:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def pending(config_path: Path, as_json: bool) -> None:
     """List the changes each sink holds back. Exit 0 (none), 1 (some pending), 2 (error)."""
-    from cdc.cli import load_or_exit
+    from cdc.cli_options import load_or_exit
 
     config = load_or_exit(config_path)
     found: list[dict[str, object]] = []
@@ -118,7 +118,7 @@ def accept(config_path: Path, table: str, sink_name: str | None) -> None:
 
     Exit 0 when a pending change was accepted, 1 when none was pending, 2 on an error.
     """
-    from cdc.cli import load_or_exit
+    from cdc.cli_options import load_or_exit
 
     config = load_or_exit(config_path)
     ref = _table_ref(table)

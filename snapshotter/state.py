@@ -134,6 +134,17 @@ class FinishedTable:
     finished_at: str
     refused: str = ""  # why the table was not bootstrapped (e.g. it has no primary key)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "request": self.request,
+            "table": str(self.table),
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            **({"refused": self.refused} if self.refused else {}),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotState:
@@ -200,18 +211,7 @@ class SnapshotState:
                     }
                     for j in self.jobs
                 ],
-                "finished": [
-                    {
-                        "request": f.request,
-                        "table": str(f.table),
-                        "rows": f.rows,
-                        "chunks": f.chunks,
-                        "started_at": f.started_at,
-                        "finished_at": f.finished_at,
-                        **({"refused": f.refused} if f.refused else {}),
-                    }
-                    for f in self.finished
-                ],
+                "finished": [f.to_json() for f in self.finished],
             }
         ).decode()
 

@@ -198,18 +198,7 @@ def _bootstraps_json(state: SnapshotState | None, requests: tuple[str, ...]) -> 
             }
             for index, j in enumerate(jobs)
         ],
-        "finished": [
-            {
-                "request": f.request,
-                "table": str(f.table),
-                "rows": f.rows,
-                "chunks": f.chunks,
-                "started_at": f.started_at,
-                "finished_at": f.finished_at,
-                "refused": f.refused or None,
-            }
-            for f in finished
-        ],
+        "finished": [{"refused": None, **f.to_json()} for f in finished],
         "requests_waiting": list(requests),
     }
 
