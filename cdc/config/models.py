@@ -266,6 +266,8 @@ class PipelineConfig(_Model):
     bootstrap: BootstrapConfig = BootstrapConfig()
     state_dir: Path = Path("state")
     metrics: MetricsConfig | None = None  # absent: no metrics endpoint
+    catalog: CatalogConfig | None = None  # data-product metadata: owner, SLO, compatibility
+    lineage: LineageConfig | None = None  # OpenLineage run events; absent: none
 
     @property
     def embedded(self) -> bool:
@@ -293,3 +295,86 @@ class PipelineConfig(_Model):
         if repeated:
             raise ValueError(f"sinks: two sinks are named {repeated[0]!r}; give each sink its own `name`")
         return self
+
+
+# -- data-product metadata and lineage (`catalog:`, `lineage:`; issue 12) -------------------------
+
+
+class Compatibility(enum.StrEnum):
+    """Which table shape changes a table's consumers accept, as a schema registry states it."""
+
+    NONE = "none"  # any change (the default); the catalog still shows each change's class
+    BACKWARD = "backward"  # consumers of the new version still read rows of the old one
+
+
+class OnIncompatible(enum.StrEnum):
+    """What `cdc run` does with a change that breaks the table's `compatibility`."""
+
+    STOP = "stop"  # exit 2 naming the table and the change, before writing it; `cdc schema accept`
+    FLAG = "flag"  # a WARNING in the log and a mark in `cdc catalog`; the change goes through
+
+
+class OwnerConfig(_Model):
+    team: Annotated[str, Field(min_length=1)]
+    contact: str | None = None  # an address or channel people reach the team at
+
+
+class ProductMetadata(_Model):
+    """Who owns data and what it promises; every key optional (a table's keys override the pipeline's)."""
+
+    domain: str | None = None
+    owner: OwnerConfig | None = None
+    description: str | None = None
+    tags: list[str] = []
+    classification: str | None = None  # e.g. public, internal, confidential, personal
+    freshness_slo_seconds: Annotated[float, Field(gt=0)] | None = None  # the largest lag promised
+    compatibility: Compatibility | None = None
+    on_incompatible: OnIncompatible | None = None
+
+
+class CatalogConfig(ProductMetadata):
+    """``catalog:``: the pipeline's metadata and, per table pattern (db.table, * wildcards), a table's.
+
+    A table takes the pipeline's values, then those of each pattern it matches, in file order.
+    """
+
+    tables: dict[str, ProductMetadata] = {}
+
+    @field_validator("tables")
+    @classmethod
+    def _patterns(cls, value: dict[str, ProductMetadata]) -> dict[str, ProductMetadata]:
+        _check_table_patterns(list(value))
+        return value
+
+
+class FileLineageTransport(_Model):
+    type: Literal["file"] = "file"
+    path: Path  # one JSON event per line, appended
+
+
+class HttpLineageTransport(_Model):
+    type: Literal["http"] = "http"
+    url: str  # e.g. http://127.0.0.1:5000 (Marquez)
+    endpoint: str = "api/v1/lineage"
+    timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    api_key: SecretStr | None = None
+
+
+class KafkaLineageTransport(_Model):
+    type: Literal["kafka"] = "kafka"
+    topic: str
+    bootstrap_servers: str
+    properties: dict[str, str] = {}
+
+
+class LineageConfig(_Model):
+    """``lineage:``: OpenLineage run events of `cdc run` / `cdc sink` (START, RUNNING, COMPLETE, FAIL)."""
+
+    transport: Annotated[
+        FileLineageTransport | HttpLineageTransport | KafkaLineageTransport, Field(discriminator="type")
+    ]
+    namespace: str = "headwater"  # the jobs' namespace
+    running_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+PipelineConfig.model_rebuild()  # its `catalog` and `lineage` sections are defined after it
