@@ -42,19 +42,20 @@ from cdc.core.positions import RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
+from snapshotter.chunk_sizer import ChunkSizer
 from snapshotter.reader import TableNotFound
 from snapshotter.repair_events import repair_events
 from snapshotter.requests import BootstrapRequest, RequestBox
 from snapshotter.state import SnapshotState, TableJob
 from snapshotter.tracking import NOWHERE as _NOWHERE
-from snapshotter.tracking import ChunkSizing, Place, StreamPump
+from snapshotter.tracking import Place, StreamPump
 from snapshotter.tracking import Tracked as _Tracked
 from snapshotter.tracking import boundary_place as _boundary_place
 from snapshotter.tracking import place as _place
 
 log = logging.getLogger("cdc.bootstrap")
 
-__all__ = ["ChunkSizing", "MergingPump", "StreamPump"]
+__all__ = ["MergingPump", "StreamPump"]
 
 REPAIR_BATCH = 1_000  # keys read again per view
 
@@ -70,7 +71,7 @@ class MergingPump:
         start: RestartPoint,
         *,
         requests: RequestBox | None = None,
-        sizing: ChunkSizing | None = None,
+        sizer: ChunkSizer | None = None,
         when_done: Callable[[], None] | None = None,
         replay: LoggedChunk | None = None,
     ) -> None:
@@ -84,7 +85,7 @@ class MergingPump:
         self._feed = feed
         self.state = state
         self._requests = requests
-        self._sizing = sizing = sizing or ChunkSizing()
+        self._sizer = sizer or ChunkSizer()
         self._when_done = when_done
         # Where the stream stands: the restart point after the last record handed on, and the
         # binlog boundary consumed (None when unknown: inside a transaction, or a start that resumes
@@ -96,7 +97,6 @@ class MergingPump:
         self._ready: deque[ChunkResult] = deque()  # read, waiting for the stream (at most two)
         self._next_after: RowImage | None = None  # where the next read starts
         self._generation = 0
-        self._limit = sizing.first_rows
         self._next_poll = 0.0
         self._accepted: set[str] = {j.request for j in state.jobs} | {f.request for f in state.finished}
         pending = {j.request for j in state.jobs}
@@ -287,7 +287,7 @@ class MergingPump:
         last = self._ready[-1] if self._ready else None
         more = last is None or (last.chunk is not None and not last.chunk.complete)
         if more and len(self._ready) < 2 and not self._feed.in_flight:
-            self._feed.request(self._generation, job.table, self._next_after, self._limit)
+            self._feed.request(self._generation, job.table, self._next_after, self._sizer.limit)
 
     def _restart_reads(self, job: TableJob) -> None:
         self._tracked = _Tracked(job.table)
@@ -352,7 +352,7 @@ class MergingPump:
             return None
         if ready.keys is not None:
             return self._emit_repair(job, chunk, ready.keys, tracked, at)
-        self._adapt(chunk.elapsed_s)
+        self._sizer.observe(len(chunk.rows), chunk.elapsed_s)
         if tracked.truncated_at >= at:
             rows: list[RowImage] = []  # truncated after the view: every row of it is gone
         else:
@@ -442,11 +442,3 @@ class MergingPump:
             self._restart_reads(job)
             return None
         raise error
-
-    def _adapt(self, elapsed_s: float) -> None:
-        s = self._sizing
-        if elapsed_s <= 0:
-            self._limit = min(s.max_rows, self._limit * 2)
-            return
-        factor = max(0.5, min(2.0, s.target_s / elapsed_s))
-        self._limit = int(max(s.min_rows, min(s.max_rows, self._limit * factor)))

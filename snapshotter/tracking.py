@@ -15,7 +15,7 @@ from cdc.core.handover import Chunk
 from cdc.core.positions import Position, RestartPoint
 from cdc.core.schemas import TableRef
 
-__all__ = ["NOWHERE", "ChunkSizing", "Place", "StreamPump", "Tracked", "boundary_place", "place"]
+__all__ = ["NOWHERE", "Place", "StreamPump", "Tracked", "boundary_place", "place"]
 
 Place = tuple[int, int]
 NOWHERE: Place = (-1, -1)
@@ -35,16 +35,6 @@ class StreamPump(Protocol):
     def start(self) -> None: ...
     def get(self, timeout: float) -> Chunk | None: ...
     def stop(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSizing:
-    """Chunk size adapts toward ``target_s`` seconds per read, within [min_rows, max_rows]."""
-
-    target_s: float = 0.5
-    first_rows: int = 5_000
-    min_rows: int = 500
-    max_rows: int = 100_000
 
 
 @dataclass

@@ -24,7 +24,8 @@ from cdc.daemon.embedded_resume import write_atomically
 from cdc.daemon.pump import ReaderPump
 from snapshotter.chunk_feed import ChunkFeed, ChunkReader
 from snapshotter.chunk_log import ChunkLog, LoggedChunk
-from snapshotter.merge import ChunkSizing, MergingPump
+from snapshotter.chunk_sizer import ChunkSizer
+from snapshotter.merge import MergingPump
 from snapshotter.requests import RequestBox
 from snapshotter.state import SnapshotState
 
@@ -119,11 +120,11 @@ class Snapshots:
         self, pump: ReaderPump, start: RestartPoint, state: SnapshotState, replay: LoggedChunk | None = None
     ) -> MergingPump:
         cfg = self._config.bootstrap
-        sizing = ChunkSizing(
+        sizer = ChunkSizer(
             target_s=cfg.chunk_seconds,
-            first_rows=min(max(cfg.min_chunk_rows, 5_000), cfg.max_chunk_rows),
             min_rows=cfg.min_chunk_rows,
             max_rows=cfg.max_chunk_rows,
+            initial_rows=min(max(cfg.min_chunk_rows, 5_000), cfg.max_chunk_rows),
         )
         merged = MergingPump(
             pump,
@@ -131,7 +132,7 @@ class Snapshots:
             state,
             start,
             requests=self.requests,
-            sizing=sizing,
+            sizer=sizer,
             when_done=self._when_done,
             replay=replay,
         )
