@@ -99,6 +99,7 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         sys.exit(_run_embedded(config, until_caught_up))
     from cdc.daemon.capture import CaptureDaemon, CaptureOptions
     from cdc.daemon.mariadb_source import MariaDbSource
+    from cdc.daemon.schema_guard import guarded
     from cdc.daemon.snapshots import snapshots_for
     from cdc.stream import KafkaStreamWriter
 
@@ -110,7 +111,7 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     )
     daemon = CaptureDaemon(
         lambda: KafkaStreamWriter(stream, config.name, config.source.server_id),
-        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
+        lambda: MariaDbSource(config.source, blocking=not until_caught_up, guard=guarded(config)),
         options,
         snapshots_for(config),
     )

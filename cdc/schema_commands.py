@@ -109,6 +109,19 @@ def pending(config_path: Path, as_json: bool) -> None:
     sys.exit(1 if found else 0)
 
 
+def _accept_held_by_policy(config: PipelineConfig, ref: TableRef) -> int:
+    """A change `cdc run` stopped on for the table's ``compatibility`` policy (cdc.daemon.schema_guard)."""
+    from cdc.daemon.schema_guard import accept_held_change
+
+    held = accept_held_change(config, ref)
+    if held is None:
+        return 0
+    click.echo(
+        f"cdc run: accepted {ref}: {held.change} (breaks its compatibility policy); the next run applies it"
+    )
+    return 1
+
+
 @schema.command()
 @CONFIG_OPTION
 @click.argument("table")
@@ -136,6 +149,7 @@ def accept(config_path: Path, table: str, sink_name: str | None) -> None:
     except HeadwaterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    accepted += _accept_held_by_policy(config, ref)
     if not accepted:
         click.echo(f"no schema change of {ref} is pending" + (f" on sink {sink_name}" if sink_name else ""))
         sys.exit(1)

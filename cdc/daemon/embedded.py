@@ -424,6 +424,7 @@ def embedded_daemon(
     """`cdc run` without a stream, wired from its config (raises ConfigError for a bad sink)."""
     from cdc.daemon.gtid_journal import journaled
     from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
+    from cdc.daemon.schema_guard import guarded
     from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.sources.mariadb.server_checks import check_source
     from cdc.sources.mariadb.server_position import server_position
@@ -448,7 +449,7 @@ def embedded_daemon(
     return EmbeddedDaemon(
         # the GTID state of each sink's position, for a failover to a promoted replica
         journaled(sink_factory(config), config.state_dir, source_server_id),
-        lambda: MariaDbSource(config.source, blocking=not until_caught_up),
+        lambda: MariaDbSource(config.source, blocking=not until_caught_up, guard=guarded(config)),
         config.state_dir,
         EmbeddedOptions(
             batch.max_events,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cdc.config.models import MariaDbSourceConfig
 from cdc.core.events import SourceRecord
@@ -18,6 +18,8 @@ from cdc.sources.mariadb import (
 )
 from cdc.sources.mariadb.server_checks import check_source
 from cdc.sources.mariadb.server_position import captured_tables, current_restart_point
+
+Guard = Callable[[Iterator[SourceRecord]], Iterator[SourceRecord]]
 
 
 def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
@@ -36,8 +38,9 @@ def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
 class MariaDbSource:
     """Checks the server's settings and the account's access once, before its first answer."""
 
-    def __init__(self, config: MariaDbSourceConfig, *, blocking: bool) -> None:
+    def __init__(self, config: MariaDbSourceConfig, *, blocking: bool, guard: Guard | None = None) -> None:
         self._config = config
+        self._guard = guard  # the compatibility policy (cdc.daemon.schema_guard), around the records
         self._settings = connection_settings(config)
         self._checked = False
         self._reader_config = ReaderConfig(
@@ -77,7 +80,8 @@ class MariaDbSource:
 
     def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
         self._check()
-        return self._reader.records(StartAt.at(start))
+        records = self._reader.records(StartAt.at(start))
+        return records if self._guard is None else self._guard(records)
 
     def close(self) -> None:
         self._reader.close()
