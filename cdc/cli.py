@@ -21,12 +21,14 @@ from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
-from cdc.logs import configure_logging
+from cdc.logs import LOG_FORMATS, configure_logging
 from cdc.reconcile_command import reconcile
 from cdc.schema_commands import schema
 
 if TYPE_CHECKING:
+    from cdc.daemon.health import Observed
     from cdc.daemon.run_state import RunRecorder
+    from cdc.daemon.snapshots import Snapshots
     from cdc.daemon.status import PipelineStatus
 
 
@@ -39,13 +41,21 @@ if TYPE_CHECKING:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="How much the daemon logs (to stderr).",
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    envvar="HEADWATER_LOG_FORMAT",
+    type=click.Choice(LOG_FORMATS),
+    help="json: one JSON object per line (ts, level, logger, message, exception); secrets masked.",
+)
+def main(log_level: str, log_format: str) -> None:
     """Headwater: change-data-capture from MariaDB into Kafka, Iceberg and serving databases.
 
     One config file per source database. Start a local MariaDB, Kafka and PostgreSQL with
     `cdc dev up`, then check a config with `cdc validate -c configs/embedded.yaml`.
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
 
 
 @main.command()
@@ -109,18 +119,22 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         flush_max_events=stream.flush_max_events,
         flush_max_ms=stream.flush_max_ms,
     )
+    snapshots = snapshots_for(config)
     daemon = CaptureDaemon(
         lambda: KafkaStreamWriter(stream, config.name, config.source.server_id),
         lambda: MariaDbSource(config.source, blocking=not until_caught_up, guard=guarded(config)),
         options,
-        snapshots_for(config),
+        snapshots,
     )
+    _serve_metrics(config, daemon, "capture", snapshots)
     _record_runs(config, "run")
     sys.exit(_finished(daemon.run()))
 
 
 def _hold_run_lock(config: PipelineConfig) -> None:
-    """Say "a daemon runs" to `cdc bootstrap` on this host for as long as this process lives."""
+    """Say "a daemon runs" to `cdc bootstrap` on this host for as long as this process lives; and
+    start the scheduled reconciliation, if the config has one (it repairs through this daemon)."""
+    from cdc.daemon.reconcile_schedule import start_reconcile_schedule
     from cdc.daemon.run_lock import RunLock
 
     lock = RunLock(config.state_dir, config.name)
@@ -131,6 +145,7 @@ def _hold_run_lock(config: PipelineConfig) -> None:
             err=True,
         )
     _RUN_LOCKS.append(lock)  # released by the kernel when the process ends
+    start_reconcile_schedule(config)
 
 
 _RUN_LOCKS: list[object] = []
@@ -154,15 +169,34 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
     if not config.sinks:
         click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
         return 2
+    from cdc.daemon.snapshots import snapshots_for
+
     recorder = _record_runs(config, "run")
+    snapshots = snapshots_for(config)
     try:
-        daemon = embedded_daemon(config, until_caught_up=until_caught_up, recorder=recorder)
+        daemon = embedded_daemon(
+            config, until_caught_up=until_caught_up, recorder=recorder, snapshots=snapshots
+        )
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         recorder.exited(2, str(exc))
         return 2
+    _serve_metrics(config, daemon, "embedded", snapshots)
     start_maintenance(config.sinks, config.name)
     return _finished(daemon.run())
+
+
+def _serve_metrics(
+    config: PipelineConfig, daemon: Observed, kind: str, snapshots: Snapshots | None = None
+) -> None:
+    """The `metrics` section's endpoint (Prometheus, /healthz, /readyz); exit 2 if it cannot listen."""
+    from cdc.daemon.health import serve_daemon
+
+    try:
+        serve_daemon(config, daemon, kind, snapshots)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def _finished(code: int) -> int:
@@ -229,6 +263,7 @@ def sink(config_path: Path, until_caught_up: bool, accept_gap: bool) -> None:
             accept_gap=accept_gap,
         ),
     )
+    _serve_metrics(config, runner, "sink")
     sys.exit(_finished(runner.run()))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
@@ -27,6 +28,7 @@ from cdc.core.errors import HeadwaterError, SourceUnavailable
 from cdc.core.events import SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
+from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunks
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 
@@ -126,13 +128,15 @@ class CaptureDaemon:
         self._supervisor = Supervisor(options.backoff_initial_s, options.backoff_max_s)
         self._stop = self._supervisor.stop_requested
         self.stats = CaptureStats()
+        self.metrics: DaemonMetrics | None = None  # set by the CLI when `metrics` is configured
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self._supervisor.request_stop(signum, _frame)
 
     def run(self) -> int:
         """Capture until stopped (or caught up); returns the process exit code."""
-        code = self._supervisor.run(self._run_once)
+        metrics = self.metrics
+        code = self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
         self.stats.log_interval(force=True)
         return code
 
@@ -180,7 +184,9 @@ class CaptureDaemon:
             shown = ", ".join(tables[:10]) + (f" and {len(tables) - 10} more" if len(tables) > 10 else "")
             log.info("capturing %d tables: %s", len(tables), shown or "(none yet)")
             start = checkpoint
-            pump = ReaderPump(lambda: source.records(start), source.close)
+            pump = reader = ReaderPump(lambda: source.records(start), source.close)
+            if self.metrics is not None:
+                self.metrics.queue = reader
             if snapshots is not None and state is not None:
                 merged = snapshots.wrap(pump, start, state)
                 if state.jobs and not getattr(source, "blocking", True):
@@ -218,15 +224,27 @@ class CaptureDaemon:
         # written since the last commit; committed alone, at most once per idle_checkpoint_s.
         idle: RestartPoint | None = None
         idle_due = 0.0
+        metrics = self.metrics
+        # metrics: this Kafka transaction's chunks, counted by table and op once it commits
+        seen: list[list[SourceRecord]] = []
+        transactions_at_commit = stats.transactions
 
         def commit() -> None:
-            nonlocal open_txn, complete, events_since_commit, idle
+            nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             writer.commit(complete)
             if committed_hook is not None:
                 committed_hook(getattr(writer, "snapshot_state", None))
             stats.commits += 1
             stats.last_committed = complete
+            if metrics is not None:
+                counts: Counter[tuple[str, str, str]] = Counter()
+                tally_chunks(seen, counts)
+                seen.clear()
+                txns = stats.transactions - transactions_at_commit
+                transactions_at_commit = stats.transactions
+                metrics.committed(counts, txns, stats.last_source_ts_ms if txns else 0)
+                metrics.position = complete
             open_txn, complete, events_since_commit, idle = False, None, 0, None
 
         def commit_idle() -> None:
@@ -237,8 +255,14 @@ class CaptureDaemon:
             stats.commits += 1
             stats.idle_checkpoints += 1
             stats.last_committed = idle
+            if metrics is not None:
+                seen.clear()  # progress records only: nothing written since the last commit
+                metrics.committed(None, 0, 0)
+                metrics.position = idle
             idle, idle_due = None, time.monotonic() + opts.idle_checkpoint_s
 
+        if metrics is not None:
+            metrics.phase = Phase.RUNNING
         while True:
             if complete is not None:
                 wait = max(deadline - time.monotonic(), 0.0)
@@ -248,6 +272,8 @@ class CaptureDaemon:
                 wait = 0.5
             chunk = pump.get(wait)
             stats.log_interval()
+            if metrics is not None:
+                metrics.tick = time.monotonic()
             if chunk is None:
                 # Only at a transaction boundary: the open Kafka transaction also holds whatever was
                 # written of the source transaction in progress, and committing those rows with a
@@ -274,6 +300,8 @@ class CaptureDaemon:
                     commit_idle()
                 log.info("caught up with the source")
                 return
+            if metrics is not None:
+                seen.append(chunk)
             for record in chunk:
                 if record.__class__ is SnapshotProgress:
                     if not open_txn:

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from cdc.daemon.embedded_resume import (
     order,
     sink_resume_point,
 )
+from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
@@ -122,9 +124,11 @@ class EmbeddedDaemon:
         self._identity: PipelineIdentity | None = None  # asked at each attempt, before any state read
         self._snapshots = snapshots
         self._first_start = False  # this attempt found no start file: the pipeline's first start
+        self.metrics: DaemonMetrics | None = None  # set by the CLI when `metrics` is configured
 
     def run(self) -> int:
-        return self._supervisor.run(self._run_once)
+        metrics = self.metrics
+        return self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
 
     def request_stop(self) -> None:
         """Finish the batch in progress and return from :meth:`run` (what SIGTERM does)."""
@@ -184,7 +188,9 @@ class EmbeddedDaemon:
             tables = source.tables()
             log.info("applying %d tables to %d sinks, from %s", len(tables), len(sinks), start.to_string())
             run = _Run(start)
-            pump = ReaderPump(lambda: source.records(start), source.close)
+            pump = reader = ReaderPump(lambda: source.records(start), source.close)
+            if self.metrics is not None:
+                self.metrics.queue = reader
             if self._snapshots is not None and state is not None:
                 merged = self._snapshots[0].wrap(pump, start, state, replay)
                 if (state.jobs or replay) and not getattr(source, "blocking", True):
@@ -267,6 +273,9 @@ class EmbeddedDaemon:
             return
         self._progress_file.write(stretch.joined(self._stretch()), self._identity)
         run.written, run.written_at = progress.restart, now
+        if self.metrics is not None:  # caught up: nothing captured lies before the stretch's end
+            self.metrics.committed(None, 0, 0)
+            self.metrics.position = progress.restart
         if self._recorder is not None:
             self._recorder.progress(progress.restart, ts, force=force)
 
@@ -294,6 +303,7 @@ class EmbeddedDaemon:
         window_rows, window_start = 0, time.monotonic()
         progress_seen = -1  # records handed or batched when run.progress came (valid while unchanged)
         snapshot: SnapshotProgress | None = None  # a snapshot chunk being applied (logged)
+        metrics = self.metrics
 
         def apply() -> None:
             nonlocal batch, dirty, window_rows
@@ -303,6 +313,12 @@ class EmbeddedDaemon:
             sink_batch = SinkBatch(tuple(batch), AppliedState(last.position))
             for sink in sinks:
                 sink.apply(sink_batch)
+            if metrics is not None:
+                counts: Counter[tuple[str, str, str]] = Counter()
+                tally(batch, counts)
+                # transactions: those whose end was seen since the last apply
+                metrics.committed(counts, ends[0], last.source_ts_ms)
+                ends[0] = 0
             self.rows_applied += len(batch)
             window_rows += len(batch)
             run.last_handed, run.last_ts_ms = last.position, last.source_ts_ms
@@ -315,6 +331,10 @@ class EmbeddedDaemon:
             for sink in sinks:
                 sink.flush()
             dirty, last_flush = False, time.monotonic()
+            if metrics is not None:
+                metrics.flushed()
+                if run.last_handed is not None:
+                    metrics.position = RestartPoint.after(run.last_handed)
             checkpoint()
 
         def checkpoint() -> None:
@@ -324,8 +344,13 @@ class EmbeddedDaemon:
             if not batch and not dirty:
                 self._durable(run)
 
+        ends = [0]  # metrics: transaction ends since the last apply
+        if metrics is not None:
+            metrics.phase = Phase.RUNNING
         while True:
             now = time.monotonic()
+            if metrics is not None:
+                metrics.tick = now
             if now - window_start >= 10.0:
                 log.info(
                     "applied %d changes (%.0f/s) to %d sinks",
@@ -359,6 +384,7 @@ class EmbeddedDaemon:
                 return
             for record in chunk:
                 if record.__class__ is TransactionEnd:
+                    ends[0] += 1
                     if snapshot is not None:  # the end of a snapshot chunk: commit it everywhere
                         apply()
                         self._snapshot_durable(sinks, snapshot, pump)

@@ -63,6 +63,10 @@ class ReaderPump:
             if not self._stop.is_set():
                 self._put(EndOfStream(exc))
 
+    def depth(self) -> tuple[int, int]:
+        """(chunks queued, capacity in chunks), for the metrics endpoint."""
+        return self._queue.qsize(), QUEUE_CHUNKS
+
     def get(self, timeout: float) -> Chunk | None:
         """The next chunk, or None if nothing arrived within ``timeout`` seconds."""
         try:

@@ -24,16 +24,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.events import ChangeEvent
+from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.supervisor import Supervisor
 from cdc.stream.kafka_reader import GAP_RECOVERY, ConsumedChange, KafkaChangeReader, Watermarks
 from sinks.contract import AppliedState, Sink, SinkBatch
 
 log = logging.getLogger("cdc.sink")
+
+_EVENT = attrgetter("event")
+_SOURCE_TS = attrgetter("event.source_ts_ms")
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,11 @@ class SinkRunner:
         self._supervisor = Supervisor(options.backoff_initial_s, options.backoff_max_s)
         self._stop = self._supervisor.stop_requested
         self.applied_events = 0
+        self.metrics: DaemonMetrics | None = None  # set by the CLI when `metrics` is configured
 
     def run(self) -> int:
-        return self._supervisor.run(self._run_once)
+        metrics = self.metrics
+        return self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
 
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
@@ -187,6 +195,11 @@ class _Consumption:
                 sink.apply(batch)
                 held.update(batch.state.offsets)
         self.runner.applied_events += len(pending)
+        metrics = self.runner.metrics
+        if metrics is not None:
+            counts: Counter[tuple[str, str, str]] = Counter()
+            tally(map(_EVENT, pending), counts)
+            metrics.committed(counts, 0, max(map(_SOURCE_TS, pending)))
         self.pending = []
         self.dirty = True
 
@@ -198,8 +211,13 @@ class _Consumption:
         deadline = 0.0
         started = time.monotonic()
         last_flush = time.monotonic()
+        metrics = self.runner.metrics
+        if metrics is not None:
+            metrics.phase = Phase.RUNNING
 
         while True:
+            if metrics is not None:
+                metrics.tick = time.monotonic()
             # never wait past a pending batch's deadline: at low rates that wait is the latency
             wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
             changes = reader.poll(opts.max_events, wait)
@@ -215,6 +233,8 @@ class _Consumption:
                     for sink in self.sinks:
                         sink.flush()
                     self.dirty, last_flush = False, now
+                    if metrics is not None:
+                        metrics.flushed()
                 if stop.is_set():
                     self.apply()
                     return
