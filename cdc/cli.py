@@ -14,6 +14,7 @@ import click
 
 from cdc import __version__
 from cdc.bootstrap_command import bootstrap
+from cdc.catalog_command import catalog
 from cdc.cli_options import CONFIG_OPTION
 from cdc.cli_options import load_or_exit as load_or_exit  # re-exported: commands import it from here
 from cdc.config import PipelineConfig
@@ -475,6 +476,7 @@ dev.add_command(demo)
 main.add_command(dev)
 main.add_command(schema)
 main.add_command(reconcile)
+main.add_command(catalog)
 main.add_command(bootstrap)
 
 
