@@ -19,8 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, countOf
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +41,8 @@ PREFIX = "headwater_"
 # (db, table, op) of a ChangeEvent, read at C speed: no Python-level hash (TableRef, Op) per row
 _EVENT_KEY = attrgetter("schema.ref.db", "schema.ref.table", "op._value_")
 _is_event = ChangeEvent.__instancecheck__
+_SCHEMA = attrgetter("schema")
+_OP = attrgetter("op")
 
 
 def tally(records: Iterable[object], into: Counter[tuple[str, str, str]]) -> None:
@@ -49,8 +50,25 @@ def tally(records: Iterable[object], into: Counter[tuple[str, str, str]]) -> Non
     into.update(map(_EVENT_KEY, filter(_is_event, records)))
 
 
-def tally_chunks(chunks: Sequence[Iterable[object]], into: Counter[tuple[str, str, str]]) -> None:
-    into.update(map(_EVENT_KEY, filter(_is_event, chain.from_iterable(chunks))))
+def tally_chunks(chunks: Sequence[Sequence[object]], into: Counter[tuple[str, str, str]]) -> None:
+    """:func:`tally` over the reader's chunks. A chunk is cut at every transaction end, so most
+    hold changes of one table and one op (a statement's rows): that case is counted whole, with
+    two C-level identity passes instead of a key per row; mixed chunks are counted row by row."""
+    for chunk in chunks:
+        body = chunk if chunk and chunk[-1].__class__ is ChangeEvent else chunk[:-1]
+        if not body:
+            continue
+        first = body[0]
+        try:
+            schema, op = _SCHEMA(first), _OP(first)
+            same = countOf(map(id, map(_SCHEMA, body)), id(schema)) + countOf(map(_OP, body), op)
+        except AttributeError:  # a schema change or a snapshot's progress record among them
+            same = -1
+        if same == 2 * len(body):
+            key = (schema.ref.db, schema.ref.table, op._value_)
+            into[key] += len(body)
+        else:
+            tally(body, into)
 
 
 class Phase(enum.Enum):
