@@ -22,6 +22,7 @@ from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.demo import demo
 from cdc.devstack.commands import dev
+from cdc.lineage import hooks as lineage
 from cdc.logs import LOG_FORMATS, configure_logging
 from cdc.reconcile_command import reconcile
 from cdc.schema_commands import schema
@@ -160,6 +161,7 @@ def _record_runs(config: PipelineConfig, command: str) -> RunRecorder:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     recorder = RunRecorder(config.state_dir, command, config.name)
     observe(recorder)
+    lineage.started(config, command)  # OpenLineage START (and RUNNING) when `lineage` is configured
     return recorder
 
 
@@ -204,6 +206,7 @@ def _finished(code: int) -> int:
     from cdc.daemon.supervisor import observe
 
     observe(None)  # the run is recorded; nothing else in this process reports to its file
+    lineage.finished(code)  # COMPLETE, or FAIL with the recorded error
     return code
 
 

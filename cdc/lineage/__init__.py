@@ -1,0 +1,1 @@
+"""OpenLineage run events of the daemons (`cdc run`, `cdc sink`), through ``openlineage-python``."""
