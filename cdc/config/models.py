@@ -257,6 +257,25 @@ class MetricsConfig(_Model):
     liveness_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
+class ReconcileScheduleConfig(_Model):
+    """`cdc run` reconciles on a schedule (besides `cdc reconcile` on demand)."""
+
+    schedule: str  # a crontab line: minute hour day-of-month month day-of-week, e.g. "0 3 * * *"
+    tables: list[str] = []  # db.table names; empty: every captured table
+    repair: bool = False  # send the repairs through the stream when drift is found
+
+    @field_validator("schedule")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab schedule ({exc}); e.g. '0 3 * * *' for 03:00 daily") from exc
+        return value
+
+
 class PipelineConfig(_Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     source: MariaDbSourceConfig
@@ -264,6 +283,7 @@ class PipelineConfig(_Model):
     sinks: list[SqlSinkConfig | IcebergSinkConfig] = []
     batch: BatchConfig = BatchConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
+    reconcile: ReconcileScheduleConfig | None = None
     state_dir: Path = Path("state")
     metrics: MetricsConfig | None = None  # absent: no metrics endpoint
     catalog: CatalogConfig | None = None  # data-product metadata: owner, SLO, compatibility
