@@ -22,11 +22,12 @@ import pymysql
 import pymysql.cursors
 
 from cdc.config import PipelineConfig, load_config
-from cdc.config.models import IcebergSinkConfig, SqlSinkConfig
+from cdc.config.models import FileLineageTransport, IcebergSinkConfig, SqlSinkConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.schemas import TableRef
 from cdc.daemon.embedded import embedded_daemon
 from cdc.devstack.connections import MariaDbConnection, StackConnections, default_state_dir
+from cdc.lineage import demo_lineage
 
 # MediaWiki stores titles as VARBINARY and names actors in a VARBINARY column too.
 SCHEMA = (
@@ -222,6 +223,7 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
         config = load_config(config_path)
     except HeadwaterError as exc:
         raise click.ClickException(str(exc)) from None
+    config = demo_lineage.with_file_lineage(config)  # OpenLineage events of the live run, to a file
     # The demo starts from an empty state directory and a wiki that already has pages, as a real one
     # does: the pipeline's first start bootstraps them (bootstrap.mode: initial), then streams.
     state = config.state_dir.resolve()
@@ -257,6 +259,10 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
     click.echo(f"2. `cdc run -c {config_path}` is applying changes while editors work for {seconds:g}s ...")
     daemon = embedded_daemon(config, until_caught_up=False, idle_flush_seconds=1.0)
     runner = threading.Thread(target=daemon.run, name="cdc-run", daemon=True)
+    from cdc.lineage.emitter import LineageRun  # openlineage only when the demo runs
+
+    lineage = LineageRun(config, "run")
+    lineage.start()
     runner.start()
     workload = WikiWorkload(m, seed=int(time.time()))
     workload.run(seconds / 2)
@@ -268,6 +274,7 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
     catch_up = embedded_daemon(config, until_caught_up=True)
     if catch_up.run() != 0:
         raise click.ClickException("catching up failed: see the log above")
+    lineage.finish(0)
     click.echo(
         f"   {workload.actions} edit transactions; {daemon.rows_applied + catch_up.rows_applied} "
         "changes applied to each sink"
@@ -275,6 +282,12 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
     click.echo("3. the serving copy against the source:")
     _check_serving_copy(config, m)
     _query_history(config, middle)
+    assert config.lineage is not None and isinstance(config.lineage.transport, FileLineageTransport)
+    click.echo(
+        f"\n4. OpenLineage run events ({demo_lineage.event_counts(config)}) written to "
+        f"{config.lineage.transport.path} (file transport); catalog page: "
+        f"{demo_lineage.write_catalog_page(config)} (cdc catalog -c {config_path} --html PATH)"
+    )
     click.echo(
         f"\nRun it yourself: CDC_SOURCE_PASSWORD=... cdc run -c {config_path}; "
         "cdc history -c CONFIG wikidb.page --at TIME"
