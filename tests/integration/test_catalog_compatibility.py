@@ -50,6 +50,8 @@ def run(config: Path, env: dict[str, str]) -> tuple[int, str]:
 
 def served(tmp_path: Path, table: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(tmp_path / "serving.db") as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchall():
+            return []
         return sorted(conn.execute(f"SELECT id FROM {table}").fetchall())
 
 
@@ -101,3 +103,33 @@ def test_flag_lets_a_breaking_change_through_with_a_warning(stack: StackConnecti
     assert served(tmp_path, "page") == [(1,), (2,)]
     [last] = [e for e in SchemaVersionsFile(tmp_path / "state", config.read_text().split()[1]).read()][-1:]
     assert last.compatibility == "breaking" and "narrows the integer range" in last.breaking
+
+
+def test_kafka_capture_stops_on_a_breaking_change_and_loses_nothing(
+    stack: StackConnections, tmp_path: Path
+) -> None:
+    db, config, env = setup(stack, tmp_path, "stop")
+    text = config.read_text()
+    config.write_text(
+        text.replace("sinks:", f"stream: {{bootstrap_servers: '{stack.kafka.bootstrap_servers}'}}\nsinks:")
+    )
+    assert run(config, env)[0] == 0
+    sql(
+        stack,
+        f"INSERT INTO {db}.page VALUES (1, 'a', 1)",
+        f"ALTER TABLE {db}.page CHANGE len size INT",  # a rename: breaking
+        f"INSERT INTO {db}.page VALUES (2, 'b', 2)",
+    )
+    code, output = run(config, env)
+    assert code == 2 and "rename len to size" in output, output
+    sink = CliRunner().invoke(main, ["sink", "-c", str(config), "--until-caught-up"], env=env)
+    assert sink.exit_code == 0, sink.output
+    # the topic holds nothing of the breaking version; the Kafka transaction open when capture
+    # stopped (row 1 here, with flush_max_ms) was aborted with it and is read again later
+    assert served(tmp_path, "page") in ([], [(1,)])
+    accept = CliRunner().invoke(main, ["schema", "accept", "-c", str(config), f"{db}.page"], env=env)
+    assert accept.exit_code == 0, accept.output
+    assert run(config, env)[0] == 0
+    sink = CliRunner().invoke(main, ["sink", "-c", str(config), "--until-caught-up"], env=env)
+    assert sink.exit_code == 0, sink.output
+    assert served(tmp_path, "page") == [(1,), (2,)]
