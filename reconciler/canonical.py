@@ -136,6 +136,8 @@ def _float_text(e: Engine, expr: str) -> str:
 
 def _marked(engine: Engine, column: CompareColumn, expr: str) -> str:
     text = column_text(engine, column, expr)
+    if not column.nullable:
+        return text
     if engine is Engine.MARIADB:
         return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE CONCAT('=', {text}) END)"
     return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE '=' || {text} END)"
@@ -161,12 +163,16 @@ def row_hash(engine: Engine, text: str) -> str:
     return f"hw_hash({text})"
 
 
-def int_div(engine: Engine, numerator: str, width: int) -> str:
-    """Integer (floor) division of a non-negative integer expression by ``width``."""
+def int_div(engine: Engine, numerator: str, width: int, wide: bool = False) -> str:
+    """Integer (floor) division of a non-negative integer expression by ``width``; ``wide``: the key
+    may exceed a signed 64-bit integer (unsigned BIGINT)."""
     if engine is Engine.MARIADB:
         return f"(({numerator}) DIV {width})"
     if engine is Engine.POSTGRESQL:
-        return f"div(CAST({numerator} AS NUMERIC), {width})"
+        # numeric division is several times slower than bigint's: only where the key needs it
+        if wide:
+            return f"div(CAST({numerator} AS NUMERIC), {width})"
+        return f"(CAST({numerator} AS BIGINT) / {width})"
     if engine is Engine.DUCKDB:
         return f"(({numerator}) // {width})"
     return f"(CAST({numerator} AS INTEGER) / {width})"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -107,23 +107,14 @@ def _compare_int(pool: ThreadPoolExecutor, source: Store, copy: Store, s: Compar
             rows = max(a.get(bucket, (0, 0))[0], b.get(bucket, (0, 0))[0])
             (leaves if width == 1 or rows <= s.leaf_rows else pending).append(r)
         width = max(1, width // s.split)
-    leaves = _merged(leaves)
-    src_rows, copy_rows = _both(pool, lambda: source.int_rows(leaves), lambda: copy.int_rows(leaves))
+    src_rows, copy_rows = _both(
+        pool, functools.partial(source.int_rows, leaves, lo), functools.partial(copy.int_rows, leaves, lo)
+    )
     outside = copy.int_outside(lo, hi + 1)
     copy_rows.update(outside)
     drift = diff_rows(src_rows, copy_rows, copy)
     keys = [int(d.key[0]) for d in drift]
-    return Found(drift, n_src, n_copy, Region(int_ranges=tuple(_merged([KeyRange(k, k + 1) for k in keys]))))
-
-
-def _merged(ranges: Sequence[KeyRange]) -> list[KeyRange]:
-    out: list[KeyRange] = []
-    for r in sorted(ranges, key=lambda r: r.lo):
-        if out and r.lo <= out[-1].hi:
-            out[-1] = KeyRange(out[-1].lo, max(out[-1].hi, r.hi))
-        else:
-            out.append(r)
-    return out
+    return Found(drift, n_src, n_copy, Region(int_ranges=tuple(KeyRange(k, k + 1) for k in keys)))
 
 
 def _compare_chunks(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:

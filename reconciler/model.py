@@ -40,6 +40,9 @@ class CompareColumn:
     kind: ArrowKind
     scale: int = 0
     precision: int = 0
+    # the source says NOT NULL: the row text skips the NULL marker (a NULL in a copy still shows:
+    # its text, hash and sum become NULL there)
+    nullable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from cdc.core.schemas import INTEGER_RANGES
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind
 from reconciler.canonical import Engine, column_text, int_div, quote, row_hash, row_text, sqlite_functions
 from reconciler.model import CompareColumn, KeyRange
 
@@ -26,7 +26,8 @@ __all__ = ["BucketSums", "DuckDbRunner", "Rows", "Runner", "SqlRunner", "Store",
 Rows = dict[tuple[str, ...], tuple[str | None, ...]]
 BucketSums = dict[int, tuple[int, int]]  # bucket -> (rows, sum of row hashes)
 
-_MAX_RANGES_PER_QUERY = 500
+_FEW_RANGES = 32
+_IN_LIST = 5_000
 
 
 class Runner(Protocol):
@@ -139,27 +140,60 @@ class Store:
 
     # -- the integer-key fast path -----------------------------------------------------------
 
+    def _wide(self) -> bool:
+        return self.key[0].kind is ArrowKind.UINT64
+
     def int_bounds(self) -> tuple[int | None, int | None, int]:
         k = self._q(self.key[0].name)
         rows = self.runner.query(f"SELECT MIN({k}), MAX({k}), COUNT(*) FROM {self.table_sql}", ())
         lo, hi, n = rows[0]
         return (None if lo is None else int(lo), None if hi is None else int(hi), int(n))
 
-    def _ranges_where(self, ranges: Sequence[KeyRange]) -> tuple[str, list[int]]:
+    def _where_parts(self, ranges: Sequence[KeyRange], origin: int) -> list[tuple[str, list[int]]]:
+        """Predicates selecting ``ranges``, one per query to run.
+
+        Few ranges: explicit key ranges (index range scans). Many: ranges of one width aligned on
+        ``origin`` (each bisection level's) become ``bucket IN (...)``, a single scan: a long OR of
+        ranges makes MariaDB's range optimizer give up and test every row against every range.
+        Single keys (re-checks) become ``key IN (...)``.
+        """
         k = self._q(self.key[0].name)
-        parts, params = [], []
+        if len(ranges) <= _FEW_RANGES:
+            parts, params = [], []
+            for r in ranges:
+                parts.append(f"({k} >= ? AND {k} < ?)")
+                params += [r.lo, r.hi]
+            return [(" OR ".join(parts), params)] if parts else []
+        out: list[tuple[str, list[int]]] = []
+        by_width: dict[int, list[int]] = {}
+        odd: list[KeyRange] = []
         for r in ranges:
-            parts.append(f"({k} >= ? AND {k} < ?)")
-            params += [r.lo, r.hi]
-        return " OR ".join(parts) or "1 = 0", params
+            w = r.hi - r.lo
+            if (r.lo - origin) % w == 0:
+                by_width.setdefault(w, []).append((r.lo - origin) // w)
+            else:
+                odd.append(r)
+        for w, buckets in sorted(by_width.items()):
+            for at in range(0, len(buckets), _IN_LIST):
+                chunk = buckets[at : at + _IN_LIST]
+                marks = ", ".join(str(int(b)) for b in chunk)  # integers we computed: safe inline
+                if w == 1:
+                    keys = ", ".join(str(int(b) + origin) for b in chunk)
+                    out.append((f"{k} IN ({keys})", []))
+                else:
+                    out.append(
+                        (f"{int_div(self.engine, f'{k} - ?', w, self._wide())} IN ({marks})", [origin])
+                    )
+        for at in range(0, len(odd), _FEW_RANGES):
+            out += self._where_parts(odd[at : at + _FEW_RANGES], origin)
+        return out
 
     def bucket_sums(self, ranges: Sequence[KeyRange], origin: int, width: int) -> BucketSums:
         """Per bucket ``(key - origin) // width`` inside ``ranges``: row count and hash sum."""
         k = self._q(self.key[0].name)
-        bucket = int_div(self.engine, f"{k} - ?", width)
+        bucket = int_div(self.engine, f"{k} - ?", width, self._wide())
         out: BucketSums = {}
-        for start in range(0, len(ranges), _MAX_RANGES_PER_QUERY):
-            where, params = self._ranges_where(ranges[start : start + _MAX_RANGES_PER_QUERY])
+        for where, params in self._where_parts(ranges, origin):
             sql = (
                 f"SELECT {bucket} AS b, COUNT(*), SUM({self._hash()}) FROM {self.table_sql} "
                 f"WHERE {where} GROUP BY 1"
@@ -168,10 +202,9 @@ class Store:
                 out[int(b)] = (int(n), int(s or 0))
         return out
 
-    def int_rows(self, ranges: Sequence[KeyRange]) -> Rows:
+    def int_rows(self, ranges: Sequence[KeyRange], origin: int = 0) -> Rows:
         out: Rows = {}
-        for start in range(0, len(ranges), _MAX_RANGES_PER_QUERY):
-            where, params = self._ranges_where(ranges[start : start + _MAX_RANGES_PER_QUERY])
+        for where, params in self._where_parts(ranges, origin):
             out.update(self._rows(where, params))
         return out
 

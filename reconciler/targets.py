@@ -88,15 +88,15 @@ def source_runner(config: MariaDbSourceConfig) -> SqlRunner:
 def open_source(runner: SqlRunner, ref: TableRef) -> SourceTable:
     """The source table's columns (from information_schema) and primary key."""
     rows = runner.query(
-        "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale "
+        "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale, is_nullable "
         "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         (ref.db, ref.table),
     )
     if not rows:
         raise ConfigError(f"source table {ref} does not exist (or the source user cannot see it)")
     columns = tuple(
-        CompareColumn(str(name), _kind(str(dt), str(ct)), int(scale or 0), int(prec or 0))
-        for name, dt, ct, prec, scale in rows
+        CompareColumn(str(name), _kind(str(dt), str(ct)), int(scale or 0), int(prec or 0), str(null) == "YES")
+        for name, dt, ct, prec, scale, null in rows
     )
     key_names = [
         str(r[0])

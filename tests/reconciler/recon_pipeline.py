@@ -42,6 +42,7 @@ class ReconPipeline:
         p = cls(stack, tmp, f"recon_{suffix}", f"recon-{suffix}")
         with stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{p.db}`")
+            cur.execute(f"CREATE DATABASE `{p.db}_serving`")  # the MariaDB copy (not captured)
         engine = sa.create_engine(stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as pg:
@@ -56,6 +57,7 @@ class ReconPipeline:
             f" server_id: {random.randint(*SERVER_IDS)}, tables: ['{p.db}.*'], heartbeat_seconds: 1}}\n"
             "sinks:\n"
             f"  - {{type: sql, name: pg, url: '{p.pg_url()}'}}\n"
+            f"  - {{type: sql, name: maria, url: '{p.maria_url()}'}}\n"
             f"  - {{type: sql, name: lite, url: 'sqlite:///{tmp / 'serving.db'}'}}\n"
             f"  - {{type: iceberg, name: history, namespace: {p.db}, commit_seconds: 1,"
             f" catalog: {{type: sql, uri: 'sqlite:///{tmp / 'catalog.db'}',"
@@ -76,6 +78,17 @@ class ReconPipeline:
     def pg_url(self) -> str:
         url = sa.engine.make_url(self.stack.postgres.sqlalchemy_url(self.db))
         return url.render_as_string(hide_password=False)
+
+    def maria_url(self) -> str:
+        m = self.stack.mariadb
+        url = sa.URL.create(
+            "mysql+pymysql", username=m.root_user, password=m.root_password or None, host=m.host, port=m.port,
+            database=f"{self.db}_serving",
+        )  # fmt: skip
+        return url.render_as_string(hide_password=False)
+
+    def maria(self) -> sa.Engine:
+        return sa.create_engine(self.maria_url())
 
     def pg(self) -> sa.Engine:
         return sa.create_engine(self.pg_url())
@@ -133,7 +146,7 @@ class ReconPipeline:
         from sinks.iceberg.catalogs import find_history_table, open_catalog
         from sinks.iceberg.snapshot_state import stored_state
 
-        config = load_config(self.config, {PASSWORD_ENV: "x"}).sinks[2]
+        config = load_config(self.config, {PASSWORD_ENV: "x"}).sinks[3]
         assert isinstance(config, IcebergSinkConfig)
         _, iceberg = find_history_table(
             open_catalog(config.catalog), config.namespace, TableRef(self.db, table)
@@ -164,6 +177,7 @@ class ReconPipeline:
                 proc.wait()
         with self.stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
+            cur.execute(f"DROP DATABASE IF EXISTS `{self.db}_serving`")
         engine = sa.create_engine(self.stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as pg:

@@ -39,14 +39,20 @@ def pipeline(stack: StackConnections, tmp_path: Path) -> Iterator[ReconPipeline]
     try:
         p.run_until_caught_up()  # the pipeline's start: changes after it reach the copies
         p.execute(TABLE, "INSERT INTO kinds VALUES " + ", ".join(_rows()))
+        # a text key: chunks bounded by source keys in byte order ('B' < 'a' < 'é'), whatever the collation
+        p.execute(
+            "CREATE TABLE names (name VARCHAR(20) CHARACTER SET utf8mb4 PRIMARY KEY, v INT)",
+            "INSERT INTO names VALUES "
+            + ", ".join(f"('{w}{i}', {i})" for i in range(30) for w in ("a", "B", "é")),
+        )
         p.run_until_caught_up()
         yield p
     finally:
         p.close()
 
 
-def _found(report: dict[str, Any], sink: str) -> set[tuple[str, str, tuple[str, ...]]]:
-    results = [r for r in report["results"] if r["sink"] == sink]
+def _found(report: dict[str, Any], sink: str, table: str) -> set[tuple[str, str, tuple[str, ...]]]:
+    results = [r for r in report["results"] if r["sink"] == sink and r["table"].endswith(f".{table}")]
     assert len(results) == 1, report
     return {(s["kind"], s["key"][0], tuple(s["columns"])) for s in results[0]["samples"]}
 
@@ -75,16 +81,25 @@ def _inject_sql(engine: sa.Engine) -> None:
 
 def test_in_sync_copies_match(pipeline: ReconPipeline) -> None:
     pipeline.start_daemon()
-    code, report, output = pipeline.reconcile()
+    code, report, output = pipeline.reconcile("--chunk-rows", "7")
     assert code == 0, output
-    assert {r["sink"] for r in report["results"]} == {"pg", "lite", "history"}
-    assert all(r["rows_source"] == 40 and r["rows_copy"] == 40 for r in report["results"]), report
+    assert {r["sink"] for r in report["results"]} == {"pg", "maria", "lite", "history"}
+    rows = {(r["table"].split(".")[1], r["rows_source"], r["rows_copy"]) for r in report["results"]}
+    assert rows == {("kinds", 40, 40), ("names", 90, 90)}, report
 
 
 def test_every_kind_of_drift_found_exactly(pipeline: ReconPipeline) -> None:
-    pg, lite = pipeline.pg(), pipeline.lite()
+    pg, lite, maria = pipeline.pg(), pipeline.lite(), pipeline.maria()
     _inject_sql(pg)
     _inject_sql(lite)
+    _inject_sql(maria)
+    for engine in (pg, lite, maria):
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE names SET v = 99 WHERE name = 'é7'"))
+            conn.execute(sa.text("DELETE FROM names WHERE name = 'B3'"))
+    with maria.begin() as conn:
+        conn.execute(sa.text("UPDATE kinds SET ts = ts + INTERVAL 1 MICROSECOND WHERE id = 4"))
+    maria.dispose()
     with pg.begin() as conn:
         conn.execute(sa.text("UPDATE kinds SET ts = ts + interval '1 microsecond' WHERE id = 4"))
     with lite.begin() as conn:  # SQLite keeps DATETIME as ISO text with microseconds
@@ -107,16 +122,19 @@ def test_every_kind_of_drift_found_exactly(pipeline: ReconPipeline) -> None:
         ],
     )
     pipeline.start_daemon()
-    code, report, output = pipeline.reconcile()
+    code, report, output = pipeline.reconcile("--chunk-rows", "7")
     assert code == 1, output
-    for sink in ("pg", "lite", "history"):
-        assert _found(report, sink) == EXPECTED, (sink, output)
+    for sink in ("pg", "maria", "lite", "history"):
+        assert _found(report, sink, "kinds") == EXPECTED, (sink, output)
+    for sink in ("pg", "maria", "lite"):
+        assert _found(report, sink, "names") == {("different", "é7", ("v",)), ("missing", "B3", ())}, output
     values = {s["key"][0]: s["values"] for r in report["results"] if r["sink"] == "pg" for s in r["samples"]}
     assert values["3"] == [{"column": "amount", "source": "12.10", "copy": "12.11"}]
     assert values["5"] == [{"column": "note", "source": None, "copy": ""}]
     # --dry-run prints the plan a repair would send; --repair is not built yet
     done = pipeline.cdc("reconcile", "--dry-run", "--sink", "pg", "--wait", "20")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "re-send 6 source row(s), delete 1 key(s)" in done.stdout
+    assert "re-send 6 source row(s), delete 1 key(s)" in done.stdout  # kinds
+    assert "re-send 2 source row(s), delete 0 key(s)" in done.stdout  # names
     done = pipeline.cdc("reconcile", "--repair")
     assert done.returncode == 2 and "repair through the stream is not built yet" in done.stderr

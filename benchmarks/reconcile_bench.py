@@ -1,0 +1,203 @@
+"""The reconciler beside reladiff 0.6.0 and a full-scan reference, MariaDB against PostgreSQL.
+
+One wiki-like table (``page``: id, namespace, title, length, touched, latest revision) of ``rows`` rows
+is loaded into a fresh MariaDB database and a fresh PostgreSQL database with identical values. Timed,
+in one run, on the same tables:
+
+- the full-scan reference: ``count(*)`` plus a CRC over every row, both sides at once;
+- Headwater's compare (``reconciler.compare``: in-store chunk checksums, bisection, row diff), in sync;
+- reladiff's ``diff_tables`` (hash diff, default bisection, threaded), in sync;
+- then ``changes`` scattered rows are changed in PostgreSQL and both diff again; the differing keys
+  each tool lists must be the same.
+
+Run: ``python -m benchmarks.reconcile_bench [rows] [changes]``; or call :func:`run` for the typed result.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+
+from cdc.core.schemas import ArrowKind
+from cdc.devstack.connections import StackConnections, default_state_dir
+from reconciler.canonical import Engine
+from reconciler.compare import CompareSettings, compare
+from reconciler.model import CompareColumn
+from reconciler.stores import SqlRunner, Store
+
+__all__ = ["ReconcileBench", "run"]
+
+COLUMNS = (  # as reconciler.targets reads them from information_schema (all NOT NULL)
+    CompareColumn("page_id", ArrowKind.INT32, nullable=False),
+    CompareColumn("page_namespace", ArrowKind.INT32, nullable=False),
+    CompareColumn("page_title", ArrowKind.STRING, nullable=False),
+    CompareColumn("page_len", ArrowKind.INT32, nullable=False),
+    CompareColumn("page_touched", ArrowKind.TIMESTAMP, nullable=False),
+    CompareColumn("page_latest", ArrowKind.INT64, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileBench:
+    rows: int
+    changes: int
+    full_scan_s: float  # count(*) + CRC over both sides (concurrently)
+    ours_in_sync_s: float
+    ours_changed_s: float
+    ours_found: int
+    reladiff_in_sync_s: float
+    reladiff_changed_s: float
+    reladiff_found: int
+    same_keys: bool  # both tools listed exactly the changed keys
+
+    def describe(self) -> str:
+        return (
+            f"{self.rows} rows, MariaDB vs PostgreSQL: full scan {self.full_scan_s:.2f}s; in sync: "
+            f"Headwater {self.ours_in_sync_s:.2f}s, reladiff {self.reladiff_in_sync_s:.2f}s; "
+            f"{self.changes} changed rows: "
+            f"Headwater {self.ours_changed_s:.2f}s ({self.ours_found} found), reladiff "
+            f"{self.reladiff_changed_s:.2f}s ({self.reladiff_found} found); same keys: {self.same_keys}"
+        )
+
+
+def _load(stack: StackConnections, db: str, rows: int) -> tuple[sa.Engine, sa.Engine]:
+    m = stack.mariadb
+    with m.connect_root(autocommit=True) as root, root.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db}`")
+        cur.execute(f"USE `{db}`")  # the seq_1_to_N sequence tables are found in the current database
+        cur.execute(
+            f"CREATE TABLE `{db}`.page (page_id INT PRIMARY KEY, page_namespace INT NOT NULL, "
+            "page_title VARCHAR(255) NOT NULL, page_len INT NOT NULL, page_touched DATETIME(6) NOT NULL, "
+            "page_latest BIGINT NOT NULL)"
+        )
+        cur.execute(
+            f"INSERT INTO `{db}`.page SELECT seq, seq % 16, CONCAT('Title_', seq), (seq * 7) % 100000, "
+            f"TIMESTAMP'2020-01-01 00:00:00' + INTERVAL seq SECOND, seq * 3 FROM seq_1_to_{rows}"
+        )
+    admin = sa.create_engine(stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
+    admin.dispose()
+    pg = sa.create_engine(stack.postgres.sqlalchemy_url(db))
+    with pg.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE page (page_id INT PRIMARY KEY, page_namespace INT NOT NULL, page_title "
+                "VARCHAR(255) NOT NULL, page_len INT NOT NULL, page_touched TIMESTAMP(6) NOT NULL, "
+                "page_latest BIGINT NOT NULL)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO page SELECT s, s % 16, 'Title_' || s, (s * 7) % 100000, "
+                "TIMESTAMP '2020-01-01 00:00:00' + s * INTERVAL '1 second', s * 3 "
+                f"FROM generate_series(1, {rows}) s"
+            )
+        )
+        conn.execute(sa.text("ANALYZE page"))
+    maria = sa.create_engine(
+        sa.URL.create(
+            "mysql+pymysql",
+            username=m.root_user,
+            password=m.root_password or None,
+            host=m.host,
+            port=m.port,
+            database=db,
+        )
+    )
+    return maria, pg
+
+
+def _full_scan(maria: sa.Engine, pg: sa.Engine) -> float:
+    def m() -> None:
+        with maria.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', page_id, page_namespace, page_title, page_len, "
+                "page_touched, page_latest))) FROM page"
+            ).all()
+
+    def p() -> None:
+        with pg.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT COUNT(*), SUM(hashtext(concat_ws('|', page_id, page_namespace, page_title, page_len, "
+                "page_touched, page_latest))) FROM page"
+            ).all()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(m), pool.submit(p)]:
+            f.result()
+    return time.monotonic() - started
+
+
+def _ours(maria: sa.Engine, pg: sa.Engine) -> tuple[float, set[int]]:
+    source = Store(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
+    copy = Store(SqlRunner(pg, Engine.POSTGRESQL), "page", COLUMNS[:1], COLUMNS)
+    started = time.monotonic()
+    found = compare(source, copy, CompareSettings())
+    return time.monotonic() - started, {int(d.key[0]) for d in found.drift}
+
+
+def _reladiff(stack: StackConnections, db: str) -> tuple[float, set[int]]:
+    from reladiff import connect_to_table, diff_tables  # type: ignore[import-untyped]
+
+    m, p = stack.mariadb, stack.postgres
+    pg_url = sa.engine.make_url(p.sqlalchemy_url(db)).set(drivername="postgresql")
+    maria_uri = f"mysql://{m.root_user}:{m.root_password}@{m.host}:{m.port}/{db}"
+    extra = tuple(c.name for c in COLUMNS[1:])
+    t1 = connect_to_table(maria_uri, "page", "page_id", extra_columns=extra)
+    t2 = connect_to_table(
+        pg_url.render_as_string(hide_password=False), "page", "page_id", extra_columns=extra
+    )
+    try:
+        started = time.monotonic()
+        keys = {int(row[0]) for _, row in diff_tables(t1, t2)}
+        return time.monotonic() - started, keys
+    finally:  # its open transactions would hold the tables' metadata locks (DROP DATABASE waits)
+        t1.database.close()
+        t2.database.close()
+
+
+def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | None = None) -> ReconcileBench:
+    stack = stack or StackConnections.read(default_state_dir())
+    db = f"recon_bench_{uuid.uuid4().hex[:8]}"
+    maria, pg = _load(stack, db, rows)
+    try:
+        full = _full_scan(maria, pg)
+        ours_sync, ours_keys0 = _ours(maria, pg)
+        rd_sync, rd_keys0 = _reladiff(stack, db)
+        assert not ours_keys0 and not rd_keys0, (len(ours_keys0), len(rd_keys0))
+        changed = sorted(random.Random(42).sample(range(1, rows + 1), changes))
+        with pg.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE page SET page_len = page_len + 1 WHERE page_id = ANY(:ids)"), {"ids": changed}
+            )
+        ours_changed, ours_keys = _ours(maria, pg)
+        rd_changed, rd_keys = _reladiff(stack, db)
+        return ReconcileBench(
+            rows, changes, full, ours_sync, ours_changed, len(ours_keys), rd_sync, rd_changed, len(rd_keys),
+            ours_keys == set(changed) == rd_keys,
+        )  # fmt: skip
+    finally:
+        maria.dispose()
+        pg.dispose()
+        with stack.mariadb.connect_root(autocommit=True) as root, root.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        admin = sa.create_engine(stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    k = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
+    result = run(n, k)
+    print(result.describe())
+    print(asdict(result))
