@@ -116,6 +116,9 @@ def secret_values(config: PipelineConfig) -> set[str]:
         for key, value in config.stream.properties.items():
             if is_secret_key((key,)):
                 found.add(value)
+    if config.policies is not None and config.policies.hash_key_env:
+        # the HMAC key lives in the environment, not in the file: masked wherever it would show
+        found.add(_os_environ().get(config.policies.hash_key_env, ""))
     return {s for s in found if s}
 
 

@@ -288,6 +288,7 @@ class PipelineConfig(_Model):
     metrics: MetricsConfig | None = None  # absent: no metrics endpoint
     catalog: CatalogConfig | None = None  # data-product metadata: owner, SLO, compatibility
     lineage: LineageConfig | None = None  # OpenLineage run events; absent: none
+    policies: PoliciesConfig | None = None  # column policies applied before data leaves the daemon
 
     @property
     def embedded(self) -> bool:
@@ -397,4 +398,55 @@ class LineageConfig(_Model):
     running_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
 
 
-PipelineConfig.model_rebuild()  # its `catalog` and `lineage` sections are defined after it
+# -- column policies (`policies:`; issue 12, governance) ---------------------------------------------
+
+
+class ColumnPolicy(enum.StrEnum):
+    """What the daemon does to a column's values before any data leaves it (docs/governance.md)."""
+
+    EXCLUDE = "exclude"  # the column is gone from every copy and every schema
+    HASH = "hash"  # keyed HMAC-SHA256, 64 hex characters: equal values stay equal, so joins work
+    REDACT = "redact"  # every non-NULL value becomes the marker "[redacted]"
+
+
+class TruncatePolicy(_Model):
+    """``{truncate: N}``: the first N characters (text) or bytes (binary) of each value."""
+
+    truncate: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class PoliciesConfig(_Model):
+    """``policies:``: per table pattern (db.table, * wildcards), per column pattern (* wildcards), a policy.
+
+    A column takes the policy of the first pattern that matches it, tables and columns in file order.
+    """
+
+    # the NAME of the environment variable that holds the HMAC key (never the key itself)
+    hash_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    tables: dict[str, dict[str, ColumnPolicy | TruncatePolicy]] = {}
+
+    @field_validator("tables")
+    @classmethod
+    def _patterns(
+        cls, value: dict[str, dict[str, ColumnPolicy | TruncatePolicy]]
+    ) -> dict[str, dict[str, ColumnPolicy | TruncatePolicy]]:
+        _check_table_patterns(list(value))
+        for table, columns in value.items():
+            if not columns or any(not name.strip() for name in columns):
+                raise ValueError(f"{table}: give at least one column pattern, e.g. {{email: hash}}")
+        return value
+
+    @model_validator(mode="after")
+    def _hash_needs_key(self) -> PoliciesConfig:
+        hashed = [
+            f"{t}.{c}" for t, cols in self.tables.items() for c, p in cols.items() if p is ColumnPolicy.HASH
+        ]
+        if hashed and self.hash_key_env is None:
+            raise ValueError(
+                f"{hashed[0]} is hashed: set hash_key_env to the name of the environment variable "
+                "that holds the HMAC key"
+            )
+        return self
+
+
+PipelineConfig.model_rebuild()  # its `catalog`, `lineage` and `policies` sections are defined after it
