@@ -13,8 +13,10 @@ Kafka mode (``stream``; `cdc run` may keep capturing; this sink's `cdc sink` sto
 offsets E of each table's topic partitions are taken, THEN the view is opened: every change below E
 is in the view. Each table's first batch starts with a TRUNCATE at its first row position, which
 empties the table in the sink and fences it: changes below it that `cdc sink` consumes later from E
-are skipped by a serving sink (a history sink records them as the changes they are). Every batch
-carries ``offsets = {E of that table's partitions}``, so `cdc sink` continues this sink from E.
+are skipped by a serving sink (a history sink records them as the changes they are). The rows go in
+as embedded-mode batches (no offsets: the sink then skips what it already holds by position, which
+makes a re-read batch harmless); a last batch stores the offsets E, so `cdc sink` continues this
+sink from E (see ``_Run._mark``).
 
 Resumable after SIGKILL (see :mod:`snapshotter.sink_fill_state`): a write-ahead file in state_dir
 records each chunk before it is applied; on restart, the sink's ``applied()`` says whether it landed.
@@ -48,7 +50,7 @@ from cdc.sources.mariadb import ConnectionSettings, TlsSettings, ZeroDatePolicy
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from snapshotter.chunk_sizer import ChunkSizer
 from snapshotter.reader import ChunkRead, SnapshotReader
-from snapshotter.sink_fill_offsets import end_offsets, table_topic
+from snapshotter.sink_fill_offsets import end_offsets
 from snapshotter.sink_fill_result import FillProgress, FillResult, SinkFillInterfered, TableFilled
 from snapshotter.sink_fill_state import (
     FillState,
@@ -294,7 +296,6 @@ class _Run:
         self.applied = applied
         self.batch_rows = batch_rows
         self.rows = 0
-        self.carried: dict[str, int] = {}  # Kafka mode: end offsets of the tables reached so far
         self.started = time.monotonic()
         self.logged = self.started
         bootstrap = config.bootstrap
@@ -339,19 +340,31 @@ class _Run:
         for ref in self.tables:
             state = self._table(reader, ref, state, offsets)
         assert state is not None  # at least one table was read
-        if stream is None:
-            self._mark(state)
+        self._mark(state)
         self.sink.flush()
         state = replace(state, finished=True)
         write_state(self.path, state)
         return state
 
     def _mark(self, state: FillState) -> None:
-        """Embedded mode: the sink's position must reach the view even when the tables were empty
-        (nothing applied), or `cdc run` would resume a fresh sink at the pipeline's first start."""
+        """The sink's resume point, once every row is in.
+
+        Embedded mode: its position must reach the view even when the tables were empty (nothing
+        applied), or `cdc run` would resume a fresh sink at the pipeline's first start.
+        Kafka mode: the end offsets taken before the view, stored only now. The rows went in as
+        embedded-mode batches (no offsets), because only then does a sink skip rows it already
+        holds by position: a Kafka-mode batch is never skipped by position (the consumer filters
+        by offset), and every batch of a fill would carry the same offsets, so an Iceberg commit
+        cycle cut by a SIGKILL (the tables committed, not the progress table) would land a batch
+        twice when it is re-read. Until this batch lands the sink holds no offsets: `cdc sink`
+        must not feed it before the fill ends (the lead's CLI says so).
+        """
         mark = state.position(max(state.next_index - 1, 0))
         held = self.sink.applied()
-        if held is None or held.position < mark:
+        if state.kafka:
+            if state.offsets:
+                self.sink.apply(SinkBatch((), AppliedState(mark, dict(state.offsets))))
+        elif held is None or held.position < mark:
             self.sink.apply(SinkBatch((), AppliedState(mark)))
 
     def _new_state(self, view: RestartPoint, offsets: dict[str, int]) -> FillState:
@@ -387,8 +400,6 @@ class _Run:
         self, reader: SnapshotReader, ref: TableRef, state: FillState | None, offsets: dict[str, int]
     ) -> FillState:
         kafka = self.config.stream is not None
-        topic = table_topic(self.config.name, ref) if kafka else ""
-        carried = self.carried
         while True:
             fill = state.table(ref) if state is not None else TableFill(ref)
             if fill.done:
@@ -415,11 +426,7 @@ class _Run:
             )
             state = replace(state, pending=pending)
             write_state(self.path, state)  # before the apply: the write-ahead record
-            if kafka:
-                # this table's end offsets, and again those of the tables filled before it (so the
-                # batch carries offsets even when this table has no topic yet: Kafka-mode semantics)
-                carried.update(state.offsets_of(topic))
-            self._apply(state, pending, chunk, carried)
+            self._apply(state, pending, chunk)  # no offsets, in Kafka mode too: see _mark
             state = state.landed()
             self.rows += len(chunk.rows)
             self._tell(state, ref, len(chunk.rows), chunk.complete)
@@ -443,7 +450,7 @@ class _Run:
         elapsed = sum(c.elapsed_s for c in chunks)
         return ChunkRead(chunk.schema, joined, after, chunk.at, chunk.complete, elapsed)
 
-    def _apply(self, state: FillState, chunk: PendingChunk, read: ChunkRead, offsets: dict[str, int]) -> None:
+    def _apply(self, state: FillState, chunk: PendingChunk, read: ChunkRead) -> None:
         schema = read.schema
         ts_ms = int(time.time() * 1000)
         txn = f"snapshot-{self.sink_name}-{chunk.first}"
@@ -471,7 +478,7 @@ class _Run:
                 key: RowImage = tuple(row[i] for i in key_of)
                 events.append(ChangeEvent(read_op, schema, key, None, row, at_row(row_no + n), ts_ms, txn))
         # one batch per chunk, flushed: a chunk is in the sink whole or not at all
-        self.sink.apply(SinkBatch(tuple(events), AppliedState(state.position(chunk.last), offsets)))
+        self.sink.apply(SinkBatch(tuple(events), AppliedState(state.position(chunk.last))))
         self.sink.flush()
 
     def _tell(self, state: FillState, ref: TableRef, chunk_rows: int, done: bool) -> None:

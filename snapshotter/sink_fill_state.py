@@ -80,9 +80,6 @@ class FillState:
     def with_table(self, fill: TableFill) -> FillState:
         return replace(self, tables=tuple(fill if t.table == fill.table else t for t in self.tables))
 
-    def offsets_of(self, topic: str) -> dict[str, int]:
-        return {p: o for p, o in self.offsets.items() if p.rpartition(":")[0] == topic}
-
     def landed(self) -> FillState:
         """The pending chunk has landed: its table moves on past it."""
         chunk = self.pending

@@ -124,31 +124,35 @@ def _wait_started(log: Path, proc: subprocess.Popen[bytes], seen: int) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("kind", ["iceberg", "postgres"])
-def test_sigkill_during_fill_resumes_each_time_and_ends_exact(embedded: SinkFillPipeline, kind: str) -> None:
-    p = embedded
-    writes = _started(p, p.sqlite_sink("first"), rows=40_000)
-    p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
-    path = progress_path(p.tmp / "state", p.name, "late")
+def _fill_killed_again_and_again(p: SinkFillPipeline) -> None:
+    """The fill in a process killed with SIGKILL 6 times at random moments, then let finish."""
     rng = random.Random()
     kills = 0
     while True:
         seen = _steps(p.tmp / "fill.log")
         proc = p.fill_process("late", "--batch-rows", "1000")
         _wait_started(p.tmp / "fill.log", proc, seen)  # importing takes seconds on a busy machine
-        time.sleep(rng.uniform(0.1, 1.5) if kills < 6 else 0)
+        time.sleep(rng.uniform(0.05, 1.0) if kills < 6 else 0)
         if kills >= 6 or proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         kills += 1
-    assert proc.wait(300) == 0, (p.tmp / "fill.log").read_text()[-3000:]
-    writes.finish()
-    log = (p.tmp / "fill.log").read_text()
-    assert kills >= 5, f"the fill finished after {kills} kills: make the table bigger\n{log[-2000:]}"
-    assert log.count("resuming the fill of sink late") >= kills, log[-3000:]
-    state = read_state(path)
+    log = p.tmp / "fill.log"
+    assert proc.wait(300) == 0, log.read_text()[-3000:]
+    assert kills >= 5, f"the fill ended after {kills} kills: make the table bigger\n{log.read_text()[-2000:]}"
+    assert log.read_text().count("resuming the fill of sink late") >= kills, log.read_text()[-3000:]
+    state = read_state(progress_path(p.tmp / "state", p.name, "late"))
     assert state is not None and state.finished
+
+
+@pytest.mark.parametrize("kind", ["iceberg", "postgres"])
+def test_sigkill_during_fill_resumes_each_time_and_ends_exact(embedded: SinkFillPipeline, kind: str) -> None:
+    p = embedded
+    writes = _started(p, p.sqlite_sink("first"), rows=60_000)
+    p.write_config(*p.sinks, _new_sink(p, kind), server_id=int(p.loaded().source.server_id))
+    _fill_killed_again_and_again(p)
+    writes.finish()
     p.daemon("run", "run.log").catch_up()
     p.assert_equal("first")
     p.assert_equal("late")
@@ -248,3 +252,37 @@ def test_empty_tables_still_move_the_sink_to_the_view(embedded: SinkFillPipeline
     assert "late.db has applied up to" in run.log.read_text()
     p.assert_equal("first")
     p.assert_equal("late")
+
+
+def test_sigkill_during_kafka_fill_resumes_each_time_and_ends_exact(kafka: SinkFillPipeline) -> None:
+    p = kafka
+    p.write_config(p.sqlite_sink("first"))
+    capture, consume = p.daemon("run", "run.log"), p.daemon("sink", "sink.log")
+    capture.start()
+    consume.start()
+    try:
+        wait_for("`cdc run` to read the binlog", lambda: _logged(capture, "binlog dump started"), 90, capture)
+        p.prefill(60_000)
+        writes = Writes(p, random.randrange(1 << 30)).start()
+        wait_for("rows in sink first", lambda: bool(p.sink_rows("first", "items")), 120, consume, capture)
+        p.write_config(*p.sinks, p.iceberg_sink("late"), server_id=int(p.loaded().source.server_id))
+        _fill_killed_again_and_again(p)
+        writes.finish()
+        state = read_state(progress_path(p.tmp / "state", p.name, "late"))
+        assert state is not None and state.offsets  # taken once, before the first view, kept since
+        wait_for(
+            "sink first to catch up with the source",
+            lambda: all(p.sink_rows("first", t) == p.source_rows(t) for t in TABLES),
+            180,
+            consume,
+            capture,
+        )
+        _stop(consume)
+        p.daemon("sink", "sink2.log").catch_up()
+        p.assert_equal("first")
+        p.assert_equal("late")
+        ops = p.assert_history_once("late", snapshot_rows=True)
+        assert ops["r"] == sum(t.rows for t in state.tables) and ops["t"] == len(TABLES)
+    finally:
+        _stop(consume)
+        _stop(capture)
