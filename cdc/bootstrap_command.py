@@ -175,7 +175,7 @@ def repair_through_stream(config: PipelineConfig, keys: Mapping[TableRef, tuple[
         count = sum(len(keys[t]) for t in tables)
         where = f"the running `cdc run` (pid {lock.holder()})" if running else "the stream, run here"
         click.echo(f"repair {request.id}: {count} keys in {len(tables)} tables, through {where}", err=True)
-        view = ProgressView({}, False)
+        view = ProgressView({}, False, what="repair")
         if running:
             return _follow(config, request.id, tables, view)
         return _direct(config, request.id, view)

@@ -288,7 +288,10 @@ def demo(config_path: Path, seconds: float, state_dir: Path | None) -> None:
         f"{config.lineage.transport.path} (file transport); catalog page: "
         f"{demo_lineage.write_catalog_page(config)} (cdc catalog -c {config_path} --html PATH)"
     )
+    from cdc.demo_reconcile import reconcile_step
+
+    reconcile_step(config, config_path, 5)
     click.echo(
         f"\nRun it yourself: CDC_SOURCE_PASSWORD=... cdc run -c {config_path}; "
-        "cdc history -c CONFIG wikidb.page --at TIME"
+        "cdc history -c CONFIG wikidb.page --at TIME; cdc reconcile -c CONFIG --report PATH"
     )

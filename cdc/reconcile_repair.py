@@ -69,7 +69,7 @@ def repair_drift(config: PipelineConfig, report: Report, plan: RepairPlan) -> in
     from reconciler.report import save_history, summary
     from snapshotter.reader import SnapshotReader
 
-    del report  # the plan holds what the repair needs; the second comparison makes the new report
+    report_code = report.exit_code  # the plan holds what the repair needs; a second comparison follows
     reader = SnapshotReader(
         connection_settings(config.source), ZeroDatePolicy(config.source.zero_dates.value)
     )
@@ -84,6 +84,8 @@ def repair_drift(config: PipelineConfig, report: Report, plan: RepairPlan) -> in
                     wanted.append(typed)
     finally:
         reader.close()
+    if not any(keys.values()):
+        return report_code
     code = repair_through_stream(config, {t: tuple(k) for t, k in keys.items()})
     if code != 0:
         return code

@@ -22,7 +22,14 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressView:
-    def __init__(self, estimates: Mapping[TableRef, int], terminal: bool, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        estimates: Mapping[TableRef, int],
+        terminal: bool,
+        out: TextIO | None = None,
+        what: str = "bootstrap",  # or "repair": its rows are the corrective changes sent
+    ) -> None:
+        self._what = what
         self._estimates = dict(estimates)
         self._terminal = terminal
         self._out = out or sys.stderr
@@ -70,7 +77,8 @@ class ProgressView:
                 code = 2
                 self._out.write(f"{f.table}: NOT bootstrapped: {f.refused}\n")
             else:
-                self._out.write(f"{f.table}: {f.rows:,} rows in {f.chunks} chunks\n")
-        self._out.write(f"bootstrap finished in {_duration(time.monotonic() - self._started)}\n")
+                unit = "changes sent" if self._what == "repair" else f"rows in {f.chunks} chunks"
+                self._out.write(f"{f.table}: {f.rows:,} {unit}\n")
+        self._out.write(f"{self._what} finished in {_duration(time.monotonic() - self._started)}\n")
         self._out.flush()
         return code

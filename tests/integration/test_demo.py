@@ -27,6 +27,11 @@ def test_demo_runs_the_embedded_default_end_to_end(
     assert result.exit_code == 0, out
     assert "equal to the source, row by row" in out
     assert "most edited pages" in out and "the wiki as of" in out
+    assert "rows bootstrapped into each sink" in out and " 0 rows bootstrapped" not in out
+    # the drift injected into the serving copy: found (1 missing, 1 extra, 1 different), repaired
+    assert "DRIFT    wikidb.page -> sql" in out and "1 missing, 1 extra, 1 different" in out, out
+    assert "every copy matches its source again" in out
+    assert (tmp_path / "state" / "reconcile" / "report.html").exists()
     assert (tmp_path / "state" / "serving.db").exists()
     assert (tmp_path / "state" / "warehouse").is_dir()
     assert stack.mariadb.password not in out and stack.mariadb.root_password not in out
