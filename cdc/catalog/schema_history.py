@@ -50,6 +50,10 @@ def read_versions(config: PipelineConfig) -> tuple[dict[str, TableVersions], str
         else:
             found = _from_state_file(config)
             where = f"{config.state_dir}/{config.name}.schema-versions.jsonl"
+            from cdc.catalog.sink_versions import latest_from_sinks
+
+            for name, (schema, position) in latest_from_sinks(config).items():
+                found.setdefault(name, [(schema, position, False)])  # kept by a sink: the latest only
     except HeadwaterError as exc:
         return {}, str(exc)
     return {t: TableVersions(t, _classified(config.name, v), where) for t, v in found.items()}, None
