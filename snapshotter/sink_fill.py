@@ -40,18 +40,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from cdc.config.models import MariaDbSourceConfig, PipelineConfig, SinkConfig
+from cdc.config.models import PipelineConfig, SinkConfig
 from cdc.core.errors import ConfigError, TerminalError, TransientError
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
-from cdc.sources.mariadb import ConnectionSettings, TlsSettings, ZeroDatePolicy
+from cdc.sources.mariadb import ZeroDatePolicy
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from snapshotter.chunk_sizer import ChunkSizer
 from snapshotter.reader import ChunkRead, SnapshotReader
 from snapshotter.sink_fill_offsets import end_offsets
 from snapshotter.sink_fill_result import FillProgress, FillResult, SinkFillInterfered, TableFilled
+from snapshotter.sink_fill_source import estimated_rows, source_settings
 from snapshotter.sink_fill_state import (
     FillState,
     PendingChunk,
@@ -68,19 +69,6 @@ log = logging.getLogger("cdc.bootstrap")
 _LOG_EVERY_S = 5.0
 RETRIES = 8  # transient failures retried by fill_sink (pauses 1, 2, 4 ... 30 s: about 2.5 min)
 BATCH_ROWS = 50_000  # rows per sink batch (one transaction / Iceberg commit each)
-
-
-def _settings(source: MariaDbSourceConfig) -> ConnectionSettings:
-    ssl = source.ssl
-    tls = TlsSettings(ca=ssl.ca, cert=ssl.cert, key=ssl.key, verify=ssl.verify) if ssl else None
-    return ConnectionSettings(
-        source.host,
-        source.port,
-        source.user,
-        source.password.get_secret_value(),
-        connect_timeout_s=source.connect_timeout_seconds,
-        tls=tls,
-    )
 
 
 def _sink_config(config: PipelineConfig, sink_name: str) -> SinkConfig:
@@ -293,6 +281,7 @@ class _Run:
         self.tables = tables
         self.replace = replace
         self.progress = progress
+        self.estimated = 0  # the server's estimate of every table's rows (set by fill)
         self.applied = applied
         self.batch_rows = batch_rows
         self.rows = 0
@@ -309,7 +298,9 @@ class _Run:
     def fill(self, state: FillState | None) -> FillState:
         offsets: dict[str, int] = dict(state.offsets) if state is not None else {}
         source = self.config.source
-        reader = SnapshotReader(_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True)
+        reader = SnapshotReader(
+            source_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True
+        )
         try:
             return self._fill(reader, state, offsets)
         finally:
@@ -317,6 +308,7 @@ class _Run:
 
     def _fill(self, reader: SnapshotReader, state: FillState | None, offsets: dict[str, int]) -> FillState:
         stream = self.config.stream
+        self.estimated = estimated_rows(source_settings(self.config.source), self.tables)
         for ref in self.tables:  # before anything is read or written: a refusal leaves no trace
             if not reader.table_schema(ref).primary_key:
                 raise TerminalError(
@@ -486,16 +478,20 @@ class _Run:
         rate = self.rows / max(now - self.started, 1e-6)
         table_rows = state.table(ref).rows
         total = sum(t.rows for t in state.tables)
+        told = FillProgress(self.sink_name, ref, table_rows, total, chunk_rows, rate, done, self.estimated)
         if done or now - self.logged >= _LOG_EVERY_S:
             self.logged = now
+            eta = told.eta_s
             log.info(
-                "sink %s: %s %d rows%s; %d rows in all, %.0f rows/s",
+                "sink %s: %s %d rows%s; %d of ~%d rows in all, %.0f rows/s, ETA %s",
                 self.sink_name,
                 ref,
                 table_rows,
                 " (done)" if done else "",
                 total,
+                max(self.estimated, total),
                 rate,
+                "-" if eta is None else f"{eta:.0f}s",
             )
         if self.progress is not None:
-            self.progress(FillProgress(self.sink_name, ref, table_rows, total, chunk_rows, rate, done))
+            self.progress(told)

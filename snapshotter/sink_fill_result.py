@@ -26,6 +26,14 @@ class FillProgress:
     chunk_rows: int
     rows_per_s: float  # this run's rate
     table_done: bool
+    estimated_rows: int  # every table's row count as the server estimates it (InnoDB: +-~50%)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at this run's rate, by the server's estimate; None before a rate is known."""
+        if self.rows_per_s <= 0:
+            return None
+        return max(self.estimated_rows - self.total_rows, 0) / self.rows_per_s
 
 
 @dataclass(frozen=True, slots=True)
