@@ -32,6 +32,12 @@ def _lag(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds:.0f}s"
 
 
+def _lag_and_slo(t: CatalogEntry) -> str:
+    if t.lag_seconds is None or t.slo_state == "none":
+        return _lag(t.lag_seconds)
+    return f"{_lag(t.lag_seconds)} (SLO {t.slo_state})"
+
+
 def _anchor(entry: CatalogEntry) -> str:
     return escape(f"{entry.pipeline}--{entry.table}", quote=True)
 
@@ -42,7 +48,7 @@ def render_html(pipelines: tuple[PipelineView, ...], now: dt.datetime | None = N
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Headwater catalog</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Headwater catalog</h1>",
-        f"<p class='muted'>{sum(len(p.tables) for p in pipelines)} tables in {len(pipelines)} pipelines,"
+        f"<p class='muted'>{sum(len(p.tables) for p in pipelines)} tables in {len(pipelines)} pipeline(s),"
         f" as of {escape(at)}</p>",
         "<table id='tables'><tr><th>Pipeline</th><th>Table</th><th>Owner</th><th>Domain</th>"
         "<th>Freshness SLO</th><th>Lag</th><th>Versions</th><th>Compatibility</th></tr>",
@@ -60,7 +66,7 @@ def render_html(pipelines: tuple[PipelineView, ...], now: dt.datetime | None = N
                 f"<td class='owner'>{escape(t.product.owner or '-')}</td>"
                 f"<td>{escape(t.product.domain or '-')}</td>"
                 f"<td>{'-' if slo is None else f'{slo:g}s'}</td>"
-                f"<td class='lag {t.slo_state}'>{_lag(t.lag_seconds)} ({t.slo_state})</td>"
+                f"<td class='lag {t.slo_state}'>{_lag_and_slo(t)}</td>"
                 f"<td>{len(t.versions)}</td><td>{compat}</td></tr>"
             )
     parts.append("</table>")
@@ -84,7 +90,7 @@ def _section(t: CatalogEntry) -> str:
         ("Tags", ", ".join(p.tags) or "-"),
         ("Classification", p.classification or "-"),
         ("Freshness SLO", "-" if p.freshness_slo_seconds is None else f"{p.freshness_slo_seconds:g}s"),
-        ("Lag", f"{_lag(t.lag_seconds)} ({t.slo_state})"),
+        ("Lag", _lag_and_slo(t)),
         ("Compatibility", f"{p.compatibility.value} (on a breaking change: {p.on_incompatible.value})"),
         ("Rows at the source", "unknown" if t.source_rows is None else f"about {t.source_rows}"),
         ("Last bootstrap", t.last_bootstrap),

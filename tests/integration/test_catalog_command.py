@@ -158,7 +158,7 @@ def test_catalog_over_embedded_and_kafka_pipelines(stack: StackConnections, tmp_
         assert f'id="{ename if db == edb else kname}--{db}.page"' in dom
     assert dom.count("pages-team") >= 4 and dom.count("wiki-core &lt;core@example.org&gt;") >= 4
     assert "wiki.page__history" in dom and f"{kname}.{kdb}.page" in dom  # lineage nodes
-    assert "(met)" in dom and "drop title" in dom and "breaking" in dom
+    assert "(SLO met)" in dom and "drop title" in dom and "breaking" in dom
     shot = tmp_path / "catalog.png"
     subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],

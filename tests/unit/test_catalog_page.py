@@ -57,6 +57,6 @@ def test_html_page_escapes_everything_and_has_no_script() -> None:
     )
     page = render_html((view,))
     assert "<script" not in page and "&lt;script&gt;" in page and "&lt;b&gt;pages&lt;/b&gt;" in page
-    assert "&lt;down&gt;" in page and "(1 breaking)" in page and "10s (met)" in page
+    assert "&lt;down&gt;" in page and "(1 breaking)" in page and "10s (SLO met)" in page
     doc = json.loads(catalog_json((view,)))
     assert doc["pipelines"][0]["tables"][0]["slo"] == "met"
