@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cdc.core.errors import ConfigError, TerminalError
+from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections
 from snapshotter.sink_fill import FillProgress, fill_sink
@@ -286,3 +287,35 @@ def test_sigkill_during_kafka_fill_resumes_each_time_and_ends_exact(kafka: SinkF
     finally:
         _stop(consume)
         _stop(capture)
+
+
+def test_run_resumes_from_the_fill_anchor_when_it_is_the_lowest_point(embedded: SinkFillPipeline) -> None:
+    """The other sinks went on past the view (here: `cdc run` with the config as it was before the
+    sink was added), so the filled sink's anchor is the lowest resume point: the binlog is read from
+    it (one byte after the anchor: the view's boundary) and the filled sink gets exactly what follows."""
+    p = embedded
+    first = p.sqlite_sink("first")
+    p.write_config(first)
+    sid = int(p.loaded().source.server_id)
+    p.daemon("run", "run.log").catch_up()
+    p.prefill(500)
+    p.daemon("run", "run.log").catch_up()
+    p.write_config(first, p.iceberg_sink("late"), server_id=sid)
+    result = fill_sink(p.loaded(), "late", p.refs(), replace=False, progress=None)
+    assert result.applied is not None
+    with p.connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE items SET ver = ver + 1 WHERE id <= 10")
+        cur.execute("INSERT INTO items VALUES (100000, 1, 'after the fill')")
+        conn.commit()
+    p.write_config(first, server_id=sid)
+    p.daemon("run", "run.log").catch_up()  # sink first only: it moves past the view
+    p.write_config(first, p.iceberg_sink("late"), server_id=sid)
+    run = p.daemon("run", "run2.log")
+    run.catch_up()
+    log = run.log.read_text()
+    lowest = RestartPoint.after(result.applied).to_string()
+    assert f"applying 2 tables to 2 sinks, from {lowest}" in log, log[-3000:]
+    p.assert_equal("first")
+    p.assert_equal("late")
+    ops = p.assert_history_once("late", snapshot_rows=True)
+    assert ops["u"] == 10 and ops["c"] == 1, ops
