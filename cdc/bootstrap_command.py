@@ -214,6 +214,7 @@ def _direct(config: PipelineConfig, request: str, view: ProgressView) -> int:
     else:
         from cdc.daemon.capture import CaptureDaemon, CaptureOptions
         from cdc.daemon.mariadb_source import MariaDbSource
+        from cdc.policy import column_policies
         from cdc.stream import KafkaStreamWriter
 
         stream = config.stream
@@ -222,6 +223,7 @@ def _direct(config: PipelineConfig, request: str, view: ProgressView) -> int:
             lambda: MariaDbSource(config.source, blocking=True),
             CaptureOptions(flush_max_events=stream.flush_max_events, flush_max_ms=stream.flush_max_ms),
             snapshots,
+            column_policies(config.policies),
         )
     stopper.append(daemon.request_stop)
     ticker = threading.Event()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from cdc.daemon.run_state import RunRecorder
     from cdc.daemon.snapshots import Snapshots
     from cdc.daemon.status import PipelineStatus
+    from cdc.policy import ColumnPolicies
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,10 +128,22 @@ def run(config_path: Path, until_caught_up: bool) -> None:
         lambda: MariaDbSource(config.source, blocking=not until_caught_up, guard=guarded(config)),
         options,
         snapshots,
+        _policies_or_exit(config),
     )
     _serve_metrics(config, daemon, "capture", snapshots)
     _record_runs(config, "run")
     sys.exit(_finished(daemon.run()))
+
+
+def _policies_or_exit(config: PipelineConfig) -> ColumnPolicies | None:
+    """The config's column policies (their HMAC key from the environment); exit 2 if it is missing."""
+    from cdc.policy import column_policies
+
+    try:
+        return column_policies(config.policies)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def _hold_run_lock(config: PipelineConfig) -> None:

@@ -31,9 +31,11 @@ from cdc.core.positions import RestartPoint
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunks
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
+from cdc.policy.pump import with_policies
 
 if TYPE_CHECKING:
     from cdc.daemon.snapshots import Snapshots
+    from cdc.policy import ColumnPolicies
 
 log = logging.getLogger("cdc.run")
 
@@ -120,8 +122,10 @@ class CaptureDaemon:
         open_source: Callable[[], Source],
         options: CaptureOptions,
         snapshots: Snapshots | None = None,
+        policies: ColumnPolicies | None = None,
     ) -> None:
         self._open_writer = open_writer
+        self._policies = policies  # column policies (cdc/policy), applied before the writer
         self._open_source = open_source
         self._options = options
         self._snapshots = snapshots
@@ -194,6 +198,8 @@ class CaptureDaemon:
                     source.read_until_stopped()  # type: ignore[attr-defined]
                     merged.stop_when_done(self.request_stop)
                 pump = merged
+            # outside the merge, so that snapshot rows get the column policies too
+            pump = with_policies(pump, self._policies)
             pump.start()
             self._pump_into(pump, writer, start)
         except BaseException:

@@ -48,11 +48,13 @@ from cdc.daemon.embedded_resume import (
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
+from cdc.policy.pump import with_policies
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from snapshotter.chunk_log import LoggedChunk
 
 if TYPE_CHECKING:
     from cdc.daemon.snapshots import Snapshots, StateFile
+    from cdc.policy import ColumnPolicies
     from snapshotter.state import SnapshotState
 
 __all__ = ["EmbeddedDaemon", "EmbeddedOptions", "StartFile", "embedded_daemon", "sink_factory"]
@@ -107,9 +109,11 @@ class EmbeddedDaemon:
         recorder: ProgressRecorder | None = None,
         identify: Callable[[], PipelineIdentity] | None = None,
         snapshots: tuple[Snapshots, StateFile] | None = None,
+        policies: ColumnPolicies | None = None,
     ) -> None:
         """``identify``: whose the state files are (asks the source its server_id; tests fake it)."""
         self._open_sinks = open_sinks
+        self._policies = policies  # column policies (cdc/policy), applied before the sinks
         self._open_source = open_source
         self._start_file = StartFile(state_dir)
         self._progress_file = ProgressFile(state_dir)
@@ -198,6 +202,9 @@ class EmbeddedDaemon:
                     source.read_until_stopped()  # type: ignore[attr-defined]
                     merged.stop_when_done(self.request_stop)
                 pump = merged
+            # outside the merge, so that snapshot rows get the column policies too, and before the
+            # chunk log: it holds policy-applied rows, and its replay (logged so) passes as it is
+            pump = with_policies(pump, self._policies, replay.records if replay is not None else ())
             pump.start()
             self._apply_loop(pump, sinks, run)
             for sink in sinks:
@@ -452,6 +459,7 @@ def embedded_daemon(
     from cdc.daemon.mariadb_source import MariaDbSource, connection_settings
     from cdc.daemon.schema_guard import guarded
     from cdc.daemon.snapshots import StateFile, snapshots_for
+    from cdc.policy import column_policies
     from cdc.sources.mariadb.server_checks import check_source
     from cdc.sources.mariadb.server_position import server_position
 
@@ -488,4 +496,5 @@ def embedded_daemon(
         recorder,
         identify,
         (snapshots or snapshots_for(config), StateFile(config.state_dir, config.name)),
+        column_policies(config.policies),
     )
