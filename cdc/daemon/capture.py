@@ -28,7 +28,7 @@ from cdc.core.errors import HeadwaterError, SourceUnavailable
 from cdc.core.events import SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
-from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunks
+from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from cdc.policy.pump import with_policies
@@ -231,8 +231,8 @@ class CaptureDaemon:
         idle: RestartPoint | None = None
         idle_due = 0.0
         metrics = self.metrics
-        # metrics: this Kafka transaction's chunks, counted by table and op once it commits
-        seen: list[list[SourceRecord]] = []
+        # metrics: this Kafka transaction's row changes by table and op, added once it commits
+        seen: Counter[tuple[str, str, str]] = Counter()
         transactions_at_commit = stats.transactions
 
         def commit() -> None:
@@ -244,13 +244,11 @@ class CaptureDaemon:
             stats.commits += 1
             stats.last_committed = complete
             if metrics is not None:
-                counts: Counter[tuple[str, str, str]] = Counter()
-                tally_chunks(seen, counts)
-                seen.clear()
                 txns = stats.transactions - transactions_at_commit
                 transactions_at_commit = stats.transactions
-                metrics.committed(counts, txns, stats.last_source_ts_ms if txns else 0)
+                metrics.committed(seen, txns, stats.last_source_ts_ms if txns else 0)
                 metrics.position = complete
+                seen.clear()
             open_txn, complete, events_since_commit, idle = False, None, 0, None
 
         def commit_idle() -> None:
@@ -262,7 +260,6 @@ class CaptureDaemon:
             stats.idle_checkpoints += 1
             stats.last_committed = idle
             if metrics is not None:
-                seen.clear()  # progress records only: nothing written since the last commit
                 metrics.committed(None, 0, 0)
                 metrics.position = idle
             idle, idle_due = None, time.monotonic() + opts.idle_checkpoint_s
@@ -307,7 +304,7 @@ class CaptureDaemon:
                 log.info("caught up with the source")
                 return
             if metrics is not None:
-                seen.append(chunk)
+                tally_chunk(chunk, seen)
             for record in chunk:
                 if record.__class__ is SnapshotProgress:
                     if not open_txn:

@@ -45,7 +45,7 @@ from cdc.daemon.embedded_resume import (
     order,
     sink_resume_point,
 )
-from cdc.daemon.metrics import DaemonMetrics, Phase, tally
+from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from cdc.policy.pump import with_policies
@@ -321,10 +321,10 @@ class EmbeddedDaemon:
             for sink in sinks:
                 sink.apply(sink_batch)
             if metrics is not None:
-                counts: Counter[tuple[str, str, str]] = Counter()
-                tally(batch, counts)
-                # transactions: those whose end was seen since the last apply
-                metrics.committed(counts, ends[0], last.source_ts_ms)
+                # the chunks read since the last apply (a huge transaction's cut may count a few
+                # rows one batch early); transactions: those whose end was seen meanwhile
+                metrics.committed(seen, ends[0], last.source_ts_ms)
+                seen.clear()
                 ends[0] = 0
             self.rows_applied += len(batch)
             window_rows += len(batch)
@@ -352,6 +352,7 @@ class EmbeddedDaemon:
                 self._durable(run)
 
         ends = [0]  # metrics: transaction ends since the last apply
+        seen: Counter[tuple[str, str, str]] = Counter()  # metrics: row changes since the last apply
         if metrics is not None:
             metrics.phase = Phase.RUNNING
         while True:
@@ -389,6 +390,8 @@ class EmbeddedDaemon:
                 apply()
                 log.info("caught up with the source: %d changes applied", self.rows_applied)
                 return
+            if metrics is not None:
+                tally_chunk(chunk, seen)
             for record in chunk:
                 if record.__class__ is TransactionEnd:
                     ends[0] += 1

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cdc.metrics")
 
-__all__ = ["DaemonMetrics", "Phase", "registry_for", "tally"]
+__all__ = ["DaemonMetrics", "Phase", "registry_for", "tally", "tally_chunk"]
 
 PREFIX = "headwater_"
 
@@ -50,25 +50,29 @@ def tally(records: Iterable[object], into: Counter[tuple[str, str, str]]) -> Non
     into.update(map(_EVENT_KEY, filter(_is_event, records)))
 
 
-def tally_chunks(chunks: Sequence[Sequence[object]], into: Counter[tuple[str, str, str]]) -> None:
-    """:func:`tally` over the reader's chunks. A chunk is cut at every transaction end, so most
-    hold changes of one table and one op (a statement's rows): that case is counted whole, with
-    two C-level identity passes instead of a key per row; mixed chunks are counted row by row."""
-    for chunk in chunks:
-        body = chunk if chunk and chunk[-1].__class__ is ChangeEvent else chunk[:-1]
-        if not body:
-            continue
-        first = body[0]
-        try:
-            schema, op = _SCHEMA(first), _OP(first)
-            same = countOf(map(id, map(_SCHEMA, body)), id(schema)) + countOf(map(_OP, body), op)
-        except AttributeError:  # a schema change or a snapshot's progress record among them
-            same = -1
-        if same == 2 * len(body):
-            key = (schema.ref.db, schema.ref.table, op._value_)
-            into[key] += len(body)
-        else:
-            tally(body, into)
+def tally_chunk(chunk: Sequence[object], into: Counter[tuple[str, str, str]]) -> None:
+    """:func:`tally` over one of the reader's chunks. A chunk is cut at every transaction end, so
+    most hold changes of one table and one op (a statement's rows): that case is counted whole, with
+    two C-level identity passes instead of a key per row; mixed chunks are counted row by row.
+    Called as each chunk is handed over: holding chunks until the commit keeps thousands of events
+    alive through the garbage collector's young generations, which costs more than counting."""
+    body = chunk if chunk and chunk[-1].__class__ is ChangeEvent else chunk[:-1]
+    if not body:
+        return
+    first = body[0]
+    if len(body) == 1:  # single-row transactions: the cheapest way for one
+        if first.__class__ is ChangeEvent:
+            into[_EVENT_KEY(first)] += 1
+        return
+    try:
+        schema, op = _SCHEMA(first), _OP(first)
+        same = countOf(map(id, map(_SCHEMA, body)), id(schema)) + countOf(map(_OP, body), op)
+    except AttributeError:  # a schema change or a snapshot's progress record among them
+        same = -1
+    if same == 2 * len(body):
+        into[(schema.ref.db, schema.ref.table, op._value_)] += len(body)
+    else:
+        tally(body, into)
 
 
 class Phase(enum.Enum):
