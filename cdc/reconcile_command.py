@@ -60,7 +60,7 @@ def reconcile_pipeline(
     tables: tuple[str, ...] = (),
     sink: str | None = None,
     wait_seconds: float = 30.0,
-    chunk_rows: int = 1_000,
+    chunk_rows: int | None = None,
     pause: float = 0.0,
 ) -> Report:
     """Run the comparison; returns the reconciler's Report."""
@@ -77,7 +77,10 @@ def reconcile_pipeline(
         raise click.UsageError(
             f"--sink {sink}: the config has no sink of that name (it has {', '.join(names)})"
         )
-    options = ReconcileOptions(CompareSettings(chunk_rows=chunk_rows, pause=pause), wait_seconds)
+    settings = CompareSettings(pause=pause)
+    if chunk_rows is not None:
+        settings = CompareSettings(chunk_rows=chunk_rows, key_chunk_rows=chunk_rows, pause=pause)
+    options = ReconcileOptions(settings, wait_seconds)
     runner = source_runner(config.source)
     results: list[CopyResult] = []
     errors: list[str] = []
@@ -165,7 +168,12 @@ def _write_reports(report: Report, plan: RepairPlan, path: Path) -> tuple[Path, 
 )
 @click.option("--wait", "wait_seconds", default=30.0, show_default=True,
               help="Seconds a copy may take to reach the source's position in each re-check.")  # fmt: skip
-@click.option("--chunk-rows", default=1_000, show_default=True, help="Rows per first-level chunk.")
+@click.option(
+    "--chunk-rows",
+    default=None,
+    type=int,
+    help="Rows per first-level chunk (default: 32 for integer keys, else 1000).",
+)
 @click.option("--pause", default=0.0, show_default=True,
               help="Throttle: after each step, sleep this fraction of the step's time.")  # fmt: skip
 def reconcile(
@@ -176,7 +184,7 @@ def reconcile(
     dry_run: bool,
     report_path: Path | None,
     wait_seconds: float,
-    chunk_rows: int,
+    chunk_rows: int | None,
     pause: float,
 ) -> None:
     """Compare each source table with each of its copies (serving tables, Iceberg history).

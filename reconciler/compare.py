@@ -6,7 +6,7 @@ level's buckets nest in the previous level's. A bucket whose count and hash sum 
 that differs is split by 32 until it holds at most ``leaf_rows`` rows, whose canonical texts are then
 read from both stores and diffed. Rows of the copy outside the source's key span are extra rows.
 
-Other keys (text, composite): chunk boundaries are every ``chunk_rows``-th source key in byte order,
+Other keys (text, composite): chunk boundaries are every ``key_chunk_rows``-th source key in byte order,
 passed to both stores as explicit row-value ranges; a differing chunk is diffed row by row.
 
 Source and copy queries of one step run at the same time (two threads). ``pause`` throttles the
@@ -34,7 +34,11 @@ U = TypeVar("U")
 
 @dataclass(frozen=True, slots=True)
 class CompareSettings:
-    chunk_rows: int = 1_000  # rows per first-level chunk (about)
+    # rows per first-level chunk (about). Integer keys: small, because a level costs one scan whatever
+    # its bucket count, and small first buckets are leaves at once (one scan fewer to find the rows)
+    chunk_rows: int = 32
+    max_buckets: int = 100_000  # per level and store: what one grouped query may return
+    key_chunk_rows: int = 1_000  # other keys: source rows per chunk (one query per chunk and store)
     leaf_rows: int = 64  # a differing chunk this small is diffed row by row
     split: int = 32  # children per differing chunk (a power of two)
     pause: float = 0.0  # throttle: sleep this fraction of each step's time
@@ -88,7 +92,7 @@ def _compare_int(pool: ThreadPoolExecutor, source: Store, copy: Store, s: Compar
         extra = copy.all_rows()
         return Found(diff_rows({}, extra, copy), 0, n_copy, Region(everything=True))
     span = hi - lo + 1
-    width = _pow2_at_least(max(1, span * s.chunk_rows // max(n_src, 1)))
+    width = _pow2_at_least(max(1, span * s.chunk_rows // max(n_src, 1), -(-span // s.max_buckets)))
     pending = [KeyRange(lo, hi + 1)]
     leaves: list[KeyRange] = []
     while pending:
@@ -118,7 +122,7 @@ def _compare_int(pool: ThreadPoolExecutor, source: Store, copy: Store, s: Compar
 
 
 def _compare_chunks(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:
-    bounds = [tuple(b) for b in source.boundaries(s.chunk_rows)]
+    bounds = [tuple(b) for b in source.boundaries(s.key_chunk_rows)]
     edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
     drift: list[RowDrift] = []
     differing = []
