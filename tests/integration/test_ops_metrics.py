@@ -30,6 +30,7 @@ import pytest
 from cdc.devstack.connections import StackConnections
 
 SERVER_IDS = (4700, 4799)  # this area's replica ids
+SEED_ROWS = 37
 SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 
@@ -70,6 +71,16 @@ def events(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict
     return found
 
 
+def _value(port: int, name: str) -> float | None:
+    return next((v for (n, _), v in scrape(port).items() if n == name), None)
+
+
+def _by_label(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, label: str
+) -> dict[str, float]:
+    return {dict(labels)[label]: v for (n, labels), v in samples.items() if n == name}
+
+
 def _names(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> set[str]:
     return {name for name, _ in samples}
 
@@ -86,7 +97,14 @@ def _wait(check: object, timeout: float, what: str) -> None:
 
 
 def _config(
-    tmp: Path, stack: StackConnections, db: str, *, kafka: bool, port: int, source_port: int = 0
+    tmp: Path,
+    stack: StackConnections,
+    db: str,
+    *,
+    kafka: bool,
+    port: int,
+    source_port: int = 0,
+    bootstrap: str = "never",
 ) -> Path:
     m = stack.mariadb
     name = f"ops-{uuid.uuid4().hex[:8]}"
@@ -107,6 +125,7 @@ def _config(
         f"  - {{type: sql, url: 'sqlite:///{tmp / 'serving.db'}'}}\n"
         "batch: {max_events: 2000, max_ms: 100, idle_flush_seconds: 1}\n"
         f"metrics: {{port: {port}}}\n"
+        f"bootstrap: {{mode: {bootstrap}}}\n"
         f"state_dir: {tmp / 'state'}\n"
     )
     return path
@@ -142,6 +161,9 @@ def database(stack: StackConnections) -> Iterator[str]:
         cur.execute(f"CREATE DATABASE {db}")
         cur.execute(f"CREATE TABLE {db}.accounts (id INT PRIMARY KEY, balance INT NOT NULL)")
         cur.execute(f"CREATE TABLE {db}.notes (id INT PRIMARY KEY, body VARCHAR(50))")
+        # rows from before the first start: `bootstrap: initial` reads them (op r)
+        cur.execute(f"CREATE TABLE {db}.seed (id INT PRIMARY KEY)")
+        cur.executemany(f"INSERT INTO {db}.seed VALUES (%s)", [(i,) for i in range(SEED_ROWS)])
     yield db
     with stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {db}")
@@ -191,11 +213,18 @@ def test_embedded_run_metrics_match_the_workload(
     stack: StackConnections, tmp_path: Path, database: str
 ) -> None:
     port = _free_port()
-    config = _config(tmp_path, stack, database, kafka=False, port=port)
-    with daemon(config, "run", tmp_path / "run.log", stack.mariadb.password):
+    config = _config(tmp_path, stack, database, kafka=False, port=port, bootstrap="initial")
+    password = stack.mariadb.password
+    with daemon(config, "run", tmp_path / "run.log", password):
         _wait(lambda: _ready(port), 60, "embedded cdc run ready")
         assert _get(port, "/healthz")[0] == 200
-        expected = workload(stack, database)
+        # the first start bootstraps every table; the workload waits for it, so its rows are
+        # counted as changes (c, u, d), never as snapshot reads
+        _wait(lambda: _value(port, "headwater_remaining_table_count") == 0.0, 60, "bootstrap done")
+        scanned = _by_label(scrape(port), "headwater_rows_scanned", "table")
+        assert scanned == {f"{database}.seed": SEED_ROWS, f"{database}.accounts": 0, f"{database}.notes": 0}
+        assert _value(port, "headwater_snapshot_running") == 0.0
+        expected = workload(stack, database) | {(f"{database}.seed", "r"): SEED_ROWS}
         _check_counts(port, expected)
         # the binlog bytes lag comes from a poller every 15 s
         gauges = LAG_GAUGES | {"headwater_bytes_behind_source"}
@@ -211,6 +240,24 @@ def test_embedded_run_metrics_match_the_workload(
         behind = next(v for (n, _), v in samples.items() if n == "headwater_seconds_behind_source")
         assert 0 <= behind < 60
         assert _get(port, "/readyz")[0] == 200
+        # the last reconciliation's verdict per table and copy, once `cdc reconcile` has run
+        assert not _by_label(scrape(port), "headwater_reconciliation_verdict", "table")
+        done = subprocess.run(
+            [sys.executable, "-m", "cdc.cli", "reconcile", "-c", str(config)],
+            env={**os.environ, "CDC_SOURCE_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        verdicts = {
+            (d["table"], d["sink"], d["verdict"])
+            for (n, labels), v in scrape(port).items()
+            if n == "headwater_reconciliation_verdict" and v == 1.0
+            for d in [dict(labels)]
+        }
+        assert verdicts == {(f"{database}.{t}", "sql", "match") for t in ("accounts", "notes", "seed")}
     log = (tmp_path / "run.log").read_text()
     assert f"metrics on http://127.0.0.1:{port}/metrics" in log
 
