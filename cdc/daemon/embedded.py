@@ -320,9 +320,7 @@ class EmbeddedDaemon:
             sink_batch = SinkBatch(tuple(batch), AppliedState(last.position))
             for sink in sinks:
                 sink.apply(sink_batch)
-            if metrics is not None:
-                # the chunks read since the last apply (a huge transaction's cut may count a few
-                # rows one batch early); transactions: those whose end was seen meanwhile
+            if metrics is not None:  # counted per chunk: a cut inside one counts its rest early
                 metrics.committed(seen, ends[0], last.source_ts_ms)
                 seen.clear()
                 ends[0] = 0
@@ -339,9 +337,7 @@ class EmbeddedDaemon:
                 sink.flush()
             dirty, last_flush = False, time.monotonic()
             if metrics is not None:
-                metrics.flushed()
-                if run.last_handed is not None:
-                    metrics.position = RestartPoint.after(run.last_handed)
+                metrics.flushed(RestartPoint.after(run.last_handed) if run.last_handed else None)
             checkpoint()
 
         def checkpoint() -> None:
@@ -351,8 +347,8 @@ class EmbeddedDaemon:
             if not batch and not dirty:
                 self._durable(run)
 
-        ends = [0]  # metrics: transaction ends since the last apply
-        seen: Counter[tuple[str, str, str]] = Counter()  # metrics: row changes since the last apply
+        # metrics: transaction ends and row changes since the last apply
+        ends, seen = [0], Counter[tuple[str, str, str]]()
         if metrics is not None:
             metrics.phase = Phase.RUNNING
         while True:

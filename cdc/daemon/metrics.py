@@ -146,8 +146,11 @@ class DaemonMetrics:
         self.last_commit_at = now
         self.behind_ms = max(0.0, now * 1000 - source_ts_ms) if source_ts_ms else 0.0
 
-    def flushed(self) -> None:
+    def flushed(self, position: RestartPoint | None = None) -> None:
+        """The sinks flushed (durable up to ``position``, when known)."""
         self.last_commit_at = time.time()
+        if position is not None:
+            self.position = position
 
     # -- health ------------------------------------------------------------------------------
 
