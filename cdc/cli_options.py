@@ -31,4 +31,8 @@ def load_or_exit(config_path: Path) -> PipelineConfig:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     register_secrets(secret_values(config))
+    # the snapshot state's keys are sealed under column policies with a hash key (cdc/policy)
+    from cdc.policy.columns import seal_state_keys
+
+    seal_state_keys(config.policies)
     return config

@@ -19,7 +19,7 @@ import datetime as dt
 import decimal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,7 +27,15 @@ from cdc.core.errors import ConfigError
 from cdc.core.events import ColumnValue, RowImage
 from cdc.core.schemas import TableRef
 
-__all__ = ["FinishedTable", "SnapshotState", "TableJob", "decode_key", "encode_key"]
+__all__ = [
+    "FinishedTable",
+    "KeySeal",
+    "SnapshotState",
+    "TableJob",
+    "decode_key",
+    "encode_key",
+    "use_key_seal",
+]
 
 _FORMAT = 1
 _KEEP_FINISHED = 50
@@ -84,11 +92,36 @@ def _decode_value(item: Sequence[Any]) -> ColumnValue:
     raise ValueError(f"unknown key value tag {tag!r}")
 
 
+class KeySeal(Protocol):
+    def seal(self, data: bytes) -> str: ...
+    def open(self, token: str) -> bytes: ...
+
+
+# Column policies may hash a key column for every consumer while its raw values are personal data;
+# the resume point must not hold them raw either. A process whose config has a hash key registers
+# a seal (cdc.policy), and keys are then written sealed (tag "x") and read back through it.
+_SEAL: list[KeySeal] = []
+
+
+def use_key_seal(seal: KeySeal | None) -> None:
+    _SEAL[:] = [] if seal is None else [seal]
+
+
 def encode_key(key: RowImage) -> list[list[Any]]:
-    return [_encode_value(v) for v in key]
+    items = [_encode_value(v) for v in key]
+    if _SEAL:
+        return [["x", _SEAL[0].seal(orjson.dumps(items))]]
+    return items
 
 
 def decode_key(items: Sequence[Sequence[Any]]) -> RowImage:
+    if items and items[0][0] == "x":
+        if not _SEAL:
+            raise ConfigError(
+                "the snapshot state holds sealed keys (column policies with a hash key): run with the "
+                "environment variable named by policies.hash_key_env set"
+            )
+        items = orjson.loads(_SEAL[0].open(items[0][1]))
     return tuple(_decode_value(item) for item in items)
 
 

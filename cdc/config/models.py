@@ -407,12 +407,28 @@ class ColumnPolicy(enum.StrEnum):
     EXCLUDE = "exclude"  # the column is gone from every copy and every schema
     HASH = "hash"  # keyed HMAC-SHA256, 64 hex characters: equal values stay equal, so joins work
     REDACT = "redact"  # every non-NULL value becomes the marker "[redacted]"
+    # shape for consumers: BIGINT UNSIGNED presented as a signed bigint (a value above 2^63-1 stops
+    # the daemon), so join keys have one type in every copy
+    BIGINT = "bigint"
 
 
 class TruncatePolicy(_Model):
     """``{truncate: N}``: the first N characters (text) or bytes (binary) of each value."""
 
     truncate: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class TextPolicy(_Model):
+    """``{text: error|replace}``: a binary column presented as UTF-8 text (MediaWiki's VARBINARY titles).
+
+    An invalid UTF-8 sequence stops the daemon (``error``, naming table and column) or becomes U+FFFD
+    (``replace``; not allowed on key columns, where two keys could become one).
+    """
+
+    text: Literal["error", "replace"]
+
+
+ColumnRule = ColumnPolicy | TruncatePolicy | TextPolicy
 
 
 class PoliciesConfig(_Model):
@@ -423,13 +439,11 @@ class PoliciesConfig(_Model):
 
     # the NAME of the environment variable that holds the HMAC key (never the key itself)
     hash_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    tables: dict[str, dict[str, ColumnPolicy | TruncatePolicy]] = {}
+    tables: dict[str, dict[str, ColumnRule]] = {}
 
     @field_validator("tables")
     @classmethod
-    def _patterns(
-        cls, value: dict[str, dict[str, ColumnPolicy | TruncatePolicy]]
-    ) -> dict[str, dict[str, ColumnPolicy | TruncatePolicy]]:
+    def _patterns(cls, value: dict[str, dict[str, ColumnRule]]) -> dict[str, dict[str, ColumnRule]]:
         _check_table_patterns(list(value))
         for table, columns in value.items():
             if not columns or any(not name.strip() for name in columns):

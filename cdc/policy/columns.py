@@ -19,27 +19,41 @@ import decimal
 import fnmatch
 import hmac
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cdc.config.models import ColumnPolicy, PoliciesConfig, TruncatePolicy
-from cdc.core.errors import ConfigError
+from cdc.config.models import ColumnPolicy, ColumnRule, PoliciesConfig, TextPolicy, TruncatePolicy
+from cdc.core.errors import ConfigError, TerminalError
 from cdc.core.events import ChangeEvent, ColumnValue, RowImage
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableSchema
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.core.table_filter import TableFilter
 
-__all__ = ["REDACTED", "ColumnPolicies", "PolicyViolation", "column_policies"]
+__all__ = [
+    "REDACTED",
+    "ColumnPolicies",
+    "PolicyViolation",
+    "UnpresentableValue",
+    "column_policies",
+    "seal_state_keys",
+]
 
 REDACTED = "[redacted]"  # what a redacted non-NULL value becomes (NULL stays NULL)
 _STRING = ArrowType(ArrowKind.STRING)
 _BINARY = ArrowType(ArrowKind.BINARY)
 
-Rule = ColumnPolicy | TruncatePolicy
+_INT64 = ArrowType(ArrowKind.INT64)
+_INT64_MAX = 2**63 - 1
+
+Rule = ColumnRule
 ValueFn = Callable[[ColumnValue], ColumnValue]
 
 
 class PolicyViolation(ConfigError):
     """A policy cannot be applied to a table as it is (a key column excluded, redacted or truncated)."""
+
+
+class UnpresentableValue(TerminalError):
+    """A value does not fit the shape its column is presented in (bigint overflow, invalid UTF-8)."""
 
 
 def canonical_bytes(value: ColumnValue) -> bytes:
@@ -87,6 +101,43 @@ def _truncater(length: int) -> ValueFn:
     return truncate
 
 
+def _as_bigint(ref: TableRef, column: str) -> ValueFn:
+    def bigint(value: ColumnValue) -> ColumnValue:
+        if value is not None and value > _INT64_MAX:  # type: ignore[operator]
+            raise UnpresentableValue(
+                f"policies: {ref}.{column} is presented as bigint, but the source holds a value above "
+                f"2^63-1; present it as it is (remove its `bigint` rule) and re-bootstrap {ref}"
+            )
+        return value
+
+    return bigint
+
+
+def _as_text(ref: TableRef, column: str, errors: str) -> ValueFn:
+    def text(value: ColumnValue) -> ColumnValue:
+        if not isinstance(value, bytes):
+            return value
+        try:
+            return value.decode("utf-8", errors)
+        except UnicodeDecodeError:
+            raise UnpresentableValue(
+                f"policies: {ref}.{column} is presented as text ({{text: error}}), but a value is not "
+                "valid UTF-8; use {text: replace} to show such bytes as U+FFFD, or remove the rule"
+            ) from None
+
+    return text
+
+
+def _text_type(source_type: str) -> str:
+    """``varbinary(255)`` -> ``varchar(255)``, ``binary(16)`` -> ``char(16)``, blobs -> ``text``."""
+    low = source_type.lower()
+    if low.startswith("varbinary("):
+        return "varchar(" + low[len("varbinary(") :]
+    if low.startswith("binary("):
+        return "char(" + low[len("binary(") :]
+    return "text"
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     schema: TableSchema  # the output shape
@@ -103,6 +154,13 @@ class _Plan:
         if key is None:
             return None
         return tuple(v if fn is None else fn(v) for v, fn in zip(key, self.key_fns, strict=True))
+
+
+def _keeps_keys(rule: Rule | None) -> bool:
+    """Whether a key column may carry ``rule``: distinct keys must stay distinct (and present)."""
+    if rule is None or rule is ColumnPolicy.HASH or rule is ColumnPolicy.BIGINT:
+        return True
+    return isinstance(rule, TextPolicy) and rule.text == "error"
 
 
 class ColumnPolicies:
@@ -147,8 +205,9 @@ class ColumnPolicies:
         fns: list[ValueFn | None] = []
         by_name: dict[str, ValueFn | None] = {}
         for index, (column, rule) in enumerate(zip(schema.columns, rules, strict=True)):
-            if rule is not None and rule is not ColumnPolicy.HASH and column.name in keys:
-                what = f"{{truncate: {rule.truncate}}}" if isinstance(rule, TruncatePolicy) else rule.value
+            if column.name in keys and not _keeps_keys(rule):
+                assert rule is not None
+                what = rule.value if isinstance(rule, ColumnPolicy) else str(rule.model_dump())
                 raise PolicyViolation(
                     f"policies: column {ref}.{column.name} is part of the primary key of {ref}; it may "
                     f"be hashed (the key is hashed alike) but not {what} (rows would collide or lose "
@@ -174,6 +233,18 @@ class ColumnPolicies:
                     _BINARY if binary else _STRING,
                     column.nullable,
                 )
+            elif rule is ColumnPolicy.BIGINT:
+                if column.arrow_type.kind not in INTEGER_RANGES:
+                    raise PolicyViolation(
+                        f"policies: {ref}.{column.name} is {column.source_type}; `bigint` presents "
+                        "integer columns only"
+                    )
+                fn = _as_bigint(ref, column.name) if column.arrow_type.kind is ArrowKind.UINT64 else None
+                shaped = Column(column.name, "bigint", _INT64, column.nullable)
+            elif isinstance(rule, TextPolicy) and column.arrow_type.kind is ArrowKind.BINARY:
+                # (a text column under a text rule is already what it asks for)
+                fn = _as_text(ref, column.name, "strict" if rule.text == "error" else "replace")
+                shaped = Column(column.name, _text_type(column.source_type), _STRING, column.nullable)
             keep.append(index)
             columns.append(shaped)
             fns.append(fn)
@@ -222,4 +293,17 @@ def column_policies(
                 "same one for every pipeline whose hashed columns must join"
             )
         key = value.encode() if value else None
+        seal_state_keys(config, environ)
     return ColumnPolicies(config, key)
+
+
+def seal_state_keys(config: PoliciesConfig | None, environ: Mapping[str, str] | None = None) -> None:
+    """With a hash key set, this process writes (and reads) the snapshot state's keys sealed."""
+    from cdc.policy.seal import StateKeySeal
+    from snapshotter.state import use_key_seal
+
+    if config is None or config.hash_key_env is None:
+        return
+    value = (os.environ if environ is None else environ).get(config.hash_key_env, "")
+    if value:
+        use_key_seal(StateKeySeal(value.encode(), config.hash_key_env))

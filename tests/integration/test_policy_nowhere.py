@@ -77,7 +77,8 @@ def _pipeline(stack: StackConnections, home: Path, db: str, kafka: bool, pg_db: 
     )
     if kafka:
         serving = f"  - {{type: sql, name: serving, url: '{stack.postgres.sqlalchemy_url(pg_db)}'}}\n"
-        stream = f"stream: {{bootstrap_servers: '{stack.kafka.bootstrap_servers}'}}\n"
+        # a Kafka commit per source transaction: checkpoints are committed in mid-bootstrap too
+        stream = f"stream: {{bootstrap_servers: '{stack.kafka.bootstrap_servers}', flush_max_events: 1}}\n"
     else:
         serving = f"  - {{type: sql, name: serving, url: 'sqlite:///{home / 'serving.db'}'}}\n"
         stream = ""

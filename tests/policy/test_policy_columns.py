@@ -18,7 +18,7 @@ from cdc.core.handover import Chunk
 from cdc.core.positions import Gtid, Position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.policy import REDACTED, PolicyPump, PolicyViolation, column_policies
-from cdc.policy.columns import canonical_bytes
+from cdc.policy.columns import UnpresentableValue, canonical_bytes
 
 KEY = "k" * 32
 
@@ -174,8 +174,75 @@ def test_validate_json_masks_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "policies: {hash_key_env: POLICY_KEY, tables: {'app.users': {email: hash}}}\n"
     )
     monkeypatch.setenv("POLICY_KEY", "the-secret-hmac-key")
-    result = CliRunner().invoke(main, ["validate", "-c", str(config), "--json"])
+    from snapshotter.state import use_key_seal
+
+    try:
+        result = CliRunner().invoke(main, ["validate", "-c", str(config), "--json"])
+    finally:
+        use_key_seal(None)  # loading the config registered the state seal for this process
     assert result.exit_code == 0, result.output
     assert "POLICY_KEY" in result.output and "the-secret-hmac-key" not in result.output
     # the log redactor masks it wherever it would show
     assert "the-secret-hmac-key" in secret_values(load_config(config))
+
+
+def _wiki() -> TableSchema:
+    cols = (
+        Column("page_id", "bigint unsigned", ArrowType(ArrowKind.UINT64), nullable=False),
+        Column("page_title", "varbinary(255)", ArrowType(ArrowKind.BINARY), nullable=False),
+        Column("page_len", "int unsigned", ArrowType(ArrowKind.UINT32)),
+    )
+    return TableSchema.build(TableRef("wiki", "page"), cols, ("page_id",))
+
+
+def _wiki_event(page_id: int, title: bytes) -> ChangeEvent:
+    pos = Position(Gtid(0, 1, 7), "bin.000001", 400)
+    return ChangeEvent(Op.CREATE, _wiki(), (page_id,), None, (page_id, title, 5), pos, 1, "0-1-7")
+
+
+def test_shape_for_consumers_text_and_bigint() -> None:
+    rules: dict[str, dict[str, object]] = {"wiki.*": {"*_title": {"text": "error"}, "page_*": "bigint"}}
+    policies = _policies(rules)
+    assert policies is not None
+    out = policies.event(_wiki_event(7, "Zürich".encode()))
+    assert out.after == (7, "Zürich", 5) and out.key == (7,)
+    assert [(c.source_type, c.arrow_type.kind) for c in out.schema.columns] == [
+        ("bigint", ArrowKind.INT64),
+        ("varchar(255)", ArrowKind.STRING),
+        ("bigint", ArrowKind.INT64),
+    ]
+    with pytest.raises(UnpresentableValue, match=r"wiki\.page\.page_title .* not valid UTF-8"):
+        policies.event(_wiki_event(8, b"\xff"))
+    with pytest.raises(UnpresentableValue, match=r"wiki\.page\.page_id is presented as bigint"):
+        policies.event(_wiki_event(2**63, b"x"))
+    lossy = _policies({"wiki.*": {"page_title": {"text": "replace"}}})
+    assert lossy is not None
+    shown = lossy.event(_wiki_event(8, b"a\xffb")).after
+    assert shown is not None and shown[1] == "a\ufffdb"
+    keyed = TableSchema.build(TableRef("wiki", "t"), _wiki().columns, ("page_title",))
+    lossy_key = _policies({"wiki.*": {"page_title": {"text": "replace"}}})
+    assert lossy_key is not None
+    event = ChangeEvent(Op.CREATE, keyed, (b"a",), None, (1, b"a", 5), _wiki_event(1, b"").position, 1, "x")
+    with pytest.raises(PolicyViolation, match=r"wiki\.t\.page_title is part of the primary key"):
+        lossy_key.event(event)
+
+
+def test_snapshot_state_keys_are_sealed_under_a_hash_key() -> None:
+    from cdc.policy.seal import StateKeySeal
+    from snapshotter.state import SnapshotState, TableJob, use_key_seal
+
+    state = SnapshotState(jobs=(TableJob("initial", TableRef("app", "accounts"), after=("alice@x.org", 7)),))
+    try:
+        use_key_seal(StateKeySeal(b"k" * 32, "K"))
+        text = state.to_text()
+        assert "alice@x.org" not in text
+        assert SnapshotState.parse(text).jobs[0].after == ("alice@x.org", 7)
+        use_key_seal(StateKeySeal(b"other", "K"))
+        with pytest.raises(ConfigError, match="sealed with another HMAC key than the one in K"):
+            SnapshotState.parse(text)
+        use_key_seal(None)
+        with pytest.raises(ConfigError, match=r"policies\.hash_key_env"):
+            SnapshotState.parse(text)
+        assert "alice@x.org" in state.to_text()  # no policies key: as before
+    finally:
+        use_key_seal(None)
