@@ -142,7 +142,9 @@ def _fill_killed_again_and_again(p: SinkFillPipeline) -> None:
     log = p.tmp / "fill.log"
     assert proc.wait(300) == 0, log.read_text()[-3000:]
     assert kills >= 5, f"the fill ended after {kills} kills: make the table bigger\n{log.read_text()[-2000:]}"
-    assert log.read_text().count("resuming the fill of sink late") >= kills, log.read_text()[-3000:]
+    # every process got as far as its first step (a kill before the first chunk's record starts afresh)
+    text = log.read_text()
+    assert _steps(log) == kills + 1 and "resuming the fill of sink late" in text, text[-3000:]
     state = read_state(progress_path(p.tmp / "state", p.name, "late"))
     assert state is not None and state.finished
 
@@ -175,7 +177,10 @@ def _logged(daemon: Daemon, text: str) -> bool:
 def _stop(daemon: Daemon) -> None:
     if daemon.proc is not None and daemon.proc.poll() is None:
         daemon.proc.terminate()
-        daemon.proc.wait(60)
+        try:
+            daemon.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            daemon.kill()  # stopping cleanly took too long (a busy machine); nothing depends on it
 
 
 @pytest.mark.parametrize("kind", ["postgres", "iceberg"])
