@@ -21,6 +21,7 @@ position) place them exactly where they were emitted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -38,7 +39,7 @@ from cdc.core.events import (
     TransactionEnd,
 )
 from cdc.core.handover import Chunk, EndOfStream
-from cdc.core.positions import RestartPoint, snapshot_row_position
+from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
@@ -90,7 +91,7 @@ class MergingPump:
         # Where the stream stands: the restart point after the last record handed on, and the
         # binlog boundary consumed (None when unknown: inside a transaction, or a start that resumes
         # inside one until the stream reaches a transaction's end).
-        self._point = start
+        self._point = _continue_anchor(start, state.last_position)
         self._edge: Place | None = _boundary_place(start) if start.is_boundary else None
         self._in_transaction = False
         self._tracked: _Tracked | None = None
@@ -382,6 +383,8 @@ class MergingPump:
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
+        if events:
+            self.state = dataclasses.replace(self.state, last_position=events[-1].position.to_string())
         out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(rows), tuple(events)), *events]
         if events:
             last = events[-1].position
@@ -412,6 +415,8 @@ class MergingPump:
         advanced = job.advanced(None, len(events), keys_done=len(keys))
         done = not advanced.keys
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
+        if events:
+            self.state = dataclasses.replace(self.state, last_position=events[-1].position.to_string())
         out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(events), events), *events]
         if events:
             last = events[-1].position
@@ -442,3 +447,14 @@ class MergingPump:
             self._restart_reads(job)
             return None
         raise error
+
+
+def _continue_anchor(start: RestartPoint, last_position: str | None) -> RestartPoint:
+    """Where the next snapshot rows go: after the last ones emitted, if those sit at the anchor of
+    the very boundary the stream resumes at (a restart there must not number rows from 0 again)."""
+    if last_position is None or not start.is_boundary or start.transaction.is_snapshot_anchor:
+        return start
+    last = Position.parse(last_position)
+    if last.is_snapshot_anchor and _boundary_place(RestartPoint.after(last)) == _boundary_place(start):
+        return RestartPoint.after(last)
+    return start

@@ -185,6 +185,10 @@ class SnapshotState:
     jobs: tuple[TableJob, ...] = ()
     finished: tuple[FinishedTable, ...] = field(default=())
     initialized: bool = False  # the first start's decision (bootstrap all or none) was taken
+    # the position of the last snapshot row emitted: rows emitted later at the same binlog boundary
+    # (after a restart that resumes exactly there) must take the anchor's next row numbers, or sinks
+    # that hold the earlier ones would skip them as already applied
+    last_position: str | None = None
 
     @property
     def current(self) -> TableJob | None:
@@ -229,6 +233,7 @@ class SnapshotState:
             {
                 "format": _FORMAT,
                 "initialized": self.initialized,
+                **({} if self.last_position is None else {"last_position": self.last_position}),
                 "known": sorted(str(t) for t in self.known),
                 "jobs": [
                     {
@@ -283,7 +288,8 @@ class SnapshotState:
                 for f in data["finished"]
             )
             known = frozenset(_ref(t) for t in data["known"])
-            return cls(known, jobs, finished, bool(data["initialized"]))
+            last = data.get("last_position")
+            return cls(known, jobs, finished, bool(data["initialized"]), None if last is None else str(last))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"the stored snapshot state is unreadable ({exc}); it is kept in the pipeline's "

@@ -11,6 +11,7 @@ the row the source lacks), and in Kafka mode a consumer of the topics sees them,
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from pathlib import Path
 
@@ -82,3 +83,44 @@ def test_repair_reaches_every_copy_and_consumer(
             if e.value and e.value["source"]["snapshot"] == "repair"
         )
         assert marked == [5, 6, 99999], marked
+
+
+def test_rows_sent_later_at_the_same_boundary_are_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a quiet server a restart resumes exactly at the boundary where the bootstrap's rows went
+    out; a repair sent then must number its rows after them, or the sinks (which hold positions up to
+    the bootstrap's last row there) skip it as already applied."""
+    from cdc.devstack.private_mariadb import PrivateMariaDb
+
+    with PrivateMariaDb(tmp_path / "db") as server:
+        m = server.connection()
+        with m.connect_root(autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE quiet")
+            cur.execute("USE quiet")
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+            cur.execute("INSERT INTO t SELECT seq, 'row' FROM seq_1_to_500")
+        config_path = tmp_path / "cdc.yaml"
+        config_path.write_text(
+            "name: quiet\n"
+            f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{CDC_SOURCE_PASSWORD}}',"
+            f" server_id: {random.randint(5_000_000, 5_900_000)}, tables: ['quiet.*'],"
+            " heartbeat_seconds: 1}\n"
+            f"sinks:\n  - {{type: sql, url: 'sqlite:///{tmp_path / 'serving.db'}'}}\n"
+            "bootstrap: {mode: initial}\n"
+            f"state_dir: {tmp_path / 'state'}\n"
+        )
+        daemon = Daemon(config_path, tmp_path / "run.log", "run", m.password)
+        daemon.catch_up()  # bootstraps 500 rows
+        idle = daemon.start()  # nothing new: heartbeats make an idle checkpoint at that very boundary
+        time.sleep(3.5)
+        idle.terminate()
+        idle.wait(30)
+        serving = sa.create_engine(f"sqlite:///{tmp_path / 'serving.db'}")
+        with serving.begin() as conn:
+            conn.execute(sa.text("UPDATE t SET v = 'drifted' WHERE id = 7"))
+        monkeypatch.setenv("CDC_SOURCE_PASSWORD", m.password)
+        assert repair_through_stream(load_config(config_path), {TableRef("quiet", "t"): ((7,),)}) == 0
+        with serving.connect() as conn:
+            assert conn.execute(sa.text("SELECT v FROM t WHERE id = 7")).scalar_one() == "row"
+        serving.dispose()

@@ -109,7 +109,7 @@ class StreamDecoder:
         self._by_id: dict[int, tuple[CompiledTable, bytes]] = {}
         self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
         self._resume = ResumeCheck(resume, by_gtid=resume_by_gtid)
-        self._start_gtid = resume.transaction.gtid if resume else None
+        self._start_gtid = _boundary_label(resume)
         self._gtids = GtidTracker(source_server_id, gtid_state)
         self.era = era
         self.progress_interval_s = (
@@ -452,3 +452,16 @@ class StreamDecoder:
 
 def _progress(tx_pos: Position, next_offset: int, ts_ms: int, context: ReadContext | None) -> SourceProgress:
     return SourceProgress(RestartPoint(tx_pos.in_same_file(tx_pos.gtid, next_offset, 0, context)), ts_ms)
+
+
+def _boundary_label(resume: RestartPoint | None) -> Gtid | None:
+    """The GTID that labels boundaries (heartbeats) before the stream's first GTID event.
+
+    A restart point after snapshot rows names an anchor, whose GTID marks "no transaction"; a
+    boundary labelled with it would pass for an anchor itself (read one byte too far, its rows
+    numbered as the anchor's). Such boundaries get the "no GTID known" label instead.
+    """
+    if resume is None:
+        return None
+    gtid = resume.transaction.gtid
+    return Gtid(gtid.domain, 0, 0) if resume.transaction.is_snapshot_anchor else gtid
