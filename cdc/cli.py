@@ -374,6 +374,11 @@ def _echo_bootstraps(st: PipelineStatus) -> None:
     for done in state.finished[-3:] if state else ():
         what = f"NOT bootstrapped: {done.refused}" if done.refused else f"{done.rows:,} rows"
         click.echo(f"bootstrap   {done.table}: {what} (finished {done.finished_at})")
+    for r in st.reconciliations:
+        drift = (
+            f": {r.missing} missing, {r.extra} extra, {r.different} different" if r.verdict == "drift" else ""
+        )
+        click.echo(f"reconciled  {r.table} -> {r.sink}: {r.verdict}{drift} (at {r.at})")
 
 
 def _ago(moment: str | None) -> str:

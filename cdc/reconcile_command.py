@@ -1,8 +1,8 @@
 """`cdc reconcile`: compare each source table with each of its copies, report, and exit 0/1/2.
 
 The glue between the config, the daemon's state files (where each copy would resume, idle stretch
-included) and the ``reconciler`` package. Repairs through the stream are not built yet: ``--dry-run``
-prints the RepairPlan a repair would send; ``--repair`` exits 2 saying so.
+included) and the ``reconciler`` package. ``--dry-run`` prints the RepairPlan a repair would send;
+``--repair`` sends it through the stream (cdc/reconcile_repair.py) and compares those tables again.
 """
 
 from __future__ import annotations
@@ -157,7 +157,12 @@ def _write_reports(report: Report, plan: RepairPlan, path: Path) -> tuple[Path, 
 @click.option(
     "--sink", "sink", default=None, help="Compare only this sink's copies (its name in the config)."
 )
-@click.option("--repair", is_flag=True, help="Repair drift through the stream (not built yet).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Send the source's rows for the drifted keys (deletes for keys it lacks) through the stream, "
+    "so every copy and consumer gets them; then compare those tables again.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the repair plan: the keys a repair would re-send.")
 @click.option(
     "--report",
@@ -193,17 +198,10 @@ def reconcile(
     reported as drift. Exit 0: every copy matches; 1: drift found (or a copy too far behind to
     tell); 2: an error. Reports are kept under state_dir/reconcile/ (last.json: last result per table).
     """
-    from cdc.cli import load_or_exit
+    from cdc.cli_options import load_or_exit
     from reconciler.model import RepairPlan
     from reconciler.report import save_history, summary
 
-    if repair and not dry_run:
-        click.echo(
-            "error: repair through the stream is not built yet; run with --dry-run to see what a repair "
-            "would re-send",
-            err=True,
-        )
-        sys.exit(2)
     config = load_or_exit(config_path)
     try:
         report = reconcile_pipeline(config, tables, sink, wait_seconds, chunk_rows, pause)
@@ -219,4 +217,12 @@ def reconcile(
     if report_path is not None:
         json_path, html_path = _write_reports(report, plan, report_path)
         click.echo(f"report written to {json_path} and {html_path}")
+    if repair and not dry_run and plan.tables:
+        from cdc.reconcile_repair import repair_drift
+
+        try:
+            sys.exit(repair_drift(config, report, plan))
+        except HeadwaterError as exc:
+            click.echo(f"error: the repair failed: {exc}", err=True)
+            sys.exit(2)
     sys.exit(report.exit_code)

@@ -12,6 +12,6 @@ Modules (``cdc reconcile`` in ``cdc/reconcile_command.py`` wires them to the con
 - ``run``: one table against one copy; ``model``: the values (CopyResult, RepairPlan...);
 - ``report``: JSON, HTML, the stdout summary, history under ``state_dir/reconcile``, ``last_results``.
 
-Repair through the stream is not built yet: ``RepairPlan`` lists, per table and copy, the source keys
-to re-send and the keys to delete, for the snapshotter's emission path to carry.
+``RepairPlan`` lists, per table and copy, the source keys to re-send and the keys to delete;
+``cdc reconcile --repair`` (cdc/reconcile_repair.py) sends them through the stream.
 """

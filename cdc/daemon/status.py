@@ -18,6 +18,7 @@ could not run (a bad config, the source or, in Kafka mode, the checkpoint unread
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
@@ -43,6 +44,7 @@ from cdc.sources.mariadb.server_position import (
     read_captured_tables,
     read_server_position,
 )
+from reconciler.report import LastResult, last_results
 from sinks.contract import AppliedState
 from snapshotter.state import SnapshotState
 
@@ -127,6 +129,7 @@ class PipelineStatus:
     # requests handed to the daemon that it has not taken up yet
     bootstraps: SnapshotState | None = None
     bootstrap_requests: tuple[str, ...] = ()
+    reconciliations: tuple[LastResult, ...] = ()  # the last `cdc reconcile` result per table and copy
 
     def problems(self, max_lag_seconds: float | None) -> tuple[int, tuple[str, ...]]:
         """The exit code and what earned it."""
@@ -178,6 +181,7 @@ class PipelineStatus:
             "runs": {run.command: run.to_json() for run in self.runs},
             "tables": list(self.tables),
             "bootstraps": _bootstraps_json(self.bootstraps, self.bootstrap_requests),
+            "reconciliations": [dataclasses.asdict(r) for r in self.reconciliations],
             "exit_code": code,
             "problems": list(problems),
         }
@@ -358,4 +362,12 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         runs=runs,
         bootstraps=bootstraps,
         bootstrap_requests=waiting,
+        reconciliations=_last_reconciliations(config),
     )
+
+
+def _last_reconciliations(config: PipelineConfig) -> tuple[LastResult, ...]:
+    try:
+        return last_results(config.state_dir)
+    except (OSError, ValueError, KeyError, TypeError):  # an unreadable history is not status's failure
+        return ()

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -58,6 +61,10 @@ def test_scheduled_reconcile_repairs_drift_through_the_stream(
     # the daemon runs, as it does when its scheduler fires: copies follow the (busy) source, and the
     # repair goes through it
     proc = daemon.start()
+    deadline = time.monotonic() + 60
+    while "applying" not in daemon.log.read_text().split("reconciliation scheduled")[-1]:
+        assert time.monotonic() < deadline and proc.poll() is None, daemon.log.read_text()[-2000:]
+        time.sleep(0.2)
     try:
         assert run_scheduled_reconcile(config) == 0  # found, repaired, matching when compared again
     finally:
@@ -68,6 +75,14 @@ def test_scheduled_reconcile_repairs_drift_through_the_stream(
     last = json.loads((tmp_path / "state" / "reconcile" / "last.json").read_text())
     verdicts = {v["sink"]: v["verdict"] for v in last.values() if v["table"].endswith(".accounts")}
     assert verdicts and set(verdicts.values()) == {"match"}, last
+    status = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "status", "-c", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert f"reconciled  {workload.db}.accounts -> sql: match" in status.stdout, status.stdout
     reports = sorted((tmp_path / "state" / "reconcile").glob("2*.json"))
     assert len(reports) >= 2, reports  # the run that found the drift, and the one after the repair
     first = json.loads(reports[0].read_text())

@@ -131,10 +131,15 @@ def test_every_kind_of_drift_found_exactly(pipeline: ReconPipeline) -> None:
     values = {s["key"][0]: s["values"] for r in report["results"] if r["sink"] == "pg" for s in r["samples"]}
     assert values["3"] == [{"column": "amount", "source": "12.10", "copy": "12.11"}]
     assert values["5"] == [{"column": "note", "source": None, "copy": ""}]
-    # --dry-run prints the plan a repair would send; --repair is not built yet
+    # --dry-run prints the plan a repair would send
     done = pipeline.cdc("reconcile", "--dry-run", "--sink", "pg", "--wait", "20")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "re-send 6 source row(s), delete 1 key(s)" in done.stdout  # kinds
     assert "re-send 2 source row(s), delete 0 key(s)" in done.stdout  # names
+    # --repair sends the source's rows (deletes for the extra keys) through the running daemon to
+    # every copy, then compares again: every kind of drift in every copy is gone
     done = pipeline.cdc("reconcile", "--repair")
-    assert done.returncode == 2 and "repair through the stream is not built yet" in done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "through the running `cdc run`" in done.stderr and "every copy matches its source" in done.stdout
+    code, report, output = pipeline.reconcile()
+    assert code == 0, output
