@@ -67,7 +67,7 @@ def reconcile_step(config: PipelineConfig, config_path: Path, step: int) -> None
 
 
 def _reconcile_and_repair(config: PipelineConfig, config_path: Path, step: int) -> None:
-    from cdc.reconcile_command import reconcile_pipeline
+    from cdc.reconcile_pipeline import reconcile_pipeline
     from cdc.reconcile_repair import repair_drift
     from reconciler.model import RepairPlan
     from reconciler.report import save_history, summary, to_html

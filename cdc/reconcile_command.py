@@ -7,137 +7,21 @@ included) and the ``reconciler`` package. ``--dry-run`` prints the RepairPlan a 
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from cdc.cli_options import CONFIG_OPTION
-from cdc.config.models import IcebergSinkConfig, PipelineConfig, SqlSinkConfig
 from cdc.core.errors import HeadwaterError
-from cdc.core.positions import RestartPoint
-from cdc.core.schemas import TableRef
-from cdc.core.table_filter import TableFilter
+from cdc.reconcile_pipeline import reconcile_pipeline
 
 if TYPE_CHECKING:
     from reconciler.model import RepairPlan
     from reconciler.report import Report
-    from reconciler.targets import Copy
-    from sinks.contract import AppliedState
 
 __all__ = ["reconcile", "reconcile_pipeline"]
-
-Resume = Callable[["AppliedState | None"], RestartPoint | None]
-
-
-def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
-    """A function giving where a copy would resume, from its applied state (and the idle stretch)."""
-    from cdc.daemon.embedded_resume import PipelineIdentity, ProgressFile, StartFile, sink_resume_point
-
-    identity = PipelineIdentity(config.name, f"{config.source.host}:{config.source.port}", server_id)
-
-    def resume(applied: AppliedState | None) -> RestartPoint | None:
-        if config.stream is not None:
-            return RestartPoint.after(applied.position) if applied is not None else None
-        try:
-            start = StartFile(config.state_dir).read(identity)
-        except HeadwaterError:
-            start = None
-        stretch = ProgressFile(config.state_dir).read(
-            tuple(config.source.tables), tuple(config.source.exclude_tables), identity
-        )
-        return sink_resume_point(applied, start, stretch)
-
-    return resume
-
-
-def reconcile_pipeline(
-    config: PipelineConfig,
-    tables: tuple[str, ...] = (),
-    sink: str | None = None,
-    wait_seconds: float = 30.0,
-    chunk_rows: int | None = None,
-    pause: float = 0.0,
-) -> Report:
-    """Run the comparison; returns the reconciler's Report."""
-    from reconciler.compare import CompareSettings
-    from reconciler.model import CopyResult
-    from reconciler.report import Report
-    from reconciler.run import ReconcileOptions, reconcile_copy
-    from reconciler.targets import iceberg_copy, open_source, source_runner, sql_copy
-
-    started_at = dt.datetime.now(dt.UTC)
-    started = time.monotonic()
-    names = config.sink_names
-    if sink is not None and sink not in names:
-        raise click.UsageError(
-            f"--sink {sink}: the config has no sink of that name (it has {', '.join(names)})"
-        )
-    settings = CompareSettings(pause=pause)
-    if chunk_rows is not None:
-        settings = CompareSettings(chunk_rows=chunk_rows, key_chunk_rows=chunk_rows, pause=pause)
-    options = ReconcileOptions(settings, wait_seconds)
-    runner = source_runner(config.source)
-    results: list[CopyResult] = []
-    errors: list[str] = []
-    try:
-        server_id = int(runner.query("SELECT @@server_id", ())[0][0])
-        resume = _progress_reader(config, server_id)
-        captured = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
-        if tables:
-            refs = []
-            for t in tables:
-                db, _, name = t.partition(".")
-                if not name or not captured.accepts(db, name):
-                    raise click.UsageError(f"table {t!r} is not one the pipeline captures (db.table)")
-                refs.append(TableRef(db, name))
-        else:
-            rows = runner.query(
-                "SELECT table_schema, table_name FROM information_schema.tables "
-                "WHERE table_type = 'BASE TABLE' "
-                "AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
-                "ORDER BY 1, 2",
-                (),
-            )
-            refs = [TableRef(str(d), str(t)) for d, t in rows if captured.accepts(str(d), str(t))]
-        for ref in refs:
-            try:
-                source = open_source(runner, ref)
-            except HeadwaterError as exc:
-                errors.append(f"{ref}: {exc}")
-                continue
-            for name, sink_config in zip(names, config.sinks, strict=True):
-                if sink is not None and name != sink:
-                    continue
-                if not TableFilter(tuple(sink_config.tables), tuple(sink_config.exclude_tables)).accepts(
-                    ref.db, ref.table
-                ):
-                    continue
-                copy: Copy | None = None
-                try:
-                    if isinstance(sink_config, SqlSinkConfig):
-                        copy = sql_copy(name, sink_config, config.name, source)
-                    elif isinstance(sink_config, IcebergSinkConfig):
-                        copy = iceberg_copy(name, sink_config, source)
-                    else:  # pragma: no cover - the config models allow no other type
-                        continue
-                    results.append(reconcile_copy(source, copy, _progress(resume, copy), options))
-                except HeadwaterError as exc:
-                    errors.append(f"{ref} -> sink {name}: {exc}")
-                finally:
-                    if copy is not None:
-                        copy.close()
-    finally:
-        runner.close()
-    return Report(config.name, started_at, time.monotonic() - started, tuple(results), tuple(errors))
-
-
-def _progress(resume: Resume, copy: Copy) -> Callable[[], RestartPoint | None]:
-    return lambda: resume(copy.applied())
 
 
 def _write_reports(report: Report, plan: RepairPlan, path: Path) -> tuple[Path, Path]:

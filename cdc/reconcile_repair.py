@@ -64,7 +64,7 @@ def repair_drift(config: PipelineConfig, report: Report, plan: RepairPlan) -> in
     code of that second comparison (0: repaired and matching; 1: drift remains; 2: an error)."""
     from cdc.bootstrap_command import repair_through_stream
     from cdc.daemon.mariadb_source import connection_settings
-    from cdc.reconcile_command import reconcile_pipeline
+    from cdc.reconcile_pipeline import reconcile_pipeline
     from cdc.sources.mariadb import ZeroDatePolicy
     from reconciler.report import save_history, summary
     from snapshotter.reader import SnapshotReader

@@ -25,7 +25,7 @@ __all__ = ["run_scheduled_reconcile", "start_reconcile_schedule"]
 
 def run_scheduled_reconcile(config: PipelineConfig) -> int:
     """One scheduled run; returns its exit code as `cdc reconcile` would (0, 1 or 2)."""
-    from cdc.reconcile_command import reconcile_pipeline
+    from cdc.reconcile_pipeline import reconcile_pipeline
     from cdc.reconcile_repair import repair_drift
     from reconciler.model import RepairPlan
     from reconciler.report import save_history, summary
