@@ -12,11 +12,12 @@ unsigned ints, VARBINARY title, DATETIME(6); 5M rows at ``large``, 1M at ``mediu
 - peak RSS of the Iceberg bootstrap of the big table against one of a 500k-row table;
 - rows per CPU-second (user + system of the child) for each.
 
-Each bootstrap is a child process (``os.wait4`` gives its own CPU time and peak RSS), pinned to one core
+Each bootstrap is a child process (``os.wait4`` gives its own CPU time; its ``VmHWM``, polled, its peak
+RSS), pinned to one core
 as the other benchmarks' children are. Its seconds are the child's whole wall time: interpreter start,
 config, connections and the final commit included (``startup_s``: the same for an empty table).
 
-    .venv/bin/python -m benchmarks.bootstrap_bench [--size small] [--chunk-rows 100000,500000]
+    .venv/bin/python -m benchmarks.bootstrap_bench [--size small] [--rows N] [--max-chunk-rows N] [--profiles DIR]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks import snapshot_read_bench
-from benchmarks.child import format_stats
+from benchmarks.child import format_stats, peak_rss_mb
 from benchmarks.sink_sql_bench import copy_rows
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import StackConnections, default_state_dir
@@ -92,16 +93,24 @@ def run_child(argv: list[str], env: Mapping[str, str], core: int | None) -> Chil
     if core is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(core), *argv]  # taskset execs: the pid stays the measured one
     started = time.perf_counter()
+    peak = 0.0
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            # VmHWM, polled: wait4's ru_maxrss would also count the pages this (large) process held
+            # when it forked the child, which the kernel carries over the exec
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[-4:])} exited {proc.returncode}:\n{text[-4000:]}")
-    return ChildRun(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
+    return ChildRun(seconds, usage.ru_utime + usage.ru_stime, peak, text)
 
 
 @dataclass(frozen=True)
