@@ -375,10 +375,13 @@ class MergingPump:
             events.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
             index += 1
         key_of = schema.key_indexes()
+        # one full position, then cheap copies for the rest (a full one per row was a sixth of the
+        # bootstrap's time: benchmarks/results/profiles/bootstrap_*.txt)
+        first = snapshot_row_position(point, index)
+        at_row, base = first.at_row, first.row - index
         for row in rows:
-            position = snapshot_row_position(point, index)
             key = tuple(row[i] for i in key_of)
-            events.append(ChangeEvent(Op.READ, schema, key, None, row, position, ts_ms, txn))
+            events.append(ChangeEvent(Op.READ, schema, key, None, row, at_row(base + index), ts_ms, txn))
             index += 1
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
