@@ -50,6 +50,11 @@ def status_json(config: Path, password: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def _log_count(tmp: Path, text: str) -> int:
+    path = tmp / "bootstrap.log"
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
+
+
 def _state(tmp: Path) -> SnapshotState:
     files = list((tmp / "state").glob("snapshot-state-*.json"))
     return SnapshotState.parse(files[0].read_text() if files else None)
@@ -113,7 +118,8 @@ def test_bootstrap_killed_repeatedly_resumes_and_ends_exact(stack: StackConnecti
     rng = random.Random()
     workload = ItemsWorkload(stack, f"boot_kill_{suffix}", rng.randrange(1 << 30))
     workload.create()
-    config = write_config(tmp_path, stack, f"boot-kill-{suffix}", workload.db, kafka=False, mode="never")
+    name = f"boot-kill-{suffix}"  # small chunks: many commits to be killed between
+    config = write_config(tmp_path, stack, name, workload.db, kafka=False, mode="never", chunk_rows=100)
     daemon = Daemon(config, tmp_path / "run.log", "run", stack.mariadb.password)
     daemon.catch_up()
     env = {**os.environ, "CDC_SOURCE_PASSWORD": stack.mariadb.password}
@@ -124,8 +130,13 @@ def test_bootstrap_killed_repeatedly_resumes_and_ends_exact(stack: StackConnecti
     log = (tmp_path / "bootstrap.log").open("ab")
     try:
         while kills < 6:
+            started = _log_count(tmp_path, "applying ")
             proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-            time.sleep(rng.uniform(3.0, 6.0))  # after start-up (slower on a loaded machine)
+            deadline = time.monotonic() + 60  # wait until it reads (start-up is slow on a loaded machine)
+            while _log_count(tmp_path, "applying ") == started and proc.poll() is None:
+                assert time.monotonic() < deadline, "the bootstrap never started reading"
+                time.sleep(0.1)
+            time.sleep(rng.uniform(0.3, 2.5))
             if proc.poll() is not None:
                 break  # finished before this kill
             proc.kill()
