@@ -74,7 +74,7 @@ def test_run_events_validate_against_the_openlineage_spec(stack: StackConnection
         "catalog:\n"
         "  owner: {team: wiki-core}\n"
         f"  tables: {{'{db}.page': {{description: Every wiki page, compatibility: backward}}}}\n"
-        f"lineage: {{transport: {{type: file, path: {events_file}}}, running_interval_seconds: 0.2}}\n"
+        f"lineage: {{transport: {{type: file, path: {events_file}}}, running_interval_seconds: 0.05}}\n"
     )
     env = {"PW": m.password}
 
