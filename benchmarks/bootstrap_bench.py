@@ -17,7 +17,8 @@ RSS), pinned to one core
 as the other benchmarks' children are. Its seconds are the child's whole wall time: interpreter start,
 config, connections and the final commit included (``startup_s``: the same for an empty table).
 
-    .venv/bin/python -m benchmarks.bootstrap_bench [--size small] [--rows N] [--max-chunk-rows N] [--profiles DIR]
+    .venv/bin/python -m benchmarks.bootstrap_bench [--size small] [--rows N] [--max-chunk-rows N] \
+        [--profiles DIR]
 """
 
 from __future__ import annotations
