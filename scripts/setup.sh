@@ -29,6 +29,10 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then missing+=(postg
 need java openjdk-17-jre-headless
 need mvn maven
 need python3 python3
+# the tests open the HTML reports and catalog page in a real headless browser, and check the
+# systemd units in docs/deploy with systemd-analyze
+need chromium chromium
+need systemd-analyze systemd
 if [ ${#missing[@]} -gt 0 ]; then
   # unique, in order
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')

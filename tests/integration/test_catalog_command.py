@@ -141,7 +141,7 @@ def test_catalog_over_embedded_and_kafka_pipelines(stack: StackConnections, tmp_
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        pytest.fail("chromium is not installed: scripts/setup.sh installs it (apt-get install -y chromium)")
     flags = [
         chromium,
         "--headless",

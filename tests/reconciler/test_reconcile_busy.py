@@ -75,7 +75,7 @@ def test_busy_in_sync_pipeline_reports_nothing(pipeline: ReconPipeline) -> None:
 def test_html_report_shows_drift_in_chromium(pipeline: ReconPipeline, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        pytest.fail("chromium is not installed: scripts/setup.sh installs it (apt-get install -y chromium)")
     pg = pipeline.pg()
     with pg.begin() as conn:
         conn.execute(sa.text("UPDATE busy SET note = 'drifted <b>' WHERE id = 17"))

@@ -20,7 +20,7 @@ CDC = Path(sys.executable).parent / "cdc"
 @pytest.mark.parametrize("unit", ["headwater-run@.service", "headwater-sink@.service"])
 def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed here")
+        pytest.fail("systemd-analyze is not installed: scripts/setup.sh installs it (the systemd package)")
     # an instance of the template, with ExecStart pointing at this checkout's cdc (verify checks it)
     text = (DEPLOY / unit).read_text().replace("/opt/headwater/venv/bin/cdc", str(CDC))
     instance = tmp_path / unit.replace("@.", "@wiki.")
@@ -40,7 +40,7 @@ def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
 def test_bad_unit_is_caught(tmp_path: Path) -> None:
     """The check above can fail: a key systemd does not know is reported."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed here")
+        pytest.fail("systemd-analyze is not installed: scripts/setup.sh installs it (the systemd package)")
     bad = tmp_path / "bad@wiki.service"
     bad.write_text(f"[Service]\nExecStart={CDC} run\nRestartPreventExitStatuses=2\n")
     done = subprocess.run(
