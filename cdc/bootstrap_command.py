@@ -62,19 +62,9 @@ def _resolve(patterns: tuple[str, ...], captured: tuple[TableRef, ...]) -> tuple
 
 
 def _row_estimates(config: PipelineConfig, tables: tuple[TableRef, ...]) -> dict[TableRef, int]:
-    from cdc.daemon.mariadb_source import connection_settings
-    from cdc.sources.mariadb.connection import control
+    from cdc.sources.mariadb.source_config import connection_settings, table_row_estimates
 
-    estimates: dict[TableRef, int] = {}
-    with control(connection_settings(config.source), "estimating the tables' sizes") as cur:
-        for t in tables:
-            cur.execute(
-                "SELECT table_rows FROM information_schema.tables WHERE table_schema=%s AND table_name=%s",
-                (t.db, t.table),
-            )
-            row = cur.fetchone()
-            estimates[t] = int(row[0] or 0) if row else 0
-    return estimates
+    return table_row_estimates(connection_settings(config.source), tables)
 
 
 def _committed_state(config: PipelineConfig) -> SnapshotState:

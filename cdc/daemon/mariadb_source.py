@@ -9,30 +9,16 @@ from cdc.config.models import MariaDbSourceConfig
 from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint
 from cdc.sources.mariadb import (
-    ConnectionSettings,
     MariaDbBinlogReader,
     ReaderConfig,
     StartAt,
-    TlsSettings,
     ZeroDatePolicy,
 )
 from cdc.sources.mariadb.server_checks import check_source
 from cdc.sources.mariadb.server_position import captured_tables, current_restart_point
+from cdc.sources.mariadb.source_config import connection_settings as connection_settings
 
 Guard = Callable[[Iterator[SourceRecord]], Iterator[SourceRecord]]
-
-
-def connection_settings(config: MariaDbSourceConfig) -> ConnectionSettings:
-    ssl = config.ssl
-    tls = TlsSettings(ca=ssl.ca, cert=ssl.cert, key=ssl.key, verify=ssl.verify) if ssl else None
-    return ConnectionSettings(
-        config.host,
-        config.port,
-        config.user,
-        config.password.get_secret_value(),
-        connect_timeout_s=config.connect_timeout_seconds,
-        tls=tls,
-    )
 
 
 class MariaDbSource:
