@@ -29,17 +29,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.table import Table
+from sqlalchemy.exc import DatabaseError
 
 from cdc.core.schemas import TableRef
 from sinks.iceberg.history_schema import SOURCE_PROPERTY
 
 __all__ = [
     "DEFAULT_CATALOG_NAME",
+    "create_or_load_table",
+    "ensure_namespace",
     "find_history_table",
     "history_identifiers",
     "open_catalog",
@@ -86,8 +90,40 @@ def _local_warehouse(warehouse: str, base: Path) -> Path | None:
 
 
 def open_catalog(properties: Mapping[str, str], base: Path | None = None) -> Catalog:
+    """The catalog; several processes may open a new SQL catalog at once.
+
+    pyiceberg's SQL catalog creates its own tables when it first opens a database; two sink
+    processes doing so at the same moment make one of them fail with "table ... already exists".
+    The loser opens again and finds the tables made.
+    """
     name = properties.get("name", DEFAULT_CATALOG_NAME)
-    return load_catalog(name, **resolve_catalog_properties(properties, base))
+    resolved = resolve_catalog_properties(properties, base)
+    for attempt in range(5):
+        try:
+            return load_catalog(name, **resolved)
+        except DatabaseError as exc:
+            if attempt == 4 or "already exists" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """Create ``namespace`` unless it exists (another process may be creating it at this moment)."""
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    except DatabaseError:  # the SQL catalog's unique constraint, when the other process won
+        if not catalog.namespace_exists(namespace):
+            raise
+
+
+def create_or_load_table(catalog: Catalog, identifier: str, schema: Any, **kwargs: Any) -> Table:
+    """Create ``identifier``, or load it when another process created it first."""
+    try:
+        return catalog.create_table(identifier, schema, **kwargs)
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
 
 
 def history_identifiers(namespace: str, ref: TableRef) -> tuple[str, str]:

@@ -72,8 +72,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     CommitStateUnknownException,
-    NamespaceAlreadyExistsError,
     NoSuchTableError,
+    TableAlreadyExistsError,
 )
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -85,7 +85,13 @@ from cdc.core.events import ChangeEvent, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
-from sinks.iceberg.catalogs import find_history_table, open_catalog, progress_identifier
+from sinks.iceberg.catalogs import (
+    create_or_load_table,
+    ensure_namespace,
+    find_history_table,
+    open_catalog,
+    progress_identifier,
+)
 from sinks.iceberg.evolution import creation_properties
 from sinks.iceberg.failover_positions import table_positions
 from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim, stored_claim
@@ -156,16 +162,15 @@ class IcebergHistorySink:
     # -- the Sink protocol -------------------------------------------------------------------
     def open(self) -> None:
         catalog = open_catalog(self.config.catalog, self._base_dir)
-        with contextlib.suppress(NamespaceAlreadyExistsError):
-            catalog.create_namespace(self.config.namespace)
+        ensure_namespace(catalog, self.config.namespace)
         self._catalog = catalog
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-commit")
         identifier = progress_identifier(self.config.namespace, self.pipeline)
         try:
             self._progress = catalog.load_table(identifier)
-        except NoSuchTableError:
-            self._progress = catalog.create_table(
-                identifier, _PROGRESS_SCHEMA, properties=_progress_properties(self.pipeline)
+        except NoSuchTableError:  # another sink process may create it at the same moment
+            self._progress = create_or_load_table(
+                catalog, identifier, _PROGRESS_SCHEMA, properties=_progress_properties(self.pipeline)
             )
         if self._progress.properties.get(_NO_RETRY[0]) != _NO_RETRY[1]:
             with self._progress.transaction() as txn:
@@ -359,13 +364,19 @@ class IcebergHistorySink:
             if not schema.columns:
                 return None
             iceberg_schema = history_iceberg_schema(schema)
-            table = self._catalog.create_table(
-                identifier,
-                iceberg_schema,
-                partition_spec=history_partition_spec(iceberg_schema),
-                properties=creation_properties(self.pipeline, schema, iceberg_schema),
-            )
-            log.info("iceberg: created %s for %s", identifier, schema.ref)
+            try:
+                table = self._catalog.create_table(
+                    identifier,
+                    iceberg_schema,
+                    partition_spec=history_partition_spec(iceberg_schema),
+                    properties=creation_properties(self.pipeline, schema, iceberg_schema),
+                )
+                log.info("iceberg: created %s for %s", identifier, schema.ref)
+            except TableAlreadyExistsError:
+                # another sink process (other partitions of the same topic) created it just now
+                identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
+                if table is None:
+                    raise
         writer = TableWriter(schema.ref, identifier, table)
         self._writers[schema.ref] = writer
         return writer
