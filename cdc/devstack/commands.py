@@ -40,6 +40,7 @@ def _stack_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
         ),
         click.option("--postgres-port", type=int, default=_default("postgres_port"), show_default=True),
+        click.option("--pgsource-port", type=int, default=_default("pgsource_port"), show_default=True),
         click.option(
             "--services",
             default=",".join(s.value for s in ALL_SERVICES),
@@ -58,6 +59,7 @@ def _settings(
     kafka_port: int,
     kafka_controller_port: int,
     postgres_port: int,
+    pgsource_port: int,
     services: str,
 ) -> StackSettings:
     try:
@@ -72,6 +74,7 @@ def _settings(
             kafka_port=kafka_port,
             kafka_controller_port=kafka_controller_port,
             postgres_port=postgres_port,
+            pgsource_port=pgsource_port,
             services=chosen,
         )
     except ValueError as exc:
@@ -80,7 +83,8 @@ def _settings(
 
 @click.group("dev")
 def dev() -> None:
-    """Local MariaDB (binlog on), Apache Kafka (KRaft) and PostgreSQL as plain processes."""
+    """Local MariaDB (binlog on), Apache Kafka (KRaft), PostgreSQL (serving) and a PostgreSQL source
+    cluster (wal_level=logical) as plain processes."""
 
 
 @dev.command("up")
@@ -107,6 +111,11 @@ def up(**options: Any) -> None:
         click.echo(
             f"  postgres  {conn.postgres.host}:{conn.postgres.port} user {conn.postgres.user} "
             f"database {conn.postgres.database}"
+        )
+    if ServiceName.PGSOURCE in stack.settings.services and conn.pgsource is not None:
+        click.echo(
+            f"  pgsource  {conn.pgsource.host}:{conn.pgsource.port} user {conn.pgsource.user} "
+            f"(superuser {conn.pgsource.admin_user}) database {conn.pgsource.database}, wal_level=logical"
         )
     click.echo("  (passwords are in the connection settings file)")
 

@@ -64,10 +64,36 @@ class PostgresConnection:
 
 
 @dataclass(frozen=True)
+class PgSourceConnection:
+    """The PostgreSQL source cluster (logical decoding): the daemon's REPLICATION role, and the
+    superuser that tests and the demo use to create databases, tables and workloads."""
+
+    host: str
+    port: int
+    user: str  # LOGIN REPLICATION, nothing else
+    password: str
+    database: str
+    admin_user: str
+    admin_password: str
+
+    def __repr__(self) -> str:
+        return f"PgSourceConnection(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+    def admin_conninfo(self, database: str | None = None) -> str:
+        """A libpq connection string for the superuser (psycopg 3 or psycopg2)."""
+        return (
+            f"host={self.host} port={self.port} user={self.admin_user} "
+            f"password={self.admin_password} dbname={database or self.database}"
+        )
+
+
+@dataclass(frozen=True)
 class StackConnections:
     mariadb: MariaDbConnection
     kafka: KafkaConnection
     postgres: PostgresConnection
+    # absent in a connections file written before the source cluster existed
+    pgsource: PgSourceConnection | None = None
 
     def write(self, state_dir: Path) -> Path:
         path = state_dir / CONNECTIONS_FILE
@@ -90,6 +116,7 @@ class StackConnections:
             mariadb=MariaDbConnection(**raw["mariadb"]),
             kafka=KafkaConnection(**raw["kafka"]),
             postgres=PostgresConnection(**raw["postgres"]),
+            pgsource=PgSourceConnection(**raw["pgsource"]) if raw.get("pgsource") else None,
         )
 
 

@@ -44,8 +44,12 @@ class Postgres(Service):
     graceful_signal = signal.SIGINT
 
     @property
+    def port(self) -> int:
+        return self.settings.postgres_port
+
+    @property
     def ports(self) -> tuple[int, ...]:
-        return (self.settings.postgres_port,)
+        return (self.port,)
 
     @property
     def socket_dir(self) -> Path:
@@ -143,13 +147,16 @@ class Postgres(Service):
         settings = {
             "listen_addresses": LOOPBACK,
             "unix_socket_directories": str(self.socket_dir),
-            **SERVER_SETTINGS,
+            **self.server_settings(),
         }
-        port = str(self.settings.postgres_port)
+        port = str(self.port)
         argv = [str(self.binary("postgres")), "-D", str(self.data_dir), "-p", port]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
         return argv
+
+    def server_settings(self) -> dict[str, str]:
+        return SERVER_SETTINGS
 
     def env(self) -> dict[str, str] | None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
@@ -161,7 +168,7 @@ class Postgres(Service):
     def connection(self) -> PostgresConnection:
         return PostgresConnection(
             host=LOOPBACK,
-            port=self.settings.postgres_port,
+            port=self.port,
             user=POSTGRES_USER,
             password=POSTGRES_PASSWORD,
             database=POSTGRES_DATABASE,
@@ -170,7 +177,7 @@ class Postgres(Service):
     def _connect(self, dbname: str) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(
             host=LOOPBACK,
-            port=self.settings.postgres_port,
+            port=self.port,
             user=POSTGRES_USER,
             password=POSTGRES_PASSWORD,
             dbname=dbname,

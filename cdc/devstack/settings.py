@@ -19,9 +19,15 @@ class ServiceName(enum.StrEnum):
     MARIADB = "mariadb"
     KAFKA = "kafka"
     POSTGRES = "postgres"
+    PGSOURCE = "pgsource"  # a second PostgreSQL cluster: the PostgreSQL *source* (wal_level=logical)
 
 
-ALL_SERVICES: tuple[ServiceName, ...] = (ServiceName.MARIADB, ServiceName.KAFKA, ServiceName.POSTGRES)
+ALL_SERVICES: tuple[ServiceName, ...] = (
+    ServiceName.MARIADB,
+    ServiceName.KAFKA,
+    ServiceName.POSTGRES,
+    ServiceName.PGSOURCE,
+)
 
 # Fixed development credentials: the stack listens on loopback only and is for demos and tests.
 MARIADB_CDC_USER = "cdc"
@@ -31,6 +37,10 @@ MARIADB_SERVER_ID = 1
 POSTGRES_USER = "postgres"
 POSTGRES_PASSWORD = "postgres-dev-password"
 POSTGRES_DATABASE = "serving"
+# the PostgreSQL source cluster: a least-privilege role with REPLICATION the daemon connects as
+PGSOURCE_USER = "source"
+PGSOURCE_PASSWORD = "source-dev-password"
+PGSOURCE_DATABASE = "source"
 
 LOOPBACK = "127.0.0.1"
 
@@ -52,6 +62,7 @@ class StackSettings:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5433
+    pgsource_port: int = 5434
     services: tuple[ServiceName, ...] = ALL_SERVICES
     kafka_version: str = DEFAULT_KAFKA_VERSION
     kafka_heap: str = "512m"
@@ -62,7 +73,13 @@ class StackSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).resolve())
-        ports = [self.mariadb_port, self.kafka_port, self.kafka_controller_port, self.postgres_port]
+        ports = [
+            self.mariadb_port,
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.postgres_port,
+            self.pgsource_port,
+        ]
         if len(set(ports)) != len(ports):
             raise ValueError(f"dev stack ports must differ, got {ports}")
         # Keep the canonical order whatever order the caller gave.

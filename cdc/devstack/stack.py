@@ -20,6 +20,7 @@ from pathlib import Path
 from cdc.devstack.connections import StackConnections
 from cdc.devstack.kafka import Kafka
 from cdc.devstack.mariadb import MariaDb
+from cdc.devstack.pgsource import PgSource
 from cdc.devstack.postgres import Postgres
 from cdc.devstack.process import DevStackError
 from cdc.devstack.service import Service, ServiceStatus, StartOutcome, StopOutcome
@@ -46,10 +47,11 @@ class DevStack:
         self.mariadb = MariaDb(self.settings)
         self.kafka = Kafka(self.settings)
         self.postgres = Postgres(self.settings)
+        self.pgsource = PgSource(self.settings)
 
     @property
     def all_services(self) -> tuple[Service, ...]:
-        return (self.mariadb, self.kafka, self.postgres)
+        return (self.mariadb, self.kafka, self.postgres, self.pgsource)
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -61,6 +63,7 @@ class DevStack:
             mariadb=self.mariadb.connection(),
             kafka=self.kafka.connection(),
             postgres=self.postgres.connection(),
+            pgsource=self.pgsource.connection(),
         )
 
     @contextmanager

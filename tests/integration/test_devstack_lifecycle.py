@@ -28,7 +28,13 @@ from cdc.devstack.stack import DevStack
 
 pytestmark = pytest.mark.slow
 
-PORTS = {"mariadb_port": 13307, "kafka_port": 19092, "kafka_controller_port": 19093, "postgres_port": 15433}
+PORTS = {
+    "mariadb_port": 13307,
+    "kafka_port": 19092,
+    "kafka_controller_port": 19093,
+    "postgres_port": 15433,
+    "pgsource_port": 15434,
+}
 ALL_PORTS = tuple(PORTS.values())
 
 
@@ -47,6 +53,7 @@ def second_stack() -> Iterator[DevStack]:
             kafka_port=PORTS["kafka_port"],
             kafka_controller_port=PORTS["kafka_controller_port"],
             postgres_port=PORTS["postgres_port"],
+            pgsource_port=PORTS["pgsource_port"],
         )
     )
     try:

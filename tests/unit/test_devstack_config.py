@@ -36,6 +36,7 @@ def settings(tmp_path: Path) -> StackSettings:
         kafka_port=29092,
         kafka_controller_port=29093,
         postgres_port=25433,
+        pgsource_port=25434,
         cache_dir=tmp_path / "cache",
     )
 
@@ -44,7 +45,13 @@ def test_defaults() -> None:
     settings = StackSettings()
     assert (settings.mariadb_port, settings.kafka_port, settings.postgres_port) == (3307, 9092, 5433)
     assert settings.state_dir.name == ".devstack"
-    assert settings.services == (ServiceName.MARIADB, ServiceName.KAFKA, ServiceName.POSTGRES)
+    assert settings.pgsource_port == 5434
+    assert settings.services == (
+        ServiceName.MARIADB,
+        ServiceName.KAFKA,
+        ServiceName.POSTGRES,
+        ServiceName.PGSOURCE,
+    )
 
 
 def test_state_dir_and_cache_dir_from_the_environment(
@@ -239,7 +246,7 @@ def test_cli_rejects_unknown_services(tmp_path: Path) -> None:
 def test_cli_status_of_a_stack_that_never_ran(tmp_path: Path) -> None:
     result = CliRunner().invoke(dev, ["status", f"--dir={tmp_path}", "--mariadb-port=23399"])
     assert result.exit_code == 1
-    assert result.output.count("stopped") == 3
+    assert result.output.count("stopped") == 4  # mariadb, kafka, postgres, pgsource
 
 
 def test_stale_postmaster_lock_is_removed(settings: StackSettings) -> None:
