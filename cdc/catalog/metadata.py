@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from cdc.config.models import CatalogConfig, Compatibility, OnIncompatible, ProductMetadata
@@ -21,6 +22,12 @@ class TableProduct:
     freshness_slo_seconds: float | None = None
     compatibility: Compatibility = Compatibility.NONE
     on_incompatible: OnIncompatible = OnIncompatible.STOP
+    history_retention_days: float | None = None  # None: the Iceberg history keeps everything
+
+    @property
+    def retention(self) -> dt.timedelta | None:
+        days = self.history_retention_days
+        return None if days is None else dt.timedelta(days=days)
 
     @property
     def owner(self) -> str | None:
@@ -53,5 +60,10 @@ def table_product(catalog: CatalogConfig | None, db: str, table: str) -> TablePr
             ),
             compatibility=layer.compatibility or result.compatibility,
             on_incompatible=layer.on_incompatible or result.on_incompatible,
+            history_retention_days=(
+                layer.history_retention_days
+                if "history_retention_days" in given
+                else result.history_retention_days
+            ),
         )
     return result

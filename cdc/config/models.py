@@ -351,6 +351,10 @@ class ProductMetadata(_Model):
     freshness_slo_seconds: Annotated[float, Field(gt=0)] | None = None  # the largest lag promised
     compatibility: Compatibility | None = None
     on_incompatible: OnIncompatible | None = None
+    # retention of the Iceberg history: changes whose source commit time is older than this many days
+    # are deleted, and their files removed from storage, by `cdc maintain` and the daemon's
+    # maintenance schedule (docs/governance.md, "Retention"); absent: kept for ever
+    history_retention_days: Annotated[float, Field(gt=0, le=36_500)] | None = None
 
 
 class CatalogConfig(ProductMetadata):
