@@ -48,7 +48,8 @@ _FILE_RE = re.compile(r"^(?P<base>[^/\s]+)\.(?P<seq>\d{6,10})$")
 _GTID_RE = re.compile(r"^(\d{1,10})-(\d{1,10})-(\d{1,20})$")
 _POSITION_RE = re.compile(
     rf"^(?:{_FORMAT_TAG}:|{_ERA_TAG}:(?P<era>\d{{10}}):)(?P<file_seq>\d{{10}}):(?P<offset>\d{{10}}):(?P<row>\d{{10}})"
-    r":(?P<domain>\d{10})-(?P<server>\d{10})-(?P<seq>\d{20}):(?P<base>[^/\s:]+)$"
+    r":(?P<domain>\d{10})-(?P<server>\d{10})-(?P<seq>\d{20}):(?P<base>[^/\s:]+)$",
+    re.ASCII,  # \d is [0-9] only: other scripts' digits are no position's text form
 )
 _RESTART_RE = re.compile(
     r"^(?P<position>[^+]+)\+skip=(?P<skip>\d{10})(?:\+source=(?P<source>\d{1,10})\+gtids=(?P<gtids>[0-9,-]*))?$"
