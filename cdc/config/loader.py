@@ -102,7 +102,7 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "<config>"
 
 def secret_values(config: PipelineConfig) -> set[str]:
     """Every secret a config holds, for the log redactor."""
-    found = {config.source.password.get_secret_value()}
+    found = {config.any_source.password.get_secret_value()}
     for sink in config.sinks:
         url = getattr(sink, "url", None)
         if url:
