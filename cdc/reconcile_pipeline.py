@@ -19,8 +19,9 @@ from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
 
 if TYPE_CHECKING:
+    from reconciler.model import CompareColumn
     from reconciler.report import Report
-    from reconciler.targets import Copy
+    from reconciler.targets import ColumnLookup, Copy
     from sinks.contract import AppliedState
 
 __all__ = ["reconcile_pipeline"]
@@ -49,6 +50,29 @@ def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
     return resume
 
 
+def _column_lookup(config: PipelineConfig) -> ColumnLookup | None:
+    """The pipeline's column policies as the reconciler applies them to source columns."""
+    import dataclasses
+
+    from cdc.policy import column_policies
+    from reconciler.model import ValuePolicy
+
+    policies = column_policies(config.policies)  # a hashed column without its key: ConfigError
+    if policies is None:
+        return None
+
+    def lookup(ref: TableRef, column: CompareColumn) -> CompareColumn | None:
+        rule = policies.source_column(ref, column.name, column.kind)
+        if rule is None:
+            return column
+        if rule.excluded or rule.apply is None:
+            return None
+        policy = ValuePolicy(rule.name, column.kind, rule.apply, rule.masked)
+        return dataclasses.replace(column, kind=rule.kind, scale=0, precision=0, policy=policy)
+
+    return lookup
+
+
 def reconcile_pipeline(
     config: PipelineConfig,
     tables: tuple[str, ...] = (),
@@ -75,6 +99,7 @@ def reconcile_pipeline(
     if chunk_rows is not None:
         settings = CompareSettings(chunk_rows=chunk_rows, key_chunk_rows=chunk_rows, pause=pause)
     options = ReconcileOptions(settings, wait_seconds)
+    lookup = _column_lookup(config)
     runner = source_runner(config.source)
     results: list[CopyResult] = []
     errors: list[str] = []
@@ -100,7 +125,7 @@ def reconcile_pipeline(
             refs = [TableRef(str(d), str(t)) for d, t in rows if captured.accepts(str(d), str(t))]
         for ref in refs:
             try:
-                source = open_source(runner, ref)
+                source = open_source(runner, ref, lookup)
             except HeadwaterError as exc:
                 errors.append(f"{ref}: {exc}")
                 continue

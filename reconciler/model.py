@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdc.core.schemas import ArrowKind, TableRef
 
 __all__ = [
+    "MASKED",
     "CompareColumn",
     "CopyResult",
     "DriftKind",
@@ -15,6 +18,7 @@ __all__ = [
     "RepairPlan",
     "RowDrift",
     "TablePlan",
+    "ValuePolicy",
     "Verdict",
 ]
 
@@ -33,6 +37,20 @@ class Verdict(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ValuePolicy:
+    """A column policy (docs/governance.md) applied to the source's values, so that they compare with
+    what the copies hold: the daemon's own function, run on the value read from the source."""
+
+    name: str  # "hash", "redact", "truncate 20", "text replace"
+    source_kind: ArrowKind  # the source column's kind: how its raw value is read
+    apply: Callable[[Any], Any]
+    masked: bool  # protected values: no report shows them, from either side
+
+
+MASKED = "[masked]"  # what reports show for a value of a masked column
+
+
+@dataclass(frozen=True, slots=True)
 class CompareColumn:
     """A source column as the canonical form needs it: its kind and, for decimals, the scale."""
 
@@ -43,6 +61,9 @@ class CompareColumn:
     # the source says NOT NULL: the row text skips the NULL marker (a NULL in a copy still shows:
     # its text, hash and sum become NULL there)
     nullable: bool = True
+    # source side only: a policy whose function turns the source's value into the copies' (``kind``
+    # is then the kind of the copies' values); the store reads such columns raw and applies it
+    policy: ValuePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
 from reconciler.compare import CompareSettings, compare
-from reconciler.model import CopyResult, Verdict
+from reconciler.model import MASKED, CopyResult, RowDrift, Verdict
 from reconciler.settle import CopyProgress, settle
 from reconciler.targets import Copy, SourceTable
 
@@ -46,6 +47,7 @@ def reconcile_copy(
         drift, caught_up = settled.drift, settled.caught_up
         source_point = settled.source_point or source_point
         copy_point = settled.copy_point or copy_point
+    drift = _masked(drift, {c.name for c in source.store.columns if c.policy and c.policy.masked})
     if not drift:
         verdict = Verdict.MATCH
     elif caught_up:
@@ -78,4 +80,21 @@ def reconcile_copy(
         columns_compared=tuple(c.name for c in store.columns),
         columns_not_in_copy=copy.columns_not_in_copy,
         message=message,
+    )
+
+
+def _masked(drift: tuple[RowDrift, ...], masked: set[str]) -> tuple[RowDrift, ...]:
+    """Values of policy-protected columns replaced, on both sides (a copy may hold a raw value by a
+    bug): what differs is still named, never shown. NULL stays NULL (the policies keep it too)."""
+    if not masked:
+        return drift
+    return tuple(
+        dataclasses.replace(
+            d,
+            values=tuple(
+                tuple(None if v is None else MASKED for v in pair) if c in masked else pair  # type: ignore[misc]
+                for c, pair in zip(d.columns, d.values, strict=True)
+            ),
+        )
+        for d in drift
     )

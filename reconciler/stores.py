@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from cdc.core.schemas import INTEGER_RANGES, ArrowKind
 from reconciler.canonical import Engine, column_text, int_div, quote, row_hash, row_text, sqlite_functions
 from reconciler.model import CompareColumn, KeyRange
+from reconciler.policy_rows import policy_text, raw_select, row_checksum
 
 __all__ = ["BucketSums", "DuckDbRunner", "Rows", "Runner", "SqlRunner", "Store", "int_key"]
 
@@ -136,7 +137,26 @@ class Store:
         return ", ".join(column_text(self.engine, c, self._q(c.name)) for c in self.key)
 
     def _value_texts(self) -> str:
-        return ", ".join(column_text(self.engine, c, self._q(c.name)) for c in self.columns)
+        return ", ".join(
+            raw_select(self.engine, c) if c.policy else column_text(self.engine, c, self._q(c.name))
+            for c in self.columns
+        )
+
+    @property
+    def _in_python(self) -> bool:
+        """Some column's policy runs here (reconciler/policy_rows.py): rows, not sums, come back."""
+        return any(c.policy is not None for c in self.columns)
+
+    def _texts(self, values: Sequence[Any]) -> tuple[str | None, ...]:
+        return tuple(policy_text(c, v) if c.policy else v for c, v in zip(self.columns, values, strict=True))
+
+    def _sums_in_python(self, sql: str, params: Sequence[Any]) -> BucketSums:
+        """``sql`` gives a bucket and the value texts per row: counts and checksums summed here."""
+        out: BucketSums = {}
+        for b, *values in self.runner.query(sql, params):
+            n, s = out.get(int(b), (0, 0))
+            out[int(b)] = (n + 1, s + row_checksum(self.columns, self._texts(values)))
+        return out
 
     # -- the integer-key fast path -----------------------------------------------------------
 
@@ -194,6 +214,10 @@ class Store:
         bucket = int_div(self.engine, f"{k} - ?", width, self._wide())
         out: BucketSums = {}
         for where, params in self._where_parts(ranges, origin):
+            if self._in_python:
+                sql = f"SELECT {bucket}, {self._value_texts()} FROM {self.table_sql} WHERE {where}"
+                out.update(self._sums_in_python(sql, [origin, *params]))
+                continue
             sql = (
                 f"SELECT {bucket} AS b, COUNT(*), SUM({self._hash()}) FROM {self.table_sql} "
                 f"WHERE {where} GROUP BY 1"
@@ -219,6 +243,8 @@ class Store:
     def _rows(self, where: str, params: Sequence[Any]) -> Rows:
         nk = len(self.key)
         sql = f"SELECT {self._key_texts()}, {self._value_texts()} FROM {self.table_sql} WHERE {where}"
+        if self._in_python:
+            return {tuple(r[:nk]): self._texts(r[nk:]) for r in self.runner.query(sql, params)}
         return {tuple(r[:nk]): tuple(r[nk:]) for r in self.runner.query(sql, params)}
 
     # -- any key: explicit boundaries taken from the source ------------------------------------
@@ -273,6 +299,9 @@ class Store:
 
     def chunk_sum(self, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> tuple[int, int]:
         where, params = self._chunk_where(lo, hi)
+        if self._in_python:
+            sql = f"SELECT 0, {self._value_texts()} FROM {self.table_sql} WHERE {where}"
+            return self._sums_in_python(sql, params).get(0, (0, 0))
         rows = self.runner.query(
             f"SELECT COUNT(*), SUM({self._hash()}) FROM {self.table_sql} WHERE {where}", params
         )

@@ -7,6 +7,7 @@ recorded. Each copy also says where it stands (its applied position), for the la
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +21,10 @@ from reconciler.model import CompareColumn
 from reconciler.stores import DuckDbRunner, SqlRunner, Store
 from sinks.contract import AppliedState
 
-__all__ = ["Copy", "SourceTable", "iceberg_copy", "open_source", "sql_copy"]
+__all__ = ["ColumnLookup", "Copy", "SourceTable", "iceberg_copy", "open_source", "sql_copy"]
+
+# a source column as compared (with the policy the copies hold it under), or None: excluded by policy
+ColumnLookup = Callable[[TableRef, CompareColumn], CompareColumn | None]
 
 _INTS = {
     "tinyint": (ArrowKind.INT8, ArrowKind.UINT8),
@@ -85,8 +89,9 @@ def source_runner(config: MariaDbSourceConfig) -> SqlRunner:
     return SqlRunner(engine, Engine.MARIADB, utc_session=True)
 
 
-def open_source(runner: SqlRunner, ref: TableRef) -> SourceTable:
-    """The source table's columns (from information_schema) and primary key."""
+def open_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None = None) -> SourceTable:
+    """The source table's columns (from information_schema) and primary key; with ``lookup``, the
+    columns as the column policies leave them (excluded ones dropped, others with their policy)."""
     rows = runner.query(
         "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale, is_nullable "
         "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
@@ -112,8 +117,22 @@ def open_source(runner: SqlRunner, ref: TableRef) -> SourceTable:
             "(leave it out of the TABLE arguments)"
         )
     key = tuple(next(c for c in columns if c.name == k) for k in key_names)
+    if lookup is not None:
+        for k in key:
+            if lookup(ref, k) != k:
+                raise ConfigError(
+                    f"{ref}.{k.name} is a primary-key column under a column policy: the reconciler "
+                    "pairs rows by their source key and cannot compare such a table yet (leave "
+                    f"{ref} out of the TABLE arguments)"
+                )
+        columns = tuple(c for c in (lookup(ref, c) for c in columns) if c is not None)
     table_sql = f"{quote(Engine.MARIADB, ref.db)}.{quote(Engine.MARIADB, ref.table)}"
     return SourceTable(ref, runner, Store(runner, table_sql, key, columns))
+
+
+def _as_held(column: CompareColumn) -> CompareColumn:
+    """A column as a copy holds it: the policy already applied (by the daemon)."""
+    return column if column.policy is None else dataclasses.replace(column, policy=None)
 
 
 @dataclass(frozen=True)
@@ -151,7 +170,7 @@ def sql_copy(name: str, config: SqlSinkConfig, pipeline: str, source: SourceTabl
             f"has the pipeline run, or should `cdc bootstrap` fill it?"
         ) from None
     src = source.store
-    columns = tuple(c for c in src.columns if c.name in held)
+    columns = tuple(_as_held(c) for c in src.columns if c.name in held)
     missing = tuple(c.name for c in src.columns if c.name not in held)
     table_sql = (f"{quote(engine_kind, schema)}." if schema else "") + quote(engine_kind, target)
     store = Store(runner, table_sql, src.key, columns)
@@ -196,7 +215,7 @@ def iceberg_copy(name: str, config: IcebergSinkConfig, source: SourceTable) -> C
             old.close()
         runners.clear()
         runners.append(DuckDbRunner(rows))
-        columns = tuple(c for c in src.columns if c.name in rows.column_names)
+        columns = tuple(_as_held(c) for c in src.columns if c.name in rows.column_names)
         return Store(runners[0], "t", src.key, columns)
 
     missing = tuple(c.name for c in src.columns if c.name not in {f.name for f in table.schema().fields})

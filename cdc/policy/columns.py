@@ -32,6 +32,7 @@ __all__ = [
     "REDACTED",
     "ColumnPolicies",
     "PolicyViolation",
+    "SourceColumnPolicy",
     "UnpresentableValue",
     "column_policies",
     "seal_state_keys",
@@ -156,6 +157,17 @@ class _Plan:
         return tuple(v if fn is None else fn(v) for v, fn in zip(key, self.key_fns, strict=True))
 
 
+@dataclass(frozen=True, slots=True)
+class SourceColumnPolicy:
+    """A column's policy as a function of its source values (the daemon's own function)."""
+
+    name: str  # "hash", "redact", "truncate 20", "exclude", "text replace"
+    kind: ArrowKind  # the kind of the values the copies hold
+    apply: ValueFn | None  # source value -> the value the copies hold (None: excluded)
+    masked: bool  # protected values: shown by no report, log or error
+    excluded: bool = False
+
+
 def _keeps_keys(rule: Rule | None) -> bool:
     """Whether a key column may carry ``rule``: distinct keys must stay distinct (and present)."""
     if rule is None or rule is ColumnPolicy.HASH or rule is ColumnPolicy.BIGINT:
@@ -251,6 +263,31 @@ class ColumnPolicies:
             by_name[column.name] = fn
         out = TableSchema.build(ref, tuple(columns), schema.primary_key)
         return _Plan(out, tuple(keep), tuple(fns), tuple(by_name.get(k) for k in schema.primary_key))
+
+    def source_column(self, ref: TableRef, column: str, kind: ArrowKind) -> SourceColumnPolicy | None:
+        """What the policies do to the values of the source column ``ref.column`` (of Arrow ``kind``),
+        for a comparison of the source with its copies (the reconciler applies it to source values);
+        None when the copies hold the values as they are (no rule, or a rule that keeps the values)."""
+        rule = self._rule(ref.db, ref.table, column)
+        if rule is None or rule is ColumnPolicy.BIGINT:
+            return None
+        if rule is ColumnPolicy.EXCLUDE:
+            return SourceColumnPolicy("exclude", kind, None, masked=True, excluded=True)
+        if rule is ColumnPolicy.HASH:
+            if self._hash is None:
+                raise PolicyViolation(f"policies: {ref}.{column} is hashed but no key is set")
+            return SourceColumnPolicy("hash", ArrowKind.STRING, self._hash, masked=True)
+        if rule is ColumnPolicy.REDACT:
+            return SourceColumnPolicy("redact", ArrowKind.STRING, _redact, masked=True)
+        if isinstance(rule, TruncatePolicy):
+            out = ArrowKind.BINARY if kind is ArrowKind.BINARY else ArrowKind.STRING
+            return SourceColumnPolicy(
+                f"truncate {rule.truncate}", out, _truncater(rule.truncate), masked=True
+            )
+        if isinstance(rule, TextPolicy) and kind is ArrowKind.BINARY:
+            fn = _as_text(ref, column, "strict" if rule.text == "error" else "replace")
+            return SourceColumnPolicy(f"text {rule.text}", ArrowKind.STRING, fn, masked=False)
+        return None
 
     def table_schema(self, schema: TableSchema) -> TableSchema:
         """The shape consumers see of ``schema``."""

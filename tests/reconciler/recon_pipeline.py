@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from cdc.devstack.connections import StackConnections
 
-SERVER_IDS = (4400, 4499)
+SERVER_IDS = (4500, 4599)  # this area's range (recon2)
 PASSWORD_ENV = "RECON_SOURCE_PASSWORD"
 
 
@@ -34,10 +34,12 @@ class ReconPipeline:
     name: str
     config: Path = Path()
     daemon: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, stack: StackConnections, tmp: Path) -> ReconPipeline:
+    def create(cls, stack: StackConnections, tmp: Path, extra_config: str = "") -> ReconPipeline:
+        """``extra_config``: YAML sections appended to the config (say, ``policies:``)."""
         suffix = uuid.uuid4().hex[:8]
         p = cls(stack, tmp, f"recon_{suffix}", f"recon-{suffix}")
         with stack.mariadb.connect_root(autocommit=True) as conn, conn.cursor() as cur:
@@ -53,7 +55,8 @@ class ReconPipeline:
         p.config = tmp / "cdc.yaml"
         p.config.write_text(
             f"name: {p.name}\n"
-            f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{{PASSWORD_ENV}}}',"
+            f"source: {{type: mariadb, host: {m.host}, port: {m.port}, user: {m.user},"
+            f" password: '${{{PASSWORD_ENV}}}',"
             f" server_id: {random.randint(*SERVER_IDS)}, tables: ['{p.db}.*'], heartbeat_seconds: 1}}\n"
             "sinks:\n"
             f"  - {{type: sql, name: pg, url: '{p.pg_url()}'}}\n"
@@ -63,7 +66,7 @@ class ReconPipeline:
             f" catalog: {{type: sql, uri: 'sqlite:///{tmp / 'catalog.db'}',"
             f" warehouse: '{(tmp / 'wh').as_uri()}'}}}}\n"
             "batch: {idle_flush_seconds: 1}\n"
-            f"state_dir: {tmp / 'state'}\n"
+            f"state_dir: {tmp / 'state'}\n" + extra_config.replace("{db}", p.db)
         )
         return p
 
@@ -97,7 +100,7 @@ class ReconPipeline:
         return sa.create_engine(f"sqlite:///{self.tmp / 'serving.db'}")
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, PASSWORD_ENV: self.stack.mariadb.password}
+        return {**os.environ, PASSWORD_ENV: self.stack.mariadb.password, **self.extra_env}
 
     def cdc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "cdc.cli", args[0], "-c", str(self.config), *args[1:]]
