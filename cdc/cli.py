@@ -108,6 +108,8 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     """
     config = load_or_exit(config_path)
     _hold_run_lock(config)
+    if config.any_source.type == "postgresql":
+        sys.exit(_run_postgresql(config, until_caught_up))
     if config.stream is None:
         sys.exit(_run_embedded(config, until_caught_up))
     from cdc.daemon.capture import CaptureDaemon, CaptureOptions
@@ -133,6 +135,21 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     _serve_metrics(config, daemon, "capture", snapshots)
     _record_runs(config, "run")
     sys.exit(_finished(daemon.run()))
+
+
+def _run_postgresql(config: PipelineConfig, until_caught_up: bool) -> int:
+    """`cdc run` of a PostgreSQL source: logical replication into Kafka (cdc/daemon/postgresql_source.py)."""
+    from cdc.daemon.postgresql_source import postgresql_capture
+
+    try:
+        policies = _policies_or_exit(config)
+        daemon = postgresql_capture(config, until_caught_up=until_caught_up, policies=policies)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    _serve_metrics(config, daemon, "capture", None)
+    _record_runs(config, "run")
+    return _finished(daemon.run())
 
 
 def _policies_or_exit(config: PipelineConfig) -> ColumnPolicies | None:

@@ -1,0 +1,333 @@
+"""pgoutput's messages (protocol version 1) -> the SourceRecords every source yields.
+
+A transaction arrives whole, at its commit (Begin, Relation/Type, Insert/Update/Delete/Truncate...,
+Commit); its rows are numbered from 0 and placed at its commit LSN (cdc.core.positions.lsn_position),
+which is the order PostgreSQL committed them in. Non-transactional logical messages (our heartbeats,
+``pg_logical_emit_message(false, 'headwater.heartbeat', ...)``) arrive between transactions, in WAL
+order: every transaction that committed before one has been sent, so its LSN is a restart point.
+
+Resuming at a restart point (LSN X, skip k): transactions that committed before X are dropped (the
+slot may send them again: it is acknowledged only up to what Kafka or the sinks committed), and the
+first k rows of the transaction that committed at X are dropped.
+
+Images follow the table's REPLICA IDENTITY (docs/postgresql.md): with DEFAULT an update carries no
+``before`` and a delete's ``before`` holds the key only (the other columns are not in the WAL: they
+are null in that image); with FULL both are complete. An unchanged TOASTed value that the WAL does
+not carry is never replaced by a placeholder: the update stops the capture, naming the column.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdc.core.errors import SourceProtocolError, SourceSettingsError, UnsupportedColumnType
+from cdc.core.events import (
+    ChangeEvent,
+    ColumnValue,
+    Op,
+    RowImage,
+    SourceProgress,
+    SourceRecord,
+    TransactionEnd,
+)
+from cdc.core.positions import Position, RestartPoint, lsn_position
+from cdc.core.schemas import Column, TableRef, TableSchema
+from cdc.core.table_filter import TableFilter
+from cdc.sources.postgresql.values import Converter, ValueOutOfRange, arrow_type, converter
+
+__all__ = ["HEARTBEAT_PREFIX", "CatalogColumns", "PgoutputDecoder", "pg_ts_ms"]
+
+HEARTBEAT_PREFIX = "headwater.heartbeat"
+_PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in ms since 1970
+_BEGIN = struct.Struct("!QqI")
+_COMMIT = struct.Struct("!BQQq")
+_I16 = struct.Struct("!h")
+_I32 = struct.Struct("!I")
+_COLUMN = struct.Struct("!IIi")  # type oid, typmod; after flags and name
+
+
+def pg_ts_ms(pg_micros: int) -> int:
+    return pg_micros // 1000 + _PG_EPOCH_MS
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogColumns:
+    """What the catalog adds to a Relation message: type names, NOT NULL, the primary key."""
+
+    source_types: dict[str, str]
+    not_null: frozenset[str]
+    primary_key: tuple[str, ...]
+
+
+Catalog = Callable[[int], CatalogColumns | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Relation:
+    schema: TableSchema
+    converters: tuple[Converter, ...]
+    key_indexes: tuple[int, ...]
+    captured: bool
+    full_identity: bool
+
+
+class PgoutputDecoder:
+    """Stateful: relations persist across transactions (PostgreSQL sends each once per session and
+    again after it changes). One decoder per replication session."""
+
+    def __init__(self, tables: TableFilter, catalog: Catalog, start: RestartPoint | None) -> None:
+        self._tables = tables
+        self._catalog = catalog
+        self._start_lsn = -1 if start is None else (start.transaction.lsn or 0)
+        self._start_skip = 0 if start is None else start.skip_rows
+        self._relations: dict[int, _Relation] = {}
+        self._in_txn = False
+        self._skip_txn = False
+        self._xid = 0
+        self._commit_lsn = 0
+        self._ts_ms = 0
+        self._row = 0  # next row index in the transaction
+        self._skip_rows = 0
+        self._emitted = 0
+        self._position: Position | None = None
+        self._txn_id = ""
+        self.last_lsn = 0  # the LSN of the last transaction or heartbeat handled (for feedback)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_txn
+
+    def feed(self, data: bytes) -> list[SourceRecord]:
+        kind = data[:1]
+        if kind == b"B":
+            self._begin(data)
+            return []
+        if kind == b"C":
+            return self._commit(data)
+        if kind in (b"I", b"U", b"D"):
+            return self._row_change(kind, data)
+        if kind == b"R":
+            self._relation(data)
+            return []
+        if kind == b"T":
+            return self._truncate(data)
+        if kind == b"M":
+            return self._message(data)
+        if kind in (b"Y", b"O"):
+            return []  # type names come from the catalog; origins do not matter here
+        raise SourceProtocolError(f"unknown pgoutput message {kind!r}")
+
+    # -- transactions ---------------------------------------------------------------------------
+    def _begin(self, data: bytes) -> None:
+        final_lsn, ts, xid = _BEGIN.unpack_from(data, 1)
+        self._in_txn = True
+        self._xid, self._commit_lsn, self._ts_ms = xid, final_lsn, pg_ts_ms(ts)
+        self._row = self._emitted = 0
+        self._skip_txn = final_lsn < self._start_lsn
+        self._skip_rows = self._start_skip if final_lsn == self._start_lsn else 0
+        self._txn_id = f"0-0-{xid}"  # "domain-server-seq" shape; the xid names the transaction
+        self._position = lsn_position(final_lsn, 0, xid)
+
+    def _commit(self, data: bytes) -> list[SourceRecord]:
+        _flags, commit_lsn, _end_lsn, _ts = _COMMIT.unpack_from(data, 1)
+        self._in_txn = False
+        self.last_lsn = commit_lsn
+        if self._skip_txn:
+            return []
+        if self._emitted:
+            assert self._position is not None
+            last = self._position.at_row(self._row - 1)
+            return [TransactionEnd(self._txn_id, last, self._emitted, self._ts_ms)]
+        if self._row == 0:
+            # nothing of a captured table: the stream may resume at this commit
+            return [SourceProgress(RestartPoint(lsn_position(commit_lsn, 0, self._xid)), self._ts_ms)]
+        return []  # every row was already emitted before the restart
+
+    def _message(self, data: bytes) -> list[SourceRecord]:
+        flags = data[1]
+        (lsn,) = struct.unpack_from("!Q", data, 2)
+        end = data.index(b"\0", 10)
+        prefix = data[10:end].decode()
+        if flags & 1 or prefix != HEARTBEAT_PREFIX:
+            return []  # transactional messages and other programs' messages are not ours
+        if self._in_txn:
+            raise SourceProtocolError("a non-transactional message inside a transaction")
+        self.last_lsn = lsn
+        if lsn < self._start_lsn:
+            return []
+        return [SourceProgress(RestartPoint(lsn_position(lsn, 0, 0)), 0)]
+
+    # -- relations ------------------------------------------------------------------------------
+    def _relation(self, data: bytes) -> None:
+        (relid,) = _I32.unpack_from(data, 1)
+        at = 5
+        end = data.index(b"\0", at)
+        namespace = data[at:end].decode()
+        at = end + 1
+        end = data.index(b"\0", at)
+        name = data[at:end].decode()
+        at = end + 1
+        identity = chr(data[at])
+        (ncols,) = _I16.unpack_from(data, at + 1)
+        at += 3
+        columns: list[tuple[int, str, int, int]] = []
+        for _ in range(ncols):
+            flags = data[at]
+            end = data.index(b"\0", at + 1)
+            col_name = data[at + 1 : end].decode()
+            type_oid, typmod = struct.unpack_from("!Ii", data, end + 1)
+            at = end + 9
+            columns.append((flags, col_name, type_oid, typmod))
+        ref = TableRef(namespace, name)
+        captured = self._tables.accepts(namespace, name)
+        info = self._catalog(relid) if captured else None
+        built: list[Column] = []
+        for _flags, col_name, type_oid, typmod in columns:
+            source_type = info.source_types.get(col_name, str(type_oid)) if info else str(type_oid)
+            nullable = not (info is not None and col_name in info.not_null)
+            built.append(Column(col_name, source_type, arrow_type(type_oid, typmod), nullable))
+        flagged = tuple(c[1] for c in columns if c[0] & 1)
+        if (
+            info is not None
+            and info.primary_key
+            and all(k in {c.name for c in built} for k in info.primary_key)
+        ):
+            key = info.primary_key
+        elif identity in ("d", "i"):
+            key = flagged  # the replica identity's columns: the key PostgreSQL logs
+        else:
+            key = ()
+        schema = TableSchema.build(ref, tuple(built), key)
+        self._relations[relid] = _Relation(
+            schema,
+            tuple(converter(c.arrow_type.kind) for c in built),
+            schema.key_indexes(),
+            captured,
+            identity == "f",
+        )
+
+    def _rel(self, relid: int) -> _Relation:
+        rel = self._relations.get(relid)
+        if rel is None:
+            raise SourceProtocolError(f"pgoutput row for relation {relid} before its Relation message")
+        return rel
+
+    # -- rows -----------------------------------------------------------------------------------
+    def _tuple(self, rel: _Relation, data: bytes, at: int, old: RowImage | None) -> tuple[RowImage, int]:
+        (ncols,) = _I16.unpack_from(data, at)
+        at += 2
+        values: list[ColumnValue] = []
+        columns = rel.schema.columns
+        convert = rel.converters
+        for i in range(ncols):
+            kind = data[at]
+            at += 1
+            if kind == 0x74:  # 't' text
+                (length,) = _I32.unpack_from(data, at)
+                at += 4
+                text = data[at : at + length].decode("utf-8", "surrogateescape")
+                at += length
+                try:
+                    values.append(convert[i](text))
+                except (ValueOutOfRange, ValueError) as exc:
+                    column = columns[i]
+                    raise UnsupportedColumnType(
+                        rel.schema.db, rel.schema.table, column.name, f"{column.source_type}: {exc}"
+                    ) from None
+            elif kind == 0x6E:  # 'n' null
+                values.append(None)
+            elif kind == 0x75:  # 'u' unchanged TOASTed value, not in the WAL
+                if old is not None:
+                    values.append(old[i])
+                    continue
+                raise SourceSettingsError(
+                    f"{rel.schema.ref}.{columns[i].name}: an update left this TOASTed value unchanged "
+                    f"and PostgreSQL did not log it (REPLICA IDENTITY DEFAULT); Headwater does not "
+                    f"invent a value. Run ALTER TABLE {rel.schema.ref} REPLICA IDENTITY FULL, then "
+                    f"bootstrap the table again (cdc bootstrap)"
+                )
+            else:
+                raise SourceProtocolError(
+                    f"pgoutput tuple column kind {chr(kind)!r} (binary mode is not used)"
+                )
+        return tuple(values), at
+
+    def _event(
+        self, op: Op, rel: _Relation, before: RowImage | None, after: RowImage | None
+    ) -> ChangeEvent | None:
+        row = self._row
+        self._row += 1
+        if row < self._skip_rows:
+            return None
+        assert self._position is not None
+        image = after if after is not None else before
+        assert image is not None
+        key = tuple(image[i] for i in rel.key_indexes) if rel.key_indexes else None
+        self._emitted += 1
+        return ChangeEvent(
+            op, rel.schema, key, before, after, self._position.at_row(row), self._ts_ms, self._txn_id
+        )
+
+    def _row_change(self, kind: bytes, data: bytes) -> list[SourceRecord]:
+        (relid,) = _I32.unpack_from(data, 1)
+        rel = self._rel(relid)
+        if self._skip_txn or not rel.captured:
+            return []
+        at = 5
+        out: list[SourceRecord] = []
+        if kind == b"I":
+            after, _ = self._tuple(rel, data, at + 1, None)
+            event = self._event(Op.CREATE, rel, None, after)
+            return [] if event is None else [event]
+        old: RowImage | None = None
+        old_kind = data[at : at + 1]
+        if old_kind in (b"K", b"O"):
+            old, at = self._tuple(rel, data, at + 1, None)
+        if kind == b"D":
+            if old is None:
+                raise SourceProtocolError(f"pgoutput delete on {rel.schema.ref} without an old tuple")
+            event = self._event(Op.DELETE, rel, old, None)
+            return [] if event is None else [event]
+        if data[at : at + 1] != b"N":
+            raise SourceProtocolError(f"pgoutput update on {rel.schema.ref} without a new tuple")
+        after, _ = self._tuple(rel, data, at + 1, old if old_kind == b"O" else None)
+        idx = rel.key_indexes
+        if old is not None and idx and tuple(old[i] for i in idx) != tuple(after[i] for i in idx):
+            # the key changed: a delete of the old key, then a create of the new one (Debezium's way)
+            for event in (self._event(Op.DELETE, rel, old, None), self._event(Op.CREATE, rel, None, after)):
+                if event is not None:
+                    out.append(event)
+            return out
+        before = old if old_kind == b"O" else None  # with DEFAULT, PostgreSQL logs no before image
+        event = self._event(Op.UPDATE, rel, before, after)
+        return [] if event is None else [event]
+
+    def _truncate(self, data: bytes) -> list[SourceRecord]:
+        (count,) = _I32.unpack_from(data, 1)
+        out: list[SourceRecord] = []
+        for n in range(count):
+            (relid,) = _I32.unpack_from(data, 6 + 4 * n)
+            rel = self._rel(relid)
+            if self._skip_txn or not rel.captured:
+                continue
+            row = self._row
+            self._row += 1
+            if row < self._skip_rows:
+                continue
+            assert self._position is not None
+            self._emitted += 1
+            out.append(
+                ChangeEvent(
+                    Op.TRUNCATE,
+                    rel.schema,
+                    None,
+                    None,
+                    None,
+                    self._position.at_row(row),
+                    self._ts_ms,
+                    self._txn_id,
+                )
+            )
+        return out

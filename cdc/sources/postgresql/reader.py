@@ -1,0 +1,177 @@
+"""The replication connection: psycopg2's LogicalReplicationConnection reading pgoutput.
+
+psycopg 3 has no replication protocol API (psycopg#71); psycopg2's is the mature Python transport
+(benchmarks/pg_capture_bench.py measures it beside pg_recvlogical). Everything on this connection
+happens on the reading thread: decoding, catalog lookups and heartbeats on a second (plain)
+connection, and the slot's acknowledgements, whose LSN the committing thread hands over in ``Acks``.
+
+The slot is acknowledged one byte below the LSN of the last checkpoint Kafka or the sinks committed:
+the slot then keeps every transaction that committed at or after it, and a WAL record never starts
+there (records are 8-byte aligned), so the transport never mistakes it for a message it received.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from cdc.core.errors import SourceUnavailable, StreamGap
+from cdc.core.events import SourceRecord
+from cdc.core.positions import RestartPoint
+from cdc.core.table_filter import TableFilter
+from cdc.sources.postgresql.pgoutput import PgoutputDecoder
+from cdc.sources.postgresql.server import PgSettings, catalog_columns, connect, emit_heartbeat
+
+__all__ = ["SESSION_OPTIONS", "Acks", "PgLogicalReader", "ReaderOptions"]
+
+log = logging.getLogger("cdc.source.postgresql")
+
+# fixes the text form of values (see values.py), whatever the server's defaults
+SESSION_OPTIONS = "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c extra_float_digits=3"
+
+
+class Acks:
+    """The LSN of the last checkpoint durably committed (by Kafka or every sink), across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lsn = 0
+
+    def committed(self, lsn: int | None) -> None:
+        if lsn is None:
+            return
+        with self._lock:
+            if lsn > self._lsn:
+                self._lsn = lsn
+
+    @property
+    def lsn(self) -> int:
+        with self._lock:
+            return self._lsn
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    settings: PgSettings
+    slot: str
+    publication: str
+    tables: TableFilter
+    heartbeat_s: float = 5.0
+    blocking: bool = True  # False: end once caught up with the server's WAL at the start
+    feedback_s: float = 1.0
+
+
+class PgLogicalReader:
+    def __init__(self, options: ReaderOptions, acks: Acks) -> None:
+        self._options = options
+        self._acks = acks
+        self._closed = threading.Event()
+        self._repl: psycopg2.extensions.connection | None = None
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        opts = self._options
+        self._closed.clear()
+        ctl = connect(opts.settings)
+        try:
+            repl = self._open_replication()
+            try:
+                yield from self._stream(ctl, repl, start)
+            finally:
+                repl.close()
+        finally:
+            ctl.close()
+
+    def _open_replication(self) -> psycopg2.extensions.connection:
+        s = self._options.settings
+        try:
+            return psycopg2.connect(
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password,
+                dbname=s.database,
+                connect_timeout=max(1, int(s.connect_timeout_s)),
+                options=SESSION_OPTIONS,
+                client_encoding="UTF8",
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+            )
+        except psycopg2.OperationalError as exc:
+            raise SourceUnavailable(
+                f"PostgreSQL replication connection to {s!r}: {str(exc).strip()}"
+            ) from None
+
+    def _stream(
+        self, ctl: object, repl: psycopg2.extensions.connection, start: RestartPoint
+    ) -> Iterator[SourceRecord]:
+        import psycopg
+
+        assert isinstance(ctl, psycopg.Connection)
+        opts = self._options
+        cur = cast(psycopg2.extras.ReplicationCursor, repl.cursor())
+        try:
+            cur.start_replication(
+                slot_name=opts.slot,
+                decode=False,
+                start_lsn=0,  # the slot's confirmed_flush_lsn; the decoder drops what precedes `start`
+                status_interval=10,
+                options={"proto_version": "1", "publication_names": opts.publication, "messages": "true"},
+            )
+        except psycopg2.errors.UndefinedObject as exc:
+            raise StreamGap(
+                f"replication slot {opts.slot!r}: {str(exc).strip()}; bootstrap the tables again"
+            ) from None
+        except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
+            raise StreamGap(
+                f"replication slot {opts.slot!r}: {str(exc).strip()}; drop it and bootstrap the tables again"
+            ) from None
+        except psycopg2.OperationalError as exc:
+            raise SourceUnavailable(
+                f"starting replication on slot {opts.slot!r}: {str(exc).strip()}"
+            ) from None
+        decoder = PgoutputDecoder(opts.tables, lambda relid: catalog_columns(ctl, relid), start)
+        start_lsn = start.transaction.lsn or 0
+        self._acks.committed(start_lsn)  # the checkpoint we start from is committed
+        end_lsn = None if opts.blocking else emit_heartbeat(ctl)
+        acked = 0
+        next_feedback = 0.0
+        next_heartbeat = time.monotonic() + opts.heartbeat_s
+        try:
+            while not self._closed.is_set():
+                msg = cur.read_message()
+                now = time.monotonic()
+                if now >= next_feedback:
+                    lsn = self._acks.lsn
+                    if lsn > acked:
+                        cur.send_feedback(flush_lsn=lsn - 1, force=True)  # type: ignore[no-untyped-call]
+                        acked = lsn
+                    next_feedback = now + opts.feedback_s
+                if msg is None:
+                    if end_lsn is not None and decoder.last_lsn >= end_lsn and not decoder.in_transaction:
+                        cur.send_feedback(flush_lsn=max(self._acks.lsn - 1, 0), force=True)  # type: ignore[no-untyped-call]
+                        return
+                    if now >= next_heartbeat:
+                        emit_heartbeat(ctl)  # keeps the slot moving while the captured tables are idle
+                        next_heartbeat = now + opts.heartbeat_s
+                    select.select([repl.fileno()], [], [], 0.2)
+                    continue
+                records = decoder.feed(msg.payload)
+                if records:
+                    yield from records
+                if end_lsn is not None and decoder.last_lsn >= end_lsn and not decoder.in_transaction:
+                    return
+        except psycopg2.OperationalError as exc:
+            raise SourceUnavailable(
+                f"PostgreSQL replication stream on slot {opts.slot!r}: {str(exc).strip()}"
+            ) from None
