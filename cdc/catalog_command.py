@@ -91,6 +91,8 @@ def _echo_table(t: CatalogEntry) -> None:
     if p.description:
         click.echo(f"    about      {p.description}")
     click.echo(f"    freshness  lag {lag}, {slo}: {t.slo_state}")
+    if p.history_retention_days is not None:
+        click.echo(f"    retention  history kept {p.history_retention_days:g} days")
     click.echo(f"    lineage    {' -> '.join(t.lineage)}")
     rows = ", ".join(f"{c.name}: {c.rows}" for c in t.copies if c.rows is not None)
     source_rows = "unknown" if t.source_rows is None else f"about {t.source_rows}"

@@ -215,7 +215,7 @@ def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
         recorder.exited(2, str(exc))
         return 2
     _serve_metrics(config, daemon, "embedded", snapshots)
-    start_maintenance(config.sinks, config.name)
+    start_maintenance(config.sinks, config.name, config.catalog)
     return _finished(daemon.run())
 
 
@@ -284,7 +284,7 @@ def sink(config_path: Path, until_caught_up: bool, accept_gap: bool) -> None:
         recorder.exited(2, str(exc))
         sys.exit(2)
     if not until_caught_up:
-        start_maintenance(config.sinks, config.name)
+        start_maintenance(config.sinks, config.name, config.catalog)
     batch = config.batch
     runner = SinkRunner(
         open_sinks,
@@ -338,6 +338,15 @@ def history(config_path: Path, table: str, at: str, fmt: str, limit: int | None)
     except HeadwaterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    from sinks.iceberg.retention import horizon_of
+
+    horizon = horizon_of(sink_config, table)
+    if horizon is not None:
+        click.echo(
+            f"note: {table}'s history is kept from {horizon.isoformat()} on (history_retention_days): "
+            "rows last changed before it are not shown",
+            err=True,
+        )
     relation = duckdb.from_arrow(rows)
     if fmt == "table":
         click.echo(f"{table} as of {at}: {rows.num_rows} rows")
@@ -355,17 +364,19 @@ def history(config_path: Path, table: str, at: str, fmt: str, limit: int | None)
 @main.command()
 @CONFIG_OPTION
 def maintain(config_path: Path) -> None:
-    """Iceberg upkeep: rewrite small files of closed days into larger ones, expire old snapshots.
+    """Iceberg upkeep: retention, rewrite small files of closed days, expire old snapshots.
 
-    Safe while the daemon runs (a commit that loses a race is retried or reported). Also runs inside
-    the daemon every `maintenance_interval_hours`.
+    Tables with `history_retention_days` lose the changes older than it, and their files. Safe while
+    the daemon runs (a commit that loses a race is retried or reported). Also runs inside the daemon
+    every `maintenance_interval_hours`.
     """
     config = load_or_exit(config_path)
+    from cdc.daemon.maintenance_schedule import retention_of
     from sinks.iceberg import maintain as run_maintain
 
     for sink_config in _iceberg_sinks(config):
         try:
-            report = run_maintain(sink_config, config.name)
+            report = run_maintain(sink_config, config.name, retention=retention_of(config.catalog))
         except HeadwaterError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
@@ -377,6 +388,14 @@ def maintain(config_path: Path) -> None:
                 f"{t.snapshots_before} -> {t.snapshots_after}, days rewritten: {days} "
                 f"({t.rows_rewritten} rows)"
             )
+            if t.retention is not None:
+                r = t.retention
+                click.echo(
+                    f"    retention: {r.rows_deleted} rows before {r.horizon.isoformat()} deleted, "
+                    f"{r.data_files_removed} data files removed"
+                )
+            if t.files_removed:
+                click.echo(f"    removed from storage: {t.files_removed} files, {t.bytes_removed} bytes")
             for failure in t.failed:
                 click.echo(f"    skipped: {failure}")
 

@@ -91,6 +91,10 @@ def _section(t: CatalogEntry) -> str:
         ("Classification", p.classification or "-"),
         ("Freshness SLO", "-" if p.freshness_slo_seconds is None else f"{p.freshness_slo_seconds:g}s"),
         ("Lag", _lag_and_slo(t)),
+        (
+            "History retention",
+            "kept for ever" if p.history_retention_days is None else f"{p.history_retention_days:g} days",
+        ),
         ("Compatibility", f"{p.compatibility.value} (on a breaking change: {p.on_incompatible.value})"),
         ("Rows at the source", "unknown" if t.source_rows is None else f"about {t.source_rows}"),
         ("Last bootstrap", t.last_bootstrap),

@@ -68,6 +68,7 @@ class CatalogEntry:
             "tags": list(p.tags),
             "classification": p.classification,
             "freshness_slo_seconds": p.freshness_slo_seconds,
+            "history_retention_days": p.history_retention_days,
             "lag_seconds": self.lag_seconds,
             "slo": self.slo_state,
             "compatibility": p.compatibility.value,

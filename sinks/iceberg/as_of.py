@@ -6,7 +6,9 @@ over the Arrow scan (``row_number() over (partition by key order by _position de
 rows are then taken from the scan itself, so values keep their Iceberg/Arrow types exactly.
 
 A time ``at`` selects changes whose source commit time (``_source_ts``) is at or before it; a naive
-datetime is taken as UTC.
+datetime is taken as UTC. A table under retention refuses an ``at`` before its horizon (its changes
+are gone); after it, the state holds only rows changed since the horizon (see
+``sinks.iceberg.retention``).
 
 A keyless table is a multiset: identical rows are normal (MediaWiki's ``user_newtalk``), so its state
 counts copies. After the last truncate, every ``c``/``u``/``r`` row adds one copy of its image and
@@ -39,6 +41,7 @@ from sinks.iceberg.history_schema import (
     PRIMARY_KEY_PROPERTY,
     SOURCE_TS,
 )
+from sinks.iceberg.retention import check_horizon
 
 __all__ = ["History", "history_rows_as_of", "parse_at", "read_history", "rebuild_state", "state_as_of"]
 
@@ -100,6 +103,8 @@ def read_history(
         raise ConfigError(
             f"no Iceberg history for {ref} in namespace {namespace!r} (looked for {identifier})"
         )
+    if up_to is not None:  # retention deleted the changes before its horizon: refuse, naming it
+        check_horizon(iceberg_table, ref, up_to)
     rows = iceberg_table.scan(row_filter=_filter(up_to)).to_arrow()
     rows = rows.sort_by(POSITION)
     key = tuple(json.loads(iceberg_table.properties.get(PRIMARY_KEY_PROPERTY, "[]")))

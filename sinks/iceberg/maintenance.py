@@ -9,7 +9,11 @@ the sink's stored position (and ``applied()``) is unchanged.
 
 Snapshot expiry keeps the current snapshot and its ``retain_last`` - 1 ancestors, and expires the
 others older than ``older_than`` (``table.maintenance.expire_snapshots()``). pyiceberg 0.12 removes
-them from the metadata only: the data and manifest files they alone referenced stay on storage.
+them from the metadata only, so the data and manifest files that only they referenced are then
+deleted here (``sinks.iceberg.retention.expire_removing_files``: never a file a live snapshot uses).
+
+Retention (``history_retention_days``, resolved per source table by the caller) runs first, so that
+days about to be deleted are not compacted: see :mod:`sinks.iceberg.retention`.
 
 A commit that races the running sink fails (optimistic concurrency) and leaves the table untouched; it
 is reported and the next run retries.
@@ -29,6 +33,14 @@ from pyiceberg.table import Table
 from cdc.config.models import IcebergSinkConfig
 from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_schema import PIPELINE_PROPERTY, POSITION, SOURCE_TS, arrow_schema_of
+from sinks.iceberg.retention import (
+    ORPHAN_MIN_AGE,
+    RetentionOf,
+    RetentionResult,
+    apply_retention,
+    expire_removing_files,
+    source_of,
+)
 from sinks.iceberg.snapshot_state import PIPELINE_KEY, state_properties, stored_state
 from sinks.iceberg.table_writer import align_to
 
@@ -49,6 +61,9 @@ class TableMaintenance:
     rows_rewritten: int
     snapshots_expired: int
     failed: tuple[str, ...] = ()  # what was skipped because a concurrent commit won
+    files_removed: int = 0  # files of expired snapshots deleted from storage (retention's included)
+    bytes_removed: int = 0
+    retention: RetentionResult | None = None  # None: the table has no retention period
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,19 @@ class MaintenanceReport:
     def snapshots_expired(self) -> int:
         return sum(t.snapshots_expired for t in self.tables)
 
+    @property
+    def rows_deleted(self) -> int:
+        """Rows deleted by retention."""
+        return sum(t.retention.rows_deleted for t in self.tables if t.retention is not None)
+
+    @property
+    def files_removed(self) -> int:
+        return sum(t.files_removed for t in self.tables)
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(t.bytes_removed for t in self.tables)
+
 
 def maintain(
     config: IcebergSinkConfig,
@@ -75,11 +103,15 @@ def maintain(
     retain_last: int | None = None,
     now: dt.datetime | None = None,
     base_dir: Path | None = None,
+    retention: RetentionOf | None = None,
+    orphan_min_age: dt.timedelta = ORPHAN_MIN_AGE,
 ) -> MaintenanceReport:
-    """Compact closed partitions, then expire snapshots, of every table the pipeline writes.
+    """Apply retention, compact closed partitions, then expire snapshots, of every table the pipeline writes.
 
     ``older_than`` and ``retain_last`` default to the config's ``maintenance_older_than_days`` (7)
-    and ``maintenance_retain_last`` (5).
+    and ``maintenance_retain_last`` (5). ``retention`` gives each source table's retention period
+    (None: kept for ever); ``orphan_min_age``: how old an unreferenced file must be before
+    retention deletes it (younger ones may belong to a commit in flight).
     """
     if older_than is None:
         older_than = dt.timedelta(days=config.maintenance_older_than_days)
@@ -94,7 +126,22 @@ def maintain(
         table = catalog.load_table(identifier)
         if table.properties.get(PIPELINE_PROPERTY) != pipeline:
             continue
-        reports.append(_maintain_table(".".join(identifier), table, pipeline, older_than, retain_last, now))
+        name = ".".join(identifier)
+        kept = None
+        failed: tuple[str, ...] = ()
+        source = source_of(table)
+        if retention is not None and source is not None:
+            period = retention(source)
+            if period is not None:
+                try:
+                    kept = apply_retention(table, name, pipeline, period, now, orphan_min_age)
+                except CommitFailedException as exc:
+                    log.warning(
+                        "iceberg maintain: %s retention not applied (next run retries): %s", name, exc
+                    )
+                    table.refresh()
+                    failed = ("retention",)
+        reports.append(_maintain_table(name, table, pipeline, older_than, retain_last, now, kept, failed))
     return MaintenanceReport(tuple(reports))
 
 
@@ -103,12 +150,19 @@ def _files(table: Table) -> list[tuple[object, str]]:
 
 
 def _maintain_table(
-    identifier: str, table: Table, pipeline: str, older_than: dt.timedelta, retain_last: int, now: dt.datetime
+    identifier: str,
+    table: Table,
+    pipeline: str,
+    older_than: dt.timedelta,
+    retain_last: int,
+    now: dt.datetime,
+    retention: RetentionResult | None,
+    retention_failed: tuple[str, ...],
 ) -> TableMaintenance:
-    files_before = len(_files(table))
+    files_before = len(_files(table))  # after retention: its own counts are in `retention`
     snapshots_before = len(table.metadata.snapshots)
     rewritten: list[str] = []
-    failed: list[str] = []
+    failed: list[str] = list(retention_failed)
     rows_rewritten = 0
     if table.spec().fields and table.schema().find_field(SOURCE_TS) is not None:
         for day in _closed_days_to_compact(table, now):
@@ -118,9 +172,16 @@ def _maintain_table(
             except CommitFailedException as exc:
                 log.warning("iceberg maintain: %s day %s not compacted: %s", identifier, day, exc)
                 failed.append(f"compact {day.isoformat()}")
-    expired = 0
+    expired = files_removed = bytes_removed = 0
+    if retention is not None:
+        expired = retention.snapshots_expired
+        files_removed, bytes_removed = retention.files_removed, retention.bytes_removed
     try:
-        expired = _expire(table, now - older_than, retain_last)
+        ids = _expirable(table, now - older_than, retain_last)
+        removed = expire_removing_files(table, ids)
+        expired += len(ids)
+        files_removed += removed.files
+        bytes_removed += removed.bytes
     except CommitFailedException as exc:
         log.warning("iceberg maintain: %s snapshots not expired: %s", identifier, exc)
         failed.append("expire")
@@ -134,15 +195,21 @@ def _maintain_table(
         rows_rewritten=rows_rewritten,
         snapshots_expired=expired,
         failed=tuple(failed),
+        files_removed=files_removed,
+        bytes_removed=bytes_removed,
+        retention=retention,
     )
     log.info(
-        "iceberg maintain: %s files %d -> %d, snapshots %d -> %d, days rewritten %s",
+        "iceberg maintain: %s files %d -> %d, snapshots %d -> %d, days rewritten %s, "
+        "%d files (%d bytes) removed from storage",
         identifier,
         report.files_before,
         report.files_after,
         report.snapshots_before,
         report.snapshots_after,
         ",".join(rewritten) or "none",
+        files_removed,
+        bytes_removed,
     )
     return report
 
@@ -173,7 +240,7 @@ def _compact_day(table: Table, day: dt.date, pipeline: str) -> int:
     return int(rows.num_rows)
 
 
-def _expire(table: Table, cutoff: dt.datetime, retain_last: int) -> int:
+def _expirable(table: Table, cutoff: dt.datetime, retain_last: int) -> list[int]:
     keep: set[int] = set()
     snapshot = table.current_snapshot()
     while snapshot is not None and len(keep) < retain_last:
@@ -181,12 +248,8 @@ def _expire(table: Table, cutoff: dt.datetime, retain_last: int) -> int:
         parent = snapshot.parent_snapshot_id
         snapshot = table.snapshot_by_id(parent) if parent is not None else None
     cutoff_ms = int(cutoff.timestamp() * 1000)
-    ids = [
+    return [
         s.snapshot_id
         for s in table.metadata.snapshots
         if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep
     ]
-    if ids:
-        table.maintenance.expire_snapshots().by_ids(ids).commit()
-        table.refresh()
-    return len(ids)
