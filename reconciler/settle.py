@@ -4,9 +4,12 @@ A first compare runs while the pipeline keeps applying, so a copy a few changes 
 differences that are only lag. Each re-check round reads the suspect rows of the source inside a
 consistent snapshot, whose binlog point (``binlog_snapshot_file``/``_position``) says exactly which
 changes those rows include; then waits (bounded) until the copy would resume at or past that point,
-which means it holds every change the snapshot saw; then reads the copy's rows. A difference that
-survives two such rounds is drift; one gone in any round was lag. A copy that never reaches the
-point in the wait is reported BEHIND, not as drift.
+which means it holds every change the snapshot saw; then reads the copy's rows, and the source's
+once more. The copy may be read past the point, so a key the source changed in between may differ
+by lag alone: a round counts for a key only if its source row held over the whole window. A
+difference that survives two such rounds is drift; one gone in any round was lag; a key that keeps
+changing in every round (at most ``max_rounds``) is not reported (its next change rewrites the copy's
+row anyway). A copy that never reaches the point in the wait is reported BEHIND, not as drift.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from cdc.core.positions import RestartPoint
 from reconciler.canonical import Engine
 from reconciler.compare import Found, Region, diff_rows, read_region
 from reconciler.model import KeyRange, RowDrift
-from reconciler.stores import SqlRunner, Store, int_key
+from reconciler.stores import Rows, SqlRunner, Store, int_key
 
 __all__ = ["CopyProgress", "Settled", "SourcePoint", "settle"]
 
@@ -85,13 +88,13 @@ def settle(
     poll_seconds: float = 0.2,
 ) -> Settled:
     suspects = {d.key: d for d in found.drift}
+    confirmed = dict.fromkeys(suspects, 0)  # rounds each suspect persisted while its source row held
     point = SourcePoint("", 0)
     resume: RestartPoint | None = None
-    paired = 0
     waited = 0.0
     caught_up = True
     for _ in range(max_rounds):
-        if not suspects or paired >= ROUNDS_NEEDED:
+        if all(n >= ROUNDS_NEEDED for n in confirmed.values()):
             break
         region = _region(source, list(suspects.values()), found.region)
         with source_sql.snapshot() as run:
@@ -107,17 +110,28 @@ def settle(
         waited += time.monotonic() - started
         copy = copy_now()
         copy_rows = read_region(copy, region)
+        # the copy was read at or past the point: a key the source changed since the point may show
+        # a newer value there, which is lag too. Read the source again: only a key whose source row
+        # held over the whole window is evidence (a hot key's round is inconclusive)
+        src_after = read_region(source, region)
         now = {d.key: d for d in diff_rows(src_rows, copy_rows, copy)}
         suspects = {k: now[k] for k in suspects if k in now}
-        if point.covered_by(resume):
-            paired += 1
-        else:
+        confirmed = {k: confirmed[k] for k in suspects}
+        if not point.covered_by(resume):
             caught_up = False
             break
+        for k in suspects:
+            if _held(k, src_rows, src_after):
+                confirmed[k] += 1
+    drift = tuple(d for k, d in suspects.items() if confirmed[k] >= ROUNDS_NEEDED or not caught_up)
     return Settled(
-        tuple(suspects.values()),
+        drift,
         caught_up,
         str(point) if point.file else "",
         resume.to_string() if resume is not None else "",
         waited,
     )
+
+
+def _held(key: tuple[str, ...], before: Rows, after: Rows) -> bool:
+    return before.get(key) == after.get(key)
