@@ -15,7 +15,7 @@ import pytest
 from cdc.config.models import PostgresSourceConfig
 from cdc.core.errors import SourceSettingsError, StreamGap
 from cdc.core.events import ChangeEvent, SourceProgress, SourceRecord, TransactionEnd
-from cdc.core.positions import RestartPoint
+from cdc.core.positions import Position, RestartPoint
 from cdc.core.schemas import ArrowKind
 from cdc.daemon.postgresql_source import PostgresSource
 from cdc.devstack.connections import PgSourceConnection, StackConnections
@@ -299,3 +299,67 @@ def test_every_type_equals_select(pgdb: PgDb) -> None:
                 assert got == since_midnight, column.name
             else:
                 assert got == want, (column.name, got, want)
+
+
+def _cdc_run(config_path: Any, timeout: float = 90.0) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "run", "-c", str(config_path), "--until-caught-up"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_cdc_run_into_kafka_exactly_once_and_slot_acknowledged_behind_kafka(
+    pgdb: PgDb, stack: StackConnections, tmp_path: Any
+) -> None:
+    """`cdc run` (Kafka mode) twice over a workload: every change once, in order; the slot's
+    confirmed_flush_lsn is at or behind the last LSN Kafka holds; the envelope carries the LSN."""
+    from tests.support.kafka_replay import change_events, consume_all, pipeline_topics, replay
+
+    pipeline = f"pgsrc-{secrets.token_hex(4)}"
+    config = tmp_path / "pg.yaml"
+    config.write_text(
+        f"name: {pipeline}\n"
+        "source:\n"
+        "  type: postgresql\n"
+        f"  host: {pgdb.conn.host}\n  port: {pgdb.conn.port}\n  user: {pgdb.conn.user}\n"
+        f"  password: {pgdb.conn.password}\n  database: {pgdb.name}\n  slot: {pgdb.name}\n"
+        "  publication: pgsrc_pub\n"
+        f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}'}}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    pgdb.run("CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL)")
+    _cdc_run(config)  # first start: creates the slot, commits its position
+    pgdb.run(
+        "INSERT INTO acct SELECT g, 0 FROM generate_series(1, 50) g",
+        "UPDATE acct SET balance = balance + id WHERE id % 2 = 0",
+        "DELETE FROM acct WHERE id % 5 = 0",
+    )
+    _cdc_run(config)
+    pgdb.run("UPDATE acct SET balance = -1 WHERE id = 1", "INSERT INTO acct VALUES (51, 51)")
+    _cdc_run(config)
+    records = consume_all(
+        stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
+    )
+    events = change_events(records)
+    positions = [e.position for e in events]
+    assert len(positions) == len(set(positions)) == 50 + 25 + 10 + 2  # each change exactly once
+    assert all(p.startswith("pgl1:") for p in positions)
+    with pgdb.admin() as c:
+        rows = c.execute("SELECT id, balance FROM acct ORDER BY id").fetchall()
+        slot = c.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (pgdb.name,)
+        ).fetchone()
+    state = replay(records)["public.acct"]
+    assert sorted((v["id"], v["balance"]) for v in state.values()) == [(r[0], r[1]) for r in rows]
+    assert slot is not None
+    high, low = str(slot[0]).split("/")
+    confirmed = (int(high, 16) << 32) | int(low, 16)
+    last = Position.parse(positions[-1]).lsn
+    assert last is not None and confirmed <= last
