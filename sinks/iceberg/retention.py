@@ -19,9 +19,10 @@ resolves it per source table and passes a :data:`RetentionOf`). One run, per his
    retention run is gone, by design), and the files only they reached are deleted from storage:
    pyiceberg 0.12 expires snapshots in the metadata only (apache/iceberg-python#2604; orphan-file
    removal, #1958, is not released). See :func:`expire_removing_files`.
-4. **Orphans.** Files under the table's ``data/`` and ``metadata/`` folders that no live snapshot
-   references (left by failed commits, by earlier expiry) and that are older than
-   ``orphan_min_age`` are deleted too: a younger unreferenced file may belong to a commit in flight.
+4. **Orphans.** Data and manifest files (Parquet, Avro, ORC) under the table's ``data/`` and
+   ``metadata/`` folders that no live snapshot references (left by failed commits, by earlier
+   expiry) and that are older than ``orphan_min_age`` are deleted too: a younger unreferenced file
+   may belong to a commit in flight.
 
 Metadata JSON files (``*.metadata.json``) are never removed: they hold snapshot lists, schemas and
 properties, no row values, and readers may still hold one.
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.compute as pc
 from pyarrow.fs import FileSelector, FileType
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import ManifestEntryStatus
@@ -70,6 +72,7 @@ HORIZON_PROPERTY = "headwater.retention-horizon"  # ISO time: changes before it 
 HORIZON_POSITION_PROPERTY = "headwater.retention-position"  # the newest position deleted
 RETENTION_KEY = "headwater.retention"  # in a seal snapshot's summary: the horizon it sealed
 DELETE_KEY = "headwater.retention-delete"  # in a retention delete's snapshots: the horizon
+_REMOVABLE = (".parquet", ".avro", ".orc")
 # Java Iceberg's remove-orphan-files default is 3 days; a day is far longer than any commit takes
 ORPHAN_MIN_AGE = dt.timedelta(days=1)
 
@@ -114,20 +117,19 @@ def apply_retention(
     """Delete ``table``'s changes older than ``now - keep`` and remove their files (module docstring)."""
     horizon = (now - keep).astimezone(dt.UTC)
     where = f"{SOURCE_TS} < '{horizon.isoformat()}'"
-    expired = table.scan(row_filter=where, selected_fields=(POSITION,)).to_arrow()
+    expired_rows, newest = _expired(table, where)
     state = stored_state(table)
     properties = state_properties(pipeline, state) if state is not None else {PIPELINE_KEY: pipeline}
     known = _horizon(table)
     recorded = horizon if known is None else max(horizon, known)  # a longer period deletes nothing back
-    if expired.num_rows:
-        newest = max(str(p) for p in expired.column(POSITION).to_pylist())
+    if expired_rows:
         previous = table.properties.get(HORIZON_POSITION_PROPERTY)
         with table.transaction() as txn:
             txn.delete(where, snapshot_properties={**properties, DELETE_KEY: horizon.isoformat()})
             txn.set_properties(
                 {
                     HORIZON_PROPERTY: recorded.isoformat(),
-                    HORIZON_POSITION_PROPERTY: max(newest, previous or ""),
+                    HORIZON_POSITION_PROPERTY: max(newest or "", previous or ""),
                 }
             )
         table.refresh()
@@ -151,7 +153,7 @@ def apply_retention(
     orphans = _remove_orphans(table, now, orphan_min_age)
     result = RetentionResult(
         horizon=horizon,
-        rows_deleted=expired.num_rows,
+        rows_deleted=expired_rows,
         snapshots_expired=expired_snapshots,
         files_removed=removed.files + orphans.files,
         data_files_removed=removed.data_files + orphans.data_files,
@@ -170,6 +172,18 @@ def apply_retention(
         result.snapshots_expired,
     )
     return result
+
+
+def _expired(table: Table, where: str) -> tuple[int, str | None]:
+    """How many rows ``where`` matches and the newest position among them (read batch by batch)."""
+    rows = 0
+    newest: str | None = None
+    for batch in table.scan(row_filter=where, selected_fields=(POSITION,)).to_arrow_batch_reader():
+        if batch.num_rows:
+            rows += batch.num_rows
+            top = pc.max(batch.column(0)).as_py()
+            newest = top if newest is None or top > newest else newest
+    return rows, newest
 
 
 def _horizon(table: Table) -> dt.datetime | None:
@@ -286,7 +300,9 @@ def _remove_orphans(table: Table, now: dt.datetime, min_age: dt.timedelta) -> Re
     for folder in ("data", "metadata"):
         selector = FileSelector(f"{root.rstrip('/')}/{folder}", recursive=True, allow_not_found=True)
         for info in fs.get_file_info(selector):
-            if info.type is not FileType.File or info.path in live or info.path.endswith(".metadata.json"):
+            # data and manifest files only: what can hold row values or their bounds (metadata JSON
+            # and a catalog's own files, such as a version hint, are left alone)
+            if info.type is not FileType.File or info.path in live or not info.path.endswith(_REMOVABLE):
                 continue
             mtime = info.mtime
             if mtime is None or (mtime if mtime.tzinfo else mtime.replace(tzinfo=dt.UTC)) > cutoff:
@@ -312,8 +328,9 @@ def check_horizon(table: Table, source: TableRef, at: Position | dt.datetime) ->
         before = newest is not None and at.to_string() <= newest
         asked = f"position {at.to_string()}"
     else:
-        before = at < horizon
-        asked = at.isoformat()
+        when = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)  # naive: UTC, as as-of reads
+        before = when < horizon
+        asked = when.isoformat()
     if before:
         raise ConfigError(
             f"{source}: {asked} is before the retention horizon {horizon.isoformat()} "

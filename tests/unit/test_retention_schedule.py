@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from cdc.config.models import CatalogConfig
+from cdc.core.errors import ConfigError
 from cdc.core.events import Op
 from cdc.daemon.maintenance_schedule import run_maintenance
-from sinks.iceberg import create_iceberg_sink
+from sinks.iceberg import create_iceberg_sink, state_as_of
 from sinks.iceberg.catalogs import open_catalog
-from tests.unit.test_iceberg_sink import batch, config, event, schema
+from tests.unit.test_iceberg_sink import batch, config, event, pos, schema
 
 DAY_MS = 86_400_000
 
@@ -53,3 +54,9 @@ def test_scheduled_maintenance_applies_retention_and_removes_old_orphans(
     assert "1 rows deleted by retention" in caplog.text
     horizon = dt.datetime.fromisoformat(table.properties["headwater.retention-horizon"])
     assert abs((dt.datetime.now(dt.UTC) - horizon) - dt.timedelta(days=90)) < dt.timedelta(minutes=5)
+    # as-of reads: a position retention deleted is refused, naming the horizon; later ones are served
+    with pytest.raises(ConfigError, match=r"shop\.items: position .* is before the retention horizon"):
+        state_as_of(sink_config.catalog, "hist", "shop.items", pos(1))
+    assert state_as_of(sink_config.catalog, "hist", "shop.items", pos(2)).num_rows == 1
+    with pytest.raises(ConfigError, match="before the retention horizon"):  # a naive time is UTC
+        state_as_of(sink_config.catalog, "hist", "shop.items", dt.datetime(2000, 1, 1))
