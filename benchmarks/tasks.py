@@ -87,14 +87,20 @@ def capture(stack: StackConnections, args: Mapping[str, Any]) -> dict[str, Any]:
             until_caught_up=True, flush_max_events=stream.flush_max_events, flush_max_ms=stream.flush_max_ms
         ),
     )
+    cpu_before = time.process_time()
     code = daemon.run()
     ended = time.perf_counter()
     if code != 0 or not sources or sources[-1].started is None:
         raise RuntimeError(f"capture exited {code}")
+    # CPU of the whole run (both threads, fencing and topic set-up included): rows per CPU-second
+    # says how much of the machine capture needs, whatever else the shared machine was doing
+    cpu_s = time.process_time() - cpu_before
     return {
         "rows": daemon.stats.rows,
         "seconds": ended - sources[-1].started,
         "commits": daemon.stats.commits,
+        "cpu_s": cpu_s,
+        "rows_per_cpu_s": daemon.stats.rows / cpu_s if cpu_s > 0 else 0.0,
     }
 
 

@@ -32,11 +32,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.schemas import Column, TableSchema
 from cdc.stream.json_values import RowEncoder, row_encoder
+from cdc.stream.native_rows import RowPlan, dumps, row_plan
 
 __all__ = [
     "CONNECTOR",
@@ -51,25 +50,6 @@ CONNECTOR = "mariadb"
 ENVELOPE_VERSION = "headwater-0.1.0"
 
 
-def _fix_text(obj: Any) -> Any:
-    """Replace surrogate escapes (invalid source text) with U+FFFD, recursively; the slow path."""
-    if isinstance(obj, str):
-        return obj.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    if isinstance(obj, dict):
-        return {_fix_text(k): _fix_text(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_fix_text(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> bytes:
-    """UTF-8 JSON; non-str dict keys are refused; text with surrogate escapes goes the slow path."""
-    try:
-        return orjson.dumps(obj)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(_fix_text(obj))
-
-
 @dataclass(frozen=True, slots=True)
 class TransactionOrder:
     """Debezium's per-event transaction block: the event's rank in its transaction and in its table."""
@@ -82,7 +62,7 @@ class TransactionOrder:
 class TableCodec:
     """Encoders for one table schema version, built once and reused for every row of that version."""
 
-    __slots__ = ("db", "key_encoder", "row", "schema", "table", "version")
+    __slots__ = ("db", "key_encoder", "key_plan", "plan", "row", "schema", "table", "version")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
@@ -93,6 +73,9 @@ class TableCodec:
         by_name = {c.name: c for c in schema.columns}
         key_columns: tuple[Column, ...] = tuple(by_name[k] for k in schema.primary_key)
         self.key_encoder: RowEncoder | None = row_encoder(key_columns) if key_columns else None
+        # the compiled equivalents (same bytes as dumps() of the dicts above; see native_rows)
+        self.plan: RowPlan = row_plan(schema.columns)
+        self.key_plan: RowPlan | None = row_plan(key_columns) if key_columns else None
 
     def key(self, event: ChangeEvent) -> dict[str, Any] | None:
         if event.op is Op.TRUNCATE:
@@ -110,6 +93,22 @@ class TableCodec:
 
     def image(self, row: RowImage | None) -> dict[str, Any] | None:
         return None if row is None else self.row(row)
+
+    def key_bytes(self, event: ChangeEvent) -> bytes | None:
+        """``dumps(self.key(event))``, through the compiled plans."""
+        if event.op is Op.TRUNCATE:
+            return None
+        key_plan = self.key_plan
+        if key_plan is not None:
+            if event.key is not None:
+                return key_plan.encode(event.key)
+            image = event.after if event.after is not None else event.before
+            if image is None:
+                return None
+            indexes = self.schema.key_indexes()
+            return key_plan.encode(tuple(image[i] for i in indexes))
+        image = event.after if event.after is not None else event.before
+        return None if image is None else self.plan.encode(image)
 
 
 class EnvelopeEncoder:
@@ -171,12 +170,12 @@ class EnvelopeEncoder:
     ) -> tuple[bytes | None, bytes]:
         """(key bytes or None for a truncate, value bytes)."""
         codec = self.codec(event.schema)
-        key = codec.key(event)
         if transaction is not None:
+            key = codec.key(event)
             value = dumps(self.value(event, transaction, ts_ms))
-        else:
-            value = self._value_bytes(codec, event, time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
-        return (None if key is None else dumps(key)), value
+            return (None if key is None else dumps(key)), value
+        value = self._value_bytes(codec, event, time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
+        return codec.key_bytes(event), value
 
     # The hot path. Everything in ``source`` but the row index and the position is the same for every
     # row of a transaction in one table version, so it is serialized once per (transaction, table
@@ -209,7 +208,28 @@ class EnvelopeEncoder:
             # the second row on, and single-row transactions are common.
             self._template_key = key
             self._template_ready = False
-            return dumps(self.value(event, None, ts_ms))
+            # the bytes of dumps(self.value(event, None, ts_ms)), images written by the compiled plan
+            source_full = {
+                "version": ENVELOPE_VERSION,
+                "connector": CONNECTOR,
+                "name": self.pipeline,
+                "ts_ms": event.source_ts_ms,
+                "snapshot": _snapshot_flag(op, event.transaction_id),
+                "db": codec.db,
+                "table": codec.table,
+                "server_id": server,
+                "gtid": event.transaction_id,
+                "file": position.file,
+                "pos": offset,
+                "row": row,
+                "position": position.to_string(),
+                "schema_version": codec.version,
+            }
+            rest = b"".join(
+                (b',"source":', dumps(source_full), b',"op":"', op.value.encode(), b'","ts_ms":',
+                 str(ts_ms).encode(), b',"transaction":null}')
+            )  # fmt: skip
+            return codec.plan.envelope(event.before, event.after, b'{"before":', b',"after":', rest)
         if not self._template_ready:
             source = {
                 "version": ENVELOPE_VERSION,
@@ -234,13 +254,8 @@ class EnvelopeEncoder:
             self._template = (dumps(source)[:-1] + b',"row":', head, tail)
             self._template_ready = True
         source_head, position_head, position_tail = self._template
-        before, after = event.before, event.after
-        return b"".join(
+        rest = b"".join(
             (
-                b'{"before":',
-                b"null" if before is None else dumps(codec.row(before)),
-                b',"after":',
-                b"null" if after is None else dumps(codec.row(after)),
                 b',"source":',
                 source_head,
                 str(row).encode(),
@@ -253,6 +268,7 @@ class EnvelopeEncoder:
                 b',"transaction":null}',
             )
         )
+        return codec.plan.envelope(event.before, event.after, b'{"before":', b',"after":', rest)
 
 
 def _snapshot_flag(op: Op, transaction_id: str) -> str:
