@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "server_id": runner._next_server_id()},
                     )  # fmt: skip
             result[target] = entry
-            shown = {k: f"{v.get('rows_per_s', 0):,.0f} rows/s, {v.get('peak_rss_mb', 0):,.0f} MiB"
+            shown = {k: f"{v.get('rows_per_s', 0):,.0f} rows/s, {v.get('rows_per_cpu_s', 0):,.0f} rows/cpu-s,"
+                        f" {v.get('peak_rss_mb', 0):,.0f} MiB"
                      for k, v in entry.items()}  # fmt: skip
             print(f"[speedsink] {target}: {shown}", file=sys.stderr)
     finally:

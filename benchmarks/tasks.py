@@ -120,11 +120,23 @@ def sink_embedded(stack: StackConnections, args: Mapping[str, Any]) -> dict[str,
 
     state = Path(place.directory) / "state"
     daemon = EmbeddedDaemon(lambda: [_open(stack, place, pipeline)], open_source, state, EmbeddedOptions())
+    cpu_before = time.process_time()
     code = daemon.run()
     ended = time.perf_counter()
     if code != 0 or not sources or sources[-1].started is None:
         raise RuntimeError(f"embedded apply exited {code}")
-    return {"rows": daemon.rows_applied, "seconds": ended - sources[-1].started}
+    return {
+        "rows": daemon.rows_applied,
+        "seconds": ended - sources[-1].started,
+        **_cpu(daemon.rows_applied, cpu_before),
+    }
+
+
+def _cpu(rows: int, cpu_before: float) -> dict[str, float]:
+    """CPU of the whole run (every thread, set-up included): rows per CPU-second says how much of the
+    machine the apply needs, whatever else the shared machine was doing meanwhile."""
+    cpu_s = time.process_time() - cpu_before
+    return {"cpu_s": cpu_s, "rows_per_cpu_s": rows / cpu_s if cpu_s > 0 else 0.0}
 
 
 class _TimedReader(KafkaChangeReader):
@@ -153,8 +165,13 @@ def sink_kafka(stack: StackConnections, args: Mapping[str, Any]) -> dict[str, An
     runner = SinkRunner(
         lambda: [_open(stack, place, pipeline)], open_reader, SinkRunnerOptions(until_caught_up=True)
     )
+    cpu_before = time.process_time()
     code = runner.run()
     ended = time.perf_counter()
     if code != 0 or not readers or readers[-1].first_data is None:
         raise RuntimeError(f"sink from Kafka exited {code} (or read nothing)")
-    return {"rows": runner.applied_events, "seconds": ended - readers[-1].first_data}
+    return {
+        "rows": runner.applied_events,
+        "seconds": ended - readers[-1].first_data,
+        **_cpu(runner.applied_events, cpu_before),
+    }

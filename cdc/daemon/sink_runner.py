@@ -226,7 +226,11 @@ class _Consumption:
                     deadline = time.monotonic() + opts.max_ms / 1000
                 self.pending.extend(changes)
             now = time.monotonic()
-            if self.pending and (len(self.pending) >= opts.max_events or now >= deadline or stop.is_set()):
+            # Apply once nothing more is waiting (a batch then holds whatever arrived while the last
+            # one was applied: large when busy, small and prompt when not), or at the batch's limits.
+            if self.pending and (
+                not reader.backlog or len(self.pending) >= opts.max_events or now >= deadline or stop.is_set()
+            ):
                 self.apply()
             if not changes:
                 if self.dirty and now - last_flush >= opts.idle_flush_seconds:

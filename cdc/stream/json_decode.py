@@ -6,7 +6,7 @@ Kafka stores the same values as one fed straight from the binlog.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime as dt
 import decimal
 import re
@@ -94,7 +94,8 @@ _DECODERS: dict[ArrowKind, ValueDecoder] = {
     ArrowKind.FLOAT64: float,
     ArrowKind.DECIMAL: lambda v: decimal.Decimal(v),
     ArrowKind.STRING: _same,
-    ArrowKind.BINARY: lambda v: base64.b64decode(v),
+    # what base64.b64decode does for a str, without its argument checks (a third of its time)
+    ArrowKind.BINARY: binascii.a2b_base64,
     ArrowKind.DATE: _date,
     ArrowKind.TIMESTAMP: _datetime,
     ArrowKind.TIMESTAMP_UTC: _instant,

@@ -40,6 +40,7 @@ __all__ = [
     "KafkaChangeReader",
     "Watermarks",
     "partition_name",
+    "reader_settings",
     "split_partition",
     "table_topic_pattern",
 ]
@@ -87,6 +88,15 @@ class ConsumedChange:
     next_offset: int  # the offset to consume next once this event is applied
 
 
+# librdkafka settings that bound what the consumer holds ahead of the sinks (a configured
+# ``stream.properties`` entry wins). A fetch still returns at least one whole record batch, so a
+# change up to stream.max_message_bytes is read whatever these say.
+_PREFETCH: dict[str, int] = {
+    "queued.max.messages.kbytes": 4_096,
+    "queued.min.messages": 5_000,
+    "fetch.max.bytes": 4_194_304,
+}
+
 _Version = tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None], tuple[int, ...]]
 
 
@@ -98,13 +108,13 @@ class _Schemas:
         self._topic = TopicNames(pipeline).schema
         self._pipeline = pipeline
         # version -> (schema, row decoder, primary-key column indexes), built once per version
-        self._by_version: dict[str, _Version] = {}
+        self.known: dict[str, _Version] = {}
 
     def get(self, version: str) -> _Version:
-        found = self._by_version.get(version)
+        found = self.known.get(version)
         if found is None:
             self._reload()
-            found = self._by_version.get(version)
+            found = self.known.get(version)
             if found is None:
                 raise SourceProtocolError(
                     f"schema version {version} is not on {self._topic}: the topic was deleted or truncated"
@@ -135,13 +145,35 @@ class _Schemas:
                     record = orjson.loads(value)
                     if record.get("type") == "table_schema":
                         schema = table_schema_from_record(record)
-                        self._by_version[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
+                        self.known[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
                 if position < high:
                     position = max(position, consumer.position([tp])[0].offset)
             if position < high:
                 raise StreamUnavailable(f"could not read {self._topic} to its end within {timeout:g}s")
         finally:
             consumer.close()
+
+
+def reader_settings(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
+    """The librdkafka settings of `cdc sink`'s consumer."""
+    settings = consumer_config(config, group)
+    settings["partition.assignment.strategy"] = "cooperative-sticky"
+    # a new table's topic is found within seconds, not librdkafka's default 5 minutes
+    settings.setdefault("topic.metadata.refresh.interval.ms", 5000)
+    # A killed process's partitions go back to the group after this long without heartbeats.
+    # (Static membership would hand them back at once, but a rejoining static member gets its
+    # cached assignment, which misses topics created since: new tables would go unconsumed.)
+    settings.setdefault("session.timeout.ms", 10000)
+    # Every assignment seeks to the sinks' offsets, so a reset only happens when retention
+    # deleted messages under a running consumer: that is a gap to stop on, never a jump.
+    settings["auto.offset.reset"] = "error"
+    # Bound the prefetch: librdkafka's defaults queue up to 64 MiB and 100k messages per partition
+    # ahead of the application, most of `cdc sink`'s peak RSS (250-350 MiB) while catching up.
+    # A poll of max_events messages needs a few MiB; what is queued beyond that only costs memory.
+    for key, value in _PREFETCH.items():
+        if key not in config.properties:
+            settings[key] = value
+    return settings
 
 
 class KafkaChangeReader:
@@ -160,8 +192,10 @@ class KafkaChangeReader:
         self._group = group_id or f"headwater-{pipeline}-sink"
         self._schemas = _Schemas(config, pipeline)
         self._consumer: Consumer | None = None
+        self._names_of: dict[tuple[str | None, int | None], str] = {}  # (topic, partition) -> name
         self.assigned: set[str] = set()
         self.at_end: set[str] = set()  # partitions whose end was reached since their last message
+        self.backlog = False  # the last poll returned all it was allowed to: more is waiting
         self.assignment_changed = time.monotonic()
         # Called with the partitions about to be taken away (before they are), on the polling
         # thread: the caller applies and commits what it consumed from them, so that the next owner
@@ -170,17 +204,7 @@ class KafkaChangeReader:
         self.on_revoke: Callable[[set[str], bool], None] | None = None
 
     def start(self) -> None:
-        settings = consumer_config(self._config, self._group)
-        settings["partition.assignment.strategy"] = "cooperative-sticky"
-        # a new table's topic is found within seconds, not librdkafka's default 5 minutes
-        settings.setdefault("topic.metadata.refresh.interval.ms", 5000)
-        # A killed process's partitions go back to the group after this long without heartbeats.
-        # (Static membership would hand them back at once, but a rejoining static member gets its
-        # cached assignment, which misses topics created since: new tables would go unconsumed.)
-        settings.setdefault("session.timeout.ms", 10000)
-        # Every assignment seeks to the sinks' offsets, so a reset only happens when retention
-        # deleted messages under a running consumer: that is a gap to stop on, never a jump.
-        settings["auto.offset.reset"] = "error"
+        settings = reader_settings(self._config, self._group)
         consumer = Consumer(settings)
         consumer.subscribe(
             [table_topic_pattern(self._pipeline)],
@@ -260,43 +284,67 @@ class KafkaChangeReader:
         consumer = self._consumer
         assert consumer is not None, "start() first"
         out: list[ConsumedChange] = []
-        for msg in consumer.consume(max_messages, timeout=timeout_s):
+        # What is queued already, at once; else wait for the first message only (consume() waits out
+        # its whole timeout for a full batch: at a low rate that wait was the latency), then take
+        # what came with it. ``backlog`` tells the caller whether more was waiting.
+        messages = consumer.consume(max_messages, timeout=0)
+        if not messages:
+            messages = consumer.consume(1, timeout=timeout_s)
+            if messages and max_messages > 1:
+                messages += consumer.consume(max_messages - 1, timeout=0)
+        self.backlog = len(messages) >= max_messages
+        # hot loop (one pass per message): names and lookups bound once per poll
+        own, at_end, names, decode, loads = self._own, self.at_end, self._names_of, self._decode, orjson.loads
+        for msg in messages:
             error = msg.error()
-            name = partition_name(msg.topic() or "", msg.partition() or 0)
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    self.at_end.add(name)
-                    continue
-                if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    raise StreamGap(
-                        f"the stream has a gap: {name} no longer holds the messages this process was "
-                        f"about to consume ({error.str()}); they were deleted (retention) before the "
-                        f"sinks applied them. {GAP_RECOVERY}"
-                    )
-                if error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-                    raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
-                raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
-            if msg.topic() in self._own:
+                self._on_error(error, partition_name(msg.topic() or "", msg.partition() or 0))
                 continue
-            self.at_end.discard(name)
+            topic = msg.topic()
+            if topic in own:
+                continue
+            where = (topic, msg.partition())
+            name = names.get(where)
+            if name is None:
+                name = names[where] = partition_name(topic or "", where[1] or 0)
+            at_end.discard(name)
             value = msg.value()
             if not value:
                 continue  # a tombstone: the delete before it carried the change
-            out.append(ConsumedChange(self._decode(orjson.loads(value)), name, (msg.offset() or 0) + 1))
+            out.append(ConsumedChange(decode(loads(value)), name, (msg.offset() or 0) + 1))
         return out
+
+    def _on_error(self, error: KafkaError, name: str) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            self.at_end.add(name)
+            return
+        if error.code() == KafkaError._AUTO_OFFSET_RESET:
+            raise StreamGap(
+                f"the stream has a gap: {name} no longer holds the messages this process was "
+                f"about to consume ({error.str()}); they were deleted (retention) before the "
+                f"sinks applied them. {GAP_RECOVERY}"
+            )
+        raise StreamUnavailable(f"consuming {self._pipeline}: {error.str()}")
 
     def _decode(self, envelope: Mapping[str, Any]) -> ChangeEvent:
         source = envelope["source"]
-        schema, decode, key_indexes = self._schemas.get(str(source["schema_version"]))
-        op = _OPS[envelope["op"]]
+        version = source["schema_version"]
+        found = self._schemas.known.get(version)
+        schema, decode, key_indexes = found if found is not None else self._schemas.get(str(version))
         before, after = decode(envelope["before"]), decode(envelope["after"])
         key: RowImage | None = None
         image = after if after is not None else before
-        if image is not None and schema.primary_key:
-            key = tuple(image[i] for i in key_indexes)
-        position = Position.parse(str(source["position"]))
+        if image is not None and key_indexes:
+            key = tuple([image[i] for i in key_indexes])
         return ChangeEvent(
-            op, schema, key, before, after, position, int(source["ts_ms"]), str(source["gtid"])
+            _OPS[envelope["op"]],
+            schema,
+            key,
+            before,
+            after,
+            Position.parse(source["position"]),
+            int(source["ts_ms"]),
+            str(source["gtid"]),
         )
 
     def close(self) -> None:
