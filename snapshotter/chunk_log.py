@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cdc.core.errors import ConfigError
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
+from sinks.read_batch import ReadBatch
 
 __all__ = ["ChunkLog", "LoggedChunk"]
 
 
 @dataclass(frozen=True, slots=True)
 class LoggedChunk:
-    records: tuple[ChangeEvent, ...]
+    records: Sequence[ChangeEvent]  # read back: a tuple
     state: str  # the snapshot state once these records are applied
 
 
@@ -58,6 +61,10 @@ class ChunkLog:
         self.path.unlink(missing_ok=True)
 
 
+# A ReadBatch (embedded mode without column policies) is kept as it is: its rows and what they share.
+_Read = tuple[str, TableSchema, str, int, str, ChangeEvent | None, tuple[RowImage, ...]]
+_READ = "read"
+
 # A chunk's records share their schema, time and transaction id, and their positions are one run of
 # rows of one anchor: only (op, key, before, after) is kept per row, as plain tuples. Pickling the
 # ChangeEvent dataclasses themselves was a third of an embedded bootstrap's time (its profile).
@@ -65,7 +72,11 @@ _Row = tuple[str, RowImage | None, RowImage | None, RowImage | None]
 _Compact = tuple[TableSchema, str, int, str, tuple[_Row, ...]]
 
 
-def _compact(records: tuple[ChangeEvent, ...]) -> _Compact | tuple[ChangeEvent, ...]:
+def _compact(records: Sequence[ChangeEvent]) -> _Read | _Compact | tuple[ChangeEvent, ...]:
+    if isinstance(records, ReadBatch):
+        b = records
+        return (_READ, b.schema, b.first.to_string(), b.source_ts_ms, b.transaction_id, b.lead, b.rows)
+    records = tuple(records)
     if not records:
         return records
     first = records[0]
@@ -76,10 +87,13 @@ def _compact(records: tuple[ChangeEvent, ...]) -> _Compact | tuple[ChangeEvent, 
     return (first.schema, first.position.to_string(), first.source_ts_ms, first.transaction_id, rows)
 
 
-def _expand(compact: _Compact | tuple[ChangeEvent, ...]) -> tuple[ChangeEvent, ...]:
+def _expand(compact: _Read | _Compact | tuple[ChangeEvent, ...]) -> tuple[ChangeEvent, ...]:
     if not compact or isinstance(compact[0], ChangeEvent):
         return tuple(compact)
-    schema, first_text, ts_ms, txn, rows = compact
+    if len(compact) == 7 and compact[0] == _READ:
+        _, schema, read_first, ts_ms, txn, lead, read_rows = compact
+        return tuple(ReadBatch(schema, read_rows, Position.parse(read_first), ts_ms, txn, lead))
+    schema, first_text, ts_ms, txn, rows = cast(_Compact, compact)
     first = Position.parse(first_text)
     at_row, row0 = first.at_row, first.row
     return tuple(

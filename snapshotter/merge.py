@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from cdc.core.events import (
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
+from sinks.read_batch import ReadBatch
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
 from snapshotter.chunk_sizer import ChunkSizer
@@ -103,6 +105,9 @@ class MergingPump:
         pending = {j.request for j in state.jobs}
         self._committed_done: set[str] = {f.request for f in state.finished if f.request not in pending}
         self.rows_emitted = 0
+        # chunks go out as one ReadBatch record (see sinks/read_batch.py) instead of an event per
+        # row; the embedded daemon sets it when it hands such a record on whole (no column policies)
+        self.columnar = False
         self._replay = replay if replay is not None and replay.records else None
         self._held: list[SourceRecord] = []  # stream records held back behind the replay
         self._ended: EndOfStream | None = None  # the stream's end, held while bootstraps can finish
@@ -357,8 +362,7 @@ class MergingPump:
         if tracked.truncated_at >= at:
             rows: list[RowImage] = []  # truncated after the view: every row of it is gone
         else:
-            changed, key_of = tracked.changed, chunk.schema.key_indexes()
-            rows = [row for row in chunk.rows if changed.get(tuple(row[i] for i in key_of), _NOWHERE) < at]
+            rows = _unchanged(chunk, tracked, at)
         tracked.prune(at)
         return self._emit(job, chunk, rows)
 
@@ -374,24 +378,35 @@ class MergingPump:
             position = snapshot_row_position(point, index)
             events.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
             index += 1
-        key_of = schema.key_indexes()
         # one full position, then cheap copies for the rest (a full one per row was a sixth of the
         # bootstrap's time: benchmarks/results/profiles/bootstrap_*.txt)
         first = snapshot_row_position(point, index)
-        at_row, base = first.at_row, first.row - index
-        for row in rows:
-            key = tuple(row[i] for i in key_of)
-            events.append(ChangeEvent(Op.READ, schema, key, None, row, at_row(base + index), ts_ms, txn))
-            index += 1
+        records: Sequence[ChangeEvent]
+        if self.columnar:
+            # one typed batch instead of an event per row: the sinks write it column-wise
+            lead = events[0] if events else None
+            records = ReadBatch(schema, tuple(rows), first, ts_ms, txn, lead) if rows or lead else ()
+        else:
+            key_of = schema.key_indexes()
+            at_row, base = first.at_row, first.row - index
+            for row in rows:
+                key = tuple(row[i] for i in key_of)
+                events.append(ChangeEvent(Op.READ, schema, key, None, row, at_row(base + index), ts_ms, txn))
+                index += 1
+            records = tuple(events)
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
-        if events:
-            self.state = dataclasses.replace(self.state, last_position=events[-1].position.to_string())
-        out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(rows), tuple(events)), *events]
-        if events:
-            last = events[-1].position
-            out.append(TransactionEnd(txn, last, len(events), ts_ms))
+        last: Position | None = records[-1].position if records else None
+        if last is not None:
+            self.state = dataclasses.replace(self.state, last_position=last.to_string())
+        out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(rows), records)]
+        if isinstance(records, ReadBatch):
+            out.append(records)  # type: ignore[arg-type]  # the embedded daemon hands it on whole
+        else:
+            out.extend(records)
+        if last is not None:
+            out.append(TransactionEnd(txn, last, len(records), ts_ms))
             self._point = RestartPoint.after(last)
         self.rows_emitted += len(rows)
         if done:
@@ -450,6 +465,18 @@ class MergingPump:
             self._restart_reads(job)
             return None
         raise error
+
+
+def _unchanged(chunk: ReadChunk, tracked: _Tracked, at: Place) -> list[RowImage]:
+    """The chunk's rows whose key the stream did not change at or after the view's boundary."""
+    changed = tracked.changed
+    if not any(p >= at for p in changed.values()):
+        return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
+    key_of = chunk.schema.key_indexes()
+    getter = operator.itemgetter(*key_of)
+    if len(key_of) == 1:
+        return [row for row in chunk.rows if changed.get((getter(row),), _NOWHERE) < at]
+    return [row for row in chunk.rows if changed.get(getter(row), _NOWHERE) < at]
 
 
 def _continue_anchor(start: RestartPoint, last_position: str | None) -> RestartPoint:

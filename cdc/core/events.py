@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdc.core.positions import Position, RestartPoint
@@ -135,7 +136,7 @@ class SnapshotProgress:
     # this record in the stream. Embedded mode logs them before applying them, so that after a crash
     # the very same rows go out again at the very same positions: a sink that holds them skips them,
     # a sink that does not gets them, and no history holds a snapshot row twice.
-    chunk: tuple[ChangeEvent, ...] = ()
+    chunk: Sequence[ChangeEvent] = ()  # a tuple, or the sinks' columnar ReadBatch
 
 
 SourceRecord = ChangeEvent | SchemaChange | TransactionEnd | SourceProgress | SnapshotProgress

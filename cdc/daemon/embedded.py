@@ -50,6 +50,7 @@ from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
 from cdc.policy.pump import with_policies
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+from sinks.read_batch import ReadBatch
 from snapshotter.chunk_log import LoggedChunk
 
 if TYPE_CHECKING:
@@ -201,10 +202,11 @@ class EmbeddedDaemon:
                     # --until-caught-up with bootstraps to do: read on until they are done
                     source.read_until_stopped()  # type: ignore[attr-defined]
                     merged.stop_when_done(self.request_stop)
+                merged.columnar = self._policies is None  # policies rewrite rows one event at a time
                 pump = merged
             # outside the merge, so that snapshot rows get the column policies too, and before the
             # chunk log: it holds policy-applied rows, and its replay (logged so) passes as it is
-            pump = with_policies(pump, self._policies, replay.records if replay is not None else ())
+            pump = with_policies(pump, self._policies, tuple(replay.records) if replay is not None else ())
             pump.start()
             self._apply_loop(pump, sinks, run)
             for sink in sinks:
@@ -303,7 +305,7 @@ class EmbeddedDaemon:
 
     def _apply_loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run) -> None:
         opts = self._options
-        batch: list[ChangeEvent | SchemaChange] = []
+        batch: list[ChangeEvent | SchemaChange | ReadBatch] = []
         deadline = 0.0
         last_flush = time.monotonic()
         dirty = False  # applied since the sinks' last flush
@@ -317,15 +319,17 @@ class EmbeddedDaemon:
             if not batch:
                 return
             last = batch[-1]
-            sink_batch = SinkBatch(tuple(batch), AppliedState(last.position))
+            # a chunk's rows come alone (one ReadBatch); else events only
+            records = last if isinstance(last, ReadBatch) else cast(Sequence[ChangeEvent], tuple(batch))
+            sink_batch = SinkBatch(records, AppliedState(last.position))
             for sink in sinks:
                 sink.apply(sink_batch)
             if metrics is not None:  # counted per chunk: a cut inside one counts its rest early
                 metrics.committed(seen, ends[0], last.source_ts_ms)
                 seen.clear()
                 ends[0] = 0
-            self.rows_applied += len(batch)
-            window_rows += len(batch)
+            self.rows_applied += len(records)
+            window_rows += len(records)
             run.last_handed, run.last_ts_ms = last.position, last.source_ts_ms
             run.idle_from = RestartPoint.after(last.position)
             batch = []
@@ -414,6 +418,12 @@ class EmbeddedDaemon:
                     else:
                         self._snapshot_durable(sinks, progress, pump)
                         dirty, last_flush = False, time.monotonic()
+                    continue
+                if isinstance(record, ReadBatch):  # a chunk's rows, columnar (sinks/read_batch.py)
+                    apply()
+                    seen[(record.table.db, record.table.table, "r")] += len(record.rows)
+                    batch.append(record)
+                    apply()
                     continue
                 if record.__class__ is SourceProgress:
                     run.progress = record

@@ -81,7 +81,7 @@ from pyiceberg.types import NestedField, StringType
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import HeadwaterError, SinkError, SinkSchemaError, SinkUnavailable
-from cdc.core.events import ChangeEvent, SchemaChange
+from cdc.core.events import ChangeEvent, Op, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
@@ -100,6 +100,7 @@ from sinks.iceberg.history_schema import (
     history_iceberg_schema,
     history_partition_spec,
 )
+from sinks.iceberg.read_batches import add_rest
 from sinks.iceberg.snapshot_state import (
     expire_all_but,
     merged_state,
@@ -109,6 +110,7 @@ from sinks.iceberg.snapshot_state import (
 )
 from sinks.iceberg.source_versions import accept_change, pending_changes
 from sinks.iceberg.table_writer import TableWriter
+from sinks.read_batch import ReadBatch
 
 __all__ = ["IcebergHistorySink"]
 
@@ -265,8 +267,10 @@ class IcebergHistorySink:
         # end of the batch, not switched off (and left alone if the application disabled it).
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # a snapshot chunk: once one of its rows is taken, the rest go column-wise (read_batches.py)
+        read = batch.records.after(high_water) if isinstance(batch.records, ReadBatch) and not kafka else None
         try:
-            for record in batch.records:
+            for record in batch.records if read is None else read:
                 if record.__class__ is SchemaChange:
                     continue  # the new shape arrives with the table's next row events
                 record = cast(ChangeEvent, record)
@@ -308,6 +312,9 @@ class IcebergHistorySink:
                     self._wait_for_commit()  # the committer must not share the table meanwhile
                     writer.follow(schema, self.pipeline, self.config.schema_changes, record.position)
                 accepted += writer.add(record)
+                if read is not None and record.op is Op.READ:
+                    accepted += add_rest(writer, read, record)
+                    break
         except SinkSchemaError:
             # Nothing of the failing batch stays buffered; what came before it is committed, so
             # applied() is the last good batch and a restart after the operator's fix resumes there.

@@ -27,6 +27,7 @@ from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
 from sinks.sql.positions_table import Bookkeeping, TableShape
+from sinks.sql.read_batches import add_rest, chunk_rows, real_events
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
 from sinks.sql.table_keys import TableKeys, lost_key, no_key_yet
 from sinks.sql.table_writer import TablePlan, write_plan
@@ -167,7 +168,9 @@ class SqlSink:
                         self.name, self._epoch, self._book.read(conn, self.settings.pipeline, lock=True)
                     )
             return
-        events = self._unapplied(batch, None if from_kafka else held)
+        # a snapshot chunk: the steps below take its head, its other rows are planned at once
+        rows = None if from_kafka else chunk_rows(batch, held.position if held else None)
+        events = self._unapplied(batch if rows is None else rows.head, None if from_kafka else held)
         self._sync_schemas(fence(events, self._truncates).events)
         if not self._row_exists:
             # the positions row is locked by every apply; create it on its own first, so that two
@@ -180,14 +183,18 @@ class SqlSink:
             if not from_kafka and current != held:  # another writer moved the position: honour it
                 if current is not None and batch.state.position <= current.position:
                     return
+                rows = None
                 events = self._unapplied(batch, current)
             state = merged(current, batch.state) if from_kafka else batch.state
             fenced = fence(events, row.truncates)
             events = fenced.events
             plans = self._plan(events)
+            if rows is not None:
+                fences = row.truncates if fenced.truncates is None else fenced.truncates
+                add_rest(plans, rows, events, fences, self.target_name(rows.first.table), self._codec)
             if any(p.target not in self._shapes for p in plans.values()):
                 self._load_shapes(conn)  # a truncate of a table another writer created
-            bad = bad_rows(plans, self._codec)
+            bad = real_events(bad_rows(plans, self._codec), rows, self._codec)
             if bad:
                 if self.settings.on_bad_row == "stop":
                     first = bad[0]
