@@ -171,7 +171,8 @@ class PgLogicalReader:
                     yield from records
                 if end_lsn is not None and decoder.last_lsn >= end_lsn and not decoder.in_transaction:
                     return
-        except psycopg2.OperationalError as exc:
+        except (psycopg2.OperationalError, psycopg.OperationalError) as exc:
+            # the server went away (restart, network): the supervisor retries from the checkpoint
             raise SourceUnavailable(
                 f"PostgreSQL replication stream on slot {opts.slot!r}: {str(exc).strip()}"
             ) from None
