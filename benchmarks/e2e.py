@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pymysql
+from confluent_kafka import Consumer
 
 from benchmarks.child import peak_rss_mb
 from cdc.devstack.connections import StackConnections
@@ -38,9 +40,12 @@ class Clock:
     """Write times by id, and arrival latencies as the poller sees ids arrive."""
 
     written: dict[int, float] = field(default_factory=dict)
+    written_kafka: dict[int, float] = field(default_factory=dict)  # the same, for the Kafka probe
     arrived_upto: int = 0
     next_id: int = 1
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
+    # the capture half: when each id became visible to a read_committed consumer of its topic
+    in_kafka: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -99,11 +104,43 @@ def _writer(
                     with clock.lock:
                         for i in ids:
                             clock.written[i] = now
+                            clock.written_kafka[i] = now
                     cur.execute(f"INSERT INTO {DB}.edit VALUES {values}")
                     clock.next_id += due
                     sent += due
     finally:
         conn.close()
+
+
+def _kafka_probe(stack: StackConnections, topic: str, clock: Clock, stop: threading.Event) -> None:
+    """The capture half of the latency: each id's arrival in Kafka (read_committed, as `cdc sink`
+    reads), so a report can say which half the end-to-end latency comes from."""
+    consumer = Consumer(
+        {"bootstrap.servers": stack.kafka.bootstrap_servers, "group.id": f"probe-{uuid.uuid4().hex}",
+         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+         "topic.metadata.refresh.interval.ms": 1000}
+    )  # fmt: skip
+    try:
+        consumer.subscribe([topic])
+        while not stop.is_set():
+            messages = consumer.consume(10_000, timeout=0.005)
+            now = time.time()
+            found = []
+            for msg in messages:
+                value = msg.value()
+                if msg.error() or not value:
+                    continue
+                after = orjson.loads(value).get("after")
+                if after is not None:
+                    found.append(int(after["id"]))
+            if found:
+                with clock.lock:
+                    for i in found:
+                        written = clock.written_kafka.pop(i, None)
+                        if written is not None:
+                            clock.in_kafka.append((now, now - written))
+    finally:
+        consumer.close()
 
 
 def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.Event) -> None:
@@ -162,6 +199,8 @@ def run(
     stop = threading.Event()
     poller = threading.Thread(target=_poller, args=(stack, name, clock, stop), daemon=True)
     poller.start()
+    probe = threading.Thread(target=_kafka_probe, args=(stack, f"{name}.{DB}.edit", clock, stop), daemon=True)
+    probe.start()
     result: dict[str, Any] = {"pipeline": name, "rate": rate, "seconds": seconds}
     peaks = {"cdc_run": 0.0, "cdc_sink": 0.0}
 
@@ -182,6 +221,7 @@ def run(
         if not _drain(clock, 30):
             raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
         clock.latencies.clear()
+        clock.in_kafka.clear()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop)
         _drain(clock, 30)
@@ -193,10 +233,13 @@ def run(
             p99_s=_quantile(lat, 0.99),
             max_s=max(lat, default=0.0),
         )
+        in_kafka = [latency for at, latency in clock.in_kafka if at >= started]
+        result["kafka"] = {"p50_s": _quantile(in_kafka, 0.5), "p99_s": _quantile(in_kafka, 0.99)}
         sustained = 0
         result["steps"] = []
         for step in steps:
             clock.latencies.clear()
+            clock.in_kafka.clear()
             begun = time.monotonic()
             _writer(stack, clock, [(step, step_seconds)], stop)
             wrote_s = time.monotonic() - begun
@@ -204,10 +247,18 @@ def run(
             drained = _drain(clock, 30)
             sample()
             tail = [lat for at, lat in clock.latencies if at >= ended - step_seconds / 2]
+            tail_kafka = [lat for at, lat in clock.in_kafka if at >= ended - step_seconds / 2]
             catch_up = max((at for at, _ in clock.latencies), default=ended) - ended
             ok = drained and catch_up <= 2.0 and wrote_s <= step_seconds * 1.1
             result["steps"].append(
-                {"rate": step, "p99_s": _quantile(tail, 0.99), "catch_up_s": catch_up, "held": ok}
+                {
+                    "rate": step,
+                    "p99_s": _quantile(tail, 0.99),
+                    "catch_up_s": catch_up,
+                    "held": ok,
+                    "kafka_p99_s": _quantile(tail_kafka, 0.99),
+                    "wrote_s": wrote_s,
+                }
             )
             if not ok:
                 break
@@ -235,3 +286,26 @@ def _drain(clock: Clock, timeout_s: float) -> bool:
                 return True
         time.sleep(0.02)
     return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only the end-to-end part: ``python -m benchmarks.e2e [--rate 10000] [--seconds 20] [--steps ...]``."""
+    import argparse
+    import json
+
+    from cdc.devstack.connections import default_state_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--steps", default="10000,20000,40000,80000,100000")
+    parser.add_argument("--step-seconds", type=float, default=10)
+    args = parser.parse_args(argv)
+    steps = [int(x) for x in args.steps.split(",") if x]
+    stack = StackConnections.read(default_state_dir())
+    print(json.dumps(run(stack, args.rate, args.seconds, steps, args.step_seconds), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
