@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cdc.config.models import IcebergSinkConfig, PipelineConfig, SqlSinkConfig
+from cdc.config.models import IcebergSinkConfig, KafkaStreamConfig, PipelineConfig, SqlSinkConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["reconcile_pipeline"]
 
-Resume = Callable[["AppliedState | None"], RestartPoint | None]
+Resume = Callable[["AppliedState | None", TableRef], RestartPoint | None]
 
 
 def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
@@ -35,9 +35,9 @@ def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
 
     identity = PipelineIdentity(config.name, f"{config.source.host}:{config.source.port}", server_id)
 
-    def resume(applied: AppliedState | None) -> RestartPoint | None:
+    def resume(applied: AppliedState | None, ref: TableRef) -> RestartPoint | None:
         if config.stream is not None:
-            return RestartPoint.after(applied.position) if applied is not None else None
+            return _kafka_resume(config, config.stream, applied, ref)
         try:
             start = StartFile(config.state_dir).read(identity)
         except HeadwaterError:
@@ -48,6 +48,60 @@ def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
         return sink_resume_point(applied, start, stretch)
 
     return resume
+
+
+def _kafka_resume(
+    config: PipelineConfig, stream: KafkaStreamConfig, applied: AppliedState | None, ref: TableRef
+) -> RestartPoint | None:
+    """Kafka mode: a copy holds every change of ``ref`` up to the capture's checkpoint once it has
+    consumed everything the table's topic holds. Its own applied position moves only with the
+    records it applies, so a quiet table's copy would seem to stand still while the source moves on
+    (idle checkpoints and heartbeats move the checkpoint, not the copy)."""
+    from cdc.stream.checkpoints import read_checkpoint
+    from cdc.stream.topics import TopicNames
+
+    if applied is None:
+        return None
+    own = RestartPoint.after(applied.position)
+    checkpoint = read_checkpoint(stream, config.name)  # first: the topic is then read past it
+    if checkpoint is None or not _consumed_all(stream, TopicNames(config.name).table(ref), applied):
+        return own
+    return max(own, checkpoint.restart, key=lambda r: (r.transaction.file_seq, r.binlog_offset))
+
+
+def _consumed_all(stream: KafkaStreamConfig, topic: str, applied: AppliedState) -> bool:
+    """No committed record of ``topic`` lies past the offsets the copy stored."""
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from cdc.stream.kafka_clients import consumer_config
+
+    timeout = stream.request_timeout_ms / 1000
+    consumer = Consumer(consumer_config(stream, f"headwater-reconcile-{uuid.uuid4().hex}"))
+    try:
+        described = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if described is None or described.error is not None:
+            return True  # no topic: nothing was ever written for the table
+        at = [
+            TopicPartition(topic, p, applied.offsets.get(f"{topic}:{p}", OFFSET_BEGINNING))
+            for p in described.partitions
+        ]
+        consumer.assign(at)
+        open_partitions = {tp.partition for tp in at}
+        deadline = time.monotonic() + timeout
+        while open_partitions and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return False  # a record the copy has not applied yet
+            if error.code() == KafkaError._PARTITION_EOF:
+                open_partitions.discard(message.partition())
+        return not open_partitions
+    finally:
+        consumer.close()
 
 
 def _column_lookup(config: PipelineConfig) -> ColumnLookup | None:
@@ -144,7 +198,7 @@ def reconcile_pipeline(
                         copy = iceberg_copy(name, sink_config, source)
                     else:  # pragma: no cover - the config models allow no other type
                         continue
-                    results.append(reconcile_copy(source, copy, _progress(resume, copy), options))
+                    results.append(reconcile_copy(source, copy, _progress(resume, copy, ref), options))
                 except HeadwaterError as exc:
                     errors.append(f"{ref} -> sink {name}: {exc}")
                 finally:
@@ -155,5 +209,5 @@ def reconcile_pipeline(
     return Report(config.name, started_at, time.monotonic() - started, tuple(results), tuple(errors))
 
 
-def _progress(resume: Resume, copy: Copy) -> Callable[[], RestartPoint | None]:
-    return lambda: resume(copy.applied())
+def _progress(resume: Resume, copy: Copy, ref: TableRef) -> Callable[[], RestartPoint | None]:
+    return lambda: resume(copy.applied(), ref)
