@@ -183,7 +183,7 @@ class EnvelopeEncoder:
     # string is built from the transaction's cached prefix and suffix. Same JSON as :meth:`value`
     # (a unit test decodes both and compares); measured 1.17x the dict path (benchmarks/envelope_bench.py).
     _template_key: tuple[object, ...] | None = None
-    _template: tuple[bytes, str, str] = (b"", "", "")
+    _template: tuple[bytes, bytes, bytes] = (b"", b"", b"")
     _template_ready = False
 
     def _value_bytes(self, codec: TableCodec, event: ChangeEvent, ts_ms: int) -> bytes:
@@ -251,24 +251,15 @@ class EnvelopeEncoder:
             cut = 38 if era else 27
             head = prefix[:cut]
             tail = prefix[cut + 10 :]  # ":<gtid>:<base>"
-            self._template = (dumps(source)[:-1] + b',"row":', head, tail)
+            self._template = (dumps(source)[:-1] + b',"row":', head.encode(), tail.encode())
             self._template_ready = True
         source_head, position_head, position_tail = self._template
-        rest = b"".join(
-            (
-                b',"source":',
-                source_head,
-                str(row).encode(),
-                b',"position":"',
-                f"{position_head}{row:010d}{position_tail}".encode(),
-                b'"},"op":"',
-                op.value.encode(),
-                b'","ts_ms":',
-                str(ts_ms).encode(),
-                b',"transaction":null}',
-            )
+        return codec.plan.change(
+            event.before, event.after, source_head, row, position_head, position_tail, _OP_BYTES[op], ts_ms
         )
-        return codec.plan.envelope(event.before, event.after, b'{"before":', b',"after":', rest)
+
+
+_OP_BYTES = {op: op.value.encode() for op in Op}
 
 
 def _snapshot_flag(op: Op, transaction_id: str) -> str:

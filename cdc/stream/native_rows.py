@@ -22,12 +22,12 @@ from cdc.stream.json_values import column_encoder, fraction_digits
 __all__ = ["RowPlan", "dumps", "row_plan"]
 
 # the value kinds of native/headwater_native/src/lib.rs
-_AUTO, _BINARY, _DATETIME, _DATETIME_UTC, _OTHER = 0, 1, 2, 3, 4
+_AUTO, _BINARY, _DATETIME, _DATETIME_UTC, _OTHER, _DECIMAL = 0, 1, 2, 3, 4, 5
 _KINDS = {
     ArrowKind.BINARY: _BINARY,
     ArrowKind.TIMESTAMP: _DATETIME,
     ArrowKind.TIMESTAMP_UTC: _DATETIME_UTC,
-    ArrowKind.DECIMAL: _OTHER,
+    ArrowKind.DECIMAL: _DECIMAL,
     ArrowKind.DATE: _OTHER,
     ArrowKind.DURATION: _OTHER,
 }

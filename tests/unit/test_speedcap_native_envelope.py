@@ -28,6 +28,14 @@ _TEXT = ['"', "\\", "\b", "\t", "\n", "\f", "\r", "\x00", "\x01", "\x1f", "\x7f"
          "é", "\u2028", "\u2029", "\N{GRINNING FACE}", "\udcff", "\ufffd", "漢"]  # fmt: skip
 _UTC2 = dt.timezone(dt.timedelta(hours=2))
 
+
+class _Dec(decimal.Decimal):
+    """A subclass: its str() might differ, so it goes to the Python path."""
+
+    def __str__(self) -> str:
+        return "not used"
+
+
 COLUMNS = (
     Column("id", "bigint unsigned", ArrowType(ArrowKind.UINT64), False),
     Column("flag", "tinyint(1)", ArrowType(ArrowKind.BOOL)),
@@ -60,6 +68,10 @@ def _value(rng: random.Random, column: Column) -> ColumnValue:
     if kind is ArrowKind.FLOAT64:
         return rng.choice((0.1, -0.0, 1e16, 1e-7, 123456.789, float(rng.randrange(10**6)) / 7))
     if kind is ArrowKind.DECIMAL:
+        odd = (decimal.Decimal(1).scaleb(-10), decimal.Decimal("1E+2"), decimal.Decimal("-0.000"),
+               decimal.Decimal("NaN"), _Dec("2.50"), "0.00")  # fmt: skip
+        if rng.random() < 0.2:
+            return rng.choice(odd)
         return decimal.Decimal(rng.randrange(-(10**12), 10**12)).scaleb(-3)
     if kind is ArrowKind.STRING:
         return "".join(rng.choice(_TEXT) for _ in range(rng.randrange(0, 12)))

@@ -9,6 +9,8 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::PyType;
 use pyo3::types::{
     timezone_utc, PyBool, PyBytes, PyDateAccess, PyDateTime, PyInt, PyString, PyTimeAccess,
     PyTuple, PyTzInfoAccess,
@@ -19,7 +21,9 @@ const AUTO: u8 = 0; // None, bool, int, str natively; anything else to the fallb
 const BINARY: u8 = 1; // bytes as padded standard base64
 const DATETIME: u8 = 2; // naive datetime, wall clock, no zone
 const DATETIME_UTC: u8 = 3; // datetime in UTC, "Z" suffix
+#[allow(dead_code)] // handled by the default arm of write_value
 const OTHER: u8 = 4; // None natively, everything else to the fallback
+const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -48,7 +52,7 @@ impl RowPlan {
                 "RowPlan: heads, kinds, fsps and fallbacks must have one entry per column",
             ));
         }
-        if let Some(k) = kinds.iter().find(|k| **k > OTHER) {
+        if let Some(k) = kinds.iter().find(|k| **k > DECIMAL) {
             return Err(PyValueError::new_err(format!("RowPlan: unknown value kind {k}")));
         }
         if let Some(f) = fsps.iter().find(|f| **f > 6) {
@@ -90,9 +94,68 @@ impl RowPlan {
         out.extend_from_slice(tail);
         Ok(PyBytes::new(py, &out))
     }
+
+    /// A change envelope after a transaction's first row: ``{"before":..,"after":..,"source":``
+    /// + ``source_head`` (the source block up to ``"row":``) + the row index + ``,"position":"``
+    /// + ``position_head`` + the row index in 10 digits + ``position_tail`` + ``"},"op":"<op>",
+    /// "ts_ms":<ts_ms>,"transaction":null}`` (what envelope.py spliced in Python before).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (before, after, source_head, row, position_head, position_tail, op, ts_ms))]
+    fn change<'py>(
+        &self,
+        py: Python<'py>,
+        before: Option<&Bound<'py, PyTuple>>,
+        after: Option<&Bound<'py, PyTuple>>,
+        source_head: &[u8],
+        row: u64,
+        position_head: &[u8],
+        position_tail: &[u8],
+        op: &[u8],
+        ts_ms: i64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out: Vec<u8> = Vec::with_capacity(512 + source_head.len());
+        out.extend_from_slice(b"{\"before\":");
+        self.write_image(py, before, &mut out)?;
+        out.extend_from_slice(b",\"after\":");
+        self.write_image(py, after, &mut out)?;
+        out.extend_from_slice(b",\"source\":");
+        out.extend_from_slice(source_head);
+        out.extend_from_slice(row.to_string().as_bytes());
+        out.extend_from_slice(b",\"position\":\"");
+        out.extend_from_slice(position_head);
+        if row > 9_999_999_999 {
+            return Err(PyValueError::new_err(format!("row index {row} over 10 digits")));
+        }
+        let digits = row.to_string();
+        out.resize(out.len() + 10 - digits.len(), b'0');
+        out.extend_from_slice(digits.as_bytes());
+        out.extend_from_slice(position_tail);
+        out.extend_from_slice(b"\"},\"op\":\"");
+        out.extend_from_slice(op);
+        out.extend_from_slice(b"\",\"ts_ms\":");
+        out.extend_from_slice(ts_ms.to_string().as_bytes());
+        out.extend_from_slice(b",\"transaction\":null}");
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
+static DECIMAL_TYPE: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+
+fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    DECIMAL_TYPE.import(py, "decimal", "Decimal")
 }
 
 impl RowPlan {
+    fn write_image(&self, py: Python<'_>, image: Option<&Bound<'_, PyTuple>>, out: &mut Vec<u8>) -> PyResult<()> {
+        match image {
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            Some(row) => self.write(py, row, out),
+        }
+    }
+
     fn write(&self, py: Python<'_>, row: &Bound<'_, PyTuple>, out: &mut Vec<u8>) -> PyResult<()> {
         let n = self.heads.len();
         if row.len() != n {
@@ -180,6 +243,22 @@ impl RowPlan {
                     }
                 }
                 write_datetime(dt, self.fsps[i], utc, out);
+                Ok(true)
+            }
+            DECIMAL => {
+                if !value.get_type().is(decimal_type(py)?) {
+                    return Ok(false);
+                }
+                // str() of a Decimal is format(value, "f") unless it chose an exponent (or is a
+                // NaN/Infinity): then the fallback formats it
+                let text = value.str()?;
+                let text = text.to_str()?;
+                if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
+                    return Ok(false);
+                }
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
                 Ok(true)
             }
             _ => Ok(false),
