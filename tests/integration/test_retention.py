@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 from pyiceberg.avro.file import AvroFile
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from cdc.cli import main
@@ -78,6 +83,30 @@ def _holding(warehouse: Path, needle: str) -> list[str]:
     return found
 
 
+def _config(stack: StackConnections, home: Path, db: str, days: float, daemon: bool = False) -> Path:
+    m = stack.mariadb
+    config = home / "cdc.yaml"
+    home.mkdir()
+    config.write_text(
+        f"name: {db.replace('_', '-')}\n"
+        f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{PW}}',"
+        f" server_id: {random.randint(5400, 5499)}, tables: ['{db}.*']}}\n"
+        + ("batch: {idle_flush_seconds: 0.2}\n" if daemon else "")
+        + "sinks:\n"
+        # the running daemon: maintenance every 1.8 s, commits within 0.2 s
+        + (
+            "  - {type: iceberg, namespace: hist, maintenance_interval_hours: 0.0005, commit_seconds: 0.2,"
+            if daemon
+            else "  - {type: iceberg, namespace: hist, maintenance_interval_hours: 0,"
+        )
+        + f" catalog: {{type: sql,"
+        f" uri: 'sqlite:///{home / 'catalog.db'}', warehouse: 'file://{home / 'warehouse'}'}}}}\n"
+        f"state_dir: {home / 'state'}\n"
+        f"catalog:\n  tables:\n    '{db}.users': {{history_retention_days: {days!r}}}\n"
+    )
+    return config
+
+
 def test_retention_deletes_expired_changes_and_their_files(stack: StackConnections, tmp_path: Path) -> None:
     m = stack.mariadb
     db = f"retention_{uuid.uuid4().hex[:8]}"
@@ -96,18 +125,7 @@ def test_retention_deletes_expired_changes_and_their_files(stack: StackConnectio
     )
     home = tmp_path / "p"
     warehouse = home / "warehouse"
-    config = home / "cdc.yaml"
-    home.mkdir()
-    config.write_text(
-        f"name: {db.replace('_', '-')}\n"
-        f"source: {{host: {m.host}, port: {m.port}, user: {m.user}, password: '${{PW}}',"
-        f" server_id: {random.randint(5400, 5499)}, tables: ['{db}.*']}}\n"
-        "sinks:\n"
-        f"  - {{type: iceberg, namespace: hist, maintenance_interval_hours: 0, catalog: {{type: sql,"
-        f" uri: 'sqlite:///{home / 'catalog.db'}', warehouse: 'file://{warehouse}'}}}}\n"
-        f"state_dir: {home / 'state'}\n"
-        f"catalog:\n  tables:\n    '{db}.users': {{history_retention_days: {days!r}}}\n"
-    )
+    config = _config(stack, home, db, days)
     env = {"PW": m.password}
     _ok(["run", "-c", str(config), "--until-caught-up"], env)  # the pipeline starts here
     _sql(
@@ -171,3 +189,66 @@ def test_retention_deletes_expired_changes_and_their_files(stack: StackConnectio
     assert ids == [1, 4, 6]  # 2 and 3 were last changed before the horizon: their changes are gone
     listing = _ok(["catalog", "-c", str(config)], env)
     assert f"history kept {days:g} days" in listing
+
+
+def _wait_for(what: str, check: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_retention_inside_the_running_daemon(stack: StackConnections, tmp_path: Path) -> None:
+    """The daemon's maintenance job applies retention while `cdc run` streams; nothing lost or doubled."""
+    db = f"retention_{uuid.uuid4().hex[:8]}"
+    secret = f"x{uuid.uuid4().hex[:10]}"
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    _sql(stack, f"CREATE DATABASE {db}", f"CREATE TABLE {db}.users (id INT PRIMARY KEY, email VARCHAR(80))")
+    home = tmp_path / "d"
+    config = _config(stack, home, db, 90.0, daemon=True)
+    catalog = {
+        "type": "sql",
+        "uri": f"sqlite:///{home / 'catalog.db'}",
+        "warehouse": f"file://{home / 'warehouse'}",
+    }
+    log = home / "daemon.log"
+
+    def history_ids() -> list[int]:
+        try:
+            table = open_catalog(catalog).load_table("hist.users__history")
+        except NoSuchTableError:  # not created yet
+            return []
+        return sorted(r["id"] for r in table.scan(selected_fields=("id",)).to_arrow().to_pylist())
+
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cdc.cli", "run", "-c", str(config)],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "PW": stack.mariadb.password},
+        )
+    try:
+        _wait_for("the daemon to start", lambda: "applying " in log.read_text())
+        _sql(
+            stack,
+            f"SET timestamp = {now - 200 * DAY}",
+            f"INSERT INTO {db}.users VALUES (1, '{secret}-1'), (2, '{secret}-2')",
+            "SET timestamp = DEFAULT",
+            f"INSERT INTO {db}.users VALUES (3, 'kept-3')",
+        )
+        _wait_for("retention to delete 2 rows", lambda: "2 rows older than" in log.read_text())
+        assert history_ids() == [3]
+        _sql(
+            stack,
+            f"INSERT INTO {db}.users VALUES (4, 'kept-4')",
+            f"UPDATE {db}.users SET email = 'k' WHERE id = 3",
+        )
+        _wait_for("the changes after retention", lambda: history_ids() == [3, 3, 4])
+    finally:
+        proc.terminate()
+        code = proc.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    table = open_catalog(catalog).load_table("hist.users__history")
+    positions = table.scan(selected_fields=("_position",)).to_arrow().column(0).to_pylist()
+    assert len(set(positions)) == len(positions) == 3
+    assert _holding(home / "warehouse", secret) == []
