@@ -247,6 +247,7 @@ def _expirable(table: Table, cutoff: dt.datetime, retain_last: int) -> list[int]
         keep.add(snapshot.snapshot_id)
         parent = snapshot.parent_snapshot_id
         snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    keep |= {ref.snapshot_id for ref in table.metadata.refs.values()}  # heads and tags: pyiceberg refuses
     cutoff_ms = int(cutoff.timestamp() * 1000)
     return [
         s.snapshot_id

@@ -147,7 +147,21 @@ def apply_retention(
     seal = _last_seal(table)
     if seal is not None:
         keep_ids = _chain_to(table, seal)
-        ids = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in keep_ids]
+        # a branch head or tag cannot be expired (pyiceberg refuses): it keeps what it references
+        refs = {name: ref.snapshot_id for name, ref in table.metadata.refs.items() if name != "main"}
+        held = sorted(name for name, ref_id in refs.items() if ref_id not in keep_ids)
+        if held:
+            log.warning(
+                "iceberg retention: %s: branches or tags %s still reference snapshots from before the "
+                "horizon; their expired rows stay on storage until they are removed",
+                identifier,
+                ", ".join(held),
+            )
+        ids = [
+            s.snapshot_id
+            for s in table.metadata.snapshots
+            if s.snapshot_id not in keep_ids and s.snapshot_id not in refs.values()
+        ]
         removed = expire_removing_files(table, ids)
         expired_snapshots = len(ids)
     orphans = _remove_orphans(table, now, orphan_min_age)

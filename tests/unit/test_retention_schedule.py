@@ -60,3 +60,28 @@ def test_scheduled_maintenance_applies_retention_and_removes_old_orphans(
     assert state_as_of(sink_config.catalog, "hist", "shop.items", pos(2)).num_rows == 1
     with pytest.raises(ConfigError, match="before the retention horizon"):  # a naive time is UTC
         state_as_of(sink_config.catalog, "hist", "shop.items", dt.datetime(2000, 1, 1))
+
+
+def test_a_tagged_old_snapshot_is_kept_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sink_config = config(tmp_path)
+    now = int(time.time() * 1000)
+    sink = create_iceberg_sink(sink_config, "p")
+    sink.open()
+    try:
+        sink.apply(batch(event(Op.CREATE, schema(), 1, (1, "old"), ts_ms=now - 200 * DAY_MS)))
+        sink.flush()
+    finally:
+        sink.close()
+    table = open_catalog(sink_config.catalog).load_table("hist.items__history")
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    table.manage_snapshots().create_tag(snapshot.snapshot_id, "audit-2026").commit()
+
+    catalog = CatalogConfig.model_validate({"history_retention_days": 90})
+    with caplog.at_level(logging.INFO):
+        run_maintenance(sink_config, "p", catalog)
+
+    assert "1 rows deleted by retention" in caplog.text
+    assert "branches or tags audit-2026 still reference snapshots" in caplog.text
+    table = open_catalog(sink_config.catalog).load_table("hist.items__history")
+    assert table.scan().count() == 0
