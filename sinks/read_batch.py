@@ -15,10 +15,10 @@ with no column policies (they rewrite values row by row; see cdc/daemon/embedded
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
-from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.events import ChangeEvent, ColumnValue, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 
@@ -37,6 +37,18 @@ class ReadBatch(Sequence[ChangeEvent]):
     source_ts_ms: int
     transaction_id: str
     lead: ChangeEvent | None = None
+    # the rows transposed, made once for every sink (and the chunk log) that wants columns
+    _columns: list[tuple[ColumnValue, ...]] | None = field(default=None, repr=False, compare=False)
+
+    def columns(self) -> list[tuple[ColumnValue, ...]]:
+        """The values of each column, in column order (one tuple per column of ``schema``)."""
+        if self._columns is None:
+            columns: list[tuple[ColumnValue, ...]] = [() for _ in self.schema.columns]
+            if self.rows:
+                columns = list(zip(*self.rows, strict=True))
+            object.__setattr__(self, "_columns", columns)
+            return columns
+        return self._columns
 
     def __len__(self) -> int:
         return len(self.rows) + (self.lead is not None)

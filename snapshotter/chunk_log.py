@@ -22,6 +22,7 @@ from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
 from sinks.read_batch import ReadBatch
+from snapshotter.chunk_columns import PackedRows, pack_rows, unpack_rows
 
 __all__ = ["ChunkLog", "LoggedChunk"]
 
@@ -61,9 +62,10 @@ class ChunkLog:
         self.path.unlink(missing_ok=True)
 
 
-# A ReadBatch (embedded mode without column policies) is kept as it is: its rows and what they share.
-_Read = tuple[str, TableSchema, str, int, str, ChangeEvent | None, tuple[RowImage, ...]]
-_READ = "read"
+# A ReadBatch (embedded mode without column policies) is kept as what its rows share and its rows,
+# column by column (chunk_columns.py: pickling the row tuples was the Iceberg bootstrap's top cost).
+_Read = tuple[str, TableSchema, str, int, str, ChangeEvent | None, PackedRows]
+_READ = "read-columns"
 
 # A chunk's records share their schema, time and transaction id, and their positions are one run of
 # rows of one anchor: only (op, key, before, after) is kept per row, as plain tuples. Pickling the
@@ -75,7 +77,8 @@ _Compact = tuple[TableSchema, str, int, str, tuple[_Row, ...]]
 def _compact(records: Sequence[ChangeEvent]) -> _Read | _Compact | tuple[ChangeEvent, ...]:
     if isinstance(records, ReadBatch):
         b = records
-        return (_READ, b.schema, b.first.to_string(), b.source_ts_ms, b.transaction_id, b.lead, b.rows)
+        packed = pack_rows(b.schema, b.columns(), len(b.rows))
+        return (_READ, b.schema, b.first.to_string(), b.source_ts_ms, b.transaction_id, b.lead, packed)
     records = tuple(records)
     if not records:
         return records
@@ -91,7 +94,8 @@ def _expand(compact: _Read | _Compact | tuple[ChangeEvent, ...]) -> tuple[Change
     if not compact or isinstance(compact[0], ChangeEvent):
         return tuple(compact)
     if len(compact) == 7 and compact[0] == _READ:
-        _, schema, read_first, ts_ms, txn, lead, read_rows = compact
+        _, schema, read_first, ts_ms, txn, lead, packed = compact
+        read_rows = unpack_rows(packed)
         return tuple(ReadBatch(schema, read_rows, Position.parse(read_first), ts_ms, txn, lead))
     schema, first_text, ts_ms, txn, rows = cast(_Compact, compact)
     first = Position.parse(first_text)

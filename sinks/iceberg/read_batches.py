@@ -33,7 +33,7 @@ def add_rest(writer: TableWriter, batch: ReadBatch, accepted: ChangeEvent) -> in
     if n == 0:
         return 0
     writer.seal()  # the rows added one by one go first
-    columns = list(zip(*rows, strict=True))
+    columns = [values[start:] for values in batch.columns()] if start else batch.columns()
     arrays = [c.to_array(values) for c, values in zip(writer.columns, columns, strict=True)]
     ts = pa.scalar(batch.source_ts_ms * 1000, pa.int64()).cast(_TS_UTC)
     arrays += [

@@ -22,6 +22,7 @@ from sinks.contract import SinkBatch
 from sinks.read_batch import ReadBatch
 from sinks.sql.codec import Codec
 from sinks.sql.dead_letter import BadRow
+from sinks.sql.read_batch_copy import ColumnCopy, csv_kinds_only
 from sinks.sql.table_writer import TablePlan
 
 __all__ = ["ChunkRows", "add_rest", "chunk_rows", "real_events"]
@@ -58,26 +59,44 @@ def add_rest(
     fences: Mapping[str, Position],
     target: str,
     codec_of: Callable[[str, TableSchema], Codec],
-) -> None:
+    copy_threshold: int | None = None,
+) -> ColumnCopy | None:
     """Plan the rows after the head's first row into ``target``'s plan. ``kept``: what the truncate
     fence left of the head. Positions rise along the chunk, so when the first row is kept every row
     is; when the fence dropped it, the rows above the fence are kept (as the fence keeps any row).
-    A first row left out for another reason (a keyless table the sink refuses) leaves out all."""
+    A first row left out for another reason (a keyless table the sink refuses) leaves out all.
+
+    With ``copy_threshold`` (PostgreSQL) and at least that many rows of kinds CSV carries exactly,
+    none of which the target refuses, the rows are returned to be copied column-wise after the
+    plans are written (read_batch_copy.py) instead of being planned."""
     first, batch = rows.first, rows.batch
     start = 1
     if not any(e is first for e in kept):
         floor = fences.get(str(first.table))
         if floor is None or not first.position < floor:
-            return
+            return None
         start = max(1, batch.rows_after(floor))
         if start >= len(batch.rows):
-            return
+            return None
+    codec = codec_of(target, first.schema)
+    schema = first.schema
+    if (
+        copy_threshold is not None
+        and len(batch.rows) - start >= copy_threshold
+        and codec.encoders is None
+        and len(codec.names) == len(schema.columns)
+        and csv_kinds_only(schema)
+    ):
+        columns = [values[start:] for values in batch.columns()]
+        if all(check(v) is None for i, _, check in codec.checks for v in columns[i]):
+            return ColumnCopy(target, schema, codec.names, columns)
     plan = plans.get(target)
     if plan is None:
         plan = plans[target] = TablePlan(target)
-    key_of, actions = codec_of(target, first.schema).key_of, plan.actions
+    key_of, actions = codec.key_of, plan.actions
     for row in batch.rows[start:]:
         actions[key_of(row)] = (row, first)
+    return None
 
 
 def real_events(

@@ -189,9 +189,11 @@ class SqlSink:
             fenced = fence(events, row.truncates)
             events = fenced.events
             plans = self._plan(events)
+            copy = None
             if rows is not None:
                 fences = row.truncates if fenced.truncates is None else fenced.truncates
-                add_rest(plans, rows, events, fences, self.target_name(rows.first.table), self._codec)
+                target, threshold = self.target_name(rows.first.table), self._copy_threshold
+                copy = add_rest(plans, rows, events, fences, target, self._codec, threshold)
             if any(p.target not in self._shapes for p in plans.values()):
                 self._load_shapes(conn)  # a truncate of a table another writer created
             bad = real_events(bad_rows(plans, self._codec), rows, self._codec)
@@ -220,6 +222,8 @@ class SqlSink:
                     write_plan(
                         conn, table, shape, plan, skip, self._codec, self.dialect, self._copy_threshold
                     )
+            if copy is not None:  # the chunk's other rows, column-wise (read_batch_copy.py)
+                copy.write(conn, self._table(copy.target), self._shapes[copy.target].primary_key)
             self._book.write_state(
                 conn, self.settings.pipeline, state, exists=row.row_exists, truncates=fenced.truncates
             )

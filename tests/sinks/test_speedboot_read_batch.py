@@ -139,6 +139,27 @@ def test_read_batch_lands_like_its_events(
         b.cleanup()
 
 
+@pytest.mark.parametrize("kind", SINK_PARAMS)
+def test_chunk_over_rows_the_copy_holds_updates_them(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """No lead truncate: the copy holds a streamed row inside the chunk's key range (old values),
+    and one outside it; the chunk's value wins, the other row stays (PostgreSQL: the upsert path)."""
+    full = _chunk(tuple(_row(i) for i in range(ROWS)))
+    chunk = ReadBatch(full.schema, full.rows, full.first, full.source_ts_ms, full.transaction_id)
+    sut = make_sink_under_test(kind, request, tmp_path)
+    try:
+        sut.sink.open()
+        sut.sink.apply(_streamed())  # keys 3 (in the chunk) and 4000 (not), both "old"
+        sut.sink.apply(SinkBatch(chunk, AppliedState(chunk.position)))
+        sut.sink.flush()
+        got = sut.current_rows(WIDE.ref)
+        expected = {(i,): _row(i) for i in range(ROWS)} | {(4_000,): _row(4_000, "old")}
+        assert {k: tuple(r[c] for c in WIDE.column_names) for k, r in got.items()} == expected
+    finally:
+        sut.cleanup()
+
+
 @pytest.mark.parametrize("kind", [p for p in SINK_PARAMS if p.id == "postgres"])
 def test_bad_row_in_a_chunk_is_dead_lettered_at_its_own_position(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -170,3 +191,42 @@ def test_chunk_log_keeps_a_read_batch_exactly(tmp_path: Path) -> None:
     assert back is not None and back.state == "state-text"
     assert back.records == tuple(chunk)
     assert [e.position.to_string() for e in back.records] == [e.position.to_string() for e in chunk]
+
+
+MIXED = schema(
+    col("id", "int", ArrowKind.INT32, nullable=False),
+    col("f", "double", ArrowKind.FLOAT64),
+    col("flag", "bool", ArrowKind.BOOL),
+    col("d", "date", ArrowKind.DATE),
+    col("t", "time(6)", ArrowKind.DURATION),
+    col("ts", "timestamp(6)", ArrowKind.TIMESTAMP_UTC),
+    col("dt_mixed", "datetime", ArrowKind.TIMESTAMP),  # an aware value among them: pickled whole
+    col("txt", "text", ArrowKind.STRING),
+)
+
+
+def test_chunk_log_gives_back_values_of_the_same_types(tmp_path: Path) -> None:
+    utc = dt.UTC
+    rows = tuple(
+        (
+            i,
+            float("-0.0") if i == 0 else i / 3,
+            i % 2 == 0,
+            dt.date(2020, 1, 1) + dt.timedelta(days=i),
+            dt.timedelta(hours=-i, microseconds=i),
+            dt.datetime(2026, 1, 1, tzinfo=utc) + dt.timedelta(microseconds=i),
+            dt.datetime(2026, 1, 1, tzinfo=utc) if i == 3 else dt.datetime(2026, 1, 1, 0, 0, i),
+            None if i == 4 else f"ünïcode \u2603 {i}",
+        )
+        for i in range(10)
+    )
+    boundary = RestartPoint(Position(Gtid(0, 1, 50), "bin.000001", 90_000, 0))
+    chunk = ReadBatch(MIXED, rows, snapshot_row_position(boundary, 0), 1, "snapshot-x-0")
+    log = ChunkLog(tmp_path, "speedboot")
+    log.write(LoggedChunk(chunk, "s"))
+    back = log.read()
+    assert back is not None
+    got = tuple(e.after for e in back.records)
+    assert got == rows
+    assert [[type(v) for v in r] for r in got if r is not None] == [[type(v) for v in r] for r in rows]
+    assert repr(got[0][1]) == "-0.0"
