@@ -95,10 +95,14 @@ class ColumnCopy:
         index = [by_name[n] for n in primary_key]
         if any(self.schema.columns[i].arrow_type.kind not in _INTEGER_KINDS for i in index):
             return False
-        keys = list(zip(*(self.columns[i] for i in index), strict=True))
-        if not keys:
+        if not self.columns[index[0]]:
             return False
-        low, high = min(keys), max(keys)
+        if len(index) == 1:  # min and max of one column, at C speed
+            values = self.columns[index[0]]
+            low, high = (min(values),), (max(values),)  # type: ignore[type-var]
+        else:
+            keys = list(zip(*(self.columns[i] for i in index), strict=True))
+            low, high = min(keys), max(keys)
         key = sa.tuple_(*(table.c[n] for n in primary_key))
         held = conn.execute(sa.select(sa.literal(1)).where(key.between(low, high)).limit(1)).first()
         return held is None
