@@ -1,0 +1,73 @@
+"""A throwaway PostgreSQL source cluster on its own loopback port, for tests that restart it (the
+shared dev stack's servers are never restarted by tests)::
+
+    with PrivatePgSource() as server:          # initdb + start: a few seconds
+        conn = server.connection()             # the same roles and passwords as the stack's pgsource
+        server.restart()                       # fast shutdown, start again, wait until it answers
+
+Its state directory is a fresh temporary directory that the ``postgres`` system user can reach (the
+cluster runs as that user when the caller is root); it is deleted on exit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from cdc.devstack.connections import PgSourceConnection
+from cdc.devstack.pgsource import PgSource
+from cdc.devstack.private_mariadb import free_loopback_port
+from cdc.devstack.settings import ServiceName, StackSettings
+
+__all__ = ["PrivatePgSource"]
+
+
+class PrivatePgSource:
+    def __init__(self, port: int | None = None) -> None:
+        self.state_dir = Path(tempfile.mkdtemp(prefix="hw-pgsrc-"))
+        self.state_dir.chmod(0o755)
+        settings = StackSettings(
+            state_dir=self.state_dir,
+            pgsource_port=port or free_loopback_port(),
+            services=(ServiceName.PGSOURCE,),
+        )
+        self._service = PgSource(settings)
+
+    @property
+    def port(self) -> int:
+        return self._service.port
+
+    def connection(self) -> PgSourceConnection:
+        return self._service.connection()
+
+    def start(self) -> None:
+        self.state_dir.chmod(0o755)
+        self._service.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._service.settings.pids_dir.mkdir(parents=True, exist_ok=True)
+        _outcome, pid = self._service.launch()
+        self._service.wait(pid)
+
+    def stop(self) -> None:
+        self._service.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> PrivatePgSource:
+        try:
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -1,0 +1,202 @@
+"""Fault test of the PostgreSQL source: `cdc run` (Kafka mode) SIGKILLed at random moments, ten times,
+and PostgreSQL restarted, under a workload. Afterwards every change is in Kafka exactly once and in
+per-key order, replaying the topics gives the source's rows, and the slot's confirmed_flush_lsn never
+passed the checkpoint Kafka had committed (checked after every kill).
+
+The source is a private cluster (it is restarted; the shared stack's servers never are).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.devstack.connections import PgSourceConnection, StackConnections
+from cdc.devstack.private_pgsource import PrivatePgSource
+from cdc.sources.postgresql.server import parse_lsn
+from cdc.stream.checkpoints import read_checkpoint
+from tests.support.kafka_replay import Consumed, consume_all, pipeline_topics, replay
+from tests.support.workload import Daemon
+
+pytestmark = pytest.mark.slow
+
+DB = "pgsrc_fault"
+KILLS = 10
+
+
+class Workload(threading.Thread):
+    """Transactions of 1-3 row changes on 40 keys; each update bumps the key's `seq` by one, so the
+    stream of one key must show 1, 2, 3... after each create. Survives the server's restart."""
+
+    def __init__(self, conn: PgSourceConnection) -> None:
+        super().__init__(daemon=True)
+        self._conninfo = conn.admin_conninfo(DB)
+        self.stop = threading.Event()
+        self.commits = 0
+        self.rng = random.Random(13)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=False, connect_timeout=2) as c:
+                    while not self.stop.is_set():
+                        for _ in range(self.rng.randint(1, 3)):
+                            key = self.rng.randrange(40)
+                            if self.rng.random() < 0.08:
+                                c.execute("DELETE FROM acct WHERE id = %s", (key,))
+                            else:
+                                c.execute(
+                                    "INSERT INTO acct VALUES (%s, 1, %s) ON CONFLICT (id) DO UPDATE"
+                                    " SET seq = acct.seq + 1, note = excluded.note",
+                                    (key, secrets.token_hex(4)),
+                                )
+                            c.execute("INSERT INTO log (k) VALUES (%s)", (key,))
+                        c.commit()
+                        self.commits += 1
+                        time.sleep(0.004)
+            except psycopg.OperationalError:
+                time.sleep(0.2)  # the server restarts: whatever did not commit is not in the table
+
+
+def _confirmed_flush(conn: PgSourceConnection, slot: str) -> int:
+    with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+        row = c.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    assert row is not None, f"slot {slot} is gone"
+    return parse_lsn(str(row[0]))
+
+
+def _check_slot_behind_kafka(
+    conn: PgSourceConnection, slot: str, stream: KafkaStreamConfig, pipeline: str
+) -> None:
+    checkpoint = read_checkpoint(stream, pipeline)
+    assert checkpoint is not None
+    committed = checkpoint.restart.transaction.lsn
+    assert committed is not None
+    confirmed = _confirmed_flush(conn, slot)
+    assert confirmed <= committed, f"slot confirmed {confirmed:X} past Kafka's checkpoint {committed:X}"
+
+
+def _watch(
+    daemon: Daemon,
+    conn: PgSourceConnection,
+    slot: str,
+    stream: KafkaStreamConfig,
+    pipeline: str,
+    log_size: int,
+    seconds: float | None,
+) -> None:
+    """Check the slot against Kafka's checkpoint, over and over, for ``seconds``; or (None) until the
+    daemon's log says "capturing" after ``log_size``, and then for a random 0-1.5 s more."""
+    until = time.monotonic() + (60.0 if seconds is None else seconds)
+    waiting = seconds is None
+    while time.monotonic() < until:
+        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log.read_text()[-2000:]
+        _check_slot_behind_kafka(conn, slot, stream, pipeline)
+        if waiting and "capturing" in daemon.log.read_text()[log_size:]:
+            waiting, until = False, time.monotonic() + random.uniform(0.0, 1.5)
+    assert not waiting, f"the daemon did not stream within 60 s: {daemon.log.read_text()[-2000:]}"
+
+
+def _verify(records: list[Consumed], conn: PgSourceConnection) -> int:
+    events = [r for r in records if r.value is not None and "op" in r.value]
+    positions = [r.position for r in events]
+    assert len(positions) == len(set(positions)), "a change was written twice"
+    by_key: dict[tuple[str, Any], list[Consumed]] = defaultdict(list)
+    for r in sorted(events, key=lambda r: (r.partition, r.offset)):
+        by_key[(r.topic, str(r.key))].append(r)
+    for (topic, key), changes in by_key.items():
+        # per-key order: the partition's order is the source's order
+        assert [c.position for c in changes] == sorted(c.position for c in changes), (topic, key)
+        if not topic.endswith(".acct"):
+            continue
+        seq = 0
+        for c in changes:
+            op, after = c.value["op"], c.value["after"]
+            if op == "d":
+                seq = 0
+            else:
+                assert after["seq"] == seq + 1, f"key {key}: seq {after['seq']} after {seq} (lost or doubled)"
+                seq = after["seq"]
+    state = replay(records)
+    with psycopg.connect(conn.admin_conninfo(DB)) as c:
+        acct = c.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall()
+        log = c.execute("SELECT id, k FROM log ORDER BY id").fetchall()
+    assert sorted((v["id"], v["seq"], v["note"]) for v in state["public.acct"].values()) == acct
+    assert sorted((v["id"], v["k"]) for v in state["public.log"].values()) == log
+    return len(events)
+
+
+def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> None:
+    rng = random.Random()
+    pipeline = f"pgsrc-fault-{secrets.token_hex(3)}"
+    slot = f"pgsrc_fault_{secrets.token_hex(3)}"
+    tmp = Path(tempfile.mkdtemp(prefix="pgsrc-fault-"))
+    stream = KafkaStreamConfig(bootstrap_servers=stack.kafka.bootstrap_servers)
+    with PrivatePgSource() as server:
+        conn = server.connection()
+        with psycopg.connect(conn.admin_conninfo("postgres"), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {DB}")
+        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+            c.execute("CREATE TABLE acct (id int PRIMARY KEY, seq int NOT NULL, note text)")
+            c.execute("CREATE TABLE log (id bigserial PRIMARY KEY, k int)")
+            c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
+        config = tmp / "cdc.yaml"
+        config.write_text(
+            f"name: {pipeline}\n"
+            f"source: {{type: postgresql, host: {conn.host}, port: {conn.port}, user: {conn.user},"
+            f" password: '${{CDC_SOURCE_PASSWORD}}', database: {DB}, slot: {slot}, heartbeat_seconds: 0.5}}\n"
+            f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 3,"
+            " flush_max_events: 100000, flush_max_ms: 1000}\n"
+            f"state_dir: {tmp / 'state'}\n"
+        )
+        daemon = Daemon(config, tmp / "cdc.log", password=conn.password)
+        daemon.catch_up(120)  # creates the slot and commits its first checkpoint
+        workload = Workload(conn)
+        workload.start()
+        try:
+            for kill in range(KILLS):
+                log_size = (tmp / "cdc.log").stat().st_size
+                daemon.start()
+                # Two kills land during start-up; the others once the daemon streams (its log says
+                # "capturing"), at a random moment up to 1.5 s later. Meanwhile the slot is watched.
+                early = kill in (0, 4)
+                _watch(
+                    daemon, conn, slot, stream, pipeline, log_size, rng.uniform(0.2, 1.0) if early else None
+                )
+                daemon.kill()
+                _check_slot_behind_kafka(conn, slot, stream, pipeline)
+                if kill == KILLS // 2:
+                    # PostgreSQL restarts under the workload and a streaming daemon, which retries
+                    # and streams again; then it is killed too
+                    log_size = (tmp / "cdc.log").stat().st_size
+                    daemon.start()
+                    _watch(daemon, conn, slot, stream, pipeline, log_size, None)
+                    log_size = (tmp / "cdc.log").stat().st_size
+                    server.restart()
+                    _watch(daemon, conn, slot, stream, pipeline, log_size, None)
+                    daemon.kill()
+                    _check_slot_behind_kafka(conn, slot, stream, pipeline)
+        finally:
+            workload.stop.set()
+            workload.join(10)
+        assert workload.commits > 100
+        daemon.catch_up(180)
+        _check_slot_behind_kafka(conn, slot, stream, pipeline)
+        records = consume_all(
+            stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
+        )
+        assert _verify(records, conn) > 300
+        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
