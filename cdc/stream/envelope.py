@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.core.events import ChangeEvent, Op, RowImage
+from cdc.core.positions import Position
 from cdc.core.schemas import Column, TableSchema
 from cdc.stream.json_values import RowEncoder, row_encoder
 from cdc.stream.native_rows import RowPlan, dumps, row_plan
@@ -140,7 +141,7 @@ class EnvelopeEncoder:
             "after": None if after is None else codec.row(after),
             "source": {
                 "version": ENVELOPE_VERSION,
-                "connector": CONNECTOR,
+                "connector": _connector(position),
                 "name": self.pipeline,
                 "ts_ms": event.source_ts_ms,
                 "snapshot": _snapshot_flag(op, event.transaction_id),
@@ -211,7 +212,7 @@ class EnvelopeEncoder:
             # the bytes of dumps(self.value(event, None, ts_ms)), images written by the compiled plan
             source_full = {
                 "version": ENVELOPE_VERSION,
-                "connector": CONNECTOR,
+                "connector": _connector(position),
                 "name": self.pipeline,
                 "ts_ms": event.source_ts_ms,
                 "snapshot": _snapshot_flag(op, event.transaction_id),
@@ -233,7 +234,7 @@ class EnvelopeEncoder:
         if not self._template_ready:
             source = {
                 "version": ENVELOPE_VERSION,
-                "connector": CONNECTOR,
+                "connector": _connector(position),
                 "name": self.pipeline,
                 "ts_ms": event.source_ts_ms,
                 "snapshot": _snapshot_flag(op, event.transaction_id),
@@ -260,6 +261,12 @@ class EnvelopeEncoder:
 
 
 _OP_BYTES = {op: op.value.encode() for op in Op}
+
+
+def _connector(position: Position) -> str:
+    """``source.connector``: "postgresql" for a PostgreSQL position (commit LSN + row, see
+    cdc.core.positions.lsn_position; its LSN is in ``source.position``), else "mariadb"."""
+    return CONNECTOR if position.lsn is None else "postgresql"
 
 
 def _snapshot_flag(op: Op, transaction_id: str) -> str:

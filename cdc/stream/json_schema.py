@@ -117,7 +117,7 @@ def value_schema(pipeline: str, schema: TableSchema) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "version": {"type": "string"},
-            "connector": {"const": CONNECTOR},
+            "connector": {"enum": [CONNECTOR, "postgresql"]},  # the source database's kind
             "name": {"const": pipeline},
             "ts_ms": {"type": "integer"},
             "snapshot": {"enum": ["true", "false", "last"]},
