@@ -69,5 +69,9 @@ class MariaDbSource:
         records = self._reader.records(StartAt.at(start))
         return records if self._guard is None else self._guard(records)
 
+    def input_ready(self) -> bool:
+        """More binlog is waiting to be read (see ReaderPump: transactions are batched meanwhile)."""
+        return self._reader.input_ready()
+
     def close(self) -> None:
         self._reader.close()

@@ -178,6 +178,19 @@ class EnvelopeEncoder:
         value = self._value_bytes(codec, event, time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
         return codec.key_bytes(event), value
 
+    def encode_change(self, event: ChangeEvent, ts_ms: int | None = None) -> tuple[bytes | None, bytes]:
+        """:meth:`encode` without transaction metadata, for the writer's per-row loop (fewer calls)."""
+        if ts_ms is None:
+            ts_ms = time.time_ns() // 1_000_000
+        schema = event.schema
+        codec = self._codecs.get(schema.version)
+        if codec is None:
+            codec = self.codec(schema)
+        key = event.key
+        if key is not None and codec.key_plan is not None and event.op is not Op.TRUNCATE:
+            return codec.key_plan.encode(key), self._value_bytes(codec, event, ts_ms)
+        return codec.key_bytes(event), self._value_bytes(codec, event, ts_ms)
+
     # The hot path. Everything in ``source`` but the row index and the position is the same for every
     # row of a transaction in one table version, so it is serialized once per (transaction, table
     # version) and the value is spliced from bytes: no per-event envelope dict, and the position

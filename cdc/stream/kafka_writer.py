@@ -290,7 +290,7 @@ class KafkaStreamWriter:
         table[name] = table.get(name, 0) + 1
         self._events += 1
         order = self._transaction_order(event, name) if self._transaction_metadata else None
-        key, value = self._encoder.encode(event, order)
+        key, value = self._encoder.encode(event, order) if order else self._encoder.encode_change(event)
         if len(value) > self._max_value:
             raise self._too_large(event, key, len(value))
         op = event.op

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -214,6 +215,17 @@ class BinlogConnection:
                     sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(pymysql.Error):
                 conn.close()
+
+    def input_ready(self) -> bool:
+        """More of the stream is waiting in the socket (the next read will not block on the server);
+        False when unknown. Lets the reading thread batch transactions while it is behind."""
+        sock = getattr(self._conn, "_sock", None)
+        if sock is None:
+            return False
+        try:
+            return bool(select.select((sock,), (), (), 0)[0])
+        except (OSError, ValueError):  # closed meanwhile
+            return False
 
     def events(self) -> Iterator[bytes]:
         """Raw events until the server says the stream ended (non-blocking) or forever (blocking)."""

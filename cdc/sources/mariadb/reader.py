@@ -197,6 +197,11 @@ class MariaDbBinlogReader:
             conn.close()
             self._conn = None
 
+    def input_ready(self) -> bool:
+        """More of the binlog stream is waiting in the socket (False when not reading)."""
+        conn = self._conn
+        return conn is not None and conn.input_ready()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
