@@ -40,6 +40,7 @@ log = logging.getLogger("cdc.sink")
 
 _EVENT = attrgetter("event")
 _SOURCE_TS = attrgetter("event.source_ts_ms")
+_POSITION_KEY = attrgetter("position._key")
 
 
 @dataclass(frozen=True)
@@ -290,11 +291,15 @@ def _batch_for(items: list[ConsumedChange], held: Mapping[str, int]) -> SinkBatc
     """The part of ``items`` a sink does not hold yet, with the offsets it advances."""
     records: list[ChangeEvent] = []
     offsets: dict[str, int] = {}
+    append = records.append
     for item in items:
-        if item.next_offset > held.get(item.partition, 0):
-            records.append(item.event)
-            offsets[item.partition] = max(offsets.get(item.partition, 0), item.next_offset)
+        partition, next_offset = item.partition, item.next_offset
+        if next_offset > held.get(partition, 0):
+            append(item.event)
+            if next_offset > offsets.get(partition, 0):
+                offsets[partition] = next_offset
     if not records:
         return None
-    position = max(r.position for r in records)
+    # by the positions' sort key (a tuple, compared in C), not Position.__lt__ once per record
+    position = max(records, key=_POSITION_KEY).position
     return SinkBatch(tuple(records), AppliedState(position, offsets))

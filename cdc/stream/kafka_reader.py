@@ -176,6 +176,41 @@ def reader_settings(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
     return settings
 
 
+_EVENT_SETTERS = tuple(
+    getattr(ChangeEvent, name).__set__
+    for name in ("op", "schema", "key", "before", "after", "position", "source_ts_ms", "transaction_id")
+)
+
+
+def _change_event(
+    op: Op,
+    schema: TableSchema,
+    key: RowImage | None,
+    before: RowImage | None,
+    after: RowImage | None,
+    position: Position,
+    source_ts_ms: int,
+    transaction_id: str,
+) -> ChangeEvent:
+    """``ChangeEvent(...)`` through the slots' own setters, once per consumed change: the frozen
+    dataclass's ``__init__`` sets each field by name through ``object.__setattr__``, twice as slow
+    (ChangeEvent has no ``__post_init__`` to skip; a unit test pins that both build equal events)."""
+    event = _new_event(ChangeEvent)
+    s0, s1, s2, s3, s4, s5, s6, s7 = _EVENT_SETTERS
+    s0(event, op)
+    s1(event, schema)
+    s2(event, key)
+    s3(event, before)
+    s4(event, after)
+    s5(event, position)
+    s6(event, source_ts_ms)
+    s7(event, transaction_id)
+    return event
+
+
+_new_event = object.__new__
+
+
 class KafkaChangeReader:
     def __init__(
         self,
@@ -336,7 +371,7 @@ class KafkaChangeReader:
         image = after if after is not None else before
         if image is not None and key_indexes:
             key = tuple([image[i] for i in key_indexes])
-        return ChangeEvent(
+        return _change_event(
             _OPS[envelope["op"]],
             schema,
             key,
