@@ -203,7 +203,7 @@ class CaptureDaemon:
             # outside the merge, so that snapshot rows get the column policies too
             pump = with_policies(pump, self._policies)
             pump.start()
-            self._pump_into(pump, writer, start)
+            self._pump_into(pump, writer, start, reader.quiet)
         except BaseException:
             # Whatever was written since the last commit is dropped; the restart re-reads it.
             try:
@@ -216,7 +216,9 @@ class CaptureDaemon:
                 pump.stop()
             writer.close()
 
-    def _pump_into(self, pump: Pump, writer: StreamWriter, start: RestartPoint) -> None:
+    def _pump_into(
+        self, pump: Pump, writer: StreamWriter, start: RestartPoint, quiet: Callable[[], bool] | None = None
+    ) -> None:
         opts = self._options
         stats = self.stats
         # the restart point of the last boundary seen: a snapshot state with no rows to go with it
@@ -356,5 +358,10 @@ class CaptureDaemon:
                             return
                 else:
                     mid_transaction = True
+            # Commit on idle: the source has nothing more waiting, so this Kafka transaction would
+            # only wait out flush_max_ms (latency) without gathering more; when busy, chunks keep
+            # coming and transactions are batched up to flush_max_events / flush_max_ms.
+            if complete is not None and not mid_transaction and quiet is not None and quiet():
+                commit()
             if idle is not None and time.monotonic() >= idle_due:
                 commit_idle()

@@ -78,6 +78,12 @@ class ReaderPump:
             if not self._stop.is_set():
                 self._put(EndOfStream(exc))
 
+    def quiet(self) -> bool:
+        """Nothing is queued and the source says nothing more is waiting (False when it cannot
+        tell): the writer may commit now rather than wait for more."""
+        ready = self._input_ready
+        return ready is not None and self._queue.empty() and not ready()
+
     def depth(self) -> tuple[int, int]:
         """(chunks queued, capacity in chunks), for the metrics endpoint."""
         return self._queue.qsize(), QUEUE_CHUNKS
