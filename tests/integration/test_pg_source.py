@@ -363,3 +363,31 @@ def test_cdc_run_into_kafka_exactly_once_and_slot_acknowledged_behind_kafka(
     confirmed = (int(high, 16) << 32) | int(low, 16)
     last = Position.parse(positions[-1]).lsn
     assert last is not None and confirmed <= last
+
+
+def test_unchanged_toast_value_is_never_invented(pgdb: PgDb) -> None:
+    """An update that leaves a TOASTed value unchanged: with FULL the value comes from the old row;
+    with DEFAULT PostgreSQL does not log it, and the capture stops naming the column."""
+    big = secrets.token_hex(8000)  # 16 kB of incompressible text: stored out of line (TOAST)
+    pgdb.run(
+        "CREATE TABLE doc_full (id int PRIMARY KEY, n int, body text)",
+        "ALTER TABLE doc_full REPLICA IDENTITY FULL",
+        "CREATE TABLE doc_default (id int PRIMARY KEY, n int, body text)",
+    )
+    full = PostgresSource(pgdb.config(tables=["public.doc_full"]), "toast", blocking=False, acks=Acks())
+    start = full.current_restart_point()
+    pgdb.run(
+        f"INSERT INTO doc_full VALUES (1, 0, '{big}')",
+        "UPDATE doc_full SET n = 1",
+        f"INSERT INTO doc_default VALUES (1, 0, '{big}')",
+        "UPDATE doc_default SET n = 1",
+    )
+    events = [r for r in full.records(start) if isinstance(r, ChangeEvent)]
+    full.close()
+    assert [(e.op.value, e.after) for e in events] == [("c", (1, 0, big)), ("u", (1, 1, big))]
+    default = PostgresSource(
+        pgdb.config(tables=["public.doc_default"]), "toast_default", blocking=False, acks=Acks()
+    )
+    with pytest.raises(SourceSettingsError, match=r"public\.doc_default\.body: .* REPLICA IDENTITY FULL"):
+        list(default.records(start))
+    default.close()

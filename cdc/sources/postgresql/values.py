@@ -22,7 +22,7 @@ from cdc.core.schemas import ArrowKind, ArrowType
 
 __all__ = ["Converter", "arrow_type", "converter"]
 
-Converter = Callable[[str], ColumnValue]
+Converter = Callable[[bytes], ColumnValue]  # from the value's text form, as UTF-8 bytes
 
 _UTC = dt.UTC
 # builtin type oids (pg_type.h); anything else (enums, domains, arrays, extensions) is text
@@ -78,59 +78,56 @@ class ValueOutOfRange(ValueError):
     """A value the column's Arrow kind cannot hold (the caller names the column)."""
 
 
-def _bool(text: str) -> bool:
-    return text == "t"
+def _bool(text: bytes) -> bool:
+    return text == b"t"
 
 
-def _bytea(text: str) -> bytes:
-    if not text.startswith("\\x"):
+def _bytea(text: bytes) -> bytes:
+    if not text.startswith(b"\\x"):
         raise ValueOutOfRange(f"bytea not in hex output format: {text[:20]!r} (bytea_output=escape?)")
-    return bytes.fromhex(text[2:])
+    return bytes.fromhex(text[2:].decode())
 
 
-def _decimal(text: str) -> decimal.Decimal:
-    value = decimal.Decimal(text)
+def _decimal(text: bytes) -> decimal.Decimal:
+    value = decimal.Decimal(text.decode())
     if not value.is_finite():
         # NaN/Infinity are legal in numeric(p, s) but no decimal column can hold them
-        raise ValueOutOfRange(f"{text} has no decimal form")
+        raise ValueOutOfRange(f"{text.decode()} has no decimal form")
     return value
 
 
-def _date(text: str) -> dt.date:
+def _date(text: bytes) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        return dt.date.fromisoformat(text.decode())
     except ValueError:
         raise ValueOutOfRange(f"date {text!r} is outside 0001-01-01..9999-12-31") from None
 
 
-def _time(text: str) -> dt.timedelta:
-    hours, minutes, seconds = text.split(":")
+def _time(text: bytes) -> dt.timedelta:
+    hours, minutes, seconds = text.decode().split(":")
     whole, _, fraction = seconds.partition(".")
     micros = int((fraction + "000000")[:6]) if fraction else 0
     return dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(whole), microseconds=micros)
 
 
-def _timestamp(text: str) -> dt.datetime:
+def _timestamp(text: bytes) -> dt.datetime:
     try:
-        return dt.datetime.fromisoformat(text)
+        return dt.datetime.fromisoformat(text.decode())
     except ValueError:
         raise ValueOutOfRange(f"timestamp {text!r} is outside 0001..9999") from None
 
 
-def _timestamptz(text: str) -> dt.datetime:
+def _timestamptz(text: bytes) -> dt.datetime:
     # TimeZone=UTC in the session: "2024-02-29 13:45:01.25+00"
     try:
-        value = dt.datetime.fromisoformat(text)
+        value = dt.datetime.fromisoformat(text.decode())
     except ValueError:
         raise ValueOutOfRange(f"timestamptz {text!r} is outside 0001..9999") from None
     return value.astimezone(_UTC)
 
 
-def _text(text: str) -> str:
-    return text
-
-
-_CONVERTERS: dict[ArrowKind, Converter] = {
+# int() and float() read ASCII bytes as they are; None: text, decoded as it is (the hot path)
+_CONVERTERS: dict[ArrowKind, Converter | None] = {
     ArrowKind.BOOL: _bool,
     ArrowKind.INT16: int,
     ArrowKind.INT32: int,
@@ -144,9 +141,9 @@ _CONVERTERS: dict[ArrowKind, Converter] = {
     ArrowKind.TIMESTAMP: _timestamp,
     ArrowKind.TIMESTAMP_UTC: _timestamptz,
     ArrowKind.DECIMAL: _decimal,
-    ArrowKind.STRING: _text,
+    ArrowKind.STRING: None,
 }
 
 
-def converter(kind: ArrowKind) -> Converter:
+def converter(kind: ArrowKind) -> Converter | None:
     return _CONVERTERS[kind]
