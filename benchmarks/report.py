@@ -50,6 +50,10 @@ def _rate(x: dict[str, Any]) -> str:
     return f"{x['rows_per_s']:,.0f}"
 
 
+def _cpu_rate(x: dict[str, Any]) -> str:
+    return f"{x['rows_per_cpu_s']:,.0f}" if "rows_per_cpu_s" in x else "-"
+
+
 def _mb(x: dict[str, Any]) -> str:
     v = x.get("peak_rss_mb")
     return f"{v:,.0f}" if isinstance(v, int | float) else "-"
@@ -91,10 +95,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"## Sinks ({sinks['range']['rows']:,} row changes of the wiki mix: 95% inserts, 5% updates)",
         "",
-        "| target | embedded rows/s (from the binlog) | RSS MiB"
-        " | from Kafka rows/s (`SinkRunner`) | RSS MiB |"
+        "| target | embedded rows/s (from the binlog) | rows per CPU-second | RSS MiB"
+        " | from Kafka rows/s (`SinkRunner`) | rows per CPU-second | RSS MiB |"
         " reference: plain bulk load rows/s | reference |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     refs = {
         "postgresql": "COPY into an unkeyed table",
@@ -105,8 +109,8 @@ def markdown(result: dict[str, Any]) -> str:
     for target, ref in refs.items():
         e = sinks[target]
         lines.append(
-            f"| {target} | {_rate(e['embedded'])} | {_mb(e['embedded'])}"
-            f" | {_rate(e['kafka'])} | {_mb(e['kafka'])} |"
+            f"| {target} | {_rate(e['embedded'])} | {_cpu_rate(e['embedded'])} | {_mb(e['embedded'])}"
+            f" | {_rate(e['kafka'])} | {_cpu_rate(e['kafka'])} | {_mb(e['kafka'])} |"
             f" {_rate(e['reference'])} | {ref} |"
         )
     mem = result["memory"]
@@ -134,7 +138,13 @@ def markdown(result: dict[str, Any]) -> str:
         f" p50 {e2e['p50_s'] * 1000:,.0f} ms, p99 {e2e['p99_s'] * 1000:,.0f} ms,"
         f" max {e2e['max_s'] * 1000:,.0f} ms"
         f" (poll granularity 20 ms). Peak RSS: `cdc run` {rss.get('cdc_run', 0):,.0f} MiB, `cdc sink`"
-        f" {rss.get('cdc_sink', 0):,.0f} MiB.",
+        f" {rss.get('cdc_sink', 0):,.0f} MiB."
+        + (
+            f" The capture half (write to visible in Kafka, read_committed): p50"
+            f" {e2e['kafka']['p50_s'] * 1000:,.0f} ms, p99 {e2e['kafka']['p99_s'] * 1000:,.0f} ms."
+            if "kafka" in e2e
+            else ""
+        ),
         "",
         "| source rate changes/s | p99 in the step's second half | catch-up after the step | held |",
         "|---:|---:|---:|---|",
