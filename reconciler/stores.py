@@ -163,6 +163,14 @@ class Store:
     def _wide(self) -> bool:
         return self.key[0].kind is ArrowKind.UINT64
 
+    def _offset(self) -> str:
+        """``key - origin`` over bigint in PostgreSQL and DuckDB: there an INT key minus an INT origin
+        overflows when the keys span the type (-2**31 to 2**31-1: "integer out of range")."""
+        k = self._q(self.key[0].name)
+        if self.engine in (Engine.POSTGRESQL, Engine.DUCKDB) and not self._wide():
+            return f"CAST({k} AS BIGINT) - ?"
+        return f"{k} - ?"
+
     def int_bounds(self) -> tuple[int | None, int | None, int]:
         k = self._q(self.key[0].name)
         rows = self.runner.query(f"SELECT MIN({k}), MAX({k}), COUNT(*) FROM {self.table_sql}", ())
@@ -202,7 +210,7 @@ class Store:
                     out.append((f"{k} IN ({keys})", []))
                 else:
                     out.append(
-                        (f"{int_div(self.engine, f'{k} - ?', w, self._wide())} IN ({marks})", [origin])
+                        (f"{int_div(self.engine, self._offset(), w, self._wide())} IN ({marks})", [origin])
                     )
         for at in range(0, len(odd), _FEW_RANGES):
             out += self._where_parts(odd[at : at + _FEW_RANGES], origin)
@@ -210,8 +218,7 @@ class Store:
 
     def bucket_sums(self, ranges: Sequence[KeyRange], origin: int, width: int) -> BucketSums:
         """Per bucket ``(key - origin) // width`` inside ``ranges``: row count and hash sum."""
-        k = self._q(self.key[0].name)
-        bucket = int_div(self.engine, f"{k} - ?", width, self._wide())
+        bucket = int_div(self.engine, self._offset(), width, self._wide())
         out: BucketSums = {}
         for where, params in self._where_parts(ranges, origin):
             if self._in_python:
