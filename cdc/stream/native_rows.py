@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from headwater_native import RowPlan
+
+try:
+    from headwater_native import RowPlan
+except ImportError as exc:  # pragma: no cover - a checkout whose setup did not build it
+    raise ImportError(
+        "headwater_native (the compiled envelope encoder in native/headwater_native) is not installed: "
+        "run scripts/setup.sh, or `pip install ./native/headwater_native` (needs cargo)"
+    ) from exc
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.json_values import column_encoder, fraction_digits
