@@ -65,6 +65,12 @@ def _write_reports(report: Report, plan: RepairPlan, path: Path) -> tuple[Path, 
 )
 @click.option("--pause", default=0.0, show_default=True,
               help="Throttle: after each step, sleep this fraction of the step's time.")  # fmt: skip
+@click.option("--chunk-seconds", default=0.0, show_default=True,
+              help="Throttle: time target per slice of a table (integer keys); the slice size adapts "
+              "toward it (0: slices of about 250k rows).")  # fmt: skip
+@click.option("--max-lag", default=0.0, show_default=True,
+              help="Throttle: before each slice, pause while the copy has not reached where the source "
+              "was this many seconds ago (up to --wait seconds; 0: never pause).")  # fmt: skip
 def reconcile(
     config_path: Path,
     tables: tuple[str, ...],
@@ -75,6 +81,8 @@ def reconcile(
     wait_seconds: float,
     chunk_rows: int | None,
     pause: float,
+    chunk_seconds: float,
+    max_lag: float,
 ) -> None:
     """Compare each source table with each of its copies (serving tables, Iceberg history).
 
@@ -88,7 +96,9 @@ def reconcile(
 
     config = load_or_exit(config_path)
     try:
-        report = reconcile_pipeline(config, tables, sink, wait_seconds, chunk_rows, pause)
+        report = reconcile_pipeline(
+            config, tables, sink, wait_seconds, chunk_rows, pause, chunk_seconds, max_lag
+        )
     except HeadwaterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

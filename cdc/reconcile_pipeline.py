@@ -5,6 +5,7 @@ Used by the command, the daemon's scheduled runs, the repair's second comparison
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from sinks.contract import AppliedState
 
 __all__ = ["reconcile_pipeline"]
+
+_FIRST_TIMED_SLICE = 10_000  # source rows in the first slice when a chunk time target is set
 
 Resume = Callable[["AppliedState | None", TableRef], RestartPoint | None]
 
@@ -106,8 +109,6 @@ def _consumed_all(stream: KafkaStreamConfig, topic: str, applied: AppliedState) 
 
 def _column_lookup(config: PipelineConfig) -> ColumnLookup | None:
     """The pipeline's column policies as the reconciler applies them to source columns."""
-    import dataclasses
-
     from cdc.policy import column_policies
     from reconciler.model import ValuePolicy
 
@@ -134,6 +135,8 @@ def reconcile_pipeline(
     wait_seconds: float = 30.0,
     chunk_rows: int | None = None,
     pause: float = 0.0,
+    chunk_seconds: float = 0.0,
+    max_lag: float = 0.0,
 ) -> Report:
     """Run the comparison; returns the reconciler's Report."""
     from reconciler.compare import CompareSettings
@@ -149,10 +152,13 @@ def reconcile_pipeline(
         raise click.UsageError(
             f"--sink {sink}: the config has no sink of that name (it has {', '.join(names)})"
         )
-    settings = CompareSettings(pause=pause)
+    settings = CompareSettings(pause=pause, chunk_seconds=chunk_seconds)
+    if chunk_seconds > 0:
+        settings = dataclasses.replace(settings, slice_rows=_FIRST_TIMED_SLICE)
     if chunk_rows is not None:
-        settings = CompareSettings(chunk_rows=chunk_rows, key_chunk_rows=chunk_rows, pause=pause)
-    options = ReconcileOptions(settings, wait_seconds)
+        settings = dataclasses.replace(settings, chunk_rows=chunk_rows, key_chunk_rows=chunk_rows)
+    progress_dir = config.state_dir / "reconcile" / "progress"
+    options = ReconcileOptions(settings, wait_seconds, progress_dir=progress_dir, max_lag=max_lag)
     lookup = _column_lookup(config)
     runner = source_runner(config.source)
     results: list[CopyResult] = []

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from reconciler.model import DriftKind, KeyRange, RowDrift
 from reconciler.stores import Rows, Store, int_key
 
-__all__ = ["CompareSettings", "Found", "Region", "compare", "diff_rows", "read_region"]
+__all__ = ["CompareSettings", "Found", "Region", "Resumed", "Slices", "compare", "diff_rows", "read_region"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -42,6 +42,9 @@ class CompareSettings:
     leaf_rows: int = 64  # a differing chunk this small is diffed row by row
     split: int = 32  # children per differing chunk (a power of two)
     pause: float = 0.0  # throttle: sleep this fraction of each step's time
+    # integer keys: source rows per slice of the key span (the first slice's, with a time target)
+    slice_rows: int = 250_000
+    chunk_seconds: float = 0.0  # time target per slice: its size adapts toward it (0: fixed size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +77,27 @@ def _pow2_at_least(n: int) -> int:
     return width
 
 
-def compare(source: Store, copy: Store, settings: CompareSettings) -> Found:
+class Slices(Protocol):
+    """What happens between slices of the key span: the lag pause, and progress a killed run resumes
+    from (reconciler/progress.py)."""
+
+    def before(self) -> None: ...
+
+    def resumed(self, lo: int) -> Resumed | None: ...
+
+    def finished(self, done_until: int, drift: tuple[RowDrift, ...]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    done_until: int  # keys below this were compared by an earlier run
+    drift: tuple[RowDrift, ...]  # what it found there (suspects: the re-checks read them again)
+
+
+def compare(source: Store, copy: Store, settings: CompareSettings, slices: Slices | None = None) -> Found:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile") as pool:
         if int_key(source.key):
-            return _compare_int(pool, source, copy, settings)
+            return _compare_int(pool, source, copy, settings, slices)
         return _compare_chunks(pool, source, copy, settings)
 
 
@@ -86,14 +106,70 @@ def _throttle(settings: CompareSettings, started: float) -> None:
         time.sleep((time.monotonic() - started) * settings.pause)
 
 
-def _compare_int(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:
+def _compare_int(
+    pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings, slices: Slices | None
+) -> Found:
     (lo, hi, n_src), (_, _, n_copy) = _both(pool, source.int_bounds, copy.int_bounds)
     if lo is None or hi is None:
         extra = copy.all_rows()
         return Found(diff_rows({}, extra, copy), 0, n_copy, Region(everything=True))
     span = hi - lo + 1
     width = _pow2_at_least(max(1, span * s.chunk_rows // max(n_src, 1), -(-span // s.max_buckets)))
-    pending = [KeyRange(lo, hi + 1)]
+    # the key span is compared in slices of whole first-level buckets, so that a slice's buckets nest
+    # like the whole span's: each slice is a few range scans, its time is measured (the chunk time
+    # target adapts the next slice's size), and a finished slice is where a killed run resumes
+    per_key = max(n_src, 1) / span
+    slice_width = _slice_width(s.slice_rows, per_key, width)
+    at, drift = lo, []
+    resumed = slices.resumed(lo) if slices is not None else None
+    if resumed is not None and lo <= resumed.done_until <= hi + 1:
+        at, drift = resumed.done_until, list(resumed.drift)
+    while at <= hi:
+        if slices is not None:
+            slices.before()
+        end = min(hi + 1, at + slice_width)
+        started = time.monotonic()
+        leaves = _bisect(pool, source, copy, s, lo, width, KeyRange(at, end))
+        if leaves:
+            src_rows, copy_rows = _both(
+                pool,
+                functools.partial(source.int_rows, leaves, lo),
+                functools.partial(copy.int_rows, leaves, lo),
+            )
+            drift += diff_rows(src_rows, copy_rows, copy)
+        took = time.monotonic() - started
+        at = end
+        if slices is not None:
+            slices.finished(at, tuple(drift))
+        if s.chunk_seconds > 0 and took > 0:
+            # toward the target, at most doubling or halving at a time (one slow query is not a trend)
+            factor = min(2.0, max(0.5, s.chunk_seconds / took))
+            rows = max(1, round(slice_width * per_key * factor))
+            slice_width = _slice_width(rows, per_key, width)
+    outside = copy.int_outside(lo, hi + 1)
+    drift += diff_rows({}, outside, copy)
+    drift.sort(key=lambda d: _sort_key(d.key))
+    keys = [int(d.key[0]) for d in drift]
+    return Found(tuple(drift), n_src, n_copy, Region(int_ranges=tuple(KeyRange(k, k + 1) for k in keys)))
+
+
+def _slice_width(rows: int, per_key: float, width: int) -> int:
+    """Keys per slice for about ``rows`` source rows: whole first-level buckets, at least one."""
+    keys = max(1, int(rows / per_key))
+    return max(width, keys // width * width)
+
+
+def _bisect(
+    pool: ThreadPoolExecutor,
+    source: Store,
+    copy: Store,
+    s: CompareSettings,
+    lo: int,
+    width: int,
+    within: KeyRange,
+) -> list[KeyRange]:
+    """The leaves (small differing ranges) inside ``within``: bucket sums level by level."""
+    pending = [within]
     leaves: list[KeyRange] = []
     while pending:
         started = time.monotonic()
@@ -107,18 +183,11 @@ def _compare_int(pool: ThreadPoolExecutor, source: Store, copy: Store, s: Compar
         for bucket in sorted(a.keys() | b.keys()):
             if a.get(bucket) == b.get(bucket):
                 continue
-            r = KeyRange(lo + bucket * width, lo + (bucket + 1) * width)
+            r = KeyRange(max(within.lo, lo + bucket * width), min(within.hi, lo + (bucket + 1) * width))
             rows = max(a.get(bucket, (0, 0))[0], b.get(bucket, (0, 0))[0])
             (leaves if width == 1 or rows <= s.leaf_rows else pending).append(r)
         width = max(1, width // s.split)
-    src_rows, copy_rows = _both(
-        pool, functools.partial(source.int_rows, leaves, lo), functools.partial(copy.int_rows, leaves, lo)
-    )
-    outside = copy.int_outside(lo, hi + 1)
-    copy_rows.update(outside)
-    drift = diff_rows(src_rows, copy_rows, copy)
-    keys = [int(d.key[0]) for d in drift]
-    return Found(drift, n_src, n_copy, Region(int_ranges=tuple(KeyRange(k, k + 1) for k in keys)))
+    return leaves
 
 
 def _compare_chunks(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:

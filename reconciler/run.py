@@ -6,9 +6,11 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconciler.compare import CompareSettings, compare
 from reconciler.model import MASKED, CopyResult, RowDrift, Verdict
+from reconciler.progress import LagPause, SliceProgress
 from reconciler.settle import CopyProgress, settle
 from reconciler.targets import Copy, SourceTable
 
@@ -22,6 +24,8 @@ class ReconcileOptions:
     compare: CompareSettings = field(default_factory=CompareSettings)
     wait_seconds: float = 30.0  # per re-check round: how long the copy may take to reach the source
     max_rounds: int = 6
+    progress_dir: Path | None = None  # where a large table's progress is kept (resume after a kill)
+    max_lag: float = 0.0  # pause between slices while the copy lags more than this (0: never)
 
 
 def reconcile_copy(
@@ -30,7 +34,15 @@ def reconcile_copy(
     started = time.monotonic()
     status = source.runner.query("SHOW MASTER STATUS", ())
     store = copy.store()
-    found = compare(source.store, store, options.compare)
+    pause = None
+    if options.max_lag > 0:
+        pause = LagPause(source.runner, progress, options.max_lag, options.wait_seconds)
+    slices = None
+    if options.progress_dir is not None:
+        slices = SliceProgress(options.progress_dir, source.ref, copy.sink, pause)
+    found = compare(source.store, store, options.compare, slices)
+    if slices is not None:
+        slices.clear()
     resume = progress()
     copy_point = resume.to_string() if resume is not None else ""
     source_point = f"{status[0][0]}:{status[0][1]}" if status else ""

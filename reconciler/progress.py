@@ -1,0 +1,121 @@
+"""Between the slices of a large table's compare: progress a killed run resumes from, and the pause
+while the copy lags.
+
+Progress is one small JSON file per table and copy under ``state_dir/reconcile/progress/``, replaced
+atomically after each finished slice: the first key not yet compared, and the suspects found below
+it, by kind and key only (the re-checks read their values again, so no value is ever kept here). A
+run that finishes removes it; a run that starts over the same key span resumes after the last
+finished slice (if that was less than 6 hours ago).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cdc.core.positions import RestartPoint
+from cdc.core.schemas import TableRef
+from reconciler.compare import Resumed
+from reconciler.model import DriftKind, RowDrift
+from reconciler.settle import SourcePoint
+from reconciler.stores import SqlRunner
+
+__all__ = ["LagPause", "SliceProgress"]
+
+log = logging.getLogger("reconciler")
+
+STALE_SECONDS = 6 * 3600  # progress older than this is not resumed from
+
+
+class SliceProgress:
+    """``compare.Slices`` for one table and copy: progress kept under ``folder``."""
+
+    def __init__(self, folder: Path, table: TableRef, sink: str, before: Callable[[], None] | None = None):
+        name = hashlib.sha256(f"{table}|{sink}".encode()).hexdigest()[:16]
+        self.path = folder / f"{name}.json"
+        self._table, self._sink = table, sink
+        self._before = before
+        self._lo: int | None = None
+
+    def before(self) -> None:
+        if self._before is not None:
+            self._before()
+
+    def resumed(self, lo: int) -> Resumed | None:
+        self._lo = lo
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning(
+                "reconcile %s -> %s: unreadable progress %s; starting over",
+                self._table,
+                self._sink,
+                self.path,
+            )
+            return None
+        if data.get("table") != str(self._table) or data.get("sink") != self._sink or data.get("lo") != lo:
+            return None  # another table, or its keys changed below the old start: start over
+        if time.time() - float(data.get("at", 0)) > STALE_SECONDS:
+            return None  # the part compared then may have changed since: start over
+        drift = tuple(RowDrift(DriftKind(kind), tuple(key)) for kind, key in data["drift"])
+        done = int(data["done_until"])
+        log.info(
+            "reconcile %s -> %s: resuming a stopped run: keys %d to %d were compared (%d suspect(s) kept)",
+            self._table, self._sink, lo, done - 1, len(drift),
+        )  # fmt: skip
+        return Resumed(done, drift)
+
+    def finished(self, done_until: int, drift: tuple[RowDrift, ...]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "table": str(self._table), "sink": self._sink, "lo": self._lo, "done_until": done_until,
+            "at": time.time(), "drift": [[d.kind.value, list(d.key)] for d in drift],
+        }  # fmt: skip
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)  # a kill leaves the old file or the new one, never half of one
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class LagPause:
+    """Before each slice: if the copy has not reached where the source was ``max_lag`` seconds ago,
+    wait (up to ``wait`` seconds) until it has, instead of adding load to a source the copy cannot
+    keep up with."""
+
+    def __init__(
+        self, source: SqlRunner, progress: Callable[[], RestartPoint | None], max_lag: float, wait: float
+    ) -> None:
+        self._source, self._progress = source, progress
+        self._max_lag, self._wait = max_lag, wait
+        self._samples: collections.deque[tuple[float, SourcePoint]] = collections.deque()
+        self.paused_seconds = 0.0
+
+    def _point(self) -> SourcePoint | None:
+        rows = self._source.query("SHOW MASTER STATUS", ())
+        return SourcePoint(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        point = self._point()
+        if point is None:
+            return
+        self._samples.append((now, point))
+        due = None
+        while self._samples and now - self._samples[0][0] >= self._max_lag:
+            due = self._samples.popleft()[1]
+        if due is None or due.covered_by(self._progress()):
+            return
+        log.info("reconcile: the copy lags more than %gs (has not reached %s): pausing", self._max_lag, due)
+        while not due.covered_by(self._progress()) and time.monotonic() - now < self._wait:
+            time.sleep(0.2)
+        self.paused_seconds += time.monotonic() - now
