@@ -21,6 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -187,15 +188,137 @@ def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | N
     finally:
         maria.dispose()
         pg.dispose()
-        with stack.mariadb.connect_root(autocommit=True) as root, root.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        admin = sa.create_engine(stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
+        _drop(stack, db)
+
+
+def _drop(stack: StackConnections, db: str) -> None:
+    with stack.mariadb.connect_root(autocommit=True) as root, root.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    admin = sa.create_engine(stack.postgres.sqlalchemy_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# -- memory over the Iceberg history: the state as a DuckDB view over the files, or rebuilt in memory --
+
+
+@dataclass(frozen=True, slots=True)
+class IcebergMemory:
+    rows: int
+    mode: str  # "view" (reconciler/iceberg_state.py) or "rebuild" (the whole state in memory)
+    peak_rss_mb: float  # the compare's process, imports included
+    seconds: float
+    found: int  # differences (0: the history matches the source)
+
+
+def _history_arrow(rows: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    ids = np.arange(1, rows + 1, dtype=np.int64)
+    epoch = np.datetime64("2020-01-01T00:00:00", "us")
+    return pa.table(
+        {
+            "page_id": pa.array(ids.astype(np.int32)),
+            "page_namespace": pa.array((ids % 16).astype(np.int32)),
+            "page_title": pa.array([f"Title_{i}" for i in range(1, rows + 1)]),
+            "page_len": pa.array(((ids * 7) % 100_000).astype(np.int32)),
+            "page_touched": pa.array(epoch + ids.astype("timedelta64[s]")),
+            "page_latest": pa.array(ids * 3),
+            "_op": pa.array(["c"] * rows),
+            "_position": pa.array([f"bench:{i:012d}" for i in range(1, rows + 1)]),
+        }
+    )
+
+
+def _write_history(warehouse: str, catalog_uri: str, db: str, rows: int) -> dict[str, str]:
+    from cdc.core.schemas import TableRef
+    from sinks.iceberg.catalogs import history_identifiers, open_catalog
+    from sinks.iceberg.history_schema import PRIMARY_KEY_PROPERTY, SOURCE_PROPERTY
+
+    properties = {"type": "sql", "uri": catalog_uri, "warehouse": warehouse}
+    catalog = open_catalog(properties)
+    catalog.create_namespace(db)
+    ref = TableRef(db, "page")
+    short, _ = history_identifiers(db, ref)
+    data = _history_arrow(rows)
+    table = catalog.create_table(
+        short, schema=data.schema, properties={SOURCE_PROPERTY: str(ref), PRIMARY_KEY_PROPERTY: '["page_id"]'}
+    )
+    for at in range(0, rows, 250_000):  # as a sink commits: several files
+        table.append(data.slice(at, 250_000))
+    return properties
+
+
+def _iceberg_compare(
+    properties: dict[str, str], db: str, maria_url: str, mode: str
+) -> tuple[float, float, int]:
+    """In a fresh process: the compare of the source with the history, and its peak RSS."""
+    import resource
+
+    from cdc.core.schemas import TableRef
+    from reconciler.iceberg_state import IcebergStateRunner, local_files
+    from reconciler.stores import DuckDbRunner
+    from sinks.iceberg.as_of import read_history, rebuild_state
+    from sinks.iceberg.catalogs import find_history_table, open_catalog
+
+    ref = TableRef(db, "page")
+    started = time.monotonic()
+    source = Store(SqlRunner(sa.create_engine(maria_url), Engine.MARIADB, utc_session=True), "page",
+                   COLUMNS[:1], COLUMNS)  # fmt: skip
+    runner: Any
+    if mode == "view":
+        _, table = find_history_table(open_catalog(properties), db, ref)
+        files = local_files(table, None)
+        assert files is not None
+        runner = IcebergStateRunner(files, ("page_id",), None)
+    else:
+        history = read_history(properties, db, ref)
+        runner = DuckDbRunner(rebuild_state(history.rows, history.primary_key))
+    found = compare(source, Store(runner, "t", COLUMNS[:1], COLUMNS), CompareSettings())
+    runner.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_kb / 1024, time.monotonic() - started, len(found.drift)
+
+
+def iceberg_memory(sizes: tuple[int, ...] = (200_000, 1_000_000)) -> list[IcebergMemory]:
+    """Peak RSS of comparing a MariaDB table with its Iceberg history, per size and mode."""
+    import multiprocessing
+    import tempfile
+    from pathlib import Path
+
+    stack = StackConnections.read(default_state_dir())
+    m = stack.mariadb
+    out = []
+    spawn = multiprocessing.get_context("spawn")
+    for rows in sizes:
+        db = f"recon_bench_{uuid.uuid4().hex[:8]}"
+        maria, pg = _load(stack, db, rows)
+        try:
+            with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
+                properties = _write_history(Path(tmp, "wh").as_uri(), f"sqlite:///{tmp}/catalog.db", db, rows)
+                url = sa.URL.create("mysql+pymysql", username=m.root_user, password=m.root_password or None,
+                                    host=m.host, port=m.port, database=db)  # fmt: skip
+                for mode in ("view", "rebuild"):
+                    with spawn.Pool(1) as pool:
+                        rss, seconds, found = pool.apply(
+                            _iceberg_compare,
+                            (properties, db, url.render_as_string(hide_password=False), mode),
+                        )
+                    out.append(IcebergMemory(rows, mode, rss, seconds, found))
+        finally:
+            maria.dispose()
+            pg.dispose()
+            _drop(stack, db)
+    return out
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["iceberg-memory"]:
+        for measured in iceberg_memory():
+            print(asdict(measured))
+        sys.exit(0)
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     k = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
     result = run(n, k)
