@@ -115,6 +115,8 @@ class ReconPipeline:
 
     def start_daemon(self) -> None:
         """`cdc run` in the background: the copies follow the source while the reconciler runs."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            return  # (a pipeline shared by several tests) one daemon per pipeline
         log = (self.tmp / "daemon.log").open("ab")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "cdc.cli", "run", "-c", str(self.config)],
@@ -145,7 +147,16 @@ class ReconPipeline:
         from cdc.reconcile_pipeline import reconcile_pipeline
 
         config = load_config(self.config, self.env())
-        return reconcile_pipeline(config, tables, sink, wait)
+        saved = {k: os.environ.get(k) for k in self.extra_env}
+        os.environ.update(self.extra_env)  # read from the environment, as in `cdc reconcile`
+        try:
+            return reconcile_pipeline(config, tables, sink, wait)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def iceberg_inject(self, table: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
         """Append history rows straight into the Iceberg table at the applied position: each (op, row)
