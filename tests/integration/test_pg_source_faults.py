@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import sqlite3
 import tempfile
 import threading
 import time
@@ -31,7 +32,7 @@ from tests.support.workload import Daemon
 pytestmark = pytest.mark.slow
 
 DB = "pgsrc_fault"
-KILLS = 10
+KILLS = 10  # SIGKILLs in all: nine in the loop, and one after PostgreSQL's restart
 
 
 class Workload(threading.Thread):
@@ -159,6 +160,7 @@ def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> No
             f" password: '${{CDC_SOURCE_PASSWORD}}', database: {DB}, slot: {slot}, heartbeat_seconds: 0.5}}\n"
             f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 3,"
             " flush_max_events: 100000, flush_max_ms: 1000}\n"
+            f"sinks: [{{type: sql, url: 'sqlite:///{tmp / 'serving.db'}'}}]\n"
             f"state_dir: {tmp / 'state'}\n"
         )
         daemon = Daemon(config, tmp / "cdc.log", password=conn.password)
@@ -166,18 +168,18 @@ def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> No
         workload = Workload(conn)
         workload.start()
         try:
-            for kill in range(KILLS):
+            for kill in range(KILLS - 1):
                 log_size = (tmp / "cdc.log").stat().st_size
                 daemon.start()
                 # Two kills land during start-up; the others once the daemon streams (its log says
                 # "capturing"), at a random moment up to 1.5 s later. Meanwhile the slot is watched.
-                early = kill in (0, 4)
+                early = kill in (0, 3)
                 _watch(
                     daemon, conn, slot, stream, pipeline, log_size, rng.uniform(0.2, 1.0) if early else None
                 )
                 daemon.kill()
                 _check_slot_behind_kafka(conn, slot, stream, pipeline)
-                if kill == KILLS // 2:
+                if kill == 4:
                     # PostgreSQL restarts under the workload and a streaming daemon, which retries
                     # and streams again; then it is killed too
                     log_size = (tmp / "cdc.log").stat().st_size
@@ -198,5 +200,13 @@ def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> No
             stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
         )
         assert _verify(records, conn) > 300
+        # and a sink fed from the stream holds the source's rows, row by row
+        Daemon(config, tmp / "sink.log", command="sink", password=conn.password).catch_up(180)
+        with psycopg.connect(conn.admin_conninfo(DB)) as c:
+            acct = c.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall()
+            log = c.execute("SELECT id, k FROM log ORDER BY id").fetchall()
+        with sqlite3.connect(tmp / "serving.db") as lite:
+            assert lite.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall() == acct
+            assert lite.execute("SELECT id, k FROM log ORDER BY id").fetchall() == log
         with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
             c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
