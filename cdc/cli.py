@@ -138,10 +138,19 @@ def run(config_path: Path, until_caught_up: bool) -> None:
 
 
 def _run_postgresql(config: PipelineConfig, until_caught_up: bool) -> int:
-    """`cdc run` of a PostgreSQL source: logical replication into Kafka (cdc/daemon/postgresql_source.py)."""
-    from cdc.daemon.postgresql_source import postgresql_capture
+    """`cdc run` of a PostgreSQL source: logical replication into Kafka, or straight to the sinks
+    (cdc/daemon/postgresql_source.py)."""
+    from cdc.daemon.postgresql_source import postgresql_capture, postgresql_embedded
 
+    if config.stream is None and not config.sinks:
+        click.echo("error: embedded mode (no `stream`) needs at least one entry in `sinks`", err=True)
+        return 2
     try:
+        if config.stream is None:
+            recorder = _record_runs(config, "run")
+            embedded = postgresql_embedded(config, until_caught_up=until_caught_up, recorder=recorder)
+            _serve_metrics(config, embedded, "embedded", None)
+            return _finished(embedded.run())
         policies = _policies_or_exit(config)
         daemon = postgresql_capture(config, until_caught_up=until_caught_up, policies=policies)
     except ConfigError as exc:

@@ -30,9 +30,18 @@ from cdc.sources.postgresql.server import (
 
 if TYPE_CHECKING:
     from cdc.daemon.capture import CaptureDaemon
+    from cdc.daemon.embedded import EmbeddedDaemon, ProgressRecorder
     from cdc.policy import ColumnPolicies
 
-__all__ = ["AckingWriter", "PostgresSource", "pg_settings", "postgresql_capture", "slot_name"]
+__all__ = [
+    "AckingRecorder",
+    "AckingWriter",
+    "PostgresSource",
+    "pg_settings",
+    "postgresql_capture",
+    "postgresql_embedded",
+    "slot_name",
+]
 
 
 def pg_settings(config: PostgresSourceConfig) -> PgSettings:
@@ -169,10 +178,7 @@ def postgresql_capture(
     if not isinstance(source, PostgresSourceConfig):
         raise ConfigError("source.type: expected postgresql")
     if stream is None:
-        raise ConfigError(
-            "stream: a PostgreSQL source is captured into Kafka so far; embedded mode (no `stream`) "
-            "is not built for it yet (docs/postgresql.md, limits)"
-        )
+        raise ConfigError("stream: none configured (embedded mode is postgresql_embedded)")
     if config.bootstrap.mode is not BootstrapMode.NEVER:
         raise ConfigError(
             "bootstrap.mode: bootstraps of a PostgreSQL source are not built yet; use `never` (the "
@@ -190,4 +196,57 @@ def postgresql_capture(
         options,
         None,
         policies,
+    )
+
+
+class AckingRecorder:
+    """Embedded mode's acknowledger: told (by the daemon) when every sink durably holds everything
+    before a resume point, it hands that point's LSN to the slot, then tells `cdc status`."""
+
+    def __init__(self, acks: Acks, recorder: ProgressRecorder | None) -> None:
+        self._acks = acks
+        self._recorder = recorder
+
+    def progress(self, resume_point: RestartPoint, source_ts_ms: int, *, force: bool = False) -> None:
+        self._acks.committed(resume_point.transaction.lsn)
+        if self._recorder is not None:
+            self._recorder.progress(resume_point, source_ts_ms, force=force)
+
+
+def postgresql_embedded(
+    config: PipelineConfig, *, until_caught_up: bool, recorder: ProgressRecorder | None
+) -> EmbeddedDaemon:
+    """`cdc run` of a PostgreSQL pipeline without a stream: changes applied straight to the sinks,
+    the slot acknowledged once every sink has flushed (raises ConfigError for what is not built)."""
+    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, sink_factory
+    from cdc.daemon.embedded_resume import PipelineIdentity
+    from cdc.policy import column_policies
+
+    source = config.any_source
+    if not isinstance(source, PostgresSourceConfig):
+        raise ConfigError("source.type: expected postgresql")
+    if config.bootstrap.mode is not BootstrapMode.NEVER:
+        raise ConfigError(
+            "bootstrap.mode: bootstraps of a PostgreSQL source are not built yet; use `never` (the "
+            "pipeline captures every change from the slot's creation on)"
+        )
+    acks = Acks()
+    batch = config.batch
+    where = f"{source.host}:{source.port}/{source.database}"
+    return EmbeddedDaemon(
+        sink_factory(config),
+        lambda: PostgresSource(source, config.name, blocking=not until_caught_up, acks=acks),
+        config.state_dir,
+        EmbeddedOptions(
+            batch.max_events,
+            batch.max_ms,
+            batch.idle_flush_seconds,
+            pipeline=config.name,
+            tables=tuple(source.tables),
+            exclude_tables=tuple(source.exclude_tables),
+        ),
+        AckingRecorder(acks, recorder),
+        lambda: PipelineIdentity(config.name, where, 0),  # no server ids: one database, one slot
+        None,
+        column_policies(config.policies),
     )

@@ -391,3 +391,54 @@ def test_unchanged_toast_value_is_never_invented(pgdb: PgDb) -> None:
     with pytest.raises(SourceSettingsError, match=r"public\.doc_default\.body: .* REPLICA IDENTITY FULL"):
         list(default.records(start))
     default.close()
+
+
+def test_embedded_run_into_a_sql_sink_and_slot_acknowledged_behind_it(pgdb: PgDb, tmp_path: Any) -> None:
+    """`cdc run` without a stream: the changes land in the sink exactly once over restarts, and the
+    slot is acknowledged no further than the position the sink stores with its data."""
+    import sqlite3
+
+    config = tmp_path / "pg.yaml"
+    config.write_text(
+        "name: pgsrc-embedded\n"
+        "source:\n"
+        "  type: postgresql\n"
+        f"  host: {pgdb.conn.host}\n  port: {pgdb.conn.port}\n  user: {pgdb.conn.user}\n"
+        f"  password: {pgdb.conn.password}\n  database: {pgdb.name}\n  slot: {pgdb.name}\n"
+        "  publication: pgsrc_pub\n"
+        f"sinks: [{{type: sql, url: 'sqlite:///{tmp_path / 'serving.db'}'}}]\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    pgdb.run("CREATE TABLE item (id int PRIMARY KEY, qty int NOT NULL, label text)")
+    _cdc_run(config)
+    pgdb.run(
+        "INSERT INTO item SELECT g, g, 'item ' || g FROM generate_series(1, 40) g",
+        "UPDATE item SET qty = qty * 10 WHERE id % 3 = 0",
+        "DELETE FROM item WHERE id % 7 = 0",
+    )
+    _cdc_run(config)
+    pgdb.run(
+        "UPDATE item SET label = NULL WHERE id = 1", "TRUNCATE item", "INSERT INTO item VALUES (99, 1, 'x')"
+    )
+    _cdc_run(config)
+    with pgdb.admin() as c:
+        rows = c.execute("SELECT id, qty, label FROM item ORDER BY id").fetchall()
+        slot = c.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (pgdb.name,)
+        ).fetchone()
+    with sqlite3.connect(tmp_path / "serving.db") as lite:
+        assert (
+            lite.execute("SELECT id, qty, label FROM item ORDER BY id").fetchall() == rows == [(99, 1, "x")]
+        )
+        tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        applied = [
+            r for t in tables if "position" in t for r in lite.execute(f"SELECT * FROM {t}").fetchall()
+        ]
+    assert slot is not None and applied, tables
+    high, low = str(slot[0]).split("/")
+    confirmed = (int(high, 16) << 32) | int(low, 16)
+    stored = [
+        Position.parse(v).lsn for row in applied for v in row if isinstance(v, str) and v.startswith("pgl1:")
+    ]
+    assert stored and all(lsn is not None for lsn in stored)
+    assert confirmed <= max(lsn for lsn in stored if lsn is not None)
