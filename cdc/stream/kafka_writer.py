@@ -247,9 +247,9 @@ class KafkaStreamWriter:
         )
 
     def abort(self) -> None:
-        producer = self._live_producer()
-        if not self._in_transaction:
+        if not self._in_transaction:  # also after a failed start(): nothing to abort, no producer
             return
+        producer = self._live_producer()
         self._in_transaction = False
         self._pending.clear()
         self._snapshot_pending = None
