@@ -38,7 +38,9 @@ class ReadBatch(Sequence[ChangeEvent]):
     transaction_id: str
     lead: ChangeEvent | None = None
     # the rows transposed, made once for every sink (and the chunk log) that wants columns
-    _columns: list[tuple[ColumnValue, ...]] | None = field(default=None, repr=False, compare=False)
+    _columns: list[tuple[ColumnValue, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def columns(self) -> list[tuple[ColumnValue, ...]]:
         """The values of each column, in column order (one tuple per column of ``schema``)."""
