@@ -18,12 +18,13 @@ from cdc.core.events import SourceRecord
 from cdc.core.positions import RestartPoint, lsn_position
 from cdc.core.table_filter import TableFilter
 from cdc.daemon.capture import StreamWriter
-from cdc.sources.postgresql.reader import Acks, PgLogicalReader, ReaderOptions
+from cdc.sources.postgresql.reader import Acks, PgLogicalReader, ReaderOptions, is_snapshot_pending
 from cdc.sources.postgresql.server import (
     PgSettings,
     captured_tables,
     check_server,
     connect,
+    current_lsn,
     ensure_publication,
     ensure_slot,
 )
@@ -63,13 +64,22 @@ def slot_name(config: PostgresSourceConfig, pipeline: str) -> str:
 
 
 class PostgresSource:
-    def __init__(self, config: PostgresSourceConfig, pipeline: str, *, blocking: bool, acks: Acks) -> None:
+    def __init__(
+        self,
+        config: PostgresSourceConfig,
+        pipeline: str,
+        *,
+        blocking: bool,
+        acks: Acks,
+        bootstrap: bool = False,
+    ) -> None:
         self._config = config
         self._settings = pg_settings(config)
         self._slot = slot_name(config, pipeline)
         self._filter = TableFilter(tuple(config.tables), tuple(config.exclude_tables))
         self._acks = acks
         self._blocking = blocking
+        self._bootstrap = bootstrap  # the first start reads every captured table (snapshot.py)
         self._reader = self._new_reader()
 
     def _new_reader(self) -> PgLogicalReader:
@@ -97,10 +107,13 @@ class PostgresSource:
             self._reader = self._new_reader()
 
     def current_restart_point(self) -> RestartPoint:
-        """The first start: the slot (created now if allowed), from its consistent point."""
+        """The first start: the slot (created now if allowed), from its consistent point; with a
+        bootstrap, "snapshot pending" (the slot is created with its snapshot when reading starts)."""
         with connect(self._settings) as conn:
             check_server(conn, self._settings)
             ensure_publication(conn, self._config.publication, self._config.create_publication)
+            if self._bootstrap:
+                return RestartPoint(lsn_position(current_lsn(conn) - 1, 0, 0, anchor=True))
             state = ensure_slot(conn, self._slot, self._config.create_slot, first_start=True)
         return RestartPoint(lsn_position(state.confirmed_flush_lsn, 0, 0))
 
@@ -118,7 +131,11 @@ class PostgresSource:
         with connect(self._settings) as conn:
             check_server(conn, self._settings)
             ensure_publication(conn, self._config.publication, self._config.create_publication)
+            if is_snapshot_pending(start):
+                return self._reader.records(start)  # the reader creates the slot with its snapshot
             state = ensure_slot(conn, self._slot, self._config.create_slot, first_start=False)
+        if start.transaction.is_snapshot_anchor:
+            start_lsn += 1  # after a bootstrap's rows: they sit just before the slot's first LSN
         if state.confirmed_flush_lsn > start_lsn:
             raise StreamGap(
                 f"replication slot {self._slot!r} was advanced past the checkpoint (confirmed_flush_lsn "
@@ -179,11 +196,12 @@ def postgresql_capture(
         raise ConfigError("source.type: expected postgresql")
     if stream is None:
         raise ConfigError("stream: none configured (embedded mode is postgresql_embedded)")
-    if config.bootstrap.mode is not BootstrapMode.NEVER:
+    if config.bootstrap.mode is BootstrapMode.WHEN_NEEDED:
         raise ConfigError(
-            "bootstrap.mode: bootstraps of a PostgreSQL source are not built yet; use `never` (the "
-            "pipeline captures every change from the slot's creation on)"
+            "bootstrap.mode: when_needed is not built for a PostgreSQL source; use `initial` (every "
+            "captured table read on the first start, in the slot's snapshot) or `never`"
         )
+    bootstrap = config.bootstrap.mode is BootstrapMode.INITIAL
     acks = Acks()
     options = CaptureOptions(
         until_caught_up=until_caught_up,
@@ -192,7 +210,9 @@ def postgresql_capture(
     )
     return CaptureDaemon(
         lambda: AckingWriter(KafkaStreamWriter(stream, config.name, source.server_id), acks),
-        lambda: PostgresSource(source, config.name, blocking=not until_caught_up, acks=acks),
+        lambda: PostgresSource(
+            source, config.name, blocking=not until_caught_up, acks=acks, bootstrap=bootstrap
+        ),
         options,
         None,
         policies,
@@ -227,8 +247,8 @@ def postgresql_embedded(
         raise ConfigError("source.type: expected postgresql")
     if config.bootstrap.mode is not BootstrapMode.NEVER:
         raise ConfigError(
-            "bootstrap.mode: bootstraps of a PostgreSQL source are not built yet; use `never` (the "
-            "pipeline captures every change from the slot's creation on)"
+            "bootstrap.mode: bootstraps of a PostgreSQL source without a stream are not built yet; "
+            "use `never` (every change from the slot's creation on), or a Kafka stream"
         )
     acks = Acks()
     batch = config.batch

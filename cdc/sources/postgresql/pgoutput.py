@@ -40,7 +40,7 @@ from cdc.core.table_filter import TableFilter
 from cdc.sources.postgresql.tuples import TupleReader, compile_tuple_reader
 from cdc.sources.postgresql.values import Converter, ValueOutOfRange, arrow_type, converter
 
-__all__ = ["HEARTBEAT_PREFIX", "CatalogColumns", "PgoutputDecoder", "pg_ts_ms"]
+__all__ = ["HEARTBEAT_PREFIX", "CatalogColumns", "PgoutputDecoder", "build_schema", "pg_ts_ms"]
 
 HEARTBEAT_PREFIX = "headwater.heartbeat"
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in ms since 1970
@@ -75,6 +75,27 @@ class _Relation:
     read: TupleReader  # the compiled reader of this shape's images (None: take the generic path)
     captured: bool
     full_identity: bool
+
+
+def build_schema(
+    ref: TableRef, columns: list[tuple[int, str, int, int]], identity: str, info: CatalogColumns | None
+) -> TableSchema:
+    """A table's schema from its columns (flags, name, type oid, typmod: a Relation message's, or the
+    catalog's for a snapshot) and the catalog: the same shape gives the same version either way."""
+    built: list[Column] = []
+    for _flags, col_name, type_oid, typmod in columns:
+        source_type = info.source_types.get(col_name, str(type_oid)) if info else str(type_oid)
+        nullable = not (info is not None and col_name in info.not_null)
+        built.append(Column(col_name, source_type, arrow_type(type_oid, typmod), nullable))
+    flagged = tuple(c[1] for c in columns if c[0] & 1)
+    names = {c.name for c in built}
+    if info is not None and info.primary_key and all(k in names for k in info.primary_key):
+        key = info.primary_key
+    elif identity in ("d", "i"):
+        key = flagged  # the replica identity's columns: the key PostgreSQL logs
+    else:
+        key = ()
+    return TableSchema.build(ref, tuple(built), key)
 
 
 def _key_getter(indexes: tuple[int, ...]) -> Callable[[RowImage], RowImage] | None:
@@ -197,24 +218,8 @@ class PgoutputDecoder:
             columns.append((flags, col_name, type_oid, typmod))
         ref = TableRef(namespace, name)
         captured = self._tables.accepts(namespace, name)
-        info = self._catalog(relid) if captured else None
-        built: list[Column] = []
-        for _flags, col_name, type_oid, typmod in columns:
-            source_type = info.source_types.get(col_name, str(type_oid)) if info else str(type_oid)
-            nullable = not (info is not None and col_name in info.not_null)
-            built.append(Column(col_name, source_type, arrow_type(type_oid, typmod), nullable))
-        flagged = tuple(c[1] for c in columns if c[0] & 1)
-        if (
-            info is not None
-            and info.primary_key
-            and all(k in {c.name for c in built} for k in info.primary_key)
-        ):
-            key = info.primary_key
-        elif identity in ("d", "i"):
-            key = flagged  # the replica identity's columns: the key PostgreSQL logs
-        else:
-            key = ()
-        schema = TableSchema.build(ref, tuple(built), key)
+        schema = build_schema(ref, columns, identity, self._catalog(relid) if captured else None)
+        built = schema.columns
         converters = tuple(converter(c.arrow_type.kind) for c in built)
         self._relations[relid] = _Relation(
             schema,

@@ -16,27 +16,42 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import cast
 
+import psycopg
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from cdc.core.errors import SourceUnavailable, StreamGap
+from cdc.core.errors import SourceAccessDenied, SourceUnavailable, StreamGap
 from cdc.core.events import SourceRecord
-from cdc.core.positions import RestartPoint
+from cdc.core.positions import RestartPoint, lsn_position
 from cdc.core.table_filter import TableFilter
 from cdc.sources.postgresql.pgoutput import PgoutputDecoder
-from cdc.sources.postgresql.server import PgSettings, catalog_columns, connect, emit_heartbeat
+from cdc.sources.postgresql.server import (
+    PgSettings,
+    catalog_columns,
+    connect,
+    emit_heartbeat,
+    parse_lsn,
+)
+from cdc.sources.postgresql.snapshot import snapshot_records
 
-__all__ = ["SESSION_OPTIONS", "Acks", "PgLogicalReader", "ReaderOptions"]
+__all__ = ["SESSION_OPTIONS", "Acks", "PgLogicalReader", "ReaderOptions", "is_snapshot_pending"]
 
 log = logging.getLogger("cdc.source.postgresql")
 
 # fixes the text form of values (see values.py), whatever the server's defaults
 SESSION_OPTIONS = "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c extra_float_digits=3"
+
+
+def is_snapshot_pending(start: RestartPoint) -> bool:
+    """The checkpoint a bootstrapping pipeline's first start commits: an anchor with nothing after
+    it. Once the snapshot's rows are committed, the checkpoint is after them (skip > 0) or at the
+    slot's consistent point."""
+    return start.transaction.is_snapshot_anchor and start.skip_rows == 0
 
 
 class Acks:
@@ -87,11 +102,49 @@ class PgLogicalReader:
         try:
             repl = self._open_replication()
             try:
+                if is_snapshot_pending(start):
+                    start = yield from self._snapshot(ctl, repl)
                 yield from self._stream(ctl, repl, start)
             finally:
                 repl.close()
         finally:
             ctl.close()
+
+    def _snapshot(
+        self, ctl: psycopg.Connection[tuple[object, ...]], repl: psycopg2.extensions.connection
+    ) -> Generator[SourceRecord, None, RestartPoint]:
+        """The first start's bootstrap (snapshot.py): a new slot with an exported snapshot, the
+        tables read in it, then the stream from the slot's consistent point."""
+        opts = self._options
+        # "snapshot pending": nothing of any slot by this name was committed; start it afresh
+        busy = ctl.execute(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (opts.slot,)
+        ).fetchone()
+        if busy is not None and busy[0]:
+            # a killed predecessor's walsender lingers until the server notices: try again soon
+            raise SourceUnavailable(
+                f"replication slot {opts.slot!r} is still in use by an earlier connection"
+            )
+        if busy is not None:
+            ctl.execute("SELECT pg_drop_replication_slot(%s)", (opts.slot,))
+        cur = repl.cursor()
+        try:
+            cur.execute(f'CREATE_REPLICATION_SLOT "{opts.slot}" LOGICAL pgoutput EXPORT_SNAPSHOT')
+            row = cur.fetchone()
+        except psycopg2.errors.DuplicateObject:
+            raise SourceUnavailable(
+                f"replication slot {opts.slot!r} was created meanwhile; trying again"
+            ) from None
+        except psycopg2.OperationalError as exc:
+            raise SourceUnavailable(f"creating replication slot {opts.slot!r}: {str(exc).strip()}") from None
+        except psycopg2.Error as exc:
+            raise SourceAccessDenied(f"creating replication slot {opts.slot!r}: {str(exc).strip()}") from None
+        assert row is not None
+        consistent = parse_lsn(str(row[1]))
+        log.info("bootstrap: slot %s created at %s; reading the tables in its snapshot", opts.slot, row[1])
+        yield from snapshot_records(opts.settings, SESSION_OPTIONS, str(row[2]), consistent, opts.tables)
+        # the snapshot's transaction is over, the exported snapshot with it; the stream follows on
+        return RestartPoint(lsn_position(consistent, 0, 0))
 
     def _open_replication(self) -> psycopg2.extensions.connection:
         s = self._options.settings
@@ -113,11 +166,11 @@ class PgLogicalReader:
             ) from None
 
     def _stream(
-        self, ctl: object, repl: psycopg2.extensions.connection, start: RestartPoint
+        self,
+        ctl: psycopg.Connection[tuple[object, ...]],
+        repl: psycopg2.extensions.connection,
+        start: RestartPoint,
     ) -> Iterator[SourceRecord]:
-        import psycopg
-
-        assert isinstance(ctl, psycopg.Connection)
         opts = self._options
         cur = cast(psycopg2.extras.ReplicationCursor, repl.cursor())
         try:
