@@ -3,7 +3,7 @@ a remembered transaction parse to the same positions as a fresh parse, and a mal
 still refused."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.core import Gtid, Position, PositionFormatError
@@ -12,6 +12,7 @@ from cdc.core import positions as positions_module
 rows = st.integers(0, 9_999_999_999)
 
 
+@settings(max_examples=40)
 @given(st.integers(0, 9_999_999_999), rows, rows)
 def test_rows_of_a_remembered_transaction_parse_like_fresh(era: int, first: int, other: int) -> None:
     tx = Position(Gtid(3, 7, 41), "mariadb-bin.000060", 1941, first, era)
@@ -36,7 +37,9 @@ def test_a_bad_row_field_of_a_remembered_transaction_is_refused(era: int, row: s
         Position.parse(bad)
 
 
-def test_the_memory_is_bounded() -> None:
-    for seq in range(1, positions_module._TXN_MEMO_MAX + 10):
-        Position.parse(Position(Gtid(0, 1, seq), "bin.000002", 100 + seq).to_string())
-    assert len(positions_module._TXN_MEMO) <= positions_module._TXN_MEMO_MAX
+def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(positions_module, "_TXN_MEMO_MAX", 50)
+    for seq in range(1, 120):
+        p = Position(Gtid(0, 1, seq), "bin.000002", 100 + seq, 1)
+        assert Position.parse(p.to_string()) == p
+        assert len(positions_module._TXN_MEMO) <= 50
