@@ -276,7 +276,10 @@ class CaptureDaemon:
         if metrics is not None:
             metrics.phase = Phase.RUNNING
         while True:
-            if complete is not None:
+            # Inside a source transaction nothing can be committed, so the flush deadline is no
+            # reason to wake: polling without blocking there spun the loop (and held the GIL the
+            # reading thread needs) until the transaction's next rows arrived.
+            if complete is not None and not mid_transaction:
                 wait = max(deadline - time.monotonic(), 0.0)
             elif idle is not None:
                 wait = max(idle_due - time.monotonic(), 0.0)
