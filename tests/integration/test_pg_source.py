@@ -245,6 +245,84 @@ def _select(pgdb: PgDb) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return values, texts
 
 
+# The envelopes of the typed rows, SQL in, JSON out. Note "r"/"d" of row 1: real NaN and double
+# -Infinity are captured (the change event holds them) but the JSON envelope writes them as null
+# (JSON has no such numbers: cdc/stream/json_values.py), a known gap listed in docs/postgresql.md.
+GOLDEN_AFTER = [
+    {
+        "id": 1,
+        "i2": -32768,
+        "i4": -2147483648,
+        "i8": -9223372036854775808,
+        "n": "-12345678901234567890123456789012.123456",
+        "n_big": "123456789012345678901234567890.123456789012345678901234567890",
+        "n_any": "NaN",
+        "r": None,
+        "d": None,
+        "t": "héllo ☃",
+        "vc": "varchar",
+        "ch": "ab ",
+        "b": "AP8Q",
+        "bo": True,
+        "da": "0001-01-01",
+        "ti": "23:59:59.999999",
+        "ttz": "12:34:56.789+05:30",
+        "ts": "1999-12-31T23:59:59.999999",
+        "tstz": "2024-02-29T12:45:01.250000Z",
+        "iv": "P1Y2M3DT4H5M6.5S",
+        "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "j": '{"a": [1, 2.50]}',
+        "jb": '{"a": 1, "b": null}',
+        "ai": "{1,NULL,3}",
+        "at": '{"x y","q\\"",NULL}',
+        "e": "happy",
+        "ip": "192.168.0.1/24",
+        "cid": "10.0.0.0/8",
+    },
+    {
+        "id": 2,
+        "i2": 32767,
+        "i4": 2147483647,
+        "i8": 9223372036854775807,
+        "n": "0.000001",
+        "n_big": "0.000000000000000000000000000000",
+        "n_any": "12345678901234567890.000000000000000000001",
+        "r": 3.4028235e38,
+        "d": 2.2250738585072014e-308,
+        "t": "",
+        "vc": "",
+        "ch": "   ",
+        "b": "",
+        "bo": False,
+        "da": "9999-12-31",
+        "ti": "00:00:00.000000",
+        "ttz": "00:00:00+00",
+        "ts": "0001-01-01T00:00:00.000000",
+        "tstz": "1970-01-01T00:00:00Z",
+        "iv": "P-1D",
+        "u": "00000000-0000-0000-0000-000000000000",
+        "j": "[]",
+        "jb": "{}",
+        "ai": "{}",
+        "at": "{}",
+        "e": "sad",
+        "ip": "::1",
+        "cid": "::/0",
+    },
+]
+
+
+def golden_envelopes(events: list[ChangeEvent]) -> None:
+    import orjson
+
+    from cdc.stream.envelope import EnvelopeEncoder
+
+    encoder = EnvelopeEncoder("pgsrc")
+    afters = [orjson.loads(encoder.encode(e)[1])["after"] for e in events]
+    assert afters[:2] == GOLDEN_AFTER
+    assert set(afters[2].values()) == {3, None}
+
+
 def test_every_type_equals_select(pgdb: PgDb) -> None:
     """Differential: what the source captures equals what a SELECT returns, type by type."""
     pgdb.run("CREATE TYPE mood AS ENUM ('sad', 'happy')", f"CREATE TABLE typed ({COLUMNS})")
@@ -275,6 +353,7 @@ def test_every_type_equals_select(pgdb: PgDb) -> None:
         "cid",
     }
     assert [c.source_type for c in schema.columns][:3] == ["integer", "smallint", "integer"]
+    golden_envelopes(events)
     values, texts = _select(pgdb)
     for event, value_row, text_row in zip(events, values, texts, strict=True):
         assert event.after is not None
