@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from sinks.contract import AppliedState
 
 __all__ = ["reconcile_pipeline"]
+
+_log = logging.getLogger("reconciler")
 
 _FIRST_TIMED_SLICE = 10_000  # source rows in the first slice when a chunk time target is set
 
@@ -207,6 +210,15 @@ def reconcile_pipeline(
                     results.append(reconcile_copy(source, copy, _progress(resume, copy, ref), options))
                 except HeadwaterError as exc:
                     errors.append(f"{ref} -> sink {name}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - a store's error is this copy's: exit 2, not 1 (drift)
+                    # e.g. a copy whose column a user retyped fails inside the checksum SQL: name the
+                    # copy and go on with the others (a traceback alone exited 1, read as "drift")
+                    _log.exception("reconcile %s -> sink %s failed", ref, name)
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    errors.append(
+                        f"{ref} -> sink {name}: could not be compared: {type(exc).__name__}: {first} "
+                        "(traceback in the log)"
+                    )
                 finally:
                     if copy is not None:
                         copy.close()
