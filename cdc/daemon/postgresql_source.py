@@ -20,6 +20,7 @@ from cdc.core.table_filter import TableFilter
 from cdc.daemon.capture import StreamWriter
 from cdc.sources.postgresql.reader import Acks, PgLogicalReader, ReaderOptions, is_snapshot_pending
 from cdc.sources.postgresql.server import (
+    RECOVER,
     PgSettings,
     captured_tables,
     check_server,
@@ -140,7 +141,7 @@ class PostgresSource:
             raise StreamGap(
                 f"replication slot {self._slot!r} was advanced past the checkpoint (confirmed_flush_lsn "
                 f"{state.confirmed_flush_lsn:X} > {start_lsn:X}) by something other than this pipeline: "
-                f"changes in between are lost; bootstrap the tables again"
+                f"changes in between are lost; {RECOVER}"
             )
         return self._reader.records(start)
 

@@ -5,6 +5,8 @@ shared dev stack's servers are never restarted by tests)::
         conn = server.connection()             # the same roles and passwords as the stack's pgsource
         server.restart()                       # fast shutdown, start again, wait until it answers
 
+    PrivatePgSource(settings={"max_slot_wal_keep_size": "1MB"})   # other server settings
+
 Its state directory is a fresh temporary directory that the ``postgres`` system user can reach (the
 cluster runs as that user when the caller is root); it is deleted on exit.
 """
@@ -24,16 +26,26 @@ from cdc.devstack.settings import ServiceName, StackSettings
 __all__ = ["PrivatePgSource"]
 
 
+class _Service(PgSource):
+    def __init__(self, settings: StackSettings, overrides: dict[str, str]) -> None:
+        super().__init__(settings)
+        self._overrides = overrides
+
+    def server_settings(self) -> dict[str, str]:
+        return {**super().server_settings(), **self._overrides}
+
+
 class PrivatePgSource:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
+        """``settings``: server settings over the stack's (PGSOURCE_SETTINGS), this cluster only."""
         self.state_dir = Path(tempfile.mkdtemp(prefix="hw-pgsrc-"))
         self.state_dir.chmod(0o755)
-        settings = StackSettings(
+        stack = StackSettings(
             state_dir=self.state_dir,
             pgsource_port=port or free_loopback_port(),
             services=(ServiceName.PGSOURCE,),
         )
-        self._service = PgSource(settings)
+        self._service = _Service(stack, dict(settings or {}))
 
     @property
     def port(self) -> int:

@@ -211,3 +211,40 @@ def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> No
             assert lite.execute("SELECT id, k FROM log ORDER BY id").fetchall() == log
         with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
             c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_invalidated_slot_is_terminal_and_names_the_recovery() -> None:
+    """A slot that fell behind max_slot_wal_keep_size is invalidated by the server (wal_status lost):
+    the daemon's source stops with a stream gap naming the slot and how to recover."""
+    from cdc.config.models import PostgresSourceConfig
+    from cdc.core.errors import StreamGap
+    from cdc.daemon.postgresql_source import PostgresSource
+    from cdc.sources.postgresql.reader import Acks
+
+    with PrivatePgSource(settings={"max_slot_wal_keep_size": "1MB"}) as server:
+        conn = server.connection()
+        with psycopg.connect(conn.admin_conninfo("postgres"), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {DB}")
+        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
+            config = PostgresSourceConfig(
+                host=conn.host,
+                port=conn.port,
+                user=conn.user,
+                password=conn.password,
+                database=DB,
+                slot="behind",
+            )
+            source = PostgresSource(config, "behind", blocking=False, acks=Acks())
+            start = source.current_restart_point()
+            for i in range(4):  # WAL the slot never confirms, past the 1 MB it may keep
+                c.execute("INSERT INTO t VALUES (%s)", (i,))
+                c.execute("SELECT pg_switch_wal()")
+            c.execute("CHECKPOINT")
+            row = c.execute(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'behind'"
+            ).fetchone()
+            assert row == ("lost",)
+        with pytest.raises(StreamGap, match=r"slot 'behind' was invalidated.*bootstrap: \{mode: initial\}"):
+            source.records(start)

@@ -31,6 +31,7 @@ from cdc.core.positions import RestartPoint, lsn_position
 from cdc.core.table_filter import TableFilter
 from cdc.sources.postgresql.pgoutput import PgoutputDecoder
 from cdc.sources.postgresql.server import (
+    RECOVER,
     PgSettings,
     catalog_columns,
     connect,
@@ -182,12 +183,10 @@ class PgLogicalReader:
                 options={"proto_version": "1", "publication_names": opts.publication, "messages": "true"},
             )
         except psycopg2.errors.UndefinedObject as exc:
-            raise StreamGap(
-                f"replication slot {opts.slot!r}: {str(exc).strip()}; bootstrap the tables again"
-            ) from None
+            raise StreamGap(f"replication slot {opts.slot!r}: {str(exc).strip()}; {RECOVER}") from None
         except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
             raise StreamGap(
-                f"replication slot {opts.slot!r}: {str(exc).strip()}; drop it and bootstrap the tables again"
+                f"replication slot {opts.slot!r}: {str(exc).strip()}; drop it; {RECOVER}"
             ) from None
         except psycopg2.OperationalError as exc:
             raise SourceUnavailable(

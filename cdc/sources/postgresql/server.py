@@ -15,7 +15,15 @@ from psycopg import sql
 from cdc.core.errors import SourceAccessDenied, SourceSettingsError, SourceUnavailable, StreamGap
 from cdc.sources.postgresql.pgoutput import HEARTBEAT_PREFIX, CatalogColumns
 
-__all__ = ["PgSettings", "SlotState", "connect", "ensure_publication", "ensure_slot", "slot_state"]
+__all__ = ["RECOVER", "PgSettings", "SlotState", "connect", "ensure_publication", "ensure_slot", "slot_state"]
+
+
+# how every lost-changes error ends: only a fresh start with a bootstrap makes the copies whole
+RECOVER = (
+    "to recover, start the pipeline afresh with a bootstrap: a new pipeline `name` (or its "
+    "checkpoints deleted) and `bootstrap: {mode: initial}`, which creates a new slot and reads "
+    "every table again"
+)
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,7 @@ def ensure_slot(
         raise StreamGap(
             f"replication slot {slot!r} was invalidated (the WAL it needed was removed, see "
             f"max_slot_wal_keep_size): changes were lost. Drop it "
-            f"(SELECT pg_drop_replication_slot('{slot}')), and bootstrap the tables again "
-            f"(cdc bootstrap), which starts a new slot"
+            f"(SELECT pg_drop_replication_slot('{slot}')); {RECOVER}"
         )
     if state.exists:
         if state.plugin != "pgoutput":
@@ -115,8 +122,7 @@ def ensure_slot(
     if not first_start:
         raise StreamGap(
             f"replication slot {slot!r} does not exist any more: the changes since the last checkpoint "
-            f"are lost. Bootstrap the tables again (cdc bootstrap) after the daemon recreated the slot "
-            f"(delete the pipeline's checkpoint to start afresh)"
+            f"are lost; {RECOVER}"
         )
     if not create:
         raise SourceSettingsError(
