@@ -213,19 +213,25 @@ class IcebergMemory:
 
 
 def _history_arrow(rows: int) -> Any:
-    import numpy as np
-    import pyarrow as pa
+    import datetime as dt
 
-    ids = np.arange(1, rows + 1, dtype=np.int64)
-    epoch = np.datetime64("2020-01-01T00:00:00", "us")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(range(1, rows + 1), pa.int64())
+    epoch = dt.datetime(2020, 1, 1)
     return pa.table(
         {
-            "page_id": pa.array(ids.astype(np.int32)),
-            "page_namespace": pa.array((ids % 16).astype(np.int32)),
-            "page_title": pa.array([f"Title_{i}" for i in range(1, rows + 1)]),
-            "page_len": pa.array(((ids * 7) % 100_000).astype(np.int32)),
-            "page_touched": pa.array(epoch + ids.astype("timedelta64[s]")),
-            "page_latest": pa.array(ids * 3),
+            "page_id": ids.cast(pa.int32()),
+            "page_namespace": pc.bit_wise_and(ids, 15).cast(pa.int32()),
+            "page_title": pc.binary_join_element_wise("Title_", ids.cast(pa.string()), ""),
+            "page_len": pc.subtract(
+                pc.multiply(ids, 7), pc.multiply(pc.divide(pc.multiply(ids, 7), 100_000), 100_000)
+            ).cast(pa.int32()),
+            "page_touched": pa.array(
+                [epoch + dt.timedelta(seconds=i) for i in range(1, rows + 1)], pa.timestamp("us")
+            ),
+            "page_latest": pc.multiply(ids, 3),
             "_op": pa.array(["c"] * rows),
             "_position": pa.array([f"bench:{i:012d}" for i in range(1, rows + 1)]),
         }
@@ -284,14 +290,14 @@ def _iceberg_compare(
 
 def iceberg_memory(sizes: tuple[int, ...] = (200_000, 1_000_000)) -> list[IcebergMemory]:
     """Peak RSS of comparing a MariaDB table with its Iceberg history, per size and mode."""
-    import multiprocessing
+    import json
+    import subprocess
     import tempfile
     from pathlib import Path
 
     stack = StackConnections.read(default_state_dir())
     m = stack.mariadb
     out = []
-    spawn = multiprocessing.get_context("spawn")
     for rows in sizes:
         db = f"recon_bench_{uuid.uuid4().hex[:8]}"
         maria, pg = _load(stack, db, rows)
@@ -301,11 +307,13 @@ def iceberg_memory(sizes: tuple[int, ...] = (200_000, 1_000_000)) -> list[Iceber
                 url = sa.URL.create("mysql+pymysql", username=m.root_user, password=m.root_password or None,
                                     host=m.host, port=m.port, database=db)  # fmt: skip
                 for mode in ("view", "rebuild"):
-                    with spawn.Pool(1) as pool:
-                        rss, seconds, found = pool.apply(
-                            _iceberg_compare,
-                            (properties, db, url.render_as_string(hide_password=False), mode),
-                        )
+                    # a fresh interpreter per measure: its peak RSS is this compare's alone
+                    args = json.dumps([properties, db, url.render_as_string(hide_password=False), mode])
+                    child = subprocess.run(
+                        [sys.executable, "-m", "benchmarks.reconcile_bench", "iceberg-child", args],
+                        capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    rss, seconds, found = json.loads(child.stdout.strip().splitlines()[-1])
                     out.append(IcebergMemory(rows, mode, rss, seconds, found))
         finally:
             maria.dispose()
@@ -315,6 +323,11 @@ def iceberg_memory(sizes: tuple[int, ...] = (200_000, 1_000_000)) -> list[Iceber
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["iceberg-child"]:
+        import json
+
+        print(json.dumps(_iceberg_compare(*json.loads(sys.argv[2]))))
+        sys.exit(0)
     if sys.argv[1:2] == ["iceberg-memory"]:
         for measured in iceberg_memory():
             print(asdict(measured))

@@ -85,13 +85,14 @@ class Slices(Protocol):
 
     def resumed(self, lo: int) -> Resumed | None: ...
 
-    def finished(self, done_until: int, drift: tuple[RowDrift, ...]) -> None: ...
+    def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Resumed:
     done_until: int  # keys below this were compared by an earlier run
     drift: tuple[RowDrift, ...]  # what it found there (suspects: the re-checks read them again)
+    copy_rows: int  # the copy's rows there
 
 
 def compare(source: Store, copy: Store, settings: CompareSettings, slices: Slices | None = None) -> Found:
@@ -109,10 +110,13 @@ def _throttle(settings: CompareSettings, started: float) -> None:
 def _compare_int(
     pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings, slices: Slices | None
 ) -> Found:
-    (lo, hi, n_src), (_, _, n_copy) = _both(pool, source.int_bounds, copy.int_bounds)
+    # the copy's rows are counted from the first level's buckets and the rows outside the source's
+    # span, not by a scan of their own (over the Iceberg history, the whole state at once)
+    lo, hi, n_src = source.int_bounds()
     if lo is None or hi is None:
         extra = copy.all_rows()
-        return Found(diff_rows({}, extra, copy), 0, n_copy, Region(everything=True))
+        return Found(diff_rows({}, extra, copy), 0, len(extra), Region(everything=True))
+    n_copy = 0
     span = hi - lo + 1
     width = _pow2_at_least(max(1, span * s.chunk_rows // max(n_src, 1), -(-span // s.max_buckets)))
     # the key span is compared in slices of whole first-level buckets, so that a slice's buckets nest
@@ -123,13 +127,14 @@ def _compare_int(
     at, drift = lo, []
     resumed = slices.resumed(lo) if slices is not None else None
     if resumed is not None and lo <= resumed.done_until <= hi + 1:
-        at, drift = resumed.done_until, list(resumed.drift)
+        at, drift, n_copy = resumed.done_until, list(resumed.drift), resumed.copy_rows
     while at <= hi:
         if slices is not None:
             slices.before()
         end = min(hi + 1, at + slice_width)
         started = time.monotonic()
-        leaves = _bisect(pool, source, copy, s, lo, width, KeyRange(at, end))
+        leaves, copy_rows_here = _bisect(pool, source, copy, s, lo, width, KeyRange(at, end))
+        n_copy += copy_rows_here
         if leaves:
             src_rows, copy_rows = _both(
                 pool,
@@ -140,13 +145,14 @@ def _compare_int(
         took = time.monotonic() - started
         at = end
         if slices is not None:
-            slices.finished(at, tuple(drift))
+            slices.finished(at, tuple(drift), n_copy)
         if s.chunk_seconds > 0 and took > 0:
             # toward the target, at most doubling or halving at a time (one slow query is not a trend)
             factor = min(2.0, max(0.5, s.chunk_seconds / took))
             rows = max(1, round(slice_width * per_key * factor))
             slice_width = _slice_width(rows, per_key, width)
     outside = copy.int_outside(lo, hi + 1)
+    n_copy += len(outside)
     drift += diff_rows({}, outside, copy)
     drift.sort(key=lambda d: _sort_key(d.key))
     keys = [int(d.key[0]) for d in drift]
@@ -167,10 +173,12 @@ def _bisect(
     lo: int,
     width: int,
     within: KeyRange,
-) -> list[KeyRange]:
-    """The leaves (small differing ranges) inside ``within``: bucket sums level by level."""
+) -> tuple[list[KeyRange], int]:
+    """The leaves (small differing ranges) inside ``within``, bucket sums level by level; and the
+    copy's rows there (its first level's count)."""
     pending = [within]
     leaves: list[KeyRange] = []
+    copy_rows: int | None = None
     while pending:
         started = time.monotonic()
         a, b = _both(
@@ -179,6 +187,8 @@ def _bisect(
             functools.partial(copy.bucket_sums, list(pending), lo, width),
         )
         _throttle(s, started)
+        if copy_rows is None:
+            copy_rows = sum(n for n, _ in b.values())
         pending = []
         for bucket in sorted(a.keys() | b.keys()):
             if a.get(bucket) == b.get(bucket):
@@ -187,7 +197,7 @@ def _bisect(
             rows = max(a.get(bucket, (0, 0))[0], b.get(bucket, (0, 0))[0])
             (leaves if width == 1 or rows <= s.leaf_rows else pending).append(r)
         width = max(1, width // s.split)
-    return leaves
+    return leaves, copy_rows or 0
 
 
 def _compare_chunks(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:

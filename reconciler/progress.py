@@ -71,13 +71,13 @@ class SliceProgress:
             "reconcile %s -> %s: resuming a stopped run: keys %d to %d were compared (%d suspect(s) kept)",
             self._table, self._sink, lo, done - 1, len(drift),
         )  # fmt: skip
-        return Resumed(done, drift)
+        return Resumed(done, drift, int(data.get("copy_rows", 0)))
 
-    def finished(self, done_until: int, drift: tuple[RowDrift, ...]) -> None:
+    def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "table": str(self._table), "sink": self._sink, "lo": self._lo, "done_until": done_until,
-            "at": time.time(), "drift": [[d.kind.value, list(d.key)] for d in drift],
+            "copy_rows": copy_rows, "at": time.time(), "drift": [[d.kind.value, list(d.key)] for d in drift],
         }  # fmt: skip
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
