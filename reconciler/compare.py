@@ -9,6 +9,11 @@ read from both stores and diffed. Rows of the copy outside the source's key span
 Other keys (text, composite): chunk boundaries are every ``key_chunk_rows``-th source key in byte order,
 passed to both stores as explicit row-value ranges; a differing chunk is diffed row by row.
 
+Integer keys are compared in slices of the key span (whole first-level buckets, ~250k source rows):
+each slice is bisected on its own, its time measured (``chunk_seconds`` resizes the next one), and
+between slices ``Slices`` may pause while the copy lags and keeps the progress a killed run resumes
+from (reconciler/progress.py).
+
 Source and copy queries of one step run at the same time (two threads). ``pause`` throttles the
 source: after each step, sleep that fraction of the step's time (0.5 keeps it at most 2/3 busy).
 """

@@ -100,12 +100,16 @@ def _masked(drift: tuple[RowDrift, ...], masked: set[str]) -> tuple[RowDrift, ..
     bug): what differs is still named, never shown. NULL stays NULL (the policies keep it too)."""
     if not masked:
         return drift
+
+    def hide(value: str | None) -> str | None:
+        return None if value is None else MASKED
+
     return tuple(
         dataclasses.replace(
             d,
             values=tuple(
-                tuple(None if v is None else MASKED for v in pair) if c in masked else pair  # type: ignore[misc]
-                for c, pair in zip(d.columns, d.values, strict=True)
+                (hide(a), hide(b)) if c in masked else (a, b)
+                for c, (a, b) in zip(d.columns, d.values, strict=True)
             ),
         )
         for d in drift

@@ -15,6 +15,7 @@ row anyway). A copy that never reaches the point in the wait is reported BEHIND,
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from reconciler.stores import Rows, SqlRunner, Store, int_key
 __all__ = ["CopyProgress", "Settled", "SourcePoint", "settle"]
 
 CopyProgress = Callable[[], RestartPoint | None]  # where the copy would resume now (None: unknown)
+
+log = logging.getLogger("reconciler")
 
 ROUNDS_NEEDED = 2  # position-paired rounds a difference must survive to be called drift
 
@@ -124,6 +127,11 @@ def settle(
             if _held(k, src_rows, src_after):
                 confirmed[k] += 1
     drift = tuple(d for k, d in suspects.items() if confirmed[k] >= ROUNDS_NEEDED or not caught_up)
+    if len(drift) < len(suspects):
+        log.info(
+            "%d key(s) changed at the source in every re-check; not reported (their next change rewrites "
+            "the copy's rows)", len(suspects) - len(drift),
+        )  # fmt: skip
     return Settled(
         drift,
         caught_up,
