@@ -158,7 +158,8 @@ class SqlSink:
         # Kafka mode (offsets in the state): the consumer already dropped what this sink holds, by
         # offset; positions from several partitions are not in one order, so none is skipped here.
         from_kafka = bool(batch.state.offsets)
-        held = self.applied()
+        # (from Kafka nothing is skipped by position: no round trip to read it)
+        held = None if from_kafka else self.applied()
         if not from_kafka and held is not None and batch.state.position <= held.position:
             # an old batch re-delivered: everything in it is already here. Still refused to a fenced
             # writer: the embedded daemon probes its claim with exactly such a batch (nothing new)
