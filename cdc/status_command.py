@@ -53,6 +53,21 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
     click.echo(f"pipeline    {st.name} ({st.mode})")
     if pos is not None:
         click.echo(f"source      {st.source} at {pos.file}:{pos.offset}, GTID {pos.gtid_state or '-'}")
+    elif st.pg is not None:
+        from cdc.daemon.status_pg import format_lsn
+
+        slot = st.pg.slot
+        click.echo(f"source      postgresql {st.source} at WAL {st.source_lsn}")
+        if slot.exists:
+            state = "invalidated" if slot.lost else "active" if slot.active else "idle"
+            flushed = format_lsn(slot.confirmed_flush_lsn)
+            slot_behind = st.pg.slot_bytes_behind
+            click.echo(
+                f"slot        {slot.name} ({state}): confirmed_flush_lsn {flushed},"
+                f" {slot_behind} WAL bytes behind"
+            )
+        else:
+            click.echo(f"slot        {slot.name}: does not exist")
     else:
         click.echo(f"source      {st.source}: {_mask(st.source_error or 'unknown')}")
     if st.mode == "kafka":
@@ -66,7 +81,8 @@ def status(config_path: Path, as_json: bool, max_lag_seconds: float | None) -> N
             click.echo(
                 f"checkpoint  none ({_mask(st.checkpoint_error or 'the daemon has not committed yet')})"
             )
-        lag = "-" if st.lag_bytes is None else f"{st.lag_bytes} binlog bytes behind"
+        unit = "WAL" if st.pg is not None else "binlog"
+        lag = "-" if st.lag_bytes is None else f"{st.lag_bytes} {unit} bytes behind"
         click.echo(f"lag         {lag}")
     for s in st.sinks:
         if s.error is not None:

@@ -14,7 +14,13 @@ import pymysql
 from cdc.catalog.metadata import table_product
 from cdc.catalog.model import CatalogEntry, CopyView, PipelineView
 from cdc.catalog.schema_history import TableVersions, read_versions
-from cdc.config.models import IcebergSinkConfig, PipelineConfig, SqlSinkConfig, mask_url_password
+from cdc.config.models import (
+    IcebergSinkConfig,
+    PipelineConfig,
+    PostgresSourceConfig,
+    SqlSinkConfig,
+    mask_url_password,
+)
 from cdc.core.errors import HeadwaterError
 from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
@@ -41,6 +47,11 @@ def collect_pipeline(config: PipelineConfig) -> PipelineView:
     sink_lags = {s.name: _sink_lag(s, capture_lag) for s in status.sinks}
     copies = _copies(config, refs, sink_lags, capture_lag, problems)
     last_checks = _reconciliations(config)
+    source = config.any_source
+    scheme = "postgresql" if isinstance(source, PostgresSourceConfig) else "mariadb"
+    where = f"{source.host}:{source.port}" + (
+        f"/{source.database}" if isinstance(source, PostgresSourceConfig) else ""
+    )
     entries = []
     for ref in refs:
         name = str(ref)
@@ -51,7 +62,7 @@ def collect_pipeline(config: PipelineConfig) -> PipelineView:
                 pipeline=config.name,
                 table=name,
                 product=table_product(config.catalog, ref.db, ref.table),
-                source=f"mariadb://{config.source.host}:{config.source.port}/{name}",
+                source=f"{scheme}://{where}/{name}",
                 source_rows=estimates.get(name),
                 copies=mine,
                 versions=versions.get(name, TableVersions(name, (), "")).versions,
@@ -96,6 +107,8 @@ def _source_estimates(config: PipelineConfig, refs: list[TableRef], problems: li
 
     if not refs:
         return {}
+    if isinstance(config.any_source, PostgresSourceConfig):
+        return _pg_estimates(config.any_source, refs, problems)
     out: dict[str, int] = {}
     try:
         with control(connection_settings(config.source), "estimating row counts for `cdc catalog`") as cur:
@@ -109,6 +122,29 @@ def _source_estimates(config: PipelineConfig, refs: list[TableRef], problems: li
                 if row is not None and row[0] is not None:
                     out[str(ref)] = int(row[0])
     except (HeadwaterError, pymysql.Error) as exc:
+        problems.append(f"source row estimates: {exc}")
+    return out
+
+
+def _pg_estimates(source: PostgresSourceConfig, refs: list[TableRef], problems: list[str]) -> dict[str, int]:
+    """pg_class.reltuples (-1 until the table was first vacuumed or analyzed: unknown then)."""
+    import psycopg
+
+    from cdc.daemon.postgresql_source import pg_settings
+    from cdc.sources.postgresql.server import connect
+
+    out: dict[str, int] = {}
+    try:
+        with connect(pg_settings(source)) as conn:
+            for ref in refs:
+                row = conn.execute(
+                    "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND c.relname = %s",
+                    (ref.db, ref.table),
+                ).fetchone()
+                if row is not None and row[0] is not None and float(str(row[0])) >= 0:
+                    out[str(ref)] = int(float(str(row[0])))
+    except (HeadwaterError, psycopg.Error) as exc:
         problems.append(f"source row estimates: {exc}")
     return out
 

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def latest_from_sinks(config: PipelineConfig) -> dict[str, tuple[TableSchema, str]]:
     """``db.table`` -> (the latest version a sink follows, a position of it ('' if unknown))."""
-    captured = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
+    source = config.any_source
+    captured = TableFilter(tuple(source.tables), tuple(source.exclude_tables))
     found: dict[str, tuple[TableSchema, str]] = {}
     for sink in config.sinks:
         try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import pymysql
 
-from cdc.config.models import PipelineConfig
+from cdc.config.models import PipelineConfig, PostgresSourceConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
 from cdc.daemon.embedded_resume import (
@@ -37,6 +37,7 @@ from cdc.daemon.embedded_resume import (
 )
 from cdc.daemon.mariadb_source import connection_settings
 from cdc.daemon.run_state import RunState, read_run_state
+from cdc.daemon.status_pg import PgSourceView, pg_source_address, read_pg_source
 from cdc.sources.mariadb.connection import ConnectionSettings, control
 from cdc.sources.mariadb.server_position import (
     ServerPosition,
@@ -130,6 +131,13 @@ class PipelineStatus:
     bootstraps: SnapshotState | None = None
     bootstrap_requests: tuple[str, ...] = ()
     reconciliations: tuple[LastResult, ...] = ()  # the last `cdc reconcile` result per table and copy
+    pg: PgSourceView | None = None  # a PostgreSQL source: its WAL position and the slot
+
+    @property
+    def source_lsn(self) -> str | None:
+        from cdc.daemon.status_pg import format_lsn
+
+        return format_lsn(self.pg.current_lsn) if self.pg is not None else None
 
     def problems(self, max_lag_seconds: float | None) -> tuple[int, tuple[str, ...]]:
         """The exit code and what earned it."""
@@ -138,6 +146,9 @@ class PipelineStatus:
         if self.mode == "kafka" and self.checkpoint_error is not None:
             return CANNOT_RUN, (f"checkpoint: {self.checkpoint_error}",)
         found: list[str] = []
+        slot_problem = self.pg.slot.problem(self.checkpoint is not None) if self.pg is not None else None
+        if slot_problem is not None:
+            found.append(slot_problem)
         for run in self.runs:
             if run.failed and run.last_exit is not None:
                 found.append(
@@ -165,6 +176,7 @@ class PipelineStatus:
                 "offset": pos.offset if pos else None,
                 "gtid_state": pos.gtid_state if pos else None,
                 "error": self.source_error,
+                **(self.pg.to_json() if self.pg is not None else {}),
             },
             "checkpoint": (
                 {
@@ -238,27 +250,26 @@ def _lag_seconds(
 
 
 def _sink_statuses(
-    config: PipelineConfig, view: SourceView | None, run: RunState | None
+    config: PipelineConfig, view: SourceView | PgSourceView | None, run: RunState | None
 ) -> tuple[SinkStatus, ...]:
     from sinks.registry import open_sink
 
     embedded = config.stream is None
     start: RestartPoint | None = None
+    source = config.any_source
     # whose the state files must be; unknown when the source cannot be read (status exits 2 then)
-    identity = (
-        PipelineIdentity(config.name, f"{config.source.host}:{config.source.port}", view.position.server_id)
-        if view is not None
-        else None
-    )
+    identity: PipelineIdentity | None = None
+    if isinstance(view, PgSourceView) and isinstance(source, PostgresSourceConfig):
+        identity = PipelineIdentity(config.name, pg_source_address(source), 0)  # as the daemon records it
+    elif isinstance(view, SourceView):
+        identity = PipelineIdentity(config.name, f"{source.host}:{source.port}", view.position.server_id)
     if embedded:
         try:
             start = StartFile(config.state_dir).read(identity)
         except HeadwaterError as exc:  # the daemon stops on it too; status says why
             return tuple(SinkStatus(name, "", None, None, None, None, str(exc)) for name in config.sink_names)
     stretch = (
-        ProgressFile(config.state_dir).read(
-            tuple(config.source.tables), tuple(config.source.exclude_tables), identity
-        )
+        ProgressFile(config.state_dir).read(tuple(source.tables), tuple(source.exclude_tables), identity)
         if embedded
         else None
     )
@@ -311,11 +322,18 @@ def _sink_statuses(
 
 
 def pipeline_status(config: PipelineConfig) -> PipelineStatus:
-    settings = connection_settings(config.source)
-    view: SourceView | None = None
+    source = config.any_source
+    view: SourceView | PgSourceView | None = None
     source_error: str | None = None
+    address = f"{source.host}:{source.port}"
     try:
-        view = read_source(settings, tuple(config.source.tables), tuple(config.source.exclude_tables))
+        if isinstance(source, PostgresSourceConfig):
+            address = pg_source_address(source)
+            view = read_pg_source(source, config.name)
+        else:
+            view = read_source(
+                connection_settings(source), tuple(source.tables), tuple(source.exclude_tables)
+            )
     except (HeadwaterError, pymysql.Error) as exc:
         source_error = str(exc)
 
@@ -351,8 +369,8 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
     return PipelineStatus(
         name=config.name,
         mode="embedded" if config.stream is None else "kafka",
-        source=f"{config.source.host}:{config.source.port}",
-        source_position=view.position if view else None,
+        source=address,
+        source_position=view.position if isinstance(view, SourceView) else None,
         source_error=source_error,
         checkpoint=checkpoint,
         checkpoint_error=checkpoint_error,
@@ -363,6 +381,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         bootstraps=bootstraps,
         bootstrap_requests=waiting,
         reconciliations=_last_reconciliations(config),
+        pg=view if isinstance(view, PgSourceView) else None,
     )
 
 
