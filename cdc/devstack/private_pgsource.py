@@ -4,6 +4,7 @@ shared dev stack's servers are never restarted by tests)::
     with PrivatePgSource() as server:          # initdb + start: a few seconds
         conn = server.connection()             # the same roles and passwords as the stack's pgsource
         server.restart()                       # fast shutdown, start again, wait until it answers
+        server.restart({"max_slot_wal_keep_size": "1MB"})   # ... with these settings from now on
 
     PrivatePgSource(settings={"max_slot_wal_keep_size": "1MB"})   # other server settings
 
@@ -33,6 +34,9 @@ class _Service(PgSource):
 
     def server_settings(self) -> dict[str, str]:
         return {**super().server_settings(), **self._overrides}
+
+    def update(self, overrides: dict[str, str]) -> None:
+        self._overrides.update(overrides)
 
 
 class PrivatePgSource:
@@ -64,8 +68,11 @@ class PrivatePgSource:
     def stop(self) -> None:
         self._service.stop()
 
-    def restart(self) -> None:
+    def restart(self, settings: dict[str, str] | None = None) -> None:
+        """``settings``: server settings changed from now on (over the earlier ones)."""
         self.stop()
+        if settings:
+            self._service.update(settings)
         self.start()
 
     def __enter__(self) -> PrivatePgSource:

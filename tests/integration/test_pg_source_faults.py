@@ -3,7 +3,9 @@ and PostgreSQL restarted, under a workload. Afterwards every change is in Kafka 
 per-key order, replaying the topics gives the source's rows, and the slot's confirmed_flush_lsn never
 passed the checkpoint Kafka had committed (checked after every kill).
 
-The source is a private cluster (it is restarted; the shared stack's servers never are).
+The source is a private cluster, one for the module (it is restarted, and reconfigured for the
+invalidated slot; the shared stack's servers never are). The daemons are forked from a preloaded
+server (tests/support/pgsrc_daemon.py): a real process each, started in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from cdc.devstack.private_pgsource import PrivatePgSource
 from cdc.sources.postgresql.server import parse_lsn
 from cdc.stream.checkpoints import read_checkpoint
 from tests.support.kafka_replay import Consumed, consume_all, pipeline_topics, replay
-from tests.support.workload import Daemon
+from tests.support.pgsrc_daemon import ForkedDaemon
 
 pytestmark = pytest.mark.slow
 
@@ -89,26 +92,15 @@ def _check_slot_behind_kafka(
     assert confirmed <= committed, f"slot confirmed {confirmed:X} past Kafka's checkpoint {committed:X}"
 
 
-def _watch(
-    daemon: Daemon,
-    conn: PgSourceConnection,
-    slot: str,
-    stream: KafkaStreamConfig,
-    pipeline: str,
-    log_size: int,
-    seconds: float | None,
-) -> None:
-    """Check the slot against Kafka's checkpoint, over and over, for ``seconds``; or (None) until the
-    daemon's log says "capturing" after ``log_size``, and then for a random 0-1 s more."""
-    until = time.monotonic() + (60.0 if seconds is None else seconds)
-    waiting = seconds is None
-    while time.monotonic() < until:
-        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log.read_text()[-2000:]
-        _check_slot_behind_kafka(conn, slot, stream, pipeline)
-        time.sleep(0.05)  # each check opens a Kafka consumer: leave the daemon some CPU
-        if waiting and "capturing" in daemon.log.read_text()[log_size:]:
-            waiting, until = False, time.monotonic() + random.uniform(0.0, 1.0)
-    assert not waiting, f"the daemon did not stream within 60 s: {daemon.log.read_text()[-2000:]}"
+def _until_committed(daemon: ForkedDaemon, conn: PgSourceConnection, slot: str) -> None:
+    """Until the daemon has committed a checkpoint to Kafka since now, and acknowledged it to the
+    slot: its confirmed_flush_lsn moves (a cheap query, where Kafka's checkpoint needs a consumer)."""
+    before = _confirmed_flush(conn, slot)
+    deadline = time.monotonic() + 60
+    while _confirmed_flush(conn, slot) <= before:
+        assert daemon.alive, daemon.log_text()[-2000:]
+        assert time.monotonic() < deadline, f"no commit within 60 s: {daemon.log_text()[-2000:]}"
+        time.sleep(0.02)
 
 
 def _verify(records: list[Consumed], conn: PgSourceConnection) -> int:
@@ -140,80 +132,95 @@ def _verify(records: list[Consumed], conn: PgSourceConnection) -> int:
     return len(events)
 
 
-def test_sigkill_ten_times_and_postgresql_restart(stack: StackConnections) -> None:
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePgSource]:
+    """One private cluster for the module (it is restarted; initdb costs seconds on CI)."""
+    with PrivatePgSource() as server:
+        yield server
+
+
+def _new_database(conn: PgSourceConnection, name: str) -> None:
+    with psycopg.connect(conn.admin_conninfo("postgres"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+
+
+def test_sigkill_ten_times_and_postgresql_restart(
+    stack: StackConnections, private_pg: PrivatePgSource
+) -> None:
     rng = random.Random()
     pipeline = f"pgsrc-fault-{secrets.token_hex(3)}"
     slot = f"pgsrc_fault_{secrets.token_hex(3)}"
     tmp = Path(tempfile.mkdtemp(prefix="pgsrc-fault-"))
     stream = KafkaStreamConfig(bootstrap_servers=stack.kafka.bootstrap_servers)
-    with PrivatePgSource() as server:
-        conn = server.connection()
-        with psycopg.connect(conn.admin_conninfo("postgres"), autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {DB}")
-        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
-            c.execute("CREATE TABLE acct (id int PRIMARY KEY, seq int NOT NULL, note text)")
-            c.execute("CREATE TABLE log (id bigserial PRIMARY KEY, k int)")
-            c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
-        config = tmp / "cdc.yaml"
-        config.write_text(
-            f"name: {pipeline}\n"
-            f"source: {{type: postgresql, host: {conn.host}, port: {conn.port}, user: {conn.user},"
-            f" password: '${{CDC_SOURCE_PASSWORD}}', database: {DB}, slot: {slot}, heartbeat_seconds: 0.5}}\n"
-            f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 3,"
-            " flush_max_events: 100000, flush_max_ms: 1000}\n"
-            f"sinks: [{{type: sql, url: 'sqlite:///{tmp / 'serving.db'}'}}]\n"
-            f"state_dir: {tmp / 'state'}\n"
-        )
-        daemon = Daemon(config, tmp / "cdc.log", password=conn.password)
-        daemon.catch_up(120)  # creates the slot and commits its first checkpoint
-        workload = Workload(conn)
-        workload.start()
-        try:
-            for kill in range(KILLS - 1):
-                log_size = (tmp / "cdc.log").stat().st_size
+    server = private_pg
+    conn = server.connection()
+    _new_database(conn, DB)
+    with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+        c.execute("CREATE TABLE acct (id int PRIMARY KEY, seq int NOT NULL, note text)")
+        c.execute("CREATE TABLE log (id bigserial PRIMARY KEY, k int)")
+        c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
+    config = tmp / "cdc.yaml"
+    config.write_text(
+        f"name: {pipeline}\n"
+        f"source: {{type: postgresql, host: {conn.host}, port: {conn.port}, user: {conn.user},"
+        f" password: '${{CDC_SOURCE_PASSWORD}}', database: {DB}, slot: {slot}, heartbeat_seconds: 0.5}}\n"
+        f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}', partitions: 3,"
+        " flush_max_events: 100000, flush_max_ms: 300}\n"
+        f"sinks: [{{type: sql, url: 'sqlite:///{tmp / 'serving.db'}'}}]\n"
+        f"state_dir: {tmp / 'state'}\n"
+    )
+    daemon = ForkedDaemon(config, tmp / "cdc.log", password=conn.password)
+    daemon.catch_up(120)  # creates the slot and commits its first checkpoint
+    workload = Workload(conn)
+    workload.start()
+    kills = 0
+    try:
+        for attempt in range(KILLS - 1):
+            daemon.start()
+            if attempt in (0, 3):
+                # during start-up: connecting, opening the slot, initialising the Kafka transaction
+                time.sleep(rng.uniform(0.05, 0.6))
+            else:
+                # right after a commit the daemon acknowledged, or up to 0.3 s later (mid-transaction)
+                _until_committed(daemon, conn, slot)
+                if attempt % 2:
+                    time.sleep(rng.uniform(0.0, 0.3))
+            daemon.kill()
+            kills += 1
+            _check_slot_behind_kafka(conn, slot, stream, pipeline)
+            if attempt == 4:
+                # PostgreSQL restarts under the workload and a streaming daemon, which retries and
+                # commits again; then it is killed too
                 daemon.start()
-                # Two kills land during start-up; the others once the daemon streams (its log says
-                # "capturing"), at a random moment up to 1 s later. Meanwhile the slot is watched.
-                early = kill in (0, 3)
-                _watch(
-                    daemon, conn, slot, stream, pipeline, log_size, rng.uniform(0.2, 1.0) if early else None
-                )
+                _until_committed(daemon, conn, slot)
+                server.restart()
+                _until_committed(daemon, conn, slot)
                 daemon.kill()
+                kills += 1
                 _check_slot_behind_kafka(conn, slot, stream, pipeline)
-                if kill == 4:
-                    # PostgreSQL restarts under the workload and a streaming daemon, which retries
-                    # and streams again; then it is killed too
-                    log_size = (tmp / "cdc.log").stat().st_size
-                    daemon.start()
-                    _watch(daemon, conn, slot, stream, pipeline, log_size, None)
-                    log_size = (tmp / "cdc.log").stat().st_size
-                    server.restart()
-                    _watch(daemon, conn, slot, stream, pipeline, log_size, None)
-                    daemon.kill()
-                    _check_slot_behind_kafka(conn, slot, stream, pipeline)
-        finally:
-            workload.stop.set()
-            workload.join(10)
-        assert workload.commits > 100
-        daemon.catch_up(180)
-        _check_slot_behind_kafka(conn, slot, stream, pipeline)
-        records = consume_all(
-            stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
-        )
-        assert _verify(records, conn) > 300
-        # and a sink fed from the stream holds the source's rows, row by row
-        Daemon(config, tmp / "sink.log", command="sink", password=conn.password).catch_up(180)
-        with psycopg.connect(conn.admin_conninfo(DB)) as c:
-            acct = c.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall()
-            log = c.execute("SELECT id, k FROM log ORDER BY id").fetchall()
-        with sqlite3.connect(tmp / "serving.db") as lite:
-            assert lite.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall() == acct
-            assert lite.execute("SELECT id, k FROM log ORDER BY id").fetchall() == log
-        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
-            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    finally:
+        workload.stop.set()
+        workload.join(10)
+    assert kills == KILLS and workload.commits > 100
+    daemon.catch_up(180)
+    _check_slot_behind_kafka(conn, slot, stream, pipeline)
+    records = consume_all(
+        stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
+    )
+    assert _verify(records, conn) > 300
+    # and a sink fed from the stream holds the source's rows, row by row
+    ForkedDaemon(config, tmp / "sink.log", command="sink", password=conn.password).catch_up(180)
+    with psycopg.connect(conn.admin_conninfo(DB)) as c:
+        acct = c.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall()
+        log = c.execute("SELECT id, k FROM log ORDER BY id").fetchall()
+    with sqlite3.connect(tmp / "serving.db") as lite:
+        assert lite.execute("SELECT id, seq, note FROM acct ORDER BY id").fetchall() == acct
+        assert lite.execute("SELECT id, k FROM log ORDER BY id").fetchall() == log
+    with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
+        c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
-def test_invalidated_slot_is_terminal_and_names_the_recovery() -> None:
+def test_invalidated_slot_is_terminal_and_names_the_recovery(private_pg: PrivatePgSource) -> None:
     """A slot that fell behind max_slot_wal_keep_size is invalidated by the server (wal_status lost):
     the daemon's source stops with a stream gap naming the slot and how to recover."""
     from cdc.config.models import PostgresSourceConfig
@@ -221,30 +228,26 @@ def test_invalidated_slot_is_terminal_and_names_the_recovery() -> None:
     from cdc.daemon.postgresql_source import PostgresSource
     from cdc.sources.postgresql.reader import Acks
 
-    with PrivatePgSource(settings={"max_slot_wal_keep_size": "1MB"}) as server:
-        conn = server.connection()
-        with psycopg.connect(conn.admin_conninfo("postgres"), autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {DB}")
-        with psycopg.connect(conn.admin_conninfo(DB), autocommit=True) as c:
-            c.execute("CREATE TABLE t (id int PRIMARY KEY)")
-            c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
-            config = PostgresSourceConfig(
-                host=conn.host,
-                port=conn.port,
-                user=conn.user,
-                password=conn.password,
-                database=DB,
-                slot="behind",
-            )
-            source = PostgresSource(config, "behind", blocking=False, acks=Acks())
-            start = source.current_restart_point()
-            for i in range(4):  # WAL the slot never confirms, past the 1 MB it may keep
-                c.execute("INSERT INTO t VALUES (%s)", (i,))
-                c.execute("SELECT pg_switch_wal()")
-            c.execute("CHECKPOINT")
-            row = c.execute(
-                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'behind'"
-            ).fetchone()
-            assert row == ("lost",)
-        with pytest.raises(StreamGap, match=r"slot 'behind' was invalidated.*bootstrap: \{mode: initial\}"):
-            source.records(start)
+    conn = private_pg.connection()
+    db = "pgsrc_inval"
+    _new_database(conn, db)
+    with psycopg.connect(conn.admin_conninfo(db), autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        c.execute("CREATE PUBLICATION headwater FOR ALL TABLES")
+        config = PostgresSourceConfig(
+            host=conn.host, port=conn.port, user=conn.user, password=conn.password, database=db, slot="behind"
+        )
+        source = PostgresSource(config, "behind", blocking=False, acks=Acks())
+        start = source.current_restart_point()
+        c.execute("INSERT INTO t VALUES (0)")
+    # this private cluster only: a slot may pin 1 MB of WAL (the last test of the module)
+    private_pg.restart({"max_slot_wal_keep_size": "1MB"})
+    with psycopg.connect(conn.admin_conninfo(db), autocommit=True) as c:
+        for i in range(1, 5):  # WAL the slot never confirms, past the 1 MB it may keep
+            c.execute("INSERT INTO t VALUES (%s)", (i,))
+            c.execute("SELECT pg_switch_wal()")
+        c.execute("CHECKPOINT")
+        row = c.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'behind'").fetchone()
+        assert row == ("lost",)
+    with pytest.raises(StreamGap, match=r"slot 'behind' was invalidated.*bootstrap: \{mode: initial\}"):
+        source.records(start)

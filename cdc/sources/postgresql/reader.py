@@ -83,7 +83,9 @@ class ReaderOptions:
     tables: TableFilter
     heartbeat_s: float = 5.0
     blocking: bool = True  # False: end once caught up with the server's WAL at the start
-    feedback_s: float = 1.0
+    # how soon a commit is acknowledged to the slot: one small message when there is a new one, so
+    # the WAL it frees and `cdc status` follow the commits closely
+    feedback_s: float = 0.25
 
 
 class PgLogicalReader:
