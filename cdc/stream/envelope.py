@@ -269,11 +269,19 @@ class EnvelopeEncoder:
             self._template_ready = True
         source_head, position_head, position_tail = self._template
         return codec.plan.change(
-            event.before, event.after, source_head, row, position_head, position_tail, _OP_BYTES[op], ts_ms
+            event.before,
+            event.after,
+            source_head,
+            row,
+            position_head,
+            position_tail,
+            _OP_BYTES[op._value_],
+            ts_ms,
         )
 
 
-_OP_BYTES = {op: op.value.encode() for op in Op}
+# keyed by the op's value: a str's hash is cached, an Enum member's __hash__ is a Python call per row
+_OP_BYTES = {op.value: op.value.encode() for op in Op}
 
 
 def _connector(position: Position) -> str:
