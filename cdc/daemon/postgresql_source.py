@@ -8,6 +8,7 @@ what precedes the checkpoint. Nothing is lost and nothing is written twice.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -31,9 +32,13 @@ from cdc.sources.postgresql.server import (
 )
 
 if TYPE_CHECKING:
+    import psycopg
+
     from cdc.daemon.capture import CaptureDaemon
     from cdc.daemon.embedded import EmbeddedDaemon, ProgressRecorder
     from cdc.policy import ColumnPolicies
+
+log = logging.getLogger("cdc.source.postgresql")
 
 __all__ = [
     "AckingRecorder",
@@ -73,6 +78,7 @@ class PostgresSource:
         blocking: bool,
         acks: Acks,
         bootstrap: bool = False,
+        when_needed: bool = False,
     ) -> None:
         self._config = config
         self._settings = pg_settings(config)
@@ -81,6 +87,8 @@ class PostgresSource:
         self._acks = acks
         self._blocking = blocking
         self._bootstrap = bootstrap  # the first start reads every captured table (snapshot.py)
+        # a lost slot (dropped, invalidated, advanced past the checkpoint): bootstrap afresh
+        self._when_needed = when_needed
         self._reader = self._new_reader()
 
     def _new_reader(self) -> PgLogicalReader:
@@ -134,7 +142,24 @@ class PostgresSource:
             ensure_publication(conn, self._config.publication, self._config.create_publication)
             if is_snapshot_pending(start):
                 return self._reader.records(start)  # the reader creates the slot with its snapshot
-            state = ensure_slot(conn, self._slot, self._config.create_slot, first_start=False)
+            try:
+                self._check_slot(conn, start_lsn, start)
+            except StreamGap as gap:
+                if not self._when_needed:
+                    raise
+                log.warning(
+                    "%s; bootstrap.mode when_needed: bootstrapping every captured table afresh in a new "
+                    "slot's snapshot (each copy is truncated first, so rows deleted meanwhile go too)",
+                    str(gap).split("; to recover", 1)[0],
+                )
+                return self._reader.records(start, afresh=True)
+        return self._reader.records(start)
+
+    def _check_slot(
+        self, conn: psycopg.Connection[tuple[object, ...]], start_lsn: int, start: RestartPoint
+    ) -> None:
+        """StreamGap if the slot cannot give every change after ``start``."""
+        state = ensure_slot(conn, self._slot, self._config.create_slot, first_start=False)
         if start.transaction.is_snapshot_anchor:
             start_lsn += 1  # after a bootstrap's rows: they sit just before the slot's first LSN
         if state.confirmed_flush_lsn > start_lsn:
@@ -143,7 +168,6 @@ class PostgresSource:
                 f"{state.confirmed_flush_lsn:X} > {start_lsn:X}) by something other than this pipeline: "
                 f"changes in between are lost; {RECOVER}"
             )
-        return self._reader.records(start)
 
     def close(self) -> None:
         self._reader.close()
@@ -197,12 +221,8 @@ def postgresql_capture(
         raise ConfigError("source.type: expected postgresql")
     if stream is None:
         raise ConfigError("stream: none configured (embedded mode is postgresql_embedded)")
-    if config.bootstrap.mode is BootstrapMode.WHEN_NEEDED:
-        raise ConfigError(
-            "bootstrap.mode: when_needed is not built for a PostgreSQL source; use `initial` (every "
-            "captured table read on the first start, in the slot's snapshot) or `never`"
-        )
-    bootstrap = config.bootstrap.mode is BootstrapMode.INITIAL
+    when_needed = config.bootstrap.mode is BootstrapMode.WHEN_NEEDED
+    bootstrap = when_needed or config.bootstrap.mode is BootstrapMode.INITIAL
     acks = Acks()
     options = CaptureOptions(
         until_caught_up=until_caught_up,
@@ -212,7 +232,12 @@ def postgresql_capture(
     return CaptureDaemon(
         lambda: AckingWriter(KafkaStreamWriter(stream, config.name, source.server_id), acks),
         lambda: PostgresSource(
-            source, config.name, blocking=not until_caught_up, acks=acks, bootstrap=bootstrap
+            source,
+            config.name,
+            blocking=not until_caught_up,
+            acks=acks,
+            bootstrap=bootstrap,
+            when_needed=when_needed,
         ),
         options,
         None,

@@ -648,3 +648,77 @@ def test_bootstrap_under_writes_ends_exact(pgdb: PgDb, stack: StackConnections, 
         rows = c.execute("SELECT id, qty, note FROM stock ORDER BY id").fetchall()
     state = replay(records)["public.stock"]
     assert sorted((v["id"], v["qty"], v["note"]) for v in state.values()) == rows
+
+
+def test_when_needed_bootstraps_afresh_after_the_slot_is_lost(
+    pgdb: PgDb, stack: StackConnections, tmp_path: Any
+) -> None:
+    """bootstrap.mode when_needed: the first start bootstraps; after the slot is dropped (its changes
+    lost, among them deletes), the next start does not stop: a new slot, each table truncated and
+    read again in its snapshot, with writes going on; the replayed topic equals the table."""
+    import threading
+
+    from tests.support.kafka_replay import change_events, consume_all, pipeline_topics, replay
+
+    pipeline = f"pgsrc-wn-{secrets.token_hex(4)}"
+    config = tmp_path / "pg.yaml"
+    config.write_text(
+        f"name: {pipeline}\n"
+        "source:\n"
+        "  type: postgresql\n"
+        f"  host: {pgdb.conn.host}\n  port: {pgdb.conn.port}\n  user: {pgdb.conn.user}\n"
+        f"  password: {pgdb.conn.password}\n  database: {pgdb.name}\n  slot: {pgdb.name}\n"
+        "  publication: pgsrc_pub\n"
+        f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}'}}\n"
+        "bootstrap: {mode: when_needed}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    pgdb.run(
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL)",
+        "INSERT INTO stock SELECT g, 0 FROM generate_series(1, 300) g",
+        f"GRANT SELECT ON stock TO {pgdb.conn.user}",
+    )
+    _cdc_run(config)  # the first start: bootstrap, then the stream
+    pgdb.run("UPDATE stock SET qty = 1 WHERE id <= 10")
+    with pgdb.admin() as c:  # the slot is lost (a DBA dropped it; invalidation is the same gap)
+        c.execute("SELECT pg_drop_replication_slot(%s)", (pgdb.name,))
+        c.execute("DELETE FROM stock WHERE id > 250")  # lost with the slot: only a truncate removes them
+        c.execute("UPDATE stock SET qty = 2 WHERE id <= 5")
+    stop = threading.Event()
+
+    def writes() -> None:
+        rng = secrets.SystemRandom()
+        with pgdb.admin() as c:
+            while not stop.is_set():
+                key = rng.randrange(1, 320)
+                if rng.random() < 0.2:
+                    c.execute("DELETE FROM stock WHERE id = %s", (key,))
+                else:
+                    c.execute(
+                        "INSERT INTO stock VALUES (%s, 1) ON CONFLICT (id) DO UPDATE SET qty = stock.qty + 1",
+                        (key,),
+                    )
+                time.sleep(0.002)
+
+    writer = threading.Thread(target=writes, daemon=True)
+    writer.start()
+    try:
+        _cdc_run(config)  # bootstraps afresh, with writes going on
+    finally:
+        stop.set()
+        writer.join(10)
+    _cdc_run(config)
+    log = (tmp_path / "pg.log").read_text()
+    assert "bootstrap.mode when_needed: bootstrapping every captured table afresh" in log
+    assert log.count("reading the tables in its snapshot") == 2
+    records = consume_all(
+        stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
+    )
+    events = change_events(records)
+    changes = [e.position for e in events if e.value["op"] != "t"]  # a truncate goes to each partition
+    assert len(changes) == len(set(changes))
+    assert len({e.position for e in events if e.value["op"] == "t"}) == 1
+    with pgdb.admin() as c:
+        rows = c.execute("SELECT id, qty FROM stock ORDER BY id").fetchall()
+    state = replay(records)["public.stock"]
+    assert sorted((v["id"], v["qty"]) for v in state.values()) == rows

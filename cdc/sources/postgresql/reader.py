@@ -98,15 +98,17 @@ class PgLogicalReader:
     def close(self) -> None:
         self._closed.set()
 
-    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+    def records(self, start: RestartPoint, *, afresh: bool = False) -> Iterator[SourceRecord]:
+        """``afresh``: the slot lost changes after ``start`` (when_needed): a new slot, and every
+        table truncated then read again in its snapshot, before the stream goes on from it."""
         opts = self._options
         self._closed.clear()
         ctl = connect(opts.settings)
         try:
             repl = self._open_replication()
             try:
-                if is_snapshot_pending(start):
-                    start = yield from self._snapshot(ctl, repl)
+                if afresh or is_snapshot_pending(start):
+                    start = yield from self._snapshot(ctl, repl, afresh)
                 yield from self._stream(ctl, repl, start)
             finally:
                 repl.close()
@@ -114,7 +116,10 @@ class PgLogicalReader:
             ctl.close()
 
     def _snapshot(
-        self, ctl: psycopg.Connection[tuple[object, ...]], repl: psycopg2.extensions.connection
+        self,
+        ctl: psycopg.Connection[tuple[object, ...]],
+        repl: psycopg2.extensions.connection,
+        afresh: bool = False,
     ) -> Generator[SourceRecord, None, RestartPoint]:
         """The first start's bootstrap (snapshot.py): a new slot with an exported snapshot, the
         tables read in it, then the stream from the slot's consistent point."""
@@ -145,7 +150,9 @@ class PgLogicalReader:
         assert row is not None
         consistent = parse_lsn(str(row[1]))
         log.info("bootstrap: slot %s created at %s; reading the tables in its snapshot", opts.slot, row[1])
-        yield from snapshot_records(opts.settings, SESSION_OPTIONS, str(row[2]), consistent, opts.tables)
+        yield from snapshot_records(
+            opts.settings, SESSION_OPTIONS, str(row[2]), consistent, opts.tables, truncate_first=afresh
+        )
         # the snapshot's transaction is over, the exported snapshot with it; the stream follows on
         return RestartPoint(lsn_position(consistent, 0, 0))
 

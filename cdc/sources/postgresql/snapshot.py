@@ -44,9 +44,17 @@ class _Text(psycopg.adapt.Loader):
 
 
 def snapshot_records(
-    settings: PgSettings, options: str, snapshot: str, consistent_lsn: int, tables: TableFilter
+    settings: PgSettings,
+    options: str,
+    snapshot: str,
+    consistent_lsn: int,
+    tables: TableFilter,
+    *,
+    truncate_first: bool = False,
 ) -> Iterator[SourceRecord]:
-    """The snapshot's rows, then its end (a TransactionEnd, or a SourceProgress at C if no row)."""
+    """The snapshot's rows, then its end (a TransactionEnd, or a SourceProgress at C if no row).
+    ``truncate_first`` (a bootstrap afresh, after lost changes): each table's rows follow an op ``t``
+    in the same transaction, so its copies lose the rows deleted while changes were lost."""
     ts_ms = int(time.time() * 1000)
     anchor = lsn_position(consistent_lsn - 1, 0, 0, anchor=True)
     row = 0
@@ -73,6 +81,11 @@ def snapshot_records(
             schema = build_schema(TableRef(namespace, name), columns, identity, catalog_columns(conn, relid))
             converters = [converter(c.arrow_type.kind) for c in schema.columns]
             key_indexes = schema.key_indexes()
+            if truncate_first:
+                yield ChangeEvent(
+                    Op.TRUNCATE, schema, None, None, None, anchor.at_row(row), ts_ms, SNAPSHOT_TRANSACTION
+                )
+                row += 1
             cur = conn.cursor(name=f"headwater_snapshot_{relid}")
             for _, _, type_oid, _ in columns:
                 cur.adapters.register_loader(type_oid, _Text)
