@@ -207,7 +207,7 @@ def _drop(stack: StackConnections, db: str) -> None:
 class IcebergMemory:
     rows: int
     mode: str  # "view" (reconciler/iceberg_state.py) or "rebuild" (the whole state in memory)
-    peak_rss_mb: float  # the compare's process, imports included
+    peak_rss_mb: float  # VmHWM of the compare's process, imports included
     seconds: float
     found: int  # differences (0: the history matches the source)
 
@@ -261,7 +261,7 @@ def _iceberg_compare(
     properties: dict[str, str], db: str, maria_url: str, mode: str
 ) -> tuple[float, float, int]:
     """In a fresh process: the compare of the source with the history, and its peak RSS."""
-    import resource
+    from pathlib import Path
 
     from cdc.core.schemas import TableRef
     from reconciler.iceberg_state import IcebergStateRunner, local_files
@@ -284,7 +284,12 @@ def _iceberg_compare(
         runner = DuckDbRunner(rebuild_state(history.rows, history.primary_key))
     found = compare(source, Store(runner, "t", COLUMNS[:1], COLUMNS), CompareSettings())
     runner.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: the latter keeps the parent's pages at the fork that started this process
+    peak_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    )
     return peak_kb / 1024, time.monotonic() - started, len(found.drift)
 
 
