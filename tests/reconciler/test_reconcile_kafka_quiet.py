@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka.admin import AdminClient
 
 from cdc.devstack.connections import StackConnections
 from tests.reconciler.recon_pipeline import PASSWORD_ENV, SERVER_IDS, wait_until
@@ -40,11 +41,6 @@ class KafkaQuiet:
         log = (self.tmp / f"{command}.log").open("ab")
         line = [sys.executable, "-m", "cdc.cli", command, "-c", str(self.config)]
         self.procs.append(subprocess.Popen(line, env=self.env(), stdout=log, stderr=subprocess.STDOUT))
-
-    def run_until_caught_up(self) -> None:
-        command = [sys.executable, "-m", "cdc.cli", "run", "-c", str(self.config), "--until-caught-up"]
-        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
 
     def execute(self, *statements: str) -> None:
         with self.stack.mariadb.connect_root(database=self.db, autocommit=True) as conn, conn.cursor() as cur:
@@ -78,13 +74,18 @@ def kafka_quiet(stack: StackConnections, tmp_path: Path) -> Iterator[KafkaQuiet]
             "CREATE TABLE quiet (id INT PRIMARY KEY, v INT NOT NULL)",
             "CREATE TABLE busy (id INT PRIMARY KEY, ver INT NOT NULL)",
         )
-        p.run_until_caught_up()  # the pipeline's start: changes after it are captured
+        p.start("run")
+        log = tmp_path / "run.log"
+        # the pipeline's start: changes after the binlog dump began are captured
+        wait_until(lambda: log.exists() and "binlog dump started" in log.read_text(), 60)
         p.execute(
             "INSERT INTO quiet SELECT seq, seq * 10 FROM seq_1_to_20",
             "INSERT INTO busy SELECT seq, 0 FROM seq_1_to_200",
         )
-        p.run_until_caught_up()  # the table's topic exists before the sink subscribes
-        p.start("run")
+        topic = f"recon2-{suffix}.{db}.quiet"
+        admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap_servers})
+        # the sink subscribes by pattern: the topic must exist when it starts
+        wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 60)
         p.start("sink")
         lite = sa.create_engine(f"sqlite:///{tmp_path / 'serving.db'}")
 
