@@ -31,7 +31,7 @@ from cdc.devstack.connections import MariaDbConnection, StackConnections
 from cdc.devstack.private_mariadb import PrivateMariaDb
 from sinks.sql import create_sql_sink
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # purges the shared server's binlogs
 
 
 def write_config(tmp: Path, m: MariaDbConnection, db: str, tables: str, mode: str) -> Path:

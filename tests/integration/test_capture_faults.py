@@ -27,7 +27,7 @@ from cdc.devstack.stack import DevStack
 from tests.support.kafka_replay import Consumed, consume_all, pipeline_topics, replay
 from tests.support.workload import BIG_ROWS, Daemon, Workload
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # restarts the shared servers, purges binlogs
 
 
 def write_config(tmp: Path, conns: StackConnections, pipeline: str, db: str, server_id: int) -> Path:
