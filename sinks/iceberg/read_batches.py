@@ -51,13 +51,21 @@ def add_rest(writer: TableWriter, batch: ReadBatch, accepted: ChangeEvent) -> in
 def position_texts(first: Position, n: int) -> pa.Array:
     """``to_string()`` of ``first`` and its next ``n - 1`` rows, built column-wise: the text has the
     row index in one fixed-width place."""
+    # The row index is a fixed field from the left (after the tag, the era when there is one, the
+    # file and the offset); found by place, not by searching its digits, which may equal the file's
+    # or the offset's. Checked against the first and last rows' own text.
     text = first.to_string()
-    row = f"{first.row:010d}"
-    head, sep, tail = text.partition(f":{row}:")
+    parts = text.split(":")
+    i = 4 if first.era else 3
+    head, tail = ":".join(parts[:i]) + ":", ":" + ":".join(parts[i + 1 :])
     last = first.row + n - 1
-    if not sep or text.count(f":{row}:") != 1 or last > 9_999_999_999:
-        return pa.array([first.at_row(first.row + i).to_string() for i in range(n)], pa.string())
+    if (
+        len(parts) <= i + 1
+        or f"{head}{first.row:010d}{tail}" != text
+        or f"{head}{last:010d}{tail}" != first.at_row(last).to_string()
+    ):
+        return pa.array([first.at_row(first.row + k).to_string() for k in range(n)], pa.string())
     indexes = pa.array(range(first.row, last + 1), pa.int64()).cast(pa.string())
     padded = pc.utf8_lpad(indexes, width=10, padding="0")
-    joined = pc.binary_join_element_wise(f"{head}:", padded, f":{tail}", "")
+    joined = pc.binary_join_element_wise(head, padded, tail, "")
     return joined.cast(pa.string())

@@ -230,3 +230,22 @@ def test_chunk_log_gives_back_values_of_the_same_types(tmp_path: Path) -> None:
     assert got == rows
     assert [[type(v) for v in r] for r in got if r is not None] == [[type(v) for v in r] for r in rows]
     assert repr(got[0][1]) == "-0.0"
+
+
+@pytest.mark.parametrize(
+    ("file", "offset", "row", "era"),
+    [
+        ("bin.000001", 90_000, 1, 0),  # the row's digits equal the file's: once searched, not placed
+        ("bin.000007", 7, 7, 0),
+        ("mariadb-bin.000068", 36_491_089, 0, 0),
+        ("bin.000002", 5_000, 3, 2),
+    ],
+)
+def test_history_positions_built_column_wise_equal_their_text(
+    file: str, offset: int, row: int, era: int
+) -> None:
+    from sinks.iceberg.read_batches import position_texts
+
+    first = Position(Gtid(0, 4_294_967_295, 0), file, offset, row, era)
+    got = position_texts(first, 1_500).to_pylist()
+    assert got == [first.at_row(row + k).to_string() for k in range(1_500)]
