@@ -6,6 +6,12 @@ UTF-8, '' beside NULL, the largest unsigned integers, binary(14) timestamps (one
 server pads it with 0x00), long blobs, and keys that differ only in case (a case-insensitive collation
 would merge them). Row ``i`` of a table takes ``value(column, i)`` in every column, distinct per row,
 so every unique index holds.
+
+Only a representative subset of MediaWiki's 62 tables is created (:data:`TABLES`, chosen and
+explained in tests/integration/test_mwboot_mediawiki.py): each table costs the CLI about a second to
+bootstrap and to compare on a loaded machine, and the other tables repeat the same column kinds and
+key shapes. A second wiki may share the database under a table prefix (MediaWiki's ``$wgDBprefix``):
+the same DDL, its tables named ``w2_page`` and so on.
 """
 
 from __future__ import annotations
@@ -32,8 +38,27 @@ from tests.integration.test_sql_mediawiki import mediawiki_statements
 SERVER_IDS = (5500, 5599)  # this area's replica server_ids (other tests run at the same time)
 PASSWORD_ENV = "MWBOOT_SOURCE_PASSWORD"
 ROWS = 4  # rows per table: the four special cases of each column kind
-CHUNKED_TABLE = "l10n_cache"  # the table with a few thousand rows, read in many chunks
-CHUNKED_ROWS = 3_000
+CHUNKED_TABLE = "l10n_cache"  # the table read in several chunks (a small chunk size, not many rows)
+CHUNKED_ROWS = 100
+CHUNK_ROWS = 32  # bootstrap.max_chunk_rows and `cdc reconcile --chunk-rows`: l10n_cache spans 4+ chunks
+
+PREFIX = "w2_"  # the second wiki's table prefix
+# the tables created (why each: the module docstring of tests/integration/test_mwboot_mediawiki.py)
+TABLES = (
+    "actor",
+    "categorylinks",
+    "content_models",
+    "image",
+    "l10n_cache",
+    "objectcache",
+    "page",
+    "page_props",
+    "revision",
+    "searchindex",
+    "sites",
+    "user",
+    "user_newtalk",
+)
 
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
 # case-differing keys (binary collation: distinct), a NUL byte, and invalid UTF-8 (0xff, 0xc3 '(')
@@ -101,6 +126,11 @@ def value(c: Column, i: int) -> object:
     raise AssertionError(f"no test value for {c.table}.{c.name} {c.column_type}")
 
 
+def unprefixed(table: str) -> str:
+    """The MediaWiki table a (possibly second-wiki) table is."""
+    return table.removeprefix(PREFIX)
+
+
 def chunked_row(j: int) -> tuple[bytes, bytes, bytes]:
     """Row ``j`` of l10n_cache (lc_lang, lc_key, lc_value): under each language, the same key in
     three cases, plus languages that are '', hold a NUL byte or are not UTF-8."""
@@ -122,14 +152,30 @@ class MwPipeline:
     _pg_database: str | None = None
 
     @classmethod
-    def create(cls, stack: StackConnections, tmp: Path) -> MwPipeline:
+    def create(
+        cls,
+        stack: StackConnections,
+        tmp: Path,
+        tables: tuple[str, ...] = TABLES,
+        second: tuple[str, ...] = (),
+    ) -> MwPipeline:
+        """A source database holding these MediaWiki tables as its installer creates them, and the
+        ``second`` ones again under :data:`PREFIX` (a second wiki in the same database)."""
+        statements = {}
+        for statement in mediawiki_statements():
+            named = re.match(r"CREATE TABLE (\w+)", statement)
+            assert named is not None, statement[:200]  # every index is declared inside its table
+            statements[named.group(1)] = statement
+        assert set(tables + second) <= statements.keys(), set(tables + second) - statements.keys()
         suffix = uuid.uuid4().hex[:8]
         made = cls(stack, tmp, f"mwboot_{suffix}", f"mwboot-{suffix}")
         with made.source() as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute(f"CREATE DATABASE `{made.db}`")
             cur.execute(f"USE `{made.db}`")
-            for statement in mediawiki_statements():
-                cur.execute(statement)
+            for table in tables:
+                cur.execute(statements[table])
+            for table in second:
+                cur.execute(re.sub(r"^CREATE TABLE \w+", f"CREATE TABLE {PREFIX}{table}", statements[table]))
             cur.execute(
                 "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, "
                 "IS_NULLABLE, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
@@ -167,16 +213,18 @@ class MwPipeline:
         return f"INSERT INTO `{table}` ({names}) VALUES ({', '.join(['%s'] * len(cols))})"
 
     def fill(self) -> None:
-        """Rows 0-3 in every table (keyless ones too), and the chunked table's few thousand rows."""
+        """Rows 0-3 in every table (keyless ones too), and the chunked table's further rows."""
         with self.source(self.db) as conn, conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
             for table, cols in self.columns.items():
                 rows = [tuple(value(c, i) for c in cols) for i in range(ROWS)]
                 cur.executemany(self.insert_sql(table), rows)
-            cur.executemany(
-                f"INSERT INTO `{CHUNKED_TABLE}` (lc_lang, lc_key, lc_value) VALUES (%s, %s, %s)",
-                [chunked_row(j) for j in range(CHUNKED_ROWS)],
-            )
+            for table in self.columns:
+                if unprefixed(table) == CHUNKED_TABLE:
+                    cur.executemany(
+                        f"INSERT INTO `{table}` (lc_lang, lc_key, lc_value) VALUES (%s, %s, %s)",
+                        [chunked_row(j) for j in range(CHUNKED_ROWS)],
+                    )
 
     def pg_url(self, database: str | None = None) -> str:
         return self.stack.postgres.sqlalchemy_url(database)
@@ -233,7 +281,8 @@ class MwPipeline:
             f" server_id: {self.replica_id}, tables: ['{self.db}.*'], heartbeat_seconds: 1}}\n"
             f"sinks:\n{sinks}"
             "batch: {max_events: 2000, max_ms: 100, idle_flush_seconds: 1}\n"
-            "bootstrap: {mode: never, min_chunk_rows: 200, max_chunk_rows: 1000, chunk_seconds: 0.2}\n"
+            f"bootstrap: {{mode: never, min_chunk_rows: 16, max_chunk_rows: {CHUNK_ROWS},"
+            " chunk_seconds: 0.2}\n"
             f"state_dir: {self.tmp / 'state'}\n"
         )
         return path
@@ -252,7 +301,8 @@ class MwPipeline:
             check=False,
         )
         result = CdcResult(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-        (self.tmp / f"{command}.log").open("a").write(f"$ cdc {command} {' '.join(args)}\n{result.output}\n")
+        with (self.tmp / f"{command}.log").open("a") as log:
+            log.write(f"$ cdc {command} {' '.join(args)}  [{result.seconds:.1f} s]\n{result.output}\n")
         return result
 
     def start(self, config: Path, command: str = "run") -> subprocess.Popen[bytes]:
@@ -301,7 +351,7 @@ class WikiWorkload:
 
     def run(self) -> None:
         rng = random.Random(self.seed)
-        live = {t: list(range(ROWS)) for t in self.tables if t != CHUNKED_TABLE}
+        live = {t: list(range(ROWS)) for t in self.tables if unprefixed(t) != CHUNKED_TABLE}
         chunked = list(range(CHUNKED_ROWS))
         fresh = 100
         try:
@@ -313,8 +363,8 @@ class WikiWorkload:
                         fresh += 1
                         table = rng.choice(self.tables)
                         op = rng.random()
-                        if table == CHUNKED_TABLE:
-                            self._chunked(cur, rng, chunked, op, fresh)
+                        if unprefixed(table) == CHUNKED_TABLE:
+                            self._chunked(cur, table, rng, chunked, op, fresh)
                             continue
                         cols = self.wiki.columns[table]
                         keys = [c for c in cols if c.key]
@@ -342,12 +392,12 @@ class WikiWorkload:
 
     @staticmethod
     def _chunked(
-        cur: pymysql.cursors.Cursor, rng: random.Random, live: list[int], op: float, fresh: int
+        cur: pymysql.cursors.Cursor, table: str, rng: random.Random, live: list[int], op: float, fresh: int
     ) -> None:
         if op < 0.3:
             j = CHUNKED_ROWS + fresh
             cur.execute(
-                "INSERT INTO l10n_cache (lc_lang, lc_key, lc_value) VALUES (%s, %s, %s)", chunked_row(j)
+                f"INSERT INTO `{table}` (lc_lang, lc_key, lc_value) VALUES (%s, %s, %s)", chunked_row(j)
             )
             live.append(j)
             return
@@ -355,9 +405,9 @@ class WikiWorkload:
         lang, key, _ = chunked_row(j)
         if op < 0.8:
             cur.execute(
-                "UPDATE l10n_cache SET lc_value = %s WHERE lc_lang = %s AND lc_key = %s",
+                f"UPDATE `{table}` SET lc_value = %s WHERE lc_lang = %s AND lc_key = %s",
                 (b"u\x00\xff%d" % fresh, lang, key),
             )
         else:
-            cur.execute("DELETE FROM l10n_cache WHERE lc_lang = %s AND lc_key = %s", (lang, key))
+            cur.execute(f"DELETE FROM `{table}` WHERE lc_lang = %s AND lc_key = %s", (lang, key))
             live.remove(j)
