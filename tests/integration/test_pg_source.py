@@ -52,6 +52,14 @@ class PgDb:
         )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _daemons_warm() -> None:
+    """The daemons' fork server imports Headwater while the first tests (no daemon) run."""
+    from tests.support.pgsrc_daemon import warm_up
+
+    warm_up()
+
+
 @pytest.fixture
 def pgdb(stack: StackConnections) -> Iterator[PgDb]:
     assert stack.pgsource is not None, "the dev stack has no pgsource cluster: run `cdc dev up`"
@@ -176,7 +184,7 @@ def test_restart_resumes_mid_transaction_without_duplicates(pgdb: PgDb) -> None:
 def test_idle_heartbeats_move_the_slot(pgdb: PgDb) -> None:
     pgdb.run("CREATE TABLE quiet (id int PRIMARY KEY)")
     acks = Acks()
-    source = PostgresSource(pgdb.config(), "idle", blocking=True, acks=acks)
+    source = PostgresSource(pgdb.config(heartbeat_seconds=0.2), "idle", blocking=True, acks=acks)
     start = source.current_restart_point()
     progress: list[SourceProgress] = []
     for record in source.records(start):
@@ -576,91 +584,20 @@ def test_embedded_run_into_a_sql_sink_and_slot_acknowledged_behind_it(pgdb: PgDb
     assert [(c["kind"], c["rows"]) for c in entry["lineage"]["copies"]] == [("serving", 1)]
 
 
-def test_bootstrap_under_writes_ends_exact(pgdb: PgDb, stack: StackConnections, tmp_path: Any) -> None:
-    """bootstrap.mode initial: the first start reads every table in the slot's exported snapshot
-    (op r), then streams; with writes going on throughout and the daemon killed once mid-way, the
-    replayed topic equals the table and no change is there twice."""
-    import threading
-
-    from tests.support.kafka_replay import change_events, consume_all, pipeline_topics, replay
-    from tests.support.pgsrc_daemon import ForkedDaemon as Daemon
-
-    pipeline = f"pgsrc-boot-{secrets.token_hex(4)}"
-    config = tmp_path / "pg.yaml"
-    config.write_text(
-        f"name: {pipeline}\n"
-        "source:\n"
-        "  type: postgresql\n"
-        f"  host: {pgdb.conn.host}\n  port: {pgdb.conn.port}\n  user: {pgdb.conn.user}\n"
-        f"  password: {pgdb.conn.password}\n  database: {pgdb.name}\n  slot: {pgdb.name}\n"
-        "  publication: pgsrc_pub\n"
-        f"stream: {{type: kafka, bootstrap_servers: '{stack.kafka.bootstrap_servers}'}}\n"
-        "bootstrap: {mode: initial}\n"
-        f"state_dir: {tmp_path / 'state'}\n"
-    )
-    pgdb.run(
-        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL, note text)",
-        "INSERT INTO stock SELECT g, 0, 'seed' FROM generate_series(1, 5000) g",
-        f"GRANT SELECT ON stock TO {pgdb.conn.user}",  # a bootstrap reads the tables
-    )
-    stop = threading.Event()
-
-    def writes() -> None:
-        rng = secrets.SystemRandom()
-        with pgdb.admin() as c:
-            while not stop.is_set():
-                key = rng.randrange(1, 5100)
-                if rng.random() < 0.1:
-                    c.execute("DELETE FROM stock WHERE id = %s", (key,))
-                else:
-                    c.execute(
-                        "INSERT INTO stock VALUES (%s, 1, 'new')"
-                        " ON CONFLICT (id) DO UPDATE SET qty = stock.qty + 1",
-                        (key,),
-                    )
-                time.sleep(0.002)
-
-    writer = threading.Thread(target=writes, daemon=True)
-    writer.start()
-    daemon = Daemon(config, tmp_path / "cdc.log")
-    try:
-        daemon.start()
-        deadline = time.monotonic() + 60
-        while "reading the tables" not in daemon.log_text() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        daemon.kill()  # in the snapshot: nothing of it is committed, the next start begins again
-        daemon.catch_up(120)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        writer.join(10)
-    daemon.catch_up(120)
-    records = consume_all(
-        stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
-    )
-    events = change_events(records)
-    positions = [e.position for e in events]
-    assert len(positions) == len(set(positions))
-    assert daemon.log_text().count("reading the tables in its snapshot") == 2
-    reads = [e for e in events if e.value["op"] == "r"]
-    assert len(reads) >= 4_500  # the snapshot, once (writes delete a few rows before it)
-    with pgdb.admin() as c:
-        rows = c.execute("SELECT id, qty, note FROM stock ORDER BY id").fetchall()
-    state = replay(records)["public.stock"]
-    assert sorted((v["id"], v["qty"], v["note"]) for v in state.values()) == rows
-
-
-def test_when_needed_bootstraps_afresh_after_the_slot_is_lost(
+def test_bootstrap_under_writes_ends_exact_and_again_when_the_slot_is_lost(
     pgdb: PgDb, stack: StackConnections, tmp_path: Any
 ) -> None:
-    """bootstrap.mode when_needed: the first start bootstraps; after the slot is dropped (its changes
-    lost, among them deletes), the next start does not stop: a new slot, each table truncated and
-    read again in its snapshot, with writes going on; the replayed topic equals the table."""
+    """bootstrap.mode when_needed (its first start is `initial`'s): the first start reads every table
+    in the slot's exported snapshot (op r), then streams; with writes going on throughout and the
+    daemon killed once mid-way, nothing is missed or doubled. Then the slot is lost (dropped, after
+    deletes and updates it held): the next start does not stop but truncates each table's copies and
+    reads them again in a new slot's snapshot, writes going on. The replayed topic equals the table."""
     import threading
 
     from tests.support.kafka_replay import change_events, consume_all, pipeline_topics, replay
+    from tests.support.pgsrc_daemon import ForkedDaemon
 
-    pipeline = f"pgsrc-wn-{secrets.token_hex(4)}"
+    pipeline = f"pgsrc-boot-{secrets.token_hex(4)}"
     config = tmp_path / "pg.yaml"
     config.write_text(
         f"name: {pipeline}\n"
@@ -674,43 +611,62 @@ def test_when_needed_bootstraps_afresh_after_the_slot_is_lost(
         f"state_dir: {tmp_path / 'state'}\n"
     )
     pgdb.run(
-        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL)",
-        "INSERT INTO stock SELECT g, 0 FROM generate_series(1, 300) g",
-        f"GRANT SELECT ON stock TO {pgdb.conn.user}",
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL, note text)",
+        "INSERT INTO stock SELECT g, 0, 'seed' FROM generate_series(1, 3000) g",
+        f"GRANT SELECT ON stock TO {pgdb.conn.user}",  # a bootstrap reads the tables
     )
-    _cdc_run(config)  # the first start: bootstrap, then the stream
-    pgdb.run("UPDATE stock SET qty = 1 WHERE id <= 10")
-    with pgdb.admin() as c:  # the slot is lost (a DBA dropped it; invalidation is the same gap)
-        c.execute("SELECT pg_drop_replication_slot(%s)", (pgdb.name,))
-        c.execute("DELETE FROM stock WHERE id > 250")  # lost with the slot: only a truncate removes them
-        c.execute("UPDATE stock SET qty = 2 WHERE id <= 5")
-    stop = threading.Event()
 
-    def writes() -> None:
+    def writes(stop: threading.Event) -> None:
         rng = secrets.SystemRandom()
         with pgdb.admin() as c:
             while not stop.is_set():
-                key = rng.randrange(1, 320)
-                if rng.random() < 0.2:
+                key = rng.randrange(1, 3100)
+                if rng.random() < 0.1:
                     c.execute("DELETE FROM stock WHERE id = %s", (key,))
                 else:
                     c.execute(
-                        "INSERT INTO stock VALUES (%s, 1) ON CONFLICT (id) DO UPDATE SET qty = stock.qty + 1",
+                        "INSERT INTO stock VALUES (%s, 1, 'new')"
+                        " ON CONFLICT (id) DO UPDATE SET qty = stock.qty + 1",
                         (key,),
                     )
                 time.sleep(0.002)
 
-    writer = threading.Thread(target=writes, daemon=True)
-    writer.start()
+    def writing() -> tuple[threading.Event, threading.Thread]:
+        stop = threading.Event()
+        writer = threading.Thread(target=writes, args=(stop,), daemon=True)
+        writer.start()
+        return stop, writer
+
+    daemon = ForkedDaemon(config, tmp_path / "cdc.log")
+    stop, writer = writing()
     try:
-        _cdc_run(config)  # bootstraps afresh, with writes going on
+        daemon.start()
+        deadline = time.monotonic() + 60
+        while "reading the tables" not in daemon.log_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        daemon.kill()  # in the snapshot: nothing of it is committed, the next start begins again
+        daemon.catch_up(120)
+        time.sleep(0.5)
     finally:
         stop.set()
         writer.join(10)
-    _cdc_run(config)
-    log = (tmp_path / "pg.log").read_text()
+    daemon.catch_up(120)
+    assert daemon.log_text().count("reading the tables in its snapshot") == 2
+    # the slot is lost with changes in it, deletes among them (only a truncate removes those rows)
+    with pgdb.admin() as c:
+        c.execute("SELECT pg_drop_replication_slot(%s)", (pgdb.name,))
+        c.execute("DELETE FROM stock WHERE id > 2800")
+        c.execute("UPDATE stock SET qty = qty + 100 WHERE id <= 50")
+    stop, writer = writing()
+    try:
+        daemon.catch_up(120)  # bootstraps afresh, writes going on
+    finally:
+        stop.set()
+        writer.join(10)
+    daemon.catch_up(120)
+    log = daemon.log_text()
     assert "bootstrap.mode when_needed: bootstrapping every captured table afresh" in log
-    assert log.count("reading the tables in its snapshot") == 2
+    assert log.count("reading the tables in its snapshot") == 3
     records = consume_all(
         stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
     )
@@ -718,7 +674,9 @@ def test_when_needed_bootstraps_afresh_after_the_slot_is_lost(
     changes = [e.position for e in events if e.value["op"] != "t"]  # a truncate goes to each partition
     assert len(changes) == len(set(changes))
     assert len({e.position for e in events if e.value["op"] == "t"}) == 1
+    reads = [e for e in events if e.value["op"] == "r"]
+    assert len(reads) >= 2 * 2_600  # each snapshot, once (writes delete a few rows before them)
     with pgdb.admin() as c:
-        rows = c.execute("SELECT id, qty FROM stock ORDER BY id").fetchall()
+        rows = c.execute("SELECT id, qty, note FROM stock ORDER BY id").fetchall()
     state = replay(records)["public.stock"]
-    assert sorted((v["id"], v["qty"]) for v in state.values()) == rows
+    assert sorted((v["id"], v["qty"], v["note"]) for v in state.values()) == rows

@@ -11,6 +11,7 @@ server (tests/support/pgsrc_daemon.py): a real process each, started in a fracti
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import sqlite3
 import tempfile
@@ -25,12 +26,13 @@ import psycopg
 import pytest
 
 from cdc.config.models import KafkaStreamConfig
+from cdc.core.positions import RestartPoint
 from cdc.devstack.connections import PgSourceConnection, StackConnections
 from cdc.devstack.private_pgsource import PrivatePgSource
 from cdc.sources.postgresql.server import parse_lsn
 from cdc.stream.checkpoints import read_checkpoint
 from tests.support.kafka_replay import Consumed, consume_all, pipeline_topics, replay
-from tests.support.pgsrc_daemon import ForkedDaemon
+from tests.support.pgsrc_daemon import ForkedDaemon, warm_up
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +69,7 @@ class Workload(threading.Thread):
                             c.execute("INSERT INTO log (k) VALUES (%s)", (key,))
                         c.commit()
                         self.commits += 1
-                        time.sleep(0.004)
+                        time.sleep(0.012)  # ~60 transactions/s: leaves the 2 cores to the daemon
             except psycopg.OperationalError:
                 time.sleep(0.2)  # the server restarts: whatever did not commit is not in the table
 
@@ -90,6 +92,20 @@ def _check_slot_behind_kafka(
     assert committed is not None
     confirmed = _confirmed_flush(conn, slot)
     assert confirmed <= committed, f"slot confirmed {confirmed:X} past Kafka's checkpoint {committed:X}"
+
+
+def _check_kills(daemon: ForkedDaemon, log_size: int, confirmed_at_kills: list[int]) -> None:
+    """The slot's confirmed_flush_lsn read right after each kill is at or before the checkpoint Kafka
+    held then: the one the next start reads and logs ("resuming from checkpoint ..."; nothing commits
+    or acknowledges before that line, so a start killed before it changed neither)."""
+    found = re.findall(r"resuming from checkpoint (\S+)", daemon.log_text()[log_size:])
+    if not found:
+        return
+    committed = RestartPoint.parse(found[0]).transaction.lsn
+    assert committed is not None
+    for confirmed in confirmed_at_kills:
+        assert confirmed <= committed, f"slot confirmed {confirmed:X} past Kafka's checkpoint {committed:X}"
+    confirmed_at_kills.clear()
 
 
 def _until_committed(daemon: ForkedDaemon, conn: PgSourceConnection, slot: str) -> None:
@@ -135,6 +151,7 @@ def _verify(records: list[Consumed], conn: PgSourceConnection) -> int:
 @pytest.fixture(scope="module")
 def private_pg() -> Iterator[PrivatePgSource]:
     """One private cluster for the module (it is restarted; initdb costs seconds on CI)."""
+    warm_up()  # the daemons' fork server imports meanwhile
     with PrivatePgSource() as server:
         yield server
 
@@ -173,10 +190,22 @@ def test_sigkill_ten_times_and_postgresql_restart(
     daemon.catch_up(120)  # creates the slot and commits its first checkpoint
     workload = Workload(conn)
     workload.start()
-    kills = 0
+    at_kills: list[int] = []  # the slot's confirmed_flush_lsn right after each kill, until checked
+    kills: list[int] = []
+
+    def start() -> int:
+        log_size = len(daemon.log_text())
+        daemon.start()
+        return log_size
+
+    def kill() -> None:
+        daemon.kill()
+        at_kills.append(_confirmed_flush(conn, slot))
+        kills.append(at_kills[-1])
+
     try:
         for attempt in range(KILLS - 1):
-            daemon.start()
+            log_size = start()
             if attempt in (0, 3):
                 # during start-up: connecting, opening the slot, initialising the Kafka transaction
                 time.sleep(rng.uniform(0.05, 0.6))
@@ -185,25 +214,26 @@ def test_sigkill_ten_times_and_postgresql_restart(
                 _until_committed(daemon, conn, slot)
                 if attempt % 2:
                     time.sleep(rng.uniform(0.0, 0.3))
-            daemon.kill()
-            kills += 1
-            _check_slot_behind_kafka(conn, slot, stream, pipeline)
+            _check_kills(daemon, log_size, at_kills)  # the earlier kills, against this start's checkpoint
+            kill()
             if attempt == 4:
                 # PostgreSQL restarts under the workload and a streaming daemon, which retries and
                 # commits again; then it is killed too
-                daemon.start()
+                log_size = start()
                 _until_committed(daemon, conn, slot)
+                _check_kills(daemon, log_size, at_kills)
                 server.restart()
                 _until_committed(daemon, conn, slot)
-                daemon.kill()
-                kills += 1
-                _check_slot_behind_kafka(conn, slot, stream, pipeline)
+                kill()
     finally:
         workload.stop.set()
         workload.join(10)
-    assert kills == KILLS and workload.commits > 100
+    assert len(kills) == KILLS and workload.commits > 100
+    log_size = len(daemon.log_text())
     daemon.catch_up(180)
-    _check_slot_behind_kafka(conn, slot, stream, pipeline)
+    _check_kills(daemon, log_size, at_kills)
+    assert at_kills == [] and daemon.log_text().count("resuming from checkpoint") >= KILLS - 2
+    _check_slot_behind_kafka(conn, slot, stream, pipeline)  # and read from Kafka by the test itself
     records = consume_all(
         stack.kafka.bootstrap_servers, pipeline_topics(stack.kafka.bootstrap_servers, pipeline)
     )

@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-__all__ = ["ForkedDaemon"]
+__all__ = ["ForkedDaemon", "warm_up"]
 
 # what `cdc run` of a PostgreSQL pipeline imports (Kafka and embedded modes, `cdc sink`)
 _PRELOAD = [
@@ -40,6 +40,14 @@ def _context() -> multiprocessing.context.ForkServerContext:
         _CONTEXT = multiprocessing.get_context("forkserver")
         _CONTEXT.set_forkserver_preload(_PRELOAD)
     return _CONTEXT
+
+
+def warm_up() -> None:
+    """Start the fork server now: it imports while the tests before the first daemon run."""
+    import multiprocessing.forkserver
+
+    _context()
+    multiprocessing.forkserver.ensure_running()
 
 
 def _main(args: list[str], log: str, env: dict[str, str]) -> None:
