@@ -146,7 +146,7 @@ def reconcile_pipeline(
     from reconciler.model import CopyResult
     from reconciler.report import Report
     from reconciler.run import ReconcileOptions, reconcile_copy
-    from reconciler.targets import iceberg_copy, open_source, source_runner, sql_copy
+    from reconciler.targets import KeylessTable, iceberg_copy, open_source, source_runner, sql_copy
 
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -166,6 +166,7 @@ def reconcile_pipeline(
     runner = source_runner(config.source)
     results: list[CopyResult] = []
     errors: list[str] = []
+    not_compared: list[str] = []
     try:
         server_id = int(runner.query("SELECT @@server_id", ())[0][0])
         resume = _progress_reader(config, server_id)
@@ -189,6 +190,10 @@ def reconcile_pipeline(
         for ref in refs:
             try:
                 source = open_source(runner, ref, lookup)
+            except KeylessTable as exc:
+                # named on the command line: an error; found by the scan: told, and the run goes on
+                (errors if tables else not_compared).append(f"{ref}: {exc}")
+                continue
             except HeadwaterError as exc:
                 errors.append(f"{ref}: {exc}")
                 continue
@@ -224,7 +229,8 @@ def reconcile_pipeline(
                         copy.close()
     finally:
         runner.close()
-    return Report(config.name, started_at, time.monotonic() - started, tuple(results), tuple(errors))
+    seconds = time.monotonic() - started
+    return Report(config.name, started_at, seconds, tuple(results), tuple(errors), tuple(not_compared))
 
 
 def _progress(resume: Resume, copy: Copy, ref: TableRef) -> Callable[[], RestartPoint | None]:

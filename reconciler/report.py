@@ -24,6 +24,9 @@ class Report:
     seconds: float
     results: tuple[CopyResult, ...]
     errors: tuple[str, ...] = ()  # tables or copies that could not be compared, and why
+    # tables found by the scan (not named) that cannot be compared by design (no primary key): told,
+    # not failed, or a schema with a keyless table (MediaWiki has four) could never reconcile clean
+    not_compared: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -84,6 +87,7 @@ def to_json(report: Report, plan: RepairPlan | None = None) -> str:
         "exit_code": report.exit_code,
         "results": [_result_json(r) for r in report.results],
         "errors": list(report.errors),
+        "not_compared": list(report.not_compared),
     }
     if plan is not None:
         out["repair_plan"] = [
@@ -104,6 +108,8 @@ def summary(report: Report) -> str:
         )
         if r.message:
             lines.append(f"         {r.message}")
+    for n in report.not_compared:
+        lines.append(f"SKIPPED  {n}")
     for e in report.errors:
         lines.append(f"ERROR    {e}")
     verdict = {0: "every copy matches its source", 1: "drift found", 2: "errors"}[report.exit_code]
@@ -162,6 +168,8 @@ def to_html(report: Report) -> str:
         if len(r.drift) > SAMPLE_ROWS:
             parts.append(f"<p>... and {len(r.drift) - SAMPLE_ROWS} more (see the JSON report)</p>")
         parts.append("</table>")
+    for skipped in report.not_compared:
+        parts.append(f"<p>Not compared: {e(skipped)}</p>")
     for err in report.errors:
         parts.append(f"<p class='error'>{e(err)}</p>")
     parts.append("</body></html>")

@@ -84,6 +84,10 @@ def source_url(config: MariaDbSourceConfig) -> sa.URL:
     )
 
 
+class KeylessTable(ConfigError):
+    """The source table has no primary key: its rows cannot be paired with a copy's."""
+
+
 def source_runner(config: MariaDbSourceConfig) -> SqlRunner:
     engine = sa.create_engine(source_url(config), pool_size=4, pool_pre_ping=True)
     return SqlRunner(engine, Engine.MARIADB, utc_session=True)
@@ -112,7 +116,7 @@ def open_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None = 
         )
     ]
     if not key_names:
-        raise ConfigError(
+        raise KeylessTable(
             f"source table {ref} has no primary key: the reconciler compares keyed tables only "
             "(leave it out of the TABLE arguments)"
         )
