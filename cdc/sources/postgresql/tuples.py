@@ -10,6 +10,7 @@ the image and names whatever is wrong with it (an unchanged TOASTed value, a val
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from cdc.sources.postgresql.values import Converter
 
 __all__ = ["TupleReader", "compile_tuple_reader"]
 
+_LENGTH = struct.Struct("!I").unpack_from
 TupleReader = Callable[[bytes, int], "tuple[RowImage, int] | None"]
 
 
@@ -36,7 +38,7 @@ def compile_tuple_reader(converters: Sequence[Converter | None]) -> TupleReader:
             "        k = data[at]",
             "        if k == 116:",  # 't'
             "            s = at + 5",
-            '            at = s + int.from_bytes(data[at + 1 : s], "big")',
+            "            at = s + u(data, at + 1)[0]",  # the length: struct, 3x int.from_bytes of a slice
             "            raw = data[s:at]",
             f"            v{i} = {value}",
             "        elif k == 110:",  # 'n'
@@ -48,6 +50,7 @@ def compile_tuple_reader(converters: Sequence[Converter | None]) -> TupleReader:
     values = ", ".join(f"v{i}" for i in range(n)) + ("," if n == 1 else "")
     lines += [f"        return ({values}), at", "    except Exception:", "        return None"]
     namespace: dict[str, Any] = {f"c{i}": conv for i, conv in enumerate(converters) if conv is not None}
+    namespace["u"] = _LENGTH
     exec("\n".join(lines), namespace)  # generated from column positions only, no input text
     reader: TupleReader = namespace["read"]
     return reader
