@@ -34,6 +34,10 @@ time) that the fixture leaves out of the bootstrap: the incremental bootstrap un
 later through the running daemon, so its rows reach the copies through that bootstrap only. The
 drift test and the incremental one share that daemon; the drift test changes the first wiki's
 PostgreSQL copy, the workload writes the second wiki's tables only.
+
+`cdc bootstrap` and `cdc reconcile` run in the test's process through click's runner (the CLI's own
+entry point and arguments, exit codes and output; a fresh interpreter per command cost 3-7 s of
+imports on the loaded 2-core machine); `cdc run` is a process of its own, stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ from tests.support.mwboot_wiki import (
     value,
 )
 
-pytestmark = pytest.mark.slow  # seven `cdc` commands and a daemon: about a minute on a loaded machine
+pytestmark = pytest.mark.slow  # seven `cdc` commands and a daemon: 20-40 s on the loaded 2-core machine
 
 SINKS = ("pg", "lite", "hist")
 CHUNKS = ("--chunk-rows", str(CHUNK_ROWS))  # the reconciler reads l10n_cache in several chunks too

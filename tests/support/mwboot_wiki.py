@@ -17,6 +17,7 @@ the same DDL, its tables named ``w2_page`` and so on.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import random
 import re
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,17 +292,35 @@ class MwPipeline:
     def env(self) -> dict[str, str]:
         return {**os.environ, PASSWORD_ENV: self.stack.mariadb.password}
 
-    def cdc(self, config: Path, command: str, *args: str, timeout: float = 300) -> CdcResult:
+    def cdc(self, config: Path, command: str, *args: str) -> CdcResult:
+        """A one-shot `cdc` command (bootstrap, reconcile), run in this process through click's runner
+        as the other CLI tests do: a fresh interpreter costs 3-7 s of imports per command on a loaded
+        machine. `cdc run` is a process of its own (:meth:`start`)."""
+        from click.testing import CliRunner
+
+        from cdc.cli import main
+
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level  # the CLI replaces them with its own
         started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "cdc.cli", command, "-c", str(config), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        result = CdcResult(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        try:
+            done = CliRunner().invoke(
+                main, [command, "-c", str(config), *args], env={PASSWORD_ENV: self.stack.mariadb.password}
+            )
+        finally:
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in handlers:
+                root.addHandler(handler)
+            root.setLevel(level)
+        stderr = done.stderr
+        if (
+            done.exc_info is not None
+            and done.exception is not None
+            and not isinstance(done.exception, SystemExit)
+        ):
+            stderr += "".join(traceback.format_exception(*done.exc_info))  # what the process would print
+        result = CdcResult(done.exit_code, done.stdout, stderr, time.monotonic() - started)
         with (self.tmp / f"{command}.log").open("a") as log:
             log.write(f"$ cdc {command} {' '.join(args)}  [{result.seconds:.1f} s]\n{result.output}\n")
         return result
