@@ -45,10 +45,13 @@ def test_smoke_run_reports_every_figure(stack: StackConnections, tmp_path: Path)
     assert set(result["targets"]) == {
         "capture_multi_row",
         "capture_multi_row_vs_mariadb_binlog",
-        "capture_single_row",
+        "capture_single_row_vs_mariadb_binlog",
         "postgresql_apply",
         "iceberg_apply",
+        "sqlite_apply_vs_reference",
+        "mariadb_apply_vs_reference",
         "e2e_p99",
+        "e2e_max_rate",
         "memory_flat",
     }
     assert all(isinstance(t["met"], bool) for t in result["targets"].values())
