@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import decimal
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -84,14 +85,28 @@ def _instant(value: str) -> dt.datetime | str:
         return value
 
 
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _float(value: Any) -> float:
+    """A JSON number, or one of json_values' three strings for what JSON numbers cannot be."""
+    if value.__class__ is str:
+        found = _NON_FINITE.get(value)
+        if found is None:
+            # float() would take "nan", "1e3", " 2 ": a float column's value is never such text
+            raise ValueError(f'not a float value: {value!r} (a number, "NaN", "Infinity" or "-Infinity")')
+        return found
+    return float(value)
+
+
 def _same(value: Any) -> ColumnValue:
     return value  # type: ignore[no-any-return]
 
 
 _DECODERS: dict[ArrowKind, ValueDecoder] = {
     ArrowKind.BOOL: bool,
-    ArrowKind.FLOAT32: float,
-    ArrowKind.FLOAT64: float,
+    ArrowKind.FLOAT32: _float,
+    ArrowKind.FLOAT64: _float,
     ArrowKind.DECIMAL: lambda v: decimal.Decimal(v),
     ArrowKind.STRING: _same,
     # what base64.b64decode does for a str, without its argument checks (a third of its time)

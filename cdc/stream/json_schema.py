@@ -50,7 +50,13 @@ def _base_schema(column: Column) -> dict[str, Any]:
     if kind is ArrowKind.BOOL:
         return {"type": "boolean"}
     if kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
-        return {"type": "number"}
+        # NaN and ±Infinity are no JSON numbers: json_values writes them as these strings
+        # ("pattern" applies to strings only, so any number passes)
+        return {
+            "type": ["number", "string"],
+            "pattern": "^(NaN|Infinity|-Infinity)$",
+            "description": 'a number, or "NaN", "Infinity", "-Infinity"',
+        }
     if kind is ArrowKind.DECIMAL:
         whole = max(arrow.precision - arrow.scale, 1)
         fraction = rf"\.[0-9]{{{arrow.scale}}}" if arrow.scale else ""
@@ -80,7 +86,8 @@ def column_schema(column: Column) -> dict[str, Any]:
     """The JSON Schema of one column's values (``null`` allowed when the column is nullable)."""
     schema = _base_schema(column)
     if column.nullable:
-        schema["type"] = [schema["type"], "null"]
+        kinds = schema["type"]
+        schema["type"] = [*kinds, "null"] if isinstance(kinds, list) else [kinds, "null"]
     schema.setdefault("description", column.source_type)
     schema["x-source-type"] = column.source_type
     return schema

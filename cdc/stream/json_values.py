@@ -15,8 +15,10 @@ INT8..INT64, UINT8..UINT64      number (integer)   18446744073709551615 stays ex
 (tinyint..bigint [unsigned],                       Java; JavaScript ``JSON.parse`` rounds above
 year, bit(n))                                      2**53: use a big-int aware parser there
 FLOAT32, FLOAT64                number             the double value (a FLOAT's float32 value widened,
-                                                   so 0.1f is 0.10000000149011612); NaN/Inf cannot
-                                                   occur in MariaDB
+                                                   so 0.1f is 0.10000000149011612)
+  NaN, +Inf, -Inf               string             "NaN", "Infinity", "-Infinity" (JSON has no such
+                                                   numbers; Debezium's and Avro-JSON's spelling;
+                                                   PostgreSQL real/double only: MariaDB has none)
 DECIMAL(p, s)                   string             "-12.500" plain notation, exactly s fraction
                                                    digits, never an exponent
 STRING (char, varchar, text,    string             UTF-8; text that was not valid in its charset
@@ -43,6 +45,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +60,7 @@ __all__ = [
     "column_encoder",
     "encode_value",
     "fraction_digits",
+    "non_finite",
     "row_encoder",
 ]
 
@@ -75,6 +79,21 @@ def fraction_digits(column: Column) -> int:
     """The fractional-second precision declared by a temporal column's source type (0 when absent)."""
     match = _FSP_RE.search(column.source_type)
     return min(int(match[1]), 6) if match else 0
+
+
+def non_finite(value: float) -> str:
+    """The JSON string of a float that is not a JSON number: "NaN", "Infinity" or "-Infinity"."""
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _float(value: Any) -> JsonValue:
+    # a serializer writes NaN/Infinity as null (orjson) or as tokens JSON does not have (json):
+    # either way a consumer could not tell them from a NULL or could not parse the message
+    if math.isfinite(value):
+        return value  # type: ignore[no-any-return]
+    return non_finite(value)
 
 
 def _decimal(value: Any) -> JsonValue:
@@ -157,7 +176,9 @@ def column_encoder(column: Column) -> ValueEncoder | None:
         return _datetime_encoder(fraction_digits(column), utc=True)
     if kind is ArrowKind.DURATION:
         return _time_encoder(fraction_digits(column))
-    return None  # bool, ints, floats and strings are JSON as they are
+    if kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
+        return _float
+    return None  # bool, ints and strings are JSON as they are
 
 
 def encode_value(column: Column, value: ColumnValue) -> JsonValue:

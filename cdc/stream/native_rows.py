@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose setup did not 
     ) from exc
 
 from cdc.core.schemas import ArrowKind, Column
-from cdc.stream.json_values import column_encoder, fraction_digits
+from cdc.stream.json_values import column_encoder, fraction_digits, non_finite
 
 __all__ = ["RowPlan", "dumps", "row_plan"]
 
@@ -59,7 +59,16 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(_fix_text(obj))
 
 
+def _float(value: Any) -> bytes:
+    # orjson itself (a float never needs dumps' text fix): one call per value, as before the fix
+    out = orjson.dumps(value)
+    # orjson writes NaN and ±Infinity as null (None never gets here): the strings json_values uses
+    return out if out != b"null" else orjson.dumps(non_finite(value))
+
+
 def _fallback(column: Column) -> Callable[[Any], bytes]:
+    if column.arrow_type.kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
+        return _float  # one serialization per value, as before; the check is a bytes compare
     encoder = column_encoder(column)
     if encoder is None:
         return dumps

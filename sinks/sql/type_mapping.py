@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -315,8 +316,12 @@ def problem(value: object, target: TargetType, dialect: Dialect) -> str | None:
     elif isinstance(value, bytes):
         if target.length is not None and dialect is Dialect.MARIADB and len(value) > target.length:
             return f"{len(value)} bytes exceed the target length {target.length}"
-    elif isinstance(value, float) and value != value and dialect is Dialect.MARIADB:
-        return "NaN cannot be stored in MariaDB"
+    elif isinstance(value, float) and not math.isfinite(value) and dialect is not Dialect.POSTGRESQL:
+        text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if dialect is Dialect.MARIADB:  # DOUBLE has neither (pymysql refuses to send them)
+            return f"{text} cannot be stored in MariaDB"
+        if value != value:  # SQLite binds a NaN as NULL without a word; its REAL holds ±Infinity
+            return "NaN cannot be stored in SQLite (it would become NULL)"
     return None
 
 
@@ -346,7 +351,7 @@ def checker(target: TargetType, dialect: Dialect) -> Callable[[Any], str | None]
         return check_text
     if target.family is Family.BINARY and dialect is Dialect.MARIADB and target.length is not None:
         return lambda value: problem(value, target, dialect)
-    if target.kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64) and dialect is Dialect.MARIADB:
+    if target.kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64) and dialect is not Dialect.POSTGRESQL:
         return lambda value: problem(value, target, dialect)
     return None
 

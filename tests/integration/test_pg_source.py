@@ -253,9 +253,9 @@ def _select(pgdb: PgDb) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return values, texts
 
 
-# The envelopes of the typed rows, SQL in, JSON out. Note "r"/"d" of row 1: real NaN and double
-# -Infinity are captured (the change event holds them) but the JSON envelope writes them as null
-# (JSON has no such numbers: cdc/stream/json_values.py), a known gap listed in docs/postgresql.md.
+# The envelopes of the typed rows, SQL in, JSON out. "r"/"d" of row 1: real NaN and double
+# -Infinity are the strings "NaN" and "-Infinity" (JSON has no such numbers: cdc/stream/json_values.py;
+# they were null, indistinguishable from a NULL, before the nanfloat fix).
 GOLDEN_AFTER = [
     {
         "id": 1,
@@ -265,8 +265,8 @@ GOLDEN_AFTER = [
         "n": "-12345678901234567890123456789012.123456",
         "n_big": "123456789012345678901234567890.123456789012345678901234567890",
         "n_any": "NaN",
-        "r": None,
-        "d": None,
+        "r": "NaN",
+        "d": "-Infinity",
         "t": "héllo ☃",
         "vc": "varchar",
         "ch": "ab ",
