@@ -198,7 +198,7 @@ def _direct(config: PipelineConfig, request: str, view: ProgressView) -> int:
     snapshots = snapshots_for(config, when_done=when_done)
     daemon: _Daemon
     if config.stream is None:
-        from cdc.daemon.embedded import embedded_daemon
+        from cdc.daemon.embedded_wiring import embedded_daemon
 
         daemon = embedded_daemon(config, until_caught_up=False, snapshots=snapshots)
     else:

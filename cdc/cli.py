@@ -205,7 +205,7 @@ def _record_runs(config: PipelineConfig, command: str) -> RunRecorder:
 
 
 def _run_embedded(config: PipelineConfig, until_caught_up: bool) -> int:
-    from cdc.daemon.embedded import embedded_daemon
+    from cdc.daemon.embedded_wiring import embedded_daemon
     from cdc.daemon.maintenance_schedule import start_maintenance
 
     if not config.sinks:

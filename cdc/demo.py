@@ -25,7 +25,7 @@ from cdc.config import PipelineConfig, load_config
 from cdc.config.models import FileLineageTransport, IcebergSinkConfig, SqlSinkConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.schemas import TableRef
-from cdc.daemon.embedded import embedded_daemon
+from cdc.daemon.embedded_wiring import embedded_daemon
 from cdc.devstack.connections import MariaDbConnection, StackConnections, default_state_dir
 from cdc.lineage import demo_lineage
 

@@ -49,7 +49,7 @@ def _inject_drift(config: PipelineConfig) -> str:
 def reconcile_step(config: PipelineConfig, config_path: Path, step: int) -> None:
     """With `cdc run` running (here, on a thread, holding the pipeline's run lock as the real one
     does), so that the copies follow the source and the repair goes through the daemon."""
-    from cdc.daemon.embedded import embedded_daemon
+    from cdc.daemon.embedded_wiring import embedded_daemon
     from cdc.daemon.run_lock import RunLock
 
     lock = RunLock(config.state_dir, config.name)
