@@ -79,6 +79,7 @@ class PostgresSource:
         acks: Acks,
         bootstrap: bool = False,
         when_needed: bool = False,
+        embedded: bool = False,
     ) -> None:
         self._config = config
         self._settings = pg_settings(config)
@@ -89,6 +90,8 @@ class PostgresSource:
         self._bootstrap = bootstrap  # the first start reads every captured table (snapshot.py)
         # a lost slot (dropped, invalidated, advanced past the checkpoint): bootstrap afresh
         self._when_needed = when_needed
+        # embedded mode applies a snapshot in batches: sinks may hold part of it (see records)
+        self._embedded = embedded
         self._reader = self._new_reader()
 
     def _new_reader(self) -> PgLogicalReader:
@@ -141,7 +144,19 @@ class PostgresSource:
             check_server(conn, self._settings)
             ensure_publication(conn, self._config.publication, self._config.create_publication)
             if is_snapshot_pending(start):
-                return self._reader.records(start)  # the reader creates the slot with its snapshot
+                # the reader creates the slot with its snapshot; embedded, each table's rows follow
+                # a truncate: a sink that holds part of an earlier attempt's rows loses them
+                return self._reader.records(start, afresh=self._embedded)
+            if self._embedded and self._bootstrap and start.transaction.is_snapshot_anchor:
+                # The sinks resume inside the snapshot's rows: they hold part of it (or all of it
+                # and nothing since). Its exported snapshot is gone with the session that read it,
+                # so the rest cannot be read as of the same moment: read every table again, afresh.
+                log.warning(
+                    "the sinks resume inside the bootstrap's snapshot (%s): reading every captured "
+                    "table again in a new slot's snapshot, each copy truncated first",
+                    start.to_string(),
+                )
+                return self._reader.records(start, afresh=True)
             try:
                 self._check_slot(conn, start_lsn, start)
             except StreamGap as gap:
@@ -271,17 +286,22 @@ def postgresql_embedded(
     source = config.any_source
     if not isinstance(source, PostgresSourceConfig):
         raise ConfigError("source.type: expected postgresql")
-    if config.bootstrap.mode is not BootstrapMode.NEVER:
-        raise ConfigError(
-            "bootstrap.mode: bootstraps of a PostgreSQL source without a stream are not built yet; "
-            "use `never` (every change from the slot's creation on), or a Kafka stream"
-        )
+    when_needed = config.bootstrap.mode is BootstrapMode.WHEN_NEEDED
+    bootstrap = config.bootstrap.mode is not BootstrapMode.NEVER
     acks = Acks()
     batch = config.batch
     where = f"{source.host}:{source.port}/{source.database}"
     return EmbeddedDaemon(
         sink_factory(config),
-        lambda: PostgresSource(source, config.name, blocking=not until_caught_up, acks=acks),
+        lambda: PostgresSource(
+            source,
+            config.name,
+            blocking=not until_caught_up,
+            acks=acks,
+            bootstrap=bootstrap,
+            when_needed=when_needed,
+            embedded=True,
+        ),
         config.state_dir,
         EmbeddedOptions(
             batch.max_events,
