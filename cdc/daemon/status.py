@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import pymysql
 
-from cdc.config.models import PipelineConfig, PostgresSourceConfig
+from cdc.config.models import BootstrapMode, PipelineConfig, PostgresSourceConfig
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
 from cdc.daemon.embedded_resume import (
@@ -132,6 +132,7 @@ class PipelineStatus:
     bootstrap_requests: tuple[str, ...] = ()
     reconciliations: tuple[LastResult, ...] = ()  # the last `cdc reconcile` result per table and copy
     pg: PgSourceView | None = None  # a PostgreSQL source: its WAL position and the slot
+    when_needed: bool = False  # bootstrap.mode when_needed: a lost slot is bootstrapped afresh
 
     @property
     def source_lsn(self) -> str | None:
@@ -146,7 +147,8 @@ class PipelineStatus:
         if self.mode == "kafka" and self.checkpoint_error is not None:
             return CANNOT_RUN, (f"checkpoint: {self.checkpoint_error}",)
         found: list[str] = []
-        slot_problem = self.pg.slot.problem(self.checkpoint is not None) if self.pg is not None else None
+        started = self.checkpoint is not None or any(s.applied for s in self.sinks)
+        slot_problem = self.pg.slot.problem(started, self.when_needed) if self.pg is not None else None
         if slot_problem is not None:
             found.append(slot_problem)
         for run in self.runs:
@@ -382,6 +384,7 @@ def pipeline_status(config: PipelineConfig) -> PipelineStatus:
         bootstrap_requests=waiting,
         reconciliations=_last_reconciliations(config),
         pg=view if isinstance(view, PgSourceView) else None,
+        when_needed=config.bootstrap.mode is BootstrapMode.WHEN_NEEDED,
     )
 
 

@@ -39,19 +39,20 @@ class SlotStatus:
     lost: bool = False  # invalidated by the server (wal_status 'lost')
     active: bool = False  # a walsender (a running `cdc run`) holds it
 
-    def problem(self, pipeline_started: bool) -> str | None:
+    def problem(self, pipeline_started: bool, when_needed: bool) -> str | None:
         """What a monitoring check must hear about the slot, if anything."""
+        if when_needed:
+            then = "the next `cdc run` bootstraps every table afresh (bootstrap.mode when_needed)"
+        else:
+            then = (
+                "start the pipeline afresh with a bootstrap, or set bootstrap.mode when_needed "
+                "(docs/postgresql.md, Errors)"
+            )
+        slot = f"replication slot {self.name!r}"
         if self.exists and self.lost:
-            return (
-                f"replication slot {self.name!r} was invalidated (wal_status lost): changes were lost; "
-                f"drop it and start the pipeline afresh with `bootstrap: {{mode: initial}}` or "
-                f"`when_needed` (docs/postgresql.md, Errors)"
-            )
+            return f"{slot} was invalidated (wal_status lost): changes were lost; {then}"
         if not self.exists and pipeline_started:
-            return (
-                f"replication slot {self.name!r} does not exist: the changes since the last checkpoint "
-                f"are lost unless bootstrap.mode is when_needed (docs/postgresql.md, Errors)"
-            )
+            return f"{slot} does not exist: changes since the last checkpoint are lost; {then}"
         return None
 
 

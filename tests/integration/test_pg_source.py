@@ -582,6 +582,19 @@ def test_embedded_run_into_a_sql_sink_and_slot_acknowledged_behind_it(pgdb: PgDb
     assert resume is not None and sink["lag_bytes"] == _lsn(st["source"]["current_lsn"]) - resume
     assert entry["source_rows_estimate"] == 1
     assert [(c["kind"], c["rows"]) for c in entry["lineage"]["copies"]] == [("serving", 1)]
+    # the slot lost once the sink holds changes: status is unhealthy and names it
+    import json
+
+    from click.testing import CliRunner
+
+    from cdc.cli import main
+
+    pgdb.run(f"SELECT pg_drop_replication_slot('{pgdb.name}')")
+    lost = CliRunner().invoke(main, ["status", "-c", str(config), "--json"])
+    assert lost.exit_code == 1, lost.output
+    assert any(
+        f"replication slot '{pgdb.name}' does not exist" in p for p in json.loads(lost.output)["problems"]
+    )
 
 
 def test_bootstrap_under_writes_ends_exact_and_again_when_the_slot_is_lost(
