@@ -37,10 +37,14 @@ from decimal import Decimal
 from cdc.core.schemas import INTEGER_RANGES, ArrowKind
 from reconciler.model import CompareColumn
 
-__all__ = ["Engine", "column_text", "int_div", "quote", "row_hash", "row_text", "sqlite_functions"]
+__all__ = [
+    "Engine", "column_text", "int_div", "quote", "row_hash", "row_text", "sqlite_functions",
+    "sqlite_wide_bucket", "sqlite_wide_value",
+]  # fmt: skip
 
 _SEP = "\x1f"
 _FLOAT_LIMIT = "9000000000000"
+_INT64_MAX = 2**63 - 1
 
 
 class Engine(enum.Enum):
@@ -174,8 +178,30 @@ def int_div(engine: Engine, numerator: str, width: int, wide: bool = False) -> s
             return f"div(CAST({numerator} AS NUMERIC), {width})"
         return f"(CAST({numerator} AS BIGINT) / {width})"
     if engine is Engine.DUCKDB:
+        # exact only over integers: ``//`` of a DECIMAL (the Iceberg history keeps an unsigned
+        # BIGINT as decimal(20,0)) is a DOUBLE quotient, fractional and rounded; ``Store`` casts
         return f"(({numerator}) // {width})"
     return f"(CAST({numerator} AS INTEGER) / {width})"
+
+
+def sqlite_wide_bucket(key: str, width: int) -> str:
+    """SQLite, a key that may exceed a signed 64-bit integer (the sink keeps such values as 20-digit
+    text): ``(key - origin) // width`` computed in Python; the origin is bound as text."""
+    return f"hw_ubucket({key}, ?, {width})"
+
+
+def sqlite_wide_value(value: int) -> int | str:
+    """A key bound for SQLite as the sink stores it: INTEGER up to 2**63-1, zero-padded 20-digit TEXT
+    above (every INTEGER sorts before every TEXT, and padded text sorts in numeric order), so range
+    conditions select the same keys as in the source."""
+    return value if value <= _INT64_MAX else f"{value:020d}"
+
+
+def _hw_ubucket(key: object, origin: str, width: int) -> int | str | None:
+    if key is None:
+        return None
+    bucket = (int(str(key)) - int(origin)) // width
+    return bucket if bucket <= _INT64_MAX else str(bucket)  # text: SQLite holds no larger INTEGER
 
 
 def _hw_hash(text: str | None) -> int | None:
@@ -207,4 +233,5 @@ def sqlite_functions() -> tuple[tuple[str, int, object], ...]:
         ("hw_hash", 1, _hw_hash),
         ("hw_decimal", 2, _hw_decimal),
         ("hw_datetime", 1, _hw_datetime),
+        ("hw_ubucket", 3, _hw_ubucket),
     )

@@ -17,7 +17,17 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from cdc.core.schemas import INTEGER_RANGES, ArrowKind
-from reconciler.canonical import Engine, column_text, int_div, quote, row_hash, row_text, sqlite_functions
+from reconciler.canonical import (
+    Engine,
+    column_text,
+    int_div,
+    quote,
+    row_hash,
+    row_text,
+    sqlite_functions,
+    sqlite_wide_bucket,
+    sqlite_wide_value,
+)
 from reconciler.model import CompareColumn, KeyRange
 from reconciler.policy_rows import policy_text, raw_select, row_checksum
 
@@ -122,6 +132,20 @@ class DuckDbRunner:
         self._con.close()
 
 
+def _bucket_number(b: Any) -> int:
+    """A bucket as the store computed it; never a fraction (a DOUBLE quotient made two buckets one)."""
+    n = int(b)
+    if n != b and str(n) != str(b):
+        raise ValueError(f"a key bucket computed as {b!r}, not an integer: the bucket sums would be wrong")
+    return n
+
+
+def _add(out: BucketSums, bucket: int, n: int, s: int) -> None:
+    # added, never replaced: two results for one bucket (several predicates) must not hide rows
+    n0, s0 = out.get(bucket, (0, 0))
+    out[bucket] = (n0 + n, s0 + s)
+
+
 def int_key(key: Sequence[CompareColumn]) -> bool:
     """The bucketed fast path: one integer key column."""
     return len(key) == 1 and key[0].kind in INTEGER_RANGES
@@ -167,8 +191,7 @@ class Store:
         """``sql`` gives a bucket and the value texts per row: counts and checksums summed here."""
         out: BucketSums = {}
         for b, *values in self.runner.query(sql, params):
-            n, s = out.get(int(b), (0, 0))
-            out[int(b)] = (n + 1, s + row_checksum(self.columns, self._texts(values)))
+            _add(out, _bucket_number(b), 1, row_checksum(self.columns, self._texts(values)))
         return out
 
     # -- the integer-key fast path -----------------------------------------------------------
@@ -182,7 +205,35 @@ class Store:
         k = self._q(self.key[0].name)
         if self.engine in (Engine.POSTGRESQL, Engine.DUCKDB) and not self._wide():
             return f"CAST({k} AS BIGINT) - ?"
+        if self.engine is Engine.DUCKDB:
+            # the Iceberg history keeps an unsigned BIGINT as decimal(20,0), whose ``//`` is a DOUBLE
+            # quotient (2**63 // 2**67 is 0.0625; near 2**64 rounded into the next bucket): over
+            # HUGEINT the buckets are exact integers, as in the source
+            return f"CAST({k} AS HUGEINT) - ?"
         return f"{k} - ?"
+
+    def _sqlite_wide(self) -> bool:
+        """SQLite holding keys past 2**63-1: as 20-digit text, which SQL arithmetic cannot use, and a
+        Python int that large cannot be bound (OverflowError)."""
+        return self.engine is Engine.SQLITE and self._wide()
+
+    def _bucket(self, width: int) -> str:
+        """SQL giving ``(key - origin) // width``; its one parameter is ``self._origin(origin)``."""
+        if self._sqlite_wide():
+            return sqlite_wide_bucket(self._q(self.key[0].name), width)
+        return int_div(self.engine, self._offset(), width, self._wide())
+
+    def _origin(self, origin: int) -> int | str:
+        return str(origin) if self._sqlite_wide() else origin
+
+    def _key_value(self, value: int) -> int | str:
+        """A key bound as a parameter: as the store holds it (SQLite: text past 2**63-1)."""
+        return sqlite_wide_value(value) if self._sqlite_wide() else value
+
+    def _key_literal(self, value: int) -> str:
+        """A key written into the SQL (integers we computed: safe inline)."""
+        v = self._key_value(int(value))
+        return f"'{v}'" if isinstance(v, str) else str(v)
 
     def int_bounds(self) -> tuple[int | None, int | None, int]:
         k = self._q(self.key[0].name)
@@ -190,7 +241,7 @@ class Store:
         lo, hi, n = rows[0]
         return (None if lo is None else int(lo), None if hi is None else int(hi), int(n))
 
-    def _where_parts(self, ranges: Sequence[KeyRange], origin: int) -> list[tuple[str, list[int]]]:
+    def _where_parts(self, ranges: Sequence[KeyRange], origin: int) -> list[tuple[str, list[Any]]]:
         """Predicates selecting ``ranges``, one per query to run.
 
         Few ranges: explicit key ranges (index range scans). Many: ranges of one width aligned on
@@ -203,9 +254,9 @@ class Store:
             parts, params = [], []
             for r in ranges:
                 parts.append(f"({k} >= ? AND {k} < ?)")
-                params += [r.lo, r.hi]
+                params += [self._key_value(r.lo), self._key_value(r.hi)]
             return [(" OR ".join(parts), params)] if parts else []
-        out: list[tuple[str, list[int]]] = []
+        out: list[tuple[str, list[Any]]] = []
         by_width: dict[int, list[int]] = {}
         odd: list[KeyRange] = []
         for r in ranges:
@@ -220,38 +271,38 @@ class Store:
                 # that divides every key of the table
                 keys_all = [origin + b * w + i for b in buckets for i in range(w)]
                 for at in range(0, len(keys_all), _IN_LIST):
-                    keys = ", ".join(str(int(x)) for x in keys_all[at : at + _IN_LIST])
+                    keys = ", ".join(self._key_literal(x) for x in keys_all[at : at + _IN_LIST])
                     out.append((f"{k} IN ({keys})", []))
                 continue
             for at in range(0, len(buckets), _IN_LIST):
                 chunk = buckets[at : at + _IN_LIST]
                 marks = ", ".join(str(int(b)) for b in chunk)  # integers we computed: safe inline
                 if w == 1:
-                    keys = ", ".join(str(int(b) + origin) for b in chunk)
+                    keys = ", ".join(self._key_literal(int(b) + origin) for b in chunk)
                     out.append((f"{k} IN ({keys})", []))
                 else:
-                    out.append(
-                        (f"{int_div(self.engine, self._offset(), w, self._wide())} IN ({marks})", [origin])
-                    )
+                    out.append((f"{self._bucket(w)} IN ({marks})", [self._origin(origin)]))
         for at in range(0, len(odd), _FEW_RANGES):
             out += self._where_parts(odd[at : at + _FEW_RANGES], origin)
         return out
 
     def bucket_sums(self, ranges: Sequence[KeyRange], origin: int, width: int) -> BucketSums:
         """Per bucket ``(key - origin) // width`` inside ``ranges``: row count and hash sum."""
-        bucket = int_div(self.engine, self._offset(), width, self._wide())
+        bucket = self._bucket(width)
+        at = self._origin(origin)
         out: BucketSums = {}
         for where, params in self._where_parts(ranges, origin):
             if self._in_python:
                 sql = f"SELECT {bucket}, {self._value_texts()} FROM {self.table_sql} WHERE {where}"
-                out.update(self._sums_in_python(sql, [origin, *params]))
+                for b, (n, s) in self._sums_in_python(sql, [at, *params]).items():
+                    _add(out, b, n, s)
                 continue
             sql = (
                 f"SELECT {bucket} AS b, COUNT(*), SUM({self._hash()}) FROM {self.table_sql} "
                 f"WHERE {where} GROUP BY 1"
             )
-            for b, n, s in self.runner.query(sql, [origin, *params]):
-                out[int(b)] = (int(n), int(s or 0))
+            for b, n, s in self.runner.query(sql, [at, *params]):
+                _add(out, _bucket_number(b), int(n), int(s or 0))
         return out
 
     def int_rows(self, ranges: Sequence[KeyRange], origin: int = 0) -> Rows:
@@ -263,7 +314,7 @@ class Store:
     def int_outside(self, lo: int, hi: int) -> Rows:
         """Rows keyed below ``lo`` or at/above ``hi`` (a copy's rows beyond the source's key span)."""
         k = self._q(self.key[0].name)
-        return self._rows(f"{k} < ? OR {k} >= ?", [lo, hi])
+        return self._rows(f"{k} < ? OR {k} >= ?", [self._key_value(lo), self._key_value(hi)])
 
     def all_rows(self) -> Rows:
         return self._rows("1 = 1", [])

@@ -186,12 +186,6 @@ def test_bootstrap_then_reconcile_every_table(booted: Booted) -> None:
     assert broken.copies()[("user", "pg")]["verdict"] == "match"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler: a SQLite copy of a BIGINT UNSIGNED key past 2**63-1 (stored as TEXT by the sink) "
-    "crashes the comparison: OverflowError: Python int too large to convert to SQLite INTEGER "
-    "(the key range is bound as a parameter): the copy is reported as an error, exit 2 instead of 0",
-)
 def test_sqlite_copy_of_keys_past_int64(booted: Booted) -> None:
     wiki = booted.wiki
     assert booted.bootstrap.code == 2  # the keyless tables only (test above)
