@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cdc.devstack.connections import StackConnections
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # every benchmark at smoke size: about two minutes
 
 
 def test_smoke_run_reports_every_figure(stack: StackConnections, tmp_path: Path) -> None:
