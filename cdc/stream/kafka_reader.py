@@ -354,6 +354,13 @@ class KafkaChangeReader:
         if error.code() == KafkaError._PARTITION_EOF:
             self.at_end.add(name)
             return
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not error.fatal():
+            # "Subscribed topic not available": the pipeline's pattern matches no topic yet (capture
+            # has written nothing, e.g. it stopped on a breaking schema change before its first row).
+            # Not an outage: the metadata refresh finds the topics once they exist. Raised as
+            # StreamUnavailable, it retried forever and `--until-caught-up` never ended.
+            log.debug("consuming %s: %s", self._pipeline, error.str())
+            return
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
             raise StreamGap(
                 f"the stream has a gap: {name} no longer holds the messages this process was "
