@@ -317,6 +317,7 @@ def column_policies(
     config: PoliciesConfig | None, environ: dict[str, str] | None = None
 ) -> ColumnPolicies | None:
     """The config's policies, with the HMAC key read from its environment variable; None if none."""
+    seal_state_keys(config, environ)
     if config is None or not config.tables:
         return None
     key: bytes | None = None
@@ -330,17 +331,18 @@ def column_policies(
                 "same one for every pipeline whose hashed columns must join"
             )
         key = value.encode() if value else None
-        seal_state_keys(config, environ)
     return ColumnPolicies(config, key)
 
 
 def seal_state_keys(config: PoliciesConfig | None, environ: Mapping[str, str] | None = None) -> None:
-    """With a hash key set, this process writes (and reads) the snapshot state's keys sealed."""
+    """With a hash key set, this process writes (and reads) the snapshot state's keys sealed.
+
+    Without one it writes them plain: the seal is set (or dropped) for each config loaded, so a
+    process that handles one pipeline after another never seals with the previous one's key.
+    """
     from cdc.policy.seal import StateKeySeal
     from snapshotter.state import use_key_seal
 
-    if config is None or config.hash_key_env is None:
-        return
-    value = (os.environ if environ is None else environ).get(config.hash_key_env, "")
-    if value:
-        use_key_seal(StateKeySeal(value.encode(), config.hash_key_env))
+    env_name = None if config is None else config.hash_key_env
+    value = "" if env_name is None else (os.environ if environ is None else environ).get(env_name, "")
+    use_key_seal(StateKeySeal(value.encode(), env_name) if env_name is not None and value else None)

@@ -246,3 +246,22 @@ def test_snapshot_state_keys_are_sealed_under_a_hash_key() -> None:
         assert "alice@x.org" in state.to_text()  # no policies key: as before
     finally:
         use_key_seal(None)
+
+
+def test_a_config_without_a_hash_key_drops_a_seal_left_by_another_in_the_same_process() -> None:
+    # CI found it: a test registered a seal, a later in-process reconcile of a pipeline without
+    # policies then wrote sealed keys, and that pipeline's `cdc status` could not read its own state
+    from cdc.policy.columns import column_policies, seal_state_keys
+    from cdc.policy.seal import StateKeySeal
+    from snapshotter.state import SnapshotState, TableJob, use_key_seal
+
+    state = SnapshotState(jobs=(TableJob("initial", TableRef("app", "accounts"), after=("alice@x.org", 7)),))
+    try:
+        use_key_seal(StateKeySeal(b"k" * 32, "K"))
+        assert column_policies(None) is None
+        assert "alice@x.org" in state.to_text()
+        use_key_seal(StateKeySeal(b"k" * 32, "K"))
+        seal_state_keys(None)
+        assert "alice@x.org" in state.to_text()
+    finally:
+        use_key_seal(None)
