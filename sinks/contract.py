@@ -146,3 +146,13 @@ class AcceptsSchemaChanges(Protocol):
 
     def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
         """Mark the pending change of ``table`` accepted: the next run applies it. None if none pends."""
+
+
+@runtime_checkable
+class ReportsTablePositions(Protocol):
+    """A sink that commits each table apart from its progress record (Iceberg: a table's snapshot,
+    then the progress table) knows each table's own committed position, which may be past
+    ``applied()`` after a crash between the two."""
+
+    def table_positions(self) -> dict[TableRef, Position]:
+        """Each table's committed position, as the table itself records it."""

@@ -47,7 +47,7 @@ from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
 from cdc.sources.mariadb import ZeroDatePolicy
-from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
+from sinks.contract import AppliedState, ReportsTablePositions, Sink, SinkBatch, WriterIdentity
 from sinks.read_batch import ReadBatch
 from snapshotter.chunk_sizer import ChunkSizer
 from snapshotter.reader import ChunkRead, SnapshotReader
@@ -153,7 +153,9 @@ def _fill_once(
         writer = WriterIdentity(socket.gethostname(), os.getpid(), dt.datetime.now(dt.UTC).isoformat())
         sink.claim_writer(writer)
         applied = sink.applied()
-        state = _reconciled(prior, applied, sink_name, path) if prior is not None else None
+        state = None
+        if prior is not None:
+            state = _reconciled(prior, applied, _table_position(sink, prior), sink_name, path)
         log.info(
             "sink fill step 1 - %s sink %s (%s): %s",
             "resuming the fill of" if prior is not None else "filling",
@@ -222,12 +224,31 @@ def _check_same(prior: FillState, wanted: tuple[TableRef, ...], kafka: bool, sin
         )
 
 
-def _reconciled(state: FillState, applied: AppliedState | None, sink: str, path: object) -> FillState:
-    """The recorded fill, with its pending chunk judged landed or not by the sink's position."""
+def _table_position(sink: Sink, state: FillState) -> Position | None:
+    """Where the pending chunk's table itself has committed, for a sink that commits tables apart
+    from its progress record (Iceberg); None for one that commits both at once (SQL)."""
+    if state.pending is None or not isinstance(sink, ReportsTablePositions):
+        return None
+    return sink.table_positions().get(state.pending.table)
+
+
+def _reconciled(
+    state: FillState, applied: AppliedState | None, table_at: Position | None, sink: str, path: object
+) -> FillState:
+    """The recorded fill, with its pending chunk judged landed or not by the sink's position.
+
+    ``table_at`` is the pending chunk's table's own committed position, when the sink keeps one:
+    a crash between an Iceberg table's commit and the progress table's leaves the chunk in the
+    table while ``applied()`` is still below it. It must count as landed: read again in a new
+    view, the chunk holds other rows at the same positions (rows deleted meanwhile make it reach
+    further), and the sink, skipping the positions it holds, would drop keys never copied.
+    """
     pending = state.pending
     at = None if applied is None else applied.position
     if pending is not None:
         first, last = state.position(pending.first), state.position(pending.last)
+        if table_at is not None and table_at >= first and (at is None or table_at > at):
+            at = table_at
         if at is not None and at >= last:
             if at > last:
                 raise _interfered(sink, at, last, path)
