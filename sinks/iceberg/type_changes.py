@@ -35,7 +35,7 @@ from pyiceberg.types import (
     StringType,
 )
 
-from cdc.core.schemas import ArrowKind, Column
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, Column
 from sinks.iceberg.history_schema import iceberg_type_of, promotable
 
 __all__ = ["Retype", "aside_name", "holds", "judge_retype"]
@@ -47,18 +47,7 @@ class Retype(enum.Enum):
     MOVE_ASIDE = "move aside"
 
 
-_INTEGERS = frozenset(
-    {
-        ArrowKind.INT8,
-        ArrowKind.INT16,
-        ArrowKind.INT32,
-        ArrowKind.INT64,
-        ArrowKind.UINT8,
-        ArrowKind.UINT16,
-        ArrowKind.UINT32,
-        ArrowKind.UINT64,
-    }
-)
+_INTEGERS = frozenset(INTEGER_RANGES)
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
 # decimal digits of each integer kind's extreme values (a decimal(p, s) column holds p - s)
 _DIGITS = {

@@ -22,30 +22,20 @@ from psycopg import sql
 from sqlalchemy.dialects import postgresql
 
 from cdc.core.events import ColumnValue
-from cdc.core.schemas import ArrowKind, TableSchema
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, TableSchema
 from sinks.sql.names import quoted
 
 __all__ = ["ColumnCopy", "csv_kinds_only"]
 
-_CSV_KINDS = frozenset(
-    {
-        ArrowKind.BOOL,
-        ArrowKind.INT8,
-        ArrowKind.INT16,
-        ArrowKind.INT32,
-        ArrowKind.INT64,
-        ArrowKind.UINT8,
-        ArrowKind.UINT16,
-        ArrowKind.UINT32,
-        ArrowKind.UINT64,
-        ArrowKind.STRING,
-        ArrowKind.BINARY,
-        ArrowKind.DATE,
-        ArrowKind.TIMESTAMP,
-        ArrowKind.DECIMAL,
-    }
-)
-_INTEGER_KINDS = frozenset(k for k in _CSV_KINDS if k.name.startswith(("INT", "UINT")))
+_INTEGER_KINDS = frozenset(INTEGER_RANGES)
+_CSV_KINDS = _INTEGER_KINDS | {
+    ArrowKind.BOOL,
+    ArrowKind.STRING,
+    ArrowKind.BINARY,
+    ArrowKind.DATE,
+    ArrowKind.TIMESTAMP,
+    ArrowKind.DECIMAL,
+}
 _names = itertools.count()
 
 
