@@ -139,22 +139,7 @@ class EnvelopeEncoder:
         return {
             "before": None if before is None else codec.row(before),
             "after": None if after is None else codec.row(after),
-            "source": {
-                "version": ENVELOPE_VERSION,
-                "connector": _connector(position),
-                "name": self.pipeline,
-                "ts_ms": event.source_ts_ms,
-                "snapshot": _snapshot_flag(op, event.transaction_id),
-                "db": codec.db,
-                "table": codec.table,
-                "server_id": gtid.server_id,
-                "gtid": event.transaction_id,
-                "file": position.file,
-                "pos": position.offset,
-                "row": position.row,
-                "position": position.to_string(),
-                "schema_version": codec.version,
-            },
+            "source": self._source(codec, event, gtid.server_id, position.offset, position.row, True),
             "op": op.value,
             "ts_ms": time.time_ns() // 1_000_000 if ts_ms is None else ts_ms,
             "transaction": None
@@ -223,42 +208,14 @@ class EnvelopeEncoder:
             self._template_key = key
             self._template_ready = False
             # the bytes of dumps(self.value(event, None, ts_ms)), images written by the compiled plan
-            source_full = {
-                "version": ENVELOPE_VERSION,
-                "connector": _connector(position),
-                "name": self.pipeline,
-                "ts_ms": event.source_ts_ms,
-                "snapshot": _snapshot_flag(op, event.transaction_id),
-                "db": codec.db,
-                "table": codec.table,
-                "server_id": server,
-                "gtid": event.transaction_id,
-                "file": position.file,
-                "pos": offset,
-                "row": row,
-                "position": position.to_string(),
-                "schema_version": codec.version,
-            }
+            source_full = self._source(codec, event, server, offset, row, True)
             rest = b"".join(
                 (b',"source":', dumps(source_full), b',"op":"', op.value.encode(), b'","ts_ms":',
                  str(ts_ms).encode(), b',"transaction":null}')
             )  # fmt: skip
             return codec.plan.envelope(event.before, event.after, b'{"before":', b',"after":', rest)
         if not self._template_ready:
-            source = {
-                "version": ENVELOPE_VERSION,
-                "connector": _connector(position),
-                "name": self.pipeline,
-                "ts_ms": event.source_ts_ms,
-                "snapshot": _snapshot_flag(op, event.transaction_id),
-                "db": codec.db,
-                "table": codec.table,
-                "server_id": server,
-                "gtid": event.transaction_id,
-                "file": position.file,
-                "pos": offset,
-                "schema_version": codec.version,
-            }
+            source = self._source(codec, event, server, offset, row, False)
             prefix = position.to_string()
             # "mdb1:<file_seq>:<offset>:" (fixed widths, see cdc.core.positions); a later era's
             # "mdb2:<era>:" is 11 characters longer
@@ -278,6 +235,33 @@ class EnvelopeEncoder:
             _OP_BYTES[op._value_],
             ts_ms,
         )
+
+    def _source(
+        self, codec: TableCodec, event: ChangeEvent, server_id: int, offset: int, row: int, whole: bool
+    ) -> dict[str, Any]:
+        """The envelope's ``source`` block: the one builder for the dict path, a transaction's first
+        row and the template of its next rows. ``whole=False`` leaves out ``row`` and ``position``
+        (the template's caller appends them after ``schema_version``): the key order differs
+        between the two, and the byte-exact differential test keeps it as it has always been."""
+        position = event.position
+        source: dict[str, Any] = {
+            "version": ENVELOPE_VERSION,
+            "connector": _connector(position),
+            "name": self.pipeline,
+            "ts_ms": event.source_ts_ms,
+            "snapshot": _snapshot_flag(event.op, event.transaction_id),
+            "db": codec.db,
+            "table": codec.table,
+            "server_id": server_id,
+            "gtid": event.transaction_id,
+            "file": position.file,
+            "pos": offset,
+        }
+        if whole:
+            source["row"] = row
+            source["position"] = position.to_string()
+        source["schema_version"] = codec.version
+        return source
 
 
 # keyed by the op's value: a str's hash is cached, an Enum member's __hash__ is a Python call per row
