@@ -21,27 +21,19 @@ first (``replicate_from``), and later promoted (``promote``)::
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from cdc.devstack.connections import MariaDbConnection
 from cdc.devstack.mariadb import MariaDb
+from cdc.devstack.private_server import PrivateServer, free_loopback_port
 from cdc.devstack.settings import LOOPBACK, ServiceName, StackSettings
 
 __all__ = ["PrivateMariaDb", "free_loopback_port"]
 
 # Small enough that several private servers next to the shared stack do not crowd a 2-core machine.
 _LIGHT_OPTIONS: tuple[str, ...] = ("--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M")
-
-
-def free_loopback_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's choice, so two callers rarely collide)."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 class _Service(MariaDb):
@@ -53,28 +45,28 @@ class _Service(MariaDb):
         return [*super().argv(), *_LIGHT_OPTIONS, *self._options]
 
 
-class PrivateMariaDb:
+class PrivateMariaDb(PrivateServer):
     """Start on ``__enter__`` (fresh data directory under ``state_dir``); stop and delete on ``__exit__``."""
 
     def __init__(self, state_dir: Path, options: Sequence[str] = (), port: int | None = None) -> None:
-        self.state_dir = state_dir
         settings = StackSettings(
             state_dir=state_dir,
             mariadb_port=port or free_loopback_port(),
             services=(ServiceName.MARIADB,),
         )
-        self._service = _Service(settings, options)
+        self._db = _Service(settings, options)
+        super().__init__(state_dir, self._db)
 
     @property
     def port(self) -> int:
-        return self._service.settings.mariadb_port
+        return self._db.settings.mariadb_port
 
     @property
     def log_file(self) -> Path:
-        return self._service.log_file
+        return self._db.log_file
 
     def connection(self) -> MariaDbConnection:
-        return self._service.connection()
+        return self._db.connection()
 
     def gtid_binlog_pos(self) -> str:
         with self.connection().connect_root() as conn, conn.cursor() as cur:
@@ -118,25 +110,9 @@ class PrivateMariaDb:
             cur.execute("RESET SLAVE ALL")
             cur.execute("SET GLOBAL read_only = OFF")
 
-    def start(self) -> None:
-        _outcome, pid = self._service.launch()
-        self._service.wait(pid)  # stops the process again if it does not come up
-
     def stop(self) -> None:
+        """Stopped is gone: a later start begins with a fresh data directory."""
         try:
-            self._service.stop()
+            super().stop()
         finally:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-
-    def __enter__(self) -> PrivateMariaDb:
-        try:
-            self.start()
-        except BaseException:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

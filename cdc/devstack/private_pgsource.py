@@ -14,14 +14,12 @@ cluster runs as that user when the caller is root); it is deleted on exit.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from cdc.devstack.connections import PgSourceConnection
 from cdc.devstack.pgsource import PgSource
-from cdc.devstack.private_mariadb import free_loopback_port
+from cdc.devstack.private_server import PrivateServer, free_loopback_port
 from cdc.devstack.settings import ServiceName, StackSettings
 
 __all__ = ["PrivatePgSource"]
@@ -39,54 +37,35 @@ class _Service(PgSource):
         self._overrides.update(overrides)
 
 
-class PrivatePgSource:
+class PrivatePgSource(PrivateServer):
     def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         """``settings``: server settings over the stack's (PGSOURCE_SETTINGS), this cluster only."""
-        self.state_dir = Path(tempfile.mkdtemp(prefix="hw-pgsrc-"))
-        self.state_dir.chmod(0o755)
+        state_dir = Path(tempfile.mkdtemp(prefix="hw-pgsrc-"))
+        state_dir.chmod(0o755)
         stack = StackSettings(
-            state_dir=self.state_dir,
+            state_dir=state_dir,
             pgsource_port=port or free_loopback_port(),
             services=(ServiceName.PGSOURCE,),
         )
-        self._service = _Service(stack, dict(settings or {}))
+        self._pg = _Service(stack, dict(settings or {}))
+        super().__init__(state_dir, self._pg)
 
     @property
     def port(self) -> int:
-        return self._service.port
+        return self._pg.port
 
     def connection(self) -> PgSourceConnection:
-        return self._service.connection()
+        return self._pg.connection()
 
-    def start(self) -> None:
+    def _prepare(self) -> None:
+        # the cluster runs as the `postgres` system user when the caller is root
         self.state_dir.chmod(0o755)
-        self._service.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._service.settings.pids_dir.mkdir(parents=True, exist_ok=True)
-        _outcome, pid = self._service.launch()
-        self._service.wait(pid)
-
-    def stop(self) -> None:
-        self._service.stop()
+        self._pg.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._pg.settings.pids_dir.mkdir(parents=True, exist_ok=True)
 
     def restart(self, settings: dict[str, str] | None = None) -> None:
         """``settings``: server settings changed from now on (over the earlier ones)."""
         self.stop()
         if settings:
-            self._service.update(settings)
+            self._pg.update(settings)
         self.start()
-
-    def __enter__(self) -> PrivatePgSource:
-        try:
-            self.start()
-        except BaseException:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.state_dir, ignore_errors=True)

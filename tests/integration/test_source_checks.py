@@ -21,7 +21,8 @@ from cdc.config.models import MariaDbSourceConfig
 from cdc.core.errors import SourceAccessDenied, SourceSettingsError
 from cdc.daemon.mariadb_source import MariaDbSource
 from cdc.devstack.connections import MariaDbConnection, StackConnections
-from cdc.devstack.private_mariadb import PrivateMariaDb, free_loopback_port
+from cdc.devstack.private_mariadb import PrivateMariaDb
+from cdc.devstack.private_server import free_loopback_port
 from tests.support.source_cli import (
     SourceTarget,
     cdc_argv,
