@@ -5,6 +5,12 @@ Exit codes follow DESIGN.md: 0 success, 1 a finding (drift), 2 an error (bad con
 
 from __future__ import annotations
 
+from cdc import early_stop
+
+if __name__ == "__main__":  # `python -m cdc.cli`; the `cdc` script goes through cdc.entry
+    early_stop.listen()  # before the imports below: they take most of a second
+
+# the imports below come after listening for SIGTERM, on purpose
 import json
 import sys
 from pathlib import Path
@@ -35,6 +41,9 @@ if TYPE_CHECKING:
     from cdc.policy import ColumnPolicies
 
 
+_DAEMONS = ("run", "sink")  # the commands whose supervisor takes a SIGTERM as a stop request
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cdc")
 @click.option(
@@ -58,6 +67,8 @@ def main(log_level: str, log_format: str) -> None:
     One config file per source database. Start a local MariaDB, Kafka and PostgreSQL with
     `cdc dev up`, then check a config with `cdc validate -c configs/embedded.yaml`.
     """
+    if click.get_current_context().invoked_subcommand not in _DAEMONS:
+        early_stop.release()  # no supervisor will take a SIGTERM: it ends the process again
     configure_logging(log_level, log_format)
 
 

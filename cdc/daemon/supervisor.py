@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
+from cdc import early_stop
 from cdc.core.errors import HeadwaterError, TransientError
 
 log = logging.getLogger("cdc.run")
@@ -68,6 +69,9 @@ class Supervisor:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            early = early_stop.pending()
+            if early is not None:  # received while the process was starting (cdc/early_stop.py)
+                self.request_stop(early)
         backoff = self._initial
         try:
             while True:
