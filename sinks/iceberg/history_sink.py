@@ -297,7 +297,7 @@ class IcebergHistorySink:
                             if high_water is not None and (threshold is None or high_water > threshold):
                                 threshold = high_water
                         writer.threshold = threshold
-                if writer.seen is not None and record.position.to_string() in writer.seen:
+                if writer.seen is not None and record.position.to_string() in writer.seen.positions:
                     continue  # committed by a cycle whose offsets never reached the progress table
                 if writer.threshold is not None:
                     if record.position <= writer.threshold:
@@ -489,5 +489,7 @@ class IcebergHistorySink:
             raise
         for writer, _chunks in work:
             writer.committed = state.position
-            writer.seen = None  # re-delivery of what it held can only follow another crash
+        for writer in self._writers.values():
+            if writer.seen is not None and writer.seen.passed(final):
+                writer.seen = None  # every partition is past what it held: nothing of it comes again
         self._applied = final

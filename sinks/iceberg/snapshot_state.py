@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
@@ -21,6 +23,7 @@ __all__ = [
     "OFFSETS_KEY",
     "PIPELINE_KEY",
     "POSITION_KEY",
+    "PastOffsets",
     "expire_all_but",
     "merged_state",
     "positions_past_offsets",
@@ -87,14 +90,30 @@ def state_properties(pipeline: str, state: AppliedState) -> dict[str, str]:
     }
 
 
-def positions_past_offsets(table: Table, identifier: str, applied: AppliedState | None) -> set[str] | None:
+@dataclass(frozen=True, slots=True)
+class PastOffsets:
+    """Rows a table holds from cycles whose offsets the progress table lacks, and how far those
+    cycles had read: re-deliveries are dropped until the stored offsets reach ``until``."""
+
+    positions: frozenset[str]
+    until: Mapping[str, int]
+
+    def passed(self, applied: AppliedState) -> bool:
+        """Every partition those cycles read is committed past them: no re-delivery is left."""
+        return all(applied.offsets.get(p, -1) >= o for p, o in self.until.items())
+
+
+def positions_past_offsets(table: Table, identifier: str, applied: AppliedState | None) -> PastOffsets | None:
     """Positions in ``table`` committed by cycles whose offsets the progress table (``applied``) lacks.
 
     A crash between a cycle's table commits and its progress commit leaves rows whose Kafka
     offsets were never stored: the consumer delivers them again and these positions drop them.
+    The partitions do not come back together: one may be re-delivered and go on (and be committed)
+    while another is still behind, so the positions are kept until every partition is past them.
     """
     newest: int | None = None
     oldest: int | None = None
+    until: dict[str, int] = {}
     snapshot = table.current_snapshot()
     while snapshot is not None:
         summary = snapshot.summary
@@ -102,6 +121,8 @@ def positions_past_offsets(table: Table, identifier: str, applied: AppliedState 
         if all(applied is not None and applied.offsets.get(p, -1) >= int(o) for p, o in offsets.items()):
             oldest = snapshot.snapshot_id
             break
+        for partition, offset in offsets.items():
+            until[str(partition)] = max(until.get(str(partition), -1), int(offset))
         newest = newest if newest is not None else snapshot.snapshot_id
         parent = snapshot.parent_snapshot_id
         snapshot = table.snapshot_by_id(parent) if parent is not None else None
@@ -121,4 +142,4 @@ def positions_past_offsets(table: Table, identifier: str, applied: AppliedState 
         identifier,
         len(seen),
     )
-    return seen
+    return PastOffsets(frozenset(seen), until)

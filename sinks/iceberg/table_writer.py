@@ -29,7 +29,7 @@ from sinks.iceberg.history_schema import (
     HistoryColumn,
     arrow_schema_of,
 )
-from sinks.iceberg.snapshot_state import POSITION_KEY, stored_state
+from sinks.iceberg.snapshot_state import POSITION_KEY, PastOffsets, stored_state
 from sinks.iceberg.source_versions import stored_schema, stored_versions
 
 __all__ = ["TRUNCATED_AT_PROPERTY", "TableWriter", "align_to"]
@@ -104,7 +104,7 @@ class TableWriter:
         self.mark = 0
         self.threshold: Position | None = None
         # Kafka mode after a crash: positions of rows committed past the progress table's offsets
-        self.seen: set[str] | None = None
+        self.seen: PastOffsets | None = None
         self.seen_checked = False
         self.chunks: list[pa.Table] = []
         self.buffered = 0
