@@ -1,7 +1,8 @@
 """Writing one target table's share of a batch: an optional wipe, deletes by key, upserts by key.
 
 On PostgreSQL, from ``copy_threshold`` rows a table's deletes and upserts go through COPY into a
-temporary table and one set-based statement (``postgres_copy``); otherwise executemany.
+temporary table and one set-based statement (``postgres_copy``); otherwise executemany. On SQLite
+and MariaDB that executemany hands the driver tuples (``driver_rows``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from cdc.core.events import ChangeEvent, RowImage
 from cdc.core.schemas import TableSchema
 from sinks.sql.codec import Codec
+from sinks.sql.driver_rows import executemany
 from sinks.sql.positions_table import TableShape
 from sinks.sql.postgres_copy import copy_delete, copy_upsert
 from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
@@ -69,14 +71,12 @@ def write_plan(
             stmt = sa.delete(table).where(
                 sa.and_(*(table.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(pk)))
             )
-            conn.execute(stmt, [{f"k{i}": v for i, v in enumerate(key)} for key in deletes])
+            executemany(conn, stmt, [f"k{i}" for i in range(len(pk))], deletes, dialect)
     for names, rows in upserts.items():
         if copy and len(rows) >= threshold:
             copy_upsert(conn, table, names, _copy_types(shape, names), rows, pk)
         else:
-            conn.execute(
-                _upsert(table, names, pk, dialect), [dict(zip(names, row, strict=True)) for row in rows]
-            )
+            executemany(conn, _upsert(table, names, pk, dialect), names, rows, dialect)
 
 
 def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
