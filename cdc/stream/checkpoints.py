@@ -145,9 +145,9 @@ def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | No
             return None
         key = pipeline.encode()
         start = max(low, high - _TAIL_OFFSETS)
-        found, last = _scan(consumer, topic, start, key, deadline, config)
+        found, last = _scan(consumer, topic, start, key, deadline, config, high)
         if not found and start > low:
-            found, last = _scan(consumer, topic, low, key, deadline, config)
+            found, last = _scan(consumer, topic, low, key, deadline, config, high)
         return None if last is None else parse_checkpoint(last)
     finally:
         consumer.close()
@@ -157,12 +157,23 @@ _TAIL_OFFSETS = 64
 
 
 def _scan(
-    consumer: Consumer, topic: str, start: int, key: bytes, deadline: float, config: KafkaStreamConfig
+    consumer: Consumer,
+    topic: str,
+    start: int,
+    key: bytes,
+    deadline: float,
+    config: KafkaStreamConfig,
+    high: int,
 ) -> tuple[bool, bytes | None]:
-    """Read partition 0 of ``topic`` from ``start`` to its end: (a record for key seen, its last value)."""
-    consumer.assign([TopicPartition(topic, 0, start)])
+    """Read partition 0 of ``topic`` from ``start`` to its end (or past ``high``, its end when the
+    read began: under a writer that always has a transaction open, a read_committed consumer never
+    sees the partition's end): (a record for key seen, its last value)."""
+    partition = TopicPartition(topic, 0, start)
+    consumer.assign([partition])
     found, last = False, None
     while True:
+        if consumer.position([partition])[0].offset >= high:
+            return found, last
         if time.monotonic() > deadline:
             raise StreamUnavailable(
                 f"reading {topic} from {config.bootstrap_servers} did not reach its end "
