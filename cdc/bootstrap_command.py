@@ -19,22 +19,28 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
 from cdc.cli_options import CONFIG_OPTION, load_or_exit
 from cdc.config import PipelineConfig
+from cdc.config.models import PostgresSourceConfig
 from cdc.core.errors import ConfigError, HeadwaterError
 from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef
 from snapshotter.progress_view import ProgressView
 from snapshotter.state import SnapshotState
 
+if TYPE_CHECKING:
+    from cdc.daemon.postgresql_source import PostgresSource
+
 __all__ = ["bootstrap"]
 
 
 def _captured(config: PipelineConfig) -> tuple[TableRef, ...]:
+    if config.any_source.type == "postgresql":
+        return tuple(TableRef(*name.split(".", 1)) for name in _pg_source(config).tables())
     from cdc.daemon.mariadb_source import connection_settings
     from cdc.sources.mariadb.server_position import captured_tables
 
@@ -61,7 +67,22 @@ def _resolve(patterns: tuple[str, ...], captured: tuple[TableRef, ...]) -> tuple
     return tuple(chosen)
 
 
+def _pg_source(config: PipelineConfig) -> PostgresSource:
+    from cdc.daemon.postgresql_source import PostgresSource
+    from cdc.sources.postgresql.reader import Acks
+
+    source = config.any_source
+    assert isinstance(source, PostgresSourceConfig)
+    return PostgresSource(source, config.name, blocking=False, acks=Acks())
+
+
 def _row_estimates(config: PipelineConfig, tables: tuple[TableRef, ...]) -> dict[TableRef, int]:
+    source = config.any_source
+    if isinstance(source, PostgresSourceConfig):
+        from cdc.catalog.collect import _pg_estimates  # pg_class.reltuples, as `cdc catalog` shows
+
+        found = _pg_estimates(source, list(tables), [])
+        return {t: found[str(t)] for t in tables if str(t) in found}
     from cdc.sources.mariadb.source_config import connection_settings, table_row_estimates
 
     return table_row_estimates(connection_settings(config.source), tables)
@@ -197,7 +218,16 @@ def _direct(config: PipelineConfig, request: str, view: ProgressView) -> int:
 
     snapshots = snapshots_for(config, when_done=when_done)
     daemon: _Daemon
-    if config.stream is None:
+    if config.any_source.type == "postgresql":
+        from cdc.daemon.postgresql_source import postgresql_capture, postgresql_embedded
+        from cdc.policy import column_policies
+
+        if config.stream is None:
+            daemon = postgresql_embedded(config, until_caught_up=False, recorder=None, snapshots=snapshots)
+        else:
+            policies = column_policies(config.policies)
+            daemon = postgresql_capture(config, until_caught_up=False, policies=policies, snapshots=snapshots)
+    elif config.stream is None:
         from cdc.daemon.embedded_wiring import embedded_daemon
 
         daemon = embedded_daemon(config, until_caught_up=False, snapshots=snapshots)

@@ -97,6 +97,9 @@ class MergingPump:
         self._edge: Place | None = _boundary_place(start) if start.is_boundary else None
         self._in_transaction = False
         self._tracked: _Tracked | None = None
+        # per key of the tracked table, the source transaction (GTID seq; PostgreSQL: the xid) of its
+        # last change, for chunks whose view is not a clean cut of the stream (sees_transaction)
+        self._changed_by: dict[RowImage, int] = {}
         self._ready: deque[ChunkResult] = deque()  # read, waiting for the stream (at most two)
         self._next_after: RowImage | None = None  # where the next read starts
         self._generation = 0
@@ -242,6 +245,11 @@ class MergingPump:
                 if end.next_offset and not last.is_snapshot_anchor:
                     self._point = RestartPoint(last.in_same_file(last.gtid, end.next_offset))
                     self._edge = (last.file_seq, end.next_offset)
+                elif last.lsn is not None and not last.is_snapshot_anchor:
+                    # PostgreSQL: a transaction's place is its commit LSN, and transactions come in
+                    # commit order, so every one that committed at or before this one has been seen
+                    self._point = end.restart
+                    self._edge = (last.file_seq, last.offset + 1)
                 else:
                     self._point = end.restart
                     self._edge = None if not self._point.is_boundary else _boundary_place(self._point)
@@ -262,6 +270,7 @@ class MergingPump:
                         tracked.truncated_at = _place(event.position)
                     elif event.key is not None:
                         tracked.changed[event.key] = _place(event.position)
+                        self._changed_by[event.key] = event.position.gtid.seq
             elif cls is SchemaChange:
                 change: SchemaChange = record  # type: ignore[assignment]
                 self._in_transaction = True
@@ -297,6 +306,7 @@ class MergingPump:
 
     def _restart_reads(self, job: TableJob) -> None:
         self._tracked = _Tracked(job.table)
+        self._changed_by = {}
         self._ready.clear()
         self._generation += 1  # a read still in flight is dropped when it comes back
         self._next_after = job.after
@@ -362,8 +372,10 @@ class MergingPump:
         if tracked.truncated_at >= at:
             rows: list[RowImage] = []  # truncated after the view: every row of it is gone
         else:
-            rows = _unchanged(chunk, tracked, at)
+            rows = _unchanged(chunk, tracked, at, self._changed_by)
         tracked.prune(at)
+        if len(self._changed_by) > len(tracked.changed):
+            self._changed_by = {k: self._changed_by[k] for k in tracked.changed}
         return self._emit(job, chunk, rows)
 
     def _emit(self, job: TableJob, chunk: ReadChunk, rows: list[RowImage]) -> list[SourceRecord]:
@@ -467,9 +479,22 @@ class MergingPump:
         raise error
 
 
-def _unchanged(chunk: ReadChunk, tracked: _Tracked, at: Place) -> list[RowImage]:
-    """The chunk's rows whose key the stream did not change at or after the view's boundary."""
+def _unchanged(
+    chunk: ReadChunk, tracked: _Tracked, at: Place, changed_by: Mapping[RowImage, int]
+) -> list[RowImage]:
+    """The chunk's rows whose key the stream did not change at or after the view's boundary.
+
+    A PostgreSQL view (snapshotter/pg_reader.py) may miss a transaction that committed before its
+    boundary (its commit record is written before it turns visible): a row whose key such a
+    transaction changed last is dropped too, so the stream's newer value wins."""
     changed = tracked.changed
+    sees: Callable[[int], bool] | None = getattr(chunk, "sees_transaction", None)
+    if sees is not None:
+        hidden = {k for k, p in changed.items() if p >= at or not sees(changed_by.get(k, -1))}
+        if not hidden:
+            return list(chunk.rows)
+        key_of = chunk.schema.key_indexes()
+        return [row for row in chunk.rows if tuple(row[i] for i in key_of) not in hidden]
     if not any(p >= at for p in changed.values()):
         return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
     key_of = chunk.schema.key_indexes()

@@ -29,6 +29,7 @@ from cdc.sources.postgresql.server import (
     current_lsn,
     ensure_publication,
     ensure_slot,
+    parse_lsn,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from cdc.daemon.capture import CaptureDaemon
     from cdc.daemon.embedded import EmbeddedDaemon, ProgressRecorder
+    from cdc.daemon.snapshots import Snapshots
     from cdc.policy import ColumnPolicies
 
 log = logging.getLogger("cdc.source.postgresql")
@@ -147,7 +149,12 @@ class PostgresSource:
                 # the reader creates the slot with its snapshot; embedded, each table's rows follow
                 # a truncate: a sink that holds part of an earlier attempt's rows loses them
                 return self._reader.records(start, afresh=self._embedded)
-            if self._embedded and self._bootstrap and start.transaction.is_snapshot_anchor:
+            if (
+                self._embedded
+                and self._bootstrap
+                and start.transaction.is_snapshot_anchor
+                and self._inside_first_snapshot(conn, start_lsn)
+            ):
                 # The sinks resume inside the snapshot's rows: they hold part of it (or all of it
                 # and nothing since). Its exported snapshot is gone with the session that read it,
                 # so the rest cannot be read as of the same moment: read every table again, afresh.
@@ -169,6 +176,18 @@ class PostgresSource:
                 )
                 return self._reader.records(start, afresh=True)
         return self._reader.records(start)
+
+    def _inside_first_snapshot(self, conn: psycopg.Connection[tuple[object, ...]], anchor_lsn: int) -> bool:
+        """An anchor is where snapshot rows sit: the first start's (one byte before the new slot's
+        consistent point, which the slot still confirms: its acknowledgements, one byte below the
+        sinks' LSN, cannot pass it while the sinks resume there) or an incremental chunk's, later in
+        the stream (cdc bootstrap), after which the slot confirms no more than the anchor itself."""
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (self._slot,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return True  # no slot to resume: a new one's snapshot either way
+        return parse_lsn(str(row[0])) == anchor_lsn + 1
 
     def _check_slot(
         self, conn: psycopg.Connection[tuple[object, ...]], start_lsn: int, start: RestartPoint
@@ -224,10 +243,17 @@ class AckingWriter:
 
 
 def postgresql_capture(
-    config: PipelineConfig, *, until_caught_up: bool, policies: ColumnPolicies | None
+    config: PipelineConfig,
+    *,
+    until_caught_up: bool,
+    policies: ColumnPolicies | None,
+    snapshots: Snapshots | None = None,
 ) -> CaptureDaemon:
-    """`cdc run` of a PostgreSQL pipeline with a Kafka stream (raises ConfigError without one)."""
+    """`cdc run` of a PostgreSQL pipeline with a Kafka stream (raises ConfigError without one).
+    ``snapshots``: the chunked bootstraps (`cdc bootstrap`, tables captured later); by default
+    those of the config."""
     from cdc.daemon.capture import CaptureDaemon, CaptureOptions
+    from cdc.daemon.snapshots import snapshots_for
     from cdc.stream import KafkaStreamWriter
 
     source = config.any_source
@@ -255,7 +281,7 @@ def postgresql_capture(
             when_needed=when_needed,
         ),
         options,
-        None,
+        snapshots or snapshots_for(config),
         policies,
     )
 
@@ -275,12 +301,17 @@ class AckingRecorder:
 
 
 def postgresql_embedded(
-    config: PipelineConfig, *, until_caught_up: bool, recorder: ProgressRecorder | None
+    config: PipelineConfig,
+    *,
+    until_caught_up: bool,
+    recorder: ProgressRecorder | None,
+    snapshots: Snapshots | None = None,
 ) -> EmbeddedDaemon:
     """`cdc run` of a PostgreSQL pipeline without a stream: changes applied straight to the sinks,
     the slot acknowledged once every sink has flushed (raises ConfigError for what is not built)."""
     from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, sink_factory
     from cdc.daemon.embedded_resume import PipelineIdentity
+    from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.policy import column_policies
 
     source = config.any_source
@@ -313,6 +344,6 @@ def postgresql_embedded(
         ),
         AckingRecorder(acks, recorder),
         lambda: PipelineIdentity(config.name, where, 0),  # no server ids: one database, one slot
-        None,
+        (snapshots or snapshots_for(config), StateFile(config.state_dir, config.name)),
         column_policies(config.policies),
     )

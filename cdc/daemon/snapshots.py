@@ -63,8 +63,13 @@ class Snapshots:
         *,
         binlog_files: Callable[[], tuple[tuple[str, ...], int]] | None = None,
         when_done: Callable[[], None] | None = None,
+        first_start_by_source: bool = False,
     ) -> None:
+        """``first_start_by_source``: the source reads every table itself at the first start (a
+        PostgreSQL slot's exported snapshot, cdc/sources/postgresql/snapshot.py), and after a lost
+        slot; only tables captured later and `cdc bootstrap` requests go through chunks here."""
         self._config = config
+        self._first_start_by_source = first_start_by_source
         self._open_reader = open_reader
         self._binlog_files = binlog_files
         self._when_done = when_done
@@ -102,7 +107,7 @@ class Snapshots:
             fresh = [t for t in captured if t not in pending]
             state = state.queued("after-gap", fresh, replace=True)
         elif not state.initialized:
-            if first_start and bootstrapping:
+            if first_start and bootstrapping and not self._first_start_by_source:
                 state = state.queued("initial", captured)
             else:
                 # a pipeline that ran before it kept snapshot state: its tables count as known
@@ -149,6 +154,8 @@ class Snapshots:
 
 def snapshots_for(config: PipelineConfig, *, when_done: Callable[[], None] | None = None) -> Snapshots:
     """The bootstrap side of a daemon, wired from its config (the source's connection settings)."""
+    if config.any_source.type == "postgresql":
+        return _postgresql_snapshots(config, when_done)
     from cdc.daemon.mariadb_source import connection_settings
     from cdc.sources.mariadb import ZeroDatePolicy
     from cdc.sources.mariadb.connection import control
@@ -170,3 +177,18 @@ def snapshots_for(config: PipelineConfig, *, when_done: Callable[[], None] | Non
             return names, int(row[0]) if row else 0
 
     return Snapshots(config, open_reader, binlog_files=files, when_done=when_done)
+
+
+def _postgresql_snapshots(config: PipelineConfig, when_done: Callable[[], None] | None) -> Snapshots:
+    from cdc.config.models import PostgresSourceConfig
+    from cdc.daemon.postgresql_source import pg_settings
+    from snapshotter.pg_reader import PgChunkReader
+
+    source = config.any_source
+    assert isinstance(source, PostgresSourceConfig)
+    settings = pg_settings(source)
+
+    def open_reader() -> ChunkReader:
+        return PgChunkReader(settings)
+
+    return Snapshots(config, open_reader, when_done=when_done, first_start_by_source=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psycopg
 import psycopg.adapt
@@ -24,23 +25,62 @@ from psycopg import sql
 from cdc.core.errors import SourceAccessDenied, UnsupportedColumnType
 from cdc.core.events import ChangeEvent, ColumnValue, Op, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint, lsn_position
-from cdc.core.schemas import Column, TableRef
+from cdc.core.schemas import TableRef, TableSchema
 from cdc.core.table_filter import TableFilter
 from cdc.sources.postgresql.pgoutput import build_schema
 from cdc.sources.postgresql.server import PgSettings, captured_tables, catalog_columns
 from cdc.sources.postgresql.values import Converter, converter
 
-__all__ = ["SNAPSHOT_TRANSACTION", "snapshot_records"]
+__all__ = [
+    "SNAPSHOT_TRANSACTION",
+    "TableShape",
+    "TextLoader",
+    "convert_row",
+    "snapshot_records",
+    "table_shape",
+]
 
 SNAPSHOT_TRANSACTION = "0-0-0"  # snapshot rows belong to no source transaction
 _FETCH = 5_000
 
 
-class _Text(psycopg.adapt.Loader):
+class TextLoader(psycopg.adapt.Loader):
     """A value as its type's text output, undecoded (what pgoutput sends)."""
 
     def load(self, data: psycopg.abc.Buffer) -> bytes:
         return bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """A table as the snapshot reads it: its schema (the same version as the stream's), a converter
+    per column (None: the text as it is) and the type oids whose text output is read."""
+
+    schema: TableSchema
+    converters: tuple[Converter | None, ...]
+    type_oids: tuple[int, ...]
+
+
+def table_shape(conn: psycopg.Connection[tuple[object, ...]], namespace: str, name: str) -> TableShape | None:
+    """The table's shape from the catalog (as the connection's snapshot sees it); None if no such table."""
+    found = conn.execute(
+        "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (namespace, name),
+    ).fetchone()
+    if found is None:
+        return None
+    relid, identity = int(str(found[0])), str(found[1])
+    attrs = conn.execute(
+        "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+        " AND NOT attisdropped ORDER BY attnum",
+        (relid,),
+    ).fetchall()
+    columns = [(0, str(a[0]), int(str(a[1])), int(str(a[2]))) for a in attrs]
+    schema = build_schema(TableRef(namespace, name), columns, identity, catalog_columns(conn, relid))
+    return TableShape(
+        schema, tuple(converter(c.arrow_type.kind) for c in schema.columns), tuple(c[2] for c in columns)
+    )
 
 
 def snapshot_records(
@@ -65,32 +105,21 @@ def snapshot_records(
         for namespace, name in captured_tables(conn):
             if not tables.accepts(namespace, name):
                 continue
-            found = conn.execute(
-                "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s",
-                (namespace, name),
-            ).fetchone()
-            assert found is not None
-            relid, identity = int(str(found[0])), str(found[1])
-            attrs = conn.execute(
-                "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
-                " AND NOT attisdropped ORDER BY attnum",
-                (relid,),
-            ).fetchall()
-            columns = [(0, str(a[0]), int(str(a[1])), int(str(a[2]))) for a in attrs]
-            schema = build_schema(TableRef(namespace, name), columns, identity, catalog_columns(conn, relid))
-            converters = [converter(c.arrow_type.kind) for c in schema.columns]
+            shape = table_shape(conn, namespace, name)
+            assert shape is not None
+            schema, converters, type_oids = shape.schema, shape.converters, shape.type_oids
             key_indexes = schema.key_indexes()
             if truncate_first:
                 yield ChangeEvent(
                     Op.TRUNCATE, schema, None, None, None, anchor.at_row(row), ts_ms, SNAPSHOT_TRANSACTION
                 )
                 row += 1
-            cur = conn.cursor(name=f"headwater_snapshot_{relid}")
-            for _, _, type_oid, _ in columns:
-                cur.adapters.register_loader(type_oid, _Text)
+            cur = conn.cursor(name=f"headwater_snapshot_{row}")
+            for type_oid in type_oids:
+                cur.adapters.register_loader(type_oid, TextLoader)
             select = sql.SQL("SELECT {} FROM {}").format(
-                sql.SQL(", ").join(sql.Identifier(c[1]) for c in columns), sql.Identifier(namespace, name)
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns),
+                sql.Identifier(namespace, name),
             )
             try:
                 cur.execute(select)
@@ -101,7 +130,7 @@ def snapshot_records(
                 ) from None
             while batch := cur.fetchmany(_FETCH):
                 for raw in batch:
-                    after = _convert(schema.ref, schema.columns, converters, raw)
+                    after = convert_row(schema, converters, raw)
                     key = tuple(after[i] for i in key_indexes) if key_indexes else None
                     yield ChangeEvent(
                         Op.READ, schema, key, None, after, anchor.at_row(row), ts_ms, SNAPSHOT_TRANSACTION
@@ -115,14 +144,13 @@ def snapshot_records(
         yield SourceProgress(RestartPoint(lsn_position(consistent_lsn, 0, 0)), ts_ms)
 
 
-def _convert(
-    ref: TableRef,
-    columns: tuple[Column, ...],
-    converters: list[Converter | None],
-    raw: tuple[bytes | None, ...],
+def convert_row(
+    schema: TableSchema, converters: tuple[Converter | None, ...], raw: tuple[bytes | None, ...]
 ) -> tuple[ColumnValue, ...]:
+    """A row read as text output -> the values the stream's decoder gives for it."""
+    ref = schema.ref
     values: list[ColumnValue] = []
-    for column, conv, value in zip(columns, converters, raw, strict=True):
+    for column, conv, value in zip(schema.columns, converters, raw, strict=True):
         if value is None:
             values.append(None)
         elif conv is None:
