@@ -15,6 +15,7 @@ Run: ``python -m benchmarks.reconcile_bench [rows] [changes]``; or call :func:`r
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -56,14 +57,18 @@ class ReconcileBench:
     reladiff_changed_s: float
     reladiff_found: int
     same_keys: bool  # both tools listed exactly the changed keys
+    load: tuple[float, float]  # 1-minute load average at the start and at the end (2 shared cores)
 
     def describe(self) -> str:
         return (
-            f"{self.rows} rows, MariaDB vs PostgreSQL: full scan {self.full_scan_s:.2f}s; in sync: "
+            f"{self.rows} rows, MariaDB vs PostgreSQL (load {self.load[0]:.1f} to {self.load[1]:.1f}): "
+            f"full scan {self.full_scan_s:.2f}s; in sync: "
             f"Headwater {self.ours_in_sync_s:.2f}s, reladiff {self.reladiff_in_sync_s:.2f}s; "
             f"{self.changes} changed rows: "
             f"Headwater {self.ours_changed_s:.2f}s ({self.ours_found} found), reladiff "
-            f"{self.reladiff_changed_s:.2f}s ({self.reladiff_found} found); same keys: {self.same_keys}"
+            f"{self.reladiff_changed_s:.2f}s ({self.reladiff_found} found); same keys: {self.same_keys}; "
+            f"in sync / full scan {self.ours_in_sync_s / self.full_scan_s:.2f}, "
+            f"changed: reladiff / Headwater {self.reladiff_changed_s / self.ours_changed_s:.1f}"
         )
 
 
@@ -170,6 +175,7 @@ def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | N
     db = f"recon_bench_{uuid.uuid4().hex[:8]}"
     maria, pg = _load(stack, db, rows)
     try:
+        load0 = os.getloadavg()[0]
         full = _full_scan(maria, pg)
         ours_sync, ours_keys0 = _ours(maria, pg)
         rd_sync, rd_keys0 = _reladiff(stack, db)
@@ -183,7 +189,7 @@ def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | N
         rd_changed, rd_keys = _reladiff(stack, db)
         return ReconcileBench(
             rows, changes, full, ours_sync, ours_changed, len(ours_keys), rd_sync, rd_changed, len(rd_keys),
-            ours_keys == set(changed) == rd_keys,
+            ours_keys == set(changed) == rd_keys, (load0, os.getloadavg()[0]),
         )  # fmt: skip
     finally:
         maria.dispose()
