@@ -46,3 +46,19 @@ class RowPlan:
         """A change envelope from its transaction's cached source block: ``{"before":..,"after":..,
         "source":`` + source_head + row + ``,"position":"`` + position_head + row in 10 digits +
         position_tail + ``"},"op":"`` + op + ``","ts_ms":`` + ts_ms + ``,"transaction":null}``."""
+
+class RowsPlan:
+    """How one table shape's binlog row images become tuples; built once per TABLE_MAP by
+    ``cdc.sources.mariadb.native_rows`` (which documents the column kinds).
+
+    Each column is ``(kind, size, extra, nullable, helper)``: integers, floats, YEAR, BIT, valid
+    UTF-8 text and binary strings are made natively; other values' bytes go to ``helper``.
+    """
+
+    def __init__(self, columns: Sequence[tuple[int, int, int, bool, Any]]) -> None: ...
+    def decode_rows(self, data: bytes, pos: int, end: int) -> list[tuple[Any, ...]]:
+        """Full row images between ``pos`` and ``end`` of ``data`` (write and delete events)."""
+    def decode_updates(
+        self, data: bytes, pos: int, end: int
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        """(before, after) image pairs between ``pos`` and ``end`` (update events)."""

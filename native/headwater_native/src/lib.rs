@@ -25,6 +25,8 @@ const DATETIME_UTC: u8 = 3; // datetime in UTC, "Z" suffix
 const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
+mod rows;
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -53,16 +55,29 @@ impl RowPlan {
             ));
         }
         if let Some(k) = kinds.iter().find(|k| **k > DECIMAL) {
-            return Err(PyValueError::new_err(format!("RowPlan: unknown value kind {k}")));
+            return Err(PyValueError::new_err(format!(
+                "RowPlan: unknown value kind {k}"
+            )));
         }
         if let Some(f) = fsps.iter().find(|f| **f > 6) {
-            return Err(PyValueError::new_err(format!("RowPlan: fraction digits {f} over 6")));
+            return Err(PyValueError::new_err(format!(
+                "RowPlan: fraction digits {f} over 6"
+            )));
         }
-        Ok(RowPlan { heads, kinds, fsps, fallbacks })
+        Ok(RowPlan {
+            heads,
+            kinds,
+            fsps,
+            fallbacks,
+        })
     }
 
     /// The row's JSON object as bytes (`{"col":value,...}`).
-    fn encode<'py>(&self, py: Python<'py>, row: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut out: Vec<u8> = Vec::with_capacity(256);
         self.write(py, row, &mut out)?;
         Ok(PyBytes::new(py, &out))
@@ -124,7 +139,9 @@ impl RowPlan {
         out.extend_from_slice(b",\"position\":\"");
         out.extend_from_slice(position_head);
         if row > 9_999_999_999 {
-            return Err(PyValueError::new_err(format!("row index {row} over 10 digits")));
+            return Err(PyValueError::new_err(format!(
+                "row index {row} over 10 digits"
+            )));
         }
         let digits = row.to_string();
         out.resize(out.len() + 10 - digits.len(), b'0');
@@ -146,7 +163,12 @@ fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 }
 
 impl RowPlan {
-    fn write_image(&self, py: Python<'_>, image: Option<&Bound<'_, PyTuple>>, out: &mut Vec<u8>) -> PyResult<()> {
+    fn write_image(
+        &self,
+        py: Python<'_>,
+        image: Option<&Bound<'_, PyTuple>>,
+        out: &mut Vec<u8>,
+    ) -> PyResult<()> {
         match image {
             None => {
                 out.extend_from_slice(b"null");
@@ -174,9 +196,9 @@ impl RowPlan {
             out.extend_from_slice(&self.heads[i]);
             if !self.write_value(py, i, &value, out)? {
                 let encoded = self.fallbacks[i].call1(py, (value,))?;
-                let bytes = encoded.downcast_bound::<PyBytes>(py).map_err(|_| {
-                    PyTypeError::new_err("RowPlan: a fallback must return bytes")
-                })?;
+                let bytes = encoded
+                    .downcast_bound::<PyBytes>(py)
+                    .map_err(|_| PyTypeError::new_err("RowPlan: a fallback must return bytes"))?;
                 out.extend_from_slice(bytes.as_bytes());
             }
         }
@@ -185,7 +207,13 @@ impl RowPlan {
     }
 
     /// Writes the value natively and returns true, or returns false (nothing written) for the fallback.
-    fn write_value(&self, py: Python<'_>, i: usize, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+    fn write_value(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        value: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+    ) -> PyResult<bool> {
         if value.is_none() {
             out.extend_from_slice(b"null");
             return Ok(true);
@@ -253,7 +281,10 @@ impl RowPlan {
                 // NaN/Infinity): then the fallback formats it
                 let text = value.str()?;
                 let text = text.to_str()?;
-                if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
+                if !text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+                {
                     return Ok(false);
                 }
                 out.push(b'"');
@@ -313,7 +344,12 @@ fn write_base64(data: &[u8], out: &mut Vec<u8>) {
     match *chunks.remainder() {
         [a] => {
             let n = u32::from(a) << 16;
-            out.extend_from_slice(&[B64[(n >> 18) as usize & 63], B64[(n >> 12) as usize & 63], b'=', b'=']);
+            out.extend_from_slice(&[
+                B64[(n >> 18) as usize & 63],
+                B64[(n >> 12) as usize & 63],
+                b'=',
+                b'=',
+            ]);
         }
         [a, b] => {
             let n = (u32::from(a) << 16) | (u32::from(b) << 8);
@@ -378,6 +414,7 @@ fn write_datetime(dt: &Bound<'_, PyDateTime>, fsp: u8, utc: bool, out: &mut Vec<
 #[pymodule]
 fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RowPlan>()?;
+    m.add_class::<rows::RowsPlan>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
