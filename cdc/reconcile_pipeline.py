@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cdc.config.models import IcebergSinkConfig, KafkaStreamConfig, PipelineConfig, SqlSinkConfig
+from cdc.config.models import (
+    IcebergSinkConfig,
+    KafkaStreamConfig,
+    PipelineConfig,
+    PostgresSourceConfig,
+    SqlSinkConfig,
+)
 from cdc.core.errors import HeadwaterError
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
@@ -23,7 +29,8 @@ from cdc.core.table_filter import TableFilter
 if TYPE_CHECKING:
     from reconciler.model import CompareColumn
     from reconciler.report import Report
-    from reconciler.targets import ColumnLookup, Copy
+    from reconciler.stores import SqlRunner
+    from reconciler.targets import ColumnLookup, Copy, SourceTable
     from sinks.contract import AppliedState
 
 __all__ = ["reconcile_pipeline"]
@@ -39,7 +46,13 @@ def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
     """A function giving where a copy would resume, from its applied state (and the idle stretch)."""
     from cdc.daemon.embedded_resume import PipelineIdentity, ProgressFile, StartFile, sink_resume_point
 
-    identity = PipelineIdentity(config.name, f"{config.source.host}:{config.source.port}", server_id)
+    source = config.any_source
+    if isinstance(source, PostgresSourceConfig):
+        from cdc.daemon.status_pg import pg_source_address
+
+        identity = PipelineIdentity(config.name, pg_source_address(source), 0)  # as the daemon records it
+    else:
+        identity = PipelineIdentity(config.name, f"{source.host}:{source.port}", server_id)
 
     def resume(applied: AppliedState | None, ref: TableRef) -> RestartPoint | None:
         if config.stream is not None:
@@ -49,7 +62,7 @@ def _progress_reader(config: PipelineConfig, server_id: int) -> Resume:
         except HeadwaterError:
             start = None
         stretch = ProgressFile(config.state_dir).read(
-            tuple(config.source.tables), tuple(config.source.exclude_tables), identity
+            tuple(source.tables), tuple(source.exclude_tables), identity
         )
         return sink_resume_point(applied, start, stretch)
 
@@ -146,7 +159,7 @@ def reconcile_pipeline(
     from reconciler.model import CopyResult
     from reconciler.report import Report
     from reconciler.run import ReconcileOptions, reconcile_copy
-    from reconciler.targets import KeylessTable, iceberg_copy, open_source, source_runner, sql_copy
+    from reconciler.targets import KeylessTable, iceberg_copy, sql_copy
 
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -163,14 +176,15 @@ def reconcile_pipeline(
     progress_dir = config.state_dir / "reconcile" / "progress"
     options = ReconcileOptions(settings, wait_seconds, progress_dir=progress_dir, max_lag=max_lag)
     lookup = _column_lookup(config)
-    runner = source_runner(config.source)
+    runner = _source_runner(config)
     results: list[CopyResult] = []
     errors: list[str] = []
     not_compared: list[str] = []
     try:
-        server_id = int(runner.query("SELECT @@server_id", ())[0][0])
+        postgresql = isinstance(config.any_source, PostgresSourceConfig)
+        server_id = 0 if postgresql else int(runner.query("SELECT @@server_id", ())[0][0])
         resume = _progress_reader(config, server_id)
-        captured = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
+        captured = TableFilter(tuple(config.any_source.tables), tuple(config.any_source.exclude_tables))
         if tables:
             refs = []
             for t in tables:
@@ -178,6 +192,10 @@ def reconcile_pipeline(
                 if not name or not captured.accepts(db, name):
                     raise click.UsageError(f"table {t!r} is not one the pipeline captures (db.table)")
                 refs.append(TableRef(db, name))
+        elif postgresql:
+            from reconciler.pg_source import list_pg_tables
+
+            refs = list_pg_tables(runner, captured)
         else:
             rows = runner.query(
                 "SELECT table_schema, table_name FROM information_schema.tables "
@@ -189,7 +207,7 @@ def reconcile_pipeline(
             refs = [TableRef(str(d), str(t)) for d, t in rows if captured.accepts(str(d), str(t))]
         for ref in refs:
             try:
-                source = open_source(runner, ref, lookup)
+                source = _open_source(config, runner, ref, lookup)
             except KeylessTable as exc:
                 # named on the command line: an error; found by the scan: told, and the run goes on
                 (errors if tables else not_compared).append(f"{ref}: {exc}")
@@ -231,6 +249,30 @@ def reconcile_pipeline(
         runner.close()
     seconds = time.monotonic() - started
     return Report(config.name, started_at, seconds, tuple(results), tuple(errors), tuple(not_compared))
+
+
+def _source_runner(config: PipelineConfig) -> SqlRunner:
+    source = config.any_source
+    if isinstance(source, PostgresSourceConfig):
+        from cdc.sources.postgresql.reader import SESSION_OPTIONS
+        from reconciler.pg_source import pg_source_runner
+
+        return pg_source_runner(source, SESSION_OPTIONS)  # values read with the text the capture got
+    from reconciler.targets import source_runner
+
+    return source_runner(source)
+
+
+def _open_source(
+    config: PipelineConfig, runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None
+) -> SourceTable:
+    if isinstance(config.any_source, PostgresSourceConfig):
+        from reconciler.pg_source import open_pg_source
+
+        return open_pg_source(runner, ref, lookup)
+    from reconciler.targets import open_source
+
+    return open_source(runner, ref, lookup)
 
 
 def _progress(resume: Resume, copy: Copy, ref: TableRef) -> Callable[[], RestartPoint | None]:

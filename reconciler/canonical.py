@@ -83,7 +83,9 @@ def column_text(engine: Engine, column: CompareColumn, expr: str) -> str:
         if e is Engine.POSTGRESQL and k is ArrowKind.BOOL:
             return f"CAST(CAST({expr} AS INT) AS TEXT)"
         if e is Engine.DUCKDB:
-            return f"CAST({expr} AS VARCHAR)"
+            # DuckDB prints a boolean as 'true': as a number, as the other engines give it
+            cast = f"CAST({expr} AS INTEGER)" if k is ArrowKind.BOOL else expr
+            return f"CAST({cast} AS VARCHAR)"
         return f"CAST({expr} AS TEXT)"
     if k in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
         return _float_text(e, expr)
@@ -102,6 +104,9 @@ def column_text(engine: Engine, column: CompareColumn, expr: str) -> str:
     if k is ArrowKind.BINARY:
         if e is Engine.POSTGRESQL:
             return f"encode({expr}, 'hex')"
+        if e is Engine.SQLITE:
+            # SQLite's hex(NULL) is '', not NULL: a NULL copy value then read as an empty value
+            return f"(CASE WHEN {expr} IS NULL THEN NULL ELSE lower(hex({expr})) END)"
         return f"lower(hex({expr}))"
     if k is ArrowKind.DATE:
         if e is Engine.MARIADB:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.canonical import Engine
 from reconciler.compare import CompareSettings, compare
 from reconciler.model import MASKED, CopyResult, RowDrift, Verdict
 from reconciler.progress import LagPause, SliceProgress
@@ -32,11 +33,13 @@ def reconcile_copy(
     source: SourceTable, copy: Copy, progress: CopyProgress, options: ReconcileOptions
 ) -> CopyResult:
     started = time.monotonic()
-    status = source.runner.query("SHOW MASTER STATUS", ())
+    point = source.side.current()
     store = copy.store()
     pause = None
-    if options.max_lag > 0:
+    if options.max_lag > 0 and source.side.engine is Engine.MARIADB:
         pause = LagPause(source.runner, progress, options.max_lag, options.wait_seconds)
+    elif options.max_lag > 0:
+        log.warning("reconcile %s: --max-lag applies to MariaDB sources only so far; not pausing", source.ref)
     slices = None
     if options.progress_dir is not None:
         slices = SliceProgress(options.progress_dir, source.ref, copy.sink, pause)
@@ -50,7 +53,7 @@ def reconcile_copy(
         found = compare(source.store, store, options.compare)
     resume = progress()
     copy_point = resume.to_string() if resume is not None else ""
-    source_point = f"{status[0][0]}:{status[0][1]}" if status else ""
+    source_point = str(point) if point is not None else ""
     caught_up = True
     drift = found.drift
     if found.drift:
@@ -59,7 +62,7 @@ def reconcile_copy(
             source.ref, copy.sink, len(found.drift),
         )  # fmt: skip
         settled = settle(
-            source.store, source.runner, copy.store, found, progress, options.wait_seconds, options.max_rounds
+            source.store, source.side, copy.store, found, progress, options.wait_seconds, options.max_rounds
         )
         drift, caught_up = settled.drift, settled.caught_up
         source_point = settled.source_point or source_point

@@ -10,6 +10,9 @@ by lag alone: a round counts for a key only if its source row held over the whol
 difference that survives two such rounds is drift; one gone in any round was lag; a key that keeps
 changing in every round (at most ``max_rounds``) is not reported (its next change rewrites the copy's
 row anyway). A copy that never reaches the point in the wait is reported BEHIND, not as drift.
+
+The point is the source's own: MariaDB's binlog point, or the WAL position read inside a PostgreSQL
+snapshot (``LsnPoint``, reconciler/pg_source.py); a ``SourceSide`` opens the snapshot and names it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cdc.core.positions import RestartPoint
 from reconciler.canonical import Engine
@@ -27,7 +31,7 @@ from reconciler.compare import Found, Region, diff_rows, read_region
 from reconciler.model import KeyRange, RowDrift
 from reconciler.stores import Rows, SqlRunner, Store, int_key
 
-__all__ = ["CopyProgress", "Settled", "SourcePoint", "settle"]
+__all__ = ["CopyProgress", "MariaDbSide", "Point", "Settled", "SourcePoint", "SourceSide", "settle"]
 
 CopyProgress = Callable[[], RestartPoint | None]  # where the copy would resume now (None: unknown)
 
@@ -54,6 +58,46 @@ class SourcePoint:
         return (t.file_seq, resume.binlog_offset) >= (seq, self.offset)
 
 
+class Point(Protocol):
+    """A place in the source's history that a copy's restart point may have passed."""
+
+    def covered_by(self, resume: RestartPoint | None) -> bool: ...
+
+
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+class SourceSide(Protocol):
+    """What lag-is-not-drift needs of the source: where it stands now (for the report and the lag
+    pause), and a consistent snapshot named by its point."""
+
+    engine: Engine
+
+    def current(self) -> Point | None: ...
+
+    def snapshot(self) -> AbstractContextManager[tuple[Point, Query]]: ...
+
+
+class MariaDbSide:
+    """MariaDB: ``SHOW MASTER STATUS``, and a consistent snapshot's binlog point."""
+
+    engine = Engine.MARIADB
+
+    def __init__(self, runner: SqlRunner) -> None:
+        self._runner = runner
+
+    def current(self) -> SourcePoint | None:
+        rows = self._runner.query("SHOW MASTER STATUS", ())
+        return SourcePoint(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[Point, Query]]:
+        with self._runner.snapshot() as run:
+            row = run("SHOW STATUS LIKE 'binlog_snapshot_file'", ())
+            pos = run("SHOW STATUS LIKE 'binlog_snapshot_position'", ())
+            yield SourcePoint(str(row[0][1]), int(pos[0][1])), run
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     drift: tuple[RowDrift, ...]
@@ -64,9 +108,8 @@ class Settled:
 
 
 class _SnapshotRunner:
-    engine = Engine.MARIADB
-
-    def __init__(self, run: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]) -> None:
+    def __init__(self, engine: Engine, run: Query) -> None:
+        self.engine = engine
         self._run = run
 
     def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -82,7 +125,7 @@ def _region(store: Store, drift: Sequence[RowDrift], first: Region) -> Region:
 
 def settle(
     source: Store,
-    source_sql: SqlRunner,
+    side: SourceSide,
     copy_now: Callable[[], Store],
     found: Found,
     progress: CopyProgress,
@@ -92,7 +135,7 @@ def settle(
 ) -> Settled:
     suspects = {d.key: d for d in found.drift}
     confirmed = dict.fromkeys(suspects, 0)  # rounds each suspect persisted while its source row held
-    point = SourcePoint("", 0)
+    point: Point | None = None  # the last round's
     resume: RestartPoint | None = None
     waited = 0.0
     caught_up = True
@@ -100,14 +143,14 @@ def settle(
         if all(n >= ROUNDS_NEEDED for n in confirmed.values()):
             break
         region = _region(source, list(suspects.values()), found.region)
-        with source_sql.snapshot() as run:
-            row = run("SHOW STATUS LIKE 'binlog_snapshot_file'", ())
-            pos = run("SHOW STATUS LIKE 'binlog_snapshot_position'", ())
-            point = SourcePoint(str(row[0][1]), int(pos[0][1]))
-            src_rows = read_region(dataclasses.replace(source, runner=_SnapshotRunner(run)), region)
+        with side.snapshot() as (at, run):
+            src_rows = read_region(
+                dataclasses.replace(source, runner=_SnapshotRunner(side.engine, run)), region
+            )
+        point = at
         started = time.monotonic()
         resume = progress()
-        while not point.covered_by(resume) and time.monotonic() - started < wait_seconds:
+        while not at.covered_by(resume) and time.monotonic() - started < wait_seconds:
             time.sleep(poll_seconds)
             resume = progress()
         waited += time.monotonic() - started
@@ -120,7 +163,7 @@ def settle(
         now = {d.key: d for d in diff_rows(src_rows, copy_rows, copy)}
         suspects = {k: now[k] for k in suspects if k in now}
         confirmed = {k: confirmed[k] for k in suspects}
-        if not point.covered_by(resume):
+        if not at.covered_by(resume):
             caught_up = False
             break
         for k in suspects:
@@ -135,7 +178,7 @@ def settle(
     return Settled(
         drift,
         caught_up,
-        str(point) if point.file else "",
+        str(point) if point is not None else "",
         resume.to_string() if resume is not None else "",
         waited,
     )

@@ -1,4 +1,5 @@
-"""Open the stores a compare needs: the source table (MariaDB) and each copy the config names.
+"""Open the stores a compare needs: the source table (MariaDB here; PostgreSQL in pg_source.py) and
+each copy the config names.
 
 A copy is read as the sink wrote it: a SQL serving table (named by the sink's ``table`` format, in
 its ``schema``), or the Iceberg history's state rebuilt as of the position its last snapshot
@@ -18,6 +19,7 @@ from cdc.core.errors import ConfigError
 from cdc.core.schemas import ArrowKind, TableRef
 from reconciler.canonical import Engine, quote
 from reconciler.model import CompareColumn
+from reconciler.settle import MariaDbSide, SourceSide
 from reconciler.stores import DuckDbRunner, SqlRunner, Store
 from sinks.contract import AppliedState
 
@@ -71,6 +73,7 @@ class SourceTable:
     ref: TableRef
     runner: SqlRunner
     store: Store
+    side: SourceSide  # its positions and consistent snapshots (lag is not drift)
 
 
 def source_url(config: MariaDbSourceConfig) -> sa.URL:
@@ -131,7 +134,7 @@ def open_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None = 
                 )
         columns = tuple(c for c in (lookup(ref, c) for c in columns) if c is not None)
     table_sql = f"{quote(Engine.MARIADB, ref.db)}.{quote(Engine.MARIADB, ref.table)}"
-    return SourceTable(ref, runner, Store(runner, table_sql, key, columns))
+    return SourceTable(ref, runner, Store(runner, table_sql, key, columns), MariaDbSide(runner))
 
 
 def _as_held(column: CompareColumn) -> CompareColumn:
