@@ -97,8 +97,7 @@ class MergingPump:
         self._edge: Place | None = _boundary_place(start) if start.is_boundary else None
         self._in_transaction = False
         self._tracked: _Tracked | None = None
-        # per key of the tracked table, the source transaction (GTID seq; PostgreSQL: the xid) of its
-        # last change, for chunks whose view is not a clean cut of the stream (sees_transaction)
+        # the tracked table's keys' last changes' transaction (GTID seq; PostgreSQL's xid): see _unchanged
         self._changed_by: dict[RowImage, int] = {}
         self._ready: deque[ChunkResult] = deque()  # read, waiting for the stream (at most two)
         self._next_after: RowImage | None = None  # where the next read starts
@@ -246,8 +245,7 @@ class MergingPump:
                     self._point = RestartPoint(last.in_same_file(last.gtid, end.next_offset))
                     self._edge = (last.file_seq, end.next_offset)
                 elif last.lsn is not None and not last.is_snapshot_anchor:
-                    # PostgreSQL: a transaction's place is its commit LSN, and transactions come in
-                    # commit order, so every one that committed at or before this one has been seen
+                    # PostgreSQL: places are commit LSNs, in order: every commit up to this one is seen
                     self._point = end.restart
                     self._edge = (last.file_seq, last.offset + 1)
                 else:
@@ -482,19 +480,13 @@ class MergingPump:
 def _unchanged(
     chunk: ReadChunk, tracked: _Tracked, at: Place, changed_by: Mapping[RowImage, int]
 ) -> list[RowImage]:
-    """The chunk's rows whose key the stream did not change at or after the view's boundary.
-
-    A PostgreSQL view (snapshotter/pg_reader.py) may miss a transaction that committed before its
-    boundary (its commit record is written before it turns visible): a row whose key such a
-    transaction changed last is dropped too, so the stream's newer value wins."""
+    """The chunk's rows whose key the stream did not change at or after the view's boundary (and,
+    for a view that may miss transactions before it, PostgreSQL's: none that it missed changed last)."""
     changed = tracked.changed
-    sees: Callable[[int], bool] | None = getattr(chunk, "sees_transaction", None)
-    if sees is not None:
-        hidden = {k for k, p in changed.items() if p >= at or not sees(changed_by.get(k, -1))}
-        if not hidden:
-            return list(chunk.rows)
-        key_of = chunk.schema.key_indexes()
-        return [row for row in chunk.rows if tuple(row[i] for i in key_of) not in hidden]
+    stale: Callable[..., set[RowImage]] | None = getattr(chunk, "stale_keys", None)
+    if stale is not None:
+        hidden, key_of = stale(changed, changed_by, at), chunk.schema.key_indexes()
+        return [row for row in chunk.rows if not hidden or tuple(row[i] for i in key_of) not in hidden]
     if not any(p >= at for p in changed.values()):
         return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
     key_of = chunk.schema.key_indexes()

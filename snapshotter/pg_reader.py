@@ -7,7 +7,7 @@ The chunk's watermark is the view itself, read in it with no write to the source
   it was taken, and those begun after). A transaction can write its commit record (and so take its
   place in the stream, which is in commit-LSN order) a little before it becomes visible to new
   snapshots, so "committed before H" alone does not say "in the view": the merge also drops a row
-  whose key the stream last changed in a transaction the view does not see (``sees_transaction``).
+  whose key the stream last changed in a transaction the view does not see (``stale_keys``).
 The chunk goes out once the stream has passed H (snapshotter/merge.py, as for MariaDB). After each
 chunk a non-transactional logical message (the daemon's heartbeat, which writes WAL but no table)
 is emitted, so that the stream reaches H at once even while the captured tables are idle, instead of
@@ -22,7 +22,7 @@ OFFSET); the row comparison uses the columns' own collations, as ORDER BY does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -36,6 +36,7 @@ from cdc.sources.postgresql.reader import SESSION_OPTIONS
 from cdc.sources.postgresql.server import PgSettings, emit_heartbeat, parse_lsn
 from cdc.sources.postgresql.snapshot import TextLoader, convert_row, table_shape
 from snapshotter.reader import TableNotFound
+from snapshotter.tracking import Place
 
 __all__ = ["PgChunk", "PgChunkReader", "ViewXids"]
 
@@ -74,9 +75,13 @@ class PgChunk:
     elapsed_s: float
     view: ViewXids
 
-    def sees_transaction(self, xid: int) -> bool:
-        """Whether the view holds the changes of transaction ``xid`` (see the module's docstring)."""
-        return self.view.sees(xid)
+    def stale_keys(
+        self, changed: Mapping[RowImage, Place], changed_by: Mapping[RowImage, int], at: Place
+    ) -> set[RowImage]:
+        """Keys whose rows the merge must drop (snapshotter/merge.py): the stream changed them last at
+        or after the watermark, or in a transaction this view does not hold (the module's docstring)."""
+        sees = self.view.sees
+        return {k for k, p in changed.items() if p >= at or not sees(changed_by.get(k, -1))}
 
 
 class PgChunkReader:
