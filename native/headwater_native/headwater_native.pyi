@@ -62,3 +62,23 @@ class RowsPlan:
         self, data: bytes, pos: int, end: int
     ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
         """(before, after) image pairs between ``pos`` and ``end`` (update events)."""
+
+class EventMaker:
+    """The ChangeEvents of a write or delete rows event, built in one call (slots filled as
+    ``object.__setattr__`` fills them); see ``cdc.sources.mariadb.native_rows.EVENT_MAKER``."""
+
+    def __init__(self, event_cls: type, position_cls: type) -> None: ...
+    def changes(
+        self,
+        op: Any,
+        schema: Any,
+        key_indexes: Sequence[int],
+        inserted: bool,
+        images: list[tuple[Any, ...]],
+        tx_pos: Any,
+        row: int,
+        ts_ms: int,
+        transaction_id: str,
+    ) -> list[Any]:
+        """One ChangeEvent per image (``after`` if ``inserted``, else ``before``), at rows
+        ``row``, ``row + 1``... of the transaction at ``tx_pos``; key None if ``key_indexes`` is empty."""

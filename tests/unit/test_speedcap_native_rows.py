@@ -1,6 +1,7 @@
 """The compiled row decoder (headwater_native.RowsPlan, planned by native_rows.py) against the generated
 Python decoder it replaced in the stream decoder: the same row-image bytes give the same tuples, value
-for value and type for type (compared by repr: 1, 1.0 and True differ there)."""
+for value and type for type (compared by repr: 1, 1.0 and True differ there). And the compiled maker
+of a rows event's ChangeEvents (EVENT_MAKER) against ChangeEvent(...) with Position.at_row."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import random
 import pytest
 from headwater_native import RowsPlan
 
+from cdc.core.events import ChangeEvent, Op
+from cdc.core.positions import Gtid, GtidState, Position, ReadContext
+from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.sources.mariadb.binlog_format import FieldType as T
-from cdc.sources.mariadb.native_rows import native_decoders
+from cdc.sources.mariadb.compiled_table import key_getter
+from cdc.sources.mariadb.native_rows import EVENT_MAKER, native_decoders
 from cdc.sources.mariadb.row_decoder import DecoderOptions, compile_rows_decoder
 from cdc.sources.mariadb.table_map import ColumnSpec, TableMap
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy, decimal_size
@@ -148,3 +153,39 @@ def test_plan_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="needs a helper"):
         RowsPlan([(10, 3, 0, False, None)])
     assert RowsPlan([]).decode_rows(b"", 0, 0) == []
+
+
+@pytest.mark.parametrize("key", [(), (1,), (2, 0)])
+@pytest.mark.parametrize("op", [Op.CREATE, Op.DELETE])
+def test_compiled_change_events_equal_the_python_ones(key: tuple[int, ...], op: Op) -> None:
+    schema = TableSchema.build(
+        TableRef("db", "t"),
+        tuple(Column(n, "int", ArrowType(ArrowKind.INT64)) for n in ("a", "b", "c")),
+        tuple(("a", "b", "c")[k] for k in key),
+    )
+    context = ReadContext(7, GtidState.parse("0-7-41"))
+    tx_pos = Position(Gtid(0, 7, 42), "mariadb-bin.000003", 1234, 0, 2, context)
+    images = [(i, f"v{i}", None) for i in range(5)]
+    key_of = key_getter(key)
+    made = EVENT_MAKER.changes(op, schema, key, op is Op.CREATE, images, tx_pos, 3, 99, "0-7-42")
+    expected = [
+        ChangeEvent(
+            op,
+            schema,
+            key_of(image),
+            None if op is Op.CREATE else image,
+            image if op is Op.CREATE else None,
+            tx_pos.at_row(3 + i),
+            99,
+            "0-7-42",
+        )
+        for i, image in enumerate(images)
+    ]
+    assert made == expected
+    for ours, theirs in zip(made, expected, strict=True):
+        assert type(ours) is ChangeEvent and type(ours.position) is Position
+        assert ours.position._key == theirs.position._key and ours.position.context is context
+        assert ours.position.to_string() == theirs.position.to_string()
+        assert ours.position < tx_pos.at_row(9) and hash(ours.position) == hash(theirs.position)
+    with pytest.raises(ValueError, match="row index"):
+        EVENT_MAKER.changes(op, schema, key, True, images, tx_pos, 9_999_999_998, 99, "0-7-42")

@@ -44,7 +44,7 @@ from cdc.sources.mariadb.compiled_table import CompiledTable, key_getter, needs_
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.gtid_tracking import GtidTracker, ResumeCheck
-from cdc.sources.mariadb.native_rows import native_decoders
+from cdc.sources.mariadb.native_rows import EVENT_MAKER, native_decoders
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, compile_rows_decoder
 from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints, apply_rollback
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -176,6 +176,7 @@ class StreamDecoder:
         created, updated, deleted = Op.CREATE, Op.UPDATE, Op.DELETE
         writes, updates = EventType.WRITES, EventType.UPDATES
         rows_v1, rows_v2 = EventType.ROWS_V1, EventType.ROWS_V2
+        make_changes = EVENT_MAKER.changes
 
         for ev in events:
             self.events_seen += 1
@@ -263,6 +264,17 @@ class StreamDecoder:
                 else:
                     images = decoder.decode_rows(ev, pos, len(ev))
                     op = created if type_code in writes else deleted
+                    if hold is None and not skip and images:
+                        # The common case in one compiled call (native_rows.py): the same Positions
+                        # and ChangeEvents as the loop below, which held and skipped rows still take.
+                        key_indexes = decoder.table_map.primary_key
+                        changes = make_changes(
+                            op, schema, key_indexes, op is created, images, tx_pos, row, ts_ms, tx_id
+                        )
+                        row += len(changes)
+                        last = changes[-1].position
+                        yield from changes
+                        continue
                     for image in images:
                         if skip:
                             skip -= 1

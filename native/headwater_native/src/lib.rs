@@ -25,6 +25,7 @@ const DATETIME_UTC: u8 = 3; // datetime in UTC, "Z" suffix
 const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
+mod events;
 mod rows;
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -415,6 +416,7 @@ fn write_datetime(dt: &Bound<'_, PyDateTime>, fsp: u8, utc: bool, out: &mut Vec<
 fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RowPlan>()?;
     m.add_class::<rows::RowsPlan>()?;
+    m.add_class::<events::EventMaker>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
