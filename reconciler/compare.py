@@ -39,7 +39,10 @@ from typing import Any, Protocol, TypeVar
 from reconciler.model import DriftKind, KeyRange, RowDrift
 from reconciler.stores import Rows, Store, int_key
 
-__all__ = ["CompareSettings", "Found", "Region", "Resumed", "Slices", "compare", "diff_rows", "read_region"]
+__all__ = [
+    "CompareSettings", "Found", "Region", "Resumed", "ResumedChunks", "Slices", "compare", "diff_rows",
+    "read_region",
+]  # fmt: skip
 
 log = logging.getLogger("reconciler")
 
@@ -95,6 +98,9 @@ def _pow2_at_least(n: int) -> int:
     return width
 
 
+Bound = tuple[Any, ...] | None  # a chunk's edge: a source key (raw values), None = the table's end
+
+
 class Slices(Protocol):
     """What happens between slices of the key span: the lag pause, and progress a killed run resumes
     from (reconciler/progress.py)."""
@@ -105,6 +111,12 @@ class Slices(Protocol):
 
     def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None: ...
 
+    # other keys (text, composite): slices are runs of chunks, bounded by source keys
+
+    def resumed_chunks(self) -> ResumedChunks | None: ...
+
+    def finished_chunks(self, done: ResumedChunks) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Resumed:
@@ -113,11 +125,20 @@ class Resumed:
     copy_rows: int  # the copy's rows there
 
 
+@dataclass(frozen=True, slots=True)
+class ResumedChunks:
+    after: tuple[Any, ...]  # the first source key not compared yet (raw values); keys before it were
+    drift: tuple[RowDrift, ...]
+    source_rows: int
+    copy_rows: int
+    chunks: tuple[tuple[Bound, Bound], ...]  # the chunks holding ``drift`` (the re-checks read them)
+
+
 def compare(source: Store, copy: Store, settings: CompareSettings, slices: Slices | None = None) -> Found:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile") as pool:
         if int_key(source.key):
             return _compare_int(pool, source, copy, settings, slices)
-        return _compare_chunks(pool, source, copy, settings)
+        return _compare_chunks(pool, source, copy, settings, slices)
 
 
 def _throttle(settings: CompareSettings, started: float) -> None:
@@ -251,30 +272,77 @@ def _bisect(
     return leaves, copy_rows or 0
 
 
-def _compare_chunks(pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings) -> Found:
-    bounds = [tuple(b) for b in source.boundaries(s.key_chunk_rows)]
-    edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
+def _compare_chunks(
+    pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings, slices: Slices | None
+) -> Found:
+    """Chunks of ``key_chunk_rows`` source keys in byte order, compared a slice (a run of chunks, one
+    sum per store) at a time; a slice whose sums differ is compared chunk by chunk, and a differing
+    chunk row by row. The slice is the unit a killed run resumes from and the chunk time target
+    resizes (``Slices``), as the integer keys' slices are."""
+    resumed = slices.resumed_chunks() if slices is not None else None
+    start: Bound = None
     drift: list[RowDrift] = []
-    differing = []
+    differing: list[tuple[Bound, Bound]] = []
     n_src = n_copy = 0
-    for lo, hi in itertools.pairwise(edges):
+    if resumed is not None:
+        start, drift, differing = resumed.after, list(resumed.drift), list(resumed.chunks)
+        n_src, n_copy = resumed.source_rows, resumed.copy_rows
+    bounds = [tuple(b) for b in source.boundaries(s.key_chunk_rows, start)]
+    edges: list[Bound] = [start, *bounds, None]
+    per_slice = max(1, s.slice_rows // s.key_chunk_rows)  # chunks per slice
+    at = 0
+    while at < len(edges) - 1:
+        if slices is not None:
+            slices.before()
+        started = time.monotonic()
+        end = min(len(edges) - 1, at + per_slice)
+        a, b = _both(
+            pool,
+            functools.partial(source.chunk_sum, edges[at], edges[end]),
+            functools.partial(copy.chunk_sum, edges[at], edges[end]),
+        )
+        _throttle(s, started)
+        n_src += a[0]
+        n_copy += b[0]
+        if a != b:
+            for lo, hi in itertools.pairwise(edges[at : end + 1]):
+                found = _chunk_drift(pool, source, copy, s, lo, hi, end - at > 1)
+                if found:
+                    drift += found
+                    differing.append((lo, hi))
+        took = time.monotonic() - started
+        at = end
+        next_key = edges[at]
+        if slices is not None and next_key is not None:
+            slices.finished_chunks(ResumedChunks(next_key, tuple(drift), n_src, n_copy, tuple(differing)))
+        if s.chunk_seconds > 0 and took > 0:
+            factor = min(2.0, max(0.5, s.chunk_seconds / took))
+            per_slice = max(1, round(per_slice * factor))
+    return Found(tuple(drift), n_src, n_copy, Region(chunks=tuple(differing)))
+
+
+def _chunk_drift(
+    pool: ThreadPoolExecutor,
+    source: Store,
+    copy: Store,
+    s: CompareSettings,
+    lo: Bound,
+    hi: Bound,
+    sum_first: bool,
+) -> tuple[RowDrift, ...]:
+    """The rows that differ in one chunk; ``sum_first``: compare its sums before reading its rows."""
+    if sum_first:
         started = time.monotonic()
         a, b = _both(
             pool, functools.partial(source.chunk_sum, lo, hi), functools.partial(copy.chunk_sum, lo, hi)
         )
         _throttle(s, started)
-        n_src += a[0]
-        n_copy += b[0]
         if a == b:
-            continue
-        src_rows, copy_rows = _both(
-            pool, functools.partial(source.chunk_rows, lo, hi), functools.partial(copy.chunk_rows, lo, hi)
-        )
-        found = diff_rows(src_rows, copy_rows, copy)
-        if found:
-            drift += found
-            differing.append((lo, hi))
-    return Found(tuple(drift), n_src, n_copy, Region(chunks=tuple(differing)))
+            return ()
+    src_rows, copy_rows = _both(
+        pool, functools.partial(source.chunk_rows, lo, hi), functools.partial(copy.chunk_rows, lo, hi)
+    )
+    return diff_rows(src_rows, copy_rows, copy)
 
 
 def read_region(store: Store, region: Region) -> Rows:

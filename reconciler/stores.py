@@ -377,17 +377,19 @@ class Store:
 
     # -- any key: explicit boundaries taken from the source ------------------------------------
 
-    def boundaries(self, every: int) -> list[tuple[Any, ...]]:
-        """Every ``every``-th key in byte order (the source's; passed to the copies as they are)."""
+    def boundaries(self, every: int, after: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        """Every ``every``-th key in byte order (the source's; passed to the copies as they are),
+        counted from ``after`` (a key, included) if given: a resumed run's first key not compared."""
         keys = ", ".join(self._ordered(c) for c in self.key)
         names = ", ".join(self._q(c.name) for c in self.key)
+        where, params = self._chunk_where(after, None)
         sql = (
             f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (ORDER BY {keys}) AS hw_rn "
-            f"FROM {self.table_sql}) hw WHERE MOD(hw_rn, ?) = 0 ORDER BY {keys}"
+            f"FROM {self.table_sql} WHERE {where}) hw WHERE MOD(hw_rn, ?) = 0 ORDER BY {keys}"
         )
         if self.engine is Engine.SQLITE:
             sql = sql.replace("MOD(hw_rn, ?)", "(hw_rn % ?)")
-        return self.runner.query(sql, [every])
+        return self.runner.query(sql, [*params, every])
 
     def _ordered(self, c: CompareColumn) -> str:
         """The key column compared by bytes, not by the store's collation."""
