@@ -38,11 +38,11 @@ from cdc.sources.postgresql.snapshot import TextLoader, convert_row, table_shape
 from snapshotter.reader import TableNotFound
 from snapshotter.tracking import Place
 
-__all__ = ["PgChunk", "PgChunkReader", "ViewXids"]
+__all__ = ["PgChunk", "PgChunkReader", "ViewXids", "Where", "after_key", "select_rows"]
 
 _XID_MOD = 1 << 32
 # builds a chunk's WHERE clause and its parameters, given the table's schema as the view sees it
-_Where = Callable[[TableSchema], tuple[sql.Composable, list[object]]]
+Where = Callable[[TableSchema], tuple[sql.Composable, list[object]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +102,7 @@ class PgChunkReader:
         return self._conn
 
     def read_chunk(self, ref: TableRef, after: RowImage | None, limit: int) -> PgChunk:
-        def where(schema: TableSchema) -> tuple[sql.Composable, list[object]]:
-            if after is None:
-                return sql.SQL(""), []
-            keys = _key_columns(schema)
-            cond = sql.SQL(" WHERE ({}) > ({})").format(
-                sql.SQL(", ").join(sql.Identifier(c) for c, _ in keys),
-                sql.SQL(", ").join(sql.SQL("%s::" + t) for _, t in keys),
-            )
-            return cond, list(after)
-
-        chunk = self._read(ref, where, limit + 1)
+        chunk = self._read(ref, after_key(after), limit + 1)
         complete = len(chunk.rows) <= limit
         rows = chunk.rows if complete else chunk.rows[:limit]
         key_of = chunk.schema.key_indexes()
@@ -134,12 +124,7 @@ class PgChunkReader:
         last = tuple(chunk.rows[-1][i] for i in key_of) if chunk.rows else None
         return PgChunk(chunk.schema, chunk.rows, last, chunk.at, True, chunk.elapsed_s, chunk.view)
 
-    def _read(
-        self,
-        ref: TableRef,
-        where: _Where,
-        limit: int | None,
-    ) -> PgChunk:
+    def _read(self, ref: TableRef, where: Where, limit: int | None) -> PgChunk:
         conn = self._connection()
         started = time.monotonic()
         try:
@@ -151,35 +136,9 @@ class PgChunkReader:
                 ).fetchone()
                 assert row is not None
                 view, high = ViewXids.parse(str(row[0])), parse_lsn(str(row[1]))
-                shape = table_shape(conn, ref.db, ref.table)
-                if shape is None:
-                    raise TableNotFound(ref)
-                schema = shape.schema
-                if not schema.primary_key:
-                    raise TableHasNoKey(str(ref))
-                cond, params = where(schema)
-                order = sql.SQL(", ").join(sql.Identifier(c) for c in schema.primary_key)
-                query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}{}").format(
-                    sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns),
-                    sql.Identifier(ref.db, ref.table),
-                    cond,
-                    order,
-                    sql.SQL("") if limit is None else sql.SQL(" LIMIT {}").format(sql.Literal(limit)),
-                )
-                cur = conn.cursor()
-                for type_oid in shape.type_oids:
-                    cur.adapters.register_loader(type_oid, TextLoader)
-                try:
-                    cur.execute(query, params)
-                except psycopg.errors.InsufficientPrivilege:
-                    user = self._settings.user
-                    raise SourceAccessDenied(
-                        f"role {user!r} cannot read {ref} for the bootstrap: GRANT SELECT ON {ref} TO {user}"
-                    ) from None
-                raw = cur.fetchall()
+                schema, rows = select_rows(conn, self._settings.user, ref, where, limit)
             finally:
                 conn.execute("ROLLBACK")
-            rows = tuple(convert_row(schema, shape.converters, r) for r in raw)  # type: ignore[arg-type]
             # the stream reaches H at once, even while the captured tables are idle
             emit_heartbeat(conn)
         except psycopg.OperationalError as exc:
@@ -192,6 +151,54 @@ class PgChunkReader:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def after_key(after: RowImage | None) -> Where:
+    """Keyset: the rows after ``after`` in key order (all rows for None)."""
+
+    def where(schema: TableSchema) -> tuple[sql.Composable, list[object]]:
+        if after is None:
+            return sql.SQL(""), []
+        keys = _key_columns(schema)
+        cond = sql.SQL(" WHERE ({}) > ({})").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c, _ in keys),
+            sql.SQL(", ").join(sql.SQL("%s::" + t) for _, t in keys),
+        )
+        return cond, list(after)
+
+    return where
+
+
+def select_rows(
+    conn: psycopg.Connection[tuple[object, ...]], user: str, ref: TableRef, where: Where, limit: int | None
+) -> tuple[TableSchema, tuple[RowImage, ...]]:
+    """The table's schema and rows (``where``, key order, at most ``limit``) in the open transaction's
+    view, as the stream's decoder gives them."""
+    shape = table_shape(conn, ref.db, ref.table)
+    if shape is None:
+        raise TableNotFound(ref)
+    schema = shape.schema
+    if not schema.primary_key:
+        raise TableHasNoKey(str(ref))
+    cond, params = where(schema)
+    query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}{}").format(
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns),
+        sql.Identifier(ref.db, ref.table),
+        cond,
+        sql.SQL(", ").join(sql.Identifier(c) for c in schema.primary_key),
+        sql.SQL("") if limit is None else sql.SQL(" LIMIT {}").format(sql.Literal(limit)),
+    )
+    cur = conn.cursor()
+    for type_oid in shape.type_oids:
+        cur.adapters.register_loader(type_oid, TextLoader)
+    try:
+        cur.execute(query, params)
+    except psycopg.errors.InsufficientPrivilege:
+        raise SourceAccessDenied(
+            f"role {user!r} cannot read {ref} for the bootstrap: GRANT SELECT ON {ref} TO {user}"
+        ) from None
+    raw = cur.fetchall()
+    return schema, tuple(convert_row(schema, shape.converters, r) for r in raw)  # type: ignore[arg-type]
 
 
 def _key_columns(schema: TableSchema) -> list[tuple[str, str]]:

@@ -46,14 +46,13 @@ from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
-from cdc.sources.mariadb import ZeroDatePolicy
 from sinks.contract import AppliedState, ReportsTablePositions, Sink, SinkBatch, WriterIdentity
 from sinks.read_batch import ReadBatch
 from snapshotter.chunk_sizer import ChunkSizer
-from snapshotter.reader import ChunkRead, SnapshotReader
+from snapshotter.reader import ChunkRead
 from snapshotter.sink_fill_offsets import end_offsets
 from snapshotter.sink_fill_result import FillProgress, FillResult, SinkFillInterfered, TableFilled
-from snapshotter.sink_fill_source import estimated_rows, source_settings
+from snapshotter.sink_fill_source import FillReader, estimated_rows, open_fill_reader
 from snapshotter.sink_fill_state import (
     FillState,
     PendingChunk,
@@ -178,7 +177,8 @@ def _check_selected(config: PipelineConfig, sink_name: str, tables: tuple[TableR
     """Every table must be captured by the pipeline and taken by the sink: a fill of another one
     would be filtered out (or never followed by the stream) and yet reported as done."""
     sink = _sink_config(config, sink_name)
-    captured = TableFilter(tuple(config.source.tables), tuple(config.source.exclude_tables))
+    source = config.any_source
+    captured = TableFilter(tuple(source.tables), tuple(source.exclude_tables))
     taken = TableFilter(tuple(sink.tables), tuple(sink.exclude_tables))
     for ref in tables:
         if not captured.accepts(ref.db, ref.table):
@@ -319,18 +319,15 @@ class _Run:
 
     def fill(self, state: FillState | None) -> FillState:
         offsets: dict[str, int] = dict(state.offsets) if state is not None else {}
-        source = self.config.source
-        reader = SnapshotReader(
-            source_settings(source), ZeroDatePolicy(source.zero_dates.value), one_view=True
-        )
+        reader = open_fill_reader(self.config)
         try:
             return self._fill(reader, state, offsets)
         finally:
             reader.close()
 
-    def _fill(self, reader: SnapshotReader, state: FillState | None, offsets: dict[str, int]) -> FillState:
+    def _fill(self, reader: FillReader, state: FillState | None, offsets: dict[str, int]) -> FillState:
         stream = self.config.stream
-        self.estimated = estimated_rows(source_settings(self.config.source), self.tables)
+        self.estimated = estimated_rows(self.config, self.tables)
         for ref in self.tables:  # before anything is read or written: a refusal leaves no trace
             if not reader.table_schema(ref).primary_key:
                 raise TerminalError(
@@ -411,7 +408,7 @@ class _Run:
         )
 
     def _table(
-        self, reader: SnapshotReader, ref: TableRef, state: FillState | None, offsets: dict[str, int]
+        self, reader: FillReader, ref: TableRef, state: FillState | None, offsets: dict[str, int]
     ) -> FillState:
         kafka = self.config.stream is not None
         while True:
@@ -445,7 +442,7 @@ class _Run:
             self.rows += len(chunk.rows)
             self._tell(state, ref, len(chunk.rows), chunk.complete)
 
-    def _read_batch(self, reader: SnapshotReader, ref: TableRef, after: RowImage | None) -> ChunkRead:
+    def _read_batch(self, reader: FillReader, ref: TableRef, after: RowImage | None) -> ChunkRead:
         """Keyset chunks of one view joined into one batch of about ``batch_rows``: a sink commit per
         batch (an Iceberg commit costs ~0.2 s whatever its size), a chunk read per sizer step."""
         chunks: list[ChunkRead] = []

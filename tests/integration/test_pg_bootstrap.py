@@ -301,3 +301,30 @@ def test_bootstrap_without_a_daemon_killed_then_resumed(
     assert serving_rows(tmp_path) == db.rows()
     entries = iceberg_history(tmp_path, db)
     assert sum(1 for e in entries.values() for _, op, _ in e if op == "r") <= ROWS + 100  # never started over
+
+
+def test_sink_added_later_is_filled_from_one_view_under_writes(
+    db: Db, stack: StackConnections, tmp_path: Path
+) -> None:
+    """Embedded mode: a sink added to a running pipeline is filled by `cdc bootstrap --sink` (the
+    daemon stopped) from one view at a new temporary slot's consistent point, writes going on; the
+    next `cdc run` feeds it every change after that point: it ends equal to the table."""
+    from tests.support.pgsrc_daemon import ForkedDaemon
+
+    config = write_config(tmp_path, stack, db, kafka=False, exclude_late=False)
+    ForkedDaemon(config, tmp_path / "cdc.log").catch_up(60)  # the pipeline runs with its first sinks
+    lines = config.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("sinks:")) + 1
+    lines.insert(at, f"  - {{name: later, type: sql, url: 'sqlite:///{tmp_path / 'later.db'}'}}")
+    config.write_text("\n".join(lines) + "\n")
+    with Workload(db):
+        filler = ForkedDaemon(config, tmp_path / "fill.log", command="bootstrap")
+        filler.start("public.late", "--sink", "later")
+        assert filler.proc is not None
+        filler.proc.join(60)
+        assert filler.proc.exitcode == 0, filler.log_text()[-3000:]
+        time.sleep(0.2)
+    ForkedDaemon(config, tmp_path / "cdc.log").catch_up(60)
+    with sqlite3.connect(tmp_path / "later.db") as lite:
+        got = {int(r[0]): (int(r[1]), str(r[2])) for r in lite.execute("SELECT id, ver, note FROM late")}
+    assert got == db.rows()
