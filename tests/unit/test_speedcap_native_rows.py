@@ -45,6 +45,8 @@ def _columns() -> list[ColumnSpec]:
         c("dt", T.DATE, 0, True),
         c("dt0", T.DATETIME2, 0, True),
         c("dt6", T.DATETIME2, 6, False),
+        c("dt1", T.DATETIME2, 1, True),
+        c("dt3", T.DATETIME2, 3, True),
         c("ts3", T.TIMESTAMP2, 3, True),
         c("tm2", T.TIME2, 2, True),
         c("tm5", T.TIME2, 5, True),
@@ -86,6 +88,12 @@ def _value(rng: random.Random, col: ColumnSpec) -> bytes:
         return rng.randbytes(fixed[t])
     if t == T.NEWDECIMAL:
         return rng.randbytes(decimal_size(meta >> 8, meta & 0xFF))
+    if t == T.DATETIME2 and rng.random() < 0.6:  # a valid one (random bytes mostly are not)
+        y, mo, d = rng.randrange(1, 10000), rng.randrange(1, 13), rng.randrange(1, 29)
+        h, mi, s = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+        packed = ((y * 13 + mo) << 5 | d) << 17 | h << 12 | mi << 6 | s
+        frac = rng.randrange(10 ** ((meta + 1) // 2 * 2)) if meta else 0
+        return (packed + 0x8000000000).to_bytes(5, "big") + frac.to_bytes((meta + 1) // 2, "big")
     if t in (T.DATETIME2, T.TIMESTAMP2, T.TIME2):
         return rng.randbytes({T.DATETIME2: 5, T.TIMESTAMP2: 4, T.TIME2: 3}[t] + (meta + 1) // 2)
     if t == T.BIT:

@@ -25,6 +25,7 @@ from cdc.sources.mariadb.row_decoder import (
 from cdc.sources.mariadb.table_map import ColumnSpec, TableMap
 from cdc.sources.mariadb.value_codecs import (
     _decode_utf8,
+    _frac_scale,
     decimal_size,
     format_inet4,
     format_inet6,
@@ -57,7 +58,7 @@ EVENT_MAKER = EventMaker(ChangeEvent, Position)
 # the column kinds of native/headwater_native/src/rows.rs
 INT_U, INT_S, F32, F64, YEAR, BIT = 0, 1, 2, 3, 4, 5
 TEXT_UTF8, TEXT_HELPER, BYTES, BINARY = 6, 7, 8, 9
-FIXED_HELPER, INT_HELPER, REVERSED_HELPER, ENUM = 10, 11, 12, 13
+FIXED_HELPER, INT_HELPER, REVERSED_HELPER, ENUM, DATETIME2 = 10, 11, 12, 13, 14
 
 Spec = tuple[int, int, int, bool, object]
 _EXTENDED = {"uuid": format_uuid, "inet4": format_inet4, "inet6": format_inet6}
@@ -96,9 +97,10 @@ def _column(
     if t in (T.DATETIME2, T.TIMESTAMP2, T.TIME2):
         size = {T.DATETIME2: 5, T.TIMESTAMP2: 4, T.TIME2: 3}[t] + (meta + 1) // 2
         if t == T.DATETIME2:
-            fn: object = make_datetime2(meta, opts.zero_dates, where)
-        elif t == T.TIMESTAMP2:
-            fn = make_timestamp2(meta, opts.zero_dates, where)
+            # made natively when valid; zero and invalid dates go to the helper (the zero-date policy)
+            return (DATETIME2, size, _frac_scale(meta), n, make_datetime2(meta, opts.zero_dates, where))
+        if t == T.TIMESTAMP2:
+            fn: object = make_timestamp2(meta, opts.zero_dates, where)
         else:
             fn = make_time2(meta)
         return (FIXED_HELPER, size, 0, n, fn)

@@ -10,7 +10,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDateTime, PyFloat, PyList, PyString, PyTuple};
 
 /// Column kinds, as `cdc.sources.mariadb.native_rows` numbers them. `size` is the fixed width or
 /// the length prefix's width; `extra` is kind-specific (below).
@@ -28,7 +28,9 @@ const FIXED_HELPER: u8 = 10; // helper(the size bytes)
 const INT_HELPER: u8 = 11; // helper(little-endian unsigned int of size bytes)
 const REVERSED_HELPER: u8 = 12; // helper(the size bytes reversed)
 const ENUM: u8 = 13; // little-endian index of size bytes into the helper (a tuple): "" past its end
-const LAST_KIND: u8 = ENUM;
+const DATETIME2: u8 = 14; // 5 bytes + the fraction's (size - 5); extra = the fraction's scale to
+                          // microseconds; not a valid datetime (zero dates) -> helper(the bytes)
+const LAST_KIND: u8 = DATETIME2;
 
 struct Col {
     kind: u8,
@@ -83,6 +85,7 @@ impl RowsPlan {
                 F64 => size == 8,
                 YEAR => size == 1,
                 BIT | INT_HELPER | ENUM => (1..=8).contains(&size),
+                DATETIME2 => (5..=8).contains(&size),
                 TEXT_UTF8 | TEXT_HELPER | BYTES | BINARY => (1..=4).contains(&size),
                 _ => size <= 64,
             };
@@ -242,6 +245,37 @@ impl RowsPlan {
                         }
                     }
                 }
+            }
+            DATETIME2 => {
+                let raw = take(d, p, col.size)?;
+                // value_codecs.make_datetime2's arithmetic; a negative packed value is a year below
+                // 1, which datetime() refuses there too
+                let x = be(&raw[..5]) as i64 - 0x80_0000_0000;
+                let usec = be(&raw[5..]) * col.extra as u64;
+                if x >= 0 && usec <= i32::MAX as u64 {
+                    let (ymd, hms) = (x >> 17, x & 0x1FFFF);
+                    let ym = ymd >> 5;
+                    let (y, mo, day) = (ym / 13, ym % 13, ymd & 31);
+                    let (h, mi, s) = (hms >> 12, (hms >> 6) & 63, hms & 63);
+                    if y <= i64::from(i32::MAX) {
+                        // the C API checks the ranges exactly as datetime() does
+                        let made = PyDateTime::new(
+                            py,
+                            y as i32,
+                            mo as u8,
+                            day as u8,
+                            h as u8,
+                            mi as u8,
+                            s as u8,
+                            usec as u32,
+                            None,
+                        );
+                        if let Ok(value) = made {
+                            return Ok(value.into_any());
+                        }
+                    }
+                }
+                Self::call(py, col, PyBytes::new(py, raw).into_any())
             }
             FIXED_HELPER => Self::call(py, col, PyBytes::new(py, take(d, p, col.size)?).into_any()),
             INT_HELPER => {
