@@ -19,7 +19,8 @@ of the range's rows joined in key order, ``Store.digests``: MariaDB and PostgreS
 whose digests differ (or cannot be computed) are bisected by bucket sums. An in-sync table is then
 one scan per store with no per-row hash and no GROUP BY. Should digests differ where the bucket
 sums then find nothing (rows joined in another order), digests are not used for the rest of the
-compare: slower, never wrong.
+compare: slower, never wrong. Where every range of a slice differs (drift everywhere), the next
+slice skips the digests, until a slice has a range without drift.
 
 Source and copy queries of one step run at the same time (two threads). ``pause`` throttles the
 source: after each step, sleep that fraction of the step's time (0.5 keeps it at most 2/3 busy).
@@ -164,7 +165,7 @@ def _compare_int(
     per_key = max(n_src, 1) / span
     slice_width = _slice_width(s.slice_rows, per_key, width)
     digest_width = _slice_width(s.digest_rows, per_key, width)
-    digests = True
+    digests, dense = True, False
     at, drift = lo, []
     resumed = slices.resumed(lo) if slices is not None else None
     if resumed is not None and lo <= resumed.done_until <= hi + 1:
@@ -176,16 +177,23 @@ def _compare_int(
         started = time.monotonic()
         here = KeyRange(at, end)
         differing, copy_rows_here, unequal = [here], 0, False
-        if digests:
+        n_ranges = -(-(end - at) // digest_width)
+        tried = digests and not dense
+        if tried:
             differing, copy_rows_here, unequal = _by_digest(pool, source, copy, here, digest_width)
-            digests = unequal or len(differing) < -(-(end - at) // digest_width)  # else: no digests here
+            digests = unequal or len(differing) < n_ranges  # else: these stores have no digests
+            dense = unequal and len(differing) == n_ranges
         leaves, bisected_rows = _bisect(pool, source, copy, s, lo, width, here, differing)
-        if unequal and not leaves:
+        if tried and unequal and not leaves:
             log.info(
                 "reconcile: digests differ where the rows do not (rows read in another order?): "
                 "comparing by bucket sums only"
             )
             digests = False
+        elif not tried and digests:
+            # drift in every digest range of the last slice made the digests a scan that found
+            # nothing: skipped while the drift stays that dense, tried again once a range is clean
+            dense = len({(r.lo - at) // digest_width for r in leaves}) == n_ranges
         n_copy += copy_rows_here + bisected_rows
         if leaves:
             src_rows, copy_rows = _both(
