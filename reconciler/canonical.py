@@ -145,10 +145,19 @@ def _float_text(e: Engine, expr: str) -> str:
         big = f"'E' || CAST({expr} AS TEXT)"
     elif e is Engine.DUCKDB:
         small = f"CAST(CAST(floor(CAST({expr} AS DOUBLE) * 1000000 + 0.5) AS BIGINT) AS VARCHAR)"
-        big = f"'E' || CAST({expr} AS VARCHAR)"
+        # NaN and infinities spelt as PostgreSQL spells them (a PostgreSQL source's floats; DuckDB
+        # prints 'nan', 'inf', '-inf')
+        big = (
+            f"'E' || CASE WHEN isnan({expr}) THEN 'NaN' WHEN isinf({expr}) THEN "
+            f"(CASE WHEN {expr} > 0 THEN 'Infinity' ELSE '-Infinity' END) ELSE CAST({expr} AS VARCHAR) END"
+        )
     else:
         small = f"CAST(CAST(floor({expr} * 1000000.0 + 0.5) AS INTEGER) AS TEXT)"
-        big = f"'E' || CAST({expr} AS TEXT)"
+        # SQLite prints infinities as 'Inf' (it holds no NaN: the SQL sink refuses it)
+        big = (
+            f"'E' || CASE WHEN {expr} = 9e999 THEN 'Infinity' WHEN {expr} = -9e999 THEN '-Infinity' "
+            f"ELSE CAST({expr} AS TEXT) END"
+        )
     return f"(CASE WHEN abs({expr}) < {_FLOAT_LIMIT} THEN {small} ELSE {big} END)"
 
 

@@ -29,7 +29,7 @@ from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
 from reconciler.compare import Bound, Resumed, ResumedChunks
 from reconciler.model import DriftKind, RowDrift
-from reconciler.settle import SourcePoint
+from reconciler.settle import Point, SourcePoint
 from reconciler.stores import SqlRunner
 
 __all__ = ["LagPause", "SliceProgress"]
@@ -202,14 +202,21 @@ class LagPause:
     keep up with."""
 
     def __init__(
-        self, source: SqlRunner, progress: Callable[[], RestartPoint | None], max_lag: float, wait: float
+        self,
+        source: SqlRunner,
+        progress: Callable[[], RestartPoint | None],
+        max_lag: float,
+        wait: float,
+        point: Callable[[], Point | None] | None = None,  # the source's position now (PostgreSQL: an LSN)
     ) -> None:
-        self._source, self._progress = source, progress
+        self._source, self._progress, self._now = source, progress, point
         self._max_lag, self._wait = max_lag, wait
-        self._samples: collections.deque[tuple[float, SourcePoint]] = collections.deque()
+        self._samples: collections.deque[tuple[float, Point]] = collections.deque()
         self.paused_seconds = 0.0
 
-    def _point(self) -> SourcePoint | None:
+    def _point(self) -> Point | None:
+        if self._now is not None:
+            return self._now()
         rows = self._source.query("SHOW MASTER STATUS", ())
         return SourcePoint(str(rows[0][0]), int(rows[0][1])) if rows else None
 

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.canonical import Engine
 from reconciler.compare import CompareSettings, compare
 from reconciler.model import MASKED, CopyResult, RowDrift, Verdict
 from reconciler.progress import LagPause, SliceProgress
@@ -36,10 +35,8 @@ def reconcile_copy(
     point = source.side.current()
     store = copy.store()
     pause = None
-    if options.max_lag > 0 and source.side.engine is Engine.MARIADB:
-        pause = LagPause(source.runner, progress, options.max_lag, options.wait_seconds)
-    elif options.max_lag > 0:
-        log.warning("reconcile %s: --max-lag applies to MariaDB sources only so far; not pausing", source.ref)
+    if options.max_lag > 0:
+        pause = LagPause(source.runner, progress, options.max_lag, options.wait_seconds, source.side.current)
     slices = None
     if options.progress_dir is not None:
         slices = SliceProgress(options.progress_dir, source.ref, copy.sink, pause)

@@ -109,16 +109,22 @@ class PgReconPipeline:
         self.procs.append(subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT))
 
     def reconcile(self, *args: str) -> tuple[int, dict[str, Any], str]:
-        report = self.tmp / f"report-{secrets.token_hex(3)}.json"
-        done = self.cdc("reconcile", "--report", str(report), "--wait", "20", *args)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return done.returncode, data, done.stdout + done.stderr
+        """`cdc reconcile` in this process (an interpreter start is seconds on a loaded machine)."""
+        from click.testing import CliRunner
 
-    def reconcile_here(self, wait: float = 20.0) -> Report:
+        from cdc.cli import main
+
+        report = self.tmp / f"report-{secrets.token_hex(3)}.json"
+        command = ["reconcile", "-c", str(self.config), "--report", str(report), "--wait", "20", *args]
+        done = CliRunner().invoke(main, command, env=self.env())
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return done.exit_code, data, done.output
+
+    def reconcile_here(self, wait: float = 20.0, max_lag: float = 0.0) -> Report:
         from cdc.config import load_config
         from cdc.reconcile_pipeline import reconcile_pipeline
 
-        return reconcile_pipeline(load_config(self.config, self.env()), (), None, wait)
+        return reconcile_pipeline(load_config(self.config, self.env()), (), None, wait, max_lag=max_lag)
 
     def source_rows(self) -> list[tuple[object, ...]]:
         with self.admin() as c:
@@ -318,6 +324,10 @@ def test_kafka_busy_pipeline_reports_nothing_and_drift_is_repaired_through_the_d
     p = pipeline
     p.write_config(kafka=True)
     _started(p, copies=2)
+    # infinities: PostgreSQL, SQLite and the Iceberg history (DuckDB) each spell them their own way
+    p.run(
+        "UPDATE item SET ratio = 'Infinity' WHERE id = 3", "UPDATE item SET ratio = '-Infinity' WHERE id = 4"
+    )
     stop = threading.Event()
 
     def writes() -> None:  # ids 10-39 and new ones: the drift below is on keys it never touches
@@ -336,7 +346,7 @@ def test_kafka_busy_pipeline_reports_nothing_and_drift_is_repaired_through_the_d
     writer = threading.Thread(target=writes)
     writer.start()
     try:
-        runs = [p.reconcile_here() for _ in range(3)]
+        runs = [p.reconcile_here(max_lag=lag) for lag in (0.0, 0.0, 0.5)]  # the last one paced by LSNs
     finally:
         stop.set()
         writer.join()
@@ -358,3 +368,31 @@ def test_kafka_busy_pipeline_reports_nothing_and_drift_is_repaired_through_the_d
     marked = [e for e in _topic(p) if e["source"]["snapshot"] == "repair"]
     assert {e["op"] for e in marked} == {"r"} and len(marked) >= 2, marked
     assert {(e["source"]["connector"], e["source"]["snapshot"]) for e in marked} == {("postgresql", "repair")}
+
+
+def test_float_nan_and_infinities_have_one_canonical_text(stack: StackConnections) -> None:
+    """PostgreSQL (a source's and a serving copy's), DuckDB (the Iceberg history) and SQLite (±Infinity
+    only: it holds no NaN) give NaN and the infinities the same canonical text."""
+    import sqlite3
+
+    import duckdb
+
+    from cdc.core.schemas import ArrowKind
+    from reconciler.canonical import Engine, column_text
+    from reconciler.model import CompareColumn
+
+    column = CompareColumn("x", ArrowKind.FLOAT64)
+    values = ("NaN", "Infinity", "-Infinity", "1.5")
+    assert stack.pgsource is not None
+    with psycopg.connect(stack.pgsource.admin_conninfo("postgres")) as pg:
+        sql = f"SELECT {column_text(Engine.POSTGRESQL, column, 'x')} FROM unnest(%s::float8[]) x"
+        in_pg = [r[0] for r in pg.execute(sql, (list(values),)).fetchall()]
+    duck = duckdb.connect()
+    sql = f"SELECT {column_text(Engine.DUCKDB, column, 'x')} FROM unnest(?::DOUBLE[]) t(x)"
+    in_duckdb = [r[0] for r in duck.execute(sql, [list(values)]).fetchall()]
+    lite = sqlite3.connect(":memory:")
+    rows = "SELECT 9e999 x UNION ALL SELECT -9e999 UNION ALL SELECT 1.5"
+    sql = f"SELECT {column_text(Engine.SQLITE, column, 'x')} FROM ({rows})"
+    in_sqlite = [r[0] for r in lite.execute(sql).fetchall()]
+    assert in_pg == in_duckdb == ["ENaN", "EInfinity", "E-Infinity", "1500000"]
+    assert in_sqlite == in_pg[1:]
