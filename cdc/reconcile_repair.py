@@ -130,8 +130,8 @@ class _PgSchemas:
     those of the events the stream carries."""
 
     def __init__(self, source: PostgresSourceConfig) -> None:
-        from cdc.daemon.postgresql_source import pg_settings
         from cdc.sources.postgresql.server import connect
+        from cdc.sources.postgresql.source_config import pg_settings
 
         self._conn = connect(pg_settings(source))
 

@@ -25,7 +25,7 @@ class FillReader(Protocol):
 def open_fill_reader(config: PipelineConfig) -> FillReader:
     source = config.any_source
     if isinstance(source, PostgresSourceConfig):
-        from cdc.daemon.postgresql_source import pg_settings
+        from cdc.sources.postgresql.source_config import pg_settings
         from snapshotter.pg_view import PgViewReader
 
         return PgViewReader(pg_settings(source))

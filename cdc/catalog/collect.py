@@ -130,8 +130,8 @@ def _pg_estimates(source: PostgresSourceConfig, refs: list[TableRef], problems: 
     """pg_class.reltuples (-1 until the table was first vacuumed or analyzed: unknown then)."""
     import psycopg
 
-    from cdc.daemon.postgresql_source import pg_settings
     from cdc.sources.postgresql.server import connect
+    from cdc.sources.postgresql.source_config import pg_settings
 
     out: dict[str, int] = {}
     try:

@@ -9,7 +9,6 @@ what precedes the checkpoint. Nothing is lost and nothing is written twice.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,6 @@ from cdc.daemon.capture import StreamWriter
 from cdc.sources.postgresql.reader import Acks, PgLogicalReader, ReaderOptions, is_snapshot_pending
 from cdc.sources.postgresql.server import (
     RECOVER,
-    PgSettings,
     captured_tables,
     check_server,
     connect,
@@ -31,6 +29,7 @@ from cdc.sources.postgresql.server import (
     ensure_slot,
     parse_lsn,
 )
+from cdc.sources.postgresql.source_config import pg_settings, slot_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,29 +45,9 @@ __all__ = [
     "AckingRecorder",
     "AckingWriter",
     "PostgresSource",
-    "pg_settings",
     "postgresql_capture",
     "postgresql_embedded",
-    "slot_name",
 ]
-
-
-def pg_settings(config: PostgresSourceConfig) -> PgSettings:
-    return PgSettings(
-        config.host,
-        config.port,
-        config.user,
-        config.password.get_secret_value(),
-        config.database,
-        config.connect_timeout_seconds,
-    )
-
-
-def slot_name(config: PostgresSourceConfig, pipeline: str) -> str:
-    """``source.slot``, else ``headwater_<pipeline>`` in the characters a slot name allows."""
-    if config.slot:
-        return config.slot
-    return "headwater_" + re.sub(r"[^a-z0-9_]", "_", pipeline.lower())[:50]
 
 
 class PostgresSource:

@@ -181,7 +181,7 @@ def snapshots_for(config: PipelineConfig, *, when_done: Callable[[], None] | Non
 
 def _postgresql_snapshots(config: PipelineConfig, when_done: Callable[[], None] | None) -> Snapshots:
     from cdc.config.models import PostgresSourceConfig
-    from cdc.daemon.postgresql_source import pg_settings
+    from cdc.sources.postgresql.source_config import pg_settings
     from snapshotter.pg_reader import PgChunkReader
 
     source = config.any_source

@@ -92,8 +92,8 @@ class PgSourceView:
 
 def read_pg_source(config: PostgresSourceConfig, pipeline: str) -> PgSourceView:
     """Raises a HeadwaterError naming the server (never the password) when it cannot be read."""
-    from cdc.daemon.postgresql_source import pg_settings, slot_name
     from cdc.sources.postgresql.server import captured_tables, connect, current_lsn, parse_lsn
+    from cdc.sources.postgresql.source_config import pg_settings, slot_name
 
     settings = pg_settings(config)
     slot = slot_name(config, pipeline)
