@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kafka", action="store_true", help="leave out the apply from Kafka")
     parser.add_argument("--reference", action="store_true", help="also each target's bulk-load reference")
     parser.add_argument("--profile", type=Path, help="write sink_kafka and sink_embedded profiles here")
+    parser.add_argument(
+        "--tree", type=Path, help="run the 'new' children from this checkout (default: this working tree)"
+    )
     parser.add_argument("--base", type=Path, help="another checkout: its children run too, interleaved")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of (this tree, --base) children")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -122,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     runner = _TreeRunner(stack, profiles.parent, replace(SIZES["medium"], sink=args.rows, profile=False))
     runner.profiles = profiles
     tmp = Path(tempfile.mkdtemp(prefix="hw-speedsink-"))
-    trees = [("new", HERE)] + ([("base", args.base.resolve())] if args.base else [])
+    # the working tree holds other engineers' uncommitted edits too: an A/B of commits wants
+    # ``git archive COMMIT`` trees on both sides
+    trees = [("new", args.tree.resolve() if args.tree else HERE)] + (
+        [("base", args.base.resolve())] if args.base else []
+    )
     result: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
     try:
         needs_range = args.embedded or args.reference or not args.pipeline

@@ -45,6 +45,7 @@ from cdc.daemon.embedded_resume import (
     order,
     sink_resume_point,
 )
+from cdc.daemon.gc_settings import fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
@@ -208,7 +209,8 @@ class EmbeddedDaemon:
             # chunk log: it holds policy-applied rows, and its replay (logged so) passes as it is
             pump = with_policies(pump, self._policies, tuple(replay.records) if replay is not None else ())
             pump.start()
-            self._apply_loop(pump, sinks, run)
+            with fewer_collections():
+                self._apply_loop(pump, sinks, run)
             for sink in sinks:
                 sink.flush()
             self._durable(run, force=True)

@@ -31,6 +31,7 @@ from operator import attrgetter
 
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.events import ChangeEvent
+from cdc.daemon.gc_settings import fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.supervisor import Supervisor
 from cdc.stream.kafka_reader import GAP_RECOVERY, ConsumedChange, KafkaChangeReader, Watermarks
@@ -88,7 +89,8 @@ class SinkRunner:
             consumption.reader = reader
             reader.on_revoke = consumption.revoked
             reader.start()
-            consumption.run()
+            with fewer_collections():
+                consumption.run()
             for sink in sinks:
                 sink.flush()
         finally:

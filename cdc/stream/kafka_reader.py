@@ -88,6 +88,27 @@ class ConsumedChange:
     next_offset: int  # the offset to consume next once this event is applied
 
 
+_CONSUMED_SETTERS = tuple(
+    getattr(ConsumedChange, name).__set__ for name in ("event", "partition", "next_offset")
+)
+
+
+def _consumed(event: ChangeEvent, partition: str, next_offset: int) -> ConsumedChange:
+    """``ConsumedChange(...)`` through the slots' own setters, once per consumed change: the frozen
+    dataclass's ``__init__`` (``object.__setattr__`` by name) took ~1.0 us a change, this ~0.7
+    (200k in memory, loaded machine; ~3% of poll's per-message work). A unit test pins that both
+    build equal objects."""
+    item = _new_consumed(ConsumedChange)
+    s0, s1, s2 = _CONSUMED_SETTERS
+    s0(item, event)
+    s1(item, partition)
+    s2(item, next_offset)
+    return item
+
+
+_new_consumed = object.__new__
+
+
 # librdkafka settings that bound what the consumer holds ahead of the sinks (a configured
 # ``stream.properties`` entry wins). A fetch still returns at least one whole record batch, so a
 # change up to stream.max_message_bytes is read whatever these say. Measured applying 200k changes
@@ -334,6 +355,7 @@ class KafkaChangeReader:
         self.backlog = len(messages) >= max_messages
         # hot loop (one pass per message): names and lookups bound once per poll
         own, at_end, names, decode, loads = self._own, self.at_end, self._names_of, self._decode, orjson.loads
+        consumed = _consumed
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -350,7 +372,7 @@ class KafkaChangeReader:
             value = msg.value()
             if not value:
                 continue  # a tombstone: the delete before it carried the change
-            out.append(ConsumedChange(decode(loads(value)), name, (msg.offset() or 0) + 1))
+            out.append(consumed(decode(loads(value)), name, (msg.offset() or 0) + 1))
         return out
 
     def _on_error(self, error: KafkaError, name: str) -> None:
