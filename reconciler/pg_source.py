@@ -9,9 +9,10 @@ the type's output function (``concat``), the one pgoutput uses: a cast to text i
 session's settings (DateStyle, IntervalStyle, TimeZone, extra_float_digits), which shape that text.
 
 Lag is not drift: a re-check reads the source in a REPEATABLE READ snapshot and pairs it with
-``pg_current_wal_lsn()`` read inside it. Every transaction the snapshot sees committed before that
-position (its commit record was written before the snapshot was taken), so a copy whose restart
-point is at or past it holds every change the snapshot saw.
+``pg_current_wal_insert_lsn()`` read inside it. Every transaction the snapshot sees wrote its commit
+record before that position (the insert position, not ``pg_current_wal_lsn()``'s write position: with
+``synchronous_commit = off`` a transaction is visible before its commit record is written out), so a
+copy whose restart point is at or past it holds every change the snapshot saw.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class PgSide:
         self._runner = runner
 
     def current(self) -> LsnPoint | None:
-        return LsnPoint(_lsn(str(self._runner.query("SELECT pg_current_wal_lsn()::text", ())[0][0])))
+        return LsnPoint(_lsn(str(self._runner.query("SELECT pg_current_wal_insert_lsn()::text", ())[0][0])))
 
     @contextmanager
     def snapshot(self) -> Iterator[tuple[Point, Query]]:
@@ -101,7 +102,7 @@ class PgSide:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             try:
                 # the first statement takes the snapshot; the function runs after it is taken
-                lsn = _lsn(str(conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()))
+                lsn = _lsn(str(conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()::text").scalar_one()))
 
                 def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
                     return [
