@@ -170,6 +170,12 @@ def _in_row(engine: Engine, column: CompareColumn, expr: str, prefixed: bool) ->
         text = f"CAST({expr} AS DATETIME(6))"
     elif engine is Engine.MARIADB and k is ArrowKind.DATE:
         text = f"CAST({expr} AS DATE)"
+    elif engine is Engine.POSTGRESQL and prefixed and k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
+        # digests only: ``to_char`` was a third of PostgreSQL's digest time. The ISO text (DateStyle
+        # set by the runner) drops a zero fraction and trailing zeros: padded back to 6 digits
+        at = f"({expr} AT TIME ZONE 'UTC')" if k is ArrowKind.TIMESTAMP_UTC else expr
+        t = f"CAST({at} AS TEXT)"
+        text = f"(CASE WHEN length({t}) = 19 THEN {t} || '.000000' ELSE rpad({t}, 26, '0') END)"
     else:
         text = column_text(engine, column, expr)
     if not prefixed or k is not ArrowKind.STRING:

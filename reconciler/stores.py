@@ -76,6 +76,7 @@ class SqlRunner:
             def _work_mem(dbapi_conn: Any, _record: Any) -> None:
                 with dbapi_conn.cursor() as cur:
                     cur.execute("SET work_mem = '64MB'")
+                    cur.execute("SET DateStyle = 'ISO, MDY'")  # the timestamp text digests read
                 dbapi_conn.commit()
 
         if utc_session:
