@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import operator
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +50,7 @@ from snapshotter.repair_events import repair_events
 from snapshotter.requests import BootstrapRequest, RequestBox
 from snapshotter.state import SnapshotState, TableJob
 from snapshotter.tracking import NOWHERE as _NOWHERE
-from snapshotter.tracking import Place, StreamPump
+from snapshotter.tracking import Place, StreamPump, continue_anchor, unchanged_rows
 from snapshotter.tracking import Tracked as _Tracked
 from snapshotter.tracking import boundary_place as _boundary_place
 from snapshotter.tracking import place as _place
@@ -93,11 +92,11 @@ class MergingPump:
         # Where the stream stands: the restart point after the last record handed on, and the
         # binlog boundary consumed (None when unknown: inside a transaction, or a start that resumes
         # inside one until the stream reaches a transaction's end).
-        self._point = _continue_anchor(start, state.last_position)
+        self._point = continue_anchor(start, state.last_position)
         self._edge: Place | None = _boundary_place(start) if start.is_boundary else None
         self._in_transaction = False
         self._tracked: _Tracked | None = None
-        # the tracked table's keys' last changes' transaction (GTID seq; PostgreSQL's xid): see _unchanged
+        # the tracked table's keys' last changes' transaction (GTID seq; PostgreSQL's xid): see unchanged_rows
         self._changed_by: dict[RowImage, int] = {}
         self._ready: deque[ChunkResult] = deque()  # read, waiting for the stream (at most two)
         self._next_after: RowImage | None = None  # where the next read starts
@@ -370,7 +369,7 @@ class MergingPump:
         if tracked.truncated_at >= at:
             rows: list[RowImage] = []  # truncated after the view: every row of it is gone
         else:
-            rows = _unchanged(chunk, tracked, at, self._changed_by)
+            rows = unchanged_rows(chunk, tracked, at, self._changed_by)
         tracked.prune(at)
         if len(self._changed_by) > len(tracked.changed):
             self._changed_by = {k: self._changed_by[k] for k in tracked.changed}
@@ -475,33 +474,3 @@ class MergingPump:
             self._restart_reads(job)
             return None
         raise error
-
-
-def _unchanged(
-    chunk: ReadChunk, tracked: _Tracked, at: Place, changed_by: Mapping[RowImage, int]
-) -> list[RowImage]:
-    """The chunk's rows whose key the stream did not change at or after the view's boundary (and,
-    for a view that may miss transactions before it, PostgreSQL's: none that it missed changed last)."""
-    changed = tracked.changed
-    stale: Callable[..., set[RowImage]] | None = getattr(chunk, "stale_keys", None)
-    if stale is not None:
-        hidden, key_of = stale(changed, changed_by, at), chunk.schema.key_indexes()
-        return [row for row in chunk.rows if not hidden or tuple(row[i] for i in key_of) not in hidden]
-    if not any(p >= at for p in changed.values()):
-        return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
-    key_of = chunk.schema.key_indexes()
-    getter = operator.itemgetter(*key_of)
-    if len(key_of) == 1:
-        return [row for row in chunk.rows if changed.get((getter(row),), _NOWHERE) < at]
-    return [row for row in chunk.rows if changed.get(getter(row), _NOWHERE) < at]
-
-
-def _continue_anchor(start: RestartPoint, last_position: str | None) -> RestartPoint:
-    """Where the next snapshot rows go: after the last ones emitted, if those sit at the anchor of
-    the very boundary the stream resumes at (a restart there must not number rows from 0 again)."""
-    if last_position is None or not start.is_boundary or start.transaction.is_snapshot_anchor:
-        return start
-    last = Position.parse(last_position)
-    if last.is_snapshot_anchor and _boundary_place(RestartPoint.after(last)) == _boundary_place(start):
-        return RestartPoint.after(last)
-    return start

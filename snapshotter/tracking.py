@@ -7,6 +7,8 @@ after S.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,8 +16,18 @@ from cdc.core.events import RowImage
 from cdc.core.handover import Chunk
 from cdc.core.positions import Position, RestartPoint
 from cdc.core.schemas import TableRef
+from snapshotter.chunk_feed import ReadChunk
 
-__all__ = ["NOWHERE", "Place", "StreamPump", "Tracked", "boundary_place", "place"]
+__all__ = [
+    "NOWHERE",
+    "Place",
+    "StreamPump",
+    "Tracked",
+    "boundary_place",
+    "continue_anchor",
+    "place",
+    "unchanged_rows",
+]
 
 Place = tuple[int, int]
 NOWHERE: Place = (-1, -1)
@@ -58,3 +70,33 @@ def _place(position: Position) -> Place:
 
 def _boundary_place(point: RestartPoint) -> Place:
     return (point.transaction.file_seq, point.binlog_offset)
+
+
+def unchanged_rows(
+    chunk: ReadChunk, tracked: Tracked, at: Place, changed_by: Mapping[RowImage, int]
+) -> list[RowImage]:
+    """The chunk's rows whose key the stream did not change at or after the view's boundary (and,
+    for a view that may miss transactions before it, PostgreSQL's: none that it missed changed last)."""
+    changed = tracked.changed
+    stale: Callable[..., set[RowImage]] | None = getattr(chunk, "stale_keys", None)
+    if stale is not None:
+        hidden, key_of = stale(changed, changed_by, at), chunk.schema.key_indexes()
+        return [row for row in chunk.rows if not hidden or tuple(row[i] for i in key_of) not in hidden]
+    if not any(p >= at for p in changed.values()):
+        return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
+    key_of = chunk.schema.key_indexes()
+    getter = operator.itemgetter(*key_of)
+    if len(key_of) == 1:
+        return [row for row in chunk.rows if changed.get((getter(row),), NOWHERE) < at]
+    return [row for row in chunk.rows if changed.get(getter(row), NOWHERE) < at]
+
+
+def continue_anchor(start: RestartPoint, last_position: str | None) -> RestartPoint:
+    """Where the next snapshot rows go: after the last ones emitted, if those sit at the anchor of
+    the very boundary the stream resumes at (a restart there must not number rows from 0 again)."""
+    if last_position is None or not start.is_boundary or start.transaction.is_snapshot_anchor:
+        return start
+    last = Position.parse(last_position)
+    if last.is_snapshot_anchor and boundary_place(RestartPoint.after(last)) == boundary_place(start):
+        return RestartPoint.after(last)
+    return start
