@@ -67,9 +67,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlSink
     if request.param == "sqlite":
         yield SqlSinkSettings(f"sqlite:///{tmp_path / 'serving.db'}", "applyspeed")
         return
-    from tests.sinks.conftest import _stack
-
-    stack = _stack()
+    stack = request.getfixturevalue("sink_stack")
     database = f"applyspeed_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(mariadb_url(stack))
     with admin.begin() as conn:
