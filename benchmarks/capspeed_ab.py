@@ -31,9 +31,11 @@ from cdc.devstack.connections import StackConnections, default_state_dir
 HERE = Path(__file__).resolve().parent.parent
 
 
-def _capture(runner: Runner, tree: Path, r: Range, pipeline: str) -> dict[str, Any]:
+def _capture(runner: Runner, tree: Path, r: Range, pipeline: str, pin: bool) -> dict[str, Any]:
     args = {"range": asdict(r), "pipeline": pipeline, "server_id": runner._next_server_id()}
-    cmd = ["taskset", "-c", str(runner.core), sys.executable, "-m", "benchmarks.child", "capture"]
+    cmd = [sys.executable, "-m", "benchmarks.child", "capture"]
+    if pin:
+        cmd = ["taskset", "-c", str(runner.core), *cmd]
     env = {**os.environ, "PYTHONPATH": str(tree), "HEADWATER_DEVSTACK_DIR": str(default_state_dir())}
     done = subprocess.run([*cmd, json.dumps(args)], capture_output=True, text=True, cwd=tree, env=env)
     if done.returncode != 0:
@@ -44,6 +46,10 @@ def _capture(runner: Runner, tree: Path, r: Range, pipeline: str) -> dict[str, A
     return result
 
 
+def keys_of(args: argparse.Namespace) -> tuple[str, ...]:
+    return (args.only,) if args.only else ("bulk", "single")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--base", type=Path, required=True)
@@ -51,24 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("bulk", "single"), default=None)
+    parser.add_argument(
+        "--no-pin", action="store_true", help="captures free to use both cores (the reference stays pinned)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write every measurement as JSON here")
     args = parser.parse_args(argv)
     size = Size(args.bulk, args.single, 0, 0, 0, 0, 0, (), False)
     runner = Runner(StackConnections.read(default_state_dir()), Path("benchmarks/results"), size)
     runner.start(Workload.create(runner.server))
     trees = {"base": args.base.resolve(), "this": HERE}
-    results: list[dict[str, Any]] = []
-    keys = (args.only,) if args.only else ("bulk", "single")
-    for key in keys:
+    results: list[dict[str, Any]] = [{"ranges": {k: asdict(runner.range(k)) for k in keys_of(args)}}]
+    for key in keys_of(args):
         r = runner.range(key)
         for n in range(args.rounds):
             for name, tree in trees.items():
                 load = os.getloadavg()[0]
-                res = _capture(runner, tree, r, f"capspeed{runner.run_id}{key}{name}{n}")
+                res = _capture(runner, tree, r, f"capspeed{runner.run_id}{key}{name}{n}", not args.no_pin)
                 results.append({"range": key, "round": n, "side": name, "load1": load, **res})
+                cores = res["rows_per_s"] * res["cpu_us_per_row"] / 1e6
                 print(
                     f"{key} round {n} {name:>4}: {res['rows_per_s']:>9,.0f} rows/s "
-                    f"{res['cpu_us_per_row']:6.1f} CPU-us/row  load {load:.1f}",
+                    f"{res['cpu_us_per_row']:6.1f} CPU-us/row  {cores:4.2f} cores  load {load:.1f}",
                     flush=True,
                 )
             load = os.getloadavg()[0]
