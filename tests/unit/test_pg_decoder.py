@@ -117,12 +117,16 @@ def test_update_without_old_tuple_and_unchanged_toast() -> None:
     d = decoder()
     feed(d, relation(), begin(0x500, 7))
     update = b"U" + struct.pack("!I", 16400) + b"N" + tup(b"1", b"new")
-    (event,) = d.feed(update)
+    # rows are held for a batch until the next other message (here the commit)
+    assert d.feed(update) == []
+    event, end = d.feed(commit(0x500))
     assert isinstance(event, ChangeEvent) and (event.op.value, event.before, event.after) == (
         "u",
         None,
         (1, "new"),
     )
+    assert isinstance(end, TransactionEnd) and end.row_count == 1
+    feed(d, begin(0x600, 8))
     with pytest.raises(SourceSettingsError, match=r"public\.t\.v: .*REPLICA IDENTITY FULL"):
         d.feed(b"U" + struct.pack("!I", 16400) + b"N" + tup(b"1", "u"))
     with pytest.raises(SourceProtocolError, match="relation 16499"):

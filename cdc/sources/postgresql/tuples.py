@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cdc.core.events import RowImage
-from cdc.sources.postgresql.values import Converter
+from cdc.sources.postgresql.values import INLINE, INLINE_NAMES, Converter
 
 __all__ = ["TupleReader", "compile_tuple_reader"]
 
@@ -33,14 +33,17 @@ def compile_tuple_reader(converters: Sequence[Converter | None]) -> TupleReader:
         "        at += 2",
     ]
     for i, conv in enumerate(converters):
-        value = 'raw.decode("utf-8", "surrogateescape")' if conv is None else f"c{i}(raw)"
+        if conv is None:
+            value = f'v{i} = raw.decode("utf-8", "surrogateescape")'
+        else:
+            value = INLINE.get(conv, "{v} = c" + str(i) + "(raw)").format(v=f"v{i}")
         lines += [
             "        k = data[at]",
             "        if k == 116:",  # 't'
             "            s = at + 5",
             "            at = s + u(data, at + 1)[0]",  # the length: struct, 3x int.from_bytes of a slice
             "            raw = data[s:at]",
-            f"            v{i} = {value}",
+            *("            " + line for line in value.split("\n")),
             "        elif k == 110:",  # 'n'
             f"            v{i} = None",
             "            at += 1",
@@ -50,6 +53,7 @@ def compile_tuple_reader(converters: Sequence[Converter | None]) -> TupleReader:
     values = ", ".join(f"v{i}" for i in range(n)) + ("," if n == 1 else "")
     lines += [f"        return ({values}), at", "    except Exception:", "        return None"]
     namespace: dict[str, Any] = {f"c{i}": conv for i, conv in enumerate(converters) if conv is not None}
+    namespace.update(INLINE_NAMES)
     namespace["u"] = _LENGTH
     exec("\n".join(lines), namespace)  # generated from column positions only, no input text
     reader: TupleReader = namespace["read"]
