@@ -28,7 +28,7 @@ from cdc.core.errors import SinkSchemaError
 from cdc.core.positions import Position
 from cdc.core.schema_evolution import diff_schemas
 from cdc.core.schemas import Column, TableRef, TableSchema
-from sinks.sql.names import quoted
+from sinks.sql.names import quoted, single_percents
 from sinks.sql.positions_table import TableShape
 from sinks.sql.type_mapping import Dialect, is_widening, mariadb_key_budget, sa_type, target_type
 
@@ -275,9 +275,12 @@ def ddl_statements(
     Re-runnable where the dialect's DDL is not transactional (MariaDB): IF [NOT] EXISTS throughout.
     """
     prep = engine_dialect.identifier_preparer
-    table_sql = prep.format_table(table)
+    table_sql = single_percents(prep, prep.format_table(table))  # run through sa.text()
     budget = key_budget(shape)
-    q = prep.quote_identifier
+
+    def q(name: str) -> str:
+        return single_percents(prep, prep.quote_identifier(name))
+
     my = dialect is Dialect.MARIADB
 
     def type_sql(column: Column, is_key: bool) -> str:

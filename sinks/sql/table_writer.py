@@ -18,6 +18,7 @@ from cdc.core.events import ChangeEvent, RowImage
 from cdc.core.schemas import TableSchema
 from sinks.sql.codec import Codec
 from sinks.sql.driver_rows import executemany
+from sinks.sql.names import single_percents
 from sinks.sql.positions_table import TableShape
 from sinks.sql.postgres_copy import copy_delete, copy_upsert
 from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
@@ -84,12 +85,18 @@ def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
     return [pg_copy_type(by_name[n].arrow_type) for n in names]
 
 
+_MARIADB_NAMES = mysql.dialect().identifier_preparer
+
+
 def _upsert(table: sa.Table, names: Sequence[str], pk: Sequence[str], dialect: Dialect) -> sa.Executable:
     rest = [n for n in names if n not in pk]
     if dialect is Dialect.MARIADB:
         # pymysql's executemany rewrites this into multi-row VALUES statements itself
         my = mysql.insert(table)
-        return my.on_duplicate_key_update({n: my.inserted[n] for n in (rest or pk[:1])})
+        # not my.inserted[n]: SQLAlchemy doubles a name's % twice inside VALUES() (50%%%%_off)
+        quote = _MARIADB_NAMES.quote_identifier
+        values = {n: f"VALUES({single_percents(_MARIADB_NAMES, quote(n))})" for n in (rest or pk[:1])}
+        return my.on_duplicate_key_update({n: sa.literal_column(v) for n, v in values.items()})
     ins: Any = postgresql.insert(table) if dialect is Dialect.POSTGRESQL else sqlite.insert(table)
     if rest:
         stmt = ins.on_conflict_do_update(index_elements=list(pk), set_={n: ins.excluded[n] for n in rest})

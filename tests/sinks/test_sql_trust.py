@@ -33,7 +33,7 @@ def by_id(rows: list[dict[str, object]]) -> dict[object, dict[str, object]]:
 
 # -- identifiers --------------------------------------------------------------------------------------
 
-ODD_NAMES = ("collation", "user", "order", "group", "MixedCase", "with space", "with-dash")
+ODD_NAMES = ("collation", "user", "order", "group", "MixedCase", "with space", "with-dash", "50%_off")
 
 
 def odd_table(name: str) -> TableSchema:
