@@ -55,22 +55,9 @@ class SliceProgress:
 
     def resumed(self, lo: int) -> Resumed | None:
         self._lo = lo
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            log.warning(
-                "reconcile %s -> %s: unreadable progress %s; starting over",
-                self._table,
-                self._sink,
-                self.path,
-            )
-            return None
-        if data.get("table") != str(self._table) or data.get("sink") != self._sink or data.get("lo") != lo:
+        data = self._read()
+        if data is None or data.get("lo") != lo:
             return None  # another table, or its keys changed below the old start: start over
-        if time.time() - float(data.get("at", 0)) > STALE_SECONDS:
-            return None  # the part compared then may have changed since: start over
         drift = tuple(RowDrift(DriftKind(kind), tuple(key)) for kind, key in data["drift"])
         done = int(data["done_until"])
         log.info(
@@ -80,14 +67,12 @@ class SliceProgress:
         return Resumed(done, drift, int(data.get("copy_rows", 0)))
 
     def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "table": str(self._table), "sink": self._sink, "lo": self._lo, "done_until": done_until,
-            "copy_rows": copy_rows, "at": time.time(), "drift": [[d.kind.value, list(d.key)] for d in drift],
-        }  # fmt: skip
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)  # a kill leaves the old file or the new one, never half of one
+        self._write(
+            {
+                "lo": self._lo, "done_until": done_until, "copy_rows": copy_rows,
+                "drift": [[d.kind.value, list(d.key)] for d in drift],
+            }
+        )  # fmt: skip
 
     def resumed_chunks(self) -> ResumedChunks | None:
         data = self._read()
