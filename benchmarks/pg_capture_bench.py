@@ -12,8 +12,10 @@ the same WAL range, and three readers decode it in the same run:
   (ChangeEvents with typed values), what `cdc run` hands to the Kafka writer.
 
 Each reader runs REPS times (3), interleaved, each time on its own slot; the best run of each is
-compared. Prints rows/s of each and the ratio of the source to pg_recvlogical (target >= 0.5). Never asserted
-in tests. The machine is shared: compare figures of one run only.
+compared. Prints rows/s of each, the source's CPU time per row change (transport and decoding, this
+process), and the ratio of the source to pg_recvlogical (target >= 0.5). Never asserted in tests. The
+machine is shared: compare figures of one run only (A/B: run it with ``PYTHONPATH=<another checkout>``
+beside this one; benchmarks/pg_decode_bench.py times the decoder alone).
 """
 
 from __future__ import annotations
@@ -86,14 +88,19 @@ def main() -> None:
             f"{(end_lsn - start_lsn) / 2**20:.0f} MiB of WAL, written in {time.perf_counter() - t0:.1f} s"
         )
         timings: dict[str, list[float]] = {n: [] for n in names}
+        cpu: list[float] = []
         for r in range(reps):  # interleaved, so that the machine's load falls on all three alike
             timings[names[0]].append(_recvlogical(conn, db, f"{db}_0_{r}", end_lsn))
             timings[names[1]].append(_transport(conn, db, f"{db}_1_{r}", end_lsn))
-            timings[names[2]].append(_source(conn, db, f"{db}_2_{r}", start_lsn, changes))
+            wall, cpu_s = _source(conn, db, f"{db}_2_{r}", start_lsn, changes)
+            timings[names[2]].append(wall)
+            cpu.append(cpu_s / changes * 1e6)
         best = {n: min(t) for n, t in timings.items()}
         for name, seconds in best.items():
             runs = ", ".join(f"{t:.2f}" for t in timings[name])
             print(f"{name:>15}: best {seconds:6.2f} s  {changes / seconds:10,.0f} rows/s   (runs: {runs} s)")
+        cpu_runs = ", ".join(f"{c:.2f}" for c in cpu)
+        print(f"cdc source CPU per row change: min {min(cpu):.2f} us (runs: {cpu_runs})")
         ratio = best["pg_recvlogical"] / best["cdc source"]
         print(f"cdc source / pg_recvlogical: {ratio:.2f}x (best of {reps}; target >= 0.5)")
     finally:
@@ -148,7 +155,7 @@ def _transport(conn: object, db: str, slot: str, end_lsn: int) -> float:
     return time.perf_counter() - t0
 
 
-def _source(conn: object, db: str, slot: str, start_lsn: int, changes: int) -> float:
+def _source(conn: object, db: str, slot: str, start_lsn: int, changes: int) -> tuple[float, float]:
     from cdc.devstack.connections import PgSourceConnection
 
     assert isinstance(conn, PgSourceConnection)
@@ -156,13 +163,14 @@ def _source(conn: object, db: str, slot: str, start_lsn: int, changes: int) -> f
     options = ReaderOptions(settings, slot, "bench", TableFilter(("public.*",)), blocking=False)
     reader = PgLogicalReader(options, Acks())
     t0 = time.perf_counter()
+    c0 = time.process_time()
     seen = 0
     for record in reader.records(RestartPoint(lsn_position(start_lsn, 0, 0))):
         if record.__class__ is ChangeEvent:
             seen += 1
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert seen == changes, f"the source decoded {seen} row changes, expected {changes}"
-    return elapsed
+    return elapsed, cpu
 
 
 if __name__ == "__main__":
