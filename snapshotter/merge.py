@@ -26,7 +26,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
+from cdc.core.change_batches import MAKE_CHANGES
 from cdc.core.errors import HeadwaterError, TableHasNoKey, TerminalError
 from cdc.core.events import (
     ChangeEvent,
@@ -396,13 +398,11 @@ class MergingPump:
             lead = events[0] if events else None
             records = ReadBatch(schema, tuple(rows), first, ts_ms, txn, lead) if rows or lead else ()
         else:
-            key_of = schema.key_indexes()
-            at_row, base = first.at_row, first.row - index
-            for row in rows:
-                key = tuple(row[i] for i in key_of)
-                events.append(ChangeEvent(Op.READ, schema, key, None, row, at_row(base + index), ts_ms, txn))
-                index += 1
-            records = tuple(events)
+            # an event per row (Kafka mode, policies), built in one compiled call (change_batches.py)
+            made = MAKE_CHANGES(
+                Op.READ, schema, schema.key_indexes(), True, rows, first, first.row, ts_ms, txn
+            )
+            records = (*events, *cast(list[ChangeEvent], made))
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import struct
 
+from cdc.core import change_batches
+from cdc.core.change_batches import python_changes
 from cdc.core.events import ChangeEvent, Op, TransactionEnd
 from cdc.core.positions import RestartPoint, lsn_position
-from cdc.sources.postgresql import pgoutput
-from cdc.sources.postgresql.pgoutput import PgoutputDecoder, python_changes
+from cdc.sources.postgresql.pgoutput import PgoutputDecoder
 from tests.unit.test_pg_decoder import begin, commit, decoder, insert, relation, tup
 
 FULL = 16401
@@ -40,7 +41,7 @@ def _events(d: PgoutputDecoder, msgs: list[bytes]) -> list[object]:
 
 
 def test_batched_events_are_the_events_one_by_one_in_message_order() -> None:
-    assert pgoutput.MAKE_CHANGES is not python_changes, "headwater_native's EventMaker is not installed"
+    assert change_batches.MAKE_CHANGES is not python_changes, "headwater_native's EventMaker is not installed"
     records = _events(decoder(), _workload())
     *events, end = records
     assert isinstance(end, TransactionEnd) and end.row_count == len(events) == 309

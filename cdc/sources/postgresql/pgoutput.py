@@ -24,6 +24,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cdc.core.change_batches import MAKE_CHANGES
 from cdc.core.errors import SourceProtocolError, SourceSettingsError, UnsupportedColumnType
 from cdc.core.events import (
     ChangeEvent,
@@ -40,48 +41,7 @@ from cdc.core.table_filter import TableFilter
 from cdc.sources.postgresql.tuples import TupleReader, compile_tuple_reader
 from cdc.sources.postgresql.values import Converter, ValueOutOfRange, arrow_type, converter
 
-# ChangeEvents of consecutive rows of one transaction, table and kind (insert, delete, update without a
-# before image), built in batches: ``changes(op, schema, key_indexes, inserted, images, tx_pos, row,
-# ts_ms, transaction_id)`` gives ChangeEvent(op, schema, key, None/image, image/None,
-# tx_pos.at_row(row + i), ts_ms, transaction_id) per image. The compiled EventMaker (the MariaDB
-# source's, native/headwater_native) fills the frozen dataclasses' slots directly: a frozen
-# dataclass __init__ and Position.at_row per row were a third of the decoder's time.
-Changes = Callable[
-    [Op, TableSchema, tuple[int, ...], bool, list[RowImage], Position, int, int, str], list[SourceRecord]
-]
-
-
-def python_changes(
-    op: Op,
-    schema: TableSchema,
-    key_indexes: tuple[int, ...],
-    inserted: bool,
-    images: list[RowImage],
-    tx_pos: Position,
-    row: int,
-    ts_ms: int,
-    transaction_id: str,
-) -> list[SourceRecord]:
-    """What the compiled EventMaker gives, in Python (without headwater_native, and its reference)."""
-    out: list[SourceRecord] = []
-    for i, image in enumerate(images):
-        key = tuple(image[k] for k in key_indexes) if key_indexes else None
-        before, after = (None, image) if inserted else (image, None)
-        position = tx_pos.at_row(row + i)
-        out.append(ChangeEvent(op, schema, key, before, after, position, ts_ms, transaction_id))
-    return out
-
-
-def _compiled_changes() -> Changes:
-    try:
-        from headwater_native import EventMaker
-    except ImportError:  # pragma: no cover - a checkout whose setup did not build it
-        return python_changes
-    changes: Changes = EventMaker(ChangeEvent, Position).changes
-    return changes
-
-
-MAKE_CHANGES = _compiled_changes()
+# consecutive rows of one transaction, table and kind are built in batches (cdc/core/change_batches.py)
 _BATCH_MAX = 256  # rows held before they are handed on: bounds memory, not latency (see _batched)
 
 __all__ = ["HEARTBEAT_PREFIX", "CatalogColumns", "PgoutputDecoder", "build_schema", "pg_ts_ms"]
