@@ -15,6 +15,7 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from cdc.devstack.connections import KafkaConnection
@@ -51,6 +52,9 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
+
+
+TRANSACTIONS_READY_S = 120
 
 
 def render_server_properties(settings: StackSettings, log_dir: Path) -> str:
@@ -229,3 +233,26 @@ class Kafka(Service):
         metadata = admin.list_topics(timeout=3)
         if not metadata.brokers:
             raise DevStackError("Kafka answered without brokers")
+
+    def after_ready(self) -> None:
+        """Up means ready for transactions too.
+
+        The broker answers metadata before its transaction coordinator has loaded, so the first
+        transactional producer waits ("Coordinator load in progress"). On a loaded machine that
+        took longer than a client's request timeout: a CI run's first 1M-row transaction exited 1.
+        `up` returns once a transactional producer can start.
+        """
+        producer = Producer(
+            {
+                "bootstrap.servers": self.connection().bootstrap_servers,
+                "transactional.id": "headwater-devstack-ready",
+                "log_level": 0,  # the coordinator's "load in progress" retries are expected here
+            }
+        )
+        try:
+            producer.init_transactions(TRANSACTIONS_READY_S)
+        except KafkaException as exc:
+            raise DevStackError(
+                f"Kafka's transaction coordinator did not come up within {TRANSACTIONS_READY_S}s: {exc}; "
+                f"see {self.log_file}"
+            ) from exc

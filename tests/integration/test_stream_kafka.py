@@ -262,9 +262,11 @@ def test_a_million_row_transaction_in_one_kafka_transaction_with_flat_memory(
         cwd=REPO,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=600,
     )
+    # a failure shows why (a CI run once saw exit 1 and nothing else)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-4000:]}"
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"1M-row transaction: {stats}")
     assert stats["peak_rss_growth_mb"] < 300, stats
