@@ -1,8 +1,13 @@
-"""The README's main job: `cdc dev demo` runs the embedded default end to end on the local stack."""
+"""The README's main job: `cdc dev demo` runs the embedded default end to end on the local stack.
+
+Every demo test is in this file: each recreates the source database `wikidb` and reads it as replica
+server_id 5401, so two of them must never run at once (the test runner hands a file to one worker).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -50,3 +55,22 @@ def test_demo_runs_the_embedded_default_end_to_end(
     assert "page__history" in result.output
     result = CliRunner().invoke(main, ["history", *config, "wikidb.nope", "--at", now], env=env)
     assert result.exit_code == 2
+
+
+def test_demo_writes_lineage_events_and_the_catalog_page(
+    stack: StackConnections, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devstack = default_state_dir()
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    result = CliRunner().invoke(main, ["dev", "demo", "--seconds", "4", "--dir", str(devstack)])
+    assert result.exit_code == 0, result.output
+    assert "4. OpenLineage run events (START 1, " in result.output and "COMPLETE 1)" in result.output
+    events = [json.loads(line) for line in (tmp_path / "state" / "lineage.jsonl").read_text().splitlines()]
+    assert events[0]["eventType"] == "START" and events[-1]["eventType"] == "COMPLETE"
+    names = {d["name"] for d in events[-1]["inputs"]}
+    assert {"wikidb.page", "wikidb.revision"} <= names
+    page = (tmp_path / "state" / "catalog.html").read_text()
+    assert "wiki-platform &lt;wiki-platform@example.org&gt;" in page and "wiki.page__history" in page
+    assert stack.mariadb.password not in result.output
