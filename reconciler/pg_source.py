@@ -34,7 +34,7 @@ from reconciler.canonical import Engine, quote
 from reconciler.model import CompareColumn
 from reconciler.settle import Point, Query
 from reconciler.stores import SqlRunner, Store
-from reconciler.targets import ColumnLookup, KeylessTable, SourceTable
+from reconciler.targets import ColumnLookup, SourceTable, keyed_columns
 
 __all__ = ["LsnPoint", "PgSide", "list_pg_tables", "open_pg_source", "pg_source_runner"]
 
@@ -154,22 +154,7 @@ def open_pg_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None
             (ref.db, ref.table),
         )
     ]
-    if not key_names:
-        raise KeylessTable(
-            f"source table {ref} has no primary key: the reconciler compares keyed tables only "
-            "(leave it out of the TABLE arguments)"
-        )
-    key = tuple(next(c for c in columns if c.name == k) for k in key_names)
-    compared = tuple(columns)
-    if lookup is not None:
-        for k in key:
-            if lookup(ref, k) != k:
-                raise ConfigError(
-                    f"{ref}.{k.name} is a primary-key column under a column policy: the reconciler "
-                    "pairs rows by their source key and cannot compare such a table yet (leave "
-                    f"{ref} out of the TABLE arguments)"
-                )
-        compared = tuple(c for c in (lookup(ref, c) for c in columns) if c is not None)
+    key, compared = keyed_columns(ref, tuple(columns), key_names, lookup)
     table_sql = _table_sql(ref, columns, type_names)
     return SourceTable(ref, runner, Store(runner, table_sql, key, compared), PgSide(runner))
 

@@ -23,7 +23,7 @@ from reconciler.settle import MariaDbSide, SourceSide
 from reconciler.stores import DuckDbRunner, SqlRunner, Store
 from sinks.contract import AppliedState
 
-__all__ = ["ColumnLookup", "Copy", "SourceTable", "iceberg_copy", "open_source", "sql_copy"]
+__all__ = ["ColumnLookup", "Copy", "SourceTable", "iceberg_copy", "keyed_columns", "open_source", "sql_copy"]
 
 # a source column as compared (with the policy the copies hold it under), or None: excluded by policy
 ColumnLookup = Callable[[TableRef, CompareColumn], CompareColumn | None]
@@ -118,23 +118,32 @@ def open_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None = 
             (ref.db, ref.table),
         )
     ]
+    key, columns = keyed_columns(ref, columns, key_names, lookup)
+    table_sql = f"{quote(Engine.MARIADB, ref.db)}.{quote(Engine.MARIADB, ref.table)}"
+    return SourceTable(ref, runner, Store(runner, table_sql, key, columns), MariaDbSide(runner))
+
+
+def keyed_columns(
+    ref: TableRef, columns: tuple[CompareColumn, ...], key_names: list[str], lookup: ColumnLookup | None
+) -> tuple[tuple[CompareColumn, ...], tuple[CompareColumn, ...]]:
+    """A source table's key columns and the columns compared (under the policies, if any); a keyless
+    table, or a key column under a policy, is refused by name. Any source engine's."""
     if not key_names:
         raise KeylessTable(
             f"source table {ref} has no primary key: the reconciler compares keyed tables only "
             "(leave it out of the TABLE arguments)"
         )
     key = tuple(next(c for c in columns if c.name == k) for k in key_names)
-    if lookup is not None:
-        for k in key:
-            if lookup(ref, k) != k:
-                raise ConfigError(
-                    f"{ref}.{k.name} is a primary-key column under a column policy: the reconciler "
-                    "pairs rows by their source key and cannot compare such a table yet (leave "
-                    f"{ref} out of the TABLE arguments)"
-                )
-        columns = tuple(c for c in (lookup(ref, c) for c in columns) if c is not None)
-    table_sql = f"{quote(Engine.MARIADB, ref.db)}.{quote(Engine.MARIADB, ref.table)}"
-    return SourceTable(ref, runner, Store(runner, table_sql, key, columns), MariaDbSide(runner))
+    if lookup is None:
+        return key, columns
+    for k in key:
+        if lookup(ref, k) != k:
+            raise ConfigError(
+                f"{ref}.{k.name} is a primary-key column under a column policy: the reconciler "
+                "pairs rows by their source key and cannot compare such a table yet (leave "
+                f"{ref} out of the TABLE arguments)"
+            )
+    return key, tuple(c for c in (lookup(ref, c) for c in columns) if c is not None)
 
 
 def _as_held(column: CompareColumn) -> CompareColumn:
