@@ -328,3 +328,48 @@ def test_sink_added_later_is_filled_from_one_view_under_writes(
     with sqlite3.connect(tmp_path / "later.db") as lite:
         got = {int(r[0]): (int(r[1]), str(r[2])) for r in lite.execute("SELECT id, ver, note FROM late")}
     assert got == db.rows()
+
+
+def test_kafka_mode_sink_added_later_is_filled_while_capture_runs_under_writes(
+    db: Db, stack: StackConnections, tmp_path: Path
+) -> None:
+    """Kafka mode: `cdc run` captures into Kafka and `cdc sink` feeds sink `first`; a sink added
+    later is filled by `cdc bootstrap --sink later` while `cdc run` captures and writes go on. The
+    fill reads one view and records the topics' offsets that view stands for; `cdc sink` then feeds
+    `later` from those offsets on: both sinks end equal to the table."""
+    from tests.support.pgsrc_daemon import ForkedDaemon
+
+    config = write_config(tmp_path, stack, db, kafka=True, exclude_late=False)
+    first = f"sinks:\n  - {{name: first, type: sql, url: 'sqlite:///{tmp_path / 'first.db'}'}}\n"
+    config.write_text(config.read_text().replace("stream:", first + "stream:"))
+    ForkedDaemon(config, tmp_path / "cdc.log").catch_up(60)  # the pipeline runs
+    code, output = bootstrap(config, "public.late")  # no daemon: `late`'s rows go to Kafka directly
+    assert code == 0, output
+    ForkedDaemon(config, tmp_path / "sink.log", command="sink").catch_up(60)
+    lines = config.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("sinks:")) + 1
+    lines.insert(at, f"  - {{name: later, type: sql, url: 'sqlite:///{tmp_path / 'later.db'}'}}")
+    config.write_text("\n".join(lines) + "\n")
+    capture = ForkedDaemon(config, tmp_path / "cdc.log")
+    with Workload(db) as workload:
+        capture.start()
+        deadline = time.monotonic() + 30
+        while "INFO cdc.run: capturing " not in capture.log_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        filler = ForkedDaemon(config, tmp_path / "fill.log", command="bootstrap")
+        filler.start("public.late", "--sink", "later")
+        assert filler.proc is not None
+        filler.proc.join(90)
+        assert filler.proc.exitcode == 0, filler.log_text()[-3000:]
+        time.sleep(0.3)
+        assert workload.done > 50, workload.done
+    assert capture.proc is not None
+    capture.proc.terminate()
+    capture.proc.join(30)
+    capture.catch_up(60)
+    ForkedDaemon(config, tmp_path / "sink.log", command="sink").catch_up(90)
+    rows = db.rows()
+    for name in ("first", "later"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as lite:
+            got = {int(r[0]): (int(r[1]), str(r[2])) for r in lite.execute("SELECT id, ver, note FROM late")}
+        assert got == rows, f"sink {name}: {len(got)} rows against the table's {len(rows)}"
