@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             pipeline = args.pipeline or "-"
         else:
             pipeline = f"bench{runner.run_id}sinks"
+            # captured by the 'new' tree: the working tree may hold others' half-done edits
+            runner.tree = trees[0][1]
             result["capture"] = runner.with_range("sinks", partial(runner.capture, pipeline=pipeline))
+            runner.tree = HERE
         if needs_range:
             result["range"] = asdict(runner.range("sinks"))
         result["pipeline"] = pipeline

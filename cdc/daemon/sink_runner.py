@@ -30,18 +30,18 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from cdc.core.errors import HeadwaterError, StreamGap
-from cdc.core.events import ChangeEvent
+from cdc.core.positions import Position
 from cdc.daemon.gc_settings import fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.supervisor import Supervisor
-from cdc.stream.kafka_reader import GAP_RECOVERY, ConsumedChange, KafkaChangeReader, Watermarks
+from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
+from cdc.stream.kafka_reader import GAP_RECOVERY, KafkaChangeReader, Watermarks
 from sinks.contract import AppliedState, Sink, SinkBatch
+from sinks.table_selection import unwrap
 
 log = logging.getLogger("cdc.sink")
 
-_EVENT = attrgetter("event")
-_SOURCE_TS = attrgetter("event.source_ts_ms")
-_POSITION_KEY = attrgetter("position._key")
+_SOURCE_TS = attrgetter("source_ts_ms")
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,13 @@ class _Consumption:
         self.sinks = sinks
         self.reader: KafkaChangeReader | None = None
         self.held: dict[str, dict[str, int]] = {sink.name: {} for sink in sinks}
-        self.pending: list[ConsumedChange] = []
+        self.pending: list[ChangeChunk] = []
+        self.pending_changes = 0
         self.dirty = False
         self.active = True
+        # a sink that reads a batch's chunks as Arrow columns (the Iceberg history): the batch's
+        # position is then read from the columns too, so no chunk is decoded change by change
+        self.columnar = any(getattr(unwrap(sink), "takes_change_columns", False) for sink in sinks)
 
     # -- the group's callbacks (on the polling thread, inside reader.poll) -----------------------
 
@@ -175,6 +179,7 @@ class _Consumption:
             # it. What a buffering sink already took is committed by its next flush, as the new
             # owner reads the sinks' offsets before that: this rare case can duplicate.
             self.pending = [item for item in self.pending if item.partition not in partitions]
+            self.pending_changes = sum(len(item) for item in self.pending)
             for held in self.held.values():
                 for partition in partitions:
                     held.pop(partition, None)
@@ -193,17 +198,19 @@ class _Consumption:
             return
         for sink in self.sinks:
             held = self.held[sink.name]
-            batch = _batch_for(pending, held)
+            batch = _batch_for(pending, held, self.columnar)
             if batch is not None:
                 sink.apply(batch)
                 held.update(batch.state.offsets)
-        self.runner.applied_events += len(pending)
+        self.runner.applied_events += self.pending_changes
         metrics = self.runner.metrics
         if metrics is not None:
             counts: Counter[tuple[str, str, str]] = Counter()
-            tally(map(_EVENT, pending), counts)
-            metrics.committed(counts, 0, max(map(_SOURCE_TS, pending)))
+            events = [event for chunk in pending for event in chunk.events()]
+            tally(events, counts)
+            metrics.committed(counts, 0, max(map(_SOURCE_TS, events)))
         self.pending = []
+        self.pending_changes = 0
         self.dirty = True
 
     def run(self) -> None:
@@ -223,16 +230,20 @@ class _Consumption:
                 metrics.tick = time.monotonic()
             # never wait past a pending batch's deadline: at low rates that wait is the latency
             wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
-            changes = reader.poll(opts.max_events, wait)
+            changes = reader.poll_chunks(opts.max_events, wait)
             if changes:
                 if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
                 self.pending.extend(changes)
+                self.pending_changes += sum(len(chunk) for chunk in changes)
             now = time.monotonic()
             # Apply once nothing more is waiting (a batch then holds whatever arrived while the last
             # one was applied: large when busy, small and prompt when not), or at the batch's limits.
             if self.pending and (
-                not reader.backlog or len(self.pending) >= opts.max_events or now >= deadline or stop.is_set()
+                not reader.backlog
+                or self.pending_changes >= opts.max_events
+                or now >= deadline
+                or stop.is_set()
             ):
                 self.apply()
             if not changes:
@@ -289,19 +300,22 @@ def _gap_message(gaps: list[str]) -> str:
     return f"the stream has a gap for this sink: {shown}. {GAP_RECOVERY}"
 
 
-def _batch_for(items: list[ConsumedChange], held: Mapping[str, int]) -> SinkBatch | None:
-    """The part of ``items`` a sink does not hold yet, with the offsets it advances."""
-    records: list[ChangeEvent] = []
+def _batch_for(chunks: list[ChangeChunk], held: Mapping[str, int], columnar: bool) -> SinkBatch | None:
+    """The part of ``chunks`` a sink does not hold yet, with the offsets it advances."""
+    parts: list[ChangeChunk] = []
     offsets: dict[str, int] = {}
-    append = records.append
-    for item in items:
-        partition, next_offset = item.partition, item.next_offset
-        if next_offset > held.get(partition, 0):
-            append(item.event)
-            if next_offset > offsets.get(partition, 0):
-                offsets[partition] = next_offset
-    if not records:
+    for chunk in chunks:
+        part = chunk.after(held.get(chunk.partition, 0))
+        if part is None:
+            continue
+        parts.append(part)
+        if part.next_offsets[-1] > offsets.get(part.partition, 0):
+            offsets[part.partition] = part.next_offsets[-1]
+    if not parts:
         return None
-    # by the positions' sort key (a tuple, compared in C), not Position.__lt__ once per record
-    position = max(records, key=_POSITION_KEY).position
-    return SinkBatch(tuple(records), AppliedState(position, offsets))
+    position = max((part.last_position(columnar) for part in parts), key=_position_key)
+    return SinkBatch(ChunkRecords(parts), AppliedState(position, offsets))
+
+
+def _position_key(position: Position) -> tuple[object, ...]:
+    return position._key

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
 from cdc.stream.json_decode import row_decoder, table_schema_from_record
+from cdc.stream.kafka_chunks import ChangeChunk
 from cdc.stream.kafka_clients import consumer_config
 from cdc.stream.topics import TopicNames
 
@@ -374,6 +375,50 @@ class KafkaChangeReader:
                 continue  # a tombstone: the delete before it carried the change
             out.append(consumed(decode(loads(value)), name, (msg.offset() or 0) + 1))
         return out
+
+    def poll_chunks(self, max_messages: int, timeout_s: float) -> list[ChangeChunk]:
+        """:meth:`poll`'s messages undecoded, one chunk per partition (each in offset order)."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        messages = consumer.consume(max_messages, timeout=0)
+        if not messages:
+            messages = consumer.consume(1, timeout=timeout_s)
+            if messages and max_messages > 1:
+                messages += consumer.consume(max_messages - 1, timeout=0)
+        self.backlog = len(messages) >= max_messages
+        own, at_end, names = self._own, self.at_end, self._names_of
+        chunks: dict[str, ChangeChunk] = {}
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                self._on_error(error, partition_name(msg.topic() or "", msg.partition() or 0))
+                continue
+            topic = msg.topic()
+            if topic in own:
+                continue
+            where = (topic, msg.partition())
+            name = names.get(where)
+            if name is None:
+                name = names[where] = partition_name(topic or "", where[1] or 0)
+            at_end.discard(name)
+            value = msg.value()
+            if not value:
+                continue  # a tombstone: the delete before it carried the change
+            chunk = chunks.get(name)
+            if chunk is None:
+                chunk = chunks[name] = ChangeChunk(name, [], [], self)
+            chunk.values.append(value)
+            chunk.next_offsets.append((msg.offset() or 0) + 1)
+        return list(chunks.values())
+
+    def events(self, values: Sequence[bytes]) -> list[ChangeEvent]:
+        """The per-change decode of a chunk's values (what :meth:`poll` does per message)."""
+        decode, loads = self._decode, orjson.loads
+        return [decode(loads(value)) for value in values]
+
+    def table_schema(self, version: str) -> TableSchema:
+        found = self._schemas.known.get(version)
+        return (found if found is not None else self._schemas.get(version))[0]
 
     def _on_error(self, error: KafkaError, name: str) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

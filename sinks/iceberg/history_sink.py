@@ -63,11 +63,13 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -75,15 +77,15 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.types import NestedField, StringType
 
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import HeadwaterError, SinkError, SinkSchemaError, SinkUnavailable
 from cdc.core.events import ChangeEvent, Op, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
+from cdc.stream.arrow_changes import ChangeColumns
+from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.iceberg.catalogs import (
     create_or_load_table,
@@ -92,13 +94,17 @@ from sinks.iceberg.catalogs import (
     open_catalog,
     progress_identifier,
 )
+from sinks.iceberg.columnar_apply import add_columns, events_or_columns
 from sinks.iceberg.evolution import creation_properties
 from sinks.iceberg.failover_positions import table_positions
-from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim, stored_claim
-from sinks.iceberg.history_schema import (
-    PIPELINE_PROPERTY,
-    history_iceberg_schema,
-    history_partition_spec,
+from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim
+from sinks.iceberg.history_schema import history_iceberg_schema, history_partition_spec
+from sinks.iceberg.progress_commit import (
+    EMPTY_PROGRESS,
+    NO_RETRY,
+    PROGRESS_SCHEMA,
+    progress_properties,
+    record_progress,
 )
 from sinks.iceberg.read_batches import add_rest
 from sinks.iceberg.snapshot_state import (
@@ -116,21 +122,10 @@ __all__ = ["IcebergHistorySink"]
 
 log = logging.getLogger(__name__)
 
-_PROGRESS_SCHEMA = Schema(NestedField(1, "pipeline", StringType(), required=False))
-_EMPTY_PROGRESS = pa.table({"pipeline": pa.array([], pa.string())})
 # the progress table gets a snapshot per commit and holds no data: the sink expires its own old ones
 # (every table's metadata file lists its snapshots, and is rewritten on every commit)
 _PROGRESS_EXPIRE_EVERY = 100
 _PROGRESS_KEEP = 10
-# the progress commit merges offsets itself and retries itself (pyiceberg's retry would re-apply a
-# merge made before another process's commit)
-_NO_RETRY = ("commit.retry.num-retries", "0")
-
-
-def _progress_properties(pipeline: str) -> dict[str, str]:
-    return {PIPELINE_PROPERTY: pipeline, _NO_RETRY[0]: _NO_RETRY[1]}
-
-
 # a retry can help: a concurrent writer won (maintenance), the catalog or storage was unreachable, or
 # the commit's outcome is unknown (the tables' summaries say what landed when the sink reopens)
 _TRANSIENT = (CommitFailedException, CommitStateUnknownException, OSError, ConnectionError, TimeoutError)
@@ -139,6 +134,8 @@ _InFlight = tuple[AppliedState, list[tuple[TableWriter, list[pa.Table]]], "Futur
 
 class IcebergHistorySink:
     """Appends every change event to its table's history; see the module docstring for the protocol."""
+
+    takes_change_columns = True  # `cdc sink` hands it Kafka chunks it appends column-wise
 
     def __init__(self, config: IcebergSinkConfig, pipeline: str, base_dir: Path | None = None) -> None:
         self.name = f"iceberg:{config.namespace}"
@@ -172,11 +169,11 @@ class IcebergHistorySink:
             self._progress = catalog.load_table(identifier)
         except NoSuchTableError:  # another sink process may create it at the same moment
             self._progress = create_or_load_table(
-                catalog, identifier, _PROGRESS_SCHEMA, properties=_progress_properties(self.pipeline)
+                catalog, identifier, PROGRESS_SCHEMA, properties=progress_properties(self.pipeline)
             )
-        if self._progress.properties.get(_NO_RETRY[0]) != _NO_RETRY[1]:
+        if self._progress.properties.get(NO_RETRY[0]) != NO_RETRY[1]:
             with self._progress.transaction() as txn:
-                txn.set_properties(_progress_properties(self.pipeline))
+                txn.set_properties(progress_properties(self.pipeline))
         self._applied = stored_state(self._progress)
         self._pending = self._applied
         self._high_water = self._applied.position if self._applied else None
@@ -200,7 +197,7 @@ class IcebergHistorySink:
             if held is not None:
                 properties.update(state_properties(self.pipeline, held))
             try:
-                self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
+                self._progress.append(EMPTY_PROGRESS, snapshot_properties=properties)
             except CommitFailedException:
                 continue  # another writer claimed or committed meanwhile: claim above it
             self._claim = claim
@@ -269,34 +266,39 @@ class IcebergHistorySink:
         gc.disable()
         # a snapshot chunk: once one of its rows is taken, the rest go column-wise (read_batches.py)
         read = batch.records.after(high_water) if isinstance(batch.records, ReadBatch) and not kafka else None
+
+        def batch_writer(schema: TableSchema) -> TableWriter | None:
+            found = writers.get(schema.ref) or self._open_writer(schema)
+            if found is not None and found.epoch != epoch:  # first event of this table in the batch
+                found.epoch, found.mark = epoch, found.buffered
+                touched.append(found)
+                self._batch_threshold(found, kafka, high_water)
+            return found
+
+        def add_chunk(columns: ChangeColumns) -> None:
+            nonlocal accepted
+            found = batch_writer(columns.schema)
+            assert found is not None  # columns have no truncate: their schema has columns
+            if columns.schema is not found.shape_schema and columns.schema.version != found.shape_version:
+                self._wait_for_commit()  # the committer must not share the table meanwhile
+                first = Position.parse(str(pc.min(columns.position).as_py()))
+                found.follow(columns.schema, self.pipeline, self.config.schema_changes, first)
+            accepted += add_columns(found, columns)
+
+        records: Iterable[ChangeEvent | SchemaChange] = batch.records if read is None else read
+        if kafka and isinstance(records, ChunkRecords):
+            records = events_or_columns(records, add_chunk)
         try:
-            for record in batch.records if read is None else read:
+            for record in records:
                 if record.__class__ is SchemaChange:
                     continue  # the new shape arrives with the table's next row events
                 record = cast(ChangeEvent, record)
                 schema = record.schema
                 if schema is not last_schema or writer is None:
-                    writer = writers.get(schema.ref) or self._open_writer(schema)
+                    writer = batch_writer(schema)
                     if writer is None:
                         continue  # a truncate of a table the history never held: no state to change
                     last_schema = schema
-                    if writer.epoch != epoch:  # first event of this table in the batch
-                        writer.epoch = epoch
-                        writer.mark = writer.buffered
-                        touched.append(writer)
-                        if kafka:
-                            threshold = None
-                            if not writer.seen_checked:
-                                self._wait_for_commit()  # the committer must not share the table
-                                writer.seen = positions_past_offsets(
-                                    writer.table, writer.identifier, self._applied
-                                )
-                                writer.seen_checked = True
-                        else:
-                            threshold = writer.committed
-                            if high_water is not None and (threshold is None or high_water > threshold):
-                                threshold = high_water
-                        writer.threshold = threshold
                 if writer.seen is not None and record.position.to_string() in writer.seen.positions:
                     continue  # committed by a cycle whose offsets never reached the progress table
                 if writer.threshold is not None:
@@ -340,6 +342,21 @@ class IcebergHistorySink:
             and time.monotonic() - self._buffer_started >= self.config.commit_seconds
         ):
             self._commit(wait=False)
+
+    def _batch_threshold(self, writer: TableWriter, kafka: bool, high_water: Position | None) -> None:
+        """What ``writer`` skips in this batch: by position in embedded mode; from Kafka, only rows a
+        crashed cycle committed past the stored offsets (read once per table after open/applied)."""
+        threshold = None
+        if kafka:
+            if not writer.seen_checked:
+                self._wait_for_commit()  # the committer must not share the table
+                writer.seen = positions_past_offsets(writer.table, writer.identifier, self._applied)
+                writer.seen_checked = True
+        else:
+            threshold = writer.committed
+            if high_water is not None and (threshold is None or high_water > threshold):
+                threshold = high_water
+        writer.threshold = threshold
 
     def flush(self) -> None:
         self._commit(wait=True)
@@ -431,32 +448,8 @@ class IcebergHistorySink:
         )
         return final
 
-    def _record_progress(self, state: AppliedState, attempts: int = 10) -> AppliedState:
-        """Append the progress snapshot; in Kafka mode merged with what other processes stored.
-
-        Several `cdc sink` processes of one consumer group share the progress table, each owning
-        some partitions: the offsets are re-read and merged on every attempt (pyiceberg's own retry
-        is off for this table, since it would re-apply a merge made before the other commit).
-        """
-        assert self._progress is not None
-        for attempt in range(1, attempts + 1):
-            final = state
-            if self._claim is not None:
-                held = check_not_fenced(self.name, self._progress, self._claim)
-            else:  # the claim of a writer that shares this progress table is carried forward
-                self._progress.refresh()
-                held = stored_claim(self._progress)
-            if state.offsets:
-                final = merged_state(stored_state(self._progress), state)
-            properties = {**state_properties(self.pipeline, final), **claim_properties(held)}
-            try:
-                self._progress.append(_EMPTY_PROGRESS, snapshot_properties=properties)
-                return final
-            except CommitFailedException:
-                if attempt == attempts:
-                    raise
-                self._progress.refresh()
-        raise AssertionError("unreachable")
+    def _record_progress(self, state: AppliedState) -> AppliedState:
+        return record_progress(self.name, self._progress, self._claim, self.pipeline, state)
 
     def _wait_for_commit(self) -> None:
         if self._in_flight is None:

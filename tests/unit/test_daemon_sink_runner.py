@@ -8,20 +8,40 @@ import pytest
 from cdc.core.errors import StreamGap
 from cdc.core.events import ChangeEvent, Op
 from cdc.core.positions import Gtid, Position
+from cdc.core.schemas import TableSchema
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions, _batch_for, _Consumption
-from cdc.stream.kafka_reader import ConsumedChange, Watermarks
+from cdc.stream.kafka_chunks import ChangeChunk
+from cdc.stream.kafka_reader import Watermarks
 from sinks.contract import AppliedState, SinkBatch
 from tests.unit.test_daemon_capture import SCHEMA
 
 TOPIC = "p.db.t"
 
 
-def change(seq: int, partition: int, offset: int, op: Op = Op.CREATE) -> ConsumedChange:
+class Decoded:
+    """A chunk decoder that hands back prebuilt events (the message value is the event's index)."""
+
+    def __init__(self) -> None:
+        self.made: list[ChangeEvent] = []
+
+    def events(self, values: object) -> list[ChangeEvent]:
+        return [self.made[int(v)] for v in values]  # type: ignore[attr-defined]
+
+    def table_schema(self, version: str) -> TableSchema:
+        return SCHEMA
+
+
+DECODED = Decoded()
+
+
+def change(seq: int, partition: int, offset: int, op: Op = Op.CREATE) -> ChangeChunk:
+    """A one-message chunk (the reader's chunks hold a poll's messages of one partition)."""
     pos = Position(Gtid(0, 1, seq), "bin.000001", 100 * seq)
     key = None if op is Op.TRUNCATE else (seq,)
     after = None if op is Op.TRUNCATE else (seq,)
-    event = ChangeEvent(op, SCHEMA, key, None, after, pos, 0, str(pos.gtid))
-    return ConsumedChange(event, f"{TOPIC}:{partition}", offset + 1)
+    DECODED.made.append(ChangeEvent(op, SCHEMA, key, None, after, pos, 0, str(pos.gtid)))
+    value = str(len(DECODED.made) - 1).encode()
+    return ChangeChunk(f"{TOPIC}:{partition}", [value], [offset + 1], DECODED)
 
 
 def test_truncate_copies_go_to_the_sinks_like_any_message() -> None:
@@ -29,7 +49,7 @@ def test_truncate_copies_go_to_the_sinks_like_any_message() -> None:
     sinks fence truncates by position), so no partition waits for another's copy."""
     # partition 0 is ahead (its copy at seq 5 and a newer insert); partition 1 is behind
     items = [change(1, 0, 0), change(5, 0, 1, Op.TRUNCATE), change(6, 0, 2), change(2, 1, 0)]
-    batch = _batch_for(items, {})
+    batch = _batch_for(items, {}, False)
     assert batch is not None
     seen = [f"{r.op.value}{r.position.gtid.seq}" for r in batch.records if isinstance(r, ChangeEvent)]
     assert seen == ["c1", "t5", "c6", "c2"]
@@ -38,11 +58,11 @@ def test_truncate_copies_go_to_the_sinks_like_any_message() -> None:
 
 def test_batch_for_skips_what_a_sink_holds() -> None:
     items = [change(1, 0, 0), change(2, 0, 1), change(3, 1, 0)]
-    batch = _batch_for(items, {f"{TOPIC}:0": 1})  # holds offset 0 of partition 0
+    batch = _batch_for(items, {f"{TOPIC}:0": 1}, False)  # holds offset 0 of partition 0
     assert batch is not None
     assert [r.position.gtid.seq for r in batch.records] == [2, 3]
     assert dict(batch.state.offsets) == {f"{TOPIC}:0": 2, f"{TOPIC}:1": 1}
-    assert _batch_for(items, {f"{TOPIC}:0": 2, f"{TOPIC}:1": 1}) is None
+    assert _batch_for(items, {f"{TOPIC}:0": 2, f"{TOPIC}:1": 1}, False) is None
 
 
 class FakeSink:
@@ -123,8 +143,10 @@ def test_revoke_applies_what_was_consumed_and_flushes_before_letting_go() -> Non
     sink.apply = applied.append  # type: ignore[attr-defined]
     c = consumption([sink], {})
     c.pending = [change(1, 0, 0), change(2, 1, 0)]
+    c.pending_changes = 2
     c.revoked({P0}, lost=False)
     assert [len(b.records) for b in applied] == [2] and sink.flushed == 1 and not c.pending
     c.pending = [change(3, 0, 1), change(4, 1, 1)]
+    c.pending_changes = 2
     c.revoked({P0}, lost=True)  # already another member's: not applied here
     assert [item.partition for item in c.pending] == [P1]
