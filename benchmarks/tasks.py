@@ -23,6 +23,7 @@ from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions
 from cdc.devstack.connections import StackConnections
 from cdc.stream import KafkaStreamWriter
+from cdc.stream.kafka_chunks import ChangeChunk
 from cdc.stream.kafka_reader import ConsumedChange, KafkaChangeReader
 from sinks.contract import Sink
 from sinks.registry import open_sink
@@ -151,6 +152,13 @@ class _TimedReader(KafkaChangeReader):
             self.first_data = time.perf_counter()
             self.first_data_cpu = time.process_time()
         return changes
+
+    def poll_chunks(self, max_messages: int, timeout_s: float) -> list[ChangeChunk]:
+        chunks = super().poll_chunks(max_messages, timeout_s)
+        if chunks and self.first_data is None:
+            self.first_data = time.perf_counter()
+            self.first_data_cpu = time.process_time()
+        return chunks
 
 
 def sink_kafka(stack: StackConnections, args: Mapping[str, Any]) -> dict[str, Any]:
