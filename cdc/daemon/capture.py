@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from cdc.config.models import BootstrapMode
 from cdc.core.errors import HeadwaterError, SourceUnavailable
-from cdc.core.events import SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
+from cdc.core.events import ChangeEvent, SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
+from cdc.daemon.gc_tuning import fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
@@ -140,7 +141,8 @@ class CaptureDaemon:
     def run(self) -> int:
         """Capture until stopped (or caught up); returns the process exit code."""
         metrics = self.metrics
-        code = self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
+        with fewer_collections():
+            code = self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
         self.stats.log_interval(force=True)
         return code
 
@@ -241,6 +243,7 @@ class CaptureDaemon:
         # metrics: this Kafka transaction's row changes by table and op, added once it commits
         seen: Counter[tuple[str, str, str]] = Counter()
         transactions_at_commit = stats.transactions
+        write_changes = getattr(writer, "write_changes", None) or _one_by_one(writer)
 
         def commit() -> None:
             nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit
@@ -317,7 +320,20 @@ class CaptureDaemon:
                 return
             if metrics is not None:
                 tally_chunk(chunk, seen)
-            for record in chunk:
+            i, end = 0, len(chunk)
+            while i < end:
+                record = chunk[i]
+                if record.__class__ is ChangeEvent:
+                    # the rows of a run go to the writer together (its per-row Python was the limit)
+                    if not open_txn:
+                        writer.begin()
+                        open_txn = True
+                        idle = None  # the data's commit carries the checkpoint from now on
+                        deadline = time.monotonic() + opts.flush_max_ms / 1000
+                    i = write_changes(chunk, i)
+                    mid_transaction = True
+                    continue
+                i += 1
                 if record.__class__ is SnapshotProgress:
                     if not open_txn:
                         writer.begin()
@@ -368,3 +384,16 @@ class CaptureDaemon:
                 commit()
             if idle is not None and time.monotonic() >= idle_due:
                 commit_idle()
+
+
+def _one_by_one(writer: StreamWriter) -> Callable[[list[SourceRecord], int], int]:
+    """``write_changes`` for a writer without one: each change of the run through ``write``."""
+
+    def write_changes(records: list[SourceRecord], start: int) -> int:
+        i, end = start, len(records)
+        while i < end and records[i].__class__ is ChangeEvent:
+            writer.write(records[i])
+            i += 1
+        return i
+
+    return write_changes

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -41,7 +41,6 @@ from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import (
     CommitStateUnknown,
     HeadwaterError,
-    MessageTooLarge,
     ProducerFenced,
     StreamUnavailable,
 )
@@ -51,14 +50,10 @@ from cdc.core.schemas import TableRef
 from cdc.stream.checkpoints import checkpoint_record, read_checkpoint
 from cdc.stream.envelope import EnvelopeEncoder, TransactionOrder, dumps
 from cdc.stream.json_schema import schema_change_record, table_schema_record
-from cdc.stream.kafka_clients import (
-    admin_client,
-    ensure_topics,
-    is_fenced,
-    producer_config,
-    stream_error,
-)
-from cdc.stream.topics import TopicNames, TopicSpec
+from cdc.stream.kafka_batches import Messages, message_maker, produce_in_order, too_large
+from cdc.stream.kafka_clients import is_fenced, producer_config, stream_error
+from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
+from cdc.stream.topics import TopicNames
 
 __all__ = ["KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
 
@@ -66,24 +61,6 @@ log = logging.getLogger(__name__)
 
 _POLL_EVERY = 1_000  # serve delivery reports every this many produced messages
 _COMMIT_ATTEMPTS = 5
-
-
-class TopicAdmin(Protocol):
-    """Creates missing topics; returns each topic's partition count."""
-
-    def ensure(self, specs: tuple[TopicSpec, ...]) -> dict[str, int]: ...
-
-
-class KafkaTopicAdmin:
-    """TopicAdmin over librdkafka's AdminClient."""
-
-    def __init__(self, config: KafkaStreamConfig, pipeline: str) -> None:
-        self._config = config
-        self._pipeline = pipeline
-        self._admin = admin_client(config)
-
-    def ensure(self, specs: tuple[TopicSpec, ...]) -> dict[str, int]:
-        return ensure_topics(self._admin, specs, self._config, self._pipeline)
 
 
 class KafkaStreamWriter:
@@ -103,6 +80,7 @@ class KafkaStreamWriter:
         self.topics = TopicNames(pipeline)
         self._admin = topic_admin
         self._encoder = EnvelopeEncoder(pipeline)
+        self._maker = message_maker(config)
         self._timeout = config.request_timeout_ms / 1000
         self._producer: Producer | None = None
         self._table_topics: dict[TableRef, tuple[str, int]] = {}
@@ -192,6 +170,38 @@ class KafkaStreamWriter:
             self._snapshot_pending = record.state
         else:  # pragma: no cover - the union is closed
             raise TypeError(f"not a source record: {type(record).__name__}")
+
+    def write_changes(self, records: list[SourceRecord], start: int) -> int:
+        """Write ``records[start:]`` up to the first that is not a ChangeEvent; return its index.
+
+        What ``write`` does for each, a run at a time (kafka_batches): the first change of a
+        (transaction, table version) and anything the compiled run does not take go one by one."""
+        if not self._in_transaction:
+            raise RuntimeError("write_changes() outside a transaction: call begin() first")
+        i, end = start, len(records)
+        per_row = self._transaction_metadata
+        while i < end:
+            event = records[i]
+            if event.__class__ is not ChangeEvent:
+                break
+            assert isinstance(event, ChangeEvent)
+            version = event.schema.version
+            target = self._targets.get(version)
+            if per_row or target is None or (version not in self._published and version not in self._pending):
+                self._write_change(event)
+                i += 1
+                continue
+            stop, messages = self._encoder.messages(self._maker, records, i)
+            if stop == i:
+                self._write_change(event)
+                i += 1
+                continue
+            topic, _, name = target
+            self._table_counts[name] = self._table_counts.get(name, 0) + stop - i
+            self._events += stop - i
+            self._produce_batch(topic, messages)
+            i = stop
+        return i
 
     def commit(self, checkpoint: RestartPoint) -> None:
         """Produce the checkpoint and commit the transaction: events and checkpoint land together."""
@@ -292,7 +302,7 @@ class KafkaStreamWriter:
         order = self._transaction_order(event, name) if self._transaction_metadata else None
         key, value = self._encoder.encode(event, order) if order else self._encoder.encode_change(event)
         if len(value) > self._max_value:
-            raise self._too_large(event, key, len(value))
+            raise too_large(event, key, len(value), self._max_value)
         op = event.op
         if op is Op.TRUNCATE:
             for partition in range(partitions):
@@ -301,20 +311,6 @@ class KafkaStreamWriter:
         self._produce(topic, key, value)
         if op is Op.DELETE and self._tombstones:
             self._produce(topic, key, None)
-
-    def _too_large(self, event: ChangeEvent, key: bytes | None, size: int) -> MessageTooLarge:
-        # Raised before producing: the daemon aborts the open Kafka transaction, so nothing of this
-        # source transaction (nor anything after the last checkpoint) is committed.
-        shown = key.decode("utf-8", "replace")[:200] if key is not None else "(no key)"
-        limit = self.config.max_message_bytes
-        return MessageTooLarge(
-            f"a change of {event.schema.db}.{event.schema.table} with key {shown} at position "
-            f"{event.position.to_string()} is {size} bytes as a Kafka message, over "
-            f"stream.max_message_bytes ({limit}); nothing of its source transaction was written. "
-            "Raise stream.max_message_bytes (at most 268435456; above 100 MiB the broker's "
-            "socket.request.max.bytes must allow it too), or leave the table out of the pipeline "
-            "(source.exclude_tables), and restart"
-        )
 
     def _transaction_order(self, event: ChangeEvent, table: str) -> TransactionOrder:
         txn_id = event.transaction_id
@@ -379,6 +375,23 @@ class KafkaStreamWriter:
             self._since_poll = 0
             self._poll(0)
             self._check_deliveries()
+
+    def _produce_batch(self, topic: str, messages: Messages) -> None:
+        producer = self._producer
+        assert producer is not None
+        error = produce_in_order(producer, topic, messages, self._wait_for_room)
+        if error is not None:
+            raise self._fail(error, f"producing to {topic}")
+        self._since_poll += len(messages)
+        if self._since_poll >= _POLL_EVERY:
+            self._since_poll = 0
+            self._poll(0)
+            self._check_deliveries()
+
+    def _wait_for_room(self) -> None:
+        """The bounded local queue is full: wait for the broker to take some (backpressure)."""
+        self._poll(0.05)
+        self._check_deliveries()
 
     def _produce_when_room(
         self, producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int

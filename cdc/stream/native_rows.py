@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 try:
-    from headwater_native import RowPlan
+    from headwater_native import MessageMaker, RowPlan
 except ImportError as exc:  # pragma: no cover - a checkout whose setup did not build it
     raise ImportError(
         "headwater_native (the compiled envelope encoder in native/headwater_native) is not installed: "
@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose setup did not 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.json_values import column_encoder, fraction_digits, non_finite
 
-__all__ = ["RowPlan", "dumps", "row_plan"]
+__all__ = ["MessageMaker", "RowPlan", "dumps", "row_plan"]
 
 # the value kinds of native/headwater_native/src/lib.rs
 _AUTO, _BINARY, _DATETIME, _DATETIME_UTC, _OTHER, _DECIMAL = 0, 1, 2, 3, 4, 5

@@ -82,3 +82,35 @@ class EventMaker:
     ) -> list[Any]:
         """One ChangeEvent per image (``after`` if ``inserted``, else ``before``), at rows
         ``row``, ``row + 1``... of the transaction at ``tx_pos``; key None if ``key_indexes`` is empty."""
+
+class MessageMaker:
+    """The Kafka messages of a run of change events in one call; see ``cdc.stream.kafka_batches``
+    and ``EnvelopeEncoder.messages`` (native/headwater_native/src/batch.rs)."""
+
+    def __init__(
+        self,
+        event_cls: type,
+        ops: Sequence[tuple[Any, bytes]],
+        read_op: Any,
+        delete_op: Any,
+        tombstones: bool,
+        max_value: int,
+    ) -> None: ...
+    def messages(
+        self,
+        records: list[Any],
+        start: int,
+        plan: RowPlan,
+        key_plan: RowPlan | None,
+        schema: Any,
+        ts: int,
+        transaction_id: str,
+        read: bool,
+        pos_key: tuple[Any, ...],
+        source_head: bytes,
+        position_head: bytes,
+        position_tail: bytes,
+        ts_ms: int,
+    ) -> tuple[int, list[dict[str, bytes | None]]]:
+        """``(stop, messages)``: ``{"key", "value"}`` for each change of ``records[start:stop]`` (and a
+        tombstone after a delete), stopping at the first record the template does not describe."""

@@ -25,6 +25,7 @@ const DATETIME_UTC: u8 = 3; // datetime in UTC, "Z" suffix
 const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
+mod batch;
 mod events;
 mod rows;
 
@@ -33,7 +34,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// How one table version's row images become JSON objects; built once per schema version.
 #[pyclass(frozen, module = "headwater_native")]
-struct RowPlan {
+pub(crate) struct RowPlan {
     heads: Vec<Vec<u8>>,
     kinds: Vec<u8>,
     fsps: Vec<u8>,
@@ -164,7 +165,7 @@ fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 }
 
 impl RowPlan {
-    fn write_image(
+    pub(crate) fn write_image(
         &self,
         py: Python<'_>,
         image: Option<&Bound<'_, PyTuple>>,
@@ -179,7 +180,7 @@ impl RowPlan {
         }
     }
 
-    fn write(&self, py: Python<'_>, row: &Bound<'_, PyTuple>, out: &mut Vec<u8>) -> PyResult<()> {
+    pub(crate) fn write(&self, py: Python<'_>, row: &Bound<'_, PyTuple>, out: &mut Vec<u8>) -> PyResult<()> {
         let n = self.heads.len();
         if row.len() != n {
             // what zip(strict=True) says on the Python path
@@ -417,6 +418,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RowPlan>()?;
     m.add_class::<rows::RowsPlan>()?;
     m.add_class::<events::EventMaker>()?;
+    m.add_class::<batch::MessageMaker>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,245 @@
+//! The Kafka messages of a run of change events, built in one call: the writer's per-row Python
+//! (`KafkaStreamWriter._write_change`, `EnvelopeEncoder.encode_change`, `_value_bytes`, `_produce`)
+//! was most of the capture daemon's writer thread, and it shares the GIL with the reading thread.
+//!
+//! `MessageMaker.messages` walks `records` from `start` while each record is a change that the
+//! writer's cached template (one transaction, one table version, one source timestamp, snapshot read
+//! or not) describes, and returns where it stopped and the `{"key", "value"}` dicts that
+//! `Producer.produce_batch` takes. Each value is what `RowPlan.change` gives for that event, each
+//! key what `TableCodec.key_bytes` gives. It stops, leaving the record to the writer's per-row
+//! path, at anything else: another class, table version, transaction, timestamp or position prefix,
+//! a truncate, a keyed table's event without its key, or a value over `max_value` (the per-row path
+//! names it in MessageTooLarge). So a record it does not take is never guessed at here.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::RowPlan;
+
+// indexes into `names`
+const SCHEMA: usize = 0;
+const SOURCE_TS_MS: usize = 1;
+const TRANSACTION_ID: usize = 2;
+const OP: usize = 3;
+const POSITION: usize = 4;
+const KEY_TUPLE: usize = 5;
+const KEY: usize = 6;
+const BEFORE: usize = 7;
+const AFTER: usize = 8;
+const MSG_KEY: usize = 9;
+const MSG_VALUE: usize = 10;
+const NAMES: [&str; 11] = [
+    "schema",
+    "source_ts_ms",
+    "transaction_id",
+    "op",
+    "position",
+    "_key",
+    "key",
+    "before",
+    "after",
+    "key",
+    "value",
+];
+
+/// Builds the messages of change-event runs for one writer (its event class, ops and limits).
+#[pyclass(frozen, module = "headwater_native")]
+pub struct MessageMaker {
+    event_cls: Py<PyType>,
+    /// (op member, its value as bytes) for c, u, d, r: the ops a run may hold
+    ops: Vec<(Py<PyAny>, Vec<u8>)>,
+    read_op: Py<PyAny>,
+    delete_op: Py<PyAny>,
+    tombstones: bool,
+    max_value: usize,
+    names: Vec<Py<PyString>>,
+}
+
+fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // identity first: the decoder shares one object per transaction for these fields
+    if a.is(b) {
+        return Ok(true);
+    }
+    a.eq(b)
+}
+
+#[pymethods]
+impl MessageMaker {
+    #[new]
+    #[pyo3(signature = (event_cls, ops, read_op, delete_op, tombstones, max_value))]
+    fn new(
+        py: Python<'_>,
+        event_cls: Py<PyType>,
+        ops: Vec<(Py<PyAny>, Vec<u8>)>,
+        read_op: Py<PyAny>,
+        delete_op: Py<PyAny>,
+        tombstones: bool,
+        max_value: usize,
+    ) -> Self {
+        let names = NAMES
+            .iter()
+            .map(|n| PyString::intern(py, n).unbind())
+            .collect();
+        MessageMaker {
+            event_cls,
+            ops,
+            read_op,
+            delete_op,
+            tombstones,
+            max_value,
+            names,
+        }
+    }
+
+    /// `(stop, messages)`: the messages of `records[start:stop]`, each record a change of the
+    /// template (`schema` object, `ts`, `transaction_id`, snapshot `read` or not, position `_key`
+    /// equal to `pos_key` but for the row). `key_plan` None: the table has no primary key and
+    /// the row image is the key, as in `TableCodec.key_bytes`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, start, plan, key_plan, schema, ts, transaction_id, read, pos_key, source_head, position_head, position_tail, ts_ms))]
+    fn messages<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+        start: usize,
+        plan: &Bound<'py, RowPlan>,
+        key_plan: Option<&Bound<'py, RowPlan>>,
+        schema: &Bound<'py, PyAny>,
+        ts: &Bound<'py, PyAny>,
+        transaction_id: &Bound<'py, PyAny>,
+        read: bool,
+        pos_key: &Bound<'py, PyTuple>,
+        source_head: &[u8],
+        position_head: &[u8],
+        position_tail: &[u8],
+        ts_ms: i64,
+    ) -> PyResult<(usize, Bound<'py, PyList>)> {
+        let n = &self.names;
+        let plan = plan.get();
+        let key_plan = key_plan.map(|k| k.get());
+        let event_cls = self.event_cls.bind(py);
+        let read_op = self.read_op.bind(py);
+        let delete_op = self.delete_op.bind(py);
+        if pos_key.len() != 8 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "Position._key must have 8 fields",
+            ));
+        }
+        let template: Vec<Bound<'py, PyAny>> = pos_key.iter().collect();
+        let ts_tail = format!("\",\"ts_ms\":{ts_ms},\"transaction\":null}}");
+        let out = PyList::empty(py);
+        let mut i = start;
+        let count = records.len();
+        let mut value: Vec<u8> = Vec::with_capacity(1024);
+        let mut key: Vec<u8> = Vec::with_capacity(128);
+        'rows: while i < count {
+            let record = records.get_item(i)?;
+            if !record.get_type().is(event_cls) {
+                break;
+            }
+            if !record.getattr(&n[SCHEMA])?.is(schema)
+                || !same(&record.getattr(&n[SOURCE_TS_MS])?, ts)?
+                || !same(&record.getattr(&n[TRANSACTION_ID])?, transaction_id)?
+            {
+                break;
+            }
+            let op = record.getattr(&n[OP])?;
+            if op.is(read_op) != read {
+                break;
+            }
+            let Some(op_bytes) = self
+                .ops
+                .iter()
+                .find(|(member, _)| op.is(member.bind(py)))
+                .map(|(_, b)| b)
+            else {
+                break; // a truncate (or anything new): the per-row path
+            };
+            let position = record.getattr(&n[POSITION])?;
+            let pk_obj = position.getattr(&n[KEY_TUPLE])?;
+            let pk = pk_obj.downcast::<PyTuple>()?;
+            if pk.len() != 8 {
+                break;
+            }
+            for (j, expected) in template.iter().enumerate() {
+                if j != 3 && !same(&pk.get_item(j)?, expected)? {
+                    break 'rows;
+                }
+            }
+            let Ok(row) = pk.get_item(3)?.extract::<u64>() else {
+                break;
+            };
+            if row > 9_999_999_999 {
+                break; // the per-row path raises the error that names it
+            }
+            let before_obj = record.getattr(&n[BEFORE])?;
+            let after_obj = record.getattr(&n[AFTER])?;
+            let before = if before_obj.is_none() {
+                None
+            } else {
+                Some(before_obj.downcast::<PyTuple>()?)
+            };
+            let after = if after_obj.is_none() {
+                None
+            } else {
+                Some(after_obj.downcast::<PyTuple>()?)
+            };
+            // the key, as TableCodec.key_bytes makes it
+            key.clear();
+            let has_key = match key_plan {
+                Some(kp) => {
+                    let k = record.getattr(&n[KEY])?;
+                    if k.is_none() {
+                        break; // rare: the per-row path finds it in the image
+                    }
+                    kp.write(py, k.downcast::<PyTuple>()?, &mut key)?;
+                    true
+                }
+                None => match after.or(before) {
+                    Some(image) => {
+                        plan.write(py, image, &mut key)?;
+                        true
+                    }
+                    None => false,
+                },
+            };
+            value.clear();
+            value.extend_from_slice(b"{\"before\":");
+            plan.write_image(py, before, &mut value)?;
+            value.extend_from_slice(b",\"after\":");
+            plan.write_image(py, after, &mut value)?;
+            value.extend_from_slice(b",\"source\":");
+            value.extend_from_slice(source_head);
+            let digits = row.to_string();
+            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(b",\"position\":\"");
+            value.extend_from_slice(position_head);
+            value.resize(value.len() + 10 - digits.len(), b'0');
+            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(position_tail);
+            value.extend_from_slice(b"\"},\"op\":\"");
+            value.extend_from_slice(op_bytes);
+            value.extend_from_slice(ts_tail.as_bytes());
+            if value.len() > self.max_value {
+                break; // the per-row path raises MessageTooLarge, naming table, key and size
+            }
+            let key_obj: Bound<'py, PyAny> = if has_key {
+                PyBytes::new(py, &key).into_any()
+            } else {
+                py.None().into_bound(py)
+            };
+            let message = PyDict::new(py);
+            message.set_item(&n[MSG_KEY], &key_obj)?;
+            message.set_item(&n[MSG_VALUE], PyBytes::new(py, &value))?;
+            out.append(message)?;
+            if self.tombstones && op.is(delete_op) {
+                let tombstone = PyDict::new(py);
+                tombstone.set_item(&n[MSG_KEY], &key_obj)?;
+                tombstone.set_item(&n[MSG_VALUE], py.None())?;
+                out.append(tombstone)?;
+            }
+            i += 1;
+        }
+        Ok((i, out))
+    }
+}
