@@ -65,6 +65,9 @@ class ChangeColumns:
     # the row image each change leaves (after; before for a delete), one array per source column in
     # the column's source Arrow type (ArrowType.to_pyarrow)
     image: tuple[pa.Array, ...]
+    # the same image as the JSON reader gave it (text for decimals, dates, times and base64 binary):
+    # PostgreSQL parses those texts to the very values, so a COPY can send them as they came
+    json_image: tuple[pa.Array, ...]
 
     def __len__(self) -> int:
         return len(self.op)
@@ -143,14 +146,15 @@ def change_columns(values: list[bytes], schema: TableSchema) -> ChangeColumns | 
     if not pc.all(image_valid).as_py():
         return None
     deletes = pc.any(is_delete).as_py()
-    images = []
+    images, raws = [], []
     for i, column in enumerate(schema.columns):
         raw = after.field(i) if not deletes else pc.if_else(is_delete, before.field(i), after.field(i))
         typed = _typed(raw, column)
         if typed is None:
             return None
         images.append(typed)
-    return ChangeColumns(schema, op, position, ts_ms, gtid, tuple(images))
+        raws.append(raw)
+    return ChangeColumns(schema, op, position, ts_ms, gtid, tuple(images), tuple(raws))
 
 
 def _single_row_updates(schema: TableSchema, op: pa.Array, before: pa.Array, after: pa.Array) -> bool:

@@ -23,6 +23,7 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
+from sinks.sql.columnar_apply import apply_columns
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
@@ -87,6 +88,7 @@ class SqlSink:
         self._truncates: Mapping[str, Position] = {}
         copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
         self._copy_threshold = settings.copy_threshold_rows if copy else None
+        self.takes_change_columns = copy  # `cdc sink` decodes its chunks as columns (columnar_apply)
 
     # -- the Sink protocol --------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class SqlSink:
         # Kafka mode (offsets in the state): the consumer already dropped what this sink holds, by
         # offset; positions from several partitions are not in one order, so none is skipped here.
         from_kafka = bool(batch.state.offsets)
+        if from_kafka and apply_columns(self, batch):  # PostgreSQL, chunks as columns
+            return
         # (from Kafka nothing is skipped by position: no round trip to read it)
         held = None if from_kafka else self.applied()
         if not from_kafka and held is not None and batch.state.position <= held.position:
