@@ -42,6 +42,8 @@ log = logging.getLogger("cdc.run")
 
 
 class StreamWriter(Protocol):
+    # A writer may also have ``write_changes(records, start) -> int`` (KafkaStreamWriter: a run of
+    # changes in one call); the loop falls back to ``write`` per change without it.
     # the snapshotter's state as of the last commit (SnapshotProgress records written into a
     # transaction are stored with its checkpoint)
     snapshot_state: str | None

@@ -54,6 +54,7 @@ from cdc.stream.kafka_batches import Messages, message_maker, produce_in_order, 
 from cdc.stream.kafka_clients import is_fenced, producer_config, stream_error
 from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
 from cdc.stream.topics import TopicNames
+from cdc.stream.transaction_markers import begin_marker, end_marker
 
 __all__ = ["KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
 
@@ -318,14 +319,8 @@ class KafkaStreamWriter:
             self._txn_id = txn_id
             self._txn_total = 0
             self._txn_tables = {}
-            begin = {
-                "status": "BEGIN",
-                "id": txn_id,
-                "event_count": None,
-                "data_collections": None,
-                "ts_ms": event.source_ts_ms,
-            }
-            self._produce(self.topics.transactions, dumps({"id": txn_id}), dumps(begin))
+            key, value = begin_marker(txn_id, event.source_ts_ms)
+            self._produce(self.topics.transactions, key, value)
         self._txn_total += 1
         count = self._txn_tables[table] = self._txn_tables.get(table, 0) + 1
         return TransactionOrder(txn_id, self._txn_total, count)
@@ -333,16 +328,8 @@ class KafkaStreamWriter:
     def _write_transaction_end(self, end: TransactionEnd) -> None:
         self._source_transactions += 1
         if self.config.transaction_metadata and end.transaction_id == self._txn_id:
-            value = {
-                "status": "END",
-                "id": end.transaction_id,
-                "event_count": self._txn_total,
-                "data_collections": [
-                    {"data_collection": name, "event_count": n} for name, n in self._txn_tables.items()
-                ],
-                "ts_ms": end.source_ts_ms,
-            }
-            self._produce(self.topics.transactions, dumps({"id": end.transaction_id}), dumps(value))
+            key, value = end_marker(end.transaction_id, self._txn_total, self._txn_tables, end.source_ts_ms)
+            self._produce(self.topics.transactions, key, value)
         self._txn_id = None
         self._txn_total = 0
         self._txn_tables = {}
