@@ -238,3 +238,29 @@ def test_create_select_is_a_write_only_when_logged_as_a_statement() -> None:
     assert kinds == [StatementKind.CREATE, StatementKind.WRITE]
     row_format = "CREATE TABLE `x` (`select` int(11) DEFAULT NULL COMMENT 'select me')"
     assert [s.kind for s in classify(row_format, "d")] == [StatementKind.CREATE]
+
+
+def test_a_caught_up_reader_sends_the_withheld_progress_at_once() -> None:
+    # bootspeed: a bootstrap chunk waits until the stream has passed its view's boundary; when the
+    # last transaction before it touched only other tables and the source then fell quiet, its
+    # progress was withheld until the next transaction or heartbeat (seconds per chunk)
+    b = Binlog().rotate().gtid().insert("t", (1, 1)).xid()
+    for i in range(3):
+        b.gtid().insert("other", (i, i)).xid()
+    decoder = StreamDecoder(
+        lambda _: "utf8mb4", table_filter=TableFilter(("d.t",)), input_ready=lambda: False
+    )
+    records: list[SourceRecord] = []
+    for record in decoder.records(b.events):
+        records.append(record)
+        if isinstance(record, SourceProgress):
+            # sent as the foreign transaction ends, not when the events run out
+            assert record.restart.transaction.offset <= b.offset
+    progress = [r for r in records if isinstance(r, SourceProgress)]
+    assert [p.restart.transaction.gtid for p in progress] == [
+        Gtid(0, 1, 102),
+        Gtid(0, 1, 103),
+        Gtid(0, 1, 104),
+    ]
+    busy = StreamDecoder(lambda _: "utf8mb4", table_filter=TableFilter(("d.t",)), input_ready=lambda: True)
+    assert len([r for r in busy.records(b.events) if isinstance(r, SourceProgress)]) == 2  # throttled

@@ -168,6 +168,7 @@ class MariaDbBinlogReader:
             source_server_id=plan.server_id,
             gtid_state=plan.gtid_state,
             resume_by_gtid=plan.by_gtid,
+            input_ready=conn.input_ready,
         )
         if dump.file:
             decoder.file = dump.file  # the server's first ROTATE confirms it

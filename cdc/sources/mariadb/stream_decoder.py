@@ -88,6 +88,7 @@ class StreamDecoder:
         source_server_id: int | None = None,
         gtid_state: GtidState | None = None,
         resume_by_gtid: bool = False,
+        input_ready: Callable[[], bool] | None = None,
     ) -> None:
         """``hold_limit`` bounds the records held per transaction for savepoint rollbacks (see
         savepoints.py). ``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
@@ -118,6 +119,10 @@ class StreamDecoder:
             progress_interval_s  # at most one SourceProgress per this, for other tables
         )
         self._next_progress = 0.0
+        # whether more of the stream waits to be read (BinlogConnection.input_ready): a reader caught
+        # up sends the throttled progress at once, else a consumer waiting for that boundary (a
+        # bootstrap chunk, snapshotter/merge.py) waited for the next transaction or heartbeat
+        self._input_ready = input_ready
         # the newest throttled SourceProgress: sent at the stream's end (`--until-caught-up` reads)
         self._withheld: tuple[Position, int, int, ReadContext | None] | None = None
         self._hold_limit = hold_limit
@@ -425,6 +430,9 @@ class StreamDecoder:
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
+            yield _progress(tx_pos, next_offset, ts_ms, self._gtids.here)
+        elif self._input_ready is not None and not self._input_ready():
+            self._withheld = None  # nothing more is waiting: this is where the stream stands
             yield _progress(tx_pos, next_offset, ts_ms, self._gtids.here)
         else:  # built only if sent: other tables' transactions may come by the ten thousand
             self._withheld = (tx_pos, next_offset, ts_ms, self._gtids.here)
