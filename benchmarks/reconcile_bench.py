@@ -10,17 +10,25 @@ in one run, on the same tables:
 - then ``changes`` scattered rows are changed in PostgreSQL and both diff again; the differing keys
   each tool lists must be the same.
 
-Run: ``python -m benchmarks.reconcile_bench [rows] [changes]``; or call :func:`run` for the typed result.
+With ``--ab``, each round also times the compare as it was before the 2x round (recon2x): a
+``COUNT(*)`` of the source first, and the older digest text (length-prefixed text with ``:``, a
+``_utf8mb4`` separator, timestamps as text); the two are interleaved on the same tables.
+
+Run: ``python -m benchmarks.reconcile_bench [rows] [changes] [--ab] [--rounds N]`` (``--help``); or call
+:func:`run` for the typed result.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import random
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,7 +37,8 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind
 from cdc.devstack.connections import StackConnections, default_state_dir
-from reconciler.canonical import Engine
+from reconciler import stores
+from reconciler.canonical import Engine, quote
 from reconciler.compare import CompareSettings, compare
 from reconciler.model import CompareColumn
 from reconciler.stores import SqlRunner, Store
@@ -61,6 +70,7 @@ class ReconcileBench:
     reladiff_found: int
     same_keys: bool  # both tools listed exactly the changed keys
     load: tuple[float, float]  # 1-minute load average at the start and at the end (2 shared cores)
+    before_in_sync_s: float | None = None  # --ab: the compare as it was before recon2x, median of ROUNDS
 
     def describe(self) -> str:
         return (
@@ -72,6 +82,12 @@ class ReconcileBench:
             f"{self.reladiff_changed_s:.2f}s ({self.reladiff_found} found); same keys: {self.same_keys}; "
             f"in sync / full scan {self.ours_in_sync_s / self.full_scan_s:.2f}, "
             f"changed: reladiff / Headwater {self.reladiff_changed_s / self.ours_changed_s:.1f}"
+            + (
+                ""
+                if self.before_in_sync_s is None
+                else f"; before recon2x: in sync {self.before_in_sync_s:.2f}s "
+                f"({self.before_in_sync_s / self.full_scan_s:.2f} of the full scan)"
+            )
         )
 
 
@@ -145,12 +161,57 @@ def _full_scan(maria: sa.Engine, pg: sa.Engine) -> float:
     return time.monotonic() - started
 
 
-def _ours(maria: sa.Engine, pg: sa.Engine) -> tuple[float, set[int]]:
-    source = Store(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
+class _CountedStore(Store):
+    """The source as before recon2x: its rows counted before the compare."""
+
+    def row_estimate(self) -> int:
+        return int(self.runner.query(f"SELECT COUNT(*) FROM {self.table_sql}", ())[0][0])
+
+
+def _before_digest_text(engine: Engine, columns: Sequence[CompareColumn]) -> str:
+    """The digest text before recon2x, for this table's kinds (NOT NULL integers, text, timestamps)."""
+    parts = []
+    for c in columns:
+        e = quote(engine, c.name)
+        if engine is Engine.MARIADB:
+            if c.kind is ArrowKind.STRING:
+                t = f"CONVERT({e} USING utf8mb4)"
+                parts.append(f"CONCAT(CHAR_LENGTH({t}), ':', {t})")
+            else:
+                parts.append(f"CAST({e} AS DATETIME(6))" if c.kind is ArrowKind.TIMESTAMP else e)
+        elif c.kind is ArrowKind.STRING:
+            parts.append(f"(CAST(char_length(CAST({e} AS TEXT)) AS TEXT) || ':' || CAST({e} AS TEXT))")
+        elif c.kind is ArrowKind.TIMESTAMP:
+            t = f"CAST({e} AS TEXT)"
+            parts.append(f"(CASE WHEN length({t}) = 19 THEN {t} || '.000000' ELSE rpad({t}, 26, '0') END)")
+        else:
+            parts.append(f"CAST({e} AS TEXT)")
+    if engine is Engine.MARIADB:
+        return "CONCAT_WS(_utf8mb4 X'1F', " + ", ".join(parts) + ")"
+    return " || chr(31) || ".join(parts)
+
+
+@contextlib.contextmanager
+def _before() -> Iterator[None]:
+    # the stores module's digest text swapped for the old one while the "before" compare runs (the
+    # rounds run one after the other: nothing else reads it meanwhile)
+    names = vars(stores)
+    current = names["digest_text"]
+    names["digest_text"] = _before_digest_text
+    try:
+        yield
+    finally:
+        names["digest_text"] = current
+
+
+def _ours(maria: sa.Engine, pg: sa.Engine, before: bool = False) -> tuple[float, set[int]]:
+    kind = _CountedStore if before else Store
+    source = kind(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
     copy = Store(SqlRunner(pg, Engine.POSTGRESQL), "page", COLUMNS[:1], COLUMNS)
-    started = time.monotonic()
-    found = compare(source, copy, CompareSettings())
-    return time.monotonic() - started, {int(d.key[0]) for d in found.drift}
+    with _before() if before else contextlib.nullcontext():
+        started = time.monotonic()
+        found = compare(source, copy, CompareSettings())
+        return time.monotonic() - started, {int(d.key[0]) for d in found.drift}
 
 
 def _reladiff(stack: StackConnections, db: str) -> tuple[float, set[int]]:
@@ -173,7 +234,13 @@ def _reladiff(stack: StackConnections, db: str) -> tuple[float, set[int]]:
         t2.database.close()
 
 
-def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | None = None) -> ReconcileBench:
+def run(
+    rows: int = 1_000_000,
+    changes: int = 1_000,
+    stack: StackConnections | None = None,
+    ab: bool = False,
+    rounds: int = ROUNDS,
+) -> ReconcileBench:
     stack = stack or StackConnections.read(default_state_dir())
     db = f"recon_bench_{uuid.uuid4().hex[:8]}"
     maria, pg = _load(stack, db, rows)
@@ -181,13 +248,15 @@ def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | N
         load0 = os.getloadavg()[0]
         # the in-sync ratio is two short timings on a shared machine: three interleaved rounds, and
         # the median of each (one sample swung 0.9-4.8 s for the full scan at load 6-10)
-        fulls, ours = [], []
-        for _ in range(ROUNDS):
+        fulls, ours, before = [], [], []
+        for _ in range(rounds):
             fulls.append(_full_scan(maria, pg))
             ours.append(_ours(maria, pg))
+            if ab:
+                before.append(_ours(maria, pg, before=True))
         full = statistics.median(fulls)
         ours_sync = statistics.median(t for t, _ in ours)
-        ours_keys0 = set().union(*(k for _, k in ours))
+        ours_keys0 = set().union(*(k for _, k in ours + before))
         rd_sync, rd_keys0 = _reladiff(stack, db)
         assert not ours_keys0 and not rd_keys0, (len(ours_keys0), len(rd_keys0))
         changed = sorted(random.Random(42).sample(range(1, rows + 1), changes))
@@ -200,6 +269,7 @@ def run(rows: int = 1_000_000, changes: int = 1_000, stack: StackConnections | N
         return ReconcileBench(
             rows, changes, full, ours_sync, ours_changed, len(ours_keys), rd_sync, rd_changed, len(rd_keys),
             ours_keys == set(changed) == rd_keys, (load0, os.getloadavg()[0]),
+            statistics.median(t for t, _ in before) if before else None,
         )  # fmt: skip
     finally:
         maria.dispose()
@@ -353,8 +423,18 @@ if __name__ == "__main__":
         for measured in iceberg_memory():
             print(asdict(measured))
         sys.exit(0)
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    k = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
-    result = run(n, k)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.reconcile_bench",
+        description="Headwater's compare beside reladiff and a full scan, MariaDB against PostgreSQL "
+        "(subcommands: iceberg-memory)",
+    )
+    parser.add_argument("rows", type=int, nargs="?", default=1_000_000)
+    parser.add_argument("changes", type=int, nargs="?", default=1_000)
+    parser.add_argument(
+        "--ab", action="store_true", help="also time the compare as before recon2x, interleaved"
+    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved in-sync rounds (medians)")
+    args = parser.parse_args()
+    result = run(args.rows, args.changes, ab=args.ab, rounds=args.rounds)
     print(result.describe())
     print(asdict(result))

@@ -28,12 +28,21 @@ with a row count (40 bits keep a million-row SQLite sum inside a 64-bit integer)
 
 A *digest* (``digest_text``) is the MD5 of a key range's row texts joined in key order, one MD5 per
 range instead of one per row (MariaDB and PostgreSQL): in MariaDB the per-row MD5 and its conversion
-to a number cost more than the scan. Its row text length-prefixes each text column (``5:hello``), so
-that the joined text reads back one way only, whatever characters the values hold.
+to a number cost more than the scan. Its row text is its own, cheaper to build than the row text
+above (benchmarks/results/latest.md, "Reconcile"), and read by nothing but MD5:
 
-Inside a MariaDB row text, integers, dates and timestamps are left to ``CONCAT_WS``'s own conversion
-(``CAST(x AS DATETIME(6))`` prints the same text as ``DATE_FORMAT``): the same bytes, at half the
-cost of the explicit ``CAST``/``DATE_FORMAT`` per value (benchmarks/results/latest.md).
+- the fields are joined by a byte 0x1F; in MariaDB by ``CONCAT_WS(X'1F', ...)``, a binary separator,
+  so that no field is converted to a character set on the way (a ``_utf8mb4`` separator converted
+  every field, numbers included);
+- a text column is two fields, its length in characters and its UTF-8 text, so that the joined text
+  reads back one way only, whatever characters the values hold (MariaDB's ``CHAR_LENGTH`` of the
+  column as stored: converting does not change the number of characters);
+- integers as the engine prints them (``CONCAT_WS``'s own conversion in MariaDB);
+- a timestamp (in UTC) as PostgreSQL's ISO text prints it, ``YYYY-MM-DD HH:MM:SS`` and a fraction
+  without trailing zeros, if any: the cheapest text in PostgreSQL (integer microseconds need its
+  numeric ``EXTRACT``, dearer than the text, and padding the fraction cost a third of the digest),
+  and in MariaDB a plain ``CAST`` for whole seconds;
+- anything else as in the row text.
 """
 
 from __future__ import annotations
@@ -161,34 +170,20 @@ def _float_text(e: Engine, expr: str) -> str:
     return f"(CASE WHEN abs({expr}) < {_FLOAT_LIMIT} THEN {small} ELSE {big} END)"
 
 
-def _in_row(engine: Engine, column: CompareColumn, expr: str, prefixed: bool) -> str:
+def _in_row(engine: Engine, column: CompareColumn, expr: str) -> str:
     """A column's canonical text as a part of the row text (see the module docstring)."""
     k = column.kind
     if engine is Engine.MARIADB and (k in INTEGER_RANGES or k is ArrowKind.BOOL):
-        text = expr  # CONCAT_WS prints an integer as CAST(x AS CHAR) does
-    elif engine is Engine.MARIADB and k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
-        text = f"CAST({expr} AS DATETIME(6))"
-    elif engine is Engine.MARIADB and k is ArrowKind.DATE:
-        text = f"CAST({expr} AS DATE)"
-    elif engine is Engine.POSTGRESQL and prefixed and k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
-        # digests only: ``to_char`` was a third of PostgreSQL's digest time. The ISO text (DateStyle
-        # set by the runner) drops a zero fraction and trailing zeros: padded back to 6 digits
-        at = f"({expr} AT TIME ZONE 'UTC')" if k is ArrowKind.TIMESTAMP_UTC else expr
-        t = f"CAST({at} AS TEXT)"
-        text = f"(CASE WHEN length({t}) = 19 THEN {t} || '.000000' ELSE rpad({t}, 26, '0') END)"
-    else:
-        text = column_text(engine, column, expr)
-    if not prefixed or k is not ArrowKind.STRING:
-        return text
-    if engine is Engine.MARIADB:
-        return f"CONCAT(CHAR_LENGTH({text}), ':', {text})"
-    if engine is Engine.POSTGRESQL:
-        return f"(CAST(char_length({text}) AS TEXT) || ':' || {text})"
-    return f"(CAST(length({text}) AS TEXT) || ':' || {text})"
+        return expr  # CONCAT_WS prints an integer as CAST(x AS CHAR) does
+    if engine is Engine.MARIADB and k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
+        return f"CAST({expr} AS DATETIME(6))"
+    if engine is Engine.MARIADB and k is ArrowKind.DATE:
+        return f"CAST({expr} AS DATE)"
+    return column_text(engine, column, expr)
 
 
-def _marked(engine: Engine, column: CompareColumn, expr: str, prefixed: bool = False) -> str:
-    text = _in_row(engine, column, expr, prefixed)
+def _marked(engine: Engine, column: CompareColumn, expr: str) -> str:
+    text = _in_row(engine, column, expr)
     if not column.nullable:
         return text
     if engine is Engine.MARIADB:
@@ -196,10 +191,9 @@ def _marked(engine: Engine, column: CompareColumn, expr: str, prefixed: bool = F
     return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE '=' || {text} END)"
 
 
-def row_text(engine: Engine, columns: Sequence[CompareColumn], prefixed: bool = False) -> str:
-    """SQL giving a row's canonical text over ``columns`` (quoted by name); ``prefixed``: text
-    columns length-prefixed (a digest's row text)."""
-    parts = [_marked(engine, c, quote(engine, c.name), prefixed) for c in columns]
+def row_text(engine: Engine, columns: Sequence[CompareColumn]) -> str:
+    """SQL giving a row's canonical text over ``columns`` (quoted by name)."""
+    parts = [_marked(engine, c, quote(engine, c.name)) for c in columns]
     if engine is Engine.MARIADB:
         # a literal separator: ``CHAR(31 USING utf8mb4)`` was evaluated again for every row
         return "CONCAT_WS(_utf8mb4 X'1F', " + ", ".join(parts) + ")"
@@ -219,8 +213,51 @@ def row_hash(engine: Engine, text: str) -> str:
 
 
 def digest_text(engine: Engine, columns: Sequence[CompareColumn]) -> str:
-    """SQL giving a row's text for a digest (text columns length-prefixed)."""
-    return row_text(engine, columns, prefixed=True)
+    """SQL giving a row's digest text (MariaDB or PostgreSQL; see the module docstring)."""
+    if engine is Engine.MARIADB:
+        return "CONCAT_WS(X'1F', " + ", ".join(_digest_field(engine, c) for c in columns) + ")"
+    if engine is Engine.POSTGRESQL:
+        return " || chr(31) || ".join(_digest_field(engine, c) for c in columns) or "''"
+    raise ValueError(f"no digests in {engine.value}")
+
+
+def _digest_field(engine: Engine, column: CompareColumn) -> str:
+    """A column's field(s) in the digest text, NULL marked as in the row text. PostgreSQL's ``||``
+    makes the row text NULL where a copy holds NULL in a NOT NULL source column (the row then drops
+    out of the join: the digest differs); MariaDB's ``CONCAT_WS`` drops the field (it differs too)."""
+    expr = quote(engine, column.name)
+    k = column.kind
+    maria = engine is Engine.MARIADB
+    sep = "X'1F'" if maria else "chr(31)"
+    if k in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
+        if maria:
+            # PostgreSQL's ISO text (below): no fraction when it is zero, else no trailing zeros (a
+            # fraction cast to six digits has a non-zero digit: the trim stops there). The session
+            # runs in UTC: a TIMESTAMP is read as its UTC wall time
+            fields = [
+                f"IF(MICROSECOND({expr}) = 0, CAST({expr} AS DATETIME), "
+                f"TRIM(TRAILING '0' FROM CAST({expr} AS DATETIME(6))))"
+            ]
+        else:
+            # the ISO text (DateStyle set by the runner), cheaper than to_char, the padded text
+            # and the exact epoch (numeric)
+            at = f"({expr} AT TIME ZONE 'UTC')" if k is ArrowKind.TIMESTAMP_UTC else expr
+            fields = [f"CAST({at} AS TEXT)"]
+    elif k is ArrowKind.STRING:
+        if maria:
+            fields = [f"CHAR_LENGTH({expr})", f"CONVERT({expr} USING utf8mb4)"]
+        else:
+            text = f"CAST({expr} AS TEXT)"
+            fields = [f"CAST(char_length({text}) AS TEXT)", text]
+    else:
+        fields = [_in_row(engine, column, expr)]
+    if not column.nullable:
+        return ", ".join(fields) if maria else " || chr(31) || ".join(fields)
+    if maria:
+        joined = f", {sep}, ".join(fields)
+        return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE CONCAT('=', {joined}) END)"
+    joined = f" || {sep} || ".join(fields)
+    return f"(CASE WHEN {expr} IS NULL THEN '~' ELSE '=' || {joined} END)"
 
 
 def int_div(engine: Engine, numerator: str, width: int, wide: bool = False) -> str:

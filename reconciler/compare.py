@@ -110,7 +110,9 @@ class Slices(Protocol):
 
     def resumed(self, lo: int) -> Resumed | None: ...
 
-    def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None: ...
+    def finished(
+        self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int, source_rows: int
+    ) -> None: ...
 
     # other keys (text, composite): slices are runs of chunks, bounded by source keys
 
@@ -124,6 +126,7 @@ class Resumed:
     done_until: int  # keys below this were compared by an earlier run
     drift: tuple[RowDrift, ...]  # what it found there (suspects: the re-checks read them again)
     copy_rows: int  # the copy's rows there
+    source_rows: int | None = None  # the source's (None: kept by an older version, counted again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,39 +154,45 @@ def _compare_int(
     pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings, slices: Slices | None
 ) -> Found:
     # the copy's rows are counted from the first level's buckets and the rows outside the source's
-    # span, not by a scan of their own (over the Iceberg history, the whole state at once)
-    lo, hi, n_src = source.int_bounds()
+    # span, not by a scan of their own (over the Iceberg history, the whole state at once); the
+    # source's from the same digests and buckets: its row count, which sizes the slices and buckets,
+    # is the table statistics' estimate (a COUNT(*) before the compare was a sixth of an in-sync one)
+    lo, hi = source.int_bounds()
     if lo is None or hi is None:
         extra = copy.all_rows()
         return Found(diff_rows({}, extra, copy), 0, len(extra), Region(everything=True))
-    n_copy = 0
+    n_src = n_copy = 0
     span = hi - lo + 1
-    width = _pow2_at_least(max(1, span * s.chunk_rows // max(n_src, 1), -(-span // s.max_buckets)))
+    estimate = min(span, max(1, source.row_estimate()))
+    width = _pow2_at_least(max(1, span * s.chunk_rows // estimate, -(-span // s.max_buckets)))
     # the key span is compared in slices of whole first-level buckets, so that a slice's buckets nest
     # like the whole span's: each slice is a few range scans, its time is measured (the chunk time
     # target adapts the next slice's size), and a finished slice is where a killed run resumes
-    per_key = max(n_src, 1) / span
-    slice_width = _slice_width(s.slice_rows, per_key, width)
-    digest_width = _slice_width(s.digest_rows, per_key, width)
+    per_key, slice_rows = estimate / span, s.slice_rows
     digests, dense = True, False
     at, drift = lo, []
     resumed = slices.resumed(lo) if slices is not None else None
     if resumed is not None and lo <= resumed.done_until <= hi + 1:
         at, drift, n_copy = resumed.done_until, list(resumed.drift), resumed.copy_rows
+        n_src = resumed.source_rows if resumed.source_rows is not None else source.int_count(lo, at)
     while at <= hi:
         if slices is not None:
             slices.before()
+        slice_width = _slice_width(slice_rows, per_key, width)
+        digest_width = _slice_width(s.digest_rows, per_key, width)
         end = min(hi + 1, at + slice_width)
         started = time.monotonic()
         here = KeyRange(at, end)
-        differing, copy_rows_here, unequal = [here], 0, False
+        differing, src_rows_here, copy_rows_here, unequal = [here], 0, 0, False
         n_ranges = -(-(end - at) // digest_width)
         tried = digests and not dense
         if tried:
-            differing, copy_rows_here, unequal = _by_digest(pool, source, copy, here, digest_width)
+            differing, src_rows_here, copy_rows_here, unequal = _by_digest(
+                pool, source, copy, here, digest_width
+            )
             digests = unequal or len(differing) < n_ranges  # else: these stores have no digests
             dense = unequal and len(differing) == n_ranges
-        leaves, bisected_rows = _bisect(pool, source, copy, s, lo, width, here, differing)
+        leaves, bisected = _bisect(pool, source, copy, s, lo, width, here, differing)
         if tried and unequal and not leaves:
             log.info(
                 "reconcile: digests differ where the rows do not (rows read in another order?): "
@@ -194,7 +203,8 @@ def _compare_int(
             # drift in every digest range of the last slice made the digests a scan that found
             # nothing: skipped while the drift stays that dense, tried again once a range is clean
             dense = len({(r.lo - at) // digest_width for r in leaves}) == n_ranges
-        n_copy += copy_rows_here + bisected_rows
+        n_src += src_rows_here + bisected[0]
+        n_copy += copy_rows_here + bisected[1]
         if leaves:
             src_rows, copy_rows = _both(
                 pool,
@@ -205,12 +215,13 @@ def _compare_int(
         took = time.monotonic() - started
         at = end
         if slices is not None:
-            slices.finished(at, tuple(drift), n_copy)
+            slices.finished(at, tuple(drift), n_copy, n_src)
+        if n_src > 0:
+            per_key = n_src / (at - lo)  # the rows met so far, not the estimate, size the next slice
         if s.chunk_seconds > 0 and took > 0:
             # toward the target, at most doubling or halving at a time (one slow query is not a trend)
             factor = min(2.0, max(0.5, s.chunk_seconds / took))
-            rows = max(1, round(slice_width * per_key * factor))
-            slice_width = _slice_width(rows, per_key, width)
+            slice_rows = max(1, round(slice_width * per_key * factor))
     outside = copy.int_outside(lo, hi + 1)
     n_copy += len(outside)
     drift += diff_rows({}, outside, copy)
@@ -227,19 +238,20 @@ def _slice_width(rows: int, per_key: float, width: int) -> int:
 
 def _by_digest(
     pool: ThreadPoolExecutor, source: Store, copy: Store, within: KeyRange, width: int
-) -> tuple[list[KeyRange], int, bool]:
+) -> tuple[list[KeyRange], int, int, bool]:
     """The ranges of ``width`` keys (whole first-level buckets) in ``within`` whose digests differ
-    or cannot be computed, the copy's rows in the others, and whether any two digests differed."""
+    or cannot be computed, the source's and the copy's rows in the others, and whether any two
+    digests differed."""
     ranges = [KeyRange(a, min(within.hi, a + width)) for a in range(within.lo, within.hi, width)]
     a, b = _both(pool, functools.partial(source.digests, ranges), functools.partial(copy.digests, ranges))
-    differing, copy_rows, unequal = [], 0, False
+    differing, rows, unequal = [], 0, False
     for r, x, y in zip(ranges, a, b, strict=True):
         if x is not None and x == y:
-            copy_rows += x[0]
+            rows += x[0]
             continue
         differing.append(r)
         unequal = unequal or (x is not None and y is not None)
-    return differing, copy_rows, unequal
+    return differing, rows, rows, unequal
 
 
 def _bisect(
@@ -251,14 +263,15 @@ def _bisect(
     width: int,
     within: KeyRange,
     start: list[KeyRange],
-) -> tuple[list[KeyRange], int]:
+) -> tuple[list[KeyRange], tuple[int, int]]:
     """The leaves (small differing ranges) in ``start`` (ranges of whole first-level buckets inside
-    ``within``), bucket sums level by level; and the copy's rows there (its first level's count)."""
+    ``within``), bucket sums level by level; and the source's and the copy's rows there (their first
+    level's counts)."""
     if not start:
-        return [], 0
+        return [], (0, 0)
     pending = list(start)
     leaves: list[KeyRange] = []
-    copy_rows: int | None = None
+    counts: tuple[int, int] | None = None
     while pending:
         started = time.monotonic()
         a, b = _both(
@@ -267,8 +280,8 @@ def _bisect(
             functools.partial(copy.bucket_sums, list(pending), lo, width),
         )
         _throttle(s, started)
-        if copy_rows is None:
-            copy_rows = sum(n for n, _ in b.values())
+        if counts is None:
+            counts = (sum(n for n, _ in a.values()), sum(n for n, _ in b.values()))
         pending = []
         for bucket in sorted(a.keys() | b.keys()):
             if a.get(bucket) == b.get(bucket):
@@ -277,7 +290,7 @@ def _bisect(
             rows = max(a.get(bucket, (0, 0))[0], b.get(bucket, (0, 0))[0])
             (leaves if width == 1 or rows <= s.leaf_rows else pending).append(r)
         width = max(1, width // s.split)
-    return leaves, copy_rows or 0
+    return leaves, counts or (0, 0)
 
 
 def _compare_chunks(

@@ -64,12 +64,17 @@ class SliceProgress:
             "reconcile %s -> %s: resuming a stopped run: keys %d to %d were compared (%d suspect(s) kept)",
             self._table, self._sink, lo, done - 1, len(drift),
         )  # fmt: skip
-        return Resumed(done, drift, int(data.get("copy_rows", 0)))
+        source_rows = data.get("source_rows")
+        return Resumed(
+            done, drift, int(data.get("copy_rows", 0)), None if source_rows is None else int(source_rows)
+        )
 
-    def finished(self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int) -> None:
+    def finished(
+        self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int, source_rows: int
+    ) -> None:
         self._write(
             {
-                "lo": self._lo, "done_until": done_until, "copy_rows": copy_rows,
+                "lo": self._lo, "done_until": done_until, "copy_rows": copy_rows, "source_rows": source_rows,
                 "drift": [[d.kind.value, list(d.key)] for d in drift],
             }
         )  # fmt: skip
