@@ -122,13 +122,15 @@ def change_columns(values: list[bytes], schema: TableSchema) -> ChangeColumns | 
             pa.py_buffer(data),
             read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
             parse_options=pj.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="ignore"),
-        ).combine_chunks()
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(values):
         return None
-    source = table.column("source").chunk(0) if table.column("source").num_chunks else None
-    if source is None or source.null_count:
+    if any(column.num_chunks != 1 for column in table.columns):
+        table = table.combine_chunks()  # one block holds the whole input: not expected
+    source = table.column("source").chunk(0)
+    if source.null_count:
         return None
     position, ts_ms, gtid, version = (source.field(i) for i in range(4))
     if version.null_count or position.null_count or ts_ms.null_count or gtid.null_count:

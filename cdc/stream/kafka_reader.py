@@ -122,6 +122,10 @@ _PREFETCH: dict[str, int] = {
     "fetch.max.bytes": 4_194_304,
 }
 
+# messages per chunk: a chunk is decoded at once, and the JSON reader's working memory grows with
+# it (~4 KiB per change at its peak); a poll's messages of one partition fill several chunks
+_CHUNK_MESSAGES = 2_500
+
 _Version = tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None], tuple[int, ...]]
 
 
@@ -387,7 +391,8 @@ class KafkaChangeReader:
                 messages += consumer.consume(max_messages - 1, timeout=0)
         self.backlog = len(messages) >= max_messages
         own, at_end, names = self._own, self.at_end, self._names_of
-        chunks: dict[str, ChangeChunk] = {}
+        chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
+        out: list[ChangeChunk] = []
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -405,11 +410,12 @@ class KafkaChangeReader:
             if not value:
                 continue  # a tombstone: the delete before it carried the change
             chunk = chunks.get(name)
-            if chunk is None:
+            if chunk is None or len(chunk.values) >= _CHUNK_MESSAGES:
                 chunk = chunks[name] = ChangeChunk(name, [], [], self)
+                out.append(chunk)
             chunk.values.append(value)
             chunk.next_offsets.append((msg.offset() or 0) + 1)
-        return list(chunks.values())
+        return out
 
     def events(self, values: Sequence[bytes]) -> list[ChangeEvent]:
         """The per-change decode of a chunk's values (what :meth:`poll` does per message)."""
