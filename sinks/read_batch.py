@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from cdc.core.events import ChangeEvent, ColumnValue, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ReadBatch"]
 
@@ -41,6 +44,39 @@ class ReadBatch(Sequence[ChangeEvent]):
     _columns: list[tuple[ColumnValue, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # the rows packed for embedded mode's chunk log (snapshotter/chunk_columns.py), when made ahead
+    _packed: object | None = field(default=None, init=False, repr=False, compare=False)
+
+    # each column as an Arrow array of its column's ``arrow_type``, when made ahead (None: not made)
+    _arrays: tuple[pa.Array | None, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def prepared(
+        self,
+        columns: list[tuple[ColumnValue, ...]],
+        packed: object | None,
+        arrays: tuple[pa.Array | None, ...] | None = None,
+    ) -> ReadBatch:
+        """This batch, with its ``columns()`` (the chunk log's packed form, the Arrow arrays) already
+        made: by the snapshot reader's thread, from these very rows."""
+        if len(columns) != len(self.schema.columns) or (arrays is not None and len(arrays) != len(columns)):
+            raise ValueError(f"{len(columns)} columns given for {len(self.schema.columns)}")
+        object.__setattr__(self, "_columns", columns)
+        object.__setattr__(self, "_packed", packed)
+        object.__setattr__(self, "_arrays", arrays)
+        return self
+
+    def source_array(self, index: int, start: int = 0) -> pa.Array | None:
+        """Column ``index``'s values from row ``start`` on, as an Arrow array of the column's
+        ``arrow_type``, if it was made ahead; else None (the caller builds it from ``columns()``)."""
+        made = None if self._arrays is None else self._arrays[index]
+        if made is None:
+            return None
+        return made.slice(start) if start else made
+
+    @property
+    def packed(self) -> object | None:
+        """The packed form given to ``prepared``, if any."""
+        return self._packed
 
     def columns(self) -> list[tuple[ColumnValue, ...]]:
         """The values of each column, in column order (one tuple per column of ``schema``)."""

@@ -15,6 +15,7 @@ import datetime as dt
 import marshal
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pyarrow as pa
@@ -22,11 +23,37 @@ import pyarrow as pa
 from cdc.core.events import ColumnValue, RowImage
 from cdc.core.schemas import ArrowKind, TableSchema
 
-__all__ = ["PackedRows", "pack_rows", "unpack_rows"]
+__all__ = ["PackedRows", "PreparedColumns", "pack_rows", "prepare_columns", "unpack_rows"]
 
 # (row count, per column: (how, payload)); "m" marshal, "a" Arrow timestamp[us], "p" pickle
 PackedRows = tuple[int, tuple[tuple[str, bytes | pa.Array], ...]]
 _NAIVE_US = pa.timestamp("us")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedColumns:
+    """A chunk's rows transposed (``ReadBatch.columns``) and packed for the chunk log, made ahead."""
+
+    columns: list[tuple[ColumnValue, ...]]
+    packed: PackedRows
+    # each column as an Arrow array of its ``arrow_type`` (what the Iceberg and PostgreSQL column
+    # paths build first), None where the values do not convert (the sink then meets the error itself)
+    arrays: tuple[pa.Array | None, ...]
+
+
+def prepare_columns(schema: TableSchema, rows: Sequence[RowImage]) -> PreparedColumns:
+    columns: list[tuple[ColumnValue, ...]] = (
+        list(zip(*rows, strict=True)) if rows else [() for _ in schema.columns]
+    )
+    arrays = tuple(_array(c.arrow_type.to_pyarrow(), v) for c, v in zip(schema.columns, columns, strict=True))
+    return PreparedColumns(columns, pack_rows(schema, columns, len(rows)), arrays)
+
+
+def _array(kind: pa.DataType, values: tuple[ColumnValue, ...]) -> pa.Array | None:
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
 
 
 def pack_rows(schema: TableSchema, columns: Sequence[tuple[ColumnValue, ...]], n: int) -> PackedRows:

@@ -77,7 +77,8 @@ _Compact = tuple[TableSchema, str, int, str, tuple[_Row, ...]]
 def _compact(records: Sequence[ChangeEvent]) -> _Read | _Compact | tuple[ChangeEvent, ...]:
     if isinstance(records, ReadBatch):
         b = records
-        packed = pack_rows(b.schema, b.columns(), len(b.rows))
+        made = b.packed  # made ahead on the snapshot reader's thread (chunk_feed.py), or now
+        packed = cast(PackedRows, made) if made is not None else pack_rows(b.schema, b.columns(), len(b.rows))
         return (_READ, b.schema, b.first.to_string(), b.source_ts_ms, b.transaction_id, b.lead, packed)
     records = tuple(records)
     if not records:

@@ -44,6 +44,7 @@ from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from sinks.read_batch import ReadBatch
+from snapshotter.chunk_columns import PreparedColumns
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
 from snapshotter.chunk_sizer import ChunkSizer
@@ -301,7 +302,9 @@ class MergingPump:
         last = self._ready[-1] if self._ready else None
         more = last is None or (last.chunk is not None and not last.chunk.complete)
         if more and len(self._ready) < 2 and not self._feed.in_flight:
-            self._feed.request(self._generation, job.table, self._next_after, self._sizer.limit)
+            self._feed.request(
+                self._generation, job.table, self._next_after, self._sizer.limit, columns=self.columnar
+            )
 
     def _restart_reads(self, job: TableJob) -> None:
         self._tracked = _Tracked(job.table)
@@ -368,16 +371,23 @@ class MergingPump:
         if ready.keys is not None:
             return self._emit_repair(job, chunk, ready.keys, tracked, at)
         self._sizer.observe(len(chunk.rows), chunk.elapsed_s)
-        if tracked.truncated_at >= at:
-            rows: list[RowImage] = []  # truncated after the view: every row of it is gone
-        else:
-            rows = unchanged_rows(chunk, tracked, at, self._changed_by)
+        # truncated after the view: every row of it is gone
+        gone = tracked.truncated_at >= at
+        rows = [] if gone else unchanged_rows(chunk, tracked, at, self._changed_by)
         tracked.prune(at)
         if len(self._changed_by) > len(tracked.changed):
             self._changed_by = {k: self._changed_by[k] for k in tracked.changed}
-        return self._emit(job, chunk, rows)
+        # every row kept (the chunk's own tuple): the columns the reader's thread made still hold
+        prepared = ready.prepared if rows is chunk.rows else None
+        return self._emit(job, chunk, rows, prepared)
 
-    def _emit(self, job: TableJob, chunk: ReadChunk, rows: list[RowImage]) -> list[SourceRecord]:
+    def _emit(
+        self,
+        job: TableJob,
+        chunk: ReadChunk,
+        rows: Sequence[RowImage],
+        prepared: PreparedColumns | None = None,
+    ) -> list[SourceRecord]:
         events: list[ChangeEvent] = []
         point = self._point
         ts_ms = int(time.time() * 1000)
@@ -397,10 +407,12 @@ class MergingPump:
             # one typed batch instead of an event per row: the sinks write it column-wise
             lead = events[0] if events else None
             records = ReadBatch(schema, tuple(rows), first, ts_ms, txn, lead) if rows or lead else ()
+            if prepared is not None and isinstance(records, ReadBatch):
+                records = records.prepared(prepared.columns, prepared.packed, prepared.arrays)
         else:
             # an event per row (Kafka mode, policies), built in one compiled call (change_batches.py)
             made = MAKE_CHANGES(
-                Op.READ, schema, schema.key_indexes(), True, rows, first, first.row, ts_ms, txn
+                Op.READ, schema, schema.key_indexes(), True, list(rows), first, first.row, ts_ms, txn
             )
             records = (*events, *cast(list[ChangeEvent], made))
         advanced = job.advanced(chunk.last_key, len(rows))

@@ -8,7 +8,7 @@ after S.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,7 +74,7 @@ def _boundary_place(point: RestartPoint) -> Place:
 
 def unchanged_rows(
     chunk: ReadChunk, tracked: Tracked, at: Place, changed_by: Mapping[RowImage, int]
-) -> list[RowImage]:
+) -> Sequence[RowImage]:
     """The chunk's rows whose key the stream did not change at or after the view's boundary (and,
     for a view that may miss transactions before it, PostgreSQL's: none that it missed changed last)."""
     changed = tracked.changed
@@ -83,7 +83,9 @@ def unchanged_rows(
         hidden, key_of = stale(changed, changed_by, at), chunk.schema.key_indexes()
         return [row for row in chunk.rows if not hidden or tuple(row[i] for i in key_of) not in hidden]
     if not any(p >= at for p in changed.values()):
-        return list(chunk.rows)  # the usual case in a quiet table: no key to look up per row
+        # the usual case in a quiet table: no key to look up per row; the very tuple, so that what
+        # the reader's thread made of it (ChunkResult.prepared) still describes it
+        return chunk.rows
     key_of = chunk.schema.key_indexes()
     getter = operator.itemgetter(*key_of)
     if len(key_of) == 1:

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from cdc.config.models import IcebergSinkConfig
@@ -150,6 +149,8 @@ def rebuild_state(history: pa.Table, primary_key: tuple[str, ...]) -> pa.Table:
             )
             select _first as _row from counted, range(greatest(_copies, 0)) order by _first
             """
+    import duckdb  # here: every Iceberg sink imports this module, and only as-of reads need it
+
     con = duckdb.connect()
     try:
         con.register("h", h)

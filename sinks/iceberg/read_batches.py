@@ -33,8 +33,14 @@ def add_rest(writer: TableWriter, batch: ReadBatch, accepted: ChangeEvent) -> in
     if n == 0:
         return 0
     writer.seal()  # the rows added one by one go first
-    columns = [values[start:] for values in batch.columns()] if start else batch.columns()
-    arrays = [c.to_array(values) for c, values in zip(writer.columns, columns, strict=True)]
+    arrays = []
+    for i, c in enumerate(writer.columns):
+        # made ahead on the snapshot reader's thread (ReadBatch.prepared): the same pa.array call
+        made = batch.source_array(i, start)
+        if made is not None and made.type == c.source_arrow:
+            arrays.append(made if c.source_arrow == c.arrow else made.cast(c.arrow))
+        else:
+            arrays.append(c.to_array(batch.columns()[i][start:]))
     ts = pa.scalar(batch.source_ts_ms * 1000, pa.int64()).cast(_TS_UTC)
     arrays += [
         pa.repeat(pa.scalar("r", pa.string()), n),

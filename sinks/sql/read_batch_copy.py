@@ -51,6 +51,9 @@ class ColumnCopy:
     schema: TableSchema
     names: tuple[str, ...]  # target column of each source column
     columns: Sequence[Sequence[ColumnValue]]
+    # the same columns as Arrow arrays of each column's arrow_type where made ahead (the snapshot
+    # reader's thread, ReadBatch.source_array), None where not
+    arrays: Sequence[pa.Array | None] | None = None
 
     def write(self, conn: sa.Connection, table: sa.Table, primary_key: Sequence[str]) -> None:
         if self._none_held(conn, table, primary_key):
@@ -109,11 +112,14 @@ class ColumnCopy:
 
     def _csv(self) -> bytes:
         arrays = []
-        for column, values in zip(self.schema.columns, self.columns, strict=True):
+        made = self.arrays or [None] * len(self.columns)
+        for column, values, ready in zip(self.schema.columns, self.columns, made, strict=True):
             if column.arrow_type.kind is ArrowKind.BINARY:
                 # bytea's text form; PostgreSQL reads "\x..." back to the very bytes
                 hexed = [None if v is None else "\\x" + v.hex() for v in values]  # type: ignore[union-attr]
                 arrays.append(pa.array(hexed, pa.string()))
+            elif ready is not None and ready.type == column.arrow_type.to_pyarrow():
+                arrays.append(ready)
             else:
                 arrays.append(pa.array(values, column.arrow_type.to_pyarrow()))
         table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])

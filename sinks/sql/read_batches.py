@@ -89,7 +89,8 @@ def add_rest(
     ):
         columns = [values[start:] for values in batch.columns()]
         if all(check(v) is None for i, _, check in codec.checks for v in columns[i]):
-            return ColumnCopy(target, schema, codec.names, columns)
+            made = [batch.source_array(i, start) for i in range(len(columns))]
+            return ColumnCopy(target, schema, codec.names, columns, made)
     plan = plans.get(target)
     if plan is None:
         plan = plans[target] = TablePlan(target)
