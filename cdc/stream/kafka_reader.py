@@ -393,23 +393,34 @@ class KafkaChangeReader:
         own, at_end, names = self._own, self.at_end, self._names_of
         chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
         out: list[ChangeChunk] = []
+        # hot loop: a fetch brings runs of one partition's messages, so the per-partition work
+        # (name, end-of-partition mark, chunk) is done when the partition changes, not per message
+        last: tuple[str | None, int | None] | None = None
+        chunk: ChangeChunk | None = None
+        skip = False
         for msg in messages:
             error = msg.error()
             if error is not None:
                 self._on_error(error, partition_name(msg.topic() or "", msg.partition() or 0))
+                last = None  # an end-of-partition mark: the partition's next message clears it
                 continue
-            topic = msg.topic()
-            if topic in own:
+            where = (msg.topic(), msg.partition())
+            if where != last:
+                last = where
+                skip = where[0] in own
+                if skip:
+                    continue
+                found = names.get(where)
+                if found is None:
+                    found = names[where] = partition_name(where[0] or "", where[1] or 0)
+                name = found
+                at_end.discard(name)
+                chunk = chunks.get(name)
+            elif skip:
                 continue
-            where = (topic, msg.partition())
-            name = names.get(where)
-            if name is None:
-                name = names[where] = partition_name(topic or "", where[1] or 0)
-            at_end.discard(name)
             value = msg.value()
             if not value:
                 continue  # a tombstone: the delete before it carried the change
-            chunk = chunks.get(name)
             if chunk is None or len(chunk.values) >= _CHUNK_MESSAGES:
                 chunk = chunks[name] = ChangeChunk(name, [], [], self)
                 out.append(chunk)
