@@ -359,6 +359,8 @@ class MergingPump:
             return self._failed(job, ready.error)
         chunk = ready.chunk
         assert chunk is not None
+        if job.replace and job.keys is None:
+            return self._emit_truncate(job, chunk)
         at = _boundary_place(chunk.at)
         if self._edge < at:
             return None  # the stream has not yet consumed every transaction the view holds
@@ -394,11 +396,6 @@ class MergingPump:
         txn = f"snapshot-{job.request}-{job.chunks}"
         schema = chunk.schema
         index = 0
-        if job.replace and job.chunks == 0:
-            # re-bootstrap after a gap: copies may hold rows deleted meanwhile; start them afresh
-            position = snapshot_row_position(point, index)
-            events.append(ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, txn))
-            index += 1
         # one full position, then cheap copies for the rest (a full one per row was a sixth of the
         # bootstrap's time: benchmarks/results/profiles/bootstrap_*.txt)
         first = snapshot_row_position(point, index)
@@ -440,6 +437,29 @@ class MergingPump:
             )
             self._finish_job()
         return out
+
+    def _emit_truncate(self, job: TableJob, chunk: ReadChunk) -> list[SourceRecord]:
+        """--replace, or a re-bootstrap after a gap: the copies may hold rows deleted meanwhile, so a
+        TRUNCATE empties them first, here, at a transaction boundary of the stream. It goes out
+        before the view of any chunk that will be emitted: the first read (only its schema is used)
+        is dropped and read again. With the first chunk, it would have come after the stream's
+        changes inside that chunk's window, wiping them while the chunk drops their keys as newer in
+        the stream: those keys were lost."""
+        ts_ms = int(time.time() * 1000)
+        txn = f"snapshot-{job.request}-truncate"
+        position = snapshot_row_position(self._point, 0)
+        event = ChangeEvent(Op.TRUNCATE, chunk.schema, None, None, None, position, ts_ms, txn)
+        self.state = dataclasses.replace(
+            self.state.advanced(dataclasses.replace(job, replace=False)), last_position=position.to_string()
+        )
+        self._restart_reads(job)  # every chunk's view now lies after the truncate
+        self._point = RestartPoint.after(position)
+        log.info("bootstrap %s: %s's copies emptied first (replace)", job.request, job.table)
+        return [
+            SnapshotProgress(self.state.to_text(), 0, (event,)),
+            event,
+            TransactionEnd(txn, position, 1, ts_ms),
+        ]
 
     def _emit_repair(
         self, job: TableJob, chunk: ReadChunk, keys: tuple[RowImage, ...], tracked: _Tracked, at: Place
