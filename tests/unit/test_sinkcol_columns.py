@@ -187,3 +187,50 @@ def test_a_chunk_applied_as_columns_leaves_the_history_the_per_change_path_leave
     assert columnar.num_rows == len(events)
     assert columnar.schema == per_change.schema
     assert columnar.to_pylist() == per_change.to_pylist()
+
+
+def test_rows_a_crashed_cycle_committed_are_dropped_from_redelivered_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table committed, the progress table never heard of it: the consumer delivers the same
+    chunks again, and the column-wise path drops exactly the rows the table holds (is_in)."""
+    config = IcebergSinkConfig.model_validate(
+        {
+            "catalog": {
+                "type": "sql",
+                "uri": f"sqlite:///{tmp_path}/c.db",
+                "warehouse": f"file://{tmp_path}/w",
+            },
+            "namespace": "sinkcol",
+            "commit_rows": 1_000_000,
+        }
+    )
+    reader = _reader(WIDE)
+    events = _events()
+    values = _values(events)
+    half = len(values) // 2
+
+    def batch(upto: int) -> SinkBatch:
+        chunk = ChangeChunk("sinkcol.sinkcol.wide:0", values[:upto], list(range(1, upto + 1)), reader)
+        state = AppliedState(max(e.position for e in events[:upto]), {"sinkcol.sinkcol.wide:0": upto})
+        return SinkBatch(ChunkRecords([chunk]), state)
+
+    sink = IcebergHistorySink(config, "sinkcol")
+    sink.open()
+    sink.apply(batch(half))
+    monkeypatch.setattr(IcebergHistorySink, "_record_progress", _killed)
+    with pytest.raises(KeyboardInterrupt):
+        sink.flush()
+    monkeypatch.undo()
+    again = IcebergHistorySink(config, "sinkcol")
+    again.open()
+    assert again.applied() is None
+    again.apply(batch(len(values)))  # the first half again, and the rest
+    again.close()
+    table = open_catalog(config.catalog, None).load_table("sinkcol.wide__history").scan().to_arrow()
+    held = table.column("_position").to_pylist()
+    assert len(held) == len(set(held)) == len(values)
+
+
+def _killed(*_args: object) -> object:
+    raise KeyboardInterrupt("SIGKILL stand-in")
