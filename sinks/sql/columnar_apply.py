@@ -78,7 +78,9 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
     """Apply ``batch`` column-wise; False (nothing done) when the per-change path must."""
     records = batch.records
     threshold = sink._copy_threshold
-    if not isinstance(records, ChunkRecords) or threshold is None or sink.dialect is not Dialect.POSTGRESQL:
+    if not isinstance(records, ChunkRecords) or not batch.state.offsets:
+        return False  # not from Kafka
+    if sink.dialect is not Dialect.POSTGRESQL or threshold is None:
         return False
     if len(records) < threshold:
         return False

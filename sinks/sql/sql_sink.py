@@ -151,7 +151,8 @@ class SqlSink:
 
     def apply(self, batch: SinkBatch) -> None:
         try:
-            self._apply(batch)
+            if not apply_columns(self, batch):  # PostgreSQL from Kafka: column-wise, if it can
+                self._apply(batch)
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc
 
@@ -160,8 +161,6 @@ class SqlSink:
         # Kafka mode (offsets in the state): the consumer already dropped what this sink holds, by
         # offset; positions from several partitions are not in one order, so none is skipped here.
         from_kafka = bool(batch.state.offsets)
-        if from_kafka and apply_columns(self, batch):  # PostgreSQL, chunks as columns
-            return
         # (from Kafka nothing is skipped by position: no round trip to read it)
         held = None if from_kafka else self.applied()
         if not from_kafka and held is not None and batch.state.position <= held.position:
