@@ -63,6 +63,7 @@ def _columns() -> list[ColumnSpec]:
         c("ip4", T.STRING, 4, True, collation=63),
         c("blob", T.BLOB, 2, True, collation=63),
         c("text", T.BLOB, 3, True, collation=45),
+        c("text_latin1", T.BLOB, 2, True, collation=8),  # natively when ASCII, else the helper
         c("geo", T.GEOMETRY, 4, True, collation=63),
         c("e", T.ENUM, 1, True, collation=45, values=("a", "b", "c")),
         c("s", T.SET, 1, True, collation=45, values=("x", "y", "z")),

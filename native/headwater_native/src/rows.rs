@@ -30,7 +30,10 @@ const REVERSED_HELPER: u8 = 12; // helper(the size bytes reversed)
 const ENUM: u8 = 13; // little-endian index of size bytes into the helper (a tuple): "" past its end
 const DATETIME2: u8 = 14; // 5 bytes + the fraction's (size - 5); extra = the fraction's scale to
                           // microseconds; not a valid datetime (zero dates) -> helper(the bytes)
-const LAST_KIND: u8 = DATETIME2;
+// length-prefixed latin1 (MariaDB's, cp1252-like): ASCII text is the same in every Latin-1
+// variant, so it becomes a str here; anything else goes to helper(bytes)
+const TEXT_LATIN1: u8 = 15;
+const LAST_KIND: u8 = TEXT_LATIN1;
 
 struct Col {
     kind: u8,
@@ -86,7 +89,7 @@ impl RowsPlan {
                 YEAR => size == 1,
                 BIT | INT_HELPER | ENUM => (1..=8).contains(&size),
                 DATETIME2 => (5..=8).contains(&size),
-                TEXT_UTF8 | TEXT_HELPER | BYTES | BINARY => (1..=4).contains(&size),
+                TEXT_UTF8 | TEXT_HELPER | TEXT_LATIN1 | BYTES | BINARY => (1..=4).contains(&size),
                 _ => size <= 64,
             };
             if !ok_size {
@@ -94,7 +97,7 @@ impl RowsPlan {
             }
             let needs_helper = matches!(
                 kind,
-                TEXT_HELPER | FIXED_HELPER | INT_HELPER | REVERSED_HELPER | ENUM | TEXT_UTF8
+                TEXT_HELPER | FIXED_HELPER | INT_HELPER | REVERSED_HELPER | ENUM | TEXT_UTF8 | TEXT_LATIN1
             );
             if needs_helper && helper.is_none() {
                 return Err(bad(&format!("kind {kind} needs a helper")));
@@ -215,7 +218,7 @@ impl RowsPlan {
                 Ok(year.into_pyobject(py)?.into_any())
             }
             BIT => Ok(be(take(d, p, col.size)?).into_pyobject(py)?.into_any()),
-            TEXT_UTF8 | TEXT_HELPER | BYTES | BINARY => {
+            TEXT_UTF8 | TEXT_HELPER | TEXT_LATIN1 | BYTES | BINARY => {
                 let n = le(take(d, p, col.size)?) as usize;
                 let raw = take(d, p, n)?;
                 // only GEOMETRY skips bytes after the prefix (its SRID); BINARY's extra is its width
@@ -231,6 +234,11 @@ impl RowsPlan {
                         Err(_) => Self::call(py, col, PyBytes::new(py, raw).into_any()),
                     },
                     TEXT_HELPER => Self::call(py, col, PyBytes::new(py, raw).into_any()),
+                    TEXT_LATIN1 if raw.is_ascii() => match std::str::from_utf8(raw) {
+                        Ok(text) => Ok(PyString::new(py, text).into_any()),
+                        Err(_) => Self::call(py, col, PyBytes::new(py, raw).into_any()),
+                    },
+                    TEXT_LATIN1 => Self::call(py, col, PyBytes::new(py, raw).into_any()),
                     BYTES => Ok(PyBytes::new(py, raw).into_any()),
                     _ => {
                         // BINARY(n) values are logged without their trailing zero bytes
