@@ -71,6 +71,8 @@ class ReconcileBench:
     same_keys: bool  # both tools listed exactly the changed keys
     load: tuple[float, float]  # 1-minute load average at the start and at the end (2 shared cores)
     before_in_sync_s: float | None = None  # --ab: the compare as it was before recon2x, median of ROUNDS
+    samples: tuple[tuple[float, ...], ...] = ()  # per round: full scan, Headwater in sync (, before)
+    before_changed_s: float | None = None  # --ab: the changed rows found as before recon2x (same keys)
 
     def describe(self) -> str:
         return (
@@ -86,7 +88,8 @@ class ReconcileBench:
                 ""
                 if self.before_in_sync_s is None
                 else f"; before recon2x: in sync {self.before_in_sync_s:.2f}s "
-                f"({self.before_in_sync_s / self.full_scan_s:.2f} of the full scan)"
+                f"({self.before_in_sync_s / self.full_scan_s:.2f} of the full scan), "
+                f"{self.changes} changed {self.before_changed_s or 0:.2f}s"
             )
         )
 
@@ -259,17 +262,24 @@ def run(
         ours_keys0 = set().union(*(k for _, k in ours + before))
         rd_sync, rd_keys0 = _reladiff(stack, db)
         assert not ours_keys0 and not rd_keys0, (len(ours_keys0), len(rd_keys0))
+        columns = [fulls, [t for t, _ in ours]] + ([[t for t, _ in before]] if before else [])
+        samples = tuple(zip(*columns, strict=True))
         changed = sorted(random.Random(42).sample(range(1, rows + 1), changes))
         with pg.begin() as conn:
             conn.execute(
                 sa.text("UPDATE page SET page_len = page_len + 1 WHERE page_id = ANY(:ids)"), {"ids": changed}
             )
         ours_changed, ours_keys = _ours(maria, pg)
+        before_changed = None
+        if ab:
+            before_changed, before_keys = _ours(maria, pg, before=True)
+            assert before_keys == ours_keys, len(before_keys ^ ours_keys)
         rd_changed, rd_keys = _reladiff(stack, db)
         return ReconcileBench(
             rows, changes, full, ours_sync, ours_changed, len(ours_keys), rd_sync, rd_changed, len(rd_keys),
             ours_keys == set(changed) == rd_keys, (load0, os.getloadavg()[0]),
             statistics.median(t for t, _ in before) if before else None,
+            samples, before_changed,
         )  # fmt: skip
     finally:
         maria.dispose()
