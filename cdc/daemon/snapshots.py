@@ -141,6 +141,10 @@ class Snapshots:
             when_done=self._when_done,
             replay=replay,
         )
+        # 1M-row A/B, 3 rounds each (benchmarks/results/latest.md): the chunk's columns and Arrow
+        # arrays made on the reader's thread cut an Iceberg bootstrap's CPU by ~12%, but raised a
+        # PostgreSQL-only one's by ~12% (its many short waits for the server contend with that thread)
+        merged.prepare_ahead = any(s.type == "iceberg" for s in self._config.sinks)
         if state.jobs:
             log.info(
                 "bootstrapping %d tables (pid %d): %s",
