@@ -41,6 +41,9 @@ def _columns() -> list[ColumnSpec]:
         c("d", T.DOUBLE, 8, True),
         c("dec", T.NEWDECIMAL, 12 << 8 | 2, True),
         c("dec0", T.NEWDECIMAL, 20 << 8 | 0, True),
+        c("dec_frac", T.NEWDECIMAL, 10 << 8 | 10, True),  # no integer digits
+        c("dec38", T.NEWDECIMAL, 38 << 8 | 17, True),  # the widest made natively
+        c("dec65", T.NEWDECIMAL, 65 << 8 | 30, True),  # wider: the helper
         c("y", T.YEAR, 0, True),
         c("dt", T.DATE, 0, True),
         c("dt0", T.DATETIME2, 0, True),

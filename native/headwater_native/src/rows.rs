@@ -33,7 +33,10 @@ const DATETIME2: u8 = 14; // 5 bytes + the fraction's (size - 5); extra = the fr
 // length-prefixed latin1 (MariaDB's, cp1252-like): ASCII text is the same in every Latin-1
 // variant, so it becomes a str here; anything else goes to helper(bytes)
 const TEXT_LATIN1: u8 = 15;
-const LAST_KIND: u8 = TEXT_LATIN1;
+// MariaDB's binary DECIMAL of size bytes; extra = precision << 8 | scale (precision up to 38): a
+// decimal.Decimal made from its digits' text; helper(the bytes) when they do not fit 128 bits
+const DECIMAL_BIN: u8 = 16;
+const LAST_KIND: u8 = DECIMAL_BIN;
 
 struct Col {
     kind: u8,
@@ -70,6 +73,62 @@ fn be(b: &[u8]) -> u64 {
     b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
+/// The text of a binary DECIMAL (value_codecs.make_decimal's arithmetic: base-10^9 groups,
+/// big-endian, the sign in the top bit, negatives inverted), or None when it does not fit u128.
+fn decimal_text(raw: &[u8], extra: usize) -> Option<String> {
+    const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let (precision, scale) = (extra >> 8, extra & 0xFF);
+    let intg = precision.checked_sub(scale)?;
+    let mut b = raw.to_vec();
+    let first = b.first_mut()?;
+    let negative = *first & 0x80 == 0;
+    *first ^= 0x80;
+    if negative {
+        b.iter_mut().for_each(|x| *x ^= 0xFF);
+    }
+    let mut pos = 0usize;
+    let mut ip: u128 = 0;
+    let mut add = |width: usize, factor: u128| -> Option<()> {
+        let group = u128::from(be(b.get(pos..pos + width)?));
+        pos += width;
+        ip = ip.checked_mul(factor)?.checked_add(group)?;
+        Some(())
+    };
+    if DIG2BYTES[intg % 9] > 0 {
+        add(DIG2BYTES[intg % 9], 1_000_000_000)?;
+    }
+    for _ in 0..intg / 9 {
+        add(4, 1_000_000_000)?;
+    }
+    for _ in 0..scale / 9 {
+        add(4, 1_000_000_000)?;
+    }
+    if DIG2BYTES[scale % 9] > 0 {
+        add(DIG2BYTES[scale % 9], 10u128.pow((scale % 9) as u32))?;
+    }
+    if pos != b.len() {
+        return None;
+    }
+    let digits = ip.to_string();
+    let mut text = String::with_capacity(digits.len() + scale + 3);
+    if negative && ip != 0 {
+        text.push('-'); // Decimal(-0) is Decimal(0): no sign, as the Python decoder gives
+    }
+    if scale == 0 {
+        text.push_str(&digits);
+    } else if digits.len() > scale {
+        let cut = digits.len() - scale;
+        text.push_str(&digits[..cut]);
+        text.push('.');
+        text.push_str(&digits[cut..]);
+    } else {
+        text.push_str("0.");
+        text.extend(std::iter::repeat('0').take(scale - digits.len()));
+        text.push_str(&digits);
+    }
+    Some(text)
+}
+
 #[pymethods]
 impl RowsPlan {
     /// One entry per column: (kind, size, extra, nullable, helper or None).
@@ -98,6 +157,7 @@ impl RowsPlan {
             let needs_helper = matches!(
                 kind,
                 TEXT_HELPER | FIXED_HELPER | INT_HELPER | REVERSED_HELPER | ENUM | TEXT_UTF8 | TEXT_LATIN1
+                    | DECIMAL_BIN
             );
             if needs_helper && helper.is_none() {
                 return Err(bad(&format!("kind {kind} needs a helper")));
@@ -286,6 +346,13 @@ impl RowsPlan {
                 Self::call(py, col, PyBytes::new(py, raw).into_any())
             }
             FIXED_HELPER => Self::call(py, col, PyBytes::new(py, take(d, p, col.size)?).into_any()),
+            DECIMAL_BIN => {
+                let raw = take(d, p, col.size)?;
+                match decimal_text(raw, col.extra) {
+                    Some(text) => crate::decimal_type(py)?.call1((text,)),
+                    None => Self::call(py, col, PyBytes::new(py, raw).into_any()),
+                }
+            }
             INT_HELPER => {
                 let v = le(take(d, p, col.size)?).into_pyobject(py)?.into_any();
                 Self::call(py, col, v)
