@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.positions import Position
@@ -208,9 +209,7 @@ class _Consumption:
         metrics = self.runner.metrics
         if metrics is not None:
             counts: Counter[tuple[str, str, str]] = Counter()
-            events = [event for chunk in pending for event in chunk.events()]
-            tally(events, counts)
-            metrics.committed(counts, 0, max(map(_SOURCE_TS, events)))
+            metrics.committed(counts, 0, max(_tally(chunk, counts) for chunk in pending))
         self.pending = []
         self.pending_changes = 0
         self.dirty = True
@@ -276,6 +275,20 @@ class _Consumption:
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return
+
+
+def _tally(chunk: ChangeChunk, counts: Counter[tuple[str, str, str]]) -> int:
+    """Count the chunk's changes by (db, table, op) into ``counts``; its latest source time. From
+    its columns when a sink decoded them (no ChangeEvent made for the metrics), else its events."""
+    columns = chunk.decoded_columns()
+    if columns is None:
+        events = chunk.events()
+        tally(events, counts)
+        return int(max(map(_SOURCE_TS, events)))
+    ref = columns.schema.ref
+    for item in pc.value_counts(columns.op).to_pylist():
+        counts[(ref.db, ref.table, str(item["values"]))] += int(item["counts"])
+    return int(pc.max(columns.source_ts_ms).as_py())
 
 
 def _never_consumed(sink: str, partition: str, marks: Watermarks) -> str:

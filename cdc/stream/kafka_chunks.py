@@ -79,6 +79,10 @@ class ChangeChunk:
                 self._columns = change_columns(self.values, self.decoder.table_schema(version))
         return self._columns
 
+    def decoded_columns(self) -> ChangeColumns | None:
+        """The columns if a sink already decoded them (never decodes)."""
+        return self._columns
+
     def last_position(self, prefer_columns: bool) -> Position:
         """The highest position in the chunk (from the columns when they are wanted anyway)."""
         columns = self.columns() if prefer_columns else self._columns

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from cdc.config.models import IcebergSinkConfig, KafkaStreamConfig
 from cdc.core.events import ChangeEvent, ColumnValue, Op
 from cdc.core.positions import Gtid, Position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from cdc.daemon.sink_runner import _tally
 from cdc.stream.arrow_changes import change_columns
 from cdc.stream.envelope import EnvelopeEncoder
 from cdc.stream.json_decode import row_decoder
@@ -234,3 +236,26 @@ def test_rows_a_crashed_cycle_committed_are_dropped_from_redelivered_chunks(
 
 def _killed(*_args: object) -> object:
     raise KeyboardInterrupt("SIGKILL stand-in")
+
+
+def test_the_metrics_count_a_decoded_chunk_from_its_columns_as_from_its_events() -> None:
+    values = _values(_events())
+    by_columns = ChangeChunk("sinkcol.sinkcol.wide:0", values, list(range(1, len(values) + 1)), _reader(WIDE))
+    assert by_columns.columns() is not None
+    by_events = ChangeChunk("sinkcol.sinkcol.wide:0", values, list(range(1, len(values) + 1)), _reader(WIDE))
+    counted: list[Counter[tuple[str, str, str]]] = [Counter(), Counter()]
+    latest = [_tally(by_columns, counted[0]), _tally(by_events, counted[1])]
+    assert by_columns._events is None  # counted without a ChangeEvent
+    assert (
+        counted[0]
+        == counted[1]
+        == Counter(
+            {
+                ("sinkcol", "wide", "r"): 40,
+                ("sinkcol", "wide", "c"): 40,
+                ("sinkcol", "wide", "u"): 10,
+                ("sinkcol", "wide", "d"): 5,
+            }
+        )
+    )
+    assert latest[0] == latest[1] == 1_700_000_000_004
