@@ -142,12 +142,25 @@ def _bootstrap(config: PipelineConfig, tables: tuple[TableRef, ...], replace: bo
     running = not lock.acquire()
     try:
         # tables a killed or still running bootstrap holds are taken up where it stopped
+        committed = _committed_state(config)
+        done = {f.request for f in committed.finished} - {j.request for j in committed.jobs}
+        for finished in (r for r in box.pending() if r.id in done):
+            # finished and committed: its file waited for a running daemon to tidy it up (a direct
+            # bootstrap stops first). Taken for unfinished, it made the next `cdc bootstrap` of the
+            # same table "resume" it and do nothing, --replace included.
+            box.remove(finished.id)
         unfinished = {t: r.id for r in box.pending() for t in r.tables}
-        unfinished.update({j.table: j.request for j in _committed_state(config).jobs})
+        unfinished.update({j.table: j.request for j in committed.jobs})
         resumed = {unfinished[t] for t in tables if t in unfinished}
         if len(resumed) == 1 and all(t in unfinished for t in tables):
             request_id = resumed.pop()
             click.echo(f"bootstrap {request_id}: resuming after its last committed chunk: {names}")
+            if replace:
+                click.echo(
+                    "note: --replace applies to a new bootstrap, not to one resumed: run the command"
+                    " again with --replace once this one has finished",
+                    err=True,
+                )
         else:
             request_id = box.submit(tables, replace=replace).id
             where = (

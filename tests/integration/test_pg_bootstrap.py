@@ -373,3 +373,48 @@ def test_kafka_mode_sink_added_later_is_filled_while_capture_runs_under_writes(
         with sqlite3.connect(tmp_path / f"{name}.db") as lite:
             got = {int(r[0]): (int(r[1]), str(r[2])) for r in lite.execute("SELECT id, ver, note FROM late")}
         assert got == rows, f"sink {name}: {len(got)} rows against the table's {len(rows)}"
+
+
+def test_replace_without_a_daemon_empties_a_drifted_copy_and_refills_it_under_writes(
+    db: Db, stack: StackConnections, tmp_path: Path
+) -> None:
+    """`cdc bootstrap public.late --replace`, no daemon: the serving copy holds a row the table never
+    had and misses one; the copies are emptied before the first chunk's view and read again while
+    writes go on. The serving table and the history's state end equal to the table."""
+    from tests.support.pgsrc_daemon import ForkedDaemon
+
+    config = write_config(tmp_path, stack, db, kafka=False, exclude_late=False)
+    ForkedDaemon(config, tmp_path / "cdc.log").catch_up(60)
+    code, output = bootstrap(config, "public.late")
+    assert code == 0, output
+    with sqlite3.connect(tmp_path / "serving.db") as lite:  # drift behind the pipeline's back
+        lite.execute("INSERT INTO late (id, ver, note) VALUES (999999, 1, 'extra')")
+        lite.execute("DELETE FROM late WHERE id = 7")
+    with Workload(db) as workload:
+        code, output = bootstrap(config, "public.late", "--replace")
+        assert code == 0, output
+        time.sleep(0.2)
+        assert workload.done > 50, workload.done
+    ForkedDaemon(config, tmp_path / "cdc.log").catch_up(60)
+    rows = db.rows()
+    assert serving_rows(tmp_path) == rows
+    from sinks.iceberg import read_history
+    from sinks.iceberg.history_schema import to_source_values
+
+    catalog = {
+        "type": "sql",
+        "uri": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "warehouse": (tmp_path / "wh").as_uri(),
+    }
+    found = read_history(catalog, db.name, "public.late")
+    history = sorted(to_source_values(found.rows, found.column_kinds), key=lambda r: str(r["_position"]))
+    assert sum(1 for r in history if r["_op"] == "t") == 1  # the one truncate of --replace
+    state: dict[int, int] = {}
+    for r in history:
+        if r["_op"] == "t":
+            state.clear()
+        elif r["_op"] == "d":
+            state.pop(int(r["id"]), None)
+        else:
+            state[int(r["id"])] = int(r["ver"])
+    assert state == {k: v[0] for k, v in rows.items()}
