@@ -238,6 +238,9 @@ class _Consumption:
             if changes:
                 if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
+                if not self.columnar:
+                    for chunk in changes:
+                        chunk.decode_now()
                 self.pending.extend(changes)
                 self.pending_changes += sum(len(chunk) for chunk in changes)
             now = time.monotonic()

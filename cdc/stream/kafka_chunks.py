@@ -51,14 +51,21 @@ class ChangeChunk:
         self._tried = False
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.next_offsets)
+
+    def decode_now(self) -> None:
+        """Decode the events and let the message bytes go: for a run whose sinks never ask for
+        columns (both held until the batch is applied cost ~20 MiB of peak RSS per 10k changes)."""
+        self.events()
+        self.values = []
+        self._tried = True  # no columns from now on
 
     def after(self, held: int) -> ChangeChunk | None:
         """The messages a sink holding ``held`` (its next offset) still needs; None if none."""
         start = bisect.bisect_right(self.next_offsets, held)
         if start == 0:
             return self
-        if start >= len(self.values):
+        if start >= len(self.next_offsets):
             return None
         part = ChangeChunk(self.partition, self.values[start:], self.next_offsets[start:], self.decoder)
         if self._events is not None:
