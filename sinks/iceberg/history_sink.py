@@ -32,7 +32,8 @@ the held ones (several ``cdc sink`` processes of one group share the progress ta
 commit re-reads and merges, retrying itself). A crash between table commits leaves rows whose
 offsets were never stored; the consumer delivers them again, and a table whose latest snapshots are
 not covered by the stored offsets drops exactly those rows, by position (read from the files those
-snapshots added).
+snapshots added). From `cdc sink` a batch's records are chunks (``ChunkRecords``): a chunk decodable as
+Arrow columns is appended whole (``sinks.iceberg.columnar_apply``), the others change by change.
 
 History rows: one per change: the image after it (before it for a delete; a truncate is one row
 with ``_op`` 't' and every source column null, meaning "every row before this position is gone").
