@@ -54,32 +54,19 @@ def _daemons_warm() -> None:
 
 @pytest.fixture
 def db(stack: StackConnections) -> Iterator[Db]:
+    from tests.support.pg_databases import pg_source_database
+
     assert stack.pgsource is not None, "the dev stack has no pgsource cluster: run `cdc dev up`"
-    name = f"pgboot_{secrets.token_hex(4)}"
-    with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    found = Db(stack.pgsource, name)
-    with found.admin() as c:
-        c.execute("CREATE PUBLICATION pgboot_pub FOR ALL TABLES")
-        c.execute("CREATE TABLE base (id int PRIMARY KEY, v text)")
-        c.execute("CREATE TABLE late (id int PRIMARY KEY, ver int NOT NULL, note text)")
-        c.execute("ALTER TABLE late REPLICA IDENTITY FULL")  # deletes carry the version they removed
-        c.execute(f"INSERT INTO late SELECT g, 1, 'seed ' || g FROM generate_series(1, {ROWS}) g")
-        c.execute(f"GRANT SELECT ON base, late TO {stack.pgsource.user}")
-    try:
+    with pg_source_database(stack.pgsource, "pgboot") as name:
+        found = Db(stack.pgsource, name)
+        with found.admin() as c:
+            c.execute("CREATE PUBLICATION pgboot_pub FOR ALL TABLES")
+            c.execute("CREATE TABLE base (id int PRIMARY KEY, v text)")
+            c.execute("CREATE TABLE late (id int PRIMARY KEY, ver int NOT NULL, note text)")
+            c.execute("ALTER TABLE late REPLICA IDENTITY FULL")  # deletes carry the version they removed
+            c.execute(f"INSERT INTO late SELECT g, 1, 'seed ' || g FROM generate_series(1, {ROWS}) g")
+            c.execute(f"GRANT SELECT ON base, late TO {stack.pgsource.user}")
         yield found
-    finally:
-        with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-            c.execute(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s"
-                " AND active_pid IS NOT NULL",
-                (name,),
-            )
-            c.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                (name,),
-            )
-            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @dataclass

@@ -30,24 +30,11 @@ def _daemons_warm() -> None:
 
 @pytest.fixture
 def pgdb(stack: StackConnections) -> Iterator[tuple[PgSourceConnection, str]]:
+    from tests.support.pg_databases import pg_source_database
+
     assert stack.pgsource is not None, "the dev stack has no pgsource cluster: run `cdc dev up`"
-    name = f"pglost_{secrets.token_hex(4)}"
-    with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    try:
+    with pg_source_database(stack.pgsource, "pglost") as name:
         yield stack.pgsource, name
-    finally:
-        with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-            c.execute(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s"
-                " AND active_pid IS NOT NULL",
-                (name,),
-            )
-            c.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                (name,),
-            )
-            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_embedded_when_needed_rebootstraps_after_the_slot_is_lost(

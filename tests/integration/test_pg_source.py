@@ -62,26 +62,13 @@ def _daemons_warm() -> None:
 
 @pytest.fixture
 def pgdb(stack: StackConnections) -> Iterator[PgDb]:
+    from tests.support.pg_databases import pg_source_database
+
     assert stack.pgsource is not None, "the dev stack has no pgsource cluster: run `cdc dev up`"
-    name = f"pgsrc_{secrets.token_hex(4)}"
-    with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    db = PgDb(stack.pgsource, name)
-    db.run("CREATE PUBLICATION pgsrc_pub FOR ALL TABLES")
-    try:
+    with pg_source_database(stack.pgsource, "pgsrc") as name:
+        db = PgDb(stack.pgsource, name)
+        db.run("CREATE PUBLICATION pgsrc_pub FOR ALL TABLES")
         yield db
-    finally:
-        with psycopg.connect(stack.pgsource.admin_conninfo("postgres"), autocommit=True) as c:
-            c.execute(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s"
-                " AND active_pid IS NOT NULL",
-                (name,),
-            )
-            c.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                (name,),
-            )
-            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def read_all(source: PostgresSource, start: RestartPoint) -> list[SourceRecord]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 
 from cdc.core.events import ChangeEvent, Op, SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
-from cdc.core.handover import Chunk
 from cdc.core.positions import RestartPoint, lsn_position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from snapshotter.chunk_feed import ChunkFeed
 from snapshotter.merge import MergingPump
 from snapshotter.pg_reader import PgChunk, ViewXids
 from snapshotter.state import SnapshotState
+from tests.support.scripted_stream import ScriptedStream
 
 REF = TableRef("public", "t")
 SCHEMA = TableSchema.build(
@@ -37,23 +37,6 @@ def test_view_xids_in_progress_and_after_xmax_are_unseen() -> None:
     assert wrapped.sees(9) and not wrapped.sees(10) and wrapped.sees((1 << 32) - 3)
 
 
-class _Stream:
-    def __init__(self, batches: list[list[SourceRecord]]) -> None:
-        self._batches = batches
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def get(self, timeout: float) -> Chunk | None:
-        if self._batches:
-            return self._batches.pop(0)
-        time.sleep(min(timeout, 0.01))
-        return None
-
-
 class _Reader:
     def read_chunk(self, ref: TableRef, after: object, limit: int) -> PgChunk:
         rows = ((1, 1), (2, 1))  # key 1 as before transaction 77, which the view does not see
@@ -69,7 +52,7 @@ class _Reader:
 
 def test_a_row_changed_by_a_transaction_the_view_missed_is_dropped() -> None:
     update = ChangeEvent(Op.UPDATE, SCHEMA, (1,), None, (1, 2), lsn_position(1500, 0, 77), 0, "0-0-77")
-    stream = _Stream(
+    stream = ScriptedStream(
         [
             [],
             [update, TransactionEnd("0-0-77", update.position, 1, 0)],

@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 
 from cdc.core.events import ChangeEvent, Op, SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
-from cdc.core.handover import Chunk
 from cdc.core.positions import RestartPoint, lsn_position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from snapshotter.chunk_feed import ChunkFeed
 from snapshotter.merge import MergingPump
 from snapshotter.pg_reader import PgChunk, ViewXids
 from snapshotter.state import SnapshotState
+from tests.support.scripted_stream import ScriptedStream
 
 REF = TableRef("public", "t")
 SCHEMA = TableSchema.build(
@@ -30,23 +30,6 @@ SCHEMA = TableSchema.build(
     ),
     ("id",),
 )
-
-
-class _Stream:
-    def __init__(self, batches: list[list[SourceRecord]]) -> None:
-        self._batches = batches
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def get(self, timeout: float) -> Chunk | None:
-        if self._batches:
-            return self._batches.pop(0)
-        time.sleep(min(timeout, 0.01))
-        return None
 
 
 class _Reader:
@@ -85,7 +68,7 @@ def _replayed(records: list[SourceRecord]) -> dict[object, tuple[object, ...]]:
 def test_the_truncate_goes_out_before_the_first_chunks_view() -> None:
     update = ChangeEvent(Op.UPDATE, SCHEMA, (1,), None, (1, 2), lsn_position(2500, 0, 90), 0, "0-0-90")
     _Reader.calls = 0
-    stream = _Stream(
+    stream = ScriptedStream(
         [
             [],
             [],
