@@ -143,21 +143,26 @@ def test_connection_refused_stays_transient(stack: StackConnections, tmp_path: P
     """Nothing listens on the port: a network problem, retried with backoff until stopped (exit 0)."""
     m = stack.mariadb
     target = SourceTarget(m.host, free_loopback_port(), m.user, server_id(), ("srcconn_any.*",))
-    proc = subprocess.Popen(
-        cdc_argv(write_config(tmp_path, target)),
-        env=cdc_env(m.password),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log_path = tmp_path / "cdc.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            cdc_argv(write_config(tmp_path, target)), env=cdc_env(m.password), stderr=log_file, text=True
+        )
     try:
-        time.sleep(4)
+        # until it has met the refusal (a loaded machine takes seconds to import and start), then a
+        # little longer: it must still be running, retrying
+        deadline = time.monotonic() + 60
+        while "retrying" not in log_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1)
         assert proc.poll() is None, "a refused connection must be retried, not fatal"
         proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    log = log_path.read_text()
     assert proc.returncode == 0, log
     assert "retrying" in log and f"{target.port}" in log, log
 

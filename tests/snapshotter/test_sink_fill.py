@@ -135,12 +135,12 @@ def test_iceberg_chunk_committed_without_its_progress_is_not_read_again_over_oth
     record = IcebergHistorySink._record_progress
     calls = 0
 
-    def dies_on_the_second_chunk(self: IcebergHistorySink, state: object, attempts: int = 10) -> object:
+    def dies_on_the_second_chunk(self: IcebergHistorySink, state: object) -> object:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise _Killed
-        return record(self, state, attempts)  # type: ignore[arg-type]
+        return record(self, state)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IcebergHistorySink, "_record_progress", dies_on_the_second_chunk)
     with pytest.raises(_Killed):
