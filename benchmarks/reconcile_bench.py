@@ -10,9 +10,9 @@ in one run, on the same tables:
 - then ``changes`` scattered rows are changed in PostgreSQL and both diff again; the differing keys
   each tool lists must be the same.
 
-With ``--ab``, each round also times the compare as it was before the 2x round (recon2x): a
-``COUNT(*)`` of the source first, and the older digest text (length-prefixed text with ``:``, a
-``_utf8mb4`` separator, timestamps as text); the two are interleaved on the same tables.
+With ``--ab``, each round also times the compare as it was before the reconpre round: without the
+next slice's digests asked for ahead (``CompareSettings.prefetch``: one wait per slice for the
+slower side); the two are interleaved on the same tables.
 
 Run: ``python -m benchmarks.reconcile_bench [rows] [changes] [--ab] [--rounds N]`` (``--help``); or call
 :func:`run` for the typed result.
@@ -21,14 +21,12 @@ Run: ``python -m benchmarks.reconcile_bench [rows] [changes] [--ab] [--rounds N]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,8 +35,7 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind
 from cdc.devstack.connections import StackConnections, default_state_dir
-from reconciler import stores
-from reconciler.canonical import Engine, quote
+from reconciler.canonical import Engine
 from reconciler.compare import CompareSettings, compare
 from reconciler.model import CompareColumn
 from reconciler.stores import SqlRunner, Store
@@ -70,9 +67,9 @@ class ReconcileBench:
     reladiff_found: int
     same_keys: bool  # both tools listed exactly the changed keys
     load: tuple[float, float]  # 1-minute load average at the start and at the end (2 shared cores)
-    before_in_sync_s: float | None = None  # --ab: the compare as it was before recon2x, median of ROUNDS
+    before_in_sync_s: float | None = None  # --ab: the compare without prefetch, median of ROUNDS
     samples: tuple[tuple[float, ...], ...] = ()  # per round: full scan, Headwater in sync (, before)
-    before_changed_s: float | None = None  # --ab: the changed rows found as before recon2x (same keys)
+    before_changed_s: float | None = None  # --ab: the changed rows found without prefetch (same keys)
 
     def describe(self) -> str:
         return (
@@ -87,7 +84,7 @@ class ReconcileBench:
             + (
                 ""
                 if self.before_in_sync_s is None
-                else f"; before recon2x: in sync {self.before_in_sync_s:.2f}s "
+                else f"; without prefetch: in sync {self.before_in_sync_s:.2f}s "
                 f"({self.before_in_sync_s / self.full_scan_s:.2f} of the full scan), "
                 f"{self.changes} changed {self.before_changed_s or 0:.2f}s"
             )
@@ -164,57 +161,12 @@ def _full_scan(maria: sa.Engine, pg: sa.Engine) -> float:
     return time.monotonic() - started
 
 
-class _CountedStore(Store):
-    """The source as before recon2x: its rows counted before the compare."""
-
-    def row_estimate(self) -> int:
-        return int(self.runner.query(f"SELECT COUNT(*) FROM {self.table_sql}", ())[0][0])
-
-
-def _before_digest_text(engine: Engine, columns: Sequence[CompareColumn]) -> str:
-    """The digest text before recon2x, for this table's kinds (NOT NULL integers, text, timestamps)."""
-    parts = []
-    for c in columns:
-        e = quote(engine, c.name)
-        if engine is Engine.MARIADB:
-            if c.kind is ArrowKind.STRING:
-                t = f"CONVERT({e} USING utf8mb4)"
-                parts.append(f"CONCAT(CHAR_LENGTH({t}), ':', {t})")
-            else:
-                parts.append(f"CAST({e} AS DATETIME(6))" if c.kind is ArrowKind.TIMESTAMP else e)
-        elif c.kind is ArrowKind.STRING:
-            parts.append(f"(CAST(char_length(CAST({e} AS TEXT)) AS TEXT) || ':' || CAST({e} AS TEXT))")
-        elif c.kind is ArrowKind.TIMESTAMP:
-            t = f"CAST({e} AS TEXT)"
-            parts.append(f"(CASE WHEN length({t}) = 19 THEN {t} || '.000000' ELSE rpad({t}, 26, '0') END)")
-        else:
-            parts.append(f"CAST({e} AS TEXT)")
-    if engine is Engine.MARIADB:
-        return "CONCAT_WS(_utf8mb4 X'1F', " + ", ".join(parts) + ")"
-    return " || chr(31) || ".join(parts)
-
-
-@contextlib.contextmanager
-def _before() -> Iterator[None]:
-    # the stores module's digest text swapped for the old one while the "before" compare runs (the
-    # rounds run one after the other: nothing else reads it meanwhile)
-    names = vars(stores)
-    current = names["digest_text"]
-    names["digest_text"] = _before_digest_text
-    try:
-        yield
-    finally:
-        names["digest_text"] = current
-
-
 def _ours(maria: sa.Engine, pg: sa.Engine, before: bool = False) -> tuple[float, set[int]]:
-    kind = _CountedStore if before else Store
-    source = kind(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
+    source = Store(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
     copy = Store(SqlRunner(pg, Engine.POSTGRESQL), "page", COLUMNS[:1], COLUMNS)
-    with _before() if before else contextlib.nullcontext():
-        started = time.monotonic()
-        found = compare(source, copy, CompareSettings())
-        return time.monotonic() - started, {int(d.key[0]) for d in found.drift}
+    started = time.monotonic()
+    found = compare(source, copy, CompareSettings(prefetch=not before))
+    return time.monotonic() - started, {int(d.key[0]) for d in found.drift}
 
 
 def _reladiff(stack: StackConnections, db: str) -> tuple[float, set[int]]:
@@ -441,7 +393,9 @@ if __name__ == "__main__":
     parser.add_argument("rows", type=int, nargs="?", default=1_000_000)
     parser.add_argument("changes", type=int, nargs="?", default=1_000)
     parser.add_argument(
-        "--ab", action="store_true", help="also time the compare as before recon2x, interleaved"
+        "--ab",
+        action="store_true",
+        help="also time the compare without the digest prefetch, interleaved",
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved in-sync rounds (medians)")
     args = parser.parse_args()

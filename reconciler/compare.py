@@ -22,6 +22,12 @@ sums then find nothing (rows joined in another order), digests are not used for 
 compare: slower, never wrong. Where every range of a slice differs (drift everywhere), the next
 slice skips the digests, until a slice has a range without drift.
 
+While a slice's digests are compared (and its differing ranges bisected), the next slice's digests
+already run on both sides (reconciler/digest_feed.py: one thread per side, so each server goes on
+to them without waiting for the slower one; at most one digest query per side in flight). The lag
+pause comes before a slice's first query, prefetched or not; progress records only slices compared
+to their end; a prefetched slice is dropped if the one before it found dense drift.
+
 Source and copy queries of one step run at the same time (two threads). ``pause`` throttles the
 source: after each step, sleep that fraction of the step's time (0.5 keeps it at most 2/3 busy).
 """
@@ -37,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from reconciler.digest_feed import DigestFeed, PendingDigests
 from reconciler.model import DriftKind, KeyRange, RowDrift
 from reconciler.stores import Rows, Store, int_key
 
@@ -67,6 +74,9 @@ class CompareSettings:
     # integer keys: source rows per digest range (MariaDB joins a range's row texts in memory, up to
     # 16 MB: 64k rows of up to 256 bytes; a longer one is bisected instead)
     digest_rows: int = 65_536
+    # integer keys: the next slice's digests run while this one is compared (off: one wait per slice
+    # for the slower side, as before; kept for the benchmark's A/B)
+    prefetch: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,31 @@ def _throttle(settings: CompareSettings, started: float) -> None:
 def _compare_int(
     pool: ThreadPoolExecutor, source: Store, copy: Store, s: CompareSettings, slices: Slices | None
 ) -> Found:
+    feed = DigestFeed(source, copy, s.pause)
+    try:
+        return _compare_int_slices(pool, feed, source, copy, s, slices)
+    finally:
+        feed.close()  # a prefetched slice not wanted (an error, the end) dropped, a running query waited for
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A slice whose digests may already be running (``digests``: asked for ahead)."""
+
+    here: KeyRange
+    digest_width: int
+    digests: PendingDigests | None
+    at: float  # when it was planned (monotonic): its time counts from here or the last slice's end
+
+
+def _compare_int_slices(
+    pool: ThreadPoolExecutor,
+    feed: DigestFeed,
+    source: Store,
+    copy: Store,
+    s: CompareSettings,
+    slices: Slices | None,
+) -> Found:
     # the copy's rows are counted from the first level's buckets and the rows outside the source's
     # span, not by a scan of their own (over the Iceberg history, the whole state at once); the
     # source's from the same digests and buckets: its row count, which sizes the slices and buckets,
@@ -175,34 +210,55 @@ def _compare_int(
     if resumed is not None and lo <= resumed.done_until <= hi + 1:
         at, drift, n_copy = resumed.done_until, list(resumed.drift), resumed.copy_rows
         n_src = resumed.source_rows if resumed.source_rows is not None else source.int_count(lo, at)
-    while at <= hi:
+
+    def plan(start: int, want_digests: bool) -> _Planned:
+        # the lag pause comes before a slice's first query, prefetched or not: nothing is asked of
+        # the source while the copy lags
         if slices is not None:
             slices.before()
         slice_width = _slice_width(slice_rows, per_key, width)
         digest_width = _slice_width(s.digest_rows, per_key, width)
-        end = min(hi + 1, at + slice_width)
-        started = time.monotonic()
-        here = KeyRange(at, end)
-        differing, src_rows_here, copy_rows_here, unequal = [here], 0, 0, False
-        n_ranges = -(-(end - at) // digest_width)
+        here = KeyRange(start, min(hi + 1, start + slice_width))
+        asked = feed.submit(_digest_ranges(here, digest_width)) if want_digests else None
+        return _Planned(here, digest_width, asked, time.monotonic())
+
+    ahead: _Planned | None = None
+    last = time.monotonic()
+    while at <= hi:
         tried = digests and not dense
-        if tried:
-            differing, src_rows_here, copy_rows_here, unequal = _by_digest(
-                pool, source, copy, here, digest_width
-            )
+        cur = ahead if ahead is not None else plan(at, tried)
+        ahead = None
+        pending = cur.digests
+        if pending is not None and not tried:
+            pending.discard()  # asked for ahead, before the last slice found them not worth it
+            pending = None
+        elif pending is None and tried:
+            pending = feed.submit(_digest_ranges(cur.here, cur.digest_width))
+        here, digest_width = cur.here, cur.digest_width
+        end = here.hi
+        if s.prefetch and end <= hi:
+            # the next slice's digests queued behind this one's on each side: each server goes on to
+            # them as soon as it is done with this slice's, while the slower side finishes and this
+            # slice is compared and bisected. Sized and chosen with what was known a slice ago; the
+            # next round drops them if this slice finds dense drift or digests that lie
+            ahead = plan(end, tried)
+        differing, src_rows_here, copy_rows_here, unequal = [here], 0, 0, False
+        n_ranges = -(-(end - here.lo) // digest_width)
+        if pending is not None:
+            differing, src_rows_here, copy_rows_here, unequal = _digest_diff(pending)
             digests = unequal or len(differing) < n_ranges  # else: these stores have no digests
             dense = unequal and len(differing) == n_ranges
         leaves, bisected = _bisect(pool, source, copy, s, lo, width, here, differing)
-        if tried and unequal and not leaves:
+        if pending is not None and unequal and not leaves:
             log.info(
                 "reconcile: digests differ where the rows do not (rows read in another order?): "
                 "comparing by bucket sums only"
             )
             digests = False
-        elif not tried and digests:
+        elif pending is None and digests:
             # drift in every digest range of the last slice made the digests a scan that found
             # nothing: skipped while the drift stays that dense, tried again once a range is clean
-            dense = len({(r.lo - at) // digest_width for r in leaves}) == n_ranges
+            dense = len({(r.lo - here.lo) // digest_width for r in leaves}) == n_ranges
         n_src += src_rows_here + bisected[0]
         n_copy += copy_rows_here + bisected[1]
         if leaves:
@@ -212,16 +268,18 @@ def _compare_int(
                 functools.partial(copy.int_rows, leaves, lo),
             )
             drift += diff_rows(src_rows, copy_rows, copy)
-        took = time.monotonic() - started
+        now = time.monotonic()
+        took, last = now - max(last, cur.at), now
         at = end
         if slices is not None:
+            # only a slice compared to its end is progress: a prefetched one still running is not
             slices.finished(at, tuple(drift), n_copy, n_src)
         if n_src > 0:
             per_key = n_src / (at - lo)  # the rows met so far, not the estimate, size the next slice
         if s.chunk_seconds > 0 and took > 0:
             # toward the target, at most doubling or halving at a time (one slow query is not a trend)
             factor = min(2.0, max(0.5, s.chunk_seconds / took))
-            slice_rows = max(1, round(slice_width * per_key * factor))
+            slice_rows = max(1, round((end - here.lo) * per_key * factor))
     outside = copy.int_outside(lo, hi + 1)
     n_copy += len(outside)
     drift += diff_rows({}, outside, copy)
@@ -236,16 +294,17 @@ def _slice_width(rows: int, per_key: float, width: int) -> int:
     return max(width, keys // width * width)
 
 
-def _by_digest(
-    pool: ThreadPoolExecutor, source: Store, copy: Store, within: KeyRange, width: int
-) -> tuple[list[KeyRange], int, int, bool]:
-    """The ranges of ``width`` keys (whole first-level buckets) in ``within`` whose digests differ
-    or cannot be computed, the source's and the copy's rows in the others, and whether any two
-    digests differed."""
-    ranges = [KeyRange(a, min(within.hi, a + width)) for a in range(within.lo, within.hi, width)]
-    a, b = _both(pool, functools.partial(source.digests, ranges), functools.partial(copy.digests, ranges))
+def _digest_ranges(within: KeyRange, width: int) -> list[KeyRange]:
+    """``within`` in ranges of ``width`` keys (whole first-level buckets), each one digest."""
+    return [KeyRange(a, min(within.hi, a + width)) for a in range(within.lo, within.hi, width)]
+
+
+def _digest_diff(pending: PendingDigests) -> tuple[list[KeyRange], int, int, bool]:
+    """The ranges whose digests differ or cannot be computed, the source's and the copy's rows in
+    the others, and whether any two digests differed."""
+    a, b = pending.result()
     differing, rows, unequal = [], 0, False
-    for r, x, y in zip(ranges, a, b, strict=True):
+    for r, x, y in zip(pending.ranges, a, b, strict=True):
         if x is not None and x == y:
             rows += x[0]
             continue
