@@ -64,6 +64,10 @@ class CompareColumn:
     # source side only: a policy whose function turns the source's value into the copies' (``kind``
     # is then the kind of the copies' values); the store reads such columns raw and applies it
     policy: ValuePolicy | None = None
+    # MariaDB source side only: a text column stored as UTF-8 (utf8mb4, utf8mb3), whose bytes the
+    # digest text reads as they are, without a CONVERT per row (a copy's column may be held in
+    # another character set: copies never carry it)
+    utf8: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ _INTS = {
     "int": (ArrowKind.INT32, ArrowKind.UINT32),
     "bigint": (ArrowKind.INT64, ArrowKind.UINT64),
 }
+# character sets whose bytes are UTF-8 as stored (utf8mb3 is "utf8" before MariaDB 10.6)
+_UTF8 = {"utf8mb4", "utf8mb3", "utf8"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json", "inet4",
          "inet6", "uuid"}  # fmt: skip
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
@@ -100,15 +102,23 @@ def open_source(runner: SqlRunner, ref: TableRef, lookup: ColumnLookup | None = 
     """The source table's columns (from information_schema) and primary key; with ``lookup``, the
     columns as the column policies leave them (excluded ones dropped, others with their policy)."""
     rows = runner.query(
-        "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale, is_nullable "
-        "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale, is_nullable, "
+        "character_set_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
         (ref.db, ref.table),
     )
     if not rows:
         raise ConfigError(f"source table {ref} does not exist (or the source user cannot see it)")
     columns = tuple(
-        CompareColumn(str(name), _kind(str(dt), str(ct)), int(scale or 0), int(prec or 0), str(null) == "YES")
-        for name, dt, ct, prec, scale, null in rows
+        CompareColumn(
+            str(name),
+            _kind(str(dt), str(ct)),
+            int(scale or 0),
+            int(prec or 0),
+            str(null) == "YES",
+            utf8=str(charset) in _UTF8,
+        )
+        for name, dt, ct, prec, scale, null, charset in rows
     )
     key_names = [
         str(r[0])
@@ -148,7 +158,9 @@ def keyed_columns(
 
 def _as_held(column: CompareColumn) -> CompareColumn:
     """A column as a copy holds it: the policy already applied (by the daemon)."""
-    return column if column.policy is None else dataclasses.replace(column, policy=None)
+    if column.policy is None and not column.utf8:
+        return column
+    return dataclasses.replace(column, policy=None, utf8=False)
 
 
 @dataclass(frozen=True)

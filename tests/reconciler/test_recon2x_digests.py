@@ -9,6 +9,7 @@ without the source's count, must still give the exact count and find exactly the
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from cdc.core.schemas import ArrowKind
+from cdc.core.schemas import ArrowKind, TableRef
 from cdc.devstack.connections import StackConnections
-from reconciler.canonical import Engine
+from reconciler.canonical import Engine, digest_text
 from reconciler.compare import CompareSettings, Resumed, ResumedChunks, compare
 from reconciler.model import CompareColumn, DriftKind, KeyRange, RowDrift
 from reconciler.stores import SqlRunner, Store
@@ -174,3 +175,24 @@ def test_a_resumed_run_without_the_source_count_counts_the_compared_part(pair: P
     source, copy = pair.stores()
     found = compare(source, copy, CompareSettings(slice_rows=6_000, digest_rows=2_000), _OldProgress())
     assert (found.drift, found.rows_source, found.rows_copy) == ((), ROWS, ROWS)
+
+
+def test_utf8_source_columns_are_digested_as_stored_with_the_same_digests(pair: Pair) -> None:
+    """reconpre: a utf8mb4 column of the source is read without a CONVERT per row; its digests are
+    the ones the converted text gave (and PostgreSQL gives); a latin1 column is still converted, and
+    a copy's columns never skip it (the copy may hold another character set)."""
+    from reconciler.targets import _as_held, open_source
+
+    runner = SqlRunner(pair.maria, Engine.MARIADB, utc_session=True)
+    table = open_source(runner, TableRef(str(pair.maria.url.database), "t"))
+    flags = {c.name: c.utf8 for c in table.store.columns}
+    assert flags == {"id": False, "a": False, "b": True, "c": True}
+    assert not any(_as_held(c).utf8 for c in table.store.columns)
+    flagged = tuple(dataclasses.replace(c, utf8=flags[c.name]) for c in COLUMNS)
+    text = digest_text(Engine.MARIADB, flagged)
+    assert "CONVERT(`a`" in text and "CONVERT(`b`" not in text and "CONVERT(`c`" not in text, text
+    source, copy = pair.stores()
+    ranges = [KeyRange(1, 6), KeyRange(1, ROWS + 1), *(KeyRange(i, i + 1) for i in range(1, 6))]
+    expected = source.digests(ranges)
+    assert Store(source.runner, "t", flagged[:1], flagged).digests(ranges) == expected
+    assert copy.digests(ranges) == expected
