@@ -27,8 +27,10 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +72,10 @@ class ReconcileBench:
     before_in_sync_s: float | None = None  # --ab: the compare without prefetch, median of ROUNDS
     samples: tuple[tuple[float, ...], ...] = ()  # per round: full scan, Headwater in sync (, before)
     before_changed_s: float | None = None  # --ab: the changed rows found without prefetch (same keys)
+    # server CPU seconds of one in-sync compare (MariaDB's connection threads, PostgreSQL's backends,
+    # read from /proc: the load inflates them less than wall time), medians of ROUNDS (--ab: before too)
+    cpu_in_sync: tuple[float, float] | None = None
+    before_cpu_in_sync: tuple[float, float] | None = None
 
     def describe(self) -> str:
         return (
@@ -87,6 +93,14 @@ class ReconcileBench:
                 else f"; without prefetch: in sync {self.before_in_sync_s:.2f}s "
                 f"({self.before_in_sync_s / self.full_scan_s:.2f} of the full scan), "
                 f"{self.changes} changed {self.before_changed_s or 0:.2f}s"
+            )
+            + "".join(
+                f"; server CPU {label} (MariaDB, PostgreSQL) {cpu[0]:.2f}s, {cpu[1]:.2f}s"
+                for label, cpu in (
+                    ("in sync", self.cpu_in_sync),
+                    ("without prefetch", self.before_cpu_in_sync),
+                )
+                if cpu is not None
             )
         )
 
@@ -161,6 +175,59 @@ def _full_scan(maria: sa.Engine, pg: sa.Engine) -> float:
     return time.monotonic() - started
 
 
+class _ServerCpu:
+    """CPU seconds the servers spent for this benchmark's database: MariaDB's connection threads
+    (``PROCESSLIST.TID``) and PostgreSQL's backends, from /proc (both servers run on this machine).
+    A MariaDB thread taken from its thread cache brings CPU of earlier connections: every thread of
+    the server is read before, only this database's after."""
+
+    def __init__(self, maria: sa.Engine, pg: sa.Engine, db: str) -> None:
+        self._maria, self._pg, self._db = maria, pg, db
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def _stat(self, path: str) -> float:
+        try:
+            fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
+
+    def _maria_tids(self) -> list[int]:
+        with self._maria.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT TID FROM information_schema.PROCESSLIST WHERE DB = %s", (self._db,)
+            ).all()
+        return [int(r[0]) for r in rows]
+
+    def _pg_pids(self) -> list[int]:
+        with self._pg.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self._db,)
+            ).all()
+        return [int(r[0]) for r in rows]
+
+    def read(self) -> tuple[dict[int, float], dict[int, float]]:
+        tids = self._maria_tids()
+        server = Path("/proc") / str(tids[0]) / "task" if tids else None
+        every = [int(p.name) for p in server.iterdir()] if server is not None and server.exists() else tids
+        maria = {tid: self._stat(f"/proc/{tid}/stat") for tid in every}
+        return maria, {pid: self._stat(f"/proc/{pid}/stat") for pid in self._pg_pids()}
+
+    def since(self, before: tuple[dict[int, float], dict[int, float]]) -> tuple[float, float]:
+        maria = {t: self._stat(f"/proc/{t}/stat") for t in self._maria_tids()}
+        pg = {p: self._stat(f"/proc/{p}/stat") for p in self._pg_pids()}
+        return (
+            sum(v - before[0].get(t, 0.0) for t, v in maria.items()),
+            sum(v - before[1].get(p, 0.0) for p, v in pg.items()),
+        )
+
+
+def _median_pair(pairs: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    if not pairs:
+        return None
+    return statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+
+
 def _ours(maria: sa.Engine, pg: sa.Engine, before: bool = False) -> tuple[float, set[int]]:
     source = Store(SqlRunner(maria, Engine.MARIADB, utc_session=True), "page", COLUMNS[:1], COLUMNS)
     copy = Store(SqlRunner(pg, Engine.POSTGRESQL), "page", COLUMNS[:1], COLUMNS)
@@ -204,11 +271,17 @@ def run(
         # the in-sync ratio is two short timings on a shared machine: three interleaved rounds, and
         # the median of each (one sample swung 0.9-4.8 s for the full scan at load 6-10)
         fulls, ours, before = [], [], []
-        for _ in range(rounds):
+        cpu = _ServerCpu(maria, pg, db)
+        cpu_ours: list[tuple[float, float]] = []
+        cpu_before: list[tuple[float, float]] = []
+        for n in range(rounds):
             fulls.append(_full_scan(maria, pg))
-            ours.append(_ours(maria, pg))
-            if ab:
-                before.append(_ours(maria, pg, before=True))
+            # --ab: the two compares in turns, now one first, now the other (neither always follows
+            # the full scan)
+            for old in [False, True][:: -1 if n % 2 else 1] if ab else [False]:
+                at = cpu.read()
+                (before if old else ours).append(_ours(maria, pg, before=old))
+                (cpu_before if old else cpu_ours).append(cpu.since(at))
         full = statistics.median(fulls)
         ours_sync = statistics.median(t for t, _ in ours)
         ours_keys0 = set().union(*(k for _, k in ours + before))
@@ -231,7 +304,7 @@ def run(
             rows, changes, full, ours_sync, ours_changed, len(ours_keys), rd_sync, rd_changed, len(rd_keys),
             ours_keys == set(changed) == rd_keys, (load0, os.getloadavg()[0]),
             statistics.median(t for t, _ in before) if before else None,
-            samples, before_changed,
+            samples, before_changed, _median_pair(cpu_ours), _median_pair(cpu_before),
         )  # fmt: skip
     finally:
         maria.dispose()

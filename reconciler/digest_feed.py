@@ -34,13 +34,16 @@ class PendingDigests:
     ranges: tuple[KeyRange, ...]
     source: Future[Digests]
     copy: Future[Digests]
+    dropped: threading.Event
 
     def result(self) -> tuple[Digests, Digests]:
         return self.source.result(), self.copy.result()
 
     def discard(self) -> None:
         """Not wanted after all (the slice before found dense drift, or digests that lie): cancelled
-        if not started yet; a running query finishes on its own and its result is dropped."""
+        if not started yet; a side already on it stops after the range it is reading (one of the
+        slice's few), and what it read is dropped."""
+        self.dropped.set()
         self.source.cancel()
         self.copy.cancel()
 
@@ -52,15 +55,19 @@ class _Side:
         self._owed = 0.0  # the throttle's wait before this side's next query (only its thread touches it)
         self._closed = threading.Event()
 
-    def submit(self, ranges: Sequence[KeyRange]) -> Future[Digests]:
-        return self._pool.submit(self._run, list(ranges))
+    def submit(self, ranges: Sequence[KeyRange], dropped: threading.Event) -> Future[Digests]:
+        return self._pool.submit(self._run, list(ranges), dropped)
 
-    def _run(self, ranges: list[KeyRange]) -> Digests:
-        if self._owed > 0:
-            self._closed.wait(self._owed)  # a closing compare does not sit out the throttle
-        started = time.monotonic()
-        out = self._store.digests(ranges)
-        self._owed = (time.monotonic() - started) * self._pause
+    def _run(self, ranges: list[KeyRange], dropped: threading.Event) -> Digests:
+        out: Digests = []
+        for r in ranges:  # one range at a time: a dropped slice stops at the next range
+            if self._owed > 0:
+                self._closed.wait(self._owed)  # a closing compare does not sit out the throttle
+            if dropped.is_set() or self._closed.is_set():
+                return []
+            started = time.monotonic()
+            out += self._store.digests([r])
+            self._owed = (time.monotonic() - started) * self._pause
         return out
 
     def close(self) -> None:
@@ -77,7 +84,10 @@ class DigestFeed:
         self._copy = _Side(copy, pause, "copy")
 
     def submit(self, ranges: Sequence[KeyRange]) -> PendingDigests:
-        return PendingDigests(tuple(ranges), self._source.submit(ranges), self._copy.submit(ranges))
+        dropped = threading.Event()
+        return PendingDigests(
+            tuple(ranges), self._source.submit(ranges, dropped), self._copy.submit(ranges, dropped), dropped
+        )
 
     def close(self) -> None:
         self._source.close()
