@@ -23,6 +23,7 @@ process holds, and `--until-caught-up` depends only on the offsets.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -77,6 +78,7 @@ class SinkRunner:
         self.metrics: DaemonMetrics | None = None  # set by the CLI when `metrics` is configured
 
     def run(self) -> int:
+        _system_allocator()
         metrics = self.metrics
         return self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
 
@@ -234,7 +236,10 @@ class _Consumption:
                 metrics.tick = time.monotonic()
             # never wait past a pending batch's deadline: at low rates that wait is the latency
             wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
-            changes = reader.poll_chunks(opts.max_events, wait)
+            # at most max_events pending: a second poll into a batch asks only for the rest (it
+            # asked for max_events again, and batches of 17k changes raised the peak RSS)
+            room = max(opts.max_events - self.pending_changes, 1)
+            changes = reader.poll_chunks(room, wait)
             if changes:
                 if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
@@ -278,6 +283,19 @@ class _Consumption:
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return
+
+
+def _system_allocator() -> None:
+    """Arrow's allocations through malloc from now on, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
+
+    Arrow's default pool (mimalloc) keeps the pages a batch's columns freed, even after
+    ``release_unused``: applying 200k changes from Kafka into PostgreSQL peaked at 262-265 MiB with
+    it and 203-207 with the system allocator (benchmarks/results/latest.md, "cdc sink memory"), at
+    the same rows per CPU-second. Set before the first allocation: a pool's buffers must be freed by
+    the pool that allocated them, which Arrow tracks per buffer, so later changes are safe too.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _tally(chunk: ChangeChunk, counts: Counter[tuple[str, str, str]]) -> int:

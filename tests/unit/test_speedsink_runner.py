@@ -7,7 +7,7 @@ import threading
 import time
 
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions, _Consumption
-from cdc.stream.kafka_reader import ConsumedChange
+from cdc.stream.kafka_chunks import ChangeChunk
 from sinks.contract import SinkBatch
 from tests.unit.test_daemon_sink_runner import TOPIC, FakeSink, change
 
@@ -31,7 +31,7 @@ class QuietReader:
         self.backlog = backlog
         self.handed_at: float | None = None
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[ConsumedChange]:
+    def poll_chunks(self, max_messages: int, timeout_s: float) -> list[ChangeChunk]:
         if self.handed_at is None:
             self.handed_at = time.monotonic()
             return [change(1, 0, 0), change(2, 0, 1)]
