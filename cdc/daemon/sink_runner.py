@@ -23,7 +23,6 @@ process holds, and `--until-caught-up` depends only on the offsets.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ import pyarrow.compute as pc
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.positions import Position
 from cdc.daemon.gc_settings import fewer_collections
+from cdc.daemon.memory_settings import use_lean_allocators
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.supervisor import Supervisor
 from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
@@ -78,7 +78,7 @@ class SinkRunner:
         self.metrics: DaemonMetrics | None = None  # set by the CLI when `metrics` is configured
 
     def run(self) -> int:
-        _system_allocator()
+        use_lean_allocators()
         metrics = self.metrics
         return self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
 
@@ -283,19 +283,6 @@ class _Consumption:
                     if not reader.assigned and now - started > opts.assignment_wait_s:
                         log.info("no table partitions to consume")
                         return
-
-
-def _system_allocator() -> None:
-    """Arrow's allocations through malloc from now on, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
-
-    Arrow's default pool (mimalloc) keeps the pages a batch's columns freed, even after
-    ``release_unused``: applying 200k changes from Kafka into PostgreSQL peaked at 262-265 MiB with
-    it and 203-207 with the system allocator (benchmarks/results/latest.md, "cdc sink memory"), at
-    the same rows per CPU-second. Set before the first allocation: a pool's buffers must be freed by
-    the pool that allocated them, which Arrow tracks per buffer, so later changes are safe too.
-    """
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _tally(chunk: ChangeChunk, counts: Counter[tuple[str, str, str]]) -> int:

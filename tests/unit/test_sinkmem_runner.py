@@ -7,6 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pyarrow as pa
+import pytest
+
+from cdc.daemon.memory_settings import use_lean_allocators
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions, _Consumption
 from cdc.stream.kafka_chunks import ChangeChunk
 from sinks.contract import SinkBatch
@@ -56,3 +60,18 @@ def test_a_batch_never_holds_more_than_max_events() -> None:
     worker.join(10)
     # before: 3 + 3 = 6 changes a batch
     assert sink.sizes == [5] * 8
+
+
+def test_arrow_allocates_through_malloc_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mimalloc kept what a batch's columns freed (PostgreSQL peak 245 MiB against 203-208)."""
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        use_lean_allocators()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        use_lean_allocators()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
