@@ -294,6 +294,10 @@ def run(
             conn.execute(
                 sa.text("UPDATE page SET page_len = page_len + 1 WHERE page_id = ANY(:ids)"), {"ids": changed}
             )
+        # the first reader after the UPDATE would pay for its dead tuples (hint bits, index entries):
+        # vacuumed first, so that the tools (and --ab's two compares) read the same pages
+        with pg.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM page")
         ours_changed, ours_keys = _ours(maria, pg)
         before_changed = None
         if ab:
