@@ -1,11 +1,13 @@
 """The integer-key compare asks for the next slice's digests while the current one is compared
 (reconciler/digest_feed.py). A compare killed with such a slice in flight resumes exactly: the
 progress holds only the slices compared to their end. Drift in every digest range (the dense-drift
-skip drops a slice asked for ahead) is still found exactly."""
+skip drops a slice asked for ahead) is still found exactly. Nothing of a slice is asked before its
+lag pause ends."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from cdc.core.schemas import ArrowKind, TableRef
 from cdc.devstack.connections import StackConnections
 from reconciler.canonical import Engine
-from reconciler.compare import CompareSettings, Found, compare
+from reconciler.compare import CompareSettings, Found, Resumed, ResumedChunks, compare
 from reconciler.model import CompareColumn, KeyRange, RowDrift
 from reconciler.progress import SliceProgress
 from reconciler.stores import SqlRunner, Store
@@ -38,10 +40,13 @@ class Asked:
 
     spans: list[KeyRange] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    events: list[tuple[str, int]] | None = None  # shared with the lag pause's record (in order)
 
     def add(self, span: KeyRange) -> None:
         with self.changed:
             self.spans.append(span)
+            if self.events is not None:
+                self.events.append(("asked", span.lo))
             self.changed.notify_all()
 
     def wait_for(self, lo: int) -> KeyRange | None:
@@ -64,10 +69,14 @@ class Pair:
     maria: sa.Engine
     pg: sa.Engine
 
-    def stores(self) -> tuple[_Watched, _Watched]:
+    def stores(self, events: list[tuple[str, int]] | None = None) -> tuple[_Watched, _Watched]:
+        maria, pg = (
+            SqlRunner(self.maria, Engine.MARIADB, utc_session=True),
+            SqlRunner(self.pg, Engine.POSTGRESQL),
+        )
         return (
-            _Watched(SqlRunner(self.maria, Engine.MARIADB, utc_session=True), "t", COLUMNS[:1], COLUMNS),
-            _Watched(SqlRunner(self.pg, Engine.POSTGRESQL), "t", COLUMNS[:1], COLUMNS),
+            _Watched(maria, "t", COLUMNS[:1], COLUMNS, Asked(events=events)),
+            _Watched(pg, "t", COLUMNS[:1], COLUMNS, Asked(events=events)),
         )
 
 
@@ -169,3 +178,44 @@ def test_dense_drift_drops_the_slice_asked_for_ahead_and_finds_every_row(pair: P
     keys = {int(d.key[0]) for d in found.drift}
     assert keys == set(range(1, 8001)) | set(DRIFT)
     assert (found.rows_source, found.rows_copy) == (ROWS, ROWS)
+
+
+class _PausingSlices:
+    """A lag pause before every slice (50 ms), recorded with the slices' ends."""
+
+    def __init__(self, events: list[tuple[str, int]]) -> None:
+        self.events, self.ends = events, [1]
+
+    def before(self) -> None:
+        self.events.append(("pause", 0))
+        time.sleep(0.05)
+        self.events.append(("go", 0))
+
+    def resumed(self, lo: int) -> Resumed | None:
+        return None
+
+    def finished(
+        self, done_until: int, drift: tuple[RowDrift, ...], copy_rows: int, source_rows: int
+    ) -> None:
+        self.ends.append(done_until)
+
+    def resumed_chunks(self) -> ResumedChunks | None:
+        return None
+
+    def finished_chunks(self, done: ResumedChunks) -> None:
+        pass
+
+
+def test_nothing_of_a_slice_is_asked_before_its_lag_pause_ends(pair: Pair) -> None:
+    events: list[tuple[str, int]] = []
+    slices = _PausingSlices(events)
+    found = compare(*pair.stores(events), SETTINGS, slices)
+    assert len(found.drift) == len(DRIFT)
+    pauses = [i for i, (kind, _) in enumerate(events) if kind == "pause"]
+    assert len(pauses) == len(slices.ends) - 1 > 2  # one per slice
+    for n, at in enumerate(pauses):
+        start = slices.ends[n]  # the n-th pause comes before the slice starting here
+        waited = events[at : events.index(("go", 0), at)]
+        asked = [lo for kind, lo in waited if kind == "asked"]
+        # only earlier slices' digests run during a pause (asked before it), none of this slice's
+        assert all(lo < start for lo in asked), (n, start, asked)
