@@ -28,7 +28,7 @@ from cdc.core.errors import HeadwaterError, SourceUnavailable
 from cdc.core.events import ChangeEvent, SnapshotProgress, SourceProgress, SourceRecord, TransactionEnd
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
-from cdc.daemon.gc_tuning import fewer_collections
+from cdc.daemon.gc_settings import CAPTURE_YOUNG_THRESHOLD, fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
@@ -143,7 +143,7 @@ class CaptureDaemon:
     def run(self) -> int:
         """Capture until stopped (or caught up); returns the process exit code."""
         metrics = self.metrics
-        with fewer_collections():
+        with fewer_collections(CAPTURE_YOUNG_THRESHOLD):
             code = self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
         self.stats.log_interval(force=True)
         return code
