@@ -31,7 +31,7 @@ __all__ = ["ReadBatch"]
 @dataclass(frozen=True, slots=True, eq=False)
 class ReadBatch(Sequence[ChangeEvent]):
     """``rows[i]`` is the after image of an ``r`` event at ``first.at_row(first.row + i)``; a
-    ``lead`` truncate (the first chunk of a ``--replace``/``when_needed`` bootstrap) comes before
+    ``lead`` truncate (a chunk logged by an earlier version with its --replace truncate) comes before
     them, one row index lower."""
 
     schema: TableSchema

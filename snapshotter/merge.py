@@ -393,20 +393,17 @@ class MergingPump:
         rows: Sequence[RowImage],
         prepared: PreparedColumns | None = None,
     ) -> list[SourceRecord]:
-        events: list[ChangeEvent] = []
         point = self._point
         ts_ms = int(time.time() * 1000)
         txn = f"snapshot-{job.request}-{job.chunks}"
         schema = chunk.schema
-        index = 0
         # one full position, then cheap copies for the rest (a full one per row was a sixth of the
         # bootstrap's time: benchmarks/results/profiles/bootstrap_*.txt)
-        first = snapshot_row_position(point, index)
+        first = snapshot_row_position(point, 0)
         records: Sequence[ChangeEvent]
         if self.columnar:
             # one typed batch instead of an event per row: the sinks write it column-wise
-            lead = events[0] if events else None
-            records = ReadBatch(schema, tuple(rows), first, ts_ms, txn, lead) if rows or lead else ()
+            records = ReadBatch(schema, tuple(rows), first, ts_ms, txn) if rows else ()
             if prepared is not None and isinstance(records, ReadBatch):
                 records = records.prepared(prepared.columns, prepared.packed, prepared.arrays)
         else:
@@ -414,7 +411,7 @@ class MergingPump:
             made = MAKE_CHANGES(
                 Op.READ, schema, schema.key_indexes(), True, list(rows), first, first.row, ts_ms, txn
             )
-            records = (*events, *cast(list[ChangeEvent], made))
+            records = cast(list[ChangeEvent], made)
         advanced = job.advanced(chunk.last_key, len(rows))
         done = chunk.complete
         self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
