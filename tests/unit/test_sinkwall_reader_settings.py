@@ -1,0 +1,17 @@
+"""`cdc sink`'s bounded prefetch does not stall the consumer: librdkafka postpones a partition's next
+fetch by ``fetch.queue.backoff.ms`` (1000 ms by default) once the queue is at its bounds, and the sink
+waited out that second after emptying the queue (a plain consumer with the bounds read 30-35k
+messages/s, 217-229k with 10 ms; see kafka_reader._PREFETCH)."""
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.stream.kafka_reader import reader_settings
+
+
+def test_a_full_prefetch_queue_is_fetched_again_promptly() -> None:
+    settings = reader_settings(KafkaStreamConfig(bootstrap_servers="127.0.0.1:1"), "g")
+    assert int(settings.get("fetch.queue.backoff.ms", 1000)) <= 50
+
+
+def test_a_configured_backoff_wins() -> None:
+    config = KafkaStreamConfig(bootstrap_servers="127.0.0.1:1", properties={"fetch.queue.backoff.ms": "500"})
+    assert reader_settings(config, "g")["fetch.queue.backoff.ms"] == "500"
