@@ -15,6 +15,10 @@ Anything else goes the sink's per-change path, which is the reference: a small b
 above a change, and any value the target would refuse (text over its length or holding NUL: the
 per-change path stops or dead-letters it with its message). ``tests/sinks/test_sinkcol_postgres.py``
 applies one stream both ways and compares the tables row by row.
+
+SQLite takes the same collapse (same fallbacks, but floats too: it binds the envelope's doubles),
+and binds the rows from the columns in one executemany each way (:mod:`sinks.sql.sqlite_columnar`;
+``tests/sinks/test_sinkcol_sqlite.py`` is its differential test).
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ from cdc.core.schemas import ArrowKind, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import SinkBatch
+from sinks.sql import sqlite_columnar
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
 if TYPE_CHECKING:
     from sinks.sql.sql_sink import SqlSink
 
-__all__ = ["apply_columns"]
+__all__ = ["apply_columns", "column_threshold"]
 
 _KINDS = frozenset(
     {
@@ -71,16 +76,23 @@ class _TableChanges:
     target: str
     schema: TableSchema
     names: tuple[str, ...]  # the target column of each source column
-    changes: pa.Table  # source columns (JSON text forms), then _op and the batch order
+    # source columns (PostgreSQL: the JSON text forms; SQLite: sqlite_columnar.collapse_arrays),
+    # then _op, _position and the batch order
+    changes: pa.Table
+
+
+def column_threshold(dialect: Dialect, copy_threshold_rows: int | None) -> int | None:
+    """The fewest changes of a batch applied column-wise on ``dialect``; None: never (MariaDB)."""
+    return copy_threshold_rows if dialect in (Dialect.POSTGRESQL, Dialect.SQLITE) else None
 
 
 def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
     """Apply ``batch`` column-wise; False (nothing done) when the per-change path must."""
     records = batch.records
-    threshold = sink._copy_threshold
+    threshold = column_threshold(sink.dialect, sink.settings.copy_threshold_rows)
     if not isinstance(records, ChunkRecords) or not batch.state.offsets:
         return False  # not from Kafka
-    if sink.dialect is not Dialect.POSTGRESQL or threshold is None:
+    if threshold is None:
         return False
     if len(records) < threshold:
         return False
@@ -103,7 +115,9 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
             if fence is not None and _any_below(table.changes, fence.to_string()):
                 return False  # rows older than a truncate applied (nothing written yet): per change
         for table in tables:
-            _write(conn, sink._table(table.target), sink._shapes[table.target].primary_key, table)
+            _write(
+                conn, sink._table(table.target), sink._shapes[table.target].primary_key, table, sink.dialect
+            )
         sink._book.write_state(
             conn,
             sink.settings.pipeline,
@@ -123,6 +137,10 @@ def _columns_fit(sink: SqlSink, columns: Sequence[ChangeColumns]) -> bool:
         schema = c.schema
         if not schema.primary_key or sink._keys.keyed(schema) is not schema:
             return False  # keyless, or keyed by configuration: the per-change path knows those
+        if sink.dialect is Dialect.SQLITE:
+            if not sqlite_columnar.fits(c):
+                return False
+            continue
         for i, column in enumerate(schema.columns):
             if column.arrow_type.kind not in _KINDS:
                 return False
@@ -157,8 +175,9 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
             return None  # two shapes of one table in a batch
         n, order = len(c), counts.get(target, 0)
         counts[target] = order + n
-        arrays = [*c.json_image, c.op, c.position, pa.array(range(order, order + n), pa.int64())]
-        labels = [f"c{i}" for i in range(len(c.json_image))] + ["_op", "_position", _ORDER]
+        values = sqlite_columnar.collapse_arrays(c) if sink.dialect is Dialect.SQLITE else c.json_image
+        arrays = [*values, c.op, c.position, pa.array(range(order, order + n), pa.int64())]
+        labels = [f"c{i}" for i in range(len(values))] + ["_op", "_position", _ORDER]
         parts.setdefault(target, []).append(pa.Table.from_arrays(arrays, names=labels))
     out = []
     for target, tables in parts.items():
@@ -190,12 +209,18 @@ def _last_per_key(data: pa.Table, keys: list[str]) -> pa.Table:
     return ranked.filter(pa.chunked_array([pa.array([True]), *starts.chunks], pa.bool_()))
 
 
-def _write(conn: sa.Connection, table: sa.Table, primary_key: Sequence[str], changes: _TableChanges) -> None:
+def _write(
+    conn: sa.Connection, table: sa.Table, primary_key: Sequence[str], changes: _TableChanges, dialect: Dialect
+) -> None:
     data = changes.changes
     position_of = {name: i for i, name in enumerate(changes.names)}
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
     deleted = pc.equal(rows.column("_op"), "d")
+    if dialect is Dialect.SQLITE:
+        columns = changes.schema.columns
+        sqlite_columnar.write_rows(conn, table, primary_key, changes.names, columns, rows, deleted)
+        return
     kinds = [c.arrow_type.kind for c in changes.schema.columns]
     if pc.any(deleted).as_py():
         gone = rows.filter(deleted).select(keys)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["executemany"]
+__all__ = ["executemany", "positional"]
 
 _Processor = Callable[[Any], Any]
 
@@ -55,6 +55,15 @@ def executemany(
             for row in rows
         ]
     conn.exec_driver_sql(sql, params)
+
+
+def positional(
+    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str]
+) -> tuple[str, tuple[int, ...]] | None:
+    """The SQL text with positional placeholders and the index in ``names`` of each placeholder's
+    value, for rows whose values are already in their bound form (no bind processors run)."""
+    prepared = _prepare(conn, stmt, names)
+    return None if prepared is None else prepared[:2]
 
 
 def _prepare(

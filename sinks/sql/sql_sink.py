@@ -23,7 +23,7 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
-from sinks.sql.columnar_apply import apply_columns
+from sinks.sql.columnar_apply import apply_columns, column_threshold
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
@@ -88,7 +88,7 @@ class SqlSink:
         self._truncates: Mapping[str, Position] = {}
         copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
         self._copy_threshold = settings.copy_threshold_rows if copy else None
-        self.takes_change_columns = copy  # `cdc sink` decodes its chunks as columns (columnar_apply)
+        self.takes_change_columns = column_threshold(self.dialect, settings.copy_threshold_rows) is not None
 
     # -- the Sink protocol --------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class SqlSink:
 
     def apply(self, batch: SinkBatch) -> None:
         try:
-            if not apply_columns(self, batch):  # PostgreSQL from Kafka: column-wise, if it can
+            if not apply_columns(self, batch):  # PostgreSQL, SQLite from Kafka: column-wise, if it can
                 self._apply(batch)
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc

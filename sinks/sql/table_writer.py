@@ -23,7 +23,7 @@ from sinks.sql.positions_table import TableShape
 from sinks.sql.postgres_copy import copy_delete, copy_upsert
 from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
 
-__all__ = ["TablePlan", "write_plan"]
+__all__ = ["TablePlan", "delete_by_key", "upsert_statement", "write_plan"]
 
 
 @dataclass(slots=True)
@@ -69,15 +69,13 @@ def write_plan(
         if copy and len(deletes) >= threshold:
             copy_delete(conn, table, pk, _copy_types(shape, pk), deletes)
         else:
-            stmt = sa.delete(table).where(
-                sa.and_(*(table.c[k] == sa.bindparam(f"k{i}") for i, k in enumerate(pk)))
-            )
-            executemany(conn, stmt, [f"k{i}" for i in range(len(pk))], deletes, dialect)
+            stmt, params = delete_by_key(table, pk)
+            executemany(conn, stmt, params, deletes, dialect)
     for names, rows in upserts.items():
         if copy and len(rows) >= threshold:
             copy_upsert(conn, table, names, _copy_types(shape, names), rows, pk)
         else:
-            executemany(conn, _upsert(table, names, pk, dialect), names, rows, dialect)
+            executemany(conn, upsert_statement(table, names, pk, dialect), names, rows, dialect)
 
 
 def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
@@ -88,7 +86,19 @@ def _copy_types(shape: TableShape, names: Sequence[str]) -> list[str]:
 _MARIADB_NAMES = mysql.dialect().identifier_preparer
 
 
-def _upsert(table: sa.Table, names: Sequence[str], pk: Sequence[str], dialect: Dialect) -> sa.Executable:
+def delete_by_key(table: sa.Table, pk: Sequence[str]) -> tuple[sa.Executable, list[str]]:
+    """``DELETE ... WHERE`` each key column ``= :k{i}``, and those parameter names in key order."""
+    params = [f"k{i}" for i in range(len(pk))]
+    stmt = sa.delete(table).where(
+        sa.and_(*(table.c[k] == sa.bindparam(p) for p, k in zip(params, pk, strict=True)))
+    )
+    return stmt, params
+
+
+def upsert_statement(
+    table: sa.Table, names: Sequence[str], pk: Sequence[str], dialect: Dialect
+) -> sa.Executable:
+    """The upsert of ``names`` by ``pk`` (parameters named as the columns), per dialect."""
     rest = [n for n in names if n not in pk]
     if dialect is Dialect.MARIADB:
         # pymysql's executemany rewrites this into multi-row VALUES statements itself

@@ -1,0 +1,156 @@
+"""SQLite from Kafka: a batch's collapsed changes bound column by column, one executemany each way.
+
+:mod:`sinks.sql.columnar_apply` concatenates a target table's changes and keeps the last change per
+key; this module turns those rows into the very values the per-change path binds (its encoder,
+then the column type's SQLAlchemy bind processor, :mod:`sinks.sql.codec` and
+:mod:`sinks.sql.driver_rows`), one Arrow kernel or one list per column instead of calls per value:
+
+- integers and booleans as Python ints; uint64 above 2^63-1 as the 20-digit text
+  (``type_mapping._sqlite_uint64``);
+- floats as the envelope's doubles (the JSON reader's float64, not the float32 the image rounds to:
+  the per-change path stores the double it parsed);
+- decimals as ``str(Decimal(text))``: the envelope's plain text where that is the same string, which
+  is every value but those under 1e-6 with more than six fraction digits (``1E-8``, ``0E-7``) and
+  text not in plain form, converted one by one;
+- text as it is, binary as bytes;
+- dates and datetimes as SQLAlchemy's SQLite storage text, ``YYYY-MM-DD`` and
+  ``YYYY-MM-DD HH:MM:SS.ffffff`` (Arrow's ``strftime`` of the microsecond values; a UTC timestamp's
+  wall clock in UTC, as ``_utc_naive`` gives it).
+
+The deletes go as one executemany of ``DELETE ... WHERE key = ?``, the rest as one executemany of
+the per-change path's own ``INSERT ... ON CONFLICT (key) DO UPDATE``. Which changes may come here
+at all (:func:`fits`) is decided before anything is written.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from cdc.core.schemas import ArrowKind, Column
+from cdc.stream.arrow_changes import ChangeColumns
+from sinks.sql.driver_rows import positional
+from sinks.sql.table_writer import delete_by_key, upsert_statement
+from sinks.sql.type_mapping import Dialect
+
+__all__ = ["collapse_arrays", "fits", "write_rows"]
+
+_INT64_MAX = 2**63 - 1
+_FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
+# kinds whose envelope text (the JSON reader's column) is kept for the collapse and the binding
+_AS_SENT = _FLOATS | {ArrowKind.DECIMAL, ArrowKind.STRING}
+# str(Decimal(t)) == t for a plain decimal text unless its adjusted exponent is under -6
+_PLAIN_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+_TINY_DECIMAL = r"^-?0\.0{6}"
+_DATE_TEXT = "%Y-%m-%d"
+_DATETIME_TEXT = "%Y-%m-%d %H:%M:%S"  # %S of microsecond values prints SS.ffffff
+
+
+def fits(columns: ChangeColumns) -> bool:
+    """Whether every value of the chunk binds here as the per-change path would bind it.
+
+    The JSON reader refuses what SQLite's checks would stop (a lone surrogate, "NaN") and TIME
+    columns: such chunks have no columns at all. Text is checked to be valid UTF-8 all the same,
+    as the per-change path checks it (one pass in C)."""
+    for column, values in zip(columns.schema.columns, columns.image, strict=True):
+        kind = column.arrow_type.kind
+        if kind is ArrowKind.DURATION:
+            return False
+        if kind is ArrowKind.STRING:
+            try:
+                values.validate(full=True)
+            except pa.ArrowInvalid:
+                return False
+    return True
+
+
+def collapse_arrays(columns: ChangeColumns) -> list[pa.Array]:
+    """Per source column, the array the collapse keys on and the rows are bound from: the typed
+    image, but the envelope's text for decimals and text, and its doubles for floats."""
+    return [
+        raw if column.arrow_type.kind in _AS_SENT else typed
+        for column, typed, raw in zip(columns.schema.columns, columns.image, columns.json_image, strict=True)
+    ]
+
+
+def write_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    columns: Sequence[Column],
+    rows: pa.Table,
+    deleted: pa.ChunkedArray,
+) -> None:
+    """``rows``: the last change per key, column ``c{i}`` for ``columns[i]`` (target ``names[i]``);
+    ``deleted``: which of them are deletes."""
+    index = {name: i for i, name in enumerate(names)}
+    if pc.any(deleted).as_py():
+        gone = rows.filter(deleted)
+        keys = [index[k] for k in primary_key]
+        bound = [_bound(gone.column(f"c{i}"), columns[i]) for i in keys]
+        stmt, params = delete_by_key(table, primary_key)
+        _executemany(conn, stmt, params, bound)
+    kept = rows.filter(pc.invert(deleted))
+    if kept.num_rows == 0:
+        return
+    bound = [_bound(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
+    _executemany(conn, upsert_statement(table, names, primary_key, Dialect.SQLITE), names, bound)
+
+
+def _executemany(
+    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str], bound: list[list[Any]]
+) -> None:
+    prepared = positional(conn, stmt, names)
+    if prepared is None:  # not expected for these two statements: the ordinary executemany
+        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in zip(*bound, strict=True)])
+        return
+    sql, order = prepared
+    conn.exec_driver_sql(sql, list(zip(*(bound[i] for i in order), strict=True)))
+
+
+def _bound(values: pa.ChunkedArray, column: Column) -> list[Any]:
+    """The values of one column as the per-change path binds them (encoder, then bind processor)."""
+    arrow = column.arrow_type
+    kind = arrow.kind
+    if kind is ArrowKind.BOOL:
+        return _listed(values.cast(pa.int8()))  # the Boolean type's processor: int(value)
+    if kind is ArrowKind.UINT64:
+        out = _listed(values)
+        above = pc.greater(values, pa.scalar(_INT64_MAX, pa.uint64()))
+        if pc.any(above).as_py():
+            for i in pc.indices_nonzero(above.fill_null(False)).to_pylist():
+                out[i] = f"{out[i]:020d}"
+        return out
+    if kind is ArrowKind.DECIMAL:
+        return _decimal_text(values)
+    if kind is ArrowKind.DATE:
+        return _listed(pc.strftime(values, format=_DATE_TEXT))
+    if kind in (ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC):
+        target = pa.timestamp("us", tz=getattr(values.type, "tz", None))
+        micros = values if values.type == target else values.cast(target)
+        return _listed(pc.strftime(micros, format=_DATETIME_TEXT))
+    # integers, floats (float64), text, binary: the driver binds the Python values as they are
+    return _listed(values)
+
+
+def _listed(values: pa.ChunkedArray) -> list[Any]:
+    out: list[Any] = values.to_pylist()
+    return out
+
+
+def _decimal_text(texts: pa.ChunkedArray) -> list[Any]:
+    out = _listed(texts)
+    odd = pc.or_(
+        pc.invert(pc.match_substring_regex(texts, _PLAIN_DECIMAL)),
+        pc.match_substring_regex(texts, _TINY_DECIMAL),
+    ).fill_null(False)
+    if pc.any(odd).as_py():
+        for i in pc.indices_nonzero(odd).to_pylist():
+            out[i] = str(decimal.Decimal(out[i]))
+    return out
