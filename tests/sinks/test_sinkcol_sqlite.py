@@ -112,7 +112,11 @@ def _row(key: int, v: int) -> tuple[ColumnValue, ...]:
         None if v % 8 == 0 else bytes([v % 256, 0, 255, 10, 13])[: v % 5 + 1],
         bytes(range(v % 7)) + b"\n\x00=\xff"[: v % 4],
         dt.date(1, 1, 1) if v % 9 == 0 else dt.date(9999, 12, 31) - dt.timedelta(days=v),
-        dt.datetime(2024, 1, 1, 0, 0, 0, (v * 997) % 1_000_000),
+        dt.datetime(1, 1, 1, 0, 0, 0, 1)
+        if v % 11 == 0
+        else dt.datetime(9999, 12, 31, 23, 59, 59, 999_999)
+        if v % 13 == 0
+        else dt.datetime(2024, 1, 1, 0, 0, 0, (v * 997) % 1_000_000),
         dt.datetime(1000, 1, 1) if v % 10 == 0 else dt.datetime(1999, 12, 31, 23, 59, v % 60),
         dt.datetime(2024, 6, 1, 12, 0, 0, (v % 1000) * 1000, tzinfo=dt.UTC) if v % 5 else None,
     )
