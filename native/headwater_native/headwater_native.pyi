@@ -114,3 +114,13 @@ class MessageMaker:
     ) -> tuple[int, list[dict[str, bytes | None]]]:
         """``(stop, messages)``: ``{"key", "value"}`` for each change of ``records[start:stop]`` (and a
         tombstone after a delete), stopping at the first record the template does not describe."""
+
+# sinkdecode: src/envelope_columns.rs
+class EnvelopePlan:
+    """How one table version's change envelopes become column buffers; built once per schema
+    version by ``cdc.stream.native_columns`` (which documents the column kinds)."""
+
+    def __init__(self, names: Sequence[str], kinds: Sequence[int], key: Sequence[int], version: str) -> None: ...
+    def decode(self, values: Sequence[bytes]) -> list[tuple[bytes | None, bytes, bytes | None]] | str:
+        """Per column (op, position, ts_ms, gtid, then the image each change leaves):
+        ``(validity bitmap or None, values, text bytes or None)``; or why it refuses the chunk."""

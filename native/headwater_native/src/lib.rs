@@ -26,6 +26,7 @@ const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
 mod batch;
+mod envelope_columns;
 mod events;
 mod rows;
 
@@ -419,6 +420,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rows::RowsPlan>()?;
     m.add_class::<events::EventMaker>()?;
     m.add_class::<batch::MessageMaker>()?;
+    m.add_class::<envelope_columns::EnvelopePlan>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
