@@ -7,6 +7,12 @@ messages past its own offsets. Before a partition goes to another process, what 
 it is applied and flushed. No offset is committed to Kafka: a crash at any instant leaves each sink
 exactly where its last transaction put it.
 
+A batch is applied on the run's sink thread (:mod:`cdc.daemon.sink_thread`) while this thread polls
+and decodes the next one: one batch in flight, applied in consumption order, and every other call
+into the sinks (``applied`` on an assignment, ``flush`` before a revoke or when idle, ``close``) made
+on that thread after it. A failed apply stops the run with its error before anything later reaches
+a sink.
+
 A sink that needs messages the topic no longer holds (retention deleted them, or the sink was added
 after they were) stops the run with StreamGap naming the sink, the partition and both offsets,
 instead of silently starting from what is left. `cdc sink --accept-gap` is the operator's explicit
@@ -27,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 
 import pyarrow as pa
@@ -37,6 +44,7 @@ from cdc.core.positions import Position
 from cdc.daemon.gc_settings import fewer_collections
 from cdc.daemon.memory_settings import use_lean_allocators
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
+from cdc.daemon.sink_thread import SinkThread
 from cdc.daemon.supervisor import Supervisor
 from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
 from cdc.stream.kafka_reader import GAP_RECOVERY, KafkaChangeReader, Watermarks
@@ -44,6 +52,10 @@ from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.table_selection import unwrap
 
 log = logging.getLogger("cdc.sink")
+
+# how long a poll waits while a ready batch waits for the sink thread: the batch goes as soon as the
+# thread is free, and what arrives meanwhile joins it
+_READY_POLL_S = 0.002
 
 _SOURCE_TS = attrgetter("source_ts_ms")
 
@@ -84,12 +96,14 @@ class SinkRunner:
 
     def _run_once(self) -> None:
         sinks = list(self._open_sinks())
+        thread = SinkThread()
         reader: KafkaChangeReader | None = None
         consumption: _Consumption | None = None
+        abandon = False
         try:
             for sink in sinks:
-                sink.open()
-            consumption = _Consumption(self, sinks)
+                thread.call(sink.open)
+            consumption = _Consumption(self, sinks, thread)
             reader = self._open_reader(consumption.assigned)
             consumption.reader = reader
             reader.on_revoke = consumption.revoked
@@ -97,17 +111,27 @@ class SinkRunner:
             with fewer_collections():
                 consumption.run()
             for sink in sinks:
-                sink.flush()
+                thread.call(sink.flush)
+        except KeyboardInterrupt:
+            # a second signal: stop now. A batch still being applied is left to the process's end
+            # (its transaction commits or not; the sinks' offsets say which at the next start)
+            abandon = thread.busy
+            raise
         finally:
             if consumption is not None:
                 consumption.active = False  # closing the consumer revokes everything: nothing to do
-            if reader is not None:
-                reader.close()
-            for sink in sinks:
-                try:
-                    sink.close()
-                except HeadwaterError as exc:
-                    log.warning("closing sink %s: %s", sink.name, exc)
+            if not abandon:
+                # before the consumer leaves the group: another member must not read the sinks'
+                # offsets while this process may still commit a batch
+                thread.settle()
+                if reader is not None:
+                    reader.close()
+                for sink in sinks:
+                    try:
+                        thread.call(sink.close)
+                    except HeadwaterError as exc:
+                        log.warning("closing sink %s: %s", sink.name, exc)
+            thread.close()
 
 
 class _Consumption:
@@ -120,9 +144,10 @@ class _Consumption:
     stopped (a buffering sink would otherwise commit rows the next owner applies too).
     """
 
-    def __init__(self, runner: SinkRunner, sinks: Sequence[Sink]) -> None:
+    def __init__(self, runner: SinkRunner, sinks: Sequence[Sink], thread: SinkThread | None = None) -> None:
         self.runner = runner
         self.sinks = sinks
+        self.thread = thread if thread is not None else SinkThread()
         self.reader: KafkaChangeReader | None = None
         self.held: dict[str, dict[str, int]] = {sink.name: {} for sink in sinks}
         self.pending: list[ChangeChunk] = []
@@ -142,7 +167,7 @@ class _Consumption:
             return {}
         stored = {}
         for sink in self.sinks:
-            applied = sink.applied()
+            applied = self.thread.call(sink.applied)  # after the batch in flight, if any
             stored[sink.name] = applied.offsets if applied is not None else {}
         bounds = self.reader.watermarks(partitions)
         gaps: list[str] = []
@@ -178,6 +203,9 @@ class _Consumption:
     def revoked(self, partitions: set[str], lost: bool) -> None:
         if not self.active:
             return
+        # the batch in flight was consumed before this callback: it lands first either way, as it
+        # did when it was applied on this thread before the poll that brought the callback
+        self.thread.wait()
         if lost:
             # Another member owns them already (this process stalled past session.timeout.ms):
             # what it consumed from them and did not apply must not land; the new owner applies
@@ -192,34 +220,48 @@ class _Consumption:
             return
         self.apply()
         for sink in self.sinks:
-            sink.flush()
+            self.thread.call(sink.flush)
         self.dirty = False
 
     # -- the loop ----------------------------------------------------------------------------
 
     def apply(self) -> None:
+        """Hand the pending batch to the sink thread (after the one in flight); returns at once."""
         pending = self.pending
         if not pending:
             return
+        # Each sink's part is cut here, by the offsets it will hold once the batch in flight has
+        # landed (if that one fails, the run ends and the next reads them from the sinks again).
+        batches: list[tuple[Sink, SinkBatch]] = []
         for sink in self.sinks:
             held = self.held[sink.name]
             batch = _batch_for(pending, held, self.columnar)
             if batch is not None:
-                sink.apply(batch)
+                batches.append((sink, batch))
                 held.update(batch.state.offsets)
-        self.runner.applied_events += self.pending_changes
-        metrics = self.runner.metrics
-        if metrics is not None:
-            counts: Counter[tuple[str, str, str]] = Counter()
-            metrics.committed(counts, 0, max(_tally(chunk, counts) for chunk in pending))
+        self.thread.start(partial(self._apply, batches, pending, self.pending_changes))
         self.pending = []
         self.pending_changes = 0
         self.dirty = True
+
+    def _apply(self, batches: list[tuple[Sink, SinkBatch]], chunks: list[ChangeChunk], changes: int) -> None:
+        """On the sink thread: the batch into each sink, in order, each committing its offsets."""
+        for sink, batch in batches:
+            sink.apply(batch)
+        self.runner.applied_events += changes
+        metrics = self.runner.metrics
+        if metrics is not None:
+            counts: Counter[tuple[str, str, str]] = Counter()
+            metrics.committed(counts, 0, max(_tally(chunk, counts) for chunk in chunks))
         # Arrow's allocator keeps what a batch's columns freed for reuse: tens of MiB of RSS held
         # between batches (measured: 200 -> 182 MiB peak over 20 parses of 10k changes)
         pa.default_memory_pool().release_unused()
 
     def run(self) -> None:
+        self._loop()
+        self.thread.wait()  # the last batch has landed (or its error is raised here)
+
+    def _loop(self) -> None:
         reader = self.reader
         assert reader is not None
         opts = self.runner._options
@@ -234,8 +276,12 @@ class _Consumption:
         while True:
             if metrics is not None:
                 metrics.tick = time.monotonic()
-            # never wait past a pending batch's deadline: at low rates that wait is the latency
+            self.thread.check()  # a failed apply stops the run now, not after the next batch
+            # never wait past a pending batch's deadline: at low rates that wait is the latency;
+            # nor, with a batch ready while the last one is applied, past that apply's end
             wait = min(0.2, max(deadline - time.monotonic(), 0.0)) if self.pending else 0.2
+            if self.pending and self.thread.busy and not reader.backlog:
+                wait = min(wait, _READY_POLL_S)
             # at most max_events pending: a second poll into a batch asks only for the rest (it
             # asked for max_events again, and batches of 17k changes raised the peak RSS)
             room = max(opts.max_events - self.pending_changes, 1)
@@ -243,16 +289,21 @@ class _Consumption:
             if changes:
                 if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
-                if not self.columnar:
-                    for chunk in changes:
+                # decoded now, while the sink thread applies the batch before (columns for a run
+                # whose sinks take them; those the columns cannot carry are decoded when batched)
+                for chunk in changes:
+                    if self.columnar:
+                        chunk.columns()
+                    else:
                         chunk.decode_now()
                 self.pending.extend(changes)
                 self.pending_changes += sum(len(chunk) for chunk in changes)
             now = time.monotonic()
-            # Apply once nothing more is waiting (a batch then holds whatever arrived while the last
-            # one was applied: large when busy, small and prompt when not), or at the batch's limits.
+            # Apply once nothing more is waiting and the sink thread is free (a batch then holds
+            # whatever arrived while the last one was applied: large when busy, small and prompt
+            # when not), or at the batch's limits (then after the batch in flight).
             if self.pending and (
-                not reader.backlog
+                (not reader.backlog and not self.thread.busy)
                 or self.pending_changes >= opts.max_events
                 or now >= deadline
                 or stop.is_set()
@@ -261,14 +312,14 @@ class _Consumption:
             if not changes:
                 if self.dirty and now - last_flush >= opts.idle_flush_seconds:
                     for sink in self.sinks:
-                        sink.flush()
+                        self.thread.call(sink.flush)
                     self.dirty, last_flush = False, now
                     if metrics is not None:
                         metrics.flushed()
                 if stop.is_set():
                     self.apply()
                     return
-                if opts.until_caught_up and not self.pending:
+                if opts.until_caught_up and not self.pending and not self.thread.busy:
                     if reader.assigned and reader.assigned <= reader.at_end:
                         # A topic created since the group last balanced is not assigned yet: wait for
                         # the rebalance, unless the assignment has been stable long enough that the
@@ -276,6 +327,7 @@ class _Consumption:
                         missing = reader.table_partitions() - reader.assigned
                         stable = now - reader.assignment_changed > opts.assignment_wait_s
                         if not missing or stable:
+                            self.thread.wait()
                             log.info(
                                 "caught up with the stream: %d changes applied", self.runner.applied_events
                             )
