@@ -246,6 +246,8 @@ class CaptureDaemon:
         seen: Counter[tuple[str, str, str]] = Counter()
         transactions_at_commit = stats.transactions
         write_changes = getattr(writer, "write_changes", None) or _one_by_one(writer)
+        # a run of whole transactions of one table, their ends included, in one call (KafkaStreamWriter)
+        write_run = getattr(writer, "write_transactions", None)
 
         def commit() -> None:
             nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit
@@ -332,8 +334,33 @@ class CaptureDaemon:
                         open_txn = True
                         idle = None  # the data's commit carries the checkpoint from now on
                         deadline = time.monotonic() + opts.flush_max_ms / 1000
-                    i = write_changes(chunk, i)
-                    mid_transaction = True
+                    if write_run is None:
+                        i = write_changes(chunk, i)
+                        mid_transaction = True
+                        continue
+                    run = write_run(chunk, i, max(opts.flush_max_events - events_since_commit, 1))
+                    i = run.stop
+                    if not run.ends:
+                        mid_transaction = True
+                        continue
+                    # what the TransactionEnd branch below does, once for the run's ends
+                    last_end = chunk[run.last_end]
+                    assert isinstance(last_end, TransactionEnd)
+                    complete = here = last_end
+                    mid_transaction = run.last_end != i - 1  # the next transaction's rows came too
+                    events_since_commit += run.end_rows
+                    stats.transactions += run.ends
+                    stats.rows += run.end_rows
+                    stats._window_rows += run.end_rows
+                    stats.last_source_ts_ms = last_end.source_ts_ms
+                    if not mid_transaction and (
+                        events_since_commit >= opts.flush_max_events
+                        or time.monotonic() >= deadline
+                        or self._stop.is_set()
+                    ):
+                        commit()
+                        if self._stop.is_set():
+                            return
                     continue
                 i += 1
                 if record.__class__ is SnapshotProgress:

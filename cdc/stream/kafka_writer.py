@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import (
     CommitStateUnknown,
-    HeadwaterError,
     ProducerFenced,
     StreamUnavailable,
 )
@@ -48,10 +46,11 @@ from cdc.core.events import ChangeEvent, Op, SchemaChange, SnapshotProgress, Sou
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef
 from cdc.stream.checkpoints import checkpoint_record, read_checkpoint
-from cdc.stream.envelope import EnvelopeEncoder, TransactionOrder, dumps
+from cdc.stream.envelope import EnvelopeEncoder, RunOfTransactions, TransactionOrder, dumps
 from cdc.stream.json_schema import schema_change_record, table_schema_record
-from cdc.stream.kafka_batches import Messages, message_maker, produce_in_order, too_large
-from cdc.stream.kafka_clients import is_fenced, producer_config, stream_error
+from cdc.stream.kafka_batches import message_maker, too_large
+from cdc.stream.kafka_clients import is_fenced, producer_config
+from cdc.stream.kafka_producing import ProducerCalls
 from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
 from cdc.stream.topics import TopicNames
 from cdc.stream.transaction_markers import begin_marker, end_marker
@@ -60,11 +59,10 @@ __all__ = ["KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
 
 log = logging.getLogger(__name__)
 
-_POLL_EVERY = 1_000  # serve delivery reports every this many produced messages
 _COMMIT_ATTEMPTS = 5
 
 
-class KafkaStreamWriter:
+class KafkaStreamWriter(ProducerCalls):
     """Writes one pipeline's records to Kafka in transactions; see the module docstring."""
 
     def __init__(
@@ -203,6 +201,35 @@ class KafkaStreamWriter:
             self._produce_batch(topic, messages)
             i = stop
         return i
+
+    def write_transactions(self, records: list[SourceRecord], start: int, room: int) -> RunOfTransactions:
+        """Write ``records[start:]`` (a change first) up to the first record that is neither a change
+        of the same table version nor a TransactionEnd, or through the end whose row count brings the
+        run's to ``room``: what ``write`` does for each, transaction ends included, in one compiled
+        call (EnvelopeEncoder.transactions). What that does not take (a table version's first
+        change, transaction metadata, a truncate, ...) goes through ``write_changes``."""
+        if not self._in_transaction:
+            raise RuntimeError("write_transactions() outside a transaction: call begin() first")
+        event = records[start]
+        assert isinstance(event, ChangeEvent)
+        version = event.schema.version
+        target = self._targets.get(version)
+        if (
+            self._transaction_metadata
+            or target is None
+            or (version not in self._published and version not in self._pending)
+        ):
+            return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
+        run = self._encoder.transactions(self._maker, records, start, room)
+        if run.stop == start:
+            return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
+        topic, _, name = target
+        self._table_counts[name] = self._table_counts.get(name, 0) + run.changes
+        self._events += run.changes
+        self._source_transactions += run.ends
+        if run.messages:
+            self._produce_batch(topic, run.messages)
+        return run
 
     def commit(self, checkpoint: RestartPoint) -> None:
         """Produce the checkpoint and commit the transaction: events and checkpoint land together."""
@@ -345,146 +372,6 @@ class KafkaStreamWriter:
             known = self._table_topics[ref] = (spec.name, partitions)
             log.info("table topic: %s -> %s (%d partitions)", ref, spec.name, partitions)
         return known
-
-    # -- producing -----------------------------------------------------------------------------
-
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
-        producer = self._producer
-        assert producer is not None
-        try:
-            producer.produce(topic, value, key, partition)
-        except BufferError:
-            self._produce_when_room(producer, topic, key, value, partition)
-        except KafkaException as exc:
-            raise self._fail(exc.args[0], f"producing to {topic}") from exc
-        self._since_poll += 1
-        if self._since_poll >= _POLL_EVERY:
-            self._since_poll = 0
-            self._poll(0)
-            self._check_deliveries()
-
-    def _produce_batch(self, topic: str, messages: Messages) -> None:
-        producer = self._producer
-        assert producer is not None
-        error = produce_in_order(producer, topic, messages, self._wait_for_room)
-        if error is not None:
-            raise self._fail(error, f"producing to {topic}")
-        self._since_poll += len(messages)
-        if self._since_poll >= _POLL_EVERY:
-            self._since_poll = 0
-            self._poll(0)
-            self._check_deliveries()
-
-    def _wait_for_room(self) -> None:
-        """The bounded local queue is full: wait for the broker to take some (backpressure)."""
-        self._poll(0.05)
-        self._check_deliveries()
-
-    def _produce_when_room(
-        self, producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int
-    ) -> None:
-        """The bounded local queue is full: wait for the broker to take some (backpressure)."""
-        while True:
-            self._poll(0.05)
-            self._check_deliveries()
-            try:
-                producer.produce(topic, value, key, partition)
-                return
-            except BufferError:
-                continue
-            except KafkaException as exc:
-                raise self._fail(exc.args[0], f"producing to {topic}") from exc
-
-    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
-        if error is not None and self._delivery_error is None:
-            self._delivery_error = error
-
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal_error = error
-        log.warning("kafka: %s", error.str())
-
-    def _check_deliveries(self) -> None:
-        error = self._fatal_error or self._delivery_error
-        if error is not None:
-            raise self._fail(error, "delivering messages")
-
-    def _fail(self, error: KafkaError, doing: str) -> HeadwaterError:
-        """Abort the open transaction where that is still possible; return the error to raise."""
-        failure = stream_error(self._cause(error), self.pipeline, doing)
-        if isinstance(failure, ProducerFenced):
-            self._fenced = failure
-            self._in_transaction = False
-            return failure
-        self._abort_quietly()
-        return failure
-
-    def _abort_quietly(self) -> None:
-        producer = self._producer
-        self._in_transaction = False
-        self._pending.clear()
-        self._snapshot_pending = None
-        self._delivery_error = None
-        if producer is None or (self._fatal_error is not None):
-            return
-        try:
-            self._abort_transaction(producer)
-        except KafkaException as exc:
-            log.warning("abort after a failure failed too (the broker aborts it on timeout): %s", exc)
-
-    def _abort_transaction(self, producer: Producer) -> None:
-        # Let in-flight messages settle before EndTxn: aborting while the broker is still adding the
-        # transaction's partitions fails now and then with a fatal INVALID_TXN_STATE
-        # (confluentinc/librdkafka#4849); flushing first avoids that race.
-        producer.flush(self._timeout)
-        producer.abort_transaction(self._timeout)
-
-    def _cause(self, error: KafkaError) -> KafkaError:
-        """For a generic "Local: Fatal error", the underlying fatal error (e.g. fenced) if known."""
-        if not (error.fatal() or error.code() == KafkaError._FATAL):
-            return error
-        if self._fatal_error is None:
-            self._poll(0)  # error_cb (or poll itself) reports the fatal error's cause
-        return self._fatal_error or error
-
-    def _poll(self, timeout: float) -> None:
-        """Serve delivery reports and error callbacks; a fatal error raised by poll is recorded."""
-        if self._producer is None:
-            return
-        try:
-            self._producer.poll(timeout)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if error is None:
-                error = KafkaError(KafkaError._FAIL, str(exc))
-            if error.fatal():
-                self._fatal_error = self._fatal_error or error
-            else:
-                self._delivery_error = self._delivery_error or error
-
-    def _error(self, exc: KafkaException, doing: str) -> HeadwaterError:
-        error = (
-            exc.args[0]
-            if exc.args and isinstance(exc.args[0], KafkaError)
-            else KafkaError(KafkaError._FAIL, str(exc))
-        )
-        failure = stream_error(self._cause(error), self.pipeline, doing)
-        if isinstance(failure, ProducerFenced):
-            self._fenced = failure
-            self._in_transaction = False
-        return failure
-
-    def _live_producer(self) -> Producer:
-        if self._fenced is not None:
-            raise self._fenced
-        if self._fatal_error is not None:
-            failure = stream_error(self._fatal_error, self.pipeline, "producer")
-            if isinstance(failure, ProducerFenced):
-                self._fenced = failure
-            raise failure
-        if self._producer is None:
-            raise RuntimeError("writer not started: call start() first")
-        return self._producer
 
     def _reset_counts(self) -> None:
         self._events = 0

@@ -14,21 +14,24 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
+use crate::txn_runs::RunOut;
 use crate::RowPlan;
 
 // indexes into `names`
-const SCHEMA: usize = 0;
-const SOURCE_TS_MS: usize = 1;
-const TRANSACTION_ID: usize = 2;
-const OP: usize = 3;
-const POSITION: usize = 4;
-const KEY_TUPLE: usize = 5;
-const KEY: usize = 6;
-const BEFORE: usize = 7;
-const AFTER: usize = 8;
-const MSG_KEY: usize = 9;
-const MSG_VALUE: usize = 10;
-const NAMES: [&str; 11] = [
+pub(crate) const SCHEMA: usize = 0;
+pub(crate) const SOURCE_TS_MS: usize = 1;
+pub(crate) const TRANSACTION_ID: usize = 2;
+pub(crate) const OP: usize = 3;
+pub(crate) const POSITION: usize = 4;
+pub(crate) const KEY_TUPLE: usize = 5;
+pub(crate) const KEY: usize = 6;
+pub(crate) const BEFORE: usize = 7;
+pub(crate) const AFTER: usize = 8;
+pub(crate) const MSG_KEY: usize = 9;
+pub(crate) const MSG_VALUE: usize = 10;
+pub(crate) const ROW_COUNT: usize = 11;
+pub(crate) const FILE: usize = 12;
+const NAMES: [&str; 13] = [
     "schema",
     "source_ts_ms",
     "transaction_id",
@@ -40,22 +43,24 @@ const NAMES: [&str; 11] = [
     "after",
     "key",
     "value",
+    "row_count",
+    "file",
 ];
 
 /// Builds the messages of change-event runs for one writer (its event class, ops and limits).
 #[pyclass(frozen, module = "headwater_native")]
 pub struct MessageMaker {
-    event_cls: Py<PyType>,
+    pub(crate) event_cls: Py<PyType>,
     /// (op member, its value as bytes) for c, u, d, r: the ops a run may hold
-    ops: Vec<(Py<PyAny>, Vec<u8>)>,
-    read_op: Py<PyAny>,
-    delete_op: Py<PyAny>,
-    tombstones: bool,
-    max_value: usize,
-    names: Vec<Py<PyString>>,
+    pub(crate) ops: Vec<(Py<PyAny>, Vec<u8>)>,
+    pub(crate) read_op: Py<PyAny>,
+    pub(crate) delete_op: Py<PyAny>,
+    pub(crate) tombstones: bool,
+    pub(crate) max_value: usize,
+    pub(crate) names: Vec<Py<PyString>>,
 }
 
-fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
+pub(crate) fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     // identity first: the decoder shares one object per transaction for these fields
     if a.is(b) {
         return Ok(true);
@@ -241,5 +246,42 @@ impl MessageMaker {
             i += 1;
         }
         Ok((i, out))
+    }
+
+    /// The messages of a run of small source transactions of one table version, their
+    /// transaction ends included: `records[start:stop]` holds only changes whose `schema` is
+    /// `schema` and TransactionEnds (`end_cls`), and ends after the end that brings the ends'
+    /// `row_count` to `room`, or before anything else (another table version, class, a truncate,
+    /// a value over the limit, text this file cannot write as orjson does). Each change's value is
+    /// what `EnvelopeEncoder.encode_change` gives: the first change of a (transaction, table
+    /// version, timestamp, snapshot read or not) with the whole `source` block of `_source(...,
+    /// whole=True)`, the next ones in the template's key order (`schema_version` before `row`).
+    /// `continues`: `records[start]` follows the change the writer encoded last (same template).
+    /// `parts`: the source block's fixed bytes, built by envelope.py once per table version.
+    ///
+    /// Returns `(stop, messages, changes, ends, end_rows, last_change)`; `last_change` is the
+    /// index of the last change taken (`start` - 1 when none).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms, repair_prefix, lsn_base))]
+    fn transactions<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+        start: usize,
+        end_cls: &Bound<'py, PyType>,
+        plan: &Bound<'py, RowPlan>,
+        key_plan: Option<&Bound<'py, RowPlan>>,
+        schema: &Bound<'py, PyAny>,
+        parts: &Bound<'py, PyTuple>,
+        continues: bool,
+        room: u64,
+        ts_ms: i64,
+        repair_prefix: &str,
+        lsn_base: &str,
+    ) -> PyResult<RunOut<'py>> {
+        crate::txn_runs::transactions(
+            self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms,
+            repair_prefix, lsn_base,
+        )
     }
 }

@@ -29,6 +29,7 @@ mod batch;
 mod envelope_columns;
 mod events;
 mod rows;
+mod txn_runs;
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -1,0 +1,287 @@
+//! `MessageMaker.transactions` (batch.rs): the messages of a run of small source transactions of
+//! one table version, their TransactionEnds included, in one call. With single-row transactions
+//! every change is its transaction's first, so `MessageMaker.messages` (the rows after a
+//! transaction's first) never applied: each change took the writer's per-row Python path and the
+//! capture loop handled each TransactionEnd in Python, about two thirds of the writer thread's time
+//! on that workload (py-spy).
+//!
+//! Each value is what `EnvelopeEncoder.encode_change` gives: the first change of a (transaction,
+//! table version, source timestamp, snapshot read or not) with the whole `source` block of
+//! `_source(..., whole=True)` (`row`, `position` then `schema_version`), the next ones in the
+//! template's order (`schema_version` before `row`). It stops, leaving the record to the writer's
+//! per-row path, at anything it does not take: another class or table version, a truncate, a keyed
+//! table's change without its key, a value over `max_value`, text with surrogates, a binlog base
+//! name with a character JSON escapes (the template writes it unescaped).
+
+use std::fmt::Write;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::batch::{
+    same, MessageMaker, AFTER, BEFORE, FILE, KEY, KEY_TUPLE, MSG_KEY, MSG_VALUE, OP, POSITION,
+    ROW_COUNT, SCHEMA, SOURCE_TS_MS, TRANSACTION_ID,
+};
+use crate::{write_str, RowPlan};
+
+/// `(stop, messages, changes, ends, end_rows, last_change)`
+pub(crate) type RunOut<'py> = (usize, Bound<'py, PyList>, usize, usize, u64, isize);
+
+/// A change's template: its position key but for the row, source ts, transaction id, read or not.
+type Template<'py> = (Vec<Bound<'py, PyAny>>, Bound<'py, PyAny>, Bound<'py, PyAny>, bool);
+
+/// See `MessageMaker.transactions` in batch.rs and the module comment.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transactions<'py>(
+    maker: &MessageMaker,
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    start: usize,
+    end_cls: &Bound<'py, PyType>,
+    plan: &Bound<'py, RowPlan>,
+    key_plan: Option<&Bound<'py, RowPlan>>,
+    schema: &Bound<'py, PyAny>,
+    parts: &Bound<'py, PyTuple>,
+    continues: bool,
+    room: u64,
+    ts_ms: i64,
+    repair_prefix: &str,
+    lsn_base: &str,
+) -> PyResult<RunOut<'py>> {
+    let n = &maker.names;
+    let plan = plan.get();
+    let key_plan = key_plan.map(|k| k.get());
+    let event_cls = maker.event_cls.bind(py);
+    let read_op = maker.read_op.bind(py);
+    let delete_op = maker.delete_op.bind(py);
+    if parts.len() != 4 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "parts: (version_head, name_to_ts, db_to_server, schema_version)",
+        ));
+    }
+    let part = |j: usize| -> PyResult<Vec<u8>> {
+        Ok(parts.get_item(j)?.downcast::<PyBytes>()?.as_bytes().to_vec())
+    };
+    // {"version":"..","connector":"  |  ","name":<pipeline>,"ts_ms":  |  ,"db":..,"table":..,"server_id":
+    let (version_head, name_to_ts, db_to_server, schema_version) =
+        (part(0)?, part(1)?, part(2)?, part(3)?);
+    let ts_tail = format!("\",\"ts_ms\":{ts_ms},\"transaction\":null}}");
+    let out = PyList::empty(py);
+    let count = records.len();
+    let mut value: Vec<u8> = Vec::with_capacity(1024);
+    let mut key: Vec<u8> = Vec::with_capacity(128);
+    let mut head: Vec<u8> = Vec::with_capacity(256); // the source block up to "pos":<offset>
+    let mut position_text = String::with_capacity(96);
+    let mut last: Option<Template<'py>> = None;
+    let (mut changes, mut ends, mut end_rows) = (0usize, 0usize, 0u64);
+    let mut last_change: isize = start as isize - 1;
+    let mut i = start;
+    while i < count {
+        let record = records.get_item(i)?;
+        let cls = record.get_type();
+        if cls.is(end_cls) {
+            let rows: u64 = record.getattr(&n[ROW_COUNT])?.extract()?;
+            ends += 1;
+            end_rows += rows;
+            i += 1;
+            if end_rows >= room {
+                break; // the capture loop commits here
+            }
+            continue;
+        }
+        if !cls.is(event_cls) || !record.getattr(&n[SCHEMA])?.is(schema) {
+            break;
+        }
+        let op = record.getattr(&n[OP])?;
+        let Some(op_bytes) = maker
+            .ops
+            .iter()
+            .find(|(member, _)| op.is(member.bind(py)))
+            .map(|(_, b)| b)
+        else {
+            break; // a truncate: the per-row path
+        };
+        let read = op.is(read_op);
+        let ts = record.getattr(&n[SOURCE_TS_MS])?;
+        let txn = record.getattr(&n[TRANSACTION_ID])?;
+        let position = record.getattr(&n[POSITION])?;
+        let pk_obj = position.getattr(&n[KEY_TUPLE])?;
+        let pk = pk_obj.downcast::<PyTuple>()?;
+        if pk.len() != 8 {
+            break;
+        }
+        let fields: Vec<Bound<'py, PyAny>> = pk.iter().collect();
+        let continues_template = match &last {
+            None => continues,
+            Some((prev, prev_ts, prev_txn, prev_read)) => {
+                let mut equal =
+                    *prev_read == read && same(prev_ts, &ts)? && same(prev_txn, &txn)?;
+                for j in [0usize, 1, 2, 4, 5, 6, 7] {
+                    if !equal {
+                        break;
+                    }
+                    equal = same(&prev[j], &fields[j])?;
+                }
+                equal
+            }
+        };
+        // the position's fields, as Position.to_string and EnvelopeEncoder._source read them
+        let (Ok(era), Ok(file_seq), Ok(offset), Ok(row), Ok(domain), Ok(server), Ok(seq)) = (
+            fields[0].extract::<u64>(),
+            fields[1].extract::<u64>(),
+            fields[2].extract::<u64>(),
+            fields[3].extract::<u64>(),
+            fields[4].extract::<u64>(),
+            fields[5].extract::<u64>(),
+            fields[6].extract::<u64>(),
+        ) else {
+            break;
+        };
+        let Ok(base) = fields[7].downcast::<PyString>() else {
+            break;
+        };
+        let Ok(base) = base.to_str() else {
+            break; // surrogates: the per-row path
+        };
+        if row > 9_999_999_999 || base.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            break;
+        }
+        let Ok(source_ts) = ts.extract::<i64>() else {
+            break;
+        };
+        let Ok(txn_text) = txn.downcast::<PyString>() else {
+            break;
+        };
+        let Ok(txn_text) = txn_text.to_str() else {
+            break;
+        };
+        let file_obj = position.getattr(&n[FILE])?;
+        let Ok(file) = file_obj.downcast::<PyString>() else {
+            break;
+        };
+        let Ok(file) = file.to_str() else {
+            break;
+        };
+        let lsn = base == lsn_base;
+        position_text.clear();
+        if lsn {
+            let _ = write!(
+                position_text,
+                "pgl1:{file_seq:010X}:{offset:010X}:{row:010}:{server:010}-{seq:020}"
+            );
+        } else {
+            if era != 0 {
+                let _ = write!(position_text, "mdb2:{era:010}:");
+            } else {
+                position_text.push_str("mdb1:");
+            }
+            let _ = write!(
+                position_text,
+                "{file_seq:010}:{offset:010}:{row:010}:{domain:010}-{server:010}-{seq:020}:{base}"
+            );
+        }
+        head.clear();
+        head.extend_from_slice(&version_head);
+        head.extend_from_slice(if lsn { &b"postgresql"[..] } else { &b"mariadb"[..] });
+        head.extend_from_slice(&name_to_ts);
+        head.extend_from_slice(source_ts.to_string().as_bytes());
+        head.extend_from_slice(if txn_text.starts_with(repair_prefix) {
+            &b",\"snapshot\":\"repair\""[..]
+        } else if read {
+            &b",\"snapshot\":\"true\""[..]
+        } else {
+            &b",\"snapshot\":\"false\""[..]
+        });
+        head.extend_from_slice(&db_to_server);
+        head.extend_from_slice(server.to_string().as_bytes());
+        head.extend_from_slice(b",\"gtid\":");
+        write_str(txn_text, &mut head);
+        head.extend_from_slice(b",\"file\":");
+        write_str(file, &mut head);
+        head.extend_from_slice(b",\"pos\":");
+        head.extend_from_slice(offset.to_string().as_bytes());
+
+        let before_obj = record.getattr(&n[BEFORE])?;
+        let after_obj = record.getattr(&n[AFTER])?;
+        let before = if before_obj.is_none() {
+            None
+        } else {
+            Some(before_obj.downcast::<PyTuple>()?)
+        };
+        let after = if after_obj.is_none() {
+            None
+        } else {
+            Some(after_obj.downcast::<PyTuple>()?)
+        };
+        // the key, as TableCodec.key_bytes makes it
+        key.clear();
+        let has_key = match key_plan {
+            Some(kp) => {
+                let k = record.getattr(&n[KEY])?;
+                if k.is_none() {
+                    break; // rare: the per-row path finds it in the image
+                }
+                kp.write(py, k.downcast::<PyTuple>()?, &mut key)?;
+                true
+            }
+            None => match after.or(before) {
+                Some(image) => {
+                    plan.write(py, image, &mut key)?;
+                    true
+                }
+                None => false,
+            },
+        };
+        value.clear();
+        value.extend_from_slice(b"{\"before\":");
+        plan.write_image(py, before, &mut value)?;
+        value.extend_from_slice(b",\"after\":");
+        plan.write_image(py, after, &mut value)?;
+        value.extend_from_slice(b",\"source\":");
+        value.extend_from_slice(&head);
+        let digits = row.to_string();
+        if continues_template {
+            value.extend_from_slice(b",\"schema_version\":");
+            value.extend_from_slice(&schema_version);
+            value.extend_from_slice(b",\"row\":");
+            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(b",\"position\":\"");
+            value.extend_from_slice(position_text.as_bytes());
+            value.extend_from_slice(b"\"}");
+        } else {
+            value.extend_from_slice(b",\"row\":");
+            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(b",\"position\":\"");
+            value.extend_from_slice(position_text.as_bytes());
+            value.extend_from_slice(b"\",\"schema_version\":");
+            value.extend_from_slice(&schema_version);
+            value.extend_from_slice(b"}");
+        }
+        value.extend_from_slice(b",\"op\":\"");
+        value.extend_from_slice(op_bytes);
+        value.extend_from_slice(ts_tail.as_bytes());
+        if value.len() > maker.max_value {
+            break; // the per-row path raises MessageTooLarge, naming table, key and size
+        }
+        let key_obj: Bound<'py, PyAny> = if has_key {
+            PyBytes::new(py, &key).into_any()
+        } else {
+            py.None().into_bound(py)
+        };
+        let message = PyDict::new(py);
+        message.set_item(&n[MSG_KEY], &key_obj)?;
+        message.set_item(&n[MSG_VALUE], PyBytes::new(py, &value))?;
+        out.append(message)?;
+        if maker.tombstones && op.is(delete_op) {
+            let tombstone = PyDict::new(py);
+            tombstone.set_item(&n[MSG_KEY], &key_obj)?;
+            tombstone.set_item(&n[MSG_VALUE], py.None())?;
+            out.append(tombstone)?;
+        }
+        last = Some((fields, ts, txn, read));
+        changes += 1;
+        last_change = i as isize;
+        i += 1;
+    }
+    Ok((i, out, changes, ends, end_rows, last_change))
+}
