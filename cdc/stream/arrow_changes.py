@@ -126,8 +126,8 @@ def change_columns(values: list[bytes], schema: TableSchema) -> ChangeColumns | 
             return None
         raw = json_raw
     images = []
-    for column, values_read in zip(schema.columns, raw.image, strict=True):
-        typed = _typed(values_read, column)
+    for column, values_read, decoded in zip(schema.columns, raw.image, raw.typed, strict=True):
+        typed = decoded if decoded is not None else _typed(values_read, column)
         if typed is None:
             return None
         images.append(typed)
@@ -173,7 +173,7 @@ def _json_changes(values: list[bytes], schema: TableSchema, read_schema: pa.Sche
     raws = []
     for i in range(len(schema.columns)):
         raws.append(after.field(i) if not deletes else pc.if_else(is_delete, before.field(i), after.field(i)))
-    return RawChanges(op, position, ts_ms, gtid, tuple(raws))
+    return RawChanges(op, position, ts_ms, gtid, tuple(raws), (None,) * len(raws))
 
 
 def _single_row_updates(schema: TableSchema, op: pa.Array, before: pa.Array, after: pa.Array) -> bool:

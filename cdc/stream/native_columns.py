@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose setup did not 
 __all__ = ["RawChanges", "decode_envelopes"]
 
 # the column kinds of native/headwater_native/src/envelope_columns.rs
-_BOOL, _FLOAT64, _STRING = 0, 9, 10
+_BOOL, _FLOAT64, _STRING, _BASE64 = 0, 9, 10, 11
 _KINDS = {
     ArrowKind.BOOL: _BOOL,
     ArrowKind.INT8: 1,
@@ -42,7 +42,7 @@ _KINDS = {
     ArrowKind.FLOAT64: _FLOAT64,
     # text the JSON carries as strings: arrow_changes parses them with Arrow's kernels, as before
     ArrowKind.STRING: _STRING,
-    ArrowKind.BINARY: _STRING,
+    ArrowKind.BINARY: _BASE64,  # the text, and the bytes it decodes (strictly) to
     ArrowKind.DECIMAL: _STRING,
     ArrowKind.DATE: _STRING,
     ArrowKind.TIMESTAMP: _STRING,
@@ -60,6 +60,9 @@ class RawChanges:
     source_ts_ms: pa.Array  # int64
     transaction_id: pa.Array  # string: the GTID
     image: tuple[pa.Array, ...]  # per column: after, before for a delete, in the reader's type
+    # per column, the image already in the column's Arrow type where the decoder made it (binary
+    # from its base64), else None (arrow_changes types it with Arrow's kernels)
+    typed: tuple[pa.Array | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ _plans: dict[str, _Plan | None] = {}
 
 def _raw_type(column: Column) -> pa.DataType:
     kind = _KINDS[column.arrow_type.kind]
-    if kind == _STRING:
+    if kind in (_STRING, _BASE64):
         return pa.string()
     if kind == _FLOAT64:
         return pa.float64()
@@ -112,12 +115,28 @@ def decode_envelopes(values: list[bytes], schema: TableSchema) -> RawChanges | s
         return decoded
     n = len(values)
     arrays = [_array(t, n, buffers) for t, buffers in zip(plan.types, decoded, strict=True)]
-    return RawChanges(arrays[0], arrays[1], arrays[2], arrays[3], tuple(arrays[4:]))
+    typed = tuple(_decoded(n, buffers) for buffers in decoded[4:])
+    return RawChanges(arrays[0], arrays[1], arrays[2], arrays[3], tuple(arrays[4:]), typed)
 
 
-def _array(type_: pa.DataType, n: int, buffers: tuple[bytes | None, bytes, bytes | None]) -> pa.Array:
-    validity, values, data = buffers
+_Buffers = tuple[bytes | None, bytes, bytes | None, bytes | None, bytes | None]
+
+
+def _array(type_: pa.DataType, n: int, buffers: _Buffers) -> pa.Array:
+    validity, values, data, _, _ = buffers
     wrapped = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values)]
     if data is not None:
         wrapped.append(pa.py_buffer(data))
     return pa.Array.from_buffers(type_, n, wrapped)
+
+
+def _decoded(n: int, buffers: _Buffers) -> pa.Array | None:
+    validity, _, _, offsets, data = buffers
+    if offsets is None or data is None:
+        return None
+    wrapped = [
+        None if validity is None else pa.py_buffer(validity),
+        pa.py_buffer(offsets),
+        pa.py_buffer(data),
+    ]
+    return pa.Array.from_buffers(pa.binary(), n, wrapped)

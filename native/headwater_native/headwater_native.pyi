@@ -114,30 +114,18 @@ class MessageMaker:
     ) -> tuple[int, list[dict[str, bytes | None]]]:
         """``(stop, messages)``: ``{"key", "value"}`` for each change of ``records[start:stop]`` (and a
         tombstone after a delete), stopping at the first record the template does not describe."""
-    def transactions(
-        self,
-        records: list[Any],
-        start: int,
-        end_cls: type,
-        plan: RowPlan,
-        key_plan: RowPlan | None,
-        schema: Any,
-        parts: tuple[bytes, bytes, bytes, bytes],
-        continues: bool,
-        room: int,
-        ts_ms: int,
-        repair_prefix: str,
-        lsn_base: str,
-    ) -> tuple[int, list[dict[str, bytes | None]], int, int, int, int]:
-        """``(stop, messages, changes, ends, end_rows, last_change)`` for a run of whole transactions
-        of one table version, their TransactionEnds included (``EnvelopeEncoder.transactions``)."""
 
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:
     """How one table version's change envelopes become column buffers; built once per schema
     version by ``cdc.stream.native_columns`` (which documents the column kinds)."""
 
-    def __init__(self, names: Sequence[str], kinds: Sequence[int], key: Sequence[int], version: str) -> None: ...
-    def decode(self, values: Sequence[bytes]) -> list[tuple[bytes | None, bytes, bytes | None]] | str:
-        """Per column (op, position, ts_ms, gtid, then the image each change leaves):
-        ``(validity bitmap or None, values, text bytes or None)``; or why it refuses the chunk."""
+    def __init__(
+        self, names: Sequence[str], kinds: Sequence[int], key: Sequence[int], version: str
+    ) -> None: ...
+    def decode(
+        self, values: Sequence[bytes]
+    ) -> list[tuple[bytes | None, bytes, bytes | None, bytes | None, bytes | None]] | str:
+        """Per column (op, position, ts_ms, gtid, then the image each change leaves): ``(validity
+        bitmap or None, values, text bytes or None, decoded offsets, decoded bytes)`` (the last two
+        for base64 text only); or why it refuses the chunk."""

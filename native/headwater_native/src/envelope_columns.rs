@@ -31,9 +31,13 @@ const UINT32: u8 = 7;
 const UINT64: u8 = 8;
 const FLOAT64: u8 = 9;
 const STRING: u8 = 10;
+const BASE64: u8 = 11; // text, and the bytes it encodes
 
+mod base64;
+mod buffers;
 mod json;
 
+use buffers::{reserve, ColumnOut};
 use json::{key_is, unescape, Reader};
 
 type Refusal = &'static str;
@@ -56,7 +60,7 @@ impl EnvelopePlan {
                 "EnvelopePlan: names and kinds must have one entry per column",
             ));
         }
-        if let Some(k) = kinds.iter().find(|k| **k > STRING) {
+        if let Some(k) = kinds.iter().find(|k| **k > BASE64) {
             return Err(PyValueError::new_err(format!("EnvelopePlan: unknown column kind {k}")));
         }
         if let Some(i) = key.iter().find(|i| **i >= names.len()) {
@@ -73,9 +77,10 @@ impl EnvelopePlan {
     /// The columns of ``values`` (one envelope each), or the reason it refuses them (a str).
     ///
     /// Columns, in order: op, position, ts_ms, gtid, then the image each change leaves (after;
-    /// before for a delete) per table column. Each is ``(validity, values, data)``: validity a
-    /// bitmap or None when nothing is null; values the fixed-width values (LSB bitmap for bool,
-    /// int32 offsets for text); data the text's bytes (None for other kinds).
+    /// before for a delete) per table column. Each is ``(validity, values, data, decoded_offsets,
+    /// decoded)``: validity a bitmap or None when nothing is null; values the fixed-width values
+    /// (LSB bitmap for bool, int32 offsets for text); data the text's bytes (None for other kinds);
+    /// for base64 text, the offsets and bytes it decodes to (else None).
     fn decode<'py>(&self, py: Python<'py>, values: Vec<PyBackedBytes>) -> PyResult<Bound<'py, PyAny>> {
         // the parse touches no Python object: another thread (the sink's apply) runs meanwhile
         let decoded = py.allow_threads(|| self.decode_all(&values));
@@ -89,12 +94,19 @@ impl EnvelopePlan {
                     } else {
                         py.None().into_bound(py)
                     };
-                    let data = if c.kind == STRING {
-                        PyBytes::new(py, &c.data).into_any()
-                    } else {
-                        py.None().into_bound(py)
-                    };
-                    let item = PyTuple::new(py, [validity, PyBytes::new(py, &c.values).into_any(), data])?;
+                    let none = || py.None().into_bound(py);
+                    let bytes = |b: &[u8]| PyBytes::new(py, b).into_any();
+                    let text = c.kind == STRING || c.kind == BASE64;
+                    let item = PyTuple::new(
+                        py,
+                        [
+                            validity,
+                            bytes(&c.values),
+                            if text { bytes(&c.data) } else { none() },
+                            if c.kind == BASE64 { bytes(&c.decoded_offsets) } else { none() },
+                            if c.kind == BASE64 { bytes(&c.decoded) } else { none() },
+                        ],
+                    )?;
                     out.append(item)?;
                 }
                 Ok(out.into_any())
@@ -130,101 +142,6 @@ impl Image {
     fn text_of(&self, a: usize, b: usize) -> &[u8] {
         &self.text[a..b]
     }
-}
-
-/// A column's buffers as they fill.
-struct ColumnOut {
-    kind: u8,
-    len: usize,
-    nulls: usize,
-    validity: Vec<u8>,
-    values: Vec<u8>,
-    data: Vec<u8>,
-}
-
-impl ColumnOut {
-    fn new(kind: u8, n: usize) -> Self {
-        let width = match kind {
-            BOOL => 0,
-            INT8 | UINT8 => 1,
-            INT16 | UINT16 => 2,
-            INT32 | UINT32 | STRING => 4,
-            _ => 8,
-        };
-        let mut values = Vec::with_capacity(if kind == BOOL { n.div_ceil(8) } else { width * (n + 1) });
-        if kind == STRING {
-            values.extend_from_slice(&0i32.to_le_bytes());
-        }
-        ColumnOut {
-            kind,
-            len: 0,
-            nulls: 0,
-            validity: Vec::with_capacity(n.div_ceil(8)),
-            values,
-            data: Vec::new(),
-        }
-    }
-
-    #[inline]
-    fn set_bit(bits: &mut Vec<u8>, i: usize, on: bool) {
-        if i % 8 == 0 {
-            bits.push(0);
-        }
-        if on {
-            let last = bits.len() - 1;
-            bits[last] |= 1 << (i % 8);
-        }
-    }
-
-    /// Appends a value (None: null), already checked to fit the column's kind.
-    #[inline]
-    fn push(&mut self, cell: Cell, text: &[u8]) -> Result<(), Refusal> {
-        let i = self.len;
-        self.len += 1;
-        let valid = !matches!(cell, Cell::Null);
-        Self::set_bit(&mut self.validity, i, valid);
-        if !valid {
-            self.nulls += 1;
-        }
-        match (self.kind, cell) {
-            (BOOL, Cell::Bool(b)) => Self::set_bit(&mut self.values, i, b),
-            (BOOL, _) => Self::set_bit(&mut self.values, i, false),
-            (STRING, c) => {
-                if let Cell::Text(a, b) = c {
-                    self.data.extend_from_slice(&text[a..b]);
-                }
-                let end = i32::try_from(self.data.len()).map_err(|_| "over 2 GiB of text in a column")?;
-                self.values.extend_from_slice(&end.to_le_bytes());
-            }
-            (FLOAT64, c) => {
-                let v = if let Cell::Float(v) = c { v } else { 0.0 };
-                self.values.extend_from_slice(&v.to_le_bytes());
-            }
-            (kind, c) => {
-                let v: i128 = match c {
-                    Cell::Int(v) => i128::from(v),
-                    Cell::Uint(v) => i128::from(v),
-                    _ => 0,
-                };
-                // the range was checked when the value was read
-                match kind {
-                    INT8 => self.values.extend_from_slice(&(v as i8).to_le_bytes()),
-                    INT16 => self.values.extend_from_slice(&(v as i16).to_le_bytes()),
-                    INT32 => self.values.extend_from_slice(&(v as i32).to_le_bytes()),
-                    INT64 => self.values.extend_from_slice(&(v as i64).to_le_bytes()),
-                    UINT8 => self.values.extend_from_slice(&(v as u8).to_le_bytes()),
-                    UINT16 => self.values.extend_from_slice(&(v as u16).to_le_bytes()),
-                    UINT32 => self.values.extend_from_slice(&(v as u32).to_le_bytes()),
-                    _ => self.values.extend_from_slice(&(v as u64).to_le_bytes()),
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn reserve(data: &mut Vec<u8>, first: usize, n: usize) {
-    data.reserve((first + first / 8) * n);
 }
 
 /// One envelope's fields, as read.
@@ -278,6 +195,9 @@ impl EnvelopePlan {
                 for (column, cell) in columns.iter_mut().zip(&image.cells) {
                     if let Cell::Text(a, b) = cell {
                         reserve(&mut column.data, b - a, n);
+                        if column.kind == BASE64 {
+                            reserve(&mut column.decoded, (b - a) / 4 * 3, n);
+                        }
                     }
                 }
             }
@@ -420,7 +340,7 @@ fn read_cell(r: &mut Reader<'_>, kind: u8, text: &mut Vec<u8>) -> Result<Cell, R
             b'f' => r.literal(b"false").map(|()| Cell::Bool(false)),
             _ => Err("not a bool in a bool column"),
         },
-        STRING => {
+        STRING | BASE64 => {
             if r.peek()? != b'"' {
                 return Err("not a string in a text column");
             }
