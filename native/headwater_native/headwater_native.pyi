@@ -114,6 +114,23 @@ class MessageMaker:
     ) -> tuple[int, list[dict[str, bytes | None]]]:
         """``(stop, messages)``: ``{"key", "value"}`` for each change of ``records[start:stop]`` (and a
         tombstone after a delete), stopping at the first record the template does not describe."""
+    def transactions(
+        self,
+        records: list[Any],
+        start: int,
+        end_cls: type,
+        plan: RowPlan,
+        key_plan: RowPlan | None,
+        schema: Any,
+        parts: tuple[bytes, bytes, bytes, bytes],
+        continues: bool,
+        room: int,
+        ts_ms: int,
+        repair_prefix: str,
+        lsn_base: str,
+    ) -> tuple[int, list[dict[str, bytes | None]], int, int, int, int]:
+        """``(stop, messages, changes, ends, end_rows, last_change)`` for a run of whole transactions
+        of one table version, their TransactionEnds included (``EnvelopeEncoder.transactions``)."""
 
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:
