@@ -16,9 +16,10 @@ above a change, and any value the target would refuse (text over its length or h
 per-change path stops or dead-letters it with its message). ``tests/sinks/test_sinkcol_postgres.py``
 applies one stream both ways and compares the tables row by row.
 
-SQLite takes the same collapse (same fallbacks, but floats too: it binds the envelope's doubles),
-and binds the rows from the columns in one executemany each way (:mod:`sinks.sql.sqlite_columnar`;
-``tests/sinks/test_sinkcol_sqlite.py`` is its differential test).
+SQLite and MariaDB take the same collapse (same fallbacks, but floats too: they bind the
+envelope's doubles), and bind the rows from the columns in one executemany each way:
+:mod:`sinks.sql.sqlite_columnar` (``tests/sinks/test_sinkcol_sqlite.py``) and
+:mod:`sinks.sql.mariadb_columnar` (``tests/sinks/test_sinkcol_mariadb.py``) say how.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from cdc.core.schemas import ArrowKind, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import SinkBatch
-from sinks.sql import sqlite_columnar
+from sinks.sql import mariadb_columnar, sqlite_columnar
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
@@ -76,14 +77,14 @@ class _TableChanges:
     target: str
     schema: TableSchema
     names: tuple[str, ...]  # the target column of each source column
-    # source columns (PostgreSQL: the JSON text forms; SQLite: sqlite_columnar.collapse_arrays),
+    # source columns (PostgreSQL: the JSON text forms; else sqlite_columnar.collapse_arrays),
     # then _op, _position and the batch order
     changes: pa.Table
 
 
 def column_threshold(dialect: Dialect, copy_threshold_rows: int | None) -> int | None:
-    """The fewest changes of a batch applied column-wise on ``dialect``; None: never (MariaDB)."""
-    return copy_threshold_rows if dialect in (Dialect.POSTGRESQL, Dialect.SQLITE) else None
+    """The fewest changes of a batch applied column-wise on ``dialect``; None: never."""
+    return copy_threshold_rows
 
 
 def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
@@ -137,8 +138,9 @@ def _columns_fit(sink: SqlSink, columns: Sequence[ChangeColumns]) -> bool:
         schema = c.schema
         if not schema.primary_key or sink._keys.keyed(schema) is not schema:
             return False  # keyless, or keyed by configuration: the per-change path knows those
-        if sink.dialect is Dialect.SQLITE:
-            if not sqlite_columnar.fits(c):
+        if sink.dialect is not Dialect.POSTGRESQL:
+            fits = sqlite_columnar.fits if sink.dialect is Dialect.SQLITE else mariadb_columnar.fits
+            if not fits(c):
                 return False
             continue
         for i, column in enumerate(schema.columns):
@@ -175,7 +177,7 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
             return None  # two shapes of one table in a batch
         n, order = len(c), counts.get(target, 0)
         counts[target] = order + n
-        values = sqlite_columnar.collapse_arrays(c) if sink.dialect is Dialect.SQLITE else c.json_image
+        values = c.json_image if sink.dialect is Dialect.POSTGRESQL else sqlite_columnar.collapse_arrays(c)
         arrays = [*values, c.op, c.position, pa.array(range(order, order + n), pa.int64())]
         labels = [f"c{i}" for i in range(len(values))] + ["_op", "_position", _ORDER]
         parts.setdefault(target, []).append(pa.Table.from_arrays(arrays, names=labels))
@@ -217,9 +219,9 @@ def _write(
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
     deleted = pc.equal(rows.column("_op"), "d")
-    if dialect is Dialect.SQLITE:
-        columns = changes.schema.columns
-        sqlite_columnar.write_rows(conn, table, primary_key, changes.names, columns, rows, deleted)
+    if dialect is not Dialect.POSTGRESQL:
+        write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows
+        write(conn, table, primary_key, changes.names, changes.schema.columns, rows, deleted)
         return
     kinds = [c.arrow_type.kind for c in changes.schema.columns]
     if pc.any(deleted).as_py():

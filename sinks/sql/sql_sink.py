@@ -151,7 +151,7 @@ class SqlSink:
 
     def apply(self, batch: SinkBatch) -> None:
         try:
-            if not apply_columns(self, batch):  # PostgreSQL, SQLite from Kafka: column-wise, if it can
+            if not apply_columns(self, batch):  # from Kafka: column-wise, if it can
                 self._apply(batch)
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc

@@ -39,7 +39,7 @@ from sinks.sql.driver_rows import positional
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["collapse_arrays", "fits", "write_rows"]
+__all__ = ["collapse_arrays", "fits", "text_is_valid", "write_rows"]
 
 _INT64_MAX = 2**63 - 1
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
@@ -61,11 +61,17 @@ def fits(columns: ChangeColumns) -> bool:
         kind = column.arrow_type.kind
         if kind is ArrowKind.DURATION:
             return False
-        if kind is ArrowKind.STRING:
-            try:
-                values.validate(full=True)
-            except pa.ArrowInvalid:
-                return False
+        if kind is ArrowKind.STRING and not text_is_valid(values):
+            return False
+    return True
+
+
+def text_is_valid(values: pa.Array) -> bool:
+    """Whether every value is valid UTF-8 (what the per-change path's lone-surrogate check passes)."""
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
     return True
 
 

@@ -1,0 +1,97 @@
+"""MariaDB from Kafka: a batch's collapsed changes handed to the per-change path's executemany.
+
+:mod:`sinks.sql.columnar_apply` keeps the last change per key, as for SQLite
+(:func:`sinks.sql.sqlite_columnar.collapse_arrays`); here the rows become the very Python values the
+per-change path gives pymysql, taken a column at a time from the Arrow arrays: the typed image's
+values (ints, bools, bytes, dates, datetimes), the envelope's text and doubles for text and floats,
+``Decimal(text)`` for decimals (what ``json_decode`` makes), and a UTC timestamp as its naive UTC
+wall clock (what the ``_utc_naive`` encoder makes of it). They then go through
+:func:`sinks.sql.driver_rows.executemany`, the per-change path's own (the Boolean type's bind
+processor, then pymysql's escaping and its multi-row INSERT), so the SQL sent is the same text.
+
+A chunk whose text or binary values exceed a bounded target column (what the per-change path's
+checks stop or dead-letter, with their message) goes the per-change way.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from cdc.core.schemas import ArrowKind, Column
+from cdc.stream.arrow_changes import ChangeColumns
+from sinks.sql.driver_rows import executemany
+from sinks.sql.sqlite_columnar import text_is_valid
+from sinks.sql.table_writer import delete_by_key, upsert_statement
+from sinks.sql.type_mapping import Dialect, Family, target_type
+
+__all__ = ["fits", "write_rows"]
+
+_NAIVE_MICROS = pa.timestamp("us")
+
+
+def fits(columns: ChangeColumns) -> bool:
+    """Whether no value of the chunk is one the per-change path's MariaDB checks refuse."""
+    for column, typed, raw in zip(columns.schema.columns, columns.image, columns.json_image, strict=True):
+        kind = column.arrow_type.kind
+        if kind is ArrowKind.DURATION:
+            return False
+        if kind is ArrowKind.STRING and not text_is_valid(raw):
+            return False
+        target = target_type(column)
+        if target.length is None:
+            continue
+        if target.family is Family.TEXT:
+            lengths = pc.utf8_length(raw)  # characters, as len() counts them
+        elif target.family is Family.BINARY:
+            lengths = pc.binary_length(typed)
+        else:
+            continue
+        if pc.any(pc.greater(lengths, target.length)).as_py():
+            return False
+    return True
+
+
+def write_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    columns: Sequence[Column],
+    rows: pa.Table,
+    deleted: pa.ChunkedArray,
+) -> None:
+    """``rows``: the last change per key, column ``c{i}`` for ``columns[i]`` (target ``names[i]``);
+    ``deleted``: which of them are deletes."""
+    index = {name: i for i, name in enumerate(names)}
+    if pc.any(deleted).as_py():
+        gone = rows.filter(deleted)
+        keys = [_values(gone.column(f"c{index[k]}"), columns[index[k]]) for k in primary_key]
+        stmt, params = delete_by_key(table, primary_key)
+        executemany(conn, stmt, params, list(zip(*keys, strict=True)), Dialect.MARIADB)
+    kept = rows.filter(pc.invert(deleted))
+    if kept.num_rows == 0:
+        return
+    values = [_values(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
+    stmt = upsert_statement(table, names, primary_key, Dialect.MARIADB)
+    executemany(conn, stmt, names, list(zip(*values, strict=True)), Dialect.MARIADB)
+
+
+def _values(values: pa.ChunkedArray, column: Column) -> list[Any]:
+    """One column's values as the per-change path hands them to the bind step (after its encoder)."""
+    kind = column.arrow_type.kind
+    if kind is ArrowKind.DECIMAL:
+        return [None if text is None else decimal.Decimal(text) for text in _listed(values)]
+    if kind is ArrowKind.TIMESTAMP_UTC:
+        return _listed(values.cast(_NAIVE_MICROS))  # the UTC wall clock, naive
+    return _listed(values)
+
+
+def _listed(values: pa.ChunkedArray) -> list[Any]:
+    out: list[Any] = values.to_pylist()
+    return out
