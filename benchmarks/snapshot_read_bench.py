@@ -111,13 +111,16 @@ def _mariadb_quick(stack: StackConnections, ref: TableRef) -> int:
     return out.count(b"\n")
 
 
-def _snapshot_reader(settings: ConnectionSettings, ref: TableRef, one_view: bool) -> int:
+def _snapshot_reader(
+    settings: ConnectionSettings, ref: TableRef, one_view: bool, columns: bool = False
+) -> int:
     reader = SnapshotReader(settings, ZeroDatePolicy.NULL, one_view=one_view)
+    read = reader.read_chunk_columns if columns else reader.read_chunk
     sizer = ChunkSizer(target_s=0.5, max_rows=100_000)
     n, after = 0, None
     try:
         while True:
-            chunk = reader.read_chunk(ref, after, sizer.limit)
+            chunk = read(ref, after, sizer.limit)
             n += len(chunk.rows)
             sizer.observe(len(chunk.rows), chunk.elapsed_s)
             if chunk.complete:
@@ -179,6 +182,13 @@ def measure(stack: StackConnections, ref: TableRef) -> SnapshotReadResult:
     figures = [
         _timed("SnapshotReader (chunks, own views)", True, lambda: _snapshot_reader(settings, ref, False)),
         _timed("SnapshotReader (one view)", True, lambda: _snapshot_reader(settings, ref, True)),
+        # the columnar path of embedded bootstraps (snapshotter/text_columns.py): the same values,
+        # as Arrow arrays
+        _timed(
+            "SnapshotReader -> Arrow columns",
+            False,
+            lambda: _snapshot_reader(settings, ref, False, columns=True),
+        ),
         _timed("mysqlclient use_result, bytes", False, lambda: _mysqlclient_bytes(stack, ref)),
         # pymysql's own conversions happen to equal the decoder's for the page table's types
         _timed("pymysql SSCursor", True, lambda: _pymysql(stack, ref)),

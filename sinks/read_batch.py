@@ -8,6 +8,10 @@ plus what they share; a sink that knows it writes the rows column-wise (Iceberg:
 PostgreSQL: COPY), while any other sink sees an ordinary sequence of ChangeEvents, built one at a
 time as it iterates: values, positions and order are exactly those the per-row events had.
 
+Its rows may be ArrowRows (sinks/arrow_rows.py: the snapshot reader's columnar path), Arrow arrays
+seen as tuples: ``source_array`` then hands out those arrays, and tuples are made only for what asks
+for them.
+
 It is handed to a sink as ``SinkBatch.records`` (the whole batch), only in embedded mode and only
 with no column policies (they rewrite values row by row; see cdc/daemon/embedded.py).
 """
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, overload
 from cdc.core.events import ChangeEvent, ColumnValue, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
+from sinks.arrow_rows import ArrowRows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,7 +40,7 @@ class ReadBatch(Sequence[ChangeEvent]):
     them, one row index lower."""
 
     schema: TableSchema
-    rows: tuple[RowImage, ...]
+    rows: Sequence[RowImage]  # a tuple, or ArrowRows
     first: Position  # the position of rows[0]
     source_ts_ms: int
     transaction_id: str
@@ -68,6 +73,9 @@ class ReadBatch(Sequence[ChangeEvent]):
     def source_array(self, index: int, start: int = 0) -> pa.Array | None:
         """Column ``index``'s values from row ``start`` on, as an Arrow array of the column's
         ``arrow_type``, if it was made ahead; else None (the caller builds it from ``columns()``)."""
+        if isinstance(self.rows, ArrowRows):
+            made = self.rows.arrays[index]
+            return made.slice(start) if start else made
         made = None if self._arrays is None else self._arrays[index]
         if made is None:
             return None
@@ -80,6 +88,8 @@ class ReadBatch(Sequence[ChangeEvent]):
 
     def columns(self) -> list[tuple[ColumnValue, ...]]:
         """The values of each column, in column order (one tuple per column of ``schema``)."""
+        if self._columns is None and isinstance(self.rows, ArrowRows):
+            object.__setattr__(self, "_columns", self.rows.columns())
         if self._columns is None:
             columns: list[tuple[ColumnValue, ...]] = [() for _ in self.schema.columns]
             if self.rows:
@@ -108,6 +118,11 @@ class ReadBatch(Sequence[ChangeEvent]):
                 return self.lead
             index -= 1
         return self.event(index)
+
+    @property
+    def arrow(self) -> ArrowRows | None:
+        """The rows as Arrow columns, when the reader made them so."""
+        return self.rows if isinstance(self.rows, ArrowRows) else None
 
     def __iter__(self) -> Iterator[ChangeEvent]:
         if self.lead is not None:

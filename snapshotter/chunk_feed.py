@@ -18,6 +18,7 @@ from typing import Protocol
 from cdc.core.events import RowImage
 from cdc.core.positions import RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
+from sinks.arrow_rows import ArrowRows
 from snapshotter.chunk_columns import PreparedColumns, prepare_columns
 
 log = logging.getLogger("cdc.bootstrap")
@@ -31,7 +32,7 @@ class ReadChunk(Protocol):
     @property
     def schema(self) -> TableSchema: ...
     @property
-    def rows(self) -> tuple[RowImage, ...]: ...
+    def rows(self) -> Sequence[RowImage]: ...  # a tuple, or ArrowRows (read_chunk_columns)
     @property
     def last_key(self) -> RowImage | None: ...
     @property
@@ -68,6 +69,7 @@ class _Request:
     limit: int
     keys: tuple[RowImage, ...] | None = None
     columns: bool = False
+    arrow: bool = False
 
 
 class ChunkFeed:
@@ -90,18 +92,22 @@ class ChunkFeed:
         keys: tuple[RowImage, ...] | None = None,
         *,
         columns: bool = False,
+        arrow: bool = False,
     ) -> None:
         """Read the next ``limit`` rows after ``after``; or, with ``keys``, the rows of those keys.
 
         ``columns``: also transpose the rows and pack them for the chunk log (embedded mode's
         columnar chunks). Done here, on the reader's thread, it overlaps the daemon's thread waiting
-        for its sinks (a COPY, an Iceberg commit), where it was a fifth of that thread's time."""
+        for its sinks (a COPY, an Iceberg commit), where it was a fifth of that thread's time.
+
+        ``arrow``: read the rows as Arrow columns (the reader's ``read_chunk_columns``, when it has
+        one), which need no such preparing."""
         assert not self.in_flight, "one chunk request at a time"
         if not self._started:
             self._thread.start()
             self._started = True
         self.in_flight = True
-        self._requests.put(_Request(generation, table, after, limit, keys, columns))
+        self._requests.put(_Request(generation, table, after, limit, keys, columns, arrow))
 
     def result(self, timeout: float = 0.0) -> ChunkResult | None:
         if not self.in_flight:
@@ -130,9 +136,13 @@ class ChunkFeed:
                         reader = self._open_reader()
                     if req.keys is not None:
                         chunk = reader.read_keys(req.table, req.keys)
+                    elif req.arrow and hasattr(reader, "read_chunk_columns"):
+                        chunk = reader.read_chunk_columns(req.table, req.after, req.limit)
                     else:
                         chunk = reader.read_chunk(req.table, req.after, req.limit)
-                    prepared = prepare_columns(chunk.schema, chunk.rows) if req.columns else None
+                    prepared = None
+                    if req.columns and not isinstance(chunk.rows, ArrowRows):
+                        prepared = prepare_columns(chunk.schema, chunk.rows)
                     self._results.put(
                         ChunkResult(req.generation, req.table, req.after, chunk, None, req.keys, prepared)
                     )

@@ -21,6 +21,7 @@ from cdc.core.errors import ConfigError
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
+from sinks.arrow_rows import ArrowRows
 from sinks.read_batch import ReadBatch
 from snapshotter.chunk_columns import PackedRows, pack_rows, unpack_rows
 
@@ -66,6 +67,8 @@ class ChunkLog:
 # column by column (chunk_columns.py: pickling the row tuples was the Iceberg bootstrap's top cost).
 _Read = tuple[str, TableSchema, str, int, str, ChangeEvent | None, PackedRows]
 _READ = "read-columns"
+# One whose rows are Arrow columns (sinks/arrow_rows.py) keeps the arrays: pickled as their buffers
+_READ_ARROW = "read-arrow"
 
 # A chunk's records share their schema, time and transaction id, and their positions are one run of
 # rows of one anchor: only (op, key, before, after) is kept per row, as plain tuples. Pickling the
@@ -77,6 +80,17 @@ _Compact = tuple[TableSchema, str, int, str, tuple[_Row, ...]]
 def _compact(records: Sequence[ChangeEvent]) -> _Read | _Compact | tuple[ChangeEvent, ...]:
     if isinstance(records, ReadBatch):
         b = records
+        if b.arrow is not None:
+            arrow = (b.arrow.n, b.arrow.arrays)
+            return (
+                _READ_ARROW,
+                b.schema,
+                b.first.to_string(),
+                b.source_ts_ms,
+                b.transaction_id,
+                b.lead,
+                arrow,
+            )
         made = b.packed  # made ahead on the snapshot reader's thread (chunk_feed.py), or now
         packed = cast(PackedRows, made) if made is not None else pack_rows(b.schema, b.columns(), len(b.rows))
         return (_READ, b.schema, b.first.to_string(), b.source_ts_ms, b.transaction_id, b.lead, packed)
@@ -94,6 +108,10 @@ def _compact(records: Sequence[ChangeEvent]) -> _Read | _Compact | tuple[ChangeE
 def _expand(compact: _Read | _Compact | tuple[ChangeEvent, ...]) -> tuple[ChangeEvent, ...]:
     if not compact or isinstance(compact[0], ChangeEvent):
         return tuple(compact)
+    if len(compact) == 7 and compact[0] == _READ_ARROW:
+        _, schema, read_first, ts_ms, txn, lead, (n, arrays) = compact
+        arrow_rows = ArrowRows(arrays, n)
+        return tuple(ReadBatch(schema, arrow_rows, Position.parse(read_first), ts_ms, txn, lead))
     if len(compact) == 7 and compact[0] == _READ:
         _, schema, read_first, ts_ms, txn, lead, packed = compact
         read_rows = unpack_rows(packed)

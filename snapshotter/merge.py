@@ -43,6 +43,7 @@ from cdc.core.events import (
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import Position, RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
+from sinks.arrow_rows import ArrowRows
 from sinks.read_batch import ReadBatch
 from snapshotter.chunk_columns import PreparedColumns
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
@@ -307,7 +308,11 @@ class MergingPump:
         if more and len(self._ready) < 2 and not self._feed.in_flight:
             ahead = self.columnar and self.prepare_ahead
             limit = self._sizer.limit
-            self._feed.request(self._generation, job.table, self._next_after, limit, columns=ahead)
+            # columnar chunks are read as Arrow columns (text_columns.py); the preparing ahead is
+            # for the chunks that fall back to tuples
+            self._feed.request(
+                self._generation, job.table, self._next_after, limit, columns=ahead, arrow=self.columnar
+            )
 
     def _restart_reads(self, job: TableJob) -> None:
         self._tracked = _Tracked(job.table)
@@ -403,7 +408,8 @@ class MergingPump:
         records: Sequence[ChangeEvent]
         if self.columnar:
             # one typed batch instead of an event per row: the sinks write it column-wise
-            records = ReadBatch(schema, tuple(rows), first, ts_ms, txn) if rows else ()
+            kept = rows if isinstance(rows, ArrowRows) else tuple(rows)
+            records = ReadBatch(schema, kept, first, ts_ms, txn) if rows else ()
             if prepared is not None and isinstance(records, ReadBatch):
                 records = records.prepared(prepared.columns, prepared.packed, prepared.arrays)
         else:

@@ -35,8 +35,6 @@ import MySQLdb.cursors
 
 from cdc.core.errors import (
     HeadwaterError,
-    SourceSettingsError,
-    SourceUnavailable,
     TableHasNoKey,
     TerminalError,
     TransientError,
@@ -44,12 +42,12 @@ from cdc.core.errors import (
 from cdc.core.events import RowImage
 from cdc.core.positions import Gtid, GtidState, Position, RestartPoint
 from cdc.core.schemas import TableRef, TableSchema
-from cdc.sources.mariadb.connection import connect
 from cdc.sources.mariadb.connection_settings import ConnectionSettings
-from cdc.sources.mariadb.source_errors import translate
 from cdc.sources.mariadb.value_codecs import ZeroDatePolicy
 from snapshotter.keyset import ChunkSql, chunk_sql, keys_sql, whole_table_sql
+from snapshotter.reader_connection import SnapshotReadError, connect_for_snapshot, text, translate_error
 from snapshotter.table_dictionary import COLUMNS_QUERY, KEYS_QUERY, TableDictionary, build_dictionary
+from snapshotter.text_columns import TextColumns
 from snapshotter.values import (
     FieldConversions,
     RowConverter,
@@ -94,10 +92,6 @@ class SchemaChangedDuringRead(TransientError):
         )
 
 
-class SnapshotReadError(TerminalError):
-    """A server error no retry is known to fix, met while reading a snapshot; carries its message."""
-
-
 class TableNotFound(TerminalError):
     def __init__(self, table: TableRef) -> None:
         self.table = table
@@ -107,7 +101,9 @@ class TableNotFound(TerminalError):
 @dataclass(frozen=True, slots=True)
 class ChunkRead:
     schema: TableSchema  # equal (same version) to the binlog decoder's for this table
-    rows: tuple[RowImage, ...]  # in primary-key order, values as the binlog decoder produces them
+    # in primary-key order, values as the binlog decoder produces them; ArrowRows from
+    # read_chunk_columns (tuples there too when a value does not fit its Arrow type)
+    rows: Sequence[RowImage]
     last_key: RowImage | None  # key values of the last row (schema.primary_key order); None if no rows
     at: RestartPoint  # the view's binlog boundary; its GTID is informative
     complete: bool  # no row of the table lies after last_key
@@ -120,77 +116,7 @@ class _Compiled:
     convert: RowConverter | None
     fix_zero_dates: RowConverter
     key_indexes: tuple[int, ...]
-
-
-def _connect(settings: ConnectionSettings, fields: FieldConversions) -> Any:
-    # the encoders (Python type -> SQL literal) stay mysqlclient's; the decoders are ours alone
-    conv = {k: v for k, v in MySQLdb.converters.conversions.items() if not isinstance(k, int)}
-    conv.update(fields.converters)
-    options: dict[str, Any] = {}
-    if settings.tls is not None:
-        tls = settings.tls
-        # libmariadb verifies against a given CA whatever ssl_mode says: without verification the CA
-        # is left out (source.ssl.verify: false encrypts only, as the binlog connection does)
-        files = (("ca", tls.ca if tls.verify else None), ("cert", tls.cert), ("key", tls.key))
-        options["ssl"] = {k: str(v) for k, v in files if v is not None}
-        options["ssl_mode"] = "VERIFY_IDENTITY" if tls.verify else "REQUIRED"
-    try:
-        conn: Any = MySQLdb.connect(
-            host=settings.host,
-            port=settings.port,
-            user=settings.user,
-            password=settings.password,
-            connect_timeout=max(1, int(settings.connect_timeout_s)),
-            conv=conv,
-            charset="utf8mb4",
-            use_unicode=False,
-            autocommit=True,
-            **options,
-        )
-    except MySQLdb.Error as exc:
-        # The binlog source's connect (pymysql) sees the server's handshake and the TLS error itself,
-        # so it judges a refused login or a failed verification best, and in the same words
-        try:
-            connect(settings).close()
-        except HeadwaterError as judged:
-            raise judged from exc
-        raise _translate(exc, settings, "connecting for a snapshot") from exc
-    plain = False
-    with conn.cursor() as cur:
-        if settings.tls is not None:
-            # libmariadb may settle for a plain connection when the server offers no TLS
-            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-            row = cur.fetchone()
-            plain = not row or not row[1]
-        # Raw stored bytes for every value (decoded here with the decoder's codecs); TIMESTAMP in UTC;
-        # no sql_mode that changes what SELECT prints (PAD_CHAR_TO_FULL_LENGTH) or how literals are
-        # escaped (NO_BACKSLASH_ESCAPES); a chunk the caller is slow to consume is not cut off.
-        cur.execute(
-            "SET SESSION character_set_results = NULL, time_zone = '+00:00', sql_mode = '',"
-            " tx_isolation = 'REPEATABLE-READ', net_write_timeout = 3600, max_statement_time = 0"
-        )
-    if plain:
-        conn.close()
-        raise SourceSettingsError(
-            f"{settings.describe()}: source.ssl is set but the server offers no TLS; configure ssl_cert "
-            "and ssl_key on the server, or remove source.ssl"
-        )
-    return conn
-
-
-def _translate(exc: Exception, settings: ConnectionSettings, doing: str) -> HeadwaterError:
-    error = translate(exc, settings, doing)  # type: ignore[arg-type]  # judges by (code, message) only
-    if error is not None:
-        return error
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-    said = f"{exc.args[-1] if exc.args else exc}"
-    if code == 0 or 2000 <= code < 3000:  # the client library's own errors: the connection broke
-        return SourceUnavailable(f"{settings.address} {doing}: {said}")
-    return SnapshotReadError(f"{settings.describe()} {doing}: MariaDB error {code}: {said}")
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    text: TextColumns  # the columnar path's conversion (read_chunk_columns)
 
 
 class SnapshotReader:
@@ -210,7 +136,7 @@ class SnapshotReader:
     # -- connection and views ---------------------------------------------------------------------
     def _cursor(self) -> Any:
         if self._conn is None:
-            self._conn = _connect(self._settings, self._fields)
+            self._conn = connect_for_snapshot(self._settings, self._fields)
         return self._conn.cursor()
 
     def _run(self, sql: str, params: Sequence[object] | None = None) -> tuple[tuple[Any, ...], ...]:
@@ -220,7 +146,7 @@ class SnapshotReader:
 
     def _start_view(self) -> RestartPoint:
         self._run("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        status = {_text(k).lower(): _text(v) for k, v in self._run("SHOW STATUS LIKE 'binlog_snapshot_%'")}
+        status = {text(k).lower(): text(v) for k, v in self._run("SHOW STATUS LIKE 'binlog_snapshot_%'")}
         file, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
         return RestartPoint(Position(self._gtid_at(file, offset), file, offset, 0), 0)
 
@@ -240,8 +166,8 @@ class SnapshotReader:
             return known
         ((state, domain),) = self._run("SELECT @@gtid_binlog_pos, @@gtid_domain_id")
         end = self._run("SHOW MASTER STATUS")
-        if end and (_text(end[0][0]), int(_text(end[0][1]))) == (file, offset):
-            gtids = {g.domain: g for g in GtidState.parse(_text(state or b"")).gtids}
+        if end and (text(end[0][0]), int(text(end[0][1]))) == (file, offset):
+            gtids = {g.domain: g for g in GtidState.parse(text(state or b"")).gtids}
         else:
             gtids = self._gtids_since_last(file, offset) or self._binlog_gtid_pos(file, offset)
         self._state = (file, offset, gtids)
@@ -252,7 +178,7 @@ class SnapshotReader:
 
     def _binlog_gtid_pos(self, file: str, offset: int) -> dict[int, Gtid]:
         ((state,),) = self._run("SELECT BINLOG_GTID_POS(%s, %s)", (file, offset))
-        return {g.domain: g for g in GtidState.parse(_text(state or b"")).gtids}
+        return {g.domain: g for g in GtidState.parse(text(state or b"")).gtids}
 
     def _gtids_since_last(self, file: str, offset: int) -> dict[int, Gtid] | None:
         """The GTID state at ``offset``: the previous boundary's, advanced by the GTID events logged
@@ -275,15 +201,15 @@ class SnapshotReader:
             if not events:
                 return None
             for _log, start, kind, _server, _end, info in events:
-                if int(_text(start)) >= offset:
+                if int(text(start)) >= offset:
                     return out
-                if _text(kind) == "Gtid":
-                    m = _GTID_INFO.search(_text(info))
+                if text(kind) == "Gtid":
+                    m = _GTID_INFO.search(text(info))
                     if m is None:
                         return None
                     g = Gtid(int(m[1]), int(m[2]), int(m[3]))
                     out[g.domain] = g
-            at = int(_text(events[-1][4]))  # the last event's end: the next one's start
+            at = int(text(events[-1][4]))  # the last event's end: the next one's start
         return out
 
     def _end_view(self) -> None:
@@ -320,7 +246,7 @@ class SnapshotReader:
                 raise TableNotFound(ref)
             d = build_dictionary(ref, columns, self._run(KEYS_QUERY, (ref.db, ref.table)))
             convert, fix = compile_row_converter(d), zero_date_fixer(d, self._zero_dates)
-            compiled = _Compiled(d, convert, fix, d.schema.key_indexes())
+            compiled = _Compiled(d, convert, fix, d.schema.key_indexes(), TextColumns(d, self._zero_dates))
             if len(self._compiled) > 1000:  # a long-lived reader over many tables and many ALTERs
                 self._compiled.clear()
             self._compiled[(ref, definition)] = compiled
@@ -333,8 +259,9 @@ class SnapshotReader:
             raise self._error(exc, ref) from exc
 
     # -- reads --------------------------------------------------------------------------------------
-    def _in_view(self, ref: TableRef, query: Any, limit: int | None) -> ChunkRead:
+    def _in_view(self, ref: TableRef, query: Any, limit: int | None, columnar: bool = False) -> ChunkRead:
         """Runs ``query(dictionary) -> ChunkSql`` in a consistent view, with the schema checks."""
+        fetch = self._fetch_columns if columnar else self._fetch
         started = time.perf_counter()
         attempts = 1 if self._one_view else SCHEMA_RETRIES
         for _attempt in range(attempts):
@@ -345,7 +272,7 @@ class SnapshotReader:
                 else:
                     at = self._start_view()
                 try:
-                    rows = self._fetch(before, query(before.dictionary))
+                    rows = fetch(before, query(before.dictionary))
                     after = self._dictionary(ref)
                 finally:
                     if not self._one_view:
@@ -371,7 +298,7 @@ class SnapshotReader:
     def _error(self, exc: Exception, ref: TableRef) -> HeadwaterError:
         if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
             return TableNotFound(ref)
-        error = _translate(exc, self._settings, f"reading {ref}")
+        error = translate_error(exc, self._settings, f"reading {ref}")
         if isinstance(error, TransientError):
             # the connection is gone or the transaction was rolled back: so is any open view, and
             # the next call reconnects; what to read again is the caller's call (the view moved)
@@ -385,6 +312,22 @@ class SnapshotReader:
             cur.execute(q.sql, q.params or None)
             rows = cur.fetchall()
         return self._finish(compiled, rows)
+
+    def _fetch_columns(self, compiled: _Compiled, q: ChunkSql) -> Sequence[RowImage]:
+        """The rows as Arrow columns (text_columns.py): fetched with no converter, every value the
+        bytes the server sent."""
+        if self._conn is None:
+            self._conn = connect_for_snapshot(self._settings, self._fields)
+        conn = self._conn
+        saved, conn.converter = conn.converter, {}
+        try:
+            with conn.cursor(MySQLdb.cursors.SSCursor) as cur:
+                cur.execute(q.sql, q.params or None)
+                raw = cur.fetchall()
+                field_types = tuple(int(f[1]) for f in cur.description)
+        finally:
+            conn.converter = saved
+        return compiled.text.convert(raw, field_types)
 
     def _finish(self, compiled: _Compiled, rows: Sequence[tuple[Any, ...]]) -> tuple[RowImage, ...]:
         convert = compiled.convert
@@ -401,6 +344,15 @@ class SnapshotReader:
         if not compiled.dictionary.schema.primary_key:
             raise TableHasNoKey(str(ref))
         return self._in_view(ref, lambda d: chunk_sql(d, after, limit), limit)
+
+    def read_chunk_columns(self, ref: TableRef, after: RowImage | None, limit: int) -> ChunkRead:
+        """``read_chunk``, with the rows as Arrow columns (sinks/arrow_rows.py)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        compiled = self._dictionary_checked(ref)
+        if not compiled.dictionary.schema.primary_key:
+            raise TableHasNoKey(str(ref))
+        return self._in_view(ref, lambda d: chunk_sql(d, after, limit), limit, columnar=True)
 
     def read_keys(self, ref: TableRef, keys: Sequence[RowImage]) -> ChunkRead:
         """The rows of these keys that exist, in key order, in one view (for the reconciler's repair)."""
@@ -456,7 +408,7 @@ class SnapshotReader:
 
     def _cursor_streaming(self) -> Any:
         if self._conn is None:
-            self._conn = _connect(self._settings, self._fields)
+            self._conn = connect_for_snapshot(self._settings, self._fields)
         return self._conn.cursor(MySQLdb.cursors.SSCursor)
 
     def _next_batch(self, cur: Any, batch: int, ref: TableRef) -> tuple[tuple[Any, ...], ...]:

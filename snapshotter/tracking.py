@@ -12,10 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from cdc.core.events import RowImage
 from cdc.core.handover import Chunk
 from cdc.core.positions import Position, RestartPoint
 from cdc.core.schemas import TableRef
+from sinks.arrow_rows import ArrowRows
 from snapshotter.chunk_feed import ReadChunk
 
 __all__ = [
@@ -82,6 +86,8 @@ def unchanged_rows(
     if stale is not None:
         hidden, key_of = stale(changed, changed_by, at), chunk.schema.key_indexes()
         return [row for row in chunk.rows if not hidden or tuple(row[i] for i in key_of) not in hidden]
+    if isinstance(chunk.rows, ArrowRows):
+        return _unchanged_columns(chunk.rows, chunk.schema.key_indexes(), changed, at)
     if not any(p >= at for p in changed.values()):
         # the usual case in a quiet table: no key to look up per row; the very tuple, so that what
         # the reader's thread made of it (ChunkResult.prepared) still describes it
@@ -91,6 +97,30 @@ def unchanged_rows(
     if len(key_of) == 1:
         return [row for row in chunk.rows if changed.get((getter(row),), NOWHERE) < at]
     return [row for row in chunk.rows if changed.get(getter(row), NOWHERE) < at]
+
+
+def _unchanged_columns(
+    rows: ArrowRows, key_of: tuple[int, ...], changed: Mapping[RowImage, Place], at: Place
+) -> ArrowRows:
+    """unchanged_rows on Arrow columns: the keys changed in the window looked up with ``is_in`` on
+    the key column, with no Python object per row (a composite key's columns are made Python values:
+    only those, once)."""
+    recent = [k for k, p in changed.items() if p >= at]
+    if not recent:
+        return rows  # the very object: see ChunkResult.prepared
+    if len(key_of) == 1:
+        column = rows.arrays[key_of[0]]
+        try:
+            values = pa.array([k[0] for k in recent], column.type)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            values = None  # not all of the column's type: compared as Python values below
+        if values is not None:
+            hit = pc.is_in(column, value_set=values)
+            return rows.filter(pc.invert(hit)) if pc.any(hit).as_py() else rows
+    gone = set(recent)
+    keys = zip(*(rows.column(i) for i in key_of), strict=True)
+    keep = pa.array([k not in gone for k in keys], pa.bool_())
+    return rows.filter(keep)
 
 
 def continue_anchor(start: RestartPoint, last_position: str | None) -> RestartPoint:

@@ -67,7 +67,19 @@ class EventMaker:
     """The ChangeEvents of a write or delete rows event, built in one call (slots filled as
     ``object.__setattr__`` fills them); see ``cdc.sources.mariadb.native_rows.EVENT_MAKER``."""
 
-    def __init__(self, event_cls: type, position_cls: type) -> None: ...
+    def __init__(
+        self, event_cls: type, position_cls: type, gtid_cls: type | None = None, end_cls: type | None = None
+    ) -> None: ...
+    def transaction_start(
+        self, file_pos: Any, domain: int, server_id: int, seq: int, offset: int, context: Any
+    ) -> tuple[Any, Any, str]:
+        """``(Gtid(domain, server_id, seq), file_pos.in_same_file(gtid, offset, 0, context), str(gtid))``
+        without the range checks (needs ``gtid_cls``)."""
+    def transaction_end(
+        self, transaction_id: str, last_position: Any, row_count: int, source_ts_ms: int, next_offset: int
+    ) -> Any:
+        """``TransactionEnd(transaction_id, last_position, row_count, source_ts_ms, next_offset)`` (needs
+        ``end_cls``)."""
     def changes(
         self,
         op: Any,
@@ -131,6 +143,18 @@ class MessageMaker:
     ) -> tuple[int, list[dict[str, bytes | None]], int, int, int, int]:
         """``(stop, messages, changes, ends, end_rows, last_change)`` for a run of whole transactions
         of one table version, their TransactionEnds included (``EnvelopeEncoder.transactions``)."""
+
+# -- bootarrow: snapshot chunks from the server's text to Arrow columns (src/snapshot_text.rs) --
+
+def text_columns(
+    rows: Sequence[tuple[bytes | None, ...]], ncols: int
+) -> list[tuple[bytes, bytes, bytes | None, int]]:
+    """Each column of ``rows`` as a ``large_binary`` Arrow array's ``(data, offsets, validity,
+    null_count)``; ``validity`` None when the column has no null (snapshotter/text_columns.py)."""
+
+def bytea_hex(data: bytes, offsets: bytes, n: int) -> tuple[bytes, bytes]:
+    """PostgreSQL's ``\\x`` hex text of ``n`` binary values given as a ``large_binary`` array's data
+    and ``n + 1`` offsets: the ``large_string`` array's ``(data, offsets)``."""
 
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:

@@ -22,7 +22,7 @@ from sinks.contract import SinkBatch
 from sinks.read_batch import ReadBatch
 from sinks.sql.codec import Codec
 from sinks.sql.dead_letter import BadRow
-from sinks.sql.read_batch_copy import ColumnCopy, csv_kinds_only
+from sinks.sql.read_batch_copy import ColumnCopy, arrays_pass, csv_kinds_only
 from sinks.sql.table_writer import TablePlan
 
 __all__ = ["ChunkRows", "add_rest", "chunk_rows", "real_events"]
@@ -87,10 +87,15 @@ def add_rest(
         and len(codec.names) == len(schema.columns)
         and csv_kinds_only(schema)
     ):
-        columns = [values[start:] for values in batch.columns()]
-        if all(check(v) is None for i, _, check in codec.checks for v in columns[i]):
-            made = [batch.source_array(i, start) for i in range(len(columns))]
-            return ColumnCopy(target, schema, codec.names, columns, made)
+        if batch.arrow is not None:  # Arrow columns from the reader: checked and copied as they are
+            arrays = [batch.source_array(i, start) for i in range(len(schema.columns))]
+            if arrays_pass(codec.checks, arrays):
+                return ColumnCopy(target, schema, codec.names, None, arrays)
+        else:
+            columns = [values[start:] for values in batch.columns()]
+            if all(check(v) is None for i, _, check in codec.checks for v in columns[i]):
+                made = [batch.source_array(i, start) for i in range(len(columns))]
+                return ColumnCopy(target, schema, codec.names, columns, made)
     plan = plans.get(target)
     if plan is None:
         plan = plans[target] = TablePlan(target)

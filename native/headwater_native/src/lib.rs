@@ -29,6 +29,7 @@ mod batch;
 mod envelope_columns;
 mod events;
 mod rows;
+mod snapshot_text;
 mod txn_runs;
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -422,6 +423,8 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::EventMaker>()?;
     m.add_class::<batch::MessageMaker>()?;
     m.add_class::<envelope_columns::EnvelopePlan>()?;
+    m.add_function(wrap_pyfunction!(snapshot_text::text_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
