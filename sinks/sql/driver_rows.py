@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["executemany", "positional"]
+__all__ = ["executemany", "executemany_columns"]
 
 _Processor = Callable[[Any], Any]
 
@@ -57,13 +57,17 @@ def executemany(
     conn.exec_driver_sql(sql, params)
 
 
-def positional(
-    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str]
-) -> tuple[str, tuple[int, ...]] | None:
-    """The SQL text with positional placeholders and the index in ``names`` of each placeholder's
-    value, for rows whose values are already in their bound form (no bind processors run)."""
+def executemany_columns(
+    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str], columns: Sequence[Sequence[Any]]
+) -> None:
+    """``stmt`` once per row, ``columns[j]`` holding the values of parameter ``names[j]`` already
+    in the form the type's bind processor gives (the column-wise paths convert whole columns; no
+    processor runs here). Same SQL text and driver call as :func:`executemany`."""
     prepared = _prepare(conn, stmt, names)
-    return None if prepared is None else prepared[:2]
+    if prepared is None:  # only statements whose parameters are exactly ``names`` come here
+        raise ValueError(f"executemany_columns: the statement's parameters are not {list(names)}")
+    sql, order, _processors = prepared
+    conn.exec_driver_sql(sql, list(zip(*(columns[i] for i in order), strict=True)))
 
 
 def _prepare(

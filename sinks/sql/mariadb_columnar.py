@@ -5,9 +5,10 @@
 per-change path gives pymysql, taken a column at a time from the Arrow arrays: the typed image's
 values (ints, bools, bytes, dates, datetimes), the envelope's text and doubles for text and floats,
 ``Decimal(text)`` for decimals (what ``json_decode`` makes), and a UTC timestamp as its naive UTC
-wall clock (what the ``_utc_naive`` encoder makes of it). They then go through
-:func:`sinks.sql.driver_rows.executemany`, the per-change path's own (the Boolean type's bind
-processor, then pymysql's escaping and its multi-row INSERT), so the SQL sent is the same text.
+wall clock (what the ``_utc_naive`` encoder makes of it), a bool as the int its Boolean type's bind
+processor makes (the only MariaDB type here with one). They then go to the driver's executemany as
+the per-change path's :func:`sinks.sql.driver_rows.executemany` hands them (pymysql escapes them
+and sends multi-row INSERTs), so the SQL sent is the same text.
 
 A chunk whose text or binary values exceed a bounded target column (what the per-change path's
 checks stop or dead-letter, with their message) goes the per-change way.
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
-from sinks.sql.driver_rows import executemany
+from sinks.sql.driver_rows import executemany_columns
 from sinks.sql.sqlite_columnar import text_is_valid
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect, Family, target_type
@@ -73,18 +74,20 @@ def write_rows(
         gone = rows.filter(deleted)
         keys = [_values(gone.column(f"c{index[k]}"), columns[index[k]]) for k in primary_key]
         stmt, params = delete_by_key(table, primary_key)
-        executemany(conn, stmt, params, list(zip(*keys, strict=True)), Dialect.MARIADB)
+        executemany_columns(conn, stmt, params, keys)
     kept = rows.filter(pc.invert(deleted))
     if kept.num_rows == 0:
         return
     values = [_values(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
     stmt = upsert_statement(table, names, primary_key, Dialect.MARIADB)
-    executemany(conn, stmt, names, list(zip(*values, strict=True)), Dialect.MARIADB)
+    executemany_columns(conn, stmt, names, values)
 
 
 def _values(values: pa.ChunkedArray, column: Column) -> list[Any]:
-    """One column's values as the per-change path hands them to the bind step (after its encoder)."""
+    """One column's values as the per-change path binds them (encoder, then bind processor)."""
     kind = column.arrow_type.kind
+    if kind is ArrowKind.BOOL:
+        return _listed(values.cast(pa.int8()))  # the Boolean type's bind processor: int(value)
     if kind is ArrowKind.DECIMAL:
         return [None if text is None else decimal.Decimal(text) for text in _listed(values)]
     if kind is ArrowKind.TIMESTAMP_UTC:

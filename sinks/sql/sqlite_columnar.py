@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
-from sinks.sql.driver_rows import positional
+from sinks.sql.driver_rows import executemany_columns
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
 
@@ -101,23 +101,12 @@ def write_rows(
         keys = [index[k] for k in primary_key]
         bound = [_bound(gone.column(f"c{i}"), columns[i]) for i in keys]
         stmt, params = delete_by_key(table, primary_key)
-        _executemany(conn, stmt, params, bound)
+        executemany_columns(conn, stmt, params, bound)
     kept = rows.filter(pc.invert(deleted))
     if kept.num_rows == 0:
         return
     bound = [_bound(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
-    _executemany(conn, upsert_statement(table, names, primary_key, Dialect.SQLITE), names, bound)
-
-
-def _executemany(
-    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str], bound: list[list[Any]]
-) -> None:
-    prepared = positional(conn, stmt, names)
-    if prepared is None:  # not expected for these two statements: the ordinary executemany
-        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in zip(*bound, strict=True)])
-        return
-    sql, order = prepared
-    conn.exec_driver_sql(sql, list(zip(*(bound[i] for i in order), strict=True)))
+    executemany_columns(conn, upsert_statement(table, names, primary_key, Dialect.SQLITE), names, bound)
 
 
 def _bound(values: pa.ChunkedArray, column: Column) -> list[Any]:
