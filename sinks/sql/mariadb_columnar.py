@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
 from sinks.sql.driver_rows import executemany_columns
-from sinks.sql.sqlite_columnar import text_is_valid
+from sinks.sql.sqlite_columnar import sent_forms_fit
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect, Family, target_type
 
@@ -38,12 +38,9 @@ _NAIVE_MICROS = pa.timestamp("us")
 
 def fits(columns: ChangeColumns) -> bool:
     """Whether no value of the chunk is one the per-change path's MariaDB checks refuse."""
+    if not sent_forms_fit(columns):
+        return False
     for column, typed, raw in zip(columns.schema.columns, columns.image, columns.json_image, strict=True):
-        kind = column.arrow_type.kind
-        if kind is ArrowKind.DURATION:
-            return False
-        if kind is ArrowKind.STRING and not text_is_valid(raw):
-            return False
         target = target_type(column)
         if target.length is None:
             continue

@@ -39,7 +39,7 @@ from sinks.sql.driver_rows import executemany_columns
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["collapse_arrays", "fits", "text_is_valid", "write_rows"]
+__all__ = ["collapse_arrays", "fits", "sent_forms_fit", "write_rows"]
 
 _INT64_MAX = 2**63 - 1
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
@@ -54,19 +54,28 @@ _NAIVE_MICROS = pa.timestamp("us")
 def fits(columns: ChangeColumns) -> bool:
     """Whether every value of the chunk binds here as the per-change path would bind it.
 
-    The JSON reader refuses what SQLite's checks would stop (a lone surrogate, "NaN") and TIME
-    columns: such chunks have no columns at all. Text is checked to be valid UTF-8 all the same,
-    as the per-change path checks it (one pass in C)."""
-    for column, values in zip(columns.schema.columns, columns.image, strict=True):
+    The decoder refuses what SQLite's checks would stop (a lone surrogate, "NaN") and TIME columns:
+    such chunks have no columns at all. Text is checked to be valid UTF-8 all the same, as the
+    per-change path checks it (one pass in C)."""
+    return sent_forms_fit(columns)
+
+
+def sent_forms_fit(columns: ChangeColumns) -> bool:
+    """Whether the envelope's forms this module binds from (:func:`collapse_arrays`) are what it
+    expects: text for text and decimals, doubles for floats, text valid UTF-8; and no TIME column.
+    Anything else (a decoder that one day gives other forms) goes the per-change way."""
+    for column, raw in zip(columns.schema.columns, columns.json_image, strict=True):
         kind = column.arrow_type.kind
         if kind is ArrowKind.DURATION:
             return False
-        if kind is ArrowKind.STRING and not text_is_valid(values):
+        if kind in _AS_SENT and raw.type != (pa.float64() if kind in _FLOATS else pa.string()):
+            return False
+        if kind is ArrowKind.STRING and not _valid_utf8(raw):
             return False
     return True
 
 
-def text_is_valid(values: pa.Array) -> bool:
+def _valid_utf8(values: pa.Array) -> bool:
     """Whether every value is valid UTF-8 (what the per-change path's lone-surrogate check passes)."""
     try:
         values.validate(full=True)

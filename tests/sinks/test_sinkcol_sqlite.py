@@ -9,6 +9,7 @@ kinds (deletes bind the key columns like the upserts do).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import sqlite3
@@ -19,9 +20,10 @@ import pytest
 from cdc.core.events import ChangeEvent, ColumnValue, Op
 from cdc.core.positions import Gtid, Position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from cdc.stream.arrow_changes import change_columns
 from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
-from sinks.sql import SqlSink, SqlSinkSettings
+from sinks.sql import SqlSink, SqlSinkSettings, mariadb_columnar, sqlite_columnar
 from sinks.sql.columnar_apply import apply_columns
 from tests.unit.test_sinkcol_columns import _reader, _values
 
@@ -234,6 +236,17 @@ def test_what_sqlite_cannot_take_column_wise_goes_the_per_change_way(tmp_path: P
     sink.apply(SinkBatch(_chunks(timed, 0, TIMED), _state(timed, 20, TIMED)))  # per change
     assert len(sink.read_rows(TIMED.ref)) == 20
     sink.close()
+
+
+def test_columns_in_other_forms_than_the_envelope_text_go_the_per_change_way() -> None:
+    first, _second = _stream(ALL, _row)
+    columns = change_columns(_values(first), ALL)
+    assert columns is not None and sqlite_columnar.fits(columns) and mariadb_columnar.fits(columns)
+    price = [c.name for c in ALL.columns].index("price")
+    typed = (*columns.json_image[:price], columns.image[price], *columns.json_image[price + 1 :])
+    as_decimals = dataclasses.replace(columns, json_image=typed)  # decimals no longer as their text
+    assert not sqlite_columnar.fits(as_decimals)
+    assert not mariadb_columnar.fits(as_decimals)
 
 
 @pytest.mark.parametrize("threshold", [None])
