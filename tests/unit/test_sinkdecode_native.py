@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import threading
+import time
 
 import orjson
 import pytest
@@ -355,3 +357,32 @@ def test_base64_the_encoder_does_not_write_is_refused(text: str) -> None:
     """Set bits past the last byte, bad padding, other alphabets, blanks: binascii's lenient decode
     (the per-change path) is the JSON reader's way to reproduce, not the compiled decoder's."""
     assert decode_envelopes([_blob(text)], BLOB) == "text in a binary column that is not strict base64"
+
+
+def test_another_thread_runs_while_a_chunk_is_decoded() -> None:
+    """The parse releases the GIL (sinkwall's runner applies one batch while it decodes the next).
+    Python ticks on this thread in the middle half of the decode's span: a call that holds the GIL
+    (checked with sorted() of 2M ints, orjson.loads of a 20 MB document) lets none through there,
+    because a waiting thread only gets the GIL back at the call's ends (5 ms switch interval)."""
+    values = _values(_mixed_events()) * 200  # 17 MB of envelopes, ~30-90 ms
+    native = decode_envelopes(values[:18], TYPES)
+    assert not isinstance(native, str)
+
+    def decode(span: list[float]) -> None:
+        start = time.perf_counter()
+        decode_envelopes(values, TYPES)
+        span.extend((start, time.perf_counter()))
+
+    for _attempt in range(3):  # a loaded machine may not schedule this thread in time: retry
+        span: list[float] = []
+        ticks = []
+        thread = threading.Thread(target=decode, args=(span,))
+        thread.start()
+        while thread.is_alive():
+            ticks.append(time.perf_counter())
+        thread.join()
+        start, end = span
+        quarter = (end - start) / 4
+        if any(start + quarter < t < end - quarter for t in ticks):
+            return
+    pytest.fail(f"no tick in the middle of a {1000 * (end - start):.0f} ms decode")

@@ -69,7 +69,10 @@ impl<'a> Reader<'a> {
         loop {
             // eight bytes at a time while none is a quote, a backslash or a control character
             while let Some(word) = self.s.get(self.i..self.i + 8) {
-                if special(u64::from_le_bytes(word.try_into().unwrap_or([0; 8]))) {
+                let mask = special(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+                if mask != 0 {
+                    // the lowest flagged byte is the first special one (see special)
+                    self.i += (mask.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.i += 8;
@@ -264,17 +267,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Whether any byte of ``w`` is '"', '\\' or below 0x20 (the classic has-zero-byte bit tricks; no
-/// false negatives, and a false positive only sends the caller to its byte-by-byte loop).
+/// A mask of the bytes of ``w`` (little-endian) that are '"', '\\' or below 0x20, by the classic
+/// has-zero-byte tricks: its lowest set bit marks the first such byte exactly (a borrow only
+/// flags bytes above a real match), so the caller jumps to it; zero when there is none.
 #[inline]
-fn special(w: u64) -> bool {
+fn special(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (zero(quote) | zero(backslash) | control) != 0
+    zero(quote) | zero(backslash) | control
 }
 
 fn hex4(h: &[u8]) -> u32 {
