@@ -12,8 +12,8 @@ stays the reference: a unit test decodes the same images both ways.
 
 from __future__ import annotations
 
-from cdc.core.events import ChangeEvent
-from cdc.core.positions import Position
+from cdc.core.events import ChangeEvent, TransactionEnd
+from cdc.core.positions import Gtid, Position
 from cdc.sources.mariadb.binlog_format import FieldType as T
 from cdc.sources.mariadb.row_decoder import (
     _BLOB_LIKE,
@@ -52,8 +52,9 @@ __all__ = ["EVENT_MAKER", "native_decoders"]
 # in Python (a frozen dataclass __init__ and Position.at_row per row) was the other half of the
 # decoder's time. ``EVENT_MAKER.changes(op, schema, key_indexes, inserted, images, tx_pos, row,
 # ts_ms, transaction_id)`` gives what ``ChangeEvent(op, schema, key_of(image), .., tx_pos.at_row(r),
-# ts_ms, transaction_id)`` gives for each image, rows numbered from ``row``.
-EVENT_MAKER = EventMaker(ChangeEvent, Position)
+# ts_ms, transaction_id)`` gives for each image, rows numbered from ``row``. Also a transaction's
+# start (``transaction_start``: its Gtid, Position and id) and end (``transaction_end``).
+EVENT_MAKER = EventMaker(ChangeEvent, Position, Gtid, TransactionEnd)
 
 # the column kinds of native/headwater_native/src/rows.rs
 INT_U, INT_S, F32, F64, YEAR, BIT = 0, 1, 2, 3, 4, 5

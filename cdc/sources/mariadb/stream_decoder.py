@@ -60,6 +60,7 @@ TransactionalOf = Callable[[str, str], bool]  # (db, table) -> does its engine r
 
 _HEADER = struct.Struct("<IBIIIH").unpack_from
 _GTID_BODY = struct.Struct("<QIB").unpack_from
+_U32 = 2**32 - 1
 _FL_STANDALONE = 1
 _FL_TRANSACTIONAL = 4  # cleared when the transaction also wrote a non-transactional table
 _EXECUTE_LOAD_QUERY = 18  # LOAD DATA logged as a statement
@@ -182,6 +183,8 @@ class StreamDecoder:
         writes, updates = EventType.WRITES, EventType.UPDATES
         rows_v1, rows_v2 = EventType.ROWS_V1, EventType.ROWS_V2
         make_changes = EVENT_MAKER.changes
+        start_transaction = EVENT_MAKER.transaction_start
+        end_transaction = EVENT_MAKER.transaction_end
 
         for ev in events:
             self.events_seen += 1
@@ -308,14 +311,18 @@ class StreamDecoder:
                     last, held, guarded = held.last, None, False
             elif type_code == EventType.GTID:
                 seq, domain, flags = _GTID_BODY(ev, HEADER_LEN)
-                gtid = Gtid(domain, server_id, seq)
                 if self.file is None:
                     raise SourceProtocolError("GTID event before any ROTATE: binlog file unknown")
-                if file_pos is None or file_pos.file != self.file:
-                    # parses the file name once
-                    file_pos = Position(gtid, self.file, log_pos - size, 0, self.era)
-                tx_pos = file_pos.in_same_file(gtid, log_pos - size, 0, gtids.begin(gtid))
-                tx_id = str(gtid)
+                offset = log_pos - size
+                if file_pos is None or file_pos.file != self.file or not 0 <= offset <= _U32:
+                    # parses the file name once (and refuses an offset no position can hold)
+                    gtid = Gtid(domain, server_id, seq)
+                    file_pos = Position(gtid, self.file, offset, 0, self.era)
+                # the Gtid, Position and id of Gtid(...), file_pos.in_same_file(...) and str(gtid),
+                # without range checks the binlog's fixed-width fields cannot fail (native_rows.py)
+                # (the context is the GTID state before the transaction: what gtids.begin returns)
+                gtid, tx_pos, tx_id = start_transaction(file_pos, domain, server_id, seq, offset, gtids.here)
+                gtids.begin(gtid)
                 row = 0
                 ts_ms = _ts * 1000
                 standalone = bool(flags & _FL_STANDALONE)
@@ -328,7 +335,7 @@ class StreamDecoder:
                 if tx_pos is not None:
                     if held is None and last is not None:
                         self._withheld = None  # this end supersedes it
-                        yield TransactionEnd(tx_id, last, row, ts_ms, log_pos)
+                        yield end_transaction(tx_id, last, row, ts_ms, log_pos)
                     else:
                         yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
