@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from cdc.core.events import ColumnValue, RowImage
 
-__all__ = ["ArrowRows", "python_values"]
+__all__ = ["ArrowRows", "concat_rows", "python_values"]
 
 _NAIVE_US = pa.timestamp("us")
 
@@ -99,3 +99,12 @@ class ArrowRows(Sequence[RowImage]):
 
     def __repr__(self) -> str:
         return f"ArrowRows({self.n} rows, {len(self.arrays)} columns)"
+
+
+def concat_rows(parts: Sequence[Sequence[RowImage]]) -> Sequence[RowImage]:
+    """The rows of ``parts`` in order: ArrowRows when every part is, else a tuple of tuples."""
+    if parts and all(isinstance(p, ArrowRows) for p in parts):
+        arrow = [p for p in parts if isinstance(p, ArrowRows)]
+        columns = [pa.concat_arrays([p.arrays[i] for p in arrow]) for i in range(len(arrow[0].arrays))]
+        return ArrowRows(columns, sum(p.n for p in arrow))
+    return tuple(row for p in parts for row in p)

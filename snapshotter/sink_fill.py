@@ -46,6 +46,7 @@ from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import RestartPoint, snapshot_row_position
 from cdc.core.schemas import TableRef
 from cdc.core.table_filter import TableFilter
+from sinks.arrow_rows import ArrowRows, concat_rows
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
 from sinks.read_batch import ReadBatch
 from snapshotter.chunk_sizer import ChunkSizer
@@ -376,8 +377,10 @@ class _Run:
         batch (an Iceberg commit costs ~0.2 s whatever its size), a chunk read per sizer step."""
         chunks: list[ChunkRead] = []
         rows = 0
+        # MariaDB's reader reads Arrow columns (snapshotter/text_columns.py); the others, tuples
+        read = getattr(reader, "read_chunk_columns", reader.read_chunk)
         while True:
-            chunk = reader.read_chunk(ref, after, self.sizer.limit)
+            chunk = read(ref, after, self.sizer.limit)
             self.sizer.observe(len(chunk.rows), chunk.elapsed_s)
             chunks.append(chunk)
             rows += len(chunk.rows)
@@ -386,7 +389,7 @@ class _Run:
                 break
         if len(chunks) == 1:
             return chunk
-        joined = tuple(row for c in chunks for row in c.rows)
+        joined = concat_rows([c.rows for c in chunks])
         elapsed = sum(c.elapsed_s for c in chunks)
         return ChunkRead(chunk.schema, joined, after, chunk.at, chunk.complete, elapsed)
 
@@ -401,7 +404,8 @@ class _Run:
             index += 1
         # the rows of a batch are consecutive rows of one anchor: one ReadBatch, which the sinks
         # write column-wise (sinks/read_batch.py), instead of an event per row
-        rows = ReadBatch(schema, tuple(read.rows), state.position(index), ts_ms, txn, lead)
+        kept = read.rows if isinstance(read.rows, ArrowRows) else tuple(read.rows)
+        rows = ReadBatch(schema, kept, state.position(index), ts_ms, txn, lead)
         # one batch per chunk, flushed: a chunk is in the sink whole or not at all
         self.sink.apply(SinkBatch(rows, AppliedState(state.position(chunk.last))))
         self.sink.flush()
