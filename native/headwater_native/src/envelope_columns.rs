@@ -1,10 +1,15 @@
 //! A chunk's change envelopes (one table version, as `cdc.stream.envelope` writes them) to plain
-//! column buffers, which `cdc.stream.native_columns` wraps as pyarrow arrays without a copy.
+//! column buffers, which `cdc.stream.native_columns` wraps as pyarrow arrays (the buffers are
+//! copied once into bytes objects, then wrapped without a copy).
 //!
-//! Why hand-written: pyarrow's JSON reader was the largest part of `cdc sink`'s CPU per change
-//! (3.6 us of the 4.2 us `arrow_changes.change_columns` spent per 734-byte revision envelope, and
-//! ~10 us per change under the sink's load: benchmarks/results/latest.md, "cdc sink decode"); this
-//! parser reads only the fields the columns need and fills the buffers directly.
+//! Why hand-written rather than a library: pyarrow's JSON reader was the bottleneck of `cdc sink`'s
+//! column path, 3.0-3.9 of the 3.2-4.6 us of CPU `arrow_changes.change_columns` spent per envelope
+//! of the benchmark's tables (550-790 bytes), and Arrow's base64 kernels most of the rest. This
+//! parser reads only the fields the columns need, decodes base64 itself, and fills the buffers
+//! directly: 0.8-1.2 us per envelope, change_columns 0.9-1.5 (3.1-3.7x); `cdc sink` from Kafka
+//! gets 1.3x (MariaDB) to 1.8x (Iceberg) the rows per CPU-second, medians of an interleaved A/B
+//! (`benchmarks.sinkdecode_bench`, `benchmarks.speedsink_bench`: benchmarks/results/latest.md,
+//! "cdc sink decode").
 //!
 //! It gives the values pyarrow's reader gives (the raw JSON forms: integers in the column's type,
 //! floats as doubles, text unescaped), or it refuses the whole chunk with a reason, and the caller
