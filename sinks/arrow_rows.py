@@ -15,6 +15,7 @@ same tzinfo the binlog decoder gives).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
@@ -83,7 +84,14 @@ class ArrowRows(Sequence[RowImage]):
         return tuple(python_values(a.slice(index, 1))[0] for a in self.arrays)
 
     def __iter__(self) -> Iterator[RowImage]:
-        return zip(*self.columns(), strict=True) if self.n else iter(())
+        if not self.n:
+            return
+        start = 0
+        if self._columns is None:
+            # the first row alone: a sink's own steps take a chunk's first row, then its columns
+            yield self[0]
+            start = 1
+        yield from itertools.islice(zip(*self.columns(), strict=True), start, None)
 
     def filter(self, keep: pa.BooleanArray) -> ArrowRows:
         """The rows where ``keep`` is true, in order."""
