@@ -386,3 +386,19 @@ def test_another_thread_runs_while_a_chunk_is_decoded() -> None:
         if any(start + quarter < t < end - quarter for t in ticks):
             return
     pytest.fail(f"no tick in the middle of a {1000 * (end - start):.0f} ms decode")
+
+
+def test_a_chunk_the_compiled_decoder_refuses_still_gets_columns_from_the_json_reader() -> None:
+    values = [_envelope(_GOOD), _envelope('{"id":2,"n":-0,"x":1,"s":"","b":true}')]  # -0: refused here
+    assert decode_envelopes(values, SMALL) == "-0 in an integer field"
+    columns = change_columns(values, SMALL)
+    assert columns is not None  # the JSON reader's way, as before
+    assert columns.image[1].to_pylist() == [-5, 0]
+
+
+def test_a_table_with_a_time_column_is_left_to_the_per_change_path() -> None:
+    timed = TableSchema.build(
+        TableRef("sinkdecode", "timed"), (*SMALL.columns, _col("t", "time", ArrowKind.DURATION)), ("id",)
+    )
+    assert decode_envelopes([_envelope(_GOOD)], timed) == "a column type the columns do not decode (TIME)"
+    assert change_columns([_envelope(_GOOD)], timed) is None
