@@ -86,6 +86,10 @@ class ReaderPump:
         ready = self._input_ready
         return ready is not None and self._queue.empty() and not ready()
 
+    def drained(self) -> bool:
+        """Nothing is queued: the writer has everything the reading thread handed over."""
+        return self._queue.empty()
+
     def depth(self) -> tuple[int, int]:
         """(chunks queued, capacity in chunks), for the metrics endpoint."""
         return self._queue.qsize(), QUEUE_CHUNKS

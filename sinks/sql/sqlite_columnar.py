@@ -105,13 +105,14 @@ def write_rows(
     """``rows``: the last change per key, column ``c{i}`` for ``columns[i]`` (target ``names[i]``);
     ``deleted``: which of them are deletes."""
     index = {name: i for i, name in enumerate(names)}
-    if pc.any(deleted).as_py():
+    any_deleted = pc.any(deleted).as_py()
+    if any_deleted:
         gone = rows.filter(deleted)
         keys = [index[k] for k in primary_key]
         bound = [_bound(gone.column(f"c{i}"), columns[i]) for i in keys]
         stmt, params = delete_by_key(table, primary_key)
         executemany_columns(conn, stmt, params, bound)
-    kept = rows.filter(pc.invert(deleted))
+    kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
     if kept.num_rows == 0:
         return
     bound = [_bound(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]

@@ -213,9 +213,15 @@ def test_a_batch_applied_column_wise_stores_what_the_per_change_path_stores(tmp_
     batch = SinkBatch(_chunks(second, 60, ALL, KEYED), _state(second, 200, ALL, KEYED))
     assert apply_columns(a, batch)  # the column-wise path took it
     b.apply(SinkBatch(_reader(ALL, KEYED).events(_values(second)), batch.state))
+    # then an insert-only batch: no key repeats, nothing to collapse
+    third = [_event(ALL, Op.CREATE, 8, i, _row(500 + i, 800 + i)) for i in range(20)]
+    third += [_event(KEYED, Op.CREATE, 8, 20 + i, _keyed_row(500 + i, 800 + i)) for i in range(20)]
+    batch = SinkBatch(_chunks(third, 200, ALL, KEYED), _state(third, 220, ALL, KEYED))
+    assert apply_columns(a, batch)
+    b.apply(SinkBatch(_reader(ALL, KEYED).events(_values(third)), batch.state))
     for table in ("every_kind", "many_keys"):
         columns, events = _stored(tmp_path / "columns.db", table), _stored(tmp_path / "events.db", table)
-        assert len(columns) == 60 + 40 - 10 - 5 + 3, table
+        assert len(columns) == 60 + 40 - 10 - 5 + 3 + 20, table
         assert columns == events, table
     stored = {kind for row in _stored(tmp_path / "columns.db", "every_kind") for kind, _ in row}
     assert stored == {"int", "float", "str", "bytes", "NoneType"}

@@ -280,8 +280,20 @@ impl MessageMaker {
         lsn_base: &str,
     ) -> PyResult<RunOut<'py>> {
         crate::txn_runs::transactions(
-            self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms,
-            repair_prefix, lsn_base,
+            self,
+            py,
+            records,
+            start,
+            end_cls,
+            plan,
+            key_plan,
+            schema,
+            parts,
+            continues,
+            room,
+            ts_ms,
+            repair_prefix,
+            lsn_base,
         )
     }
 }

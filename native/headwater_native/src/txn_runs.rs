@@ -28,7 +28,12 @@ use crate::{write_str, RowPlan};
 pub(crate) type RunOut<'py> = (usize, Bound<'py, PyList>, usize, usize, u64, isize);
 
 /// A change's template: its position key but for the row, source ts, transaction id, read or not.
-type Template<'py> = (Vec<Bound<'py, PyAny>>, Bound<'py, PyAny>, Bound<'py, PyAny>, bool);
+type Template<'py> = (
+    Vec<Bound<'py, PyAny>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    bool,
+);
 
 /// See `MessageMaker.transactions` in batch.rs and the module comment.
 #[allow(clippy::too_many_arguments)]
@@ -60,7 +65,11 @@ pub(crate) fn transactions<'py>(
         ));
     }
     let part = |j: usize| -> PyResult<Vec<u8>> {
-        Ok(parts.get_item(j)?.downcast::<PyBytes>()?.as_bytes().to_vec())
+        Ok(parts
+            .get_item(j)?
+            .downcast::<PyBytes>()?
+            .as_bytes()
+            .to_vec())
     };
     // {"version":"..","connector":"  |  ","name":<pipeline>,"ts_ms":  |  ,"db":..,"table":..,"server_id":
     let (version_head, name_to_ts, db_to_server, schema_version) =
@@ -71,7 +80,10 @@ pub(crate) fn transactions<'py>(
     let mut value: Vec<u8> = Vec::with_capacity(1024);
     let mut key: Vec<u8> = Vec::with_capacity(128);
     let mut head: Vec<u8> = Vec::with_capacity(256); // the source block up to "pos":<offset>
-    let mut position_text = String::with_capacity(96);
+                                                     // the position text around the row's 10 digits, and the source head: kept while the template does
+    let mut position_head = String::with_capacity(48);
+    let mut position_tail = String::with_capacity(64);
+    let mut cached = false;
     let mut last: Option<Template<'py>> = None;
     let (mut changes, mut ends, mut end_rows) = (0usize, 0usize, 0u64);
     let mut last_change: isize = start as isize - 1;
@@ -114,8 +126,7 @@ pub(crate) fn transactions<'py>(
         let continues_template = match &last {
             None => continues,
             Some((prev, prev_ts, prev_txn, prev_read)) => {
-                let mut equal =
-                    *prev_read == read && same(prev_ts, &ts)? && same(prev_txn, &txn)?;
+                let mut equal = *prev_read == read && same(prev_ts, &ts)? && same(prev_txn, &txn)?;
                 for j in [0usize, 1, 2, 4, 5, 6, 7] {
                     if !equal {
                         break;
@@ -125,81 +136,92 @@ pub(crate) fn transactions<'py>(
                 equal
             }
         };
-        // the position's fields, as Position.to_string and EnvelopeEncoder._source read them
-        let (Ok(era), Ok(file_seq), Ok(offset), Ok(row), Ok(domain), Ok(server), Ok(seq)) = (
-            fields[0].extract::<u64>(),
-            fields[1].extract::<u64>(),
-            fields[2].extract::<u64>(),
-            fields[3].extract::<u64>(),
-            fields[4].extract::<u64>(),
-            fields[5].extract::<u64>(),
-            fields[6].extract::<u64>(),
-        ) else {
+        let Ok(row) = fields[3].extract::<u64>() else {
             break;
         };
-        let Ok(base) = fields[7].downcast::<PyString>() else {
-            break;
-        };
-        let Ok(base) = base.to_str() else {
-            break; // surrogates: the per-row path
-        };
-        if row > 9_999_999_999 || base.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-            break;
+        if row > 9_999_999_999 {
+            break; // the per-row path raises the error that names it
         }
-        let Ok(source_ts) = ts.extract::<i64>() else {
-            break;
-        };
-        let Ok(txn_text) = txn.downcast::<PyString>() else {
-            break;
-        };
-        let Ok(txn_text) = txn_text.to_str() else {
-            break;
-        };
-        let file_obj = position.getattr(&n[FILE])?;
-        let Ok(file) = file_obj.downcast::<PyString>() else {
-            break;
-        };
-        let Ok(file) = file.to_str() else {
-            break;
-        };
-        let lsn = base == lsn_base;
-        position_text.clear();
-        if lsn {
-            let _ = write!(
-                position_text,
-                "pgl1:{file_seq:010X}:{offset:010X}:{row:010}:{server:010}-{seq:020}"
-            );
-        } else {
-            if era != 0 {
-                let _ = write!(position_text, "mdb2:{era:010}:");
-            } else {
-                position_text.push_str("mdb1:");
+        // the template's parts (source head, position text around the row) are made again only when
+        // the template changes: the rows after a transaction's first reuse them
+        if !(continues_template && cached) {
+            // the position's fields, as Position.to_string and EnvelopeEncoder._source read them
+            let (Ok(era), Ok(file_seq), Ok(offset), Ok(domain), Ok(server), Ok(seq)) = (
+                fields[0].extract::<u64>(),
+                fields[1].extract::<u64>(),
+                fields[2].extract::<u64>(),
+                fields[4].extract::<u64>(),
+                fields[5].extract::<u64>(),
+                fields[6].extract::<u64>(),
+            ) else {
+                break;
+            };
+            let Ok(base) = fields[7].downcast::<PyString>() else {
+                break;
+            };
+            let Ok(base) = base.to_str() else {
+                break; // surrogates: the per-row path
+            };
+            if base.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+                break;
             }
-            let _ = write!(
-                position_text,
-                "{file_seq:010}:{offset:010}:{row:010}:{domain:010}-{server:010}-{seq:020}:{base}"
-            );
+            let Ok(source_ts) = ts.extract::<i64>() else {
+                break;
+            };
+            let Ok(txn_text) = txn.downcast::<PyString>() else {
+                break;
+            };
+            let Ok(txn_text) = txn_text.to_str() else {
+                break;
+            };
+            let file_obj = position.getattr(&n[FILE])?;
+            let Ok(file) = file_obj.downcast::<PyString>() else {
+                break;
+            };
+            let Ok(file) = file.to_str() else {
+                break;
+            };
+            let lsn = base == lsn_base;
+            position_head.clear();
+            position_tail.clear();
+            if lsn {
+                let _ = write!(position_head, "pgl1:{file_seq:010X}:{offset:010X}:");
+                let _ = write!(position_tail, ":{server:010}-{seq:020}");
+            } else {
+                if era != 0 {
+                    let _ = write!(position_head, "mdb2:{era:010}:");
+                } else {
+                    position_head.push_str("mdb1:");
+                }
+                let _ = write!(position_head, "{file_seq:010}:{offset:010}:");
+                let _ = write!(position_tail, ":{domain:010}-{server:010}-{seq:020}:{base}");
+            }
+            head.clear();
+            head.extend_from_slice(&version_head);
+            head.extend_from_slice(if lsn {
+                &b"postgresql"[..]
+            } else {
+                &b"mariadb"[..]
+            });
+            head.extend_from_slice(&name_to_ts);
+            head.extend_from_slice(source_ts.to_string().as_bytes());
+            head.extend_from_slice(if txn_text.starts_with(repair_prefix) {
+                &b",\"snapshot\":\"repair\""[..]
+            } else if read {
+                &b",\"snapshot\":\"true\""[..]
+            } else {
+                &b",\"snapshot\":\"false\""[..]
+            });
+            head.extend_from_slice(&db_to_server);
+            head.extend_from_slice(server.to_string().as_bytes());
+            head.extend_from_slice(b",\"gtid\":");
+            write_str(txn_text, &mut head);
+            head.extend_from_slice(b",\"file\":");
+            write_str(file, &mut head);
+            head.extend_from_slice(b",\"pos\":");
+            head.extend_from_slice(offset.to_string().as_bytes());
+            cached = true;
         }
-        head.clear();
-        head.extend_from_slice(&version_head);
-        head.extend_from_slice(if lsn { &b"postgresql"[..] } else { &b"mariadb"[..] });
-        head.extend_from_slice(&name_to_ts);
-        head.extend_from_slice(source_ts.to_string().as_bytes());
-        head.extend_from_slice(if txn_text.starts_with(repair_prefix) {
-            &b",\"snapshot\":\"repair\""[..]
-        } else if read {
-            &b",\"snapshot\":\"true\""[..]
-        } else {
-            &b",\"snapshot\":\"false\""[..]
-        });
-        head.extend_from_slice(&db_to_server);
-        head.extend_from_slice(server.to_string().as_bytes());
-        head.extend_from_slice(b",\"gtid\":");
-        write_str(txn_text, &mut head);
-        head.extend_from_slice(b",\"file\":");
-        write_str(file, &mut head);
-        head.extend_from_slice(b",\"pos\":");
-        head.extend_from_slice(offset.to_string().as_bytes());
 
         let before_obj = record.getattr(&n[BEFORE])?;
         let after_obj = record.getattr(&n[AFTER])?;
@@ -240,6 +262,14 @@ pub(crate) fn transactions<'py>(
         value.extend_from_slice(b",\"source\":");
         value.extend_from_slice(&head);
         let digits = row.to_string();
+        let mut position_text =
+            String::with_capacity(position_head.len() + 10 + position_tail.len());
+        position_text.push_str(&position_head);
+        for _ in digits.len()..10 {
+            position_text.push('0');
+        }
+        position_text.push_str(&digits);
+        position_text.push_str(&position_tail);
         if continues_template {
             value.extend_from_slice(b",\"schema_version\":");
             value.extend_from_slice(&schema_version);
