@@ -31,6 +31,8 @@ from confluent_kafka import Consumer
 from benchmarks.child import peak_rss_mb
 from cdc.devstack.connections import StackConnections
 
+# each run's own database, <DB>_<pipeline>: two runs at once (several engineers share the machine)
+# dropped each other's table under a shared name
 DB = "hw_bench_e2e"
 TICK_S = 0.01
 
@@ -49,7 +51,7 @@ class Clock:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _config(stack: StackConnections, name: str, schema: str, state: Path, server_id: int) -> str:
+def _config(stack: StackConnections, name: str, schema: str, state: Path, server_id: int, db: str) -> str:
     m, k, p = stack.mariadb, stack.kafka, stack.postgres
     return f"""name: {name}
 source:
@@ -59,7 +61,7 @@ source:
   user: {m.user}
   password: ${{BENCH_SOURCE_PASSWORD}}
   server_id: {server_id}
-  tables: ["{DB}.*"]
+  tables: ["{db}.*"]
 stream:
   type: kafka
   bootstrap_servers: {k.bootstrap_servers}
@@ -72,7 +74,7 @@ state_dir: {state}
 
 
 def _writer(
-    stack: StackConnections, clock: Clock, plan: list[tuple[int, float]], stop: threading.Event
+    stack: StackConnections, clock: Clock, plan: list[tuple[int, float]], stop: threading.Event, db: str
 ) -> None:
     """Writes ``plan`` (rate, seconds) steps, one multi-row transaction per tick."""
     m = stack.mariadb
@@ -105,7 +107,7 @@ def _writer(
                         for i in ids:
                             clock.written[i] = now
                             clock.written_kafka[i] = now
-                    cur.execute(f"INSERT INTO {DB}.edit VALUES {values}")
+                    cur.execute(f"INSERT INTO {db}.edit VALUES {values}")
                     clock.next_id += due
                     sent += due
     finally:
@@ -170,36 +172,55 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _cdc(cmd: str, config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).with_name("cdc")
+def _cdc(
+    cmd: str, config: Path, env: dict[str, str], log: Path, tree: Path | None = None
+) -> subprocess.Popen[bytes]:
     out = log.open("wb")
+    if tree is not None:
+        # ``python -m`` from the other checkout: its packages come first on sys.path, ahead of the
+        # editable install's (an A/B of two commits, as benchmarks.speedsink_bench --base does)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cdc.cli", cmd, "-c", str(config)],
+            env={**env, "PYTHONPATH": str(tree)},
+            cwd=tree,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    exe = Path(sys.executable).with_name("cdc")
     return subprocess.Popen([str(exe), cmd, "-c", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def run(
-    stack: StackConnections, rate: int, seconds: float, steps: list[int], step_seconds: float
+    stack: StackConnections,
+    rate: int,
+    seconds: float,
+    steps: list[int],
+    step_seconds: float,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     name = f"e2e{uuid.uuid4().hex[:8]}"
+    db = f"{DB}_{name}"
     m = stack.mariadb
     root = pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password)
     with root as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
-        cur.execute(f"CREATE DATABASE {DB}")
+        cur.execute(f"CREATE DATABASE {db}")
         cur.execute(
-            f"CREATE TABLE {DB}.edit (id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
+            f"CREATE TABLE {db}.edit (id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
             " written_at DATETIME(6) NOT NULL, sha1 VARBINARY(32), score DECIMAL(10,4), comment TEXT)"
         )
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-e2e-"))
     config = tmp / "pipeline.yaml"
-    config.write_text(_config(stack, name, name, tmp / "state", random.randrange(100_000_000, 2_100_000_000)))
+    config.write_text(
+        _config(stack, name, name, tmp / "state", random.randrange(100_000_000, 2_100_000_000), db)
+    )
     env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password}
-    capture = _cdc("run", config, env, tmp / "run.log")
-    sink = _cdc("sink", config, env, tmp / "sink.log")
+    capture = _cdc("run", config, env, tmp / "run.log", tree)
+    sink = _cdc("sink", config, env, tmp / "sink.log", tree)
     clock = Clock()
     stop = threading.Event()
     poller = threading.Thread(target=_poller, args=(stack, name, clock, stop), daemon=True)
     poller.start()
-    probe = threading.Thread(target=_kafka_probe, args=(stack, f"{name}.{DB}.edit", clock, stop), daemon=True)
+    probe = threading.Thread(target=_kafka_probe, args=(stack, f"{name}.{db}.edit", clock, stop), daemon=True)
     probe.start()
     result: dict[str, Any] = {"pipeline": name, "rate": rate, "seconds": seconds}
     peaks = {"cdc_run": 0.0, "cdc_sink": 0.0}
@@ -216,14 +237,14 @@ def run(
         while not clock.arrived_upto and time.monotonic() < deadline:
             if capture.poll() is not None or sink.poll() is not None:
                 raise RuntimeError(f"a daemon exited early; logs in {tmp}")
-            _writer(stack, clock, [(200, 0.02)], stop)
+            _writer(stack, clock, [(200, 0.02)], stop, db)
             time.sleep(0.3)
         if not _drain(clock, 30):
             raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
         clock.latencies.clear()
         clock.in_kafka.clear()
         started = time.time()
-        _writer(stack, clock, [(rate, seconds)], stop)
+        _writer(stack, clock, [(rate, seconds)], stop, db)
         _drain(clock, 30)
         sample()
         lat = [latency for at, latency in clock.latencies if at >= started]
@@ -241,7 +262,7 @@ def run(
             clock.latencies.clear()
             clock.in_kafka.clear()
             begun = time.monotonic()
-            _writer(stack, clock, [(step, step_seconds)], stop)
+            _writer(stack, clock, [(step, step_seconds)], stop, db)
             wrote_s = time.monotonic() - begun
             ended = time.time()
             drained = _drain(clock, 30)
@@ -274,6 +295,8 @@ def run(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        with pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password) as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
     result["logs"] = str(tmp)
     return result
 
@@ -300,10 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--steps", default="10000,20000,40000,80000,100000")
     parser.add_argument("--step-seconds", type=float, default=10)
+    parser.add_argument("--tree", type=Path, help="run `cdc run` and `cdc sink` from this checkout")
     args = parser.parse_args(argv)
     steps = [int(x) for x in args.steps.split(",") if x]
     stack = StackConnections.read(default_state_dir())
-    print(json.dumps(run(stack, args.rate, args.seconds, steps, args.step_seconds), indent=2, default=str))
+    tree = args.tree.resolve() if args.tree else None
+    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
