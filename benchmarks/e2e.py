@@ -48,6 +48,9 @@ class Clock:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     # the capture half: when each id became visible to a read_committed consumer of its topic
     in_kafka: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
+    # the sink half: from visible in Kafka to committed in PostgreSQL, per id the probe saw first
+    kafka_at: dict[int, float] = field(default_factory=dict)
+    sink_half: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -141,6 +144,7 @@ def _kafka_probe(stack: StackConnections, topic: str, clock: Clock, stop: thread
                         written = clock.written_kafka.pop(i, None)
                         if written is not None:
                             clock.in_kafka.append((now, now - written))
+                            clock.kafka_at[i] = now
     finally:
         consumer.close()
 
@@ -163,6 +167,9 @@ def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.
                     written = clock.written.pop(i, None)
                     if written is not None:
                         clock.latencies.append((now, now - written))
+                    seen = clock.kafka_at.pop(i, None)
+                    if seen is not None:
+                        clock.sink_half.append((now, now - seen))
                 clock.arrived_upto = max(clock.arrived_upto, top)
             time.sleep(0.02)
 
@@ -242,6 +249,7 @@ def run(
         if not _drain(clock, 30):
             raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
         clock.latencies.clear()
+        clock.sink_half.clear()
         clock.in_kafka.clear()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
@@ -256,6 +264,8 @@ def run(
         )
         in_kafka = [latency for at, latency in clock.in_kafka if at >= started]
         result["kafka"] = {"p50_s": _quantile(in_kafka, 0.5), "p99_s": _quantile(in_kafka, 0.99)}
+        sink_half = [latency for at, latency in clock.sink_half if at >= started]
+        result["sink"] = {"p50_s": _quantile(sink_half, 0.5), "p99_s": _quantile(sink_half, 0.99)}
         sustained = 0
         result["steps"] = []
         for step in steps:
