@@ -402,3 +402,52 @@ def test_a_table_with_a_time_column_is_left_to_the_per_change_path() -> None:
     )
     assert decode_envelopes([_envelope(_GOOD)], timed) == "a column type the columns do not decode (TIME)"
     assert change_columns([_envelope(_GOOD)], timed) is None
+
+
+def _source(**changes: str) -> str:
+    fields = {
+        "version": '"headwater-0.1.0"',
+        "ts_ms": "1700000000000",
+        "gtid": '"0-7901-1"',
+        "row": "0",
+        "position": '"p1"',
+        "schema_version": f'"{SMALL.version}"',
+    }
+    fields.update(changes)
+    return "{" + ",".join(f'"{k}":{v}' for k, v in fields.items() if v != "-") + "}"
+
+
+@pytest.mark.parametrize(
+    ("case", "source", "accepted"),
+    [
+        ("the next row", _source(row="1", position='"p2"'), True),
+        ("the same block", _source(), True),
+        ("another ts_ms", _source(ts_ms="1700000000001"), True),
+        ("another gtid", _source(gtid='"0-7901-2"', position='"p9"'), True),
+        ("a longer position", _source(position='"p1' + "0" * 50 + '"'), True),
+        ("whitespace after the shared bytes", _source(row=" 1"), True),
+        ("an extra field after the shared bytes", _source(row='1,"extra":{"a":[1]}'), True),
+        ("a key changed after the shared bytes", _source(position="-", row='1,"posXtion":"p2"'), False),
+        ("a field twice after the shared bytes", _source(row='1,"gtid":"0-7901-1"'), False),
+        ("another table version", _source(schema_version='"other"'), False),
+        ("a null after the shared bytes", _source(position="null"), False),
+        ("the block cut short", _source(row="1", position="-", schema_version="-"), False),
+    ],
+)
+def test_source_blocks_that_share_their_first_bytes_with_the_previous_one_read_as_alone(
+    case: str, source: str, accepted: bool
+) -> None:
+    """Parsing resumes after the bytes a source block shares with the previous envelope's: what it
+    reads is what the JSON reader reads for the same envelopes, or a refusal."""
+    values = [_envelope(_GOOD, source=_source()), _envelope(_GOOD, source=source)]
+    native = decode_envelopes(values, SMALL)
+    if not accepted:
+        assert isinstance(native, str), case
+        return
+    read_schema = _read_schema(SMALL)
+    assert read_schema is not None
+    json_read = _json_changes(values, SMALL, read_schema)
+    assert not isinstance(native, str), (case, native)
+    assert json_read is not None, case
+    for name in ("position", "source_ts_ms", "transaction_id"):
+        assert getattr(native, name).to_pylist() == getattr(json_read, name).to_pylist(), (case, name)

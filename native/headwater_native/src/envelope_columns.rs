@@ -41,9 +41,11 @@ const BASE64: u8 = 11; // text, and the bytes it encodes
 mod base64;
 mod buffers;
 mod json;
+mod source;
 
 use buffers::{reserve, ColumnOut};
 use json::{key_is, unescape, Reader};
+use source::{read_source, SourceMemo};
 
 type Refusal = &'static str;
 
@@ -170,6 +172,7 @@ impl EnvelopePlan {
         let mut columns: Vec<ColumnOut> = self.kinds.iter().map(|k| ColumnOut::new(*k, n)).collect();
         let mut before = Image::new(self.names.len());
         let mut after = Image::new(self.names.len());
+        let mut memo = SourceMemo::default();
         let mut env = Envelope {
             op: 0,
             position: Vec::with_capacity(128),
@@ -181,7 +184,7 @@ impl EnvelopePlan {
             let message: &[u8] = value;
             // once per message, then every string's bytes are known to be UTF-8
             std::str::from_utf8(message).map_err(|_| "a message that is not UTF-8")?;
-            self.read_envelope(message, &mut env, &mut before, &mut after)?;
+            self.read_envelope(message, &mut env, &mut before, &mut after, &mut memo)?;
             if env.version != self.version {
                 return Err("several table versions");
             }
@@ -240,12 +243,13 @@ impl EnvelopePlan {
         Ok(true)
     }
 
-    fn read_envelope(
+    fn read_envelope<'a>(
         &self,
-        message: &[u8],
+        message: &'a [u8],
         env: &mut Envelope,
         before: &mut Image,
         after: &mut Image,
+        memo: &mut SourceMemo<'a>,
     ) -> Result<(), Refusal> {
         let mut r = Reader { s: message, i: 0 };
         // which top-level fields were seen: before, after, op, source
@@ -283,7 +287,7 @@ impl EnvelopePlan {
                         _ => Err("an op other than c, u, d, r (a truncate?)"),
                     }
                 }
-                _ => read_source(r, env),
+                _ => read_source(r, env, memo),
             }
         })?;
         r.ws();
@@ -390,56 +394,4 @@ fn read_cell(r: &mut Reader<'_>, kind: u8, text: &mut Vec<u8>) -> Result<Cell, R
             Ok(if v < 0 { Cell::Int(v as i64) } else { Cell::Uint(v as u64) })
         }
     }
-}
-
-fn read_source(r: &mut Reader<'_>, env: &mut Envelope) -> Result<(), Refusal> {
-    // which of position, ts_ms, gtid, schema_version were seen
-    let mut seen = [false; 4];
-    r.object(|r, key, escaped| {
-        let mut unescaped = Vec::new();
-        let name = if escaped {
-            unescape(key, &mut unescaped)?;
-            unescaped.as_slice()
-        } else {
-            key
-        };
-        // one match (by length first) rather than a compare per name: most keys are skipped
-        let field = match name {
-            b"position" => 0,
-            b"ts_ms" => 1,
-            b"gtid" => 2,
-            b"schema_version" => 3,
-            _ => return r.skip(2),
-        };
-        if seen[field] {
-            return Err("a source field given twice");
-        }
-        seen[field] = true;
-        if r.peek()? == b'n' {
-            return Err("a null source field");
-        }
-        match field {
-            0 => {
-                env.position.clear();
-                r.string_into(&mut env.position)
-            }
-            1 => {
-                let v = r.integer()?;
-                env.ts_ms = i64::try_from(v).map_err(|_| "source.ts_ms out of range")?;
-                Ok(())
-            }
-            2 => {
-                env.gtid.clear();
-                r.string_into(&mut env.gtid)
-            }
-            _ => {
-                env.version.clear();
-                r.string_into(&mut env.version)
-            }
-        }
-    })?;
-    if seen != [true; 4] {
-        return Err("a source without position, ts_ms, gtid or schema_version");
-    }
-    Ok(())
 }
