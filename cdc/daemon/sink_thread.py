@@ -54,12 +54,15 @@ class SinkThread:
             if job is None:
                 return
             work, future = job
+            # the batch is let go as soon as it is applied, not when the next call arrives
+            del job
             try:
                 result = work()
             except BaseException as exc:  # noqa: BLE001 - handed to the polling thread, which decides
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            del work, future
 
     @property
     def busy(self) -> bool:
@@ -78,17 +81,22 @@ class SinkThread:
     def call(self, work: Callable[[], T]) -> T:
         """Run ``work`` on the thread after the previous call, and wait for its result."""
         self.start(work)
-        future = self._current
-        assert future is not None
-        self._current = None
-        return future.result()  # type: ignore[return-value]
+        return self._result()  # type: ignore[return-value]
 
     def wait(self) -> None:
         """Wait for the call in flight, if any; its error is raised here."""
+        if self._current is not None:
+            self._result()
+
+    def _result(self) -> object:
         future = self._current
-        if future is not None:
-            self._current = None
-            future.result()
+        assert future is not None
+        try:
+            return future.result()
+        finally:
+            # still in flight if the wait was interrupted (a second signal): ``busy`` says so
+            if future.done():
+                self._current = None
 
     def check(self) -> None:
         """Raise the error of a call that already failed (never waits)."""
