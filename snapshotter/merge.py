@@ -49,11 +49,10 @@ from snapshotter.chunk_columns import PreparedColumns
 from snapshotter.chunk_feed import ChunkFeed, ChunkResult, ReadChunk
 from snapshotter.chunk_log import LoggedChunk
 from snapshotter.chunk_sizer import ChunkSizer
+from snapshotter.merge_records import repair_records, truncate_records
 from snapshotter.reader import TableNotFound
-from snapshotter.repair_events import repair_events
 from snapshotter.requests import BootstrapRequest, RequestBox
 from snapshotter.state import SnapshotState, TableJob
-from snapshotter.tracking import NOWHERE as _NOWHERE
 from snapshotter.tracking import Place, StreamPump, continue_anchor, unchanged_rows
 from snapshotter.tracking import Tracked as _Tracked
 from snapshotter.tracking import boundary_place as _boundary_place
@@ -451,43 +450,22 @@ class MergingPump:
         is dropped and read again. With the first chunk, it would have come after the stream's
         changes inside that chunk's window, wiping them while the chunk drops their keys as newer in
         the stream: those keys were lost."""
-        ts_ms = int(time.time() * 1000)
-        txn = f"snapshot-{job.request}-truncate"
-        position = snapshot_row_position(self._point, 0)
-        event = ChangeEvent(Op.TRUNCATE, chunk.schema, None, None, None, position, ts_ms, txn)
-        self.state = dataclasses.replace(
-            self.state.advanced(dataclasses.replace(job, replace=False)), last_position=position.to_string()
-        )
+        out, self.state, position = truncate_records(self.state, job, chunk, self._point)
         self._restart_reads(job)  # every chunk's view now lies after the truncate
         self._point = RestartPoint.after(position)
         log.info("bootstrap %s: %s's copies emptied first (replace)", job.request, job.table)
-        return [
-            SnapshotProgress(self.state.to_text(), 0, (event,)),
-            event,
-            TransactionEnd(txn, position, 1, ts_ms),
-        ]
+        return out
 
     def _emit_repair(
         self, job: TableJob, chunk: ReadChunk, keys: tuple[RowImage, ...], tracked: _Tracked, at: Place
     ) -> list[SourceRecord]:
-        """A repair's batch (see repair_events.py); keys the stream changed after the view are left
-        to the stream, whose value is newer."""
-        pending = tuple(
-            k for k in keys if tracked.truncated_at < at and tracked.changed.get(k, _NOWHERE) < at
+        """A repair's batch (merge_records.repair_records)."""
+        out, self.state, advanced, last = repair_records(
+            self.state, job, chunk, keys, tracked, at, self._point
         )
-        txn = f"{job.request}-{job.chunks}"  # the request id starts with "repair-"
-        events = repair_events(chunk, pending, self._point, txn)
-        advanced = job.advanced(None, len(events), keys_done=len(keys))
-        done = not advanced.keys
-        self.state = self.state.finished_current(advanced) if done else self.state.advanced(advanced)
-        if events:
-            self.state = dataclasses.replace(self.state, last_position=events[-1].position.to_string())
-        out: list[SourceRecord] = [SnapshotProgress(self.state.to_text(), len(events), events), *events]
-        if events:
-            last = events[-1].position
-            out.append(TransactionEnd(txn, last, len(events), events[-1].source_ts_ms))
+        if last is not None:
             self._point = RestartPoint.after(last)
-        if done:
+        if not advanced.keys:
             log.info("repair %s: %s done, %d changes sent", job.request, job.table, advanced.rows)
             self._finish_job()
         return out
