@@ -3,8 +3,8 @@
 The per-change way back (:mod:`cdc.stream.json_decode`, one orjson parse, one row tuple, one
 ``Position`` and one ``ChangeEvent`` per message) costs ~30 us of CPU per change in `cdc sink`; the
 sinks' targets leave under 7. Here the message values of one partition are read by the compiled
-decoder (:mod:`cdc.stream.native_columns`: pyarrow's JSON reader was most of this module's time, 3.6
-of 4.2 us per envelope) or, where it refuses a chunk, joined with newlines and parsed by pyarrow's
+decoder (:mod:`cdc.stream.native_columns`: pyarrow's JSON reader was most of this module's time, 2.7-4.1
+of 3.4-5.0 us per envelope) or, where it refuses a chunk, joined with newlines and parsed by pyarrow's
 JSON reader under an explicit schema built from the table version; both give the same arrays, and
 each column is turned into its source Arrow type by Arrow kernels.
 

@@ -1,11 +1,12 @@
 """A chunk's envelopes to the JSON reader's columns through the compiled ``EnvelopePlan``.
 
-pyarrow's JSON reader was most of `cdc sink`'s decode (3.6 of 4.2 us per 734-byte envelope, quiet
-machine; benchmarks/results/latest.md "cdc sink decode"): ``headwater_native.EnvelopePlan`` reads
-the same envelopes into plain buffers with the GIL released, and they become pyarrow arrays here
-without a copy. It gives exactly the arrays the JSON reader gives for the fields
-:mod:`cdc.stream.arrow_changes` uses, or a reason it refuses the chunk (then the JSON reader, and
-after it the per-change path, take it). ``tests/unit/test_sinkdecode_native.py`` compares the two.
+pyarrow's JSON reader was most of `cdc sink`'s decode (2.7-4.1 of 3.4-5.0 us of CPU per envelope of
+the benchmark's tables; benchmarks/results/latest.md "cdc sink decode"): ``headwater_native.
+EnvelopePlan`` reads the same envelopes into plain buffers with the GIL released (0.5-1.0 us), and
+they become pyarrow arrays here without a further copy. It gives exactly the arrays the JSON reader
+gives for the fields :mod:`cdc.stream.arrow_changes` uses (and binary columns already decoded from
+their base64), or a reason it refuses the chunk (then the JSON reader, and after it the per-change
+path, take it). ``tests/unit/test_sinkdecode_native.py`` compares the two.
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 //! copied once into bytes objects, then wrapped without a copy).
 //!
 //! Why hand-written rather than a library: pyarrow's JSON reader was the bottleneck of `cdc sink`'s
-//! column path, 3.0-3.9 of the 3.2-4.6 us of CPU `arrow_changes.change_columns` spent per envelope
+//! column path, 2.7-4.1 of the 3.4-5.0 us of CPU `arrow_changes.change_columns` spent per envelope
 //! of the benchmark's tables (550-790 bytes), and Arrow's base64 kernels most of the rest. This
-//! parser reads only the fields the columns need, decodes base64 itself, and fills the buffers
-//! directly: 0.8-1.2 us per envelope, change_columns 0.9-1.5 (3.1-3.7x); `cdc sink` from Kafka
-//! gets 1.3x (MariaDB) to 1.8x (Iceberg) the rows per CPU-second, medians of an interleaved A/B
+//! parser reads only the fields the columns need, decodes base64 itself, does not parse again the
+//! source-block bytes an envelope shares with the one before, and fills the buffers directly:
+//! 0.5-1.0 us per envelope, change_columns 0.7-1.2 (4-5x); `cdc sink` from Kafka gets 1.2x
+//! (MariaDB) to 2.1x (PostgreSQL) the rows per CPU-second, medians of an interleaved A/B
 //! (`benchmarks.sinkdecode_bench`, `benchmarks.speedsink_bench`: benchmarks/results/latest.md,
 //! "cdc sink decode").
 //!
