@@ -39,9 +39,14 @@ const FLOAT64: u8 = 9;
 const STRING: u8 = 10;
 const BASE64: u8 = 11; // text, and the bytes it encodes
 
+// its parts, beside it in src/ (scripts/setup.sh rebuilds when a src/*.rs file changes)
+#[path = "envelope_base64.rs"]
 mod base64;
+#[path = "envelope_buffers.rs"]
 mod buffers;
+#[path = "envelope_json.rs"]
 mod json;
+#[path = "envelope_source.rs"]
 mod source;
 
 use buffers::{reserve, ColumnOut};
