@@ -224,13 +224,19 @@ class SqlSinkConfig(_SinkModel):
     schema_name: str | None = Field(default=None, alias="schema")
     batch_rows: Annotated[int, Field(ge=1)] = 5_000
     on_bad_row: Literal["stop", "dead_letter"] = "stop"
-    # PostgreSQL: write a table's rows of a batch with COPY + one INSERT ... SELECT from this many rows
+    # a batch of this many rows or more goes column-wise: PostgreSQL COPY + one INSERT ... SELECT;
+    # from Kafka (`cdc sink`) also SQLite and MariaDB (one executemany each way)
     copy_threshold_rows: Annotated[int, Field(ge=1)] = 1_000
     # tables without a primary key: the columns that identify a row in the serving table, per
     # "db.table" (exact name). A keyless table not listed here that the sink never served is skipped
     # (an ERROR naming it once per run; the other tables go on); a served table that loses its key
     # stops the sink (exit 2) until key_columns name a key for it and the change is accepted
     key_columns: dict[str, list[str]] = {}
+    # SQLite only: "auto" puts a database file the sink creates in WAL mode (a commit appends to
+    # the -wal file instead of making, syncing and deleting a journal; readers never block the
+    # sink) and leaves an existing file's mode alone; "wal" switches an existing file too; "keep"
+    # never changes it
+    sqlite_journal: Literal["auto", "wal", "keep"] = "auto"
 
     @field_validator("url")
     @classmethod

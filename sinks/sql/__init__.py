@@ -93,5 +93,6 @@ def create_sql_sink(config: SqlSinkConfig, pipeline: str) -> SqlSink:
             copy_threshold_rows=config.copy_threshold_rows,
             key_columns={table: tuple(columns) for table, columns in config.key_columns.items()},
             schema_changes=config.schema_changes,
+            sqlite_journal=config.sqlite_journal,
         )
     )

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -14,7 +13,6 @@ from cdc.config.models import SchemaChangePolicy
 from cdc.core.errors import (
     BadRowError,
     ConfigError,
-    SinkAccessDenied,
     SinkError,
     SinkSchemaError,
 )
@@ -30,6 +28,7 @@ from sinks.sql.names import quoted
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.read_batches import add_rest, chunk_rows, real_events
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
+from sinks.sql.sqlite_file import sqlite_file
 from sinks.sql.table_keys import TableKeys, lost_key, no_key_yet
 from sinks.sql.table_writer import TablePlan, write_plan
 from sinks.sql.truncate_fence import fence
@@ -52,6 +51,7 @@ class SqlSinkSettings:
     # "db.table" -> the columns that key a source table without a primary key in its serving table
     key_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
+    sqlite_journal: str = "auto"  # SQLite only: "auto" | "wal" | "keep" (sinks/sql/sqlite_file.py)
 
 
 # a schema version as the target keys it, and the first event of that version in the batch
@@ -95,17 +95,11 @@ class SqlSink:
     def open(self) -> None:
         if self._engine is not None:
             return
-        url = sa.engine.make_url(self._url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            try:
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # as a state dir would be
-            except OSError as exc:
-                raise SinkAccessDenied(
-                    f"{self.name} cannot create the directory of its database file ({exc.strerror}); "
-                    "make it writable by this user (or change the url)"
-                ) from exc
+        file = sqlite_file(self._url, self.settings.sqlite_journal, self.name)
         engine = sa.create_engine(self._url, pool_pre_ping=True)
         try:
+            if file is not None:
+                file.set_journal(engine, self.name)
             self._create_bookkeeping(engine)
             with engine.connect() as conn:
                 self._load_shapes(conn)
