@@ -181,7 +181,10 @@ class StreamDecoder:
         skip = 0
         created, updated, deleted = Op.CREATE, Op.UPDATE, Op.DELETE
         writes, updates = EventType.WRITES, EventType.UPDATES
-        rows_v1, rows_v2 = EventType.ROWS_V1, EventType.ROWS_V2
+        rows_v2 = EventType.ROWS_V2
+        rows_any = EventType.ROWS_V1 | rows_v2
+        table_map, gtid_event, xid_event = EventType.TABLE_MAP, EventType.GTID, EventType.XID
+        resuming = resume.pending
         make_changes = EVENT_MAKER.changes
         start_transaction = EVENT_MAKER.transaction_start
         end_transaction = EVENT_MAKER.transaction_end
@@ -189,13 +192,13 @@ class StreamDecoder:
         for ev in events:
             self.events_seen += 1
             _ts, type_code, server_id, size, log_pos, _flags = _HEADER(ev, 0)
-            if type_code == EventType.TABLE_MAP:
+            if type_code == table_map:
                 body = ev[HEADER_LEN:]
                 table = compiled.get(body)
                 if table is None:
                     table = compiled[body] = self._compile(body)
                 by_id[int.from_bytes(body[:6], "little")] = (table, body)
-            elif type_code in rows_v1 or type_code in rows_v2:
+            elif type_code in rows_any:
                 if tx_pos is None:
                     raise SourceProtocolError("row event outside a transaction")
                 table_id = int.from_bytes(ev[HEADER_LEN : HEADER_LEN + 6], "little")
@@ -209,8 +212,12 @@ class StreamDecoder:
                 schema, key_of = table.schema, table.key_of
                 pos = HEADER_LEN + 8
                 if type_code in rows_v2:
-                    pos += int.from_bytes(ev[pos : pos + 2], "little")
-                ncols, pos = read_lenenc(ev, pos)
+                    pos += ev[pos] | ev[pos + 1] << 8  # the extra data's length
+                ncols = ev[pos]
+                if ncols < 251:  # one-byte length-encoded integer: every table up to 250 columns
+                    pos += 1
+                else:
+                    ncols, pos = read_lenenc(ev, pos)
                 nbytes = (ncols + 7) // 8
                 present = int.from_bytes(ev[pos : pos + nbytes], "little")
                 pos += nbytes
@@ -309,7 +316,7 @@ class StreamDecoder:
                     )
                     yield from held.records
                     last, held, guarded = held.last, None, False
-            elif type_code == EventType.GTID:
+            elif type_code == gtid_event:
                 seq, domain, flags = _GTID_BODY(ev, HEADER_LEN)
                 if self.file is None:
                     raise SourceProtocolError("GTID event before any ROTATE: binlog file unknown")
@@ -330,8 +337,11 @@ class StreamDecoder:
                 held = None
                 savepoints = None
                 last = None
-                skip = resume.rows_to_skip(gtid, tx_pos) if resume.pending else 0
-            elif type_code == EventType.XID:
+                skip = 0
+                if resuming:
+                    skip = resume.rows_to_skip(gtid, tx_pos)
+                    resuming = resume.pending
+            elif type_code == xid_event:
                 if tx_pos is not None:
                     if held is None and last is not None:
                         self._withheld = None  # this end supersedes it
