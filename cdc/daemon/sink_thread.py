@@ -27,6 +27,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -97,6 +98,15 @@ class SinkThread:
             # still in flight if the wait was interrupted (a second signal): ``busy`` says so
             if future.done():
                 self._current = None
+
+    def idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the call in flight to end (an error is left for the next
+        ``check``); True when none is running."""
+        future = self._current
+        if future is None:
+            return True
+        futures.wait([future], timeout)
+        return future.done()
 
     def check(self) -> None:
         """Raise the error of a call that already failed (never waits)."""
