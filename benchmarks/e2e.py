@@ -35,6 +35,7 @@ from cdc.devstack.connections import StackConnections
 # dropped each other's table under a shared name
 DB = "hw_bench_e2e"
 TICK_S = 0.01
+_MAX_ROWS = 5_000
 
 
 @dataclass
@@ -93,7 +94,9 @@ def _writer(
                     elapsed = time.monotonic() - started
                     if elapsed >= seconds:
                         break
-                    due = int(rate * elapsed) - sent
+                    # at most _MAX_ROWS a statement: a writer that fell behind (an 80k/s step on a busy
+                    # machine) built one INSERT over max_allowed_packet and the run died
+                    due = min(int(rate * elapsed) - sent, _MAX_ROWS)
                     if due <= 0:
                         time.sleep(TICK_S / 2)
                         continue
