@@ -60,6 +60,11 @@ def _state(tmp: Path) -> SnapshotState:
     return SnapshotState.parse(files[0].read_text() if files else None)
 
 
+def _rows_committed(tmp: Path) -> int:
+    state = _state(tmp)
+    return sum(j.rows for j in state.jobs) + sum(f.rows for f in state.finished)
+
+
 @pytest.mark.parametrize("kafka", [False, True], ids=["embedded", "kafka"])
 def test_bootstrap_through_a_running_daemon(stack: StackConnections, tmp_path: Path, kafka: bool) -> None:
     suffix = uuid.uuid4().hex[:8]
@@ -136,14 +141,20 @@ def test_bootstrap_killed_repeatedly_resumes_and_ends_exact(stack: StackConnecti
             while _log_count(tmp_path, "applying ") == started and proc.poll() is None:
                 assert time.monotonic() < deadline, "the bootstrap never started reading"
                 time.sleep(0.1)
-            time.sleep(rng.uniform(0.3, 2.5))
+            # a kill only after this run committed a chunk more than the last one left: on a loaded
+            # machine a fixed delay killed every run before its first commit, and nothing resumed
+            # from a committed chunk (progress [0, 0, 0, 0, 0, 0])
+            landed = progress[-1] if progress else 0
+            while _rows_committed(tmp_path) <= landed and proc.poll() is None:
+                assert time.monotonic() < deadline + 60, "no chunk committed in two minutes"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.5))
             if proc.poll() is not None:
                 break  # finished before this kill
             proc.kill()
             proc.wait(30)
             kills += 1
-            state = _state(tmp_path)
-            progress.append(sum(j.rows for j in state.jobs) + sum(f.rows for f in state.finished))
+            progress.append(_rows_committed(tmp_path))
         assert kills >= 5, f"the bootstrap finished after {kills} kills: make the tables bigger"
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     finally:

@@ -175,6 +175,20 @@ def _wait_started(log: Path, proc: subprocess.Popen[bytes], seen: int) -> None:
         time.sleep(0.05)
 
 
+def _rows_landed(p: SinkFillPipeline) -> int:
+    state = read_state(progress_path(p.tmp / "state", p.name, "late"))
+    return 0 if state is None else sum(t.rows for t in state.tables)
+
+
+def _wait_landed(p: SinkFillPipeline, proc: subprocess.Popen[bytes], landed: int) -> None:
+    """Until this process has recorded a chunk more than ``landed`` rows (or ended)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _rows_landed(p) > landed:
+            return
+        time.sleep(0.05)
+
+
 def _fill_killed_again_and_again(p: SinkFillPipeline) -> None:
     """The fill in a process killed with SIGKILL 6 times at random moments, then let finish."""
     rng = random.Random()
@@ -183,6 +197,8 @@ def _fill_killed_again_and_again(p: SinkFillPipeline) -> None:
         seen = _steps(p.tmp / "fill.log")
         proc = p.fill_process("late", "--batch-rows", "1000")
         _wait_started(p.tmp / "fill.log", proc, seen)  # importing takes seconds on a busy machine
+        if kills % 2:  # every other kill after a chunk more has landed (else, under load, every kill
+            _wait_landed(p, proc, _rows_landed(p))  # could come before the first chunk: no resume)
         time.sleep(rng.uniform(0.05, 0.4) if kills < 6 else 0)  # the fill takes a few seconds in all
         if kills >= 6 or proc.poll() is not None:
             break
