@@ -177,43 +177,11 @@ impl MessageMaker {
             if row > 9_999_999_999 {
                 break; // the per-row path raises the error that names it
             }
-            let before_obj = record.getattr(&n[BEFORE])?;
-            let after_obj = record.getattr(&n[AFTER])?;
-            let before = if before_obj.is_none() {
-                None
-            } else {
-                Some(before_obj.downcast::<PyTuple>()?)
+            let Some(has_key) =
+                key_and_images(py, &record, n, plan, key_plan, &mut key, &mut value)?
+            else {
+                break; // rare: the per-row path finds the key in the image
             };
-            let after = if after_obj.is_none() {
-                None
-            } else {
-                Some(after_obj.downcast::<PyTuple>()?)
-            };
-            // the key, as TableCodec.key_bytes makes it
-            key.clear();
-            let has_key = match key_plan {
-                Some(kp) => {
-                    let k = record.getattr(&n[KEY])?;
-                    if k.is_none() {
-                        break; // rare: the per-row path finds it in the image
-                    }
-                    kp.write(py, k.downcast::<PyTuple>()?, &mut key)?;
-                    true
-                }
-                None => match after.or(before) {
-                    Some(image) => {
-                        plan.write(py, image, &mut key)?;
-                        true
-                    }
-                    None => false,
-                },
-            };
-            value.clear();
-            value.extend_from_slice(b"{\"before\":");
-            plan.write_image(py, before, &mut value)?;
-            value.extend_from_slice(b",\"after\":");
-            plan.write_image(py, after, &mut value)?;
-            value.extend_from_slice(b",\"source\":");
             value.extend_from_slice(source_head);
             let digits = row.to_string();
             value.extend_from_slice(digits.as_bytes());
@@ -296,4 +264,56 @@ impl MessageMaker {
             lsn_base,
         )
     }
+}
+
+/// A change's Kafka key into `key` (as `TableCodec.key_bytes` makes it) and the start of its value,
+/// `{"before":…,"after":…,"source":`, into `value`; shared by `messages` and `transactions`.
+/// `Ok(None)`: the record has no key object although its table has a primary key (the per-row
+/// path takes it); else `Ok(Some(has_key))`, false for a keyless row without an image.
+pub(crate) fn key_and_images<'py>(
+    py: Python<'py>,
+    record: &Bound<'py, PyAny>,
+    n: &[Py<PyString>],
+    plan: &RowPlan,
+    key_plan: Option<&RowPlan>,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> PyResult<Option<bool>> {
+    let before_obj = record.getattr(&n[BEFORE])?;
+    let after_obj = record.getattr(&n[AFTER])?;
+    let before = if before_obj.is_none() {
+        None
+    } else {
+        Some(before_obj.downcast::<PyTuple>()?)
+    };
+    let after = if after_obj.is_none() {
+        None
+    } else {
+        Some(after_obj.downcast::<PyTuple>()?)
+    };
+    key.clear();
+    let has_key = match key_plan {
+        Some(kp) => {
+            let k = record.getattr(&n[KEY])?;
+            if k.is_none() {
+                return Ok(None);
+            }
+            kp.write(py, k.downcast::<PyTuple>()?, key)?;
+            true
+        }
+        None => match after.or(before) {
+            Some(image) => {
+                plan.write(py, image, key)?;
+                true
+            }
+            None => false,
+        },
+    };
+    value.clear();
+    value.extend_from_slice(b"{\"before\":");
+    plan.write_image(py, before, value)?;
+    value.extend_from_slice(b",\"after\":");
+    plan.write_image(py, after, value)?;
+    value.extend_from_slice(b",\"source\":");
+    Ok(Some(has_key))
 }

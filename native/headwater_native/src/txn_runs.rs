@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::batch::{
-    same, MessageMaker, AFTER, BEFORE, FILE, KEY, KEY_TUPLE, MSG_KEY, MSG_VALUE, OP, POSITION,
+    key_and_images, same, MessageMaker, FILE, KEY_TUPLE, MSG_KEY, MSG_VALUE, OP, POSITION,
     ROW_COUNT, SCHEMA, SOURCE_TS_MS, TRANSACTION_ID,
 };
 use crate::{write_str, RowPlan};
@@ -223,43 +223,10 @@ pub(crate) fn transactions<'py>(
             cached = true;
         }
 
-        let before_obj = record.getattr(&n[BEFORE])?;
-        let after_obj = record.getattr(&n[AFTER])?;
-        let before = if before_obj.is_none() {
-            None
-        } else {
-            Some(before_obj.downcast::<PyTuple>()?)
+        let Some(has_key) = key_and_images(py, &record, n, plan, key_plan, &mut key, &mut value)?
+        else {
+            break; // rare: the per-row path finds the key in the image
         };
-        let after = if after_obj.is_none() {
-            None
-        } else {
-            Some(after_obj.downcast::<PyTuple>()?)
-        };
-        // the key, as TableCodec.key_bytes makes it
-        key.clear();
-        let has_key = match key_plan {
-            Some(kp) => {
-                let k = record.getattr(&n[KEY])?;
-                if k.is_none() {
-                    break; // rare: the per-row path finds it in the image
-                }
-                kp.write(py, k.downcast::<PyTuple>()?, &mut key)?;
-                true
-            }
-            None => match after.or(before) {
-                Some(image) => {
-                    plan.write(py, image, &mut key)?;
-                    true
-                }
-                None => false,
-            },
-        };
-        value.clear();
-        value.extend_from_slice(b"{\"before\":");
-        plan.write_image(py, before, &mut value)?;
-        value.extend_from_slice(b",\"after\":");
-        plan.write_image(py, after, &mut value)?;
-        value.extend_from_slice(b",\"source\":");
         value.extend_from_slice(&head);
         let digits = row.to_string();
         let mut position_text =
