@@ -196,21 +196,7 @@ impl MessageMaker {
             if value.len() > self.max_value {
                 break; // the per-row path raises MessageTooLarge, naming table, key and size
             }
-            let key_obj: Bound<'py, PyAny> = if has_key {
-                PyBytes::new(py, &key).into_any()
-            } else {
-                py.None().into_bound(py)
-            };
-            let message = PyDict::new(py);
-            message.set_item(&n[MSG_KEY], &key_obj)?;
-            message.set_item(&n[MSG_VALUE], PyBytes::new(py, &value))?;
-            out.append(message)?;
-            if self.tombstones && op.is(delete_op) {
-                let tombstone = PyDict::new(py);
-                tombstone.set_item(&n[MSG_KEY], &key_obj)?;
-                tombstone.set_item(&n[MSG_VALUE], py.None())?;
-                out.append(tombstone)?;
-            }
+            push_messages(py, n, &out, has_key, &key, &value, self.tombstones && op.is(delete_op))?;
             i += 1;
         }
         Ok((i, out))
@@ -316,4 +302,34 @@ pub(crate) fn key_and_images<'py>(
     plan.write_image(py, after, value)?;
     value.extend_from_slice(b",\"source\":");
     Ok(Some(has_key))
+}
+
+/// A change's message (and, for a delete when tombstones are on, its tombstone) appended to `out`,
+/// as `{"key": ..., "value": ...}` dicts; shared by `messages` and `transactions`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_messages<'py>(
+    py: Python<'py>,
+    n: &[Py<PyString>],
+    out: &Bound<'py, PyList>,
+    has_key: bool,
+    key: &[u8],
+    value: &[u8],
+    tombstone: bool,
+) -> PyResult<()> {
+    let key_obj: Bound<'py, PyAny> = if has_key {
+        PyBytes::new(py, key).into_any()
+    } else {
+        py.None().into_bound(py)
+    };
+    let message = PyDict::new(py);
+    message.set_item(&n[MSG_KEY], &key_obj)?;
+    message.set_item(&n[MSG_VALUE], PyBytes::new(py, value))?;
+    out.append(message)?;
+    if tombstone {
+        let tombstone = PyDict::new(py);
+        tombstone.set_item(&n[MSG_KEY], &key_obj)?;
+        tombstone.set_item(&n[MSG_VALUE], py.None())?;
+        out.append(tombstone)?;
+    }
+    Ok(())
 }

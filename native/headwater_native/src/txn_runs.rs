@@ -16,10 +16,10 @@
 use std::fmt::Write;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use crate::batch::{
-    key_and_images, same, MessageMaker, FILE, KEY_TUPLE, MSG_KEY, MSG_VALUE, OP, POSITION,
+    key_and_images, push_messages, same, MessageMaker, FILE, KEY_TUPLE, OP, POSITION,
     ROW_COUNT, SCHEMA, SOURCE_TS_MS, TRANSACTION_ID,
 };
 use crate::{write_str, RowPlan};
@@ -260,21 +260,7 @@ pub(crate) fn transactions<'py>(
         if value.len() > maker.max_value {
             break; // the per-row path raises MessageTooLarge, naming table, key and size
         }
-        let key_obj: Bound<'py, PyAny> = if has_key {
-            PyBytes::new(py, &key).into_any()
-        } else {
-            py.None().into_bound(py)
-        };
-        let message = PyDict::new(py);
-        message.set_item(&n[MSG_KEY], &key_obj)?;
-        message.set_item(&n[MSG_VALUE], PyBytes::new(py, &value))?;
-        out.append(message)?;
-        if maker.tombstones && op.is(delete_op) {
-            let tombstone = PyDict::new(py);
-            tombstone.set_item(&n[MSG_KEY], &key_obj)?;
-            tombstone.set_item(&n[MSG_VALUE], py.None())?;
-            out.append(tombstone)?;
-        }
+        push_messages(py, n, &out, has_key, &key, &value, maker.tombstones && op.is(delete_op))?;
         last = Some((fields, ts, txn, read));
         changes += 1;
         last_change = i as isize;
