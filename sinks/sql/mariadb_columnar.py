@@ -26,9 +26,7 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
-from sinks.sql.driver_rows import executemany_columns
-from sinks.sql.sqlite_columnar import sent_forms_fit
-from sinks.sql.table_writer import delete_by_key, upsert_statement
+from sinks.sql.sqlite_columnar import sent_forms_fit, write_bound_rows
 from sinks.sql.type_mapping import Dialect, Family, target_type
 
 __all__ = ["fits", "write_rows"]
@@ -66,19 +64,7 @@ def write_rows(
 ) -> None:
     """``rows``: the last change per key, column ``c{i}`` for ``columns[i]`` (target ``names[i]``);
     ``deleted``: which of them are deletes."""
-    index = {name: i for i, name in enumerate(names)}
-    any_deleted = pc.any(deleted).as_py()
-    if any_deleted:
-        gone = rows.filter(deleted)
-        keys = [_values(gone.column(f"c{index[k]}"), columns[index[k]]) for k in primary_key]
-        stmt, params = delete_by_key(table, primary_key)
-        executemany_columns(conn, stmt, params, keys)
-    kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
-    if kept.num_rows == 0:
-        return
-    values = [_values(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
-    stmt = upsert_statement(table, names, primary_key, Dialect.MARIADB)
-    executemany_columns(conn, stmt, names, values)
+    write_bound_rows(conn, table, primary_key, names, columns, rows, deleted, _values, Dialect.MARIADB)
 
 
 def _values(values: pa.ChunkedArray, column: Column) -> list[Any]:

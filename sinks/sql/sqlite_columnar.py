@@ -26,7 +26,7 @@ at all (:func:`fits`) is decided before anything is written.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ from sinks.sql.driver_rows import executemany_columns
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["collapse_arrays", "fits", "sent_forms_fit", "write_rows"]
+__all__ = ["collapse_arrays", "fits", "sent_forms_fit", "write_bound_rows", "write_rows"]
 
 _INT64_MAX = 2**63 - 1
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
@@ -104,19 +104,35 @@ def write_rows(
 ) -> None:
     """``rows``: the last change per key, column ``c{i}`` for ``columns[i]`` (target ``names[i]``);
     ``deleted``: which of them are deletes."""
+    write_bound_rows(conn, table, primary_key, names, columns, rows, deleted, _bound, Dialect.SQLITE)
+
+
+def write_bound_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    columns: Sequence[Column],
+    rows: pa.Table,
+    deleted: pa.ChunkedArray,
+    bind: Callable[[pa.ChunkedArray, Column], list[Any]],
+    dialect: Dialect,
+) -> None:
+    """One executemany of deletes by key, then one of the dialect's upsert, the values of each
+    column made by ``bind`` (SQLite's and MariaDB's per-change binding, a column at a time)."""
     index = {name: i for i, name in enumerate(names)}
     any_deleted = pc.any(deleted).as_py()
     if any_deleted:
         gone = rows.filter(deleted)
         keys = [index[k] for k in primary_key]
-        bound = [_bound(gone.column(f"c{i}"), columns[i]) for i in keys]
+        bound = [bind(gone.column(f"c{i}"), columns[i]) for i in keys]
         stmt, params = delete_by_key(table, primary_key)
         executemany_columns(conn, stmt, params, bound)
     kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
     if kept.num_rows == 0:
         return
-    bound = [_bound(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
-    executemany_columns(conn, upsert_statement(table, names, primary_key, Dialect.SQLITE), names, bound)
+    bound = [bind(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
+    executemany_columns(conn, upsert_statement(table, names, primary_key, dialect), names, bound)
 
 
 def _bound(values: pa.ChunkedArray, column: Column) -> list[Any]:
