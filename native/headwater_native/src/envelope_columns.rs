@@ -50,7 +50,7 @@ mod json;
 mod source;
 
 use buffers::{reserve, ColumnOut};
-use json::{key_is, unescape, Reader};
+use json::{key_is, key_name, Reader};
 use source::{read_source, SourceMemo};
 
 type Refusal = &'static str;
@@ -262,12 +262,7 @@ impl EnvelopePlan {
         let mut seen = [false; 4];
         r.object(|r, key, escaped| {
             let mut unescaped = Vec::new();
-            let name = if escaped {
-                unescape(key, &mut unescaped)?;
-                unescaped.as_slice()
-            } else {
-                key
-            };
+            let name = key_name(key, escaped, &mut unescaped)?;
             let field = match name {
                 b"before" => 0,
                 b"after" => 1,

@@ -292,6 +292,16 @@ fn hex4(h: &[u8]) -> u32 {
     })
 }
 
+/// An object key's name: the key's bytes as they stand, or unescaped into ``buf`` when it had escapes.
+pub(super) fn key_name<'k>(key: &'k [u8], escaped: bool, buf: &'k mut Vec<u8>) -> Result<&'k [u8], Refusal> {
+    if escaped {
+        unescape(key, buf)?;
+        Ok(buf.as_slice())
+    } else {
+        Ok(key)
+    }
+}
+
 /// A string's raw contents (shape already checked) unescaped into ``out``; a lone surrogate refuses.
 pub(super) fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
     let mut i = 0;

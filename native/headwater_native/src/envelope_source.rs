@@ -7,7 +7,7 @@
 //! they share, with the fields seen before it (their values are still in `Envelope` from the
 //! previous parse, since a field is only ever read once per block).
 
-use super::json::{unescape, Reader};
+use super::json::{key_name, Reader};
 use super::{Envelope, Refusal};
 
 /// The previous envelope's source block and where each of its members starts.
@@ -91,12 +91,7 @@ fn read_member(
     seen: &mut [bool; 4],
 ) -> Result<(), Refusal> {
     let mut unescaped = Vec::new();
-    let name = if escaped {
-        unescape(key, &mut unescaped)?;
-        unescaped.as_slice()
-    } else {
-        key
-    };
+    let name = key_name(key, escaped, &mut unescaped)?;
     // one match (by length first) rather than a compare per name: most keys are skipped
     let field = match name {
         b"position" => 0,
