@@ -203,21 +203,9 @@ class EnvelopeEncoder:
 
     def _value_bytes(self, codec: TableCodec, event: ChangeEvent, ts_ms: int) -> bytes:
         position = event.position
-        era, file_seq, offset, row, domain, server, seq, base = position._key
+        _, _, offset, row, _, server, _, _ = position._key
         op = event.op
-        key = (
-            era,
-            file_seq,
-            offset,
-            domain,
-            server,
-            seq,
-            base,
-            codec.version,
-            op is Op.READ,
-            event.source_ts_ms,
-            event.transaction_id,
-        )
+        key = _template_key(event, codec.version)
         if key != self._template_key:
             # The first row of a (transaction, table): the plain path. A template pays off only from
             # the second row on, and single-row transactions are common.
@@ -273,22 +261,9 @@ class EnvelopeEncoder:
         if codec is None:
             return start, []
         position = event.position
-        era, file_seq, offset, _, domain, server, seq, base = position._key
         read = event.op is Op.READ
         ts, txn = event.source_ts_ms, event.transaction_id
-        if (
-            era,
-            file_seq,
-            offset,
-            domain,
-            server,
-            seq,
-            base,
-            codec.version,
-            read,
-            ts,
-            txn,
-        ) != self._template_key:
+        if _template_key(event, codec.version) != self._template_key:
             return start, []
         if not self._template_ready:
             self._make_template(codec, event)
@@ -336,20 +311,7 @@ class EnvelopeEncoder:
         parts = codec.parts
         if parts is None:
             parts = codec.parts = self._source_parts(codec)
-        era, file_seq, offset, _, domain, server, seq, base = event.position._key
-        continues = (
-            era,
-            file_seq,
-            offset,
-            domain,
-            server,
-            seq,
-            base,
-            codec.version,
-            event.op is Op.READ,
-            event.source_ts_ms,
-            event.transaction_id,
-        ) == self._template_key
+        continues = _template_key(event, codec.version) == self._template_key
         stop, messages, changes, ends, end_rows, last_change = maker.transactions(
             records,
             start,
@@ -368,20 +330,7 @@ class EnvelopeEncoder:
             # the next change continues the template of the last one taken, as after _value_bytes
             last = records[last_change]
             assert isinstance(last, ChangeEvent)
-            era, file_seq, offset, _, domain, server, seq, base = last.position._key
-            self._template_key = (
-                era,
-                file_seq,
-                offset,
-                domain,
-                server,
-                seq,
-                base,
-                codec.version,
-                last.op is Op.READ,
-                last.source_ts_ms,
-                last.transaction_id,
-            )
+            self._template_key = _template_key(last, codec.version)
             self._template_ready = False
         last_end = -1
         if ends:
@@ -429,6 +378,25 @@ class EnvelopeEncoder:
 
 # keyed by the op's value: a str's hash is cached, an Enum member's __hash__ is a Python call per row
 _OP_BYTES = {op.value: op.value.encode() for op in Op}
+
+
+def _template_key(event: ChangeEvent, version: str) -> tuple[object, ...]:
+    """What the changes sharing one template (their source block but for the row) have in common:
+    the position but for the row, the table version, snapshot read or not, timestamp, transaction."""
+    era, file_seq, offset, _, domain, server, seq, base = event.position._key
+    return (
+        era,
+        file_seq,
+        offset,
+        domain,
+        server,
+        seq,
+        base,
+        version,
+        event.op is Op.READ,
+        event.source_ts_ms,
+        event.transaction_id,
+    )
 
 
 def _connector(position: Position) -> str:
