@@ -19,6 +19,7 @@ says ``wal``. ``keep`` never changes it.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ __all__ = ["SqliteFile", "sqlite_file"]
 log = logging.getLogger(__name__)
 
 JOURNAL_MODES = ("auto", "wal", "keep")
+SWITCH_WAIT_S = 10.0  # how long a sink waits for another one switching the same file to WAL
 
 
 class SqliteFile:
@@ -50,8 +52,7 @@ class SqliteFile:
         """Switch the file to WAL if the setting asks for it (a no-op when it already is)."""
         if not self.wants_wal:
             return
-        with engine.connect() as conn:
-            mode = conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+        mode = self._switch_to_wal(engine)
         if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
             log.warning(
                 "%s: SQLite kept journal_mode=%s for %s (WAL was refused); set sqlite_journal: keep "
@@ -60,6 +61,24 @@ class SqliteFile:
                 mode,
                 self.path,
             )
+
+    def _switch_to_wal(self, engine: sa.Engine) -> object:
+        """``PRAGMA journal_mode=WAL``, waiting for another connection that switches the same file.
+        The switch takes the file's exclusive lock, and SQLite answers a second connection that
+        asks at the same moment `database is locked` at once, without calling its busy handler (to
+        avoid a deadlock between two lock upgrades). Two daemons started together on a new file
+        do exactly that; the loser waits and asks again (the mode is WAL by then: a no-op)."""
+        deadline = time.monotonic() + SWITCH_WAIT_S
+        delay = 0.01
+        while True:
+            try:
+                with engine.connect() as conn:
+                    return conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+            except sa.exc.OperationalError as exc:
+                if "locked" not in str(exc.orig).lower() or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
 
 def sqlite_file(url: str | sa.URL, journal: str, sink_name: str) -> SqliteFile | None:
