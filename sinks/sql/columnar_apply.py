@@ -4,10 +4,11 @@ When every chunk of a batch decoded as Arrow columns (:mod:`cdc.stream.arrow_cha
 target table's changes are concatenated in batch order (per key that is per-partition order, the
 source's order), collapsed to the last change per key with one Arrow group-by, and written as the
 row path writes them: the keys whose last change is a delete by ``DELETE ... USING`` a stage, the
-others by ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` from a stage filled by one CSV COPY. The
-CSV carries the values as the envelope spelled them (decimals, dates and times as ISO text, which
-PostgreSQL parses to the very values psycopg binds; binary as its base64 text, decoded by
-PostgreSQL's ``decode(.., 'base64')``), so nothing is converted in Python.
+inserts by a COPY straight into the table, the others by ``INSERT ... SELECT ... ON CONFLICT DO
+UPDATE`` from a stage (:mod:`sinks.sql.pg_columnar`; a batch whose inserts meet keys the table holds
+is rolled back and written again by upsert). The CSV carries the values as the envelope spelled them
+(decimals, dates and times as ISO text, which PostgreSQL parses to the very values psycopg binds),
+binary as PostgreSQL's hex text, so no value is converted one by one in Python.
 
 Anything else goes the sink's per-change path, which is the reference: a small batch (under
 ``copy_threshold_rows``, where executemany is the quicker), a table whose key is configured
@@ -24,23 +25,20 @@ envelope's doubles), and bind the rows from the columns in one executemany each 
 
 from __future__ import annotations
 
-import io
-import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import sqlalchemy as sa
-from psycopg import sql
 
 from cdc.core.schemas import ArrowKind, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import SinkBatch
-from sinks.sql import mariadb_columnar, sqlite_columnar
+from sinks.sql import mariadb_columnar, pg_columnar, sqlite_columnar
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
@@ -69,7 +67,10 @@ _KINDS = frozenset(
     }
 )
 _ORDER = "_hw_order"
-_stages = itertools.count()
+# after a batch whose inserts met keys the table held (a replay), its next batches go by upsert
+_UPSERT_BATCHES = 16
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,24 +109,54 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
     engine = sink._require_engine()
     if not sink._row_exists:
         sink._row_exists = sink._book.ensure_row(engine, sink.settings.pipeline)
-    with engine.begin() as conn:
-        row = sink._book.read(conn, sink.settings.pipeline, lock=True)
-        check_writer(sink.name, sink._epoch, row)
-        for table in tables:
-            fence = row.truncates.get(str(table.schema.ref))
-            if fence is not None and _any_below(table.changes, fence.to_string()):
-                return False  # rows older than a truncate applied (nothing written yet): per change
-        for table in tables:
-            _write(
-                conn, sink._table(table.target), sink._shapes[table.target].primary_key, table, sink.dialect
+    if sink.dialect is not Dialect.POSTGRESQL:
+        return _transaction(sink, engine, batch, tables, frozenset())
+    upserting = sink._pg_upserting  # target -> batches it still goes by upsert alone
+    direct = frozenset(t.target for t in tables if not upserting.get(t.target))
+    for t in tables:
+        if upserting.get(t.target):
+            upserting[t.target] -= 1
+    try:
+        return _transaction(sink, engine, batch, tables, direct)
+    except pg_columnar.KeysExist as exc:  # rolled back: nothing of the batch was written
+        log.info("%s: %s; the batch goes again, by upsert", sink.name, exc)
+        upserting[exc.target] = _UPSERT_BATCHES
+        return _transaction(sink, engine, batch, tables, frozenset())
+
+
+def _transaction(
+    sink: SqlSink, engine: sa.Engine, batch: SinkBatch, tables: list[_TableChanges], direct: frozenset[str]
+) -> bool:
+    """The batch's tables and the positions row, in one transaction; ``direct``: the targets whose
+    inserts are COPYed straight in (PostgreSQL)."""
+    stages: pg_columnar.Stages | None = None
+    try:
+        with engine.begin() as conn:
+            if sink.dialect is Dialect.POSTGRESQL:
+                stages = pg_columnar.Stages.of(conn)
+            row = sink._book.read(conn, sink.settings.pipeline, lock=True)
+            check_writer(sink.name, sink._epoch, row)
+            for table in tables:
+                fence = row.truncates.get(str(table.schema.ref))
+                if fence is not None and _any_below(table.changes, fence.to_string()):
+                    return False  # rows older than a truncate applied (nothing written yet): per change
+            for table in tables:
+                target = sink._table(table.target)
+                pk = sink._shapes[table.target].primary_key
+                _write(conn, target, pk, table, sink.dialect, table.target in direct)
+            sink._book.write_state(
+                conn,
+                sink.settings.pipeline,
+                merged(row.state, batch.state),
+                exists=row.row_exists,
+                truncates=None,
             )
-        sink._book.write_state(
-            conn,
-            sink.settings.pipeline,
-            merged(row.state, batch.state),
-            exists=row.row_exists,
-            truncates=None,
-        )
+    except BaseException:
+        if stages is not None:
+            stages.forget()  # the stages this transaction made went with its rollback
+        raise
+    if stages is not None:
+        stages.confirm()
     return True
 
 
@@ -177,7 +208,7 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
             return None  # two shapes of one table in a batch
         n, order = len(c), counts.get(target, 0)
         counts[target] = order + n
-        values = c.json_image if sink.dialect is Dialect.POSTGRESQL else sqlite_columnar.collapse_arrays(c)
+        values = _pg_texts(c) if sink.dialect is Dialect.POSTGRESQL else sqlite_columnar.collapse_arrays(c)
         arrays = [*values, c.op, c.position, pa.array(range(order, order + n), pa.int64())]
         labels = [f"c{i}" for i in range(len(values))] + ["_op", "_position", _ORDER]
         parts.setdefault(target, []).append(pa.Table.from_arrays(arrays, names=labels))
@@ -186,6 +217,14 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
         schema, names = shapes[target]
         out.append(_TableChanges(target, schema, names, pa.concat_tables(tables)))
     return out
+
+
+def _pg_texts(c: ChangeColumns) -> list[pa.Array]:
+    """The values as PostgreSQL's input functions read them: the envelope's texts, binary as hex."""
+    return [
+        pg_columnar.bytea_hex(image) if column.arrow_type.kind is ArrowKind.BINARY else text
+        for column, image, text in zip(c.schema.columns, c.image, c.json_image, strict=True)
+    ]
 
 
 def _last_per_key(data: pa.Table, keys: list[str]) -> pa.Table:
@@ -216,104 +255,20 @@ def _last_per_key(data: pa.Table, keys: list[str]) -> pa.Table:
 
 
 def _write(
-    conn: sa.Connection, table: sa.Table, primary_key: Sequence[str], changes: _TableChanges, dialect: Dialect
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    changes: _TableChanges,
+    dialect: Dialect,
+    direct: bool,
 ) -> None:
     data = changes.changes
     position_of = {name: i for i, name in enumerate(changes.names)}
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
+    if dialect is Dialect.POSTGRESQL:
+        pg_columnar.write_table(conn, table, primary_key, changes.names, rows, direct)
+        return
     deleted = pc.equal(rows.column("_op"), "d")
-    if dialect is not Dialect.POSTGRESQL:
-        write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows
-        write(conn, table, primary_key, changes.names, changes.schema.columns, rows, deleted)
-        return
-    kinds = [c.arrow_type.kind for c in changes.schema.columns]
-    if pc.any(deleted).as_py():
-        gone = rows.filter(deleted).select(keys)
-        key_kinds = [kinds[position_of[k]] for k in primary_key]
-        stage = _stage(conn, table, list(primary_key), key_kinds, gone)
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} = {v}").format(c=sql.Identifier(k), v=_value(f"s.{_quote(k)}", kind))
-            for k, kind in zip(primary_key, key_kinds, strict=True)
-        )
-        _execute(
-            conn,
-            sql.SQL("DELETE FROM {t} t USING {s} s WHERE {m}").format(t=_target(table), s=stage, m=match),
-        )
-    kept = rows.filter(pc.invert(deleted))
-    if kept.num_rows == 0:
-        return
-    names = list(changes.names)
-    stage = _stage(conn, table, names, kinds, kept.select([f"c{i}" for i in range(len(names))]))
-    selected = sql.SQL(", ").join(_value(_quote(n), kind) for n, kind in zip(names, kinds, strict=True))
-    rest = [n for n in names if n not in primary_key]
-    action: sql.Composable
-    if rest:
-        action = sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in rest)
-        )
-    else:
-        action = sql.SQL("DO NOTHING")
-    _execute(
-        conn,
-        sql.SQL("INSERT INTO {t} ({cols}) SELECT {sel} FROM {s} ON CONFLICT ({pk}) {action}").format(
-            t=_target(table),
-            cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            sel=selected,
-            s=stage,
-            pk=sql.SQL(", ").join(sql.Identifier(k) for k in primary_key),
-            action=action,
-        ),
-    )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _value(column: str, kind: ArrowKind) -> sql.Composable:
-    """A stage column as the target's value: base64 text decoded, the rest cast by the target."""
-    if kind is ArrowKind.BINARY:
-        return sql.SQL("decode({}, 'base64')").format(sql.SQL(column))
-    return sql.SQL(column)
-
-
-def _target(table: sa.Table) -> sql.Composable:
-    return sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-
-
-def _stage(
-    conn: sa.Connection, table: sa.Table, names: list[str], kinds: list[ArrowKind], rows: pa.Table
-) -> sql.Composable:
-    """A temporary table of ``names`` (binary columns as text) filled from ``rows`` by CSV COPY."""
-    stage = sql.Identifier(f"_hw_stage_col_{next(_stages)}")
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(
-            sql.Identifier(n),
-            sql.SQL("text") if kind is ArrowKind.BINARY else sql.SQL(_type_sql(conn, table, n)),
-        )
-        for n, kind in zip(names, kinds, strict=True)
-    )
-    _execute(conn, sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(stage, columns))
-    out = io.BytesIO()
-    # "needed" quoting quotes empty strings, so that only NULL is an unquoted empty field
-    pa_csv.write_csv(rows, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(
-        stage, sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    )
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
-        copy.write(out.getvalue())
-    return stage
-
-
-def _type_sql(conn: sa.Connection, table: sa.Table, name: str) -> str:
-    return str(table.c[name].type.compile(dialect=conn.dialect))
-
-
-def _execute(conn: sa.Connection, statement: sql.Composable) -> None:
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute(statement)
+    write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows
+    write(conn, table, primary_key, changes.names, changes.schema.columns, rows, deleted)

@@ -83,6 +83,9 @@ class SqlSink:
         self._keys = TableKeys(self.name, settings.key_columns)
         self._epoch: int | None = None  # set by claim_writer (embedded mode)
         self._row_exists = False  # the positions row is known to exist
+        # PostgreSQL, column-wise: target -> batches still written by upsert alone, after a batch
+        # whose inserts met keys the table held (columnar_apply.py)
+        self._pg_upserting: dict[str, int] = {}
         # the truncate fences last read or written (they only rise): filters rows before the schema
         # sync, which runs outside the data's transaction; the stored ones decide under the lock
         self._truncates: Mapping[str, Position] = {}

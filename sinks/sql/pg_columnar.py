@@ -1,0 +1,200 @@
+"""PostgreSQL's share of the column-wise apply: one target table's collapsed rows written by COPY.
+
+Per table and batch, once collapsed to the last change per key (:mod:`sinks.sql.columnar_apply`):
+the keys whose last change is a delete go by ``DELETE ... USING`` a stage; the keys whose last change
+is an insert (``c``) are COPYed straight into the target; the rest (updates, snapshot reads) go by
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` from a stage. A straight COPY costs the server about
+half of what the stage and the upsert do (measured in benchmarks/results/latest.md, section pgapply),
+and a stream of inserts is the common case. An insert whose key the table already holds (a replay
+after a bootstrap, a key deleted and inserted again in one batch) fails the COPY with a unique
+violation: :class:`KeysExist` is raised, the caller rolls the whole transaction back and applies the
+batch again by upsert alone. No savepoint: it would cost round trips on every batch for a rare case.
+
+The stages are temporary tables made once per connection and table shape (``ON COMMIT DELETE
+ROWS``), not per batch: creating and dropping a table per batch writes PostgreSQL's catalog each
+time. Every value travels as the text PostgreSQL's input function of the target column reads
+(binary as ``\\x`` hex), so the stage's columns have the target's types and a straight COPY reads the
+very same CSV.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+from psycopg import sql
+
+__all__ = ["KeysExist", "Stages", "bytea_hex", "write_table"]
+
+_names = itertools.count()
+_INFO_KEY = "headwater_pg_stages"
+
+
+class KeysExist(Exception):
+    """A straight COPY of a batch's inserts met a key the target table already holds."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"{target}: an inserted key is already in the table")
+        self.target = target
+
+
+@dataclass(slots=True)
+class Stages:
+    """The stage tables one database connection holds (they live as long as its session).
+
+    Those made by the transaction under way are only pending: a rollback takes them away with it,
+    so they are forgotten unless :meth:`confirm` is called after the commit."""
+
+    made: dict[tuple[str, ...], str] = field(default_factory=dict)
+    pending: list[tuple[str, ...]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, conn: sa.Connection) -> Stages:
+        info = conn.connection.info  # follows the DBAPI connection: a new session starts empty
+        stages = info.get(_INFO_KEY)
+        if not isinstance(stages, Stages):
+            stages = info[_INFO_KEY] = cls()
+        return stages
+
+    def confirm(self) -> None:
+        self.pending.clear()
+
+    def forget(self) -> None:
+        for shape in self.pending:
+            self.made.pop(shape, None)
+        self.pending.clear()
+
+    def stage(
+        self, conn: sa.Connection, table: sa.Table, purpose: str, names: Sequence[str]
+    ) -> sql.Identifier:
+        """The session's empty stage for ``names`` of ``table`` (typed as the table's columns)."""
+        types = [str(table.c[n].type.compile(dialect=conn.dialect)) for n in names]
+        # the purpose too: a key-only delete stage may have the very columns of an upsert's
+        shape = (purpose, table.schema or "", table.name, *names, "\x00", *types)
+        name = self.made.get(shape)
+        if name is None:
+            name = f"_hw_stage_{next(_names)}"
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                for n, t in zip(names, types, strict=True)
+            )
+            execute(
+                conn,
+                sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DELETE ROWS").format(
+                    sql.Identifier(name), columns
+                ),
+            )
+            self.made[shape] = name
+            self.pending.append(shape)
+        return sql.Identifier(name)
+
+
+def bytea_hex(values: pa.Array) -> pa.Array:
+    """Binary values as PostgreSQL's hex input for bytea (``\\x``, two digits a byte), null kept.
+
+    The hex of the values' concatenation is the concatenation of their hex: one C call for the
+    whole column, each value's offsets doubled."""
+    n = len(values)
+    if values.offset:
+        values = pa.concat_arrays([values])  # offsets from zero
+    validity, offsets_buffer, data_buffer = values.buffers()
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets_buffer])
+    first, last = offsets[0].as_py(), offsets[n].as_py()
+    digits = memoryview(data_buffer)[first:last].hex().encode() if last > first else b""
+    doubled = pc.multiply(pc.subtract(offsets, first), 2).cast(pa.int32())
+    hexed = pa.Array.from_buffers(
+        pa.string(), n, [validity, doubled.buffers()[1], pa.py_buffer(digits)], values.null_count
+    )
+    prefixed: pa.Array = pc.binary_replace_slice(hexed, 0, 0, "\\x")
+    return prefixed
+
+
+def write_table(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    rows: pa.Table,
+    direct: bool,
+) -> None:
+    """``rows``: one per key (``c0``.. the values as text, ``_op``); ``direct``: inserts by COPY."""
+    stages = Stages.of(conn)
+    keys = [f"c{names.index(k)}" for k in primary_key]
+    values = [f"c{i}" for i in range(len(names))]
+    op = rows.column("_op")
+    deleted = pc.equal(op, "d")
+    if pc.any(deleted).as_py():
+        stage = stages.stage(conn, table, "delete", primary_key)
+        _copy(conn, stage, primary_key, rows.filter(deleted).select(keys))
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(k)) for k in primary_key
+        )
+        execute(
+            conn,
+            sql.SQL("DELETE FROM {t} t USING {s} s WHERE {m}").format(t=_target(table), s=stage, m=match),
+        )
+    kept = rows.filter(pc.invert(deleted))
+    if direct:
+        inserted = pc.equal(kept.column("_op"), "c")
+        fresh = kept.filter(inserted)
+        if fresh.num_rows:
+            try:
+                _copy(conn, _target(table), names, fresh.select(values))
+            except psycopg.errors.UniqueViolation as exc:
+                raise KeysExist(table.name) from exc
+            kept = kept.filter(pc.invert(inserted))
+    if kept.num_rows == 0:
+        return
+    stage = stages.stage(conn, table, "upsert", names)
+    _copy(conn, stage, names, kept.select(values))
+    rest = [n for n in names if n not in primary_key]
+    action: sql.Composable
+    if rest:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in rest)
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    execute(
+        conn,
+        sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({pk}) {action}").format(
+            t=_target(table),
+            cols=columns,
+            s=stage,
+            pk=sql.SQL(", ").join(sql.Identifier(k) for k in primary_key),
+            action=action,
+        ),
+    )
+
+
+def _copy(conn: sa.Connection, into: sql.Composable, names: Sequence[str], rows: pa.Table) -> None:
+    """``rows`` (columns in the order of ``names``) into ``into`` by one CSV COPY."""
+    out = io.BytesIO()
+    # "needed" quoting quotes empty strings, so that only NULL is an unquoted empty field
+    pa_csv.write_csv(rows, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(
+        into, sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    )
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(out.getbuffer())
+
+
+def _target(table: sa.Table) -> sql.Composable:
+    return sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+
+
+def execute(conn: sa.Connection, statement: sql.Composable) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(statement)
