@@ -12,7 +12,8 @@ consume-and-apply path without the whole suite.
 ``--base TREE``: the same children are also run from another checkout (``git worktree add TREE
 COMMIT``), interleaved with this one's for ``--rounds`` rounds, so that an A/B comparison sees the
 same load on the shared machine. Each line shows rows/s, rows per CPU-second, microseconds of CPU
-per row, peak RSS and the load average when the child started.
+per row, PostgreSQL's backend CPU per row for the child's connections (``server``, from /proc:
+benchmarks/pg_backend_cpu.py), peak RSS and the load average when the child started.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import benchmarks.decode_bench
 BENCH_DB = "hw_bench_sinks"
 benchmarks.decode_bench.DB = BENCH_DB
 
+from benchmarks.pg_backend_cpu import BackendCpu  # noqa: E402
 from benchmarks.run import SIZES, Runner  # noqa: E402
 from benchmarks.tasks import TARGETS  # noqa: E402
 from benchmarks.workload import Workload  # noqa: E402
@@ -85,12 +87,20 @@ def _child_in(
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", str(runner.core), *cmd]
     env = {**os.environ, "HEADWATER_DEVSTACK_DIR": str(default_state_dir())}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tree, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"{task} in {tree} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    child = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tree, env=env
+    )
+    with BackendCpu(child.pid) as server:  # PostgreSQL's CPU for this child's connections
+        stdout, stderr = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"{task} in {tree} failed ({child.returncode}):\n{stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     if "rows" in result and "seconds" in result:
         result["rows_per_s"] = result["rows"] / result["seconds"] if result["seconds"] > 0 else 0.0
+    if server.seconds:
+        result["pg_backend_cpu_s"] = server.total_s
+        if result.get("rows"):
+            result["pg_backend_us_per_row"] = 1e6 * server.total_s / result["rows"]
     return result
 
 
@@ -98,6 +108,7 @@ def _shown(entry: dict[str, Any]) -> str:
     return ", ".join(
         f"{k}: {v.get('rows_per_s', 0):,.0f} rows/s {v.get('rows_per_cpu_s', 0):,.0f} rows/cpu-s"
         f" {v.get('cpu_us_per_row', 0):.1f} us/row (process {v.get('process_cpu_us_per_row', 0):.1f})"
+        f" server {v.get('pg_backend_us_per_row', 0):.1f} us/row"
         f" {v.get('peak_rss_mb', 0):,.0f} MiB"
         f" load {v.get('load_1m', 0):.1f}"
         for k, v in entry.items()

@@ -1,0 +1,57 @@
+"""PostgreSQL column-wise: a batch's inserts COPYed straight into the table, or, when the table
+already holds some of their keys (a replay after a bootstrap), the batch rolled back and written
+again by upsert. Either way the table ends as the per-change path leaves it."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from cdc.core.events import ChangeEvent, Op
+from sinks.contract import SinkBatch
+from sinks.sql.columnar_apply import apply_columns
+from sinks.sql.pg_columnar import bytea_hex
+from tests.sinks.sql_targets import SqlTarget
+from tests.sinks.test_sinkcol_postgres import _chunks, _event, _row, _rows, _state, targets
+from tests.unit.test_sinkcol_columns import _reader, _values
+
+__all__ = ["targets"]  # the fixture, shared with test_sinkcol_postgres
+
+pytestmark = pytest.mark.integration
+
+
+def _inserts(seq: int, keys: range, v: int) -> list[ChangeEvent]:
+    events = [_event(Op.CREATE, seq, i, _row(k, k + v)) for i, k in enumerate(keys)]
+    # an empty binary value and an empty text: hex '\x' and a quoted empty CSV field
+    events[0] = _event(Op.CREATE, seq, 0, (keys[0], 1, True, "", b"", *_row(keys[0], v)[5:]))
+    return events
+
+
+def _both(a_target: SqlTarget, b_target: SqlTarget, events: list[ChangeEvent], start: int) -> None:
+    """``events`` column-wise into a's sink, per change into b's; then the tables must be equal."""
+    a, b = a_target.opened[0], b_target.opened[0]
+    batch = SinkBatch(_chunks(events, start), _state(events, start + len(events)))
+    assert apply_columns(a, batch)
+    b.apply(SinkBatch(_reader(events[0].schema).events(_values(events)), batch.state))
+    assert _rows(a_target) == _rows(b_target)
+    assert a.applied() == b.applied()
+
+
+def test_inserts_of_keys_the_table_holds_end_as_upserts(targets: tuple[SqlTarget, SqlTarget]) -> None:
+    columns_target, events_target = targets
+    a = columns_target.sink(copy_threshold_rows=10)
+    events_target.sink(copy_threshold_rows=10)
+    _both(columns_target, events_target, _inserts(1, range(0, 50), 0), 0)
+    assert a._pg_upserting == {}  # new keys only: COPYed straight in
+    # a replay: the same keys inserted again (other values), and new ones after them
+    _both(columns_target, events_target, _inserts(2, range(0, 80), 7), 50)
+    assert a._pg_upserting == {"page": 16}  # the next batches of the table go by upsert
+    _both(columns_target, events_target, _inserts(3, range(80, 100), 3), 130)
+    assert a._pg_upserting == {"page": 15}
+    assert len(_rows(columns_target)) == 100
+
+
+def test_binary_values_as_postgresql_hex() -> None:
+    values = pa.array([b"", None, b"\x00\xff\n", b"abc"], pa.binary())
+    assert bytea_hex(values).to_pylist() == ["\\x", None, "\\x00ff0a", "\\x616263"]
+    assert bytea_hex(values.slice(2)).to_pylist() == ["\\x00ff0a", "\\x616263"]
