@@ -3,15 +3,32 @@
 ``cdc run`` and ``cdc sink`` run as real subprocesses with a config pointing at the dev stack. A paced
 writer inserts rows every 10 ms (one multi-row transaction per tick) and keeps each row's write time
 (``time.time()`` just before the INSERT, also stored in the ``written_at DATETIME(6)`` column); a poller
-reads ``max(id)`` of the PostgreSQL table every 20 ms. Ids are written in order into one partition and
+reads ``max(id)`` of the PostgreSQL table every 5 ms. Ids are written in order into one partition and
 applied in order, so every id up to the max has arrived: its latency is the poll's time minus its write
-time (the 20 ms poll adds up to 20 ms). The daemons' peak RSS is their ``VmHWM``, read while they run.
+time (the poll adds up to 5 ms). The daemons' peak RSS is their ``VmHWM``, read while they run.
+
+Where the latency goes: a read_committed probe consumer sees each id become visible in Kafka (the
+capture half), and the message's timestamp (set when `cdc run` produced it) splits that half into
+source commit -> produced (binlog read, decode, produce) and produced -> visible (linger, the Kafka
+transaction's commit, the fetch). `cdc sink` runs with its per-batch timing lines on (logger
+``cdc.sink.timing``, DEBUG), which split the sink half into the batch's fill (first change polled ->
+handed to the sink thread), the wait for the sink thread, and the apply with its COMMIT.
+
+The highest rate held: each step writes at its rate for ``--step-seconds``; a step is held when the
+writer kept the pace (the rows were sent within 5% of the step's time), every change arrived, and the
+changes written in the step's last second arrived with p99 within HELD_P99_S (a pipeline slower than
+the rate builds a backlog, so its latency grows through the step). The search doubles up the given
+steps until one fails, then tries the midpoint once (``--refine``). Each step says which part limited
+it: the writer (MariaDB took the INSERTs too slowly), capture (the capture half is most of the late
+changes' latency) or the sink.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +54,11 @@ from cdc.devstack.connections import StackConnections
 DB = "hw_bench_e2e"
 TICK_S = 0.01
 _MAX_ROWS = 5_000
+POLL_S = 0.005  # the PostgreSQL poller's period: up to this much is the measurement's own
+HELD_P99_S = 1.0  # a step is held when its last second's changes arrive within this (p99)
+_TIMING = re.compile(
+    rb"batch changes=(\d+) polled=([\d.]+) handed=([\d.]+) started=([\d.]+) committed=([\d.]+) done=([\d.]+)"
+)
 
 
 @dataclass
@@ -49,13 +72,30 @@ class Clock:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     # the capture half: when each id became visible to a read_committed consumer of its topic
     in_kafka: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
+    # ... split at the message's timestamp (when `cdc run` produced it): (written -> produced,
+    # produced -> visible), by the id's arrival time in Kafka
+    produced: list[tuple[float, float, float]] = field(default_factory=list)
     # the sink half: from visible in Kafka to committed in PostgreSQL, per id the probe saw first
     kafka_at: dict[int, float] = field(default_factory=dict)
     sink_half: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
+    # per change, for the decomposition: every message the probe saw, in offset order (id, visible,
+    # produced); when each id was written and first seen in PostgreSQL
+    seq: list[tuple[int, float, float]] = field(default_factory=list)
+    write_time: dict[int, float] = field(default_factory=dict)
+    seen_at: dict[int, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _config(stack: StackConnections, name: str, schema: str, state: Path, server_id: int, db: str) -> str:
+def _config(
+    stack: StackConnections,
+    name: str,
+    schema: str,
+    state: Path,
+    server_id: int,
+    db: str,
+    sink_settings: tuple[str, ...] = (),
+) -> str:
+    extra = "".join(f"    {key}: {value}\n" for key, value in (s.split("=", 1) for s in sink_settings))
     m, k, p = stack.mariadb, stack.kafka, stack.postgres
     return f"""name: {name}
 source:
@@ -73,7 +113,7 @@ sinks:
   - type: sql
     url: postgresql+psycopg://{p.user}:${{BENCH_PG_PASSWORD}}@{p.host}:{p.port}/{p.database}
     schema: {schema}
-state_dir: {state}
+{extra}state_dir: {state}
 """
 
 
@@ -113,6 +153,7 @@ def _writer(
                         for i in ids:
                             clock.written[i] = now
                             clock.written_kafka[i] = now
+                            clock.write_time[i] = now
                     cur.execute(f"INSERT INTO {db}.edit VALUES {values}")
                     clock.next_id += due
                     sent += due
@@ -135,18 +176,20 @@ def _kafka_probe(stack: StackConnections, topic: str, clock: Clock, stop: thread
             now = time.time()
             found = []
             for msg in messages:
-                value = msg.value()
-                if msg.error() or not value:
+                key = msg.key()
+                if msg.error() or not key or not msg.value():
                     continue
-                after = orjson.loads(value).get("after")
-                if after is not None:
-                    found.append(int(after["id"]))
+                # the key ({"id": N}), not the value: a fifth of the bytes to parse at 100k changes/s,
+                # in the process that also writes and polls
+                found.append((int(orjson.loads(key)["id"]), msg.timestamp()[1] / 1000))
             if found:
                 with clock.lock:
-                    for i in found:
+                    for i, produced in found:
+                        clock.seq.append((i, now, produced))
                         written = clock.written_kafka.pop(i, None)
                         if written is not None:
                             clock.in_kafka.append((now, now - written))
+                            clock.produced.append((now, produced - written, now - produced))
                             clock.kafka_at[i] = now
     finally:
         consumer.close()
@@ -167,6 +210,7 @@ def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.
             top = int(row[0]) if row and row[0] is not None else 0
             with clock.lock:
                 for i in range(clock.arrived_upto + 1, top + 1):
+                    clock.seen_at[i] = now
                     written = clock.written.pop(i, None)
                     if written is not None:
                         clock.latencies.append((now, now - written))
@@ -174,7 +218,7 @@ def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.
                     if seen is not None:
                         clock.sink_half.append((now, now - seen))
                 clock.arrived_upto = max(clock.arrived_upto, top)
-            time.sleep(0.02)
+            time.sleep(POLL_S)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -186,18 +230,19 @@ def _cdc(
     cmd: str, config: Path, env: dict[str, str], log: Path, tree: Path | None = None
 ) -> subprocess.Popen[bytes]:
     out = log.open("wb")
+    args = [cmd, "-c", str(config)]
     if tree is not None:
         # ``python -m`` from the other checkout: its packages come first on sys.path, ahead of the
         # editable install's (an A/B of two commits, as benchmarks.speedsink_bench --base does)
         return subprocess.Popen(
-            [sys.executable, "-m", "cdc.cli", cmd, "-c", str(config)],
+            [sys.executable, "-m", "cdc.cli", *args],
             env={**env, "PYTHONPATH": str(tree)},
             cwd=tree,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     exe = Path(sys.executable).with_name("cdc")
-    return subprocess.Popen([str(exe), cmd, "-c", str(config)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(exe), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def run(
@@ -207,6 +252,8 @@ def run(
     steps: list[int],
     step_seconds: float,
     tree: Path | None = None,
+    refine: bool = True,
+    sink_settings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     name = f"e2e{uuid.uuid4().hex[:8]}"
     db = f"{DB}_{name}"
@@ -221,9 +268,18 @@ def run(
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-e2e-"))
     config = tmp / "pipeline.yaml"
     config.write_text(
-        _config(stack, name, name, tmp / "state", random.randrange(100_000_000, 2_100_000_000), db)
+        _config(
+            stack,
+            name,
+            name,
+            tmp / "state",
+            random.randrange(100_000_000, 2_100_000_000),
+            db,
+            sink_settings,
+        )
     )
-    env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password}
+    env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password,
+           "HEADWATER_SINK_TIMING": "1"}  # fmt: skip
     capture = _cdc("run", config, env, tmp / "run.log", tree)
     sink = _cdc("sink", config, env, tmp / "sink.log", tree)
     clock = Clock()
@@ -254,9 +310,11 @@ def run(
         clock.latencies.clear()
         clock.sink_half.clear()
         clock.in_kafka.clear()
+        clock.produced.clear()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
         _drain(clock, 30)
+        ended = time.time()
         sample()
         lat = [latency for at, latency in clock.latencies if at >= started]
         result.update(
@@ -269,35 +327,10 @@ def run(
         result["kafka"] = {"p50_s": _quantile(in_kafka, 0.5), "p99_s": _quantile(in_kafka, 0.99)}
         sink_half = [latency for at, latency in clock.sink_half if at >= started]
         result["sink"] = {"p50_s": _quantile(sink_half, 0.5), "p99_s": _quantile(sink_half, 0.99)}
-        sustained = 0
-        result["steps"] = []
-        for step in steps:
-            clock.latencies.clear()
-            clock.in_kafka.clear()
-            begun = time.monotonic()
-            _writer(stack, clock, [(step, step_seconds)], stop, db)
-            wrote_s = time.monotonic() - begun
-            ended = time.time()
-            drained = _drain(clock, 30)
-            sample()
-            tail = [lat for at, lat in clock.latencies if at >= ended - step_seconds / 2]
-            tail_kafka = [lat for at, lat in clock.in_kafka if at >= ended - step_seconds / 2]
-            catch_up = max((at for at, _ in clock.latencies), default=ended) - ended
-            ok = drained and catch_up <= 2.0 and wrote_s <= step_seconds * 1.1
-            result["steps"].append(
-                {
-                    "rate": step,
-                    "p99_s": _quantile(tail, 0.99),
-                    "catch_up_s": catch_up,
-                    "held": ok,
-                    "kafka_p99_s": _quantile(tail_kafka, 0.99),
-                    "wrote_s": wrote_s,
-                }
-            )
-            if not ok:
-                break
-            sustained = step
-        result["max_sustained_rate"] = sustained
+        result["parts"] = _parts(clock, tmp / "sink.log", started, ended)
+        result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
+        held = [step["rate"] for step in result["steps"] if step["held"]]
+        result["max_sustained_rate"] = max(held, default=0)
         result["peak_rss_mb"] = dict(peaks)
     finally:
         stop.set()
@@ -312,6 +345,145 @@ def run(
             conn.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
     result["logs"] = str(tmp)
     return result
+
+
+def _parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[str, Any]:
+    """Where the latency of the changes written in [started, ended] went, change by change.
+
+    The probe and `cdc sink` both read the one partition from its first message, in order, so the
+    k-th message the probe saw is the k-th change of the sink's batches (their timing lines, in
+    order): each change gets the times of every hop. Returns p50/p99 of each part and, for the
+    slowest 1% of changes (end to end), the mean of each part: what the p99 is made of."""
+    batches: list[tuple[int, float, float, float, float, float]] = []
+    for line in sink_log.read_bytes().splitlines():
+        found = _TIMING.search(line)
+        if found is not None:
+            n, *times = found.groups()
+            batches.append((int(n), *(float(t) for t in times)))  # type: ignore[arg-type]
+    names = ("read_produce", "commit_visible", "sink_fetch", "sink_fill", "sink_wait_thread",
+             "sink_apply_commit", "poller")  # fmt: skip
+    rows: list[tuple[float, ...]] = []
+    k = 0
+    with clock.lock:
+        seq = list(clock.seq)
+        for n, polled, handed, begun, committed, _done in batches:
+            for i, visible, produced in seq[k : k + n]:
+                written, seen = clock.write_time.get(i), clock.seen_at.get(i)
+                if written is None or seen is None or not started <= written <= ended:
+                    continue
+                hops = (written, produced, visible, polled, handed, begun, committed, seen)
+                rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops))))
+            k += n
+    # after the COMMIT, on the sink thread before it takes the next batch (metrics, Arrow's memory)
+    after = [done - committed for _n, _p, _h, _b, committed, done in batches]
+    if not rows:
+        return {"changes": 0, "note": "no sink timing lines (a tree without them?)"}
+    rows.sort()
+    worst = rows[int(len(rows) * 0.99) :]
+    out: dict[str, Any] = {"changes": len(rows), "batches": len(batches), "poll_period_s": POLL_S}
+    out["sink_after_commit_per_batch"] = {
+        "p50_ms": _quantile(after, 0.5) * 1000,
+        "p99_ms": _quantile(after, 0.99) * 1000,
+        "slowest_1pct_mean_ms": float("nan"),
+    }
+    for j, name in enumerate(names, start=1):
+        values = [row[j] for row in rows]
+        out[name] = {
+            "p50_ms": _quantile(values, 0.5) * 1000,
+            "p99_ms": _quantile(values, 0.99) * 1000,
+            "slowest_1pct_mean_ms": sum(row[j] for row in worst) / len(worst) * 1000,
+        }
+    out["total"] = {
+        "p50_ms": rows[len(rows) // 2][0] * 1000,
+        "p99_ms": rows[int(len(rows) * 0.99)][0] * 1000,
+        "slowest_1pct_mean_ms": sum(row[0] for row in worst) / len(worst) * 1000,
+    }
+    return out
+
+
+def _step(
+    stack: StackConnections, clock: Clock, stop: threading.Event, db: str, rate: int, seconds: float
+) -> dict[str, Any]:
+    """One step at ``rate``: held or not (see the module docstring), and which part limited it."""
+    clock.latencies.clear()
+    clock.in_kafka.clear()
+    begun = time.monotonic()
+    _writer(stack, clock, [(rate, seconds)], stop, db)
+    wrote_s = time.monotonic() - begun
+    ended = time.time()
+    drained = _drain(clock, 15)
+    # the changes written in the step's last second (arrival time minus latency is the write time)
+    last = [lat for at, lat in clock.latencies if at - lat >= ended - 1.0]
+    last_kafka = [lat for at, lat in clock.in_kafka if at - lat >= ended - 1.0]
+    catch_up = max((at for at, _ in clock.latencies), default=ended) - ended
+    p99, kafka_p99 = _quantile(last, 0.99), _quantile(last_kafka, 0.99)
+    kept_pace = wrote_s <= seconds * 1.05
+    held = kept_pace and drained and bool(last) and p99 <= HELD_P99_S
+    if not kept_pace:
+        limit = "writer"
+    elif not drained or not last_kafka or kafka_p99 > 0.5 * p99:
+        limit = "capture"
+    else:
+        limit = "sink"
+    return {
+        "rate": rate,
+        "held": held,
+        "p99_s": p99,
+        "kafka_p99_s": kafka_p99,
+        "catch_up_s": catch_up,
+        "wrote_s": wrote_s,
+        "drained": drained,
+        "limit": limit,
+    }
+
+
+def _steps(
+    stack: StackConnections,
+    clock: Clock,
+    stop: threading.Event,
+    db: str,
+    steps: list[int],
+    seconds: float,
+    refine: bool,
+    sample: Callable[[], None],
+) -> list[dict[str, Any]]:
+    """The given steps in order until one is not held, then (``refine``) the midpoint between the
+    last held and that one: each printed as it ends."""
+    out: list[dict[str, Any]] = []
+    if steps:
+        print(
+            f"steps of {seconds:g} s; held = the writer kept the pace (within 5%), every change arrived,"
+            f" and the last second's changes arrived with p99 <= {HELD_P99_S * 1000:.0f} ms",
+            file=sys.stderr,
+        )
+    failed: int | None = None
+    for rate in steps:
+        step = _step(stack, clock, stop, db, rate, seconds)
+        sample()
+        out.append(step)
+        _print_step(step)
+        if not step["held"]:
+            failed = rate
+            break
+    held = [s["rate"] for s in out if s["held"]]
+    if refine and failed is not None and held:
+        mid = (max(held) + failed) // 2 // 1000 * 1000
+        if max(held) < mid < failed:
+            step = _step(stack, clock, stop, db, mid, seconds)
+            sample()
+            out.append(step)
+            _print_step(step)
+    return out
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    print(
+        f"  {step['rate']:>7,}/s: {'held' if step['held'] else 'NOT held'}; last second's p99"
+        f" {step['p99_s'] * 1000:,.0f} ms (capture half {step['kafka_p99_s'] * 1000:,.0f} ms),"
+        f" wrote in {step['wrote_s']:.1f} s, catch-up {step['catch_up_s']:.2f} s; limited by {step['limit']}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _drain(clock: Clock, timeout_s: float) -> bool:
@@ -337,11 +509,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="10000,20000,40000,80000,100000")
     parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--tree", type=Path, help="run `cdc run` and `cdc sink` from this checkout")
+    parser.add_argument(
+        "--no-refine", action="store_true", help="no midpoint step after the first step not held"
+    )
+    parser.add_argument(
+        "--sink-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting added to the PostgreSQL sink's config (e.g. copy_threshold_rows=1), to try one",
+    )
     args = parser.parse_args(argv)
     steps = [int(x) for x in args.steps.split(",") if x]
     stack = StackConnections.read(default_state_dir())
     tree = args.tree.resolve() if args.tree else None
-    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree)
+    refine, settings = not args.no_refine, tuple(args.sink_setting)
+    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree, refine, settings)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

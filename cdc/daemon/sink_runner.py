@@ -29,6 +29,7 @@ process holds, and `--until-caught-up` depends only on the offsets.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,12 @@ from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.table_selection import unwrap
 
 log = logging.getLogger("cdc.sink")
+# One DEBUG line per batch: when its first change was polled, handed to the sink thread, taken up by
+# it and committed (wall clock, so `benchmarks.e2e` lines them up with its own probes). On with
+# HEADWATER_SINK_TIMING=1 whatever --log-level says (DEBUG for everything would log every SQL statement).
+timing_log = logging.getLogger("cdc.sink.timing")
+if os.environ.get("HEADWATER_SINK_TIMING"):
+    timing_log.setLevel(logging.DEBUG)
 
 # a ready batch waiting for the sink thread: how often what arrives meanwhile is taken and decoded
 _READY_WAIT_S = 0.02
@@ -152,6 +159,7 @@ class _Consumption:
         self.held: dict[str, dict[str, int]] = {sink.name: {} for sink in sinks}
         self.pending: list[ChangeChunk] = []
         self.pending_changes = 0
+        self.first_polled = 0.0  # wall clock of the poll that brought the pending batch's first change
         self.dirty = False
         self.active = True
         # a sink that reads a batch's chunks as Arrow columns (the Iceberg history): the batch's
@@ -239,15 +247,26 @@ class _Consumption:
             if batch is not None:
                 batches.append((sink, batch))
                 held.update(batch.state.offsets)
-        self.thread.start(partial(self._apply, batches, pending, self.pending_changes))
+        handed = time.time()
+        self.thread.start(
+            partial(self._apply, batches, pending, self.pending_changes, (self.first_polled, handed))
+        )
         self.pending = []
         self.pending_changes = 0
         self.dirty = True
 
-    def _apply(self, batches: list[tuple[Sink, SinkBatch]], chunks: list[ChangeChunk], changes: int) -> None:
+    def _apply(
+        self,
+        batches: list[tuple[Sink, SinkBatch]],
+        chunks: list[ChangeChunk],
+        changes: int,
+        times: tuple[float, float],
+    ) -> None:
         """On the sink thread: the batch into each sink, in order, each committing its offsets."""
+        started = time.time()
         for sink, batch in batches:
             sink.apply(batch)
+        committed = time.time()
         self.runner.applied_events += changes
         metrics = self.runner.metrics
         if metrics is not None:
@@ -256,6 +275,11 @@ class _Consumption:
         # Arrow's allocator keeps what a batch's columns freed for reuse: tens of MiB of RSS held
         # between batches (measured: 200 -> 182 MiB peak over 20 parses of 10k changes)
         pa.default_memory_pool().release_unused()
+        if timing_log.isEnabledFor(logging.DEBUG):
+            timing_log.debug(
+                "batch changes=%d polled=%.6f handed=%.6f started=%.6f committed=%.6f done=%.6f",
+                changes, times[0], times[1], started, committed, time.time(),
+            )  # fmt: skip
 
     def run(self) -> None:
         self._loop()
@@ -299,6 +323,7 @@ class _Consumption:
             if changes:
                 if not self.pending:
                     deadline = time.monotonic() + opts.max_ms / 1000
+                    self.first_polled = time.time()
                 # decoded now, while the sink thread applies the batch before (columns for a run
                 # whose sinks take them; those the columns cannot carry are decoded when batched)
                 for chunk in changes:
