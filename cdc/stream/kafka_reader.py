@@ -17,22 +17,22 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdc.config.models import KafkaStreamConfig
-from cdc.core.errors import SourceProtocolError, StreamGap, StreamUnavailable
+from cdc.core.errors import StreamGap, StreamUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
-from cdc.stream.json_decode import row_decoder, table_schema_from_record
 from cdc.stream.kafka_chunks import ChangeChunk
 from cdc.stream.kafka_clients import consumer_config
+from cdc.stream.kafka_schemas import TableVersions
+from cdc.stream.message_chunks import PartitionState, chunk_messages
 from cdc.stream.topics import TopicNames
 
 __all__ = [
@@ -133,62 +133,6 @@ _PREFETCH: dict[str, int] = {
 # it (~4 KiB per change at its peak); a poll's messages of one partition fill several chunks
 _CHUNK_MESSAGES = 2_500
 
-_Version = tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None], tuple[int, ...]]
-
-
-class _Schemas:
-    """Table versions announced on the schema topic, read again whenever an unknown one shows up."""
-
-    def __init__(self, config: KafkaStreamConfig, pipeline: str) -> None:
-        self._config = config
-        self._topic = TopicNames(pipeline).schema
-        self._pipeline = pipeline
-        # version -> (schema, row decoder, primary-key column indexes), built once per version
-        self.known: dict[str, _Version] = {}
-
-    def get(self, version: str) -> _Version:
-        found = self.known.get(version)
-        if found is None:
-            self._reload()
-            found = self.known.get(version)
-            if found is None:
-                raise SourceProtocolError(
-                    f"schema version {version} is not on {self._topic}: the topic was deleted or truncated"
-                )
-        return found
-
-    def _reload(self) -> None:
-        group = f"headwater-{self._pipeline}-schema-{uuid.uuid4().hex}"
-        consumer = Consumer(consumer_config(self._config, group))
-        timeout = self._config.request_timeout_ms / 1000
-        try:
-            tp = TopicPartition(self._topic, 0)
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            except KafkaException as exc:
-                raise StreamUnavailable(f"cannot read {self._topic}: {exc}") from exc
-            consumer.assign([TopicPartition(self._topic, 0, low)])
-            deadline = time.monotonic() + timeout
-            position = low
-            while position < high and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.5):
-                    if msg.error():
-                        continue
-                    position = (msg.offset() or 0) + 1
-                    value = msg.value()
-                    if not value:
-                        continue
-                    record = orjson.loads(value)
-                    if record.get("type") == "table_schema":
-                        schema = table_schema_from_record(record)
-                        self.known[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
-                if position < high:
-                    position = max(position, consumer.position([tp])[0].offset)
-            if position < high:
-                raise StreamUnavailable(f"could not read {self._topic} to its end within {timeout:g}s")
-        finally:
-            consumer.close()
-
 
 def reader_settings(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
     """The librdkafka settings of `cdc sink`'s consumer."""
@@ -262,7 +206,7 @@ class KafkaChangeReader:
         self._own = {self._names.schema, self._names.checkpoints, self._names.transactions}
         self._initial_offsets = initial_offsets
         self._group = group_id or f"headwater-{pipeline}-sink"
-        self._schemas = _Schemas(config, pipeline)
+        self._schemas = TableVersions(config, pipeline)
         self._consumer: Consumer | None = None
         self._names_of: dict[tuple[str | None, int | None], str] = {}  # (topic, partition) -> name
         self.assigned: set[str] = set()
@@ -274,6 +218,11 @@ class KafkaChangeReader:
         # starts exactly there. ``lost`` is True when the group already gave them to another member
         # (this one missed its session): then nothing of them may be committed any more.
         self.on_revoke: Callable[[set[str], bool], None] | None = None
+        self._partition_state = PartitionState(
+            frozenset(self._own), self._names_of, self.at_end, self._on_error, self, _CHUNK_MESSAGES
+        )
+        # how a consume() batch becomes chunks (message_chunks.py; a test swaps in the reference)
+        self.chunk_messages: Callable[[list[Message], PartitionState], list[ChangeChunk]] = chunk_messages
 
     def start(self) -> None:
         settings = reader_settings(self._config, self._group)
@@ -397,43 +346,7 @@ class KafkaChangeReader:
             if messages and max_messages > 1:
                 messages += consumer.consume(max_messages - 1, timeout=0)
         self.backlog = len(messages) >= max_messages
-        own, at_end, names = self._own, self.at_end, self._names_of
-        chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
-        out: list[ChangeChunk] = []
-        # hot loop: a fetch brings runs of one partition's messages, so the per-partition work
-        # (name, end-of-partition mark, chunk) is done when the partition changes, not per message
-        last: tuple[str | None, int | None] | None = None
-        chunk: ChangeChunk | None = None
-        skip = False
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                self._on_error(error, partition_name(msg.topic() or "", msg.partition() or 0))
-                last = None  # an end-of-partition mark: the partition's next message clears it
-                continue
-            where = (msg.topic(), msg.partition())
-            if where != last:
-                last = where
-                skip = where[0] in own
-                if skip:
-                    continue
-                found = names.get(where)
-                if found is None:
-                    found = names[where] = partition_name(where[0] or "", where[1] or 0)
-                name = found
-                at_end.discard(name)
-                chunk = chunks.get(name)
-            elif skip:
-                continue
-            value = msg.value()
-            if not value:
-                continue  # a tombstone: the delete before it carried the change
-            if chunk is None or len(chunk.values) >= _CHUNK_MESSAGES:
-                chunk = chunks[name] = ChangeChunk(name, [], [], self)
-                out.append(chunk)
-            chunk.values.append(value)
-            chunk.next_offsets.append((msg.offset() or 0) + 1)
-        return out
+        return self.chunk_messages(messages, self._partition_state)
 
     def events(self, values: Sequence[bytes]) -> list[ChangeEvent]:
         """The per-change decode of a chunk's values (what :meth:`poll` does per message)."""

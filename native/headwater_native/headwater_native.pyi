@@ -170,3 +170,10 @@ class EnvelopePlan:
         """Per column (op, position, ts_ms, gtid, then the image each change leaves): ``(validity
         bitmap or None, values, text bytes or None, decoded offsets, decoded bytes)`` (the last two
         for base64 text only); or why it refuses the chunk."""
+
+# -- consume (src/consume_runs.rs) -------------------------------------------------------------
+
+def message_runs(messages: list[Any]) -> list[Any]:
+    """A ``Consumer.consume()`` batch (confluent_kafka Messages) in order, as runs of one partition:
+    ``(topic, partition, [value, ...], [next_offset, ...])`` (tombstones left out), and each message
+    that carries an error (an end-of-partition mark included) as itself, between the runs."""

@@ -26,6 +26,7 @@ const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
 mod batch;
+mod consume_runs;
 mod envelope_columns;
 mod events;
 mod rows;
@@ -425,6 +426,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<envelope_columns::EnvelopePlan>()?;
     m.add_function(wrap_pyfunction!(snapshot_text::text_columns, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;
+    m.add_function(wrap_pyfunction!(consume_runs::message_runs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

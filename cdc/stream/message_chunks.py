@@ -1,0 +1,129 @@
+"""A ``Consumer.consume()`` batch into :class:`ChangeChunk` s: one open chunk per partition, in offset
+order, tombstones left out, each message's next offset kept beside its value.
+
+Two implementations that must give the same chunks and the same end-of-partition marks:
+:func:`chunk_messages` has the compiled ``headwater_native.message_runs`` do the per-message work
+(the calls on each Message, the partition switch, the value and offset lists) and handles only
+the runs it returns in Python; :func:`chunk_messages_per_message` is the loop `cdc sink` ran
+before, one Python pass per message, kept as the reference the tests compare the fast path to
+(tests/integration/test_consume_runs.py). Pinned to one core, 200k of the benchmark's messages:
+1.0-1.6 us of the polling thread's CPU per message the Python way (benchmarks/results/latest.md,
+"cdc sink: the consumer").
+
+Errors ride in the batch as messages: an end-of-partition mark (the partition's next message
+clears it again) or a real error, which ``on_error`` raises. Both implementations hand them to
+``on_error`` at the same point of the sequence, so the marks end the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, Message
+
+from cdc.stream.kafka_chunks import ChangeChunk, ChunkDecoder
+
+try:
+    from headwater_native import message_runs
+except ImportError as exc:  # pragma: no cover - a checkout whose setup did not build it
+    raise ImportError(
+        "headwater_native (the compiled module in native/headwater_native) is not installed or is "
+        "older than this checkout: run scripts/setup.sh, or `pip install ./native/headwater_native`"
+    ) from exc
+
+__all__ = ["PartitionState", "chunk_messages", "chunk_messages_per_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """The reader's per-partition state a batch updates (shared, mutable containers)."""
+
+    own: frozenset[str]  # the pipeline's own topics: their messages are no changes
+    names: dict[tuple[str | None, int | None], str]  # (topic, partition) -> "topic:partition"
+    at_end: set[str]  # partitions whose end was reached since their last message
+    on_error: Callable[[KafkaError, str], None]  # marks an end, or raises
+    decoder: ChunkDecoder
+    chunk_messages: int  # at most this many messages per chunk
+
+
+def _name(state: PartitionState, topic: str | None, partition: int | None) -> str:
+    where = (topic, partition)
+    found = state.names.get(where)
+    if found is None:
+        found = state.names[where] = f"{topic or ''}:{partition or 0}"
+    return found
+
+
+def chunk_messages(messages: Sequence[Message], state: PartitionState) -> list[ChangeChunk]:
+    """The batch's chunks, the per-message work done by ``headwater_native.message_runs``."""
+    chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
+    out: list[ChangeChunk] = []
+    limit = state.chunk_messages
+    for run in message_runs(messages):
+        if run.__class__ is not tuple:
+            msg: Message = run  # an error or an end-of-partition mark
+            error = msg.error()
+            assert error is not None
+            state.on_error(error, _name(state, msg.topic(), msg.partition()))
+            continue
+        topic, partition, values, offsets = run
+        if topic in state.own:
+            continue
+        name = _name(state, topic, partition)
+        state.at_end.discard(name)
+        start, n = 0, len(values)
+        while start < n:
+            chunk = chunks.get(name)
+            room = limit - len(chunk.values) if chunk is not None else 0
+            if chunk is None or room <= 0:
+                chunk = chunks[name] = ChangeChunk(name, [], [], state.decoder)
+                out.append(chunk)
+                room = limit
+            if start == 0 and room >= n and not chunk.values:
+                chunk.values, chunk.next_offsets = values, offsets  # the whole run: no copy
+            else:
+                chunk.values += values[start : start + room]
+                chunk.next_offsets += offsets[start : start + room]
+            start += room
+    return out
+
+
+def chunk_messages_per_message(messages: Sequence[Message], state: PartitionState) -> list[ChangeChunk]:
+    """The same chunks, one Python pass per message (the reference :func:`chunk_messages` equals)."""
+    own, at_end, names, limit = state.own, state.at_end, state.names, state.chunk_messages
+    chunks: dict[str, ChangeChunk] = {}
+    out: list[ChangeChunk] = []
+    last: tuple[str | None, int | None] | None = None
+    chunk: ChangeChunk | None = None
+    name = ""
+    skip = False
+    for msg in messages:
+        error = msg.error()
+        if error is not None:
+            state.on_error(error, _name(state, msg.topic(), msg.partition()))
+            last = None  # an end-of-partition mark: the partition's next message clears it
+            continue
+        where = (msg.topic(), msg.partition())
+        if where != last:
+            last = where
+            skip = where[0] in own
+            if skip:
+                continue
+            found = names.get(where)
+            if found is None:
+                found = _name(state, where[0], where[1])
+            name = found
+            at_end.discard(name)
+            chunk = chunks.get(name)
+        elif skip:
+            continue
+        value = msg.value()
+        if not value:
+            continue  # a tombstone: the delete before it carried the change
+        if chunk is None or len(chunk.values) >= limit:
+            chunk = chunks[name] = ChangeChunk(name, [], [], state.decoder)
+            out.append(chunk)
+        chunk.values.append(value)
+        chunk.next_offsets.append((msg.offset() or 0) + 1)
+    return out
