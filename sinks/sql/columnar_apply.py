@@ -45,7 +45,7 @@ from sinks.sql.writer_state import check_writer, merged
 if TYPE_CHECKING:
     from sinks.sql.sql_sink import SqlSink
 
-__all__ = ["apply_columns", "column_threshold"]
+__all__ = ["UPSERT_BATCHES", "apply_columns", "column_threshold"]
 
 _KINDS = frozenset(
     {
@@ -68,7 +68,7 @@ _KINDS = frozenset(
 )
 _ORDER = "_hw_order"
 # after a batch whose inserts met keys the table held (a replay), its next batches go by upsert
-_UPSERT_BATCHES = 16
+UPSERT_BATCHES = 16
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
         return _transaction(sink, engine, batch, tables, direct)
     except pg_columnar.KeysExist as exc:  # rolled back: nothing of the batch was written
         log.info("%s: %s; the batch goes again, by upsert", sink.name, exc)
-        upserting[exc.target] = _UPSERT_BATCHES
+        upserting[exc.target] = UPSERT_BATCHES
         return _transaction(sink, engine, batch, tables, frozenset())
 
 

@@ -20,9 +20,7 @@ very same CSV.
 from __future__ import annotations
 
 import io
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import psycopg
 import pyarrow as pa
@@ -31,69 +29,9 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from psycopg import sql
 
+from sinks.sql.pg_stages import KeysExist, Stages, execute
+
 __all__ = ["KeysExist", "Stages", "bytea_hex", "write_table"]
-
-_names = itertools.count()
-_INFO_KEY = "headwater_pg_stages"
-
-
-class KeysExist(Exception):
-    """A straight COPY of a batch's inserts met a key the target table already holds."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(f"{target}: an inserted key is already in the table")
-        self.target = target
-
-
-@dataclass(slots=True)
-class Stages:
-    """The stage tables one database connection holds (they live as long as its session).
-
-    Those made by the transaction under way are only pending: a rollback takes them away with it,
-    so they are forgotten unless :meth:`confirm` is called after the commit."""
-
-    made: dict[tuple[str, ...], str] = field(default_factory=dict)
-    pending: list[tuple[str, ...]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, conn: sa.Connection) -> Stages:
-        info = conn.connection.info  # follows the DBAPI connection: a new session starts empty
-        stages = info.get(_INFO_KEY)
-        if not isinstance(stages, Stages):
-            stages = info[_INFO_KEY] = cls()
-        return stages
-
-    def confirm(self) -> None:
-        self.pending.clear()
-
-    def forget(self) -> None:
-        for shape in self.pending:
-            self.made.pop(shape, None)
-        self.pending.clear()
-
-    def stage(
-        self, conn: sa.Connection, table: sa.Table, purpose: str, names: Sequence[str]
-    ) -> sql.Identifier:
-        """The session's empty stage for ``names`` of ``table`` (typed as the table's columns)."""
-        types = [str(table.c[n].type.compile(dialect=conn.dialect)) for n in names]
-        # the purpose too: a key-only delete stage may have the very columns of an upsert's
-        shape = (purpose, table.schema or "", table.name, *names, "\x00", *types)
-        name = self.made.get(shape)
-        if name is None:
-            name = f"_hw_stage_{next(_names)}"
-            columns = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
-                for n, t in zip(names, types, strict=True)
-            )
-            execute(
-                conn,
-                sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DELETE ROWS").format(
-                    sql.Identifier(name), columns
-                ),
-            )
-            self.made[shape] = name
-            self.pending.append(shape)
-        return sql.Identifier(name)
 
 
 def bytea_hex(values: pa.Array) -> pa.Array:
@@ -130,8 +68,9 @@ def write_table(
     values = [f"c{i}" for i in range(len(names))]
     op = rows.column("_op")
     deleted = pc.equal(op, "d")
+    kept = rows
     if pc.any(deleted).as_py():
-        stage = stages.stage(conn, table, "delete", primary_key)
+        stage = sql.Identifier(stages.stage(conn, table, "delete", primary_key))
         _copy(conn, stage, primary_key, rows.filter(deleted).select(keys))
         match = sql.SQL(" AND ").join(
             sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(k)) for k in primary_key
@@ -140,19 +79,20 @@ def write_table(
             conn,
             sql.SQL("DELETE FROM {t} t USING {s} s WHERE {m}").format(t=_target(table), s=stage, m=match),
         )
-    kept = rows.filter(pc.invert(deleted))
-    if direct:
+        kept = rows.filter(pc.invert(deleted))
+    if direct and kept.num_rows:
         inserted = pc.equal(kept.column("_op"), "c")
-        fresh = kept.filter(inserted)
+        every = pc.all(inserted).as_py()  # the common case: no filter, which copies every column
+        fresh = kept if every else kept.filter(inserted)
         if fresh.num_rows:
             try:
                 _copy(conn, _target(table), names, fresh.select(values))
             except psycopg.errors.UniqueViolation as exc:
                 raise KeysExist(table.name) from exc
-            kept = kept.filter(pc.invert(inserted))
+            kept = kept.slice(0, 0) if every else kept.filter(pc.invert(inserted))
     if kept.num_rows == 0:
         return
-    stage = stages.stage(conn, table, "upsert", names)
+    stage = sql.Identifier(stages.stage(conn, table, "upsert", names))
     _copy(conn, stage, names, kept.select(values))
     rest = [n for n in names if n not in primary_key]
     action: sql.Composable
@@ -191,10 +131,3 @@ def _copy(conn: sa.Connection, into: sql.Composable, names: Sequence[str], rows:
 
 def _target(table: sa.Table) -> sql.Composable:
     return sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-
-
-def execute(conn: sa.Connection, statement: sql.Composable) -> None:
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute(statement)

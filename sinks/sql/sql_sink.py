@@ -21,10 +21,11 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
-from sinks.sql.columnar_apply import apply_columns, column_threshold
+from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_threshold
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
+from sinks.sql.pg_stages import KeysExist, Stages
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.read_batches import add_rest, chunk_rows, real_events
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
@@ -86,6 +87,7 @@ class SqlSink:
         # PostgreSQL, column-wise: target -> batches still written by upsert alone, after a batch
         # whose inserts met keys the table held (columnar_apply.py)
         self._pg_upserting: dict[str, int] = {}
+        self._stages_used: Stages | None = None  # the connection's stage tables, in _apply
         # the truncate fences last read or written (they only rise): filters rows before the schema
         # sync, which runs outside the data's transaction; the stored ones decide under the lock
         self._truncates: Mapping[str, Position] = {}
@@ -148,12 +150,30 @@ class SqlSink:
 
     def apply(self, batch: SinkBatch) -> None:
         try:
-            if not apply_columns(self, batch):  # from Kafka: column-wise, if it can
-                self._apply(batch)
+            if apply_columns(self, batch):  # from Kafka: column-wise, if it can
+                return
+            try:
+                self._apply(batch, direct=True)
+            except KeysExist as exc:  # rolled back: nothing of the batch was written
+                log.info("%s: %s; the batch goes again, by upsert", self.name, exc)
+                self._pg_upserting[exc.target] = UPSERT_BATCHES
+                self._apply(batch, direct=False)
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc
 
-    def _apply(self, batch: SinkBatch) -> None:
+    def _apply(self, batch: SinkBatch, direct: bool) -> None:
+        """``direct``: PostgreSQL COPYs inserts straight into the tables not upserting of late."""
+        self._stages_used = None
+        try:
+            self._apply_once(batch, direct)
+        except BaseException:
+            if self._stages_used is not None:
+                self._stages_used.forget()  # the stage tables this transaction made went with its rollback
+            raise
+        if self._stages_used is not None:
+            self._stages_used.confirm()
+
+    def _apply_once(self, batch: SinkBatch, direct: bool) -> None:
         engine = self._require_engine()
         # Kafka mode (offsets in the state): the consumer already dropped what this sink holds, by
         # offset; positions from several partitions are not in one order, so none is skipped here.
@@ -178,6 +198,8 @@ class SqlSink:
             # writers of a fresh sink do not both insert it
             self._row_exists = self._book.ensure_row(engine, self.settings.pipeline)
         with engine.begin() as conn:
+            if self._copy_threshold is not None:
+                self._stages_used = Stages.of(conn)
             row = self._book.read(conn, self.settings.pipeline, lock=True)
             check_writer(self.name, self._epoch, row)
             current = row.state
@@ -220,9 +242,13 @@ class SqlSink:
                 shape = self._shapes.get(plan.target)
                 if shape is not None:  # else only a truncate of a table never held: nothing to empty
                     table = self._table(plan.target)
+                    upserting = self._pg_upserting.get(plan.target, 0)
                     write_plan(
-                        conn, table, shape, plan, skip, self._codec, self.dialect, self._copy_threshold
-                    )
+                        conn, table, shape, plan, skip, self._codec, self.dialect, self._copy_threshold,
+                        self._stages_used, direct and not upserting,
+                    )  # fmt: skip
+                    if upserting and direct:
+                        self._pg_upserting[plan.target] = upserting - 1
             if copy is not None:  # the chunk's other rows, column-wise (read_batch_copy.py)
                 copy.write(conn, self._table(copy.target), self._shapes[copy.target].primary_key)
             self._book.write_state(

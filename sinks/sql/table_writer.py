@@ -1,7 +1,10 @@
 """Writing one target table's share of a batch: an optional wipe, deletes by key, upserts by key.
 
 On PostgreSQL, from ``copy_threshold`` rows a table's deletes and upserts go through COPY into a
-temporary table and one set-based statement (``postgres_copy``); otherwise executemany. On SQLite
+temporary table and one set-based statement (``postgres_copy``); otherwise executemany. There,
+with ``direct``, the keys whose last change is an insert are COPYed straight into the table:
+:class:`~sinks.sql.pg_stages.KeysExist` when the table holds one of them (the caller rolls back and
+writes the batch again without ``direct``). On SQLite
 and MariaDB that executemany hands the driver tuples (``driver_rows``).
 """
 
@@ -14,13 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cdc.core.events import ChangeEvent, RowImage
+from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.schemas import TableSchema
 from sinks.sql.codec import Codec
 from sinks.sql.driver_rows import executemany
 from sinks.sql.names import single_percents
+from sinks.sql.pg_stages import Stages
 from sinks.sql.positions_table import TableShape
-from sinks.sql.postgres_copy import copy_delete, copy_upsert
+from sinks.sql.postgres_copy import copy_delete, copy_insert, copy_upsert
 from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
 
 __all__ = ["TablePlan", "delete_by_key", "upsert_statement", "write_plan"]
@@ -45,13 +49,18 @@ def write_plan(
     codec_of: Callable[[str, TableSchema], Codec],
     dialect: Dialect,
     copy_threshold: int | None,
+    stages: Stages | None = None,
+    direct: bool = False,
 ) -> None:
-    """``skip``: (target, key) of dead-lettered rows; ``copy_threshold`` None = never COPY."""
+    """``skip``: (target, key) of dead-lettered rows; ``copy_threshold`` None = never COPY;
+    ``stages``: the connection's stage tables (PostgreSQL; None: one made per COPY)."""
     pk = shape.primary_key
     if plan.truncate:
         conn.execute(sa.delete(table))
     deletes: list[RowImage] = []
     upserts: dict[tuple[str, ...], list[Sequence[Any]]] = {}
+    inserts: dict[tuple[str, ...], list[Sequence[Any]]] = {}  # with ``direct``: keys inserted
+    direct = direct and copy_threshold is not None
     key_encoders = [encoder(shape.column(k).arrow_type, dialect) for k in pk]  # type: ignore[union-attr]
     for key, (image, event) in plan.actions.items():
         if (plan.target, key) in skip:
@@ -62,18 +71,24 @@ def write_plan(
             )
             continue
         codec = codec_of(plan.target, event.schema)
-        upserts.setdefault(codec.names, []).append(codec.row(image))
+        into = inserts if direct and event.op is Op.CREATE else upserts
+        into.setdefault(codec.names, []).append(codec.row(image))
     copy = copy_threshold is not None
     threshold = copy_threshold or 0
     if deletes:
         if copy and len(deletes) >= threshold:
-            copy_delete(conn, table, pk, _copy_types(shape, pk), deletes)
+            copy_delete(conn, table, pk, _copy_types(shape, pk), deletes, stages)
         else:
             stmt, params = delete_by_key(table, pk)
             executemany(conn, stmt, params, deletes, dialect)
+    for names, rows in inserts.items():
+        if len(rows) >= threshold:
+            copy_insert(conn, table, names, _copy_types(shape, names), rows)
+        else:  # a few: with the upserts (executemany), not a COPY of their own
+            upserts.setdefault(names, []).extend(rows)
     for names, rows in upserts.items():
         if copy and len(rows) >= threshold:
-            copy_upsert(conn, table, names, _copy_types(shape, names), rows, pk)
+            copy_upsert(conn, table, names, _copy_types(shape, names), rows, pk, stages)
         else:
             executemany(conn, upsert_statement(table, names, pk, dialect), names, rows, dialect)
 

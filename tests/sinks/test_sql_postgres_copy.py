@@ -61,14 +61,37 @@ def test_copy_path_is_used_above_the_threshold(
 ) -> None:
     import sinks.sql.table_writer as module
 
-    calls: list[int] = []
-    real = module.copy_upsert
+    calls: list[tuple[str, int]] = []
+    real_insert, real_upsert = module.copy_insert, module.copy_upsert
 
-    def spy(conn, target, columns, types, rows_, pk):  # type: ignore[no-untyped-def]
-        calls.append(len(rows_))
-        real(conn, target, columns, types, rows_, pk)
+    def insert_spy(conn, target, columns, types, rows_):  # type: ignore[no-untyped-def]
+        calls.append(("insert", len(rows_)))
+        real_insert(conn, target, columns, types, rows_)
 
-    monkeypatch.setattr(module, "copy_upsert", spy)
+    def upsert_spy(conn, target, columns, types, rows_, pk, stages=None):  # type: ignore[no-untyped-def]
+        calls.append(("upsert", len(rows_)))
+        real_upsert(conn, target, columns, types, rows_, pk, stages)
+
+    monkeypatch.setattr(module, "copy_insert", insert_spy)
+    monkeypatch.setattr(module, "copy_upsert", upsert_spy)
     assert isinstance(copying.sink, SqlSink)
-    copying.sink.apply(Writer().insert(1, "a", 1).insert(2, "b", 2).batch())
-    assert calls == [2]
+    w = Writer()
+    copying.sink.apply(w.insert(1, "a", 1).insert(2, "b", 2).batch())
+    assert calls == [("insert", 2)]  # new keys only: straight into the table
+    copying.sink.apply(w.update((1, "a", 1), (1, "a", 5)).update((2, "b", 2), (2, "b", 6)).batch())
+    assert calls[1:] == [("upsert", 2)]
+    assert copying.current_rows(REF) == rows((1, "a", 5), (2, "b", 6))
+
+
+def test_inserts_of_keys_the_table_holds_end_as_upserts(copying: SinkUnderTest) -> None:
+    """A replay (after a bootstrap, or of a batch whose commit was not seen): the straight COPY
+    meets a held key, the batch is rolled back and written again by upsert."""
+    assert isinstance(copying.sink, SqlSink)
+    w = Writer()
+    copying.sink.apply(w.insert(1, "a", 1).insert(2, "b", 2).batch())
+    copying.sink.apply(w.insert(2, "B", 20).insert(3, "c", 3).delete(1, "a", 1).batch())
+    assert copying.current_rows(REF) == rows((2, "B", 20), (3, "c", 3))
+    assert copying.sink._pg_upserting == {"items": 16}
+    copying.sink.apply(w.insert(4, "d", 4).insert(2, "b2", 21).batch())  # by upsert: no fallback
+    assert copying.sink._pg_upserting == {"items": 15}
+    assert copying.current_rows(REF) == rows((2, "b2", 21), (3, "c", 3), (4, "d", 4))
