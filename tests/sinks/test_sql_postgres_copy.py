@@ -60,9 +60,10 @@ def test_copy_path_is_used_above_the_threshold(
     copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sinks.sql.table_writer as module
+    from sinks.sql import postgres_copy
 
     calls: list[tuple[str, int]] = []
-    real_insert, real_upsert = module.copy_insert, module.copy_upsert
+    real_insert, real_upsert = postgres_copy.copy_insert, postgres_copy.copy_upsert
 
     def insert_spy(conn, target, columns, types, rows_):  # type: ignore[no-untyped-def]
         calls.append(("insert", len(rows_)))
