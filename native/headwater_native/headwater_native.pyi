@@ -177,3 +177,34 @@ def message_runs(messages: list[Any]) -> list[Any]:
     """A ``Consumer.consume()`` batch (confluent_kafka Messages) in order, as runs of one partition:
     ``(topic, partition, [value, ...], [next_offset, ...])`` (tombstones left out), and each message
     that carries an error (an end-of-partition mark included) as itself, between the runs."""
+
+# -- caploop (src/event_loop.rs) ---------------------------------------------------------------
+
+class EventLoop:
+    """The stream decoder's common transactions, decoded whole in one call; see
+    ``cdc.sources.mariadb.compiled_loop``."""
+
+    def __init__(
+        self,
+        event_cls: type,
+        position_cls: type,
+        gtid_cls: type,
+        end_cls: type,
+        state_cls: type,
+        context_cls: type,
+        ops: tuple[Any, Any, Any],
+        by_id: dict[int, Any],
+    ) -> None: ...
+    def register(
+        self, body: bytes, by_id_value: Any, schema: Any, plan: RowsPlan | None, key_indexes: list[int]
+    ) -> None:
+        """A TABLE_MAP body compiled by the Python decoder (``plan`` None: a table not captured)."""
+    def run(
+        self,
+        events: list[bytes],
+        start: int,
+        file_pos: Any | None,
+        tracking: tuple[int, Any, Any] | None,
+    ) -> tuple[int, list[Any], Any | None, tuple[int, Any, Any] | None]:
+        """``(stop, records, last Gtid or None, tracking after)``: the whole transactions it takes
+        from ``events[start]`` on; ``stop`` is the first event left to the Python path."""

@@ -176,7 +176,7 @@ def test_table_map_full_metadata() -> None:
 
 
 def test_each_table_map_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cdc.sources.mariadb.stream_decoder as module
+    import cdc.sources.mariadb.table_registry as module  # where TABLE_MAPs are compiled
 
     calls = []
     real = module.compile_rows_decoder

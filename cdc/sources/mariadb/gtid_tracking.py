@@ -35,6 +35,17 @@ class GtidTracker:
         """The context of the place between the last transaction and the next one."""
         return self._here
 
+    def tracking(self) -> tuple[int, GtidState, ReadContext] | None:
+        """(server_id, state, here) for the compiled event loop (None: no contexts)."""
+        if self._server_id is None or self._state is None or self._here is None:
+            return None
+        return self._server_id, self._state, self._here
+
+    def adopt(self, tracking: tuple[int, GtidState, ReadContext] | None) -> None:
+        """The tracking after the transactions the compiled event loop took (as ``begin`` leaves it)."""
+        if tracking is not None:
+            _, self._state, self._here = tracking
+
     def begin(self, gtid: Gtid) -> ReadContext | None:
         """A transaction starts: its context (the state before it); the state then includes it."""
         before = self._here

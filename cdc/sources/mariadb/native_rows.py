@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose setup did not 
         "scripts/setup.sh, or `pip install ./native/headwater_native` (needs cargo)"
     ) from exc
 
-__all__ = ["EVENT_MAKER", "native_decoders"]
+__all__ = ["EVENT_MAKER", "native_decoders", "rows_plan"]
 
 # The ChangeEvents (and their Positions) of a write or delete rows event, in one call: building them
 # in Python (a frozen dataclass __init__ and Position.at_row per row) was the other half of the
@@ -142,11 +142,17 @@ def _column(
     raise AssertionError(f"type {t} passed the generated decoder but has no compiled kind")
 
 
+def rows_plan(tm: TableMap, charset_of: CharsetOf, opts: DecoderOptions) -> RowsPlan:
+    """The compiled plan for full row images (its ``decode_rows`` and ``decode_updates``; the
+    compiled event loop reads rows with it too). Call after the generated decoder was built: that
+    refuses the column types neither supports, naming them."""
+    extended = dict(opts.extended_types)
+    return RowsPlan([_column(tm, c, charset_of, opts, extended.get(c.name)) for c in tm.columns])
+
+
 def native_decoders(
     tm: TableMap, charset_of: CharsetOf, opts: DecoderOptions
 ) -> tuple[RowsFunction, UpdatesFunction]:
-    """``(decode_rows, decode_updates)`` for full row images, compiled. Call after the generated
-    decoder was built: that refuses the column types neither supports, naming them."""
-    extended = dict(opts.extended_types)
-    plan = RowsPlan([_column(tm, c, charset_of, opts, extended.get(c.name)) for c in tm.columns])
+    """``(decode_rows, decode_updates)`` of :func:`rows_plan`."""
+    plan = rows_plan(tm, charset_of, opts)
     return plan.decode_rows, plan.decode_updates

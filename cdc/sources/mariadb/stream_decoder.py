@@ -24,8 +24,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from cdc.core.errors import SourceProtocolError, TerminalError
 from cdc.core.events import (
@@ -38,25 +37,22 @@ from cdc.core.events import (
     TransactionEnd,
 )
 from cdc.core.positions import Gtid, GtidState, Position, ReadContext, RestartPoint
-from cdc.core.schemas import TableRef, TableSchema
+from cdc.core.schemas import TableRef
 from cdc.sources.mariadb.binlog_format import HEADER_LEN, EventType, query_text, read_lenenc
-from cdc.sources.mariadb.compiled_table import CompiledTable, key_getter, needs_extended_lookup
+from cdc.sources.mariadb.compiled_loop import BATCH_BYTES, GATHERED, make_event_loop
 from cdc.sources.mariadb.ddl import SavepointKind, StatementKind, classify, savepoint_statement
 from cdc.sources.mariadb.decoder_errors import partial_image, statement_logged, where
 from cdc.sources.mariadb.gtid_tracking import GtidTracker, ResumeCheck
-from cdc.sources.mariadb.native_rows import EVENT_MAKER, native_decoders
-from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, compile_rows_decoder
+from cdc.sources.mariadb.native_rows import EVENT_MAKER
+from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions
 from cdc.sources.mariadb.savepoints import DEFAULT_HOLD_LIMIT, HeldGroup, Savepoints, apply_rollback
 from cdc.sources.mariadb.table_filter import TableFilter
-from cdc.sources.mariadb.table_map import parse_table_map
-from cdc.sources.mariadb.type_mapping import table_schema
+from cdc.sources.mariadb.table_registry import ExtendedTypesOf, TableRegistry, TransactionalOf
+from cdc.sources.mariadb.tx_state import TxState, boundary_label, progress
 
 __all__ = ["ExtendedTypesOf", "StreamDecoder", "TransactionalOf"]
 
 log = logging.getLogger(__name__)
-
-ExtendedTypesOf = Callable[[str, str], tuple[tuple[str, str], ...]]
-TransactionalOf = Callable[[str, str], bool]  # (db, table) -> does its engine roll back?
 
 _HEADER = struct.Struct("<IBIIIH").unpack_from
 _GTID_BODY = struct.Struct("<QIB").unpack_from
@@ -90,6 +86,7 @@ class StreamDecoder:
         gtid_state: GtidState | None = None,
         resume_by_gtid: bool = False,
         input_ready: Callable[[], bool] | None = None,
+        compiled_loop: bool = True,
     ) -> None:
         """``hold_limit`` bounds the records held per transaction for savepoint rollbacks (see
         savepoints.py). ``transactional_of`` tells InnoDB-like tables from MyISAM/Aria ones, for savepoint
@@ -100,20 +97,18 @@ class StreamDecoder:
         ``era``: of every position emitted. ``source_server_id`` and ``gtid_state`` (the state where
         reading starts): the ReadContext of each position (see gtid_tracking.py); without them,
         positions carry none. ``resume_by_gtid``: ``resume`` was written on another server, its
-        transaction is found by GTID alone."""
-        self._charset_of = charset_of
+        transaction is found by GTID alone. ``compiled_loop`` False: every event by the Python
+        path (the reference the compiled loop is tested against, compiled_loop.py)."""
         self._filter = table_filter or TableFilter()
-        self._options = options or DecoderOptions()
-        self._extended_types_of = extended_types_of
-        self._transactional_of = transactional_of
-        self._transactional: dict[TableRef, bool] = {}
-        self._compiled: dict[bytes, CompiledTable] = {}
-        self._versions: dict[TableRef, str] = {}
-        self._latest: dict[TableRef, TableSchema] = {}
-        self._by_id: dict[int, tuple[CompiledTable, bytes]] = {}
+        self._tables = TableRegistry(
+            charset_of, self._filter, options or DecoderOptions(), extended_types_of, transactional_of
+        )
+        self._loop = make_event_loop(self._tables.by_id) if compiled_loop else None
+        if self._loop is not None:
+            self._tables.attach(self._loop)
         self._temporary: dict[int, set[TableRef]] = {}  # per connection (thread) id
         self._resume = ResumeCheck(resume, by_gtid=resume_by_gtid)
-        self._start_gtid = _boundary_label(resume)
+        self._start_gtid = boundary_label(resume)
         self._gtids = GtidTracker(source_server_id, gtid_state)
         self.era = era
         self.progress_interval_s = (
@@ -129,56 +124,63 @@ class StreamDecoder:
         self._hold_limit = hold_limit
         self.file: str | None = resume.transaction.file if resume and not resume_by_gtid else None
         self.events_seen = 0
-
-    # -- TABLE_MAP ------------------------------------------------------------------------------
-    def _compile(self, body: bytes) -> CompiledTable:
-        tm = parse_table_map(body)
-        if not self._filter.accepts(tm.db, tm.table):
-            return CompiledTable(None, TableSchema.build(TableRef(tm.db, tm.table), (), ()), key_getter(()))
-        if not tm.has_names:
-            raise TerminalError(
-                f"{tm.db}.{tm.table}: TABLE_MAP has no column names; the server must run "
-                "with binlog_row_metadata=FULL"
-            )
-        extended: tuple[tuple[str, str], ...] = ()
-        if self._extended_types_of is not None and needs_extended_lookup(tm):
-            extended = self._extended_types_of(tm.db, tm.table)
-        opts = DecoderOptions(self._options.zero_dates, extended)
-        # The generated decoder refuses unsupported column types by name and stays the reference;
-        # the rows are read by the compiled plan (native_rows.py: same tuples, a fraction of the CPU).
-        decoder = compile_rows_decoder(tm, self._charset_of, opts)
-        decode_rows, decode_updates = native_decoders(tm, self._charset_of, opts)
-        decoder = replace(decoder, decode_rows=decode_rows, decode_updates=decode_updates)
-        schema = table_schema(tm, extended_types=extended)
-        self._versions[schema.ref] = schema.version
-        self._latest[schema.ref] = schema
-        return CompiledTable(decoder, schema, key_getter(tm.primary_key))
-
-    def _is_transactional(self, ref: TableRef) -> bool:
-        known = self._transactional.get(ref)
-        if known is None:
-            lookup = self._transactional_of
-            known = self._transactional[ref] = True if lookup is None else lookup(ref.db, ref.table)
-        return known
+        self._tx = TxState(self._start_gtid, self._resume.pending)
 
     # -- the stream -----------------------------------------------------------------------------
     def records(self, events: Iterable[bytes]) -> Iterator[SourceRecord]:
-        by_id = self._by_id
-        compiled = self._compiled
+        """The records of ``events``, in order (see compiled_loop.py for the batches)."""
+        batch: list[bytes] = []
+        size = 0
+        for ev in events:
+            batch.append(ev)
+            size += len(ev)
+            if ev[4] in GATHERED and size < BATCH_BYTES:
+                continue  # only a transaction going on: nothing to emit before its end
+            yield from self._batch(batch)
+            batch = []
+            size = 0
+        if batch:
+            yield from self._batch(batch)
+        if self._withheld is not None:
+            withheld, self._withheld = self._withheld, None
+            yield progress(*withheld)
+
+    def _batch(self, events: list[bytes]) -> Iterator[SourceRecord]:
+        """Whole common transactions by the compiled loop, everything else by the Python path."""
+        loop, tx, gtids = self._loop, self._tx, self._gtids
+        i, count = 0, len(events)
+        while i < count:
+            if loop is not None and tx.tx_pos is None and not tx.resuming:
+                file_pos = tx.file_pos
+                if file_pos is not None and file_pos.file != self.file:
+                    file_pos = None  # a new file: its first GTID builds the Position (Python path)
+                stop, records, gtid, tracking = loop.run(events, i, file_pos, gtids.tracking())
+                if stop > i:
+                    self.events_seen += stop - i
+                    tx.gtid = gtid
+                    gtids.adopt(tracking)
+                    self._withheld = None  # a TransactionEnd supersedes it
+                    yield from records
+                    i = stop
+                    if i == count:
+                        break
+            i = yield from self._python_path(events, i)
+
+    def _python_path(self, events: list[bytes], start: int) -> Generator[SourceRecord, None, int]:
+        """From ``events[start]`` to the end of the transaction going on (or of the event, between
+        transactions); returns the index of the next event. The reference decoder: every event the
+        compiled loop does not take comes here, with the state in ``self._tx``."""
+        tables = self._tables
+        by_id = tables.by_id
         resume = self._resume
         gtids = self._gtids
-        gtid: Gtid | None = self._start_gtid  # the last GTID seen (labels a heartbeat's boundary)
-        tx_pos: Position | None = None
-        file_pos: Position | None = None
-        tx_id = ""
-        row = 0
-        ts_ms = 0
-        standalone = False
-        guarded = False  # the group lacks FL_TRANSACTIONAL: a rollback may undo some of its rows
-        held: HeldGroup | None = None  # records of a guarded group, held until it ends
-        savepoints: Savepoints | None = None
-        last: Position | None = None
-        skip = 0
+        tx = self._tx
+        gtid = tx.gtid  # the last GTID seen (labels a heartbeat's boundary)
+        tx_pos, file_pos, tx_id, row, ts_ms = tx.tx_pos, tx.file_pos, tx.tx_id, tx.row, tx.ts_ms
+        standalone = tx.standalone
+        guarded = tx.guarded  # the group lacks FL_TRANSACTIONAL: a rollback may undo some of its rows
+        held = tx.held  # records of a guarded group, held until it ends
+        savepoints, last, skip, resuming = tx.savepoints, tx.last, tx.skip, tx.resuming
         created, updated, deleted = Op.CREATE, Op.UPDATE, Op.DELETE
         writes, updates = EventType.WRITES, EventType.UPDATES
         rows_v2 = EventType.ROWS_V2
@@ -189,15 +191,16 @@ class StreamDecoder:
         start_transaction = EVENT_MAKER.transaction_start
         end_transaction = EVENT_MAKER.transaction_end
 
-        for ev in events:
+        i, count = start, len(events)
+        while i < count:
+            if tx_pos is None and i > start:
+                break  # between transactions: the compiled loop may take the next ones
+            ev = events[i]
+            i += 1
             self.events_seen += 1
             _ts, type_code, server_id, size, log_pos, _flags = _HEADER(ev, 0)
             if type_code == table_map:
-                body = ev[HEADER_LEN:]
-                table = compiled.get(body)
-                if table is None:
-                    table = compiled[body] = self._compile(body)
-                by_id[int.from_bytes(body[:6], "little")] = (table, body)
+                tables.table_map(ev[HEADER_LEN:])
             elif type_code in rows_any:
                 if tx_pos is None:
                     raise SourceProtocolError("row event outside a transaction")
@@ -230,8 +233,8 @@ class StreamDecoder:
                     raise partial_image(schema, tx_pos, log_pos - size)
                 hold = None
                 if guarded:
-                    if held is None and self._is_transactional(schema.ref):
-                        held = HeldGroup(last, self._is_transactional)
+                    if held is None and tables.is_transactional(schema.ref):
+                        held = HeldGroup(last, tables.is_transactional)
                     if held is not None:
                         hold = held.records.append
                 if is_update:
@@ -420,9 +423,11 @@ class StreamDecoder:
             elif type_code in EventType.ROWS_COMPRESSED or type_code == EventType.QUERY_COMPRESSED:
                 raise TerminalError("compressed binlog events (log_bin_compress=ON) are not supported")
             # FORMAT_DESCRIPTION, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS: nothing to emit
-        if self._withheld is not None:
-            withheld, self._withheld = self._withheld, None
-            yield _progress(*withheld)
+        tx.gtid, tx.tx_pos, tx.file_pos, tx.tx_id = gtid, tx_pos, file_pos, tx_id
+        tx.row, tx.ts_ms = row, ts_ms
+        tx.standalone, tx.guarded, tx.held, tx.savepoints = standalone, guarded, held, savepoints
+        tx.last, tx.skip, tx.resuming = last, skip, resuming
+        return i
 
     def _end(
         self,
@@ -447,10 +452,10 @@ class StreamDecoder:
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
-            yield _progress(tx_pos, next_offset, ts_ms, self._gtids.here)
+            yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
         elif self._input_ready is not None and not self._input_ready():
             self._withheld = None  # nothing more is waiting: this is where the stream stands
-            yield _progress(tx_pos, next_offset, ts_ms, self._gtids.here)
+            yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
         else:  # built only if sent: other tables' transactions may come by the ten thousand
             self._withheld = (tx_pos, next_offset, ts_ms, self._gtids.here)
 
@@ -465,46 +470,7 @@ class StreamDecoder:
         tx_id: str,
     ) -> ChangeEvent | SchemaChange:
         if kind is StatementKind.TRUNCATE:
-            schema = self._schema_for(ref)
+            schema = self._tables.schema_for(ref)
             return ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, tx_id)
-        previous = self._versions.get(ref)
+        previous = self._tables.versions.get(ref)
         return SchemaChange(_DDL_KIND[kind], ref, query, position, ts_ms, tx_id, previous, renamed_to)
-
-    def _schema_for(self, ref: TableRef) -> TableSchema:
-        """The schema a truncate carries (a TRUNCATE has no TABLE_MAP of its own).
-
-        The table's newest TABLE_MAP read by this decoder: in the current binlog file the one with
-        the highest table id (ids grow each time the server opens the table anew, e.g. after an
-        ALTER), else the last one compiled. When the truncate is the table's first event since the
-        reader started (e.g. right after a restart), there is none: the schema is then the empty
-        one, ``TableSchema.build(ref, (), ())`` (no columns, no key, always the same version), and
-        consumers must resolve the table by ``ref`` from what they already know of it.
-        """
-        newest: tuple[int, TableSchema] | None = None
-        for table_id, (table, _body) in self._by_id.items():
-            if (
-                table.decoder is not None
-                and table.schema.ref == ref
-                and (newest is None or table_id > newest[0])
-            ):
-                newest = (table_id, table.schema)
-        if newest is not None:
-            return newest[1]
-        return self._latest.get(ref) or TableSchema.build(ref, (), ())
-
-
-def _progress(tx_pos: Position, next_offset: int, ts_ms: int, context: ReadContext | None) -> SourceProgress:
-    return SourceProgress(RestartPoint(tx_pos.in_same_file(tx_pos.gtid, next_offset, 0, context)), ts_ms)
-
-
-def _boundary_label(resume: RestartPoint | None) -> Gtid | None:
-    """The GTID that labels boundaries (heartbeats) before the stream's first GTID event.
-
-    A restart point after snapshot rows names an anchor, whose GTID marks "no transaction"; a
-    boundary labelled with it would pass for an anchor itself (read one byte too far, its rows
-    numbered as the anchor's). Such boundaries get the "no GTID known" label instead.
-    """
-    if resume is None:
-        return None
-    gtid = resume.transaction.gtid
-    return Gtid(gtid.domain, 0, 0) if resume.transaction.is_snapshot_anchor else gtid

@@ -71,7 +71,7 @@ const NAMES: [&str; 21] = [
     "next_offset",
 ];
 
-fn new_instance<'py>(py: Python<'py>, cls: &Py<PyType>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn new_instance<'py>(py: Python<'py>, cls: &Py<PyType>) -> PyResult<Bound<'py, PyAny>> {
     // what object.__new__(cls) does for a class without __new__ of its own: tp_alloc
     unsafe {
         let tp = cls.as_ptr() as *mut ffi::PyTypeObject;
@@ -80,7 +80,7 @@ fn new_instance<'py>(py: Python<'py>, cls: &Py<PyType>) -> PyResult<Bound<'py, P
     }
 }
 
-fn set(obj: &Bound<'_, PyAny>, name: &Py<PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn set(obj: &Bound<'_, PyAny>, name: &Py<PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     // object.__setattr__: the slot's descriptor, past a frozen dataclass's __setattr__
     let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
     if rc == 0 {

@@ -28,6 +28,7 @@ const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 mod batch;
 mod consume_runs;
 mod envelope_columns;
+mod event_loop;
 mod events;
 mod rows;
 mod snapshot_text;
@@ -422,6 +423,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RowPlan>()?;
     m.add_class::<rows::RowsPlan>()?;
     m.add_class::<events::EventMaker>()?;
+    m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<batch::MessageMaker>()?;
     m.add_class::<envelope_columns::EnvelopePlan>()?;
     m.add_function(wrap_pyfunction!(snapshot_text::text_columns, m)?)?;

@@ -174,7 +174,7 @@ impl RowsPlan {
     }
 
     /// Full row images between `pos` and `end` of `data` (write and delete events): a list of tuples.
-    fn decode_rows<'py>(
+    pub(crate) fn decode_rows<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
@@ -191,7 +191,7 @@ impl RowsPlan {
     }
 
     /// (before, after) pairs of full images between `pos` and `end` (update events).
-    fn decode_updates<'py>(
+    pub(crate) fn decode_updates<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
