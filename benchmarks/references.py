@@ -5,7 +5,9 @@ loaded into tables of the sink's own shape with the target's fastest plain path:
 
 - PostgreSQL: text ``COPY`` into an unkeyed copy of each table (``CREATE TABLE ... (LIKE ...)``);
 - MariaDB: pymysql ``executemany``, which sends multi-row ``INSERT``s, into ``CREATE TABLE ... LIKE``;
-- SQLite: ``executemany`` into an unkeyed copy, one transaction;
+- SQLite: ``executemany`` of a plain ``INSERT`` into a copy of each table as the sink made it (its
+  primary key too: the unkeyed copy this used to be skips the key's index, a quarter of an insert's
+  cost, so the reference was not the same table), in a WAL-mode file as the sink's, one transaction;
 - Iceberg: one pyiceberg Arrow ``append`` per history table, of the rows the sink wrote.
 
 Updates are left out (a plain load has no upsert), so the reference counts inserts only.
@@ -103,11 +105,12 @@ def _sqlite_value(value: object) -> object:
 
 def _sqlite(stack: StackConnections, place: Place, sink_dir: str, rows: Rows) -> float:
     conn = sqlite3.connect(Path(place.directory) / "plain.db")
+    conn.execute("PRAGMA journal_mode=WAL")  # as the sink's file (sinks/sql/sqlite_file.py)
     conn.execute("ATTACH DATABASE ? AS sink", (str(Path(sink_dir) / "serving.db"),))
     seconds = 0.0
     try:
         for table, data in rows.items():
-            conn.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM sink."{table}" WHERE 0')
+            conn.execute(_same_table(conn, table))
             values = [tuple(_sqlite_value(v) for v in row) for row in data]  # untimed: type adaptation
             marks = ",".join(["?"] * len(values[0]))
             started = time.perf_counter()
@@ -117,6 +120,18 @@ def _sqlite(stack: StackConnections, place: Place, sink_dir: str, rows: Rows) ->
     finally:
         conn.close()
     return seconds
+
+
+def _same_table(conn: sqlite3.Connection, table: str) -> str:
+    """The sink's own ``CREATE TABLE`` of ``table`` (types, NOT NULL, primary key), made in main."""
+    ddl: str
+    (ddl,) = conn.execute(
+        "SELECT sql FROM sink.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    head = f'CREATE TABLE "{table}"'
+    if not ddl.startswith(head):
+        raise RuntimeError(f"unexpected DDL for the sink's {table}: {ddl[:80]}")
+    return f'CREATE TABLE main."{table}"' + ddl[len(head) :]
 
 
 def _iceberg(sink_place: Place, namespace: str) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def markdown(result: dict[str, Any]) -> str:
     refs = {
         "postgresql": "COPY into an unkeyed table",
         "mariadb": "multi-row INSERT (pymysql executemany)",
-        "sqlite": "executemany, one transaction",
+        "sqlite": "executemany into the sink's table (its key), WAL, one transaction",
         "iceberg": "pyiceberg Arrow append",
     }
     for target, ref in refs.items():

@@ -13,6 +13,7 @@ Any statement this cannot map exactly goes the ordinary way.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,16 +59,38 @@ def executemany(
 
 
 def executemany_columns(
-    conn: sa.Connection, stmt: sa.Executable, names: Sequence[str], columns: Sequence[Sequence[Any]]
+    conn: sa.Connection,
+    table: sa.Table,
+    kind: str,
+    build: Callable[[], sa.Executable],
+    names: Sequence[str],
+    columns: Sequence[Sequence[Any]],
 ) -> None:
-    """``stmt`` once per row, ``columns[j]`` holding the values of parameter ``names[j]`` already
-    in the form the type's bind processor gives (the column-wise paths convert whole columns; no
-    processor runs here). Same SQL text and driver call as :func:`executemany`."""
-    prepared = _prepare(conn, stmt, names)
-    if prepared is None:  # only statements whose parameters are exactly ``names`` come here
-        raise ValueError(f"executemany_columns: the statement's parameters are not {list(names)}")
-    sql, order, _processors = prepared
+    """``build()``'s statement once per row, ``columns[j]`` holding the values of parameter
+    ``names[j]`` already in the form the type's bind processor gives (the column-wise paths convert
+    whole columns; no processor runs here). Same SQL text and driver call as :func:`executemany`.
+
+    The statement is built and compiled once per ``table``, ``kind`` (what ``build`` makes: an
+    upsert, a delete), parameters and dialect, not once per batch: building and compiling it cost
+    ~0.2 us per row of a SQLite apply from Kafka (5,000-row batches)."""
+    dialect = conn.dialect
+    key = (kind, tuple(names), type(dialect), dialect.paramstyle)
+    per_table = _COMPILED.setdefault(table, {})
+    prepared = per_table.get(key)
+    if prepared is None:
+        found = _prepare(conn, build(), names)
+        if found is None:  # only statements whose parameters are exactly ``names`` come here
+            raise ValueError(f"executemany_columns: the statement's parameters are not {list(names)}")
+        prepared = per_table[key] = (found[0], found[1])
+    sql, order = prepared
     conn.exec_driver_sql(sql, list(zip(*(columns[i] for i in order), strict=True)))
+
+
+# The column-wise paths' compiled SQL (text, parameter order) per target table: held weakly, so a
+# closed sink's tables (and a table rebuilt for a new shape) take theirs with them.
+_COMPILED: weakref.WeakKeyDictionary[sa.Table, dict[tuple[Any, ...], tuple[str, tuple[int, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _prepare(

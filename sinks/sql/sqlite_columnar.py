@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -127,12 +128,13 @@ def write_bound_rows(
         keys = [index[k] for k in primary_key]
         bound = [bind(gone.column(f"c{i}"), columns[i]) for i in keys]
         stmt, params = delete_by_key(table, primary_key)
-        executemany_columns(conn, stmt, params, bound)
+        executemany_columns(conn, table, f"delete {tuple(primary_key)}", lambda: stmt, params, bound)
     kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
     if kept.num_rows == 0:
         return
     bound = [bind(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
-    executemany_columns(conn, upsert_statement(table, names, primary_key, dialect), names, bound)
+    build = partial(upsert_statement, table, names, primary_key, dialect)
+    executemany_columns(conn, table, f"upsert {tuple(primary_key)}", build, names, bound)
 
 
 def _bound(values: pa.ChunkedArray, column: Column) -> list[Any]:
