@@ -286,20 +286,29 @@ class KafkaChangeReader:
         return out
 
     def table_partitions(self) -> set[str]:
-        """Every partition of the pipeline's table topics that exists now (whoever consumes it)."""
+        """Every partition of the pipeline's table topics that exists now (whoever consumes it).
+
+        The topics are those of the tables announced on the schema topic (the writer announces a
+        table version in the same Kafka transaction as its first change, so every table topic that
+        holds a change is among them; the topic is read again only when it grew), each described by
+        name. Listing the broker's every topic took 0.2-0.8 s with the shared dev broker's 5,209,
+        once at the end of every `cdc sink --until-caught-up`, which listed them to find topics not
+        assigned yet."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
+        timeout = self._config.request_timeout_ms / 1000
         try:
-            topics = consumer.list_topics(timeout=self._config.request_timeout_ms / 1000).topics
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self._names.schema, 0), timeout=timeout, cached=False
+            )
+            out: set[str] = set()
+            for topic in sorted({self._names.table(ref) for ref in self._schemas.tables(high)}):
+                found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+                if found is not None and found.error is None:  # else deleted since
+                    out.update(partition_name(topic, p) for p in found.partitions)
         except KafkaException as exc:
             raise StreamUnavailable(f"no metadata from {self._config.bootstrap_servers}: {exc}") from exc
-        prefix = f"{self._pipeline}."
-        return {
-            partition_name(name, p)
-            for name, topic in topics.items()
-            if name.startswith(prefix) and name not in self._own
-            for p in topic.partitions
-        }
+        return out
 
     def poll(self, max_messages: int, timeout_s: float) -> list[ConsumedChange]:
         consumer = self._consumer

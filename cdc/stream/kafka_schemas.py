@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import SourceProtocolError, StreamUnavailable
 from cdc.core.events import RowImage
-from cdc.core.schemas import TableSchema
+from cdc.core.schemas import TableRef, TableSchema
 from cdc.stream.json_decode import row_decoder, table_schema_from_record
 from cdc.stream.kafka_clients import consumer_config
 from cdc.stream.topics import TopicNames
@@ -37,6 +37,14 @@ class TableVersions:
         self._pipeline = pipeline
         # version -> (schema, row decoder, primary-key column indexes), built once per version
         self.known: dict[str, Version] = {}
+        self.read_to = 0  # the schema topic's end when it was last read
+
+    def tables(self, high: int) -> set[TableRef]:
+        """The tables of every version announced before offset ``high`` (the topic's end now); the
+        topic is read again only if it grew since it was last read."""
+        if high > self.read_to:
+            self._reload()
+        return {version[0].ref for version in self.known.values()}
 
     def get(self, version: str) -> Version:
         found = self.known.get(version)
@@ -78,5 +86,6 @@ class TableVersions:
                     position = max(position, consumer.position([tp])[0].offset)
             if position < high:
                 raise StreamUnavailable(f"could not read {self._topic} to its end within {timeout:g}s")
+            self.read_to = high
         finally:
             consumer.close()

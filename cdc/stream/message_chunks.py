@@ -17,7 +17,7 @@ clears it again) or a real error, which ``on_error`` raises. Both implementation
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message
@@ -55,7 +55,7 @@ def _name(state: PartitionState, topic: str | None, partition: int | None) -> st
     return found
 
 
-def chunk_messages(messages: Sequence[Message], state: PartitionState) -> list[ChangeChunk]:
+def chunk_messages(messages: list[Message], state: PartitionState) -> list[ChangeChunk]:
     """The batch's chunks, the per-message work done by ``headwater_native.message_runs``."""
     chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
     out: list[ChangeChunk] = []
@@ -89,7 +89,7 @@ def chunk_messages(messages: Sequence[Message], state: PartitionState) -> list[C
     return out
 
 
-def chunk_messages_per_message(messages: Sequence[Message], state: PartitionState) -> list[ChangeChunk]:
+def chunk_messages_per_message(messages: list[Message], state: PartitionState) -> list[ChangeChunk]:
     """The same chunks, one Python pass per message (the reference :func:`chunk_messages` equals)."""
     own, at_end, names, limit = state.own, state.at_end, state.names, state.chunk_messages
     chunks: dict[str, ChangeChunk] = {}
