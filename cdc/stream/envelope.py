@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from headwater_native import PackedMessages
+
 from cdc.core.events import ChangeEvent, Op, RowImage, SourceRecord, TransactionEnd
 from cdc.core.positions import LSN_FILE_BASE, Position
 from cdc.core.schemas import Column, TableSchema
@@ -68,7 +70,7 @@ class RunOfTransactions:
     ``end_rows``; ``last_end`` is the index of the last of those ends (-1 when none)."""
 
     stop: int
-    messages: list[dict[str, bytes | None]]
+    messages: list[dict[str, bytes | None]] | PackedMessages  # PackedMessages when asked ``packed``
     changes: int
     ends: int
     end_rows: int
@@ -292,6 +294,7 @@ class EnvelopeEncoder:
         start: int,
         room: int,
         ts_ms: int | None = None,
+        packed: bool = False,
     ) -> RunOfTransactions:
         """The messages of a run of whole small transactions of one table version from
         ``records[start]`` (a change), ends included, in one compiled call: each value byte for
@@ -301,7 +304,8 @@ class EnvelopeEncoder:
 
         Single-row transactions each paid the first-row path here (a ``source`` dict, the position
         text, ``dumps``) and the capture loop's per-record Python: about two thirds of the writer
-        thread's time on that workload (py-spy)."""
+        thread's time on that workload (py-spy). ``packed``: the messages in one
+        :class:`PackedMessages` buffer (for ``PackedMessages.produce``) instead of dicts."""
         event = records[start]
         assert isinstance(event, ChangeEvent)
         schema = event.schema
@@ -312,7 +316,8 @@ class EnvelopeEncoder:
         if parts is None:
             parts = codec.parts = self._source_parts(codec)
         continues = _template_key(event, codec.version) == self._template_key
-        stop, messages, changes, ends, end_rows, last_change = maker.transactions(
+        make = maker.transactions_packed if packed else maker.transactions
+        stop, messages, changes, ends, end_rows, last_change = make(
             records,
             start,
             TransactionEnd,

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from cdc.core.errors import HeadwaterError, ProducerFenced
 from cdc.stream.kafka_batches import Messages, produce_in_order
 from cdc.stream.kafka_clients import stream_error
+from cdc.stream.raw_produce import PackedMessages, RawProducer
 
 __all__ = ["ProducerCalls"]
 
@@ -28,6 +29,7 @@ class ProducerCalls:
 
     pipeline: str
     _producer: Producer | None
+    _raw: RawProducer | None  # the producer's librdkafka, for PackedMessages (None: produce_batch)
     _since_poll: int
     _fenced: ProducerFenced | None
     _delivery_error: KafkaError | None
@@ -59,6 +61,28 @@ class ProducerCalls:
         if error is not None:
             raise self._fail(error, f"producing to {topic}")
         self._since_poll += len(messages)
+        if self._since_poll >= _POLL_EVERY:
+            self._since_poll = 0
+            self._poll(0)
+            self._check_deliveries()
+
+    def _produce_packed(self, topic: str, messages: PackedMessages) -> None:
+        """``messages`` enqueued in order straight into librdkafka (raw_produce), or through
+        ``produce_batch`` when this producer has no direct path."""
+        raw = self._raw
+        if raw is None:
+            self._produce_batch(topic, messages.dicts())
+            return
+        done, total = 0, len(messages)
+        while True:
+            taken, code = messages.produce(raw, topic, done)
+            done += taken
+            if code == 0:
+                break
+            if code != KafkaError._QUEUE_FULL:
+                raise self._fail(KafkaError(code), f"producing to {topic}")
+            self._wait_for_room()
+        self._since_poll += total
         if self._since_poll >= _POLL_EVERY:
             self._since_poll = 0
             self._poll(0)

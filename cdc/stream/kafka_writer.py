@@ -51,6 +51,7 @@ from cdc.stream.json_schema import schema_change_record, table_schema_record
 from cdc.stream.kafka_batches import message_maker, too_large
 from cdc.stream.kafka_clients import is_fenced, producer_config
 from cdc.stream.kafka_producing import ProducerCalls
+from cdc.stream.raw_produce import RawProducer, raw_producer
 from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
 from cdc.stream.topics import TopicNames
 from cdc.stream.transaction_markers import begin_marker, end_marker
@@ -82,6 +83,7 @@ class KafkaStreamWriter(ProducerCalls):
         self._maker = message_maker(config)
         self._timeout = config.request_timeout_ms / 1000
         self._producer: Producer | None = None
+        self._raw: RawProducer | None = None
         self._table_topics: dict[TableRef, tuple[str, int]] = {}
         self._targets: dict[str, tuple[str, int, str]] = {}  # schema version -> topic, partitions, db.table
         self._transaction_metadata = config.transaction_metadata
@@ -132,6 +134,7 @@ class KafkaStreamWriter(ProducerCalls):
                 ) from exc
             raise self._error(exc, "init_transactions") from exc
         self._producer = producer
+        self._raw = raw_producer(producer)
         checkpoint = read_checkpoint(self.config, self.pipeline)
         self.snapshot_state = None if checkpoint is None else checkpoint.snapshot
         self._snapshot_pending = None
@@ -220,15 +223,17 @@ class KafkaStreamWriter(ProducerCalls):
             or (version not in self._published and version not in self._pending)
         ):
             return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
-        run = self._encoder.transactions(self._maker, records, start, room)
+        run = self._encoder.transactions(self._maker, records, start, room, packed=True)
         if run.stop == start:
             return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
         topic, _, name = target
         self._table_counts[name] = self._table_counts.get(name, 0) + run.changes
         self._events += run.changes
         self._source_transactions += run.ends
-        if run.messages:
-            self._produce_batch(topic, run.messages)
+        messages = run.messages
+        if messages:
+            assert not isinstance(messages, list)  # packed=True
+            self._produce_packed(topic, messages)
         return run
 
     def commit(self, checkpoint: RestartPoint) -> None:
@@ -300,6 +305,7 @@ class KafkaStreamWriter(ProducerCalls):
     def close(self) -> None:
         """Abort an open transaction (best effort) and release the producer; idempotent."""
         producer, self._producer = self._producer, None
+        self._raw = None
         if producer is None:
             return
         if self._in_transaction and self._fenced is None:

@@ -143,6 +143,22 @@ class MessageMaker:
     ) -> tuple[int, list[dict[str, bytes | None]], int, int, int, int]:
         """``(stop, messages, changes, ends, end_rows, last_change)`` for a run of whole transactions
         of one table version, their TransactionEnds included (``EnvelopeEncoder.transactions``)."""
+    def transactions_packed(
+        self,
+        records: list[Any],
+        start: int,
+        end_cls: type,
+        plan: RowPlan,
+        key_plan: RowPlan | None,
+        schema: Any,
+        parts: tuple[bytes, bytes, bytes, bytes],
+        continues: bool,
+        room: int,
+        ts_ms: int,
+        repair_prefix: str,
+        lsn_base: str,
+    ) -> tuple[int, PackedMessages, int, int, int, int]:
+        """What ``transactions`` gives, the messages in one ``PackedMessages`` buffer."""
 
 # -- bootarrow: snapshot chunks from the server's text to Arrow columns (src/snapshot_text.rs) --
 
@@ -208,3 +224,28 @@ class EventLoop:
     ) -> tuple[int, list[Any], Any | None, tuple[int, Any, Any] | None]:
         """``(stop, records, last Gtid or None, tracking after)``: the whole transactions it takes
         from ``events[start]`` on; ``stop`` is the first event left to the Python path."""
+
+def split_packets(data: bytes, cut: int) -> tuple[list[bytes], int]:
+    """``(events, used)``: the binlog events of the complete event packets at the start of ``data``
+    (OK byte and ``cut`` checksum bytes removed), and the bytes they took."""
+
+# -- capbulk: a run's messages into librdkafka without a Python object each (src/produce_direct.rs)
+
+class PackedMessages:
+    """The keys and values of a run of Kafka messages in one buffer (``MessageMaker.transactions_packed``)."""
+
+    def __len__(self) -> int: ...
+    def pairs(self, start: int = 0) -> list[tuple[bytes | None, bytes | None]]:
+        """``(key, value)`` of each message from ``start`` on (None: a null key or value)."""
+    def dicts(self, start: int = 0) -> list[dict[str, bytes | None]]:
+        """``{"key", "value"}`` of each message from ``start`` on, as ``Producer.produce_batch`` takes them."""
+    def produce(self, producer: RawProducer, topic: str, start: int) -> tuple[int, int]:
+        """``(taken, error)``: the messages from ``start`` on enqueued in one ``rd_kafka_produce_batch``
+        (a prefix of them) and the librdkafka error code of the first refused one (0: none)."""
+
+class RawProducer:
+    """A confluent_kafka Producer's librdkafka handle, checked (``cdc.stream.raw_produce``)."""
+
+    def __init__(
+        self, producer: Any, opaque: int, topic_new: int, topic_destroy: int, produce_batch: int
+    ) -> None: ...

@@ -14,6 +14,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
+use crate::produce_direct::PackedMessages;
 use crate::txn_runs::RunOut;
 use crate::RowPlan;
 
@@ -232,23 +233,49 @@ impl MessageMaker {
         ts_ms: i64,
         repair_prefix: &str,
         lsn_base: &str,
-    ) -> PyResult<RunOut<'py>> {
-        crate::txn_runs::transactions(
-            self,
-            py,
-            records,
-            start,
-            end_cls,
-            plan,
-            key_plan,
-            schema,
-            parts,
-            continues,
-            room,
-            ts_ms,
-            repair_prefix,
-            lsn_base,
-        )
+    ) -> PyResult<RunOut<'py, Bound<'py, PyList>>> {
+        let n = &self.names;
+        let out = PyList::empty(py);
+        let mut push = |has_key: bool, key: &[u8], value: &[u8], tombstone: bool| {
+            push_messages(py, n, &out, has_key, key, value, tombstone)
+        };
+        let (stop, changes, ends, end_rows, last) = crate::txn_runs::transactions(
+            self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room,
+            ts_ms, repair_prefix, lsn_base, &mut push,
+        )?;
+        Ok((stop, out, changes, ends, end_rows, last))
+    }
+
+    /// What `transactions` does, the messages in one `PackedMessages` buffer instead of a dict of
+    /// two bytes objects each, for `PackedMessages.produce` (produce_direct.rs).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms, repair_prefix, lsn_base))]
+    fn transactions_packed<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+        start: usize,
+        end_cls: &Bound<'py, PyType>,
+        plan: &Bound<'py, RowPlan>,
+        key_plan: Option<&Bound<'py, RowPlan>>,
+        schema: &Bound<'py, PyAny>,
+        parts: &Bound<'py, PyTuple>,
+        continues: bool,
+        room: u64,
+        ts_ms: i64,
+        repair_prefix: &str,
+        lsn_base: &str,
+    ) -> PyResult<RunOut<'py, PackedMessages>> {
+        let mut out = PackedMessages::default();
+        let mut push = |has_key: bool, key: &[u8], value: &[u8], tombstone: bool| {
+            out.push(has_key, key, value, tombstone);
+            Ok(())
+        };
+        let (stop, changes, ends, end_rows, last) = crate::txn_runs::transactions(
+            self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room,
+            ts_ms, repair_prefix, lsn_base, &mut push,
+        )?;
+        Ok((stop, out, changes, ends, end_rows, last))
     }
 }
 

@@ -30,6 +30,7 @@ mod consume_runs;
 mod envelope_columns;
 mod event_loop;
 mod events;
+mod produce_direct;
 mod rows;
 mod snapshot_text;
 mod txn_runs;
@@ -425,6 +426,8 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::EventMaker>()?;
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<batch::MessageMaker>()?;
+    m.add_class::<produce_direct::PackedMessages>()?;
+    m.add_class::<produce_direct::RawProducer>()?;
     m.add_class::<envelope_columns::EnvelopePlan>()?;
     m.add_function(wrap_pyfunction!(snapshot_text::text_columns, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;

@@ -19,13 +19,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use crate::batch::{
-    key_and_images, push_messages, same, MessageMaker, FILE, KEY_TUPLE, OP, POSITION,
-    ROW_COUNT, SCHEMA, SOURCE_TS_MS, TRANSACTION_ID,
+    key_and_images, same, MessageMaker, FILE, KEY_TUPLE, OP, POSITION, ROW_COUNT, SCHEMA,
+    SOURCE_TS_MS, TRANSACTION_ID,
 };
 use crate::{write_str, RowPlan};
 
 /// `(stop, messages, changes, ends, end_rows, last_change)`
-pub(crate) type RunOut<'py> = (usize, Bound<'py, PyList>, usize, usize, u64, isize);
+pub(crate) type RunOut<'py, M> = (usize, M, usize, usize, u64, isize);
+
+/// `(stop, changes, ends, end_rows, last_change)`; the messages went to the caller's `push`.
+pub(crate) type RunCounts = (usize, usize, usize, u64, isize);
 
 /// A change's template: its position key but for the row, source ts, transaction id, read or not.
 type Template<'py> = (
@@ -35,7 +38,9 @@ type Template<'py> = (
     bool,
 );
 
-/// See `MessageMaker.transactions` in batch.rs and the module comment.
+/// See `MessageMaker.transactions` in batch.rs and the module comment. Each change's message goes
+/// to `push(has_key, key, value, tombstone)`: dicts for `transactions`, one buffer for
+/// `transactions_packed` (produce_direct.rs).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transactions<'py>(
     maker: &MessageMaker,
@@ -52,7 +57,8 @@ pub(crate) fn transactions<'py>(
     ts_ms: i64,
     repair_prefix: &str,
     lsn_base: &str,
-) -> PyResult<RunOut<'py>> {
+    push: &mut impl FnMut(bool, &[u8], &[u8], bool) -> PyResult<()>,
+) -> PyResult<RunCounts> {
     let n = &maker.names;
     let plan = plan.get();
     let key_plan = key_plan.map(|k| k.get());
@@ -75,7 +81,6 @@ pub(crate) fn transactions<'py>(
     let (version_head, name_to_ts, db_to_server, schema_version) =
         (part(0)?, part(1)?, part(2)?, part(3)?);
     let ts_tail = format!("\",\"ts_ms\":{ts_ms},\"transaction\":null}}");
-    let out = PyList::empty(py);
     let count = records.len();
     let mut value: Vec<u8> = Vec::with_capacity(1024);
     let mut key: Vec<u8> = Vec::with_capacity(128);
@@ -260,11 +265,11 @@ pub(crate) fn transactions<'py>(
         if value.len() > maker.max_value {
             break; // the per-row path raises MessageTooLarge, naming table, key and size
         }
-        push_messages(py, n, &out, has_key, &key, &value, maker.tombstones && op.is(delete_op))?;
+        push(has_key, &key, &value, maker.tombstones && op.is(delete_op))?;
         last = Some((fields, ts, txn, read));
         changes += 1;
         last_change = i as isize;
         i += 1;
     }
-    Ok((i, out, changes, ends, end_rows, last_change))
+    Ok((i, changes, ends, end_rows, last_change))
 }

@@ -1,0 +1,67 @@
+"""The capture writer's runs of messages straight into librdkafka, one call per run, no Python object
+per message (``headwater_native.PackedMessages`` / ``RawProducer``, native/.../produce_direct.rs).
+
+Through ``Producer.produce_batch`` each message was a dict of two bytes objects, parsed again by
+confluent_kafka, with a callback state and a delivery report that took the GIL back per message:
+about a third of the writer thread on 1000-row statements (benchmarks/results/latest.md, capbulk).
+Here the compiled encoder writes a run's keys and values into one buffer and hands librdkafka
+pointers into it, as confluent_kafka does (copied, partitioned by the producer's partitioner).
+
+``raw_producer`` finds the four librdkafka functions in the copy of librdkafka this process loaded
+(``/proc/self/maps``: the one confluent_kafka's extension links to) and the producer's handle; it
+returns None, and the writer keeps ``produce_batch``, whenever anything is not as expected: no
+/proc, not one librdkafka, a symbol missing, or a handle that librdkafka does not recognise as this
+Producer's. Delivery failures of these messages reach no ``on_delivery`` callback; librdkafka
+fails the Kafka transaction's commit for them instead (see produce_direct.rs), so a failed
+delivery still aborts and nothing of it is committed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+from confluent_kafka import Producer
+from headwater_native import PackedMessages, RawProducer
+
+__all__ = ["PackedMessages", "RawProducer", "librdkafka_path", "raw_producer"]
+
+log = logging.getLogger(__name__)
+
+_FUNCTIONS = ("rd_kafka_opaque", "rd_kafka_topic_new", "rd_kafka_topic_destroy", "rd_kafka_produce_batch")
+
+
+def librdkafka_path(maps: Path = Path("/proc/self/maps")) -> str | None:
+    """The file of the one librdkafka mapped into this process, or None (none, several, no /proc)."""
+    try:
+        text = maps.read_text()
+    except OSError:
+        return None
+    # address perms offset dev inode path: the path is the sixth field, absent for anonymous maps
+    fields = (line.split(None, 5) for line in text.splitlines())
+    found = {f[5] for f in fields if len(f) == 6 and os.path.basename(f[5]).startswith("librdkafka")}
+    return found.pop() if len(found) == 1 else None
+
+
+def raw_producer(producer: Producer) -> RawProducer | None:
+    """The direct path into ``producer``'s librdkafka, or None when it cannot be trusted (logged)."""
+    # the handle is read from the Producer's C struct: only for confluent_kafka's own type, whose
+    # struct has room for it after the object header
+    if type(producer) is not Producer or type(producer).__basicsize__ < object.__basicsize__ + 8:
+        log.info("kafka: messages through produce_batch (not a confluent_kafka Producer)")
+        return None
+    path = librdkafka_path()
+    if path is None:
+        log.info("kafka: messages through produce_batch (librdkafka's file not found in this process)")
+        return None
+    try:
+        library = ctypes.CDLL(path)  # already loaded: the same copy, no second one
+        addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0 for name in _FUNCTIONS]
+        raw = RawProducer(producer, *addresses)
+    except (OSError, AttributeError, ValueError, RuntimeError) as exc:
+        log.info("kafka: messages through produce_batch (%s)", exc)
+        return None
+    log.debug("kafka: runs of messages straight into %s", path)
+    return raw

@@ -1,0 +1,150 @@
+"""The capture writer's runs straight into librdkafka (cdc.stream.raw_produce, produce_direct.rs): the
+packed messages are, byte for byte, the dicts ``produce_batch`` got, and what librdkafka stores of
+them (key, value, partition, order) is what ``produce_batch`` stored. Against librdkafka's
+in-process mock cluster: no services needed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from cdc.config.models import KafkaStreamConfig
+from cdc.core.events import ChangeEvent, SourceRecord
+from cdc.stream.envelope import EnvelopeEncoder
+from cdc.stream.kafka_batches import message_maker
+from cdc.stream.raw_produce import PackedMessages, RawProducer, librdkafka_path, raw_producer
+from tests.unit.test_capture_transaction_runs import transactions
+
+Pair = tuple[bytes | None, bytes | None]
+
+
+def runs(recs: list[SourceRecord], tombstones: bool, packed: bool) -> list[list[Pair]]:
+    """The messages of each run EnvelopeEncoder.transactions takes, walking ``recs`` as the writer
+    does (a record a run does not take is stepped over: both sides skip the same ones)."""
+    encoder = EnvelopeEncoder("p")
+    maker = message_maker(KafkaStreamConfig(bootstrap_servers="x:1", tombstones_on_delete=tombstones))
+    out: list[list[Pair]] = []
+    i = 0
+    while i < len(recs):
+        if not isinstance(recs[i], ChangeEvent):
+            i += 1
+            continue
+        run = encoder.transactions(maker, recs, i, 50, 123, packed=packed)
+        if run.stop == i:
+            i += 1
+            continue
+        messages = run.messages
+        if isinstance(messages, list):
+            out.append([(m["key"], m["value"]) for m in messages])
+        else:
+            assert [(m["key"], m["value"]) for m in messages.dicts()] == messages.pairs()
+            assert messages.pairs(2) == messages.pairs()[2:]
+            out.append(messages.pairs())
+        i = run.stop
+    return out
+
+
+@pytest.mark.parametrize("tombstones", [True, False])
+def test_packed_runs_are_the_dicts_byte_for_byte(tombstones: bool) -> None:
+    for seed in range(6):
+        recs = transactions(seed, 300)
+        expected = runs(recs, tombstones, packed=False)
+        assert sum(len(r) for r in expected) > 200
+        assert runs(recs, tombstones, packed=True) == expected
+
+
+def test_the_one_librdkafka_of_the_process_is_found(tmp_path: Path) -> None:
+    lib = "/x/confluent_kafka.libs/librdkafka-0cb94173.so.1"
+    maps = tmp_path / "maps"
+    head = "7f00-7f01 r-xp 00000000 08:01 42"
+    maps.write_text(f"{head} {lib}\n{head} {lib}\n7f02-7f03 rw-p 00000000 00:00 0 \n{head} /x/libc.so.6\n")
+    assert librdkafka_path(maps) == lib
+    maps.write_text(f"{head} {lib}\n{head} /usr/lib/librdkafka.so.1\n")
+    assert librdkafka_path(maps) is None  # two copies: which one is the producer's is not known
+    assert librdkafka_path(tmp_path / "absent") is None
+    assert librdkafka_path() is not None  # this process: confluent_kafka's
+
+
+@pytest.fixture(scope="module")
+def mock_bootstrap() -> Iterator[str]:
+    host = Producer({"test.mock.num.brokers": 1, "log_level": 2})
+    brokers = host.list_topics(timeout=10).brokers.values()
+    yield ",".join(f"{b.host}:{b.port}" for b in brokers)
+    host.close()
+
+
+def stored(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "log_level": 2,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+        remaining, out = set(partitions), []
+        while remaining:
+            message = consumer.poll(10)
+            assert message is not None, f"no end of {topic} in sight"
+            if message.error():
+                assert message.error().code() == KafkaError._PARTITION_EOF
+                remaining.discard(message.partition())
+            else:
+                out.append((message.partition(), message.key(), message.value()))
+        return sorted(out, key=lambda m: m[0])  # a partition's messages stay in their order
+    finally:
+        consumer.close()
+
+
+def test_librdkafka_stores_what_produce_batch_stored(mock_bootstrap: str) -> None:
+    recs = transactions(3, 300)
+    encoder = EnvelopeEncoder("p")
+    maker = message_maker(KafkaStreamConfig(bootstrap_servers="x:1"))
+    packs: list[PackedMessages] = []
+    i = 0
+    while i < len(recs):
+        run = (
+            encoder.transactions(maker, recs, i, 10_000, 123, packed=True)
+            if isinstance(recs[i], ChangeEvent)
+            else None
+        )
+        if run is None or run.stop == i:
+            i += 1
+            continue
+        assert not isinstance(run.messages, list)
+        packs.append(run.messages)
+        i = run.stop
+    producer = Producer({"bootstrap.servers": mock_bootstrap, "log_level": 2})
+    raw = raw_producer(producer)
+    assert raw is not None
+    direct, batch = f"d{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    for pack in packs:
+        assert pack.produce(raw, direct, 0) == (len(pack), 0)
+        dicts = pack.dicts()
+        assert producer.produce_batch(batch, dicts) == len(dicts)
+    assert pack.produce(raw, direct, len(pack)) == (0, 0)  # nothing from the end on
+    assert producer.flush(10) == 0
+    got, expected = stored(mock_bootstrap, direct), stored(mock_bootstrap, batch)
+    # keyless messages go to a random partition either way: compare those without it
+    assert [m for m in got if m[1] is not None] == [m for m in expected if m[1] is not None]
+    assert sorted(m[1:] for m in got if m[1] is None) == sorted(m[1:] for m in expected if m[1] is None)
+    assert len(got) == sum(len(p) for p in packs) > 200
+    producer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        packs[0].produce(raw, direct, 0)  # no use of a destroyed handle
+
+
+def test_anything_but_a_producer_is_refused() -> None:
+    class NotAProducer:
+        pass
+
+    assert raw_producer(NotAProducer()) is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RawProducer(Producer({"log_level": 2}), 0, 0, 0, 0)
