@@ -38,7 +38,7 @@ from cdc.core.schemas import ArrowKind, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import SinkBatch
-from sinks.sql import mariadb_columnar, pg_columnar, sqlite_columnar
+from sinks.sql import mariadb_columnar, pg_columnar, pg_session, sqlite_columnar
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
@@ -132,9 +132,12 @@ def _transaction(
     stages: pg_columnar.Stages | None = None
     try:
         with engine.begin() as conn:
-            if sink.dialect is Dialect.POSTGRESQL:
+            pg = sink.dialect is Dialect.POSTGRESQL
+            if pg:
                 stages = pg_columnar.Stages.of(conn)
-            row = sink._book.read(conn, sink.settings.pipeline, lock=True)
+                row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
+            else:
+                row = sink._book.read(conn, sink.settings.pipeline, lock=True)
             check_writer(sink.name, sink._epoch, row)
             for table in tables:
                 fence = row.truncates.get(str(table.schema.ref))
@@ -144,13 +147,11 @@ def _transaction(
                 target = sink._table(table.target)
                 pk = sink._shapes[table.target].primary_key
                 _write(conn, target, pk, table, sink.dialect, table.target in direct)
-            sink._book.write_state(
-                conn,
-                sink.settings.pipeline,
-                merged(row.state, batch.state),
-                exists=row.row_exists,
-                truncates=None,
-            )
+            state = merged(row.state, batch.state)
+            if pg:
+                pg_session.commit_with_state(conn, sink._book, sink.settings.pipeline, state, row.row_exists)
+            else:
+                sink._book.write_state(conn, sink.settings.pipeline, state, exists=row.row_exists)
     except BaseException:
         if stages is not None:
             stages.forget()  # the stages this transaction made went with its rollback

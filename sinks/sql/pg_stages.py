@@ -12,10 +12,11 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-__all__ = ["KeysExist", "Stages", "execute"]
+__all__ = ["KeysExist", "Stages", "as_dbapi_error", "execute"]
 
 _names = itertools.count()
 _INFO_KEY = "headwater_pg_stages"
@@ -83,3 +84,12 @@ def execute(conn: sa.Connection, statement: sql.Composable) -> None:
     assert raw is not None
     with raw.cursor() as cur:
         cur.execute(statement)
+
+
+def as_dbapi_error(exc: BaseException) -> sa.exc.DBAPIError | None:
+    """A psycopg error raised on the driver's connection itself (COPY, pipelined statements), as
+    SQLAlchemy would have wrapped it: the sink classifies those (transient or not). None: not one."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    wrapped = sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error)
+    return wrapped if isinstance(wrapped, sa.exc.DBAPIError) else None

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -223,20 +224,27 @@ class Bookkeeping:
             # pysqlite starts the transaction only at the first write: take the write lock now, so
             # that what is read stays true until commit
             conn.execute(p.update().where(p.c.pipeline == pipeline).values(pipeline=p.c.pipeline))
+        return self.held(conn.execute(self.read_statement(pipeline, lock)).first())
+
+    def read_statement(self, pipeline: str, lock: bool) -> sa.Select[Any]:
+        """The positions row's read (:meth:`held` makes it a :class:`Held`)."""
+        p = self.positions
         query = sa.select(p.c.position, p.c.offsets, p.c.writer_epoch, p.c.writer, p.c.truncates).where(
             p.c.pipeline == pipeline
         )
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        return query.with_for_update() if lock else query
+
+    def held(self, row: Sequence[Any] | None) -> Held:
+        """The positions row as :meth:`read_statement` returned it (None: no row)."""
         if row is None:
             return Held(None, False, None, None)
+        position, offsets_text, writer_epoch, writer, truncates = row
         state = None
-        if row.position:
-            offsets = {str(k): int(v) for k, v in json.loads(row.offsets).items()}
-            state = AppliedState(Position.parse(row.position), offsets)
-        epoch = None if row.writer_epoch is None else int(row.writer_epoch)
-        return Held(state, True, epoch, row.writer, self._truncates(row.truncates))
+        if position:
+            offsets = {str(k): int(v) for k, v in json.loads(offsets_text).items()}
+            state = AppliedState(Position.parse(position), offsets)
+        epoch = None if writer_epoch is None else int(writer_epoch)
+        return Held(state, True, epoch, writer, self._truncates(truncates))
 
     def _truncates(self, text: str | None) -> Mapping[str, Position]:
         # read on every apply: parsed once per distinct text (it changes only with a truncate)
@@ -283,7 +291,17 @@ class Bookkeeping:
         truncates: Mapping[str, Position] | None = None,
     ) -> None:
         """Store ``state``; with ``truncates``, the new fences too (every table's, not only new ones)."""
-        values = {
+        conn.execute(self.write_statement(pipeline, state, exists, truncates))
+
+    def write_statement(
+        self,
+        pipeline: str,
+        state: AppliedState,
+        exists: bool,
+        truncates: Mapping[str, Position] | None = None,
+    ) -> sa.Insert | sa.Update:
+        """The statement :meth:`write_state` executes."""
+        values: dict[str, object] = {
             "position": state.position.to_string(),
             "offsets": json.dumps(dict(sorted(state.offsets.items()))),
             "updated_at": _now(),
@@ -291,9 +309,8 @@ class Bookkeeping:
         if truncates is not None:
             values["truncates"] = json.dumps({k: truncates[k].to_string() for k in sorted(truncates)})
         if exists:
-            conn.execute(self.positions.update().where(self.positions.c.pipeline == pipeline), values)
-        else:
-            conn.execute(self.positions.insert(), {"pipeline": pipeline, **values})
+            return self.positions.update().where(self.positions.c.pipeline == pipeline).values(values)
+        return self.positions.insert().values({"pipeline": pipeline, **values})
 
     def read_shapes(self, conn: sa.Connection) -> dict[str, TableShape]:
         rows = conn.execute(sa.select(self.tables.c.target_table, self.tables.c.shape))

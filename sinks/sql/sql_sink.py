@@ -25,7 +25,8 @@ from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_thres
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
-from sinks.sql.pg_stages import KeysExist, Stages
+from sinks.sql.pg_session import commit_with_state, ping_when_idle, read_locked
+from sinks.sql.pg_stages import KeysExist, Stages, as_dbapi_error
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.read_batches import add_rest, chunk_rows, real_events
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
@@ -101,7 +102,10 @@ class SqlSink:
         if self._engine is not None:
             return
         file = sqlite_file(self._url, self.settings.sqlite_journal, self.name)
-        engine = sa.create_engine(self._url, pool_pre_ping=True)
+        pg = self.dialect is Dialect.POSTGRESQL
+        engine = sa.create_engine(self._url, pool_pre_ping=not pg)
+        if pg:
+            ping_when_idle(engine)  # not a round trip per batch
         try:
             if file is not None:
                 file.set_journal(engine, self.name)
@@ -160,6 +164,11 @@ class SqlSink:
                 self._apply(batch, direct=False)
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc
+        except Exception as exc:  # psycopg's own, from statements sent past SQLAlchemy
+            wrapped = as_dbapi_error(exc)
+            if wrapped is None:
+                raise
+            raise classify(wrapped, self.name, "the batch was rolled back") from exc
 
     def _apply(self, batch: SinkBatch, direct: bool) -> None:
         """``direct``: PostgreSQL COPYs inserts straight into the tables not upserting of late."""
@@ -198,9 +207,13 @@ class SqlSink:
             # writers of a fresh sink do not both insert it
             self._row_exists = self._book.ensure_row(engine, self.settings.pipeline)
         with engine.begin() as conn:
+            pg = self.dialect is Dialect.POSTGRESQL
+            if pg:
+                row = read_locked(conn, self._book, self.settings.pipeline)
+            else:
+                row = self._book.read(conn, self.settings.pipeline, lock=True)
             if self._copy_threshold is not None:
                 self._stages_used = Stages.of(conn)
-            row = self._book.read(conn, self.settings.pipeline, lock=True)
             check_writer(self.name, self._epoch, row)
             current = row.state
             if not from_kafka and current != held:  # another writer moved the position: honour it
@@ -251,9 +264,14 @@ class SqlSink:
                         self._pg_upserting[plan.target] = upserting - 1
             if copy is not None:  # the chunk's other rows, column-wise (read_batch_copy.py)
                 copy.write(conn, self._table(copy.target), self._shapes[copy.target].primary_key)
-            self._book.write_state(
-                conn, self.settings.pipeline, state, exists=row.row_exists, truncates=fenced.truncates
-            )
+            if pg:  # the write and the commit in one round trip
+                commit_with_state(
+                    conn, self._book, self.settings.pipeline, state, row.row_exists, fenced.truncates
+                )
+            else:
+                self._book.write_state(
+                    conn, self.settings.pipeline, state, exists=row.row_exists, truncates=fenced.truncates
+                )
         self._truncates = row.truncates if fenced.truncates is None else fenced.truncates
         log.debug(
             "applied %d events to %d tables up to %s",

@@ -1,0 +1,86 @@
+"""Fewer round trips per PostgreSQL batch: the transaction's first and last statements pipelined,
+and the pool's liveness ping only for a connection that sat idle.
+
+A batch's transaction opens with the locked read of the positions row and closes with its write
+and the commit. psycopg sends ``BEGIN`` on its own and waits for it, and SQLAlchemy's commit is
+one more exchange: in libpq's pipeline mode ``BEGIN`` and the read go together, and so do the
+write and ``COMMIT`` (SQLAlchemy's commit then finds the transaction over, and psycopg does
+nothing). Each round trip costs the sink thread a wait for the GIL too, when the main thread is
+decoding on the same core (benchmarks/results/latest.md, section pgapply).
+
+``pool_pre_ping`` pings every checkout, one round trip per batch; a connection checked in less
+than :data:`IDLE_PING_S` ago has just served a batch and is pinged no more. A server gone since
+then fails the next batch, which rolls back and is retried like any other transient error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdc.core.positions import Position
+from sinks.contract import AppliedState
+from sinks.sql.positions_table import Bookkeeping, Held
+
+__all__ = ["IDLE_PING_S", "commit_with_state", "ping_when_idle", "read_locked"]
+
+IDLE_PING_S = 1.0
+_CHECKED_IN = "headwater_checked_in"
+
+
+def ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection at checkout only if idle for :data:`IDLE_PING_S` (engine made
+    without ``pool_pre_ping``)."""
+
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        last = record.info.get(_CHECKED_IN)
+        if last is not None and time.monotonic() - last < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc  # the pool connects again
+
+    sa.event.listen(engine.pool, "checkin", checkin)
+    sa.event.listen(engine.pool, "checkout", checkout)
+
+
+def read_locked(conn: sa.Connection, book: Bookkeeping, pipeline: str) -> Held:
+    """The positions row read under its lock, as the transaction's first statement: ``BEGIN``
+    and the read in one round trip."""
+    text, params = _compiled(conn, book.read_statement(pipeline, lock=True))
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        with raw.pipeline():
+            cur.execute(text, params)
+        return book.held(cur.fetchone())
+
+
+def commit_with_state(
+    conn: sa.Connection,
+    book: Bookkeeping,
+    pipeline: str,
+    state: AppliedState,
+    exists: bool,
+    truncates: Mapping[str, Position] | None = None,
+) -> None:
+    """Store ``state`` and commit, in one round trip: the last thing the transaction does (the
+    commit of the ``engine.begin()`` block around it then finds nothing to commit)."""
+    text, params = _compiled(conn, book.write_statement(pipeline, state, exists, truncates))
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, raw.pipeline():
+        cur.execute(text, params)
+        cur.execute(b"COMMIT")
+
+
+def _compiled(conn: sa.Connection, statement: sa.ClauseElement) -> tuple[str, Mapping[str, Any]]:
+    compiled = statement.compile(dialect=conn.dialect)
+    return str(compiled), compiled.params
