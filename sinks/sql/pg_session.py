@@ -9,8 +9,9 @@ nothing). Each round trip costs the sink thread a wait for the GIL too, when the
 decoding on the same core (benchmarks/results/latest.md, section pgapply).
 
 ``pool_pre_ping`` pings every checkout, one round trip per batch; a connection checked in less
-than :data:`IDLE_PING_S` ago has just served a batch and is pinged no more. A server gone since
-then fails the next batch, which rolls back and is retried like any other transient error.
+than :data:`IDLE_PING_S` ago has just served a batch and is pinged no more. If the server dropped it
+since, the batch's first statement finds it dead before anything was written: :class:`ConnectionLost`
+tells the sink to send the batch again, once, on a new connection.
 """
 
 from __future__ import annotations
@@ -19,16 +20,22 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from cdc.core.positions import Position
 from sinks.contract import AppliedState
 from sinks.sql.positions_table import Bookkeeping, Held
 
-__all__ = ["IDLE_PING_S", "commit_with_state", "ping_when_idle", "read_locked"]
+__all__ = ["IDLE_PING_S", "ConnectionLost", "commit_with_state", "ping_when_idle", "read_locked"]
 
 IDLE_PING_S = 1.0
 _CHECKED_IN = "headwater_checked_in"
+
+
+class ConnectionLost(Exception):
+    """The connection was dead at the transaction's first statement: nothing of the batch reached
+    the server, and the connection is invalidated (the pool makes a new one)."""
 
 
 def ping_when_idle(engine: sa.Engine) -> None:
@@ -57,10 +64,16 @@ def read_locked(conn: sa.Connection, book: Bookkeeping, pipeline: str) -> Held:
     text, params = _compiled(conn, book.read_statement(pipeline, lock=True))
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        with raw.pipeline():
-            cur.execute(text, params)
-        return book.held(cur.fetchone())
+    try:
+        with raw.cursor() as cur:
+            with raw.pipeline():
+                cur.execute(text, params)
+            return book.held(cur.fetchone())
+    except psycopg.OperationalError as exc:
+        if not raw.broken and not raw.closed:
+            raise
+        conn.invalidate()  # SQLAlchemy then skips the rollback of a transaction that never began
+        raise ConnectionLost(str(exc)) from exc
 
 
 def commit_with_state(

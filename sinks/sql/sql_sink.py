@@ -25,7 +25,7 @@ from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_thres
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
-from sinks.sql.pg_session import commit_with_state, ping_when_idle, read_locked
+from sinks.sql.pg_session import ConnectionLost, commit_with_state, ping_when_idle, read_locked
 from sinks.sql.pg_stages import KeysExist, Stages, as_dbapi_error
 from sinks.sql.positions_table import Bookkeeping, TableShape
 from sinks.sql.read_batches import add_rest, chunk_rows, real_events
@@ -154,14 +154,18 @@ class SqlSink:
 
     def apply(self, batch: SinkBatch) -> None:
         try:
-            if apply_columns(self, batch):  # from Kafka: column-wise, if it can
-                return
             try:
-                self._apply(batch, direct=True)
-            except KeysExist as exc:  # rolled back: nothing of the batch was written
-                log.info("%s: %s; the batch goes again, by upsert", self.name, exc)
-                self._pg_upserting[exc.target] = UPSERT_BATCHES
-                self._apply(batch, direct=False)
+                self._apply_batch(batch)
+            except ConnectionLost as exc:  # PostgreSQL: nothing was sent on it
+                log.info(
+                    "%s: its connection was gone (%s); the batch goes again on a new one", self.name, exc
+                )
+                self._apply_batch(batch)
+        except ConnectionLost as exc:  # again: the server is away
+            wrapped = as_dbapi_error(exc.__cause__) if exc.__cause__ is not None else None
+            if wrapped is None:
+                raise
+            raise classify(wrapped, self.name, "the batch was rolled back") from exc
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc
         except Exception as exc:  # psycopg's own, from statements sent past SQLAlchemy
@@ -169,6 +173,16 @@ class SqlSink:
             if wrapped is None:
                 raise
             raise classify(wrapped, self.name, "the batch was rolled back") from exc
+
+    def _apply_batch(self, batch: SinkBatch) -> None:
+        if apply_columns(self, batch):  # from Kafka: column-wise, if it can
+            return
+        try:
+            self._apply(batch, direct=True)
+        except KeysExist as exc:  # rolled back: nothing of the batch was written
+            log.info("%s: %s; the batch goes again, by upsert", self.name, exc)
+            self._pg_upserting[exc.target] = UPSERT_BATCHES
+            self._apply(batch, direct=False)
 
     def _apply(self, batch: SinkBatch, direct: bool) -> None:
         """``direct``: PostgreSQL COPYs inserts straight into the tables not upserting of late."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from cdc.core.events import ChangeEvent, Op
 from sinks.contract import SinkBatch
@@ -55,3 +56,22 @@ def test_binary_values_as_postgresql_hex() -> None:
     values = pa.array([b"", None, b"\x00\xff\n", b"abc"], pa.binary())
     assert bytea_hex(values).to_pylist() == ["\\x", None, "\\x00ff0a", "\\x616263"]
     assert bytea_hex(values.slice(2)).to_pylist() == ["\\x00ff0a", "\\x616263"]
+
+
+def test_a_connection_the_server_dropped_since_the_last_batch_is_replaced(
+    targets: tuple[SqlTarget, SqlTarget],
+) -> None:
+    """The pool pings only a connection idle for a second: one the server dropped right after a
+    batch is found dead by the next batch's first statement, which goes again on a new one."""
+    columns_target, _ = targets
+    a = columns_target.sink(copy_threshold_rows=10)
+    first, second = _inserts(1, range(0, 20), 0), _inserts(2, range(20, 40), 0)
+    assert apply_columns(a, SinkBatch(_chunks(first, 0), _state(first, 20)))
+    engine = a._require_engine()
+    with engine.connect() as conn:  # the pool's one connection, the batch's
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    with columns_target.engine.connect() as admin:
+        assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    a.apply(SinkBatch(_chunks(second, 20), _state(second, 40)))
+    assert len(_rows(columns_target)) == 40
+    assert a.applied() == _state(second, 40)
