@@ -114,7 +114,7 @@ class SinkRunner:
             reader = self._open_reader(consumption.assigned)
             consumption.reader = reader
             reader.on_revoke = consumption.revoked
-            reader.start()
+            reader.start(columnar=consumption.columnar)  # a larger prefetch for Arrow-column sinks
             with fewer_collections():
                 consumption.run()
             for sink in sinks:
