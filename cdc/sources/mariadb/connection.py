@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
+from headwater_native import split_packets
 from pymysql.constants import CLIENT
 from pymysql.constants.CR import CR_SERVER_LOST
 
@@ -329,6 +330,37 @@ class BinlogConnection:
             if error is None:
                 raise
             raise error from exc
+
+    def event_batches(self) -> Iterator[list[bytes]]:
+        """The events of :meth:`events`, in lists: every complete event already in the read buffer,
+        cut out in one compiled call (caploop: the per-packet Python was ~1 us an event, 5 a
+        single-row transaction). Whatever that call leaves (a packet not all received yet, the end
+        of the stream, an error, an event over one packet) is read by :meth:`events`, one at a time."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("open() first")
+        single = self.events()  # sets the read timeout on its first event
+        first = next(single, None)
+        if first is None:
+            return
+        yield [first]
+        peek, read, cut = conn._rfile.peek, conn._rfile.read, self.checksum_len
+        while True:
+            try:
+                data = peek(1)  # the buffered bytes, or one read from the socket when there are none
+            except OSError as exc:
+                lost = _lost(conn, exc)
+                raise (translate(lost, self._settings, "reading the binlog") or lost) from exc
+            events, used = split_packets(data, cut) if data else ([], 0)
+            if used:
+                read(used)
+                self._consumed += used
+                yield events
+                continue
+            event = next(single, None)
+            if event is None:
+                return
+            yield [event]
 
     def _raise_server_error(self, data: bytes) -> None:
         code = int.from_bytes(data[1:3], "little")

@@ -191,7 +191,7 @@ class MariaDbBinlogReader:
         self, conn: BinlogConnection, decoder: StreamDecoder, start: StartAt, plan: ReadPlan, where: str
     ) -> Iterator[SourceRecord]:
         try:
-            yield from decoder.records(conn.events())
+            yield from decoder.records_from_batches(conn.event_batches())
         except BinlogPurged as exc:
             raise self._purged(exc, start, plan, where) from exc
         finally:
@@ -199,9 +199,10 @@ class MariaDbBinlogReader:
             self._conn = None
 
     def input_ready(self) -> bool:
-        """More of the binlog stream is waiting in the socket (False when not reading)."""
-        conn = self._conn
-        return conn is not None and conn.input_ready()
+        """More of the binlog stream is waiting: read and not decoded yet, or in the socket (False
+        when not reading)."""
+        conn, decoder = self._conn, self.decoder
+        return conn is not None and ((decoder is not None and decoder.holding()) or conn.input_ready())
 
     def close(self) -> None:
         if self._conn is not None:

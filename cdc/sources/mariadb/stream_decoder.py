@@ -25,13 +25,12 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from operator import length_hint
 
 from cdc.core.errors import SourceProtocolError, TerminalError
 from cdc.core.events import (
     ChangeEvent,
     Op,
-    SchemaChange,
-    SchemaChangeKind,
     SourceProgress,
     SourceRecord,
     TransactionEnd,
@@ -61,12 +60,6 @@ _FL_STANDALONE = 1
 _FL_TRANSACTIONAL = 4  # cleared when the transaction also wrote a non-transactional table
 _EXECUTE_LOAD_QUERY = 18  # LOAD DATA logged as a statement
 _QUERY_POST_HEADER = {EventType.QUERY: 13, _EXECUTE_LOAD_QUERY: 26}
-_DDL_KIND = {
-    StatementKind.CREATE: SchemaChangeKind.CREATE,
-    StatementKind.ALTER: SchemaChangeKind.ALTER,
-    StatementKind.DROP: SchemaChangeKind.DROP,
-    StatementKind.RENAME: SchemaChangeKind.RENAME,
-}
 
 
 class StreamDecoder:
@@ -125,6 +118,10 @@ class StreamDecoder:
         self.file: str | None = resume.transaction.file if resume and not resume_by_gtid else None
         self.events_seen = 0
         self._tx = TxState(self._start_gtid, self._resume.pending)
+        # the batch being decoded, its next event, the records of the compiled loop not yielded yet
+        self._events: list[bytes] = []
+        self._pos = 0
+        self._pending: Iterator[SourceRecord] = iter(())
 
     # -- the stream -----------------------------------------------------------------------------
     def records(self, events: Iterable[bytes]) -> Iterator[SourceRecord]:
@@ -141,14 +138,44 @@ class StreamDecoder:
             size = 0
         if batch:
             yield from self._batch(batch)
+        yield from self._stream_end()
+
+    def records_from_batches(self, batches: Iterable[list[bytes]]) -> Iterator[SourceRecord]:
+        """The records of events that come in lists (BinlogConnection.event_batches), as
+        :meth:`records` gives them: a list's events after its last one that can end a transaction
+        wait for the rest of that transaction (up to BATCH_BYTES), so that it is decoded whole."""
+        carry: list[bytes] = []
+        for events in batches:
+            if carry:
+                events = carry + events
+                carry = []
+            cut = len(events)
+            while cut and events[cut - 1][4] in GATHERED:
+                cut -= 1
+            if cut < len(events) and sum(len(ev) for ev in events[cut:]) < BATCH_BYTES:
+                carry = events[cut:]
+                del events[cut:]
+            if events:
+                yield from self._batch(events)
+        if carry:
+            yield from self._batch(carry)
+        yield from self._stream_end()
+
+    def _stream_end(self) -> Iterator[SourceRecord]:
         if self._withheld is not None:
             withheld, self._withheld = self._withheld, None
             yield progress(*withheld)
+
+    def holding(self) -> bool:
+        """Events read and not decoded yet, or records decoded and not yielded yet, are waiting: more
+        records come without reading more (with the source's input_ready: more input is waiting)."""
+        return self._pos < len(self._events) or length_hint(self._pending) > 0
 
     def _batch(self, events: list[bytes]) -> Iterator[SourceRecord]:
         """Whole common transactions by the compiled loop, everything else by the Python path."""
         loop, tx, gtids = self._loop, self._tx, self._gtids
         i, count = 0, len(events)
+        self._events, self._pos = events, 0
         while i < count:
             if loop is not None and tx.tx_pos is None and not tx.resuming:
                 file_pos = tx.file_pos
@@ -160,8 +187,9 @@ class StreamDecoder:
                     tx.gtid = gtid
                     gtids.adopt(tracking)
                     self._withheld = None  # a TransactionEnd supersedes it
-                    yield from records
-                    i = stop
+                    self._pos = i = stop
+                    self._pending = pending = iter(records)
+                    yield from pending
                     if i == count:
                         break
             i = yield from self._python_path(events, i)
@@ -196,7 +224,7 @@ class StreamDecoder:
             if tx_pos is None and i > start:
                 break  # between transactions: the compiled loop may take the next ones
             ev = events[i]
-            i += 1
+            self._pos = i = i + 1
             self.events_seen += 1
             _ts, type_code, server_id, size, log_pos, _flags = _HEADER(ev, 0)
             if type_code == table_map:
@@ -399,7 +427,7 @@ class StreamDecoder:
                         continue
                     last = tx_pos.at_row(row)
                     row += 1
-                    record = self._statement_record(
+                    record = tables.statement_record(
                         kind_, stmt.table, stmt.renamed_to, query, last, ts_ms, tx_id
                     )
                     if held is None:
@@ -453,24 +481,8 @@ class StreamDecoder:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
             yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
-        elif self._input_ready is not None and not self._input_ready():
+        elif self._input_ready is not None and not self.holding() and not self._input_ready():
             self._withheld = None  # nothing more is waiting: this is where the stream stands
             yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
         else:  # built only if sent: other tables' transactions may come by the ten thousand
             self._withheld = (tx_pos, next_offset, ts_ms, self._gtids.here)
-
-    def _statement_record(
-        self,
-        kind: StatementKind,
-        ref: TableRef,
-        renamed_to: TableRef | None,
-        query: str,
-        position: Position,
-        ts_ms: int,
-        tx_id: str,
-    ) -> ChangeEvent | SchemaChange:
-        if kind is StatementKind.TRUNCATE:
-            schema = self._tables.schema_for(ref)
-            return ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, tx_id)
-        previous = self._tables.versions.get(ref)
-        return SchemaChange(_DDL_KIND[kind], ref, query, position, ts_ms, tx_id, previous, renamed_to)

@@ -14,8 +14,11 @@ from dataclasses import replace
 from headwater_native import EventLoop, RowsPlan
 
 from cdc.core.errors import TerminalError
+from cdc.core.events import ChangeEvent, Op, SchemaChange, SchemaChangeKind
+from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from cdc.sources.mariadb.compiled_table import CompiledTable, key_getter, needs_extended_lookup
+from cdc.sources.mariadb.ddl import StatementKind
 from cdc.sources.mariadb.native_rows import rows_plan
 from cdc.sources.mariadb.row_decoder import CharsetOf, DecoderOptions, compile_rows_decoder
 from cdc.sources.mariadb.table_filter import TableFilter
@@ -26,6 +29,13 @@ __all__ = ["ExtendedTypesOf", "TableRegistry", "TransactionalOf"]
 
 ExtendedTypesOf = Callable[[str, str], tuple[tuple[str, str], ...]]
 TransactionalOf = Callable[[str, str], bool]  # (db, table) -> does its engine roll back?
+
+_DDL_KIND = {
+    StatementKind.CREATE: SchemaChangeKind.CREATE,
+    StatementKind.ALTER: SchemaChangeKind.ALTER,
+    StatementKind.DROP: SchemaChangeKind.DROP,
+    StatementKind.RENAME: SchemaChangeKind.RENAME,
+}
 
 
 class TableRegistry:
@@ -124,3 +134,20 @@ class TableRegistry:
         if newest is not None:
             return newest[1]
         return self._latest.get(ref) or TableSchema.build(ref, (), ())
+
+    def statement_record(
+        self,
+        kind: StatementKind,
+        ref: TableRef,
+        renamed_to: TableRef | None,
+        query: str,
+        position: Position,
+        ts_ms: int,
+        tx_id: str,
+    ) -> ChangeEvent | SchemaChange:
+        """The record of a captured table's TRUNCATE or DDL statement."""
+        if kind is StatementKind.TRUNCATE:
+            schema = self.schema_for(ref)
+            return ChangeEvent(Op.TRUNCATE, schema, None, None, None, position, ts_ms, tx_id)
+        previous = self.versions.get(ref)
+        return SchemaChange(_DDL_KIND[kind], ref, query, position, ts_ms, tx_id, previous, renamed_to)

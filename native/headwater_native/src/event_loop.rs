@@ -558,3 +558,31 @@ impl EventLoop {
         Ok((i, PyList::new(py, out)?, gtid, tracking))
     }
 }
+
+/// The binlog events of the complete protocol packets at the start of `data` (the dump's read
+/// buffer): `([event, ...], used)`, each event as `BinlogConnection.events` yields it (the OK byte
+/// and the last `cut` checksum bytes removed), `used` the bytes they took. It stops before a packet
+/// that is not all in `data`, one that is not an event (end of stream, error) and one of an event
+/// longer than a packet: the connection reads those one by one, as before.
+#[pyfunction]
+pub fn split_packets<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    cut: usize,
+) -> PyResult<(Bound<'py, PyList>, usize)> {
+    const MAX_PACKET: usize = 0xFF_FFFF;
+    let out = PyList::empty(py);
+    let mut pos = 0usize;
+    while pos + 4 <= data.len() {
+        let size = usize::from(data[pos])
+            | usize::from(data[pos + 1]) << 8
+            | usize::from(data[pos + 2]) << 16;
+        let end = pos + 4 + size;
+        if size == MAX_PACKET || size < 1 + cut || end > data.len() || data[pos + 4] != 0 {
+            break;
+        }
+        out.append(PyBytes::new(py, &data[pos + 5..end - cut]))?;
+        pos = end;
+    }
+    Ok((out, pos))
+}

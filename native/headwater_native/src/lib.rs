@@ -425,6 +425,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rows::RowsPlan>()?;
     m.add_class::<events::EventMaker>()?;
     m.add_class::<event_loop::EventLoop>()?;
+    m.add_function(wrap_pyfunction!(event_loop::split_packets, m)?)?;
     m.add_class::<batch::MessageMaker>()?;
     m.add_class::<produce_direct::PackedMessages>()?;
     m.add_class::<produce_direct::RawProducer>()?;
