@@ -128,11 +128,12 @@ _PREFETCH: dict[str, int] = {
     "fetch.max.bytes": 4_194_304,
     "fetch.queue.backoff.ms": 10,
 }
-# A run whose sinks take Arrow columns (the Iceberg history, whose own RSS floor is 350-500 MiB)
-# queues 16 MiB: the 200k-change Iceberg benchmark pinned to one core, three alternated pairs at load
-# 7-8, took 133-136k rows per CPU-second against 112-128k with 2 MiB, at the same peak RSS (366-414
-# MiB), in fewer and larger fetches. The SQL sinks keep 2 MiB (PostgreSQL stays near 200 MiB).
-_COLUMNAR_PREFETCH: dict[str, int] = {
+# A run whose every sink asks for it (``large_prefetch``: the Iceberg history, whose own RSS floor
+# is 350-500 MiB) queues 16 MiB: the 200k-change Iceberg benchmark pinned to one core, three
+# alternated pairs at load 7-8, took 133-136k rows per CPU-second against 112-128k with 2 MiB, at
+# the same peak RSS (366-414 MiB), in fewer and larger fetches. The SQL sinks keep 2 MiB
+# (PostgreSQL stays near 200 MiB).
+_LARGE_PREFETCH: dict[str, int] = {
     **_PREFETCH,
     "queued.max.messages.kbytes": 16_384,
     "fetch.max.bytes": 16_777_216,
@@ -143,9 +144,9 @@ _COLUMNAR_PREFETCH: dict[str, int] = {
 _CHUNK_MESSAGES = 2_500
 
 
-def reader_settings(config: KafkaStreamConfig, group: str, columnar: bool = False) -> dict[str, Any]:
-    """The librdkafka settings of `cdc sink`'s consumer (``columnar``: for sinks that take Arrow
-    columns, a larger prefetch)."""
+def reader_settings(config: KafkaStreamConfig, group: str, large_prefetch: bool = False) -> dict[str, Any]:
+    """The librdkafka settings of `cdc sink`'s consumer (``large_prefetch``: 16 MiB queued, for
+    sinks whose memory floor is far above it)."""
     settings = consumer_config(config, group)
     settings["partition.assignment.strategy"] = "cooperative-sticky"
     # a new table's topic is found within seconds, not librdkafka's default 5 minutes
@@ -161,7 +162,7 @@ def reader_settings(config: KafkaStreamConfig, group: str, columnar: bool = Fals
     # ahead of the application (peak RSS applying 200k changes to PostgreSQL: 252 MiB unbounded,
     # ~200 with these bounds). What is queued beyond the next poll only costs memory; a fetch from
     # the broker takes about a millisecond.
-    for key, value in (_COLUMNAR_PREFETCH if columnar else _PREFETCH).items():
+    for key, value in (_LARGE_PREFETCH if large_prefetch else _PREFETCH).items():
         if key not in config.properties:
             settings[key] = value
     return settings
@@ -234,10 +235,10 @@ class KafkaChangeReader:
         # how a consume() batch becomes chunks (message_chunks.py; a test swaps in the reference)
         self.chunk_messages: Callable[[list[Message], PartitionState], list[ChangeChunk]] = chunk_messages
 
-    def start(self, columnar: bool = False) -> None:
-        """Join the group; ``columnar``: every batch goes to a sink that takes Arrow columns (the
-        prefetch is larger then, see reader_settings)."""
-        settings = reader_settings(self._config, self._group, columnar)
+    def start(self, large_prefetch: bool = False) -> None:
+        """Join the group; ``large_prefetch`` when every sink of the run asks for it (see
+        reader_settings)."""
+        settings = reader_settings(self._config, self._group, large_prefetch)
         consumer = Consumer(settings)
         consumer.subscribe(
             [table_topic_pattern(self._pipeline)],

@@ -137,6 +137,9 @@ class IcebergHistorySink:
     """Appends every change event to its table's history; see the module docstring for the protocol."""
 
     takes_change_columns = True  # `cdc sink` hands it Kafka chunks it appends column-wise
+    # its own memory floor (pyiceberg, the buffered rows) is 350-500 MiB: `cdc sink` may queue 16 MiB
+    # of messages ahead of it instead of 2 (kafka_reader._LARGE_PREFETCH), ~10% less CPU per change
+    large_prefetch = True
 
     def __init__(self, config: IcebergSinkConfig, pipeline: str, base_dir: Path | None = None) -> None:
         self.name = f"iceberg:{config.namespace}"

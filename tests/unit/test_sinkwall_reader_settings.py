@@ -17,13 +17,13 @@ def test_a_configured_backoff_wins() -> None:
     assert reader_settings(config, "g")["fetch.queue.backoff.ms"] == "500"
 
 
-def test_a_run_into_column_sinks_prefetches_more_and_a_configured_bound_still_wins() -> None:
-    """16 MiB queued for the Iceberg history (kafka_reader._COLUMNAR_PREFETCH), 2 MiB otherwise."""
+def test_a_run_into_sinks_that_ask_for_it_prefetches_more_and_a_configured_bound_still_wins() -> None:
+    """16 MiB queued for the Iceberg history (kafka_reader._LARGE_PREFETCH), 2 MiB otherwise."""
     config = KafkaStreamConfig(bootstrap_servers="127.0.0.1:1")
     assert reader_settings(config, "g")["queued.max.messages.kbytes"] == 2_048
-    assert reader_settings(config, "g", columnar=True)["queued.max.messages.kbytes"] == 16_384
-    assert reader_settings(config, "g", columnar=True)["fetch.queue.backoff.ms"] == 10
+    assert reader_settings(config, "g", large_prefetch=True)["queued.max.messages.kbytes"] == 16_384
+    assert reader_settings(config, "g", large_prefetch=True)["fetch.queue.backoff.ms"] == 10
     bounded = KafkaStreamConfig(
         bootstrap_servers="127.0.0.1:1", properties={"queued.max.messages.kbytes": "4096"}
     )
-    assert reader_settings(bounded, "g", columnar=True)["queued.max.messages.kbytes"] == "4096"
+    assert reader_settings(bounded, "g", large_prefetch=True)["queued.max.messages.kbytes"] == "4096"
