@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, Producer
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import MessageTooLarge
 from cdc.core.events import ChangeEvent, Op
+from cdc.core.positions import Position
 from cdc.stream.native_rows import MessageMaker
 
 __all__ = ["Messages", "message_maker", "produce_in_order", "too_large"]
@@ -31,10 +32,11 @@ Messages = list[dict[str, bytes | None]]
 
 
 def message_maker(config: KafkaStreamConfig) -> MessageMaker:
-    """The compiled message builder for one writer: the ops a run may hold, tombstones, the size limit."""
+    """The compiled message builder for one writer: the ops a run may hold, tombstones, the size
+    limit, and the position class (its fields, as the event's, are read from their slots)."""
     ops = [(op, op.value.encode()) for op in (Op.CREATE, Op.UPDATE, Op.DELETE, Op.READ)]
     return MessageMaker(
-        ChangeEvent, ops, Op.READ, Op.DELETE, config.tombstones_on_delete, config.max_message_bytes
+        ChangeEvent, ops, Op.READ, Op.DELETE, config.tombstones_on_delete, config.max_message_bytes, Position
     )
 
 

@@ -107,6 +107,7 @@ class MessageMaker:
         delete_op: Any,
         tombstones: bool,
         max_value: int,
+        position_cls: type | None = None,
     ) -> None: ...
     def messages(
         self,

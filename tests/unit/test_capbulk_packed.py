@@ -13,9 +13,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from cdc.config.models import KafkaStreamConfig
-from cdc.core.events import ChangeEvent, SourceRecord
+from cdc.core.events import ChangeEvent, Op, SourceRecord
+from cdc.core.positions import Position
 from cdc.stream.envelope import EnvelopeEncoder
 from cdc.stream.kafka_batches import message_maker
+from cdc.stream.native_rows import MessageMaker
 from cdc.stream.raw_produce import PackedMessages, RawProducer, librdkafka_path, raw_producer
 from tests.unit.test_capture_transaction_runs import transactions
 
@@ -148,3 +150,58 @@ def test_anything_but_a_producer_is_refused() -> None:
     assert raw_producer(NotAProducer()) is None  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RawProducer(Producer({"log_level": 2}), 0, 0, 0, 0)
+
+
+class CountingEvent(ChangeEvent):
+    """A ChangeEvent whose every attribute read through getattr is counted."""
+
+    __slots__ = ()
+    reads = 0
+
+    def __getattribute__(self, name: str) -> object:
+        CountingEvent.reads += 1
+        return object.__getattribute__(self, name)
+
+
+def test_fields_are_read_from_their_slots_with_the_same_bytes() -> None:
+    recs = transactions(5, 300)
+    counted: list[SourceRecord] = [
+        CountingEvent(r.op, r.schema, r.key, r.before, r.after, r.position, r.source_ts_ms, r.transaction_id)
+        if isinstance(r, ChangeEvent)
+        else r
+        for r in recs
+    ]
+    config = KafkaStreamConfig(bootstrap_servers="x:1")
+    ops = [(op, op.value.encode()) for op in (Op.CREATE, Op.UPDATE, Op.DELETE, Op.READ)]
+    maker = MessageMaker(CountingEvent, ops, Op.READ, Op.DELETE, True, config.max_message_bytes, Position)
+    expected: list[Pair] = []
+    got: list[Pair] = []
+    for records, make, out in ((recs, message_maker(config), expected), (counted, maker, got)):
+        encoder = EnvelopeEncoder("p")
+        i = 0
+        while i < len(records):
+            if not isinstance(records[i], ChangeEvent):
+                i += 1
+                continue
+            run = encoder.transactions(make, records, i, 50, 123)
+            if run.stop == i:
+                i += 1
+                continue
+            assert isinstance(run.messages, list)
+            out.extend((m["key"], m["value"]) for m in run.messages)
+            i = run.stop
+    assert len(got) > 200 and got == expected
+    # one run of a 300-row transaction: only EnvelopeEncoder's own Python reads (its first and last
+    # change's template), none per row
+    first = next(r for r in counted if isinstance(r, CountingEvent) and r.key is not None)
+    assert isinstance(first, CountingEvent)
+    rows: list[SourceRecord] = [
+        CountingEvent(first.op, first.schema, first.key, first.before, first.after,
+                      first.position.at_row(n), first.source_ts_ms, first.transaction_id)
+        for n in range(300)
+    ]  # fmt: skip
+    encoder = EnvelopeEncoder("p")
+    encoder.encode_change(rows[0], 123)  # type: ignore[arg-type]
+    before = CountingEvent.reads
+    run = encoder.transactions(maker, rows, 1, 1_000, 123)
+    assert run.changes == 299 and CountingEvent.reads - before < 20

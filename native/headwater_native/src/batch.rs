@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::produce_direct::PackedMessages;
+use crate::produce_slots::Slots;
 use crate::txn_runs::RunOut;
 use crate::RowPlan;
 
@@ -59,6 +60,33 @@ pub struct MessageMaker {
     pub(crate) tombstones: bool,
     pub(crate) max_value: usize,
     pub(crate) names: Vec<Py<PyString>>,
+    /// the event class's fields by `names` index, read from their slots (produce_slots.rs)
+    event_slots: Slots,
+    /// the same for the position class, when given
+    position_slots: Option<Slots>,
+}
+
+impl MessageMaker {
+    /// Field `i` (a `names` index) of a change event.
+    #[inline]
+    pub(crate) fn field<'py>(&self, record: &Bound<'py, PyAny>, i: usize) -> PyResult<Bound<'py, PyAny>> {
+        let name = self.names[i].bind(record.py());
+        self.event_slots.get(record, i, name)
+    }
+
+    /// Field `i` (a `names` index) of a change event's position.
+    #[inline]
+    pub(crate) fn position_field<'py>(
+        &self,
+        position: &Bound<'py, PyAny>,
+        i: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let name = self.names[i].bind(position.py());
+        match &self.position_slots {
+            Some(slots) => slots.get(position, i, name),
+            None => position.getattr(name),
+        }
+    }
 }
 
 pub(crate) fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -72,7 +100,8 @@ pub(crate) fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool>
 #[pymethods]
 impl MessageMaker {
     #[new]
-    #[pyo3(signature = (event_cls, ops, read_op, delete_op, tombstones, max_value))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (event_cls, ops, read_op, delete_op, tombstones, max_value, position_cls=None))]
     fn new(
         py: Python<'_>,
         event_cls: Py<PyType>,
@@ -81,12 +110,18 @@ impl MessageMaker {
         delete_op: Py<PyAny>,
         tombstones: bool,
         max_value: usize,
-    ) -> Self {
+        position_cls: Option<Py<PyType>>,
+    ) -> PyResult<Self> {
         let names = NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect();
-        MessageMaker {
+        let event_slots = Slots::of(event_cls.bind(py), &NAMES)?;
+        let position_slots = match position_cls {
+            Some(cls) => Some(Slots::of(cls.bind(py), &NAMES)?),
+            None => None,
+        };
+        Ok(MessageMaker {
             event_cls,
             ops,
             read_op,
@@ -94,7 +129,9 @@ impl MessageMaker {
             tombstones,
             max_value,
             names,
-        }
+            event_slots,
+            position_slots,
+        })
     }
 
     /// `(stop, messages)`: the messages of `records[start:stop]`, each record a change of the
@@ -143,13 +180,13 @@ impl MessageMaker {
             if !record.get_type().is(event_cls) {
                 break;
             }
-            if !record.getattr(&n[SCHEMA])?.is(schema)
-                || !same(&record.getattr(&n[SOURCE_TS_MS])?, ts)?
-                || !same(&record.getattr(&n[TRANSACTION_ID])?, transaction_id)?
+            if !self.field(&record, SCHEMA)?.is(schema)
+                || !same(&self.field(&record, SOURCE_TS_MS)?, ts)?
+                || !same(&self.field(&record, TRANSACTION_ID)?, transaction_id)?
             {
                 break;
             }
-            let op = record.getattr(&n[OP])?;
+            let op = self.field(&record, OP)?;
             if op.is(read_op) != read {
                 break;
             }
@@ -161,8 +198,8 @@ impl MessageMaker {
             else {
                 break; // a truncate (or anything new): the per-row path
             };
-            let position = record.getattr(&n[POSITION])?;
-            let pk_obj = position.getattr(&n[KEY_TUPLE])?;
+            let position = self.field(&record, POSITION)?;
+            let pk_obj = self.position_field(&position, KEY_TUPLE)?;
             let pk = pk_obj.downcast::<PyTuple>()?;
             if pk.len() != 8 {
                 break;
@@ -179,7 +216,7 @@ impl MessageMaker {
                 break; // the per-row path raises the error that names it
             }
             let Some(has_key) =
-                key_and_images(py, &record, n, plan, key_plan, &mut key, &mut value)?
+                key_and_images(py, &record, self, plan, key_plan, &mut key, &mut value)?
             else {
                 break; // rare: the per-row path finds the key in the image
             };
@@ -286,14 +323,14 @@ impl MessageMaker {
 pub(crate) fn key_and_images<'py>(
     py: Python<'py>,
     record: &Bound<'py, PyAny>,
-    n: &[Py<PyString>],
+    maker: &MessageMaker,
     plan: &RowPlan,
     key_plan: Option<&RowPlan>,
     key: &mut Vec<u8>,
     value: &mut Vec<u8>,
 ) -> PyResult<Option<bool>> {
-    let before_obj = record.getattr(&n[BEFORE])?;
-    let after_obj = record.getattr(&n[AFTER])?;
+    let before_obj = maker.field(record, BEFORE)?;
+    let after_obj = maker.field(record, AFTER)?;
     let before = if before_obj.is_none() {
         None
     } else {
@@ -307,7 +344,7 @@ pub(crate) fn key_and_images<'py>(
     key.clear();
     let has_key = match key_plan {
         Some(kp) => {
-            let k = record.getattr(&n[KEY])?;
+            let k = maker.field(record, KEY)?;
             if k.is_none() {
                 return Ok(None);
             }

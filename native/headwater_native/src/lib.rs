@@ -31,6 +31,7 @@ mod envelope_columns;
 mod event_loop;
 mod events;
 mod produce_direct;
+mod produce_slots;
 mod rows;
 mod snapshot_text;
 mod txn_runs;

@@ -32,7 +32,7 @@ pub(crate) type RunCounts = (usize, usize, usize, u64, isize);
 
 /// A change's template: its position key but for the row, source ts, transaction id, read or not.
 type Template<'py> = (
-    Vec<Bound<'py, PyAny>>,
+    Bound<'py, PyTuple>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     bool,
@@ -106,10 +106,10 @@ pub(crate) fn transactions<'py>(
             }
             continue;
         }
-        if !cls.is(event_cls) || !record.getattr(&n[SCHEMA])?.is(schema) {
+        if !cls.is(event_cls) || !maker.field(&record, SCHEMA)?.is(schema) {
             break;
         }
-        let op = record.getattr(&n[OP])?;
+        let op = maker.field(&record, OP)?;
         let Some(op_bytes) = maker
             .ops
             .iter()
@@ -119,15 +119,15 @@ pub(crate) fn transactions<'py>(
             break; // a truncate: the per-row path
         };
         let read = op.is(read_op);
-        let ts = record.getattr(&n[SOURCE_TS_MS])?;
-        let txn = record.getattr(&n[TRANSACTION_ID])?;
-        let position = record.getattr(&n[POSITION])?;
-        let pk_obj = position.getattr(&n[KEY_TUPLE])?;
-        let pk = pk_obj.downcast::<PyTuple>()?;
+        let ts = maker.field(&record, SOURCE_TS_MS)?;
+        let txn = maker.field(&record, TRANSACTION_ID)?;
+        let position = maker.field(&record, POSITION)?;
+        let pk_obj = maker.position_field(&position, KEY_TUPLE)?;
+        let pk = pk_obj.downcast_into::<PyTuple>()?;
         if pk.len() != 8 {
             break;
         }
-        let fields: Vec<Bound<'py, PyAny>> = pk.iter().collect();
+        let field = |j: usize| pk.get_borrowed_item(j);
         let continues_template = match &last {
             None => continues,
             Some((prev, prev_ts, prev_txn, prev_read)) => {
@@ -136,12 +136,12 @@ pub(crate) fn transactions<'py>(
                     if !equal {
                         break;
                     }
-                    equal = same(&prev[j], &fields[j])?;
+                    equal = same(&*prev.get_borrowed_item(j)?, &*field(j)?)?;
                 }
                 equal
             }
         };
-        let Ok(row) = fields[3].extract::<u64>() else {
+        let Ok(row) = field(3)?.extract::<u64>() else {
             break;
         };
         if row > 9_999_999_999 {
@@ -152,16 +152,17 @@ pub(crate) fn transactions<'py>(
         if !(continues_template && cached) {
             // the position's fields, as Position.to_string and EnvelopeEncoder._source read them
             let (Ok(era), Ok(file_seq), Ok(offset), Ok(domain), Ok(server), Ok(seq)) = (
-                fields[0].extract::<u64>(),
-                fields[1].extract::<u64>(),
-                fields[2].extract::<u64>(),
-                fields[4].extract::<u64>(),
-                fields[5].extract::<u64>(),
-                fields[6].extract::<u64>(),
+                field(0)?.extract::<u64>(),
+                field(1)?.extract::<u64>(),
+                field(2)?.extract::<u64>(),
+                field(4)?.extract::<u64>(),
+                field(5)?.extract::<u64>(),
+                field(6)?.extract::<u64>(),
             ) else {
                 break;
             };
-            let Ok(base) = fields[7].downcast::<PyString>() else {
+            let base_obj = field(7)?;
+            let Ok(base) = base_obj.downcast::<PyString>() else {
                 break;
             };
             let Ok(base) = base.to_str() else {
@@ -179,7 +180,7 @@ pub(crate) fn transactions<'py>(
             let Ok(txn_text) = txn_text.to_str() else {
                 break;
             };
-            let file_obj = position.getattr(&n[FILE])?;
+            let file_obj = maker.position_field(&position, FILE)?;
             let Ok(file) = file_obj.downcast::<PyString>() else {
                 break;
             };
@@ -228,33 +229,43 @@ pub(crate) fn transactions<'py>(
             cached = true;
         }
 
-        let Some(has_key) = key_and_images(py, &record, n, plan, key_plan, &mut key, &mut value)?
+        let Some(has_key) = key_and_images(py, &record, maker, plan, key_plan, &mut key, &mut value)?
         else {
             break; // rare: the per-row path finds the key in the image
         };
         value.extend_from_slice(&head);
-        let digits = row.to_string();
-        let mut position_text =
-            String::with_capacity(position_head.len() + 10 + position_tail.len());
-        position_text.push_str(&position_head);
-        for _ in digits.len()..10 {
-            position_text.push('0');
+        // the row's digits on the stack: the text of a per-row String each was a visible share
+        let mut digit_buf = [0u8; 20];
+        let mut at = digit_buf.len();
+        let mut left = row;
+        loop {
+            at -= 1;
+            digit_buf[at] = b'0' + (left % 10) as u8;
+            left /= 10;
+            if left == 0 {
+                break;
+            }
         }
-        position_text.push_str(&digits);
-        position_text.push_str(&position_tail);
+        let digits = &digit_buf[at..];
+        let position_text = |value: &mut Vec<u8>| {
+            value.extend_from_slice(position_head.as_bytes());
+            value.resize(value.len() + 10 - digits.len(), b'0');
+            value.extend_from_slice(digits);
+            value.extend_from_slice(position_tail.as_bytes());
+        };
         if continues_template {
             value.extend_from_slice(b",\"schema_version\":");
             value.extend_from_slice(&schema_version);
             value.extend_from_slice(b",\"row\":");
-            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(digits);
             value.extend_from_slice(b",\"position\":\"");
-            value.extend_from_slice(position_text.as_bytes());
+            position_text(&mut value);
             value.extend_from_slice(b"\"}");
         } else {
             value.extend_from_slice(b",\"row\":");
-            value.extend_from_slice(digits.as_bytes());
+            value.extend_from_slice(digits);
             value.extend_from_slice(b",\"position\":\"");
-            value.extend_from_slice(position_text.as_bytes());
+            position_text(&mut value);
             value.extend_from_slice(b"\",\"schema_version\":");
             value.extend_from_slice(&schema_version);
             value.extend_from_slice(b"}");
@@ -266,7 +277,7 @@ pub(crate) fn transactions<'py>(
             break; // the per-row path raises MessageTooLarge, naming table, key and size
         }
         push(has_key, &key, &value, maker.tombstones && op.is(delete_op))?;
-        last = Some((fields, ts, txn, read));
+        last = Some((pk, ts, txn, read));
         changes += 1;
         last_change = i as isize;
         i += 1;
