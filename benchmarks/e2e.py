@@ -7,12 +7,15 @@ reads ``max(id)`` of the PostgreSQL table every 5 ms. Ids are written in order i
 applied in order, so every id up to the max has arrived: its latency is the poll's time minus its write
 time (the poll adds up to 5 ms). The daemons' peak RSS is their ``VmHWM``, read while they run.
 
-Where the latency goes: a read_committed probe consumer sees each id become visible in Kafka (the
-capture half), and the message's timestamp (set when `cdc run` produced it) splits that half into
-source commit -> produced (binlog read, decode, produce) and produced -> visible (linger, the Kafka
-transaction's commit, the fetch). `cdc sink` runs with its per-batch timing lines on (logger
-``cdc.sink.timing``, DEBUG), which split the sink half into the batch's fill (first change polled ->
-handed to the sink thread), the wait for the sink thread, and the apply with its COMMIT.
+Where the latency goes (``parts``, change by change): a read_committed probe consumer, in its own
+process, reads every message in offset order with its timestamp (set when `cdc run` produced it);
+`cdc sink` runs with its per-batch timing lines on (``HEADWATER_SINK_TIMING=1``: logger
+``cdc.sink.timing``); both read the one partition from its start, so the k-th message is the k-th
+change of the sink's batches. Each change's hops: the INSERT's return (MariaDB's commit), produced
+(binlog read, decode, produce), polled by `cdc sink` (the Kafka transaction's commit and the fetch),
+handed to the sink thread (the wait for the batch before), taken up by it, committed in PostgreSQL,
+seen by the poller. ``kafka`` (the capture half) is still the probe's view, an upper bound: it lags
+`cdc sink` by ``parts.probe_lag_behind_sink``.
 
 The highest rate held: each step writes at its rate for ``--step-seconds``; a step is held when the
 writer sent 97% of its rows in the step's time, every change arrived, and no backlog built up: the
@@ -27,7 +30,9 @@ capture half grew by at least half the total's growth) or the sink.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
+import queue
 import random
 import re
 import signal
@@ -61,6 +66,7 @@ POLL_S = 0.005  # the PostgreSQL poller's period: up to this much is the measure
 HELD_GROWTH_S = 0.25
 _TIMING = re.compile(
     rb"batch changes=(\d+) polled=([\d.]+) handed=([\d.]+) started=([\d.]+) committed=([\d.]+) done=([\d.]+)"
+    rb"(?: polls=([\d.@,]+))?"
 )
 
 
@@ -78,9 +84,6 @@ class Clock:
     # ... split at the message's timestamp (when `cdc run` produced it): (written -> produced,
     # produced -> visible), by the id's arrival time in Kafka
     produced: list[tuple[float, float, float]] = field(default_factory=list)
-    # the sink half: from visible in Kafka to committed in PostgreSQL, per id the probe saw first
-    kafka_at: dict[int, float] = field(default_factory=dict)
-    sink_half: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
     # per change, for the decomposition: every message the probe saw, in offset order (id, visible,
     # produced); when each id was written and first seen in PostgreSQL
     seq: list[tuple[int, float, float]] = field(default_factory=list)
@@ -174,11 +177,13 @@ def _writer(
     return total
 
 
-def _kafka_probe(stack: StackConnections, topic: str, clock: Clock, stop: threading.Event) -> None:
-    """The capture half of the latency: each id's arrival in Kafka (read_committed, as `cdc sink`
-    reads), so a report can say which half the end-to-end latency comes from."""
+def _kafka_probe(bootstrap: str, topic: str, out: Any, stop: Any) -> None:
+    """In its own process: each message of ``topic`` as it becomes visible to a read_committed
+    consumer (as `cdc sink` reads), put on ``out`` per consume as [(id, visible, produced), ...]. In
+    the bench's own process it lagged `cdc sink` by ~30 ms on average at 10k/s (the writer's and the
+    poller's threads, under the GIL), which the split between the halves then carried."""
     consumer = Consumer(
-        {"bootstrap.servers": stack.kafka.bootstrap_servers, "group.id": f"probe-{uuid.uuid4().hex}",
+        {"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
          "topic.metadata.refresh.interval.ms": 1000}
     )  # fmt: skip
@@ -196,20 +201,28 @@ def _kafka_probe(stack: StackConnections, topic: str, clock: Clock, stop: thread
                 key = msg.key()
                 if msg.error() or not key or not msg.value():
                     continue
-                # the key ({"id": N}), not the value: a fifth of the bytes to parse at 100k changes/s,
-                # in the process that also writes and polls
-                found.append((int(orjson.loads(key)["id"]), msg.timestamp()[1] / 1000))
+                # the key ({"id": N}), not the value: a fifth of the bytes to parse
+                found.append((int(orjson.loads(key)["id"]), now, msg.timestamp()[1] / 1000))
             if found:
-                with clock.lock:
-                    for i, produced in found:
-                        clock.seq.append((i, now, produced))
-                        written = clock.written_kafka.pop(i, None)
-                        if written is not None:
-                            clock.in_kafka.append((now, now - written))
-                            clock.produced.append((now, produced - written, now - produced))
-                            clock.kafka_at[i] = now
+                out.put(found)
     finally:
         consumer.close()
+
+
+def _probe_reader(found: Any, clock: Clock, stop: threading.Event) -> None:
+    """The probe's findings into ``clock`` (in this process: a few puts a second)."""
+    while not stop.is_set():
+        try:
+            batch = found.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        with clock.lock:
+            for i, now, produced in batch:
+                clock.seq.append((i, now, produced))
+                written = clock.written_kafka.pop(i, None)
+                if written is not None:
+                    clock.in_kafka.append((now, now - written))
+                    clock.produced.append((now, produced - written, now - produced))
 
 
 def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.Event) -> None:
@@ -231,9 +244,6 @@ def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.
                     written = clock.written.pop(i, None)
                     if written is not None:
                         clock.latencies.append((now, now - written))
-                    seen = clock.kafka_at.pop(i, None)
-                    if seen is not None:
-                        clock.sink_half.append((now, now - seen))
                 clock.arrived_upto = max(clock.arrived_upto, top)
             time.sleep(POLL_S)
 
@@ -303,8 +313,13 @@ def run(
     stop = threading.Event()
     poller = threading.Thread(target=_poller, args=(stack, name, clock, stop), daemon=True)
     poller.start()
-    probe = threading.Thread(target=_kafka_probe, args=(stack, f"{name}.{db}.edit", clock, stop), daemon=True)
+    spawn = multiprocessing.get_context("spawn")
+    found, probe_stop = spawn.Queue(), spawn.Event()
+    probe = spawn.Process(
+        target=_kafka_probe, args=(stack.kafka.bootstrap_servers, f"{name}.{db}.edit", found, probe_stop)
+    )
     probe.start()
+    threading.Thread(target=_probe_reader, args=(found, clock, stop), daemon=True).start()
     result: dict[str, Any] = {"pipeline": name, "rate": rate, "seconds": seconds}
     peaks = {"cdc_run": 0.0, "cdc_sink": 0.0}
 
@@ -325,7 +340,6 @@ def run(
         if not _drain(clock, 30):
             raise RuntimeError(f"warm-up rows never reached PostgreSQL; logs in {tmp}")
         clock.latencies.clear()
-        clock.sink_half.clear()
         clock.in_kafka.clear()
         clock.produced.clear()
         started = time.time()
@@ -342,7 +356,13 @@ def run(
         )
         in_kafka = [latency for at, latency in clock.in_kafka if at >= started]
         result["kafka"] = {"p50_s": _quantile(in_kafka, 0.5), "p99_s": _quantile(in_kafka, 0.99)}
-        sink_half = [latency for at, latency in clock.sink_half if at >= started]
+        # the sink half: from visible to the probe to seen in PostgreSQL
+        with clock.lock:
+            sink_half = [
+                clock.seen_at[i] - visible
+                for i, visible, _ in clock.seq
+                if visible >= started and i in clock.seen_at
+            ]
         result["sink"] = {"p50_s": _quantile(sink_half, 0.5), "p99_s": _quantile(sink_half, 0.99)}
         result["parts"] = _parts(clock, tmp / "sink.log", started, ended)
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
@@ -351,6 +371,10 @@ def run(
         result["peak_rss_mb"] = dict(peaks)
     finally:
         stop.set()
+        probe_stop.set()
+        probe.join(10)
+        if probe.is_alive():
+            probe.kill()
         for proc in (capture, sink):
             proc.send_signal(signal.SIGTERM)
         for proc in (capture, sink):
@@ -372,28 +396,42 @@ def _parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[s
     order): each change gets the times of every hop. Returns p50/p99 of each part and, for the
     slowest 1% of changes (end to end), the mean of each part: what the p99 is made of."""
     batches: list[tuple[int, float, float, float, float, float]] = []
+    # each change's own poll: a batch gathers the polls made while the batch before was applied
+    polled_at: list[float] = []
     for line in sink_log.read_bytes().splitlines():
         found = _TIMING.search(line)
         if found is not None:
-            n, *times = found.groups()
-            batches.append((int(n), *(float(t) for t in times)))  # type: ignore[arg-type]
+            n, *times, polls = found.groups()
+            batch = (int(n), *(float(t) for t in times))
+            batches.append(batch)  # type: ignore[arg-type]
+            if polls:
+                for poll in polls.split(b","):
+                    count, at = poll.split(b"@")
+                    polled_at.extend([float(at)] * int(count))
+            else:
+                polled_at.extend([batch[1]] * int(n))
     # the hops: INSERT returned (MariaDB's commit), produced by `cdc run` (the message's timestamp),
-    # visible to the read_committed probe, polled by `cdc sink`, handed to its sink thread, taken up
-    # by it, committed in PostgreSQL, seen by the poller
-    names = ("source_commit", "binlog_to_produced", "commit_visible", "sink_fetch", "sink_fill",
+    # polled by `cdc sink` (the Kafka transaction's commit and the fetch: `cdc sink` cannot poll a
+    # change before it is visible, and the probe, even in its own process, saw changes ~10 ms after
+    # `cdc sink` at 10k/s under load), handed to its sink thread, taken up by it, committed in
+    # PostgreSQL, seen by the poller
+    names = ("source_commit", "binlog_to_produced", "commit_to_polled", "sink_fill",
              "sink_wait_thread", "sink_apply_commit", "poller")  # fmt: skip
+    lag: list[float] = []  # the probe's "visible" after `cdc sink`'s poll: its lag
     rows: list[tuple[float, ...]] = []
     k = 0
     with clock.lock:
         seq = list(clock.seq)
-        for n, polled, handed, begun, committed, _done in batches:
-            for i, visible, produced in seq[k : k + n]:
+        for n, _first, handed, begun, committed, _done in batches:
+            for j, (i, visible, produced) in enumerate(seq[k : k + n], start=k):
+                polled = polled_at[j]
                 written, seen = clock.write_time.get(i), clock.seen_at.get(i)
                 source = clock.source_commit.get(i)
                 if written is None or seen is None or source is None or not started <= written <= ended:
                     continue
-                hops = (written, source, produced, visible, polled, handed, begun, committed, seen)
+                hops = (written, source, produced, polled, handed, begun, committed, seen)
                 rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops))))
+                lag.append(visible - polled)
             k += n
     # after the COMMIT, on the sink thread before it takes the next batch (metrics, Arrow's memory)
     after = [done - committed for _n, _p, _h, _b, committed, done in batches]
@@ -402,6 +440,12 @@ def _parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[s
     rows.sort()
     worst = rows[int(len(rows) * 0.99) :]
     out: dict[str, Any] = {"changes": len(rows), "batches": len(batches), "poll_period_s": POLL_S}
+    out["probe_lag_behind_sink"] = {
+        "mean_ms": sum(lag) / len(lag) * 1000,
+        "p50_ms": _quantile(lag, 0.5) * 1000,
+        "p99_ms": _quantile(lag, 0.99) * 1000,
+        "slowest_1pct_mean_ms": float("nan"),
+    }
     out["sink_after_commit_per_batch"] = {
         "mean_ms": sum(after) / max(len(after), 1) * 1000,
         "p50_ms": _quantile(after, 0.5) * 1000,

@@ -1,6 +1,6 @@
 """`cdc sink`'s per-batch timing lines (logger ``cdc.sink.timing``, DEBUG; HEADWATER_SINK_TIMING=1 turns
-them on): one line a batch, its changes and the wall-clock times of its hops in order, in the form
-`benchmarks.e2e` parses to split the sink half of the end-to-end latency."""
+them on): one line a batch, its changes, the wall-clock times of its hops in order and each poll that
+went into it, in the form `benchmarks.e2e` parses to split the sink half of the end-to-end latency."""
 
 from __future__ import annotations
 
@@ -37,9 +37,14 @@ def test_each_batch_logs_its_hops_in_order(caplog: pytest.LogCaptureFixture) -> 
     for line in lines:
         found = _TIMING.search(line)
         assert found is not None, line
-        changes, *times = found.groups()
+        changes, *times, polls = found.groups()
         total += int(changes)
         polled, handed, started, committed, done = (float(t) for t in times)
         assert polled <= handed <= started <= committed <= done, line
         assert committed - started >= 0.04  # the sink's 50 ms apply is inside started..committed
+        # each poll that went into the batch: its changes and when, the first one first
+        made = [(int(n), float(at)) for n, at in (p.split(b"@") for p in polls.split(b","))]
+        assert sum(n for n, _ in made) == int(changes)
+        assert made[0][1] == polled and all(polled <= at <= handed for _, at in made), line
+        assert [at for _, at in made] == sorted(at for _, at in made)
     assert total == runner.applied_events == reader.taken
