@@ -224,13 +224,14 @@ class Bookkeeping:
             # pysqlite starts the transaction only at the first write: take the write lock now, so
             # that what is read stays true until commit
             conn.execute(p.update().where(p.c.pipeline == pipeline).values(pipeline=p.c.pipeline))
-        return self.held(conn.execute(self.read_statement(pipeline, lock)).first())
+        row = conn.execute(self.read_statement(lock), {"pipeline_key": pipeline}).first()
+        return self.held(row)
 
-    def read_statement(self, pipeline: str, lock: bool) -> sa.Select[Any]:
-        """The positions row's read (:meth:`held` makes it a :class:`Held`)."""
+    def read_statement(self, lock: bool) -> sa.Select[Any]:
+        """The read of the row of parameter ``pipeline_key`` (:meth:`held` makes it a :class:`Held`)."""
         p = self.positions
         query = sa.select(p.c.position, p.c.offsets, p.c.writer_epoch, p.c.writer, p.c.truncates).where(
-            p.c.pipeline == pipeline
+            p.c.pipeline == sa.bindparam("pipeline_key")
         )
         return query.with_for_update() if lock else query
 
@@ -291,16 +292,13 @@ class Bookkeeping:
         truncates: Mapping[str, Position] | None = None,
     ) -> None:
         """Store ``state``; with ``truncates``, the new fences too (every table's, not only new ones)."""
-        conn.execute(self.write_statement(pipeline, state, exists, truncates))
+        values = self.state_values(state, truncates)
+        conn.execute(self.write_statement(exists, tuple(values)), {"pipeline_key": pipeline, **values})
 
-    def write_statement(
-        self,
-        pipeline: str,
-        state: AppliedState,
-        exists: bool,
-        truncates: Mapping[str, Position] | None = None,
-    ) -> sa.Insert | sa.Update:
-        """The statement :meth:`write_state` executes."""
+    def state_values(
+        self, state: AppliedState, truncates: Mapping[str, Position] | None = None
+    ) -> dict[str, object]:
+        """The positions row's columns that store ``state`` (and the truncate fences, if given)."""
         values: dict[str, object] = {
             "position": state.position.to_string(),
             "offsets": json.dumps(dict(sorted(state.offsets.items()))),
@@ -308,9 +306,16 @@ class Bookkeeping:
         }
         if truncates is not None:
             values["truncates"] = json.dumps({k: truncates[k].to_string() for k in sorted(truncates)})
+        return values
+
+    def write_statement(self, exists: bool, columns: tuple[str, ...]) -> sa.Insert | sa.Update:
+        """The write of ``columns`` (parameters named as they are) to the row of parameter
+        ``pipeline_key``: an UPDATE, or the row's INSERT."""
+        p = self.positions
+        values: dict[str, sa.BindParameter[Any]] = {c: sa.bindparam(c) for c in columns}
         if exists:
-            return self.positions.update().where(self.positions.c.pipeline == pipeline).values(values)
-        return self.positions.insert().values({"pipeline": pipeline, **values})
+            return p.update().where(p.c.pipeline == sa.bindparam("pipeline_key")).values(values)
+        return p.insert().values({"pipeline": sa.bindparam("pipeline_key"), **values})
 
     def read_shapes(self, conn: sa.Connection) -> dict[str, TableShape]:
         rows = conn.execute(sa.select(self.tables.c.target_table, self.tables.c.shape))
