@@ -222,9 +222,11 @@ class EventLoop:
         start: int,
         file_pos: Any | None,
         tracking: tuple[int, Any, Any] | None,
-    ) -> tuple[int, list[Any], Any | None, tuple[int, Any, Any] | None]:
-        """``(stop, records, last Gtid or None, tracking after)``: the whole transactions it takes
-        from ``events[start]`` on; ``stop`` is the first event left to the Python path."""
+    ) -> tuple[int, list[Any], Any | None, tuple[int, Any, Any] | None, tuple[Any, int, int] | None]:
+        """``(stop, records, last Gtid or None, tracking after, foreign)``: the whole transactions it
+        takes from ``events[start]`` on; ``stop`` is the first event left to the Python path;
+        ``foreign``: ``(tx_pos, next_offset, ts_ms)`` of the last one taken when it touched no
+        captured table (it stops after such a transaction), else None."""
 
 def split_packets(data: bytes, cut: int) -> tuple[list[bytes], int]:
     """``(events, used)``: the binlog events of the complete event packets at the start of ``data``

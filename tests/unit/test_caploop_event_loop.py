@@ -136,20 +136,22 @@ def canon(value: object) -> object:
 
 
 class Spy:
-    """Counts the records the compiled loop gave."""
+    """Counts the records the compiled loop gave, and the transactions of other tables it took."""
 
     def __init__(self, loop: Any) -> None:
         self.loop = loop
         self.records = 0
+        self.foreign = 0
 
     def run(self, *args: Any) -> Any:
         result = self.loop.run(*args)
         self.records += len(result[1])
+        self.foreign += result[4] is not None
         return result
 
 
-def both(events: list[bytes], **kwargs: Any) -> tuple[list[SourceRecord], int]:
-    """The two paths' records, asserted equal; and how many the compiled loop gave."""
+def both(events: list[bytes], **kwargs: Any) -> tuple[list[SourceRecord], Spy]:
+    """The two paths' records, asserted equal; and what the compiled loop took."""
     kwargs.setdefault("table_filter", TableFilter(("d.t", "d.u", "g.*")))
     kwargs.setdefault("progress_interval_s", 0.0)  # the throttle is the clock's, not the path's
     charset = CHARSETS.__getitem__
@@ -161,7 +163,7 @@ def both(events: list[bytes], **kwargs: Any) -> tuple[list[SourceRecord], int]:
     got = list(compiled.records(events))
     assert [canon(r) for r in got] == [canon(r) for r in want]
     assert compiled.events_seen == python.events_seen == len(events)
-    return got, spy.records
+    return got, spy
 
 
 def mixed() -> Binlog:
@@ -192,11 +194,12 @@ def test_the_compiled_loop_gives_the_python_paths_records_however_the_batches_ar
 ) -> None:
     monkeypatch.setattr(stream_decoder_module, "BATCH_BYTES", batch_bytes)
     events = mixed().events
-    records, compiled = both(events)
+    records, spy = both(events)
     assert len(records) > 80
     # whole transactions in a batch: the common ones are the compiled loop's (the 50-row one too
     # when it fits)
-    assert compiled > {1: -1, 90: -1, 300: 10, 1 << 20: 60}[batch_bytes]
+    assert spy.records > {1: -1, 90: -1, 300: 10, 1 << 20: 60}[batch_bytes]
+    assert spy.foreign == 0  # the one transaction of another table only has its first TABLE_MAP
     state = GtidState((Gtid(0, 1, 100),))
     records, _ = both(events, source_server_id=1, gtid_state=state)
     contexts = [r.position.context for r in records if isinstance(r, ChangeEvent)]
@@ -215,13 +218,13 @@ def test_a_transaction_split_across_batches_is_left_whole_to_the_python_path() -
     loop, tx = decoder._loop, decoder._tx
     assert loop is not None
     again = Binlog(seq=b.seq - 2).rotate().gtid().insert("t", (1, 1)).xid().gtid().insert("t", (2, 2))
-    stop, records, gtid, _ = loop.run(again.events, 1, tx.file_pos, None)
-    assert stop == 5 and [canon(r) for r in records] == [canon(r) for r in first]
+    stop, records, gtid, _, foreign = loop.run(again.events, 1, tx.file_pos, None)
+    assert stop == 5 and [canon(r) for r in records] == [canon(r) for r in first] and foreign is None
     assert gtid == Gtid(0, 1, 101)
     # the second transaction has no end in the list: nothing taken, its GTID left to the Python path
     assert loop.run(again.events, 5, tx.file_pos, None)[:3] == (5, [], None)
     whole = again.xid().events
-    stop, records, gtid, _ = loop.run(whole, 5, tx.file_pos, None)
+    stop, records, gtid, _, _ = loop.run(whole, 5, tx.file_pos, None)
     assert stop == len(whole) and len(records) == 2 and gtid == Gtid(0, 1, 102)
     # a Position of another file, or none: nothing taken (the Python path parses the new name)
     assert loop.run(whole, 5, None, None)[0] == 5
@@ -241,16 +244,17 @@ def test_resumes_inside_and_after_a_transaction_are_the_python_paths() -> None:
     boundary = next(
         r for r in records if isinstance(r, TransactionEnd) and r.last_position == two_tables.at_row(2)
     )
-    got, compiled = both(resumed, resume=boundary.restart)
-    assert [r for r in got if isinstance(r, ChangeEvent)] == changes[6:] and compiled > 0
+    got, spy = both(resumed, resume=boundary.restart)
+    assert [r for r in got if isinstance(r, ChangeEvent)] == changes[6:] and spy.records > 0
 
 
 def test_the_golden_events_decode_the_same_both_ways() -> None:
     for table_filter in (TableFilter(), TableFilter(("g.*",), ("g.t",))):
         both(EVENTS, table_filter=table_filter)
-    records, _ = both(EVENTS)
-    first_row = next(r for r in records if isinstance(r, ChangeEvent) and r.op.value == "c")
-    both(EVENTS[:1] + EVENTS[3:], resume=RestartPoint.after(first_row.position))
+    # transactions of another table: taken (but the first with each TABLE_MAP), their progress
+    # made by the Python decoder
+    records, spy = both(EVENTS, table_filter=TableFilter(("g.*",), ("g.t",)))
+    assert spy.foreign == 2 and spy.records == 0 and len(records) == 7  # one per transaction
 
 
 def test_records_from_batches_give_the_same_records_wherever_the_lists_are_cut() -> None:
@@ -300,3 +304,15 @@ def test_split_packets_takes_whole_event_packets_only() -> None:
     continued = b"\xff\xff\xff\x01\x00" + bytes(10)  # an event longer than one packet
     assert split_packets(continued, 4) == ([], 0)
     assert split_packets(packet(b"\x00ab"), 4) == ([], 0)  # shorter than its checksum: events() says why
+
+
+def test_a_large_transaction_is_left_to_the_python_path_which_streams_it() -> None:
+    b = Binlog().rotate().gtid().insert("t", (1, 1)).xid()
+    b.gtid().insert("t", *[(10 + i, i) for i in range(1000)])
+    b.insert("t", *[(2000 + i, i) for i in range(1000)]).xid()  # two rows events of 9 KB
+    records, spy = both(b.events)
+    assert len(records) == 2 + 2001 and spy.records == 0  # the first: its table's first TABLE_MAP
+    decoder = StreamDecoder(CHARSETS.__getitem__, table_filter=TableFilter(("d.t",)))
+    list(decoder.records(b.events[:5]))
+    assert decoder._loop is not None
+    assert decoder._loop.run(b.events, 5, decoder._tx.file_pos, None)[0] == 5  # over 16 KiB of rows

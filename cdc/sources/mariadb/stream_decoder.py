@@ -181,15 +181,19 @@ class StreamDecoder:
                 file_pos = tx.file_pos
                 if file_pos is not None and file_pos.file != self.file:
                     file_pos = None  # a new file: its first GTID builds the Position (Python path)
-                stop, records, gtid, tracking = loop.run(events, i, file_pos, gtids.tracking())
+                stop, records, gtid, tracking, foreign = loop.run(events, i, file_pos, gtids.tracking())
                 if stop > i:
                     self.events_seen += stop - i
                     tx.gtid = gtid
                     gtids.adopt(tracking)
-                    self._withheld = None  # a TransactionEnd supersedes it
                     self._pos = i = stop
-                    self._pending = pending = iter(records)
-                    yield from pending
+                    if records:
+                        self._withheld = None  # a TransactionEnd supersedes it
+                        self._pending = pending = iter(records)
+                        yield from pending
+                    if foreign is not None:  # the last one taken touched no captured table
+                        tx_pos, next_offset, ts_ms = foreign
+                        yield from self._end(None, None, tx_pos, next_offset, 0, ts_ms, "")
                     if i == count:
                         break
             i = yield from self._python_path(events, i)
