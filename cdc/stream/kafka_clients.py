@@ -5,7 +5,13 @@ local queue (``queue.buffering.max.*``) that turns a huge source transaction int
 instead of memory. Compression is lz4: with ``benchmarks/stream_produce_bench.py`` (300k events,
 ~600-byte JSON values, local broker) lz4 gave 47k events/s, zstd 42k and none 43k; the writer's
 Python side is the bottleneck, so the cheapest codec wins and still shrinks JSON several-fold on
-the wire and on disk. Operators may override it through ``properties``.
+the wire and on disk. Operators may override it through ``properties``. Measured again on the
+capture benchmark's 1M rows of 1000-row statements (capbulk, pinned, load 11-14, two runs each):
+4.4 bytes stored per byte with lz4 (211 MB on the broker), 5.7 with zstd level 1 (161 MB), 4.2 with
+snappy (221 MB), 1 with none (920 MB), at capture CPU within the noise of each other (5.6-6.5
+us/row); lz4 stays, as it is also the cheapest for ``cdc sink`` to decompress. ``linger.ms`` 1 cost
+more CPU (6.1-6.7 us/row); 20 ms with 4 MB batches gave nothing measurable (commits every 25 ms
+bound the batches anyway).
 """
 
 from __future__ import annotations
