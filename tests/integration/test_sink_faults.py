@@ -308,13 +308,14 @@ def test_sigkill_during_kafka_sink_writes_into_mariadb(stack: StackConnections, 
                 sink.start()
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and sink.log.read_text().count("assigned") <= seen:
+                    assert running.poll() is None, capture.log.read_text()[-3000:]
                     time.sleep(0.1)
                 assert sink.log.read_text().count("assigned") > seen, sink.log.read_text()[-3000:]
                 if kill == 0:  # the sink makes the tables with its first batch: audit from there on
                     while time.monotonic() < deadline and not sink_tables_exist(stack, sink_db):
                         time.sleep(0.1)
                     add_audit_triggers(stack, sink_db)
-                time.sleep(rng.uniform(0.3, 1.5))
+                time.sleep(rng.uniform(0.2, 1.0))
                 sink.kill()
                 if kill == 1:
                     big.start()
