@@ -89,6 +89,9 @@ class GtidJournal:
     def context_of(self, position: Position) -> ReadContext | None:
         return self._load().get(position)
 
+    def knows_era_before(self, era: int) -> bool:
+        return any(p.era < era for p in self._load())
+
     def check_unknown(self, sink: str, position: Position) -> None:
         """``sink`` stands at ``position``, of which no GTID state was recorded: fine on the server
         it was read from; on another (an entry of its era names another server), a terminal error."""
@@ -159,14 +162,23 @@ Holds = tuple[Position, ReadContext]  # a position a sink (or one of its tables)
 
 def _held(holds: Holds, record: ChangeEvent | SchemaChange) -> bool:
     """``record`` (read in a later era than the held position) is already in the sink."""
+    return _position_held(holds, record.position)
+
+
+def _position_held(holds: Holds, at: Position) -> bool:
+    """``at`` (a record's position, or a batch's end, read in a later era than the held position)
+    lies inside what the sink holds."""
     position, context = holds
-    at = record.position
     if at.era <= position.era or at.is_snapshot_anchor:
         return False
-    gtid = at.gtid
-    if gtid == position.gtid:
+    if at.gtid == position.gtid:
         return at.row <= position.row
-    return context.gtid_state.covers(gtid)
+    return context.gtid_state.covers(at.gtid)
+
+
+def _ahead_of(hold: Holds, position: Position) -> bool:
+    """The table hold still holds more than a sink standing at ``position``."""
+    return hold[0] > position or _position_held(hold, position)
 
 
 def _table(record: ChangeEvent | SchemaChange) -> TableRef:
@@ -199,27 +211,50 @@ class JournaledSink:
     def applied(self) -> AppliedState | None:
         state = self._inner.applied()
         self._holds = None
+        self._table_holds = {}
         if state is None:
             return None
         position = state.position
-        self._journal.mark(self.name, position)
         context = self._journal.context_of(position)
         if context is None:
+            self._journal.mark(self.name, position)
             self._journal.check_unknown(self.name, position)
             return state
         position = position.with_context(context)
         self._holds = (position, context)
-        self._table_holds = {}
-        if context.server_id == self._journal.server_id():
-            return AppliedState(position, state.offsets)  # the same server: by coordinates
-        self._journal.check_later_eras(self.name, position)
-        tables = getattr(self._inner, "table_positions", None)
-        if callable(tables):
-            for ref, committed in tables().items():
-                known = self._journal.context_of(committed)
-                if committed > position and known is not None:
-                    self._table_holds[ref] = (committed, known)
+        if context.server_id != self._journal.server_id():
+            self._journal.check_later_eras(self.name, position)
+        self._table_holds = self._tables_ahead(position, context)
+        self._mark(position)
         return AppliedState(position, state.offsets)
+
+    def _tables_ahead(self, position: Position, context: ReadContext) -> dict[TableRef, Holds]:
+        """The sink's tables that hold more than ``position`` and whose records come again from a
+        later era. Two ways: committed past it in its era, when the source is now another server
+        (a crash between a table's commit and the sink's progress, then a failover); or committed
+        in an earlier era at a point the sink, resumed in the later one, has not yet passed (the
+        same, then a restart on the new server before the sink caught up with that table)."""
+        tables = getattr(self._inner, "table_positions", None)
+        moved = context.server_id != self._journal.server_id()
+        if not callable(tables) or not (moved or self._journal.knows_era_before(position.era)):
+            return {}  # asking costs a catalog read per table; nothing of an earlier era is known
+        out: dict[TableRef, Holds] = {}
+        for ref, committed in tables().items():
+            known = self._journal.context_of(committed)
+            if known is None:
+                continue
+            hold = (committed, known)
+            if (moved and committed > position) or _position_held(hold, position):
+                out[ref] = hold
+        return out
+
+    def _mark(self, position: Position) -> None:
+        """Tell the journal what the sink needs kept: its position, and each table hold it has
+        not passed yet (the next attempt reads that table's GTID state from the journal)."""
+        passed = [ref for ref, hold in self._table_holds.items() if not _ahead_of(hold, position)]
+        for ref in passed:
+            del self._table_holds[ref]
+        self._journal.mark(self.name, min([position, *(h[0] for h in self._table_holds.values())]))
 
     def apply(self, batch: SinkBatch) -> None:
         self._journal.record(batch.state.position)
@@ -232,6 +267,13 @@ class JournaledSink:
                     self.name,
                     len(batch.records) - len(records),
                 )
+            if not records and _position_held(holds, batch.state.position):
+                # Everything in it is held, and so is its end: the sink is not told. Its position
+                # would move into this era at a point below what it holds, and a restart on this
+                # server resumes by coordinates there, without the skip by GTID: what it held
+                # would come again. It stays at its old era's position until a batch passes it.
+                return
+            if len(records) != len(batch.records):
                 batch = SinkBatch(records, batch.state)
         self._inner.apply(batch)
         self._applied = batch.state.position
@@ -239,12 +281,12 @@ class JournaledSink:
             self._next_mark = time.monotonic() + MARK_EVERY_S
             durable = self._inner.applied()
             if durable is not None:
-                self._journal.mark(self.name, durable.position)
+                self._mark(durable.position)
 
     def flush(self) -> None:
         self._inner.flush()
         if self._applied is not None:
-            self._journal.mark(self.name, self._applied)
+            self._mark(self._applied)
 
     def close(self) -> None:
         self._inner.close()
