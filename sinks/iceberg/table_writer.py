@@ -29,12 +29,16 @@ from sinks.iceberg.history_schema import (
     HistoryColumn,
     arrow_schema_of,
 )
+from sinks.iceberg.pyiceberg_partitions import install as _skip_single_partition_filter
 from sinks.iceberg.snapshot_state import POSITION_KEY, PastOffsets, stored_state
 from sinks.iceberg.source_versions import stored_schema, stored_versions
 
 __all__ = ["TRUNCATED_AT_PROPERTY", "TableWriter", "align_to"]
 
 log = logging.getLogger(__name__)
+
+# a commit of one day's rows is not filtered by partition (a copy of every row): pyiceberg_partitions.py
+_skip_single_partition_filter()
 
 _CHUNK_ROWS = 8_192  # Python rows turned into one Arrow chunk
 _COMMIT_ATTEMPTS = 5
