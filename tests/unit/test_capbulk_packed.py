@@ -13,13 +13,17 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from cdc.config.models import KafkaStreamConfig
-from cdc.core.events import ChangeEvent, Op, SourceRecord
+from cdc.core.events import ChangeEvent, Op, SourceRecord, TransactionEnd
 from cdc.core.positions import Position
 from cdc.stream.envelope import EnvelopeEncoder
 from cdc.stream.kafka_batches import message_maker
+from cdc.stream.kafka_writer import KafkaStreamWriter
 from cdc.stream.native_rows import MessageMaker
 from cdc.stream.raw_produce import PackedMessages, RawProducer, librdkafka_path, raw_producer
 from tests.unit.test_capture_transaction_runs import transactions
+from tests.unit.test_stream_writer_mock import StaticAdmin, committed_messages
+from tests.unit.test_stream_writer_mock import config as mock_config
+from tests.unit.test_stream_writer_mock import transaction as mock_transaction
 
 Pair = tuple[bytes | None, bytes | None]
 
@@ -205,3 +209,28 @@ def test_fields_are_read_from_their_slots_with_the_same_bytes() -> None:
     before = CountingEvent.reads
     run = encoder.transactions(maker, rows, 1, 1_000, 123)
     assert run.changes == 299 and CountingEvent.reads - before < 20
+
+
+def test_a_full_local_queue_holds_a_packed_run_back_in_order(mock_bootstrap: str) -> None:
+    # librdkafka refuses the rest of a batch once its queue is full: the writer waits for room and
+    # goes on from the first refused message, so a 3,000-row run through a 50-message queue lands
+    # whole and in order
+    pipeline = f"m{uuid.uuid4().hex[:8]}"
+    cfg = mock_config(mock_bootstrap, properties={"log_level": "2", "queue.buffering.max.messages": "50"})
+    w = KafkaStreamWriter(cfg, pipeline, 8400, topic_admin=StaticAdmin())
+    w.start()
+    w.begin()
+    records: list[SourceRecord] = [*mock_transaction(1, 2), *mock_transaction(2, 3_000, first_id=10)]
+    assert w.write_transactions(records, 0, 10_000).stop == 2  # the first: per row (the schema)
+    w.write(records[2])
+    run = w.write_transactions(records, 3, 10_000)
+    assert run.stop == len(records) and isinstance(run.messages, PackedMessages) and w._raw is not None
+    end = records[-1]
+    assert isinstance(end, TransactionEnd)
+    w.commit(end.restart)
+    w.close()
+    stored = committed_messages(mock_bootstrap, f"{pipeline}.db.t")
+    assert sorted(value["after"]["id"] for _, value in stored) == [0, 1, *range(10, 3_010)]
+    for partition in {p for p, _ in stored}:  # each partition in the run's order
+        ids = [value["after"]["id"] for p, value in stored if p == partition]
+        assert ids == sorted(ids)
