@@ -365,6 +365,7 @@ def run(
             ]
         result["sink"] = {"p50_s": _quantile(sink_half, 0.5), "p99_s": _quantile(sink_half, 0.99)}
         result["parts"] = _parts(clock, tmp / "sink.log", started, ended)
+        _print_parts(result["parts"], rate)
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)
@@ -467,6 +468,22 @@ def _parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[s
         "slowest_1pct_mean_ms": sum(row[0] for row in worst) / len(worst) * 1000,
     }
     return out
+
+
+def _print_parts(parts: dict[str, Any], rate: int) -> None:
+    """The breakdown as a table on stderr: mean / p50 / p99 / the slowest 1%'s mean of each hop, ms."""
+    if not parts.get("changes"):
+        print(f"no breakdown: {parts.get('note', 'no changes')}", file=sys.stderr)
+        return
+    title = f"where the latency went at {rate:,}/s, ms (mean / p50 / p99 / slowest 1%'s mean):"
+    print(title, file=sys.stderr)
+    for name, value in parts.items():
+        if isinstance(value, dict):
+            cells = " / ".join(
+                f"{value[k]:,.1f}" for k in ("mean_ms", "p50_ms", "p99_ms", "slowest_1pct_mean_ms")
+            )
+            print(f"  {name:<28} {cells}", file=sys.stderr)
+    print(f"  {parts['changes']:,} changes in {parts['batches']:,} batches", file=sys.stderr, flush=True)
 
 
 def _step(
