@@ -23,6 +23,7 @@ import logging
 import os
 from pathlib import Path
 
+import confluent_kafka
 from confluent_kafka import Producer
 from headwater_native import PackedMessages, RawProducer
 
@@ -45,12 +46,43 @@ def librdkafka_path(maps: Path = Path("/proc/self/maps")) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+# The confluent_kafka releases whose Handle struct was read (src/confluent_kafka/src/confluent_kafka.h:
+# ``PyObject_HEAD`` then ``rd_kafka_t *rk``, the same from 2.6.0 to 2.15.0; 2.16 was tested here).
+# The handle is read from that private struct, and a wrong pointer would crash inside librdkafka
+# before the opaque check could refuse it, so any other release keeps produce_batch.
+CHECKED_RELEASES = ((2, 6), (2, 16))
+
+
+def checked_release(version: str) -> bool:
+    """``version`` (as confluent_kafka.version() names it) is one whose Handle layout was checked."""
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = CHECKED_RELEASES
+    return low <= major_minor <= high
+
+
+def _release() -> str:
+    """confluent_kafka's release: ``version()`` gives a (text, number) tuple in some releases and the
+    text alone in others."""
+    version: object = confluent_kafka.version()
+    return str(version[0] if isinstance(version, tuple) else version)
+
+
 def raw_producer(producer: Producer) -> RawProducer | None:
     """The direct path into ``producer``'s librdkafka, or None when it cannot be trusted (logged)."""
     # the handle is read from the Producer's C struct: only for confluent_kafka's own type, whose
-    # struct has room for it after the object header
+    # struct has room for it after the object header, in a release whose struct was read
     if type(producer) is not Producer or type(producer).__basicsize__ < object.__basicsize__ + 8:
         log.info("kafka: messages through produce_batch (not a confluent_kafka Producer)")
+        return None
+    release = _release()
+    if not checked_release(release):
+        log.info(
+            "kafka: messages through produce_batch (confluent_kafka %s: its handle layout is unchecked)",
+            release,
+        )
         return None
     path = librdkafka_path()
     if path is None:

@@ -234,3 +234,16 @@ def test_a_full_local_queue_holds_a_packed_run_back_in_order(mock_bootstrap: str
     for partition in {p for p, _ in stored}:  # each partition in the run's order
         ids = [value["after"]["id"] for p, value in stored if p == partition]
         assert ids == sorted(ids)
+
+
+def test_the_direct_path_is_taken_here_and_only_for_checked_releases() -> None:
+    """In this environment the writer's runs go straight into librdkafka (a silent fallback to
+    produce_batch would be noticed here); a confluent_kafka release whose Handle struct was not
+    read keeps produce_batch."""
+    from cdc.stream.raw_produce import checked_release
+
+    producer = Producer({"log_level": 2})
+    assert raw_producer(producer) is not None
+    assert checked_release("2.6.0") and checked_release("2.16.1")
+    assert not checked_release("2.5.3") and not checked_release("2.17.0") and not checked_release("3.0.0")
+    assert not checked_release("dev")
