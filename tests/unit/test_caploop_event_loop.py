@@ -123,9 +123,10 @@ def canon(value: object) -> object:
             "Position",
             value._key,
             canon(value.gtid),
-            value.file,
-            value.row,
-            value.era,
+            canon(value.file),
+            canon(value.offset),
+            canon(value.row),
+            canon(value.era),
             canon(value.context),
         )
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

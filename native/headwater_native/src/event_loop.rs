@@ -16,10 +16,12 @@
 
 use std::collections::HashMap;
 
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::events::{new_instance, set};
+use crate::events::new_instance;
 use crate::rows::RowsPlan;
 
 const HEADER_LEN: usize = 19;
@@ -35,55 +37,71 @@ const MAX_ROW: u64 = 9_999_999_999;
 // the rows events a transaction taken here may have (see EventLoop::small)
 const MAX_ROWS_BYTES: usize = 16 * 1024;
 
-// indexes into `names`
-const N_GTID: usize = 0;
-const N_FILE: usize = 1;
-const N_OFFSET: usize = 2;
-const N_ROW: usize = 3;
-const N_ERA: usize = 4;
-const N_CONTEXT: usize = 5;
-const N_KEY_TUPLE: usize = 6;
-const N_OP: usize = 7;
-const N_SCHEMA: usize = 8;
-const N_KEY: usize = 9;
-const N_BEFORE: usize = 10;
-const N_AFTER: usize = 11;
-const N_POSITION: usize = 12;
-const N_SOURCE_TS_MS: usize = 13;
-const N_TRANSACTION_ID: usize = 14;
-const N_DOMAIN: usize = 15;
-const N_SERVER_ID: usize = 16;
-const N_SEQ: usize = 17;
-const N_LAST_POSITION: usize = 18;
-const N_ROW_COUNT: usize = 19;
-const N_NEXT_OFFSET: usize = 20;
-const N_GTIDS: usize = 21;
-const N_GTID_STATE: usize = 22;
-const NAMES: [&str; 23] = [
-    "gtid",
-    "file",
-    "offset",
-    "row",
-    "era",
-    "context",
-    "_key",
-    "op",
-    "schema",
-    "key",
-    "before",
-    "after",
-    "position",
-    "source_ts_ms",
-    "transaction_id",
-    "domain",
-    "server_id",
-    "seq",
-    "last_position",
-    "row_count",
-    "next_offset",
-    "gtids",
-    "gtid_state",
-];
+// indexes into `names` (attributes read; the records' slots are written by offset, `Slots`)
+const N_FILE: usize = 0;
+const N_ERA: usize = 1;
+const N_KEY_TUPLE: usize = 2;
+const N_GTIDS: usize = 3;
+const N_DOMAIN: usize = 4;
+const NAMES: [&str; 5] = ["file", "era", "_key", "gtids", "domain"];
+
+/// Where each class keeps its attributes (byte offsets of their slots, see `slot_offset`): the
+/// records are filled by writing the slots directly, as `object.__setattr__` ends up doing, without
+/// its attribute lookup and descriptor call for each of a transaction's ~35 fields.
+struct Slots {
+    pos: [isize; 7],     // gtid, file, offset, row, era, context, _key
+    event: [isize; 8],   // op, schema, key, before, after, position, source_ts_ms, transaction_id
+    gtid: [isize; 3],    // domain, server_id, seq
+    end: [isize; 5],     // transaction_id, last_position, row_count, source_ts_ms, next_offset
+    state: [isize; 1],   // gtids
+    context: [isize; 2], // server_id, gtid_state
+}
+
+/// The byte offset of `cls`'s `__slots__` attribute `name` in its instances, from the member
+/// descriptor CPython made for it; refused unless it is `cls`'s own writable object slot.
+fn slot_offset(cls: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
+    let descr = cls.getattr(name)?;
+    let bad = || PyValueError::new_err(format!("{}.{name} is not a writable __slots__ member", cls));
+    unsafe {
+        let ptr = descr.as_ptr();
+        if ffi::Py_TYPE(ptr) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+            return Err(bad());
+        }
+        let member_descr = ptr.cast::<ffi::PyMemberDescrObject>();
+        if (*member_descr).d_common.d_type != cls.as_ptr().cast::<ffi::PyTypeObject>() {
+            return Err(bad());
+        }
+        // pyo3-ffi declares d_member as a PyGetSetDef pointer; CPython's is a PyMemberDef
+        let member = (*member_descr).d_member.cast::<ffi::PyMemberDef>();
+        if (*member).type_code != ffi::Py_T_OBJECT_EX
+            || (*member).flags & ffi::Py_READONLY != 0
+            || (*member).offset < std::mem::size_of::<ffi::PyObject>() as isize
+        {
+            return Err(bad());
+        }
+        Ok((*member).offset)
+    }
+}
+
+fn offsets<const N: usize>(cls: &Bound<'_, PyType>, names: [&str; N]) -> PyResult<[isize; N]> {
+    let mut out = [0isize; N];
+    for (slot, name) in out.iter_mut().zip(names) {
+        *slot = slot_offset(cls, name)?;
+    }
+    Ok(out)
+}
+
+/// `object.__setattr__(obj, name, value)` for the slot at `offset` (from `slot_offset` on `obj`'s
+/// exact class, which `new_instance` made it of).
+fn put(obj: &Bound<'_, PyAny>, offset: isize, value: &Bound<'_, PyAny>) {
+    unsafe {
+        let slot = obj.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
+        let old = *slot;
+        ffi::Py_INCREF(value.as_ptr());
+        *slot = value.as_ptr();
+        ffi::Py_XDECREF(old);
+    }
+}
 
 /// A captured table version: what its rows events need.
 struct Captured {
@@ -112,6 +130,7 @@ pub struct EventLoop {
     by_id: Py<PyDict>,
     tables: HashMap<Vec<u8>, Table>,
     names: Vec<Py<PyString>>,
+    slots: Slots,
 }
 
 /// The GTID state tracking of gtid_tracking.GtidTracker: (server_id, state, here), or none.
@@ -170,18 +189,17 @@ impl EventLoop {
         key: &[Bound<'py, PyAny>],
         row: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let n = &self.names;
         let index = row.into_pyobject(py)?.into_any();
         let mut parts = key.to_vec();
         parts[3] = index.clone();
         let position = new_instance(py, &self.position_cls)?;
-        set(&position, &n[N_GTID], &tx[0])?;
-        set(&position, &n[N_FILE], &tx[1])?;
-        set(&position, &n[N_OFFSET], &tx[2])?;
-        set(&position, &n[N_ROW], &index)?;
-        set(&position, &n[N_ERA], &tx[4])?;
-        set(&position, &n[N_CONTEXT], &tx[5])?;
-        set(&position, &n[N_KEY_TUPLE], PyTuple::new(py, parts)?.as_any())?;
+        put(&position, self.slots.pos[0], &tx[0]);
+        put(&position, self.slots.pos[1], &tx[1]);
+        put(&position, self.slots.pos[2], &tx[2]);
+        put(&position, self.slots.pos[3], &index);
+        put(&position, self.slots.pos[4], &tx[4]);
+        put(&position, self.slots.pos[5], &tx[5]);
+        put(&position, self.slots.pos[6], PyTuple::new(py, parts)?.as_any());
         Ok(position)
     }
 
@@ -198,16 +216,15 @@ impl EventLoop {
         ts_ms: &Bound<'py, PyAny>,
         tx_id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let n = &self.names;
         let event = new_instance(py, &self.event_cls)?;
-        set(&event, &n[N_OP], self.ops[op].bind(py))?;
-        set(&event, &n[N_SCHEMA], schema)?;
-        set(&event, &n[N_KEY], key)?;
-        set(&event, &n[N_BEFORE], before)?;
-        set(&event, &n[N_AFTER], after)?;
-        set(&event, &n[N_POSITION], position)?;
-        set(&event, &n[N_SOURCE_TS_MS], ts_ms)?;
-        set(&event, &n[N_TRANSACTION_ID], tx_id)?;
+        put(&event, self.slots.event[0], self.ops[op].bind(py));
+        put(&event, self.slots.event[1], schema);
+        put(&event, self.slots.event[2], key);
+        put(&event, self.slots.event[3], before);
+        put(&event, self.slots.event[4], after);
+        put(&event, self.slots.event[5], position);
+        put(&event, self.slots.event[6], ts_ms);
+        put(&event, self.slots.event[7], tx_id);
         Ok(event)
     }
 
@@ -274,9 +291,9 @@ impl EventLoop {
         let offset_obj = offset.into_pyobject(py)?.into_any();
         let zero = 0u32.into_pyobject(py)?.into_any();
         let gtid = new_instance(py, &self.gtid_cls)?;
-        set(&gtid, &n[N_DOMAIN], &domain_obj)?;
-        set(&gtid, &n[N_SERVER_ID], &server_obj)?;
-        set(&gtid, &n[N_SEQ], &seq_obj)?;
+        put(&gtid, self.slots.gtid[0], &domain_obj);
+        put(&gtid, self.slots.gtid[1], &server_obj);
+        put(&gtid, self.slots.gtid[2], &seq_obj);
         let after = match tracking {
             None => None,
             Some((tracked_server, state, _)) => {
@@ -290,10 +307,10 @@ impl EventLoop {
                     return Ok(None);
                 }
                 let new_state = new_instance(py, &self.state_cls)?;
-                set(&new_state, &n[N_GTIDS], PyTuple::new(py, [&gtid])?.as_any())?;
+                put(&new_state, self.slots.state[0], PyTuple::new(py, [&gtid])?.as_any());
                 let here = new_instance(py, &self.context_cls)?;
-                set(&here, &n[N_SERVER_ID], tracked_server)?;
-                set(&here, &n[N_GTID_STATE], &new_state)?;
+                put(&here, self.slots.context[0], tracked_server);
+                put(&here, self.slots.context[1], &new_state);
                 Some((tracked_server.clone(), new_state, here))
             }
         };
@@ -463,11 +480,11 @@ impl EventLoop {
                         }));
                     };
                     let end = new_instance(py, &self.end_cls)?;
-                    set(&end, &n[N_TRANSACTION_ID], &tx_id)?;
-                    set(&end, &n[N_LAST_POSITION], &last)?;
-                    set(&end, &n[N_ROW_COUNT], &row.into_pyobject(py)?.into_any())?;
-                    set(&end, &n[N_SOURCE_TS_MS], &ts_ms)?;
-                    set(&end, &n[N_NEXT_OFFSET], &next_offset.into_pyobject(py)?.into_any())?;
+                    put(&end, self.slots.end[0], &tx_id);
+                    put(&end, self.slots.end[1], &last);
+                    put(&end, self.slots.end[2], &row.into_pyobject(py)?.into_any());
+                    put(&end, self.slots.end[3], &ts_ms);
+                    put(&end, self.slots.end[4], &next_offset.into_pyobject(py)?.into_any());
                     out.push(end);
                     return Ok(Some(Taken {
                         next: i,
@@ -528,12 +545,44 @@ impl EventLoop {
         context_cls: Py<PyType>,
         ops: (PyObject, PyObject, PyObject),
         by_id: Py<PyDict>,
-    ) -> Self {
+    ) -> PyResult<Self> {
         let names = NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect();
-        EventLoop {
+        let slots = Slots {
+            pos: offsets(
+                position_cls.bind(py),
+                ["gtid", "file", "offset", "row", "era", "context", "_key"],
+            )?,
+            event: offsets(
+                event_cls.bind(py),
+                [
+                    "op",
+                    "schema",
+                    "key",
+                    "before",
+                    "after",
+                    "position",
+                    "source_ts_ms",
+                    "transaction_id",
+                ],
+            )?,
+            gtid: offsets(gtid_cls.bind(py), ["domain", "server_id", "seq"])?,
+            end: offsets(
+                end_cls.bind(py),
+                [
+                    "transaction_id",
+                    "last_position",
+                    "row_count",
+                    "source_ts_ms",
+                    "next_offset",
+                ],
+            )?,
+            state: offsets(state_cls.bind(py), ["gtids"])?,
+            context: offsets(context_cls.bind(py), ["server_id", "gtid_state"])?,
+        };
+        Ok(EventLoop {
             event_cls,
             position_cls,
             gtid_cls,
@@ -544,7 +593,8 @@ impl EventLoop {
             by_id,
             tables: HashMap::new(),
             names,
-        }
+            slots,
+        })
     }
 
     /// A TABLE_MAP body the Python decoder compiled: `by_id_value` is what it stores in `by_id`;
