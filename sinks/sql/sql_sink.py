@@ -380,10 +380,18 @@ class SqlSink:
         those of a keyless table it already serves kept: the schema sync holds them back)."""
         out = []
         reloaded = False
+        served: TableSchema | None = None  # the last schema found keyed: a batch is runs of one table
         for r in batch.records:
             if not isinstance(r, ChangeEvent) or (held is not None and r.position <= held.position):
                 continue
-            if r.op is not Op.TRUNCATE and self._keys.keyed(r.schema) is None:
+            if r.schema is served:
+                out.append(r)
+                continue
+            if r.op is not Op.TRUNCATE:
+                if self._keys.keyed(r.schema) is not None:
+                    served = r.schema
+                    out.append(r)
+                    continue
                 target = self.target_name(r.schema.ref)
                 if target not in self._shapes and not reloaded:  # another writer may have created it
                     with self._require_engine().connect() as conn:

@@ -62,6 +62,8 @@ def write_plan(
     inserts: dict[tuple[str, ...], list[Sequence[Any]]] = {}  # with ``direct``: keys inserted
     direct = direct and copy_threshold is not None
     key_encoders = [encoder(shape.column(k).arrow_type, dialect) for k in pk]  # type: ignore[union-attr]
+    schema: TableSchema | None = None
+    codec: Codec | None = None
     for key, (image, event) in plan.actions.items():
         if (plan.target, key) in skip:
             continue
@@ -70,7 +72,10 @@ def write_plan(
                 tuple(v if e is None or v is None else e(v) for v, e in zip(key, key_encoders, strict=True))
             )
             continue
-        codec = codec_of(plan.target, event.schema)
+        if event.schema is not schema:  # one lookup per run of one version, not per change
+            schema = event.schema
+            codec = codec_of(plan.target, schema)
+        assert codec is not None
         into = inserts if direct and event.op is Op.CREATE else upserts
         into.setdefault(codec.names, []).append(codec.row(image))
     copy = copy_threshold is not None
