@@ -29,12 +29,9 @@ capture half grew by at least half the total's growth) or the sink.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
-import queue
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -43,16 +40,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-import psycopg
 import pymysql
-from confluent_kafka import Consumer
 
 from benchmarks.child import peak_rss_mb
+from benchmarks.e2e_hops import latency_parts, print_parts
+from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile
 from cdc.devstack.connections import StackConnections
 
 # each run's own database, <DB>_<pipeline>: two runs at once (several engineers share the machine)
@@ -60,37 +55,9 @@ from cdc.devstack.connections import StackConnections
 DB = "hw_bench_e2e"
 TICK_S = 0.01
 _MAX_ROWS = 5_000
-POLL_S = 0.005  # the PostgreSQL poller's period: up to this much is the measurement's own
 # a step is held when the latency of its last second's changes (p50) exceeds its second second's by at
 # most this: a pipeline a few percent slower than the rate grows its backlog by more in a 10 s step
 HELD_GROWTH_S = 0.25
-_TIMING = re.compile(
-    rb"batch changes=(\d+) polled=([\d.]+) handed=([\d.]+) started=([\d.]+) committed=([\d.]+) done=([\d.]+)"
-    rb"(?: polls=([\d.@,]+))?"
-)
-
-
-@dataclass
-class Clock:
-    """Write times by id, and arrival latencies as the poller sees ids arrive."""
-
-    written: dict[int, float] = field(default_factory=dict)
-    written_kafka: dict[int, float] = field(default_factory=dict)  # the same, for the Kafka probe
-    arrived_upto: int = 0
-    next_id: int = 1
-    latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
-    # the capture half: when each id became visible to a read_committed consumer of its topic
-    in_kafka: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, latency)
-    # ... split at the message's timestamp (when `cdc run` produced it): (written -> produced,
-    # produced -> visible), by the id's arrival time in Kafka
-    produced: list[tuple[float, float, float]] = field(default_factory=list)
-    # per change, for the decomposition: every message the probe saw, in offset order (id, visible,
-    # produced); when each id was written and first seen in PostgreSQL
-    seq: list[tuple[int, float, float]] = field(default_factory=list)
-    write_time: dict[int, float] = field(default_factory=dict)
-    source_commit: dict[int, float] = field(default_factory=dict)  # when its INSERT returned
-    seen_at: dict[int, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _config(
@@ -177,82 +144,6 @@ def _writer(
     return total
 
 
-def _kafka_probe(bootstrap: str, topic: str, out: Any, stop: Any) -> None:
-    """In its own process: each message of ``topic`` as it becomes visible to a read_committed
-    consumer (as `cdc sink` reads), put on ``out`` per consume as [(id, visible, produced), ...]. In
-    the bench's own process it lagged `cdc sink` by ~30 ms on average at 10k/s (the writer's and the
-    poller's threads, under the GIL), which the split between the halves then carried."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-         "topic.metadata.refresh.interval.ms": 1000}
-    )  # fmt: skip
-    try:
-        consumer.subscribe([topic])
-        while not stop.is_set():
-            # the first message as soon as it arrives, then what came with it (consume(10_000, t)
-            # waits out t unless 10,000 arrive: 5 ms added to every "visible" time)
-            messages = consumer.consume(1, timeout=0.05)
-            if messages:
-                messages += consumer.consume(10_000, timeout=0)
-            now = time.time()
-            found = []
-            for msg in messages:
-                key = msg.key()
-                if msg.error() or not key or not msg.value():
-                    continue
-                # the key ({"id": N}), not the value: a fifth of the bytes to parse
-                found.append((int(orjson.loads(key)["id"]), now, msg.timestamp()[1] / 1000))
-            if found:
-                out.put(found)
-    finally:
-        consumer.close()
-
-
-def _probe_reader(found: Any, clock: Clock, stop: threading.Event) -> None:
-    """The probe's findings into ``clock`` (in this process: a few puts a second)."""
-    while not stop.is_set():
-        try:
-            batch = found.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        with clock.lock:
-            for i, now, produced in batch:
-                clock.seq.append((i, now, produced))
-                written = clock.written_kafka.pop(i, None)
-                if written is not None:
-                    clock.in_kafka.append((now, now - written))
-                    clock.produced.append((now, produced - written, now - produced))
-
-
-def _poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.Event) -> None:
-    p = stack.postgres
-    with psycopg.connect(
-        host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database, autocommit=True
-    ) as conn:
-        while not stop.is_set():
-            try:
-                row = conn.execute(f'SELECT max(id) FROM "{schema}".edit').fetchone()
-            except psycopg.errors.UndefinedTable:
-                time.sleep(0.02)
-                continue
-            now = time.time()
-            top = int(row[0]) if row and row[0] is not None else 0
-            with clock.lock:
-                for i in range(clock.arrived_upto + 1, top + 1):
-                    clock.seen_at[i] = now
-                    written = clock.written.pop(i, None)
-                    if written is not None:
-                        clock.latencies.append((now, now - written))
-                clock.arrived_upto = max(clock.arrived_upto, top)
-            time.sleep(POLL_S)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def _cdc(
     cmd: str, config: Path, env: dict[str, str], log: Path, tree: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -311,15 +202,15 @@ def run(
     sink = _cdc("sink", config, env, tmp / "sink.log", tree)
     clock = Clock()
     stop = threading.Event()
-    poller = threading.Thread(target=_poller, args=(stack, name, clock, stop), daemon=True)
-    poller.start()
+    polling = threading.Thread(target=poller, args=(stack, name, clock, stop), daemon=True)
+    polling.start()
     spawn = multiprocessing.get_context("spawn")
     found, probe_stop = spawn.Queue(), spawn.Event()
     probe = spawn.Process(
-        target=_kafka_probe, args=(stack.kafka.bootstrap_servers, f"{name}.{db}.edit", found, probe_stop)
+        target=kafka_probe, args=(stack.kafka.bootstrap_servers, f"{name}.{db}.edit", found, probe_stop)
     )
     probe.start()
-    threading.Thread(target=_probe_reader, args=(found, clock, stop), daemon=True).start()
+    threading.Thread(target=probe_reader, args=(found, clock, stop), daemon=True).start()
     result: dict[str, Any] = {"pipeline": name, "rate": rate, "seconds": seconds}
     peaks = {"cdc_run": 0.0, "cdc_sink": 0.0}
 
@@ -350,12 +241,12 @@ def run(
         lat = [latency for at, latency in clock.latencies if at >= started]
         result.update(
             changes=len(lat),
-            p50_s=_quantile(lat, 0.5),
-            p99_s=_quantile(lat, 0.99),
+            p50_s=quantile(lat, 0.5),
+            p99_s=quantile(lat, 0.99),
             max_s=max(lat, default=0.0),
         )
         in_kafka = [latency for at, latency in clock.in_kafka if at >= started]
-        result["kafka"] = {"p50_s": _quantile(in_kafka, 0.5), "p99_s": _quantile(in_kafka, 0.99)}
+        result["kafka"] = {"p50_s": quantile(in_kafka, 0.5), "p99_s": quantile(in_kafka, 0.99)}
         # the sink half: from visible to the probe to seen in PostgreSQL
         with clock.lock:
             sink_half = [
@@ -363,9 +254,9 @@ def run(
                 for i, visible, _ in clock.seq
                 if visible >= started and i in clock.seen_at
             ]
-        result["sink"] = {"p50_s": _quantile(sink_half, 0.5), "p99_s": _quantile(sink_half, 0.99)}
-        result["parts"] = _parts(clock, tmp / "sink.log", started, ended)
-        _print_parts(result["parts"], rate)
+        result["sink"] = {"p50_s": quantile(sink_half, 0.5), "p99_s": quantile(sink_half, 0.99)}
+        result["parts"] = latency_parts(clock, tmp / "sink.log", started, ended)
+        print_parts(result["parts"], rate)
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)
@@ -387,103 +278,6 @@ def run(
             conn.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
     result["logs"] = str(tmp)
     return result
-
-
-def _parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[str, Any]:
-    """Where the latency of the changes written in [started, ended] went, change by change.
-
-    The probe and `cdc sink` both read the one partition from its first message, in order, so the
-    k-th message the probe saw is the k-th change of the sink's batches (their timing lines, in
-    order): each change gets the times of every hop. Returns p50/p99 of each part and, for the
-    slowest 1% of changes (end to end), the mean of each part: what the p99 is made of."""
-    batches: list[tuple[int, float, float, float, float, float]] = []
-    # each change's own poll: a batch gathers the polls made while the batch before was applied
-    polled_at: list[float] = []
-    for line in sink_log.read_bytes().splitlines():
-        found = _TIMING.search(line)
-        if found is not None:
-            n, *times, polls = found.groups()
-            batch = (int(n), *(float(t) for t in times))
-            batches.append(batch)  # type: ignore[arg-type]
-            if polls:
-                for poll in polls.split(b","):
-                    count, at = poll.split(b"@")
-                    polled_at.extend([float(at)] * int(count))
-            else:
-                polled_at.extend([batch[1]] * int(n))
-    # the hops: INSERT returned (MariaDB's commit), produced by `cdc run` (the message's timestamp),
-    # polled by `cdc sink` (the Kafka transaction's commit and the fetch: `cdc sink` cannot poll a
-    # change before it is visible, and the probe, even in its own process, saw changes ~10 ms after
-    # `cdc sink` at 10k/s under load), handed to its sink thread, taken up by it, committed in
-    # PostgreSQL, seen by the poller
-    names = ("source_commit", "binlog_to_produced", "commit_to_polled", "sink_fill",
-             "sink_wait_thread", "sink_apply_commit", "poller")  # fmt: skip
-    lag: list[float] = []  # the probe's "visible" after `cdc sink`'s poll: its lag
-    rows: list[tuple[float, ...]] = []
-    k = 0
-    with clock.lock:
-        seq = list(clock.seq)
-        for n, _first, handed, begun, committed, _done in batches:
-            for j, (i, visible, produced) in enumerate(seq[k : k + n], start=k):
-                polled = polled_at[j]
-                written, seen = clock.write_time.get(i), clock.seen_at.get(i)
-                source = clock.source_commit.get(i)
-                if written is None or seen is None or source is None or not started <= written <= ended:
-                    continue
-                hops = (written, source, produced, polled, handed, begun, committed, seen)
-                rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops))))
-                lag.append(visible - polled)
-            k += n
-    # after the COMMIT, on the sink thread before it takes the next batch (metrics, Arrow's memory)
-    after = [done - committed for _n, _p, _h, _b, committed, done in batches]
-    if not rows:
-        return {"changes": 0, "note": "no sink timing lines (a tree without them?)"}
-    rows.sort()
-    worst = rows[int(len(rows) * 0.99) :]
-    out: dict[str, Any] = {"changes": len(rows), "batches": len(batches), "poll_period_s": POLL_S}
-    out["probe_lag_behind_sink"] = {
-        "mean_ms": sum(lag) / len(lag) * 1000,
-        "p50_ms": _quantile(lag, 0.5) * 1000,
-        "p99_ms": _quantile(lag, 0.99) * 1000,
-        "slowest_1pct_mean_ms": float("nan"),
-    }
-    out["sink_after_commit_per_batch"] = {
-        "mean_ms": sum(after) / max(len(after), 1) * 1000,
-        "p50_ms": _quantile(after, 0.5) * 1000,
-        "p99_ms": _quantile(after, 0.99) * 1000,
-        "slowest_1pct_mean_ms": float("nan"),
-    }
-    for j, name in enumerate(names, start=1):
-        values = [row[j] for row in rows]
-        out[name] = {
-            "mean_ms": sum(values) / len(values) * 1000,
-            "p50_ms": _quantile(values, 0.5) * 1000,
-            "p99_ms": _quantile(values, 0.99) * 1000,
-            "slowest_1pct_mean_ms": sum(row[j] for row in worst) / len(worst) * 1000,
-        }
-    out["total"] = {
-        "mean_ms": sum(row[0] for row in rows) / len(rows) * 1000,
-        "p50_ms": rows[len(rows) // 2][0] * 1000,
-        "p99_ms": rows[int(len(rows) * 0.99)][0] * 1000,
-        "slowest_1pct_mean_ms": sum(row[0] for row in worst) / len(worst) * 1000,
-    }
-    return out
-
-
-def _print_parts(parts: dict[str, Any], rate: int) -> None:
-    """The breakdown as a table on stderr: mean / p50 / p99 / the slowest 1%'s mean of each hop, ms."""
-    if not parts.get("changes"):
-        print(f"no breakdown: {parts.get('note', 'no changes')}", file=sys.stderr)
-        return
-    title = f"where the latency went at {rate:,}/s, ms (mean / p50 / p99 / slowest 1%'s mean):"
-    print(title, file=sys.stderr)
-    for name, value in parts.items():
-        if isinstance(value, dict):
-            cells = " / ".join(
-                f"{value[k]:,.1f}" for k in ("mean_ms", "p50_ms", "p99_ms", "slowest_1pct_mean_ms")
-            )
-            print(f"  {name:<28} {cells}", file=sys.stderr)
-    print(f"  {parts['changes']:,} changes in {parts['batches']:,} batches", file=sys.stderr, flush=True)
 
 
 def _step(
@@ -511,8 +305,8 @@ def _step(
         by_write_time(clock.in_kafka, began + 1, began + 2),
         by_write_time(clock.in_kafka, ended - 1, ended),
     )
-    growth = _quantile(late, 0.5) - _quantile(early, 0.5) if early and late else float("inf")
-    growth_k = _quantile(late_k, 0.5) - _quantile(early_k, 0.5) if early_k and late_k else float("inf")
+    growth = quantile(late, 0.5) - quantile(early, 0.5) if early and late else float("inf")
+    growth_k = quantile(late_k, 0.5) - quantile(early_k, 0.5) if early_k and late_k else float("inf")
     catch_up = max((at for at, _ in clock.latencies), default=ended) - ended
     kept_pace = sent >= 0.97 * rate * seconds
     held = kept_pace and drained and growth <= HELD_GROWTH_S
@@ -527,8 +321,8 @@ def _step(
     return {
         "rate": rate,
         "held": held,
-        "p99_s": _quantile(late, 0.99),
-        "kafka_p99_s": _quantile(late_k, 0.99),
+        "p99_s": quantile(late, 0.99),
+        "kafka_p99_s": quantile(late_k, 0.99),
         "growth_s": growth,
         "kafka_growth_s": growth_k,
         "catch_up_s": catch_up,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from benchmarks.e2e import _TIMING
+from benchmarks.e2e_hops import TIMING as _TIMING
 from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions, _Consumption, timing_log
 from tests.unit.test_sinkwall_trickle import SlowSink, TrickleReader
 
