@@ -49,7 +49,7 @@ class SqlSinkSettings:
     table_format: str = "{table}"
     schema: str | None = None
     on_bad_row: str = "stop"  # "stop" | "dead_letter"
-    copy_threshold_rows: int | None = 1_000  # COPY (PostgreSQL), column-wise from Kafka (all); None = never
+    copy_threshold_rows: int | None = 100  # COPY (PostgreSQL), column-wise from Kafka (all); None = never
     # "db.table" -> the columns that key a source table without a primary key in its serving table
     key_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
