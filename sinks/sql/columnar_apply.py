@@ -12,9 +12,10 @@ binary as PostgreSQL's hex text, so no value is converted one by one in Python.
 
 Anything else goes the sink's per-change path, which is the reference: a small batch (under
 ``copy_threshold_rows``, 100 by default: below it the statements' fixed costs weigh more), a
-table whose key is configured (``key_columns``) or missing, a version that drops columns, float or TIME columns, a truncate fence
-above a change, and any value the target would refuse (text over its length or holding NUL: the
-per-change path stops or dead-letters it with its message). ``tests/sinks/test_sinkcol_postgres.py``
+table whose key is configured (``key_columns``) or missing, a version that drops columns, float or
+TIME columns, a truncate fence above a change, and any value the target would refuse (text over
+its length or holding NUL: the per-change path stops or dead-letters it with its message).
+``tests/sinks/test_sinkcol_postgres.py``
 applies one stream both ways and compares the tables row by row.
 
 SQLite and MariaDB take the same collapse (same fallbacks, but floats too: they bind the
