@@ -6,6 +6,7 @@ database (two writers, a restart), each with its own settings (key_columns, sche
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -90,3 +91,24 @@ def make_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ge
             sink.close()
         made.engine.dispose()
         cleanup()
+
+
+def open_at_once(sinks: list[SqlSink]) -> list[BaseException]:
+    """Open every sink in its own thread, all released at the same moment (daemons started
+    together on one target); what each open raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(sinks))
+
+    def open_one(sink: SqlSink) -> None:
+        barrier.wait()
+        try:
+            sink.open()
+        except BaseException as exc:  # noqa: BLE001 - returned to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(s,)) for s in sinks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -19,7 +19,7 @@ from cdc.core.schemas import ArrowKind, TableRef, TableSchema
 from sinks.contract import AppliedState, SinkBatch, WriterIdentity
 from sinks.registry import open_sink
 from tests.sinks.builders import ITEMS, REF, Writer, col, event, schema
-from tests.sinks.sql_targets import KINDS, SqlTarget, make_target
+from tests.sinks.sql_targets import KINDS, SqlTarget, make_target, open_at_once
 
 
 @pytest.fixture(params=KINDS)
@@ -347,7 +347,6 @@ def test_two_sinks_opening_a_fresh_database_at_the_same_moment_both_open(
 ) -> None:
     """Two daemons started together on a new target both create the bookkeeping tables (and the
     schema): the loser of each CREATE race must find the winner's table, not stop."""
-    import threading
     from dataclasses import replace
 
     from sinks.sql import SqlSink
@@ -361,20 +360,7 @@ def test_two_sinks_opening_a_fresh_database_at_the_same_moment_both_open(
             settings = replace(settings, schema=f"{target.settings.schema or 'db'}_fresh{round_}")
         sinks = [SqlSink(settings), SqlSink(settings)]
         target.opened.extend(sinks)
-        barrier = threading.Barrier(2)
-
-        def open_one(sink: SqlSink, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                sink.open()
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_one, args=(s,)) for s in sinks]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors.extend(open_at_once(sinks))
         if target.kind != "sqlite":
             with target.engine.begin() as conn:
                 q = '"' if target.kind == "postgres" else "`"

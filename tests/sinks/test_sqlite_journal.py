@@ -10,6 +10,7 @@ import pytest
 
 from cdc.config.models import SqlSinkConfig
 from sinks.sql.sql_sink import SqlSink, SqlSinkSettings
+from tests.sinks.sql_targets import open_at_once
 
 
 def _journal(path: Path) -> str:
@@ -57,26 +58,10 @@ def test_sinks_opening_one_new_database_at_the_same_moment_all_open_in_wal(tmp_p
     """Two daemons started together on a new file both ask for WAL. The switch needs the file's
     exclusive lock, and SQLite answers the second asker `database is locked` at once, without
     waiting (its deadlock rule): the loser must wait for the winner, not stop (CI failed on this)."""
-    import threading
-
-    errors: list[BaseException] = []
     for round_ in range(40):
         path = tmp_path / f"race{round_}.db"
         sinks = [SqlSink(SqlSinkSettings(f"sqlite:///{path}", "journal")) for _ in range(3)]
-        barrier = threading.Barrier(len(sinks))
-
-        def open_one(sink: SqlSink, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                sink.open()
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_one, args=(s,)) for s in sinks]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = open_at_once(sinks)
         for sink in sinks:
             sink.close()
         assert not errors, errors
