@@ -59,7 +59,7 @@ struct Slots {
 
 /// The byte offset of `cls`'s `__slots__` attribute `name` in its instances, from the member
 /// descriptor CPython made for it; refused unless it is `cls`'s own writable object slot.
-fn slot_offset(cls: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
+pub(crate) fn slot_offset(cls: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
     let descr = cls.getattr(name)?;
     let bad = || PyValueError::new_err(format!("{}.{name} is not a writable __slots__ member", cls));
     unsafe {
@@ -83,7 +83,10 @@ fn slot_offset(cls: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
     }
 }
 
-fn offsets<const N: usize>(cls: &Bound<'_, PyType>, names: [&str; N]) -> PyResult<[isize; N]> {
+pub(crate) fn offsets<const N: usize>(
+    cls: &Bound<'_, PyType>,
+    names: [&str; N],
+) -> PyResult<[isize; N]> {
     let mut out = [0isize; N];
     for (slot, name) in out.iter_mut().zip(names) {
         *slot = slot_offset(cls, name)?;
@@ -93,7 +96,7 @@ fn offsets<const N: usize>(cls: &Bound<'_, PyType>, names: [&str; N]) -> PyResul
 
 /// `object.__setattr__(obj, name, value)` for the slot at `offset` (from `slot_offset` on `obj`'s
 /// exact class, which `new_instance` made it of).
-fn put(obj: &Bound<'_, PyAny>, offset: isize, value: &Bound<'_, PyAny>) {
+pub(crate) fn put(obj: &Bound<'_, PyAny>, offset: isize, value: &Bound<'_, PyAny>) {
     unsafe {
         let slot = obj.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
         let old = *slot;

@@ -6,11 +6,18 @@
 //! slots filled as `object.__setattr__` fills them, with the same values: nothing is computed that
 //! the Python path would not compute; the stream decoder keeps that path (for held and skipped
 //! rows), and tests/unit/test_speedcap_native_rows.py compares the two.
+//!
+//! `changes` writes the slots at their offsets (`event_loop::put`, as `EventLoop` does; both
+//! classes must be `__slots__` dataclasses): through `PyObject_GenericSetAttr` each of a row's 15 writes was
+//! a type lookup and a descriptor call, ~18% of the reading thread's decode of 1000-row
+//! statements (perf, benchmarks/results/latest.md "capcpu").
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple, PyType};
+
+use crate::event_loop::{offsets, put};
 
 const MAX_ROW: u64 = 9_999_999_999;
 
@@ -23,6 +30,10 @@ pub struct EventMaker {
     gtid_cls: Option<Py<PyType>>,
     end_cls: Option<Py<PyType>>,
     names: Vec<Py<PyString>>,
+    // the slot offsets of Position (gtid, file, offset, row, era, context, _key) and ChangeEvent
+    // (op, schema, key, before, after, position, source_ts_ms, transaction_id)
+    pos_slots: [isize; 7],
+    event_slots: [isize; 8],
 }
 
 // indexes into `names`
@@ -33,12 +44,6 @@ const ROW: usize = 3;
 const ERA: usize = 4;
 const CONTEXT: usize = 5;
 const KEY_TUPLE: usize = 6;
-const OP: usize = 7;
-const SCHEMA: usize = 8;
-const KEY: usize = 9;
-const BEFORE: usize = 10;
-const AFTER: usize = 11;
-const POSITION: usize = 12;
 const SOURCE_TS_MS: usize = 13;
 const TRANSACTION_ID: usize = 14;
 const DOMAIN: usize = 15;
@@ -100,18 +105,37 @@ impl EventMaker {
         position_cls: Py<PyType>,
         gtid_cls: Option<Py<PyType>>,
         end_cls: Option<Py<PyType>>,
-    ) -> Self {
+    ) -> PyResult<Self> {
         let names = NAMES
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect();
-        EventMaker {
+        let pos_slots = offsets(
+            position_cls.bind(py),
+            ["gtid", "file", "offset", "row", "era", "context", "_key"],
+        )?;
+        let event_slots = offsets(
+            event_cls.bind(py),
+            [
+                "op",
+                "schema",
+                "key",
+                "before",
+                "after",
+                "position",
+                "source_ts_ms",
+                "transaction_id",
+            ],
+        )?;
+        Ok(EventMaker {
             event_cls,
             position_cls,
             gtid_cls,
             end_cls,
             names,
-        }
+            pos_slots,
+            event_slots,
+        })
     }
 
     /// A GTID event's `(Gtid(domain, server_id, seq), file_pos.in_same_file(gtid, offset, 0,
@@ -235,19 +259,20 @@ impl EventMaker {
         let key_parts: Vec<Bound<'py, PyAny>> = key_tuple.iter().collect();
         let none = py.None().into_bound(py);
         let out = PyList::empty(py);
+        let (pos_slots, event_slots) = (&self.pos_slots, &self.event_slots);
         for (i, image) in images.iter().enumerate() {
             let image = image.downcast::<PyTuple>()?;
             let index = (row + i as u64).into_pyobject(py)?.into_any();
             let mut parts = key_parts.clone();
             parts[3] = index.clone();
             let position = new_instance(py, &self.position_cls)?;
-            set(&position, &n[GTID], &gtid)?;
-            set(&position, &n[FILE], &file)?;
-            set(&position, &n[OFFSET], &offset)?;
-            set(&position, &n[ROW], &index)?;
-            set(&position, &n[ERA], &era)?;
-            set(&position, &n[CONTEXT], &context)?;
-            set(&position, &n[KEY_TUPLE], PyTuple::new(py, parts)?.as_any())?;
+            put(&position, pos_slots[0], &gtid);
+            put(&position, pos_slots[1], &file);
+            put(&position, pos_slots[2], &offset);
+            put(&position, pos_slots[3], &index);
+            put(&position, pos_slots[4], &era);
+            put(&position, pos_slots[5], &context);
+            put(&position, pos_slots[6], PyTuple::new(py, parts)?.as_any());
             let key = if key_indexes.is_empty() {
                 none.clone()
             } else {
@@ -258,21 +283,22 @@ impl EventMaker {
                 PyTuple::new(py, values)?.into_any()
             };
             let event = new_instance(py, &self.event_cls)?;
-            set(&event, &n[OP], op)?;
-            set(&event, &n[SCHEMA], schema)?;
-            set(&event, &n[KEY], &key)?;
             let (before, after) = if inserted {
                 (&none, image.as_any())
             } else {
                 (image.as_any(), &none)
             };
-            set(&event, &n[BEFORE], before)?;
-            set(&event, &n[AFTER], after)?;
-            set(&event, &n[POSITION], &position)?;
-            set(&event, &n[SOURCE_TS_MS], ts_ms)?;
-            set(&event, &n[TRANSACTION_ID], transaction_id)?;
+            put(&event, event_slots[0], op);
+            put(&event, event_slots[1], schema);
+            put(&event, event_slots[2], &key);
+            put(&event, event_slots[3], before);
+            put(&event, event_slots[4], after);
+            put(&event, event_slots[5], &position);
+            put(&event, event_slots[6], ts_ms);
+            put(&event, event_slots[7], transaction_id);
             out.append(event)?;
         }
         Ok(out)
     }
 }
+
