@@ -8,8 +8,10 @@ for record in reader.records(StartAt.restart(point)):   # or StartAt.current(), 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
+from typing import cast
 
 from cdc.core.errors import BinlogPurged, ConfigError, SourceSettingsError
 from cdc.core.events import SourceRecord
@@ -76,6 +78,26 @@ class StartAt:
     @classmethod
     def coordinates(cls, file: str, offset: int) -> StartAt:
         return cls(file=file, offset=offset)
+
+
+class _Records(chain[SourceRecord]):
+    """The records of a generator of runs of records (StreamDecoder.runs_from_batches): flattened
+    in C, a record is a list iterator's step for the consumer; ``close()`` closes the generator
+    (and with it the connection), as closing a generator of records did."""
+
+    _runs: Iterator[Iterable[SourceRecord]]
+
+    @classmethod
+    def of(cls, runs: Iterator[Iterable[SourceRecord]]) -> _Records:
+        # from_iterable makes an instance of the class it is called on (typeshed says chain)
+        records = cast(_Records, cls.from_iterable(runs))
+        records._runs = runs
+        return records
+
+    def close(self) -> None:
+        close = getattr(self._runs, "close", None)
+        if close is not None:
+            close()
 
 
 class MariaDbBinlogReader:
@@ -179,7 +201,7 @@ class MariaDbBinlogReader:
         except BinlogPurged as exc:
             raise self._purged(exc, start, plan, where) from exc
         self._conn = conn
-        return self._stream(conn, decoder, start, plan, where)
+        return _Records.of(self._stream(conn, decoder, start, plan, where))
 
     def _purged(self, exc: BinlogPurged, start: StartAt, plan: ReadPlan, where: str) -> Exception:
         if plan.by_gtid and start.restart is not None:
@@ -189,9 +211,9 @@ class MariaDbBinlogReader:
 
     def _stream(
         self, conn: BinlogConnection, decoder: StreamDecoder, start: StartAt, plan: ReadPlan, where: str
-    ) -> Iterator[SourceRecord]:
+    ) -> Iterator[Iterable[SourceRecord]]:
         try:
-            yield from decoder.records_from_batches(conn.event_batches())
+            yield from decoder.runs_from_batches(conn.event_batches())
         except BinlogPurged as exc:
             raise self._purged(exc, start, plan, where) from exc
         finally:

@@ -25,6 +25,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import chain
 from operator import length_hint
 
 from cdc.core.errors import SourceProtocolError, TerminalError
@@ -60,6 +61,12 @@ _FL_STANDALONE = 1
 _FL_TRANSACTIONAL = 4  # cleared when the transaction also wrote a non-transactional table
 _EXECUTE_LOAD_QUERY = 18  # LOAD DATA logged as a statement
 _QUERY_POST_HEADER = {EventType.QUERY: 13, _EXECUTE_LOAD_QUERY: 26}
+# The generators below yield runs of records (a list per rows event or per compiled-loop batch, a
+# tuple for one record), flattened by itertools.chain: a record then costs the consumer a list
+# iterator's step instead of resuming four nested generators (~0.2 CPU-us a row of 1000-row
+# statements, benchmarks/results/latest.md "capcpu"). A run is yielded whole once built, so what a
+# consumer sees between two records, holding() included, is as it was record by record.
+Runs = Iterator[Iterable[SourceRecord]]
 
 
 class StreamDecoder:
@@ -126,6 +133,9 @@ class StreamDecoder:
     # -- the stream -----------------------------------------------------------------------------
     def records(self, events: Iterable[bytes]) -> Iterator[SourceRecord]:
         """The records of ``events``, in order (see compiled_loop.py for the batches)."""
+        return chain.from_iterable(self._runs(events))
+
+    def _runs(self, events: Iterable[bytes]) -> Runs:
         batch: list[bytes] = []
         size = 0
         for ev in events:
@@ -142,8 +152,13 @@ class StreamDecoder:
 
     def records_from_batches(self, batches: Iterable[list[bytes]]) -> Iterator[SourceRecord]:
         """The records of events that come in lists (BinlogConnection.event_batches), as
-        :meth:`records` gives them: a list's events after its last one that can end a transaction
-        wait for the rest of that transaction (up to BATCH_BYTES), so that it is decoded whole."""
+        :meth:`records` gives them."""
+        return chain.from_iterable(self.runs_from_batches(batches))
+
+    def runs_from_batches(self, batches: Iterable[list[bytes]]) -> Runs:
+        """:meth:`records_from_batches` in runs: a list's events after its last one that can end a
+        transaction wait for the rest of that transaction (up to BATCH_BYTES), so that it is decoded
+        whole."""
         carry: list[bytes] = []
         for events in batches:
             if carry:
@@ -161,17 +176,17 @@ class StreamDecoder:
             yield from self._batch(carry)
         yield from self._stream_end()
 
-    def _stream_end(self) -> Iterator[SourceRecord]:
+    def _stream_end(self) -> Runs:
         if self._withheld is not None:
             withheld, self._withheld = self._withheld, None
-            yield progress(*withheld)
+            yield (progress(*withheld),)
 
     def holding(self) -> bool:
         """Events read and not decoded yet, or records decoded and not yielded yet, are waiting: more
         records come without reading more (with the source's input_ready: more input is waiting)."""
         return self._pos < len(self._events) or length_hint(self._pending) > 0
 
-    def _batch(self, events: list[bytes]) -> Iterator[SourceRecord]:
+    def _batch(self, events: list[bytes]) -> Runs:
         """Whole common transactions by the compiled loop, everything else by the Python path."""
         loop, tx, gtids = self._loop, self._tx, self._gtids
         i, count = 0, len(events)
@@ -190,7 +205,7 @@ class StreamDecoder:
                     if records:
                         self._withheld = None  # a TransactionEnd supersedes it
                         self._pending = pending = iter(records)
-                        yield from pending
+                        yield pending
                     if foreign is not None:  # the last one taken touched no captured table
                         tx_pos, next_offset, ts_ms = foreign
                         yield from self._end(None, None, tx_pos, next_offset, 0, ts_ms, "")
@@ -198,7 +213,7 @@ class StreamDecoder:
                         break
             i = yield from self._python_path(events, i)
 
-    def _python_path(self, events: list[bytes], start: int) -> Generator[SourceRecord, None, int]:
+    def _python_path(self, events: list[bytes], start: int) -> Generator[Iterable[SourceRecord], None, int]:
         """From ``events[start]`` to the end of the transaction going on (or of the event, between
         transactions); returns the index of the next event. The reference decoder: every event the
         compiled loop does not take comes here, with the state in ``self._tx``."""
@@ -269,6 +284,8 @@ class StreamDecoder:
                         held = HeldGroup(last, tables.is_transactional)
                     if held is not None:
                         hold = held.records.append
+                run: list[SourceRecord] = []
+                emit = run.append if hold is None else hold
                 if is_update:
                     pairs = decoder.decode_updates(ev, pos, len(ev))
                     for before, after in pairs:
@@ -280,11 +297,7 @@ class StreamDecoder:
                                 continue
                             last = tx_pos.at_row(row)
                             row += 1
-                            change = ChangeEvent(updated, schema, key, before, after, last, ts_ms, tx_id)
-                            if hold is None:
-                                yield change
-                            else:
-                                hold(change)
+                            emit(ChangeEvent(updated, schema, key, before, after, last, ts_ms, tx_id))
                             continue
                         # The key changed: the old key is deleted and the new one created, as two
                         # row changes of the transaction (each its own row index, so a restart
@@ -293,23 +306,15 @@ class StreamDecoder:
                             skip -= 1
                         else:
                             last = tx_pos.at_row(row)
-                            change = ChangeEvent(
-                                deleted, schema, key_of(before), before, None, last, ts_ms, tx_id
+                            emit(
+                                ChangeEvent(deleted, schema, key_of(before), before, None, last, ts_ms, tx_id)
                             )
-                            if hold is None:
-                                yield change
-                            else:
-                                hold(change)
                         row += 1
                         if skip:
                             skip -= 1
                         else:
                             last = tx_pos.at_row(row)
-                            change = ChangeEvent(created, schema, key, None, after, last, ts_ms, tx_id)
-                            if hold is None:
-                                yield change
-                            else:
-                                hold(change)
+                            emit(ChangeEvent(created, schema, key, None, after, last, ts_ms, tx_id))
                         row += 1
                 else:
                     images = decoder.decode_rows(ev, pos, len(ev))
@@ -323,7 +328,7 @@ class StreamDecoder:
                         )
                         row += len(changes)
                         last = changes[-1].position
-                        yield from changes
+                        yield changes
                         continue
                     for image in images:
                         if skip:
@@ -333,13 +338,11 @@ class StreamDecoder:
                         last = tx_pos.at_row(row)
                         row += 1
                         if op is created:
-                            change = ChangeEvent(op, schema, key_of(image), None, image, last, ts_ms, tx_id)
+                            emit(ChangeEvent(op, schema, key_of(image), None, image, last, ts_ms, tx_id))
                         else:
-                            change = ChangeEvent(op, schema, key_of(image), image, None, last, ts_ms, tx_id)
-                        if hold is None:
-                            yield change
-                        else:
-                            hold(change)
+                            emit(ChangeEvent(op, schema, key_of(image), image, None, last, ts_ms, tx_id))
+                if run:
+                    yield run
                 if hold is not None and held is not None and len(held.records) > self._hold_limit:
                     # Memory stays bounded: past the limit the group streams on, and a rollback that
                     # would undo rows already released stops the pipeline (_undo) instead.
@@ -349,7 +352,7 @@ class StreamDecoder:
                         where(tx_pos),
                         self._hold_limit,
                     )
-                    yield from held.records
+                    yield held.records
                     last, held, guarded = held.last, None, False
             elif type_code == gtid_event:
                 seq, domain, flags = _GTID_BODY(ev, HEADER_LEN)
@@ -380,7 +383,7 @@ class StreamDecoder:
                 if tx_pos is not None:
                     if held is None and last is not None:
                         self._withheld = None  # this end supersedes it
-                        yield end_transaction(tx_id, last, row, ts_ms, log_pos)
+                        yield (end_transaction(tx_id, last, row, ts_ms, log_pos),)
                     else:
                         yield from self._end(held, last, tx_pos, log_pos, row, ts_ms, tx_id)
                     tx_pos = None
@@ -435,7 +438,7 @@ class StreamDecoder:
                         kind_, stmt.table, stmt.renamed_to, query, last, ts_ms, tx_id
                     )
                     if held is None:
-                        yield record
+                        yield (record,)
                     else:
                         held.records.append(record)
                 if standalone:
@@ -448,7 +451,7 @@ class StreamDecoder:
                     name = ev[HEADER_LEN:].decode("utf-8", "surrogateescape")
                     here = RestartPoint(Position(gtid, name, log_pos, 0, self.era, gtids.here))
                     self._withheld = None
-                    yield SourceProgress(here, int(time.time() * 1000))
+                    yield (SourceProgress(here, int(time.time() * 1000)),)
             elif type_code == EventType.ROTATE:
                 self.file = ev[HEADER_LEN + 8 :].decode("utf-8", "surrogateescape")
                 by_id.clear()  # table ids are only meaningful within one server run / file
@@ -470,23 +473,23 @@ class StreamDecoder:
         row: int,
         ts_ms: int,
         tx_id: str,
-    ) -> Iterator[SourceRecord]:
+    ) -> Runs:
         """The end of a group: its held records, then its TransactionEnd, or, when it emitted
         nothing, a (throttled) SourceProgress at the event after it."""
         if held is not None:
-            yield from held.records
+            yield held.records
             last = held.last
         if last is not None:
             self._withheld = None
-            yield TransactionEnd(tx_id, last, row, ts_ms, next_offset)
+            yield (TransactionEnd(tx_id, last, row, ts_ms, next_offset),)
             return
         now = time.monotonic()
         if now >= self._next_progress:
             self._next_progress = now + self.progress_interval_s
             self._withheld = None
-            yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
+            yield (progress(tx_pos, next_offset, ts_ms, self._gtids.here),)
         elif self._input_ready is not None and not self.holding() and not self._input_ready():
             self._withheld = None  # nothing more is waiting: this is where the stream stands
-            yield progress(tx_pos, next_offset, ts_ms, self._gtids.here)
+            yield (progress(tx_pos, next_offset, ts_ms, self._gtids.here),)
         else:  # built only if sent: other tables' transactions may come by the ten thousand
             self._withheld = (tx_pos, next_offset, ts_ms, self._gtids.here)
