@@ -29,6 +29,8 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from psycopg import sql
 
+from cdc.core.schemas import ArrowType
+from sinks.sql.pg_binary_copy import rows_binary
 from sinks.sql.pg_stages import KeysExist, Stages, execute
 
 __all__ = ["KeysExist", "Stages", "bytea_hex", "write_table"]
@@ -61,17 +63,21 @@ def write_table(
     names: Sequence[str],
     rows: pa.Table,
     direct: bool,
+    binary: Sequence[ArrowType] | None = None,
 ) -> None:
-    """``rows``: one per key (``c0``.. the values as text, ``_op``); ``direct``: inserts by COPY."""
+    """``rows``: one per key (``c0``.. the values, ``_op``); ``direct``: inserts by COPY.
+    ``binary``: the column types of ``names`` when the values are typed and go by binary COPY, None
+    when they are text for a CSV COPY."""
     stages = Stages.of(conn)
     keys = [f"c{names.index(k)}" for k in primary_key]
+    key_types = None if binary is None else [binary[names.index(k)] for k in primary_key]
     values = [f"c{i}" for i in range(len(names))]
     op = rows.column("_op")
     deleted = pc.equal(op, "d")
     kept = rows
     if pc.any(deleted).as_py():
         stage = sql.Identifier(stages.stage(conn, table, "delete", primary_key))
-        _copy(conn, stage, primary_key, rows.filter(deleted).select(keys))
+        _copy(conn, stage, primary_key, rows.filter(deleted).select(keys), key_types)
         match = sql.SQL(" AND ").join(
             sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(k)) for k in primary_key
         )
@@ -86,14 +92,14 @@ def write_table(
         fresh = kept if every else kept.filter(inserted)
         if fresh.num_rows:
             try:
-                _copy(conn, _target(table), names, fresh.select(values))
+                _copy(conn, _target(table), names, fresh.select(values), binary)
             except psycopg.errors.UniqueViolation as exc:
                 raise KeysExist(table.name) from exc
             kept = kept.slice(0, 0) if every else kept.filter(pc.invert(inserted))
     if kept.num_rows == 0:
         return
     stage = sql.Identifier(stages.stage(conn, table, "upsert", names))
-    _copy(conn, stage, names, kept.select(values))
+    _copy(conn, stage, names, kept.select(values), binary)
     rest = [n for n in names if n not in primary_key]
     action: sql.Composable
     if rest:
@@ -115,16 +121,28 @@ def write_table(
     )
 
 
-def _copy(conn: sa.Connection, into: sql.Composable, names: Sequence[str], rows: pa.Table) -> None:
-    """``rows`` (columns in the order of ``names``) into ``into`` by one CSV COPY."""
+def _copy(
+    conn: sa.Connection,
+    into: sql.Composable,
+    names: Sequence[str],
+    rows: pa.Table,
+    binary: Sequence[ArrowType] | None,
+) -> None:
+    """``rows`` (columns in the order of ``names``) into ``into`` by one COPY: binary when
+    ``binary`` gives their types, else CSV."""
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if binary is not None:
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(into, columns)
+        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+            for piece in rows_binary(rows.columns, binary):
+                copy.write(piece)
+        return
     out = io.BytesIO()
     # "needed" quoting quotes empty strings, so that only NULL is an unquoted empty field
     pa_csv.write_csv(rows, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(
-        into, sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    )
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(into, columns)
     with raw.cursor() as cur, cur.copy(copy_sql) as copy:
         copy.write(out.getbuffer())
 
