@@ -30,10 +30,11 @@ from cdc.core.errors import StreamGap, StreamUnavailable
 from cdc.core.events import ChangeEvent, Op, RowImage
 from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
+from cdc.stream.consume_direct import RawConsumer, raw_consumer
 from cdc.stream.kafka_chunks import ChangeChunk
 from cdc.stream.kafka_clients import admin_client, consumer_config
 from cdc.stream.kafka_schemas import TableVersions
-from cdc.stream.message_chunks import PartitionState, chunk_messages
+from cdc.stream.message_chunks import PartitionState, chunk_messages, chunk_runs
 from cdc.stream.topics import TopicNames
 
 __all__ = [
@@ -222,6 +223,7 @@ class KafkaChangeReader:
         self._group = group_id or f"headwater-{pipeline}-sink"
         self._schemas = TableVersions(config, pipeline)
         self._consumer: Consumer | None = None
+        self._raw: RawConsumer | None = None  # the table partitions' messages, if direct (start())
         self._names_of: dict[tuple[str | None, int | None], str] = {}  # (topic, partition) -> name
         self.assigned: set[str] = set()
         self.at_end: set[str] = set()  # partitions whose end was reached since their last message
@@ -243,6 +245,8 @@ class KafkaChangeReader:
         reader_settings)."""
         settings = reader_settings(self._config, self._group, large_prefetch)
         consumer = Consumer(settings)
+        # before the subscription, so that it can take every partition before it is assigned
+        self._raw = raw_consumer(consumer)
         consumer.subscribe(
             [table_topic_pattern(self._pipeline)],
             on_assign=self._on_assign,
@@ -262,6 +266,9 @@ class KafkaChangeReader:
             # Kafka, and auto.offset.reset is "error")
             tp.offset = stored if stored is not None else OFFSET_BEGINNING
             self.assigned.add(partition_name(tp.topic, tp.partition))
+            if self._raw is not None and not self._raw.forward(tp.topic, tp.partition):
+                # its messages stay on the consumer queue, which poll_chunks reads first
+                log.debug("kafka: %s:%d through consume()", tp.topic, tp.partition)
         if mine:
             log.info("assigned %d table partitions", len(mine))
         self.assignment_changed = time.monotonic()
@@ -342,44 +349,33 @@ class KafkaChangeReader:
         return []
 
     def poll(self, max_messages: int, timeout_s: float) -> list[ConsumedChange]:
-        consumer = self._consumer
-        assert consumer is not None, "start() first"
-        out: list[ConsumedChange] = []
-        # What is queued already, at once; else wait for the first message only (consume() waits out
-        # its whole timeout for a full batch: at a low rate that wait was the latency), then take
-        # what came with it. ``backlog`` tells the caller whether more was waiting.
-        messages = consumer.consume(max_messages, timeout=0)
-        if not messages:
-            messages = consumer.consume(1, timeout=timeout_s)
-            if messages and max_messages > 1:
-                messages += consumer.consume(max_messages - 1, timeout=0)
-        self.backlog = len(messages) >= max_messages
-        # hot loop (one pass per message): names and lookups bound once per poll
-        own, at_end, names, decode, loads = self._own, self.at_end, self._names_of, self._decode, orjson.loads
-        consumed = _consumed
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                self._on_error(error, partition_name(msg.topic() or "", msg.partition() or 0))
-                continue
-            topic = msg.topic()
-            if topic in own:
-                continue
-            where = (topic, msg.partition())
-            name = names.get(where)
-            if name is None:
-                name = names[where] = partition_name(topic or "", where[1] or 0)
-            at_end.discard(name)
-            value = msg.value()
-            if not value:
-                continue  # a tombstone: the delete before it carried the change
-            out.append(consumed(decode(loads(value)), name, (msg.offset() or 0) + 1))
-        return out
+        """:meth:`poll_chunks`'s messages decoded change by change, in order."""
+        decode, loads, consumed = self._decode, orjson.loads, _consumed
+        return [
+            consumed(decode(loads(value)), chunk.partition, next_offset)
+            for chunk in self.poll_chunks(max_messages, timeout_s)
+            for value, next_offset in zip(chunk.values, chunk.next_offsets, strict=True)
+        ]
 
     def poll_chunks(self, max_messages: int, timeout_s: float) -> list[ChangeChunk]:
         """:meth:`poll`'s messages undecoded, one chunk per partition (each in offset order)."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
+        raw = self._raw
+        if raw is not None and self.assigned:
+            # The group's events first (rebalance callbacks run in here, and consumer-level
+            # errors come out; no table message does while every partition is forwarded), then
+            # the partitions' messages from the direct queue, waiting for the first at most
+            # timeout_s (less when a group event arrives meanwhile).
+            messages = consumer.consume(max_messages, timeout=0)
+            chunks = self.chunk_messages(messages, self._partition_state) if messages else []
+            room = max_messages - len(messages)
+            if room > 0 and self.assigned:
+                runs, read = raw.consume(room, 0.0 if messages else timeout_s)
+                chunks += chunk_runs(runs, self._partition_state)
+                room -= read
+            self.backlog = room <= 0
+            return chunks
         messages = consumer.consume(max_messages, timeout=0)
         if not messages:
             messages = consumer.consume(1, timeout=timeout_s)
@@ -439,6 +435,9 @@ class KafkaChangeReader:
 
     def close(self) -> None:
         self._admin = None  # an AdminClient has no close(): its handle goes with the object
+        if self._raw is not None:  # its queue goes before the consumer's handle does
+            self._raw.close()
+            self._raw = None
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
@@ -32,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose setup did not 
         "older than this checkout: run scripts/setup.sh, or `pip install ./native/headwater_native`"
     ) from exc
 
-__all__ = ["PartitionState", "chunk_messages", "chunk_messages_per_message"]
+__all__ = ["PartitionState", "chunk_messages", "chunk_messages_per_message", "chunk_runs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +58,24 @@ def _name(state: PartitionState, topic: str | None, partition: int | None) -> st
 
 def chunk_messages(messages: list[Message], state: PartitionState) -> list[ChangeChunk]:
     """The batch's chunks, the per-message work done by ``headwater_native.message_runs``."""
+    return chunk_runs(message_runs(messages), state)
+
+
+def chunk_runs(runs: list[Any], state: PartitionState) -> list[ChangeChunk]:
+    """The chunks of a batch's runs, as ``message_runs`` or ``RawConsumer.consume`` give them."""
     chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
     out: list[ChangeChunk] = []
     limit = state.chunk_messages
-    for run in message_runs(messages):
+    for run in runs:
         if run.__class__ is not tuple:
             msg: Message = run  # an error or an end-of-partition mark
             error = msg.error()
             assert error is not None
             state.on_error(error, _name(state, msg.topic(), msg.partition()))
+            continue
+        if len(run) == 3:  # the same, from RawConsumer: (topic, partition, (code, reason))
+            code, reason = run[2]
+            state.on_error(KafkaError(code, reason), _name(state, run[0], run[1]))
             continue
         topic, partition, values, offsets = run
         if topic in state.own:

@@ -252,3 +252,18 @@ class RawProducer:
     def __init__(
         self, producer: Any, opaque: int, topic_new: int, topic_destroy: int, produce_batch: int
     ) -> None: ...
+
+# -- consume: table messages out of librdkafka without a Message object each (src/consume_direct.rs)
+
+class RawConsumer:
+    """A confluent_kafka Consumer's table partitions read through a librdkafka queue of our own
+    (``cdc.stream.consume_direct``)."""
+
+    def __init__(self, consumer: Any, functions: Sequence[int]) -> None: ...
+    def forward(self, topic: str, partition: int) -> bool:
+        """The partition's messages go to our queue from now on (call before it is assigned)."""
+    def consume(self, max_messages: int, timeout_s: float) -> tuple[list[Any], int]:
+        """``(runs, messages read)``: runs as ``message_runs`` gives them, except that a message
+        carrying an error is ``(topic, partition, (code, reason))``."""
+    def close(self) -> None:
+        """Our queue destroyed; call before the Consumer closes."""

@@ -26,6 +26,7 @@ const OTHER: u8 = 4; // None natively, everything else to the fallback
 const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 
 mod batch;
+mod consume_direct;
 mod consume_runs;
 mod envelope_columns;
 mod event_loop;
@@ -434,6 +435,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_text::text_columns, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;
     m.add_function(wrap_pyfunction!(consume_runs::message_runs, m)?)?;
+    m.add_class::<consume_direct::RawConsumer>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
