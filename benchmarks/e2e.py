@@ -197,7 +197,7 @@ def run(
         )
     )
     env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password,
-           "HEADWATER_SINK_TIMING": "1"}  # fmt: skip
+           "HEADWATER_SINK_TIMING": "1", "HEADWATER_CAPTURE_TIMING": "1"}  # fmt: skip
     capture = _cdc("run", config, env, tmp / "run.log", tree)
     sink = _cdc("sink", config, env, tmp / "sink.log", tree)
     clock = Clock()
@@ -255,7 +255,7 @@ def run(
                 if visible >= started and i in clock.seen_at
             ]
         result["sink"] = {"p50_s": quantile(sink_half, 0.5), "p99_s": quantile(sink_half, 0.99)}
-        result["parts"] = latency_parts(clock, tmp / "sink.log", started, ended)
+        result["parts"] = latency_parts(clock, tmp / "sink.log", started, ended, tmp / "run.log")
         print_parts(result["parts"], rate)
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
         held = [step["rate"] for step in result["steps"] if step["held"]]

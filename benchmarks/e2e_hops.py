@@ -3,6 +3,7 @@ message timestamps joined with `cdc sink`'s per-batch timing lines."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import sys
@@ -16,8 +17,41 @@ TIMING = re.compile(
     rb"(?: polls=([\d.@,]+))?"
 )
 
+COMMIT = re.compile(rb"commit events=(\d+) why=(\w+) begun=([\d.]+) called=([\d.]+) done=([\d.]+)")
 
-def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) -> dict[str, Any]:
+
+def capture_commits(run_log: Path) -> tuple[list[float], list[float], list[str]]:
+    """`cdc run`'s Kafka commits (HEADWATER_CAPTURE_TIMING lines), in order: when each was called,
+    when it returned, and why it was made (capture.py's rules)."""
+    called: list[float] = []
+    done: list[float] = []
+    why: list[str] = []
+    if run_log.exists():
+        for line in run_log.read_bytes().splitlines():
+            found = COMMIT.search(line)
+            if found is not None:
+                called.append(float(found.group(4)))
+                done.append(float(found.group(5)))
+                why.append(found.group(2).decode())
+    return called, done, why
+
+
+def _split_commit(
+    produced: float, polled: float, called: list[float], done: list[float]
+) -> tuple[float, ...]:
+    """produced -> polled as (waiting for the commit to be called, the commit, visible -> polled): the
+    change's Kafka transaction is the first whose commit returned after it was produced (message
+    timestamps are whole milliseconds: a change produced in the millisecond a commit returned in may
+    be put in that one)."""
+    j = bisect.bisect_right(done, produced)
+    if j == len(done):
+        return (float("nan"),) * 3
+    return called[j] - produced, done[j] - called[j], polled - done[j]
+
+
+def latency_parts(
+    clock: Clock, sink_log: Path, started: float, ended: float, run_log: Path | None = None
+) -> dict[str, Any]:
     """Where the latency of the changes written in [started, ended] went, change by change.
 
     The probe and `cdc sink` both read the one partition from its first message, in order, so the
@@ -44,8 +78,12 @@ def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) ->
     # change before it is visible, and the probe, even in its own process, saw changes ~10 ms after
     # `cdc sink` at 10k/s under load), handed to its sink thread, taken up by it, committed in
     # PostgreSQL, seen by the poller
-    names = ("source_commit", "binlog_to_produced", "commit_to_polled", "sink_fill",
+    names: tuple[str, ...] = ("source_commit", "binlog_to_produced", "commit_to_polled", "sink_fill",
              "sink_wait_thread", "sink_apply_commit", "poller")  # fmt: skip
+    # commit_to_polled split by `cdc run`'s commit timing lines, when it wrote them
+    called, done, why = capture_commits(run_log) if run_log is not None else ([], [], [])
+    if called:
+        names += ("capture_commit_wait", "capture_commit", "visible_to_polled")
     lag: list[float] = []  # the probe's "visible" after `cdc sink`'s poll: its lag
     rows: list[tuple[float, ...]] = []
     k = 0
@@ -59,7 +97,8 @@ def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) ->
                 if written is None or seen is None or source is None or not started <= written <= ended:
                     continue
                 hops = (written, source, produced, polled, handed, begun, committed, seen)
-                rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops))))
+                split = _split_commit(produced, polled, called, done) if called else ()
+                rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops)), *split))
                 lag.append(visible - polled)
             k += n
     # after the COMMIT, on the sink thread before it takes the next batch (metrics, Arrow's memory)
@@ -69,6 +108,16 @@ def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) ->
     rows.sort()
     worst = rows[int(len(rows) * 0.99) :]
     out: dict[str, Any] = {"changes": len(rows), "batches": len(batches), "poll_period_s": POLL_S}
+    if called:
+        # the commits made while the measured changes were written, and why (capture.py's rules)
+        window = [j for j, at in enumerate(called) if started <= at <= ended]
+        took = sorted(done[j] - called[j] for j in window)
+        out["capture_commits"] = {
+            "per_s": len(window) / max(ended - started, 1e-9),
+            "commit_p50_ms": quantile(took, 0.5) * 1000,
+            "commit_p99_ms": quantile(took, 0.99) * 1000,
+            "why": {reason: sum(1 for j in window if why[j] == reason) for reason in sorted(set(why))},
+        }
     out["probe_lag_behind_sink"] = {
         "mean_ms": sum(lag) / len(lag) * 1000,
         "p50_ms": quantile(lag, 0.5) * 1000,
@@ -82,12 +131,14 @@ def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) ->
         "slowest_1pct_mean_ms": float("nan"),
     }
     for j, name in enumerate(names, start=1):
-        values = [row[j] for row in rows]
+        values = [row[j] for row in rows if row[j] == row[j]]  # not NaN (no commit line for it)
+        if not values:
+            continue
         out[name] = {
             "mean_ms": sum(values) / len(values) * 1000,
             "p50_ms": quantile(values, 0.5) * 1000,
             "p99_ms": quantile(values, 0.99) * 1000,
-            "slowest_1pct_mean_ms": sum(row[j] for row in worst) / len(worst) * 1000,
+            "slowest_1pct_mean_ms": _mean([row[j] for row in worst]) * 1000,
         }
     out["total"] = {
         "mean_ms": sum(row[0] for row in rows) / len(rows) * 1000,
@@ -98,6 +149,11 @@ def latency_parts(clock: Clock, sink_log: Path, started: float, ended: float) ->
     return out
 
 
+def _mean(values: list[float]) -> float:
+    known = [v for v in values if v == v]  # not NaN
+    return sum(known) / len(known) if known else float("nan")
+
+
 def print_parts(parts: dict[str, Any], rate: int) -> None:
     """The breakdown as a table on stderr: mean / p50 / p99 / the slowest 1%'s mean of each hop, ms."""
     if not parts.get("changes"):
@@ -106,9 +162,16 @@ def print_parts(parts: dict[str, Any], rate: int) -> None:
     title = f"where the latency went at {rate:,}/s, ms (mean / p50 / p99 / slowest 1%'s mean):"
     print(title, file=sys.stderr)
     for name, value in parts.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "p50_ms" in value:
             cells = " / ".join(
                 f"{value[k]:,.1f}" for k in ("mean_ms", "p50_ms", "p99_ms", "slowest_1pct_mean_ms")
             )
             print(f"  {name:<28} {cells}", file=sys.stderr)
+    commits = parts.get("capture_commits")
+    if commits:
+        print(
+            f"  capture: {commits['per_s']:.1f} Kafka commits/s, each {commits['commit_p50_ms']:.1f} ms p50,"
+            f" {commits['commit_p99_ms']:.1f} p99; why: {commits['why']}",
+            file=sys.stderr,
+        )
     print(f"  {parts['changes']:,} changes in {parts['batches']:,} batches", file=sys.stderr, flush=True)

@@ -142,7 +142,12 @@ class KafkaStreamConfig(_Model):
     bootstrap_servers: str
     partitions: Annotated[int, Field(ge=1, le=10_000)] = 1
     replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
-    flush_max_events: Annotated[int, Field(ge=1)] = 10_000
+    # A Kafka transaction of `cdc run` is committed at a source transaction's end once it holds this
+    # many events or is this old; caught up, capture commits as soon as the source is quiet anyway.
+    # Behind (a backlog of 1000-row statements), 10,000 events made a commit every ~65 ms, each ~12-25
+    # ms of waiting for the broker with the reading thread stalled too (a quarter of the wall); at
+    # 100,000 the 200 ms limit decides: a third of the commits (benchmarks/results/latest.md, capflow).
+    flush_max_events: Annotated[int, Field(ge=1)] = 100_000
     flush_max_ms: Annotated[int, Field(ge=1)] = 200
     transaction_metadata: bool = False
     # a delete is followed by a tombstone (key, null value) so that compacted topics drop the key

@@ -16,6 +16,7 @@ that only held other tables' changes.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     from cdc.policy import ColumnPolicies
 
 log = logging.getLogger("cdc.run")
+# One DEBUG line per Kafka commit: when its transaction began, when the commit was called and when it
+# returned, with why it was made (wall clock, so `benchmarks.e2e` can split the capture half of the
+# latency into waiting for the commit, the commit, and the fetch). On with HEADWATER_CAPTURE_TIMING=1.
+timing_log = logging.getLogger("cdc.run.timing")
+if os.environ.get("HEADWATER_CAPTURE_TIMING"):
+    timing_log.setLevel(logging.DEBUG)
 
 # The shortest time between two commits made because the writer has written everything handed over
 # (the reading thread is behind, or changes trickle in) though more input waits. Waiting for the
@@ -82,7 +89,8 @@ class Source(Protocol):
 @dataclass(frozen=True)
 class CaptureOptions:
     until_caught_up: bool = False
-    flush_max_events: int = 10_000
+    # as KafkaStreamConfig's (see there): while behind, flush_max_ms decides how often to commit
+    flush_max_events: int = 100_000
     flush_max_ms: int = 200
     stats_interval_s: float = 10.0
     backoff_initial_s: float = 1.0
@@ -265,12 +273,21 @@ class CaptureDaemon:
         # a run of whole transactions of one table, their ends included, in one call (KafkaStreamWriter)
         write_run = getattr(writer, "write_transactions", None)
 
-        def commit() -> None:
+        timed = timing_log.isEnabledFor(logging.DEBUG)
+        begun = 0.0  # wall clock of the open Kafka transaction's begin (timing lines only)
+
+        def commit(why: str) -> None:
             nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit, soon
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             point = complete.restart if complete.__class__ is TransactionEnd else complete
             assert isinstance(point, RestartPoint)
+            called = time.time()
             writer.commit(point)
+            if timed:
+                timing_log.debug(
+                    "commit events=%d why=%s begun=%.6f called=%.6f done=%.6f",
+                    events_since_commit, why, begun, called, time.time(),
+                )  # fmt: skip
             if committed_hook is not None:
                 committed_hook(getattr(writer, "snapshot_state", None))
             stats.commits += 1
@@ -283,6 +300,14 @@ class CaptureDaemon:
                 seen.clear()
             open_txn, complete, events_since_commit, idle = False, None, 0, None
             soon = time.monotonic() + COMMIT_GAP_S
+
+        def begin() -> None:
+            nonlocal open_txn, deadline, begun
+            writer.begin()
+            open_txn = True
+            deadline = time.monotonic() + opts.flush_max_ms / 1000
+            if timed:
+                begun = time.time()
 
         def commit_idle() -> None:
             nonlocal idle, idle_due
@@ -323,12 +348,12 @@ class CaptureDaemon:
                     and not mid_transaction
                     and time.monotonic() >= (deadline if drained is None else min(deadline, soon))
                 ):
-                    commit()
+                    commit("timer")
                 if idle is not None and time.monotonic() >= idle_due:
                     commit_idle()
                 if self._stop.is_set() and not mid_transaction:
                     if complete is not None:
-                        commit()
+                        commit("stop")
                     elif idle is not None:
                         commit_idle()
                     return
@@ -339,7 +364,7 @@ class CaptureDaemon:
                 if mid_transaction:  # the stream ended inside a transaction: redo it next time
                     raise SourceUnavailable("the binlog stream ended inside a transaction")
                 if complete is not None:
-                    commit()
+                    commit("caught_up")
                 elif idle is not None:
                     commit_idle()
                 log.info("caught up with the source")
@@ -352,10 +377,8 @@ class CaptureDaemon:
                 if record.__class__ is ChangeEvent:
                     # the rows of a run go to the writer together (its per-row Python was the limit)
                     if not open_txn:
-                        writer.begin()
-                        open_txn = True
+                        begin()
                         idle = None  # the data's commit carries the checkpoint from now on
-                        deadline = time.monotonic() + opts.flush_max_ms / 1000
                     if write_run is None:
                         i = write_changes(chunk, i)
                         mid_transaction = True
@@ -380,16 +403,14 @@ class CaptureDaemon:
                         or time.monotonic() >= deadline
                         or self._stop.is_set()
                     ):
-                        commit()
+                        commit("run")
                         if self._stop.is_set():
                             return
                     continue
                 i += 1
                 if record.__class__ is SnapshotProgress:
                     if not open_txn:
-                        writer.begin()
-                        open_txn = True
-                        deadline = time.monotonic() + opts.flush_max_ms / 1000
+                        begin()
                     if complete is None and not mid_transaction:
                         complete, idle = idle or here, None
                     writer.write(record)
@@ -404,10 +425,8 @@ class CaptureDaemon:
                             idle = restart
                     continue
                 if not open_txn:
-                    writer.begin()
-                    open_txn = True
+                    begin()
                     idle = None  # the data's commit carries the checkpoint from now on
-                    deadline = time.monotonic() + opts.flush_max_ms / 1000
                 writer.write(record)
                 if record.__class__ is TransactionEnd:
                     assert isinstance(record, TransactionEnd)
@@ -423,7 +442,7 @@ class CaptureDaemon:
                         or time.monotonic() >= deadline
                         or self._stop.is_set()
                     ):
-                        commit()
+                        commit("txn_end")
                         if self._stop.is_set():
                             return
                 else:
@@ -431,13 +450,11 @@ class CaptureDaemon:
             # Commit on idle: the source has nothing more waiting, so this Kafka transaction would
             # only wait out flush_max_ms (latency) without gathering more; when busy, chunks keep
             # coming and transactions are batched up to flush_max_events / flush_max_ms.
-            if (
-                complete is not None
-                and not mid_transaction
-                and quiet is not None
-                and (quiet() or (drained is not None and time.monotonic() >= soon and drained()))
-            ):
-                commit()
+            if complete is not None and not mid_transaction and quiet is not None:
+                if quiet():
+                    commit("quiet")
+                elif drained is not None and time.monotonic() >= soon and drained():
+                    commit("drained")
             if idle is not None and time.monotonic() >= idle_due:
                 commit_idle()
 
