@@ -21,7 +21,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::events::new_instance;
+use crate::events::{new_instance, picked, tuple_replacing};
 use crate::rows::RowsPlan;
 
 const HEADER_LEN: usize = 19;
@@ -193,8 +193,6 @@ impl EventLoop {
         row: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let index = row.into_pyobject(py)?.into_any();
-        let mut parts = key.to_vec();
-        parts[3] = index.clone();
         let position = new_instance(py, &self.position_cls)?;
         put(&position, self.slots.pos[0], &tx[0]);
         put(&position, self.slots.pos[1], &tx[1]);
@@ -202,7 +200,7 @@ impl EventLoop {
         put(&position, self.slots.pos[3], &index);
         put(&position, self.slots.pos[4], &tx[4]);
         put(&position, self.slots.pos[5], &tx[5]);
-        put(&position, self.slots.pos[6], PyTuple::new(py, parts)?.as_any());
+        put(&position, self.slots.pos[6], tuple_replacing(py, key, 3, &index)?.as_any());
         Ok(position)
     }
 
@@ -239,11 +237,7 @@ impl EventLoop {
         if indexes.is_empty() {
             return Ok(py.None().into_bound(py));
         }
-        let values = indexes
-            .iter()
-            .map(|k| image.get_item(*k))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(PyTuple::new(py, values)?.into_any())
+        Ok(picked(py, image, indexes)?.into_any())
     }
 
     /// The transaction whose GTID event is `events[start]`, whole, its records appended to `out`;

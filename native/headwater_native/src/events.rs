@@ -85,6 +85,57 @@ pub(crate) fn new_instance<'py>(py: Python<'py>, cls: &Py<PyType>) -> PyResult<B
     }
 }
 
+/// `parts` as a tuple, `value` in place of item `at`: a row's `Position._key` from its
+/// transaction's (`tx_pos._key` with the row index), without a Vec per row.
+pub(crate) fn tuple_replacing<'py>(
+    py: Python<'py>,
+    parts: &[Bound<'py, PyAny>],
+    at: usize,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    // SAFETY: a new tuple of parts.len() items, each set once to a new reference
+    unsafe {
+        let t = ffi::PyTuple_New(parts.len() as ffi::Py_ssize_t);
+        if t.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (j, part) in parts.iter().enumerate() {
+            let item = if j == at { value.as_ptr() } else { part.as_ptr() };
+            ffi::Py_INCREF(item);
+            ffi::PyTuple_SET_ITEM(t, j as ffi::Py_ssize_t, item);
+        }
+        Ok(Bound::from_owned_ptr(py, t).downcast_into_unchecked())
+    }
+}
+
+/// `tuple(image[k] for k in indexes)` (a row's key), IndexError past the image's end.
+pub(crate) fn picked<'py>(
+    py: Python<'py>,
+    image: &Bound<'py, PyTuple>,
+    indexes: &[usize],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let len = image.len();
+    if let Some(bad) = indexes.iter().find(|k| **k >= len) {
+        return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+            "key column {bad} past the row image's {len} values"
+        )));
+    }
+    // SAFETY: a new tuple of indexes.len() items, each set once to a new reference to an item
+    // of `image` (every index checked above)
+    unsafe {
+        let t = ffi::PyTuple_New(indexes.len() as ffi::Py_ssize_t);
+        if t.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (j, k) in indexes.iter().enumerate() {
+            let item = ffi::PyTuple_GET_ITEM(image.as_ptr(), *k as ffi::Py_ssize_t);
+            ffi::Py_INCREF(item);
+            ffi::PyTuple_SET_ITEM(t, j as ffi::Py_ssize_t, item);
+        }
+        Ok(Bound::from_owned_ptr(py, t).downcast_into_unchecked())
+    }
+}
+
 pub(crate) fn set(obj: &Bound<'_, PyAny>, name: &Py<PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     // object.__setattr__: the slot's descriptor, past a frozen dataclass's __setattr__
     let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
@@ -263,8 +314,6 @@ impl EventMaker {
         for (i, image) in images.iter().enumerate() {
             let image = image.downcast::<PyTuple>()?;
             let index = (row + i as u64).into_pyobject(py)?.into_any();
-            let mut parts = key_parts.clone();
-            parts[3] = index.clone();
             let position = new_instance(py, &self.position_cls)?;
             put(&position, pos_slots[0], &gtid);
             put(&position, pos_slots[1], &file);
@@ -272,15 +321,11 @@ impl EventMaker {
             put(&position, pos_slots[3], &index);
             put(&position, pos_slots[4], &era);
             put(&position, pos_slots[5], &context);
-            put(&position, pos_slots[6], PyTuple::new(py, parts)?.as_any());
+            put(&position, pos_slots[6], tuple_replacing(py, &key_parts, 3, &index)?.as_any());
             let key = if key_indexes.is_empty() {
                 none.clone()
             } else {
-                let values = key_indexes
-                    .iter()
-                    .map(|k| image.get_item(*k))
-                    .collect::<PyResult<Vec<_>>>()?;
-                PyTuple::new(py, values)?.into_any()
+                picked(py, image, &key_indexes)?.into_any()
             };
             let event = new_instance(py, &self.event_cls)?;
             let (before, after) = if inserted {
