@@ -39,6 +39,7 @@ from cdc.core.schemas import Column, TableSchema
 from sinks.iceberg.history_schema import (
     COLUMN_KINDS_PROPERTY,
     META_COLUMNS,
+    PARQUET_LAYOUT_PROPERTIES,
     HistoryColumn,
     check_evolution,
     evolution_schema,
@@ -263,7 +264,7 @@ def _record(table: Table, new: TableSchema, pipeline: str, kinds: dict[str, str]
 
 def creation_properties(pipeline: str, schema: TableSchema, iceberg_schema: Schema) -> dict[str, str]:
     """A new history table's properties: the source version it starts at, with its field ids."""
-    properties = table_properties(pipeline, schema)
+    properties = {**PARQUET_LAYOUT_PROPERTIES, **table_properties(pipeline, schema)}
     properties[SOURCE_SCHEMA_PROPERTY] = encode_schema(schema)
     properties[VERSIONS_PROPERTY] = json.dumps({schema.version: _field_ids(iceberg_schema, schema)})
     properties[NO_RETRY[0]] = NO_RETRY[1]

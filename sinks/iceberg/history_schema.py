@@ -68,6 +68,7 @@ from cdc.core.schemas import ArrowKind, ArrowType, Column, TableSchema
 __all__ = [
     "COLUMN_KINDS_PROPERTY",
     "META_COLUMNS",
+    "PARQUET_LAYOUT_PROPERTIES",
     "PRIMARY_KEY_PROPERTY",
     "SOURCE_PROPERTY",
     "HistoryColumn",
@@ -196,6 +197,19 @@ def history_iceberg_schema(schema: TableSchema) -> Schema:
         NestedField(n + 4, TXN, StringType(), required=True, doc="source transaction id (GTID)"),
     ]
     return Schema(*fields)
+
+
+# The Parquet layout of new history tables: Iceberg's own table properties (what a reader sees is the
+# same). Most history columns hold mostly distinct values (_position, keys, texts, hashes): under
+# pyarrow's 2 MiB dictionary limit, checked every 20,000 rows, each was hashed into a dictionary until
+# it overflowed and was then written plain anyway, 40% of the Parquet CPU. At 64 KiB checked every
+# 4,096 rows they fall back at once, and low-cardinality columns (_op, flags, namespaces) keep their
+# dictionary. Measured on the benchmark's 200k changes (zstd, one core): 0.85 -> 0.57 CPU-us per row
+# written, files 5.2 -> 4.0 MB.
+PARQUET_LAYOUT_PROPERTIES = {
+    "write.parquet.dict-size-bytes": "65536",
+    "write.parquet.page-row-limit": "4096",
+}
 
 
 def history_partition_spec(schema: Schema) -> PartitionSpec:

@@ -240,6 +240,9 @@ class TableWriter:
         target = arrow_schema_of(self.table.schema())
         # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
         data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
+        # the buffered chunks are copied into ``data``: let them go before the Parquet write (it
+        # overlaps the next rows' buffering; a failed commit drops them anyway, see history_sink)
+        chunks.clear()
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 data = self._append(data, properties)
