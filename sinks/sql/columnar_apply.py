@@ -242,12 +242,23 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
                 values = _pg_texts(c)
             else:
                 values = sqlite_columnar.collapse_arrays(c)
-            arrays = [*values, c.op, c.position, pa.array(range(order, order + n), pa.int64())]
+            arrays = [*values, c.op, c.position, _ordinals(order, n)]
             labels = [f"c{i}" for i in range(len(values))] + ["_op", "_position", _ORDER]
             tables.append(pa.Table.from_arrays(arrays, names=labels))
             order += n
         out.append(_TableChanges(target, schema, names, pa.concat_tables(tables), binary))
     return out
+
+
+_ORDINALS: list[pa.Array] = []
+
+
+def _ordinals(start: int, n: int) -> pa.Array:
+    """start, start + 1, ..., as int64: a slice of one array kept for the largest batch (built from
+    a Python range each time, they cost ~0.2 ms per 5,000 changes)."""
+    if not _ORDINALS or len(_ORDINALS[0]) < start + n:
+        _ORDINALS[:] = [pa.array(range(max(2 * (start + n), 16_384)), pa.int64())]
+    return _ORDINALS[0].slice(start, n)
 
 
 def _binary_types(
