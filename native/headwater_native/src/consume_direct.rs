@@ -81,6 +81,9 @@ struct Queues {
 // SAFETY: librdkafka's queues are thread-safe; the pointers are only used under the mutex
 unsafe impl Send for Queues {}
 
+/// A topic handle's address, its name, and the name as a str.
+type TopicName = (usize, Vec<u8>, Py<PyString>);
+
 /// How long one wait on our queue lasts before the consumer queue is looked at again: an event
 /// of the group waiting there (a rebalance) ends the wait so that the caller serves it.
 const WAIT_SLICE_MS: u64 = 10;
@@ -93,7 +96,7 @@ pub struct RawConsumer {
     consumer: Py<PyAny>,
     f: Functions,
     queues: std::sync::Mutex<Queues>,
-    topics: std::sync::Mutex<Vec<(usize, Vec<u8>, Py<PyString>)>>, // topic handle -> its name
+    topics: std::sync::Mutex<Vec<TopicName>>,
 }
 
 impl RawConsumer {
@@ -191,23 +194,27 @@ impl RawConsumer {
 
     /// Send the partition's messages to our queue from now on (call it before the partition is
     /// assigned); False if librdkafka has no queue for it (its messages stay on the consumer's).
-    fn forward(&self, topic: &str, partition: i32) -> PyResult<bool> {
-        let rk = self.rk()?;
+    fn forward(&self, py: Python<'_>, topic: &str, partition: i32) -> PyResult<bool> {
+        let rk = self.rk()? as usize;
         let name = CString::new(topic).map_err(|_| PyValueError::new_err("topic name with a NUL"))?;
-        let queues = self.queues();
-        if queues.own.is_null() {
-            return Err(PyRuntimeError::new_err("RawConsumer is closed"));
-        }
-        // SAFETY: rk is live; the partition queue reference is released right after forwarding
-        unsafe {
-            let q = (self.f.queue_get_partition)(rk, name.as_ptr(), partition);
-            if q.is_null() {
-                return Ok(false);
+        // without the GIL: the queues' mutex may be held by a consume waiting without it
+        let forwarded = py.allow_threads(|| {
+            let queues = self.queues();
+            if queues.own.is_null() {
+                return None;
             }
-            (self.f.queue_forward)(q, queues.own);
-            (self.f.queue_destroy)(q);
-        }
-        Ok(true)
+            // SAFETY: rk is live; the partition queue reference is released right after forwarding
+            unsafe {
+                let q = (self.f.queue_get_partition)(rk as *mut c_void, name.as_ptr(), partition);
+                if q.is_null() {
+                    return Some(false);
+                }
+                (self.f.queue_forward)(q, queues.own);
+                (self.f.queue_destroy)(q);
+            }
+            Some(true)
+        });
+        forwarded.ok_or_else(|| PyRuntimeError::new_err("RawConsumer is closed"))
     }
 
     /// Up to `max_messages` from our queue, waiting up to `timeout_s` for the first (less if an
@@ -263,7 +270,14 @@ impl RawConsumer {
 
     /// Stop reading: our queue is destroyed (what it still holds is dropped; partitions still
     /// forwarded to it drop what they fetch). Call it before the Consumer closes.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) {
+        // without the GIL: the queues' mutex may be held by a consume waiting without it
+        py.allow_threads(|| self.release());
+    }
+}
+
+impl RawConsumer {
+    fn release(&self) {
         let mut queues = self.queues();
         // SAFETY: both are references of ours, released once
         unsafe {
@@ -277,9 +291,7 @@ impl RawConsumer {
         queues.own = std::ptr::null_mut();
         queues.consumer = std::ptr::null_mut();
     }
-}
 
-impl RawConsumer {
     fn runs<'py>(&self, py: Python<'py>, taken: &[usize]) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         // the open run: its topic handle, partition, topic str and lists
@@ -336,7 +348,7 @@ impl Drop for RawConsumer {
         // the queues are released only while the consumer is open (its rk still set): after its
         // close they are gone with it, and touching them would be a use after free
         if self.rk().is_ok() {
-            self.close();
+            self.release();
         }
     }
 }
