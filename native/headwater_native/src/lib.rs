@@ -244,11 +244,14 @@ impl RowPlan {
                 }
                 if value.is_exact_instance_of::<PyInt>() {
                     if let Ok(v) = value.extract::<i64>() {
-                        out.extend_from_slice(v.to_string().as_bytes());
+                        if v < 0 {
+                            out.push(b'-');
+                        }
+                        push_u64(out, v.unsigned_abs());
                         return Ok(true);
                     }
                     if let Ok(v) = value.extract::<u64>() {
-                        out.extend_from_slice(v.to_string().as_bytes());
+                        push_u64(out, v);
                         return Ok(true);
                     }
                     return Ok(false);
@@ -373,6 +376,23 @@ fn write_base64(data: &[u8], out: &mut Vec<u8>) {
         _ => {}
     }
     out.push(b'"');
+}
+
+/// `value`'s decimal digits, as `value.to_string()` writes them, without a String per value (a
+/// heap allocation and free per integer column of every row: ~5% of the envelope's time).
+fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0u8; 20];
+    let mut v = value;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn push_digits(out: &mut Vec<u8>, value: u32, width: usize) {
