@@ -37,16 +37,19 @@ def capture_commits(run_log: Path) -> tuple[list[float], list[float], list[str]]
 
 
 def _split_commit(
-    produced: float, polled: float, called: list[float], done: list[float]
+    source: float, produced: float, polled: float, called: list[float], done: list[float]
 ) -> tuple[float, ...]:
     """produced -> polled as (waiting for the commit to be called, the commit, visible -> polled): the
     change's Kafka transaction is the first whose commit returned after it was produced (message
     timestamps are whole milliseconds: a change produced in the millisecond a commit returned in may
-    be put in that one)."""
+    be put in that one). First, the part of binlog_to_produced spent behind the commit before: from
+    the source commit to the return of a Kafka commit in flight then (0 when none was)."""
     j = bisect.bisect_right(done, produced)
     if j == len(done):
-        return (float("nan"),) * 3
-    return called[j] - produced, done[j] - called[j], polled - done[j]
+        return (float("nan"),) * 4
+    before = bisect.bisect_right(called, source) - 1  # the last commit called before the source commit
+    behind = max(0.0, min(done[before], produced) - source) if before >= 0 else 0.0
+    return behind, called[j] - produced, done[j] - called[j], polled - done[j]
 
 
 def latency_parts(
@@ -83,7 +86,7 @@ def latency_parts(
     # commit_to_polled split by `cdc run`'s commit timing lines, when it wrote them
     called, done, why = capture_commits(run_log) if run_log is not None else ([], [], [])
     if called:
-        names += ("capture_commit_wait", "capture_commit", "visible_to_polled")
+        names += ("behind_previous_commit", "capture_commit_wait", "capture_commit", "visible_to_polled")
     lag: list[float] = []  # the probe's "visible" after `cdc sink`'s poll: its lag
     rows: list[tuple[float, ...]] = []
     k = 0
@@ -97,7 +100,7 @@ def latency_parts(
                 if written is None or seen is None or source is None or not started <= written <= ended:
                     continue
                 hops = (written, source, produced, polled, handed, begun, committed, seen)
-                split = _split_commit(produced, polled, called, done) if called else ()
+                split = _split_commit(source, produced, polled, called, done) if called else ()
                 rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops)), *split))
                 lag.append(visible - polled)
             k += n
