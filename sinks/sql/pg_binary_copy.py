@@ -115,10 +115,11 @@ def _fields(values: pa.Array, arrow: ArrowType) -> list[pa.Array]:
         micros = pc.subtract(values.cast(pa.int64()), pa.scalar(_PG_EPOCH_US, pa.int64()))
         field = _records(len(values), b"\x00\x00\x00\x08" + b"\x00" * 8, [(4, micros, 8)])
     elif kind is ArrowKind.UINT64:
-        field = _numeric(values, None, 20, 0)
+        field = _numeric(values, None, 20, 0, values.is_valid() if values.null_count else None)
     else:
         unscaled = _unscaled(values)
-        field = _numeric(unscaled, pc.less(unscaled, 0), arrow.precision, arrow.scale)
+        valid = values.is_valid() if values.null_count else None
+        field = _numeric(unscaled, pc.less(unscaled, 0), arrow.precision, arrow.scale, valid)
     if values.null_count:
         field = pc.if_else(values.is_valid(), field, _NULL_FIELD)
     return [field]
@@ -159,12 +160,21 @@ def _unscaled(values: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(low)])
 
 
-def _numeric(unscaled: pa.Array, negative: pa.Array | None, precision: int, scale: int) -> pa.Array:
-    """``numeric`` fields of unscaled integers (uint64, or int64 with ``negative`` their signs)."""
+def _numeric(
+    unscaled: pa.Array, negative: pa.Array | None, precision: int, scale: int, valid: pa.Array | None
+) -> pa.Array:
+    """``numeric`` fields of unscaled integers (uint64, or int64 with ``negative`` their signs);
+    ``valid``: which of them are values (None: all), the others' bytes are anything."""
     pad = -scale % 4  # decimal digits after the last one, to a whole base-10000 digit
-    groups = -(-(precision + pad) // 4)
-    weight = groups - (scale + pad) // 4 - 1
+    fraction = (scale + pad) // 4
     magnitude = unscaled if negative is None else pc.abs(unscaled)
+    # as many digits as the largest value needs (a key of 200,000 has 2, not the 5 of 20 places),
+    # counted from the lowest (the weight places them): fewer kernels here, fewer digits to read
+    zero = pa.scalar(0, magnitude.type)
+    largest = pc.max(magnitude if valid is None else pc.if_else(valid, magnitude, zero)).as_py() or 0
+    needed = -(-(len(str(largest)) + pad) // 4)
+    groups = min(max(needed, 1), -(-(precision + pad) // 4))
+    weight = groups - fraction - 1
     kind = magnitude.type
     # digit 0 (the lowest) holds the lowest 4 - pad decimal digits, shifted up by pad
     below = pa.scalar(10 ** (4 - pad), kind)

@@ -176,18 +176,21 @@ def test_edge_values_land_as_the_per_change_path_writes_them(
         for i, row in enumerate(rows)
     ]
     deletes = [_event(schema, Op.DELETE, 3, i, updates[i].after or ()) for i in range(0, len(rows), 9)]
+    # new keys whose values are all small: numerics of fewer digits than the columns allow
+    small = [_event(schema, Op.CREATE, 4, i, (500 + i, *row[1:])) for i, row in enumerate(rows[5:])]
     offset = 0
-    for events in (inserts, updates + deletes):
+    for events in (inserts, updates + deletes, small):
         batch = SinkBatch(_chunks(schema, events, offset), _state(schema, events, offset + len(events)))
         assert apply_columns(a, batch)
         b.apply(SinkBatch(_reader(schema).events(_values(events)), batch.state))
         assert _table(columns_target, schema.ref.table) == _table(events_target, schema.ref.table)
         offset += len(events)
     held = _table(columns_target, schema.ref.table)
-    assert len(held) == len(rows) - len(deletes)
+    assert len(held) == len(rows) - len(deletes) + len(small)
     assert a.applied() == b.applied()
-    # binary: the inserts' COPY, then the delete stage's and the upsert stage's; the wide table: none
-    assert calls == ([] if wide else [len(rows), len(deletes), len(rows) - len(deletes)])
+    # binary: the inserts' COPY, the delete stage's and the upsert stage's, the small inserts';
+    # the wide table: none
+    assert calls == ([] if wide else [len(rows), len(deletes), len(rows) - len(deletes), len(small)])
 
 
 def test_text_checks_send_only_refused_values_the_per_change_way(
