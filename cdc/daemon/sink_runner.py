@@ -321,6 +321,17 @@ class _Consumption:
                 # 78-136 without the sink thread.
                 self.thread.idle(min(wait, _READY_WAIT_S))
                 wait = 0.0
+            elif (
+                opts.until_caught_up
+                and not self.pending
+                and self.thread.busy
+                and reader.assigned <= reader.at_end
+            ):
+                # Everything consumed is handed over and every partition's end is marked: the run
+                # can end once the sink thread is done, so that is what to wait for (a poll waited
+                # out its 0.2 s while the last batch was applied). What arrives meanwhile is next.
+                self.thread.idle(wait)
+                wait = 0.0
             # at most max_events pending: a second poll into a batch asks only for the rest (it
             # asked for max_events again, and batches of 17k changes raised the peak RSS)
             room = max(limit - self.pending_changes, 1)

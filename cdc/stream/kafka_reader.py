@@ -22,8 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import StreamGap, StreamUnavailable
@@ -111,6 +119,9 @@ def _consumed(event: ChangeEvent, partition: str, next_offset: int) -> ConsumedC
 
 _new_consumed = object.__new__
 TOPIC_LOOKUPS = 10  # table_partitions: how often an announced but unknown topic is asked for
+# what AdminClient.list_offsets asks for: a partition's log start offset, and its end
+_EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+_LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
 # librdkafka settings that bound what the consumer holds ahead of the sinks (a configured
@@ -158,6 +169,11 @@ def reader_settings(config: KafkaStreamConfig, group: str, large_prefetch: bool 
     # (Static membership would hand them back at once, but a rejoining static member gets its
     # cached assignment, which misses topics created since: new tables would go unconsumed.)
     settings.setdefault("session.timeout.ms", 10000)
+    # How long the broker holds a fetch while the partitions have nothing new (default 500 ms). It
+    # is also how late a partition's end is marked: librdkafka marks it when the fetch after the one
+    # that reached the end comes back empty, so `--until-caught-up` ended up to 0.5 s after its last
+    # change. Data never waits on it: the broker answers as soon as there is any.
+    settings.setdefault("fetch.wait.max.ms", 100)
     # Every assignment seeks to the sinks' offsets, so a reset only happens when retention
     # deleted messages under a running consumer: that is a gap to stop on, never a jump.
     settings["auto.offset.reset"] = "error"
@@ -215,7 +231,7 @@ class KafkaChangeReader:
         group_id: str | None = None,
     ) -> None:
         self._config = config
-        self._admin: AdminClient | None = None  # table_partitions' metadata (made when first asked)
+        self._admin: AdminClient | None = None  # while offsets or partitions are asked (_asking)
         self._pipeline = pipeline
         self._names = TopicNames(pipeline)
         self._own = {self._names.schema, self._names.checkpoints, self._names.transactions}
@@ -292,20 +308,44 @@ class KafkaChangeReader:
         consumer.incremental_unassign(partitions)
 
     def watermarks(self, partitions: list[str]) -> dict[str, Watermarks]:
-        """Each partition's log start offset and high watermark, asked of the broker now."""
-        consumer = self._consumer
-        assert consumer is not None, "start() first"
+        """Each partition's log start offset and high watermark (the last stable offset, as a
+        read_committed consumer reads), asked of the broker now."""
         timeout = self._config.request_timeout_ms / 1000
-        out: dict[str, Watermarks] = {}
-        for name in partitions:
-            topic, partition = split_partition(name)
+        wanted = [TopicPartition(*split_partition(name)) for name in partitions]
+        try:
+            low = self._offsets(wanted, _EARLIEST, timeout)
+            high = self._offsets(wanted, _LATEST, timeout)
+        finally:
+            self._admin = None
+        return {name: Watermarks(low[name], high[name]) for name in partitions}
+
+    def _asking(self) -> AdminClient:
+        """The admin client the offsets and partitions are asked of. Not the consuming consumer:
+        its requests wait behind its fetch, which the broker holds fetch.wait.max.ms when nothing
+        new arrives (default 500 ms: 87-500 ms per offsets call, 383-503 ms per named lookup, about
+        0.5 s of every `--until-caught-up` run's end and 2 s of a four-table benchmark run; the
+        admin client 1-5 ms). Made for each question and let go after it: its handle holds ~5 MiB,
+        which counted in the run's peak RSS when it lived from the first assignment on."""
+        if self._admin is None:
+            self._admin = admin_client(self._config)
+        return self._admin
+
+    def _offsets(self, partitions: list[TopicPartition], spec: OffsetSpec, timeout: float) -> dict[str, int]:
+        """``spec``'s offset of each partition (one request per broker)."""
+        if not partitions:
+            return {}
+        asked = self._asking().list_offsets(
+            {tp: spec for tp in partitions},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=timeout,
+        )
+        out: dict[str, int] = {}
+        for tp, answer in asked.items():
+            name = partition_name(tp.topic, tp.partition)
             try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout, cached=False
-                )
+                out[name] = answer.result().offset
             except KafkaException as exc:
                 raise StreamUnavailable(f"no offsets of {name} within {timeout:g}s: {exc}") from exc
-            out[name] = Watermarks(low, high)
         return out
 
     def table_partitions(self) -> set[str]:
@@ -314,34 +354,29 @@ class KafkaChangeReader:
         The topics are those of the tables announced on the schema topic (the writer announces a
         table version in the same Kafka transaction as its first change, so every table topic that
         holds a change is among them; the topic is read again only when it grew), each described by
-        name. Listing the broker's every topic took 0.2-0.8 s with the shared dev broker's 5,209,
-        once at the end of every `cdc sink --until-caught-up`, which listed them to find topics not
-        assigned yet. The names are asked of an admin client of our own: the consuming consumer
-        answered each named lookup in about 0.5 s (measured: 383-503 ms per topic, the admin
-        client 1-46 ms), 2 s of a 7 s benchmark run with four tables."""
-        consumer = self._consumer
-        assert consumer is not None, "start() first"
-        if self._admin is None:
-            self._admin = admin_client(self._config)
+        name (:meth:`_asking`). Listing the broker's every topic took 0.2-0.8 s with the shared dev
+        broker's 5,209, once at the end of every `cdc sink --until-caught-up`, which listed them to
+        find topics not assigned yet."""
+        assert self._consumer is not None, "start() first"
         timeout = self._config.request_timeout_ms / 1000
+        schema = self._names.schema
         try:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self._names.schema, 0), timeout=timeout, cached=False
-            )
+            high = self._offsets([TopicPartition(schema, 0)], _LATEST, timeout)[f"{schema}:0"]
             out: set[str] = set()
             for topic in sorted({self._names.table(ref) for ref in self._schemas.tables(high)}):
                 out.update(partition_name(topic, p) for p in self._partitions_of(topic, timeout))
         except KafkaException as exc:
             raise StreamUnavailable(f"no metadata from {self._config.bootstrap_servers}: {exc}") from exc
+        finally:
+            self._admin = None
         return out
 
     def _partitions_of(self, topic: str, timeout: float) -> list[int]:
         """The partitions of an announced table topic. A topic created a moment ago can still be
         unknown to the admin client's broker view (seen under load: the next lookup finds it), so
         an unknown one is asked again for up to a second before it counts as deleted since."""
-        assert self._admin is not None
         for attempt in range(TOPIC_LOOKUPS):
-            found = self._admin.list_topics(topic, timeout=timeout).topics.get(topic)
+            found = self._asking().list_topics(topic, timeout=timeout).topics.get(topic)
             if found is not None and found.error is None:
                 return list(found.partitions)
             if attempt + 1 < TOPIC_LOOKUPS:

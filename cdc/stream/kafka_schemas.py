@@ -25,6 +25,9 @@ from cdc.stream.topics import TopicNames
 
 __all__ = ["TableVersions", "Version"]
 
+# how long the broker holds this reader's fetch when the topic has nothing more (see _reload)
+_FETCH_WAIT_MS = 10
+
 Version = tuple[TableSchema, Callable[[Mapping[str, Any] | None], RowImage | None], tuple[int, ...]]
 
 
@@ -59,7 +62,13 @@ class TableVersions:
 
     def _reload(self) -> None:
         group = f"headwater-{self._pipeline}-schema-{uuid.uuid4().hex}"
-        consumer = Consumer(consumer_config(self._config, group))
+        settings = consumer_config(self._config, group)
+        # The topic's last record is followed by its transaction's marker, which takes an offset:
+        # the position passes it only with the end-of-partition mark, which librdkafka gives when a
+        # fetch comes back empty, and the broker holds an empty fetch this long (default 500 ms).
+        # This consumer only reads the topic to its end once.
+        settings.setdefault("fetch.wait.max.ms", _FETCH_WAIT_MS)
+        consumer = Consumer(settings)
         timeout = self._config.request_timeout_ms / 1000
         try:
             tp = TopicPartition(self._topic, 0)
@@ -70,8 +79,11 @@ class TableVersions:
             consumer.assign([TopicPartition(self._topic, 0, low)])
             deadline = time.monotonic() + timeout
             position = low
-            while position < high and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.5):
+            while position < high and (left := deadline - time.monotonic()) > 0:
+                # what is queued, else the next record or mark: consume(n, timeout) waits out its
+                # whole timeout unless n records come (0.5 s before every run's first batch)
+                batch = consumer.consume(1000, timeout=0) or consumer.consume(1, timeout=min(left, 0.5))
+                for msg in batch:
                     if msg.error():
                         continue
                     position = (msg.offset() or 0) + 1
