@@ -210,7 +210,7 @@ def _holds_nul(values: pa.Array) -> bool:
         return False
     bounds = memoryview(offsets).cast("i")
     first, last = bounds[values.offset], bounds[values.offset + len(values)]
-    found: int = data.to_pybytes().find(b"\x00", first, last)
+    found: int = data.slice(first, last - first).to_pybytes().find(b"\x00")
     return found != -1
 
 
