@@ -107,6 +107,7 @@ from sinks.iceberg.progress_commit import (
     progress_properties,
     record_progress,
 )
+from sinks.iceberg.pyiceberg_speed import warm_up as warm_up_pyiceberg
 from sinks.iceberg.read_batches import add_rest
 from sinks.iceberg.snapshot_state import (
     expire_all_but,
@@ -165,6 +166,7 @@ class IcebergHistorySink:
     # -- the Sink protocol -------------------------------------------------------------------
     def open(self) -> None:
         catalog = open_catalog(self.config.catalog, self._base_dir)
+        warm_up_pyiceberg()  # the first commit's lazy imports, before changes flow
         ensure_namespace(catalog, self.config.namespace)
         self._catalog = catalog
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-commit")

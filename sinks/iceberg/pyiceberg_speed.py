@@ -17,6 +17,8 @@ safe.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 from typing import Any
 
@@ -24,11 +26,14 @@ from pyiceberg.table import Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import update_table_metadata
 
-__all__ = ["install"]
+__all__ = ["install", "warm_up"]
 
 log = logging.getLogger(__name__)
 
 _ORIGINAL = Transaction.__dict__.get("table_metadata")
+# imported by pyiceberg on a process's first append, not before: rich (the schema compatibility check
+# builds a console on every append) and pyiceberg_core (the day transform of the partition)
+_FIRST_APPEND_IMPORTS = ("rich.console", "rich.table", "pyiceberg_core.transform")
 
 
 def _cached_table_metadata(self: Transaction) -> TableMetadata:
@@ -51,3 +56,11 @@ def install() -> None:
         log.warning("pyiceberg's Transaction.table_metadata is not the one this cache was written for")
         return
     Transaction.table_metadata = property(_cached_table_metadata)  # type: ignore[method-assign,assignment]
+
+
+def warm_up() -> None:
+    """Import now what pyiceberg would import during the first commit (27-29 ms of CPU measured, a
+    first append 48-50 ms instead of 22): the sink calls it in ``open()``, before changes flow."""
+    for name in _FIRST_APPEND_IMPORTS:
+        with contextlib.suppress(ImportError):  # another pyiceberg may not use it
+            importlib.import_module(name)
