@@ -153,6 +153,10 @@ _LARGE_PREFETCH: dict[str, int] = {
     "fetch.max.bytes": 16_777_216,
 }
 
+# poll_chunks with the direct queue but no partition yet: how long one poll waits on the consumer
+# queue (for the group's assignment) before it returns
+_ASSIGNMENT_WAIT_S = 0.02
+
 # messages per chunk: a chunk is decoded at once, and the JSON reader's working memory grows with
 # it (~4 KiB per change at its peak); a poll's messages of one partition fill several chunks
 _CHUNK_MESSAGES = 2_500
@@ -413,7 +417,11 @@ class KafkaChangeReader:
             return chunks
         messages = consumer.consume(max_messages, timeout=0)
         if not messages:
-            messages = consumer.consume(1, timeout=timeout_s)
+            # With the direct queue, the assignment made in a callback during this wait sends the
+            # partitions' messages there, not here: a short wait returns to read them (a whole
+            # timeout_s delayed the first data by up to that much).
+            wait = timeout_s if raw is None else min(timeout_s, _ASSIGNMENT_WAIT_S)
+            messages = consumer.consume(1, timeout=wait)
             if messages and max_messages > 1:
                 messages += consumer.consume(max_messages - 1, timeout=0)
         self.backlog = len(messages) >= max_messages

@@ -121,29 +121,36 @@ def test_a_rebalance_hands_each_message_out_once(stack: StackConnections) -> Non
         revoked.update(names)
 
     a.on_revoke = on_revoke_a
+
+    def take(label: str, reader: KafkaChangeReader, limit: int) -> int:
+        got = 0
+        for chunk in reader.poll_chunks(limit, 0.05):
+            if label == "a":
+                assert chunk.partition not in revoked, f"A read {chunk.partition} after its revoke"
+            read.setdefault(chunk.partition, []).extend(o - 1 for o in chunk.next_offsets)
+            consumed[label][chunk.partition] = chunk.next_offsets[-1]
+            got += len(chunk)
+        return got
+
     try:
         writer.start()
-        for seq in range(1, 9):
+        for seq in range(1, 5):
             _committed(writer, seq, range(seq * 1000, seq * 1000 + 100), delete=None)
-        total = 8 * 100
         a.start()
         assert a._raw is not None
-        started_b = False
         deadline = time.monotonic() + 90
         count = 0
+        while count < 400 and time.monotonic() < deadline:  # A has read part of every partition
+            count += take("a", a, 50)
+        for seq in range(5, 9):
+            _committed(writer, seq, range(seq * 1000, seq * 1000 + 100), delete=None)
+        total = 8 * 100
+        time.sleep(0.5)  # A's fetcher queues them (our direct queue)
+        b.start()
         while count < total and time.monotonic() < deadline:
-            for label, reader in (("a", a), ("b", b)) if started_b else (("a", a),):
-                # once B is there A reads slowly, so that the rebalance finds most of it unread
-                slow = started_b and not b.assigned
-                for chunk in reader.poll_chunks(4 if slow else 20, 0.05):
-                    if label == "a":
-                        assert chunk.partition not in revoked, f"A read {chunk.partition} after its revoke"
-                    read.setdefault(chunk.partition, []).extend(o - 1 for o in chunk.next_offsets)
-                    consumed[label][chunk.partition] = chunk.next_offsets[-1]
-                    count += len(chunk)
-            if not started_b and count >= 40 and len(a.assigned) == partitions:
-                b.start()
-                started_b = True
+            # A reads one at a time until B has its part: the revoke finds most of it queued, unread
+            count += take("a", a, 1 if not b.assigned else 50)
+            count += take("b", b, 50)
         assert count == total
         assert revoked, "no partition moved to B"
         # A's queue held messages of what it gave away (prefetched, unread): none of them came out

@@ -241,17 +241,32 @@ impl RawConsumer {
         let n = py.allow_threads(|| {
             let (own, consumer_q) = (own as *mut c_void, consumer_q as *mut c_void);
             let deadline = Instant::now() + Duration::from_secs_f64(timeout_s.max(0.0));
+            let array = messages.as_mut_ptr() as *mut *mut RdKafkaMessage;
+            let room = messages.len();
+            // rd_kafka_consume_batch_queue waits until the batch is full or its timeout is over:
+            // as the reader did with consume(), what is queued is taken at once, else the wait is
+            // for the first message only (a one-message batch), then what came with it
             loop {
+                // SAFETY: own is our live queue (the mutex is held); array has room for `room`
+                let got = unsafe { (f.consume_batch_queue)(own, 0, array, room) };
                 let left = deadline.saturating_duration_since(Instant::now());
-                let slice = left.min(Duration::from_millis(WAIT_SLICE_MS)).as_millis() as c_int;
-                // SAFETY: own is our live queue (the mutex is held), messages has room for len()
-                let got = unsafe {
-                    let array = messages.as_mut_ptr() as *mut *mut RdKafkaMessage;
-                    (f.consume_batch_queue)(own, slice, array, messages.len())
-                };
-                // SAFETY: consumer_q is our reference to the consumer queue
-                if got != 0 || left.is_zero() || unsafe { (f.queue_length)(consumer_q) } > 0 {
+                if got != 0 || left.is_zero() {
                     return got;
+                }
+                let slice = left.min(Duration::from_millis(WAIT_SLICE_MS)).as_millis().max(1) as c_int;
+                // SAFETY: as above, one message
+                let first = unsafe { (f.consume_batch_queue)(own, slice, array, 1) };
+                if first != 0 {
+                    if first < 0 || room == 1 {
+                        return first;
+                    }
+                    // SAFETY: as above, the rest of the array
+                    let more = unsafe { (f.consume_batch_queue)(own, 0, array.add(1), room - 1) };
+                    return 1 + more.max(0); // an error now: the next call reports it
+                }
+                // SAFETY: consumer_q is our reference to the consumer queue
+                if unsafe { (f.queue_length)(consumer_q) } > 0 {
+                    return 0;
                 }
             }
         });
