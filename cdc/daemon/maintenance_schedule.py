@@ -4,6 +4,11 @@ Maintenance commits to the same tables the sink appends to: when both race, Iceb
 concurrency lets one win; a losing sink commit is retried from its applied position (nothing lost),
 a losing maintenance step is reported and tried again at the next run. Retention
 (``history_retention_days`` in ``catalog:``) runs as part of each maintenance run.
+
+The first run comes ``FIRST_RUN_AFTER`` (5 min) after start, then every
+``maintenance_interval_hours`` (default 1): snapshot expiry is what keeps a history table's commit
+cheap (see ``sinks.iceberg.maintenance``), so it must not wait for a daemon that stays up a full
+interval.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from cdc.config.models import CatalogConfig, IcebergSinkConfig, SinkConfig
 from cdc.core.schemas import TableRef
 
 log = logging.getLogger("cdc.maintain")
+
+# the first run after the daemon starts (or one interval, if shorter): soon, but not in the start-up
+FIRST_RUN_AFTER = dt.timedelta(minutes=5)
 
 
 def retention_of(catalog: CatalogConfig | None) -> Callable[[TableRef], dt.timedelta | None]:
@@ -63,6 +71,7 @@ def start_maintenance(
         return None
     scheduler = BackgroundScheduler(daemon=True)
     for sink in jobs:
+        interval = dt.timedelta(hours=sink.maintenance_interval_hours)
         scheduler.add_job(
             run_maintenance,
             "interval",
@@ -71,6 +80,9 @@ def start_maintenance(
             id=f"maintain-{sink.namespace}",
             max_instances=1,
             coalesce=True,
+            # an interval job first fires one interval after start: a daemon restarted more often
+            # than that never expired a snapshot, and each commit grew dearer with the snapshot count
+            next_run_time=dt.datetime.now(dt.UTC) + min(interval, FIRST_RUN_AFTER),
         )
         log.info("iceberg maintenance of %s every %gh", sink.namespace, sink.maintenance_interval_hours)
     scheduler.start()

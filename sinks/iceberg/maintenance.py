@@ -8,7 +8,13 @@ the commit. The snapshots it makes carry the table's ``headwater.*`` summary pro
 the sink's stored position (and ``applied()``) is unchanged.
 
 Snapshot expiry keeps the current snapshot and its ``retain_last`` - 1 ancestors, and expires the
-others older than ``older_than`` (``table.maintenance.expire_snapshots()``). pyiceberg 0.12 removes
+others older than ``older_than`` (``table.maintenance.expire_snapshots()``). The defaults (1 hour,
+run every hour by the daemon) are short on purpose: the sink commits every ``commit_seconds`` and each
+commit costs ~0.17 ms more CPU per snapshot the table holds (pyiceberg copies, parses and rewrites
+the whole snapshot list; ``benchmarks/iceberg_snapshot_cost.py``), so 7 days of snapshots (~20k)
+made every commit cost seconds. Nothing Headwater reads needs an old snapshot: ``cdc history --at``
+reads the rows' ``_position``/``_source_ts``, and the sink's state (position, offsets, writer claim)
+is carried in every snapshot it makes and by compaction's, so the newest one holds it. pyiceberg 0.12 removes
 them from the metadata only, so the data and manifest files that only they referenced are then
 deleted here (``sinks.iceberg.retention.expire_removing_files``: never a file a live snapshot uses).
 
@@ -108,8 +114,8 @@ def maintain(
 ) -> MaintenanceReport:
     """Apply retention, compact closed partitions, then expire snapshots, of every table the pipeline writes.
 
-    ``older_than`` and ``retain_last`` default to the config's ``maintenance_older_than_days`` (7)
-    and ``maintenance_retain_last`` (5). ``retention`` gives each source table's retention period
+    ``older_than`` and ``retain_last`` default to the config's ``maintenance_older_than_days`` (1/24:
+    one hour) and ``maintenance_retain_last`` (5). ``retention`` gives each source table's retention period
     (None: kept for ever); ``orphan_min_age``: how old an unreferenced file must be before
     retention deletes it (younger ones may belong to a commit in flight).
     """
