@@ -21,15 +21,13 @@ librdkafka's file found in this process, every function resolved, the handle rec
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 
-import confluent_kafka
 from confluent_kafka import Consumer
 from headwater_native import RawConsumer
 
-from cdc.stream.raw_produce import checked_release, librdkafka_path
+from cdc.stream.raw_produce import librdkafka_functions
 
 __all__ = ["RawConsumer", "raw_consumer"]
 
@@ -50,35 +48,19 @@ _FUNCTIONS = (
 )
 
 
-def _release() -> str:
-    version: object = confluent_kafka.version()  # (text, number) in some releases, text in others
-    return str(version[0] if isinstance(version, tuple) else version)
-
-
 def raw_consumer(consumer: Consumer) -> RawConsumer | None:
     """The direct path out of ``consumer``'s librdkafka (call before anything is assigned), or None
     when it cannot be trusted (logged)."""
     if os.environ.get("HEADWATER_CONSUME_DIRECT", "1") == "0":
         log.info("kafka: messages through consume() (HEADWATER_CONSUME_DIRECT=0)")
         return None
-    if type(consumer) is not Consumer or type(consumer).__basicsize__ < object.__basicsize__ + 8:
-        log.info("kafka: messages through consume() (not a confluent_kafka Consumer)")
+    found = librdkafka_functions(consumer, Consumer, _FUNCTIONS, "consume()", log)
+    if found is None:
         return None
-    version = _release()
-    if not checked_release(version):
-        log.info(
-            "kafka: messages through consume() (confluent_kafka %s: its handle layout is unchecked)", version
-        )
-        return None
-    path = librdkafka_path()
-    if path is None:
-        log.info("kafka: messages through consume() (librdkafka's file not found in this process)")
-        return None
+    path, addresses = found
     try:
-        library = ctypes.CDLL(path)  # already loaded: the same copy, no second one
-        addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0 for name in _FUNCTIONS]
         raw = RawConsumer(consumer, addresses)
-    except (OSError, AttributeError, ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError) as exc:
         log.info("kafka: messages through consume() (%s)", exc)
         return None
     log.debug("kafka: table messages straight from %s", path)

@@ -27,7 +27,7 @@ import confluent_kafka
 from confluent_kafka import Producer
 from headwater_native import PackedMessages, RawProducer
 
-__all__ = ["PackedMessages", "RawProducer", "librdkafka_path", "raw_producer"]
+__all__ = ["PackedMessages", "RawProducer", "librdkafka_functions", "librdkafka_path", "raw_producer"]
 
 log = logging.getLogger(__name__)
 
@@ -70,29 +70,46 @@ def _release() -> str:
     return str(version[0] if isinstance(version, tuple) else version)
 
 
-def raw_producer(producer: Producer) -> RawProducer | None:
-    """The direct path into ``producer``'s librdkafka, or None when it cannot be trusted (logged)."""
-    # the handle is read from the Producer's C struct: only for confluent_kafka's own type, whose
-    # struct has room for it after the object header, in a release whose struct was read
-    if type(producer) is not Producer or type(producer).__basicsize__ < object.__basicsize__ + 8:
-        log.info("kafka: messages through produce_batch (not a confluent_kafka Producer)")
+def librdkafka_functions(
+    client: object, kind: type, names: tuple[str, ...], instead: str, logger: logging.Logger
+) -> tuple[str, list[int]] | None:
+    """The file of the librdkafka this process loaded and the addresses of ``names`` in it, when
+    ``client``'s handle can be read: it is confluent_kafka's own ``kind`` (whose C struct has room
+    for the handle after the object header) of a release whose struct was read. Else None, logged
+    on ``logger`` as "kafka: messages through ``instead`` (why)". Shared by the capture's direct
+    producer and `cdc sink`'s direct consumer."""
+    if type(client) is not kind or kind.__basicsize__ < object.__basicsize__ + 8:
+        logger.info("kafka: messages through %s (not a confluent_kafka %s)", instead, kind.__name__)
         return None
     release = _release()
     if not checked_release(release):
-        log.info(
-            "kafka: messages through produce_batch (confluent_kafka %s: its handle layout is unchecked)",
+        logger.info(
+            "kafka: messages through %s (confluent_kafka %s: its handle layout is unchecked)",
+            instead,
             release,
         )
         return None
     path = librdkafka_path()
     if path is None:
-        log.info("kafka: messages through produce_batch (librdkafka's file not found in this process)")
+        logger.info("kafka: messages through %s (librdkafka's file not found in this process)", instead)
         return None
     try:
         library = ctypes.CDLL(path)  # already loaded: the same copy, no second one
-        addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0 for name in _FUNCTIONS]
+        return path, [ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0 for name in names]
+    except (OSError, AttributeError) as exc:
+        logger.info("kafka: messages through %s (%s)", instead, exc)
+        return None
+
+
+def raw_producer(producer: Producer) -> RawProducer | None:
+    """The direct path into ``producer``'s librdkafka, or None when it cannot be trusted (logged)."""
+    found = librdkafka_functions(producer, Producer, _FUNCTIONS, "produce_batch", log)
+    if found is None:
+        return None
+    path, addresses = found
+    try:
         raw = RawProducer(producer, *addresses)
-    except (OSError, AttributeError, ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError) as exc:
         log.info("kafka: messages through produce_batch (%s)", exc)
         return None
     log.debug("kafka: runs of messages straight into %s", path)

@@ -27,25 +27,11 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-/// `rd_kafka_message_t` (rdkafka.h), as librdkafka returns it.
-#[repr(C)]
-struct RdKafkaMessage {
-    err: c_int,
-    rkt: *mut c_void,
-    partition: i32,
-    payload: *mut c_void,
-    len: usize,
-    key: *mut c_void,
-    key_len: usize,
-    offset: i64,
-    private: *mut c_void,
-}
+use crate::rdkafka_abi::{client_rk, OpaqueFn, RdKafkaMessage};
 
-type OpaqueFn = unsafe extern "C" fn(*const c_void) -> *mut c_void;
 type QueueNewFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type QueueGetPartitionFn = unsafe extern "C" fn(*mut c_void, *const c_char, i32) -> *mut c_void;
 type QueueGetConsumerFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -102,21 +88,7 @@ pub struct RawConsumer {
 impl RawConsumer {
     /// The consumer's `rd_kafka_t`, re-read each time (NULL once it is closed) and checked.
     fn rk(&self) -> PyResult<*mut c_void> {
-        // SAFETY: `consumer` is a live confluent_kafka Consumer (checked in `new`) held by us
-        let rk = unsafe {
-            let at = (self.consumer.as_ptr() as *const u8).add(std::mem::size_of::<ffi::PyObject>());
-            *(at as *const *mut c_void)
-        };
-        if rk.is_null() {
-            return Err(PyRuntimeError::new_err("the Kafka consumer is closed"));
-        }
-        // SAFETY: a non-null rk of a live Consumer is its rd_kafka_t
-        if unsafe { (self.f.opaque)(rk) } != self.consumer.as_ptr() as *mut c_void {
-            return Err(PyRuntimeError::new_err(
-                "the Kafka consumer's librdkafka handle is not where headwater_native looks for it",
-            ));
-        }
-        Ok(rk)
+        client_rk(&self.consumer, self.f.opaque, "consumer")
     }
 
     fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {

@@ -21,7 +21,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::events::{new_instance, picked, tuple_replacing};
+use crate::events::{new_instance, picked, tuple_replacing, EVENT_SLOTS, POSITION_SLOTS};
 use crate::rows::RowsPlan;
 
 const HEADER_LEN: usize = 19;
@@ -550,20 +550,11 @@ impl EventLoop {
         let slots = Slots {
             pos: offsets(
                 position_cls.bind(py),
-                ["gtid", "file", "offset", "row", "era", "context", "_key"],
+                POSITION_SLOTS,
             )?,
             event: offsets(
                 event_cls.bind(py),
-                [
-                    "op",
-                    "schema",
-                    "key",
-                    "before",
-                    "after",
-                    "position",
-                    "source_ts_ms",
-                    "transaction_id",
-                ],
+                EVENT_SLOTS,
             )?,
             gtid: offsets(gtid_cls.bind(py), ["domain", "server_id", "seq"])?,
             end: offsets(

@@ -52,6 +52,22 @@ const SEQ: usize = 17;
 const LAST_POSITION: usize = 18;
 const ROW_COUNT: usize = 19;
 const NEXT_OFFSET: usize = 20;
+
+/// The `Position` slots written in place of setattr calls (EventMaker and EventLoop).
+pub(crate) const POSITION_SLOTS: [&str; 7] =
+    ["gtid", "file", "offset", "row", "era", "context", "_key"];
+/// The `ChangeEvent` slots written in place of setattr calls (EventMaker and EventLoop).
+pub(crate) const EVENT_SLOTS: [&str; 8] = [
+    "op",
+    "schema",
+    "key",
+    "before",
+    "after",
+    "position",
+    "source_ts_ms",
+    "transaction_id",
+];
+
 const NAMES: [&str; 21] = [
     "gtid",
     "file",
@@ -163,20 +179,11 @@ impl EventMaker {
             .collect();
         let pos_slots = offsets(
             position_cls.bind(py),
-            ["gtid", "file", "offset", "row", "era", "context", "_key"],
+            POSITION_SLOTS,
         )?;
         let event_slots = offsets(
             event_cls.bind(py),
-            [
-                "op",
-                "schema",
-                "key",
-                "before",
-                "after",
-                "position",
-                "source_ts_ms",
-                "transaction_id",
-            ],
+            EVENT_SLOTS,
         )?;
         Ok(EventMaker {
             event_cls,

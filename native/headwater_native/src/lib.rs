@@ -33,6 +33,7 @@ mod event_loop;
 mod events;
 mod produce_direct;
 mod produce_slots;
+mod rdkafka_abi;
 mod rows;
 mod snapshot_text;
 mod txn_runs;

@@ -26,31 +26,17 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
-use pyo3::ffi;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use crate::rdkafka_abi::{client_rk, OpaqueFn, RdKafkaMessage};
 
 const RD_KAFKA_PARTITION_UA: i32 = -1;
 const RD_KAFKA_MSG_F_COPY: c_int = 0x2;
 /// RD_KAFKA_RESP_ERR__FAIL: the messages taken were not a prefix of the batch (never seen)
 const ERR_FAIL: i32 = -196;
 
-/// `rd_kafka_message_t` (rdkafka.h): the fields librdkafka reads from, and writes `err` into.
-#[repr(C)]
-struct RdKafkaMessage {
-    err: c_int,
-    rkt: *mut c_void,
-    partition: i32,
-    payload: *mut c_void,
-    len: usize,
-    key: *mut c_void,
-    key_len: usize,
-    offset: i64,
-    private: *mut c_void,
-}
-
-type OpaqueFn = unsafe extern "C" fn(*const c_void) -> *mut c_void;
 type TopicNewFn = unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_void) -> *mut c_void;
 type TopicDestroyFn = unsafe extern "C" fn(*mut c_void);
 type ProduceBatchFn = unsafe extern "C" fn(*mut c_void, i32, c_int, *mut RdKafkaMessage, c_int) -> c_int;
@@ -224,21 +210,7 @@ pub struct RawProducer {
 impl RawProducer {
     /// The producer's `rd_kafka_t`, re-read each time (NULL once it is closed) and checked.
     fn rk(&self) -> PyResult<*mut c_void> {
-        // SAFETY: `producer` is a live confluent_kafka Producer (checked in `new`) held by us
-        let rk = unsafe {
-            let at = (self.producer.as_ptr() as *const u8).add(std::mem::size_of::<ffi::PyObject>());
-            *(at as *const *mut c_void)
-        };
-        if rk.is_null() {
-            return Err(PyRuntimeError::new_err("the Kafka producer is closed"));
-        }
-        // SAFETY: a non-null rk of a live Producer is its rd_kafka_t
-        if unsafe { (self.opaque)(rk) } != self.producer.as_ptr() as *mut c_void {
-            return Err(PyRuntimeError::new_err(
-                "the Kafka producer's librdkafka handle is not where headwater_native looks for it",
-            ));
-        }
-        Ok(rk)
+        client_rk(&self.producer, self.opaque, "producer")
     }
 }
 
