@@ -93,6 +93,18 @@ def make_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ge
         cleanup()
 
 
+def make_pair(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Generator[tuple[SqlTarget, SqlTarget]]:
+    """For a fixture: ``yield from make_pair(...)``; two targets of ``kind`` (the column-wise path's
+    and the per-change path's, compared with each other), each cleaned up as ``make_target`` does."""
+    columns = make_target(kind, tmp_path / "a", request)
+    per_change = make_target(kind, tmp_path / "b", request)
+    yield next(columns), next(per_change)
+    for done in (columns, per_change):
+        next(done, None)
+
+
 def open_at_once(sinks: list[SqlSink]) -> list[BaseException]:
     """Open every sink in its own thread, all released at the same moment (daemons started
     together on one target); what each open raised."""

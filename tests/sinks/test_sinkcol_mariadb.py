@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from cdc.core.events import Op
 from sinks.contract import SinkBatch
 from sinks.sql.columnar_apply import apply_columns
-from tests.sinks.sql_targets import SqlTarget, make_target
+from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_sinkcol_sqlite import ALL, KEYED, _chunks, _event, _keyed_row, _row, _state, _stream
 from tests.unit.test_sinkcol_columns import _reader, _values
 
@@ -25,11 +25,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def targets(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SqlTarget, SqlTarget]]:
-    columns = make_target("mariadb", tmp_path / "a", request)
-    per_change = make_target("mariadb", tmp_path / "b", request)
-    yield next(columns), next(per_change)
-    for done in (columns, per_change):
-        next(done, None)
+    yield from make_pair("mariadb", tmp_path, request)
 
 
 def _rows(target: SqlTarget, name: str) -> list[tuple[object, ...]]:

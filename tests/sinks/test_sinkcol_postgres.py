@@ -21,7 +21,7 @@ from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
 from sinks.sql.columnar_apply import apply_columns
-from tests.sinks.sql_targets import SqlTarget, make_target
+from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.unit.test_sinkcol_columns import _reader, _values
 
 pytestmark = pytest.mark.integration
@@ -82,11 +82,7 @@ def _stream() -> tuple[list[ChangeEvent], list[ChangeEvent]]:
 
 @pytest.fixture
 def targets(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SqlTarget, SqlTarget]]:
-    columns = make_target("postgres", tmp_path / "a", request)
-    per_change = make_target("postgres", tmp_path / "b", request)
-    yield next(columns), next(per_change)
-    for done in (columns, per_change):
-        next(done, None)
+    yield from make_pair("postgres", tmp_path, request)
 
 
 def _chunks(events: list[ChangeEvent], start: int) -> ChunkRecords:

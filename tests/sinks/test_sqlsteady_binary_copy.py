@@ -23,7 +23,7 @@ from cdc.stream.kafka_chunks import ChangeChunk, ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
 from sinks.sql import pg_binary_copy, pg_columnar
 from sinks.sql.columnar_apply import apply_columns
-from tests.sinks.sql_targets import SqlTarget, make_target
+from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.unit.test_sinkcol_columns import _reader, _values
 
 pytestmark = pytest.mark.integration
@@ -140,11 +140,7 @@ def _table(target: SqlTarget, name: str) -> list[tuple[object, ...]]:
 
 @pytest.fixture
 def targets(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SqlTarget, SqlTarget]]:
-    columns = make_target("postgres", tmp_path / "a", request)
-    per_change = make_target("postgres", tmp_path / "b", request)
-    yield next(columns), next(per_change)
-    for done in (columns, per_change):
-        next(done, None)
+    yield from make_pair("postgres", tmp_path, request)
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
