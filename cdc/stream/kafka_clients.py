@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewTopic
@@ -39,6 +39,7 @@ __all__ = [
     "QUEUE_MAX_MESSAGES",
     "admin_client",
     "base_config",
+    "consume_ready",
     "consumer_config",
     "ensure_topics",
     "is_fenced",
@@ -125,6 +126,18 @@ def consumer_config(config: KafkaStreamConfig, group: str) -> dict[str, Any]:
     settings.update(config.properties)
     settings["isolation.level"] = "read_committed"
     return settings
+
+
+def consume_ready(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """Up to ``max_messages``: what is queued now, else the first to arrive within ``timeout_s`` and
+    what came with it. ``consume(n, timeout)`` alone waits out its whole timeout unless n messages
+    come (0.5 s before every `cdc sink` run's first batch, from the schema topic's few records)."""
+    messages = consumer.consume(max_messages, timeout=0)
+    if not messages:
+        messages = consumer.consume(1, timeout=timeout_s)
+        if messages and max_messages > 1:
+            messages += consumer.consume(max_messages - 1, timeout=0)
+    return messages
 
 
 _FETCH_MAX_BYTES = 52_428_800  # librdkafka's defaults

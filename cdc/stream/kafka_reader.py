@@ -40,7 +40,7 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableSchema
 from cdc.stream.consume_direct import RawConsumer, raw_consumer
 from cdc.stream.kafka_chunks import ChangeChunk
-from cdc.stream.kafka_clients import admin_client, consumer_config
+from cdc.stream.kafka_clients import admin_client, consume_ready, consumer_config
 from cdc.stream.kafka_schemas import TableVersions
 from cdc.stream.message_chunks import PartitionState, chunk_messages, chunk_runs
 from cdc.stream.topics import TopicNames
@@ -415,15 +415,11 @@ class KafkaChangeReader:
                 room -= read
             self.backlog = room <= 0
             return chunks
-        messages = consumer.consume(max_messages, timeout=0)
-        if not messages:
-            # With the direct queue, the assignment made in a callback during this wait sends the
-            # partitions' messages there, not here: a short wait returns to read them (a whole
-            # timeout_s delayed the first data by up to that much).
-            wait = timeout_s if raw is None else min(timeout_s, _ASSIGNMENT_WAIT_S)
-            messages = consumer.consume(1, timeout=wait)
-            if messages and max_messages > 1:
-                messages += consumer.consume(max_messages - 1, timeout=0)
+        # With the direct queue, the assignment made in a callback during this wait sends the
+        # partitions' messages there, not here: a short wait returns to read them (a whole
+        # timeout_s delayed the first data by up to that much).
+        wait = timeout_s if raw is None else min(timeout_s, _ASSIGNMENT_WAIT_S)
+        messages = consume_ready(consumer, max_messages, wait)
         self.backlog = len(messages) >= max_messages
         return self.chunk_messages(messages, self._partition_state)
 

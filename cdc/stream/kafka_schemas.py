@@ -20,7 +20,7 @@ from cdc.core.errors import SourceProtocolError, StreamUnavailable
 from cdc.core.events import RowImage
 from cdc.core.schemas import TableRef, TableSchema
 from cdc.stream.json_decode import row_decoder, table_schema_from_record
-from cdc.stream.kafka_clients import consumer_config
+from cdc.stream.kafka_clients import consume_ready, consumer_config
 from cdc.stream.topics import TopicNames
 
 __all__ = ["TableVersions", "Version"]
@@ -80,10 +80,7 @@ class TableVersions:
             deadline = time.monotonic() + timeout
             position = low
             while position < high and (left := deadline - time.monotonic()) > 0:
-                # what is queued, else the next record or mark: consume(n, timeout) waits out its
-                # whole timeout unless n records come (0.5 s before every run's first batch)
-                batch = consumer.consume(1000, timeout=0) or consumer.consume(1, timeout=min(left, 0.5))
-                for msg in batch:
+                for msg in consume_ready(consumer, 1000, min(left, 0.5)):
                     if msg.error():
                         continue
                     position = (msg.offset() or 0) + 1
