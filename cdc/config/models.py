@@ -279,6 +279,11 @@ class IcebergSinkConfig(_SinkModel):
     maintenance_retain_last: Annotated[int, Field(ge=1)] = 5
     # the daemon (`cdc run` in embedded mode, `cdc sink`) runs maintenance this often; 0 = only `cdc maintain`
     maintenance_interval_hours: Annotated[float, Field(ge=0)] = 1.0
+    # a history table's snapshots, whatever their age: past this many (plus a tenth), the sink expires the
+    # oldest after a commit, and maintenance does too, so that commits by `commit_rows` (one a second when
+    # busy: ~7,200 snapshots by the hourly expiry) cost no more than ones every 30 s
+    # (sinks.iceberg.snapshot_bound)
+    max_snapshots: Annotated[int, Field(ge=1)] = 250
 
     @field_validator("catalog")
     @classmethod

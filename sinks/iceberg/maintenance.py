@@ -47,6 +47,7 @@ from sinks.iceberg.retention import (
     expire_removing_files,
     source_of,
 )
+from sinks.iceberg.snapshot_bound import ensure_commit_properties, past_the_cap
 from sinks.iceberg.snapshot_state import PIPELINE_KEY, state_properties, stored_state
 from sinks.iceberg.table_writer import align_to
 
@@ -111,13 +112,17 @@ def maintain(
     base_dir: Path | None = None,
     retention: RetentionOf | None = None,
     orphan_min_age: dt.timedelta = ORPHAN_MIN_AGE,
+    max_snapshots: int | None = None,
 ) -> MaintenanceReport:
     """Apply retention, compact closed partitions, then expire snapshots, of every table the pipeline writes.
 
     ``older_than`` and ``retain_last`` default to the config's ``maintenance_older_than_days`` (1/24:
     one hour) and ``maintenance_retain_last`` (5). ``retention`` gives each source table's retention period
     (None: kept for ever); ``orphan_min_age``: how old an unreferenced file must be before
-    retention deletes it (younger ones may belong to a commit in flight).
+    retention deletes it (younger ones may belong to a commit in flight). ``max_snapshots`` (the
+    config's, 250) caps a history table's snapshots whatever their age, as the sink does after its
+    commits (:mod:`sinks.iceberg.snapshot_bound`). History tables from before manifest merging get
+    its table properties here.
     """
     if older_than is None:
         older_than = dt.timedelta(days=config.maintenance_older_than_days)
@@ -125,6 +130,7 @@ def maintain(
         retain_last = config.maintenance_retain_last
     if retain_last < 1:
         raise ValueError("retain_last must be at least 1 (the current snapshot)")
+    cap = max(config.max_snapshots if max_snapshots is None else max_snapshots, retain_last)
     now = now or dt.datetime.now(dt.UTC)
     catalog = open_catalog(config.catalog, base_dir)
     reports = []
@@ -136,6 +142,8 @@ def maintain(
         kept = None
         failed: tuple[str, ...] = ()
         source = source_of(table)
+        if source is not None:  # a history table (not the progress table)
+            ensure_commit_properties(table, name)
         if retention is not None and source is not None:
             period = retention(source)
             if period is not None:
@@ -147,7 +155,9 @@ def maintain(
                     )
                     table.refresh()
                     failed = ("retention",)
-        reports.append(_maintain_table(name, table, pipeline, older_than, retain_last, now, kept, failed))
+        reports.append(
+            _maintain_table(name, table, pipeline, older_than, (retain_last, cap), now, kept, failed)
+        )
     return MaintenanceReport(tuple(reports))
 
 
@@ -160,7 +170,7 @@ def _maintain_table(
     table: Table,
     pipeline: str,
     older_than: dt.timedelta,
-    retain_last: int,
+    keep: tuple[int, int],  # (retain_last, max_snapshots)
     now: dt.datetime,
     retention: RetentionResult | None,
     retention_failed: tuple[str, ...],
@@ -183,7 +193,7 @@ def _maintain_table(
         expired = retention.snapshots_expired
         files_removed, bytes_removed = retention.files_removed, retention.bytes_removed
     try:
-        ids = _expirable(table, now - older_than, retain_last)
+        ids = _expirable(table, now - older_than, *keep)
         removed = expire_removing_files(table, ids)
         expired += len(ids)
         files_removed += removed.files
@@ -246,7 +256,11 @@ def _compact_day(table: Table, day: dt.date, pipeline: str) -> int:
     return int(rows.num_rows)
 
 
-def _expirable(table: Table, cutoff: dt.datetime, retain_last: int) -> list[int]:
+def _expirable(
+    table: Table, cutoff: dt.datetime, retain_last: int, max_snapshots: int | None = None
+) -> list[int]:
+    """Snapshots older than ``cutoff`` but the ``retain_last`` newest; the oldest past ``max_snapshots``."""
+    over = set(past_the_cap(table, max_snapshots)) if max_snapshots is not None else set()
     keep: set[int] = set()
     snapshot = table.current_snapshot()
     while snapshot is not None and len(keep) < retain_last:
@@ -258,5 +272,5 @@ def _expirable(table: Table, cutoff: dt.datetime, retain_last: int) -> list[int]
     return [
         s.snapshot_id
         for s in table.metadata.snapshots
-        if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep
+        if (s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep) or s.snapshot_id in over
     ]
