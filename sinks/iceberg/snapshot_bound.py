@@ -9,7 +9,7 @@ Two things made every commit to a history table dearer than the one before
   manifest merge (:data:`~sinks.iceberg.history_schema.MANIFEST_MERGE_PROPERTIES`, implemented by
   pyiceberg 0.12's merge append): once a table's small manifests reach the minimum count, the
   commit writes them into one, so the list never holds more than ~that count plus one manifest per
-  8 MiB of entries. New tables get the properties at creation; :func:`ensure_commit_properties` sets
+  1 MiB of entries. New tables get the properties at creation; :func:`ensure_commit_properties` sets
   them on tables from before (the sink when it opens one, maintenance on every run).
 - **Snapshots.** Each commit costs ~0.17 ms more CPU per snapshot the table holds (pyiceberg copies,
   parses and rewrites the snapshot list). Maintenance expires them by age, once an hour: under
@@ -25,6 +25,7 @@ time travel on a table committed faster than ``max_snapshots`` per expiry age.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -80,7 +81,8 @@ class SnapshotBound:
 
     ``after_commit`` runs on the committer thread after a cycle's progress commit; it expires only
     when a table holds ``slack`` snapshots more than the cap, so the expiry (a commit and a read of
-    the manifests) comes once every ``slack`` commits, not on each.
+    the new manifest lists and manifests) comes once every ``slack`` commits, not on each. It never
+    raises: the cycle has landed, and a failed expiry is retried after a later commit.
     """
 
     def __init__(self, max_snapshots: int, slack: int | None = None) -> None:
@@ -99,6 +101,10 @@ class SnapshotBound:
             except CommitFailedException as exc:  # maintenance or another sink process won: next time
                 log.info("iceberg: %s: snapshots over the cap not expired yet: %s", identifier, exc)
                 table.refresh()
+            except Exception:  # housekeeping after a cycle that landed: never fail the cycle for it
+                log.warning("iceberg: %s: expiring snapshots over the cap failed", identifier, exc_info=True)
+                with contextlib.suppress(Exception):
+                    table.refresh()
 
     def _expire(self, identifier: str, table: Table) -> RemovedFiles:
         ids = past_the_cap(table, self.max_snapshots)
