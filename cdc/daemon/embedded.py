@@ -37,6 +37,7 @@ from cdc.core.events import ChangeEvent, SchemaChange, SnapshotProgress, SourceP
 from cdc.core.handover import EndOfStream
 from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Pump, Source
+from cdc.daemon.embedded_columns import event_chunks
 from cdc.daemon.embedded_resume import (
     IdleStretch,
     PipelineIdentity,
@@ -321,8 +322,10 @@ class EmbeddedDaemon:
             if not batch:
                 return
             last = batch[-1]
-            # a chunk's rows come alone (one ReadBatch); else events only
-            records = last if isinstance(last, ReadBatch) else cast(Sequence[ChangeEvent], tuple(batch))
+            # a chunk's rows come alone (one ReadBatch); else events, in runs of one table version
+            # that a sink applying column-wise takes as columns (embedded_columns.py)
+            events = cast(list[ChangeEvent | SchemaChange], batch)
+            records = last if isinstance(last, ReadBatch) else event_chunks(events)
             sink_batch = SinkBatch(records, AppliedState(last.position))
             for sink in sinks:
                 sink.apply(sink_batch)
@@ -394,7 +397,15 @@ class EmbeddedDaemon:
                 return
             if metrics is not None:
                 tally_chunk(chunk, seen)
+            huge = 4 * opts.max_events  # a transaction this long is cut inside
             for record in chunk:
+                if record.__class__ is ChangeEvent:  # the hot path first: one test per row change
+                    if not batch:
+                        deadline = time.monotonic() + opts.max_ms / 1000
+                    batch.append(record)
+                    if len(batch) >= huge:
+                        apply()
+                    continue
                 if record.__class__ is TransactionEnd:
                     ends[0] += 1
                     if snapshot is not None:  # the end of a snapshot chunk: commit it everywhere
@@ -433,12 +444,12 @@ class EmbeddedDaemon:
                     if not batch and not dirty:
                         checkpoint()
                     continue
-                # a SourceRecord that is not a TransactionEnd: no per-row isinstance on the hot path
-                record = cast(ChangeEvent | SchemaChange, record)
+                # a SchemaChange
+                record = cast(SchemaChange, record)
                 if not batch:
                     deadline = time.monotonic() + opts.max_ms / 1000
                 batch.append(record)
-                if len(batch) >= 4 * opts.max_events:  # a huge transaction: cut inside it
+                if len(batch) >= huge:
                     apply()
 
 
