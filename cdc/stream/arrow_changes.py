@@ -19,6 +19,7 @@ strict base64). ``tests/unit/test_sinkcol_columns.py`` decodes the same envelope
 from __future__ import annotations
 
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def _shape(schema: TableSchema) -> _Shape | None:
     return shape
 
 
-def change_columns(values: list[bytes], schema: TableSchema) -> ChangeColumns | None:
+def change_columns(values: Sequence[bytes], schema: TableSchema) -> ChangeColumns | None:
     """``values`` (envelopes of ``schema``'s table) as columns; None when not exactly decodable."""
     shape = _shape(schema)
     if shape is None or not values:
@@ -163,7 +164,7 @@ def change_columns(values: list[bytes], schema: TableSchema) -> ChangeColumns | 
     )
 
 
-def _json_changes(values: list[bytes], schema: TableSchema, read_schema: pa.Schema) -> RawChanges | None:
+def _json_changes(values: Sequence[bytes], schema: TableSchema, read_schema: pa.Schema) -> RawChanges | None:
     """The chunk's fields read by pyarrow's JSON reader (what the compiled decoder must equal)."""
     data = b"\n".join(values)
     try:

@@ -40,9 +40,11 @@ class ChangeChunk:
     __slots__ = ("_columns", "_events", "_tried", "decoder", "next_offsets", "partition", "values")
 
     def __init__(
-        self, partition: str, values: list[bytes], next_offsets: list[int], decoder: ChunkDecoder
+        self, partition: str, values: Sequence[bytes], next_offsets: list[int], decoder: ChunkDecoder
     ) -> None:
         self.partition = partition  # "topic:partition"
+        # a list of bytes, or (from the direct consume) a headwater_native.PackedValues: the values
+        # back to back in one buffer, which the compiled decode reads in place (bytes on indexing)
         self.values = values
         self.next_offsets = next_offsets  # per message: the offset to consume once it is applied
         self.decoder = decoder

@@ -17,7 +17,7 @@ clears it again) or a real error, which ``on_error`` raises. Both implementation
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, Message
 from cdc.stream.kafka_chunks import ChangeChunk, ChunkDecoder
 
 try:
-    from headwater_native import message_runs
+    from headwater_native import PackedValues, message_runs
 except ImportError as exc:  # pragma: no cover - a checkout whose setup did not build it
     raise ImportError(
         "headwater_native (the compiled module in native/headwater_native) is not installed or is "
@@ -63,8 +63,8 @@ def chunk_messages(messages: list[Message], state: PartitionState) -> list[Chang
 
 def chunk_runs(runs: list[Any], state: PartitionState) -> list[ChangeChunk]:
     """The chunks of a batch's runs, as ``message_runs`` or ``RawConsumer.consume`` give them."""
-    chunks: dict[str, ChangeChunk] = {}  # each partition's open chunk
-    out: list[ChangeChunk] = []
+    pieces: dict[str, _Pieces] = {}  # each partition's open chunk
+    out: list[_Pieces] = []
     limit = state.chunk_messages
     for run in runs:
         if run.__class__ is not tuple:
@@ -84,28 +84,55 @@ def chunk_runs(runs: list[Any], state: PartitionState) -> list[ChangeChunk]:
         state.at_end.discard(name)
         start, n = 0, len(values)
         while start < n:
-            chunk = chunks.get(name)
-            room = limit - len(chunk.values) if chunk is not None else 0
-            if chunk is None or room <= 0:
-                chunk = chunks[name] = ChangeChunk(name, [], [], state.decoder)
-                out.append(chunk)
+            piece = pieces.get(name)
+            room = limit - piece.count if piece is not None else 0
+            if piece is None or room <= 0:
+                piece = pieces[name] = _Pieces(name)
+                out.append(piece)
                 room = limit
-            if start == 0 and room >= n and not chunk.values:
-                chunk.values, chunk.next_offsets = values, offsets  # the whole run: no copy
+            if start == 0 and room >= n:
+                piece.add(values, offsets)  # the whole run: no copy
             else:
-                chunk.values += values[start : start + room]
-                chunk.next_offsets += offsets[start : start + room]
+                piece.add(values[start : start + room], offsets[start : start + room])
             start += room
-    return out
+    return [piece.chunk(state.decoder) for piece in out]
+
+
+class _Pieces:
+    """One chunk's runs (or parts of runs) as they come, joined once the batch is read: runs of
+    ``PackedValues`` into one buffer (one copy, without the GIL), lists of bytes into one list."""
+
+    __slots__ = ("count", "name", "offsets", "values")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.values: list[Sequence[bytes]] = []
+        self.offsets: list[list[int]] = []
+        self.count = 0
+
+    def add(self, values: Sequence[bytes], offsets: list[int]) -> None:
+        self.values.append(values)
+        self.offsets.append(offsets)
+        self.count += len(offsets)
+
+    def chunk(self, decoder: ChunkDecoder) -> ChangeChunk:
+        if len(self.values) == 1:
+            return ChangeChunk(self.name, self.values[0], self.offsets[0], decoder)
+        values: Sequence[bytes]
+        if all(v.__class__ is PackedValues for v in self.values):
+            values = PackedValues.join(self.values)  # type: ignore[arg-type]
+        else:
+            values = [v for part in self.values for v in part]
+        return ChangeChunk(self.name, values, [o for part in self.offsets for o in part], decoder)
 
 
 def chunk_messages_per_message(messages: list[Message], state: PartitionState) -> list[ChangeChunk]:
     """The same chunks, one Python pass per message (the reference :func:`chunk_messages` equals)."""
     own, at_end, names, limit = state.own, state.at_end, state.names, state.chunk_messages
-    chunks: dict[str, ChangeChunk] = {}
+    chunks: dict[str, tuple[ChangeChunk, list[bytes]]] = {}  # each partition's open chunk, its values
     out: list[ChangeChunk] = []
     last: tuple[str | None, int | None] | None = None
-    chunk: ChangeChunk | None = None
+    chunk: tuple[ChangeChunk, list[bytes]] | None = None
     name = ""
     skip = False
     for msg in messages:
@@ -131,9 +158,10 @@ def chunk_messages_per_message(messages: list[Message], state: PartitionState) -
         value = msg.value()
         if not value:
             continue  # a tombstone: the delete before it carried the change
-        if chunk is None or len(chunk.values) >= limit:
-            chunk = chunks[name] = ChangeChunk(name, [], [], state.decoder)
-            out.append(chunk)
-        chunk.values.append(value)
-        chunk.next_offsets.append((msg.offset() or 0) + 1)
+        if chunk is None or len(chunk[1]) >= limit:
+            values: list[bytes] = []
+            chunk = chunks[name] = (ChangeChunk(name, values, [], state.decoder), values)
+            out.append(chunk[0])
+        chunk[1].append(value)
+        chunk[0].next_offsets.append((msg.offset() or 0) + 1)
     return out

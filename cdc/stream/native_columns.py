@@ -11,6 +11,7 @@ path, take it). ``tests/unit/test_sinkdecode_native.py`` compares the two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -104,7 +105,7 @@ def _plan(schema: TableSchema) -> _Plan | None:
     return plan
 
 
-def decode_envelopes(values: list[bytes], schema: TableSchema) -> RawChanges | str:
+def decode_envelopes(values: Sequence[bytes], schema: TableSchema) -> RawChanges | str:
     """The chunk's fields, or why the compiled decoder leaves it to the JSON reader."""
     plan = _plan(schema)
     if plan is None:

@@ -1,7 +1,7 @@
 """Headwater's compiled hot path (native/headwater_native/src/lib.rs)."""
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 __version__: str
 
@@ -186,7 +186,7 @@ class EnvelopePlan:
     ) -> list[tuple[bytes | None, bytes, bytes | None, bytes | None, bytes | None]] | str:
         """Per column (op, position, ts_ms, gtid, then the image each change leaves): ``(validity
         bitmap or None, values, text bytes or None, decoded offsets, decoded bytes)`` (the last two
-        for base64 text only); or why it refuses the chunk."""
+        for base64 text only); or why it refuses the chunk. A ``PackedValues`` is read in place."""
 
 # -- consume (src/consume_runs.rs) -------------------------------------------------------------
 
@@ -263,7 +263,27 @@ class RawConsumer:
     def forward(self, topic: str, partition: int) -> bool:
         """The partition's messages go to our queue from now on (call before it is assigned)."""
     def consume(self, max_messages: int, timeout_s: float) -> tuple[list[Any], int]:
-        """``(runs, messages read)``: runs as ``message_runs`` gives them, except that a message
-        carrying an error is ``(topic, partition, (code, reason))``."""
+        """``(runs, messages read)``: runs as ``message_runs`` gives them, except that a run's values
+        are one ``PackedValues`` and a message carrying an error is ``(topic, partition, (code,
+        reason))``."""
     def close(self) -> None:
         """Our queue destroyed; call before the Consumer closes."""
+
+# pollthread: src/packed_values.rs
+class PackedValues(Sequence[bytes]):
+    """Message values back to back in one buffer, read as a sequence of bytes (made on indexing);
+    a slice with step 1 shares the buffer."""
+
+    def __init__(self, values: Sequence[bytes]) -> None: ...
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]:
+        """A PackedValues sharing the buffer for a step of 1, else a list of bytes."""
+    def __iter__(self) -> Iterator[bytes]: ...
+    @staticmethod
+    def join(parts: Sequence[PackedValues]) -> PackedValues:
+        """The values of ``parts`` in order, in one new buffer."""
+    @property
+    def nbytes(self) -> int: ...

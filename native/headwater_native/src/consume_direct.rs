@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 
+use crate::packed_values::PackedValues;
 use crate::rdkafka_abi::{client_rk, OpaqueFn, RdKafkaMessage};
 
 type QueueNewFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -210,7 +211,7 @@ impl RawConsumer {
         let mut messages: Vec<usize> = vec![0; max_messages.max(1)];
         let f = &self.f;
         // the wait runs no Python callback (see the module comment): the GIL is released
-        let n = py.allow_threads(|| {
+        let (n, collected) = py.allow_threads(|| {
             let (own, consumer_q) = (own as *mut c_void, consumer_q as *mut c_void);
             let deadline = Instant::now() + Duration::from_secs_f64(timeout_s.max(0.0));
             let array = messages.as_mut_ptr() as *mut *mut RdKafkaMessage;
@@ -218,36 +219,39 @@ impl RawConsumer {
             // rd_kafka_consume_batch_queue waits until the batch is full or its timeout is over:
             // as the reader did with consume(), what is queued is taken at once, else the wait is
             // for the first message only (a one-message batch), then what came with it
-            loop {
+            let got = loop {
                 // SAFETY: own is our live queue (the mutex is held); array has room for `room`
                 let got = unsafe { (f.consume_batch_queue)(own, 0, array, room) };
                 let left = deadline.saturating_duration_since(Instant::now());
                 if got != 0 || left.is_zero() {
-                    return got;
+                    break got;
                 }
                 let slice = left.min(Duration::from_millis(WAIT_SLICE_MS)).as_millis().max(1) as c_int;
                 // SAFETY: as above, one message
                 let first = unsafe { (f.consume_batch_queue)(own, slice, array, 1) };
                 if first != 0 {
                     if first < 0 || room == 1 {
-                        return first;
+                        break first;
                     }
                     // SAFETY: as above, the rest of the array
                     let more = unsafe { (f.consume_batch_queue)(own, 0, array.add(1), room - 1) };
-                    return 1 + more.max(0); // an error now: the next call reports it
+                    break 1 + more.max(0); // an error now: the next call reports it
                 }
                 // SAFETY: consumer_q is our reference to the consumer queue
                 if unsafe { (f.queue_length)(consumer_q) } > 0 {
-                    return 0;
+                    break 0;
                 }
-            }
+            };
+            // the values copied into one buffer per run, still without the GIL
+            let collected = if got > 0 { collect(f, &messages[..got as usize]) } else { Vec::new() };
+            (got, collected)
         });
         if n < 0 {
             return Err(PyRuntimeError::new_err("rd_kafka_consume_batch_queue failed"));
         }
         let n = n as usize;
         let taken = &messages[..n];
-        let built = self.runs(py, taken);
+        let built = self.runs(py, collected);
         for &m in taken {
             // SAFETY: each was returned by consume_batch_queue and is destroyed once
             unsafe { (f.message_destroy)(m as *mut RdKafkaMessage) };
@@ -279,55 +283,89 @@ impl RawConsumer {
         queues.consumer = std::ptr::null_mut();
     }
 
-    fn runs<'py>(&self, py: Python<'py>, taken: &[usize]) -> PyResult<Bound<'py, PyList>> {
+    /// The runs as Python objects (the messages are not destroyed yet: their topic handles live).
+    fn runs<'py>(&self, py: Python<'py>, collected: Vec<Run>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        // the open run: its topic handle, partition, topic str and lists
-        let mut open: Option<(usize, i32, Bound<'py, PyString>)> = None;
-        let mut values = PyList::empty(py);
-        let mut offsets = PyList::empty(py);
-        for &m in taken {
-            // SAFETY: m is a message librdkafka returned, not destroyed yet
-            let m = unsafe { &*(m as *const RdKafkaMessage) };
-            let same = matches!(&open, Some((rkt, p, _)) if *rkt == m.rkt as usize && *p == m.partition);
-            if !same || m.err != 0 {
-                if let Some((_, p, t)) = open.take() {
-                    out.append(PyTuple::new(py, [t.into_any(), p.into_pyobject(py)?.into_any(), values.into_any(), offsets.into_any()])?)?;
-                    values = PyList::empty(py);
-                    offsets = PyList::empty(py);
+        for run in collected {
+            let topic = |rkt: usize| {
+                if rkt == 0 {
+                    PyString::new(py, "")
+                } else {
+                    self.topic(py, rkt as *mut c_void)
+                }
+            };
+            match run {
+                Run::Values { rkt, partition, data, bounds, next } => {
+                    let values = Bound::new(py, PackedValues::new(data, bounds))?;
+                    let offsets = PyList::new(py, next)?;
+                    out.append(PyTuple::new(
+                        py,
+                        [topic(rkt).into_any(), partition.into_pyobject(py)?.into_any(), values.into_any(), offsets.into_any()],
+                    )?)?;
+                }
+                Run::Error { rkt, partition, code, reason } => {
+                    out.append((topic(rkt), partition, (code, reason)))?;
                 }
             }
-            if m.err != 0 {
-                let topic = if m.rkt.is_null() { PyString::new(py, "") } else { self.topic(py, m.rkt) };
-                // rd_kafka_message_errstr: the payload holds the error's text when there is one
-                let reason = if !m.payload.is_null() && m.len > 0 {
-                    // SAFETY: payload/len are the message's
-                    let bytes = unsafe { std::slice::from_raw_parts(m.payload as *const u8, m.len) };
-                    String::from_utf8_lossy(bytes).into_owned()
-                } else {
-                    // SAFETY: err2str returns a static string for any code
-                    unsafe { CStr::from_ptr((self.f.err2str)(m.err)) }.to_string_lossy().into_owned()
-                };
-                out.append((topic, m.partition, (m.err, reason)))?;
-                continue;
-            }
-            if !same {
-                let topic = if m.rkt.is_null() { PyString::new(py, "") } else { self.topic(py, m.rkt) };
-                open = Some((m.rkt as usize, m.partition, topic));
-            }
-            // a tombstone (null) or an empty value: no change, as message_runs leaves them out
-            if m.payload.is_null() || m.len == 0 {
-                continue;
-            }
-            // SAFETY: payload/len are the message's
-            let value = unsafe { std::slice::from_raw_parts(m.payload as *const u8, m.len) };
-            values.append(PyBytes::new(py, value))?;
-            offsets.append(m.offset + 1)?;
-        }
-        if let Some((_, p, t)) = open.take() {
-            out.append(PyTuple::new(py, [t.into_any(), p.into_pyobject(py)?.into_any(), values.into_any(), offsets.into_any()])?)?;
         }
         Ok(out)
     }
+}
+
+/// One partition's consecutive messages (values back to back, tombstones left out) or a message
+/// that carries an error, as read from librdkafka without the GIL.
+enum Run {
+    Values { rkt: usize, partition: i32, data: Vec<u8>, bounds: Vec<usize>, next: Vec<i64> },
+    Error { rkt: usize, partition: i32, code: c_int, reason: String },
+}
+
+/// The runs of `taken` (messages librdkafka returned, not destroyed yet): a run ends where the
+/// partition changes or an error comes; a run of only tombstones is still given (the partition
+/// had messages: its end mark is cleared).
+fn collect(f: &Functions, taken: &[usize]) -> Vec<Run> {
+    // SAFETY: each is a message librdkafka returned, not destroyed yet
+    let msgs: Vec<&RdKafkaMessage> = taken.iter().map(|&m| unsafe { &*(m as *const RdKafkaMessage) }).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < msgs.len() {
+        let m = msgs[i];
+        if m.err != 0 {
+            // rd_kafka_message_errstr: the payload holds the error's text when there is one
+            let reason = if !m.payload.is_null() && m.len > 0 {
+                // SAFETY: payload/len are the message's
+                let bytes = unsafe { std::slice::from_raw_parts(m.payload as *const u8, m.len) };
+                String::from_utf8_lossy(bytes).into_owned()
+            } else {
+                // SAFETY: err2str returns a static string for any code
+                unsafe { CStr::from_ptr((f.err2str)(m.err)) }.to_string_lossy().into_owned()
+            };
+            out.push(Run::Error { rkt: m.rkt as usize, partition: m.partition, code: m.err, reason });
+            i += 1;
+            continue;
+        }
+        let end = msgs[i..]
+            .iter()
+            .position(|x| x.err != 0 || x.rkt != m.rkt || x.partition != m.partition)
+            .map_or(msgs.len(), |k| i + k);
+        let run = &msgs[i..end];
+        // a tombstone (null) or an empty value: no change, as message_runs leaves them out
+        let kept = || run.iter().filter(|x| !x.payload.is_null() && x.len > 0);
+        let size: usize = kept().map(|x| x.len).sum();
+        let count = kept().count();
+        let mut data = Vec::with_capacity(size);
+        let mut bounds = Vec::with_capacity(count + 1);
+        let mut next = Vec::with_capacity(count);
+        bounds.push(0);
+        for x in kept() {
+            // SAFETY: payload/len are the message's
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(x.payload as *const u8, x.len) });
+            bounds.push(data.len());
+            next.push(x.offset + 1);
+        }
+        out.push(Run::Values { rkt: m.rkt as usize, partition: m.partition, data, bounds, next });
+        i = end;
+    }
+    out
 }
 
 impl Drop for RawConsumer {

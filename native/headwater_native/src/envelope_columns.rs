@@ -25,6 +25,8 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::packed_values::PackedValues;
+
 // Column kinds, as `cdc.stream.native_columns` numbers them.
 const BOOL: u8 = 0;
 const INT8: u8 = 1;
@@ -94,9 +96,19 @@ impl EnvelopePlan {
     /// decoded)``: validity a bitmap or None when nothing is null; values the fixed-width values
     /// (LSB bitmap for bool, int32 offsets for text); data the text's bytes (None for other kinds);
     /// for base64 text, the offsets and bytes it decodes to (else None).
-    fn decode<'py>(&self, py: Python<'py>, values: Vec<PyBackedBytes>) -> PyResult<Bound<'py, PyAny>> {
+    /// ``values``: a sequence of bytes, or a ``PackedValues`` (read in place: no object per value).
+    fn decode<'py>(&self, py: Python<'py>, values: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         // the parse touches no Python object: another thread (the sink's apply) runs meanwhile
-        let decoded = py.allow_threads(|| self.decode_all(&values));
+        let decoded = if let Ok(packed) = values.downcast::<PackedValues>() {
+            let view = packed.get().view();
+            py.allow_threads(|| self.decode_all(&view.slices()))
+        } else {
+            let values: Vec<PyBackedBytes> = values.extract()?;
+            py.allow_threads(|| {
+                let slices: Vec<&[u8]> = values.iter().map(|v| -> &[u8] { v }).collect();
+                self.decode_all(&slices)
+            })
+        };
         match decoded {
             Err(reason) => Ok(PyString::new(py, reason).into_any()),
             Ok(columns) => {
@@ -167,7 +179,7 @@ struct Envelope {
 }
 
 impl EnvelopePlan {
-    fn decode_all(&self, values: &[PyBackedBytes]) -> Result<Vec<ColumnOut>, Refusal> {
+    fn decode_all(&self, values: &[&[u8]]) -> Result<Vec<ColumnOut>, Refusal> {
         let n = values.len();
         let mut meta = vec![
             ColumnOut::new(STRING, n),
@@ -186,8 +198,7 @@ impl EnvelopePlan {
             gtid: Vec::with_capacity(64),
             version: Vec::with_capacity(32),
         };
-        for value in values {
-            let message: &[u8] = value;
+        for &message in values {
             // once per message, then every string's bytes are known to be UTF-8
             std::str::from_utf8(message).map_err(|_| "a message that is not UTF-8")?;
             self.read_envelope(message, &mut env, &mut before, &mut after, &mut memo)?;

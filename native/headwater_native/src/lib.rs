@@ -31,6 +31,7 @@ mod consume_runs;
 mod envelope_columns;
 mod event_loop;
 mod events;
+mod packed_values;
 mod produce_direct;
 mod produce_slots;
 mod rdkafka_abi;
@@ -457,6 +458,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;
     m.add_function(wrap_pyfunction!(consume_runs::message_runs, m)?)?;
     m.add_class::<consume_direct::RawConsumer>()?;
+    m.add_class::<packed_values::PackedValues>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
