@@ -29,6 +29,7 @@ from sinks.iceberg.history_schema import (
     HistoryColumn,
     arrow_schema_of,
 )
+from sinks.iceberg.pyiceberg_partitions import MIN_CHUNK_ROWS
 from sinks.iceberg.pyiceberg_partitions import install as _skip_single_partition_filter
 from sinks.iceberg.snapshot_state import POSITION_KEY, PastOffsets, stored_state
 from sinks.iceberg.source_versions import stored_schema, stored_versions
@@ -60,6 +61,28 @@ def align_to(chunk: pa.Table, target: pa.Schema) -> pa.Table:
         else:
             arrays.append(pa.nulls(n, field.type))
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+def _in_pieces(chunks: list[pa.Table], target: pa.Schema) -> pa.Table:
+    """``chunks`` as one table of the target's shape, in contiguous pieces of at least
+    ``MIN_CHUNK_ROWS`` rows, emptying ``chunks`` as they are copied.
+
+    pyiceberg writes a table of many small chunks much more slowly (per batch), so small chunks are
+    combined; but not into one copy of the whole commit: that copy, next to the chunks it was made
+    from, was the commit's peak memory. Each piece is copied while only its own chunks are held
+    twice, and a buffered chunk is let go once copied (the Parquet write overlaps the next rows'
+    buffering; a failed commit drops them anyway, see history_sink)."""
+    pieces: list[pa.Table] = []
+    group: list[pa.Table] = []
+    rows = 0
+    chunks.reverse()  # popped from the end: in their order
+    while chunks:
+        group.append(align_to(chunks.pop(), target))
+        rows += group[-1].num_rows
+        if rows >= MIN_CHUNK_ROWS or not chunks:
+            pieces.append(group[0] if len(group) == 1 else pa.concat_tables(group).combine_chunks())
+            group, rows = [], 0
+    return pa.concat_tables(pieces) if pieces else target.empty_table()
 
 
 def _current_id(table: Table) -> int | None:
@@ -237,12 +260,7 @@ class TableWriter:
         writer's view is stale: SinkUnavailable, and the caller restarts from the sinks' positions,
         where the table skips what the other writer landed.
         """
-        target = arrow_schema_of(self.table.schema())
-        # one contiguous table: pyiceberg partitions and writes a many-chunk table much more slowly
-        data = pa.concat_tables([align_to(chunk, target) for chunk in chunks]).combine_chunks()
-        # the buffered chunks are copied into ``data``: let them go before the Parquet write (it
-        # overlaps the next rows' buffering; a failed commit drops them anyway, see history_sink)
-        chunks.clear()
+        data = _in_pieces(chunks, arrow_schema_of(self.table.schema()))
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 data = self._append(data, properties)
