@@ -1,4 +1,4 @@
-"""PostgreSQL from Kafka: a batch of chunks collapsed and written column-wise, no object per change.
+"""SQL sinks from Kafka (or embedded chunks): a batch collapsed and written column-wise, no object per change.
 
 When every chunk of a batch decoded as Arrow columns (:mod:`cdc.stream.arrow_changes`), each
 target table's changes are concatenated in batch order (per key that is per-partition order, the
@@ -17,6 +17,14 @@ TIME columns, a truncate fence above a change, and any value the target would re
 its length or holding NUL: the per-change path stops or dead-letters it with its message).
 ``tests/sinks/test_sinkcol_postgres.py``
 applies one stream both ways and compares the tables row by row.
+
+Embedded mode hands the same chunks, in one position order and without Kafka offsets: a batch
+holding any change at or below the position the sink holds goes the per-change path (which skips
+those), any other is applied here and stores its own state (``tests/sinks/test_pgsink_embedded_columns.py``).
+
+On PostgreSQL a batch's tables are collapsed and the first COPY's rows built while the positions
+row is read, and each next COPY's rows while the server still reads the one before
+(:func:`sinks.sql.pg_columnar.run_steps`).
 
 SQLite and MariaDB take the same collapse (same fallbacks, but floats too: they bind the
 envelope's doubles), and bind the rows from the columns in one executemany each way:
@@ -95,8 +103,8 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
     """Apply ``batch`` column-wise; False (nothing done) when the per-change path must."""
     records = batch.records
     threshold = column_threshold(sink.dialect, sink.settings.copy_threshold_rows)
-    if not isinstance(records, ChunkRecords) or not batch.state.offsets:
-        return False  # not from Kafka
+    if not isinstance(records, ChunkRecords):
+        return False  # neither from Kafka nor embedded chunks
     if threshold is None:
         return False
     if len(records) < threshold:
@@ -133,24 +141,39 @@ def _transaction(
     """The batch's tables and the positions row, in one transaction; ``direct``: the targets whose
     inserts are COPYed straight in (PostgreSQL)."""
     stages: pg_columnar.Stages | None = None
+    steps: list[pg_columnar.CopyStep] = []
+
+    def plan() -> None:  # PostgreSQL: collapsed and the first COPY built while the row is read
+        for table in tables:
+            steps.extend(_pg_steps(sink, table, table.target in direct))
+        if steps:
+            steps[0].encode()
+
     try:
         with engine.begin() as conn:
             pg = sink.dialect is Dialect.POSTGRESQL
             if pg:
                 stages = pg_columnar.Stages.of(conn)
-                row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
+                row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline, plan)
             else:
                 row = sink._book.read(conn, sink.settings.pipeline, lock=True)
             check_writer(sink.name, sink._epoch, row)
+            embedded = not batch.state.offsets  # embedded: one position order, no Kafka offsets
+            if embedded and row.state is not None:
+                held = row.state.position.to_string()
+                if any(_any_below(table.changes, held, inclusive=True) for table in tables):
+                    return False  # some already applied (nothing written yet): per change, which skips them
             for table in tables:
                 fence = row.truncates.get(str(table.schema.ref))
                 if fence is not None and _any_below(table.changes, fence.to_string()):
                     return False  # rows older than a truncate applied (nothing written yet): per change
-            for table in tables:
-                target = sink._table(table.target)
-                pk = sink._shapes[table.target].primary_key
-                _write(conn, target, pk, table, sink.dialect, table.target in direct)
-            state = merged(row.state, batch.state)
+            if pg:
+                pg_columnar.run_steps(conn, steps)
+            else:
+                for table in tables:
+                    target = sink._table(table.target)
+                    _write(conn, target, sink._shapes[table.target].primary_key, table, sink.dialect)
+            state = batch.state if embedded else merged(row.state, batch.state)
             if pg:
                 pg_session.commit_with_state(conn, sink._book, sink.settings.pipeline, state, row.row_exists)
             else:
@@ -164,8 +187,10 @@ def _transaction(
     return True
 
 
-def _any_below(changes: pa.Table, fence: str) -> bool:
-    return bool(pc.any(pc.less(changes.column("_position"), fence)).as_py())
+def _any_below(changes: pa.Table, fence: str, inclusive: bool = False) -> bool:
+    """Whether a change's position is below ``fence`` (or at it): the text forms sort as positions."""
+    below = pc.less_equal if inclusive else pc.less
+    return bool(pc.any(below(changes.column("_position"), fence)).as_py())
 
 
 def _columns_fit(sink: SqlSink, columns: Sequence[ChangeColumns]) -> bool:
@@ -314,21 +339,23 @@ def _last_per_key(data: pa.Table, keys: list[str]) -> pa.Table:
     return ranked.filter(pa.chunked_array([pa.array([True]), *starts.chunks], pa.bool_()))
 
 
+def _pg_steps(sink: SqlSink, changes: _TableChanges, direct: bool) -> list[pg_columnar.CopyStep]:
+    """What writes one target table's share of the batch on PostgreSQL (nothing sent yet)."""
+    pk = sink._shapes[changes.target].primary_key
+    position_of = {name: i for i, name in enumerate(changes.names)}
+    rows = _last_per_key(changes.changes, [f"c{position_of[k]}" for k in pk])
+    table = sink._table(changes.target)
+    return pg_columnar.plan_table(table, pk, changes.names, rows, direct, changes.binary)
+
+
 def _write(
-    conn: sa.Connection,
-    table: sa.Table,
-    primary_key: Sequence[str],
-    changes: _TableChanges,
-    dialect: Dialect,
-    direct: bool,
+    conn: sa.Connection, table: sa.Table, primary_key: Sequence[str], changes: _TableChanges, dialect: Dialect
 ) -> None:
+    """SQLite and MariaDB: one target table's share of the batch."""
     data = changes.changes
     position_of = {name: i for i, name in enumerate(changes.names)}
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
-    if dialect is Dialect.POSTGRESQL:
-        pg_columnar.write_table(conn, table, primary_key, changes.names, rows, direct, changes.binary)
-        return
     deleted = pc.equal(rows.column("_op"), "d")
     write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows
     write(conn, table, primary_key, changes.names, changes.schema.columns, rows, deleted)
