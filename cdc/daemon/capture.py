@@ -53,6 +53,15 @@ if os.environ.get("HEADWATER_CAPTURE_TIMING"):
 # end-to-end p99 was ~110 ms at 10k changes/s. A commit costs the writer ~2-3 ms of waiting (while
 # the reading thread goes on) and ~0.2 ms of CPU, so at most ~40 a second cost throughput little;
 # while the writer is the slower thread, chunks queue up and it never gets here (flush_max_* rule).
+#
+# The same gap holds for a commit made because the source is quiet (nothing more waiting). Each Kafka
+# commit costs the broker ~2.5 ms of CPU whatever its size (AddPartitionsToTxn, EndTxn, the markers;
+# a private broker at 10k messages/s: 0.10-0.11 cores at 25 commits/s, 0.36-0.45 at 150/s), and at
+# 10k changes/s written as 100 small transactions a second, committing at every quiet moment made
+# ~150 commits a second on a quiet machine: that CPU competed with the database, the sink and capture
+# itself for the 2 cores and lengthened every commit (p50 ~6 ms against ~3.6 with the gap, under
+# load). A change that comes within the gap waits for it in the open transaction
+# (benchmarks/results: e2etail).
 COMMIT_GAP_S = 0.025
 
 
@@ -348,7 +357,8 @@ class CaptureDaemon:
                     and not mid_transaction
                     and time.monotonic() >= (deadline if drained is None else min(deadline, soon))
                 ):
-                    commit("timer")
+                    # nothing came while waiting out the gap after the last commit, or flush_max_ms
+                    commit("timer" if time.monotonic() >= deadline else "gap")
                 if idle is not None and time.monotonic() >= idle_due:
                     commit_idle()
                 if self._stop.is_set() and not mid_transaction:
@@ -452,7 +462,9 @@ class CaptureDaemon:
             # coming and transactions are batched up to flush_max_events / flush_max_ms.
             if complete is not None and not mid_transaction and quiet is not None:
                 if quiet():
-                    commit("quiet")
+                    if drained is None or time.monotonic() >= soon:
+                        commit("quiet")
+                    # else the loop's wait ends at ``soon``, and the timer commits then ("gap")
                 elif drained is not None and time.monotonic() >= soon and drained():
                     commit("drained")
             if idle is not None and time.monotonic() >= idle_due:
