@@ -138,9 +138,11 @@ class IcebergHistorySink:
     """Appends every change event to its table's history; see the module docstring for the protocol."""
 
     takes_change_columns = True  # `cdc sink` hands it Kafka chunks it appends column-wise
-    # its own memory floor (pyiceberg, the buffered rows) is 350-500 MiB: `cdc sink` may queue 16 MiB
-    # of messages ahead of it instead of 2 (kafka_reader._LARGE_PREFETCH), ~10% less CPU per change
-    large_prefetch = True
+    # not the 16 MiB prefetch (kafka_reader._LARGE_PREFETCH) but the SQL sinks' 2 MiB: measured with
+    # the direct consume (benchmarks/iceberg_memory_ab.py, 200k changes, 11/10 interleaved rounds,
+    # load 9-24), peak RSS median 254 (251-266) against 280 (269-290) MiB, CPU per change median
+    # 5.09 (4.56-5.90) against 5.01 (4.54-6.68) us: the same within this machine's noise
+    large_prefetch = False
 
     def __init__(self, config: IcebergSinkConfig, pipeline: str, base_dir: Path | None = None) -> None:
         self.name = f"iceberg:{config.namespace}"
