@@ -295,6 +295,7 @@ class EnvelopeEncoder:
         room: int,
         ts_ms: int | None = None,
         packed: bool = False,
+        partition: int = -1,
     ) -> RunOfTransactions:
         """The messages of a run of whole small transactions of one table version from
         ``records[start]`` (a change), ends included, in one compiled call: each value byte for
@@ -305,7 +306,8 @@ class EnvelopeEncoder:
         Single-row transactions each paid the first-row path here (a ``source`` dict, the position
         text, ``dumps``) and the capture loop's per-record Python: about two thirds of the writer
         thread's time on that workload (py-spy). ``packed``: the messages in one
-        :class:`PackedMessages` buffer (for ``PackedMessages.produce``) instead of dicts."""
+        :class:`PackedMessages` buffer (for ``PackedMessages.produce``) instead of dicts, for
+        ``partition`` (-1: the producer's partitioner; 0 for a one-partition topic)."""
         event = records[start]
         assert isinstance(event, ChangeEvent)
         schema = event.schema
@@ -316,8 +318,7 @@ class EnvelopeEncoder:
         if parts is None:
             parts = codec.parts = self._source_parts(codec)
         continues = _template_key(event, codec.version) == self._template_key
-        make = maker.transactions_packed if packed else maker.transactions
-        stop, messages, changes, ends, end_rows, last_change = make(
+        args = (
             records,
             start,
             TransactionEnd,
@@ -331,6 +332,13 @@ class EnvelopeEncoder:
             "repair-",
             LSN_FILE_BASE,
         )
+        messages: PackedMessages | list[dict[str, bytes | None]]
+        if packed:
+            stop, messages, changes, ends, end_rows, last_change = maker.transactions_packed(
+                *args, partition
+            )
+        else:
+            stop, messages, changes, ends, end_rows, last_change = maker.transactions(*args)
         if changes:
             # the next change continues the template of the last one taken, as after _value_bytes
             last = records[last_change]

@@ -223,10 +223,13 @@ class KafkaStreamWriter(ProducerCalls):
             or (version not in self._published and version not in self._pending)
         ):
             return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
-        run = self._encoder.transactions(self._maker, records, start, room, packed=True)
+        topic, partitions, name = target
+        # a one-partition topic's messages name partition 0: librdkafka skips its partitioner
+        # (a crc32 of each key), and every key goes there either way (PackedMessages)
+        partition = 0 if partitions == 1 else -1
+        run = self._encoder.transactions(self._maker, records, start, room, packed=True, partition=partition)
         if run.stop == start:
             return RunOfTransactions(self.write_changes(records, start), [], 0, 0, 0, -1)
-        topic, _, name = target
         self._table_counts[name] = self._table_counts.get(name, 0) + run.changes
         self._events += run.changes
         self._source_transactions += run.ends

@@ -158,8 +158,10 @@ class MessageMaker:
         ts_ms: int,
         repair_prefix: str,
         lsn_base: str,
+        partition: int = -1,
     ) -> tuple[int, PackedMessages, int, int, int, int]:
-        """What ``transactions`` gives, the messages in one ``PackedMessages`` buffer."""
+        """What ``transactions`` gives, the messages in one ``PackedMessages`` buffer, for
+        ``partition`` (-1: the producer's partitioner; 0: a one-partition topic's only one)."""
 
 # -- bootarrow: snapshot chunks from the server's text to Arrow columns (src/snapshot_text.rs) --
 
@@ -237,6 +239,8 @@ def split_packets(data: bytes, cut: int) -> tuple[list[bytes], int]:
 class PackedMessages:
     """The keys and values of a run of Kafka messages in one buffer (``MessageMaker.transactions_packed``)."""
 
+    @property
+    def partition(self) -> int: ...
     def __len__(self) -> int: ...
     def pairs(self, start: int = 0) -> list[tuple[bytes | None, bytes | None]]:
         """``(key, value)`` of each message from ``start`` on (None: a null key or value)."""

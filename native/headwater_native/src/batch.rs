@@ -284,9 +284,10 @@ impl MessageMaker {
     }
 
     /// What `transactions` does, the messages in one `PackedMessages` buffer instead of a dict of
-    /// two bytes objects each, for `PackedMessages.produce` (produce_direct.rs).
+    /// two bytes objects each, for `PackedMessages.produce` (produce_direct.rs); `partition`:
+    /// the one they go to, -1 for the producer's partitioner (`PackedMessages.for_partition`).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms, repair_prefix, lsn_base))]
+    #[pyo3(signature = (records, start, end_cls, plan, key_plan, schema, parts, continues, room, ts_ms, repair_prefix, lsn_base, partition=-1))]
     fn transactions_packed<'py>(
         &self,
         py: Python<'py>,
@@ -302,8 +303,9 @@ impl MessageMaker {
         ts_ms: i64,
         repair_prefix: &str,
         lsn_base: &str,
+        partition: i32,
     ) -> PyResult<RunOut<'py, PackedMessages>> {
-        let mut out = PackedMessages::default();
+        let mut out = PackedMessages::for_partition(partition)?;
         let mut push = |has_key: bool, key: &[u8], value: &[u8], tombstone: bool| {
             out.push(has_key, key, value, tombstone);
             Ok(())

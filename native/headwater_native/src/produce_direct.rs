@@ -50,15 +50,44 @@ struct Span {
     value_len: isize,
 }
 
-/// The keys and values of a run of messages, in order, in one buffer.
+/// The keys and values of a run of messages, in order, in one buffer, and the partition they go
+/// to: RD_KAFKA_PARTITION_UA (the producer's partitioner picks one per key) unless the writer knows
+/// the topic has one partition. Then `produce` names partition 0 and librdkafka skips its
+/// partitioner: a crc32 of every key (consistent_random) and the topic's lock per message, ~3% of
+/// the capture writer thread on 1000-row statements (perf, benchmarks/results/latest.md "capcpu",
+/// session 8); every key lands in partition 0 either way.
 #[pyclass(frozen, module = "headwater_native")]
-#[derive(Default)]
 pub struct PackedMessages {
     buf: Vec<u8>,
     spans: Vec<Span>,
+    partition: i32,
+}
+
+impl Default for PackedMessages {
+    fn default() -> Self {
+        PackedMessages {
+            buf: Vec::new(),
+            spans: Vec::new(),
+            partition: RD_KAFKA_PARTITION_UA,
+        }
+    }
 }
 
 impl PackedMessages {
+    /// No message yet, for `partition` (-1: the producer's partitioner; else 0, a one-partition
+    /// topic's only partition).
+    pub(crate) fn for_partition(partition: i32) -> PyResult<Self> {
+        if partition != RD_KAFKA_PARTITION_UA && partition != 0 {
+            return Err(PyValueError::new_err(format!(
+                "partition {partition}: only -1 (the partitioner) or 0 (one-partition topic)"
+            )));
+        }
+        Ok(PackedMessages {
+            partition,
+            ..Default::default()
+        })
+    }
+
     /// Append a message (`key` None when `has_key` is false) and, for a delete with tombstones,
     /// its tombstone (same key, null value): what `batch::push_messages` appends as dicts.
     pub(crate) fn push(&mut self, has_key: bool, key: &[u8], value: &[u8], tombstone: bool) {
@@ -100,6 +129,12 @@ impl PackedMessages {
 impl PackedMessages {
     fn __len__(&self) -> usize {
         self.spans.len()
+    }
+
+    /// The partition `produce` names: -1 for the producer's partitioner.
+    #[getter]
+    fn partition(&self) -> i32 {
+        self.partition
     }
 
     /// `[(key, value), ...]` from `start` on: what `produce` hands librdkafka, as bytes (or None).
@@ -145,7 +180,7 @@ impl PackedMessages {
             .map(|s| RdKafkaMessage {
                 err: 0,
                 rkt: std::ptr::null_mut(),
-                partition: RD_KAFKA_PARTITION_UA,
+                partition: self.partition,
                 // SAFETY: offsets and lengths were written by `push` within `buf`
                 payload: if s.value_len < 0 {
                     std::ptr::null_mut()
@@ -177,7 +212,7 @@ impl PackedMessages {
             }
             let taken = (producer.produce_batch)(
                 rkt,
-                RD_KAFKA_PARTITION_UA,
+                self.partition,
                 RD_KAFKA_MSG_F_COPY,
                 messages.as_mut_ptr(),
                 count,
