@@ -21,7 +21,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::events::{new_instance, picked, tuple_replacing, EVENT_SLOTS, POSITION_SLOTS};
+use crate::events::{new_instance, picked, tuple_replacing, untrack_frozen, EVENT_SLOTS, POSITION_SLOTS};
 use crate::rows::RowsPlan;
 
 const HEADER_LEN: usize = 19;
@@ -201,6 +201,7 @@ impl EventLoop {
         put(&position, self.slots.pos[4], &tx[4]);
         put(&position, self.slots.pos[5], &tx[5]);
         put(&position, self.slots.pos[6], tuple_replacing(py, key, 3, &index)?.as_any());
+        untrack_frozen(&position);
         Ok(position)
     }
 
@@ -226,6 +227,7 @@ impl EventLoop {
         put(&event, self.slots.event[5], position);
         put(&event, self.slots.event[6], ts_ms);
         put(&event, self.slots.event[7], tx_id);
+        untrack_frozen(&event);
         Ok(event)
     }
 

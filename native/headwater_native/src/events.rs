@@ -101,6 +101,49 @@ pub(crate) fn new_instance<'py>(py: Python<'py>, cls: &Py<PyType>) -> PyResult<B
     }
 }
 
+/// Take `t` (a tuple just made, holding no reference cycle yet) out of the cycle collector's lists
+/// when none of its items can be in one (no item is a tracked container): what CPython's own
+/// `_PyTuple_MaybeUntrack` does to such a tuple at the first collection it survives. Each row makes
+/// three such tuples (its image, key and `Position._key`) that the young-generation collections of
+/// a capture walked while the hand-over queue held them: untracked from the start they are never
+/// walked (benchmarks/results/latest.md, "capcpu", session 8).
+#[inline]
+pub(crate) fn untrack_if_atomic(t: &Bound<'_, PyTuple>) {
+    // SAFETY: t is a live tuple; PyObject_GC_IsTracked is false for items whose type is not a GC
+    // type; untracking a tuple only leaves it out of collections (its dealloc checks the flag)
+    unsafe {
+        let p = t.as_ptr();
+        let n = ffi::PyTuple_GET_SIZE(p);
+        for j in 0..n {
+            if ffi::PyObject_GC_IsTracked(ffi::PyTuple_GET_ITEM(p, j)) != 0 {
+                return;
+            }
+        }
+        if ffi::PyObject_GC_IsTracked(p) != 0 {
+            ffi::PyObject_GC_UnTrack(p as *mut std::ffi::c_void);
+        }
+    }
+}
+
+/// Take a row's `Position` or `ChangeEvent`, just filled, out of the cycle collector's lists. Both
+/// are frozen dataclasses whose slots hold objects that existed before them (the schema, the op,
+/// the GTID, the read context: all frozen) or tuples and integers made for them, so nothing they
+/// reach can refer back to them: they can never be part of a reference cycle, which is all the
+/// collector looks for (CPython untracks tuples and dicts of atomic values on the same grounds).
+/// Tracked, every young-generation collection of a capture walked the thousands of them that the
+/// hand-over queue holds (benchmarks/results/latest.md, "capcpu", session 8).
+#[inline]
+pub(crate) fn untrack_frozen(obj: &Bound<'_, PyAny>) {
+    // SAFETY: obj is a live object; untracking only leaves it out of collections (its dealloc,
+    // subtype_dealloc, untracks it only if tracked)
+    unsafe {
+        let p = obj.as_ptr();
+        if ffi::PyObject_GC_IsTracked(p) != 0 {
+            ffi::PyObject_GC_UnTrack(p as *mut std::ffi::c_void);
+        }
+    }
+}
+
 /// `parts` as a tuple, `value` in place of item `at`: a row's `Position._key` from its
 /// transaction's (`tx_pos._key` with the row index), without a Vec per row.
 pub(crate) fn tuple_replacing<'py>(
@@ -120,7 +163,9 @@ pub(crate) fn tuple_replacing<'py>(
             ffi::Py_INCREF(item);
             ffi::PyTuple_SET_ITEM(t, j as ffi::Py_ssize_t, item);
         }
-        Ok(Bound::from_owned_ptr(py, t).downcast_into_unchecked())
+        let t: Bound<'py, PyTuple> = Bound::from_owned_ptr(py, t).downcast_into_unchecked();
+        untrack_if_atomic(&t);
+        Ok(t)
     }
 }
 
@@ -148,7 +193,9 @@ pub(crate) fn picked<'py>(
             ffi::Py_INCREF(item);
             ffi::PyTuple_SET_ITEM(t, j as ffi::Py_ssize_t, item);
         }
-        Ok(Bound::from_owned_ptr(py, t).downcast_into_unchecked())
+        let t: Bound<'py, PyTuple> = Bound::from_owned_ptr(py, t).downcast_into_unchecked();
+        untrack_if_atomic(&t);
+        Ok(t)
     }
 }
 
@@ -348,6 +395,8 @@ impl EventMaker {
             put(&event, event_slots[5], &position);
             put(&event, event_slots[6], ts_ms);
             put(&event, event_slots[7], transaction_id);
+            untrack_frozen(&position);
+            untrack_frozen(&event);
             out.append(event)?;
         }
         Ok(out)

@@ -226,7 +226,9 @@ impl RowsPlan {
             }
             values.push(self.value(py, col, d, p)?);
         }
-        PyTuple::new(py, values)
+        let image = PyTuple::new(py, values)?;
+        crate::events::untrack_if_atomic(&image);
+        Ok(image)
     }
 
     fn call<'py>(
