@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast, overload
@@ -51,6 +52,7 @@ _INTS = frozenset(
 )
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
 _NONE = type(None)
+_TZINFO = operator.attrgetter("tzinfo")
 # the classes a column's captured values may have for its columns to be exact (None aside)
 _CLASSES: dict[ArrowKind, frozenset[type]] = {
     **{kind: frozenset({int, _NONE}) for kind in _INTS},
@@ -155,33 +157,23 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
     shape = _shape(schema)
     if shape is None:
         return None
-    ops: list[str] = []
-    images: list[tuple[ColumnValue, ...] | None] = []
-    add_op, add_image = ops.append, images.append
-    key = shape.key
-    for e in events:  # identity tests: an Op's hash is computed in Python
-        op = e.op
-        if op is _CREATE:
-            add_op("c")
-            add_image(e.after)
-        elif op is _UPDATE:
-            if not key:
-                return None  # the history stores it as two rows
-            after, before = e.after, e.before
-            if before is not None and after is not None and any(before[k] != after[k] for k in key):
-                return None  # the key moves: two rows
-            add_op("u")
-            add_image(after)
-        elif op is _DELETE:
-            add_op("d")
-            add_image(e.before)
-        elif op is _READ:
-            add_op("r")
-            add_image(e.after)
-        else:
-            return None  # a truncate
-        if e.schema is not schema and e.schema.version != schema.version:
+    n = len(events)
+    if any(e.schema is not schema for e in events) and any(
+        e.schema.version != schema.version for e in events
+    ):
+        return None
+    kinds = [e.op for e in events]
+    creates = kinds.count(_CREATE)  # counted by identity: an Op's hash is computed in Python
+    if creates == n:  # a run of inserts, the common case
+        ops: list[str] = ["c"] * n
+        images: list[tuple[ColumnValue, ...] | None] = [e.after for e in events]
+    else:
+        if kinds.count(_UPDATE) and not _updates_keep_keys(events, shape.key):
             return None
+        if creates + kinds.count(_UPDATE) + kinds.count(_DELETE) + kinds.count(_READ) != n:
+            return None  # a truncate
+        ops = [_op_text(op) for op in kinds]
+        images = [e.before if e.op is _DELETE else e.after for e in events]
     if None in images:
         return None  # a change without the image it leaves
     columns = list(zip(*cast(list[tuple[ColumnValue, ...]], images), strict=True))
@@ -197,7 +189,7 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
         kind = column.arrow_type.kind
         if kind in _FLOATS and array.null_count < len(array) and not pc.all(pc.is_finite(array)).as_py():
             return None  # the envelope spells those as strings; the decode refuses them
-        if kind is ArrowKind.TIMESTAMP and any(v is not None and v.tzinfo is not None for v in values):
+        if kind is ArrowKind.TIMESTAMP and set(map(_TZINFO, filter(None, values))) - {None}:
             return None  # cast to UTC here, kept as its wall clock by the envelope
     image = tuple(arrays)
     return ChangeColumns(
@@ -209,6 +201,26 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
         image,
         cast(tuple[pa.Array, ...], _JsonImage(shape, columns, image)),
     )
+
+
+def _op_text(op: Op) -> str:
+    if op is _CREATE:
+        return "c"
+    if op is _UPDATE:
+        return "u"
+    return "d" if op is _DELETE else "r"
+
+
+def _updates_keep_keys(events: Sequence[ChangeEvent], key: tuple[int, ...]) -> bool:
+    """Whether every update has a key and keeps it (the history stores any other as two rows)."""
+    if not key:
+        return False
+    for e in events:
+        if e.op is _UPDATE:
+            before, after = e.before, e.after
+            if before is not None and after is not None and any(before[k] != after[k] for k in key):
+                return False
+    return True
 
 
 def position_texts(events: Sequence[ChangeEvent]) -> list[str]:
