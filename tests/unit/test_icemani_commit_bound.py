@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from cdc.core.errors import WriterFenced
@@ -21,6 +22,7 @@ from sinks.iceberg import maintain
 from sinks.iceberg.as_of import history_rows_as_of
 from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_schema import MANIFEST_MERGE_PROPERTIES
+from sinks.iceberg.retention import expire_removing_files
 from sinks.iceberg.snapshot_bound import SnapshotBound, ensure_commit_properties
 from tests.unit.test_iceberg_sink import batch, config, event, opened, pos, positions, schema, settle
 
@@ -163,3 +165,30 @@ def test_tables_from_before_get_the_merge_properties_from_maintenance(tmp_path: 
     sink.flush()
     sink.close()
     assert sorted(positions(cfg, "shop.items")) == [pos(1).to_string(), pos(2).to_string()]
+
+
+def test_expiry_reading_only_the_oldest_kept_snapshot_still_keeps_every_live_file(tmp_path: Path) -> None:
+    """Expiry reads the files of the one snapshot every kept one descends from, not of each kept one;
+    an expired snapshot that descends from it (a rolled-back commit) makes it read them all."""
+    cfg = config(tmp_path)
+    catalog = open_catalog(cfg.catalog)
+    catalog.create_namespace("plain")
+    data = [pa.table({"id": pa.array([i], pa.int64())}) for i in range(7)]
+    table = catalog.create_table("plain.t", schema=data[0].schema)
+    ids = []
+    for i in range(1, 5):  # s1..s4
+        table.append(data[i])
+        ids.append(table.current_snapshot().snapshot_id)  # type: ignore[union-attr]
+    table.append(data[5])  # s5, then rolled back: s4 gets another child, s6
+    s5 = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    table.manage_snapshots().rollback_to_snapshot(ids[3]).commit()
+    table.append(data[6])
+    # s3 is the oldest kept; s5 (expired) shares s4's file with s4 and s6 (kept)
+    removed = expire_removing_files(table, [ids[0], ids[1], s5])
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3, 4, 6]
+    assert removed.data_files == 1  # s5's own file only
+    # a plain chain: the oldest kept one is read alone, and what only the expired ones held goes
+    table.delete("id = 1")
+    table.append(data[0])
+    removed = expire_removing_files(table, [ids[2], ids[3]])
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [0, 2, 3, 4, 6]
