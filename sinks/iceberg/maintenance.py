@@ -7,16 +7,18 @@ in one transaction: readers see either the old files or the new one. The row cou
 the commit. The snapshots it makes carry the table's ``headwater.*`` summary properties forward, so
 the sink's stored position (and ``applied()``) is unchanged.
 
-Snapshot expiry keeps the current snapshot and its ``retain_last`` - 1 ancestors, and expires the
-others older than ``older_than`` (``table.maintenance.expire_snapshots()``). The defaults (1 hour,
-run every hour by the daemon) are short on purpose: the sink commits every ``commit_seconds`` and each
-commit costs ~0.17 ms more CPU per snapshot the table holds (pyiceberg copies, parses and rewrites
-the whole snapshot list; ``benchmarks/iceberg_snapshot_cost.py``), so 7 days of snapshots (~20k)
-made every commit cost seconds. Nothing Headwater reads needs an old snapshot: ``cdc history --at``
-reads the rows' ``_position``/``_source_ts``, and the sink's state (position, offsets, writer claim)
-is carried in every snapshot it makes and by compaction's, so the newest one holds it. pyiceberg 0.12 removes
-them from the metadata only, so the data and manifest files that only they referenced are then
-deleted here (``sinks.iceberg.retention.expire_removing_files``: never a file a live snapshot uses).
+Snapshot expiry keeps the current snapshot and its ``retain_last`` - 1 ancestors, and expires the others
+older than ``older_than`` (``table.maintenance.expire_snapshots()``), and whatever their age the oldest
+past ``max_snapshots`` (the cap the sink applies after its commits: ``snapshot_bound``). The age
+defaults (1 hour, run every hour by the daemon) are short on purpose: the sink commits every
+``commit_seconds`` and each commit costs ~0.17 ms more CPU per snapshot the table holds (pyiceberg
+copies, parses and rewrites the whole snapshot list; ``benchmarks/iceberg_snapshot_cost.py``), so 7 days
+of snapshots (~20k) made every commit cost seconds. Nothing Headwater reads needs an old snapshot: ``cdc
+history --at`` reads the rows' ``_position``/``_source_ts``, and the sink's state (position, offsets,
+writer claim) is carried in every snapshot it makes and by compaction's, so the newest one holds it.
+pyiceberg 0.12 removes them from the metadata only, so the data and manifest files that only they
+referenced are then deleted here (``sinks.iceberg.retention.expire_removing_files``: never a file a live
+snapshot uses).
 
 Retention (``history_retention_days``, resolved per source table by the caller) runs first, so that
 days about to be deleted are not compacted: see :mod:`sinks.iceberg.retention`.
