@@ -46,9 +46,11 @@ from typing import Any
 import pymysql
 
 from benchmarks.child import peak_rss_mb
+from benchmarks.e2e_cpu import cpu_per_change, kafka_pid, loadavg
+from benchmarks.e2e_cpu import sample as cpu_sample
 from benchmarks.e2e_hops import latency_parts, print_parts
 from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile
-from cdc.devstack.connections import StackConnections
+from cdc.devstack.connections import StackConnections, default_state_dir
 
 # each run's own database, <DB>_<pipeline>: two runs at once (several engineers share the machine)
 # dropped each other's table under a shared name
@@ -233,10 +235,16 @@ def run(
         clock.latencies.clear()
         clock.in_kafka.clear()
         clock.produced.clear()
+        # what `cdc run`, `cdc sink` and the broker spent, and how long they waited for a core
+        pids = {"cdc_run": capture.pid, "cdc_sink": sink.pid, "kafka": kafka_pid(default_state_dir())}
+        cpu_before = {name: cpu_sample(pid) for name, pid in pids.items()}
+        result["loadavg"] = [loadavg()]
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
         _drain(clock, 30)
         ended = time.time()
+        cpu_after = {name: cpu_sample(pid) for name, pid in pids.items()}
+        result["loadavg"].append(loadavg())
         sample()
         lat = [latency for at, latency in clock.latencies if at >= started]
         result.update(
@@ -257,6 +265,16 @@ def run(
         result["sink"] = {"p50_s": quantile(sink_half, 0.5), "p99_s": quantile(sink_half, 0.99)}
         result["parts"] = latency_parts(clock, tmp / "sink.log", started, ended, tmp / "run.log")
         print_parts(result["parts"], rate)
+        result["cpu"] = cpu_per_change(cpu_before, cpu_after, len(lat), ended - started)
+        print(
+            f"  load {result['loadavg'][0]:.1f} -> {result['loadavg'][1]:.1f}; CPU-us per change, cores,"
+            " s waited for a core per CPU-s: "
+            + "; ".join(
+                f"{name} {c['cpu_us_per_change']:.1f} us, {c['cores']:.2f}, {c['runq_wait_per_cpu_s']:.1f}"
+                for name, c in result["cpu"].items()
+            ),
+            file=sys.stderr,
+        )
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)
