@@ -79,6 +79,7 @@ class CopyStep:
     def encode(self) -> None:
         if self.payload is None:
             self.payload = list(_encoded(self.rows, self.binary))
+            self.rows = self.rows.slice(0, 0)  # the payload holds them now
 
 
 def plan_table(
