@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.events import ChangeEvent, ColumnValue, Op
 from cdc.core.positions import Gtid, Position
-from cdc.daemon.embedded_columns import event_chunks
+from cdc.daemon.embedded_columns import EventChunk, event_chunks
 from sinks.contract import AppliedState, Sink, SinkBatch
 from sinks.iceberg.catalogs import open_catalog
 from sinks.iceberg.history_sink import IcebergHistorySink
@@ -62,12 +62,15 @@ def _state(events: Sequence[ChangeEvent]) -> AppliedState:
     return AppliedState(events[-1].position)
 
 
-def _feed(columns: Sink, events: Sink) -> None:
+def _feed(columns: Sink, events: Sink) -> EventChunk:
     """The stream into both sinks, each batch whole; but before the third, the column sink already
     holds half of it (applied one by one), and then gets the whole batch again."""
     first, second, third, fourth = _batches()
+    handed = []
     for batch in (first, second):
-        columns.apply(SinkBatch(event_chunks(batch), _state(batch)))
+        records = event_chunks(batch)
+        handed.append(records)
+        columns.apply(SinkBatch(records, _state(batch)))
         events.apply(SinkBatch(tuple(batch), _state(batch)))
     half = third[:25]
     columns.apply(SinkBatch(tuple(half), _state(half)))
@@ -77,6 +80,9 @@ def _feed(columns: Sink, events: Sink) -> None:
     events.apply(SinkBatch(tuple(fourth), _state(fourth)))
     columns.flush()
     events.flush()
+    chunk = handed[1].chunks[0]  # type: ignore[attr-defined]
+    assert isinstance(chunk, EventChunk)
+    return chunk  # the second batch's: its updates and deletes have columns
 
 
 @pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.integration)])
@@ -93,7 +99,8 @@ def _rows(target: SqlTarget) -> list[tuple[object, ...]]:
 def test_sql_tables_equal_the_per_change_path(targets: tuple[SqlTarget, SqlTarget]) -> None:
     columns_target, events_target = targets
     a, b = columns_target.sink(copy_threshold_rows=10), events_target.sink(copy_threshold_rows=10)
-    _feed(a, b)
+    second = _feed(a, b)
+    assert second.decoded_columns() is not None  # the sink asked for the columns: it took them
     rows = _rows(columns_target)
     assert rows == _rows(events_target)
     assert len(rows) == 60 + 40 - 10 - 5 + 3 + 30 - 5 + 19  # the moved key counted once
