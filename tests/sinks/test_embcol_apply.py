@@ -85,7 +85,13 @@ def _feed(columns: Sink, events: Sink) -> EventChunk:
     return chunk  # the second batch's: its updates and deletes have columns
 
 
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite"),
+        pytest.param("postgres", marks=pytest.mark.integration),
+        pytest.param("mariadb", marks=pytest.mark.integration),
+    ]
+)
 def targets(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SqlTarget, SqlTarget]]:
     yield from make_pair(request.param, tmp_path, request)
 
