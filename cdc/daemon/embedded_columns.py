@@ -319,7 +319,8 @@ def event_chunks(records: Sequence[ChangeEvent | SchemaChange]) -> Sequence[Chan
         if record.__class__ is not ChangeEvent:
             return records
         event = record
-        if event.schema is not schema or event.op is _TRUNCATE:
+        same = event.schema is schema or (schema is not None and event.schema.version == schema.version)
+        if not same or event.op is _TRUNCATE:  # (a version's schema objects may be several)
             if run:
                 chunks.append(EventChunk(run))
             run, schema = [], event.schema if event.op is not _TRUNCATE else None

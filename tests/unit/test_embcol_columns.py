@@ -120,6 +120,16 @@ def test_a_batch_becomes_runs_of_one_table_version_with_each_truncate_alone() ->
     assert chunks[0].decoder.events(chunks[0].values[:1]) == [a[0]]
 
 
+def test_a_run_is_one_table_version_whatever_its_schema_objects() -> None:
+    copy = TableSchema.build(WIDE.ref, WIDE.columns, WIDE.primary_key)  # the same version, another object
+    assert copy is not WIDE and copy.version == WIDE.version
+    events = [_event(Op.CREATE, 1, i, _row(i)) for i in range(4)]
+    events[1] = dataclasses.replace(events[1], schema=copy)
+    records = event_chunks(events)
+    assert [len(chunk) for chunk in records.chunks] == [4]  # type: ignore[attr-defined]
+    _same(events)
+
+
 def test_a_batch_with_a_schema_change_is_handed_as_it_is() -> None:
     ddl = SchemaChange(
         SchemaChangeKind.ALTER, WIDE.ref, "ALTER TABLE wide ADD x INT", _pos(2, 0), 1, "0-7701-2"
