@@ -9,6 +9,7 @@ container stays tracked. And ``transactions_packed``'s partition argument
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from cdc.config.models import KafkaStreamConfig
-from cdc.core.events import ChangeEvent, Op
+from cdc.core.events import ChangeEvent, Op, SourceRecord, TransactionEnd
 from cdc.core.positions import Gtid, GtidState, Position, ReadContext
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.sources.mariadb.binlog_format import FieldType as T
@@ -30,7 +31,9 @@ from cdc.stream.kafka_batches import message_maker
 from cdc.stream.raw_produce import PackedMessages, raw_producer
 from tests.unit.test_capbulk_packed import stored
 from tests.unit.test_capture_transaction_runs import transactions
+from tests.unit.test_capwrite_batches import KEYED
 
+Pair = tuple[bytes | None, bytes | None]
 CHARSETS = {45: "utf8mb4", 63: "binary"}
 
 
@@ -146,3 +149,40 @@ def test_a_one_partition_run_names_partition_0_with_the_same_bytes(mock_bootstra
     got = stored(mock_bootstrap, topic)
     assert {m[0] for m in got} == {0}  # all of them, in order, in partition 0
     assert [m[1:] for m in got] == [pair for pack in ours for pair in pack.pairs()]
+
+
+def _stops_and_messages(recs: list[SourceRecord], packed: bool) -> tuple[list[int], list[Pair]]:
+    maker = message_maker(KafkaStreamConfig(bootstrap_servers="x:1", max_message_bytes=1_048_576))
+    encoder = EnvelopeEncoder("p")
+    got: list[Pair] = []
+    i, stops = 0, []
+    while i < 4:
+        run = encoder.transactions(maker, recs, i, 100, 123, packed=packed)
+        stops.append(run.stop)
+        if run.stop == i:  # the per-row path's record
+            i += 1
+            continue
+        messages = run.messages
+        if isinstance(messages, PackedMessages):
+            got += messages.pairs()
+        else:
+            got += [(m["key"], m["value"]) for m in messages]
+        i = run.stop
+    return stops, got
+
+
+def test_a_run_stops_cleanly_before_an_oversized_or_keyless_change() -> None:
+    """The values are written straight into the run's buffer: a change the run does not take (its
+    value over max_message_bytes, or no key object on a keyed table) leaves nothing of it there."""
+    start = Position(Gtid(0, 1, 9), "bin.000001", 4)
+    recs: list[SourceRecord] = []
+    for r, (note, keyed) in enumerate([("a", True), ("b" * 1_100_000, True), ("c", True), ("d", False)]):
+        image = (r + 1, None, note, None, 0.5)
+        key = (r + 1,) if keyed else None
+        recs.append(ChangeEvent(Op.CREATE, KEYED, key, None, image, start.at_row(r), 7, "0-1-9"))
+    recs.append(TransactionEnd("0-1-9", start.at_row(3), 4, 7))
+    stops, packed = _stops_and_messages(recs, True)
+    assert (stops, packed) == _stops_and_messages(recs, False)
+    assert stops == [1, 1, 3, 3]  # stopped before the oversized change and before the keyless one
+    assert [k for k, _ in packed] == [b'{"id":1}', b'{"id":3}']
+    assert [json.loads(v or b"")["after"]["note"] for _, v in packed] == ["a", "c"]

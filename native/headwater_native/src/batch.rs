@@ -215,6 +215,7 @@ impl MessageMaker {
             if row > 9_999_999_999 {
                 break; // the per-row path raises the error that names it
             }
+            value.clear();
             let Some(has_key) =
                 key_and_images(py, &record, self, plan, key_plan, &mut key, &mut value)?
             else {
@@ -272,15 +273,17 @@ impl MessageMaker {
         lsn_base: &str,
     ) -> PyResult<RunOut<'py, Bound<'py, PyList>>> {
         let n = &self.names;
-        let out = PyList::empty(py);
-        let mut push = |has_key: bool, key: &[u8], value: &[u8], tombstone: bool| {
-            push_messages(py, n, &out, has_key, key, value, tombstone)
+        let mut out = DictMessages {
+            py,
+            names: n,
+            out: PyList::empty(py),
+            value: Vec::with_capacity(1024),
         };
         let (stop, changes, ends, end_rows, last) = crate::txn_runs::transactions(
             self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room,
-            ts_ms, repair_prefix, lsn_base, &mut push,
+            ts_ms, repair_prefix, lsn_base, &mut out,
         )?;
-        Ok((stop, out, changes, ends, end_rows, last))
+        Ok((stop, out.out, changes, ends, end_rows, last))
     }
 
     /// What `transactions` does, the messages in one `PackedMessages` buffer instead of a dict of
@@ -306,20 +309,16 @@ impl MessageMaker {
         partition: i32,
     ) -> PyResult<RunOut<'py, PackedMessages>> {
         let mut out = PackedMessages::for_partition(partition)?;
-        let mut push = |has_key: bool, key: &[u8], value: &[u8], tombstone: bool| {
-            out.push(has_key, key, value, tombstone);
-            Ok(())
-        };
         let (stop, changes, ends, end_rows, last) = crate::txn_runs::transactions(
             self, py, records, start, end_cls, plan, key_plan, schema, parts, continues, room,
-            ts_ms, repair_prefix, lsn_base, &mut push,
+            ts_ms, repair_prefix, lsn_base, &mut out,
         )?;
         Ok((stop, out, changes, ends, end_rows, last))
     }
 }
 
 /// A change's Kafka key into `key` (as `TableCodec.key_bytes` makes it) and the start of its value,
-/// `{"before":…,"after":…,"source":`, into `value`; shared by `messages` and `transactions`.
+/// `{"before":…,"after":…,"source":`, appended to `value`; shared by `messages` and `transactions`.
 /// `Ok(None)`: the record has no key object although its table has a primary key (the per-row
 /// path takes it); else `Ok(Some(has_key))`, false for a keyless row without an image.
 pub(crate) fn key_and_images<'py>(
@@ -361,13 +360,32 @@ pub(crate) fn key_and_images<'py>(
             None => false,
         },
     };
-    value.clear();
     value.extend_from_slice(b"{\"before\":");
     plan.write_image(py, before, value)?;
     value.extend_from_slice(b",\"after\":");
     plan.write_image(py, after, value)?;
     value.extend_from_slice(b",\"source\":");
     Ok(Some(has_key))
+}
+
+/// `transactions`' messages as dicts: each value written in `value`, then copied into its bytes.
+struct DictMessages<'a, 'py> {
+    py: Python<'py>,
+    names: &'a [Py<PyString>],
+    out: Bound<'py, PyList>,
+    value: Vec<u8>,
+}
+
+impl crate::txn_runs::RunMessages for DictMessages<'_, '_> {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.value
+    }
+
+    fn finish(&mut self, mark: usize, has_key: bool, key: &[u8], tombstone: bool) -> PyResult<()> {
+        let done = push_messages(self.py, self.names, &self.out, has_key, key, &self.value[mark..], tombstone);
+        self.value.truncate(mark);
+        done
+    }
 }
 
 /// A change's message (and, for a delete when tombstones are on, its tombstone) appended to `out`,

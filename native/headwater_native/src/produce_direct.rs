@@ -88,9 +88,25 @@ impl PackedMessages {
         })
     }
 
-    /// Append a message (`key` None when `has_key` is false) and, for a delete with tombstones,
-    /// its tombstone (same key, null value): what `batch::push_messages` appends as dicts.
-    pub(crate) fn push(&mut self, has_key: bool, key: &[u8], value: &[u8], tombstone: bool) {
+    fn part<'py>(&self, py: Python<'py>, at: usize, len: isize) -> Bound<'py, PyAny> {
+        if len < 0 {
+            py.None().into_bound(py)
+        } else {
+            PyBytes::new(py, &self.buf[at..at + len as usize]).into_any()
+        }
+    }
+}
+
+/// A packed run's values are written straight into `buf`; each key follows its value.
+impl crate::txn_runs::RunMessages for PackedMessages {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// The value `buf[mark..]` and its key (None when `has_key` is false) are a message; for a
+    /// delete with tombstones, the tombstone (same key, null value) follows it.
+    fn finish(&mut self, mark: usize, has_key: bool, key: &[u8], tombstone: bool) -> PyResult<()> {
+        let value_len = (self.buf.len() - mark) as isize;
         let key_at = self.buf.len();
         let key_len = if has_key {
             self.buf.extend_from_slice(key);
@@ -98,30 +114,21 @@ impl PackedMessages {
         } else {
             -1
         };
-        let value_at = self.buf.len();
-        self.buf.extend_from_slice(value);
         self.spans.push(Span {
             key_at,
             key_len,
-            value_at,
-            value_len: value.len() as isize,
+            value_at: mark,
+            value_len,
         });
         if tombstone {
             self.spans.push(Span {
                 key_at,
                 key_len,
-                value_at,
+                value_at: mark,
                 value_len: -1,
             });
         }
-    }
-
-    fn part<'py>(&self, py: Python<'py>, at: usize, len: isize) -> Bound<'py, PyAny> {
-        if len < 0 {
-            py.None().into_bound(py)
-        } else {
-            PyBytes::new(py, &self.buf[at..at + len as usize]).into_any()
-        }
+        Ok(())
     }
 }
 

@@ -30,6 +30,15 @@ pub(crate) type RunOut<'py, M> = (usize, M, usize, usize, u64, isize);
 /// `(stop, changes, ends, end_rows, last_change)`; the messages went to the caller's `push`.
 pub(crate) type RunCounts = (usize, usize, usize, u64, isize);
 
+/// Where `transactions` writes a run's messages: each value is appended to `buffer()` (nothing
+/// else is written to it meanwhile), then declared with its key by `finish(mark, ..)`, `mark`
+/// being the buffer's length before the value. `PackedMessages` hands out its own buffer, so a
+/// packed run's values are written where they stay, not copied there from a scratch buffer.
+pub(crate) trait RunMessages {
+    fn buffer(&mut self) -> &mut Vec<u8>;
+    fn finish(&mut self, mark: usize, has_key: bool, key: &[u8], tombstone: bool) -> PyResult<()>;
+}
+
 /// A change's template: its position key but for the row, source ts, transaction id, read or not.
 type Template<'py> = (
     Bound<'py, PyTuple>,
@@ -39,8 +48,8 @@ type Template<'py> = (
 );
 
 /// See `MessageMaker.transactions` in batch.rs and the module comment. Each change's message goes
-/// to `push(has_key, key, value, tombstone)`: dicts for `transactions`, one buffer for
-/// `transactions_packed` (produce_direct.rs).
+/// to `out` (`RunMessages`): dicts for `transactions`, one buffer for `transactions_packed`
+/// (produce_direct.rs).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transactions<'py>(
     maker: &MessageMaker,
@@ -57,7 +66,7 @@ pub(crate) fn transactions<'py>(
     ts_ms: i64,
     repair_prefix: &str,
     lsn_base: &str,
-    push: &mut impl FnMut(bool, &[u8], &[u8], bool) -> PyResult<()>,
+    out: &mut impl RunMessages,
 ) -> PyResult<RunCounts> {
     let n = &maker.names;
     let plan = plan.get();
@@ -82,7 +91,6 @@ pub(crate) fn transactions<'py>(
         (part(0)?, part(1)?, part(2)?, part(3)?);
     let ts_tail = format!("\",\"ts_ms\":{ts_ms},\"transaction\":null}}");
     let count = records.len();
-    let mut value: Vec<u8> = Vec::with_capacity(1024);
     let mut key: Vec<u8> = Vec::with_capacity(128);
     let mut head: Vec<u8> = Vec::with_capacity(256); // the source block up to "pos":<offset>
                                                      // the position text around the row's 10 digits, and the source head: kept while the template does
@@ -229,8 +237,11 @@ pub(crate) fn transactions<'py>(
             cached = true;
         }
 
-        let Some(has_key) = key_and_images(py, &record, maker, plan, key_plan, &mut key, &mut value)?
+        let value = out.buffer();
+        let mark = value.len();
+        let Some(has_key) = key_and_images(py, &record, maker, plan, key_plan, &mut key, value)?
         else {
+            value.truncate(mark);
             break; // rare: the per-row path finds the key in the image
         };
         value.extend_from_slice(&head);
@@ -259,13 +270,13 @@ pub(crate) fn transactions<'py>(
             value.extend_from_slice(b",\"row\":");
             value.extend_from_slice(digits);
             value.extend_from_slice(b",\"position\":\"");
-            position_text(&mut value);
+            position_text(value);
             value.extend_from_slice(b"\"}");
         } else {
             value.extend_from_slice(b",\"row\":");
             value.extend_from_slice(digits);
             value.extend_from_slice(b",\"position\":\"");
-            position_text(&mut value);
+            position_text(value);
             value.extend_from_slice(b"\",\"schema_version\":");
             value.extend_from_slice(&schema_version);
             value.extend_from_slice(b"}");
@@ -273,10 +284,11 @@ pub(crate) fn transactions<'py>(
         value.extend_from_slice(b",\"op\":\"");
         value.extend_from_slice(op_bytes);
         value.extend_from_slice(ts_tail.as_bytes());
-        if value.len() > maker.max_value {
+        if value.len() - mark > maker.max_value {
+            value.truncate(mark);
             break; // the per-row path raises MessageTooLarge, naming table, key and size
         }
-        push(has_key, &key, &value, maker.tombstones && op.is(delete_op))?;
+        out.finish(mark, has_key, &key, maker.tombstones && op.is(delete_op))?;
         last = Some((pk, ts, txn, read));
         changes += 1;
         last_change = i as isize;
