@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -195,7 +196,7 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
     return ChangeColumns(
         schema,
         pa.array(ops, pa.string()),
-        pa.array(position_texts(events), pa.string()),
+        position_texts(events),
         pa.array([e.source_ts_ms for e in events], pa.int64()),
         pa.array([e.transaction_id for e in events], pa.string()),
         image,
@@ -223,29 +224,39 @@ def _updates_keep_keys(events: Sequence[ChangeEvent], key: tuple[int, ...]) -> b
     return True
 
 
-def position_texts(events: Sequence[ChangeEvent]) -> list[str]:
-    """``e.position.to_string()`` of each event. The rows of one transaction differ only in the row
-    index, at one place of the text: each transaction's first position is spelled, the others are
-    its text with their row put in (to_string costs ~1.2 us, this ~0.3)."""
-    texts: list[str] = []
-    append = texts.append
-    gtid: object = None
-    file, offset, era = "", -1, -1
-    head, tail = "", ""
-    template = False
-    for e in events:
-        p = e.position
-        if (p.gtid is gtid or p.gtid == gtid) and p.offset == offset and p.file == file and p.era == era:
-            if template:
-                append(f"{head}{p.row:010d}{tail}")
-            else:
-                append(p.to_string())
-            continue
-        gtid, file, offset, era = p.gtid, p.file, p.offset, p.era
-        text = p.to_string()
-        append(text)
-        head, tail, template = _row_place(p, text)
-    return texts
+def position_texts(events: Sequence[ChangeEvent]) -> pa.Array:
+    """``e.position.to_string()`` of each event, as a string array. The rows of one transaction
+    differ only in the row index, at one place of the text: each transaction (a run of one binlog
+    offset whose positions share their GTID, file and era) has its first position spelled, and its
+    rows' indexes are put in by Arrow (0.28 us per change; to_string 1.2, a template per row 0.42)."""
+    positions = [e.position for e in events]
+    n = len(positions)
+    offsets = pa.array([p.offset for p in positions], pa.int64())
+    gtids = [p.gtid for p in positions]
+    files = [p.file for p in positions]
+    eras = [p.era for p in positions]
+    cuts = (
+        pc.indices_nonzero(pc.not_equal(offsets.slice(1), offsets.slice(0, n - 1))).to_pylist()
+        if n > 1
+        else []
+    )
+    bounds = [0, *(c + 1 for c in cuts), n]
+    digits = pc.utf8_lpad(pa.array([p.row for p in positions], pa.int64()).cast(pa.string()), 10, "0")
+    parts = []
+    for a, b in itertools.pairwise(bounds):
+        first, k = positions[a], b - a
+        # list.count tests identity first: the rows of one transaction share these objects
+        same = gtids[a:b].count(first.gtid) == k and files[a:b].count(first.file) == k
+        head, tail, placed = (
+            _row_place(first, first.to_string())
+            if same and eras[a:b].count(first.era) == k
+            else ("", "", False)
+        )
+        if placed:
+            parts.append(pc.binary_join_element_wise(head, digits.slice(a, k), tail, ""))
+        else:
+            parts.append(pa.array([p.to_string() for p in positions[a:b]], pa.string()))
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 
 def _row_place(p: Position, text: str) -> tuple[str, str, bool]:

@@ -101,7 +101,8 @@ def test_position_texts_spell_each_position() -> None:
     positions += [mariadb.at_row(1), Position(Gtid(0, 1, 7), "mariadb-bin.000042", 42, 5)]  # equal, not same
     events = [_event(Op.CREATE, 1, 0, _row(1)) for _ in positions]
     events = [dataclasses.replace(e, position=p) for e, p in zip(events, positions, strict=True)]
-    assert position_texts(events) == [p.to_string() for p in positions]
+    assert position_texts(events).to_pylist() == [p.to_string() for p in positions]
+    assert position_texts(events[:1]).to_pylist() == [positions[0].to_string()]
 
 
 def test_a_batch_becomes_runs_of_one_table_version_with_each_truncate_alone() -> None:
