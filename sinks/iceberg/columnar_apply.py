@@ -60,13 +60,11 @@ def add_columns(writer: TableWriter, columns: ChangeColumns) -> int:
 
 
 def events_or_columns(
-    records: ChunkRecords, add_chunk: Callable[[ChangeColumns], None]
+    records: ChunkRecords, add_chunk: Callable[[ChangeColumns], bool | None]
 ) -> Iterator[ChangeEvent]:
     """The chunks' changes for the sink's per-change loop, but for chunks decodable as Arrow
     columns, which ``add_chunk`` appends whole (in batch order, between the others' events)."""
     for chunk in records.chunks:
         columns = chunk.columns()
-        if columns is None:
+        if columns is None or add_chunk(columns) is False:
             yield from chunk.events()
-        else:
-            add_chunk(columns)

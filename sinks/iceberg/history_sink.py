@@ -109,6 +109,7 @@ from sinks.iceberg.progress_commit import (
 )
 from sinks.iceberg.pyiceberg_speed import warm_up as warm_up_pyiceberg
 from sinks.iceberg.read_batches import add_rest
+from sinks.iceberg.snapshot_bound import SnapshotBound, ensure_commit_properties
 from sinks.iceberg.snapshot_state import (
     expire_all_but,
     merged_state,
@@ -160,6 +161,8 @@ class IcebergHistorySink:
         self._epoch = 0
         self._claim: Claim | None = None  # set by claim_writer (embedded mode)
         self._commits = 0
+        # a history table's snapshot count capped whatever the commit rate (sinks.iceberg.snapshot_bound)
+        self._bound = SnapshotBound(max(config.max_snapshots, config.maintenance_retain_last))
         # commits run on one background thread so that Parquet writing overlaps the next rows' Arrow
         # conversion; at most one is in flight, and applied() moves when it has landed
         self._committer: ThreadPoolExecutor | None = None
@@ -293,9 +296,19 @@ class IcebergHistorySink:
                 found.follow(columns.schema, self.pipeline, self.config.schema_changes, first)
             accepted += add_columns(found, columns)
 
+        def embedded_chunk(columns: ChangeColumns) -> bool:
+            found = batch_writer(columns.schema)
+            assert found is not None
+            if found.threshold is not None:
+                if Position.parse(str(columns.position[0])) <= found.threshold:
+                    return False
+                found.threshold = None
+            add_chunk(columns)
+            return True
+
         records: Iterable[ChangeEvent | SchemaChange] = batch.records if read is None else read
-        if kafka and isinstance(records, ChunkRecords):
-            records = events_or_columns(records, add_chunk)
+        if isinstance(records, ChunkRecords):
+            records = events_or_columns(records, add_chunk if kafka else embedded_chunk)
         try:
             for record in records:
                 if record.__class__ is SchemaChange:
@@ -409,6 +422,7 @@ class IcebergHistorySink:
                 identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
                 if table is None:
                     raise
+        ensure_commit_properties(table, identifier)  # a table from before manifest merging
         writer = TableWriter(schema.ref, identifier, table)
         self._writers[schema.ref] = writer
         return writer
@@ -444,6 +458,7 @@ class IcebergHistorySink:
                 check_not_fenced(self.name, self._progress, claim)
             raise
         final = self._record_progress(state)
+        self._bound.after_commit([(writer.identifier, writer.table) for writer, _chunks in work])
         self._commits += 1
         if self._commits % _PROGRESS_EXPIRE_EVERY == 0:
             expire_all_but(self._progress, _PROGRESS_KEEP)
