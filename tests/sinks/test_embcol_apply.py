@@ -140,7 +140,8 @@ def _history_rows(tmp_path: Path, name: str) -> pa.Table:
 
 def test_iceberg_history_equals_the_per_change_path(tmp_path: Path) -> None:
     a, b = _history(tmp_path, "columns"), _history(tmp_path, "events")
-    _feed(a, b)
+    second = _feed(a, b)
+    assert second.decoded_columns() is not None  # the history took the columns
     assert a.applied() == b.applied() == _state(_batches()[3])
     a.close()
     b.close()
