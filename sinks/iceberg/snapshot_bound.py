@@ -85,11 +85,14 @@ class SnapshotBound:
     raises: the cycle has landed, and a failed expiry is retried after a later commit.
     """
 
-    def __init__(self, max_snapshots: int, slack: int | None = None) -> None:
+    def __init__(self, max_snapshots: int, slack: int | None = None, most: int | None = None) -> None:
         if max_snapshots < 1:
             raise ValueError("max_snapshots must be at least 1 (the current snapshot)")
         self.max_snapshots = max_snapshots
         self.slack = slack if slack is not None else max(10, max_snapshots // 10)
+        # the most expired after one commit (the oldest first): a table from before the cap (thousands
+        # of snapshots) is brought down over many commits, not in one stall of the committer thread
+        self.most = most if most is not None else max(100, 4 * self.slack)
         self.expired = 0  # snapshots expired so far (for tests and logs)
 
     def after_commit(self, tables: Iterable[tuple[str, Table]]) -> None:
@@ -107,7 +110,8 @@ class SnapshotBound:
                     table.refresh()
 
     def _expire(self, identifier: str, table: Table) -> RemovedFiles:
-        ids = past_the_cap(table, self.max_snapshots)
+        by_id = {s.snapshot_id: s.timestamp_ms for s in table.metadata.snapshots}
+        ids = sorted(past_the_cap(table, self.max_snapshots), key=by_id.__getitem__)[: self.most]
         removed = expire_removing_files(table, ids)
         self.expired += len(ids)
         log.info(

@@ -192,3 +192,20 @@ def test_expiry_reading_only_the_oldest_kept_snapshot_still_keeps_every_live_fil
     table.append(data[0])
     removed = expire_removing_files(table, [ids[2], ids[3]])
     assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [0, 2, 3, 4, 6]
+
+
+def test_the_cap_brings_a_long_history_down_a_batch_per_commit(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    catalog = open_catalog(cfg.catalog)
+    catalog.create_namespace("plain")
+    table = catalog.create_table("plain.t", schema=pa.schema([("id", pa.int64())]))
+    for i in range(30):  # a table from before the cap
+        table.append(pa.table({"id": pa.array([i], pa.int64())}))
+    oldest = [s.snapshot_id for s in table.metadata.snapshots]
+    cap = SnapshotBound(5, slack=1, most=10)
+    cap.after_commit([("plain.t", table)])
+    assert [s.snapshot_id for s in table.metadata.snapshots] == oldest[10:]  # the oldest ten went
+    cap.after_commit([("plain.t", table)])
+    cap.after_commit([("plain.t", table)])
+    assert len(table.metadata.snapshots) == 5
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == list(range(30))
