@@ -13,6 +13,10 @@ exit 2 naming it (``WriterFenced``). Claims are made at every attempt, so after 
 that retries would claim again; before it does, it probes the sinks (an empty batch, which a fenced
 writer cannot apply), so that a daemon that was taken over stops instead of taking the sinks back.
 
+Each batch goes to the sinks as column chunks (embedded_columns.py: runs of one table version, as
+Arrow columns when a sink asks), which the SQL sinks and the Iceberg history apply column-wise as
+`cdc sink` does; a batch a sink partly holds goes its per-change path, which skips what it holds.
+
 Batches are cut by size and time, not only at transaction ends, so a transaction of millions of rows
 needs no memory proportional to its size; a serving database may then show such a transaction in
 parts until its last batch is applied (Kafka mode keeps transactions whole).
