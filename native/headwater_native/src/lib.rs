@@ -312,16 +312,35 @@ impl RowPlan {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
 fn write_str(text: &str, out: &mut Vec<u8>) {
     // orjson's escapes: the two-character forms for \b \t \n \f \r \" \\, \u00XX (lowercase) for
     // the other control characters; everything else, DEL and U+2028 included, as UTF-8
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // eight bytes at a time while none needs an escape (no byte < 0x20, '"' or '\\': each test
+        // is exact as a yes/no for the word), then byte by byte through the word that has one
+        if let Some(word) = bytes.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+            let quote = (x ^ (ONES * 0x22)).wrapping_sub(ONES) & !(x ^ (ONES * 0x22)) & HIGHS;
+            let slash = (x ^ (ONES * 0x5C)).wrapping_sub(ONES) & !(x ^ (ONES * 0x5C)) & HIGHS;
+            if control | quote | slash == 0 {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&bytes[start..i]);
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
