@@ -3,17 +3,20 @@
 item is a tracked container, and the row's frozen ``Position`` and ``ChangeEvent``. A young
 collection of a capture then walks none of the rows the hand-over queue holds. Untracked objects
 are still freed by reference counting, compare and hash as before, and an image that holds a
-container stays tracked. And ``transactions_packed``'s partition argument
-(0 for a one-partition topic, else the producer's partitioner)."""
+container stays tracked. And the writer's side of capcpu's changes: ``transactions_packed``'s
+partition argument (0 for a one-partition topic, else the producer's partitioner), values written
+straight into the run's buffer, and write_str's eight-bytes-at-a-time scan."""
 
 from __future__ import annotations
 
 import gc
 import json
+import random
 import sys
 import uuid
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -186,3 +189,28 @@ def test_a_run_stops_cleanly_before_an_oversized_or_keyless_change() -> None:
     assert stops == [1, 1, 3, 3]  # stopped before the oversized change and before the keyless one
     assert [k for k, _ in packed] == [b'{"id":1}', b'{"id":3}']
     assert [json.loads(v or b"")["after"]["note"] for _, v in packed] == ["a", "c"]
+
+
+def test_strings_are_escaped_as_orjson_does_at_every_offset() -> None:
+    """write_str takes eight bytes at a time while none needs an escape: a character that does, at
+    any offset of a word and in strings of every length around the words' ends, is escaped as
+    orjson escapes it."""
+    encoder = EnvelopeEncoder("p")
+    position = Position(Gtid(0, 1, 1), "bin.000001", 4)
+    specials = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\u2028", "é", "\N{GRINNING FACE}"]
+    rng = random.Random(11)
+    texts = [
+        "a" * offset + special + "b" * tail
+        for special in specials
+        for offset in range(10)
+        for tail in (0, 1, 7, 8, 9)
+    ]
+    texts += [
+        "".join(rng.choice(specials + list("abcdefgh")) for _ in range(rng.randrange(40))) for _ in range(500)
+    ]
+    for k, text in enumerate(texts):
+        image = (k, None, text, None, 0.5)
+        event = ChangeEvent(Op.CREATE, KEYED, (k,), None, image, position, 7, "0-1-1")
+        _key, value = encoder.encode_change(event)
+        assert value is not None and orjson.dumps(text) in value, text
+        assert json.loads(value)["after"]["note"] == text
