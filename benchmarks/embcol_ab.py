@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def main() -> None:
                         file=sys.stderr,
                     )
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         if schemas:
             engine = sa.create_engine(stack.postgres.sqlalchemy_url())
             with engine.begin() as conn:
