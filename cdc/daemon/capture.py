@@ -53,16 +53,17 @@ if os.environ.get("HEADWATER_CAPTURE_TIMING"):
 # end-to-end p99 was ~110 ms at 10k changes/s. A commit costs the writer ~2-3 ms of waiting (while
 # the reading thread goes on) and ~0.2 ms of CPU, so at most ~40 a second cost throughput little;
 # while the writer is the slower thread, chunks queue up and it never gets here (flush_max_* rule).
-#
-# The same gap holds for a commit made because the source is quiet (nothing more waiting). Each Kafka
-# commit costs the broker ~2.5 ms of CPU whatever its size (AddPartitionsToTxn, EndTxn, the markers;
-# a private broker at 10k messages/s: 0.10-0.11 cores at 25 commits/s, 0.36-0.45 at 150/s), and at
-# 10k changes/s written as 100 small transactions a second, committing at every quiet moment made
-# ~150 commits a second on a quiet machine: that CPU competed with the database, the sink and capture
-# itself for the 2 cores and lengthened every commit (p50 ~6 ms against ~3.6 with the gap, under
-# load). A change that comes within the gap waits for it in the open transaction
-# (benchmarks/results: e2etail).
 COMMIT_GAP_S = 0.025
+# The shortest time between a commit and the next one made because the source is quiet (nothing
+# more waiting). Each Kafka commit costs the broker ~2.5 ms of CPU whatever its size
+# (AddPartitionsToTxn, EndTxn, the markers; a private broker at 10k messages/s: 0.10-0.11 cores at 25
+# commits/s, 0.36-0.45 at 150/s). At 10k changes/s written as 100 small transactions a second,
+# committing at every quiet moment made ~150 commits/s on a quiet machine, 50-85 under load. With
+# this gap, alternated e2e runs at load 10-17 (benchmarks/results: e2etail): commits/s 75 -> 56,
+# broker CPU 27.9 -> 23.1 us per change, p50 58 -> 41 ms, p99 198 -> 177 ms (medians of 5). 25 ms
+# halved the commits and the p50 but not the p99 (357 against 355 ms, 17 pairs at load 8-19; 323 in
+# the 5 runs above). A change that comes within the gap waits for it in the open transaction.
+QUIET_GAP_S = 0.012
 
 
 class StreamWriter(Protocol):
@@ -270,6 +271,7 @@ class CaptureDaemon:
         # Commit once everything handed over is written and the last commit is COMMIT_GAP_S old, even
         # if more input waits (``drained``, see COMMIT_GAP_S); 0 until the first commit.
         soon = 0.0
+        quiet_soon = 0.0  # the same for a commit because the source is quiet (QUIET_GAP_S)
         # Idle checkpoint (SourceProgress): no captured change lies before ``idle``, and nothing is
         # written since the last commit; committed alone, at most once per idle_checkpoint_s.
         idle: RestartPoint | None = None
@@ -286,7 +288,7 @@ class CaptureDaemon:
         begun = 0.0  # wall clock of the open Kafka transaction's begin (timing lines only)
 
         def commit(why: str) -> None:
-            nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit, soon
+            nonlocal open_txn, complete, events_since_commit, idle, transactions_at_commit, soon, quiet_soon
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             point = complete.restart if complete.__class__ is TransactionEnd else complete
             assert isinstance(point, RestartPoint)
@@ -308,7 +310,8 @@ class CaptureDaemon:
                 metrics.position = point
                 seen.clear()
             open_txn, complete, events_since_commit, idle = False, None, 0, None
-            soon = time.monotonic() + COMMIT_GAP_S
+            returned = time.monotonic()
+            soon, quiet_soon = returned + COMMIT_GAP_S, returned + QUIET_GAP_S
 
         def begin() -> None:
             nonlocal open_txn, deadline, begun
@@ -338,7 +341,7 @@ class CaptureDaemon:
             # reason to wake: polling without blocking there spun the loop (and held the GIL the
             # reading thread needs) until the transaction's next rows arrived.
             if complete is not None and not mid_transaction:
-                due = deadline if drained is None else min(deadline, soon)
+                due = deadline if drained is None else min(deadline, soon, quiet_soon)
                 wait = max(due - time.monotonic(), 0.0)
             elif idle is not None:
                 wait = max(idle_due - time.monotonic(), 0.0)
@@ -355,7 +358,7 @@ class CaptureDaemon:
                 if (
                     complete is not None
                     and not mid_transaction
-                    and time.monotonic() >= (deadline if drained is None else min(deadline, soon))
+                    and time.monotonic() >= (deadline if drained is None else min(deadline, soon, quiet_soon))
                 ):
                     # nothing came while waiting out the gap after the last commit, or flush_max_ms
                     commit("timer" if time.monotonic() >= deadline else "gap")
@@ -462,9 +465,9 @@ class CaptureDaemon:
             # coming and transactions are batched up to flush_max_events / flush_max_ms.
             if complete is not None and not mid_transaction and quiet is not None:
                 if quiet():
-                    if drained is None or time.monotonic() >= soon:
+                    if drained is None or time.monotonic() >= quiet_soon:
                         commit("quiet")
-                    # else the loop's wait ends at ``soon``, and the timer commits then ("gap")
+                    # else the loop's wait ends at ``quiet_soon``, and the timer commits then ("gap")
                 elif drained is not None and time.monotonic() >= soon and drained():
                     commit("drained")
             if idle is not None and time.monotonic() >= idle_due:

@@ -1,6 +1,6 @@
 """A source that goes quiet after every small transaction (10k changes/s written as 100 transactions a
 second) is not committed after every one: a commit made because the source is quiet (or by the
-timer while waiting for input) comes at least COMMIT_GAP_S after the previous commit returned. Each
+timer while waiting for input) comes at least QUIET_GAP_S after the previous commit returned. Each
 Kafka commit costs the broker ~2.5 ms of CPU whatever its size (benchmarks/results: e2etail), and at
 ~150 commits a second that CPU, on the machine that also runs the database, made the end-to-end tail
 under load; the changes that come in the meantime go into the open transaction."""
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from cdc.core.events import SourceRecord, TransactionEnd
 from cdc.core.positions import RestartPoint
-from cdc.daemon.capture import COMMIT_GAP_S, CaptureDaemon, CaptureOptions
+from cdc.daemon.capture import QUIET_GAP_S, CaptureDaemon, CaptureOptions
 from tests.unit.test_daemon_capture import Broker, FakeSource, FakeWriter, keys, transactions
 
 
@@ -66,6 +66,6 @@ def test_quiet_commits_keep_a_gap_and_lose_nothing() -> None:
     between = commits[1:-1]
     assert between, commits
     gaps = [called - returned for (_, returned), (called, _) in itertools.pairwise(commits[1:-1])]
-    assert all(gap >= COMMIT_GAP_S * 0.999 for gap in gaps), (COMMIT_GAP_S, gaps)
+    assert all(gap >= QUIET_GAP_S * 0.999 for gap in gaps), (QUIET_GAP_S, gaps)
     # and fewer commits than transactions (each was its own before)
     assert len(between) < 40
