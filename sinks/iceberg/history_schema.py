@@ -67,7 +67,9 @@ from cdc.core.schemas import ArrowKind, ArrowType, Column, TableSchema
 
 __all__ = [
     "COLUMN_KINDS_PROPERTY",
+    "COMMIT_PROPERTIES",
     "MANIFEST_MERGE_PROPERTIES",
+    "METADATA_FILES_PROPERTIES",
     "META_COLUMNS",
     "PARQUET_LAYOUT_PROPERTIES",
     "PRIMARY_KEY_PROPERTY",
@@ -224,6 +226,16 @@ MANIFEST_MERGE_PROPERTIES = {
     "commit.manifest.min-count-to-merge": "100",
     "commit.manifest.target-size-bytes": str(1024 * 1024),
 }
+# Each commit writes a new metadata JSON (~0.8 KiB per snapshot held, ~200 KiB at the snapshot cap)
+# and nothing removed the old ones: about 17 GB a day per table at a commit a second. pyiceberg
+# deletes all but the newest 100 after each commit with these (Iceberg's own properties; a reader
+# loads the current file, and 100 commits is minutes of grace for one planning on an older file).
+METADATA_FILES_PROPERTIES = {
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+}
+# what every history table is created with and what a table from before is given on open
+COMMIT_PROPERTIES = {**MANIFEST_MERGE_PROPERTIES, **METADATA_FILES_PROPERTIES}
 
 
 def history_partition_spec(schema: Schema) -> PartitionSpec:
@@ -259,7 +271,7 @@ def table_properties(
         }
     )
     return {
-        **MANIFEST_MERGE_PROPERTIES,  # set again by a schema change: a table from before gets them then too
+        **COMMIT_PROPERTIES,  # set again by a schema change: a table from before gets them then too
         PIPELINE_PROPERTY: pipeline,
         SOURCE_PROPERTY: str(schema.ref),
         PRIMARY_KEY_PROPERTY: json.dumps(list(schema.primary_key)),

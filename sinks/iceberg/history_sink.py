@@ -102,7 +102,6 @@ from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new
 from sinks.iceberg.history_schema import history_iceberg_schema, history_partition_spec
 from sinks.iceberg.progress_commit import (
     EMPTY_PROGRESS,
-    NO_RETRY,
     PROGRESS_SCHEMA,
     progress_properties,
     record_progress,
@@ -182,9 +181,10 @@ class IcebergHistorySink:
             self._progress = create_or_load_table(
                 catalog, identifier, PROGRESS_SCHEMA, properties=progress_properties(self.pipeline)
             )
-        if self._progress.properties.get(NO_RETRY[0]) != NO_RETRY[1]:
+        wanted = progress_properties(self.pipeline)
+        if any(self._progress.properties.get(k) != v for k, v in wanted.items()):  # a table from before
             with self._progress.transaction() as txn:
-                txn.set_properties(progress_properties(self.pipeline))
+                txn.set_properties(wanted)
         self._applied = stored_state(self._progress)
         self._pending = self._applied
         self._high_water = self._applied.position if self._applied else None

@@ -14,7 +14,7 @@ from pyiceberg.types import NestedField, StringType
 
 from sinks.contract import AppliedState
 from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, stored_claim
-from sinks.iceberg.history_schema import PIPELINE_PROPERTY
+from sinks.iceberg.history_schema import METADATA_FILES_PROPERTIES, PIPELINE_PROPERTY
 from sinks.iceberg.snapshot_state import merged_state, state_properties, stored_state
 
 __all__ = [
@@ -33,7 +33,9 @@ NO_RETRY = ("commit.retry.num-retries", "0")
 
 
 def progress_properties(pipeline: str) -> dict[str, str]:
-    return {PIPELINE_PROPERTY: pipeline, NO_RETRY[0]: NO_RETRY[1]}
+    """The progress table's properties: it commits as often as the history tables, so it keeps only
+    the newest metadata files too (:data:`METADATA_FILES_PROPERTIES`)."""
+    return {PIPELINE_PROPERTY: pipeline, NO_RETRY[0]: NO_RETRY[1], **METADATA_FILES_PROPERTIES}
 
 
 def record_progress(

@@ -24,8 +24,9 @@ resolves it per source table and passes a :data:`RetentionOf`). One run, per his
    expiry) and that are older than ``orphan_min_age`` are deleted too: a younger unreferenced file
    may belong to a commit in flight.
 
-Metadata JSON files (``*.metadata.json``) are never removed: they hold snapshot lists, schemas and
-properties, no row values, and readers may still hold one.
+Metadata JSON files (``*.metadata.json``) are not removed here: they hold snapshot lists, schemas
+and properties, no row values. pyiceberg itself keeps only the newest 100 after each commit of a
+history or progress table (``history_schema.METADATA_FILES_PROPERTIES``).
 """
 
 from __future__ import annotations

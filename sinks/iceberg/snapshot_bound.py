@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from sinks.iceberg.history_schema import MANIFEST_MERGE_PROPERTIES
+from sinks.iceberg.history_schema import COMMIT_PROPERTIES
 from sinks.iceberg.retention import RemovedFiles, expire_removing_files
 
 __all__ = ["SnapshotBound", "ensure_commit_properties", "past_the_cap"]
@@ -41,13 +41,14 @@ log = logging.getLogger(__name__)
 
 
 def ensure_commit_properties(table: Table, identifier: str) -> bool:
-    """Give ``table`` the history tables' manifest-merge properties if it lacks them; whether it did.
+    """Give ``table`` the history tables' commit properties (manifest merge, old metadata files
+    deleted) if it lacks them; whether it did.
 
     A table property commit adds no snapshot: a sink appending meanwhile retries on top of it (no
     rows of another writer landed). Losing a race here is harmless: the next open or maintenance
     run sets them.
     """
-    missing = {k: v for k, v in MANIFEST_MERGE_PROPERTIES.items() if table.properties.get(k) != v}
+    missing = {k: v for k, v in COMMIT_PROPERTIES.items() if table.properties.get(k) != v}
     if not missing:
         return False
     try:
