@@ -37,6 +37,7 @@ _PARTS = (
     (columnar_apply, "_last_per_key"),
     (columnar_apply, "_by_target"),
     (pg_columnar, "run_steps"),
+    (pg_columnar, "_copy"),
     (pg_columnar, "execute"),
     (pg_session, "read_locked"),
     (pg_session, "commit_with_state"),

@@ -22,10 +22,6 @@ Embedded mode hands the same chunks, in one position order and without Kafka off
 holding any change at or below the position the sink holds goes the per-change path (which skips
 those), any other is applied here and stores its own state (``tests/sinks/test_pgsink_embedded_columns.py``).
 
-On PostgreSQL a batch's tables are collapsed and the first COPY's rows built while the positions
-row is read, and each next COPY's rows while the server still reads the one before
-(:func:`sinks.sql.pg_columnar.run_steps`).
-
 SQLite and MariaDB take the same collapse (same fallbacks, but floats too: they bind the
 envelope's doubles), and bind the rows from the columns in one executemany each way:
 :mod:`sinks.sql.sqlite_columnar` (``tests/sinks/test_sinkcol_sqlite.py``) and
@@ -141,20 +137,12 @@ def _transaction(
     """The batch's tables and the positions row, in one transaction; ``direct``: the targets whose
     inserts are COPYed straight in (PostgreSQL)."""
     stages: pg_columnar.Stages | None = None
-    steps: list[pg_columnar.CopyStep] = []
-
-    def plan() -> None:  # PostgreSQL: collapsed and the first COPY built while the row is read
-        for table in tables:
-            steps.extend(_pg_steps(sink, table, table.target in direct))
-        if steps:
-            steps[0].encode()
-
     try:
         with engine.begin() as conn:
             pg = sink.dialect is Dialect.POSTGRESQL
             if pg:
                 stages = pg_columnar.Stages.of(conn)
-                row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline, plan)
+                row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
             else:
                 row = sink._book.read(conn, sink.settings.pipeline, lock=True)
             check_writer(sink.name, sink._epoch, row)
@@ -167,12 +155,10 @@ def _transaction(
                 fence = row.truncates.get(str(table.schema.ref))
                 if fence is not None and _any_below(table.changes, fence.to_string()):
                     return False  # rows older than a truncate applied (nothing written yet): per change
-            if pg:
-                pg_columnar.run_steps(conn, steps)
-            else:
-                for table in tables:
-                    target = sink._table(table.target)
-                    _write(conn, target, sink._shapes[table.target].primary_key, table, sink.dialect)
+            for table in tables:
+                target = sink._table(table.target)
+                pk = sink._shapes[table.target].primary_key
+                _write(conn, target, pk, table, sink.dialect, table.target in direct)
             state = batch.state if embedded else merged(row.state, batch.state)
             if pg:
                 pg_session.commit_with_state(conn, sink._book, sink.settings.pipeline, state, row.row_exists)
@@ -339,23 +325,21 @@ def _last_per_key(data: pa.Table, keys: list[str]) -> pa.Table:
     return ranked.filter(pa.chunked_array([pa.array([True]), *starts.chunks], pa.bool_()))
 
 
-def _pg_steps(sink: SqlSink, changes: _TableChanges, direct: bool) -> list[pg_columnar.CopyStep]:
-    """What writes one target table's share of the batch on PostgreSQL (nothing sent yet)."""
-    pk = sink._shapes[changes.target].primary_key
-    position_of = {name: i for i, name in enumerate(changes.names)}
-    rows = _last_per_key(changes.changes, [f"c{position_of[k]}" for k in pk])
-    table = sink._table(changes.target)
-    return pg_columnar.plan_table(table, pk, changes.names, rows, direct, changes.binary)
-
-
 def _write(
-    conn: sa.Connection, table: sa.Table, primary_key: Sequence[str], changes: _TableChanges, dialect: Dialect
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    changes: _TableChanges,
+    dialect: Dialect,
+    direct: bool,
 ) -> None:
-    """SQLite and MariaDB: one target table's share of the batch."""
     data = changes.changes
     position_of = {name: i for i, name in enumerate(changes.names)}
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
+    if dialect is Dialect.POSTGRESQL:
+        pg_columnar.write_table(conn, table, primary_key, changes.names, rows, direct, changes.binary)
+        return
     deleted = pc.equal(rows.column("_op"), "d")
     write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows
     write(conn, table, primary_key, changes.names, changes.schema.columns, rows, deleted)

@@ -14,18 +14,13 @@ The stages are temporary tables made once per connection and table shape (``ON C
 ROWS``), not per batch: creating and dropping a table per batch writes PostgreSQL's catalog each
 time. Every value travels as the text PostgreSQL's input function of the target column reads
 (binary as ``\\x`` hex), so the stage's columns have the target's types and a straight COPY reads the
-very same CSV (or, typed, the same binary rows: :mod:`sinks.sql.pg_binary_copy`).
-
-A batch is planned first (:func:`plan_table`: what each COPY carries, nothing sent) and then run
-(:func:`run_steps`): a COPY's rows are built while PostgreSQL still reads the previous COPY's, so
-that the sink thread's CPU and the server's overlap instead of taking turns.
+very same CSV.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import psycopg
 import pyarrow as pa
@@ -38,7 +33,7 @@ from cdc.core.schemas import ArrowType
 from sinks.sql.pg_binary_copy import rows_binary
 from sinks.sql.pg_stages import KeysExist, Stages, execute
 
-__all__ = ["CopyStep", "KeysExist", "Stages", "bytea_hex", "plan_table", "run_steps", "write_table"]
+__all__ = ["KeysExist", "Stages", "bytea_hex", "write_table"]
 
 
 def bytea_hex(values: pa.Array) -> pa.Array:
@@ -61,123 +56,6 @@ def bytea_hex(values: pa.Array) -> pa.Array:
     return prefixed
 
 
-@dataclass(slots=True)
-class CopyStep:
-    """One COPY of a batch's table: into the table itself (``purpose`` None: a batch's inserts, a
-    unique violation is :class:`KeysExist`) or into the session's stage for ``purpose``, then the
-    statement ``then`` builds from the stage's name. The payload is built by :meth:`encode`, which
-    :func:`run_steps` calls while PostgreSQL still reads the step before's rows."""
-
-    table: sa.Table
-    purpose: str | None
-    names: Sequence[str]
-    rows: pa.Table
-    binary: Sequence[ArrowType] | None
-    then: Callable[[sql.Identifier], sql.Composable] | None = None
-    payload: list[bytes | memoryview] | None = None
-
-    def encode(self) -> None:
-        if self.payload is None:
-            self.payload = list(_encoded(self.rows, self.binary))
-            self.rows = self.rows.slice(0, 0)  # the payload holds them now
-
-
-def plan_table(
-    table: sa.Table,
-    primary_key: Sequence[str],
-    names: Sequence[str],
-    rows: pa.Table,
-    direct: bool,
-    binary: Sequence[ArrowType] | None = None,
-) -> list[CopyStep]:
-    """The COPYs (and statements after them) that write ``rows`` into ``table``, nothing sent yet.
-
-    ``rows``: one per key (``c0``.. the values, ``_op``); ``direct``: inserts by COPY straight into
-    the table. ``binary``: the column types of ``names`` when the values are typed and go by binary
-    COPY, None when they are text for a CSV COPY. A key has one row, so the deletes, the inserts and
-    the upserts touch different keys and their order does not matter."""
-    keys = [f"c{names.index(k)}" for k in primary_key]
-    key_types = None if binary is None else [binary[names.index(k)] for k in primary_key]
-    values = [f"c{i}" for i in range(len(names))]
-    steps: list[CopyStep] = []
-    op = rows.column("_op")
-    deleted = pc.equal(op, "d")
-    kept = rows
-    if pc.any(deleted).as_py():
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(k)) for k in primary_key
-        )
-        delete = sql.SQL("DELETE FROM {t} t USING {s} s WHERE {m}")
-        steps.append(
-            CopyStep(
-                table, "delete", primary_key, rows.filter(deleted).select(keys), key_types,
-                lambda stage: delete.format(t=_target(table), s=stage, m=match),
-            )
-        )  # fmt: skip
-        kept = rows.filter(pc.invert(deleted))
-    if direct and kept.num_rows:
-        inserted = pc.equal(kept.column("_op"), "c")
-        every = pc.all(inserted).as_py()  # the common case: no filter, which copies every column
-        fresh = kept if every else kept.filter(inserted)
-        if fresh.num_rows:
-            steps.append(CopyStep(table, None, names, fresh.select(values), binary))
-            kept = kept.slice(0, 0) if every else kept.filter(pc.invert(inserted))
-    if kept.num_rows == 0:
-        return steps
-    rest = [n for n in names if n not in primary_key]
-    action: sql.Composable
-    if rest:
-        action = sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in rest)
-        )
-    else:
-        action = sql.SQL("DO NOTHING")
-    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    upsert = sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({pk}) {action}")
-    pk = sql.SQL(", ").join(sql.Identifier(k) for k in primary_key)
-    steps.append(
-        CopyStep(
-            table, "upsert", names, kept.select(values), binary,
-            lambda stage: upsert.format(t=_target(table), cols=columns, s=stage, pk=pk, action=action),
-        )
-    )  # fmt: skip
-    return steps
-
-
-def run_steps(conn: sa.Connection, steps: Sequence[CopyStep]) -> None:
-    """The steps in order, each COPY's statement after it. The next step's payload is built once
-    this COPY's rows are sent, before waiting for PostgreSQL to have read them: the sink's CPU and
-    the server's overlap (they took turns, ~0.8 us per row of the sink's on the wait's path)."""
-    stages = Stages.of(conn)
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    for i, step in enumerate(steps):
-        following = steps[i + 1] if i + 1 < len(steps) else None
-        if step.purpose is None:
-            into: sql.Composable = _target(step.table)
-        else:
-            into = sql.Identifier(stages.stage(conn, step.table, step.purpose, step.names))
-        step.encode()
-        pieces, step.payload = step.payload or [], None  # let go of each table's rows once sent
-        columns = sql.SQL(", ").join(sql.Identifier(n) for n in step.names)
-        form = sql.SQL("BINARY" if step.binary is not None else "CSV")
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(into, columns, form)
-        try:
-            with raw.cursor() as cur, cur.copy(statement) as copy:
-                for piece in pieces:
-                    copy.write(piece)
-                del pieces
-                if following is not None:
-                    following.encode()  # PostgreSQL reads the rows sent meanwhile
-        except psycopg.errors.UniqueViolation as exc:
-            if step.purpose is None:
-                raise KeysExist(step.table.name) from exc
-            raise
-        if step.then is not None:
-            assert isinstance(into, sql.Identifier)
-            execute(conn, step.then(into))
-
-
 def write_table(
     conn: sa.Connection,
     table: sa.Table,
@@ -187,20 +65,86 @@ def write_table(
     direct: bool,
     binary: Sequence[ArrowType] | None = None,
 ) -> None:
-    """``rows`` into ``table`` now (:func:`plan_table`, then :func:`run_steps`)."""
-    run_steps(conn, plan_table(table, primary_key, names, rows, direct, binary))
+    """``rows``: one per key (``c0``.. the values, ``_op``); ``direct``: inserts by COPY.
+    ``binary``: the column types of ``names`` when the values are typed and go by binary COPY, None
+    when they are text for a CSV COPY."""
+    stages = Stages.of(conn)
+    keys = [f"c{names.index(k)}" for k in primary_key]
+    key_types = None if binary is None else [binary[names.index(k)] for k in primary_key]
+    values = [f"c{i}" for i in range(len(names))]
+    op = rows.column("_op")
+    deleted = pc.equal(op, "d")
+    kept = rows
+    if pc.any(deleted).as_py():
+        stage = sql.Identifier(stages.stage(conn, table, "delete", primary_key))
+        _copy(conn, stage, primary_key, rows.filter(deleted).select(keys), key_types)
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(k)) for k in primary_key
+        )
+        execute(
+            conn,
+            sql.SQL("DELETE FROM {t} t USING {s} s WHERE {m}").format(t=_target(table), s=stage, m=match),
+        )
+        kept = rows.filter(pc.invert(deleted))
+    if direct and kept.num_rows:
+        inserted = pc.equal(kept.column("_op"), "c")
+        every = pc.all(inserted).as_py()  # the common case: no filter, which copies every column
+        fresh = kept if every else kept.filter(inserted)
+        if fresh.num_rows:
+            try:
+                _copy(conn, _target(table), names, fresh.select(values), binary)
+            except psycopg.errors.UniqueViolation as exc:
+                raise KeysExist(table.name) from exc
+            kept = kept.slice(0, 0) if every else kept.filter(pc.invert(inserted))
+    if kept.num_rows == 0:
+        return
+    stage = sql.Identifier(stages.stage(conn, table, "upsert", names))
+    _copy(conn, stage, names, kept.select(values), binary)
+    rest = [n for n in names if n not in primary_key]
+    action: sql.Composable
+    if rest:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in rest)
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    execute(
+        conn,
+        sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({pk}) {action}").format(
+            t=_target(table),
+            cols=columns,
+            s=stage,
+            pk=sql.SQL(", ").join(sql.Identifier(k) for k in primary_key),
+            action=action,
+        ),
+    )
 
 
-def _encoded(rows: pa.Table, binary: Sequence[ArrowType] | None) -> Iterator[bytes | memoryview]:
-    """The COPY stream of ``rows`` (columns in the order of the COPY's): binary when ``binary``
-    gives their types, else CSV."""
+def _copy(
+    conn: sa.Connection,
+    into: sql.Composable,
+    names: Sequence[str],
+    rows: pa.Table,
+    binary: Sequence[ArrowType] | None,
+) -> None:
+    """``rows`` (columns in the order of ``names``) into ``into`` by one COPY: binary when
+    ``binary`` gives their types, else CSV."""
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    raw = conn.connection.driver_connection
+    assert raw is not None
     if binary is not None:
-        yield from rows_binary(rows.columns, binary)
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(into, columns)
+        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+            for piece in rows_binary(rows.columns, binary):
+                copy.write(piece)
         return
     out = io.BytesIO()
     # "needed" quoting quotes empty strings, so that only NULL is an unquoted empty field
     pa_csv.write_csv(rows, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
-    yield out.getbuffer()
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(into, columns)
+    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(out.getbuffer())
 
 
 def _target(table: sa.Table) -> sql.Composable:

@@ -17,7 +17,7 @@ tells the sink to send the batch again, once, on a new connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -58,12 +58,9 @@ def ping_when_idle(engine: sa.Engine) -> None:
     sa.event.listen(engine.pool, "checkout", checkout)
 
 
-def read_locked(
-    conn: sa.Connection, book: Bookkeeping, pipeline: str, meanwhile: Callable[[], object] | None = None
-) -> Held:
+def read_locked(conn: sa.Connection, book: Bookkeeping, pipeline: str) -> Held:
     """The positions row read under its lock, as the transaction's first statement: ``BEGIN``
-    and the read in one round trip. ``meanwhile`` (nothing sent to the server) runs once they are
-    sent, while the server answers."""
+    and the read in one round trip."""
     text = _sql(conn, book, "read")
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -71,8 +68,6 @@ def read_locked(
         with raw.cursor() as cur:
             with raw.pipeline():
                 cur.execute(text, {"pipeline_key": pipeline})
-                if meanwhile is not None:
-                    meanwhile()
             return book.held(cur.fetchone())
     except psycopg.OperationalError as exc:
         if not raw.broken and not raw.closed:
