@@ -70,8 +70,12 @@ def _config(
     server_id: int,
     db: str,
     sink_settings: tuple[str, ...] = (),
+    stream_settings: tuple[str, ...] = (),
 ) -> str:
     extra = "".join(f"    {key}: {value}\n" for key, value in (s.split("=", 1) for s in sink_settings))
+    # librdkafka properties for both daemons' clients (stream.properties), to try one
+    props = "".join(f'    "{key}": "{value}"\n' for key, value in (s.split("=", 1) for s in stream_settings))
+    props = f"  properties:\n{props}" if props else ""
     m, k, p = stack.mariadb, stack.kafka, stack.postgres
     return f"""name: {name}
 source:
@@ -85,7 +89,7 @@ source:
 stream:
   type: kafka
   bootstrap_servers: {k.bootstrap_servers}
-sinks:
+{props}sinks:
   - type: sql
     url: postgresql+psycopg://{p.user}:${{BENCH_PG_PASSWORD}}@{p.host}:{p.port}/{p.database}
     schema: {schema}
@@ -174,6 +178,7 @@ def run(
     tree: Path | None = None,
     refine: bool = True,
     sink_settings: tuple[str, ...] = (),
+    stream_settings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     name = f"e2e{uuid.uuid4().hex[:8]}"
     db = f"{DB}_{name}"
@@ -196,6 +201,7 @@ def run(
             random.randrange(100_000_000, 2_100_000_000),
             db,
             sink_settings,
+            stream_settings,
         )
     )
     env = {**os.environ, "BENCH_SOURCE_PASSWORD": m.password, "BENCH_PG_PASSWORD": stack.postgres.password,
@@ -436,12 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a setting added to the PostgreSQL sink's config (e.g. copy_threshold_rows=1), to try one",
     )
+    parser.add_argument(
+        "--stream-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka property for both daemons (stream.properties, e.g. retry.backoff.ms=10)",
+    )
     args = parser.parse_args(argv)
     steps = [int(x) for x in args.steps.split(",") if x]
     stack = StackConnections.read(default_state_dir())
     tree = args.tree.resolve() if args.tree else None
     refine, settings = not args.no_refine, tuple(args.sink_setting)
-    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree, refine, settings)
+    streams = tuple(args.stream_setting)
+    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree, refine, settings, streams)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
