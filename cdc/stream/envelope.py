@@ -334,9 +334,7 @@ class EnvelopeEncoder:
         )
         messages: PackedMessages | list[dict[str, bytes | None]]
         if packed:
-            stop, messages, changes, ends, end_rows, last_change = maker.transactions_packed(
-                *args, partition
-            )
+            stop, messages, changes, ends, end_rows, last_change = maker.transactions_packed(*args, partition)
         else:
             stop, messages, changes, ends, end_rows, last_change = maker.transactions(*args)
         if changes:

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from pyiceberg.io import pyarrow as pyiceberg_arrow
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.transforms import DayTransform
+from pyiceberg.transforms import DayTransform, Transform
 from pyiceberg.types import IcebergType, TimestampType, TimestamptzType
 
 __all__ = ["MIN_CHUNK_ROWS", "install"]
@@ -76,7 +76,7 @@ def _days(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _single_day(
-    transform: DayTransform, source_type: IcebergType, column: pa.ChunkedArray
+    transform: Transform[Any, Any], source_type: IcebergType, column: pa.ChunkedArray
 ) -> tuple[bool, Any]:
     """(True, the day) when every value of ``column`` is in one day (None: all null), else (False, None)."""
     n = len(column)
