@@ -33,30 +33,18 @@ import pyarrow.compute as pc
 from cdc.core.events import ChangeEvent, ColumnValue, Op, SchemaChange
 from cdc.core.positions import Position
 from cdc.core.schemas import ArrowKind, TableSchema
-from cdc.stream.arrow_changes import ChangeColumns
+from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.json_values import ValueEncoder, column_encoder
 from cdc.stream.kafka_chunks import ChunkRecords
 
 __all__ = ["EventChunk", "event_chunks", "events_as_columns"]
 
-_INTS = frozenset(
-    {
-        ArrowKind.INT8,
-        ArrowKind.INT16,
-        ArrowKind.INT32,
-        ArrowKind.INT64,
-        ArrowKind.UINT8,
-        ArrowKind.UINT16,
-        ArrowKind.UINT32,
-        ArrowKind.UINT64,
-    }
-)
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
 _NONE = type(None)
 _TZINFO = operator.attrgetter("tzinfo")
 # the classes a column's captured values may have for its columns to be exact (None aside)
 _CLASSES: dict[ArrowKind, frozenset[type]] = {
-    **{kind: frozenset({int, _NONE}) for kind in _INTS},
+    **{kind: frozenset({int, _NONE}) for kind in INT_KINDS},
     ArrowKind.BOOL: frozenset({bool, _NONE}),
     ArrowKind.FLOAT32: frozenset({float, _NONE}),
     ArrowKind.FLOAT64: frozenset({float, _NONE}),
@@ -102,7 +90,7 @@ def _shape(schema: TableSchema) -> _Shape | None:
             tuple(c.arrow_type.to_pyarrow() for c in schema.columns),
             tuple(_CLASSES[kind] for kind in kinds),
             tuple(
-                None if kind in _INTS or kind in (ArrowKind.BOOL, ArrowKind.STRING) else column_encoder(c)
+                None if kind in INT_KINDS or kind in (ArrowKind.BOOL, ArrowKind.STRING) else column_encoder(c)
                 for c, kind in zip(schema.columns, kinds, strict=True)
             ),
             schema.key_indexes(),

@@ -31,18 +31,20 @@ import pyarrow.json as pj
 from cdc.core.schemas import ArrowKind, Column, TableSchema
 from cdc.stream.native_columns import RawChanges, decode_envelopes
 
-__all__ = ["ChangeColumns", "change_columns", "chunk_version"]
+__all__ = ["INT_KINDS", "ChangeColumns", "change_columns", "chunk_version"]
 
-_INTS = {
-    ArrowKind.INT8,
-    ArrowKind.INT16,
-    ArrowKind.INT32,
-    ArrowKind.INT64,
-    ArrowKind.UINT8,
-    ArrowKind.UINT16,
-    ArrowKind.UINT32,
-    ArrowKind.UINT64,
-}
+INT_KINDS = frozenset(
+    {
+        ArrowKind.INT8,
+        ArrowKind.INT16,
+        ArrowKind.INT32,
+        ArrowKind.INT64,
+        ArrowKind.UINT8,
+        ArrowKind.UINT16,
+        ArrowKind.UINT32,
+        ArrowKind.UINT64,
+    }
+)
 # read as JSON text, then cast by Arrow's own parser (exact: a refusal sends the chunk the slow way)
 _CAST_FROM_TEXT = {ArrowKind.DECIMAL, ArrowKind.DATE, ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC}
 _OPS = pa.array(["c", "u", "d", "r"], pa.string())
@@ -88,7 +90,7 @@ def chunk_version(first_value: bytes) -> str | None:
 
 def _json_type(column: Column) -> pa.DataType | None:
     kind = column.arrow_type.kind
-    if kind in _INTS or kind is ArrowKind.BOOL:
+    if kind in INT_KINDS or kind is ArrowKind.BOOL:
         return column.arrow_type.to_pyarrow()
     if kind in (ArrowKind.FLOAT32, ArrowKind.FLOAT64):
         return pa.float64()  # "NaN"/"Infinity" strings make the reader refuse: the slow path has them
