@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, ArrowType, TableSchema
-from cdc.stream.arrow_changes import ChangeColumns
+from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import SinkBatch
 from sinks.sql import mariadb_columnar, pg_binary_copy, pg_columnar, pg_session, sqlite_columnar
@@ -55,14 +55,7 @@ __all__ = ["UPSERT_BATCHES", "apply_columns", "column_threshold"]
 _KINDS = frozenset(
     {
         ArrowKind.BOOL,
-        ArrowKind.INT8,
-        ArrowKind.INT16,
-        ArrowKind.INT32,
-        ArrowKind.INT64,
-        ArrowKind.UINT8,
-        ArrowKind.UINT16,
-        ArrowKind.UINT32,
-        ArrowKind.UINT64,
+        *INT_KINDS,
         ArrowKind.STRING,
         ArrowKind.BINARY,
         ArrowKind.DECIMAL,
