@@ -110,27 +110,33 @@ def positions_past_offsets(table: Table, identifier: str, applied: AppliedState 
     offsets were never stored: the consumer delivers them again and these positions drop them.
     The partitions do not come back together: one may be re-delivered and go on (and be committed)
     while another is still behind, so the positions are kept until every partition is past them.
+
+    Every snapshot the table still holds is looked at, not only the newest ones: a cycle after the
+    restart starts from the progress table's offsets, so its snapshot can be covered by them while
+    an older one (the crashed cycle's) is not. The positions are read from every file added since
+    the oldest uncovered snapshot's parent (a superset when covered cycles came after it: harmless,
+    since each is a change the table holds).
     """
-    newest: int | None = None
-    oldest: int | None = None
+    snapshots = {s.snapshot_id: s for s in table.metadata.snapshots}
+    oldest = None
     until: dict[str, int] = {}
     snapshot = table.current_snapshot()
     while snapshot is not None:
         summary = snapshot.summary
         offsets = json.loads(summary[OFFSETS_KEY] or "{}") if summary is not None else {}
-        if all(applied is not None and applied.offsets.get(p, -1) >= int(o) for p, o in offsets.items()):
-            oldest = snapshot.snapshot_id
-            break
-        for partition, offset in offsets.items():
-            until[str(partition)] = max(until.get(str(partition), -1), int(offset))
-        newest = newest if newest is not None else snapshot.snapshot_id
+        if any(applied is None or applied.offsets.get(str(p), -1) < int(o) for p, o in offsets.items()):
+            oldest = snapshot
+            for partition, offset in offsets.items():
+                until[str(partition)] = max(until.get(str(partition), -1), int(offset))
         parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    if newest is None:
+        snapshot = snapshots.get(parent) if parent is not None else None
+    current = table.current_snapshot()
+    if oldest is None or current is None:
         return None
-    files = {t.file.file_path for t in table.scan(snapshot_id=newest).plan_files()}
-    if oldest is not None:
-        files -= {t.file.file_path for t in table.scan(snapshot_id=oldest).plan_files()}
+    files = {t.file.file_path for t in table.scan(snapshot_id=current.snapshot_id).plan_files()}
+    base = oldest.parent_snapshot_id
+    if base is not None and base in snapshots:
+        files -= {t.file.file_path for t in table.scan(snapshot_id=base).plan_files()}
     seen: set[str] = set()
     for path in sorted(files):
         with table.io.new_input(path).open() as stream:
