@@ -8,6 +8,8 @@ exactly once, in the order the workload made them per key.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import threading
 import time
@@ -22,6 +24,7 @@ from cdc.config import load_config
 from cdc.config.models import PipelineConfig, SqlSinkConfig
 from cdc.core.schemas import TableRef
 from cdc.devstack.private_mariadb import PrivateMariaDb
+from cdc.devstack.process import port_open
 from sinks.iceberg import read_history
 from sinks.sql import create_sql_sink
 from tests.support.workload import Daemon
@@ -29,10 +32,43 @@ from tests.support.workload import Daemon
 Change = tuple[str, int, int]  # (op, id, ver)
 
 
+_claimed_base: int | None = None
+_claim_fd: int | None = None
+
+
+def _port_base() -> int:
+    """This test process's pair of ports in the failover range (3340-3359), claimed for its life.
+
+    Test files run in parallel workers: two failover tests that drew the same ports at random
+    collided (one's stop found the other's server still listening, the next start found the port
+    taken). Each process takes a pair nobody has locked (an flock on a file per pair, released when
+    the process exits) and keeps it: its own tests run one after another.
+    """
+    global _claimed_base, _claim_fd
+    if _claimed_base is not None:
+        return _claimed_base
+    bases = [3340 + 2 * i for i in range(10)]
+    random.shuffle(bases)
+    for base in bases:
+        fd = os.open(f"/tmp/headwater-failover-ports-{base}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        if port_open(base) or port_open(base + 1):  # something outside the tests holds them
+            os.close(fd)
+            continue
+        _claimed_base, _claim_fd = base, fd
+        return base
+    raise RuntimeError("every port pair of the failover range (3340-3359) is in use")
+
+
 def server_pair(tmp: Path) -> tuple[PrivateMariaDb, PrivateMariaDb]:
-    """Two private servers on ports of the failover range (3340-3359); the replica's server_id is
-    drawn from 4300-4349 (a replica must have its own; the pipeline's reader takes 4350-4399)."""
-    base = 3340 + 2 * random.randrange(10)
+    """Two private servers on this process's ports of the failover range (3340-3359); the replica's
+    server_id is drawn from 4300-4349 (a replica must have its own; the pipeline's reader takes
+    4350-4399)."""
+    base = _port_base()
     replica_id = random.randint(4300, 4349)  # the pipelines take 4350-4399
     return (
         PrivateMariaDb(tmp / "primary", port=base),
