@@ -48,6 +48,7 @@ import pymysql
 from benchmarks.child import peak_rss_mb
 from benchmarks.e2e_cpu import cpu_per_change, kafka_pid, loadavg
 from benchmarks.e2e_cpu import sample as cpu_sample
+from benchmarks.e2e_disk import DiskWatch, describe
 from benchmarks.e2e_hops import latency_parts, print_parts
 from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile
 from cdc.devstack.connections import StackConnections, default_state_dir
@@ -245,12 +246,16 @@ def run(
         pids = {"cdc_run": capture.pid, "cdc_sink": sink.pid, "kafka": kafka_pid(default_state_dir())}
         cpu_before = {name: cpu_sample(pid) for name, pid in pids.items()}
         result["loadavg"] = [loadavg()]
+        # how long an fsync took meanwhile (MariaDB's and PostgreSQL's commits wait on one)
+        disk = DiskWatch(stack, default_state_dir())
+        disk.start()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
         _drain(clock, 30)
         ended = time.time()
         cpu_after = {name: cpu_sample(pid) for name, pid in pids.items()}
         result["loadavg"].append(loadavg())
+        result["disk"] = disk.stop(started, ended)
         sample()
         lat = [latency for at, latency in clock.latencies if at >= started]
         result.update(
@@ -281,6 +286,7 @@ def run(
             ),
             file=sys.stderr,
         )
+        print(f"  {describe(result['disk'])}", file=sys.stderr, flush=True)
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)

@@ -7,9 +7,11 @@ import bisect
 import itertools
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.e2e_episodes import episodes, print_episodes
 from benchmarks.e2e_probes import POLL_S, Clock, quantile
 
 TIMING = re.compile(
@@ -89,6 +91,7 @@ def latency_parts(
         names += ("behind_previous_commit", "capture_commit_wait", "capture_commit", "visible_to_polled")
     lag: list[float] = []  # the probe's "visible" after `cdc sink`'s poll: its lag
     rows: list[tuple[float, ...]] = []
+    timeline: list[tuple[float, tuple[float, ...]]] = []  # (write time, row): the slow episodes
     k = 0
     with clock.lock:
         seq = list(clock.seq)
@@ -102,6 +105,7 @@ def latency_parts(
                 hops = (written, source, produced, polled, handed, begun, committed, seen)
                 split = _split_commit(source, produced, polled, called, done) if called else ()
                 rows.append((seen - written, *(b - a for a, b in itertools.pairwise(hops)), *split))
+                timeline.append((written, rows[-1]))
                 lag.append(visible - polled)
             k += n
     # after the COMMIT, on the sink thread before it takes the next batch (metrics, Arrow's memory)
@@ -120,6 +124,12 @@ def latency_parts(
             "commit_p50_ms": quantile(took, 0.5) * 1000,
             "commit_p99_ms": quantile(took, 0.99) * 1000,
             "why": {reason: sum(1 for j in window if why[j] == reason) for reason in sorted(set(why))},
+            # the commits over 30 ms: (when called, wall clock; how long, ms), to line up with logs
+            "slow": [
+                (called[j], round((done[j] - called[j]) * 1000, 1))
+                for j in window
+                if done[j] - called[j] > 0.03
+            ],
         }
     out["probe_lag_behind_sink"] = {
         "mean_ms": sum(lag) / len(lag) * 1000,
@@ -143,6 +153,7 @@ def latency_parts(
             "p99_ms": quantile(values, 0.99) * 1000,
             "slowest_1pct_mean_ms": _mean([row[j] for row in worst]) * 1000,
         }
+    out["episodes"] = episodes(timeline, names)
     out["total"] = {
         "mean_ms": sum(row[0] for row in rows) / len(rows) * 1000,
         "p50_ms": rows[len(rows) // 2][0] * 1000,
@@ -177,4 +188,11 @@ def print_parts(parts: dict[str, Any], rate: int) -> None:
             f" {commits['commit_p99_ms']:.1f} p99; why: {commits['why']}",
             file=sys.stderr,
         )
+        if commits.get("slow"):
+            slow = ", ".join(
+                time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d} {ms:g} ms"
+                for at, ms in commits["slow"][:12]
+            )
+            print(f"  commits over 30 ms: {slow}", file=sys.stderr)
     print(f"  {parts['changes']:,} changes in {parts['batches']:,} batches", file=sys.stderr, flush=True)
+    print_episodes(parts.get("episodes", []), parts["changes"])
