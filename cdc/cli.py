@@ -13,26 +13,21 @@ if __name__ == "__main__":  # `python -m cdc.cli`; the `cdc` script goes through
 # the imports below come after listening for SIGTERM, on purpose
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from cdc import __version__
-from cdc.bootstrap_command import bootstrap
-from cdc.catalog_command import catalog
+from cdc.cli_lazy import LazyGroup
 from cdc.cli_options import CONFIG_OPTION
 from cdc.cli_options import load_or_exit as load_or_exit  # re-exported: commands import it from here
 from cdc.config import PipelineConfig
 from cdc.config.models import IcebergSinkConfig
 from cdc.core.errors import ConfigError, HeadwaterError
-from cdc.demo import demo
-from cdc.devstack.commands import dev
 from cdc.lineage import hooks as lineage
 from cdc.logs import LOG_FORMATS, configure_logging
-from cdc.reconcile_command import reconcile
-from cdc.schema_commands import schema
-from cdc.status_command import status
 
 if TYPE_CHECKING:
     from cdc.daemon.health import Observed
@@ -44,7 +39,30 @@ if TYPE_CHECKING:
 _DAEMONS = ("run", "sink")  # the commands whose supervisor takes a SIGTERM as a stop request
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _dev() -> click.Command:
+    from cdc.demo import demo
+    from cdc.devstack.commands import dev
+
+    dev.add_command(demo)
+    return dev
+
+
+# imported when invoked (cdc/cli_lazy.py): a daemon does not hold the other commands' imports
+_COMMANDS: dict[str, str | Callable[[], click.Command]] = {
+    "bootstrap": "cdc.bootstrap_command:bootstrap",
+    "catalog": "cdc.catalog_command:catalog",
+    "dev": _dev,
+    "reconcile": "cdc.reconcile_command:reconcile",
+    "schema": "cdc.schema_commands:schema",
+    "status": "cdc.status_command:status",
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="cdc")
 @click.option(
     "--log-level",
@@ -441,15 +459,6 @@ def _masked(config: PipelineConfig) -> object:
     data = json.loads(config.model_dump_json(by_alias=True))
     data["source"]["password"] = "***" if config.source.password.get_secret_value() else ""
     return json.loads(_mask(json.dumps(data)))
-
-
-dev.add_command(demo)
-main.add_command(dev)
-main.add_command(schema)
-main.add_command(reconcile)
-main.add_command(catalog)
-main.add_command(bootstrap)
-main.add_command(status)
 
 
 if __name__ == "__main__":
