@@ -107,6 +107,7 @@ from sinks.iceberg.progress_commit import (
     record_progress,
 )
 from sinks.iceberg.pyiceberg_speed import warm_up as warm_up_pyiceberg
+from sinks.iceberg.pyiceberg_workers import bound_workers
 from sinks.iceberg.read_batches import add_rest
 from sinks.iceberg.snapshot_bound import SnapshotBound, ensure_commit_properties
 from sinks.iceberg.snapshot_state import (
@@ -171,6 +172,7 @@ class IcebergHistorySink:
     def open(self) -> None:
         catalog = open_catalog(self.config.catalog, self._base_dir)
         warm_up_pyiceberg()  # the first commit's lazy imports, before changes flow
+        bound_workers()  # one pyiceberg writer thread (pyiceberg_workers.py: peak RSS)
         ensure_namespace(catalog, self.config.namespace)
         self._catalog = catalog
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-commit")
