@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from benchmarks.e2e_cpu import sample as cpu_sample
 from benchmarks.e2e_disk import DiskWatch, describe
 from benchmarks.e2e_hops import latency_parts, print_parts
 from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile
-from cdc.devstack.connections import StackConnections, default_state_dir
+from cdc.devstack.connections import KafkaConnection, StackConnections, default_state_dir
 
 # each run's own database, <DB>_<pipeline>: two runs at once (several engineers share the machine)
 # dropped each other's table under a shared name
@@ -180,7 +181,12 @@ def run(
     refine: bool = True,
     sink_settings: tuple[str, ...] = (),
     stream_settings: tuple[str, ...] = (),
+    kafka_state: Path | None = None,
 ) -> dict[str, Any]:
+    """``kafka_state``: the state directory of another stack whose broker to use (its pid for the CPU
+    figures, its port from its server.properties): a private broker with other settings, to A/B them."""
+    if kafka_state is not None:
+        stack = replace(stack, kafka=KafkaConnection(_broker_address(kafka_state)))
     name = f"e2e{uuid.uuid4().hex[:8]}"
     db = f"{DB}_{name}"
     m = stack.mariadb
@@ -243,7 +249,11 @@ def run(
         clock.in_kafka.clear()
         clock.produced.clear()
         # what `cdc run`, `cdc sink` and the broker spent, and how long they waited for a core
-        pids = {"cdc_run": capture.pid, "cdc_sink": sink.pid, "kafka": kafka_pid(default_state_dir())}
+        pids = {
+            "cdc_run": capture.pid,
+            "cdc_sink": sink.pid,
+            "kafka": kafka_pid(kafka_state or default_state_dir()),
+        }
         cpu_before = {name: cpu_sample(pid) for name, pid in pids.items()}
         result["loadavg"] = [loadavg()]
         # how long an fsync took meanwhile (MariaDB's and PostgreSQL's commits wait on one)
@@ -415,6 +425,12 @@ def _print_step(step: dict[str, Any]) -> None:
     )
 
 
+def _broker_address(state_dir: Path) -> str:
+    props = (state_dir / "kafka" / "server.properties").read_text()
+    listeners = next(line for line in props.splitlines() if line.startswith("listeners="))
+    return listeners.split("PLAINTEXT://", 1)[1].split(",", 1)[0]
+
+
 def _drain(clock: Clock, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -455,13 +471,29 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a librdkafka property for both daemons (stream.properties, e.g. retry.backoff.ms=10)",
     )
+    parser.add_argument(
+        "--kafka-state",
+        type=Path,
+        help="use the broker of the stack with this state directory (a private one, to A/B its settings)",
+    )
     args = parser.parse_args(argv)
     steps = [int(x) for x in args.steps.split(",") if x]
     stack = StackConnections.read(default_state_dir())
     tree = args.tree.resolve() if args.tree else None
     refine, settings = not args.no_refine, tuple(args.sink_setting)
     streams = tuple(args.stream_setting)
-    result = run(stack, args.rate, args.seconds, steps, args.step_seconds, tree, refine, settings, streams)
+    result = run(
+        stack,
+        args.rate,
+        args.seconds,
+        steps,
+        args.step_seconds,
+        tree,
+        refine,
+        settings,
+        streams,
+        args.kafka_state,
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
