@@ -17,6 +17,13 @@ Each batch goes to the sinks as column chunks (embedded_columns.py: runs of one 
 Arrow columns when a sink asks), which the SQL sinks and the Iceberg history apply column-wise as
 `cdc sink` does; a batch a sink partly holds goes its per-change path, which skips what it holds.
 
+A batch is applied on a thread of its own (``SinkThread``, as `cdc sink` does) while the next one is
+gathered: the daemon's thread used to wait for PostgreSQL's COPY and commit (half its wall time)
+while the reading thread, its queue full, waited for it. One apply is in flight at most, the batches
+reach the sinks in order, and every other call into the sinks (flush, a snapshot chunk's commit, the
+fence probe) waits for it first: what a sink holds, and so where a restart resumes, is as before; an
+apply's error stops the run at the next batch, flush or turn of the loop.
+
 Batches are cut by size and time, not only at transaction ends, so a transaction of millions of rows
 needs no memory proportional to its size; a serving database may then show such a transaction in
 parts until its last batch is applied (Kafka mode keeps transactions whole).
@@ -32,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -41,7 +49,7 @@ from cdc.core.events import ChangeEvent, SchemaChange, SnapshotProgress, SourceP
 from cdc.core.handover import EndOfStream
 from cdc.core.positions import Position, RestartPoint
 from cdc.daemon.capture import Pump, Source
-from cdc.daemon.embedded_columns import event_chunks
+from cdc.daemon.embedded_columns import build_columns, event_chunks
 from cdc.daemon.embedded_resume import (
     IdleStretch,
     PipelineIdentity,
@@ -53,6 +61,7 @@ from cdc.daemon.embedded_resume import (
 from cdc.daemon.gc_settings import fewer_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
+from cdc.daemon.sink_thread import SinkThread
 from cdc.daemon.supervisor import Supervisor
 from cdc.policy.pump import with_policies
 from sinks.contract import AppliedState, Sink, SinkBatch, WriterIdentity
@@ -311,6 +320,18 @@ class EmbeddedDaemon:
                 log.debug("fence probe of %s: %s", sink.name, exc)
 
     def _apply_loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run) -> None:
+        """Runs the loop with its apply thread; returns once the last batch handed is applied."""
+        applying = SinkThread("embedded-apply")
+        try:
+            self._loop(pump, sinks, run, applying)
+            applying.wait()
+        except BaseException:
+            applying.settle()  # the sinks are closed next: not while a batch is being applied
+            raise
+        finally:
+            applying.close()
+
+    def _loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run, applying: SinkThread) -> None:
         opts = self._options
         batch: list[ChangeEvent | SchemaChange | ReadBatch] = []
         deadline = 0.0
@@ -330,13 +351,14 @@ class EmbeddedDaemon:
             # that a sink applying column-wise takes as columns (embedded_columns.py)
             events = cast(list[ChangeEvent | SchemaChange], batch)
             records = last if isinstance(last, ReadBatch) else event_chunks(events)
+            build_columns(records)  # here, while the batch before is being applied
             sink_batch = SinkBatch(records, AppliedState(last.position))
-            for sink in sinks:
-                sink.apply(sink_batch)
+            counted = None
             if metrics is not None:  # counted per chunk: a cut inside one counts its rest early
-                metrics.committed(seen, ends[0], last.source_ts_ms)
+                counted = (Counter(seen), ends[0], last.source_ts_ms)
                 seen.clear()
                 ends[0] = 0
+            applying.start(partial(_apply_all, sinks, sink_batch, metrics, counted))
             self.rows_applied += len(records)
             window_rows += len(records)
             run.last_handed, run.last_ts_ms = last.position, last.source_ts_ms
@@ -346,6 +368,7 @@ class EmbeddedDaemon:
 
         def flush() -> None:
             nonlocal dirty, last_flush
+            applying.wait()
             for sink in sinks:
                 sink.flush()
             dirty, last_flush = False, time.monotonic()
@@ -376,6 +399,7 @@ class EmbeddedDaemon:
                     len(sinks),
                 )
                 window_rows, window_start = 0, now
+            applying.check()  # a batch that failed stops the run now, not at the next one
             chunk = pump.get(max(deadline - now, 0.0) if batch else 0.5)
             if chunk is None:
                 if batch and time.monotonic() >= deadline:
@@ -394,6 +418,7 @@ class EmbeddedDaemon:
                     # (it also takes the source connection when it shares our server_id), the
                     # sinks say so: that, not the source's complaint, is what the operator must fix
                     apply()
+                    applying.wait()
                     self._probe_fence(sinks)
                     raise chunk.error
                 apply()
@@ -414,6 +439,7 @@ class EmbeddedDaemon:
                     ends[0] += 1
                     if snapshot is not None:  # the end of a snapshot chunk: commit it everywhere
                         apply()
+                        applying.wait()
                         self._snapshot_durable(sinks, snapshot, pump)
                         snapshot = None
                         dirty, last_flush = False, time.monotonic()
@@ -433,6 +459,7 @@ class EmbeddedDaemon:
                         self._snapshots[0].chunk_log.write(LoggedChunk(progress.chunk, progress.state))
                         snapshot = progress
                     else:
+                        applying.wait()
                         self._snapshot_durable(sinks, progress, pump)
                         dirty, last_flush = False, time.monotonic()
                     continue
@@ -455,6 +482,19 @@ class EmbeddedDaemon:
                 batch.append(record)
                 if len(batch) >= huge:
                     apply()
+
+
+def _apply_all(
+    sinks: Sequence[Sink],
+    batch: SinkBatch,
+    metrics: DaemonMetrics | None,
+    counted: tuple[Counter[tuple[str, str, str]], int, int] | None,
+) -> None:
+    """One batch into every sink, on the apply thread; then counted in the metrics."""
+    for sink in sinks:
+        sink.apply(batch)
+    if metrics is not None and counted is not None:
+        metrics.committed(*counted)
 
 
 def sink_factory(config: PipelineConfig) -> Callable[[], list[Sink]]:

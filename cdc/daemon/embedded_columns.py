@@ -37,7 +37,7 @@ from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.json_values import ValueEncoder, column_encoder
 from cdc.stream.kafka_chunks import ChunkRecords
 
-__all__ = ["EventChunk", "event_chunks", "events_as_columns"]
+__all__ = ["EventChunk", "build_columns", "event_chunks", "events_as_columns"]
 
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
 _NONE = type(None)
@@ -327,3 +327,16 @@ def event_chunks(records: Sequence[ChangeEvent | SchemaChange]) -> Sequence[Chan
     if run:
         chunks.append(EventChunk(run))
     return ChunkRecords(chunks)  # type: ignore[arg-type]
+
+
+# the fewest changes whose columns are built ahead: SQL sinks take smaller batches change by change
+# (copy_threshold_rows, 100 by default), and the Iceberg history's columns are then a small part
+EAGER_COLUMNS = 100
+
+
+def build_columns(records: Sequence[ChangeEvent | SchemaChange]) -> None:
+    """Builds the columns of ``records``' chunks now, on the caller's thread (the daemon's, while the
+    apply thread waits on the sinks with the batch before); a sink asking later gets them made."""
+    if isinstance(records, ChunkRecords) and len(records) >= EAGER_COLUMNS:
+        for chunk in records.chunks:
+            chunk.columns()
