@@ -94,5 +94,6 @@ def create_sql_sink(config: SqlSinkConfig, pipeline: str) -> SqlSink:
             key_columns={table: tuple(columns) for table, columns in config.key_columns.items()},
             schema_changes=config.schema_changes,
             sqlite_journal=config.sqlite_journal,
+            defer_commit=True,  # `cdc sink` and `cdc run` flush before anything relies on a batch
         )
     )

@@ -42,8 +42,9 @@ import sqlalchemy as sa
 from cdc.core.schemas import ArrowKind, ArrowType, TableSchema
 from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
-from sinks.contract import SinkBatch
+from sinks.contract import AppliedState, SinkBatch
 from sinks.sql import mariadb_columnar, pg_binary_copy, pg_columnar, pg_session, sqlite_columnar
+from sinks.sql.positions_table import Held
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
@@ -128,31 +129,23 @@ def _transaction(
     sink: SqlSink, engine: sa.Engine, batch: SinkBatch, tables: list[_TableChanges], direct: frozenset[str]
 ) -> bool:
     """The batch's tables and the positions row, in one transaction; ``direct``: the targets whose
-    inserts are COPYed straight in (PostgreSQL)."""
+    inserts are COPYed straight in (PostgreSQL). With ``defer_commit`` (PostgreSQL) the commit's
+    result is read at the sink's next call (sinks/sql/pg_deferred_commit.py)."""
+    sink.settle_commit()  # the batch before's: the offsets merged below must be committed ones
+    pg = sink.dialect is Dialect.POSTGRESQL
+    if pg and sink.settings.defer_commit:
+        return _deferred_transaction(sink, engine, batch, tables, direct)
     stages: pg_columnar.Stages | None = None
     try:
         with engine.begin() as conn:
-            pg = sink.dialect is Dialect.POSTGRESQL
             if pg:
                 stages = pg_columnar.Stages.of(conn)
                 row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
             else:
                 row = sink._book.read(conn, sink.settings.pipeline, lock=True)
-            check_writer(sink.name, sink._epoch, row)
-            embedded = not batch.state.offsets  # embedded: one position order, no Kafka offsets
-            if embedded and row.state is not None:
-                held = row.state.position.to_string()
-                if any(_any_below(table.changes, held, inclusive=True) for table in tables):
-                    return False  # some already applied (nothing written yet): per change, which skips them
-            for table in tables:
-                fence = row.truncates.get(str(table.schema.ref))
-                if fence is not None and _any_below(table.changes, fence.to_string()):
-                    return False  # rows older than a truncate applied (nothing written yet): per change
-            for table in tables:
-                target = sink._table(table.target)
-                pk = sink._shapes[table.target].primary_key
-                _write(conn, target, pk, table, sink.dialect, table.target in direct)
-            state = batch.state if embedded else merged(row.state, batch.state)
+            state = _write_batch(sink, conn, row, batch, tables, direct)
+            if state is None:
+                return False
             if pg:
                 pg_session.commit_with_state(conn, sink._book, sink.settings.pipeline, state, row.row_exists)
             else:
@@ -164,6 +157,60 @@ def _transaction(
     if stages is not None:
         stages.confirm()
     return True
+
+
+def _deferred_transaction(
+    sink: SqlSink, engine: sa.Engine, batch: SinkBatch, tables: list[_TableChanges], direct: frozenset[str]
+) -> bool:
+    """:func:`_transaction` on PostgreSQL, returning once the write of the positions row and the
+    ``COMMIT`` are sent: the sink holds the connection until it reads their results."""
+    conn = engine.connect()
+    transaction = conn.begin()
+    stages = pg_columnar.Stages.of(conn)
+    try:
+        row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
+        state = _write_batch(sink, conn, row, batch, tables, direct)
+        if state is not None:
+            settled = stages.confirm_if  # the stages this transaction made stay if it commits
+            sink.pending_commit = pg_session.send_commit_with_state(
+                conn, transaction, sink._book, sink.settings.pipeline, state, row.row_exists, settled
+            )
+            return True
+    except BaseException:
+        stages.forget()  # the stages this transaction made go with its rollback
+        with conn:
+            transaction.rollback()
+        raise
+    with conn:  # nothing written: per change
+        transaction.rollback()
+    return False
+
+
+def _write_batch(
+    sink: SqlSink,
+    conn: sa.Connection,
+    row: Held,
+    batch: SinkBatch,
+    tables: list[_TableChanges],
+    direct: frozenset[str],
+) -> AppliedState | None:
+    """The batch's tables written under the positions row's lock; the state to store with them.
+    None: nothing written, the batch goes the per-change path."""
+    check_writer(sink.name, sink._epoch, row)
+    embedded = not batch.state.offsets  # embedded: one position order, no Kafka offsets
+    if embedded and row.state is not None:
+        held = row.state.position.to_string()
+        if any(_any_below(table.changes, held, inclusive=True) for table in tables):
+            return None  # some already applied (nothing written yet): per change, which skips them
+    for table in tables:
+        fence = row.truncates.get(str(table.schema.ref))
+        if fence is not None and _any_below(table.changes, fence.to_string()):
+            return None  # rows older than a truncate applied (nothing written yet): per change
+    for table in tables:
+        target = sink._table(table.target)
+        pk = sink._shapes[table.target].primary_key
+        _write(conn, target, pk, table, sink.dialect, table.target in direct)
+    return batch.state if embedded else merged(row.state, batch.state)
 
 
 def _any_below(changes: pa.Table, fence: str, inclusive: bool = False) -> bool:

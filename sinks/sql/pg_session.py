@@ -17,7 +17,7 @@ tells the sink to send the batch again, once, on a new connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -25,9 +25,17 @@ import sqlalchemy as sa
 
 from cdc.core.positions import Position
 from sinks.contract import AppliedState
+from sinks.sql.pg_deferred_commit import PendingCommit, send_commit
 from sinks.sql.positions_table import Bookkeeping, Held
 
-__all__ = ["IDLE_PING_S", "ConnectionLost", "commit_with_state", "ping_when_idle", "read_locked"]
+__all__ = [
+    "IDLE_PING_S",
+    "ConnectionLost",
+    "commit_with_state",
+    "ping_when_idle",
+    "read_locked",
+    "send_commit_with_state",
+]
 
 IDLE_PING_S = 1.0
 _CHECKED_IN = "headwater_checked_in"
@@ -93,6 +101,22 @@ def commit_with_state(
     with raw.cursor() as cur, raw.pipeline():
         cur.execute(text, {"pipeline_key": pipeline, **values})
         cur.execute(b"COMMIT")
+
+
+def send_commit_with_state(
+    conn: sa.Connection,
+    transaction: sa.RootTransaction,
+    book: Bookkeeping,
+    pipeline: str,
+    state: AppliedState,
+    exists: bool,
+    done: Callable[[bool], None],
+) -> PendingCommit:
+    """:func:`commit_with_state` without waiting for the commit: the write and ``COMMIT`` are sent,
+    :meth:`PendingCommit.confirm` reads their results (sinks/sql/pg_deferred_commit.py)."""
+    values = book.state_values(state)
+    text = _sql(conn, book, "update" if exists else "insert", *values)
+    return send_commit(conn, transaction, text, {"pipeline_key": pipeline, **values}, done)
 
 
 # (schema, dialect, what, columns) -> SQL text: compiling the two statements took 1-2 ms a batch

@@ -51,6 +51,13 @@ class Stages:
     def confirm(self) -> None:
         self.pending.clear()
 
+    def confirm_if(self, committed: bool) -> None:
+        """:meth:`confirm` if the transaction committed, else :meth:`forget`."""
+        if committed:
+            self.confirm()
+        else:
+            self.forget()
+
     def forget(self) -> None:
         for shape in self.pending:
             self.made.pop(shape, None)

@@ -25,6 +25,7 @@ from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_thres
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
+from sinks.sql.pg_deferred_commit import PendingCommit
 from sinks.sql.pg_session import ConnectionLost, commit_with_state, ping_when_idle, read_locked
 from sinks.sql.pg_stages import KeysExist, Stages, as_dbapi_error
 from sinks.sql.positions_table import Bookkeeping, TableShape
@@ -54,6 +55,8 @@ class SqlSinkSettings:
     key_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     schema_changes: SchemaChangePolicy = SchemaChangePolicy.APPLY
     sqlite_journal: str = "auto"  # SQLite only: "auto" | "wal" | "keep" (sinks/sql/sqlite_file.py)
+    # PostgreSQL, column-wise: a batch's COMMIT confirmed at the sink's next call (pg_deferred_commit)
+    defer_commit: bool = False
 
 
 # a schema version as the target keys it, and the first event of that version in the batch
@@ -95,6 +98,7 @@ class SqlSink:
         copy = self.dialect is Dialect.POSTGRESQL and settings.copy_threshold_rows is not None
         self._copy_threshold = settings.copy_threshold_rows if copy else None
         self.takes_change_columns = column_threshold(self.dialect, settings.copy_threshold_rows) is not None
+        self.pending_commit: PendingCommit | None = None  # a batch's COMMIT sent, its result unread
 
     # -- the Sink protocol --------------------------------------------------------------------------
 
@@ -137,7 +141,22 @@ class SqlSink:
                 )
                 time.sleep(0.05 * (attempt + 1))
 
+    def settle_commit(self) -> None:
+        """Read the result of a batch's COMMIT sent and not yet confirmed (``defer_commit``); raise
+        as that batch's apply would have if it failed: the run stops, the batch comes again."""
+        pending, self.pending_commit = self.pending_commit, None
+        if pending is None:
+            return
+        try:
+            pending.confirm()
+        except Exception as exc:
+            wrapped = exc if isinstance(exc, sa.exc.DBAPIError) else as_dbapi_error(exc)
+            if wrapped is None:
+                raise
+            raise classify(wrapped, self.name, "the last batch's COMMIT failed: rolled back") from exc
+
     def claim_writer(self, writer: WriterIdentity) -> None:
+        self.settle_commit()
         try:
             with self._require_engine().begin() as conn:
                 self._epoch = self._book.claim(conn, self.settings.pipeline, writer.describe())
@@ -146,6 +165,7 @@ class SqlSink:
         log.info("sql sink %s: writer epoch %d claimed by %s", self.name, self._epoch, writer.describe())
 
     def applied(self) -> AppliedState | None:
+        self.settle_commit()
         try:
             with self._require_engine().connect() as conn:
                 return self._book.read_state(conn, self.settings.pipeline)
@@ -186,6 +206,7 @@ class SqlSink:
 
     def _apply(self, batch: SinkBatch, direct: bool) -> None:
         """``direct``: PostgreSQL COPYs inserts straight into the tables not upserting of late."""
+        self.settle_commit()
         self._stages_used = None
         try:
             self._apply_once(batch, direct)
@@ -295,21 +316,27 @@ class SqlSink:
         )
 
     def flush(self) -> None:
-        """Nothing to do: every ``apply`` commits."""
+        """Every ``apply`` commits; with ``defer_commit``, the last one's result is read here."""
+        self.settle_commit()
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        try:
+            self.settle_commit()
+        finally:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
 
     # -- schema changes held back (AcceptsSchemaChanges) ---------------------------------------------
 
     def pending_schema_changes(self) -> list[PendingSchemaChange]:
+        self.settle_commit()
         with self._require_engine().connect() as conn:
             return [c for c, _, accepted in self._book.read_schema_changes(conn) if not accepted]
 
     def accept_schema_change(self, table: TableRef) -> PendingSchemaChange | None:
         target = self.target_name(table)
+        self.settle_commit()
         with self._require_engine().begin() as conn:
             pending = [
                 c for c, t, accepted in self._book.read_schema_changes(conn) if t == target and not accepted
@@ -327,6 +354,7 @@ class SqlSink:
     def read_rows(self, ref: TableRef) -> list[dict[str, object]]:
         """Every row of ``ref``'s target table, values decoded back to the source's Python types."""
         target = self.target_name(ref)
+        self.settle_commit()
         with self._require_engine().connect() as conn:
             self._load_shapes(conn)
             shape = self._shapes.get(target)
@@ -345,6 +373,7 @@ class SqlSink:
 
     def primary_key(self, ref: TableRef) -> tuple[str, ...] | None:
         """The key columns of ``ref``'s target table; None if the sink has not created it."""
+        self.settle_commit()
         with self._require_engine().connect() as conn:
             self._load_shapes(conn)
         shape = self._shapes.get(self.target_name(ref))
