@@ -15,6 +15,13 @@ table, or a TIME column, has none, as in :func:`cdc.stream.arrow_changes.change_
 ``json_image`` (the envelope's spelling: text for decimals, dates, times and base64 binary) is made
 per column only when a sink reads it (SQLite and MariaDB bind some columns from it; PostgreSQL's
 binary COPY and Iceberg never do). ``tests/unit/test_embcol_columns.py`` compares both decodes.
+
+Most columns are made by the compiled ``image_columns`` (native/headwater_native/src/image_columns.rs)
+in one pass over the images, the class and range checks included: transposing, checking each
+value's class and ``pa.array`` per column cost ~1.0 of the 1.3-1.45 us of CPU per change of the
+benchmark's 50,000 changes here, 0.87-0.93 with it (positions, 0.34, are the largest part now).
+Decimals, float32 and zoned timestamps are still made with ``pa.array``;
+``tests/unit/test_embpg_image_columns.py`` compares both ways on every kind and every refusal.
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.json_values import ValueEncoder, column_encoder
 from cdc.stream.kafka_chunks import ChunkRecords
 
+try:
+    from headwater_native import image_columns as _compiled
+except ImportError:  # pragma: no cover - an older build: the columns are made in Python, as before
+    _compiled = None  # type: ignore[assignment]
+_image_columns = _compiled  # (tests set it to None for the Python path)
+
 __all__ = ["EventChunk", "build_columns", "event_chunks", "events_as_columns"]
 
 _FLOATS = frozenset({ArrowKind.FLOAT32, ArrowKind.FLOAT64})
@@ -54,6 +67,23 @@ _CLASSES: dict[ArrowKind, frozenset[type]] = {
     ArrowKind.DATE: frozenset({dt.date, _NONE}),
     ArrowKind.TIMESTAMP: frozenset({dt.datetime, _NONE}),
     ArrowKind.TIMESTAMP_UTC: frozenset({dt.datetime, _NONE}),
+}
+# the kinds native/headwater_native/src/image_columns.rs makes (0: left to pa.array here)
+_CODES: dict[ArrowKind, int] = {
+    ArrowKind.BOOL: 1,
+    ArrowKind.INT8: 2,
+    ArrowKind.INT16: 3,
+    ArrowKind.INT32: 4,
+    ArrowKind.INT64: 5,
+    ArrowKind.UINT8: 6,
+    ArrowKind.UINT16: 7,
+    ArrowKind.UINT32: 8,
+    ArrowKind.UINT64: 9,
+    ArrowKind.FLOAT64: 10,
+    ArrowKind.STRING: 11,
+    ArrowKind.BINARY: 12,
+    ArrowKind.DATE: 13,
+    ArrowKind.TIMESTAMP: 14,
 }
 _CREATE, _UPDATE, _DELETE, _READ, _TRUNCATE = Op.CREATE, Op.UPDATE, Op.DELETE, Op.READ, Op.TRUNCATE
 _REFUSED = (
@@ -75,6 +105,7 @@ class _Shape:
     # per column: None when the JSON form is the typed image itself (ints, bools, text)
     encoders: tuple[ValueEncoder | None, ...]
     key: tuple[int, ...]
+    codes: list[int]  # image_columns.rs's code of each column (0: made with pa.array)
 
 
 _shapes: dict[str, _Shape | None] = {}
@@ -94,6 +125,7 @@ def _shape(schema: TableSchema) -> _Shape | None:
                 for c, kind in zip(schema.columns, kinds, strict=True)
             ),
             schema.key_indexes(),
+            [_CODES.get(kind, 0) if _image_columns is not None else 0 for kind in kinds],
         )
     _shapes[schema.version] = shape
     return shape
@@ -104,7 +136,7 @@ class _JsonImage(Sequence[pa.Array]):
 
     __slots__ = ("_made", "_shape", "_values", "image")
 
-    def __init__(self, shape: _Shape, values: list[tuple[ColumnValue, ...]], image: tuple[pa.Array, ...]):
+    def __init__(self, shape: _Shape, values: _Values, image: tuple[pa.Array, ...]):
         self._shape = shape
         self._values = values
         self.image = image
@@ -165,20 +197,31 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
         images = [e.before if e.op is _DELETE else e.after for e in events]
     if None in images:
         return None  # a change without the image it leaves
-    columns = list(zip(*cast(list[tuple[ColumnValue, ...]], images), strict=True))
+    rows = cast(list[tuple[ColumnValue, ...]], images)
+    built = _image_columns(rows, shape.codes) if any(shape.codes) else None
+    if built is None and any(shape.codes):
+        return None  # refused by image_columns: exactly where the checks below refuse
+    columns = _Values(rows, len(shape.targets), built is None)
     arrays = []
     try:
-        for values, target, classes in zip(columns, shape.targets, shape.classes, strict=True):
+        for i, (target, classes) in enumerate(zip(shape.targets, shape.classes, strict=True)):
+            made = built[i] if built is not None else None
+            if made is not None:  # checked there as below
+                arrays.append(_wrapped(target, n, made))
+                continue
+            values = columns[i]
             if not set(map(type, values)) <= classes:
                 return None
             arrays.append(pa.array(values, target))
     except _REFUSED:
         return None
-    for column, values, array in zip(schema.columns, columns, arrays, strict=True):
+    for i, (column, array) in enumerate(zip(schema.columns, arrays, strict=True)):
+        if built is not None and built[i] is not None:
+            continue
         kind = column.arrow_type.kind
         if kind in _FLOATS and array.null_count < len(array) and not pc.all(pc.is_finite(array)).as_py():
             return None  # the envelope spells those as strings; the decode refuses them
-        if kind is ArrowKind.TIMESTAMP and set(map(_TZINFO, filter(None, values))) - {None}:
+        if kind is ArrowKind.TIMESTAMP and set(map(_TZINFO, filter(None, columns[i]))) - {None}:
             return None  # cast to UTC here, kept as its wall clock by the envelope
     image = tuple(arrays)
     return ChangeColumns(
@@ -190,6 +233,38 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
         image,
         cast(tuple[pa.Array, ...], _JsonImage(shape, columns, image)),
     )
+
+
+_Buffers = tuple[int, bytes | None, bytes, bytes | None]
+
+
+def _wrapped(target: pa.DataType, n: int, buffers: _Buffers) -> pa.Array:
+    """image_columns' buffers of a column as its array (no copy)."""
+    nulls, validity, values, data = buffers
+    wrapped = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values)]
+    if data is not None:
+        wrapped.append(pa.py_buffer(data))
+    return pa.Array.from_buffers(target, n, wrapped, null_count=nulls)
+
+
+class _Values:
+    """The images' values column by column: all at once (``zip``) when every column is made here,
+    else each when first read (the columns image_columns did not make, a JSON image asked for)."""
+
+    __slots__ = ("_made", "_rows")
+
+    def __init__(self, rows: list[tuple[ColumnValue, ...]], width: int, all_now: bool) -> None:
+        self._rows = rows
+        made: list[Sequence[ColumnValue] | None] = [None] * width
+        if all_now:
+            made = list(zip(*rows, strict=True))
+        self._made = made
+
+    def __getitem__(self, i: int) -> Sequence[ColumnValue]:
+        made = self._made[i]
+        if made is None:
+            made = self._made[i] = [row[i] for row in self._rows]
+        return made
 
 
 def _op_text(op: Op) -> str:

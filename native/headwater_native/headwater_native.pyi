@@ -175,6 +175,16 @@ def bytea_hex(data: bytes, offsets: bytes, n: int) -> tuple[bytes, bytes]:
     """PostgreSQL's ``\\x`` hex text of ``n`` binary values given as a ``large_binary`` array's data
     and ``n + 1`` offsets: the ``large_string`` array's ``(data, offsets)``."""
 
+# -- embpg: embedded mode's columns from the captured row images (src/image_columns.rs) --------
+
+def image_columns(
+    images: list[tuple[Any, ...]], codes: Sequence[int]
+) -> list[tuple[int, bytes | None, bytes, bytes | None] | None] | None:
+    """Each column of ``images`` coded non-zero (codes: cdc/daemon/embedded_columns.py) as an Arrow
+    array's ``(null_count, validity or None, values or offsets, data or None)``, None for a column
+    coded 0; None for the whole chunk where embedded_columns' checks refuse it (a value's class, an
+    integer out of range, a non-finite double, a lone surrogate, a zoned DATETIME)."""
+
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:
     """How one table version's change envelopes become column buffers; built once per schema
