@@ -185,6 +185,12 @@ def image_columns(
     coded 0; None for the whole chunk where embedded_columns' checks refuse it (a value's class, an
     integer out of range, a non-finite double, a lone surrogate, a zoned DATETIME)."""
 
+def position_texts(
+    events: list[Any], format_tag: str, era_tag: str, lsn_tag: str, lsn_base: str
+) -> tuple[bytes, bytes] | None:
+    """``e.position.to_string()`` of each event as a string array's ``(offsets, data)``, read from
+    each position's ``_key``; None when a key is not as cdc/core/positions.py makes it."""
+
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:
     """How one table version's change envelopes become column buffers; built once per schema

@@ -15,7 +15,7 @@ from headwater_native import image_columns
 
 import cdc.daemon.embedded_columns as ec
 from cdc.core.events import ChangeEvent, ColumnValue, Op
-from cdc.core.positions import Gtid, Position
+from cdc.core.positions import Gtid, Position, lsn_position
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 
@@ -203,3 +203,41 @@ def test_a_column_coded_zero_is_left_to_python_and_a_short_image_is_an_error() -
     assert made is not None and made[1] is None and made[0] is not None
     with pytest.raises(ValueError, match="1 values for 2 columns"):
         image_columns([(1,)], [5, 5])
+
+
+def _positions() -> list[Position]:
+    rng = random.Random(5)
+    out = [Position(Gtid(0, 7, 11), "bin.000004", 4000, r) for r in range(3)]
+    out += [
+        Position(Gtid(2**32 - 1, 2**32 - 1, 2**64 - 1), "mariadb-bin.999999", 2**32 - 1, r)
+        for r in (0, 9_999_999_999)
+    ]
+    out += [
+        Position(Gtid(1, 2, 3), "x-y_z.1234567890", 4, r, era=e) for e in (1, 9_999_999_999) for r in (0, 7)
+    ]
+    out += [
+        lsn_position(lsn, r, xid)
+        for lsn, xid in ((0, 1), (0x16B374D848, 2**32 - 1), (2**64 - 1, 5))
+        for r in (0, 3)
+    ]
+    out += [lsn_position(2**40, 0, 0, anchor=True)]
+    out += [Position(Gtid(0, 1, 1), "odd#ROW#name.000002", 8, r) for r in range(3)]
+    out += [
+        Position(Gtid(0, 9, s), "bin.000005", 100 + 10 * s, r)
+        for s in range(20)
+        for r in range(rng.randint(1, 4))
+    ]
+    return out  # fmt: skip
+
+
+def test_compiled_position_texts_equal_to_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    positions = _positions()
+    empty = tuple(None for _ in KINDS)
+    events = [ChangeEvent(Op.CREATE, ALL, (i,), None, (i, *empty), p, 1, "") for i, p in enumerate(positions)]
+    expected = [p.to_string() for p in positions]
+    assert ec.position_texts(events).to_pylist() == expected
+    for cut in (1, 2, 7):  # a chunk may start inside a transaction
+        assert ec.position_texts(events[cut:]).to_pylist() == expected[cut:]
+    with monkeypatch.context() as m:
+        m.setattr(ec, "_position_texts", None)
+        assert ec.position_texts(events).to_pylist() == expected

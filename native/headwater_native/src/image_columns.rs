@@ -285,3 +285,109 @@ mod tests {
         assert_eq!(days_from_civil(9999, 12, 31), 2_932_896);
     }
 }
+
+/// `e.position.to_string()` of each of ``events`` (ChangeEvents) as a string array's
+/// ``(offsets, data)``, read from each position's ``_key`` (cdc/core/positions.py spells the same
+/// three forms: ``format_tag``, ``era_tag`` for later eras, ``lsn_tag`` for ``lsn_base`` files);
+/// None when a key is not as expected (the caller spells them in Python).
+#[pyfunction]
+pub fn position_texts<'py>(
+    py: Python<'py>,
+    events: &Bound<'py, PyList>,
+    format_tag: &str,
+    era_tag: &str,
+    lsn_tag: &str,
+    lsn_base: &str,
+) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    use std::io::Write;
+    let n = events.len();
+    let mut offsets: Vec<u8> = Vec::with_capacity(4 * (n + 1));
+    offsets.extend_from_slice(&0i32.to_le_bytes());
+    let mut data: Vec<u8> = Vec::with_capacity(96 * n);
+    let position_name = pyo3::intern!(py, "position");
+    let key_name = pyo3::intern!(py, "_key");
+    // where the row index goes (found before the file's base name, the only free text)
+    const ROW: &str = "#ROW#";
+    let mut last: Option<([u64; 6], String, Vec<u8>, Vec<u8>)> = None;
+    for event in events.iter() {
+        let key = event.getattr(position_name)?.getattr(key_name)?;
+        let Ok(key) = key.downcast::<PyTuple>() else {
+            return Ok(None);
+        };
+        if key.len() != 8 {
+            return Ok(None);
+        }
+        let mut v = [0u64; 7];
+        for (i, slot) in v.iter_mut().enumerate() {
+            let item = key.get_item(i)?;
+            if !item.is_exact_instance_of::<PyInt>() {
+                return Ok(None);
+            }
+            match item.extract::<u64>() {
+                Ok(x) => *slot = x,
+                Err(_) => return Ok(None),
+            }
+        }
+        let base_item = key.get_item(7)?;
+        let Ok(base) = base_item.downcast::<PyString>() else {
+            return Ok(None);
+        };
+        let Ok(base) = base.to_str() else {
+            return Ok(None);
+        };
+        let [era, file_seq, offset, row, domain, server, seq] = v;
+        let same = matches!(&last, Some((k, b, _, _)) if *k == [era, file_seq, offset, domain, server, seq] && b == base);
+        if !same {
+            // the text before and after the row index, spelled once per transaction
+            let mut text: Vec<u8> = Vec::with_capacity(96);
+            let written = if base == lsn_base {
+                write!(
+                    text,
+                    "{lsn_tag}{file_seq:010X}:{offset:010X}:{ROW}:{server:010}-{seq:020}"
+                )
+            } else if era != 0 {
+                write!(
+                    text,
+                    "{era_tag}:{era:010}:{file_seq:010}:{offset:010}:{ROW}:{domain:010}-{server:010}-{seq:020}:{base}"
+                )
+            } else {
+                write!(
+                    text,
+                    "{format_tag}:{file_seq:010}:{offset:010}:{ROW}:{domain:010}-{server:010}-{seq:020}:{base}"
+                )
+            };
+            written.map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let at = text
+                .windows(ROW.len())
+                .position(|w| w == ROW.as_bytes())
+                .expect("the row's place");
+            let tail = text[at + ROW.len()..].to_vec();
+            text.truncate(at);
+            last = Some((
+                [era, file_seq, offset, domain, server, seq],
+                base.to_owned(),
+                text,
+                tail,
+            ));
+        }
+        let (_, _, head, tail) = last.as_ref().expect("set above");
+        data.extend_from_slice(head);
+        if row < 10_000_000_000 {
+            let mut digits = [b'0'; 10];
+            let mut r = row;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (r % 10) as u8;
+                r /= 10;
+            }
+            data.extend_from_slice(&digits);
+        } else {
+            write!(data, "{row}").map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        data.extend_from_slice(tail);
+        let Ok(end) = i32::try_from(data.len()) else {
+            return Ok(None);
+        };
+        offsets.extend_from_slice(&end.to_le_bytes());
+    }
+    Ok(Some((PyBytes::new(py, &offsets), PyBytes::new(py, &data))))
+}

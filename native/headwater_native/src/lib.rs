@@ -478,6 +478,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_text::bytea_hex, m)?)?;
     m.add_function(wrap_pyfunction!(consume_runs::message_runs, m)?)?;
     m.add_function(wrap_pyfunction!(image_columns::image_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(image_columns::position_texts, m)?)?;
     m.add_class::<consume_direct::RawConsumer>()?;
     m.add_class::<packed_values::PackedValues>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
