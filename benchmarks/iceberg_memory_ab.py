@@ -5,8 +5,9 @@
 
 Each variant is ``label=TREE[:ENV=VALUE[,ENV=VALUE...]]``; every round runs each variant's
 ``benchmarks.child sink_kafka`` once, in turn, pinned to one core (as speedsink_bench does), into a
-fresh warehouse. Prints one line per child (rows/s, rows per CPU-second, CPU-us per row over the
-applying span and for the whole process, peak RSS, load) and the medians (min-max) per variant;
+fresh warehouse (with ``--target``, another sink: a fresh schema, database or file). Prints one
+line per child (rows/s, rows per CPU-second, CPU-us per row over the applying span and for the
+whole process, peak RSS, load) and the medians (min-max) per variant;
 ``--out`` writes the JSON. The pipeline's topics come from an earlier ``speedsink_bench`` run.
 """
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--target", default="iceberg", help="or postgresql, mariadb, sqlite")
     args = parser.parse_args(argv)
     variants = [_variant(v) for v in args.variant]
     stack = StackConnections.read(default_state_dir())
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(args.rounds):
             order = variants if n % 2 == 0 else list(reversed(variants))
             for label, tree, env in order:
-                place = runner._place("iceberg", f"ic_{label}{n}", tmp)
+                place = runner._place(args.target, f"{args.target[:2]}_{label}{n}", tmp)
                 try:
                     result = _run(runner, tree, env, args.pipeline, place)
                 except RuntimeError as exc:  # a shared module rebuilt under a child: say so, go on
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
     finally:
+        runner.drop_places()  # the SQL targets' schemas / databases
         shutil.rmtree(tmp, ignore_errors=True)
     summary = {label: _summary(runs) for label, runs in results.items()}
     for label, s in summary.items():
