@@ -63,10 +63,6 @@ COMMIT_GAP_S = 0.025
 # broker CPU 27.9 -> 23.1 us per change, p50 58 -> 41 ms, p99 198 -> 177 ms (medians of 5). 25 ms
 # halved the commits and the p50 but not the p99 (357 against 355 ms, 17 pairs at load 8-19; 323 in
 # the 5 runs above). A change that comes within the gap waits for it in the open transaction.
-# A commit that itself took at least this long is its own gap: what came in while it ran has waited
-# that long already, and the gap after it held those changes (the slowest of a run: those written
-# during a slow commit) ~12 ms more for nothing; commits that slow are few (~10 in 2,500 at 10k
-# changes/s, 30-90 ms each), so the commits saved stay saved.
 QUIET_GAP_S = 0.012
 
 
@@ -296,7 +292,7 @@ class CaptureDaemon:
             assert complete is not None and not mid_transaction, "commit inside a source transaction"
             point = complete.restart if complete.__class__ is TransactionEnd else complete
             assert isinstance(point, RestartPoint)
-            called, began = time.time(), time.monotonic()
+            called = time.time()
             writer.commit(point)
             if timed:
                 timing_log.debug(
@@ -315,8 +311,7 @@ class CaptureDaemon:
                 seen.clear()
             open_txn, complete, events_since_commit, idle = False, None, 0, None
             returned = time.monotonic()
-            soon = returned + COMMIT_GAP_S
-            quiet_soon = returned if returned - began >= QUIET_GAP_S else returned + QUIET_GAP_S
+            soon, quiet_soon = returned + COMMIT_GAP_S, returned + QUIET_GAP_S
 
         def begin() -> None:
             nonlocal open_txn, deadline, begun
