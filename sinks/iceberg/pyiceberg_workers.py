@@ -2,9 +2,10 @@
 
 pyiceberg writes a commit's data files and manifests on its process-wide ``ExecutorFactory`` pool,
 by default ``cpu_count + 4`` threads. The history writes one Parquet file per table and day per
-commit, so the pool ran one task at a time anyway, but each task could land on another thread, and
-each thread allocates from a glibc arena of its own, which keeps what a commit freed for that
-thread's next turn: several commits' worth of freed Parquet buffers stayed resident. With one
+commit, so the pool mostly had one task at a time (a commit spanning several days now writes their
+files one after another), but each task could land on another thread, and each thread allocates
+from a glibc arena of its own, which keeps what a commit freed for that thread's next turn: several
+commits' worth of freed Parquet buffers stayed resident. With one
 worker, `cdc sink` applying 200k changes into Iceberg (benchmarks/iceberg_memory_ab.py, 5 interleaved
 rounds, load 5-13): peak RSS median 241 (239-244) MiB against 263 (260-278), lower in every round;
 CPU per change 4.80 (4.47-5.77) against 4.44 (3.94-5.31) us, within this machine's noise (an earlier
