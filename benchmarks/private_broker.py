@@ -18,9 +18,11 @@ from cdc.devstack.settings import ServiceName, StackSettings
 class PrivateKafka(Kafka):
     """The dev stack's broker with ``props`` added to its server.properties and ``jvm`` to its command."""
 
-    def __init__(self, settings: StackSettings, props: dict[str, str], jvm: list[str]) -> None:
+    def __init__(
+        self, settings: StackSettings, props: dict[str, str], jvm: list[str], drop: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(settings)
-        self._props, self._jvm = props, jvm
+        self._props, self._jvm, self._drop = props, jvm, drop
 
     def prepare(self) -> None:
         super().prepare()
@@ -29,7 +31,7 @@ class PrivateKafka(Kafka):
             self.server_properties.write_text(self.server_properties.read_text() + extra)
 
     def argv(self) -> list[str]:
-        argv = super().argv()
+        argv = [arg for arg in super().argv() if arg not in self._drop]
         return [argv[0], *self._jvm, *argv[1:]]
 
 
@@ -54,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jvm", action="append", default=[], metavar="FLAG", help="e.g. -XX:MaxGCPauseMillis=20"
     )
+    parser.add_argument("--drop", action="append", default=[], metavar="FLAG", help="e.g. -XX:+UseG1GC")
     args = parser.parse_args(argv)
     props = dict(p.split("=", 1) for p in args.prop)
-    kafka = PrivateKafka(_settings(args.state.resolve(), args.port), props, args.jvm)
+    kafka = PrivateKafka(_settings(args.state.resolve(), args.port), props, args.jvm, tuple(args.drop))
     if args.action == "down":
         print(kafka.stop())
         return 0
