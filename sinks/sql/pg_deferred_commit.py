@@ -5,7 +5,8 @@ The commit's wait (the server flushes the batch's WAL: 6-7 ms a batch of ~5,000 
 then overlaps the sink thread's return to `cdc sink`'s loop, the hand-off of the next batch and that
 batch's column work before its transaction. Measured (benchmarks/results/pgcommit_ab.json, load
 4-14): the sink thread's wait for the commit 1.68 -> 1.17 us/change (plus 0.07 to send it);
-speedsink_bench, 54 interleaved pairs in both orders, rows/s 1.10x paired median, faster in 33.
+speedsink_bench, 70 interleaved pairs in both orders, rows/s 1.07x paired median, faster in 43
+(the 16 quietest, load 4-8: 1.05x, faster in 10); CPU per change unchanged.
 
 Exactly-once: the batch's rows and its offsets are in one transaction, so the server commits both
 or neither whether or not the result is ever read. The sink reads it (:meth:`PendingCommit.confirm`)
