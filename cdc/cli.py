@@ -308,8 +308,8 @@ def sink(config_path: Path, until_caught_up: bool, accept_gap: bool) -> None:
     if not config.sinks:
         click.echo("error: the config has no `sinks`", err=True)
         sys.exit(2)
-    from cdc.daemon.embedded import sink_factory
     from cdc.daemon.maintenance_schedule import start_maintenance
+    from cdc.daemon.sink_factory import sink_factory
     from cdc.daemon.sink_runner import SinkRunner, SinkRunnerOptions
     from cdc.stream.kafka_reader import KafkaChangeReader
 

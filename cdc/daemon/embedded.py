@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from cdc.config.models import BootstrapMode, PipelineConfig
+from cdc.config.models import BootstrapMode
 from cdc.core.errors import HeadwaterError, TransientError, WriterFenced
 from cdc.core.events import ChangeEvent, SchemaChange, SnapshotProgress, SourceProgress, TransactionEnd
 from cdc.core.handover import EndOfStream
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from cdc.policy import ColumnPolicies
     from snapshotter.state import SnapshotState
 
-__all__ = ["EmbeddedDaemon", "EmbeddedOptions", "ProgressRecorder", "StartFile", "sink_factory"]
+__all__ = ["EmbeddedDaemon", "EmbeddedOptions", "ProgressRecorder", "StartFile"]
 
 log = logging.getLogger("cdc.run")
 
@@ -495,18 +495,3 @@ def _apply_all(
         sink.apply(batch)
     if metrics is not None and counted is not None:
         metrics.committed(*counted)
-
-
-def sink_factory(config: PipelineConfig) -> Callable[[], list[Sink]]:
-    """Opens the config's sinks for each daemon attempt. The first set is built at once, so that a
-    missing driver or a bad sink setting is reported (ConfigError) before anything starts."""
-    from sinks.registry import open_sink
-
-    first: list[list[Sink]] = [[open_sink(sink, config.name) for sink in config.sinks]]
-
-    def open_sinks() -> list[Sink]:
-        if first:
-            return first.pop()
-        return [open_sink(sink, config.name) for sink in config.sinks]
-
-    return open_sinks

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cdc.config.models import PipelineConfig
-from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, ProgressRecorder, sink_factory
+from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, ProgressRecorder
 from cdc.daemon.embedded_resume import PipelineIdentity
+from cdc.daemon.sink_factory import sink_factory
 
 if TYPE_CHECKING:
     from cdc.daemon.snapshots import Snapshots

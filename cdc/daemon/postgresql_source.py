@@ -288,8 +288,9 @@ def postgresql_embedded(
 ) -> EmbeddedDaemon:
     """`cdc run` of a PostgreSQL pipeline without a stream: changes applied straight to the sinks,
     the slot acknowledged once every sink has flushed (raises ConfigError for what is not built)."""
-    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions, sink_factory
+    from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
     from cdc.daemon.embedded_resume import PipelineIdentity
+    from cdc.daemon.sink_factory import sink_factory
     from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.policy import column_policies
 
