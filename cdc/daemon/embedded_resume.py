@@ -219,6 +219,17 @@ class ProgressFile:
     ) -> IdleStretch | None:
         """The recorded stretch, if there is one and it was observed by this pipeline, on this
         source, under this table selection (``identity`` None, the source unknown: none)."""
+        stretch = self.observed(identity)
+        if stretch is None:
+            return None
+        if (stretch.tables, stretch.exclude) != (tables, exclude):
+            log.info("%s was recorded for another table selection: not used", self.path)
+            return None
+        return stretch
+
+    def observed(self, identity: PipelineIdentity | None) -> IdleStretch | None:
+        """The recorded stretch if this pipeline observed it on this source, under any table
+        selection: how far the pipeline itself acknowledged an idle source (a PostgreSQL slot)."""
         if identity is None:
             return None
         try:
@@ -245,9 +256,6 @@ class ProgressFile:
                 "a version that recorded no pipeline" if owner is None else owner.describe(),
                 identity.describe(),
             )
-            return None
-        if (stretch.tables, stretch.exclude) != (tables, exclude):
-            log.info("%s was recorded for another table selection: not used", self.path)
             return None
         return stretch
 

@@ -9,7 +9,8 @@ what precedes the checkpoint. Nothing is lost and nothing is written twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from cdc.config.models import BootstrapMode, PipelineConfig, PostgresSourceConfig
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from cdc.daemon.capture import CaptureDaemon
     from cdc.daemon.embedded import EmbeddedDaemon, ProgressRecorder
+    from cdc.daemon.embedded_resume import PipelineIdentity, ProgressFile
     from cdc.daemon.snapshots import Snapshots
     from cdc.policy import ColumnPolicies
 
@@ -61,8 +63,11 @@ class PostgresSource:
         bootstrap: bool = False,
         when_needed: bool = False,
         embedded: bool = False,
+        acknowledged: Callable[[], RestartPoint | None] | None = None,
     ) -> None:
         self._config = config
+        # embedded: the end of the idle stretch the pipeline itself acknowledged to the slot
+        self._acknowledged = acknowledged
         self._settings = pg_settings(config)
         self._slot = slot_name(config, pipeline)
         self._filter = TableFilter(tuple(config.tables), tuple(config.exclude_tables))
@@ -176,6 +181,22 @@ class PostgresSource:
         if start.transaction.is_snapshot_anchor:
             start_lsn += 1  # after a bootstrap's rows: they sit just before the slot's first LSN
         if state.confirmed_flush_lsn > start_lsn:
+            own = self._acknowledged() if self._acknowledged is not None else None
+            own_lsn = own.transaction.lsn if own is not None else None
+            if own_lsn is not None and state.confirmed_flush_lsn <= own_lsn:
+                # This pipeline acknowledged an idle stretch under another table selection, which
+                # its sinks do not resume over (embedded_resume.py): no change of the tables it
+                # captured then lies before the slot's point, and the tables added since need a
+                # bootstrap for what came before they were captured anyway.
+                log.warning(
+                    "replication slot %r was acknowledged up to %X by this pipeline's idle checkpoint "
+                    "under another table selection; reading from there: changes of tables added to "
+                    "the selection since, made before that point, are not read (bootstrap them: "
+                    "`cdc bootstrap <db.table>`)",
+                    self._slot,
+                    state.confirmed_flush_lsn,
+                )
+                return
             raise StreamGap(
                 f"replication slot {self._slot!r} was advanced past the checkpoint (confirmed_flush_lsn "
                 f"{state.confirmed_flush_lsn:X} > {start_lsn:X}) by something other than this pipeline: "
@@ -289,7 +310,7 @@ def postgresql_embedded(
     """`cdc run` of a PostgreSQL pipeline without a stream: changes applied straight to the sinks,
     the slot acknowledged once every sink has flushed (raises ConfigError for what is not built)."""
     from cdc.daemon.embedded import EmbeddedDaemon, EmbeddedOptions
-    from cdc.daemon.embedded_resume import PipelineIdentity
+    from cdc.daemon.embedded_resume import PipelineIdentity, ProgressFile
     from cdc.daemon.sink_factory import sink_factory
     from cdc.daemon.snapshots import StateFile, snapshots_for
     from cdc.policy import column_policies
@@ -302,6 +323,7 @@ def postgresql_embedded(
     acks = Acks()
     batch = config.batch
     where = f"{source.host}:{source.port}/{source.database}"
+    identity = PipelineIdentity(config.name, where, 0)
     return EmbeddedDaemon(
         sink_factory(config),
         lambda: PostgresSource(
@@ -312,6 +334,7 @@ def postgresql_embedded(
             bootstrap=bootstrap,
             when_needed=when_needed,
             embedded=True,
+            acknowledged=partial(_idle_end, ProgressFile(config.state_dir), identity),
         ),
         config.state_dir,
         EmbeddedOptions(
@@ -323,7 +346,13 @@ def postgresql_embedded(
             exclude_tables=tuple(source.exclude_tables),
         ),
         AckingRecorder(acks, recorder),
-        lambda: PipelineIdentity(config.name, where, 0),  # no server ids: one database, one slot
+        lambda: identity,  # no server ids: one database, one slot
         (snapshots or snapshots_for(config), StateFile(config.state_dir, config.name)),
         column_policies(config.policies),
     )
+
+
+def _idle_end(progress: ProgressFile, identity: PipelineIdentity) -> RestartPoint | None:
+    """The end of the idle stretch this pipeline recorded (and acknowledged), any table selection."""
+    stretch = progress.observed(identity)
+    return stretch.end if stretch is not None else None
