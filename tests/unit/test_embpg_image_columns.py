@@ -16,7 +16,7 @@ from headwater_native import image_columns
 import cdc.daemon.embedded_columns as ec
 from cdc.core.events import ChangeEvent, ColumnValue, Op
 from cdc.core.positions import Gtid, Position, lsn_position
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from cdc.core.schemas import INTEGER_RANGES, ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.stream.arrow_changes import ChangeColumns
 
 
@@ -51,16 +51,7 @@ ALL = TableSchema.build(
     ),
     ("id",),
 )
-_INT_RANGES = {
-    ArrowKind.INT8: (-(2**7), 2**7 - 1),
-    ArrowKind.INT16: (-(2**15), 2**15 - 1),
-    ArrowKind.INT32: (-(2**31), 2**31 - 1),
-    ArrowKind.INT64: (-(2**63), 2**63 - 1),
-    ArrowKind.UINT8: (0, 2**8 - 1),
-    ArrowKind.UINT16: (0, 2**16 - 1),
-    ArrowKind.UINT32: (0, 2**32 - 1),
-    ArrowKind.UINT64: (0, 2**64 - 1),
-}
+_INT_RANGES = INTEGER_RANGES  # what a column of each integer kind can hold
 _TEXTS = ("", "a", 'naïve ✓ "q" \\ \n', "日本語", "emoji 🎉", "\x00nul", "x" * 300)
 _BYTES = (b"", b"\x00", b"\xff\xfe", bytes(range(256)), b"=" * 40)
 
