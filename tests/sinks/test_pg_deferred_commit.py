@@ -39,21 +39,30 @@ def _third() -> list[ChangeEvent]:
     return [_event(Op.CREATE, 11, i, _row(500 + i, i)) for i in range(30)]
 
 
+def _batches() -> list[SinkBatch]:
+    """The three batches the tests apply: the stream's two, then :func:`_third`'s rows."""
+    first, second = _stream()
+    third = _third()
+    return [
+        SinkBatch(_chunks(first, 0), _state(first, 60)),
+        SinkBatch(_chunks(second, 60), _state(second, 200)),
+        SinkBatch(_chunks(third, 200), _state(third, 260)),
+    ]
+
+
 def test_deferred_commits_leave_the_rows_and_offsets_of_the_synchronous_sink(
     targets: tuple[SqlTarget, SqlTarget],
 ) -> None:
     deferred_target, sync_target = targets
-    first, second = _stream()
-    third = _third()
+    batches = _batches()
     a = deferred_target.sink(copy_threshold_rows=10, defer_commit=True)
     b = sync_target.sink(copy_threshold_rows=10)
-    for events, start, end in ((first, 0, 60), (second, 60, 200), (third, 200, 260)):
-        batch = SinkBatch(_chunks(events, start), _state(events, end))
+    for batch in batches:
         assert apply_columns(a, batch)
         assert a.pending_commit is not None  # sent, not read
         assert apply_columns(b, batch)
         assert b.pending_commit is None
-    assert a.applied() == b.applied() == _state(third, 260)  # applied() reads the last one first
+    assert a.applied() == b.applied() == batches[2].state  # applied() reads the last one first
     assert a.pending_commit is None
     a.flush()
     assert _rows(deferred_target) == _rows(sync_target)
@@ -63,15 +72,9 @@ def test_a_failed_deferred_commit_surfaces_at_the_next_call_and_the_batch_lands_
     targets: tuple[SqlTarget, SqlTarget],
 ) -> None:
     deferred_target, sync_target = targets
-    first, second = _stream()
-    third = _third()
+    batches = _batches()
     a = deferred_target.sink(copy_threshold_rows=10, defer_commit=True)
     b = sync_target.sink(copy_threshold_rows=10)
-    batches = [
-        SinkBatch(_chunks(first, 0), _state(first, 60)),
-        SinkBatch(_chunks(second, 60), _state(second, 200)),
-        SinkBatch(_chunks(third, 200), _state(third, 260)),
-    ]
     assert apply_columns(a, batches[0])
     a.flush()
     schema = deferred_target.settings.schema
@@ -166,13 +169,9 @@ def test_a_connection_the_server_dropped_between_batches_is_replaced(
     targets: tuple[SqlTarget, SqlTarget],
 ) -> None:
     deferred_target, sync_target = targets
-    first, second = _stream()
+    batches = _batches()[:2]
     a = deferred_target.sink(copy_threshold_rows=10, defer_commit=True)
     b = sync_target.sink(copy_threshold_rows=10)
-    batches = [
-        SinkBatch(_chunks(first, 0), _state(first, 60)),
-        SinkBatch(_chunks(second, 60), _state(second, 200)),
-    ]
     a.apply(batches[0])
     a.flush()  # the connection is back in the pool, checked in just now (not pinged at checkout)
     with deferred_target.engine.connect() as conn:
