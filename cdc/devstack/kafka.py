@@ -100,8 +100,14 @@ def parse_properties(text: str) -> dict[str, str]:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes it (22 url-safe base64 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes it (22 url-safe base64 chars).
+
+    Like Kafka's Uuid.randomUuid, it never starts with "-": the storage tool's argument parser would
+    take such an id for an option and refuse to format (one uuid in 64; CI hit it)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_libs_dir(cache_dir: Path, version: str) -> Path:
@@ -179,7 +185,9 @@ class Kafka(Service):
 
     def cluster_id(self) -> str:
         if self.cluster_id_file.exists():
-            return self.cluster_id_file.read_text().strip()
+            stored = self.cluster_id_file.read_text().strip()
+            if stored and not stored.startswith("-"):
+                return stored
         cluster_id = new_cluster_id()
         self.cluster_id_file.write_text(cluster_id + "\n")
         return cluster_id
