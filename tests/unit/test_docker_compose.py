@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cdc.devstack.kafka import SINGLE_NODE_SETTINGS
+from cdc.devstack.kafka import GC_FLAG, SINGLE_NODE_SETTINGS
 from cdc.devstack.mariadb import BINLOG_SETTINGS, CDC_PRIVILEGES
 from cdc.devstack.postgres import SERVER_SETTINGS
 from cdc.devstack.settings import (
@@ -96,3 +96,12 @@ def test_postgres_settings(compose: dict[str, Any]) -> None:
     command = postgres["command"]
     for key, value in SERVER_SETTINGS.items():
         assert f"{key}={value}" in command
+
+
+def test_kafka_runs_the_dev_stacks_collector(compose: dict[str, Any]) -> None:
+    # The image's start script picks G1 unless KAFKA_JVM_PERFORMANCE_OPTS says otherwise; the image
+    # passes that variable to the JVM, not into server.properties.
+    env = _service(compose, "kafka")["environment"]
+    flags = env["KAFKA_JVM_PERFORMANCE_OPTS"].split()
+    assert GC_FLAG in flags
+    assert not any("G1" in flag for flag in flags)
