@@ -19,16 +19,28 @@ class PrivateKafka(Kafka):
     """The dev stack's broker with ``props`` added to its server.properties and ``jvm`` to its command."""
 
     def __init__(
-        self, settings: StackSettings, props: dict[str, str], jvm: list[str], drop: tuple[str, ...] = ()
+        self,
+        settings: StackSettings,
+        props: dict[str, str],
+        jvm: list[str],
+        drop: tuple[str, ...] = (),
+        request_log: bool = False,
     ) -> None:
         super().__init__(settings)
         self._props, self._jvm, self._drop = props, jvm, drop
+        self._request_log = request_log
 
     def prepare(self) -> None:
         super().prepare()
         if self._props:
             extra = "".join(f"{key}={value}\n" for key, value in self._props.items())
             self.server_properties.write_text(self.server_properties.read_text() + extra)
+        if self._request_log:
+            # every request's "Completed request" line with its times (queue, local, remote, send)
+            text = self.log4j_file.read_text().replace(
+                "logger.request.level = WARN", "logger.request.level = DEBUG"
+            )
+            self.log4j_file.write_text(text)
 
     def argv(self) -> list[str]:
         argv = [arg for arg in super().argv() if arg not in self._drop]
@@ -57,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         "--jvm", action="append", default=[], metavar="FLAG", help="e.g. -XX:MaxGCPauseMillis=20"
     )
     parser.add_argument("--drop", action="append", default=[], metavar="FLAG", help="e.g. -XX:+UseG1GC")
+    parser.add_argument(
+        "--request-log", action="store_true", help="kafka.request.logger at DEBUG: each request's times"
+    )
     args = parser.parse_args(argv)
     props = dict(p.split("=", 1) for p in args.prop)
-    kafka = PrivateKafka(_settings(args.state.resolve(), args.port), props, args.jvm, tuple(args.drop))
+    kafka = PrivateKafka(
+        _settings(args.state.resolve(), args.port), props, args.jvm, tuple(args.drop), args.request_log
+    )
     if args.action == "down":
         print(kafka.stop())
         return 0
