@@ -87,10 +87,12 @@ def run(
     arms["uncommitted"] = {"isolation.level": "read_uncommitted"}
     procs = []
     for name, settings in arms.items():
-        out, ready = ctx.Queue(), ctx.Event()
-        proc = ctx.Process(target=_consume, args=(bootstrap, topic, settings, out, stop, ready), daemon=True)
+        results, ready = ctx.Queue(), ctx.Event()
+        proc = ctx.Process(
+            target=_consume, args=(bootstrap, topic, settings, results, stop, ready), daemon=True
+        )
         proc.start()
-        procs.append((name, proc, out, ready))
+        procs.append((name, proc, results, ready))
     for _name, _proc, _out, ready in procs:
         ready.wait(30)
     conf = producer_config(KafkaStreamConfig(bootstrap_servers=bootstrap), f"vis-{uuid.uuid4().hex[:8]}")
