@@ -18,9 +18,10 @@ then the column type's SQLAlchemy bind processor, :mod:`sinks.sql.codec` and
   (years zero-padded, all six fraction digits); a UTC timestamp as its wall clock in UTC, as
   ``_utc_naive`` gives it. Not ``strftime``: the same text at 20 times the cost.
 
-The deletes go as one executemany of ``DELETE ... WHERE key = ?``, the rest as one executemany of
-the per-change path's own ``INSERT ... ON CONFLICT (key) DO UPDATE``. Which changes may come here
-at all (:func:`fits`) is decided before anything is written.
+The deletes go by executemany of ``DELETE ... WHERE key = ?``, the rest by executemany of the
+per-change path's own ``INSERT ... ON CONFLICT (key) DO UPDATE``, a piece of at most 1,000 rows and
+~256 KiB at a time (:mod:`sinks.sql.bound_pieces`). Which changes may come here at all
+(:func:`fits`) is decided before anything is written.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
+from sinks.sql.bound_pieces import pieces
 from sinks.sql.driver_rows import executemany_columns
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
@@ -119,22 +121,23 @@ def write_bound_rows(
     bind: Callable[[pa.ChunkedArray, Column], list[Any]],
     dialect: Dialect,
 ) -> None:
-    """One executemany of deletes by key, then one of the dialect's upsert, the values of each
-    column made by ``bind`` (SQLite's and MariaDB's per-change binding, a column at a time)."""
+    """Executemany of deletes by key, then of the dialect's upsert, the values of each column made
+    by ``bind`` (SQLite's and MariaDB's per-change binding, a column at a time), a piece of the
+    rows at a time (:mod:`sinks.sql.bound_pieces`): each key is in ``rows`` once, so the pieces'
+    order does not matter, and they all go in the caller's transaction."""
     index = {name: i for i, name in enumerate(names)}
     any_deleted = pc.any(deleted).as_py()
     if any_deleted:
-        gone = rows.filter(deleted)
         keys = [index[k] for k in primary_key]
-        bound = [bind(gone.column(f"c{i}"), columns[i]) for i in keys]
         stmt, params = delete_by_key(table, primary_key)
-        executemany_columns(conn, table, f"delete {tuple(primary_key)}", lambda: stmt, params, bound)
+        for piece in pieces(rows.filter(deleted), [f"c{i}" for i in keys]):
+            bound = [bind(piece.column(j), columns[i]) for j, i in enumerate(keys)]
+            executemany_columns(conn, table, f"delete {tuple(primary_key)}", lambda: stmt, params, bound)
     kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
-    if kept.num_rows == 0:
-        return
-    bound = [bind(kept.column(f"c{i}"), column) for i, column in enumerate(columns)]
     build = partial(upsert_statement, table, names, primary_key, dialect)
-    executemany_columns(conn, table, f"upsert {tuple(primary_key)}", build, names, bound)
+    for piece in pieces(kept, [f"c{i}" for i in range(len(columns))]):
+        bound = [bind(piece.column(i), column) for i, column in enumerate(columns)]
+        executemany_columns(conn, table, f"upsert {tuple(primary_key)}", build, names, bound)
 
 
 def _bound(values: pa.ChunkedArray, column: Column) -> list[Any]:
