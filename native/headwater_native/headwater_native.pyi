@@ -191,6 +191,16 @@ def position_texts(
     """``e.position.to_string()`` of each event as a string array's ``(offsets, data)``, read from
     each position's ``_key``; None when a key is not as cdc/core/positions.py makes it."""
 
+# -- embpg2: PostgreSQL's binary COPY rows from Arrow buffers (src/copy_binary.rs) -------------
+
+def copy_binary_rows(
+    columns: Sequence[tuple[int, int, Any | None, Any, Any | None, int, int]], n: int
+) -> bytes:
+    """Rows ``0..n`` in PostgreSQL's binary COPY format (no header or trailer), from each column's
+    ``(code, offset, validity or None, values, data or None, precision, scale)``: an Arrow array's
+    offset and buffers (codes: sinks/sql/pg_binary_copy.py). ValueError on an unknown code or
+    buffers shorter than the rows."""
+
 # sinkdecode: src/envelope_columns.rs
 class EnvelopePlan:
     """How one table version's change envelopes become column buffers; built once per schema

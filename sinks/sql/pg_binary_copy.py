@@ -24,6 +24,13 @@ The encodings, by the target column's type (:func:`sinks.sql.type_mapping.sa_typ
 Any other column (floats, TIME, decimals over 18 digits), a column whose type differs from the
 target's (a table widened by an earlier version) or a big-endian machine: :func:`encodable` says
 no and the caller sends CSV instead.
+
+The compiled ``copy_binary_rows`` (native/headwater_native/src/copy_binary.rs) writes the same
+bytes from the columns' buffers in one call that releases the GIL; the Arrow kernels below stay the
+reference (``tests/sinks/test_embpg2_copy_binary.py`` compares both) and take any piece whose
+arrays are not of the plain storage type of their kind. The kernels were ~30 calls per column, each
+releasing and taking the GIL again: on embedded `cdc run`'s apply thread each take waited for the
+capture and column threads on the same core.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cdc.core.schemas import ArrowKind, ArrowType
+
+try:
+    from headwater_native import copy_binary_rows as _copy_binary_rows
+except ImportError:  # pragma: no cover - an extension built before it: the Arrow path
+    _copy_binary_rows = None  # type: ignore[assignment]
 
 __all__ = ["encodable", "rows_binary"]
 
@@ -62,6 +74,24 @@ _FIXED = {
 }
 _BYTES = frozenset({ArrowKind.STRING, ArrowKind.BINARY})
 _TIMES = frozenset({ArrowKind.TIMESTAMP, ArrowKind.TIMESTAMP_UTC})
+# the compiled encoder's column codes (src/copy_binary.rs)
+_CODES = {
+    ArrowKind.BOOL: 1,
+    ArrowKind.INT8: 2,
+    ArrowKind.UINT8: 3,
+    ArrowKind.INT16: 4,
+    ArrowKind.INT32: 5,
+    ArrowKind.UINT16: 6,
+    ArrowKind.INT64: 7,
+    ArrowKind.UINT32: 8,
+    ArrowKind.DATE: 9,
+    ArrowKind.TIMESTAMP: 10,
+    ArrowKind.TIMESTAMP_UTC: 10,
+    ArrowKind.STRING: 11,
+    ArrowKind.BINARY: 11,
+    ArrowKind.UINT64: 12,
+    ArrowKind.DECIMAL: 13,
+}
 
 
 def encodable(source: ArrowType, target: ArrowType) -> bool:
@@ -84,15 +114,41 @@ def rows_binary(
     size = sum(c.nbytes for c in columns)
     step = max(1, n * _PIECE_BYTES // size) if size > _PIECE_BYTES else max(n, 1)
     count = pa.scalar(len(columns).to_bytes(2, "big"), pa.binary())
+    storage = [arrow.to_pyarrow() for arrow in types] if _copy_binary_rows is not None else None
     for start in range(0, n, step):
+        pieces = [column.slice(start, step).combine_chunks() for column in columns]
+        compiled = _compiled(pieces, types, storage)
+        if compiled is not None:
+            yield compiled
+            continue
         fields: list[pa.Array | pa.Scalar] = [count]
-        for column, arrow in zip(columns, types, strict=True):
-            fields.extend(_fields(column.slice(start, step).combine_chunks(), arrow))
+        for values, arrow in zip(pieces, types, strict=True):
+            fields.extend(_fields(values, arrow))
         joined = pc.binary_join_element_wise(*fields, _NOTHING)
         offsets = joined.buffers()[1]
         end = int.from_bytes(memoryview(offsets)[4 * len(joined) : 4 * len(joined) + 4], "little")
         yield memoryview(joined.buffers()[2])[:end]
     yield TRAILER
+
+
+def _compiled(
+    pieces: Sequence[pa.Array], types: Sequence[ArrowType], storage: Sequence[pa.DataType] | None
+) -> bytes | None:
+    """The rows of ``pieces`` by the compiled encoder; None (the Arrow path) when it is missing or
+    an array is not of its kind's storage type (e.g. a wider integer than the target's)."""
+    if storage is None or not pieces:
+        return None
+    specs = []
+    for values, arrow, expected in zip(pieces, types, storage, strict=True):
+        if values.type != expected:
+            return None
+        buffers = values.buffers()
+        validity = buffers[0] if values.null_count else None
+        data = buffers[2] if len(buffers) > 2 else None
+        kind = arrow.kind
+        precision = 20 if kind is ArrowKind.UINT64 else arrow.precision  # as _fields gives _numeric
+        specs.append((_CODES[kind], values.offset, validity, buffers[1], data, precision, arrow.scale))
+    return _copy_binary_rows(specs, len(pieces[0]))
 
 
 def _fields(values: pa.Array, arrow: ArrowType) -> list[pa.Array]:

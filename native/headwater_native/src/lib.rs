@@ -28,6 +28,7 @@ const DECIMAL: u8 = 5; // decimal.Decimal in plain notation, as a string
 mod batch;
 mod consume_direct;
 mod consume_runs;
+mod copy_binary;
 mod envelope_columns;
 mod event_loop;
 mod events;
@@ -479,6 +480,7 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(consume_runs::message_runs, m)?)?;
     m.add_function(wrap_pyfunction!(image_columns::image_columns, m)?)?;
     m.add_function(wrap_pyfunction!(image_columns::position_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(copy_binary::copy_binary_rows, m)?)?;
     m.add_class::<consume_direct::RawConsumer>()?;
     m.add_class::<packed_values::PackedValues>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
