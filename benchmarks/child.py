@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path)
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if opts.task == "sink_kafka":  # as `cdc sink` does, before pyarrow loads
+        from cdc.daemon.memory_settings import system_pool_from_start
+
+        system_pool_from_start()
     task = _tasks()[opts.task]
     args = json.loads(opts.args)
     stack = StackConnections.read(default_state_dir())

@@ -297,6 +297,9 @@ def sink(config_path: Path, until_caught_up: bool, accept_gap: bool) -> None:
     read_committed, so only what `cdc run` committed is seen; each sink stores the consumed offsets
     with its data, and a restart seeks to them: nothing is applied twice or skipped.
     """
+    from cdc.daemon.memory_settings import system_pool_from_start
+
+    system_pool_from_start()  # before pyarrow loads (cdc/daemon/memory_settings.py says why)
     config = load_or_exit(config_path)
     if config.stream is None:
         click.echo(
