@@ -7,6 +7,8 @@ value::
      "position": "<Position string>", "gtid": "0-1-42", "committed_at": "2024-05-01T12:00:00.123456Z",
      "counts": {"events": 1200, "source_transactions": 3, "tables": {"wikidb.page": 1200}}}
 
+Each transaction also opens with a tombstone keyed ``<pipeline>:open`` on the same partition (the
+writer's begin(): the partition joins the transaction before the commit); readers skip that key.
 ``counts`` describe the Kafka transaction that carried the checkpoint; ``server_id`` is the writer's
 replica id on the source. A restart point read from a server also records that server's
 ``@@server_id`` and the GTID state at its transaction's start (in its text, ``+source=..+gtids=..``,
@@ -119,8 +121,9 @@ def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | No
     """The last committed checkpoint of ``pipeline``, or None if it never committed one.
 
     Reads the (compacted, one-partition) checkpoints topic with a read_committed consumer: first only
-    its tail (every Kafka transaction ends with one checkpoint record and one commit marker, so the
-    last committed checkpoint is almost always among the last few offsets), and the whole topic only
+    its tail (every Kafka transaction puts three offsets there: the tombstone it opens with, under
+    ``<pipeline>:open``, which this skips; its checkpoint; its commit marker; so the last committed
+    checkpoint is almost always among the last few offsets), and the whole topic only
     if the tail holds none (a long run of aborted transactions). A transaction still open on the
     topic holds the read back; the writer calls this after ``init_transactions``, which settles any
     transaction a previous instance left open. Raises StreamUnavailable when the end is not reached

@@ -56,7 +56,10 @@ from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
 from cdc.stream.topics import TopicNames
 from cdc.stream.transaction_markers import begin_marker, end_marker
 
-__all__ = ["KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
+__all__ = ["OPENING_KEY_SUFFIX", "KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
+
+# the key of the tombstone each transaction opens with on the checkpoints topic (see begin())
+OPENING_KEY_SUFFIX = ":open"
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,7 @@ class KafkaStreamWriter(ProducerCalls):
         # rows (stored with them in its checkpoint record; dropped if it aborts)
         self.snapshot_state: str | None = None
         self._snapshot_pending: str | None = None
+        self._opening_key = f"{pipeline}{OPENING_KEY_SUFFIX}".encode()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -156,6 +160,14 @@ class KafkaStreamWriter(ProducerCalls):
             raise self._error(exc, "begin_transaction") from exc
         self._in_transaction = True
         self._reset_counts()
+        # The checkpoint's partition joins the transaction now, with the first changes' partition,
+        # instead of when commit() writes the checkpoint: librdkafka registers a partition with the
+        # transaction (AddPartitionsToTxn) when a message for it is produced, and the broker verifies
+        # a transaction's first batch on a partition with its coordinator (KIP-890), so a partition
+        # first written at commit put two round trips in every commit, in front of EndTxn. The
+        # record is a tombstone under its own key (read_checkpoint reads the pipeline's key only;
+        # compaction drops it).
+        self._produce(self.topics.checkpoints, self._opening_key, None, 0)
 
     def write(self, record: SourceRecord) -> None:
         if not self._in_transaction:
