@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from cdc.core.events import ChangeEvent, ColumnValue, Op, SchemaChange
 from cdc.core.positions import LSN_FILE_BASE, Gtid, Position, lsn_position
 from cdc.core.schemas import ArrowKind, TableSchema
+from cdc.daemon.embedded_meta_columns import text_column
 from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.json_values import ValueEncoder, column_encoder
 from cdc.stream.kafka_chunks import ChunkRecords
@@ -243,10 +244,10 @@ def events_as_columns(events: Sequence[ChangeEvent]) -> ChangeColumns | None:
     image = tuple(arrays)
     return ChangeColumns(
         schema,
-        pa.array(ops, pa.string()),
+        text_column(ops),
         position_texts(events),
         pa.array([e.source_ts_ms for e in events], pa.int64()),
-        pa.array([e.transaction_id for e in events], pa.string()),
+        text_column([e.transaction_id for e in events]),
         image,
         cast(tuple[pa.Array, ...], _JsonImage(shape, columns, image)),
     )
