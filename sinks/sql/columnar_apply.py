@@ -43,13 +43,17 @@ from cdc.core.schemas import ArrowKind, ArrowType, TableSchema
 from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
-from sinks.sql import mariadb_columnar, pg_binary_copy, pg_columnar, pg_session, sqlite_columnar
+from sinks.sql import mariadb_columnar, pg_binary_copy, sqlite_columnar
 from sinks.sql.positions_table import Held
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
 if TYPE_CHECKING:
+    from sinks.sql import pg_columnar
     from sinks.sql.sql_sink import SqlSink
+
+# pg_columnar and pg_session import psycopg (~9 MiB of RSS with psycopg_binary's libraries), which a
+# MariaDB or SQLite sink never uses: they are imported in the PostgreSQL branches below.
 
 __all__ = ["UPSERT_BATCHES", "apply_columns", "column_threshold"]
 
@@ -112,6 +116,8 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
         sink._row_exists = sink._book.ensure_row(engine, sink.settings.pipeline)
     if sink.dialect is not Dialect.POSTGRESQL:
         return _transaction(sink, engine, batch, tables, frozenset())
+    from sinks.sql import pg_columnar
+
     upserting = sink._pg_upserting  # target -> batches it still goes by upsert alone
     direct = frozenset(t.target for t in tables if not upserting.get(t.target))
     for t in tables:
@@ -139,6 +145,8 @@ def _transaction(
     try:
         with engine.begin() as conn:
             if pg:
+                from sinks.sql import pg_columnar, pg_session
+
                 stages = pg_columnar.Stages.of(conn)
                 row = pg_session.read_locked(conn, sink._book, sink.settings.pipeline)
             else:
@@ -164,6 +172,8 @@ def _deferred_transaction(
 ) -> bool:
     """:func:`_transaction` on PostgreSQL, returning once the write of the positions row and the
     ``COMMIT`` are sent: the sink holds the connection until it reads their results."""
+    from sinks.sql import pg_columnar, pg_session
+
     conn = engine.connect()
     transaction = conn.begin()
     stages = pg_columnar.Stages.of(conn)
@@ -332,6 +342,8 @@ def _binary_types(
 
 def _pg_texts(c: ChangeColumns) -> list[pa.Array]:
     """The values as PostgreSQL's input functions read them: the envelope's texts, binary as hex."""
+    from sinks.sql import pg_columnar
+
     return [
         pg_columnar.bytea_hex(image) if column.arrow_type.kind is ArrowKind.BINARY else text
         for column, image, text in zip(c.schema.columns, c.image, c.json_image, strict=True)
@@ -378,6 +390,8 @@ def _write(
     keys = [f"c{position_of[k]}" for k in primary_key]
     rows = _last_per_key(data, keys)
     if dialect is Dialect.POSTGRESQL:
+        from sinks.sql import pg_columnar
+
         pg_columnar.write_table(conn, table, primary_key, changes.names, rows, direct, changes.binary)
         return
     deleted = pc.equal(rows.column("_op"), "d")

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -25,11 +26,7 @@ from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_thres
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
-from sinks.sql.pg_deferred_commit import PendingCommit
-from sinks.sql.pg_session import ConnectionLost, commit_with_state, ping_when_idle, read_locked
-from sinks.sql.pg_stages import KeysExist, Stages, as_dbapi_error
 from sinks.sql.positions_table import Bookkeeping, TableShape
-from sinks.sql.read_batches import add_rest, chunk_rows, real_events
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
 from sinks.sql.sqlite_file import sqlite_file
 from sinks.sql.table_keys import TableKeys, lost_key, no_key_yet
@@ -37,6 +34,12 @@ from sinks.sql.table_writer import TablePlan, write_plan
 from sinks.sql.truncate_fence import fence
 from sinks.sql.type_mapping import Dialect, decoder
 from sinks.sql.writer_state import check_writer, merged
+
+if TYPE_CHECKING:
+    # The PostgreSQL modules import psycopg (~9 MiB of RSS with psycopg_binary's libraries), which
+    # a MariaDB or SQLite sink never uses: they are imported where a PostgreSQL sink needs them.
+    from sinks.sql.pg_deferred_commit import PendingCommit
+    from sinks.sql.pg_stages import KeysExist, Stages
 
 __all__ = ["SqlSink", "SqlSinkSettings"]
 
@@ -99,6 +102,14 @@ class SqlSink:
         self._copy_threshold = settings.copy_threshold_rows if copy else None
         self.takes_change_columns = column_threshold(self.dialect, settings.copy_threshold_rows) is not None
         self.pending_commit: PendingCommit | None = None  # a batch's COMMIT sent, its result unread
+        # PostgreSQL's own failures that apply() catches; none elsewhere (``except ()`` catches nothing)
+        self._connection_lost: tuple[type[Exception], ...] = ()
+        self._keys_exist: tuple[type[KeysExist], ...] = ()
+        if self.dialect is Dialect.POSTGRESQL:
+            from sinks.sql.pg_session import ConnectionLost
+            from sinks.sql.pg_stages import KeysExist
+
+            self._connection_lost, self._keys_exist = (ConnectionLost,), (KeysExist,)
 
     # -- the Sink protocol --------------------------------------------------------------------------
 
@@ -109,6 +120,8 @@ class SqlSink:
         pg = self.dialect is Dialect.POSTGRESQL
         engine = sa.create_engine(self._url, pool_pre_ping=not pg)
         if pg:
+            from sinks.sql.pg_session import ping_when_idle
+
             ping_when_idle(engine)  # not a round trip per batch
         try:
             if file is not None:
@@ -150,7 +163,7 @@ class SqlSink:
         try:
             pending.confirm()
         except Exception as exc:
-            wrapped = exc if isinstance(exc, sa.exc.DBAPIError) else as_dbapi_error(exc)
+            wrapped = exc if isinstance(exc, sa.exc.DBAPIError) else self._driver_error(exc)
             if wrapped is None:
                 raise
             raise classify(wrapped, self.name, "the last batch's COMMIT failed: rolled back") from exc
@@ -176,20 +189,20 @@ class SqlSink:
         try:
             try:
                 self._apply_batch(batch)
-            except ConnectionLost as exc:  # PostgreSQL: nothing was sent on it
+            except self._connection_lost as exc:  # PostgreSQL: nothing was sent on it
                 log.info(
                     "%s: its connection was gone (%s); the batch goes again on a new one", self.name, exc
                 )
                 self._apply_batch(batch)
-        except ConnectionLost as exc:  # again: the server is away
-            wrapped = as_dbapi_error(exc.__cause__) if exc.__cause__ is not None else None
+        except self._connection_lost as exc:  # again: the server is away
+            wrapped = self._driver_error(exc.__cause__) if exc.__cause__ is not None else None
             if wrapped is None:
                 raise
             raise classify(wrapped, self.name, "the batch was rolled back") from exc
         except sa.exc.DBAPIError as exc:
             raise classify(exc, self.name, "the batch was rolled back") from exc
         except Exception as exc:  # psycopg's own, from statements sent past SQLAlchemy
-            wrapped = as_dbapi_error(exc)
+            wrapped = self._driver_error(exc)
             if wrapped is None:
                 raise
             raise classify(wrapped, self.name, "the batch was rolled back") from exc
@@ -199,7 +212,7 @@ class SqlSink:
             return
         try:
             self._apply(batch, direct=True)
-        except KeysExist as exc:  # rolled back: nothing of the batch was written
+        except self._keys_exist as exc:  # rolled back: nothing of the batch was written
             log.info("%s: %s; the batch goes again, by upsert", self.name, exc)
             self._pg_upserting[exc.target] = UPSERT_BATCHES
             self._apply(batch, direct=False)
@@ -233,8 +246,13 @@ class SqlSink:
                         self.name, self._epoch, self._book.read(conn, self.settings.pipeline, lock=True)
                     )
             return
-        # a snapshot chunk: the steps below take its head, its other rows are planned at once
-        rows = None if from_kafka else chunk_rows(batch, held.position if held else None)
+        # a snapshot chunk: the steps below take its head, its other rows are planned at once.
+        # (read_batches is imported here, not by every SQL sink: its COPY half imports psycopg)
+        rows = None
+        if not from_kafka:
+            from sinks.sql import read_batches
+
+            rows = read_batches.chunk_rows(batch, held.position if held else None)
         events = self._unapplied(batch if rows is None else rows.head, None if from_kafka else held)
         self._sync_schemas(fence(events, self._truncates).events)
         if not self._row_exists:
@@ -244,11 +262,13 @@ class SqlSink:
         with engine.begin() as conn:
             pg = self.dialect is Dialect.POSTGRESQL
             if pg:
-                row = read_locked(conn, self._book, self.settings.pipeline)
+                from sinks.sql import pg_session, pg_stages
+
+                row = pg_session.read_locked(conn, self._book, self.settings.pipeline)
+                if self._copy_threshold is not None:
+                    self._stages_used = pg_stages.Stages.of(conn)
             else:
                 row = self._book.read(conn, self.settings.pipeline, lock=True)
-            if self._copy_threshold is not None:
-                self._stages_used = Stages.of(conn)
             check_writer(self.name, self._epoch, row)
             current = row.state
             if not from_kafka and current != held:  # another writer moved the position: honour it
@@ -264,10 +284,12 @@ class SqlSink:
             if rows is not None:
                 fences = row.truncates if fenced.truncates is None else fenced.truncates
                 target, threshold = self.target_name(rows.first.table), self._copy_threshold
-                copy = add_rest(plans, rows, events, fences, target, self._codec, threshold)
+                copy = read_batches.add_rest(plans, rows, events, fences, target, self._codec, threshold)
             if any(p.target not in self._shapes for p in plans.values()):
                 self._load_shapes(conn)  # a truncate of a table another writer created
-            bad = real_events(bad_rows(plans, self._codec), rows, self._codec)
+            bad = bad_rows(plans, self._codec)
+            if rows is not None:  # dead letters of the chunk's rows name their own events
+                bad = read_batches.real_events(bad, rows, self._codec)
             if bad:
                 if self.settings.on_bad_row == "stop":
                     first = bad[0]
@@ -300,7 +322,7 @@ class SqlSink:
             if copy is not None:  # the chunk's other rows, column-wise (read_batch_copy.py)
                 copy.write(conn, self._table(copy.target), self._shapes[copy.target].primary_key)
             if pg:  # the write and the commit in one round trip
-                commit_with_state(
+                pg_session.commit_with_state(
                     conn, self._book, self.settings.pipeline, state, row.row_exists, fenced.truncates
                 )
             else:
@@ -380,6 +402,15 @@ class SqlSink:
         return shape.primary_key if shape is not None else None
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _driver_error(self, exc: BaseException) -> sa.exc.DBAPIError | None:
+        """A psycopg error raised past SQLAlchemy, wrapped as SQLAlchemy would have (PostgreSQL
+        only: the other drivers' errors always come through SQLAlchemy)."""
+        if self.dialect is not Dialect.POSTGRESQL:
+            return None
+        from sinks.sql.pg_stages import as_dbapi_error
+
+        return as_dbapi_error(exc)
 
     def _require_engine(self) -> sa.Engine:
         if self._engine is None:

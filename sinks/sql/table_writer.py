@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -22,10 +22,11 @@ from cdc.core.schemas import TableSchema
 from sinks.sql.codec import Codec
 from sinks.sql.driver_rows import executemany
 from sinks.sql.names import single_percents
-from sinks.sql.pg_stages import Stages
 from sinks.sql.positions_table import TableShape
-from sinks.sql.postgres_copy import copy_delete, copy_insert, copy_upsert
 from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
+
+if TYPE_CHECKING:  # PostgreSQL's, imported by a PostgreSQL sink only (psycopg: sql_sink.py)
+    from sinks.sql.pg_stages import Stages
 
 __all__ = ["TablePlan", "delete_by_key", "upsert_statement", "write_plan"]
 
@@ -80,6 +81,8 @@ def write_plan(
         into.setdefault(codec.names, []).append(codec.row(image))
     copy = copy_threshold is not None
     threshold = copy_threshold or 0
+    if copy:  # PostgreSQL
+        from sinks.sql.postgres_copy import copy_delete, copy_insert, copy_upsert
     if deletes:
         if copy and len(deletes) >= threshold:
             copy_delete(conn, table, pk, _copy_types(shape, pk), deletes, stages)

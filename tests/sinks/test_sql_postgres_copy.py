@@ -59,8 +59,7 @@ def test_copy_path_upserts_deletes_and_truncates(copying: SinkUnderTest) -> None
 def test_copy_path_is_used_above_the_threshold(
     copying: SinkUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sinks.sql.table_writer as module
-    from sinks.sql import postgres_copy
+    from sinks.sql import postgres_copy  # table_writer imports them from it at each call
 
     calls: list[tuple[str, int]] = []
     real_insert, real_upsert = postgres_copy.copy_insert, postgres_copy.copy_upsert
@@ -73,8 +72,8 @@ def test_copy_path_is_used_above_the_threshold(
         calls.append(("upsert", len(rows_)))
         real_upsert(conn, target, columns, types, rows_, pk, stages)
 
-    monkeypatch.setattr(module, "copy_insert", insert_spy)
-    monkeypatch.setattr(module, "copy_upsert", upsert_spy)
+    monkeypatch.setattr(postgres_copy, "copy_insert", insert_spy)
+    monkeypatch.setattr(postgres_copy, "copy_upsert", upsert_spy)
     assert isinstance(copying.sink, SqlSink)
     w = Writer()
     copying.sink.apply(w.insert(1, "a", 1).insert(2, "b", 2).batch())
