@@ -143,6 +143,8 @@ def _compiled(
         if values.type != expected:
             return None
         buffers = values.buffers()
+        if buffers[1] is None or (buffers[0] is None and values.null_count):
+            return None  # buffers pyarrow may leave out: the kernels know what that means
         validity = buffers[0] if values.null_count else None
         data = buffers[2] if len(buffers) > 2 else None
         kind = arrow.kind
