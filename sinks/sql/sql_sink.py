@@ -15,7 +15,6 @@ from cdc.core.errors import (
     BadRowError,
     ConfigError,
     SinkError,
-    SinkSchemaError,
 )
 from cdc.core.events import ChangeEvent, Op
 from cdc.core.positions import Position
@@ -27,10 +26,11 @@ from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
 from sinks.sql.positions_table import Bookkeeping, TableShape
-from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
+from sinks.sql.schema_follow import sync_schemas
+from sinks.sql.schema_sync import build_table
 from sinks.sql.sqlite_file import sqlite_file
-from sinks.sql.table_keys import TableKeys, lost_key, no_key_yet
-from sinks.sql.table_writer import TablePlan, write_plan
+from sinks.sql.table_keys import TableKeys
+from sinks.sql.table_writer import TablePlan, plan_tables, write_plan
 from sinks.sql.truncate_fence import fence
 from sinks.sql.type_mapping import Dialect, decoder
 from sinks.sql.writer_state import check_writer, merged
@@ -60,10 +60,6 @@ class SqlSinkSettings:
     sqlite_journal: str = "auto"  # SQLite only: "auto" | "wal" | "keep" (sinks/sql/sqlite_file.py)
     # PostgreSQL, column-wise: a batch's COMMIT confirmed at the sink's next call (pg_deferred_commit)
     defer_commit: bool = False
-
-
-# a schema version as the target keys it, and the first event of that version in the batch
-_Version = tuple[TableSchema, ChangeEvent]
 
 
 class SqlSink:
@@ -464,154 +460,12 @@ class SqlSink:
         return out
 
     def _sync_schemas(self, events: Iterable[ChangeEvent]) -> None:
-        """Create and alter target tables for the schema versions in ``events`` (before the data).
-
-        Runs in its own transaction: MariaDB commits DDL implicitly anyway. Re-running it after a crash
-        is harmless (the version is recorded; the DDL says IF [NOT] EXISTS). Two writers creating or
-        changing one table at once: the loser's transaction fails, it reads the tables again and
-        finds the work done.
-        """
-        first: dict[tuple[TableRef, str], _Version] = {}
-        seen: set[int] = set()
-        for e in events:
-            if id(e.schema) in seen or e.op is Op.TRUNCATE:
-                continue
-            seen.add(id(e.schema))
-            keyed = self._keys.keyed(e.schema) or e.schema  # keyless: a served table lost its key
-            if (keyed.ref, keyed.version) not in first:
-                first[(keyed.ref, keyed.version)] = (keyed, e)
-        todo = [v for v in first.values() if not self._follows(v)]
-        attempts = 10  # each lost race means the other writer got further: this ends
-        for attempt in range(attempts):
-            if not todo:
-                return
-            try:
-                self._follow(todo)
-                return
-            except sa.exc.DBAPIError as exc:
-                if attempt == attempts - 1 or is_transient(exc) or access_problem(exc) is not None:
-                    raise
-                log.info(
-                    "%s: a table changed under us (another writer?): reading it again: %s",
-                    self.name,
-                    exc.orig,
-                )
-            with self._require_engine().connect() as conn:
-                self._load_shapes(conn)
-            todo = [v for v in todo if not self._follows(v)]
-
-    def _follow(self, todo: list[_Version]) -> None:
-        engine = self._require_engine()
-        held_back: tuple[str, PendingSchemaChange, str] | None = None
-        with engine.begin() as conn:
-            self._load_shapes(conn)
-            if self._epoch is not None:
-                check_writer(self.name, self._epoch, self._book.read(conn, self.settings.pipeline))
-            for schema, first in todo:
-                target = self.target_name(schema.ref)
-                old = self._shapes.get(target)
-                accepted = self._book.is_accepted(conn, target, schema.version)
-                if not schema.primary_key:  # a served table lost its key; key_columns give none
-                    if accepted:
-                        raise no_key_yet(schema, target)
-                    change, why = lost_key(schema, old, first.position)
-                    held_back = (target, change, why)
-                    break
-                ev = evolve(target, old, schema, first.position, accepted)
-                if ev.shape == old:
-                    continue
-                review = ev.unsafe or (ev.steps and self.settings.schema_changes is SchemaChangePolicy.STOP)
-                if review and not accepted:
-                    change = PendingSchemaChange(
-                        schema.ref, ev.from_version, schema.version, ev.change, first.position
-                    )
-                    held_back = (target, change, ev.unsafe or "the sink's schema_changes is stop")
-                    break
-                rebuild = old is not None and any(isinstance(s, RebuildTable) for s in ev.steps)
-                if rebuild:  # accepted: a key column's new type; the rows held cannot be keyed by it
-                    conn.execute(sa.schema.DropTable(self._table(target), if_exists=True))
-                    log.warning("emptied %s to rebuild it for %s: %s", target, schema.ref, ev.change)
-                if old is None or rebuild:
-                    table = build_table(sa.MetaData(schema=self._schema), target, ev.shape, self.dialect)
-                    conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
-                    log.info("created table %s for %s", target, schema.ref)
-                else:
-                    pk_name = None
-                    if (
-                        any(isinstance(s, ReplaceKey) for s in ev.steps)
-                        and self.dialect is Dialect.POSTGRESQL
-                    ):
-                        pk_name = sa.inspect(conn).get_pk_constraint(target, schema=self._schema)["name"]
-                    statements = ddl_statements(
-                        self._table(target), ev.steps, self.dialect, engine.dialect, ev.shape, pk_name
-                    )
-                    log.info("schema change on %s (%s): %s", target, schema.ref, ev.change or "none")
-                    for statement in statements:
-                        log.info("  %s", statement)
-                        conn.execute(sa.text(statement))
-                self._book.write_shape(conn, target, ev.shape, exists=old is not None)
-                if accepted:
-                    self._book.forget_schema_change(conn, target, schema.version)
-                self._shapes[target] = ev.shape
-                self._forget_tables()
-        if held_back is not None:
-            target, change, why = held_back
-            with engine.begin() as conn:
-                self._book.record_schema_change(conn, target, change)
-            raise SinkSchemaError(
-                f"{change.table} (target table {target})", None,
-                f"{change.change}: held back ({why}); nothing of the batch was written. Accept it with "
-                f"`cdc schema accept -c CONFIG {change.table}` and run again",
-            )  # fmt: skip
-
-    def _follows(self, version: _Version) -> bool:
-        """Whether the target takes rows of this version as it is (no change to make)."""
-        schema, first = version
-        shape = self._shapes.get(self.target_name(schema.ref))
-        return shape is not None and shape.follows(schema.version, first.position)
+        """Create and alter target tables for the versions in ``events`` (sinks/sql/schema_follow.py)."""
+        sync_schemas(self, events)
 
     def _plan(self, events: Sequence[ChangeEvent]) -> dict[str, TablePlan]:
         """Collapse the batch per table and key, in position order: the last change per key wins."""
-        plans: dict[str, TablePlan] = {}
-        # by schema object identity: the objects live as long as ``events``, and a batch has few of them
-        codecs: dict[int, tuple[TablePlan, Codec | None]] = {}
-        for event in events:
-            schema = event.schema
-            found = codecs.get(id(schema))
-            if found is None:
-                target = self.target_name(schema.ref)
-                plan = plans.get(target)
-                if plan is None:
-                    plan = plans[target] = TablePlan(target)
-                # a truncate needs no codec (its schema may be empty: the first event after a restart)
-                codec = None if event.op is Op.TRUNCATE else self._codec(target, schema)
-                found = codecs[id(schema)] = (plan, codec)
-            plan, maybe = found
-            op = event.op
-            if op is Op.TRUNCATE:
-                plan.truncate = True
-                plan.actions.clear()  # everything before the truncate is wiped with the table
-                continue
-            codec = maybe if maybe is not None else self._codec(plan.target, schema)
-            if op is Op.DELETE:
-                image = event.before
-                key = event.key if image is None else codec.key_of(image)
-                if key is None:
-                    raise SinkError(
-                        f"{event.table}: delete at {event.position} carries neither key nor image"
-                    )
-                plan.actions[key] = (None, event)
-                continue
-            after = event.after
-            if after is None:
-                raise SinkError(f"{event.table}: {op.value} at {event.position} carries no after image")
-            key = codec.key_of(after)
-            if op is Op.UPDATE and event.before is not None:
-                old_key = codec.key_of(event.before)
-                if old_key != key:  # the key itself changed: the old row goes away
-                    plan.actions[old_key] = (None, event)
-            plan.actions[key] = (after, event)
-        return plans
+        return plan_tables(events, self.target_name, self._codec)
 
     def _codec(self, target: str, schema: TableSchema) -> Codec:
         codec = self._codecs.get((target, schema.version))

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from cdc.core.errors import SinkError
 from cdc.core.events import ChangeEvent, Op, RowImage
-from cdc.core.schemas import TableSchema
+from cdc.core.schemas import TableRef, TableSchema
 from sinks.sql.codec import Codec
 from sinks.sql.driver_rows import executemany
 from sinks.sql.names import single_percents
@@ -28,7 +29,7 @@ from sinks.sql.type_mapping import Dialect, encoder, pg_copy_type
 if TYPE_CHECKING:  # PostgreSQL's, imported by a PostgreSQL sink only (psycopg: sql_sink.py)
     from sinks.sql.pg_stages import Stages
 
-__all__ = ["TablePlan", "delete_by_key", "upsert_statement", "write_plan"]
+__all__ = ["TablePlan", "delete_by_key", "plan_tables", "upsert_statement", "write_plan"]
 
 
 @dataclass(slots=True)
@@ -39,6 +40,52 @@ class TablePlan:
     truncate: bool = False
     # key -> (event whose image is written, or None for a delete; the event that decided it)
     actions: dict[RowImage, tuple[RowImage | None, ChangeEvent]] = field(default_factory=dict)
+
+
+def plan_tables(
+    events: Sequence[ChangeEvent],
+    target_name: Callable[[TableRef], str],
+    codec_of: Callable[[str, TableSchema], Codec],
+) -> dict[str, TablePlan]:
+    """Collapse the batch per table and key, in position order: the last change per key wins."""
+    plans: dict[str, TablePlan] = {}
+    # by schema object identity: the objects live as long as ``events``, and a batch has few of them
+    codecs: dict[int, tuple[TablePlan, Codec | None]] = {}
+    for event in events:
+        schema = event.schema
+        found = codecs.get(id(schema))
+        if found is None:
+            target = target_name(schema.ref)
+            plan = plans.get(target)
+            if plan is None:
+                plan = plans[target] = TablePlan(target)
+            # a truncate needs no codec (its schema may be empty: the first event after a restart)
+            codec = None if event.op is Op.TRUNCATE else codec_of(target, schema)
+            found = codecs[id(schema)] = (plan, codec)
+        plan, maybe = found
+        op = event.op
+        if op is Op.TRUNCATE:
+            plan.truncate = True
+            plan.actions.clear()  # everything before the truncate is wiped with the table
+            continue
+        codec = maybe if maybe is not None else codec_of(plan.target, schema)
+        if op is Op.DELETE:
+            image = event.before
+            key = event.key if image is None else codec.key_of(image)
+            if key is None:
+                raise SinkError(f"{event.table}: delete at {event.position} carries neither key nor image")
+            plan.actions[key] = (None, event)
+            continue
+        after = event.after
+        if after is None:
+            raise SinkError(f"{event.table}: {op.value} at {event.position} carries no after image")
+        key = codec.key_of(after)
+        if op is Op.UPDATE and event.before is not None:
+            old_key = codec.key_of(event.before)
+            if old_key != key:  # the key itself changed: the old row goes away
+                plan.actions[old_key] = (None, event)
+        plan.actions[key] = (after, event)
+    return plans
 
 
 def write_plan(
