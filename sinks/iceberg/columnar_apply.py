@@ -54,7 +54,7 @@ def add_columns(writer: TableWriter, columns: ChangeColumns) -> int:
     n = int(chunk.num_rows)
     if n:
         writer.seal()  # rows added one by one before go first
-        writer.chunks.append(chunk)
+        writer.add_chunk(chunk)
         writer.buffered += n
     return n
 

@@ -49,7 +49,7 @@ def add_rest(writer: TableWriter, batch: ReadBatch, accepted: ChangeEvent) -> in
         pa.repeat(pa.scalar(batch.transaction_id, pa.string()), n),
     ]
     names = [c.name for c in writer.columns] + [OP, POSITION, SOURCE_TS, TXN]
-    writer.chunks.append(pa.Table.from_arrays(arrays, names=names))
+    writer.add_chunk(pa.Table.from_arrays(arrays, names=names))
     writer.buffered += n
     return n
 
