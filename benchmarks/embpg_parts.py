@@ -8,7 +8,8 @@ Writes one bulk range of the wiki mix (as benchmarks.embcol_ab) and runs
 with the timers of benchmarks.pgsink_parts around the apply thread's parts, plus: the apply thread's
 wait for its next batch (``SinkThread._serve``'s idle time), the daemon thread's wait for the batch
 before (``SinkThread.wait``) and its column build (``build_columns``), the apply thread's CPU, and
-each of its waits for a batch (ms). One JSON line per run.
+each of its waits for a batch (ms), the cycle collector's runs and time per generation. One JSON
+line per run.
 
 Experiments (environment, each alone): ``EMBPG_PARTS_ARROW_COPY=1`` the binary COPY by the Arrow
 kernels (pg_binary_copy without the compiled encoder: the A/B of embpg2's change in one tree);
@@ -20,6 +21,7 @@ kernels (pg_binary_copy without the compiled encoder: the A/B of embpg2's change
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -94,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
             self._jobs.put((work, future))
 
         sink_thread.SinkThread.start = start  # type: ignore[method-assign]
+    gc_times: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # generation -> count, seconds
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            into = gc_times[f"gen{info['generation']}"]
+            into[0] += 1
+            into[1] += time.perf_counter() - gc_start[0]
+
+    gc.callbacks.append(on_gc)
     sink_thread.queue.SimpleQueue = _TimedQueue  # type: ignore[attr-defined]
     threads: dict[str, float] = {}
     original_cpu = sink_thread.SinkThread._serve
@@ -112,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.runs):
         r = _workload(server).bulk(args.rows)
         totals.clear()
+        gc_times.clear()
         _TimedQueue.idle[0] = 0.0
         _TimedQueue.waits.clear()
         run_id = uuid.uuid4().hex[:8]
@@ -133,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             for k, (n, w, c) in sorted(totals.items())
         }
         parts["apply.idle"] = {"wall_us": 1e6 * _TimedQueue.idle[0] / rows}
-        out_waits = {"apply_waits_ms": _TimedQueue.waits}
+        out_waits = {
+            "apply_waits_ms": _TimedQueue.waits,
+            "gc_ms": {g: [int(n), round(1e3 * t, 1)] for g, (n, t) in sorted(gc_times.items())},
+        }
         out = {
             "rows_per_s": rows / result["seconds"],
             "wall_us_per_row": 1e6 * result["seconds"] / rows,
