@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path)
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if opts.task == "sink_kafka":  # as `cdc sink` does, before pyarrow loads
+    if opts.task in ("sink_kafka", "sink_embedded"):  # as `cdc sink` and `cdc run` do, first
         from cdc.daemon.memory_settings import system_pool_from_start
 
         system_pool_from_start()

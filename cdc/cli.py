@@ -135,6 +135,9 @@ def run(config_path: Path, until_caught_up: bool) -> None:
     is lost: the next start resumes from the last checkpoint). Exit 2 on an error an operator must
     fix (bad config, purged binlog, a second daemon took over).
     """
+    from cdc.daemon.memory_settings import system_pool_from_start
+
+    system_pool_from_start()  # before pyarrow loads: embedded sinks write Parquet and COPY from Arrow
     config = load_or_exit(config_path)
     _hold_run_lock(config)
     if config.any_source.type == "postgresql":

@@ -1,4 +1,4 @@
-"""`cdc sink` chooses Arrow's pool before anything loads pyarrow (cdc/daemon/memory_settings.py).
+"""`cdc sink` and `cdc run` choose Arrow's pool before anything loads pyarrow (cdc/daemon/memory_settings.py).
 
 The command is run in a fresh interpreter up to the point where it reads its config; what pyarrow
 would pick then is what the sinks' Parquet writer gets."""
@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 
-_RUN_SINK_UNTIL_CONFIG = """
+import pytest
+
+_RUN_UNTIL_CONFIG = """
 import os, sys
 from click.testing import CliRunner
 import cdc.cli
@@ -20,15 +22,16 @@ def stop_at_config(path):
     raise SystemExit(0)
 
 cdc.cli.load_or_exit = stop_at_config
-result = CliRunner().invoke(cdc.cli.main, ["sink", "-c", "configs/kafka.yaml"], standalone_mode=False)
+result = CliRunner().invoke(cdc.cli.main, ["{command}", "-c", "configs/kafka.yaml"], standalone_mode=False)
 sys.stdout.write(result.output)
 """
 
 
-def test_cdc_sink_sets_the_system_pool_before_pyarrow_loads() -> None:
+@pytest.mark.parametrize("command", ["sink", "run"])
+def test_the_system_pool_is_set_before_pyarrow_loads(command: str) -> None:
     environment = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     done = subprocess.run(
-        [sys.executable, "-c", _RUN_SINK_UNTIL_CONFIG],
+        [sys.executable, "-c", _RUN_UNTIL_CONFIG.replace("{command}", command)],
         capture_output=True,
         text=True,
         env=environment,
