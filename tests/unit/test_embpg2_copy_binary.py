@@ -144,3 +144,22 @@ def test_another_storage_type_takes_the_kernels(monkeypatch: pytest.MonkeyPatch)
     plain = pa.chunked_array([pa.array(["a", None, "bc"], pa.string())])
     assert b"".join(bytes(p) for p in pg_binary_copy.rows_binary([plain], [ArrowType(K.STRING)])) == data
     assert calls == [3]
+
+
+def test_buffers_the_encoder_cannot_read_are_refused_not_read() -> None:
+    """Offsets out of order, buffers shorter than the rows, an unknown code: ValueError, no read
+    past a buffer (the arrays pyarrow makes never are so; arrays made from buffers could be)."""
+    real = pg_binary_copy._copy_binary_rows
+    assert real is not None
+    offsets = pa.py_buffer(b"\x00\x00\x00\x00\x03\x00\x00\x00\x01\x00\x00\x00")
+    data = pa.py_buffer(b"abc")
+    for spec, n in (
+        ((11, 0, None, offsets, data, 0, 0), 2),  # the second row's offsets go backwards
+        ((11, 0, None, offsets, data, 0, 0), 5),  # more rows than offsets
+        ((11, 0, None, offsets, pa.py_buffer(b"a"), 0, 0), 1),  # past the data
+        ((7, 0, None, pa.py_buffer(b"\x00" * 8), None, 0, 0), 2),  # an int64 short of a row
+        ((99, 0, None, offsets, data, 0, 0), 1),
+        ((13, 0, None, pa.py_buffer(b"\x00" * 16), None, 19, 0), 1),  # a decimal over 18 digits
+    ):
+        with pytest.raises(ValueError):
+            real([spec], n)

@@ -242,16 +242,19 @@ pub fn copy_binary_rows<'py>(
                 "an array's buffer is shorter than its rows",
             ));
         }
-        if code == BYTES && n > 0 {
-            let end = i32::from_le_bytes(
-                values[(offset + n) * 4..(offset + n + 1) * 4]
-                    .try_into()
-                    .unwrap(),
-            );
-            let first = i32::from_le_bytes(values[offset * 4..offset * 4 + 4].try_into().unwrap());
-            if first < 0 || end < first || end as usize > data.len() {
+        if code == BYTES {
+            // every row's offsets in order and inside the data: the encoder then cannot panic
+            let at = |i: usize| i32::from_le_bytes(values[i * 4..i * 4 + 4].try_into().unwrap());
+            let mut last = at(offset);
+            let mut ordered = last >= 0;
+            for i in offset + 1..=offset + n {
+                let next = at(i);
+                ordered &= next >= last;
+                last = next;
+            }
+            if !ordered || last as usize > data.len() {
                 return Err(PyValueError::new_err(
-                    "a text column's offsets are outside its data",
+                    "a text column's offsets are out of order or outside its data",
                 ));
             }
         }
