@@ -12,6 +12,11 @@ when, is unchanged. A piece holds at most :data:`PIECE_ROWS` rows and, past its 
 :data:`PIECE_BYTES` of the values' estimated size: the byte length of text, binary and decimal
 values (the forms the rows are bound from) plus :data:`_FIXED_BYTES` for any other value, so that a
 few very wide rows make small pieces and narrow rows are not cut finer than they need.
+
+The bounds: each piece is one more executemany (a round trip, and pymysql's statement; it cut
+statements at 1 MB before). Applying 40 revision-like batches of 5,000 rows to MariaDB, 6
+alternated rounds, CPU of the writing process: whole batches 13.5 us/row, pieces of 1,000 rows /
+256 KiB 14.5, of 2,000 rows / 512 KiB 13.5; `cdc sink` peak RSS in probes 191.5 / 186.4 / 188.8 MiB.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import pyarrow.compute as pc
 
 __all__ = ["PIECE_BYTES", "PIECE_ROWS", "pieces"]
 
-PIECE_ROWS = 1_000
-PIECE_BYTES = 256 * 1024
+PIECE_ROWS = 2_000
+PIECE_BYTES = 512 * 1024
 # what a value of a fixed-width type (integer, float, date, timestamp) counts for
 _FIXED_BYTES = 8
 

@@ -9,7 +9,7 @@ wall clock (what the ``_utc_naive`` encoder makes of it), a bool as the int its 
 processor makes (the only MariaDB type here with one). They then go to the driver's executemany as
 the per-change path's :func:`sinks.sql.driver_rows.executemany` hands them (pymysql escapes them
 and sends multi-row INSERTs), so each row's SQL is the same text; a piece of the batch at a time
-(:mod:`sinks.sql.bound_pieces`: at most 1,000 rows and ~256 KiB), so that one piece's values and
+(:mod:`sinks.sql.bound_pieces`: at most 2,000 rows and ~512 KiB), so that one piece's values and
 statement text are alive at once, not the whole batch's.
 
 A chunk whose text or binary values exceed a bounded target column (what the per-change path's

@@ -19,8 +19,8 @@ then the column type's SQLAlchemy bind processor, :mod:`sinks.sql.codec` and
   ``_utc_naive`` gives it. Not ``strftime``: the same text at 20 times the cost.
 
 The deletes go by executemany of ``DELETE ... WHERE key = ?``, the rest by executemany of the
-per-change path's own ``INSERT ... ON CONFLICT (key) DO UPDATE``, a piece of at most 1,000 rows and
-~256 KiB at a time (:mod:`sinks.sql.bound_pieces`). Which changes may come here at all
+per-change path's own ``INSERT ... ON CONFLICT (key) DO UPDATE``, a piece of at most 2,000 rows and
+~512 KiB at a time (:mod:`sinks.sql.bound_pieces`). Which changes may come here at all
 (:func:`fits`) is decided before anything is written.
 """
 

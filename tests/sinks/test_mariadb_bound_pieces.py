@@ -42,11 +42,11 @@ REFUSED = INSERTS - 3  # a key the last piece of upserts carries
 
 
 def _row(key: int, v: int) -> tuple[ColumnValue, ...]:
-    return (key, f"{v}:" + "é ~ 'quoted' \\ " * (20 + key % 40), v)
+    return (key, f"{v}:" + "é ~ 'quoted' \\ " * (40 + key % 40), v)
 
 
 def _batch() -> list[ChangeEvent]:
-    """2,400 inserts of ~400-byte rows (~1 MB, several pieces by bytes and by rows), then updates
+    """2,400 inserts of ~1 KB rows (~2.4 MB, several pieces by bytes), then updates
     of keys from every piece (twice for some: the second wins), deletes, and a key deleted and
     inserted again, all in one batch."""
     e = _event
