@@ -1,11 +1,11 @@
 """A collapsed batch's rows cut into pieces bounded in rows and in bytes, bound and sent one at a time.
 
-SQLite and MariaDB take a batch's rows from Kafka as Python values (:mod:`sinks.sql.sqlite_columnar`,
-:mod:`sinks.sql.mariadb_columnar`). Made for the whole batch at once, those values, their tuples and
-pymysql's escaped text of every row (its multi-row statements up to 1 MB, copied three times on the
-way to the socket) were all alive together: `cdc sink` into MariaDB peaked at 203-206 MiB against
-188-192 with the writes left out (200k changes, 5,000 per batch). Made and sent a piece at a time,
-only one piece's are.
+MariaDB takes a batch's rows from Kafka as Python values (:mod:`sinks.sql.mariadb_columnar`,
+through :func:`sinks.sql.sqlite_columnar.write_bound_rows`). Made for the whole batch at once, those
+values, their tuples and pymysql's escaped text of every row (its multi-row statements up to 1 MB,
+copied three times on the way to the socket) were all alive together: `cdc sink` into MariaDB
+peaked at 203-206 MiB against 188-192 with the writes left out (200k changes, 5,000 per batch).
+Made and sent a piece at a time, only one piece's are.
 
 The pieces are written one after another in the batch's transaction, so what a batch commits, and
 when, is unchanged. A piece holds at most :data:`PIECE_ROWS` rows and, past its first row, at most
