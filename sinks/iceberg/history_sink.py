@@ -76,7 +76,6 @@ from pyiceberg.exceptions import (
     CommitFailedException,
     CommitStateUnknownException,
     NoSuchTableError,
-    TableAlreadyExistsError,
 )
 from pyiceberg.table import Table
 
@@ -91,15 +90,13 @@ from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterI
 from sinks.iceberg.catalogs import (
     create_or_load_table,
     ensure_namespace,
-    find_history_table,
     open_catalog,
     progress_identifier,
 )
 from sinks.iceberg.columnar_apply import add_columns, events_or_columns
-from sinks.iceberg.evolution import creation_properties
 from sinks.iceberg.failover_positions import table_positions
 from sinks.iceberg.fencing import Claim, check_not_fenced, claim_properties, new_claim
-from sinks.iceberg.history_schema import history_iceberg_schema, history_partition_spec
+from sinks.iceberg.history_tables import open_history_writer
 from sinks.iceberg.progress_commit import (
     EMPTY_PROGRESS,
     PROGRESS_SCHEMA,
@@ -109,7 +106,7 @@ from sinks.iceberg.progress_commit import (
 from sinks.iceberg.pyiceberg_speed import warm_up as warm_up_pyiceberg
 from sinks.iceberg.pyiceberg_workers import bound_workers
 from sinks.iceberg.read_batches import add_rest
-from sinks.iceberg.snapshot_bound import SnapshotBound, ensure_commit_properties
+from sinks.iceberg.snapshot_bound import SnapshotBound
 from sinks.iceberg.snapshot_state import (
     expire_all_but,
     merged_state,
@@ -398,35 +395,12 @@ class IcebergHistorySink:
 
     # -- internals ---------------------------------------------------------------------------
     def _open_writer(self, schema: TableSchema) -> TableWriter | None:
-        """The writer of ``schema.ref``'s history, creating the table unless ``schema`` is empty.
-
-        An empty schema is a truncate the source could not describe (no TABLE_MAP since a
-        restart): it lands on the table with the shape the table knows, and a table the history
-        never held is not created for it (None).
-        """
+        """The writer of ``schema.ref``'s history (None: see ``open_history_writer``)."""
         assert self._catalog is not None
         self._wait_for_commit()  # one thread uses the catalog at a time
-        identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
-        if table is None:
-            if not schema.columns:
-                return None
-            iceberg_schema = history_iceberg_schema(schema)
-            try:
-                table = self._catalog.create_table(
-                    identifier,
-                    iceberg_schema,
-                    partition_spec=history_partition_spec(iceberg_schema),
-                    properties=creation_properties(self.pipeline, schema, iceberg_schema),
-                )
-                log.info("iceberg: created %s for %s", identifier, schema.ref)
-            except TableAlreadyExistsError:
-                # another sink process (other partitions of the same topic) created it just now
-                identifier, table = find_history_table(self._catalog, self.config.namespace, schema.ref)
-                if table is None:
-                    raise
-        ensure_commit_properties(table, identifier)  # a table from before manifest merging
-        writer = TableWriter(schema.ref, identifier, table)
-        self._writers[schema.ref] = writer
+        writer = open_history_writer(self._catalog, self.config.namespace, self.pipeline, schema)
+        if writer is not None:
+            self._writers[schema.ref] = writer
         return writer
 
     def _commit(self, wait: bool) -> None:
