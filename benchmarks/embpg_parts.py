@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             with engine.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         rows = result["rows"]
-        parts = {
-            k: {"calls": int(n), "wall_us": 1e6 * w / rows, "cpu_us": 1e6 * c / rows}
-            for k, (n, w, c) in sorted(totals.items())
-        }
+        parts: dict[str, dict[str, float]] = pgsink_parts.per_change(totals, rows)
         parts["apply.idle"] = {"wall_us": 1e6 * _TimedQueue.idle[0] / rows}
         out_waits = {
             "apply_waits_ms": _TimedQueue.waits,

@@ -66,6 +66,14 @@ def _timed(fn: Callable[..., Any], label: str, totals: dict[str, list[float]]) -
     return timed
 
 
+def per_change(totals: dict[str, list[float]], rows: int) -> dict[str, dict[str, float]]:
+    """Each timed part's calls and its wall and CPU microseconds per change."""
+    return {
+        k: {"calls": int(n), "wall_us": 1e6 * w / rows, "cpu_us": 1e6 * c / rows}
+        for k, (n, w, c) in sorted(totals.items())
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("pipeline", help="a pipeline speedsink_bench captured")
@@ -88,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             with engine.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         rows = result["rows"]
-        parts = {
-            k: {"calls": int(n), "wall_us": 1e6 * w / rows, "cpu_us": 1e6 * c / rows}
-            for k, (n, w, c) in sorted(totals.items())
-        }
+        parts = per_change(totals, rows)
         out = {"rows_per_s": rows / result["seconds"], "cpu_us_per_row": 1e6 * result["cpu_s"] / rows}
         print(json.dumps({**out, "load_1m": os.getloadavg()[0], "parts": parts}))
     engine.dispose()

@@ -18,19 +18,12 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.events import ChangeEvent, Op, TransactionEnd
 from cdc.core.positions import Gtid, Position
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.devstack.connections import StackConnections
 from cdc.stream import KafkaStreamWriter, read_checkpoint
 from cdc.stream.kafka_writer import OPENING_KEY_SUFFIX
+from tests.support.shop_items import SHOP_ITEMS
 
-SCHEMA = TableSchema.build(
-    TableRef("shop", "items"),
-    (
-        Column("id", "int", ArrowType(ArrowKind.INT32), False),
-        Column("name", "varchar", ArrowType(ArrowKind.STRING)),
-    ),
-    ("id",),
-)
+SCHEMA = SHOP_ITEMS
 
 
 @pytest.fixture

@@ -21,19 +21,13 @@ from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import ProducerFenced
 from cdc.core.events import ChangeEvent, Op, SchemaChange, SchemaChangeKind, TransactionEnd
 from cdc.core.positions import Gtid, Position
-from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
+from cdc.core.schemas import TableSchema
 from cdc.devstack.connections import StackConnections
 from cdc.stream import KafkaStreamWriter, read_checkpoint
+from tests.support.shop_items import SHOP_ITEMS
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = TableSchema.build(
-    TableRef("shop", "items"),
-    (
-        Column("id", "int", ArrowType(ArrowKind.INT32), False),
-        Column("name", "varchar", ArrowType(ArrowKind.STRING)),
-    ),
-    ("id",),
-)
+SCHEMA = SHOP_ITEMS
 
 
 @pytest.fixture
