@@ -27,7 +27,7 @@ no and the caller sends CSV instead.
 
 The compiled ``copy_binary_rows`` (native/headwater_native/src/copy_binary.rs) writes the same
 bytes from the columns' buffers in one call that releases the GIL; the Arrow kernels below stay the
-reference (``tests/sinks/test_embpg2_copy_binary.py`` compares both) and take any piece whose
+reference (``tests/unit/test_embpg2_copy_binary.py`` compares both) and take any piece whose
 arrays are not of the plain storage type of their kind. The kernels were ~30 calls per column, each
 releasing and taking the GIL again: on embedded `cdc run`'s apply thread each take waited for the
 capture and column threads on the same core.
