@@ -40,12 +40,14 @@ def fits(columns: ChangeColumns) -> bool:
     """Whether no value of the chunk is one the per-change path's MariaDB checks refuse."""
     if not sent_forms_fit(columns):
         return False
-    for column, typed, raw in zip(columns.schema.columns, columns.image, columns.json_image, strict=True):
+    for i, (column, typed) in enumerate(zip(columns.schema.columns, columns.image, strict=True)):
         target = target_type(column)
         if target.length is None:
             continue
         if target.family is Family.TEXT:
-            lengths = pc.utf8_length(raw)  # characters, as len() counts them
+            # characters, as len() counts them (the envelope's text: read by index, as embedded
+            # chunks make each such column when first read)
+            lengths = pc.utf8_length(columns.json_image[i])
         elif target.family is Family.BINARY:
             lengths = pc.binary_length(typed)
         else:

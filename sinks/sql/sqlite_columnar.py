@@ -67,11 +67,14 @@ def sent_forms_fit(columns: ChangeColumns) -> bool:
     """Whether the envelope's forms this module binds from (:func:`collapse_arrays`) are what it
     expects: text for text and decimals, doubles for floats, text valid UTF-8; and no TIME column.
     Anything else (a decoder that one day gives other forms) goes the per-change way."""
-    for column, raw in zip(columns.schema.columns, columns.json_image, strict=True):
+    for i, column in enumerate(columns.schema.columns):
         kind = column.arrow_type.kind
         if kind is ArrowKind.DURATION:
             return False
-        if kind in _AS_SENT and raw.type != (pa.float64() if kind in _FLOATS else pa.string()):
+        if kind not in _AS_SENT:
+            continue  # its envelope form is not read here: an embedded chunk's is never made
+        raw = columns.json_image[i]
+        if raw.type != (pa.float64() if kind in _FLOATS else pa.string()):
             return False
         if kind is ArrowKind.STRING and not _valid_utf8(raw):
             return False
@@ -90,9 +93,10 @@ def _valid_utf8(values: pa.Array) -> bool:
 def collapse_arrays(columns: ChangeColumns) -> list[pa.Array]:
     """Per source column, the array the collapse keys on and the rows are bound from: the typed
     image, but the envelope's text for decimals and text, and its doubles for floats."""
+    sent = columns.json_image  # read by index: embedded chunks make each column when first read
     return [
-        raw if column.arrow_type.kind in _AS_SENT else typed
-        for column, typed, raw in zip(columns.schema.columns, columns.image, columns.json_image, strict=True)
+        sent[i] if column.arrow_type.kind in _AS_SENT else typed
+        for i, (column, typed) in enumerate(zip(columns.schema.columns, columns.image, strict=True))
     ]
 
 
