@@ -322,16 +322,20 @@ class EmbeddedDaemon:
     def _apply_loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run) -> None:
         """Runs the loop with its apply thread; returns once the last batch handed is applied."""
         applying = SinkThread("embedded-apply")
+        handed: list[SinkBatch] = []  # the batch handed last: let go on this thread (_apply_all)
         try:
-            self._loop(pump, sinks, run, applying)
+            self._loop(pump, sinks, run, applying, handed)
             applying.wait()
         except BaseException:
             applying.settle()  # the sinks are closed next: not while a batch is being applied
             raise
         finally:
+            handed.clear()
             applying.close()
 
-    def _loop(self, pump: Pump, sinks: Sequence[Sink], run: _Run, applying: SinkThread) -> None:
+    def _loop(
+        self, pump: Pump, sinks: Sequence[Sink], run: _Run, applying: SinkThread, handed: list[SinkBatch]
+    ) -> None:
         opts = self._options
         batch: list[ChangeEvent | SchemaChange | ReadBatch] = []
         deadline = 0.0
@@ -342,10 +346,15 @@ class EmbeddedDaemon:
         snapshot: SnapshotProgress | None = None  # a snapshot chunk being applied (logged)
         metrics = self.metrics
 
+        def let_go() -> None:
+            if handed and not applying.busy:
+                handed.clear()
+
         def apply() -> None:
             nonlocal batch, dirty, window_rows
             if not batch:
                 return
+            let_go()
             last = batch[-1]
             # a chunk's rows come alone (one ReadBatch); else events, in runs of one table version
             # that a sink applying column-wise takes as columns (embedded_columns.py)
@@ -358,7 +367,9 @@ class EmbeddedDaemon:
                 counted = (Counter(seen), ends[0], last.source_ts_ms)
                 seen.clear()
                 ends[0] = 0
-            applying.start(partial(_apply_all, sinks, sink_batch, metrics, counted))
+            applying.wait()  # (before ``handed`` holds this batch, instead of the one applying)
+            handed[:] = [sink_batch]
+            applying.start(partial(_apply_all, sinks, handed, metrics, counted))
             self.rows_applied += len(records)
             window_rows += len(records)
             run.last_handed, run.last_ts_ms = last.position, last.source_ts_ms
@@ -400,6 +411,7 @@ class EmbeddedDaemon:
                 )
                 window_rows, window_start = 0, now
             applying.check()  # a batch that failed stops the run now, not at the next one
+            let_go()
             chunk = pump.get(max(deadline - now, 0.0) if batch else 0.5)
             if chunk is None:
                 if batch and time.monotonic() >= deadline:
@@ -486,11 +498,13 @@ class EmbeddedDaemon:
 
 def _apply_all(
     sinks: Sequence[Sink],
-    batch: SinkBatch,
+    handed: list[SinkBatch],
     metrics: DaemonMetrics | None,
     counted: tuple[Counter[tuple[str, str, str]], int, int] | None,
 ) -> None:
-    """One batch into every sink, on the apply thread; then counted in the metrics."""
+    """One batch (``handed[0]``) into every sink, on the apply thread; then counted in the metrics.
+    The daemon's thread lets the batch go: freeing it here (~0.3 us/change) was on the apply chain."""
+    batch = handed[0]
     for sink in sinks:
         sink.apply(batch)
     if metrics is not None and counted is not None:
