@@ -16,9 +16,11 @@ from cdc.config.models import IcebergSinkConfig
 from sinks.iceberg.as_of import History, history_rows_as_of, read_history, state_as_of
 from sinks.iceberg.history_sink import IcebergHistorySink
 from sinks.iceberg.maintenance import MaintenanceReport, TableMaintenance, maintain
+from sinks.iceberg.pyiceberg_metadata_copy import install as _no_deep_metadata_copy
 from sinks.iceberg.pyiceberg_speed import install as _cache_transaction_metadata
 
 _cache_transaction_metadata()  # a commit's cost grew with the history's snapshots (pyiceberg_speed.py)
+_no_deep_metadata_copy()  # nor copies every snapshot it holds (pyiceberg_metadata_copy.py)
 
 __all__ = [
     "History",

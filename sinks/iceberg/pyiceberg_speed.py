@@ -24,7 +24,8 @@ from typing import Any
 
 from pyiceberg.table import Transaction
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.update import update_table_metadata
+
+from sinks.iceberg.pyiceberg_metadata_copy import new_metadata
 
 __all__ = ["install", "warm_up"]
 
@@ -43,7 +44,7 @@ def _cached_table_metadata(self: Transaction) -> TableMetadata:
     held: Any = self.__dict__.get("_headwater_metadata")
     if held is not None and held[0] is base and held[1] is updates:
         return held[2]  # type: ignore[no-any-return]
-    metadata = update_table_metadata(base, updates)
+    metadata = new_metadata(base, updates)  # pyiceberg's, without its deep copy once installed
     self.__dict__["_headwater_metadata"] = (base, updates, metadata)
     return metadata
 
