@@ -94,6 +94,20 @@ class EventMaker:
     ) -> list[Any]:
         """One ChangeEvent per image (``after`` if ``inserted``, else ``before``), at rows
         ``row``, ``row + 1``... of the transaction at ``tx_pos``; key None if ``key_indexes`` is empty."""
+    def updates(
+        self,
+        ops: tuple[Any, Any, Any],
+        schema: Any,
+        key_indexes: Sequence[int],
+        pairs: list[tuple[tuple[Any, ...], tuple[Any, ...]]],
+        tx_pos: Any,
+        row: int,
+        ts_ms: int,
+        transaction_id: str,
+    ) -> list[Any] | None:
+        """The ChangeEvents of ``(before, after)`` pairs from row ``row``: ``ops[0]`` (update) where the
+        key stays, else ``ops[1]`` (delete, old key) then ``ops[2]`` (create, new key); None if a row
+        index could pass the maximum."""
 
 class MessageMaker:
     """The Kafka messages of a run of change events in one call; see ``cdc.stream.kafka_batches``

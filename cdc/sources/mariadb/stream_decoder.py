@@ -235,6 +235,8 @@ class StreamDecoder:
         table_map, gtid_event, xid_event = EventType.TABLE_MAP, EventType.GTID, EventType.XID
         resuming = resume.pending
         make_changes = EVENT_MAKER.changes
+        make_updates = EVENT_MAKER.updates
+        update_ops = (updated, deleted, created)
         start_transaction = EVENT_MAKER.transaction_start
         end_transaction = EVENT_MAKER.transaction_end
 
@@ -288,6 +290,15 @@ class StreamDecoder:
                 emit = run.append if hold is None else hold
                 if is_update:
                     pairs = decoder.decode_updates(ev, pos, len(ev))
+                    if hold is None and not skip and pairs:
+                        # as for writes below: the loop's records in one compiled call
+                        keys = decoder.table_map.primary_key
+                        changes = make_updates(update_ops, schema, keys, pairs, tx_pos, row, ts_ms, tx_id)
+                        if changes is not None:
+                            row += len(changes)
+                            last = changes[-1].position
+                            yield changes
+                            continue
                     for before, after in pairs:
                         key = key_of(after)
                         if key == key_of(before):
