@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from sinks.sql.type_mapping import Dialect
 
-__all__ = ["executemany", "executemany_columns"]
+__all__ = ["compiled", "executemany", "executemany_columns"]
 
 _Processor = Callable[[Any], Any]
 
@@ -73,6 +73,15 @@ def executemany_columns(
     The statement is built and compiled once per ``table``, ``kind`` (what ``build`` makes: an
     upsert, a delete), parameters and dialect, not once per batch: building and compiling it cost
     ~0.2 us per row of a SQLite apply from Kafka (5,000-row batches)."""
+    sql, order = compiled(conn, table, kind, build, names)
+    conn.exec_driver_sql(sql, list(zip(*(columns[i] for i in order), strict=True)))
+
+
+def compiled(
+    conn: sa.Connection, table: sa.Table, kind: str, build: Callable[[], sa.Executable], names: Sequence[str]
+) -> tuple[str, tuple[int, ...]]:
+    """:func:`executemany_columns`'s SQL text and the index in ``names`` of each placeholder's
+    value, compiled once per table, kind, parameters and dialect."""
     dialect = conn.dialect
     key = (kind, tuple(names), type(dialect), dialect.paramstyle)
     per_table = _COMPILED.setdefault(table, {})
@@ -82,8 +91,7 @@ def executemany_columns(
         if found is None:  # only statements whose parameters are exactly ``names`` come here
             raise ValueError(f"executemany_columns: the statement's parameters are not {list(names)}")
         prepared = per_table[key] = (found[0], found[1])
-    sql, order = prepared
-    conn.exec_driver_sql(sql, list(zip(*(columns[i] for i in order), strict=True)))
+    return prepared
 
 
 # The column-wise paths' compiled SQL (text, parameter order) per target table: held weakly, so a

@@ -10,7 +10,9 @@ processor makes (the only MariaDB type here with one). They then go to the drive
 the per-change path's :func:`sinks.sql.driver_rows.executemany` hands them (pymysql escapes them
 and sends multi-row INSERTs), so each row's SQL is the same text; a piece of the batch at a time
 (:mod:`sinks.sql.bound_pieces`: at most 2,000 rows and ~512 KiB), so that one piece's values and
-statement text are alive at once, not the whole batch's.
+statement text are alive at once, not the whole batch's. The upserts' statements are made from the
+columns themselves (:mod:`sinks.sql.mariadb_literals`: the same bytes pymysql would send, without its
+escaping of each value in Python); these Python values are made only when it cannot.
 
 A chunk whose text or binary values exceed a bounded target column (what the per-change path's
 checks stop or dead-letter, with their message) goes the per-change way.

@@ -37,8 +37,8 @@ import sqlalchemy as sa
 
 from cdc.core.schemas import ArrowKind, Column
 from cdc.stream.arrow_changes import ChangeColumns
-from sinks.sql import bound_pieces
-from sinks.sql.driver_rows import executemany_columns
+from sinks.sql import bound_pieces, mariadb_literals
+from sinks.sql.driver_rows import compiled, executemany_columns
 from sinks.sql.table_writer import delete_by_key, upsert_statement
 from sinks.sql.type_mapping import Dialect
 
@@ -142,9 +142,14 @@ def write_bound_rows(
             executemany_columns(conn, table, f"delete {tuple(primary_key)}", lambda: stmt, params, bound)
     kept = rows.filter(pc.invert(deleted)) if any_deleted else rows
     build = partial(upsert_statement, table, names, primary_key, dialect)
+    kind = f"upsert {tuple(primary_key)}"
     for piece in pieces(kept, [f"c{i}" for i in range(len(columns))]):
+        if dialect is Dialect.MARIADB:  # pymysql's statements, made from the columns
+            sql, order = compiled(conn, table, kind, build, names)
+            if mariadb_literals.send_upserts(conn, sql, order, columns, piece):
+                continue
         bound = [bind(piece.column(i), column) for i, column in enumerate(columns)]
-        executemany_columns(conn, table, f"upsert {tuple(primary_key)}", build, names, bound)
+        executemany_columns(conn, table, kind, build, names, bound)
 
 
 def _whole(rows: pa.Table, labels: Sequence[str]) -> Iterator[pa.Table]:

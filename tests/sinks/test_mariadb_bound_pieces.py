@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -20,7 +21,7 @@ from cdc.core.errors import SinkError
 from cdc.core.events import ChangeEvent, ColumnValue, Op
 from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from sinks.contract import SinkBatch
-from sinks.sql import bound_pieces, driver_rows, sqlite_columnar
+from sinks.sql import bound_pieces, driver_rows, mariadb_literals, sqlite_columnar
 from sinks.sql.columnar_apply import apply_columns
 from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_sinkcol_sqlite import _chunks, _event, _state
@@ -71,9 +72,11 @@ def targets(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Sq
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The rows of each executemany the column-wise path makes (the real one runs)."""
+    """The rows of each piece the column-wise path sends: by executemany (the deletes) or as
+    pymysql's statements made from the columns (the upserts, mariadb_literals); the real ones run."""
     made: list[int] = []
     real = driver_rows.executemany_columns
+    real_upserts = mariadb_literals.send_upserts
 
     def counted(
         conn: sa.Connection, table: sa.Table, kind: str, build: Any, names: Any, columns: Any
@@ -81,7 +84,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         made.append(len(columns[0]))
         real(conn, table, kind, build, names, columns)
 
+    def counted_upserts(conn: sa.Connection, sql: str, order: Any, columns: Any, rows: pa.Table) -> bool:
+        sent = real_upserts(conn, sql, order, columns, rows)
+        assert sent  # every value of this table has its literal
+        made.append(rows.num_rows)
+        return sent
+
     monkeypatch.setattr(sqlite_columnar, "executemany_columns", counted)
+    monkeypatch.setattr(mariadb_literals, "send_upserts", counted_upserts)
     return made
 
 
