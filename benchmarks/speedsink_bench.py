@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         for target in args.targets.split(","):
             entry: dict[str, Any] = {}
             for n in range(args.rounds):
-                for label, tree in trees:
+                # which tree goes first alternates by round: the same load on both sides
+                for label, tree in trees if n % 2 == 0 else trees[::-1]:
                     runner.tree = tree
                     tag = f"{label}{n}" if args.rounds > 1 or args.base else ""
                     suffix = f"_{tag}" if tag else ""
