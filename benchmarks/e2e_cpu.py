@@ -9,7 +9,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuSample", "cpu_per_change", "kafka_pid", "sample"]
+__all__ = [
+    "CpuSample",
+    "by_thread",
+    "cpu_per_change",
+    "kafka_pid",
+    "local_ports",
+    "sample",
+    "sample_all",
+    "thread_shares",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,67 @@ def sample(pid: int | None) -> CpuSample | None:
     except (OSError, ValueError):
         return None
     return CpuSample(cpu / 1e9, wait / 1e9)
+
+
+def by_thread(pid: int) -> dict[str, float]:
+    """The process's CPU seconds so far by thread name (``comm``): librdkafka names its threads
+    (rdk:main, rdk:broker<id>), Python's all carry the process's name."""
+    out: dict[str, float] = {}
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                open(f"/proc/{pid}/task/{task}/comm") as comm,
+                open(f"/proc/{pid}/task/{task}/schedstat") as stat,
+            ):
+                name = comm.read().strip()
+                out[name] = out.get(name, 0.0) + int(stat.read().split()[0]) / 1e9
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def thread_shares(before: dict[str, float], after: dict[str, float], changes: int) -> dict[str, float]:
+    """CPU-us per change by thread name between two :func:`by_thread` samples."""
+    if changes <= 0:
+        return {}
+    return {name: (cpu - before.get(name, 0.0)) / changes * 1e6 for name, cpu in after.items()}
+
+
+def sample_all(pids: list[int]) -> CpuSample | None:
+    """:func:`sample` summed over several processes (None if any is gone)."""
+    parts = [sample(pid) for pid in pids]
+    if not parts or any(part is None for part in parts):
+        return None
+    return CpuSample(sum(p.cpu_s for p in parts if p), sum(p.wait_s for p in parts if p))
+
+
+def local_ports(pid: int, remote_port: int) -> list[int]:
+    """The local TCP ports of ``pid``'s sockets connected to ``remote_port`` (IPv4 and IPv6): which
+    PostgreSQL backends serve it (pg_stat_activity.client_port), to count their CPU too."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor, for one)
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                ports.append(int(local.rsplit(":", 1)[1], 16))
+    return ports
 
 
 def kafka_pid(state_dir: Path) -> int | None:

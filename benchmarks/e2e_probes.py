@@ -14,6 +14,7 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer
 
+from benchmarks.e2e_cpu import local_ports
 from cdc.devstack.connections import StackConnections
 
 POLL_S = 0.005  # the PostgreSQL poller's period: up to this much is the measurement's own
@@ -111,6 +112,21 @@ def poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.E
                         clock.latencies.append((now, now - written))
                 clock.arrived_upto = max(clock.arrived_upto, top)
             time.sleep(POLL_S)
+
+
+def sink_backends(stack: StackConnections, sink_pid: int) -> list[int]:
+    """The pids of the PostgreSQL backends serving ``sink_pid``'s connections (by client port)."""
+    ports = local_ports(sink_pid, stack.postgres.port)
+    if not ports:
+        return []
+    p = stack.postgres
+    with psycopg.connect(
+        host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database, autocommit=True
+    ) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def quantile(values: list[float], q: float) -> float:
