@@ -54,6 +54,8 @@ if os.environ.get("HEADWATER_CAPTURE_TIMING"):
 # the reading thread goes on) and ~0.2 ms of CPU, so at most ~40 a second cost throughput little;
 # while the writer is the slower thread, chunks queue up and it never gets here (flush_max_* rule).
 COMMIT_GAP_S = 0.025
+
+
 # The shortest time between a commit and the next one made because the source is quiet (nothing
 # more waiting). Each Kafka commit costs the broker ~2.5 ms of CPU whatever its size
 # (AddPartitionsToTxn, EndTxn, the markers; a private broker at 10k messages/s: 0.10-0.11 cores at 25
@@ -63,7 +65,20 @@ COMMIT_GAP_S = 0.025
 # broker CPU 27.9 -> 23.1 us per change, p50 58 -> 41 ms, p99 198 -> 177 ms (medians of 5). 25 ms
 # halved the commits and the p50 but not the p99 (357 against 355 ms, 17 pairs at load 8-19; 323 in
 # the 5 runs above). A change that comes within the gap waits for it in the open transaction.
-QUIET_GAP_S = 0.012
+# HEADWATER_QUIET_GAP_MS (milliseconds) replaces it, to A/B the commit cadence with both arms run from
+# one tree (benchmarks.e2e passes the environment on); not a setting. At 10k changes/s each Kafka
+# commit costs the pipeline ~11 ms of CPU (the broker ~5, `cdc sink`'s batch ~3, `cdc run` ~1.8, the
+# sink's PostgreSQL transaction ~0.8: benchmarks/results, hop2): 25 ms against 12 on a private broker,
+# 2 pairs at load 14-16: 25 against 43 commits/s, CPU-us per change broker 16.2 vs 25.8, cdc run 12.5
+# vs 15.8, cdc sink 13.1 vs 18.6, PostgreSQL 4.4 vs 5.8; the p99 could not be compared at that load.
+def _quiet_gap_s(default: float) -> float:
+    try:
+        return max(float(os.environ["HEADWATER_QUIET_GAP_MS"]) / 1000, 0.0)
+    except (KeyError, ValueError):
+        return default
+
+
+QUIET_GAP_S = _quiet_gap_s(0.012)
 
 
 class StreamWriter(Protocol):
