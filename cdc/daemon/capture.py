@@ -67,10 +67,11 @@ COMMIT_GAP_S = 0.025
 # the 5 runs above). A change that comes within the gap waits for it in the open transaction.
 # HEADWATER_QUIET_GAP_MS (milliseconds) replaces it, to A/B the commit cadence with both arms run from
 # one tree (benchmarks.e2e passes the environment on); not a setting. At 10k changes/s each Kafka
-# commit costs the pipeline ~11 ms of CPU (the broker ~5, `cdc sink`'s batch ~3, `cdc run` ~1.8, the
-# sink's PostgreSQL transaction ~0.8: benchmarks/results, hop2): 25 ms against 12 on a private broker,
-# 2 pairs at load 14-16: 25 against 43 commits/s, CPU-us per change broker 16.2 vs 25.8, cdc run 12.5
-# vs 15.8, cdc sink 13.1 vs 18.6, PostgreSQL 4.4 vs 5.8; the p99 could not be compared at that load.
+# commit costs the pipeline ~9 ms of CPU (the broker ~3.5, `cdc sink`'s batch ~3, `cdc run` ~1.7, the
+# sink's PostgreSQL transaction ~0.7: benchmarks/results, hop2). 25 ms against 12, private broker, 4
+# pairs at load 13-16: 27 against 47 commits/s, CPU-us per change broker 16.8 vs 24.2, cdc run 12.9 vs
+# 15.8, cdc sink 14.0 vs 18.8, PostgreSQL 4.8 vs 5.8 (lower in every pair), but the e2e p50 78 against
+# 63 ms (higher in 3 of 4) and the p99 (228-3,768 ms) not comparable at that load: 12 ms stays.
 def _quiet_gap_s(default: float) -> float:
     try:
         return max(float(os.environ["HEADWATER_QUIET_GAP_MS"]) / 1000, 0.0)
