@@ -286,6 +286,19 @@ class Runner:
                 else:
                     cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         pg.dispose()
+        self._drop_topics()
+
+    def _drop_topics(self) -> None:
+        """Delete this run's Kafka topics: left behind, thousands of partitions slow the broker's
+        start and every pattern subscriber's metadata refresh on the dev stack."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.stack.kafka.bootstrap_servers})
+        prefixes = tuple(f"{kind}{self.run_id}" for kind in ("bench", "emb", "prof"))
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
+        if mine:
+            for future in admin.delete_topics(mine, operation_timeout=30).values():
+                future.result()
 
 
 def _timed(fn: Any, rows: int) -> dict[str, Any]:
