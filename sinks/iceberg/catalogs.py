@@ -27,7 +27,6 @@ so the choice is stable across restarts and readers resolve it the same way.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,6 @@ __all__ = [
     "progress_identifier",
     "resolve_catalog_properties",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CATALOG_NAME = "headwater"
 HISTORY_SUFFIX = "__history"
@@ -103,34 +100,11 @@ def open_catalog(properties: Mapping[str, str], base: Path | None = None) -> Cat
     resolved = resolve_catalog_properties(properties, base)
     for attempt in range(5):
         try:
-            catalog = load_catalog(name, **resolved)
+            return load_catalog(name, **resolved)
         except DatabaseError as exc:
             if attempt == 4 or "already exists" not in str(exc):
                 raise
-            continue
-        _write_ahead_log(catalog)
-        return catalog
     raise AssertionError("unreachable")
-
-
-def _write_ahead_log(catalog: Catalog) -> None:
-    """A SQLite catalog's file in WAL mode (the mode stays with the file; a no-op once set).
-
-    In SQLite's default mode every commit writes and syncs a rollback journal besides the database
-    and deletes it; with a write-ahead log it appends to the log and syncs that (still synchronous:
-    a commit that returned is on disk). A history commit cycle is one catalog commit per table
-    touched plus the progress table's: benchmarks' five-commit cycles of 1000-row appends (pinned,
-    5 alternated runs, load 12) took 15.2 instead of 16.7 ms of CPU per commit (median) and 256
-    instead of 303 ms of wall time per cycle. Readers no longer wait for a writer either. The
-    ``-wal`` and ``-shm`` files beside the database belong to it (copy the three together)."""
-    engine = getattr(catalog, "engine", None)
-    if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-    except DatabaseError as exc:  # another process holds the file: it stays as it is this time
-        log.info("iceberg: SQLite catalog journal mode unchanged (%s)", exc)
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
