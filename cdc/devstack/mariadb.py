@@ -138,6 +138,9 @@ class MariaDb(Service):
                 str(install),
                 "--no-defaults",
                 f"--datadir={scratch}",
+                # the bootstrap's temporary Aria tables: in a shared /tmp, parallel installs
+                # dropped each other's and one crashed now and then (signal 11, ha_maria::drop_table)
+                f"--tmpdir={self._tmpdir()}",
                 *self._user_args(),
                 "--skip-test-db",
                 "--auth-root-authentication-method=socket",
@@ -147,16 +150,20 @@ class MariaDb(Service):
         )
         scratch.rename(self.data_dir)
 
-    def argv(self) -> list[str]:
-        # its own temporary directory: a shared /tmp that something cleans up under the server
-        # (seen: "Error on delete of '/tmp/#sql-temptable-...MAI'" in an information_schema query)
+    def _tmpdir(self) -> Path:
+        """The instance's own temporary directory: a shared /tmp that something cleans up under the
+        server (seen: "Error on delete of '/tmp/#sql-temptable-...MAI'" in an information_schema
+        query), or that another instance's bootstrap uses at the same moment."""
         tmpdir = self.home / "tmp"
         tmpdir.mkdir(parents=True, exist_ok=True)
+        return tmpdir
+
+    def argv(self) -> list[str]:
         return [
             str(self.mariadbd()),
             "--no-defaults",  # first option, as mariadbd requires: ignore /etc/mysql entirely
             f"--datadir={self.data_dir}",
-            f"--tmpdir={tmpdir}",
+            f"--tmpdir={self._tmpdir()}",
             *self._user_args(),
             f"--port={self.settings.mariadb_port}",
             f"--bind-address={LOOPBACK}",
