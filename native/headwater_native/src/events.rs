@@ -343,7 +343,6 @@ impl EventMaker {
         ts_ms: &Bound<'py, PyAny>,
         transaction_id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let n = &self.names;
         let count = images.len() as u64;
         if count > 0 && row + count - 1 > MAX_ROW {
             return Err(PyValueError::new_err(format!(
@@ -351,52 +350,27 @@ impl EventMaker {
                 row + count - 1
             )));
         }
-        let gtid = tx_pos.getattr(&n[GTID])?;
-        let file = tx_pos.getattr(&n[FILE])?;
-        let offset = tx_pos.getattr(&n[OFFSET])?;
-        let era = tx_pos.getattr(&n[ERA])?;
-        let context = tx_pos.getattr(&n[CONTEXT])?;
-        let key_tuple = tx_pos.getattr(&n[KEY_TUPLE])?;
-        let key_tuple = key_tuple.downcast::<PyTuple>()?;
-        if key_tuple.len() != 8 {
-            return Err(PyValueError::new_err("Position._key must have 8 fields"));
-        }
-        let key_parts: Vec<Bound<'py, PyAny>> = key_tuple.iter().collect();
+        let tx = self.tx_parts(tx_pos)?;
         let none = py.None().into_bound(py);
         let out = PyList::empty(py);
-        let (pos_slots, event_slots) = (&self.pos_slots, &self.event_slots);
         for (i, image) in images.iter().enumerate() {
             let image = image.downcast::<PyTuple>()?;
-            let index = (row + i as u64).into_pyobject(py)?.into_any();
-            let position = new_instance(py, &self.position_cls)?;
-            put(&position, pos_slots[0], &gtid);
-            put(&position, pos_slots[1], &file);
-            put(&position, pos_slots[2], &offset);
-            put(&position, pos_slots[3], &index);
-            put(&position, pos_slots[4], &era);
-            put(&position, pos_slots[5], &context);
-            put(&position, pos_slots[6], tuple_replacing(py, &key_parts, 3, &index)?.as_any());
             let key = if key_indexes.is_empty() {
                 none.clone()
             } else {
                 picked(py, image, &key_indexes)?.into_any()
             };
-            let event = new_instance(py, &self.event_cls)?;
             let (before, after) = if inserted {
                 (&none, image.as_any())
             } else {
                 (image.as_any(), &none)
             };
-            put(&event, event_slots[0], op);
-            put(&event, event_slots[1], schema);
-            put(&event, event_slots[2], &key);
-            put(&event, event_slots[3], before);
-            put(&event, event_slots[4], after);
-            put(&event, event_slots[5], &position);
-            put(&event, event_slots[6], ts_ms);
-            put(&event, event_slots[7], transaction_id);
-            untrack_frozen(&position);
-            untrack_frozen(&event);
+            let event = self.event(
+                py,
+                &tx,
+                row + i as u64,
+                [op, schema, &key, before, after, ts_ms, transaction_id],
+            )?;
             out.append(event)?;
         }
         Ok(out)
@@ -427,21 +401,9 @@ impl EventMaker {
         if count > 0 && row + 2 * count - 1 > MAX_ROW {
             return Ok(None);
         }
-        let n = &self.names;
-        let gtid = tx_pos.getattr(&n[GTID])?;
-        let file = tx_pos.getattr(&n[FILE])?;
-        let offset = tx_pos.getattr(&n[OFFSET])?;
-        let era = tx_pos.getattr(&n[ERA])?;
-        let context = tx_pos.getattr(&n[CONTEXT])?;
-        let key_tuple = tx_pos.getattr(&n[KEY_TUPLE])?;
-        let key_tuple = key_tuple.downcast::<PyTuple>()?;
-        if key_tuple.len() != 8 {
-            return Err(PyValueError::new_err("Position._key must have 8 fields"));
-        }
-        let key_parts: Vec<Bound<'py, PyAny>> = key_tuple.iter().collect();
+        let tx = self.tx_parts(tx_pos)?;
         let none = py.None().into_bound(py);
         let out = PyList::empty(py);
-        let (pos_slots, event_slots) = (&self.pos_slots, &self.event_slots);
         let key_of = |image: &Bound<'py, PyTuple>| -> PyResult<Bound<'py, PyAny>> {
             if key_indexes.is_empty() {
                 Ok(none.clone())
@@ -455,27 +417,13 @@ impl EventMaker {
                         before: &Bound<'py, PyAny>,
                         after: &Bound<'py, PyAny>|
          -> PyResult<()> {
-            let index = row.into_pyobject(py)?.into_any();
+            let event = self.event(
+                py,
+                &tx,
+                row,
+                [op, schema, key, before, after, ts_ms, transaction_id],
+            )?;
             row += 1;
-            let position = new_instance(py, &self.position_cls)?;
-            put(&position, pos_slots[0], &gtid);
-            put(&position, pos_slots[1], &file);
-            put(&position, pos_slots[2], &offset);
-            put(&position, pos_slots[3], &index);
-            put(&position, pos_slots[4], &era);
-            put(&position, pos_slots[5], &context);
-            put(&position, pos_slots[6], tuple_replacing(py, &key_parts, 3, &index)?.as_any());
-            let event = new_instance(py, &self.event_cls)?;
-            put(&event, event_slots[0], op);
-            put(&event, event_slots[1], schema);
-            put(&event, event_slots[2], key);
-            put(&event, event_slots[3], before);
-            put(&event, event_slots[4], after);
-            put(&event, event_slots[5], &position);
-            put(&event, event_slots[6], ts_ms);
-            put(&event, event_slots[7], transaction_id);
-            untrack_frozen(&position);
-            untrack_frozen(&event);
             out.append(event)
         };
         for pair in pairs.iter() {
@@ -492,5 +440,69 @@ impl EventMaker {
             }
         }
         Ok(Some(out))
+    }
+}
+
+/// The fields of a transaction's Position that every row's Position copies.
+struct TxParts<'py> {
+    gtid: Bound<'py, PyAny>,
+    file: Bound<'py, PyAny>,
+    offset: Bound<'py, PyAny>,
+    era: Bound<'py, PyAny>,
+    context: Bound<'py, PyAny>,
+    key_parts: Vec<Bound<'py, PyAny>>,
+}
+
+impl EventMaker {
+    fn tx_parts<'py>(&self, tx_pos: &Bound<'py, PyAny>) -> PyResult<TxParts<'py>> {
+        let n = &self.names;
+        let key_tuple = tx_pos.getattr(&n[KEY_TUPLE])?;
+        let key_tuple = key_tuple.downcast::<PyTuple>()?;
+        if key_tuple.len() != 8 {
+            return Err(PyValueError::new_err("Position._key must have 8 fields"));
+        }
+        Ok(TxParts {
+            gtid: tx_pos.getattr(&n[GTID])?,
+            file: tx_pos.getattr(&n[FILE])?,
+            offset: tx_pos.getattr(&n[OFFSET])?,
+            era: tx_pos.getattr(&n[ERA])?,
+            context: tx_pos.getattr(&n[CONTEXT])?,
+            key_parts: key_tuple.iter().collect(),
+        })
+    }
+
+    /// One ChangeEvent at row `row` of the transaction `tx`; `fields` are its op, schema, key,
+    /// before, after, ts_ms and transaction_id, in the event's slot order (its Position goes between
+    /// after and ts_ms).
+    fn event<'py>(
+        &self,
+        py: Python<'py>,
+        tx: &TxParts<'py>,
+        row: u64,
+        fields: [&Bound<'py, PyAny>; 7],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (pos_slots, event_slots) = (&self.pos_slots, &self.event_slots);
+        let index = row.into_pyobject(py)?.into_any();
+        let position = new_instance(py, &self.position_cls)?;
+        put(&position, pos_slots[0], &tx.gtid);
+        put(&position, pos_slots[1], &tx.file);
+        put(&position, pos_slots[2], &tx.offset);
+        put(&position, pos_slots[3], &index);
+        put(&position, pos_slots[4], &tx.era);
+        put(&position, pos_slots[5], &tx.context);
+        put(&position, pos_slots[6], tuple_replacing(py, &tx.key_parts, 3, &index)?.as_any());
+        let event = new_instance(py, &self.event_cls)?;
+        let [op, schema, key, before, after, ts_ms, transaction_id] = fields;
+        put(&event, event_slots[0], op);
+        put(&event, event_slots[1], schema);
+        put(&event, event_slots[2], key);
+        put(&event, event_slots[3], before);
+        put(&event, event_slots[4], after);
+        put(&event, event_slots[5], &position);
+        put(&event, event_slots[6], ts_ms);
+        put(&event, event_slots[7], transaction_id);
+        untrack_frozen(&position);
+        untrack_frozen(&event);
+        Ok(event)
     }
 }
