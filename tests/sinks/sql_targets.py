@@ -6,7 +6,6 @@ database (two writers, a restart), each with its own settings (key_columns, sche
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 
 from sinks.sql import SqlSink, SqlSinkSettings
 from tests.sinks.conftest import mariadb_url
+from tests.support.at_once import at_once
 
 PIPELINE = "trust"
 KINDS = [
@@ -108,19 +108,4 @@ def make_pair(
 def open_at_once(sinks: list[SqlSink]) -> list[BaseException]:
     """Open every sink in its own thread, all released at the same moment (daemons started
     together on one target); what each open raised."""
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(sinks))
-
-    def open_one(sink: SqlSink) -> None:
-        barrier.wait()
-        try:
-            sink.open()
-        except BaseException as exc:  # noqa: BLE001 - returned to the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one, args=(s,)) for s in sinks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
+    return at_once(sinks, SqlSink.open)

@@ -9,34 +9,19 @@ now gets the instance's own tmpdir, as its server already did.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from cdc.devstack.mariadb import MariaDb
-from cdc.devstack.process import DevStackError
 from cdc.devstack.settings import ServiceName, StackSettings
+from tests.support.at_once import at_once
 
 
 def _install_at_once(base: Path, count: int) -> list[BaseException]:
     only = (ServiceName.MARIADB,)
     services = [MariaDb(StackSettings(state_dir=base / f"s{i}", services=only)) for i in range(count)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def install(service: MariaDb) -> None:
-        barrier.wait()
-        try:
-            service.prepare()
-        except DevStackError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=install, args=(s,)) for s in services]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = at_once(services, MariaDb.prepare)
     for service in services:
         assert errors or (service.data_dir / "mysql").is_dir()
     return errors
