@@ -139,7 +139,7 @@ def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | No
             described = metadata.topics.get(topic)
             if described is None or described.error is not None or not described.partitions:
                 return None  # the topic does not exist yet: nothing was ever committed
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+            low, high = _watermarks(consumer, topic, deadline)
         except KafkaException as exc:
             raise StreamUnavailable(
                 f"no Kafka metadata for {topic} from {config.bootstrap_servers} within {timeout:g}s: {exc}"
@@ -157,6 +157,28 @@ def read_checkpoint(config: KafkaStreamConfig, pipeline: str) -> Checkpoint | No
 
 
 _TAIL_OFFSETS = 64
+# a topic created a moment ago (the writer's first start) may have no leader yet in the broker's
+# metadata: seen once in CI as NOT_LEADER_FOR_PARTITION from get_watermark_offsets
+_NO_LEADER_YET = frozenset(
+    (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._UNKNOWN_PARTITION)
+)
+
+
+def _watermarks(consumer: Consumer, topic: str, deadline: float) -> tuple[int, int]:
+    """The checkpoints partition's low and high offsets, asked again while it has no leader yet."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, 0), timeout=max(deadline - time.monotonic(), 0.1)
+            )
+            return low, high
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or error.code() not in _NO_LEADER_YET:
+                raise
+            if time.monotonic() + 0.1 >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _scan(
