@@ -26,17 +26,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = [
-    "POOL_VARIABLE",
-    "TRIM_EVERY_BATCHES",
-    "BatchTrim",
-    "system_pool_from_start",
-    "use_lean_allocators",
-]
+__all__ = ["POOL_VARIABLE", "system_pool_from_start", "use_lean_allocators"]
 
 POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"  # Arrow reads it once, when pyarrow is loaded
-# BatchTrim's default: see its docstring for the measurements
-TRIM_EVERY_BATCHES = 8
 
 
 def system_pool_from_start() -> None:
@@ -56,30 +48,3 @@ def use_lean_allocators() -> None:
 
     if not os.environ.get(POOL_VARIABLE):
         pa.set_memory_pool(pa.system_memory_pool())
-
-
-class BatchTrim:
-    """Gives what the pool freed back to the system after every ``every``-th batch, not each one.
-
-    On the system pool ``release_unused`` is glibc's ``malloc_trim(0)``: it walks the heap, hands
-    back its free pages, and the next batch faults them in again. After every batch it was ~20% of
-    `cdc sink`'s CPU into Iceberg. Measured (benchmarks/iceberg_memory_ab.py, 200k changes, pinned,
-    5 alternated rounds at load 1.7-2.0; benchmarks/results/profiles/ice_ab.json, ab_trim2): after
-    every batch 164k rows/s, 5.23 CPU-us per change, peak RSS 219 MiB; every 8th 211k (1.26x paired,
-    faster in 5 of 5), 3.84 us, 233 MiB; never 201k, 4.12 us, 248 MiB."""
-
-    __slots__ = ("_batches", "every")
-
-    def __init__(self, every: int = TRIM_EVERY_BATCHES) -> None:
-        self.every = max(1, every)
-        self._batches = 0
-
-    def after_batch(self) -> bool:
-        """Count a batch; trims (and says so) on every ``every``-th."""
-        self._batches += 1
-        if self._batches % self.every:
-            return False
-        import pyarrow as pa
-
-        pa.default_memory_pool().release_unused()
-        return True
