@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import random
 import shutil
 import subprocess
 import uuid
@@ -105,11 +106,17 @@ def workload(stack: StackConnections) -> Iterator[tuple[str, str]]:
     conn.close()
 
 
+def _replica_id() -> int:
+    """A replica server_id of its own for each reader: two at once with one id (this file's tests
+    under `-n 2` without loadfile) would make MariaDB drop the first connection."""
+    return random.randint(73_000, 73_999)
+
+
 def _ours(stack: StackConnections, start: str, schema: str) -> list[ChangeEvent]:
     db = stack.mariadb
     cfg = ReaderConfig(
         ConnectionSettings(db.host, db.port, db.user, db.password),
-        server_id=db.server_id + 7302,
+        server_id=_replica_id(),
         tables=(f"{schema}.*",),
         blocking=False,
     )
@@ -120,7 +127,7 @@ def _library(stack: StackConnections, start: str, schema: str) -> list[tuple[str
     db = stack.mariadb
     reader = FixedBinLogStreamReader(
         {"host": db.host, "port": db.port, "user": db.user, "password": db.password},
-        server_id=db.server_id + 7303,
+        server_id=_replica_id(),
         blocking=False,
         is_mariadb=True,
         auto_position=start,
