@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # calls, wall s, CPU s
     timed = [*pgsink_parts._PARTS, (columnar_apply, "apply_columns"), (columnar_apply, "_columns_fit")]
     timed += [(embedded, "_apply_all"), (SqlSink, "apply"), (SqlSink, "_sync_schemas")]
+    timed += [(SqlSink, "prepare_columns")]  # embpg3: on the daemon thread, before the hand-off
     for module, name in timed:
         if module is not None and hasattr(module, name):
             label = f"{getattr(module, '__name__', '')}.{name}"

@@ -345,6 +345,11 @@ class EmbeddedDaemon:
         progress_seen = -1  # records handed or batched when run.progress came (valid while unchanged)
         snapshot: SnapshotProgress | None = None  # a snapshot chunk being applied (logged)
         metrics = self.metrics
+        # the sinks that work a batch out before it is applied (SqlSink.prepare_columns): here, while
+        # the batch before is applied, not on the apply thread waiting for the GIL behind capture
+        preparers: list[Callable[[SinkBatch], None]] = [
+            p for p in (getattr(sink, "prepare_columns", None) for sink in sinks) if p is not None
+        ]
 
         def let_go() -> None:
             if handed and not applying.busy:
@@ -362,6 +367,8 @@ class EmbeddedDaemon:
             records = last if isinstance(last, ReadBatch) else event_chunks(events)
             build_columns(records)  # here, while the batch before is being applied
             sink_batch = SinkBatch(records, AppliedState(last.position))
+            for prepare in preparers:  # the SQL sinks' pre-transaction work, off the apply thread
+                prepare(sink_batch)
             counted = None
             if metrics is not None:  # counted per chunk: a cut inside one counts its rest early
                 counted = (Counter(seen), ends[0], last.source_ts_ms)

@@ -39,12 +39,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from cdc.core.events import ChangeEvent
 from cdc.core.schemas import ArrowKind, ArrowType, TableSchema
 from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
 from sinks.sql import mariadb_columnar, pg_binary_copy, sqlite_columnar
-from sinks.sql.positions_table import Held
+from sinks.sql.positions_table import Held, TableShape
+from sinks.sql.schema_follow import unfollowed
 from sinks.sql.type_mapping import Dialect, Family, target_type
 from sinks.sql.writer_state import check_writer, merged
 
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 # pg_columnar and pg_session import psycopg (~9 MiB of RSS with psycopg_binary's libraries), which a
 # MariaDB or SQLite sink never uses: they are imported in the PostgreSQL branches below.
 
-__all__ = ["UPSERT_BATCHES", "apply_columns", "column_threshold"]
+__all__ = ["UPSERT_BATCHES", "Prepared", "apply_columns", "column_threshold", "prepare"]
 
 _KINDS = frozenset(
     {
@@ -84,6 +86,7 @@ class _TableChanges:
     # source columns (PostgreSQL: the typed image if ``binary`` is set, else the JSON text forms;
     # else sqlite_columnar.collapse_arrays), then _op, _position and the batch order
     changes: pa.Table
+    last: pa.Table  # ``changes``' last change per key (_last_per_key)
     # PostgreSQL: the target column types when every column goes by binary COPY (pg_binary_copy)
     binary: tuple[ArrowType, ...] | None = None
 
@@ -93,22 +96,59 @@ def column_threshold(dialect: Dialect, copy_threshold_rows: int | None) -> int |
     return copy_threshold_rows
 
 
-def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
-    """Apply ``batch`` column-wise; False (nothing done) when the per-change path must."""
+@dataclass(slots=True)
+class Prepared:
+    """What :func:`apply_columns` works out from a batch before its transaction, from the batch alone
+    and the sink's table shapes: made by :func:`prepare` on the embedded daemon's thread before it
+    hands the batch over, so that the apply thread (the chain PostgreSQL waits on) does not make it
+    waiting for the GIL behind capture; else on the apply thread, as before."""
+
+    batch: SinkBatch
+    columns: list[ChangeColumns] | None  # None: the batch goes the per-change path
+    firsts: list[ChangeEvent]  # one change per chunk: the versions the schema sync follows
+    synced: bool  # no version needed the sync when the shapes below were read
+    tables: list[_TableChanges] | None  # None: made after the sync (a version did not map yet)
+    shapes: dict[str, TableShape | None]  # target -> the shape read for the above (or None)
+
+    def current(self, sink: SqlSink) -> bool:
+        """The shapes read are still the sink's: the answers above hold (shapes are immutable)."""
+        held = sink._shapes
+        return all(held.get(target) is shape for target, shape in self.shapes.items())
+
+
+def prepare(sink: SqlSink, batch: SinkBatch) -> Prepared:
+    """The batch's columns checked, the schema sync's need, each target table's changes and their
+    last change per key; ``columns`` None if the per-change path must take the batch."""
+    none = Prepared(batch, None, [], False, None, {})
     records = batch.records
     threshold = column_threshold(sink.dialect, sink.settings.copy_threshold_rows)
     if not isinstance(records, ChunkRecords):
-        return False  # neither from Kafka nor embedded chunks
+        return none  # neither from Kafka nor embedded chunks
     if threshold is None:
-        return False
+        return none
     if len(records) < threshold:
-        return False
+        return none
     columns = [chunk.columns() for chunk in records.chunks]
     if any(c is None for c in columns) or not _columns_fit(sink, columns):  # type: ignore[arg-type]
+        return none
+    firsts = [chunk.decoder.events(chunk.values[:1])[0] for chunk in records.chunks]
+    shapes: dict[str, TableShape | None] = {}
+    synced = not unfollowed(sink, firsts, shapes)
+    tables = _by_target(sink, columns, shapes) if synced else None  # type: ignore[arg-type]
+    return Prepared(batch, columns, firsts, synced, tables, shapes)  # type: ignore[arg-type]
+
+
+def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
+    """Apply ``batch`` column-wise; False (nothing done) when the per-change path must."""
+    ready = sink.take_prepared(batch)
+    ready = prepare(sink, batch) if ready is None else ready
+    columns = ready.columns
+    if columns is None:
         return False
-    # the target tables follow the versions first (own transaction), from one decoded change each
-    sink._sync_schemas(chunk.decoder.events(chunk.values[:1])[0] for chunk in records.chunks)
-    tables = _by_target(sink, columns)  # type: ignore[arg-type]
+    if not (ready.synced and ready.current(sink)):
+        # the target tables follow the versions first (own transaction), from one decoded change each
+        sink._sync_schemas(ready.firsts)
+    tables = ready.tables if ready.tables is not None and ready.current(sink) else _by_target(sink, columns)
     if tables is None:
         return False
     engine = sink._require_engine()
@@ -275,25 +315,30 @@ def _holds_nul(values: pa.Array) -> bool:
     return found != -1
 
 
-def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableChanges] | None:
-    """Each target table's changes in batch order; None when a version's columns do not all map."""
+def _by_target(
+    sink: SqlSink, columns: Sequence[ChangeColumns], read: dict[str, TableShape | None] | None = None
+) -> list[_TableChanges] | None:
+    """Each target table's changes in batch order, and their last change per key; None when a
+    version's columns do not all map. ``read``: gets each target's shape as read here."""
     chunks: dict[str, list[ChangeColumns]] = {}
-    shapes: dict[str, tuple[TableSchema, tuple[str, ...]]] = {}
+    shapes: dict[str, tuple[TableSchema, tuple[str, ...], TableShape]] = {}
     for c in columns:
         target = sink.target_name(c.schema.ref)
         shape = sink._shapes.get(target)
+        if read is not None:
+            read[target] = shape
         mapping = shape.mapping(c.schema.version) if shape is not None else None
-        if mapping is None or any(name is None for name in mapping):
+        if shape is None or mapping is None or any(name is None for name in mapping):
             return None  # a table recorded by an older release, or dropped columns: per change
         names = tuple(str(name) for name in mapping)
-        known = shapes.setdefault(target, (c.schema, names))
-        if known[1] != names:
-            return None  # two shapes of one table in a batch
+        known = shapes.setdefault(target, (c.schema, names, shape))
+        if known[1] != names or known[2] is not shape:
+            return None  # two shapes of one table in a batch (or it changed meanwhile)
         chunks.setdefault(target, []).append(c)
     out = []
     for target, parts in chunks.items():
-        schema, names = shapes[target]
-        binary = _binary_types(sink, target, names, parts) if sink.dialect is Dialect.POSTGRESQL else None
+        schema, names, shape = shapes[target]
+        binary = _binary_types(shape, names, parts) if sink.dialect is Dialect.POSTGRESQL else None
         tables, order = [], 0
         for c in parts:
             n = len(c)
@@ -307,7 +352,10 @@ def _by_target(sink: SqlSink, columns: Sequence[ChangeColumns]) -> list[_TableCh
             labels = [f"c{i}" for i in range(len(values))] + ["_op", "_position", _ORDER]
             tables.append(pa.Table.from_arrays(arrays, names=labels))
             order += n
-        out.append(_TableChanges(target, schema, names, pa.concat_tables(tables), binary))
+        data = pa.concat_tables(tables)
+        position_of = {name: i for i, name in enumerate(names)}
+        last = _last_per_key(data, [f"c{position_of[k]}" for k in shape.primary_key])
+        out.append(_TableChanges(target, schema, names, data, last, binary))
     return out
 
 
@@ -323,10 +371,9 @@ def _ordinals(start: int, n: int) -> pa.Array:
 
 
 def _binary_types(
-    sink: SqlSink, target: str, names: tuple[str, ...], parts: Sequence[ChangeColumns]
+    shape: TableShape, names: tuple[str, ...], parts: Sequence[ChangeColumns]
 ) -> tuple[ArrowType, ...] | None:
     """The target's column types if every chunk's columns go by binary COPY into them, else None."""
-    shape = sink._shapes[target]
     types = []
     for name in names:
         column = shape.column(name)
@@ -385,10 +432,7 @@ def _write(
     dialect: Dialect,
     direct: bool,
 ) -> None:
-    data = changes.changes
-    position_of = {name: i for i, name in enumerate(changes.names)}
-    keys = [f"c{position_of[k]}" for k in primary_key]
-    rows = _last_per_key(data, keys)
+    rows = changes.last
     if dialect is Dialect.POSTGRESQL:
         from sinks.sql import pg_columnar
 

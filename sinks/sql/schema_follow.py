@@ -19,6 +19,7 @@ from cdc.core.events import ChangeEvent, Op
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import PendingSchemaChange
 from sinks.sql.db_errors import access_problem, is_transient
+from sinks.sql.positions_table import TableShape
 from sinks.sql.schema_sync import RebuildTable, ReplaceKey, build_table, ddl_statements, evolve
 from sinks.sql.table_keys import lost_key, no_key_yet
 from sinks.sql.type_mapping import Dialect
@@ -27,7 +28,7 @@ from sinks.sql.writer_state import check_writer
 if TYPE_CHECKING:
     from sinks.sql.sql_sink import SqlSink
 
-__all__ = ["sync_schemas"]
+__all__ = ["sync_schemas", "unfollowed"]
 
 log = logging.getLogger("sinks.sql.sql_sink")  # the sink's own log, as before this module
 
@@ -43,16 +44,7 @@ def sync_schemas(sink: SqlSink, events: Iterable[ChangeEvent]) -> None:
     changing one table at once: the loser's transaction fails, it reads the tables again and
     finds the work done.
     """
-    first: dict[tuple[TableRef, str], _Version] = {}
-    seen: set[int] = set()
-    for e in events:
-        if id(e.schema) in seen or e.op is Op.TRUNCATE:
-            continue
-        seen.add(id(e.schema))
-        keyed = sink._keys.keyed(e.schema) or e.schema  # keyless: a served table lost its key
-        if (keyed.ref, keyed.version) not in first:
-            first[(keyed.ref, keyed.version)] = (keyed, e)
-    todo = [v for v in first.values() if not _follows(sink, v)]
+    todo = unfollowed(sink, events)
     attempts = 10  # each lost race means the other writer got further: this ends
     for attempt in range(attempts):
         if not todo:
@@ -71,6 +63,24 @@ def sync_schemas(sink: SqlSink, events: Iterable[ChangeEvent]) -> None:
         with sink._require_engine().connect() as conn:
             sink._load_shapes(conn)
         todo = [v for v in todo if not _follows(sink, v)]
+
+
+def unfollowed(
+    sink: SqlSink, events: Iterable[ChangeEvent], read: dict[str, TableShape | None] | None = None
+) -> list[_Version]:
+    """The versions in ``events`` their target tables do not take as they are (the sync's work).
+    ``read``: gets each target's shape as read here, so that a caller on another thread can tell
+    later that the answer still holds (the shapes are immutable: the same objects, the same answer)."""
+    first: dict[tuple[TableRef, str], _Version] = {}
+    seen: set[int] = set()
+    for e in events:
+        if id(e.schema) in seen or e.op is Op.TRUNCATE:
+            continue
+        seen.add(id(e.schema))
+        keyed = sink._keys.keyed(e.schema) or e.schema  # keyless: a served table lost its key
+        if (keyed.ref, keyed.version) not in first:
+            first[(keyed.ref, keyed.version)] = (keyed, e)
+    return [v for v in first.values() if not _follows(sink, v, read)]
 
 
 def _follow(sink: SqlSink, todo: list[_Version]) -> None:
@@ -135,8 +145,11 @@ def _follow(sink: SqlSink, todo: list[_Version]) -> None:
         )  # fmt: skip
 
 
-def _follows(sink: SqlSink, version: _Version) -> bool:
+def _follows(sink: SqlSink, version: _Version, read: dict[str, TableShape | None] | None = None) -> bool:
     """Whether the target takes rows of this version as it is (no change to make)."""
     schema, first = version
-    shape = sink._shapes.get(sink.target_name(schema.ref))
+    target = sink.target_name(schema.ref)
+    shape = sink._shapes.get(target)
+    if read is not None:
+        read[target] = shape
     return shape is not None and shape.follows(schema.version, first.position)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
-from sinks.sql.columnar_apply import UPSERT_BATCHES, apply_columns, column_threshold
+from sinks.sql.columnar_apply import UPSERT_BATCHES, Prepared, apply_columns, column_threshold, prepare
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
@@ -98,6 +99,9 @@ class SqlSink:
         self._copy_threshold = settings.copy_threshold_rows if copy else None
         self.takes_change_columns = column_threshold(self.dialect, settings.copy_threshold_rows) is not None
         self.pending_commit: PendingCommit | None = None  # a batch's COMMIT sent, its result unread
+        # batches worked out ahead by prepare_columns (another thread), taken by apply_columns
+        self._prepared: list[Prepared] = []
+        self._prepared_lock = threading.Lock()
         # PostgreSQL's own failures that apply() catches; none elsewhere (``except ()`` catches nothing)
         self._connection_lost: tuple[type[Exception], ...] = ()
         self._keys_exist: tuple[type[KeysExist], ...] = ()
@@ -202,6 +206,31 @@ class SqlSink:
             if wrapped is None:
                 raise
             raise classify(wrapped, self.name, "the batch was rolled back") from exc
+
+    def prepare_columns(self, batch: SinkBatch) -> None:
+        """Work out now, on the caller's thread, what a column-wise apply of ``batch`` needs before
+        its transaction (:func:`sinks.sql.columnar_apply.prepare`): embedded mode's daemon thread
+        calls it before it hands ``batch`` to the apply thread, which then skips that work if the
+        sink's table shapes are still those it was made from. Any failure here is left for the
+        apply, which makes it again."""
+        try:
+            ready = prepare(self, batch)
+        except Exception as exc:  # noqa: BLE001 - the apply makes it again and raises it as a batch's error
+            log.debug("%s: preparing a batch failed (the apply will tell): %s", self.name, exc)
+            return
+        with self._prepared_lock:
+            self._prepared = [*self._prepared[-1:], ready]  # at most two held
+
+    def take_prepared(self, batch: SinkBatch) -> Prepared | None:
+        """What :meth:`prepare_columns` made for ``batch`` (once), or None; what was prepared before
+        it is let go too (never applied: a batch is prepared just before it is handed over)."""
+        with self._prepared_lock:
+            held = self._prepared
+            for i, ready in enumerate(held):
+                if ready.batch is batch:
+                    self._prepared = held[i + 1 :]
+                    return ready
+        return None
 
     def _apply_batch(self, batch: SinkBatch) -> None:
         if apply_columns(self, batch):  # from Kafka: column-wise, if it can
