@@ -2,14 +2,16 @@
 
 A read_committed consumer in a consumer group (``headwater-<pipeline>-sink`` unless configured), so
 several `cdc sink` processes share the partitions. It subscribes to the table topics only
-(``<pipeline>.<db>.<table>``): were the pipeline's own one-partition topics in the subscription,
-the group's sticky balance would count them, and one of two processes could get them while the
-other took every table partition. Offsets are never committed to Kafka: the sinks store them with
-their data, and on each assignment the reader seeks to what ``initial_offsets`` says for the newly
-assigned partitions (the caller reads it from the sinks then, not once per process); before a
-partition is taken away, ``on_revoke`` lets the caller commit what it consumed from it. Table schemas
-come from the pipeline's schema topic, which the writer fills in the same Kafka transaction as the
-first event of each table version.
+(``<pipeline>.<db>.<table>``), by name: those the pipeline's schema topic announces, subscribed
+again whenever a new one is announced (schema_follow.py; a pattern made librdkafka ask for every
+topic's metadata every 5 s, and found a new table's topic only then). Were the pipeline's own
+one-partition topics in the subscription, the group's sticky balance would count them, and one of
+two processes could get them while the other took every table partition. Offsets are never
+committed to Kafka: the sinks store them with their data, and on each assignment the reader seeks
+to what ``initial_offsets`` says for the newly assigned partitions (the caller reads it from the
+sinks then, not once per process); before a partition is taken away, ``on_revoke`` lets the caller
+commit what it consumed from it. Table schemas come from the pipeline's schema topic, which the
+writer fills in the same Kafka transaction as the first event of each table version.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from cdc.stream.kafka_chunks import ChangeChunk
 from cdc.stream.kafka_clients import admin_client, consume_ready, consumer_config
 from cdc.stream.kafka_schemas import TableVersions
 from cdc.stream.message_chunks import PartitionState, chunk_messages, chunk_runs
+from cdc.stream.schema_follow import SchemaFollower
 from cdc.stream.topics import TopicNames
 
 __all__ = [
@@ -74,8 +77,9 @@ def partition_name(topic: str, partition: int) -> str:
 
 
 def table_topic_pattern(pipeline: str) -> str:
-    """The subscription: ``<pipeline>.<db>.<table>``, whose parts never hold a dot (topics.py), so
-    neither the pipeline's own topics nor another pipeline named ``<pipeline>.x`` match."""
+    """The pipeline's table topics as a pattern: ``<pipeline>.<db>.<table>``, whose parts never hold
+    a dot (topics.py), so neither the pipeline's own topics nor another pipeline named
+    ``<pipeline>.x`` match. (`cdc sink` subscribes by name, see the module docstring.)"""
     return "^" + re.escape(pipeline) + r"\.[^.]+\.[^.]+$"
 
 
@@ -167,7 +171,7 @@ def reader_settings(config: KafkaStreamConfig, group: str, large_prefetch: bool 
     sinks whose memory floor is far above it)."""
     settings = consumer_config(config, group)
     settings["partition.assignment.strategy"] = "cooperative-sticky"
-    # a new table's topic is found within seconds, not librdkafka's default 5 minutes
+    # the subscribed topics' metadata (by name: the pipeline's table topics only, not the broker's)
     settings.setdefault("topic.metadata.refresh.interval.ms", 5000)
     # A killed process's partitions go back to the group after this long without heartbeats.
     # (Static membership would hand them back at once, but a rejoining static member gets its
@@ -242,6 +246,7 @@ class KafkaChangeReader:
         self._initial_offsets = initial_offsets
         self._group = group_id or f"headwater-{pipeline}-sink"
         self._schemas = TableVersions(config, pipeline)
+        self._follower: SchemaFollower | None = None  # the announced table topics (start())
         self._consumer: Consumer | None = None
         self._raw: RawConsumer | None = None  # the table partitions' messages, if direct (start())
         self._names_of: dict[tuple[str | None, int | None], str] = {}  # (topic, partition) -> name
@@ -267,13 +272,25 @@ class KafkaChangeReader:
         consumer = Consumer(settings)
         # before the subscription, so that it can take every partition before it is assigned
         self._raw = raw_consumer(consumer)
+        self._consumer = consumer
+        follower = self._follower = SchemaFollower(self._config, self._pipeline, self._schemas)
+        follower.start()
+        self._follow()
+
+    def _follow(self) -> None:
+        """Subscribe again when the schema topic announced a table topic (on the polling thread:
+        the rebalance it brings runs its callbacks inside a later poll, as any other). Only ever
+        more topics: a partition leaves this process through the group, never through this."""
+        follower, consumer = self._follower, self._consumer
+        if follower is None or consumer is None or not follower.poll():
+            return
         consumer.subscribe(
-            [table_topic_pattern(self._pipeline)],
+            sorted(follower.topics),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        self._consumer = consumer
+        log.info("subscribed to %d table topics", len(follower.topics))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = [tp for tp in partitions if tp.topic not in self._own]
@@ -400,6 +417,7 @@ class KafkaChangeReader:
         """:meth:`poll`'s messages undecoded, one chunk per partition (each in offset order)."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
+        self._follow()
         raw = self._raw
         if raw is not None and self.assigned:
             # The group's events first (rebalance callbacks run in here, and consumer-level
@@ -441,10 +459,8 @@ class KafkaChangeReader:
             self.at_end.add(name)
             return
         if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not error.fatal():
-            # "Subscribed topic not available": the pipeline's pattern matches no topic yet (capture
-            # has written nothing, e.g. it stopped on a breaking schema change before its first row).
-            # Not an outage: the metadata refresh finds the topics once they exist. Raised as
-            # StreamUnavailable, it retried forever and `--until-caught-up` never ended.
+            # "Subscribed topic not available": an announced table's topic was deleted since. Not
+            # an outage (raised, it retried forever and `--until-caught-up` never ended).
             log.debug("consuming %s: %s", self._pipeline, error.str())
             return
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
@@ -478,6 +494,9 @@ class KafkaChangeReader:
 
     def close(self) -> None:
         self._admin = None  # an AdminClient has no close(): its handle goes with the object
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
         if self._raw is not None:  # its queue goes before the consumer's handle does
             self._raw.close()
             self._raw = None

@@ -60,6 +60,11 @@ class TableVersions:
                 )
         return found
 
+    def add(self, schema: TableSchema) -> None:
+        """A version read from the topic elsewhere (the reader's follower: schema_follow.py)."""
+        if schema.version not in self.known:
+            self.known[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
+
     def _reload(self) -> None:
         group = f"headwater-{self._pipeline}-schema-{uuid.uuid4().hex}"
         settings = consumer_config(self._config, group)
@@ -89,8 +94,7 @@ class TableVersions:
                         continue
                     record = orjson.loads(value)
                     if record.get("type") == "table_schema":
-                        schema = table_schema_from_record(record)
-                        self.known[schema.version] = (schema, row_decoder(schema), schema.key_indexes())
+                        self.add(table_schema_from_record(record))
                 if position < high:
                     position = max(position, consumer.position([tp])[0].offset)
             if position < high:

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -19,7 +20,10 @@ from confluent_kafka.cimpl import NewTopic
 
 from cdc.config.models import KafkaStreamConfig
 from cdc.core.errors import StreamGap
+from cdc.core.positions import Gtid, Position
+from cdc.core.schemas import ArrowKind, ArrowType, Column, TableRef, TableSchema
 from cdc.devstack.connections import StackConnections
+from cdc.stream.json_schema import table_schema_record
 from cdc.stream.kafka_reader import KafkaChangeReader
 from tests.support.kafka_pipeline import KafkaPipeline
 
@@ -117,6 +121,12 @@ def test_the_reader_stops_when_retention_deletes_what_it_was_about_to_read(stack
     producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(5):
         producer.produce(topic, b"{}", str(i).encode())
+    # the table is announced on the schema topic, as the writer does: the reader subscribes to it
+    schema = TableSchema.build(
+        TableRef("db", "t"), (Column("id", "int", ArrowType(ArrowKind.INT32), False),), ("id",)
+    )
+    record = table_schema_record(pipeline, schema, Position(Gtid(0, 1, 1), "mysql-bin.000001", 4))
+    producer.produce(f"{pipeline}.__schema", orjson.dumps(record), b"db.t")
     assert producer.flush(30) == 0
     delete_up_to_end(bootstrap, topic, 1)
     reader = KafkaChangeReader(
