@@ -54,6 +54,7 @@ from benchmarks.e2e_cpu import sample as cpu_sample
 from benchmarks.e2e_disk import DiskWatch, describe
 from benchmarks.e2e_hops import latency_parts, print_parts
 from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile, sink_backends
+from benchmarks.e2e_stalls import StallSampler, annotate, gc_pauses, postgres_pids
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import KafkaConnection, StackConnections, default_state_dir
 from cdc.stream.topics import TopicNames
@@ -154,6 +155,13 @@ def _writer(
     finally:
         conn.close()
     return total
+
+
+def _pid_file(state_dir: Path, service: str) -> int | None:
+    try:
+        return int((state_dir / "pids" / f"{service}.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cdc(
@@ -267,15 +275,27 @@ def run(
         # how long an fsync took meanwhile (MariaDB's and PostgreSQL's commits wait on one)
         disk = DiskWatch(stack, default_state_dir())
         disk.start()
+        # what every process did during the slow episodes (run-queue waits, the rest of the machine)
+        stalls = StallSampler(
+            {
+                "cdc_run": [capture.pid],
+                "cdc_sink": [sink.pid],
+                "kafka": [pids["kafka"] or 0],
+                "mariadb": [_pid_file(default_state_dir(), "mariadb") or 0],
+                "postgres": postgres_pids(_pid_file(default_state_dir(), "postgres")),
+                "benchmark": [os.getpid(), probe.pid or 0],
+            }
+        )
+        stalls.start()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
         _drain(clock, 30)
         ended = time.time()
+        stalls.stop()
         cpu_after = {name: cpu_sample(pid) for name, pid in pids.items()}
         cpu_after["pg_sink_backends"] = sample_all(backends)
         threads_after = {"cdc_run": by_thread(capture.pid), "cdc_sink": by_thread(sink.pid)}
         result["loadavg"].append(loadavg())
-        result["disk"] = disk.stop(started, ended)
         sample()
         lat = [latency for at, latency in clock.latencies if at >= started]
         result.update(
@@ -295,6 +315,13 @@ def run(
             ]
         result["sink"] = {"p50_s": quantile(sink_half, 0.5), "p99_s": quantile(sink_half, 0.99)}
         result["parts"] = latency_parts(clock, tmp / "sink.log", started, ended, tmp / "run.log")
+        result["disk"] = disk.stop(started, ended)
+        annotate(
+            result["parts"].get("episodes", []),
+            stalls,
+            gc_pauses({"cdc_run": tmp / "run.log", "cdc_sink": tmp / "sink.log"}),
+            [(float(at), float(ms)) for at, ms in result["disk"].get("slow", [])],
+        )
         print_parts(result["parts"], rate)
         result["cpu"] = cpu_per_change(cpu_before, cpu_after, len(lat), ended - started)
         # librdkafka's threads apart from Python's (all of Python's are named after the process)

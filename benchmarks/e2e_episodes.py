@@ -65,3 +65,21 @@ def print_episodes(found: list[dict[str, Any]], total: int, shown: int = 6) -> N
             f" {e['worst_ms']:.0f} ms; mean ms: {hops}",
             file=sys.stderr,
         )
+        during = e.get("during")
+        if during:
+            # benchmarks/e2e_stalls.py: CPU got / run-queue wait per process over the episode's window
+            procs = ", ".join(
+                f"{k} {v['cpu_ms']:g}/{v['runq_wait_ms']:g}"
+                for k, v in during.items()
+                if isinstance(v, dict) and "cpu_ms" in v
+            )
+            gcs = ", ".join(
+                f"{k} {v['count']}x {v['ms']:g} ms" for k, v in during.items() if k.startswith("gc_")
+            )
+            print(
+                f"      over {during.get('window_ms', 0):g} ms, cpu/run-queue wait ms: {procs}; others"
+                f" {during.get('others_cores', 0):g} cores of {during.get('machine_busy_cores', 0):g}"
+                + (f"; {gcs}" if gcs else "")
+                + (f"; fsync {during['slowest_fsync_ms']:g} ms" if "slowest_fsync_ms" in during else ""),
+                file=sys.stderr,
+            )

@@ -30,6 +30,7 @@ from cdc.core.events import ChangeEvent, SnapshotProgress, SourceProgress, Sourc
 from cdc.core.handover import Chunk, EndOfStream
 from cdc.core.positions import RestartPoint
 from cdc.daemon.gc_settings import CAPTURE_YOUNG_THRESHOLD, fewer_collections
+from cdc.daemon.gc_timing import log_collections
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.supervisor import Supervisor
@@ -301,6 +302,8 @@ class CaptureDaemon:
         write_run = getattr(writer, "write_transactions", None)
 
         timed = timing_log.isEnabledFor(logging.DEBUG)
+        if timed:
+            log_collections(timing_log)
         begun = 0.0  # wall clock of the open Kafka transaction's begin (timing lines only)
 
         def commit(why: str) -> None:

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from cdc.core.errors import HeadwaterError, StreamGap
 from cdc.core.positions import Position
 from cdc.daemon.gc_settings import fewer_collections
+from cdc.daemon.gc_timing import log_collections
 from cdc.daemon.memory_settings import use_lean_allocators
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally
 from cdc.daemon.sink_thread import SinkThread
@@ -100,6 +101,8 @@ class SinkRunner:
 
     def run(self) -> int:
         use_lean_allocators()
+        if timing_log.isEnabledFor(logging.DEBUG):
+            log_collections(timing_log)
         metrics = self.metrics
         return self._supervisor.run(metrics.attempt(self._run_once) if metrics else self._run_once)
 
