@@ -80,6 +80,13 @@ def print_episodes(found: list[dict[str, Any]], total: int, shown: int = 6) -> N
                 f"      over {during.get('window_ms', 0):g} ms, cpu/run-queue wait ms: {procs}; others"
                 f" {during.get('others_cores', 0):g} cores of {during.get('machine_busy_cores', 0):g}"
                 + (f"; {gcs}" if gcs else "")
-                + (f"; fsync {during['slowest_fsync_ms']:g} ms" if "slowest_fsync_ms" in during else ""),
+                + (f"; fsync {during['slowest_fsync_ms']:g} ms" if "slowest_fsync_ms" in during else "")
+                + f"; disk {during.get('disk_mb_written', 0):g} MB written ("
+                + ", ".join(
+                    f"{k} {v['written_mb']:g}"
+                    for k, v in during.items()
+                    if isinstance(v, dict) and v.get("written_mb")
+                )
+                + f"), {during.get('disk_mb_discarded', 0):g} MB discarded",
                 file=sys.stderr,
             )
