@@ -15,8 +15,7 @@ Experiments (environment, each alone): ``EMBPG_PARTS_ARROW_COPY=1`` the binary C
 kernels (pg_binary_copy without the compiled encoder: the A/B of embpg2's change in one tree);
 ``EMBPG_PARTS_NO_BUILD=1`` the columns built on the apply thread instead of the daemon's;
 ``EMBPG_PARTS_DEPTH2=1`` a batch handed while the one before is still applying (two in flight).
-``--switch-interval S``: ``sys.setswitchinterval`` for the run; ``--apply-switch S``: the interval
-embedded mode sets while it applies (cdc/daemon/gil_switch.py; 0.005, the default's, for none).
+``--switch-interval S``: ``sys.setswitchinterval`` for the run.
 """
 
 from __future__ import annotations
@@ -65,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval for the run (s)")
-    parser.add_argument("--apply-switch", type=float, help="gil_switch.APPLY_SWITCH_INTERVAL_S (s)")
     args = parser.parse_args(argv)
-    if args.apply_switch:
-        from cdc.daemon import gil_switch
-
-        gil_switch.APPLY_SWITCH_INTERVAL_S = args.apply_switch
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # calls, wall s, CPU s

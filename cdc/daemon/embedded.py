@@ -59,7 +59,6 @@ from cdc.daemon.embedded_resume import (
     sink_resume_point,
 )
 from cdc.daemon.gc_settings import fewer_collections
-from cdc.daemon.gil_switch import shorter_switch_interval
 from cdc.daemon.metrics import DaemonMetrics, Phase, tally_chunk
 from cdc.daemon.pump import ReaderPump
 from cdc.daemon.sink_thread import SinkThread
@@ -224,7 +223,7 @@ class EmbeddedDaemon:
             # chunk log: it holds policy-applied rows, and its replay (logged so) passes as it is
             pump = with_policies(pump, self._policies, tuple(replay.records) if replay is not None else ())
             pump.start()
-            with fewer_collections(), shorter_switch_interval():
+            with fewer_collections():
                 self._apply_loop(pump, sinks, run)
             for sink in sinks:
                 sink.flush()
