@@ -157,6 +157,9 @@ _LARGE_PREFETCH: dict[str, int] = {
     "fetch.max.bytes": 16_777_216,
 }
 
+# the least time between two subscriptions (each one rebalances the group)
+_RESUBSCRIBE_S = 0.5
+
 # poll_chunks with the direct queue but no partition yet: how long one poll waits on the consumer
 # queue (for the group's assignment) before it returns
 _ASSIGNMENT_WAIT_S = 0.02
@@ -247,6 +250,8 @@ class KafkaChangeReader:
         self._group = group_id or f"headwater-{pipeline}-sink"
         self._schemas = TableVersions(config, pipeline)
         self._follower: SchemaFollower | None = None  # the announced table topics (start())
+        self._unsubscribed = False  # the follower found topics not subscribed yet
+        self._subscribed_at = -_RESUBSCRIBE_S
         self._consumer: Consumer | None = None
         self._raw: RawConsumer | None = None  # the table partitions' messages, if direct (start())
         self._names_of: dict[tuple[str | None, int | None], str] = {}  # (topic, partition) -> name
@@ -280,10 +285,17 @@ class KafkaChangeReader:
     def _follow(self) -> None:
         """Subscribe again when the schema topic announced a table topic (on the polling thread:
         the rebalance it brings runs its callbacks inside a later poll, as any other). Only ever
-        more topics: a partition leaves this process through the group, never through this."""
+        more topics: a partition leaves this process through the group, never through this. Each
+        subscription is a rebalance of the whole group, so tables announced one after another (a
+        new pipeline's first transactions) are taken together, at most once per _RESUBSCRIBE_S."""
         follower, consumer = self._follower, self._consumer
-        if follower is None or consumer is None or not follower.poll():
+        if follower is None or consumer is None:
             return
+        self._unsubscribed |= follower.poll()
+        now = time.monotonic()
+        if not self._unsubscribed or now - self._subscribed_at < _RESUBSCRIBE_S:
+            return
+        self._unsubscribed, self._subscribed_at = False, now
         consumer.subscribe(
             sorted(follower.topics),
             on_assign=self._on_assign,
