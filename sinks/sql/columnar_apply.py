@@ -364,10 +364,13 @@ _ORDINALS: list[pa.Array] = []
 
 def _ordinals(start: int, n: int) -> pa.Array:
     """start, start + 1, ..., as int64: a slice of one array kept for the largest batch (built from
-    a Python range each time, they cost ~0.2 ms per 5,000 changes)."""
-    if not _ORDINALS or len(_ORDINALS[0]) < start + n:
-        _ORDINALS[:] = [pa.array(range(max(2 * (start + n), 16_384)), pa.int64())]
-    return _ORDINALS[0].slice(start, n)
+    a Python range each time, they cost ~0.2 ms per 5,000 changes). Two threads may call it at once
+    (embedded: the daemon's prepare and the apply thread): each slices the array it checked."""
+    held = _ORDINALS[0] if _ORDINALS else None
+    if held is None or len(held) < start + n:
+        held = pa.array(range(max(2 * (start + n), 16_384)), pa.int64())
+        _ORDINALS[:] = [held]
+    return held.slice(start, n)
 
 
 def _binary_types(
