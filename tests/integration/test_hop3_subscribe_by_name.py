@@ -10,7 +10,9 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -42,12 +44,34 @@ def _write(writer: KafkaStreamWriter, schema: TableSchema, seq: int, rows: int) 
     writer.commit(end.restart)
 
 
-def _setup(stack: StackConnections, partitions: int) -> tuple[KafkaStreamConfig, str, KafkaStreamWriter]:
+@dataclass
+class _Rig:
+    pipeline: str
+    writer: KafkaStreamWriter
+    readers: list[KafkaChangeReader]
+
+
+@contextmanager
+def _rig(stack: StackConnections, partitions: int, readers: int = 1) -> Iterator[_Rig]:
+    """A new pipeline's writer and ``readers`` readers in one group; closed and its topics deleted
+    after the block."""
     pipeline = f"hop3sub{uuid.uuid4().hex[:8]}"
     config = KafkaStreamConfig(
         bootstrap_servers=stack.kafka.bootstrap_servers, partitions=partitions, properties=NO_REFRESH
     )
-    return config, pipeline, KafkaStreamWriter(config, pipeline, random.randrange(7300, 7400))
+    group = f"hop3sub-{uuid.uuid4().hex[:8]}"
+    rig = _Rig(
+        pipeline,
+        KafkaStreamWriter(config, pipeline, random.randrange(7300, 7400)),
+        [KafkaChangeReader(config, pipeline, lambda parts: {}, group) for _ in range(readers)],
+    )
+    try:
+        yield rig
+    finally:
+        for reader in rig.readers:
+            reader.close()
+        rig.writer.close()
+        _cleanup(stack, pipeline)
 
 
 def _poll_until(readers: list[KafkaChangeReader], done: Callable[[], bool], seconds: float) -> dict[int, set]:
@@ -62,6 +86,12 @@ def _poll_until(readers: list[KafkaChangeReader], done: Callable[[], bool], seco
     return keys
 
 
+def _read_settled(reader: KafkaChangeReader, partitions: int, settle_s: float) -> set:
+    """Poll one reader until it holds ``partitions`` partitions, then ``settle_s`` more: the keys."""
+    got = _poll_until([reader], lambda: len(reader.assigned) == partitions, 30)[0]
+    return got | _poll_until([reader], lambda: False, settle_s)[0]
+
+
 def _cleanup(stack: StackConnections, pipeline: str) -> None:
     admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap_servers})
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{pipeline}.")]
@@ -71,34 +101,26 @@ def _cleanup(stack: StackConnections, pipeline: str) -> None:
 
 
 def test_tables_announced_after_the_reader_started_are_consumed(stack: StackConnections) -> None:
-    config, pipeline, writer = _setup(stack, 1)
-    reader = KafkaChangeReader(config, pipeline, lambda parts: {})
-    try:
+    with _rig(stack, 1) as rig:
+        reader, writer, pipeline = rig.readers[0], rig.writer, rig.pipeline
         reader.start()  # a new pipeline: not even the schema topic exists yet
         reader.poll(10_000, 0.1)
         writer.start()
         _write(writer, SCHEMA, 1, 3)
-        got = _poll_until([reader], lambda: len(reader.assigned) == 1, 30)
-        got[0] |= _poll_until([reader], lambda: False, 0.5)[0]
-        assert got[0] == {1000, 1001, 1002}, f"first table: {sorted(got[0])}"
+        got = _read_settled(reader, 1, 0.5)
+        assert got == {1000, 1001, 1002}, f"first table: {sorted(got)}"
 
         _write(writer, OTHER, 2, 2)  # a second table: its topic is created now
-        got = _poll_until([reader], lambda: len(reader.assigned) == 2, 30)
-        got[0] |= _poll_until([reader], lambda: False, 0.5)[0]
+        got = _read_settled(reader, 2, 0.5)
         # before: the pattern matched the new topic only at the next metadata refresh
         assert reader.assigned == {f"{pipeline}.speedsink.items:0", f"{pipeline}.speedsink.others:0"}
-        assert got[0] == {2000, 2001}, f"second table: {sorted(got[0])}"
-    finally:
-        reader.close()
-        writer.close()
-        _cleanup(stack, pipeline)
+        assert got == {2000, 2001}, f"second table: {sorted(got)}"
 
 
 def test_a_topic_the_schema_topic_does_not_announce_is_not_consumed(stack: StackConnections) -> None:
-    config, pipeline, writer = _setup(stack, 1)
-    stray = f"{pipeline}.speedsink.stray"  # named like a table topic of the pipeline
-    reader = KafkaChangeReader(config, pipeline, lambda parts: {})
-    try:
+    with _rig(stack, 1) as rig:
+        reader, writer, pipeline = rig.readers[0], rig.writer, rig.pipeline
+        stray = f"{pipeline}.speedsink.stray"  # named like a table topic of the pipeline
         admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap_servers})
         admin.create_topics([NewTopic(stray, 1, 1)])[stray].result()
         producer = Producer({"bootstrap.servers": stack.kafka.bootstrap_servers})
@@ -107,29 +129,22 @@ def test_a_topic_the_schema_topic_does_not_announce_is_not_consumed(stack: Stack
         writer.start()
         _write(writer, SCHEMA, 1, 2)
         reader.start()
-        got = _poll_until([reader], lambda: len(reader.assigned) >= 1, 30)
-        got[0] |= _poll_until([reader], lambda: False, 1.0)[0]
+        got = _read_settled(reader, 1, 1.0)
         assert reader.assigned == {f"{pipeline}.speedsink.items:0"}
-        assert got[0] == {1000, 1001}
-    finally:
-        reader.close()
-        writer.close()
-        _cleanup(stack, pipeline)
+        assert got == {1000, 1001}
 
 
 def test_two_readers_of_a_group_share_a_table_announced_while_they_run(stack: StackConnections) -> None:
-    config, pipeline, writer = _setup(stack, 4)
-    group = f"hop3sub-{uuid.uuid4().hex[:8]}"
-    readers = [KafkaChangeReader(config, pipeline, lambda parts: {}, group) for _ in range(2)]
+    with _rig(stack, 4, readers=2) as rig:
+        readers, writer, pipeline = rig.readers, rig.writer, rig.pipeline
 
-    def shared(count: int) -> Callable[[], bool]:
-        def done() -> bool:
-            a, b = (r.assigned for r in readers)
-            return len(a | b) == count and not a & b and bool(a) and bool(b)
+        def shared(count: int) -> Callable[[], bool]:
+            def done() -> bool:
+                a, b = (r.assigned for r in readers)
+                return len(a | b) == count and not a & b and bool(a) and bool(b)
 
-        return done
+            return done
 
-    try:
         writer.start()
         _write(writer, SCHEMA, 1, 8)
         for reader in readers:
@@ -150,8 +165,3 @@ def test_two_readers_of_a_group_share_a_table_announced_while_they_run(stack: St
         # every change reached one of the two (a partition that moved was read from the start again
         # by its new owner: these readers store no offsets)
         assert keys[0] | keys[1] == set(range(1000, 1008)) | set(range(2000, 2008))
-    finally:
-        for reader in readers:
-            reader.close()
-        writer.close()
-        _cleanup(stack, pipeline)
