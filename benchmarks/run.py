@@ -274,7 +274,8 @@ class Runner:
             entry["profiles"] += profiled.get("profiles", [])
         return entry
 
-    def drop_places(self) -> None:
+    def drop_places(self, topics: bool = True) -> None:
+        """The run's schemas and databases, and its Kafka topics unless ``topics`` is False."""
         pg = sa.create_engine(self.stack.postgres.sqlalchemy_url())
         m = self.stack.mariadb
         with pg.begin() as conn, pymysql.connect(
@@ -286,7 +287,8 @@ class Runner:
                 else:
                     cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         pg.dispose()
-        self._drop_topics()
+        if topics:
+            self._drop_topics()
 
     def _drop_topics(self) -> None:
         """Delete this run's Kafka topics: left behind, thousands of partitions slow the broker's

@@ -2,12 +2,13 @@
 
     .venv/bin/python -m benchmarks.speedsink_bench [--rows 200000] [--targets postgresql,iceberg]
         [--pipeline NAME] [--embedded] [--no-kafka] [--reference] [--profile DIR]
-        [--base TREE] [--rounds N]
+        [--base TREE] [--rounds N] [--keep-topics]
 
 Writes the sinks range and captures it once into a pipeline (or reuses ``--pipeline``, a pipeline an
 earlier run captured: its topics are still on the broker), then runs ``benchmarks.child sink_kafka``
 for each target, as ``benchmarks.run`` does. Prints one JSON document; for quick A/B runs of the
-consume-and-apply path without the whole suite.
+consume-and-apply path without the whole suite. The run's Kafka topics are deleted at its end unless
+``--keep-topics`` (then its pipeline name, printed, can be given to later runs as ``--pipeline``).
 
 ``--base TREE``: the same children are also run from another checkout (``git worktree add TREE
 COMMIT``), interleaved with this one's for ``--rounds`` rounds, so that an A/B comparison sees the
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, help="another checkout: its children run too, interleaved")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of (this tree, --base) children")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--keep-topics", action="store_true", help="leave the captured pipeline's topics, for --pipeline"
+    )
     args = parser.parse_args(argv)
     stack = StackConnections.read(default_state_dir())
     profiles = args.profile or Path(tempfile.mkdtemp(prefix="hw-speedsink-prof-"))
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.tree = HERE
             result[target] = entry
     finally:
-        runner.drop_places()
+        runner.drop_places(topics=not args.keep_topics)
         shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(result, indent=2, default=str)
     if args.out:
