@@ -44,6 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pymysql
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -358,8 +359,23 @@ def run(
         with pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password) as conn:
             conn.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
         _drop_topics(stack, name, db)
+        _drop_schema(stack, name)
     result["logs"] = str(tmp)
     return result
+
+
+def _drop_schema(stack: StackConnections, schema: str) -> None:
+    """The sink's PostgreSQL schema (its table and position rows: ~380 MB after a 45 s run at 10k/s
+    and its steps). Left behind, they grew the dev stack's database by gigabytes a day."""
+    p = stack.postgres
+    try:
+        with psycopg.connect(
+            host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database, autocommit=True
+        ) as conn:
+            conn.execute("SET lock_timeout = '10s'")  # a sink still connected: leave it, say so
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    except psycopg.Error as exc:  # cleanup: say what was left, go on
+        print(f"  schema {schema} not dropped: {exc}", file=sys.stderr)
 
 
 def _drop_topics(stack: StackConnections, pipeline: str, db: str) -> None:

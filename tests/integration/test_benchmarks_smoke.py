@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cdc.devstack.connections import StackConnections
@@ -46,6 +47,12 @@ def test_smoke_run_reports_every_figure(stack: StackConnections, tmp_path: Path)
     assert e2e["changes"] > 0 and e2e["p50_s"] >= 0 and e2e["p99_s"] >= e2e["p50_s"]
     assert e2e["steps"] and "max_sustained_rate" in e2e
     assert set(e2e["peak_rss_mb"]) == {"cdc_run", "cdc_sink"}
+    p = stack.postgres
+    with psycopg.connect(
+        host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database
+    ) as conn:
+        left = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (e2e["pipeline"],)).fetchone()
+    assert left is None, "the end-to-end run leaves its sink's PostgreSQL schema behind"
     assert set(result["targets"]) == {
         "capture_multi_row",
         "capture_multi_row_vs_mariadb_binlog",
