@@ -63,17 +63,10 @@ def test_without_proc_every_batch_is_trimmed() -> None:
 
 
 def test_another_pool_releases_its_cache_after_every_batch() -> None:
+    # mimalloc: pyarrow's default pool in its wheels (the one an operator's
+    # ARROW_DEFAULT_MEMORY_POOL would most likely name), built into the version we install
     before = pa.default_memory_pool()
-    others = [p for p in ("jemalloc", "mimalloc") if getattr(pa, f"{p}_memory_pool", None)]
-    pool = None
-    for name in others:
-        try:
-            pool = getattr(pa, f"{name}_memory_pool")()
-            break
-        except NotImplementedError:
-            continue
-    if pool is None:
-        pytest.skip("pyarrow built without jemalloc and mimalloc")
+    pool = pa.mimalloc_memory_pool()
     pa.set_memory_pool(pool)
     try:
         resident = _Resident()
