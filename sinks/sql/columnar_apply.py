@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -45,6 +45,7 @@ from cdc.stream.arrow_changes import INT_KINDS, ChangeColumns
 from cdc.stream.kafka_chunks import ChunkRecords
 from sinks.contract import AppliedState, SinkBatch
 from sinks.sql import mariadb_columnar, pg_binary_copy, sqlite_columnar
+from sinks.sql.pg_copy_ahead import CopyAhead, encode_ahead
 from sinks.sql.positions_table import Held, TableShape
 from sinks.sql.schema_follow import unfollowed
 from sinks.sql.type_mapping import Dialect, Family, target_type
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 # pg_columnar and pg_session import psycopg (~9 MiB of RSS with psycopg_binary's libraries), which a
 # MariaDB or SQLite sink never uses: they are imported in the PostgreSQL branches below.
 
-__all__ = ["UPSERT_BATCHES", "Prepared", "apply_columns", "column_threshold", "prepare"]
+__all__ = ["UPSERT_BATCHES", "Prepared", "apply_columns", "column_threshold", "copy_ahead", "prepare"]
 
 _KINDS = frozenset(
     {
@@ -89,6 +90,8 @@ class _TableChanges:
     last: pa.Table  # ``changes``' last change per key (_last_per_key)
     # PostgreSQL: the target column types when every column goes by binary COPY (pg_binary_copy)
     binary: tuple[ArrowType, ...] | None = None
+    # PostgreSQL, embedded: ``last``'s COPY streams made before the transaction (copy_ahead)
+    ahead: CopyAhead | None = None
 
 
 def column_threshold(dialect: Dialect, copy_threshold_rows: int | None) -> int | None:
@@ -136,6 +139,20 @@ def prepare(sink: SqlSink, batch: SinkBatch) -> Prepared:
     synced = not unfollowed(sink, firsts, shapes)
     tables = _by_target(sink, columns, shapes) if synced else None  # type: ignore[arg-type]
     return Prepared(batch, columns, firsts, synced, tables, shapes)  # type: ignore[arg-type]
+
+
+def copy_ahead(sink: SqlSink, ready: Prepared) -> None:
+    """PostgreSQL: each table's binary COPY streams made now, for the apply to send
+    (:mod:`sinks.sql.pg_copy_ahead`), except for a table going by upsert alone after a replay."""
+    if sink.dialect is not Dialect.POSTGRESQL or ready.tables is None:
+        return
+    upserting = sink._pg_upserting  # read from another thread: at worst a stream made for nothing
+    ready.tables = [
+        t
+        if t.binary is None or upserting.get(t.target)
+        else replace(t, ahead=encode_ahead(t.last, t.names, t.binary))
+        for t in ready.tables
+    ]
 
 
 def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
@@ -439,7 +456,9 @@ def _write(
     if dialect is Dialect.POSTGRESQL:
         from sinks.sql import pg_columnar
 
-        pg_columnar.write_table(conn, table, primary_key, changes.names, rows, direct, changes.binary)
+        pg_columnar.write_table(
+            conn, table, primary_key, changes.names, rows, direct, changes.binary, changes.ahead
+        )
         return
     deleted = pc.equal(rows.column("_op"), "d")
     write = sqlite_columnar.write_rows if dialect is Dialect.SQLITE else mariadb_columnar.write_rows

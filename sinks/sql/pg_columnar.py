@@ -20,7 +20,7 @@ very same CSV.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import psycopg
 import pyarrow as pa
@@ -31,6 +31,7 @@ from psycopg import sql
 
 from cdc.core.schemas import ArrowType
 from sinks.sql.pg_binary_copy import rows_binary
+from sinks.sql.pg_copy_ahead import CopyAhead
 from sinks.sql.pg_stages import KeysExist, Stages, execute
 
 __all__ = ["KeysExist", "Stages", "bytea_hex", "write_table"]
@@ -64,11 +65,16 @@ def write_table(
     rows: pa.Table,
     direct: bool,
     binary: Sequence[ArrowType] | None = None,
+    ahead: CopyAhead | None = None,
 ) -> None:
     """``rows``: one per key (``c0``.. the values, ``_op``); ``direct``: inserts by COPY.
     ``binary``: the column types of ``names`` when the values are typed and go by binary COPY, None
-    when they are text for a CSV COPY."""
+    when they are text for a CSV COPY. ``ahead``: ``rows``' binary COPY streams, made before the
+    transaction (:mod:`sinks.sql.pg_copy_ahead`): sent as they are where they fit the write."""
     stages = Stages.of(conn)
+    if ahead is not None and binary is not None and (direct or ahead.every_inserted):
+        _write_ahead(conn, table, primary_key, names, ahead, direct)
+        return
     keys = [f"c{names.index(k)}" for k in primary_key]
     key_types = None if binary is None else [binary[names.index(k)] for k in primary_key]
     values = [f"c{i}" for i in range(len(names))]
@@ -100,6 +106,42 @@ def write_table(
         return
     stage = sql.Identifier(stages.stage(conn, table, "upsert", names))
     _copy(conn, stage, names, kept.select(values), binary)
+    _upsert(conn, table, primary_key, names, stage)
+
+
+def _write_ahead(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    ahead: CopyAhead,
+    direct: bool,
+) -> None:
+    """:func:`write_table` of rows none of which is deleted, from their streams made ahead: the same
+    statements and COPY bytes as there (``direct``, or every row an insert)."""
+    if direct and ahead.inserted:
+        try:
+            _send(conn, _target(table), names, ahead.inserts)
+        except psycopg.errors.UniqueViolation as exc:
+            raise KeysExist(table.name) from exc
+        if ahead.every_inserted:
+            return
+    upserted = ahead.others if direct else ahead.inserts  # not direct: every row is an insert
+    if not (ahead.other_rows if direct else ahead.inserted):
+        return
+    stage = sql.Identifier(Stages.of(conn).stage(conn, table, "upsert", names))
+    _send(conn, stage, names, upserted)
+    _upsert(conn, table, primary_key, names, stage)
+
+
+def _upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    primary_key: Sequence[str],
+    names: Sequence[str],
+    stage: sql.Identifier,
+) -> None:
+    """The stage's rows into the table, each key's values replacing the row it holds."""
     rest = [n for n in names if n not in primary_key]
     action: sql.Composable
     if rest:
@@ -134,10 +176,7 @@ def _copy(
     raw = conn.connection.driver_connection
     assert raw is not None
     if binary is not None:
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(into, columns)
-        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
-            for piece in rows_binary(rows.columns, binary):
-                copy.write(piece)
+        _send(conn, into, names, rows_binary(rows.columns, binary))
         return
     out = io.BytesIO()
     # "needed" quoting quotes empty strings, so that only NULL is an unquoted empty field
@@ -145,6 +184,19 @@ def _copy(
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT CSV)").format(into, columns)
     with raw.cursor() as cur, cur.copy(copy_sql) as copy:
         copy.write(out.getbuffer())
+
+
+def _send(
+    conn: sa.Connection, into: sql.Composable, names: Sequence[str], pieces: Iterable[bytes | memoryview]
+) -> None:
+    """A binary COPY stream (header, rows, trailer) into ``into``'s ``names``, piece by piece."""
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(into, columns)
+    with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+        for piece in pieces:
+            copy.write(piece)
 
 
 def _target(table: sa.Table) -> sql.Composable:

@@ -22,7 +22,14 @@ from cdc.core.positions import Position
 from cdc.core.schemas import TableRef, TableSchema
 from sinks.contract import AppliedState, PendingSchemaChange, SinkBatch, WriterIdentity
 from sinks.sql.codec import Codec, make_codec
-from sinks.sql.columnar_apply import UPSERT_BATCHES, Prepared, apply_columns, column_threshold, prepare
+from sinks.sql.columnar_apply import (
+    UPSERT_BATCHES,
+    Prepared,
+    apply_columns,
+    column_threshold,
+    copy_ahead,
+    prepare,
+)
 from sinks.sql.db_errors import access_problem, classify, is_transient
 from sinks.sql.dead_letter import bad_rows, key_json, write_dead_letters
 from sinks.sql.names import quoted
@@ -215,6 +222,7 @@ class SqlSink:
         apply, which makes it again."""
         try:
             ready = prepare(self, batch)
+            copy_ahead(self, ready)  # PostgreSQL: the COPY streams too (sinks/sql/pg_copy_ahead.py)
         except Exception as exc:  # noqa: BLE001 - the apply makes it again and raises it as a batch's error
             log.debug("%s: preparing a batch failed (the apply will tell): %s", self.name, exc)
             return
