@@ -56,6 +56,8 @@ from benchmarks.e2e_disk import DiskWatch, describe
 from benchmarks.e2e_hops import latency_parts, print_parts
 from benchmarks.e2e_probes import Clock, kafka_probe, poller, probe_reader, quantile, sink_backends
 from benchmarks.e2e_stalls import StallSampler, annotate, gc_pauses, postgres_pids
+from benchmarks.e2e_step_cpu import StepCpu
+from benchmarks.e2e_step_cpu import describe as describe_cpu
 from cdc.core.schemas import TableRef
 from cdc.devstack.connections import KafkaConnection, StackConnections, default_state_dir
 from cdc.stream.topics import TopicNames
@@ -277,16 +279,15 @@ def run(
         disk = DiskWatch(stack, default_state_dir())
         disk.start()
         # what every process did during the slow episodes (run-queue waits, the rest of the machine)
-        stalls = StallSampler(
-            {
-                "cdc_run": [capture.pid],
-                "cdc_sink": [sink.pid],
-                "kafka": [pids["kafka"] or 0],
-                "mariadb": [_pid_file(default_state_dir(), "mariadb") or 0],
-                "postgres": postgres_pids(_pid_file(default_state_dir(), "postgres")),
-                "benchmark": [os.getpid(), probe.pid or 0],
-            }
-        )
+        processes = {
+            "cdc_run": [capture.pid],
+            "cdc_sink": [sink.pid],
+            "kafka": [pids["kafka"] or 0],
+            "mariadb": [_pid_file(default_state_dir(), "mariadb") or 0],
+            "postgres": postgres_pids(_pid_file(default_state_dir(), "postgres")),
+            "benchmark": [os.getpid(), probe.pid or 0],
+        }
+        stalls = StallSampler(processes)
         stalls.start()
         started = time.time()
         _writer(stack, clock, [(rate, seconds)], stop, db)
@@ -339,7 +340,8 @@ def run(
             file=sys.stderr,
         )
         print(f"  {describe(result['disk'])}", file=sys.stderr, flush=True)
-        result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample)
+        watch = StepCpu(processes)
+        result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample, watch)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)
         result["peak_rss_mb"] = dict(peaks)
@@ -396,14 +398,24 @@ def _drop_topics(stack: StackConnections, pipeline: str, db: str) -> None:
 
 
 def _step(
-    stack: StackConnections, clock: Clock, stop: threading.Event, db: str, rate: int, seconds: float
+    stack: StackConnections,
+    clock: Clock,
+    stop: threading.Event,
+    db: str,
+    rate: int,
+    seconds: float,
+    watch: StepCpu | None = None,
 ) -> dict[str, Any]:
-    """One step at ``rate``: held or not (see the module docstring), and which part limited it."""
+    """One step at ``rate``: held or not (see the module docstring), and which part limited it;
+    with ``watch``, each process's CPU over the step's writing."""
     clock.latencies.clear()
     clock.in_kafka.clear()
     begun, began = time.monotonic(), time.time()
+    if watch is not None:
+        watch.start()
     sent = _writer(stack, clock, [(rate, seconds)], stop, db)
     wrote_s = time.monotonic() - begun
+    cpu = watch.stop(sent, wrote_s) if watch is not None else {}
     ended = time.time()
     drained = _drain(clock, 15)
 
@@ -445,6 +457,8 @@ def _step(
         "wrote_s": wrote_s,
         "drained": drained,
         "limit": limit,
+        "cpu": cpu,
+        "loadavg": os.getloadavg()[0],
     }
 
 
@@ -457,6 +471,7 @@ def _steps(
     seconds: float,
     refine: bool,
     sample: Callable[[], None],
+    watch: StepCpu | None = None,
 ) -> list[dict[str, Any]]:
     """The given steps in order until one is not held, then (``refine``) the midpoint between the
     last held and that one: each printed as it ends."""
@@ -470,7 +485,7 @@ def _steps(
         )
     failed: int | None = None
     for rate in steps:
-        step = _step(stack, clock, stop, db, rate, seconds)
+        step = _step(stack, clock, stop, db, rate, seconds, watch)
         sample()
         out.append(step)
         _print_step(step)
@@ -481,7 +496,7 @@ def _steps(
     if refine and failed is not None and held:
         mid = (max(held) + failed) // 2 // 1000 * 1000
         if max(held) < mid < failed:
-            step = _step(stack, clock, stop, db, mid, seconds)
+            step = _step(stack, clock, stop, db, mid, seconds, watch)
             sample()
             out.append(step)
             _print_step(step)
@@ -498,6 +513,8 @@ def _print_step(step: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if step.get("cpu"):
+        print(f"    load {step['loadavg']:.1f}; {describe_cpu(step['cpu'])}", file=sys.stderr, flush=True)
 
 
 def _broker_address(state_dir: Path) -> str:
