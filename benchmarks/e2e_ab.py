@@ -40,6 +40,10 @@ def _row(result: dict[str, Any]) -> dict[str, float]:
     cpu = result.get("cpu", {})
     row = {name: cpu[name]["cpu_us_per_change"] for name in PROCESSES if name in cpu}
     row["pipeline"] = sum(row.values())
+    # librdkafka's threads of `cdc run` apart (rdk:broker1: the producer's sends)
+    for thread, cpu_us in result.get("cpu_threads", {}).get("cdc_run", {}).items():
+        if thread.startswith("rdk:broker") and not thread.startswith("rdk:broker-"):
+            row[f"run_{thread}"] = cpu_us
     row["p50_ms"] = result["p50_s"] * 1000
     row["p99_ms"] = result["p99_s"] * 1000
     row["load"] = sum(result["loadavg"]) / len(result["loadavg"])
