@@ -136,11 +136,13 @@ def _writer(
                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
                     )
                     ids = range(clock.next_id, clock.next_id + due)
+                    # dict.update of dict.fromkeys: the same entries at C speed (a Python loop over
+                    # the ids was ~1 us per change of this process's CPU at 40k/s)
+                    stamps = dict.fromkeys(ids, now)
                     with clock.lock:
-                        for i in ids:
-                            clock.written[i] = now
-                            clock.written_kafka[i] = now
-                            clock.write_time[i] = now
+                        clock.written.update(stamps)
+                        clock.written_kafka.update(stamps)
+                        clock.write_time.update(stamps)
                     # the rows made by the server from its sequence engine (the same row images as
                     # a VALUES list): building 100k rows/s of VALUES text took the writer's core
                     cur.execute(
@@ -150,8 +152,7 @@ def _writer(
                     )
                     done = time.time()
                     with clock.lock:
-                        for i in ids:
-                            clock.source_commit[i] = done
+                        clock.source_commit.update(dict.fromkeys(ids, done))
                     clock.next_id += due
                     sent += due
                 total += sent
