@@ -236,9 +236,10 @@ def run(
     polling = threading.Thread(target=poller, args=(stack, name, clock, stop), daemon=True)
     polling.start()
     spawn = multiprocessing.get_context("spawn")
-    found, probe_stop = spawn.Queue(), spawn.Event()
+    found, probe_stop, probe_sparse = spawn.Queue(), spawn.Event(), spawn.Event()
     probe = spawn.Process(
-        target=kafka_probe, args=(stack.kafka.bootstrap_servers, f"{name}.{db}.edit", found, probe_stop)
+        target=kafka_probe,
+        args=(stack.kafka.bootstrap_servers, f"{name}.{db}.edit", found, probe_stop, probe_sparse),
     )
     probe.start()
     threading.Thread(target=probe_reader, args=(found, clock, stop), daemon=True).start()
@@ -341,7 +342,10 @@ def run(
             file=sys.stderr,
         )
         print(f"  {describe(result['disk'])}", file=sys.stderr, flush=True)
-        watch = StepCpu(processes)
+        # the benchmark's own share apart from its Kafka probe's (a process of its own)
+        watch = StepCpu({**processes, "benchmark": [os.getpid()], "probe": [probe.pid or 0]})
+        # the steps need each change's capture half, not its hops: the probe reads less (see there)
+        probe_sparse.set()
         result["steps"] = _steps(stack, clock, stop, db, steps, step_seconds, refine, sample, watch)
         held = [step["rate"] for step in result["steps"] if step["held"]]
         result["max_sustained_rate"] = max(held, default=0)

@@ -44,11 +44,16 @@ class Clock:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def kafka_probe(bootstrap: str, topic: str, out: Any, stop: Any) -> None:
+def kafka_probe(bootstrap: str, topic: str, out: Any, stop: Any, sparse: Any = None) -> None:
     """In its own process: each message of ``topic`` as it becomes visible to a read_committed
-    consumer (as `cdc sink` reads), put on ``out`` per consume as (visible, ids, produced). In
+    consumer (as `cdc sink` reads), put on ``out`` per consume as (visible, ids, produced, upto). In
     the bench's own process it lagged `cdc sink` by ~30 ms on average at 10k/s (the writer's and the
-    poller's threads, under the GIL), which the split between the halves then carried."""
+    poller's threads, under the GIL), which the split between the halves then carried.
+
+    While ``sparse`` is set (the rate steps), only each consume's last message is read (``upto``
+    True): ids are written in order into one partition, so every id up to it was visible by then,
+    as the poller reads PostgreSQL. Reading every key took ~1 us per change of a process of its own
+    (at 85k/s the benchmark used 0.41 of the 2 cores), which the steps' pipeline needs."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
@@ -65,36 +70,48 @@ def kafka_probe(bootstrap: str, topic: str, out: Any, stop: Any) -> None:
             now = time.time()
             ids: list[int] = []
             produced: list[float] = []
-            for msg in messages:
+            upto = sparse is not None and sparse.is_set()
+            for msg in reversed(messages) if upto else messages:
                 key = msg.key()
                 if msg.error() or not key or not msg.value():
                     continue
                 # the key ({"id": N}), not the value: a fifth of the bytes to parse
                 ids.append(orjson.loads(key)["id"])
                 produced.append(msg.timestamp()[1] / 1000)
+                if upto:
+                    break
             if ids:
                 # two flat lists, not a tuple per message: a third of the pickling on both sides
-                out.put((now, ids, produced))
+                out.put((now, ids, produced, upto))
     finally:
         consumer.close()
 
 
 def probe_reader(found: Any, clock: Clock, stop: threading.Event) -> None:
     """The probe's findings into ``clock`` (in this process: a few puts a second, each
-    ``(visible, ids, produced)``: when the consume returned, and each message's id and timestamp)."""
+    ``(visible, ids, produced, upto)``: when the consume returned, each message's id and timestamp;
+    with ``upto``, the last message only, and every id up to it was visible then)."""
+    upto_id = 0  # every id up to this one has been seen
     while not stop.is_set():
         try:
             batch = found.get(timeout=0.05)
         except queue.Empty:
             continue
-        now, ids, produced = batch
+        now, ids, produced, upto = batch
         with clock.lock:
-            clock.seq.extend(zip(ids, repeat(now, len(ids)), produced, strict=True))
             pop = clock.written_kafka.pop
-            for written, made in zip(map(pop, ids, repeat(None)), produced, strict=True):
-                if written is not None:
-                    clock.in_kafka.append((now, now - written))
-                    clock.produced.append((now, made - written, now - made))
+            if upto:
+                arrived = range(upto_id + 1, ids[-1] + 1)
+                clock.in_kafka.extend(
+                    [(now, now - w) for w in map(pop, arrived, repeat(None)) if w is not None]
+                )
+            else:
+                clock.seq.extend(zip(ids, repeat(now, len(ids)), produced, strict=True))
+                for written, made in zip(map(pop, ids, repeat(None)), produced, strict=True):
+                    if written is not None:
+                        clock.in_kafka.append((now, now - written))
+                        clock.produced.append((now, made - written, now - made))
+            upto_id = max(upto_id, ids[-1])
 
 
 def poller(stack: StackConnections, schema: str, clock: Clock, stop: threading.Event) -> None:
