@@ -28,7 +28,8 @@ from typing import Any
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _threads(pid: int) -> dict[int, tuple[str, float]]:
+def _threads(pid: int, states: list[str] | None = None) -> dict[int, tuple[str, float]]:
+    """Each thread's name and CPU seconds; ``states`` gets each thread's state letter (R, S, D)."""
     out: dict[int, tuple[str, float]] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -43,6 +44,8 @@ def _threads(pid: int) -> dict[int, tuple[str, float]]:
         name = text[text.index("(") + 1 : text.rindex(")")]
         fields = text[text.rindex(")") + 2 :].split()
         out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
+        if states is not None:
+            states.append(fields[0] + ("" if fields[0] in "RS" else f"{name},"))
     return out
 
 
@@ -78,6 +81,7 @@ def run_one(tree: Path, cpus: str, pipeline: str, env: dict[str, str]) -> dict[s
     )
     seen: dict[int, tuple[str, float]] = {}
     series: list[tuple[float, dict[int, tuple[str, float]]]] = []
+    state_samples: list[tuple[float, str]] = []  # (time, the threads' state letters)
     lines: list[tuple[float, str]] = []
 
     def read_out() -> None:
@@ -91,7 +95,9 @@ def run_one(tree: Path, cpus: str, pipeline: str, env: dict[str, str]) -> dict[s
     reader.start()
     err_reader.start()
     while proc.poll() is None:
-        now = _threads(proc.pid)
+        states: list[str] = []
+        now = _threads(proc.pid, states)
+        state_samples.append((time.perf_counter(), "".join(states)))
         seen.update(now)
         series.append((time.perf_counter(), now))
         time.sleep(0.02)
@@ -124,6 +130,21 @@ def run_one(tree: Path, cpus: str, pipeline: str, env: dict[str, str]) -> dict[s
         for g in (0, 1, 2)
     }
     result["span_gc_s"] = sum(e[2] for e in in_span)
+    # the span's samples with no thread running or runnable: the process waited on something outside
+    # (disk, the broker); with one: it worked or waited for a core (run queue, other processes)
+    letters = [text for at, text in state_samples if began <= at <= ended]
+    result["idle_share"] = sum(1 for t in letters if "R" not in t) / len(letters) if letters else 0.0
+    result["disk_wait_share"] = (
+        sum(1 for t in letters if "R" not in t and "D" in t) / len(letters) if letters else 0.0
+    )
+    waiting: dict[str, int] = {}  # who was in disk wait while nothing ran
+    for t in letters:
+        if "R" not in t:
+            for part in t.split(","):
+                part = part.lstrip("S")
+                if part.startswith("D"):
+                    waiting[part[1:]] = waiting.get(part[1:], 0) + 1
+    result["disk_wait_threads"] = {k: round(v / len(letters), 3) for k, v in waiting.items()}
     result["rows_per_s"] = result["rows"] / result["seconds"]
     result["cpu_us_per_row"] = result["cpu_s"] / result["rows"] * 1e6
     result["cores"] = result["cpu_s"] / result["seconds"]
@@ -162,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"[ice4] {n} {label}: {r['rows_per_s']:,.0f} rows/s {r['cpu_us_per_row']:.2f} us/row"
                 f" cores {r['cores']:.2f} {r['peak_rss_mb']:.0f} MiB load {r['load_1m']:.1f}"
-                f" gc {r['span_gc']} | {top}",
+                f" idle {r['idle_share']:.2f} (disk {r['disk_wait_share']:.2f}"
+                f" {r['disk_wait_threads']}) | {top}",
                 file=sys.stderr,
             )
     for label, rs in runs.items():
