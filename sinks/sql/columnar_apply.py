@@ -185,6 +185,8 @@ def apply_columns(sink: SqlSink, batch: SinkBatch) -> bool:
     except pg_columnar.KeysExist as exc:  # rolled back: nothing of the batch was written
         log.info("%s: %s; the batch goes again, by upsert", sink.name, exc)
         upserting[exc.target] = UPSERT_BATCHES
+        # the COPY streams made ahead were let go as they were sent: encoded again, as before
+        tables = [replace(t, ahead=None) if t.ahead is not None else t for t in tables]
         return _transaction(sink, engine, batch, tables, frozenset())
 
 

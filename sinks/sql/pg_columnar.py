@@ -121,7 +121,7 @@ def _write_ahead(
     statements and COPY bytes as there (``direct``, or every row an insert)."""
     if direct and ahead.inserted:
         try:
-            _send(conn, _target(table), names, ahead.inserts)
+            _send_once(conn, _target(table), names, ahead.inserts)
         except psycopg.errors.UniqueViolation as exc:
             raise KeysExist(table.name) from exc
         if ahead.every_inserted:
@@ -130,8 +130,19 @@ def _write_ahead(
     if not (ahead.other_rows if direct else ahead.inserted):
         return
     stage = sql.Identifier(Stages.of(conn).stage(conn, table, "upsert", names))
-    _send(conn, stage, names, upserted)
+    _send_once(conn, stage, names, upserted)
     _upsert(conn, table, primary_key, names, stage)
+
+
+def _send_once(
+    conn: sa.Connection, into: sql.Composable, names: Sequence[str], stream: list[bytes | memoryview]
+) -> None:
+    """A stream made ahead, sent and then let go (the batch holds it until the daemon lets it go): a
+    retry of the batch encodes again (columnar_apply.apply_columns drops the streams for it)."""
+    try:
+        _send(conn, into, names, stream)
+    finally:
+        stream.clear()
 
 
 def _upsert(
