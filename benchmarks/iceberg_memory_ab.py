@@ -8,7 +8,9 @@ Each variant is ``label=TREE[:ENV=VALUE[,ENV=VALUE...]]``; every round runs each
 fresh warehouse (with ``--target``, another sink: a fresh schema, database or file). Prints one
 line per child (rows/s, rows per CPU-second, CPU-us per row over the applying span and for the
 whole process, peak RSS, load) and the medians (min-max) per variant;
-``--out`` writes the JSON. The pipeline's topics come from an earlier ``speedsink_bench`` run.
+``--out`` writes the JSON. The pipeline's topics come from an earlier ``speedsink_bench`` run;
+``--pipeline-of LABEL=NAME`` gives one variant another captured pipeline (e.g. one captured with
+other producer settings), the others read ``--pipeline``.
 """
 
 from __future__ import annotations
@@ -67,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pipeline", required=True)
     parser.add_argument("--variant", action="append", required=True)
+    parser.add_argument("--pipeline-of", action="append", default=[], help="LABEL=PIPELINE for one variant")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--target", default="iceberg", help="or postgresql, mariadb, sqlite")
     args = parser.parse_args(argv)
     variants = [_variant(v) for v in args.variant]
+    pipelines = dict(item.split("=", 1) for item in args.pipeline_of)
     stack = StackConnections.read(default_state_dir())
     runner = _TreeRunner(
         stack, Path(tempfile.mkdtemp(prefix="hw-icemem-")), replace(SIZES["medium"], profile=False)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree, env in order:
                 place = runner._place(args.target, f"{args.target[:2]}_{label}{n}", tmp)
                 try:
-                    result = _run(runner, tree, env, args.pipeline, place)
+                    result = _run(runner, tree, env, pipelines.get(label, args.pipeline), place)
                 except RuntimeError as exc:  # a shared module rebuilt under a child: say so, go on
                     print(f"[icemem] {n} {label}: failed: {str(exc)[-600:]}", file=sys.stderr)
                     continue
@@ -104,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = {label: _summary(runs) for label, runs in results.items()}
     for label, s in summary.items():
         print(f"[icemem] {label}: {s}", file=sys.stderr)
-    document = {"variants": [list(map(str, v)) for v in variants], "runs": results, "summary": summary}
+    document = {
+        "variants": [list(map(str, v)) for v in variants],
+        "pipelines": {label: pipelines.get(label, args.pipeline) for label, _, _ in variants},
+        "runs": results,
+        "summary": summary,
+    }
     if args.out:
         args.out.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return 0
