@@ -51,7 +51,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QUEUE_MAX_MESSAGES = 100_000
-QUEUE_MAX_KBYTES = 64 * 1024  # 64 MiB of messages waiting locally, at most
+# 16 MiB of messages waiting locally (not yet acknowledged by the broker), at most. What the queue
+# holds is the capture's memory above its floor (~120 MiB): caught up or behind it holds a few MiB
+# (a 1M-row transaction sampled every 10 ms: at most ~7,400 messages of ~825 bytes), but while the
+# broker is slow the capture keeps producing until the bound. With 64 MiB a 1M-row transaction
+# peaked at 205 MiB against 120 in one full benchmark run; benchmarks/capture_txn_memory.py, 11
+# alternated rounds at load 4-8: worst peaks 167 and 180 MiB with 64, 143 and 149 with 16 (which
+# the capture reached 7-13 times in some runs); CPU per row, paired medians 0.96 (1M-row
+# transaction) and 1.12 / 1.03 (1000-row transactions), rows/s 1.06 / 0.89 / 1.01: within the noise.
+QUEUE_MAX_KBYTES = 16 * 1024
 
 _FENCED_CODES = {
     KafkaError._FENCED,
