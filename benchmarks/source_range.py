@@ -56,3 +56,13 @@ def source_config(host: str, port: int, user: str, password: str, server_id: int
     return MariaDbSourceConfig(
         host=host, port=port, user=user, password=password, server_id=server_id, tables=[f"{DB}.*"]
     )
+
+
+class TimedRangeSource(RangeSource):
+    """Notes the process's CPU time when reading begins (the sinks are open and claimed by then)."""
+
+    started_cpu = 0.0
+
+    def records(self, start: RestartPoint) -> Iterator[SourceRecord]:
+        self.started_cpu = time.process_time()
+        return super().records(start)
