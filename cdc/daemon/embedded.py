@@ -347,7 +347,7 @@ class EmbeddedDaemon:
         metrics = self.metrics
         # the sinks that work a batch out before it is applied (SqlSink.prepare_columns): here, while
         # the batch before is applied, not on the apply thread waiting for the GIL behind capture
-        preparers: list[Callable[[SinkBatch], None]] = [
+        preparers: list[Callable[[SinkBatch, bool], None]] = [
             p for p in (getattr(sink, "prepare_columns", None) for sink in sinks) if p is not None
         ]
 
@@ -367,8 +367,11 @@ class EmbeddedDaemon:
             records = last if isinstance(last, ReadBatch) else event_chunks(events)
             build_columns(records)  # here, while the batch before is being applied
             sink_batch = SinkBatch(records, AppliedState(last.position))
-            for prepare in preparers:  # the SQL sinks' pre-transaction work, off the apply thread
-                prepare(sink_batch)
+            # the SQL sinks' pre-transaction work, off the apply thread; PostgreSQL's COPY streams
+            # too while the apply is still busy (else it waits for them: it encodes them itself)
+            streams = applying.busy
+            for prepare in preparers:
+                prepare(sink_batch, streams)
             counted = None
             if metrics is not None:  # counted per chunk: a cut inside one counts its rest early
                 counted = (Counter(seen), ends[0], last.source_ts_ms)

@@ -214,15 +214,17 @@ class SqlSink:
                 raise
             raise classify(wrapped, self.name, "the batch was rolled back") from exc
 
-    def prepare_columns(self, batch: SinkBatch) -> None:
+    def prepare_columns(self, batch: SinkBatch, copy_streams: bool = True) -> None:
         """Work out now, on the caller's thread, what a column-wise apply of ``batch`` needs before
         its transaction (:func:`sinks.sql.columnar_apply.prepare`): embedded mode's daemon thread
         calls it before it hands ``batch`` to the apply thread, which then skips that work if the
-        sink's table shapes are still those it was made from. Any failure here is left for the
-        apply, which makes it again."""
+        sink's table shapes are still those it was made from. ``copy_streams``: PostgreSQL's COPY
+        streams too (sinks/sql/pg_copy_ahead.py). Any failure here is left for the apply, which
+        makes it again."""
         try:
             ready = prepare(self, batch)
-            copy_ahead(self, ready)  # PostgreSQL: the COPY streams too (sinks/sql/pg_copy_ahead.py)
+            if copy_streams:
+                copy_ahead(self, ready)
         except Exception as exc:  # noqa: BLE001 - the apply makes it again and raises it as a batch's error
             log.debug("%s: preparing a batch failed (the apply will tell): %s", self.name, exc)
             return

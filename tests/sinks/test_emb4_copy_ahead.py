@@ -136,3 +136,23 @@ def test_streams_are_the_writes_streams() -> None:
     assert b"".join(every.inserts) == b"".join(stream(only.select(values), types))
     with_delete = rows.set_column(2, "_op", pa.array(["c", "d", "c", "u"]))
     assert encode_ahead(with_delete, ["id", "title"], types) is None
+
+
+@pytest.mark.integration
+def test_without_streams_the_apply_encodes(
+    targets: tuple[SqlTarget, SqlTarget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon asks for no streams when the apply thread is idle (it would wait for them)."""
+    columns_target, events_target = targets
+    a, b = columns_target.sink(copy_threshold_rows=10), events_target.sink(copy_threshold_rows=10)
+    first, mixed = _batches()[:2]
+    for sink, records in ((a, tuple(first[:1])), (b, tuple(first[:1]))):
+        sink.apply(SinkBatch(records, _state(first[:1])))
+    encodes = _Encodes(monkeypatch)
+    for batch in (first[1:], mixed):
+        handed = SinkBatch(event_chunks(batch), _state(batch))
+        a.prepare_columns(handed, copy_streams=False)
+        _on_apply_thread(lambda handed=handed: a.apply(handed))  # type: ignore[misc]
+        b.apply(SinkBatch(tuple(batch), _state(batch)))
+    assert _rows(columns_target) == _rows(events_target)
+    assert encodes.rows == {"embedded-apply": 39 + 30 + 20}
