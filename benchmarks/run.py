@@ -203,7 +203,11 @@ class Runner:
             os.sched_setaffinity(0, before)
 
     def _capture_once(self, key: str, r: Range) -> dict[str, Any]:
-        return self.capture(r, f"bench{self.run_id}{key}{r.start}")
+        result = self.capture(r, f"bench{self.run_id}{key}{r.start}")
+        # a capture that read another database's range (or none) peaks low and would read as "flat"
+        if result["rows"] != r.rows:
+            raise RuntimeError(f"{key}: captured {result['rows']:,} rows of a {r.rows:,}-row transaction")
+        return result
 
     def memory_section(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
