@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -57,13 +56,7 @@ from cdc.stream.topic_admin import KafkaTopicAdmin, TopicAdmin
 from cdc.stream.topics import TopicNames
 from cdc.stream.transaction_markers import begin_marker, end_marker
 
-__all__ = [
-    "OPENING_KEY_SUFFIX",
-    "KafkaStreamWriter",
-    "KafkaTopicAdmin",
-    "TopicAdmin",
-    "writer_producer_config",
-]
+__all__ = ["OPENING_KEY_SUFFIX", "KafkaStreamWriter", "KafkaTopicAdmin", "TopicAdmin"]
 
 # the key of the tombstone each transaction opens with on the checkpoints topic (see begin())
 OPENING_KEY_SUFFIX = ":open"
@@ -71,27 +64,6 @@ OPENING_KEY_SUFFIX = ":open"
 log = logging.getLogger(__name__)
 
 _COMMIT_ATTEMPTS = 5
-
-# How long librdkafka holds produced messages before sending them, unless stream.properties sets
-# linger.ms. Every transaction ends in a commit, which sends whatever waits at once (librdkafka's
-# flush overrides linger.ms), so within `cdc run`'s transactions (25 ms apart at 10k changes/s, at
-# most flush_max_ms) this only decides how many sends a transaction takes. With producer_config's 5 ms,
-# the producer's broker thread woke and sent several times per transaction: 30-40% of `cdc run`'s CPU
-# at 10k changes/s (rdk:broker1 2.5-5.4 us per change, benchmarks.e2e cpu_threads). With 100 ms a
-# transaction's messages go in one send at its commit (a full batch, batch.num.messages or batch.size,
-# still goes at once). benchmarks.commit_cost (250 changes in 5 pieces 5 ms apart, per commit, 5
-# rounds alternated, load ~7): rdk:broker1 2,195 -> 414 us, the writer process 4,954 -> 3,038 us; the
-# commit call itself p50 3.7 -> 5.0 ms (it now sends the transaction's messages).
-TRANSACTION_LINGER_MS = 100
-
-
-def writer_producer_config(config: KafkaStreamConfig, pipeline: str) -> dict[str, Any]:
-    """producer_config with the writer's linger.ms (TRANSACTION_LINGER_MS) unless stream.properties
-    sets it (or its alias queue.buffering.max.ms)."""
-    settings = producer_config(config, pipeline)
-    if not {"linger.ms", "queue.buffering.max.ms"} & config.properties.keys():
-        settings["linger.ms"] = TRANSACTION_LINGER_MS
-    return settings
 
 
 class KafkaStreamWriter(ProducerCalls):
@@ -150,7 +122,11 @@ class KafkaStreamWriter(ProducerCalls):
         self._admin.ensure(
             self.topics.own_specs(self.config.replication_factor, self.config.transaction_metadata)
         )
-        settings = writer_producer_config(self.config, self.pipeline)
+        # linger.ms stays producer_config's 5 ms. 100 ms (one send per transaction, at its commit's
+        # flush) cut the producer thread's CPU per commit 2,195 -> 414 us (benchmarks.commit_cost) and
+        # 4.0 -> 2.0 us per change at 10k/s, but the rate steps held less often (base ahead in 4 of 8
+        # alternated searches, behind in 2; one 70k step not held at 1.54 of 2 cores): ff6029e, reverted.
+        settings = producer_config(self.config, self.pipeline)
         settings["on_delivery"] = self._on_delivery
         settings["delivery.report.only.error"] = True
         settings["error_cb"] = self._on_error
