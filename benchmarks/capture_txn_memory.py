@@ -16,18 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pymysql
 
 import benchmarks.decode_bench
 import benchmarks.speedsink_bench
 import benchmarks.workload
+from benchmarks.cdc_sink_rss import median_range
 from benchmarks.iceberg_memory_ab import _variant
 from benchmarks.run import SIZES
 from benchmarks.speedsink_bench import _TreeRunner
@@ -38,17 +39,9 @@ _FIELDS = ("peak_rss_mb", "rows_per_s", "cpu_us_per_row", "process_cpu_us_per_ro
 
 
 def _capture(runner: _TreeRunner, key: str, tree: Path, env: dict[str, str], pipeline: str) -> dict[str, Any]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     runner.tree = tree
-    try:
+    with mock.patch.dict(os.environ, env):  # the child inherits it; restored after
         return dict(runner.with_range(key, lambda r: runner.capture(r, pipeline)))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _write_range(runner: _TreeRunner, key: str, attempts: int = 6) -> None:
@@ -69,15 +62,6 @@ def _drop_database(runner: _TreeRunner, name: str) -> None:
     conn = pymysql.connect(host=m.host, port=m.port, user=m.root_user, password=m.root_password)
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-
-
-def _summary(runs: list[dict[str, Any]]) -> dict[str, str]:
-    out = {}
-    for field in _FIELDS:
-        values = [r[field] for r in runs if r.get(field) is not None]
-        if values:
-            out[field] = f"{statistics.median(values):,.2f} ({min(values):,.2f}-{max(values):,.2f})"
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.drop_places()  # the pipelines' topics
         _drop_database(runner, ours)
-    summary = {key: {label: _summary(runs) for label, runs in by.items()} for key, by in results.items()}
+    summary = {
+        key: {label: median_range(runs, _FIELDS) for label, runs in by.items()} for key, by in results.items()
+    }
     for key, by in summary.items():
         for label, s in by.items():
             print(f"[txnmem] {key} {label}: {s}", file=sys.stderr)

@@ -89,9 +89,13 @@ def _run(tree: Path, config: Path, env: dict[str, str], core: int) -> dict[str, 
     }
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, str]:
+def median_range(
+    runs: list[dict[str, Any]],
+    fields: tuple[str, ...] = ("peak_rss_mb", "process_cpu_us_per_change", "seconds"),
+) -> dict[str, str]:
+    """Each field's median and range over the runs that have it."""
     out = {}
-    for field in ("peak_rss_mb", "process_cpu_us_per_change", "seconds"):
+    for field in fields:
         values = [r[field] for r in runs if r.get(field) is not None]
         if values:
             out[field] = f"{statistics.median(values):,.2f} ({min(values):,.2f}-{max(values):,.2f})"
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.drop_places()
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = {t: {label: _summary(runs) for label, runs in by.items()} for t, by in results.items()}
+    summary = {t: {label: median_range(runs) for label, runs in by.items()} for t, by in results.items()}
     for target, by in summary.items():
         for label, s in by.items():
             print(f"[cdcsink] {target} {label}: {s}", file=sys.stderr)

@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+from benchmarks.cdc_sink_rss import median_range
 from benchmarks.run import SIZES
 from benchmarks.speedsink_bench import _TreeRunner
 from cdc.devstack.connections import StackConnections, default_state_dir
@@ -43,26 +44,9 @@ def _variant(text: str) -> tuple[str, Path, dict[str, str]]:
 def _run(
     runner: _TreeRunner, tree: Path, env: dict[str, str], pipeline: str, place: dict[str, str]
 ) -> dict[str, Any]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     runner.tree = tree
-    try:
+    with mock.patch.dict(os.environ, env):  # the child inherits it; restored after
         return runner.child("sink_kafka", {"pipeline": pipeline, "place": place})
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _summary(runs: list[dict[str, Any]]) -> dict[str, str]:
-    out = {}
-    for field in _FIELDS:
-        values = [r[field] for r in runs if field in r]
-        if values:
-            out[field] = f"{statistics.median(values):,.2f} ({min(values):,.2f}-{max(values):,.2f})"
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.drop_places()  # the SQL targets' schemas / databases
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = {label: _summary(runs) for label, runs in results.items()}
+    summary = {label: median_range(runs, _FIELDS) for label, runs in results.items()}
     for label, s in summary.items():
         print(f"[icemem] {label}: {s}", file=sys.stderr)
     document = {

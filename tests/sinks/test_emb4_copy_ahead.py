@@ -25,6 +25,7 @@ from cdc.daemon.embedded_columns import event_chunks
 from sinks.contract import SinkBatch
 from sinks.sql import pg_binary_copy, pg_columnar, pg_copy_ahead
 from sinks.sql.pg_copy_ahead import encode_ahead, stream
+from tests.sinks.apply_thread import on_apply_thread
 from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_embcol_apply import _event, _rows, _state
 from tests.sinks.test_sinkcol_postgres import _row
@@ -67,22 +68,6 @@ class _Encodes:
         return counted
 
 
-def _on_apply_thread(work: Callable[[], None]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # noqa: BLE001 - raised on the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="embedded-apply")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
 @pytest.mark.integration
 def test_streams_made_ahead_equal_the_per_change_path(
     targets: tuple[SqlTarget, SqlTarget], monkeypatch: pytest.MonkeyPatch
@@ -100,7 +85,7 @@ def test_streams_made_ahead_equal_the_per_change_path(
     for i, batch in enumerate(handed):
         if i + 1 < len(handed):
             a.prepare_columns(handed[i + 1])  # as the daemon: the next one before this one applies
-        _on_apply_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
+        on_apply_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
         b.apply(SinkBatch(tuple(rest[i]), _state(rest[i])))
     a.flush()
     b.flush()
@@ -152,7 +137,7 @@ def test_without_streams_the_apply_encodes(
     for batch in (first[1:], mixed):
         handed = SinkBatch(event_chunks(batch), _state(batch))
         a.prepare_columns(handed, copy_streams=False)
-        _on_apply_thread(lambda handed=handed: a.apply(handed))  # type: ignore[misc]
+        on_apply_thread(lambda handed=handed: a.apply(handed))  # type: ignore[misc]
         b.apply(SinkBatch(tuple(batch), _state(batch)))
     assert _rows(columns_target) == _rows(events_target)
     assert encodes.rows == {"embedded-apply": 39 + 30 + 20}

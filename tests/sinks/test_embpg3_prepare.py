@@ -22,6 +22,7 @@ from cdc.core.events import ChangeEvent
 from cdc.daemon.embedded_columns import event_chunks
 from sinks.contract import SinkBatch
 from sinks.sql import columnar_apply, schema_follow
+from tests.sinks.apply_thread import on_apply_thread
 from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_embcol_apply import _batches, _rows, _state
 
@@ -62,22 +63,6 @@ class _Calls:
         return [name for where, name in self.seen if where == thread]
 
 
-def _apply_on_thread(work: Callable[[], None]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # noqa: BLE001 - raised on the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="embedded-apply")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
 def test_prepared_ahead_equals_the_per_change_path(
     targets: tuple[SqlTarget, SqlTarget], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,7 +75,7 @@ def test_prepared_ahead_equals_the_per_change_path(
     for i, batch in enumerate(handed):
         if i + 1 < len(handed):
             a.prepare_columns(handed[i + 1])  # as the daemon: the next one before this one applies
-        _apply_on_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
+        on_apply_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
         b.apply(SinkBatch(tuple(batches[i]), _state(batches[i])))
     a.flush()
     b.flush()
