@@ -9,6 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from sinks.contract import SinkBatch
+from sinks.sql.sql_sink import SqlSink
+
 APPLY_THREAD = "embedded-apply"
 
 
@@ -26,3 +29,17 @@ def on_apply_thread(work: Callable[[], None]) -> None:
     thread.join()
     if errors:
         raise errors[0]
+
+
+def apply_as_daemon(sink: SqlSink, handed: list[SinkBatch], beside: SqlSink, plain: list[SinkBatch]) -> None:
+    """``handed`` applied as the embedded daemon does (each batch prepared while the one before is
+    applied, applied on the apply thread), and ``plain`` (the same changes, one record each) applied
+    to ``beside`` by the per-change path, batch by batch; both flushed."""
+    sink.prepare_columns(handed[0])
+    for i, batch in enumerate(handed):
+        if i + 1 < len(handed):
+            sink.prepare_columns(handed[i + 1])  # as the daemon: the next one before this one applies
+        on_apply_thread(lambda batch=batch: sink.apply(batch))  # type: ignore[misc]
+        beside.apply(plain[i])
+    sink.flush()
+    beside.flush()

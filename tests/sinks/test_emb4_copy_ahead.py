@@ -25,7 +25,7 @@ from cdc.daemon.embedded_columns import event_chunks
 from sinks.contract import SinkBatch
 from sinks.sql import pg_binary_copy, pg_columnar, pg_copy_ahead
 from sinks.sql.pg_copy_ahead import encode_ahead, stream
-from tests.sinks.apply_thread import on_apply_thread
+from tests.sinks.apply_thread import apply_as_daemon, on_apply_thread
 from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_embcol_apply import _event, _rows, _state
 from tests.sinks.test_sinkcol_postgres import _row
@@ -81,14 +81,7 @@ def test_streams_made_ahead_equal_the_per_change_path(
     rest = [batches[0][1:], *batches[1:]]
     encodes = _Encodes(monkeypatch)
     handed = [SinkBatch(event_chunks(batch), _state(batch)) for batch in rest]
-    a.prepare_columns(handed[0])
-    for i, batch in enumerate(handed):
-        if i + 1 < len(handed):
-            a.prepare_columns(handed[i + 1])  # as the daemon: the next one before this one applies
-        on_apply_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
-        b.apply(SinkBatch(tuple(rest[i]), _state(rest[i])))
-    a.flush()
-    b.flush()
+    apply_as_daemon(a, handed, b, [SinkBatch(tuple(batch), _state(batch)) for batch in rest])
     assert _rows(columns_target) == _rows(events_target)
     assert a.applied() == b.applied() == _state(rest[-1])
     assert a._pg_upserting  # the replay went by upsert

@@ -22,7 +22,7 @@ from cdc.core.events import ChangeEvent
 from cdc.daemon.embedded_columns import event_chunks
 from sinks.contract import SinkBatch
 from sinks.sql import columnar_apply, schema_follow
-from tests.sinks.apply_thread import on_apply_thread
+from tests.sinks.apply_thread import apply_as_daemon
 from tests.sinks.sql_targets import SqlTarget, make_pair
 from tests.sinks.test_embcol_apply import _batches, _rows, _state
 
@@ -71,14 +71,7 @@ def test_prepared_ahead_equals_the_per_change_path(
     calls = _Calls(monkeypatch)
     batches: list[list[ChangeEvent]] = _batches()
     handed = [SinkBatch(event_chunks(batch), _state(batch)) for batch in batches]
-    a.prepare_columns(handed[0])
-    for i, batch in enumerate(handed):
-        if i + 1 < len(handed):
-            a.prepare_columns(handed[i + 1])  # as the daemon: the next one before this one applies
-        on_apply_thread(lambda batch=batch: a.apply(batch))  # type: ignore[misc]
-        b.apply(SinkBatch(tuple(batches[i]), _state(batches[i])))
-    a.flush()
-    b.flush()
+    apply_as_daemon(a, handed, b, [SinkBatch(tuple(batch), _state(batch)) for batch in batches])
     assert _rows(columns_target) == _rows(events_target)
     assert a.applied() == b.applied() == _state(batches[3])
     # the first two batches were prepared before their table existed: their tables were made on
