@@ -58,11 +58,14 @@ def test_binary_values_as_postgresql_hex() -> None:
     assert bytea_hex(values.slice(2)).to_pylist() == ["\\x00ff0a", "\\x616263"]
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["", "streams-made-ahead"])
 def test_a_connection_the_server_dropped_since_the_last_batch_is_replaced(
-    targets: tuple[SqlTarget, SqlTarget],
+    targets: tuple[SqlTarget, SqlTarget], ahead: bool
 ) -> None:
     """The pool pings only a connection idle for a second: one the server dropped right after a
-    batch is found dead by the next batch's first statement, which goes again on a new one."""
+    batch is found dead by the next batch's first statement, which goes again on a new one. With
+    ``ahead`` the batch was prepared first, its COPY streams made (embedded mode): the batch that
+    goes again is worked out again (what was prepared is taken once), and no row is lost."""
     columns_target, _ = targets
     a = columns_target.sink(copy_threshold_rows=10)
     first, second = _inserts(1, range(0, 20), 0), _inserts(2, range(20, 40), 0)
@@ -72,6 +75,11 @@ def test_a_connection_the_server_dropped_since_the_last_batch_is_replaced(
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     with columns_target.engine.connect() as admin:
         assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
-    a.apply(SinkBatch(_chunks(second, 20), _state(second, 40)))
+    batch = SinkBatch(_chunks(second, 20), _state(second, 40))
+    if ahead:
+        a.prepare_columns(batch)
+        prepared = a._prepared[-1].tables
+        assert prepared is not None and all(t.ahead is not None for t in prepared)
+    a.apply(batch)
     assert len(_rows(columns_target)) == 40
     assert a.applied() == _state(second, 40)
